@@ -1,0 +1,11 @@
+"""KubikAI - ComfyUI custom node pack.
+
+ComfyUI imports this file from ``custom_nodes/<any folder name>/``. Importing it registers the
+node classes and the web extension folder; it loads no model, opens no connection, and imports
+nothing of ComfyUI (that happens lazily in ``nodes/comfy_bridge.py``).
+"""
+from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+
+WEB_DIRECTORY = "./web"
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

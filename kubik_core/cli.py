@@ -1,0 +1,51 @@
+"""The ``kubik`` command line.
+
+Every capability adds its sub-commands from ``kubik_core/<cap>/cli.py`` through a
+``register(subparsers)`` function; this file only lists those modules. Sub-command modules
+import their heavy dependencies (torch, trimesh, timm ...) inside the handlers, so
+``kubik --help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import import_module
+
+# kubik_core.<module>.cli (or kubik_core.<module> for single-file commands), in --help order.
+COMMAND_MODULES = (
+    "prompting.cli",   # kubik analyze
+    "params.cli",      # kubik params
+    "demo",            # kubik demo
+)
+
+
+class CommandError(Exception):
+    """A user-facing error: printed as one line, exit status 2, no traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kubik", description="KubikAI command line")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    package = __name__.rpartition(".")[0]
+    for name in COMMAND_MODULES:
+        import_module(f"{package}.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status = args.func(args)
+    except CommandError as exc:
+        print(f"kubik {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(status or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

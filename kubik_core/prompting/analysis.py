@@ -1,0 +1,50 @@
+"""The result type of prompt analysis, shared by the analyzer, the optimizer, nodes and CLI."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# Concept categories, in the order they are reported.
+CONCEPT_CATEGORIES = ("subject", "style", "medium", "setting", "lighting", "camera", "quality")
+
+# Complexity dimensions; each is a float in [0, 1]. "overall" is their weighted mean.
+COMPLEXITY_DIMENSIONS = ("subjects", "detail", "composition", "lighting", "style_mix", "length")
+
+
+@dataclass
+class PromptAnalysis:
+    """Everything the rule-based (or LLM-enriched) analysis knows about one prompt.
+
+    ``segments`` are ``(text, weight)`` pairs exactly as the chosen dialect weighs them.
+    ``concepts`` maps each category of CONCEPT_CATEGORIES to the phrases found for it.
+    ``complexity`` maps each of COMPLEXITY_DIMENSIONS plus "overall" to a float in [0, 1].
+    ``source`` is "rules" or "ollama"; ``notes`` lists warnings for the user (unbalanced
+    brackets, an unreadable weight, an LLM fallback and why).
+    """
+
+    prompt: str
+    dialect: str = "comfyui"
+    expanded: str = ""
+    cleaned: str = ""
+    segments: list[tuple[str, float]] = field(default_factory=list)
+    concepts: dict[str, list[str]] = field(default_factory=dict)
+    style: str = "unknown"
+    style_confidence: float = 0.0
+    content_type: str = "unknown"
+    complexity: dict[str, float] = field(default_factory=dict)
+    negative: str = ""
+    embeddings: list[str] = field(default_factory=list)
+    source: str = "rules"
+    notes: list[str] = field(default_factory=list)
+    summary: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["segments"] = [[text, weight] for text, weight in self.segments]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PromptAnalysis":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["segments"] = [(str(t), float(w)) for t, w in known.get("segments", [])]
+        return cls(**known)

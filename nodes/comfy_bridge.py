@@ -1,0 +1,109 @@
+"""The one place where the pack touches ComfyUI (comfy.*, folder_paths, server).
+
+Every import of ComfyUI happens inside a function, so the pack imports - and its nodes run -
+without ComfyUI (tests, the CLI). Outside ComfyUI each helper falls back to a documented
+stand-in: built-in sampler lists, no-op progress bars, plain folders.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# ComfyUI 0.8.0's comfy.samplers.KSampler.SAMPLERS / SCHEDULERS, used only when ComfyUI is
+# absent. Inside ComfyUI the live lists are used, so node outputs link to KSampler's combos.
+FALLBACK_SAMPLERS = [
+    "euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2",
+    "exp_heun_2_x0", "exp_heun_2_x0_sde", "dpm_2", "dpm_2_ancestral", "lms", "dpm_fast",
+    "dpm_adaptive", "dpmpp_2s_ancestral", "dpmpp_2s_ancestral_cfg_pp", "dpmpp_sde", "dpmpp_sde_gpu",
+    "dpmpp_2m", "dpmpp_2m_cfg_pp", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun",
+    "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm", "lcm", "ipndm", "ipndm_v",
+    "deis", "res_multistep", "res_multistep_cfg_pp", "res_multistep_ancestral",
+    "res_multistep_ancestral_cfg_pp", "gradient_estimation", "gradient_estimation_cfg_pp", "er_sde",
+    "seeds_2", "seeds_3", "sa_solver", "sa_solver_pece", "ddim", "uni_pc", "uni_pc_bh2",
+]
+FALLBACK_SCHEDULERS = [
+    "simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal",
+    "linear_quadratic", "kl_optimal",
+]
+
+
+def _optional_import(name: str):
+    """Import a ComfyUI module if we run inside ComfyUI, else return None."""
+    try:
+        return importlib.import_module(name)
+    except Exception:  # ImportError, or a ComfyUI module failing outside its server
+        return None
+
+
+def in_comfyui() -> bool:
+    return _optional_import("folder_paths") is not None
+
+
+# ---------------------------------------------------------------- samplers
+def sampler_names() -> list[str]:
+    samplers = _optional_import("comfy.samplers")
+    return list(samplers.KSampler.SAMPLERS) if samplers else list(FALLBACK_SAMPLERS)
+
+
+def scheduler_names() -> list[str]:
+    samplers = _optional_import("comfy.samplers")
+    return list(samplers.KSampler.SCHEDULERS) if samplers else list(FALLBACK_SCHEDULERS)
+
+
+# ---------------------------------------------------------------- progress and interrupt
+class _NoProgress:
+    def __init__(self, total: int):
+        self.total = total
+        self.current = 0
+
+    def update(self, value: int = 1) -> None:
+        self.current += value
+
+    def update_absolute(self, value: int, total: int | None = None, preview: Any = None) -> None:
+        self.current = value
+
+
+def progress_bar(total: int):
+    """comfy.utils.ProgressBar inside ComfyUI (which also raises on Interrupt), else a no-op."""
+    utils = _optional_import("comfy.utils")
+    return utils.ProgressBar(total) if utils else _NoProgress(total)
+
+
+def check_interrupt() -> None:
+    """Raise ComfyUI's interrupt exception if the user pressed Cancel; no-op outside ComfyUI."""
+    mm = _optional_import("comfy.model_management")
+    if mm is not None:
+        mm.throw_exception_if_processing_interrupted()
+
+
+# ---------------------------------------------------------------- models
+def describe_model(model: Any):
+    """Read a ComfyUI MODEL (ModelPatcher) into kubik_core's plain ModelInfo."""
+    from ..kubik_core.params.plan import ModelInfo
+
+    inner = getattr(model, "model", None)
+    if inner is None:
+        raise ValueError("model: expected a ComfyUI MODEL (from a checkpoint loader), got "
+                         f"{type(model).__name__}")
+    config = getattr(inner, "model_config", None)
+    unet_config = getattr(config, "unet_config", None) or {}
+    model_type = getattr(inner, "model_type", None)
+    return ModelInfo(
+        model_class=type(inner).__name__,
+        config_class=type(config).__name__ if config is not None else "",
+        model_class_mro=[cls.__name__ for cls in type(inner).__mro__],
+        model_type=getattr(model_type, "name", str(model_type or "")),
+        context_dim=unet_config.get("context_dim"),
+        guidance_embed=unet_config.get("guidance_embed"),
+    )
+
+
+# ---------------------------------------------------------------- folders
+def output_directory() -> str | None:
+    folder_paths = _optional_import("folder_paths")
+    return folder_paths.get_output_directory() if folder_paths else None
+
+
+def user_directory() -> str | None:
+    folder_paths = _optional_import("folder_paths")
+    return folder_paths.get_user_directory() if folder_paths else None
