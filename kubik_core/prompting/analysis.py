@@ -10,6 +10,14 @@ CONCEPT_CATEGORIES = ("subject", "style", "medium", "setting", "lighting", "came
 # Complexity dimensions; each is a float in [0, 1]. "overall" is their weighted mean.
 COMPLEXITY_DIMENSIONS = ("subjects", "detail", "composition", "lighting", "style_mix", "length")
 
+# Values of PromptAnalysis.style ("unknown" when the prompt gives no evidence).
+STYLES = ("photographic", "cinematic", "anime", "illustration", "painting", "watercolor",
+          "sketch", "comic", "3d_render", "pixel_art", "concept_art", "abstract")
+
+# Values of PromptAnalysis.content_type ("unknown" when the prompt gives no evidence).
+CONTENT_TYPES = ("portrait", "character", "group", "animal", "landscape", "cityscape",
+                 "architecture", "interior", "vehicle", "food", "product", "scene", "abstract")
+
 
 @dataclass
 class PromptAnalysis:
