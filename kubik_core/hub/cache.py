@@ -1,0 +1,59 @@
+"""A small on-disk cache of JSON API responses.
+
+Hub metadata changes slowly and both hubs rate-limit, so ``kubik hub enrich`` over a few
+hundred LoRAs, or a UI re-running a search, should not ask twice. Entries are keyed by method
+and URL (never by headers, so no token reaches the key or the file), expire after a TTL, are
+written atomically, and the oldest are dropped beyond ``max_entries``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+class ResponseCache:
+    def __init__(self, directory: Path, ttl_s: float = 6 * 3600.0, max_entries: int = 2000,
+                 clock=time.time):
+        self.directory = Path(directory)
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._clock = clock
+
+    def _path(self, key: str) -> Path:
+        return self.directory / (hashlib.sha256(key.encode("utf-8")).hexdigest()[:40] + ".json")
+
+    def get(self, key: str) -> Any | None:
+        path = self._path(key)
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None  # missing, or torn by a crash: treat as a miss
+        if not isinstance(entry, dict) or entry.get("key") != key:
+            return None
+        if self._clock() - float(entry.get("stored_at", 0)) > self.ttl_s:
+            return None
+        return entry.get("value")
+
+    def put(self, key: str, value: Any) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        payload = json.dumps({"key": key, "stored_at": self._clock(), "value": value})
+        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(payload)
+            os.replace(tmp, self._path(key))
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        self._evict()
+
+    def _evict(self) -> None:
+        entries = sorted(self.directory.glob("*.json"), key=lambda p: p.stat().st_mtime)
+        for stale in entries[: max(0, len(entries) - self.max_entries)]:
+            stale.unlink(missing_ok=True)

@@ -1,0 +1,196 @@
+"""Resumable, verified downloads into a model folder.
+
+The bytes go to ``<name>.part`` next to the final file. An interrupted download (dropped
+connection, cancelled node, crashed process) leaves the ``.part`` file; the next attempt asks
+for the rest with ``Range: bytes=<size>-`` and appends when the server answers 206. The SHA-256
+is computed while writing (plus one read of the existing part when resuming); only a file with
+the expected hash is renamed to its final name with ``os.replace``, so a model folder never
+shows a partial or corrupt file. A hash mismatch deletes the ``.part`` file and says so.
+An existing file under the final name is never overwritten: same hash -> nothing to do,
+different hash -> :class:`FileConflict`.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import requests
+
+from .errors import FileConflict, HashMismatch, HubError, HubUnavailable
+from .filenames import path_inside, safe_filename
+from .http import HubSession, public_url
+
+CHUNK_SIZE = 1 << 20
+ProgressCallback = Callable[[int, "int | None"], None]
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_CONTENT_RANGE = re.compile(r"^bytes\s+(\d+)-(\d+)/(\d+|\*)$")
+_STREAM_ERRORS = (requests.ConnectionError, requests.Timeout,
+                  requests.exceptions.ChunkedEncodingError)
+
+
+@dataclass
+class DownloadResult:
+    path: Path
+    sha256: str
+    size: int
+    status: str          # "downloaded" or "already_present"
+    resumed_from: int    # bytes that were already in the .part file (0 if none)
+    attempts: int        # HTTP GETs used for the body (1 when nothing went wrong)
+
+
+def normalize_sha256(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    value = value.strip().lower()
+    if not _SHA256.match(value):
+        raise ValueError(f"expected_sha256: {value[:80]!r} is not 64 hex digits")
+    return value
+
+
+def sha256_file(path: Path, chunk_size: int = 4 * CHUNK_SIZE) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk_size):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_file(session: HubSession, url: str, folder: Path | str, filename: str, *,
+                  expected_sha256: str | None = None, progress: ProgressCallback | None = None,
+                  check_cancel: Callable[[], None] | None = None,
+                  chunk_size: int = CHUNK_SIZE) -> DownloadResult:
+    """Download ``url`` to ``folder/filename`` (sanitised), resuming and verifying."""
+    from filelock import FileLock, Timeout
+
+    expected = normalize_sha256(expected_sha256)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = safe_filename(filename)
+    final = path_inside(folder, name)
+    part = final.with_name(name + ".part")
+    lock = FileLock(str(final.with_name(name + ".lock")), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise HubError(f"{name}: another download of this file is running; wait for it") from None
+    try:
+        if final.exists() and expected is not None:
+            return _existing(final, expected)
+        result = _fetch(session, url, part, expected, progress, check_cancel, chunk_size)
+        if final.exists():  # only reached without an expected hash (or a file that appeared meanwhile)
+            existing = sha256_file(final)
+            part.unlink(missing_ok=True)
+            if existing != result.sha256:
+                raise FileConflict(_conflict_message(final, existing, result.sha256))
+            result.status = "already_present"
+        else:
+            os.replace(part, final)
+        result.path = final
+        return result
+    finally:
+        if final.exists() or not part.exists():  # keep the lock file only beside a .part file
+            Path(lock.lock_file).unlink(missing_ok=True)
+        lock.release()
+
+
+def _existing(final: Path, expected: str) -> DownloadResult:
+    existing = sha256_file(final)
+    if existing != expected:
+        raise FileConflict(_conflict_message(final, existing, expected))
+    return DownloadResult(final, existing, final.stat().st_size, "already_present", 0, 0)
+
+
+def _conflict_message(final: Path, existing: str, wanted: str) -> str:
+    return (f"{final.name}: a different file with this name is already in {final.parent} "
+            f"(sha256 {existing[:12]}..., the download is {wanted[:12]}...); nothing was "
+            "overwritten: rename or delete the existing file, or pick another file name")
+
+
+def _fetch(session: HubSession, url: str, part: Path, expected: str | None,
+           progress: ProgressCallback | None, check_cancel, chunk_size: int) -> DownloadResult:
+    digest = hashlib.sha256()
+    resumed_from = part.stat().st_size if part.exists() else 0
+    if resumed_from:
+        with open(part, "rb") as handle:
+            while block := handle.read(4 * CHUNK_SIZE):
+                digest.update(block)
+    done = resumed_from
+    total: int | None = None
+    attempts_allowed = max(1, session.config.max_attempts)
+    attempt = 0
+    while True:
+        attempt += 1
+        headers = {"Accept-Encoding": "identity"}
+        if done:
+            headers["Range"] = f"bytes={done}-"
+        response = session.request("GET", url, headers=headers, stream=True,
+                                   ok_statuses=(200, 206, 416))
+        try:
+            if response.status_code == 416:
+                size = _total_from_content_range(response.headers.get("Content-Range"))
+                if size is not None and size == done:
+                    total = done      # the .part file already holds everything
+                    break
+                done, digest = 0, hashlib.sha256()   # .part is longer than the file: restart
+                part.unlink(missing_ok=True)
+                continue
+            if response.status_code == 206:
+                start, size = _parse_content_range(response.headers.get("Content-Range"))
+                if start != done:
+                    raise HubError(f"{public_url(url)}: server resumed at byte {start}, asked {done}")
+                total = size
+                mode = "ab"
+            else:  # 200: the server ignores Range (or nothing to resume): start over
+                if done:
+                    done, digest = 0, hashlib.sha256()
+                length = response.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else None
+                mode = "wb"
+            if progress:
+                progress(done, total)
+            with open(part, mode) as handle:
+                for chunk in response.iter_content(chunk_size):
+                    if check_cancel is not None:
+                        check_cancel()
+                    handle.write(chunk)
+                    digest.update(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress(done, total)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if total is None or done == total:
+                break
+            error = f"the connection ended at byte {done} of {total}"
+        except _STREAM_ERRORS as exc:
+            error = f"the connection broke at byte {done} ({exc.__class__.__name__})"
+        finally:
+            response.close()
+        if attempt >= attempts_allowed:
+            raise HubUnavailable(f"{public_url(url)}: {error}, {attempt} attempts; run the "
+                                 f"download again to resume from {part.name}")
+        session.pause(session.backoff(attempt))
+    sha = digest.hexdigest()
+    if expected is not None and sha != expected:
+        part.unlink(missing_ok=True)
+        raise HashMismatch(f"{part.name[:-5]}: the downloaded file has SHA-256 {sha}, expected "
+                           f"{expected}; the partial file was deleted (the hub copy or the "
+                           "expected hash is wrong)")
+    return DownloadResult(part, sha, done, "downloaded", resumed_from, attempt)
+
+
+def _parse_content_range(value: str | None) -> tuple[int, int | None]:
+    match = _CONTENT_RANGE.match((value or "").strip())
+    if not match:
+        raise HubError(f"answer 206 without a usable Content-Range ({value!r})")
+    total = match.group(3)
+    return int(match.group(1)), (None if total == "*" else int(total))
+
+
+def _total_from_content_range(value: str | None) -> int | None:
+    match = re.match(r"^bytes\s+\*/(\d+)$", (value or "").strip())
+    return int(match.group(1)) if match else None

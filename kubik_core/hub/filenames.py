@@ -1,0 +1,51 @@
+"""Make names that come from hubs and URLs safe to use inside a model folder.
+
+A name from a server is data, not a path: we keep only its last component, drop control
+characters and characters Windows forbids, refuse ``.``/``..``/empty names, sidestep Windows
+device names and cap the length, so the result always lands directly in the target folder.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import Path
+
+from .errors import UnsafeFilename
+
+MAX_NAME_BYTES = 200
+_FORBIDDEN = re.compile(r'[<>:"|?*]')
+_WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
+                    *(f"LPT{i}" for i in range(1, 10))}
+WORK_SUFFIXES = (".part", ".lock")
+
+
+def safe_filename(name: str) -> str:
+    """A plain file name derived from ``name``; raises UnsafeFilename if nothing usable is left."""
+    raw = unicodedata.normalize("NFC", str(name or ""))
+    base = raw.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    base = "".join(ch for ch in base if ch.isprintable())
+    base = _FORBIDDEN.sub("_", base).strip(" .")
+    if not base:
+        raise UnsafeFilename(f"file name {raw[:80]!r}: nothing usable is left after removing "
+                             "directories and unsafe characters; pass a file name explicitly")
+    stem, dot, ext = base.rpartition(".")
+    if not dot:
+        stem, ext = base, ""
+    if stem.upper() in _WINDOWS_DEVICES:
+        stem = f"_{stem}"
+    if base.lower().endswith(WORK_SUFFIXES):
+        raise UnsafeFilename(f"file name {base!r}: ends in a suffix used for downloads in "
+                             "progress; pass another file name")
+    ext = f".{ext}" if dot else ""
+    while len((stem + ext).encode("utf-8")) > MAX_NAME_BYTES and stem:
+        stem = stem[:-1]
+    return stem + ext
+
+
+def path_inside(folder: Path, name: str) -> Path:
+    """``folder / name`` after checking that it stays directly inside ``folder``."""
+    folder = Path(folder).resolve()
+    target = (folder / name).resolve()
+    if target.parent != folder:
+        raise UnsafeFilename(f"file name {name!r}: would leave the folder {folder}")
+    return target

@@ -1,0 +1,77 @@
+"""Fixtures for the hub tests: stand-in servers and a fast, recorded-sleep hub config."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from kubik_core.hub.config import HubConfig, Secret
+from kubik_core.hub.http import HubSession
+from kubik_core.hub.service import Hub
+
+sys.path.insert(0, str(Path(__file__).parent))  # the test modules import hub_stand_ins
+from hub_stand_ins import StandIn  # noqa: E402
+
+CIVITAI_TOKEN = "civitai-SECRET-token-0123456789"
+HF_TOKEN = "hf_SECRETtokenABCDEFGHIJ"
+
+
+class Sleeps(list):
+    """Records every pause the client asks for, without waiting (retries stay instant)."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+@pytest.fixture
+def civitai_server():
+    with StandIn() as server:
+        yield server
+
+
+@pytest.fixture
+def cdn_server():
+    # Same machine, other host name: requests treats it as a different host on redirect.
+    with StandIn(advertised_host="localhost") as server:
+        yield server
+
+
+@pytest.fixture
+def hf_server():
+    with StandIn() as server:
+        yield server
+
+
+@pytest.fixture
+def sleeps():
+    return Sleeps()
+
+
+@pytest.fixture
+def make_hub(tmp_path, sleeps, civitai_server, hf_server):
+    """Build a Hub pointed at the stand-ins; keyword arguments override HubConfig fields."""
+    hubs = []
+
+    def _make(**overrides) -> Hub:
+        values = dict(
+            civitai_base=f"{civitai_server.base}/api/v1",
+            hf_endpoint=hf_server.base,
+            civitai_token=Secret(CIVITAI_TOKEN),
+            hf_token=Secret(HF_TOKEN),
+            cache_dir=tmp_path / "response-cache",
+            connect_timeout_s=2.0,
+            read_timeout_s=2.0,
+            min_interval_s=0.0,
+            max_attempts=3,
+            backoff_base_s=0.01,
+        )
+        values.update(overrides)
+        config = HubConfig(**values)
+        hub = Hub(config, HubSession(config, sleep=sleeps))
+        hubs.append(hub)
+        return hub
+
+    yield _make
+    for hub in hubs:
+        hub.session.close()
