@@ -15,6 +15,7 @@ from importlib import import_module
 COMMAND_MODULES = (
     "prompting.cli",   # kubik analyze
     "params.cli",      # kubik params
+    "classify.cli",    # kubik classify
     "demo",            # kubik demo
 )
 

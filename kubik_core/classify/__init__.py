@@ -1,0 +1,21 @@
+"""Image classifiers: honest data splits, timm training, evaluation and inference.
+
+Where things live:
+
+- ``classmap``   the one class-name -> index map saved with every split, checkpoint and model
+- ``manifest``   datasets as rows (image path or URL, label, group) from folders, CSV or JSONL
+- ``split``      stratified, group-aware train/val/test split that copes with tiny classes
+- ``images``     decoding any image file (CMYK, 16-bit, alpha, truncated ...) to RGB, or a clear error
+- ``fetch``      URL streaming: LRU disk cache, rate limit, backoff honouring Retry-After
+- ``smartcrop``  spectral-residual saliency and a crop box at a target aspect ratio
+- ``data``       the training/eval dataset, transforms and the world-size-independent batch sampler
+- ``model``      timm model building, local pretrained weights, export/load as safetensors + JSON
+- ``losses``     logit-adjusted (balanced softmax) loss, mixup/cutmix
+- ``train``      the training loop (CPU, GPU, torchrun DDP: one code path)
+- ``evaluate``   micro/macro top-k accuracy, per-class report, confusion plots
+- ``predict``    a loaded classifier applied to images
+- ``cli``        ``kubik classify split|fetch|train|eval|predict``
+- ``demo``       the digits classifier shown by ``kubik demo``
+
+Nothing here imports ComfyUI; heavy libraries (timm, matplotlib) load inside functions.
+"""

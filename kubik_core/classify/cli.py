@@ -1,0 +1,286 @@
+"""``kubik classify split|fetch|train|eval|predict``.
+
+``--json`` outputs are stable interfaces:
+
+- split:   {"out", "classes", "images": {train,val,test}, "groups": {...}, "classes_without_val",
+            "classes_without_test", "classes_without_train"}
+- fetch:   {"urls", "cached", "downloaded", "failed", "failures_file"}
+- train:   {"out", "model", "epochs_run", "stopped_early", "best": {epoch, val_top1, val_macro_top1, ...}}
+- eval:    {"top1", "top5", "macro_top1", "macro_top5", "count", "loss", "skipped", "most_confused"}
+- predict: [{"image", "labels", "scores"} | {"image", "error"}]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("classify", help="train, evaluate and run image classifiers",
+                                   description="Image classifiers with timm: honest splits, "
+                                               "training (CPU/GPU/torchrun), evaluation, prediction.")
+    sub = parser.add_subparsers(dest="classify_command", metavar="ACTION")
+    sub.required = True
+
+    p = sub.add_parser("split", help="stratified, group-aware train/val/test split with one class map")
+    p.add_argument("source", help="image folder tree (root/<label>/...), .csv or .jsonl manifest")
+    p.add_argument("--out", required=True, help="folder for train/val/test.jsonl and classes.json")
+    p.add_argument("--val", type=float, default=0.1, help="share of groups per class for val (0.1)")
+    p.add_argument("--test", type=float, default=0.1, help="share of groups per class for test (0.1)")
+    p.add_argument("--max-per-class", type=int, default=None, help="cap val and test groups per class")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_split)
+
+    p = sub.add_parser("fetch", help="download a manifest's URLs into the cache (resumable)")
+    p.add_argument("manifest", help=".csv or .jsonl manifest with URLs")
+    p.add_argument("--cache-dir", required=True, help="image cache folder (shared with training)")
+    p.add_argument("--max-cache-gb", type=float, default=10.0, help="cache size cap, LRU eviction (10)")
+    p.add_argument("--rate", type=float, default=5.0, help="requests per second (5)")
+    p.add_argument("--retries", type=int, default=4, help="retries on 429/5xx/timeouts (4)")
+    p.add_argument("--timeout", type=float, default=20.0, help="seconds per request (20)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_fetch)
+
+    p = sub.add_parser("train", help="train a timm classifier on a split folder")
+    p.add_argument("--data", required=True, help="split folder from `kubik classify split`")
+    p.add_argument("--out", required=True, help="run folder (checkpoint, model, curves)")
+    p.add_argument("--arch", default="resnet18", help="any timm architecture name (resnet18)")
+    p.add_argument("--model-kwargs", default="{}", help='timm keyword arguments as JSON, e.g. \'{"img_size": 32}\'')
+    p.add_argument("--pretrained", default=None, help="local weights file to start from (never the hub)")
+    p.add_argument("--img-size", type=int, default=None, help="input size (default: the architecture's)")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=64, help="global batch over all processes (64)")
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--opt", default="adamw", help="timm optimizer name (adamw)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--layer-decay", type=float, default=None, help="layer-wise lr decay, e.g. 0.75")
+    p.add_argument("--clip-grad", type=float, default=None)
+    p.add_argument("--smoothing", type=float, default=0.1, help="label smoothing (0.1)")
+    p.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0 = off)")
+    p.add_argument("--cutmix", type=float, default=0.0, help="cutmix alpha (0 = off)")
+    p.add_argument("--randaugment", default="rand-m9-mstd0.5-inc1", help="timm RandAugment spec, or 'none'")
+    p.add_argument("--scale-min", type=float, default=0.08, help="RandomResizedCrop minimum area (0.08)")
+    p.add_argument("--hflip", type=float, default=0.5, help="horizontal flip probability (0.5)")
+    p.add_argument("--color-jitter", type=float, default=0.4)
+    p.add_argument("--reprob", type=float, default=0.0, help="random erasing probability")
+    p.add_argument("--drop-path", type=float, default=0.0)
+    p.add_argument("--ema", type=float, default=0.0, help="EMA decay, e.g. 0.999 (0 = off)")
+    p.add_argument("--loss", choices=("ce", "logit_adjusted"), default="ce",
+                   help="logit_adjusted = balanced softmax for long-tailed data")
+    p.add_argument("--tau", type=float, default=1.0, help="logit adjustment strength (1)")
+    p.add_argument("--balanced-sampler", action="store_true", help="draw classes equally often")
+    p.add_argument("--smart-crop", action="store_true", help="saliency crop before the transforms")
+    p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under torchrun")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    p.add_argument("--workers", type=int, default=4, help="DataLoader workers per process (4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--patience", type=int, default=0, help="stop after N epochs without macro-accuracy gain")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--cache-dir", default=None, help="image cache for URL manifests")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("eval", help="micro/macro top-1/top-5, per-class report, confusion plot")
+    p.add_argument("--model", required=True, help="exported classifier (.safetensors)")
+    p.add_argument("--data", required=True, help="manifest (.jsonl/.csv) or image folder tree")
+    p.add_argument("--classes", default=None,
+                   help="class map the data was split with (default: classes.json beside the manifest)")
+    p.add_argument("--out", default=None, help="report folder (default: print only)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--cache-dir", default=None, help="image cache for URL manifests")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("predict", help="labels and scores for image files")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--model", required=True, help="exported classifier (.safetensors)")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--threshold", type=float, default=0.0, help="drop labels scoring below this")
+    p.add_argument("--smart-crop", action=argparse.BooleanOptionalAction, default=None,
+                   help="saliency crop first (default: as the model was trained)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_predict)
+
+
+def _split(args) -> int:
+    from ..cli import CommandError
+    from .manifest import read_dataset
+    from .split import split_samples, summarize, write_split
+
+    try:
+        result = split_samples(read_dataset(args.source), args.val, args.test, args.seed,
+                               args.max_per_class)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    out = write_split(result, args.out)
+    report = {k: v for k, v in result.report.items() if k != "per_class"}
+    if args.json:
+        print(json.dumps({"out": str(out), **report}))
+    else:
+        print(f"{summarize(result.report)}\nwritten to {out} (per-class counts in split_report.json)")
+    return 0
+
+
+def _fetch(args) -> int:
+    from tqdm import tqdm
+
+    from ..cli import CommandError
+    from .fetch import FailureLog, FetchConfig, FetchError, Fetcher
+    from .images import ImageError, decode_image
+    from .manifest import read_dataset
+
+    try:
+        urls = [s.path for s in read_dataset(args.manifest) if s.is_url]
+    except (FileNotFoundError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    fetcher = Fetcher(FetchConfig(cache_dir=args.cache_dir, max_bytes=int(args.max_cache_gb * 1024 ** 3),
+                                  requests_per_second=args.rate, max_retries=args.retries,
+                                  timeout=args.timeout))
+    failures = FailureLog(Path(args.cache_dir) / "failures.jsonl")
+    cached = downloaded = failed = 0
+    for url in tqdm(urls, desc="fetch", unit="img", disable=args.json):
+        was_cached = fetcher.cached(url)
+        try:
+            decode_image(fetcher.get(url), url)
+        except (FetchError, ImageError) as exc:
+            failures.record(url, str(exc))
+            fetcher.cache_path(url).unlink(missing_ok=True)  # a corrupt file must not stay cached
+            failed += 1
+            continue
+        cached += was_cached
+        downloaded += not was_cached
+    result = {"urls": len(urls), "cached": cached, "downloaded": downloaded, "failed": failed,
+              "failures_file": str(failures.path)}
+    print(json.dumps(result) if args.json else
+          f"{len(urls)} URLs: {cached} already cached, {downloaded} downloaded, {failed} failed"
+          + (f" (see {failures.path})" if failed else ""))
+    return 0
+
+
+def _train(args) -> int:
+    from ..cli import CommandError
+    from .classmap import ClassMapMismatch
+    from .data import AugmentConfig
+    from .train import TrainConfig, train
+
+    try:
+        model_kwargs = json.loads(args.model_kwargs)
+        if not isinstance(model_kwargs, dict):
+            raise ValueError
+    except ValueError:
+        raise CommandError(f"--model-kwargs must be a JSON object, got {args.model_kwargs!r}") from None
+    augment = AugmentConfig(scale=(args.scale_min, 1.0), hflip=args.hflip, color_jitter=args.color_jitter,
+                            randaugment=None if args.randaugment.lower() == "none" else args.randaugment,
+                            random_erasing=args.reprob)
+    try:
+        config = TrainConfig(
+            data=args.data, out=args.out, architecture=args.arch, model_kwargs=model_kwargs,
+            pretrained=args.pretrained, img_size=args.img_size, epochs=args.epochs,
+            batch_size=args.batch_size, grad_accum=args.grad_accum, optimizer=args.opt, lr=args.lr,
+            weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+            layer_decay=args.layer_decay, clip_grad=args.clip_grad, label_smoothing=args.smoothing,
+            mixup=args.mixup, cutmix=args.cutmix, augment=augment, drop_path=args.drop_path,
+            ema_decay=args.ema, loss=args.loss, tau=args.tau, balanced_sampler=args.balanced_sampler,
+            smart_crop=args.smart_crop, amp=args.amp, channels_last=args.channels_last,
+            compile=args.compile, sync_bn=args.sync_bn, device=args.device, workers=args.workers,
+            seed=args.seed, patience=args.patience, resume=args.resume, cache_dir=args.cache_dir,
+            show_progress=not args.json)
+        result = train(config)
+    except (FileNotFoundError, ValueError, ClassMapMismatch) as exc:
+        raise CommandError(str(exc)) from None
+    summary = {"out": str(result.out_dir), "model": str(result.model_path),
+               "epochs_run": len(result.history), "stopped_early": result.stopped_early,
+               "best": result.best}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        best = result.best
+        acc = (f"val top-1 {best['val_top1']:.4f}, macro top-1 {best['val_macro_top1']:.4f} "
+               if "val_top1" in best else "")
+        print(f"best epoch {best['epoch']}: {acc}-> {result.model_path}")
+    return 0
+
+
+def _eval(args) -> int:
+    import torch
+
+    from ..cli import CommandError
+    from .classmap import ClassMap, ClassMapMismatch
+    from .data import ImageSource, ManifestDataset
+    from .evaluate import evaluate_dataset, write_eval_report
+    from .fetch import FailureLog, FetchConfig
+    from .manifest import read_dataset
+    from .predict import Classifier
+
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else \
+        ("cpu" if args.device == "auto" else args.device)
+    try:
+        classifier = Classifier.load(args.model, device)
+        class_map = classifier.card.class_map
+        classes_file = Path(args.classes) if args.classes else Path(args.data).parent / "classes.json"
+        if args.classes or (Path(args.data).is_file() and classes_file.is_file()):
+            class_map.require_same(ClassMap.load(classes_file), f"the data ({classes_file})")
+        samples = read_dataset(args.data)
+        failures = FailureLog(Path(args.out) / "skipped.jsonl") if args.out else None
+        fetch = FetchConfig(cache_dir=args.cache_dir) if args.cache_dir else None
+        dataset = ManifestDataset(samples, class_map, classifier.transform(), ImageSource(fetch), failures)
+        report = evaluate_dataset(classifier.model, dataset, class_map, torch.device(device),
+                                  batch_size=args.batch_size, workers=args.workers)
+    except (FileNotFoundError, ValueError, ClassMapMismatch) as exc:
+        raise CommandError(str(exc)) from None
+    if args.out:
+        summary = write_eval_report(report, class_map, args.out)
+    else:
+        summary = {**report.metrics.summary(), "loss": report.loss, "skipped": report.skipped,
+                   "most_confused": report.metrics.most_confused(list(class_map.names))}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{summary['count']} images ({summary['skipped']} skipped): top-1 {summary['top1']:.4f}, "
+              f"top-5 {summary['top5']:.4f}, macro top-1 {summary['macro_top1']:.4f}, "
+              f"macro top-5 {summary['macro_top5']:.4f}" + (f"; report in {args.out}" if args.out else ""))
+    return 0
+
+
+def _predict(args) -> int:
+    from ..cli import CommandError
+    from .images import ImageError, load_image
+    from .predict import Classifier
+
+    try:
+        classifier = Classifier.load(args.model, args.device)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    results, images, names = [], [], []
+    for name in args.images:
+        try:
+            images.append(load_image(name))
+            names.append(name)
+        except ImageError as exc:
+            results.append({"image": name, "error": str(exc)})
+    if images:
+        predictions = classifier.predict(images, args.top_k, args.threshold, args.smart_crop)
+        results += [{"image": n, **p.to_dict()} for n, p in zip(names, predictions)]
+    order = {name: i for i, name in enumerate(args.images)}
+    results.sort(key=lambda r: order[r["image"]])
+    if args.json:
+        print(json.dumps(results))
+    else:
+        for r in results:
+            if "error" in r:
+                print(f"{r['image']}: error: {r['error']}", file=sys.stderr)
+            else:
+                shown = ", ".join(f"{l} {s:.3f}" for l, s in zip(r["labels"], r["scores"])) or "(none above threshold)"
+                print(f"{r['image']}: {shown}")
+    return 1 if any("error" in r for r in results) else 0

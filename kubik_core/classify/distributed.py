@@ -1,0 +1,66 @@
+"""torchrun awareness: one code path for one CPU, one GPU or many processes.
+
+Under torchrun (WORLD_SIZE > 1 in the environment) the process group is initialised with NCCL on
+GPUs and gloo on CPUs; otherwise everything below is a no-op and rank 0 of 1.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: str) -> tuple[DistInfo, torch.device]:
+    """Join the torchrun process group if there is one; return (DistInfo, this rank's device)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    want_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+    if want_cuda:
+        torch_device = torch.device("cuda", local_rank if world > 1 else torch.cuda.current_device())
+        torch.cuda.set_device(torch_device)
+    elif device in ("auto", "cpu"):
+        torch_device = torch.device("cpu")
+    else:
+        torch_device = torch.device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch_device.type == "cuda" else "gloo")
+    if world > 1:
+        return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank), torch_device
+    return DistInfo(), torch_device
+
+
+def all_gather_objects(obj, info: DistInfo) -> list:
+    if not info.enabled:
+        return [obj]
+    gathered = [None] * info.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def shutdown(info: DistInfo) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()
