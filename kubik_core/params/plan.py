@@ -24,6 +24,10 @@ class ModelInfo:
     guidance_embed: bool | None = None
     checkpoint_name: str = ""      # file name of the checkpoint, when known
     metadata: dict[str, str] = field(default_factory=dict)  # safetensors __metadata__, when known
+    # Scalar entries of unet_config that tell variants of one class apart: "depth" (SD3 vs
+    # SD3.5 Large), "x_block_self_attn_layers" (count; SD3.5 Medium), "hidden_size" (FLUX.2
+    # dev vs klein), "image_model".
+    unet_config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -1,0 +1,10 @@
+"""Explanations of prompt analyses and sampling plans, at four verbosity levels.
+
+    from kubik_core.explain import explain
+    print(explain(analysis, plan, verbosity="detailed"))
+
+Other capabilities add parts through ``sections`` (see explainer.ExplainSection).
+"""
+from .explainer import VERBOSITIES, ExplainSection, explain
+
+__all__ = ["VERBOSITIES", "ExplainSection", "explain"]

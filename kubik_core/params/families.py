@@ -1,0 +1,560 @@
+"""Model families and their published sampling recommendations.
+
+One ``FamilyProfile`` per family id. Family ids are a contract shared with other capabilities
+(LoRA compatibility uses ``group``), so ids are never renamed. Every recommended value carries
+its source in ``sources`` right beside it: a model card, a repository file, or a ComfyUI
+file:line. Where a value is only a community habit the source says "convention".
+
+Conventions used in the table:
+
+* ``cfg`` is ComfyUI's KSampler CFG. A diffusers ``guidance_scale`` of 0 (guidance disabled,
+  as on distilled models) is CFG 1.0 in ComfyUI. ``guidance`` is the *distilled* guidance that
+  Flux-style models take through ComfyUI's FluxGuidance node; None where the model has none.
+* ``steps`` holds the step count for the quality, balanced and speed priorities; low_vram uses
+  the balanced count (memory does not depend on the step count).
+* ``buckets`` are (width, height) pairs the model was trained on, or, for models trained on
+  arbitrary sizes near one megapixel, sizes generated at ``native_area`` in multiples the
+  model's latent grid needs.
+* Sizes of the model (``params_b`` etc., in billions of parameters) and ComfyUI's
+  ``memory_usage_factor`` feed the VRAM/time estimate (see estimate.py).
+
+Sources abbreviated below:
+  CU  = ComfyUI 0.8.0 source (comfy/supported_models.py, comfy/sdxl_clip.py, ...)
+  FO  = lllyasviel/Fooocus (presets/*.json, modules/flags.py, modules/async_worker.py)
+  HF  = https://huggingface.co/<repo> model card
+  CE  = https://comfyanonymous.github.io/ComfyUI_examples/<page>
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from .errors import ParamsError
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: hashed by identity, so lookups can be cached
+class FamilyProfile:
+    """Everything the optimizer and the estimator know about one model family."""
+
+    id: str
+    label: str
+    group: str                      # base architecture, for LoRA compatibility ("sd1", "sdxl", "flux"...)
+    latent_channels: int
+    buckets: tuple[tuple[int, int], ...]
+    native_area: int                # the training resolution's pixel count
+    steps: Mapping[str, int]        # "quality" / "balanced" / "speed"
+    steps_range: tuple[int, int]    # what the optimizer may move to with prompt complexity
+    cfg: float
+    cfg_range: tuple[float, float]  # style adjustments stay inside; equal bounds = fixed
+    sampler: str
+    scheduler: str
+    sources: Mapping[str, str]
+    guidance: float | None = None
+    clip_skip: int | None = None
+    distilled: bool = False         # step count fixed by distillation: never scaled by complexity
+    stylized_sampler: str | None = None  # sampler for anime/illustration styles, where the card says so
+    params_b: float = 0.0           # diffusion model (UNet / DiT)
+    text_encoder_b: float = 0.0
+    vae_b: float = 0.08
+    memory_usage_factor: float = 1.0  # CU supported_models.py, used as in model_base.memory_required
+    pixels_per_token: int = 256     # image pixels per transformer token (VAE x8, patch 2 -> 256)
+    latent_scale: int = 8           # image pixels per latent pixel along one side
+    fp8_release: bool = False       # an official or widely used fp8 checkpoint exists
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def steps_for(self, priority: str) -> int:
+        return self.steps["balanced" if priority == "low_vram" else priority]
+
+
+# ------------------------------------------------------------------ resolution buckets
+# FO modules/flags.py sdxl_aspect_ratios (width*height, all ~1 MP, multiples of 64).
+_SDXL_BUCKETS = (
+    (704, 1408), (704, 1344), (768, 1344), (768, 1280), (832, 1216), (832, 1152), (896, 1152),
+    (896, 1088), (960, 1088), (960, 1024), (1024, 1024), (1024, 960), (1088, 960), (1088, 896),
+    (1152, 896), (1152, 832), (1216, 832), (1280, 768), (1344, 768), (1344, 704), (1408, 704),
+    (1472, 704), (1536, 640), (1600, 640), (1664, 576), (1728, 576),
+)
+# FO modules/flags.py sd15_aspect_ratios.
+_SD15_BUCKETS = (
+    (512, 768), (512, 704), (576, 704), (576, 640), (640, 640), (640, 576), (704, 576),
+    (704, 512), (768, 512), (512, 512), (768, 768), (896, 512), (512, 896), (1024, 512),
+    (512, 1024),
+)
+# HF Tencent-Hunyuan/HunyuanDiT: supported shapes listed in the card.
+_HUNYUAN_DIT_BUCKETS = (
+    (1024, 1024), (1280, 1280), (1024, 768), (1152, 864), (1280, 960), (768, 1024),
+    (864, 1152), (960, 1280), (1280, 768), (768, 1280),
+)
+# HF Qwen/Qwen-Image: the card's aspect_ratios table; 1140 rounded to 1136 so both sides
+# are multiples of 16 (the VAE x8 and the patch 2 need it).
+_QWEN_BUCKETS = (
+    (1328, 1328), (1664, 928), (928, 1664), (1472, 1136), (1136, 1472), (1584, 1056),
+    (1056, 1584),
+)
+# Aspect ratios generated for models trained on arbitrary sizes around one area.
+_GENERATED_RATIOS = ((1, 1), (5, 4), (4, 3), (3, 2), (16, 9), (2, 1), (21, 9))
+
+
+def generated_buckets(area: int, multiple: int) -> tuple[tuple[int, int], ...]:
+    """Sizes near ``area`` pixels for each ratio of _GENERATED_RATIOS and its transpose."""
+    sizes: list[tuple[int, int]] = []
+    for a, b in _GENERATED_RATIOS:
+        for rw, rh in ((a, b), (b, a)):
+            ratio = rw / rh
+            w = max(multiple, round(math.sqrt(area * ratio) / multiple) * multiple)
+            h = max(multiple, round(math.sqrt(area / ratio) / multiple) * multiple)
+            if (w, h) not in sizes:
+                sizes.append((w, h))
+    return tuple(sizes)
+
+
+_MP1_64 = generated_buckets(1024 * 1024, 64)
+_MP1_16 = generated_buckets(1024 * 1024, 16)
+
+# ------------------------------------------------------------------ shared source strings
+_FO_SAI = "FO presets/sai.json (default_cfg_scale 7.0, dpmpp_2m_sde_gpu, karras)"
+_FO_STEPS = "FO modules/flags.py Steps (QUALITY 60, SPEED 30, EXTREME_SPEED 8, LIGHTNING 4, HYPER_SD 4)"
+_SDXL_CARD = "HF stabilityai/stable-diffusion-xl-base-1.0 (1024x1024; UNet 2.6B, text encoders 0.8B per the SDXL paper)"
+_CU_SDXL_MEM = "CU comfy/supported_models.py:198 memory_usage_factor 0.8"
+_CU_SDXL_CLIP = "CU comfy/sdxl_clip.py:44 (ComfyUI's SDXL encoders already read the penultimate layer)"
+_FLOW_SAMPLER = "convention: euler + simple is ComfyUI's flow-matching default (CE flux, sd3)"
+
+_SDXL_SIZES = dict(latent_channels=4, buckets=_SDXL_BUCKETS, native_area=1024 * 1024,
+                   params_b=2.57, text_encoder_b=0.82, vae_b=0.084, memory_usage_factor=0.8,
+                   pixels_per_token=768)
+
+
+def _profiles() -> tuple[FamilyProfile, ...]:
+    return (
+        FamilyProfile(
+            id="sd15", label="Stable Diffusion 1.5", group="sd1", latent_channels=4,
+            buckets=_SD15_BUCKETS, native_area=512 * 512,
+            steps={"quality": 40, "balanced": 25, "speed": 15}, steps_range=(12, 50),
+            cfg=7.0, cfg_range=(5.5, 8.5), sampler="dpmpp_2m", scheduler="karras",
+            params_b=0.86, text_encoder_b=0.123, vae_b=0.084, memory_usage_factor=1.0,
+            pixels_per_token=768,
+            sources={
+                "resolution": "HF stable-diffusion-v1-5/stable-diffusion-v1-5 (trained at 512x512); buckets FO modules/flags.py sd15_aspect_ratios",
+                "steps": "convention (A1111 default 20, diffusers default 50)",
+                "cfg": "diffusers StableDiffusionPipeline guidance_scale default 7.5; 7 is A1111's default (convention)",
+                "sampler": "convention (DPM++ 2M Karras, the common A1111/ComfyUI pick for SD1.5)",
+                "size": "CompVis/stable-diffusion README (860M UNet, 123M text encoder)",
+                "memory": "CU comfy/supported_models.py:48 memory_usage_factor 1.0",
+            }),
+        FamilyProfile(
+            id="sd2", label="Stable Diffusion 2.x (768, v-prediction)", group="sd2", latent_channels=4,
+            buckets=generated_buckets(768 * 768, 64), native_area=768 * 768,
+            steps={"quality": 40, "balanced": 25, "speed": 15}, steps_range=(12, 50),
+            cfg=7.0, cfg_range=(5.5, 8.5), sampler="dpmpp_2m", scheduler="karras",
+            params_b=0.865, text_encoder_b=0.354, vae_b=0.084, memory_usage_factor=1.0,
+            pixels_per_token=768,
+            sources={
+                "resolution": "HF stabilityai/stable-diffusion-2-1 (768x768 v-model)",
+                "steps": "convention", "cfg": "diffusers StableDiffusionPipeline guidance_scale default 7.5 (7 convention)",
+                "sampler": "convention",
+                "size": "HF stabilityai/stable-diffusion-2-1 (865M UNet, OpenCLIP ViT-H text encoder 354M)",
+                "memory": "CU comfy/supported_models.py:95 memory_usage_factor 1.0",
+            }),
+        FamilyProfile(
+            id="sdxl", label="Stable Diffusion XL 1.0", group="sdxl", **_SDXL_SIZES,
+            steps={"quality": 60, "balanced": 30, "speed": 20}, steps_range=(20, 60),
+            cfg=7.0, cfg_range=(4.5, 8.0), sampler="dpmpp_2m_sde_gpu", scheduler="karras",
+            stylized_sampler="euler_ancestral",
+            sources={
+                "resolution": _SDXL_CARD + "; buckets FO modules/flags.py sdxl_aspect_ratios",
+                "steps": _FO_STEPS + "; speed 20 convention",
+                "cfg": _FO_SAI, "sampler": _FO_SAI,
+                "stylized_sampler": "convention (Euler a, as anime SDXL fine-tunes recommend)",
+                "size": _SDXL_CARD, "memory": _CU_SDXL_MEM,
+            }),
+        FamilyProfile(
+            id="sdxl_turbo", label="SDXL Turbo", group="sdxl", latent_channels=4,
+            buckets=generated_buckets(512 * 512, 64), native_area=512 * 512,
+            steps={"quality": 4, "balanced": 1, "speed": 1}, steps_range=(1, 4),
+            cfg=1.0, cfg_range=(1.0, 1.0), sampler="euler_ancestral", scheduler="sgm_uniform",
+            distilled=True, params_b=2.57, text_encoder_b=0.82, vae_b=0.084,
+            memory_usage_factor=0.8, pixels_per_token=768,
+            sources={
+                "resolution": "HF stabilityai/sdxl-turbo (512x512)",
+                "steps": "HF stabilityai/sdxl-turbo (num_inference_steps=1; up to 4 for img quality)",
+                "cfg": "HF stabilityai/sdxl-turbo (guidance_scale=0.0 -> CFG 1)",
+                "sampler": "CE sdturbo (euler_ancestral); sgm_uniform convention for KSampler",
+                "size": _SDXL_CARD, "memory": _CU_SDXL_MEM,
+            }),
+        FamilyProfile(
+            id="sdxl_lightning", label="SDXL Lightning", group="sdxl", **_SDXL_SIZES,
+            steps={"quality": 8, "balanced": 4, "speed": 4}, steps_range=(2, 8),
+            cfg=1.0, cfg_range=(1.0, 1.0), sampler="euler", scheduler="sgm_uniform", distilled=True,
+            sources={
+                "resolution": _SDXL_CARD,
+                "steps": "HF ByteDance/SDXL-Lightning (1/2/4/8-step checkpoints: use the file's step count); " + _FO_STEPS,
+                "cfg": "HF ByteDance/SDXL-Lightning (guidance_scale=0 -> CFG 1)",
+                "sampler": "HF ByteDance/SDXL-Lightning (ComfyUI: Euler sampler, sgm_uniform scheduler); FO modules/async_worker.py",
+                "size": _SDXL_CARD, "memory": _CU_SDXL_MEM,
+            },
+            notes=("Lightning checkpoints are trained for one step count: the optimizer reads it from the file name when it can.",)),
+        FamilyProfile(
+            id="sdxl_hyper", label="Hyper-SDXL", group="sdxl", **_SDXL_SIZES,
+            steps={"quality": 8, "balanced": 4, "speed": 4}, steps_range=(1, 12),
+            cfg=1.0, cfg_range=(1.0, 1.0), sampler="dpmpp_sde_gpu", scheduler="karras", distilled=True,
+            sources={
+                "resolution": _SDXL_CARD,
+                "steps": "HF ByteDance/Hyper-SD (1/2/4/8/12-step variants); " + _FO_STEPS,
+                "cfg": "HF ByteDance/Hyper-SD (guidance_scale=0 -> CFG 1)",
+                "sampler": "FO modules/async_worker.py Hyper-SD performance (dpmpp_sde_gpu, karras)",
+                "size": _SDXL_CARD, "memory": _CU_SDXL_MEM,
+            }),
+        FamilyProfile(
+            id="sdxl_lcm", label="SDXL LCM", group="sdxl", **_SDXL_SIZES,
+            steps={"quality": 8, "balanced": 6, "speed": 4}, steps_range=(4, 8),
+            cfg=1.0, cfg_range=(1.0, 1.0), sampler="lcm", scheduler="sgm_uniform", distilled=True,
+            sources={
+                "resolution": _SDXL_CARD,
+                "steps": "HF latent-consistency/lcm-lora-sdxl (4-8 steps); " + _FO_STEPS,
+                "cfg": "HF latent-consistency/lcm-lora-sdxl (guidance_scale 1.0)",
+                "sampler": "CE lcm (lcm sampler with sgm_uniform scheduler); FO modules/async_worker.py uses lcm",
+                "size": _SDXL_CARD, "memory": _CU_SDXL_MEM,
+            }),
+        FamilyProfile(
+            id="pony", label="Pony Diffusion V6 XL", group="sdxl", **_SDXL_SIZES,
+            steps={"quality": 35, "balanced": 25, "speed": 20}, steps_range=(20, 40),
+            cfg=7.0, cfg_range=(6.0, 8.0), sampler="euler_ancestral", scheduler="normal",
+            clip_skip=-2,
+            sources={
+                "resolution": "civitai.com/models/257749 (SDXL sizes, 1024 class)",
+                "steps": "civitai.com/models/257749 (Euler a, 25 steps)",
+                "cfg": "convention (CFG 7 with Pony V6)",
+                "sampler": "civitai.com/models/257749 (Euler a)",
+                "clip_skip": "civitai.com/models/257749 (clip skip 2); " + _CU_SDXL_CLIP,
+                "size": _SDXL_CARD, "memory": _CU_SDXL_MEM,
+            },
+            notes=("Pony V6 expects quality tags such as 'score_9, score_8_up, score_7_up' at the start of the prompt.",)),
+        FamilyProfile(
+            id="illustrious", label="Illustrious-XL / NoobAI-XL", group="sdxl", **_SDXL_SIZES,
+            steps={"quality": 35, "balanced": 28, "speed": 20}, steps_range=(20, 40),
+            cfg=5.5, cfg_range=(4.5, 7.0), sampler="euler_ancestral", scheduler="normal",
+            clip_skip=-2,
+            sources={
+                "resolution": "HF Laxhar/noobai-XL-1.0 (about 1024x1024 total area, e.g. 832x1216)",
+                "steps": "HF Laxhar/noobai-XL-1.0 (28-35 steps); HF OnomaAIResearch/Illustrious-xl-early-release-v0 (20-28)",
+                "cfg": "HF Laxhar/noobai-XL-1.0 (CFG 4-5); HF OnomaAIResearch/Illustrious-xl-early-release-v0 (5-7.5)",
+                "sampler": "HF Laxhar/noobai-XL-1.0 (Euler a)",
+                "clip_skip": "convention (clip skip 2 for anime SDXL); " + _CU_SDXL_CLIP,
+                "size": _SDXL_CARD, "memory": _CU_SDXL_MEM,
+            },
+            notes=("NoobAI v-prediction checkpoints need Euler (not ancestral) and ModelSamplingDiscrete v_prediction.",)),
+        FamilyProfile(
+            id="playground25", label="Playground v2.5", group="sdxl", **_SDXL_SIZES,
+            steps={"quality": 50, "balanced": 30, "speed": 20}, steps_range=(20, 50),
+            cfg=3.0, cfg_range=(2.0, 3.5), sampler="dpmpp_2m", scheduler="karras",
+            sources={
+                "resolution": "HF playgroundai/playground-v2.5-1024px-aesthetic (1024px, multiple aspect ratios)",
+                "steps": "HF playgroundai/playground-v2.5-1024px-aesthetic (num_inference_steps=50); balanced/speed convention",
+                "cfg": "HF playgroundai/playground-v2.5-1024px-aesthetic (guidance_scale=3); FO presets/playground_v2.5.json (2.0)",
+                "sampler": "FO presets/playground_v2.5.json (dpmpp_2m; Karras-type EDM sigmas -> karras)",
+                "size": _SDXL_CARD, "memory": _CU_SDXL_MEM,
+            }),
+        FamilyProfile(
+            id="sd3", label="Stable Diffusion 3 Medium", group="sd3", latent_channels=16,
+            buckets=_MP1_64, native_area=1024 * 1024,
+            steps={"quality": 40, "balanced": 28, "speed": 20}, steps_range=(20, 50),
+            cfg=7.0, cfg_range=(4.5, 7.0), sampler="euler", scheduler="sgm_uniform",
+            params_b=2.0, text_encoder_b=5.6, vae_b=0.084, memory_usage_factor=1.6,
+            sources={
+                "resolution": "HF stabilityai/stable-diffusion-3-medium (1024x1024)",
+                "steps": "HF stabilityai/stable-diffusion-3-medium (num_inference_steps=28)",
+                "cfg": "HF stabilityai/stable-diffusion-3-medium (guidance_scale=7.0)",
+                "sampler": "convention (euler, sgm_uniform; flow matching with shift 3, CU comfy/supported_models.py:538)",
+                "size": "HF stabilityai/stable-diffusion-3-medium (2B MMDiT; CLIP-L, CLIP-G, T5-XXL)",
+                "memory": "CU comfy/supported_models.py:545 memory_usage_factor 1.6",
+            }),
+        FamilyProfile(
+            id="sd35_large", label="Stable Diffusion 3.5 Large", group="sd3", latent_channels=16,
+            buckets=_MP1_64, native_area=1024 * 1024,
+            steps={"quality": 40, "balanced": 28, "speed": 20}, steps_range=(20, 50),
+            cfg=3.5, cfg_range=(3.0, 4.5), sampler="euler", scheduler="sgm_uniform",
+            params_b=8.1, text_encoder_b=5.6, vae_b=0.084, memory_usage_factor=1.6, fp8_release=True,
+            sources={
+                "resolution": "HF stabilityai/stable-diffusion-3.5-large (1 MP)",
+                "steps": "HF stabilityai/stable-diffusion-3.5-large (num_inference_steps=28)",
+                "cfg": "HF stabilityai/stable-diffusion-3.5-large (guidance_scale=3.5)",
+                "sampler": "convention (euler, sgm_uniform)",
+                "size": "HF stabilityai/stable-diffusion-3.5-large (8.1B MMDiT)",
+                "memory": "CU comfy/supported_models.py:545 memory_usage_factor 1.6",
+            }),
+        FamilyProfile(
+            id="sd35_large_turbo", label="Stable Diffusion 3.5 Large Turbo", group="sd3",
+            latent_channels=16, buckets=_MP1_64, native_area=1024 * 1024,
+            steps={"quality": 8, "balanced": 4, "speed": 4}, steps_range=(4, 8),
+            cfg=1.0, cfg_range=(1.0, 1.0), sampler="euler", scheduler="sgm_uniform", distilled=True,
+            params_b=8.1, text_encoder_b=5.6, vae_b=0.084, memory_usage_factor=1.6, fp8_release=True,
+            sources={
+                "resolution": "HF stabilityai/stable-diffusion-3.5-large-turbo (1 MP)",
+                "steps": "HF stabilityai/stable-diffusion-3.5-large-turbo (num_inference_steps=4)",
+                "cfg": "HF stabilityai/stable-diffusion-3.5-large-turbo (guidance_scale=0.0 -> CFG 1)",
+                "sampler": "convention (euler, sgm_uniform)",
+                "size": "HF stabilityai/stable-diffusion-3.5-large-turbo (8.1B MMDiT)",
+                "memory": "CU comfy/supported_models.py:545 memory_usage_factor 1.6",
+            }),
+        FamilyProfile(
+            id="sd35_medium", label="Stable Diffusion 3.5 Medium", group="sd3", latent_channels=16,
+            buckets=_MP1_64, native_area=1024 * 1024,
+            steps={"quality": 50, "balanced": 40, "speed": 25}, steps_range=(25, 50),
+            cfg=4.5, cfg_range=(3.5, 5.0), sampler="euler", scheduler="sgm_uniform",
+            params_b=2.5, text_encoder_b=5.6, vae_b=0.084, memory_usage_factor=1.6,
+            sources={
+                "resolution": "HF stabilityai/stable-diffusion-3.5-medium (0.25 to 2 MP)",
+                "steps": "HF stabilityai/stable-diffusion-3.5-medium (num_inference_steps=40)",
+                "cfg": "HF stabilityai/stable-diffusion-3.5-medium (guidance_scale=4.5)",
+                "sampler": "convention (euler, sgm_uniform)",
+                "size": "HF stabilityai/stable-diffusion-3.5-medium (2.5B MMDiT-X)",
+                "memory": "CU comfy/supported_models.py:545 memory_usage_factor 1.6",
+            }),
+        FamilyProfile(
+            id="flux_dev", label="FLUX.1 [dev]", group="flux", latent_channels=16,
+            buckets=_MP1_16, native_area=1024 * 1024,
+            steps={"quality": 50, "balanced": 28, "speed": 20}, steps_range=(20, 50),
+            cfg=1.0, cfg_range=(1.0, 1.0), guidance=3.5, sampler="euler", scheduler="simple",
+            params_b=12.0, text_encoder_b=4.9, vae_b=0.084, memory_usage_factor=3.1, fp8_release=True,
+            sources={
+                "resolution": "HF black-forest-labs/FLUX.1-dev (1024x1024 example; multiples of 16)",
+                "steps": "HF black-forest-labs/FLUX.1-dev (num_inference_steps=50); CE flux (20 steps); balanced 28 convention",
+                "cfg": "CU comfy_extras/nodes_flux.py FluxGuidance: guidance-distilled, KSampler CFG 1",
+                "guidance": "HF black-forest-labs/FLUX.1-dev (guidance_scale=3.5); CE flux (FluxGuidance 3.5)",
+                "sampler": "CE flux (euler, simple)",
+                "size": "HF black-forest-labs/FLUX.1-dev (12B rectified flow transformer; CLIP-L + T5-XXL)",
+                "memory": "CU comfy/supported_models.py:707 memory_usage_factor 3.1",
+            }),
+        FamilyProfile(
+            id="flux_schnell", label="FLUX.1 [schnell]", group="flux", latent_channels=16,
+            buckets=_MP1_16, native_area=1024 * 1024,
+            steps={"quality": 4, "balanced": 4, "speed": 2}, steps_range=(1, 4),
+            cfg=1.0, cfg_range=(1.0, 1.0), sampler="euler", scheduler="simple", distilled=True,
+            params_b=12.0, text_encoder_b=4.9, vae_b=0.084, memory_usage_factor=3.1, fp8_release=True,
+            sources={
+                "resolution": "HF black-forest-labs/FLUX.1-schnell (1024x1024 example)",
+                "steps": "HF black-forest-labs/FLUX.1-schnell (num_inference_steps=4; 1-4 steps)",
+                "cfg": "HF black-forest-labs/FLUX.1-schnell (guidance_scale=0.0 -> CFG 1)",
+                "sampler": "CE flux (euler, simple)",
+                "size": "HF black-forest-labs/FLUX.1-schnell (12B)",
+                "memory": "CU comfy/supported_models.py:707 memory_usage_factor 3.1",
+            }),
+        FamilyProfile(
+            id="flux2", label="FLUX.2 [dev]", group="flux2", latent_channels=128, latent_scale=16,
+            buckets=_MP1_16, native_area=1024 * 1024,
+            steps={"quality": 50, "balanced": 28, "speed": 20}, steps_range=(20, 50),
+            cfg=1.0, cfg_range=(1.0, 1.0), guidance=4.0, sampler="euler", scheduler="simple",
+            params_b=32.0, text_encoder_b=24.0, vae_b=0.084, memory_usage_factor=3.1 * 4 * 2.36,
+            fp8_release=True,
+            sources={
+                "resolution": "HF black-forest-labs/FLUX.2-dev (up to 4 MP; 1 MP default)",
+                "steps": "HF black-forest-labs/FLUX.2-dev (num_inference_steps=50); balanced/speed convention",
+                "cfg": "guidance-distilled like FLUX.1 dev: KSampler CFG 1 (CU comfy/supported_models.py:747 Flux2 subclasses Flux)",
+                "guidance": "HF black-forest-labs/FLUX.2-dev (guidance_scale=4)",
+                "sampler": _FLOW_SAMPLER,
+                "size": "HF black-forest-labs/FLUX.2-dev (32B transformer; Mistral Small 3.1 24B text encoder)",
+                "memory": "CU comfy/supported_models.py:766 (memory_usage_factor 3.1 x 4 x 2.36)",
+            }),
+        FamilyProfile(
+            id="flux2_klein", label="FLUX.2 [klein] (distilled)", group="flux2", latent_channels=128,
+            latent_scale=16,
+            buckets=_MP1_16, native_area=1024 * 1024,
+            steps={"quality": 8, "balanced": 4, "speed": 4}, steps_range=(4, 8),
+            cfg=1.0, cfg_range=(1.0, 1.0), sampler="euler", scheduler="simple", distilled=True,
+            params_b=4.0, text_encoder_b=4.0, vae_b=0.084, memory_usage_factor=3.1 * 4 * 2.36,
+            sources={
+                "resolution": "FLUX.2 family (1 MP default)",
+                "steps": "InvokeAI docs FLUX.2 Klein (4 steps, CFG 1; the 9B base model uses 28)",
+                "cfg": "InvokeAI docs FLUX.2 Klein (CFG 1)",
+                "sampler": _FLOW_SAMPLER,
+                "size": "4B or 9B transformer (hidden 3072 / 4096, PortOS PR #963); Qwen3 text encoder",
+                "memory": "CU comfy/supported_models.py:766",
+            }),
+        FamilyProfile(
+            id="chroma", label="Chroma", group="flux", latent_channels=16,
+            buckets=_MP1_16, native_area=1024 * 1024,
+            steps={"quality": 40, "balanced": 26, "speed": 20}, steps_range=(20, 45),
+            cfg=3.5, cfg_range=(3.0, 4.5), sampler="euler", scheduler="beta",
+            params_b=8.9, text_encoder_b=4.7, vae_b=0.084, memory_usage_factor=3.2,
+            sources={
+                "resolution": "HF lodestones/Chroma1-HD (1024x1024 example)",
+                "steps": "HF lodestones/Chroma1-HD (num_inference_steps=40); balanced 26 convention",
+                "cfg": "HF lodestones/Chroma1-HD (guidance_scale 3.0); convention 3.5-4 in ComfyUI",
+                "sampler": "convention (euler, beta in the Chroma ComfyUI workflows)",
+                "size": "HF lodestones/Chroma1-HD (8.9B, FLUX.1 schnell based; T5-XXL only)",
+                "memory": "CU comfy/supported_models.py:1292 memory_usage_factor 3.2",
+            }),
+        FamilyProfile(
+            id="lumina2", label="Lumina Image 2.0", group="lumina2", latent_channels=16,
+            buckets=_MP1_16, native_area=1024 * 1024,
+            steps={"quality": 50, "balanced": 30, "speed": 20}, steps_range=(20, 50),
+            cfg=4.0, cfg_range=(3.5, 5.0), sampler="res_multistep", scheduler="simple",
+            params_b=2.6, text_encoder_b=2.6, vae_b=0.084, memory_usage_factor=1.4,
+            sources={
+                "resolution": "HF Alpha-VLLM/Lumina-Image-2.0 (1024x1024)",
+                "steps": "HF Alpha-VLLM/Lumina-Image-2.0 (num_inference_steps=50); balanced/speed convention",
+                "cfg": "HF Alpha-VLLM/Lumina-Image-2.0 (guidance_scale=4.0)",
+                "sampler": "CE lumina2 (res_multistep, simple)",
+                "size": "HF Alpha-VLLM/Lumina-Image-2.0 (2.6B; Gemma-2-2B text encoder)",
+                "memory": "CU comfy/supported_models.py:1015 memory_usage_factor 1.4",
+            }),
+        FamilyProfile(
+            id="z_image_turbo", label="Z-Image Turbo", group="z_image", latent_channels=16,
+            buckets=_MP1_16, native_area=1024 * 1024,
+            steps={"quality": 9, "balanced": 9, "speed": 8}, steps_range=(8, 9),
+            cfg=1.0, cfg_range=(1.0, 1.0), sampler="euler", scheduler="simple", distilled=True,
+            params_b=6.0, text_encoder_b=4.0, vae_b=0.084, memory_usage_factor=2.0,
+            sources={
+                "resolution": "HF Tongyi-MAI/Z-Image-Turbo (1024x1024 example)",
+                "steps": "HF Tongyi-MAI/Z-Image-Turbo (num_inference_steps=9, i.e. 8 model evaluations)",
+                "cfg": "HF Tongyi-MAI/Z-Image-Turbo (guidance_scale=0.0 -> CFG 1)",
+                "sampler": _FLOW_SAMPLER,
+                "size": "HF Tongyi-MAI/Z-Image-Turbo (6B; Qwen3-4B text encoder)",
+                "memory": "CU comfy/supported_models.py:1045 memory_usage_factor 2.0",
+            }),
+        FamilyProfile(
+            id="qwen_image", label="Qwen-Image", group="qwen_image", latent_channels=16,
+            buckets=_QWEN_BUCKETS, native_area=1328 * 1328,
+            steps={"quality": 50, "balanced": 30, "speed": 20}, steps_range=(20, 50),
+            cfg=4.0, cfg_range=(2.5, 4.5), sampler="euler", scheduler="simple",
+            params_b=20.0, text_encoder_b=7.0, vae_b=0.127, memory_usage_factor=1.8, fp8_release=True,
+            sources={
+                "resolution": "HF Qwen/Qwen-Image (aspect_ratios table, 1328x1328 for 1:1)",
+                "steps": "HF Qwen/Qwen-Image (num_inference_steps=50); balanced/speed convention",
+                "cfg": "HF Qwen/Qwen-Image (true_cfg_scale=4.0)",
+                "sampler": _FLOW_SAMPLER,
+                "size": "HF Qwen/Qwen-Image (20B MMDiT; Qwen2.5-VL 7B text encoder)",
+                "memory": "CU comfy/supported_models.py:1391 memory_usage_factor 1.8",
+            }),
+        FamilyProfile(
+            id="hidream", label="HiDream-I1 Full", group="hidream", latent_channels=16,
+            buckets=_MP1_16, native_area=1024 * 1024,
+            steps={"quality": 50, "balanced": 40, "speed": 28}, steps_range=(28, 50),
+            cfg=5.0, cfg_range=(4.0, 5.0), sampler="uni_pc", scheduler="simple",
+            params_b=17.0, text_encoder_b=14.0, vae_b=0.084, memory_usage_factor=2.0, fp8_release=True,
+            sources={
+                "resolution": "HF HiDream-ai/HiDream-I1-Full (1024x1024)",
+                "steps": "HF HiDream-ai/HiDream-I1-Full (50 steps); CE hidream",
+                "cfg": "HF HiDream-ai/HiDream-I1-Full (guidance_scale 5.0)",
+                "sampler": "CE hidream (full: uni_pc, simple)",
+                "size": "HF HiDream-ai/HiDream-I1-Full (17B; CLIP-L, CLIP-G, T5-XXL, Llama-3.1-8B)",
+                "memory": "CU comfy/supported_models.py:1261 (no factor set: BASE default 2.0, supported_models_base.py:49)",
+            }),
+        FamilyProfile(
+            id="hidream_dev", label="HiDream-I1 Dev", group="hidream", latent_channels=16,
+            buckets=_MP1_16, native_area=1024 * 1024,
+            steps={"quality": 28, "balanced": 28, "speed": 20}, steps_range=(20, 28),
+            cfg=1.0, cfg_range=(1.0, 1.0), sampler="lcm", scheduler="normal", distilled=True,
+            params_b=17.0, text_encoder_b=14.0, vae_b=0.084, memory_usage_factor=2.0, fp8_release=True,
+            sources={
+                "resolution": "HF HiDream-ai/HiDream-I1-Dev (1024x1024)",
+                "steps": "HF HiDream-ai/HiDream-I1-Dev (28 steps)",
+                "cfg": "HF HiDream-ai/HiDream-I1-Dev (guidance_scale 0.0 -> CFG 1)",
+                "sampler": "CE hidream (dev: lcm, normal)",
+                "size": "HF HiDream-ai/HiDream-I1-Dev (17B)",
+                "memory": "CU supported_models_base.py:49 default 2.0",
+            }),
+        FamilyProfile(
+            id="hidream_fast", label="HiDream-I1 Fast", group="hidream", latent_channels=16,
+            buckets=_MP1_16, native_area=1024 * 1024,
+            steps={"quality": 16, "balanced": 16, "speed": 16}, steps_range=(16, 16),
+            cfg=1.0, cfg_range=(1.0, 1.0), sampler="lcm", scheduler="normal", distilled=True,
+            params_b=17.0, text_encoder_b=14.0, vae_b=0.084, memory_usage_factor=2.0, fp8_release=True,
+            sources={
+                "resolution": "HF HiDream-ai/HiDream-I1-Fast (1024x1024)",
+                "steps": "HF HiDream-ai/HiDream-I1-Fast (16 steps)",
+                "cfg": "HF HiDream-ai/HiDream-I1-Fast (guidance_scale 0.0 -> CFG 1)",
+                "sampler": "CE hidream (fast: lcm, normal)",
+                "size": "HF HiDream-ai/HiDream-I1-Fast (17B)",
+                "memory": "CU supported_models_base.py:49 default 2.0",
+            }),
+        FamilyProfile(
+            id="auraflow", label="AuraFlow", group="auraflow", latent_channels=4,
+            buckets=_MP1_64, native_area=1024 * 1024,
+            steps={"quality": 50, "balanced": 35, "speed": 25}, steps_range=(25, 50),
+            cfg=3.5, cfg_range=(3.0, 4.5), sampler="euler", scheduler="simple",
+            params_b=6.8, text_encoder_b=0.8, vae_b=0.084, memory_usage_factor=2.0,
+            sources={
+                "resolution": "HF fal/AuraFlow-v0.3 (1024x1024)",
+                "steps": "HF fal/AuraFlow-v0.3 (num_inference_steps=50); balanced/speed convention",
+                "cfg": "HF fal/AuraFlow-v0.3 (guidance_scale=3.5)",
+                "sampler": _FLOW_SAMPLER + "; shift 1.73 CU comfy/supported_models.py:604",
+                "size": "HF fal/AuraFlow (6.8B; Pile-T5-XL encoder)",
+                "memory": "CU supported_models_base.py:49 default 2.0",
+            }),
+        FamilyProfile(
+            id="hunyuan_dit", label="Hunyuan-DiT", group="hunyuan_dit", latent_channels=4,
+            buckets=_HUNYUAN_DIT_BUCKETS, native_area=1024 * 1024,
+            steps={"quality": 50, "balanced": 40, "speed": 25}, steps_range=(25, 50),
+            cfg=5.0, cfg_range=(4.0, 6.0), sampler="euler", scheduler="normal",
+            params_b=1.5, text_encoder_b=5.1, vae_b=0.084, memory_usage_factor=1.3,
+            sources={
+                "resolution": "HF Tencent-Hunyuan/HunyuanDiT (supported shapes table)",
+                "steps": "diffusers HunyuanDiTPipeline num_inference_steps default 50",
+                "cfg": "diffusers HunyuanDiTPipeline guidance_scale default 5.0",
+                "sampler": "convention (euler, normal)",
+                "size": "HF Tencent-Hunyuan/HunyuanDiT (1.5B DiT; bilingual CLIP + mT5-XL)",
+                "memory": "CU comfy/supported_models.py:671 memory_usage_factor 1.3",
+            }),
+        FamilyProfile(
+            id="pixart_sigma", label="PixArt-Sigma", group="pixart", latent_channels=4,
+            buckets=_MP1_64, native_area=1024 * 1024,
+            steps={"quality": 30, "balanced": 20, "speed": 14}, steps_range=(14, 30),
+            cfg=4.5, cfg_range=(3.5, 5.0), sampler="dpmpp_2m", scheduler="simple",
+            params_b=0.6, text_encoder_b=4.7, vae_b=0.084, memory_usage_factor=0.5,
+            sources={
+                "resolution": "HF PixArt-alpha/PixArt-Sigma-XL-2-1024-MS (1024 multi-scale)",
+                "steps": "diffusers PixArtSigmaPipeline num_inference_steps default 20",
+                "cfg": "diffusers PixArtSigmaPipeline guidance_scale default 4.5",
+                "sampler": "convention (DPM-Solver as in the PixArt repo -> dpmpp_2m)",
+                "size": "HF PixArt-alpha/PixArt-Sigma-XL-2-1024-MS (0.6B; T5-XXL)",
+                "memory": "CU comfy/supported_models.py:637 memory_usage_factor 0.5",
+            }),
+        FamilyProfile(
+            id="stable_cascade", label="Stable Cascade (stage C)", group="stable_cascade",
+            latent_channels=16, buckets=_MP1_64, native_area=1024 * 1024,
+            steps={"quality": 30, "balanced": 20, "speed": 15}, steps_range=(15, 30),
+            cfg=4.0, cfg_range=(3.0, 5.0), sampler="euler_ancestral", scheduler="simple",
+            params_b=3.6, text_encoder_b=0.7, vae_b=1.6, memory_usage_factor=2.0,
+            pixels_per_token=1764, latent_scale=42,
+            sources={
+                "resolution": "HF stabilityai/stable-cascade (1024x1024)",
+                "steps": "HF stabilityai/stable-cascade (prior num_inference_steps=20)",
+                "cfg": "HF stabilityai/stable-cascade (prior guidance_scale=4.0)",
+                "sampler": "CE stable_cascade (stage C: euler_ancestral, simple)",
+                "size": "HF stabilityai/stable-cascade (stage C 3.6B, stage B 1.5B)",
+                "memory": "CU supported_models_base.py:49 default 2.0",
+            },
+            notes=("Stable Cascade runs two samplers: these values are for stage C; stage B uses 10 steps at CFG 1.1.",)),
+        FamilyProfile(
+            id="generic_flow", label="Unknown flow-matching model (generic profile)", group="unknown",
+            latent_channels=16, buckets=_MP1_16, native_area=1024 * 1024,
+            steps={"quality": 40, "balanced": 30, "speed": 20}, steps_range=(20, 40),
+            cfg=4.0, cfg_range=(3.5, 4.5), sampler="euler", scheduler="simple",
+            params_b=8.0, text_encoder_b=5.0, vae_b=0.084, memory_usage_factor=2.0,
+            sources={
+                "resolution": "convention (1 MP, multiples of 16, as most flow transformers)",
+                "steps": "convention", "cfg": "convention", "sampler": _FLOW_SAMPLER,
+                "size": "assumption (8B transformer, 5B text encoders)",
+                "memory": "CU supported_models_base.py:49 default 2.0",
+            },
+            notes=("Generic profile for a model KubikAI has no published settings for: check the model card.",)),
+    )
+
+
+FAMILIES: dict[str, FamilyProfile] = {p.id: p for p in _profiles()}
+FAMILY_IDS: tuple[str, ...] = tuple(FAMILIES)
+# The profile used when the family cannot be told at all (documented fallback, confidence 0).
+FALLBACK_FAMILY = "sdxl"
+
+
+def get_family(name: str) -> FamilyProfile:
+    """The profile for a family id; a clear error listing the valid ids otherwise."""
+    profile = FAMILIES.get(name)
+    if profile is None:
+        key = str(name).strip().lower().replace("-", "_").replace(".", "")
+        profile = FAMILIES.get(key)
+    if profile is None:
+        raise ParamsError(f"family: unknown family {name!r}; valid ids: {', '.join(FAMILY_IDS)}")
+    return profile

@@ -1,0 +1,292 @@
+"""Choose KSampler settings for a prompt and a model family.
+
+``optimize`` starts from the family's published recommendation for the priority (families.py)
+and adjusts it with the prompt analysis:
+
+* steps: families that are not step-distilled get more steps for complex prompts and fewer for
+  simple ones (+-20% at the extremes of the analysis' overall complexity, within the family's
+  range; convention). Distilled models keep the step count they were trained for, or the one
+  their checkpoint name announces ("4step").
+* cfg / guidance: photographic styles get a lower CFG (and FLUX guidance), stylised art a bit
+  more, within the family's published range (convention). Distilled models stay at CFG 1.
+* sampler: anime/illustration styles use the family's anime sampler where it has one; the speed
+  priority swaps slow-converging SDE samplers for DPM++ 2M.
+* size: the family bucket nearest to the aspect ratio asked for, or for "auto" the one the
+  prompt suggests (resolution.py).
+
+Modes: AUTO chooses everything and ignores overrides (a note says so); ASSISTED chooses, then
+every override given wins and is recorded in ``plan.overrides`` with the optimizer's own choice
+in ``plan.suggested`` (a learning store can learn from these edits); MANUAL uses the user's
+values as given and family defaults for the rest, with no prompt-driven adjustment.
+
+``learned`` is the hook for a learning engine: ``{field: value}`` (fields as in
+OVERRIDE_FIELDS), applied in AUTO and ASSISTED after the optimizer's own choices and before the
+user's overrides, each as a Decision with the reason "learned from your edits". Invalid learned
+values are skipped with a note rather than failing the run.
+
+Performance: no I/O, tables built at import, bucket lookups cached; ~20 us per call.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+from .detect import FamilyDetection
+from .devices import resolve_device
+from .errors import ParamsError
+from .estimate import estimate_for
+from .families import FamilyProfile, get_family
+from .plan import MODES, PRIORITIES, Decision, SamplingPlan
+from .resolution import auto_aspect, nearest_bucket, parse_aspect
+from .samplers import KSAMPLER_SAMPLERS, KSAMPLER_SCHEDULERS
+
+OVERRIDE_FIELDS = ("steps", "cfg", "guidance", "sampler_name", "scheduler", "width", "height",
+                   "clip_skip")
+PHOTO_STYLES = frozenset({"photographic", "cinematic"})
+STYLIZED_STYLES = frozenset({"anime", "illustration", "comic", "pixel_art"})
+# Stochastic samplers that need more steps to settle; the speed priority avoids them.
+_SLOW_SAMPLERS = frozenset({"dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_sde", "dpmpp_sde_gpu",
+                            "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "dpmpp_2m_sde_heun",
+                            "dpmpp_2m_sde_heun_gpu"})
+# Inclusive ranges for numeric overrides; width/height must also be multiples of 8.
+_RANGES = {"steps": (1, 200), "cfg": (0.0, 30.0), "guidance": (0.0, 100.0),
+           "width": (64, 8192), "height": (64, 8192), "clip_skip": (-24, -1)}
+_USER = "your input"
+_LEARNED_SOURCE = "kubik learning store (your past edits for this family)"
+
+
+def optimize(analysis: Any = None, family: str = "sdxl", priority: str = "balanced",
+             aspect_ratio: str = "auto", mode: str = "AUTO",
+             overrides: Mapping[str, Any] | None = None, device: str = "auto",
+             learned: Mapping[str, Any] | None = None, detection: FamilyDetection | None = None,
+             sampler_choices: Sequence[str] | None = None,
+             scheduler_choices: Sequence[str] | None = None) -> SamplingPlan:
+    """A SamplingPlan for ``analysis`` (a PromptAnalysis, or None) on ``family``.
+
+    ``overrides`` / ``learned`` map OVERRIDE_FIELDS to values (None or "auto" = not set).
+    ``detection`` (from detect_family) adds its confidence, reason and step hint.
+    ``sampler_choices`` / ``scheduler_choices`` are the names valid in the running ComfyUI
+    (default: ComfyUI 0.8.0's KSampler lists). Raises ParamsError naming the bad input.
+    """
+    profile = get_family(family)
+    if priority not in PRIORITIES:
+        raise ParamsError(f"priority: unknown priority {priority!r}; choose one of {', '.join(PRIORITIES)}")
+    mode = str(mode).upper()
+    if mode not in MODES:
+        raise ParamsError(f"mode: unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    samplers = sampler_choices or KSAMPLER_SAMPLERS
+    schedulers = scheduler_choices or KSAMPLER_SCHEDULERS
+    given = validate_overrides(overrides, samplers, schedulers) if overrides else {}
+    if "guidance" in given and profile.guidance is None:
+        raise ParamsError(f"guidance: family {profile.id!r} takes no distilled guidance; leave "
+                          "guidance at 0 (auto) or choose a FLUX-style family")
+    device_profile, device_note = resolve_device(device)
+    notes = list(profile.notes)
+    if device_note:
+        notes.append(device_note)
+
+    decisions: dict[str, Decision] = {}
+    if detection is not None:
+        decisions["family"] = Decision("family", profile.id, detection.reason, "kubik family detection")
+    if mode == "MANUAL":
+        _family_defaults(decisions, profile, aspect_ratio)
+    else:
+        _choose(decisions, profile, analysis, priority, aspect_ratio, detection)
+        if learned:
+            _apply_learned(decisions, learned, profile, samplers, schedulers, notes)
+
+    suggested: dict[str, Any] = {}
+    if given and mode == "AUTO":
+        notes.append(f"AUTO mode ignores the override inputs ({', '.join(given)}): choose ASSISTED "
+                     "or MANUAL to use them")
+        given = {}
+    elif mode == "ASSISTED":
+        for name, value in given.items():
+            previous = decisions.get(name)
+            suggested[name] = previous.value if previous else None
+            decisions[name] = Decision(name, value, f"your override (the optimizer suggested "
+                                       f"{suggested[name]})", _USER)
+    else:
+        for name, value in given.items():
+            decisions[name] = Decision(name, value, "your value (MANUAL mode)", _USER)
+
+    values = {name: d.value for name, d in decisions.items()}
+    plan = SamplingPlan(
+        family=profile.id, steps=values["steps"], cfg=values["cfg"],
+        sampler_name=values["sampler_name"], scheduler=values["scheduler"],
+        width=values["width"], height=values["height"], guidance=values.get("guidance"),
+        clip_skip=values.get("clip_skip"), priority=priority, mode=mode, device=device_profile.id,
+        family_confidence=detection.confidence if detection is not None else 1.0,
+        decisions=list(decisions.values()), overrides=given, suggested=suggested, notes=notes)
+    plan.estimated_vram_gb, plan.estimated_seconds = estimate_for(
+        profile, device_profile, plan.width, plan.height, plan.steps, plan.cfg, priority)
+    _memory_notes(plan, profile, device_profile.memory_gb, priority)
+    return plan
+
+
+def validate_overrides(values: Mapping[str, Any], samplers: Sequence[str] = KSAMPLER_SAMPLERS,
+                       schedulers: Sequence[str] = KSAMPLER_SCHEDULERS, what: str = "override") -> dict[str, Any]:
+    """Checked copies of the set values (None / "auto" dropped); ParamsError names the bad one."""
+    clean: dict[str, Any] = {}
+    for name, value in values.items():
+        if value is None or value == "auto":
+            continue
+        if name not in OVERRIDE_FIELDS:
+            raise ParamsError(f"{name}: not a setting the optimizer takes as {what}; valid: "
+                              f"{', '.join(OVERRIDE_FIELDS)}")
+        if name == "sampler_name" or name == "scheduler":
+            choices = samplers if name == "sampler_name" else schedulers
+            if value not in choices:
+                raise ParamsError(f"{name}: {value!r} is not a KSampler {name.replace('_name', '')}; "
+                                  f"valid: {', '.join(choices)}")
+            clean[name] = value
+            continue
+        clean[name] = _checked_number(name, value, what)
+    return clean
+
+
+def _checked_number(name: str, value: Any, what: str) -> int | float:
+    integer = name in ("steps", "width", "height", "clip_skip")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ParamsError(f"{name}: expected a number as {what}, got {value!r}")
+    if not math.isfinite(value):
+        raise ParamsError(f"{name}: {value!r} is not a finite number")
+    if integer and value != int(value):
+        raise ParamsError(f"{name}: expected a whole number, got {value!r}")
+    low, high = _RANGES[name]
+    if not low <= value <= high or (name == "cfg" and value == 0):
+        span = f"({low}, {high}]" if name == "cfg" else f"{low}..{high}"
+        raise ParamsError(f"{name}: {value!r} is out of range {span}; set a value inside it "
+                          "(0 / auto in the node lets the optimizer choose)")
+    if name in ("width", "height") and int(value) % 8:
+        raise ParamsError(f"{name}: {int(value)} is not a multiple of 8, which the latent "
+                          f"needs; try {int(value) // 8 * 8}")
+    return int(value) if integer else float(value)
+
+
+def _choose(decisions: dict[str, Decision], profile: FamilyProfile, analysis: Any,
+            priority: str, aspect_ratio: str, detection: FamilyDetection | None) -> None:
+    style = analysis.style if analysis is not None else "unknown"
+    sources = profile.sources
+
+    steps = profile.steps_for(priority)
+    if profile.distilled:
+        hint = detection.steps_hint if detection is not None else None
+        if hint and profile.steps_range[0] <= hint <= profile.steps_range[1]:
+            steps, reason = hint, f"the checkpoint name says it was distilled for {hint} steps"
+        else:
+            reason = f"step-distilled model: {steps} steps as published ({priority} priority)"
+    else:
+        reason = f"{priority} priority: {steps} steps"
+        complexity = analysis.complexity.get("overall") if analysis is not None else None
+        if complexity is not None and priority != "speed":
+            low, high = profile.steps_range
+            adjusted = min(high, max(low, steps + round((complexity - 0.5) * 0.4 * steps)))
+            if adjusted != steps:
+                reason += (f"; prompt complexity {complexity:.2f} -> {adjusted - steps:+d} steps "
+                           "(detailed scenes need more steps to resolve; convention)")
+                steps = adjusted
+    decisions["steps"] = Decision("steps", steps, reason, sources["steps"])
+
+    cfg = profile.cfg
+    low, high = profile.cfg_range
+    if low == high:
+        reason = ("CFG 1: this model is distilled or guidance-embedded, so no negative-prompt pass"
+                  if cfg == 1.0 else f"published CFG {cfg}")
+    else:
+        reason = f"published CFG for {profile.label}"
+        if style in PHOTO_STYLES:
+            cfg = max(low, cfg - 1.0)
+            reason += "; photographic style: 1 lower keeps skin and light natural (convention)"
+        elif style in STYLIZED_STYLES:
+            cfg = min(high, cfg + 0.5)
+            reason += "; stylised art holds slightly higher CFG (convention)"
+    decisions["cfg"] = Decision("cfg", cfg, reason, sources["cfg"])
+
+    if profile.guidance is not None:
+        guidance = profile.guidance
+        reason = "published distilled guidance (ComfyUI FluxGuidance node)"
+        if style in PHOTO_STYLES:
+            guidance -= 0.5
+            reason += "; photographic style: 0.5 lower looks less waxy (convention)"
+        decisions["guidance"] = Decision("guidance", guidance, reason, sources["guidance"])
+
+    sampler, scheduler = profile.sampler, profile.scheduler
+    reason, source = f"recommended for {profile.label}", sources["sampler"]
+    if not profile.distilled:
+        if style in STYLIZED_STYLES and profile.stylized_sampler:
+            sampler = profile.stylized_sampler
+            reason = f"{style} style: {sampler}, as anime fine-tunes of this family recommend"
+            source = sources.get("stylized_sampler", "convention")
+        elif priority == "speed" and sampler in _SLOW_SAMPLERS:
+            sampler = "dpmpp_2m"
+            reason = "speed priority: DPM++ 2M settles in fewer steps than SDE samplers"
+            source = "convention"
+    decisions["sampler_name"] = Decision("sampler_name", sampler, reason, source)
+    decisions["scheduler"] = Decision("scheduler", scheduler, f"recommended with {profile.sampler} "
+                                      f"for {profile.label}", sources["sampler"])
+
+    if profile.clip_skip is not None:
+        decisions["clip_skip"] = Decision("clip_skip", profile.clip_skip,
+                                          "CLIPSetLastLayer value the model card asks for",
+                                          sources.get("clip_skip", ""))
+
+    if aspect_ratio == "auto":
+        if analysis is None:
+            aspect, why = "1:1", "no prompt analysis: square 1:1"
+        else:
+            aspect, why = auto_aspect(analysis.content_type, analysis.cleaned or analysis.prompt)
+    else:
+        aspect, why = aspect_ratio, f"aspect ratio {aspect_ratio} requested"
+    _size(decisions, profile, aspect, why)
+
+
+def _family_defaults(decisions: dict[str, Decision], profile: FamilyProfile, aspect_ratio: str) -> None:
+    """MANUAL mode: published balanced defaults, no prompt-driven adjustment."""
+    why = "family default (MANUAL mode, not set by you)"
+    sources = profile.sources
+    decisions["steps"] = Decision("steps", profile.steps["balanced"], why, sources["steps"])
+    decisions["cfg"] = Decision("cfg", profile.cfg, why, sources["cfg"])
+    if profile.guidance is not None:
+        decisions["guidance"] = Decision("guidance", profile.guidance, why, sources["guidance"])
+    decisions["sampler_name"] = Decision("sampler_name", profile.sampler, why, sources["sampler"])
+    decisions["scheduler"] = Decision("scheduler", profile.scheduler, why, sources["sampler"])
+    if profile.clip_skip is not None:
+        decisions["clip_skip"] = Decision("clip_skip", profile.clip_skip, why, sources.get("clip_skip", ""))
+    aspect = "1:1" if aspect_ratio == "auto" else aspect_ratio
+    _size(decisions, profile, aspect, f"{why}; aspect {aspect}")
+
+
+def _size(decisions: dict[str, Decision], profile: FamilyProfile, aspect: str, why: str) -> None:
+    width, height = nearest_bucket(profile, parse_aspect(aspect))
+    reason = f"{why}; nearest native size of {profile.label}: {width}x{height}"
+    source = profile.sources["resolution"]
+    decisions["width"] = Decision("width", width, reason, source)
+    decisions["height"] = Decision("height", height, reason, source)
+
+
+def _apply_learned(decisions: dict[str, Decision], learned: Mapping[str, Any], profile: FamilyProfile,
+                   samplers: Sequence[str], schedulers: Sequence[str], notes: list[str]) -> None:
+    for name, value in learned.items():
+        try:
+            clean = validate_overrides({name: value}, samplers, schedulers, what="learned value")
+        except ParamsError as exc:
+            notes.append(f"skipped a learned value: {exc}")
+            continue
+        if name == "guidance" and profile.guidance is None:
+            continue
+        for field_name, field_value in clean.items():
+            decisions[field_name] = Decision(field_name, field_value, "learned from your edits",
+                                             _LEARNED_SOURCE)
+
+
+def _memory_notes(plan: SamplingPlan, profile: FamilyProfile, memory_gb: float, priority: str) -> None:
+    if priority == "low_vram":
+        plan.notes.append("low_vram: load an fp8 checkpoint of this model (the estimate assumes fp8 weights)"
+                          if profile.fp8_release else
+                          "low_vram: the estimate assumes fp16 weights; ComfyUI's --lowvram offloads "
+                          "what does not fit")
+    if plan.estimated_vram_gb > memory_gb:
+        plan.notes.append(f"estimated peak {plan.estimated_vram_gb:.1f} GB exceeds the "
+                          f"{memory_gb:.0f} GB of device {plan.device}: ComfyUI will offload weights "
+                          "and run slower")
