@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "prompting.cli",   # kubik analyze
     "params.cli",      # kubik params
     "classify.cli",    # kubik classify
+    "recon3d.cli",     # kubik 3d
     "demo",            # kubik demo
 )
 

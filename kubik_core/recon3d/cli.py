@@ -1,0 +1,225 @@
+"""``kubik 3d preprocess|synth|eval|sdf``.
+
+``--json`` outputs are stable interfaces:
+
+- preprocess: the report, also saved as OUT/report.json:
+  {"source", "meshes", "done", "skipped", "failed": [{"source", "error"}], "workers", "seconds"}
+- synth:      {"meshes": folder, "count", "dataset": report as above, or null with --meshes-only}
+- eval:       {"normalization", "points", "chamfer_l1", "chamfer_l2", "normal_consistency",
+               "fscore@<t>" for each threshold, "volume_iou"}
+- sdf:        {"points", "output", "device", "inside", "min", "max", "seconds"}
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("3d", help="3D training data: SDF samples, renders, metrics",
+                                   description="Meshes to signed-distance samples and multi-view renders; "
+                                               "mesh metrics; direct SDF queries.")
+    sub = parser.add_subparsers(dest="recon3d_command", metavar="ACTION")
+    sub.required = True
+
+    p = sub.add_parser("preprocess", help="a folder of meshes -> SDF samples + renders (resumable)")
+    p.add_argument("src", help="mesh file or folder (searched recursively for .obj .ply .stl .off .glb .gltf)")
+    p.add_argument("out", help="dataset folder (finished meshes in it are skipped)")
+    _dataset_arguments(p)
+    p.set_defaults(func=_preprocess)
+
+    p = sub.add_parser("synth", help="a procedural training set (unions of random primitives)")
+    p.add_argument("out", help="folder: OUT/meshes/*.ply and the dataset in OUT/dataset")
+    p.add_argument("--n", type=int, required=True, help="number of shapes")
+    p.add_argument("--seed", type=int, default=0, help="shape i depends only on (seed, i) (0)")
+    p.add_argument("--max-parts", type=int, default=3, help="primitives per shape, at most (3)")
+    p.add_argument("--meshes-only", action="store_true", help="write the meshes, skip preprocessing")
+    _dataset_arguments(p)
+    p.set_defaults(func=_synth)
+
+    p = sub.add_parser("eval", help="Chamfer, F-score, normal consistency, volume IoU of PRED vs GT")
+    p.add_argument("pred", help="predicted mesh file")
+    p.add_argument("gt", help="ground-truth mesh file")
+    p.add_argument("--points", type=int, default=100_000, help="surface and volume samples (100000)")
+    p.add_argument("--thresholds", type=float, nargs="+", default=[0.01, 0.02, 0.05, 0.1],
+                   help="F-score distances in the normalised frame (0.01 0.02 0.05 0.1)")
+    p.add_argument("--normalize", choices=("each", "gt", "none"), default="each",
+                   help="each: both boxes to [-1,1]; gt: both moved by GT's transform; none (each)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("sdf", help="signed distances of given points to a mesh (mesh units, negative inside)")
+    p.add_argument("mesh", help="mesh file")
+    p.add_argument("--points", required=True, help=".npy file with an [N, 3] float array")
+    p.add_argument("-o", "--output", required=True, help=".npy file for the [N] float32 distances")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (cpu)")
+    p.add_argument("--json", action="store_true", help="print a summary as JSON")
+    p.set_defaults(func=_sdf)
+
+
+def _dataset_arguments(p) -> None:
+    p.add_argument("--workers", type=int, default=1, help="processes side by side (1)")
+    p.add_argument("--surface", type=int, default=65536, help="surface points per mesh (65536)")
+    p.add_argument("--near", type=int, default=65536, help="near-surface SDF samples per mesh (65536)")
+    p.add_argument("--uniform", type=int, default=65536, help="uniform SDF samples per mesh (65536)")
+    p.add_argument("--sigmas", type=float, nargs="+", default=[0.005, 0.02, 0.05],
+                   help="near-surface noise widths (0.005 0.02 0.05)")
+    p.add_argument("--truncation", type=float, default=0.0, help="clip |SDF| to this (0 = exact)")
+    p.add_argument("--occupancy", action="store_true", help="also store occupancy labels")
+    p.add_argument("--views", type=int, default=12, help="renders per mesh, 0 for none (12)")
+    p.add_argument("--ring", type=int, default=8, help="of which on a fixed ring (8)")
+    p.add_argument("--resolution", type=int, default=256, help="render size in pixels (256)")
+    p.add_argument("--device", default="cpu", help="SDF device: cpu, cuda, cuda:N, auto (cpu)")
+    p.add_argument("--seed-samples", type=int, default=0, help="sampling seed (0)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _config(args):
+    from ..cli import CommandError
+    from .dataset import PreprocessConfig
+    from .render import RenderConfig, gl_unavailable_reason
+    from .sampling import SampleConfig
+
+    for name in ("surface", "near", "uniform", "workers", "resolution"):
+        if getattr(args, name) < 1:
+            raise CommandError(f"--{name} must be at least 1")
+    if args.views < 0 or args.ring < 0:
+        raise CommandError("--views and --ring must not be negative")
+    if any(s <= 0 for s in args.sigmas):
+        raise CommandError("--sigmas must all be positive")
+    render = None
+    if args.views:
+        reason = gl_unavailable_reason()
+        if reason:
+            raise CommandError(f"{reason} (or pass --views 0 to skip renders)")
+        render = RenderConfig(views=args.views, ring=min(args.ring, args.views), resolution=args.resolution)
+    samples = SampleConfig(surface=args.surface, near=args.near, uniform=args.uniform,
+                           near_sigmas=tuple(args.sigmas), truncation=args.truncation,
+                           occupancy=args.occupancy, seed=args.seed_samples)
+    return PreprocessConfig(samples=samples, render=render, device=args.device)
+
+
+def _run_dataset(src, out, args) -> dict:
+    from tqdm import tqdm
+
+    from ..cli import CommandError
+    from .dataset import preprocess_folder
+
+    config = _config(args)
+    bar = tqdm(total=None, unit="mesh", disable=args.json or None, file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        return preprocess_folder(src, out, config, workers=args.workers, progress=progress)
+    except FileNotFoundError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        bar.close()
+
+
+def _print_report(report: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"{report['done']} meshes done, {report['skipped']} already done, {len(report['failed'])} failed "
+          f"of {report['meshes']} in {report['seconds']:.1f} s")
+    for failure in report["failed"]:
+        print(f"  failed: {failure['source']}: {failure['error']}")
+
+
+def _preprocess(args) -> int:
+    report = _run_dataset(args.src, args.out, args)
+    _print_report(report, args.json)
+    return 0 if report["done"] + report["skipped"] > 0 or not report["meshes"] else 1
+
+
+def _synth(args) -> int:
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from ..cli import CommandError
+    from .synth import write_synthetic_meshes
+
+    if args.n < 1 or args.max_parts < 1:
+        raise CommandError("--n and --max-parts must be at least 1")
+    meshes = Path(args.out) / "meshes"
+    with tqdm(total=args.n, unit="shape", disable=args.json or None, file=sys.stderr) as bar:
+        write_synthetic_meshes(meshes, args.n, seed=args.seed, max_parts=args.max_parts,
+                               progress=lambda done, total: bar.update(done - bar.n))
+    report = None if args.meshes_only else _run_dataset(meshes, Path(args.out) / "dataset", args)
+    if args.json:
+        print(json.dumps({"meshes": str(meshes), "count": args.n, "dataset": report}, indent=2))
+    else:
+        print(f"{args.n} shapes in {meshes}")
+        if report is not None:
+            _print_report(report, False)
+    return 0
+
+
+def _eval(args) -> int:
+    from ..cli import CommandError
+    from .errors import MeshError
+    from .mesh_io import load_mesh
+    from .metrics import mesh_metrics
+
+    if args.points < 1:
+        raise CommandError("--points must be at least 1")
+    try:
+        pred, gt = load_mesh(args.pred), load_mesh(args.gt)
+    except MeshError as exc:
+        raise CommandError(str(exc)) from None
+    result = mesh_metrics(pred, gt, points=args.points, thresholds=args.thresholds,
+                          normalize=args.normalize, seed=args.seed)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for key, value in result.items():
+            print(f"{key:>20}: {value}")
+    return 0
+
+
+def _sdf(args) -> int:
+    import numpy as np
+
+    from ..cli import CommandError
+    from .errors import MeshError
+    from .mesh_io import load_mesh
+    from .sdf import MeshSDF
+    from .storage import write_bytes_atomic
+
+    try:
+        points = np.load(args.points, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"--points {args.points}: cannot be read as a .npy array ({exc})") from None
+    if points.ndim != 2 or points.shape[1] != 3 or not np.issubdtype(points.dtype, np.number):
+        raise CommandError(f"--points {args.points}: expected a numeric [N, 3] array, got {points.dtype} {points.shape}")
+    if not np.isfinite(points).all():
+        raise CommandError(f"--points {args.points}: {int((~np.isfinite(points)).any(1).sum())} points are NaN or infinite")
+    started = time.perf_counter()
+    try:
+        mesh = load_mesh(args.mesh)
+        distances = MeshSDF(mesh.vertices, mesh.faces, device=args.device)(points)
+    except (MeshError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, distances)
+    write_bytes_atomic(args.output, buffer.getvalue())
+    summary = {"points": int(len(points)), "output": args.output, "device": args.device,
+               "inside": int((distances < 0).sum()),
+               "min": float(distances.min()) if len(distances) else None,
+               "max": float(distances.max()) if len(distances) else None,
+               "seconds": round(time.perf_counter() - started, 3)}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"{summary['points']} distances -> {args.output} ({summary['inside']} inside)")
+    return 0
