@@ -49,9 +49,10 @@ def sleeps():
 
 
 @pytest.fixture
-def make_hub(tmp_path, sleeps, civitai_server, hf_server):
+def make_hub(tmp_path_factory, sleeps, civitai_server, hf_server):
     """Build a Hub pointed at the stand-ins; keyword arguments override HubConfig fields."""
     hubs = []
+    cache_dir = tmp_path_factory.mktemp("response-cache")  # shared by the hubs of one test
 
     def _make(**overrides) -> Hub:
         values = dict(
@@ -59,7 +60,7 @@ def make_hub(tmp_path, sleeps, civitai_server, hf_server):
             hf_endpoint=hf_server.base,
             civitai_token=Secret(CIVITAI_TOKEN),
             hf_token=Secret(HF_TOKEN),
-            cache_dir=tmp_path / "response-cache",
+            cache_dir=cache_dir,
             connect_timeout_s=2.0,
             read_timeout_s=2.0,
             min_interval_s=0.0,
