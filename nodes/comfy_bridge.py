@@ -107,3 +107,18 @@ def output_directory() -> str | None:
 def user_directory() -> str | None:
     folder_paths = _optional_import("folder_paths")
     return folder_paths.get_user_directory() if folder_paths else None
+
+
+# ---------------------------------------------------------------- prompting: wildcards
+def wildcards_directory() -> str | None:
+    """ComfyUI's wildcards folder: ``<models>/wildcards``, else ``<ComfyUI>/wildcards``, the
+    first that exists; None outside ComfyUI or when neither exists."""
+    import os
+
+    folder_paths = _optional_import("folder_paths")
+    if folder_paths is None:
+        return None
+    for root in (getattr(folder_paths, "models_dir", None), getattr(folder_paths, "base_path", None)):
+        if root and os.path.isdir(os.path.join(root, "wildcards")):
+            return os.path.join(root, "wildcards")
+    return None

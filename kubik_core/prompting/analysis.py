@@ -28,6 +28,9 @@ class PromptAnalysis:
     ``complexity`` maps each of COMPLEXITY_DIMENSIONS plus "overall" to a float in [0, 1].
     ``source`` is "rules" or "ollama"; ``notes`` lists warnings for the user (unbalanced
     brackets, an unreadable weight, an LLM fallback and why).
+    ``expanded`` is the prompt with dynamic prompts resolved; ``cleaned`` the same with control
+    characters removed and whitespace and commas normalised (the positive prompt to encode);
+    ``segments`` weigh ``cleaned`` (its first MAX_ANALYSED_CHARS characters).
     """
 
     prompt: str
@@ -45,6 +48,9 @@ class PromptAnalysis:
     source: str = "rules"
     notes: list[str] = field(default_factory=list)
     summary: str = ""
+    # A1111 only: {"steps", "step", "and_parts": [{"text", "weight"}], "schedules":
+    # [{"before", "after", "at_step"}], "alternations": [[option, ...]], "breaks"}; empty for ComfyUI.
+    structure: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

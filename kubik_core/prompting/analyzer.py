@@ -1,0 +1,191 @@
+"""``analyze_prompt``: rule-based prompt analysis, optionally enriched by a local Ollama.
+
+One pass over the weighted segments matches the curated vocabulary (vocabulary.py); the
+matches give concepts by category, weighted style and content-type votes, and the counts
+behind the complexity dimensions. Everything is dict and set work over precomputed tables,
+so a typical prompt costs tens of microseconds (see benchmarks/ for the measured rate).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .analysis import CONCEPT_CATEGORIES, PromptAnalysis
+from .dynamic import expand_dynamic
+from .errors import EmptyPromptError, PromptError
+from .negative import negative_prompt
+from .parsing import check_dialect, parse_prompt
+from .vocabulary import VOCABULARY, WORD
+
+# Longer prompts are analysed up to here (CLIP reads 75 tokens per chunk; 8k characters is
+# dozens of chunks). The cleaned positive prompt keeps the full text.
+MAX_ANALYSED_CHARS = 8192
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SPACES = re.compile(r"\s+")
+_COMMAS = re.compile(r" ?,(?: ?,)* ?")
+_ODD_SPACE = re.compile(r"[^\S ]|  ")        # whitespace other than single spaces
+_ODD_COMMA = re.compile(r" ,|,(?! )|, (?=,)")   # a comma not written as ", "
+_CONTENT = re.compile(r"[^\s,()\[\]{}|:\\]")
+
+# Weights of the complexity dimensions in "overall".
+_OVERALL_WEIGHTS = {"subjects": 0.25, "detail": 0.2, "composition": 0.15, "lighting": 0.1,
+                    "style_mix": 0.15, "length": 0.15}
+
+_STYLE_WORDS = {"3d_render": "3D-render", "pixel_art": "pixel-art", "concept_art": "concept-art",
+                "unknown": "unstyled"}
+
+
+def clean_prompt(text: str) -> tuple[str, int]:
+    """Text without control characters, with whitespace and commas normalised; and how many
+    control characters were removed. Weights, escapes and emoji are kept as written."""
+    removed = 0
+    if _CONTROL.search(text):
+        removed = len(_CONTROL.findall(text))
+        text = _CONTROL.sub("", text)
+    if _ODD_SPACE.search(text):
+        text = _SPACES.sub(" ", text)
+    if _ODD_COMMA.search(text):
+        text = _COMMAS.sub(", ", text)
+    return text.strip(" ,"), removed
+
+
+def analyze_prompt(text: str, dialect: str = "comfyui", seed: int = 0,
+                   wildcards_dir: str | Path | None = None, ollama=None) -> PromptAnalysis:
+    """Analyse a prompt; see PromptAnalysis for the fields.
+
+    Raises EmptyPromptError for a prompt without text, UnknownDialectError for an unknown
+    dialect and WildcardError for a missing or escaping wildcard (all ValueErrors). With an
+    ``ollama`` OllamaConfig the result is enriched by the model when it answers well, and
+    otherwise stays rule-based with a note saying why.
+    """
+    if not isinstance(text, str):
+        raise PromptError(f"prompt must be text, got {type(text).__name__}")
+    dialect = check_dialect(dialect)
+    expanded = expand_dynamic(text, seed, wildcards_dir)
+    cleaned, controls = clean_prompt(expanded)
+    if not _CONTENT.search(cleaned):
+        raise EmptyPromptError("prompt is empty: write what the image should show")
+    notes: list[str] = []
+    if controls:
+        notes.append(f"removed {controls} control character(s) from the prompt")
+    analysed = cleaned
+    if len(cleaned) > MAX_ANALYSED_CHARS:
+        cut = cleaned.rfind(",", 0, MAX_ANALYSED_CHARS)
+        analysed = cleaned[:cut if cut > MAX_ANALYSED_CHARS // 2 else MAX_ANALYSED_CHARS]
+        notes.append(f"prompt has {len(cleaned)} characters: only the first {len(analysed)} "
+                     "were analysed (the positive prompt keeps all of it)")
+    parsed = parse_prompt(analysed, dialect)
+    notes.extend(parsed.notes)
+
+    result = _match(parsed.segments)
+    analysis = PromptAnalysis(
+        prompt=text, dialect=dialect, expanded=expanded, cleaned=cleaned,
+        segments=parsed.segments, embeddings=parsed.embeddings, notes=notes, **result)
+    if dialect == "a1111":
+        analysis.structure = {
+            "steps": parsed.steps, "step": parsed.step,
+            "and_parts": [{"text": part.text, "weight": part.weight} for part in parsed.parts],
+            "schedules": [{"before": s.before, "after": s.after, "at_step": s.at_step}
+                          for s in parsed.schedules],
+            "alternations": parsed.alternations, "breaks": parsed.breaks}
+    analysis.summary = summarize(analysis)
+    if ollama is not None:
+        from .ollama import enrich
+        analysis = enrich(analysis, ollama)
+    return analysis
+
+
+def _match(segments) -> dict:
+    """Concepts, style, content type, complexity and negative prompt from weighted segments."""
+    match = VOCABULARY.match
+    concepts: dict[str, list[str]] = {category: [] for category in CONCEPT_CATEGORIES}
+    seen: set = set()
+    styles: dict[str, float] = {}
+    contents: dict[str, float] = {}
+    all_words: set[str] = set()
+    word_count = composition = emphasised = 0
+    for text, weight in segments:
+        words = WORD.findall(text.lower())
+        if not words:
+            continue
+        word_count += len(words)
+        all_words.update(words)
+        if weight != 1.0:
+            emphasised += 1
+        factor = weight if weight > 0 else 0.0
+        for entry in match(words):
+            if entry in seen:   # a phrase votes once, at its first (usually only) weight
+                continue
+            seen.add(entry)
+            for category in entry.categories:
+                concepts[category].append(entry.phrase)
+            if entry.composition:
+                composition += 1
+            for style, strength in entry.style_votes:
+                styles[style] = styles.get(style, 0.0) + strength * factor
+            for content, strength in entry.content_votes:
+                contents[content] = contents.get(content, 0.0) + strength * factor
+
+    style, confidence = "unknown", 0.0
+    if styles:
+        style = max(styles, key=styles.__getitem__)
+        top, total = styles[style], sum(styles.values())
+        if top > 0:
+            confidence = round(top / total * top / (top + 2.0), 3)
+        else:
+            style = "unknown"
+    content_type = "unknown"
+    if contents:
+        best = max(contents, key=contents.__getitem__)
+        if contents[best] > 0:
+            content_type = best
+
+    strong_styles = sum(1 for score in styles.values() if score >= 1.5)
+    complexity = {
+        "subjects": min(1.0, len(concepts["subject"]) / 4),
+        "detail": min(1.0, (len(seen) + 0.5 * emphasised) / 16),
+        "composition": min(1.0, (len(concepts["camera"]) + composition) / 5),
+        "lighting": min(1.0, len(concepts["lighting"]) / 3),
+        "style_mix": min(1.0, (max(0, strong_styles - 1) + max(0, len(concepts["medium"]) - 1)) / 3),
+        "length": min(1.0, word_count / 120),
+    }
+    complexity["overall"] = round(sum(complexity[k] * w for k, w in _OVERALL_WEIGHTS.items()), 4)
+    return {"concepts": concepts, "style": style, "style_confidence": confidence,
+            "content_type": content_type, "complexity": complexity,
+            "negative": negative_prompt(style, content_type, all_words)}
+
+
+def _level(score: float) -> str:
+    return "simple" if score < 0.25 else "moderate" if score < 0.5 else "rich" if score < 0.75 \
+        else "very complex"
+
+
+def _list(items: list[str], limit: int = 4) -> str:
+    return ", ".join(items[:limit]) + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def summarize(analysis: PromptAnalysis) -> str:
+    """One readable paragraph about the analysis."""
+    concepts = analysis.concepts
+    style = _STYLE_WORDS.get(analysis.style, analysis.style.replace("_", " "))
+    content = analysis.content_type.replace("_", " ")
+    article = "An" if style[0] in "aeiou" else "A"
+    head = f"{article} {style} {content if content != 'unknown' else 'image'} prompt"
+    if analysis.style != "unknown":
+        head += f" (style confidence {analysis.style_confidence:.2f})"
+    parts = [head]
+    for category, label in (("subject", "subjects"), ("setting", "setting"),
+                            ("medium", "medium"), ("lighting", "lighting"),
+                            ("camera", "camera"), ("quality", "quality tags")):
+        if concepts.get(category):
+            parts.append(f"{label}: {_list(concepts[category])}")
+    overall = analysis.complexity.get("overall", 0.0)
+    text = "; ".join(parts) + (f". Complexity {overall:.2f} ({_level(overall)}), "
+                               f"{len(analysis.segments)} weighted segment(s)")
+    if analysis.embeddings:
+        text += f", embeddings: {', '.join(analysis.embeddings)}"
+    text += f". Source: {analysis.source}."
+    if analysis.notes:
+        text += " Notes: " + " ".join(note.rstrip(".") + "." for note in analysis.notes)
+    return text

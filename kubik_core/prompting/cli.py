@@ -1,0 +1,85 @@
+"""``kubik analyze``: prompt analysis from the command line.
+
+``--json`` prints PromptAnalysis.to_dict(), a stable interface for scripts: at least
+``segments`` ([text, weight] pairs as the dialect weighs them), ``concepts``, ``style``,
+``style_confidence``, ``content_type``, ``complexity``, ``negative``, ``cleaned``, ``summary``,
+``notes`` and ``source``.
+"""
+from __future__ import annotations
+
+import json
+import textwrap
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "analyze", help="analyse a prompt: weights, concepts, style, complexity, negative prompt",
+        description="Analyse a text-to-image prompt the way the Kubik Prompt Analyzer node does.")
+    parser.add_argument("prompt", help="the prompt (quote it); '-' reads it from standard input")
+    parser.add_argument("--dialect", default="comfyui", choices=("comfyui", "a1111"),
+                        help="weighting syntax: ComfyUI's CLIPTextEncode or AUTOMATIC1111's webui")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed that resolves {a|b} and __wildcard__ choices (default 0)")
+    parser.add_argument("--wildcards", metavar="DIR", default=None,
+                        help="folder of wildcard .txt files for __name__")
+    parser.add_argument("--ollama-url", default=None,
+                        help="enrich with a local Ollama server, e.g. http://127.0.0.1:11434")
+    parser.add_argument("--ollama-model", default="llama3.2", help="Ollama model name")
+    parser.add_argument("--ollama-timeout", type=float, default=10.0,
+                        help="seconds to wait for Ollama before falling back to the rules")
+    parser.add_argument("--json", action="store_true", help="print the analysis as JSON")
+    parser.set_defaults(func=_analyze)
+
+
+def _analyze(args) -> int:
+    import sys
+
+    from ..cli import CommandError
+    from . import OllamaConfig, PromptError, analyze_prompt
+
+    text = sys.stdin.read() if args.prompt == "-" else args.prompt
+    ollama = None
+    if args.ollama_url:
+        if args.ollama_timeout <= 0:
+            raise CommandError("--ollama-timeout must be positive")
+        ollama = OllamaConfig(args.ollama_url, args.ollama_model, args.ollama_timeout)
+    try:
+        analysis = analyze_prompt(text, args.dialect, args.seed, args.wildcards, ollama)
+    except PromptError as exc:
+        raise CommandError(str(exc)) from None
+    if args.json:
+        print(json.dumps(analysis.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        print(format_report(analysis))
+    return 0
+
+
+def format_report(analysis) -> str:
+    """A readable multi-line report of an analysis."""
+    wrap = textwrap.TextWrapper(width=100, subsequent_indent="    ")
+    lines = [f"Style:        {analysis.style} (confidence {analysis.style_confidence:.2f})",
+             f"Content:      {analysis.content_type}",
+             f"Source:       {analysis.source}",
+             "Complexity:   " + ", ".join(f"{k} {v:.2f}" for k, v in analysis.complexity.items()),
+             "Concepts:"]
+    for category, phrases in analysis.concepts.items():
+        if phrases:
+            lines.append(wrap.fill(f"  {category}: {', '.join(phrases)}"))
+    lines.append("Segments:")
+    for text, weight in analysis.segments[:40]:
+        lines.append(f"  {weight:6.3f}  {text!r}")
+    if len(analysis.segments) > 40:
+        lines.append(f"  ... {len(analysis.segments) - 40} more")
+    if analysis.embeddings:
+        lines.append("Embeddings:   " + ", ".join(analysis.embeddings))
+    if analysis.structure:
+        s = analysis.structure
+        lines.append(f"A1111:        {len(s['and_parts'])} AND part(s), {s['breaks']} BREAK(s), "
+                     f"{len(s['schedules'])} schedule(s), {len(s['alternations'])} alternation(s),"
+                     f" weights at step {s['step']} of {s['steps']}")
+    lines.append(wrap.fill("Positive:     " + analysis.cleaned))
+    lines.append(wrap.fill("Negative:     " + analysis.negative))
+    for note in analysis.notes:
+        lines.append(wrap.fill("Note:         " + note))
+    lines.append(wrap.fill("Summary:      " + analysis.summary))
+    return "\n".join(lines)

@@ -1,0 +1,285 @@
+"""AUTOMATIC1111's prompt syntax (stable-diffusion-webui modules/prompt_parser.py).
+
+The webui reads a prompt in three passes, and so does this module:
+
+1. ``AND`` splits the raw text into sub-prompts, each with an optional ``:weight`` at its end
+   (composable diffusion);
+2. each sub-prompt is parsed for ``[a:b:when]`` scheduling and ``[a|b]`` alternation and
+   resolved to the plain text used at one sampling step (the webui uses a lark grammar; this is
+   a hand-written recursive-descent parser for the same grammar: brackets that do not form a
+   construct stay literal at the top level, a ``|`` outside ``[ ]`` makes the webui give up on
+   scheduling for that sub-prompt, which is reproduced);
+3. the step's text is weighed: ``(x)`` ×1.1, ``[x]`` ÷1.1, ``(x:w)`` ×w, nested brackets
+   multiply, brackets left open apply up to the end, ``\\(`` escapes, ``BREAK`` starts a new
+   75-token chunk.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MAX_NESTING = 100
+
+# Pass 1: the webui's own expressions.
+_AND = re.compile(r"\bAND\b")
+_AND_WEIGHT = re.compile(r"^(\s*.*?)(?:\s*:\s*([-+]?(?:\d+\.?|\d*\.\d+)))?\s*$")
+
+# Pass 2: tokens of the scheduling grammar.
+_PLAIN = re.compile(r"(?:[^\\\[\]():|]|\\.)+", re.S)
+_NUMBER = re.compile(r"\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\]")
+
+# Pass 3: the webui's attention tokens.
+_ATTENTION = re.compile(r"""
+\\\(|\\\)|\\\[|\\]|\\\\|\\|\(|\[|:([+-]?[.\d]+)\)|\)|]|[^\\()\[\]:]+|:
+""", re.X)
+_BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    """``[before:after:when]``: ``before`` up to step ``when``, ``after`` from then on."""
+
+    before: tuple | None
+    after: tuple
+    when: float
+
+
+@dataclass(frozen=True)
+class Alternate:
+    """``[a|b|c]``: option (step - 1) % n at each step."""
+
+    options: tuple
+
+
+class _Fail(Exception):
+    """The text at this position is no construct of the grammar."""
+
+
+class _ScheduleParser:
+    def __init__(self, text: str):
+        self.text = text
+        self.depth = 0
+
+    def parse_top(self) -> list:
+        """The ``start`` rule: prompts with stray ``[ ] ( ) :`` allowed between them."""
+        text, pos, nodes = self.text, 0, []
+        while pos < len(text):
+            char = text[pos]
+            if char in "([":
+                try:
+                    node, pos = self._bracket(pos)
+                    nodes.extend(node)
+                    continue
+                except _Fail:
+                    nodes.append(char)
+                    pos += 1
+            elif char in "]):":
+                nodes.append(char)
+                pos += 1
+            else:
+                match = _PLAIN.match(text, pos)
+                if match is None:  # a "|" outside brackets, or a lone trailing backslash
+                    raise _Fail
+                nodes.append(match.group())
+                pos = match.end()
+        return nodes
+
+    def _prompt(self, pos: int) -> tuple[list, int]:
+        """The ``prompt`` rule: stops before ``: | ] )`` or at the end."""
+        text, nodes = self.text, []
+        while pos < len(text):
+            char = text[pos]
+            if char in "([":
+                node, pos = self._bracket(pos)
+                nodes.extend(node)
+            elif char in ":|])":
+                break
+            else:
+                match = _PLAIN.match(text, pos)
+                if match is None:
+                    raise _Fail
+                nodes.append(match.group())
+                pos = match.end()
+        return nodes, pos
+
+    def _expect(self, pos: int, char: str) -> int:
+        if pos < len(self.text) and self.text[pos] == char:
+            return pos + 1
+        raise _Fail
+
+    def _bracket(self, pos: int) -> tuple[list, int]:
+        self.depth += 1
+        try:
+            if self.depth > MAX_NESTING:
+                raise _Fail
+            if self.text[pos] == "(":
+                return self._round(pos)
+            return self._square(pos)
+        finally:
+            self.depth -= 1
+
+    def _round(self, pos: int) -> tuple[list, int]:
+        inner, pos = self._prompt(pos + 1)
+        if pos < len(self.text) and self.text[pos] == ":":
+            weight, pos = self._prompt(pos + 1)
+            pos = self._expect(pos, ")")
+            return ["(", *inner, ":", *weight, ")"], pos
+        pos = self._expect(pos, ")")
+        return ["(", *inner, ")"], pos
+
+    def _square(self, pos: int) -> tuple[list, int]:
+        text = self.text
+        first, pos = self._prompt(pos + 1)
+        if pos >= len(text):
+            raise _Fail
+        char = text[pos]
+        if char == "]":
+            return ["[", *first, "]"], pos + 1
+        if char == "|":
+            options = [tuple(first)]
+            while pos < len(text) and text[pos] == "|":
+                option, pos = self._prompt(pos + 1)
+                options.append(tuple(option))
+            pos = self._expect(pos, "]")
+            return [Alternate(tuple(options))], pos
+        if char != ":":
+            raise _Fail
+        number = _NUMBER.match(text, pos + 1)
+        if number is not None:
+            return [Scheduled(None, tuple(first), float(number.group(1)))], number.end()
+        second, pos = self._prompt(pos + 1)
+        pos = self._expect(pos, ":")
+        number = _NUMBER.match(text, pos)
+        if number is None:
+            raise _Fail
+        return [Scheduled(tuple(first), tuple(second), float(number.group(1)))], number.end()
+
+
+def parse_schedule(text: str) -> list | None:
+    """The sub-prompt as a list of str / Scheduled / Alternate, or None if the webui would
+    not parse it (then it uses the text as it is, at every step)."""
+    try:
+        return _ScheduleParser(text).parse_top()
+    except (_Fail, RecursionError):
+        return None
+
+
+def step_of(when: float, steps: int) -> int:
+    """The last step of ``before``: fractions below 1 are of the total steps (webui rule)."""
+    if when < 1:
+        when *= steps
+    return min(steps, int(when))
+
+
+def resolve(nodes, step: int, steps: int) -> str:
+    """The text a schedule tree stands for at ``step`` (1-based)."""
+    out: list[str] = []
+    stack = [iter(nodes)]
+    while stack:
+        node = next(stack[-1], None)
+        if node is None:
+            stack.pop()
+        elif isinstance(node, str):
+            out.append(node)
+        elif isinstance(node, Scheduled):
+            chosen = (node.before or ()) if step <= step_of(node.when, steps) else node.after
+            stack.append(iter(chosen))
+        else:
+            stack.append(iter(node.options[(step - 1) % len(node.options)]))
+    return "".join(out)
+
+
+def walk(nodes):
+    """Every Scheduled and Alternate in a tree, outermost first."""
+    stack = [iter(nodes)]
+    while stack:
+        node = next(stack[-1], None)
+        if node is None:
+            stack.pop()
+        elif isinstance(node, Scheduled):
+            yield node
+            if node.before:
+                stack.append(iter(node.before))
+            stack.append(iter(node.after))
+        elif isinstance(node, Alternate):
+            yield node
+            for option in node.options:
+                stack.append(iter(option))
+
+
+def split_and(text: str) -> list[tuple[str, float]]:
+    """Sub-prompts of ``a AND b :0.5`` with their weights (webui get_multicond_prompt_list)."""
+    parts = []
+    for sub in _AND.split(text):
+        match = _AND_WEIGHT.search(sub)
+        if match is None:
+            parts.append((sub, 1.0))
+        else:
+            body, weight = match.groups()
+            parts.append((body, float(weight) if weight is not None else 1.0))
+    return parts
+
+
+def weigh(text: str, notes: list[str] | None = None) -> list[list[tuple[str, float]]]:
+    """Attention weights of resolved text (webui parse_prompt_attention), one list per BREAK chunk.
+
+    The webui returns ("BREAK", -1) markers inside one list; here each chunk is its own list.
+    Where the webui would crash on a weight such as ``(x:1.2.3)``, the weight is kept as text.
+    """
+    res: list[list] = []
+    round_open: list[int] = []
+    square_open: list[int] = []
+
+    def multiply(start: int, factor: float) -> None:
+        for item in res[start:]:
+            item[1] *= factor
+
+    for match in _ATTENTION.finditer(text):
+        token, weight = match.group(0), match.group(1)
+        if token[0] == "\\":
+            res.append([token[1:], 1.0])
+        elif token == "(":
+            round_open.append(len(res))
+        elif token == "[":
+            square_open.append(len(res))
+        elif weight is not None and round_open:
+            try:
+                factor = float(weight)
+            except ValueError:
+                if notes is not None:
+                    notes.append(f"weight {weight!r} is not a number (the webui fails on it); "
+                                 "kept as text")
+                res.append([":" + weight, 1.0])
+                multiply(round_open.pop(), 1.1)
+                continue
+            multiply(round_open.pop(), factor)
+        elif token == ")" and round_open:
+            multiply(round_open.pop(), 1.1)
+        elif token == "]" and square_open:
+            multiply(square_open.pop(), 1 / 1.1)
+        else:
+            for index, piece in enumerate(_BREAK.split(token)):
+                if index:
+                    res.append(["BREAK", -1])
+                res.append([piece, 1.0])
+    if notes is not None and (round_open or square_open):
+        notes.append("a bracket is never closed: the webui applies it up to the end of the prompt")
+    for start in round_open:
+        multiply(start, 1.1)
+    for start in square_open:
+        multiply(start, 1 / 1.1)
+    if not res:
+        res = [["", 1.0]]
+    merged: list[list] = [res[0]]
+    for item in res[1:]:
+        if merged[-1][1] == item[1]:
+            merged[-1][0] += item[0]
+        else:
+            merged.append(item)
+    chunks: list[list[tuple[str, float]]] = [[]]
+    for piece, weight in merged:
+        if weight == -1 and piece == "BREAK":
+            chunks.append([])
+        elif piece:
+            chunks[-1].append((piece, weight))
+    return chunks

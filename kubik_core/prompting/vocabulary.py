@@ -1,0 +1,132 @@
+"""The curated prompt vocabulary (data/vocabulary.json) as one phrase index built at import.
+
+Every phrase is normalised the way prompts are read (lower case, words of ``[a-z0-9]``, so
+``score_9``, ``close-up`` and ``Close Up`` all read as the same words) and stored once with
+everything it says: concept categories, subject or setting kind, style and content cues.
+Lookup is a dict access per candidate n-gram, longest phrase first.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .analysis import CONCEPT_CATEGORIES
+
+WORD = re.compile(r"[a-z0-9]+")
+
+# Subject and setting kinds vote for a content type (kind: (content type, strength)).
+KIND_CONTENT = {
+    "person": ("character", 2.0), "character": ("character", 2.0),
+    "creature": ("character", 1.5), "animal": ("animal", 2.0), "vehicle": ("vehicle", 2.0),
+    "food": ("food", 2.0), "object": ("product", 0.7), "plant": ("landscape", 0.3),
+    "building": ("architecture", 1.5), "nature": ("landscape", 1.0),
+    "urban": ("cityscape", 1.0), "interior": ("interior", 1.2), "fantastical": ("scene", 0.8),
+}
+
+_DATA = Path(__file__).with_name("data") / "vocabulary.json"
+
+
+@dataclass(eq=False)
+class Entry:
+    """What one phrase tells the analyzer."""
+
+    phrase: str                                           # as first written in the data
+    categories: list[str] = field(default_factory=list)   # concept categories, report order
+    kind: str = ""                                        # subject or setting kind
+    styles: dict[str, float] = field(default_factory=dict)
+    contents: dict[str, float] = field(default_factory=dict)
+    composition: bool = False
+    style_votes: tuple = ()      # (style, strength) pairs, filled by Vocabulary.finish
+    content_votes: tuple = ()    # (content type, strength) pairs, kind vote included
+
+
+def normalise(phrase: str) -> str:
+    return " ".join(WORD.findall(phrase.lower()))
+
+
+class Vocabulary:
+    """Phrase index: ``entries[normalised phrase]`` and ``span[first word]`` (longest length)."""
+
+    def __init__(self, data: dict):
+        self.entries: dict[str, Entry] = {}
+        self.span: dict[str, int] = {}
+        for category in CONCEPT_CATEGORIES:
+            groups = data[category]
+            if isinstance(groups, list):
+                groups = {"": groups}
+            for kind, phrases in groups.items():
+                for phrase in phrases:
+                    entry = self._entry(phrase)
+                    if category not in entry.categories:
+                        entry.categories.append(category)
+                    if kind and not entry.kind:
+                        entry.kind = kind
+        for style, cues in data["style_cues"].items():
+            for phrase, strength in cues.items():
+                self._entry(phrase).styles[style] = float(strength)
+        for content, cues in data["content_cues"].items():
+            for phrase, strength in cues.items():
+                self._entry(phrase).contents[content] = float(strength)
+        for phrase in data["composition_words"]:
+            self._entry(phrase).composition = True
+        order = {name: index for index, name in enumerate(CONCEPT_CATEGORIES)}
+        for entry in self.entries.values():
+            entry.categories.sort(key=order.__getitem__)
+        self.finish()
+
+    def _entry(self, phrase: str) -> Entry:
+        key = normalise(phrase)
+        if not key:
+            raise ValueError(f"vocabulary phrase {phrase!r} has no words")
+        entry = self.entries.get(key)
+        if entry is None:
+            entry = self.entries[key] = Entry(phrase.strip())
+            words = key.split(" ")
+            self.span[words[0]] = max(self.span.get(words[0], 0), len(words))
+        return entry
+
+    def match(self, words: list[str]) -> list[Entry]:
+        """The phrases found in ``words``, longest match first, in text order."""
+        entries, span = self.entries, self.span
+        count = len(words)
+        found_all: list[Entry] = []
+        index = 0
+        while index < count:
+            word = words[index]
+            longest = span.get(word)
+            if longest is None:
+                if word[-1] == "s" and len(word) > 3:  # a plural of a one-word phrase
+                    found = entries.get(word[:-1])
+                    if found is not None:
+                        found_all.append(found)
+                index += 1
+                continue
+            length = min(longest, count - index)
+            while length > 1:
+                found = entries.get(" ".join(words[index:index + length]))
+                if found is not None:
+                    break
+                length -= 1
+            else:
+                length = 1
+                found = entries.get(word)
+            if found is not None:
+                found_all.append(found)
+            index += length
+        return found_all
+
+    def finish(self) -> None:
+        """Freeze each entry's votes into tuples (the analyzer's inner loop reads only these)."""
+        for entry in self.entries.values():
+            contents = dict(entry.contents)
+            if entry.kind:
+                content, vote = KIND_CONTENT[entry.kind]
+                contents[content] = contents.get(content, 0.0) + vote
+            entry.style_votes = tuple(entry.styles.items())
+            entry.content_votes = tuple(contents.items())
+            entry.categories = tuple(entry.categories)
+
+
+VOCABULARY = Vocabulary(json.loads(_DATA.read_text(encoding="utf-8")))
