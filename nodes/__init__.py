@@ -9,6 +9,8 @@ NODE_MODULES = (
     "prompting",
     "params",
     "explain",
+    "classify",
+    "hub",
 )
 
 NODE_CLASS_MAPPINGS = {}

@@ -122,3 +122,92 @@ def wildcards_directory() -> str | None:
         if root and os.path.isdir(os.path.join(root, "wildcards")):
             return os.path.join(root, "wildcards")
     return None
+
+# ---------------------------------------------------------------- classifiers (kubik classify)
+CLASSIFIER_EXTENSIONS = {".safetensors"}
+
+
+def _classifier_fallback_dir() -> str | None:
+    """Outside ComfyUI, classifiers are listed from $KUBIK_CLASSIFIERS_DIR (CLI, tests)."""
+    import os
+
+    return os.environ.get("KUBIK_CLASSIFIERS_DIR") or None
+
+
+def widen_classifier_folder() -> None:
+    """Let ComfyUI's core ``classifiers`` model folder list .safetensors files.
+
+    Core registers it with the extension set {""} (extension-less files only); we add ours and
+    keep whatever paths core, extra_model_paths.yaml or other packs registered.
+    """
+    folder_paths = _optional_import("folder_paths")
+    if folder_paths is None:
+        return
+    paths, exts = folder_paths.folder_names_and_paths.get("classifiers", ([], set()))
+    if not CLASSIFIER_EXTENSIONS <= set(exts):
+        folder_paths.folder_names_and_paths["classifiers"] = (paths, set(exts) | CLASSIFIER_EXTENSIONS)
+        cache = getattr(folder_paths, "filename_list_cache", None)
+        if isinstance(cache, dict):
+            cache.pop("classifiers", None)
+
+
+def classifier_names() -> list[str]:
+    """Exported classifiers (.safetensors) in ComfyUI's classifiers folder(s)."""
+    import os
+
+    folder_paths = _optional_import("folder_paths")
+    if folder_paths is not None:
+        widen_classifier_folder()
+        names = folder_paths.get_filename_list("classifiers")
+    else:
+        root = _classifier_fallback_dir()
+        names = []
+        if root and os.path.isdir(root):
+            for parent, _dirs, files in os.walk(root):
+                names += [os.path.relpath(os.path.join(parent, f), root).replace(os.sep, "/")
+                          for f in files]
+    return sorted(n for n in names if os.path.splitext(n)[1].lower() in CLASSIFIER_EXTENSIONS)
+
+
+def classifier_path(name: str) -> str | None:
+    """Full path of a listed classifier, or None (also for names escaping the folder)."""
+    import os
+
+    folder_paths = _optional_import("folder_paths")
+    if folder_paths is not None:
+        widen_classifier_folder()
+        return folder_paths.get_full_path("classifiers", name)
+    root = _classifier_fallback_dir()
+    if not root:
+        return None
+    root = os.path.realpath(root)
+    path = os.path.realpath(os.path.join(root, name))
+    if os.path.commonpath([root, path]) != root or not os.path.isfile(path):
+        return None
+    return path
+
+
+def classifier_devices():
+    """(load device, offload device): ComfyUI's choice inside ComfyUI, else CPU for both."""
+    import torch
+
+    mm = _optional_import("comfy.model_management")
+    if mm is None:
+        return torch.device("cpu"), torch.device("cpu")
+    return mm.get_torch_device(), mm.unet_offload_device()
+
+
+def manage_model(module, load_device, offload_device):
+    """Hand an nn.Module to ComfyUI's memory manager (a ModelPatcher); None outside ComfyUI."""
+    patcher_module = _optional_import("comfy.model_patcher")
+    if patcher_module is None:
+        return None
+    return patcher_module.ModelPatcher(module, load_device=load_device, offload_device=offload_device)
+
+
+def load_managed_model(patcher) -> None:
+    """Ask ComfyUI to move a managed model onto its load device (offloading others if needed)."""
+    mm = _optional_import("comfy.model_management")
+    if mm is not None and patcher is not None:
+        mm.load_models_gpu([patcher])
+
