@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "params.cli",      # kubik params
     "classify.cli",    # kubik classify
     "recon3d.cli",     # kubik 3d
+    "hub.cli",         # kubik hub
     "demo",            # kubik demo
 )
 

@@ -211,3 +211,68 @@ def load_managed_model(patcher) -> None:
     if mm is not None and patcher is not None:
         mm.load_models_gpu([patcher])
 
+
+# ---------------------------------------------------------------- hub (model downloads)
+# ComfyUI 0.8.0's folder_paths kinds that hold single model files: the node's choices outside
+# ComfyUI, and the order the most used ones come first in inside it.
+FALLBACK_MODEL_KINDS = [
+    "loras", "checkpoints", "embeddings", "controlnet", "vae", "upscale_models",
+    "diffusion_models", "text_encoders", "clip_vision", "style_models", "hypernetworks",
+    "gligen", "photomaker", "vae_approx", "model_patches", "audio_encoders",
+    "latent_upscale_models",
+]
+_NOT_MODEL_FILE_FOLDERS = {"configs", "custom_nodes", "diffusers"}
+
+
+def model_folder_kinds() -> list[str]:
+    """ComfyUI's model folder kinds (loras, checkpoints, ...), common ones first."""
+    folder_paths = _optional_import("folder_paths")
+    if folder_paths is None:
+        return list(FALLBACK_MODEL_KINDS)
+    live = [k for k in folder_paths.folder_names_and_paths if k not in _NOT_MODEL_FILE_FOLDERS]
+    common = [k for k in FALLBACK_MODEL_KINDS if k in live]
+    return common + sorted(k for k in live if k not in common)
+
+
+def model_folder(kind: str) -> tuple[str, tuple[str, ...]] | None:
+    """(default folder, listed extensions) of a model kind; None outside ComfyUI.
+
+    The default folder is the first of ``folder_paths.get_folder_paths(kind)`` (an
+    ``extra_model_paths.yaml`` entry marked ``is_default`` comes first). An empty extension
+    tuple means the folder lists every file. Raises ValueError for an unknown kind.
+    """
+    folder_paths = _optional_import("folder_paths")
+    if folder_paths is None:
+        return None
+    if kind not in folder_paths.folder_names_and_paths:
+        raise ValueError(f"kind: {kind!r} is not a ComfyUI model folder; choose one of "
+                         f"{', '.join(model_folder_kinds())}")
+    paths = folder_paths.get_folder_paths(kind)
+    if not paths:
+        raise ValueError(f"kind: ComfyUI has no folder configured for {kind!r}")
+    extensions = folder_paths.folder_names_and_paths[kind][1]
+    return paths[0], tuple(sorted(e for e in extensions if e))
+
+
+def _prompt_server():
+    """ComfyUI's PromptServer instance when the pack runs inside ComfyUI's server, else None.
+
+    Looked up in sys.modules, never imported: ComfyUI's main.py has created the server before
+    it loads custom nodes, and outside it nothing named ``server`` must be imported.
+    """
+    import sys
+
+    server = sys.modules.get("server")
+    return getattr(getattr(server, "PromptServer", None), "instance", None)
+
+
+def server_routes():
+    """The aiohttp RouteTableDef of ComfyUI's server (for @routes.get/post), or None."""
+    return getattr(_prompt_server(), "routes", None)
+
+
+def send_event(event: str, data: dict, client_id: str | None = None) -> None:
+    """Send a websocket event to one client (or all when client_id is None); no-op outside."""
+    instance = _prompt_server()
+    if instance is not None:
+        instance.send_sync(event, data, client_id)
