@@ -1,0 +1,117 @@
+"""The SDF engine: exact distances, winding-number sign on closed, open and overlapping meshes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trimesh
+
+from kubik_core.recon3d.errors import MeshError
+from kubik_core.recon3d.mesh_io import load_mesh, normalize
+from kubik_core.recon3d.sdf import MeshSDF
+
+
+def box_sdf(points: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """Exact signed distance to an axis-aligned box centred at the origin."""
+    q = np.abs(points) - half
+    return np.linalg.norm(np.maximum(q, 0.0), axis=1) + np.minimum(q.max(axis=1), 0.0)
+
+
+def test_box_distances_are_exact_and_negative_inside():
+    half = np.array([0.4, 0.7, 0.2])
+    box = trimesh.creation.box(extents=2 * half)
+    points = np.random.default_rng(0).uniform(-1.2, 1.2, (20000, 3))
+    distance = MeshSDF(box.vertices, box.faces)(points)
+    assert distance.dtype == np.float32
+    np.testing.assert_allclose(distance, box_sdf(points, half), atol=2e-6)
+
+
+def test_sphere_distances_follow_the_radius():
+    sphere = trimesh.creation.icosphere(subdivisions=5, radius=0.8)
+    points = np.random.default_rng(1).uniform(-1, 1, (5000, 3))
+    distance = MeshSDF(sphere.vertices, sphere.faces)(points)
+    np.testing.assert_allclose(distance, np.linalg.norm(points, axis=1) - 0.8, atol=2e-3)
+
+
+def test_holed_bunny_matches_libigl_distance_and_winding_sign(bunny_path):
+    import igl
+
+    mesh, _ = normalize(load_mesh(bunny_path))
+    assert not mesh.is_watertight  # the point of this test: the bunny has holes in its base
+    points = np.random.default_rng(2).uniform(-1, 1, (3000, 3))
+    distance = MeshSDF(mesh.vertices, mesh.faces)(points)
+    v, f = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+    squared, _, _ = igl.point_mesh_squared_distance(points, v, f)
+    np.testing.assert_allclose(np.abs(distance), np.sqrt(squared), atol=1e-5)
+    inside = igl.fast_winding_number(v, f, points) > 0.5
+    assert 0.05 < inside.mean() < 0.5
+    assert np.array_equal(distance < 0, inside)
+
+
+def test_sign_is_right_on_an_open_box_and_on_overlapping_shells():
+    box = trimesh.creation.box()
+    open_box = trimesh.Trimesh(box.vertices, box.faces[2:], process=False)  # one side missing
+    assert not open_box.is_watertight
+    d = MeshSDF(open_box.vertices, open_box.faces)([[0.0, 0.0, 0.0], [0.0, 0.0, 2.0]])
+    assert d[0] < 0 < d[1]
+
+    moved = box.copy()
+    moved.apply_translation([0.5, 0.0, 0.0])
+    overlapping = trimesh.util.concatenate([box, moved])  # self-intersecting, winding number 2 inside both
+    d = MeshSDF(overlapping.vertices, overlapping.faces)([[0.25, 0, 0], [-0.4, 0, 0], [0.9, 0, 0], [2, 0, 0]])
+    assert (d[:3] < 0).all() and d[3] > 0
+    assert np.isclose(d[0], -0.25, atol=1e-6)  # nearest surface: the inner walls at x = 0 and 0.5
+
+
+@pytest.mark.parametrize("scale", [1e-4, 1e4])
+def test_distances_come_back_in_the_mesh_units(scale):
+    half = np.array([0.5, 0.5, 0.5])
+    box = trimesh.creation.box(extents=2 * half)
+    points = np.random.default_rng(3).uniform(-1, 1, (2000, 3))
+    offset = np.array([10.0, 20.0, -5.0])
+    distance = MeshSDF(box.vertices * scale + offset * scale, box.faces)(points * scale + offset * scale)
+    np.testing.assert_allclose(distance / scale, box_sdf(points, half), atol=1e-5)
+
+
+def test_thread_count_does_not_change_results():
+    mesh = trimesh.creation.torus(major_radius=0.5, minor_radius=0.2)
+    points = np.random.default_rng(4).uniform(-1, 1, (10001, 3))
+    one, face_one = MeshSDF(mesh.vertices, mesh.faces, threads=1).query(points)
+    three, face_three = MeshSDF(mesh.vertices, mesh.faces, threads=3).query(points)
+    assert np.array_equal(one, three) and np.array_equal(face_one, face_three)
+
+
+def test_progress_reports_every_chunk_and_empty_queries_work():
+    box = trimesh.creation.box()
+    sdf = MeshSDF(box.vertices, box.faces)
+    seen = []
+    sdf(np.zeros((5, 3)), progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(5, 5)]
+    assert sdf(np.zeros((0, 3))).shape == (0,)
+
+
+def test_bad_meshes_and_points_are_refused():
+    box = trimesh.creation.box()
+    with pytest.raises(MeshError, match="NaN"):
+        MeshSDF(np.where(np.arange(24).reshape(8, 3) == 4, np.nan, box.vertices), box.faces)
+    with pytest.raises(MeshError, match="non-empty"):
+        MeshSDF(box.vertices, np.zeros((0, 3), int))
+    with pytest.raises(MeshError, match="outside"):
+        MeshSDF(box.vertices, box.faces + 8)
+    with pytest.raises(MeshError, match="zero extent"):
+        MeshSDF(np.zeros((3, 3)), [[0, 1, 2]])
+    sdf = MeshSDF(box.vertices, box.faces)
+    with pytest.raises(ValueError, match="NaN"):
+        sdf([[0.0, np.nan, 0.0]])
+    with pytest.raises(ValueError, match=r"\[N, 3\]"):
+        sdf(np.zeros((4, 2)))
+
+
+def test_cuda_without_a_gpu_is_a_clear_error():
+    from kubik_core.recon3d.sdf import _warp
+
+    if _warp().get_cuda_device_count() > 0:
+        pytest.skip("a CUDA device is present")
+    box = trimesh.creation.box()
+    with pytest.raises(ValueError, match="no CUDA device"):
+        MeshSDF(box.vertices, box.faces, device="cuda")
+    assert MeshSDF(box.vertices, box.faces, device="auto").device == "cpu"
