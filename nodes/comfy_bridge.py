@@ -276,3 +276,49 @@ def send_event(event: str, data: dict, client_id: str | None = None) -> None:
     instance = _prompt_server()
     if instance is not None:
         instance.send_sync(event, data, client_id)
+
+
+# ---------------------------------------------------------------- params (sampling-parameter optimizer)
+_UNET_CONFIG_KEYS = ("depth", "hidden_size", "image_model", "in_channels")
+
+
+def describe_model_for_params(model: Any):
+    """describe_model() plus the unet_config entries that tell variants of one class apart."""
+    info = describe_model(model)
+    config = getattr(model.model, "model_config", None)
+    unet_config = getattr(config, "unet_config", None) or {}
+    extras = {k: unet_config[k] for k in _UNET_CONFIG_KEYS
+              if isinstance(unet_config.get(k), (int, float, str, bool))}
+    layers = unet_config.get("x_block_self_attn_layers")
+    if isinstance(layers, (list, tuple)):
+        extras["x_block_self_attn_layers"] = len(layers)
+    info.unet_config = extras
+    return info
+
+
+def model_file_path(folder: str, name: str) -> str | None:
+    """Full path of a model file in a ComfyUI model folder; None outside ComfyUI or if missing."""
+    folder_paths = _optional_import("folder_paths")
+    if folder_paths is None:
+        return None
+    try:
+        return folder_paths.get_full_path(folder, name)
+    except Exception:  # an unknown folder name raises inside folder_paths
+        return None
+
+
+def torch_device_info() -> tuple[str, float] | None:
+    """(device name, total memory in GB) of the device ComfyUI samples on; None outside ComfyUI.
+
+    The CPU is reported as ("cpu", 0.0).
+    """
+    mm = _optional_import("comfy.model_management")
+    if mm is None:
+        return None
+    device = mm.get_torch_device()
+    if getattr(device, "type", str(device)) == "cpu":
+        return "cpu", 0.0
+    import torch
+
+    name = torch.cuda.get_device_name(device) if getattr(device, "type", "") == "cuda" else str(device)
+    return name, mm.get_total_memory(device) / 2**30

@@ -77,6 +77,35 @@ _SDXL_VARIANTS = (
     (re.compile(r"illustrious|noob|\bilxl\b|[-_]ilxl|illu[-_]"), "illustrious"),
     (re.compile(r"playground"), "playground25"),
 )
+# modelspec.architecture prefixes (kohya-ss sd-scripts library/sai_model_spec.py) -> family.
+_ARCHITECTURES = (
+    ("stable-diffusion-xl-v1", "sdxl"), ("stable-diffusion-v1", "sd15"), ("stable-diffusion-v2", "sd2"),
+    ("stable-diffusion-3.5-large", "sd35_large"), ("stable-diffusion-3.5-medium", "sd35_medium"),
+    ("stable-diffusion-3", "sd3"), ("flux-1-dev", "flux_dev"), ("flux-1-schnell", "flux_schnell"),
+    ("flux-2", "flux2"),
+)
+# kohya ss_base_model_version prefixes (sd-scripts library/*model_util.py, flux_utils.py).
+_BASE_VERSIONS = (("sdxl", "sdxl"), ("sd_v1", "sd15"), ("sd_v2", "sd2"), ("flux2", "flux2"),
+                  ("flux1", "flux_dev"))
+# File-name patterns, most specific first.
+_NAME_FAMILIES = (
+    (re.compile(r"flux[._-]?2"), "flux2"),
+    (re.compile(r"flux.*schnell|schnell"), "flux_schnell"),
+    (re.compile(r"flux"), "flux_dev"),
+    (re.compile(r"chroma"), "chroma"),
+    (re.compile(r"qwen[._-]?image"), "qwen_image"),
+    (re.compile(r"z[._-]?image"), "z_image_turbo"),
+    (re.compile(r"lumina"), "lumina2"),
+    (re.compile(r"hidream"), "hidream"),
+    (re.compile(r"auraflow"), "auraflow"),
+    (re.compile(r"hunyuan[._-]?dit"), "hunyuan_dit"),
+    (re.compile(r"pixart"), "pixart_sigma"),
+    (re.compile(r"cascade"), "stable_cascade"),
+    (re.compile(r"sd[._-]?3[._-]?5|sd3\.5"), "sd3"),
+    (re.compile(r"sd[._-]?3"), "sd3"),
+    (re.compile(r"v1[._-]5|sd[._-]?15|sd[._-]?1\.5"), "sd15"),
+    (re.compile(r"v2[._-]1|sd[._-]?2"), "sd2"),
+)
 _STEPS_IN_NAME = re.compile(r"(\d{1,2})[-_ ]?steps?")
 _METADATA_KEYS = ("modelspec.title", "modelspec.architecture", "ss_base_model_version",
                   "ss_sd_model_name", "ss_output_name")
@@ -92,13 +121,16 @@ def detect_family(info: ModelInfo | None, family_hint: str = "auto") -> FamilyDe
                                f"using the generic {FALLBACK_FAMILY} profile")
 
     family, reason = _from_classes(info)
+    confidence = 0.9
+    if family is None:
+        family, reason, confidence = _from_names(info)
     if family is None:
         return _fallback(info)
     family, reason = _refine_variant(family, reason, info)
     name_text = _name_text(info)
     if family == "sdxl":
-        return _refine_sdxl(reason, info, name_text)
-    return FamilyDetection(family, 0.9, reason, _steps_hint(name_text))
+        return _refine_sdxl(reason, info, name_text, confidence)
+    return FamilyDetection(family, confidence, reason, _steps_hint(name_text))
 
 
 def _from_classes(info: ModelInfo) -> tuple[str | None, str]:
@@ -112,6 +144,26 @@ def _from_classes(info: ModelInfo) -> tuple[str | None, str]:
     if not info.config_class and not info.model_class and info.context_dim in _CONTEXT_DIMS:
         return _CONTEXT_DIMS[info.context_dim], f"context_dim {info.context_dim}"
     return None, ""
+
+
+def _from_names(info: ModelInfo) -> tuple[str | None, str, float]:
+    """Without ComfyUI classes (the CLI, a file on disk): metadata first, then the file name."""
+    architecture = str(info.metadata.get("modelspec.architecture", "")).lower()
+    for prefix, family in _ARCHITECTURES:
+        if architecture.startswith(prefix):
+            return family, f"modelspec.architecture {architecture!r}", 0.7
+    base = str(info.metadata.get("ss_base_model_version", "")).lower()
+    for prefix, family in _BASE_VERSIONS:
+        if base.startswith(prefix):
+            return family, f"ss_base_model_version {base!r}", 0.7
+    name = info.checkpoint_name.lower()
+    for pattern, family in _NAME_FAMILIES:
+        match = pattern.search(name)
+        if match:
+            return family, f"{match.group(0)!r} in the checkpoint name", 0.5
+    if "xl" in name or any(pattern.search(name) for pattern, _family in _SDXL_VARIANTS):
+        return "sdxl", "an SDXL-class checkpoint name (no model classes to check)", 0.5
+    return None, "", 0.0
 
 
 def _refine_variant(family: str, reason: str, info: ModelInfo) -> tuple[str, str]:
@@ -144,19 +196,19 @@ def _refine_variant(family: str, reason: str, info: ModelInfo) -> tuple[str, str
     return family, reason
 
 
-def _refine_sdxl(reason: str, info: ModelInfo, name_text: str) -> FamilyDetection:
+def _refine_sdxl(reason: str, info: ModelInfo, name_text: str, confidence: float) -> FamilyDetection:
     if info.model_type == "EDM":
-        return FamilyDetection("playground25", 0.9, reason + "; EDM model type (Playground v2.5)")
+        return FamilyDetection("playground25", confidence, reason + "; EDM model type (Playground v2.5)")
     for pattern, family in _SDXL_VARIANTS:
         match = pattern.search(name_text)
         if match:
             where = "checkpoint metadata" if pattern.search(_metadata_text(info)) else "checkpoint name"
-            return FamilyDetection(family, 0.8, f"{reason}; {match.group(0)!r} in the {where}",
-                                   _steps_hint(name_text))
+            return FamilyDetection(family, min(confidence, 0.8),
+                                   f"{reason}; {match.group(0)!r} in the {where}", _steps_hint(name_text))
     extra = ""
     if info.model_type in ("V_PREDICTION", "V_PREDICTION_EDM"):
         extra = "; v-prediction SDXL (NoobAI-style), consider family 'illustrious'"
-    return FamilyDetection("sdxl", 0.9, reason + extra)
+    return FamilyDetection("sdxl", confidence, reason + extra)
 
 
 def _fallback(info: ModelInfo) -> FamilyDetection:

@@ -184,7 +184,7 @@ def _choose(decisions: dict[str, Decision], profile: FamilyProfile, analysis: An
             adjusted = min(high, max(low, steps + round((complexity - 0.5) * 0.4 * steps)))
             if adjusted != steps:
                 reason += (f"; prompt complexity {complexity:.2f} -> {adjusted - steps:+d} steps "
-                           "(detailed scenes need more steps to resolve; convention)")
+                           "(convention: detailed scenes need more steps to resolve)")
                 steps = adjusted
     decisions["steps"] = Decision("steps", steps, reason, sources["steps"])
 

@@ -1,0 +1,114 @@
+"""``kubik params`` and ``kubik explain``: sampling settings for a prompt, and why.
+
+    kubik params "a castle at dawn, oil painting" --family sdxl --aspect 16:9 --json
+    kubik explain "portrait of an old fisherman" --family flux_dev --verbosity detailed
+
+``--json`` prints SamplingPlan.to_dict(): a stable interface with at least family, steps, cfg,
+sampler_name, scheduler, width, height, guidance, estimated_vram_gb, estimated_seconds,
+decisions (field, value, reason, source), overrides, suggested and notes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from .devices import DEVICE_CHOICES
+from .plan import MODES, PRIORITIES
+
+
+def register(subparsers) -> None:
+    params = subparsers.add_parser(
+        "params", help="choose KSampler settings (steps, CFG, sampler, size) for a prompt",
+        description="Analyse a prompt and choose sampling settings for a model family from the "
+                    "model makers' published recommendations.")
+    _common_arguments(params)
+    params.add_argument("--mode", default="AUTO", type=str.upper, choices=MODES,
+                        help="AUTO ignores the overrides below; ASSISTED lets them win; MANUAL uses "
+                             "them with family defaults for the rest (default AUTO)")
+    params.add_argument("--steps", type=int, help="override the step count")
+    params.add_argument("--cfg", type=float, help="override CFG")
+    params.add_argument("--guidance", type=float, help="override FLUX distilled guidance")
+    params.add_argument("--sampler", dest="sampler_name", help="override the sampler name")
+    params.add_argument("--scheduler", help="override the scheduler")
+    params.add_argument("--width", type=int, help="override the width (multiple of 8)")
+    params.add_argument("--height", type=int, help="override the height (multiple of 8)")
+    params.add_argument("--json", action="store_true", help="print the plan as JSON (stable keys)")
+    params.set_defaults(func=run_params)
+
+    explain = subparsers.add_parser(
+        "explain", help="explain the settings chosen for a prompt",
+        description="Analyse a prompt, choose settings, and explain every choice.")
+    _common_arguments(explain)
+    explain.add_argument("--verbosity", default="standard",
+                         choices=("minimal", "standard", "detailed", "technical"),
+                         help="minimal: one line ... technical: with sources (default standard)")
+    explain.set_defaults(func=run_explain)
+
+
+def _common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("prompt", help="the positive prompt")
+    parser.add_argument("--family", default="sdxl",
+                        help="model family id (sdxl, sd15, flux_dev, pony, ...), or 'auto' with "
+                             "--checkpoint (default sdxl)")
+    parser.add_argument("--checkpoint", help="checkpoint file (path or name): with --family auto, "
+                                             "the family is read from its safetensors metadata and name")
+    parser.add_argument("--priority", default="balanced", choices=PRIORITIES)
+    parser.add_argument("--aspect", default="auto", help="W:H such as 16:9, or auto (default)")
+    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES,
+                        help="device profile for the VRAM/time estimate (default: this machine)")
+    parser.add_argument("--dialect", default="comfyui", choices=("comfyui", "a1111"),
+                        help="prompt weighting syntax (default comfyui)")
+
+
+def _plan(args, overrides=None, mode="AUTO"):
+    from ..cli import CommandError
+    from ..prompting import analyze_prompt
+    from . import ParamsError, detect_family, optimize
+    from .checkpoint import read_safetensors_metadata
+    from .plan import ModelInfo
+
+    try:
+        analysis = analyze_prompt(args.prompt, dialect=args.dialect)
+        info = None
+        if args.checkpoint:
+            info = ModelInfo(checkpoint_name=os.path.basename(args.checkpoint))
+            if os.path.isfile(args.checkpoint):
+                info.metadata = read_safetensors_metadata(args.checkpoint)
+        elif args.family == "auto":
+            raise CommandError("--family auto needs --checkpoint (a file or a file name)")
+        detection = detect_family(info, args.family)
+        plan = optimize(analysis, detection.family, priority=args.priority, aspect_ratio=args.aspect,
+                        mode=mode, overrides=overrides, device=args.device, detection=detection)
+    except (ParamsError, ValueError, OSError) as exc:
+        raise CommandError(str(exc)) from None
+    return analysis, plan
+
+
+def run_params(args) -> int:
+    overrides = {name: getattr(args, name) for name in
+                 ("steps", "cfg", "guidance", "sampler_name", "scheduler", "width", "height")}
+    analysis, plan = _plan(args, overrides, args.mode)
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=2))
+        return 0
+    from ..explain import explain
+
+    rows = [("family", f"{plan.family} (confidence {plan.family_confidence:.1f})"),
+            ("steps", plan.steps), ("cfg", f"{plan.cfg:g}"),
+            ("guidance", "-" if plan.guidance is None else f"{plan.guidance:g}"),
+            ("sampler", plan.sampler_name), ("scheduler", plan.scheduler),
+            ("size", f"{plan.width}x{plan.height}"),
+            ("estimate", f"{plan.estimated_vram_gb:.1f} GB, {plan.estimated_seconds:.1f} s on {plan.device}")]
+    print("\n".join(f"{name:<10} {value}" for name, value in rows))
+    print()
+    print(explain(analysis, plan, verbosity="standard"))
+    return 0
+
+
+def run_explain(args) -> int:
+    from ..explain import explain
+
+    analysis, plan = _plan(args)
+    print(explain(analysis, plan, verbosity=args.verbosity))
+    return 0

@@ -1,0 +1,38 @@
+"""Kubik Explain: why each parameter was chosen, shown as text on the node."""
+from __future__ import annotations
+
+from ..kubik_core.explain import VERBOSITIES, explain
+
+
+class KubikExplain:
+    CATEGORY = "KubikAI/explain"
+    FUNCTION = "explain"
+    OUTPUT_NODE = True
+    DESCRIPTION = ("Explains the prompt analysis and the sampling plan: what was chosen and why, "
+                   "from one line (minimal) to every value with its published source (technical). "
+                   "The text shows on the node.")
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("text",)
+    OUTPUT_TOOLTIPS = ("The explanation as plain text.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "verbosity": (list(VERBOSITIES), {"default": "standard", "tooltip":
+                              "minimal: one line; standard: a paragraph per group; detailed: every "
+                              "decision with its reason; technical: plus sources and raw values."}),
+            },
+            "optional": {
+                "analysis": ("KUBIK_PROMPT_ANALYSIS", {"tooltip": "Output of Kubik Prompt Analyzer."}),
+                "plan": ("KUBIK_SAMPLING_PLAN", {"tooltip": "Output of Kubik Parameter Optimizer."}),
+            },
+        }
+
+    def explain(self, verbosity, analysis=None, plan=None):
+        text = explain(analysis, plan, verbosity=verbosity)
+        return {"ui": {"text": [text]}, "result": (text,)}
+
+
+NODE_CLASS_MAPPINGS = {"KubikExplain": KubikExplain}
+NODE_DISPLAY_NAME_MAPPINGS = {"KubikExplain": "Kubik Explain"}

@@ -1,0 +1,144 @@
+"""Kubik Parameter Optimizer: KSampler settings for the prompt and the loaded model.
+
+Thin wrapper over kubik_core.params: reads the MODEL (and, through the hidden PROMPT, the
+checkpoint file's name and safetensors metadata) into a ModelInfo, detects the family, and
+returns the plan's values typed so they link straight into KSampler and EmptyLatentImage.
+"""
+from __future__ import annotations
+
+from . import comfy_bridge as bridge
+from ..kubik_core.explain import explain
+from ..kubik_core.params import (ASPECT_CHOICES, DEVICE_CHOICES, FAMILY_IDS, MODES, PRIORITIES,
+                                 detect_family, optimize)
+from ..kubik_core.params.checkpoint import find_checkpoint, read_safetensors_metadata
+from ..kubik_core.params.devices import profile_for_gpu
+
+# Output types of sampler_name / scheduler: the live KSampler lists, so the outputs link into
+# KSampler's combo inputs (ComfyUI compares list-typed sockets by value).
+_SAMPLERS = bridge.sampler_names()
+_SCHEDULERS = bridge.scheduler_names()
+
+
+class KubikParameterOptimizer:
+    CATEGORY = "KubikAI/params"
+    FUNCTION = "optimize"
+    DESCRIPTION = ("Chooses steps, CFG, sampler, scheduler and size for the loaded model from the "
+                   "model maker's published settings, adjusted to the prompt analysis and your "
+                   "priority, and estimates VRAM and time. Every choice is explained by Kubik Explain.")
+    RETURN_TYPES = ("KUBIK_SAMPLING_PLAN", "INT", "FLOAT", _SAMPLERS, _SCHEDULERS, "INT", "INT",
+                    "FLOAT", "STRING")
+    RETURN_NAMES = ("plan", "steps", "cfg", "sampler_name", "scheduler", "width", "height",
+                    "guidance", "summary")
+    OUTPUT_TOOLTIPS = (
+        "The full plan with every decision, its reason and source (for Kubik Explain).",
+        "Sampling steps: link to KSampler steps.",
+        "CFG scale: link to KSampler cfg (1.0 for distilled and FLUX models).",
+        "Sampler: link to KSampler sampler_name.",
+        "Scheduler: link to KSampler scheduler.",
+        "Image width: link to EmptyLatentImage width.",
+        "Image height: link to EmptyLatentImage height.",
+        "Distilled guidance for FluxGuidance (FLUX dev / FLUX.2); 0.0 when the family has none.",
+        "One line summarising the plan and its VRAM/time estimate.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "family": (["auto", *FAMILY_IDS], {"default": "auto", "tooltip":
+                           "Model family. 'auto' detects it from the connected MODEL and its checkpoint "
+                           "file (name and metadata); pick one to override detection."}),
+                "priority": (list(PRIORITIES), {"default": "balanced", "tooltip":
+                             "quality: more steps; balanced: the published default; speed: fewest "
+                             "steps and fast samplers; low_vram: balanced settings, fp8 weights assumed."}),
+                "aspect_ratio": (list(ASPECT_CHOICES), {"default": "auto", "tooltip":
+                                 "Width:height. 'auto' frames the picture from the prompt (portraits tall, "
+                                 "landscapes wide); the size is always a native bucket of the family."}),
+                "mode": (list(MODES), {"default": "AUTO", "tooltip":
+                         "AUTO: everything chosen, overrides ignored. ASSISTED: chosen, but any override "
+                         "you set wins (and is recorded for learning). MANUAL: your values, family "
+                         "defaults for the rest."}),
+                "device": (list(DEVICE_CHOICES), {"default": "auto", "tooltip":
+                           "Device profile for the VRAM/time estimate; 'auto' uses the device ComfyUI runs on."}),
+                "steps": ("INT", {"default": 0, "min": 0, "max": 200, "tooltip":
+                          "Override steps (ASSISTED/MANUAL); 0 = let the optimizer choose."}),
+                "cfg": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 30.0, "step": 0.1, "round": 0.01,
+                        "tooltip": "Override CFG (ASSISTED/MANUAL); 0 = let the optimizer choose."}),
+                "sampler_name": (["auto", *_SAMPLERS], {"default": "auto", "tooltip":
+                                 "Override the sampler (ASSISTED/MANUAL); 'auto' = let the optimizer choose."}),
+                "scheduler": (["auto", *_SCHEDULERS], {"default": "auto", "tooltip":
+                              "Override the scheduler (ASSISTED/MANUAL); 'auto' = let the optimizer choose."}),
+                "width": ("INT", {"default": 0, "min": 0, "max": 8192, "step": 8, "tooltip":
+                          "Override width in pixels, a multiple of 8 (ASSISTED/MANUAL); 0 = auto."}),
+                "height": ("INT", {"default": 0, "min": 0, "max": 8192, "step": 8, "tooltip":
+                           "Override height in pixels, a multiple of 8 (ASSISTED/MANUAL); 0 = auto."}),
+                "guidance": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 100.0, "step": 0.1, "tooltip":
+                             "Override FLUX distilled guidance (ASSISTED/MANUAL); 0 = auto."}),
+            },
+            "optional": {
+                "analysis": ("KUBIK_PROMPT_ANALYSIS", {"tooltip":
+                             "Prompt analysis from Kubik Prompt Analyzer: drives steps, CFG, sampler and framing."}),
+                "model": ("MODEL", {"tooltip":
+                          "The loaded model; needed when family is 'auto'."}),
+            },
+            "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"},
+        }
+
+    def optimize(self, family, priority, aspect_ratio, mode, device, steps, cfg, sampler_name,
+                 scheduler, width, height, guidance, analysis=None, model=None, prompt=None,
+                 unique_id=None):
+        notes = []
+        if model is not None:
+            info = bridge.describe_model_for_params(model)
+            notes += _read_checkpoint(info, prompt, unique_id)
+            detection = detect_family(info, family)
+        elif family == "auto":
+            raise ValueError("family: 'auto' needs a MODEL: connect your checkpoint loader's MODEL "
+                             "to the model input, or pick the family from the list")
+        else:
+            detection = detect_family(None, family)
+        device_id, device_note = _device(device)
+        overrides = {"steps": steps or None, "cfg": cfg or None, "sampler_name": sampler_name,
+                     "scheduler": scheduler, "width": width or None, "height": height or None,
+                     "guidance": guidance or None}
+        plan = optimize(analysis, detection.family, priority=priority, aspect_ratio=aspect_ratio,
+                        mode=mode, overrides=overrides, device=device_id, detection=detection,
+                        sampler_choices=_SAMPLERS, scheduler_choices=_SCHEDULERS)
+        plan.notes += notes + ([device_note] if device_note else [])
+        summary = explain(analysis, plan, verbosity="minimal")
+        return (plan, plan.steps, plan.cfg, plan.sampler_name, plan.scheduler, plan.width,
+                plan.height, plan.guidance if plan.guidance is not None else 0.0, summary)
+
+
+def _read_checkpoint(info, prompt, unique_id) -> list[str]:
+    """Fill info.checkpoint_name/metadata from the graph; notes for what could not be read."""
+    ref = find_checkpoint(prompt, unique_id)
+    if ref is None:
+        return []
+    info.checkpoint_name = ref.name
+    path = bridge.model_file_path(ref.folder, ref.name)
+    if path is None:
+        return []
+    try:
+        info.metadata = read_safetensors_metadata(path)
+    except (OSError, ValueError) as exc:
+        return [f"could not read the checkpoint's metadata ({exc}); detected from its name only"]
+    return []
+
+
+def _device(device: str) -> tuple[str, str | None]:
+    """Resolve 'auto' to the device ComfyUI samples on; outside ComfyUI the core decides."""
+    if device != "auto":
+        return device, None
+    current = bridge.torch_device_info()
+    if current is None:
+        return "auto", None
+    name, memory_gb = current
+    if name == "cpu":
+        return "cpu", None
+    profile, note = profile_for_gpu(name, memory_gb)
+    return profile.id, note
+
+
+NODE_CLASS_MAPPINGS = {"KubikParameterOptimizer": KubikParameterOptimizer}
+NODE_DISPLAY_NAME_MAPPINGS = {"KubikParameterOptimizer": "Kubik Parameter Optimizer"}

@@ -1,0 +1,50 @@
+// Kubik Explain: show the explanation text on the node after it runs.
+//
+// The node returns {"ui": {"text": [explanation]}}; ComfyUI passes that object to the node's
+// onExecuted. We keep one read-only multiline text widget on the node and put the text in it.
+// The widget is display-only (serialize: false), so saved workflows keep just the verbosity.
+import { app } from "../../scripts/app.js";
+
+const NODE_NAME = "KubikExplain";
+const WIDGET_NAME = "kubik_explanation";
+
+function explanationWidget(node) {
+  const existing = node.widgets?.find((w) => w.name === WIDGET_NAME);
+  if (existing) return existing;
+  const area = document.createElement("textarea");
+  area.className = "comfy-multiline-input";
+  area.readOnly = true;
+  area.spellcheck = false;
+  area.style.opacity = "0.9";
+  const widget = node.addDOMWidget(WIDGET_NAME, "customtext", area, {
+    getValue: () => area.value,
+    setValue: (value) => {
+      area.value = value;
+    },
+    serialize: false,
+  });
+  widget.inputEl = area;
+  return widget;
+}
+
+function showText(node, text) {
+  const widget = explanationWidget(node);
+  widget.value = Array.isArray(text) ? text.join("\n") : String(text ?? "");
+  requestAnimationFrame(() => {
+    const wanted = node.computeSize();
+    node.setSize([Math.max(wanted[0], node.size[0]), Math.max(wanted[1], node.size[1])]);
+    node.setDirtyCanvas?.(true, true);
+  });
+}
+
+app.registerExtension({
+  name: "KubikAI.Explain",
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (nodeData.name !== NODE_NAME) return;
+    const onExecuted = nodeType.prototype.onExecuted;
+    nodeType.prototype.onExecuted = function (message) {
+      onExecuted?.apply(this, arguments);
+      showText(this, message?.text);
+    };
+  },
+});
