@@ -199,7 +199,7 @@ class Fetcher:
         size = part.stat().st_size if append else 0
         received = 0
         with open(part, "ab" if append else "wb") as fh:
-            for chunk in resp.iter_content(chunk_size=1 << 16):
+            for chunk in resp.iter_content(chunk_size=1 << 13):
                 size += len(chunk)
                 received += len(chunk)
                 if size > self.config.max_image_bytes:

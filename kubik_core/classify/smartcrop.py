@@ -108,8 +108,12 @@ def find_crop(image: Image.Image, aspect: float = 1.0, keep: float = 0.9, margin
     sal = saliency_map(image)
     if saliency_concentration(sal) < min_concentration:  # uniform texture or noise
         return center_box(width, height, aspect)
-    x0, x1 = _mass_interval(sal.sum(axis=0), keep)
-    y0, y1 = _mass_interval(sal.sum(axis=1), keep)
+    # Hou & Zhang's object map keeps what is well above the mean; the faint rest is background.
+    objects = np.clip(sal - 2.0 * sal.mean(), 0.0, None)
+    if objects.sum() <= 0:
+        return center_box(width, height, aspect)
+    x0, x1 = _mass_interval(objects.sum(axis=0), keep)
+    y0, y1 = _mass_interval(objects.sum(axis=1), keep)
     cx, cy = (x0 + x1) / 2 * width, (y0 + y1) / 2 * height
     w = (x1 - x0) * width * (1 + 2 * margin)
     h = (y1 - y0) * height * (1 + 2 * margin)
