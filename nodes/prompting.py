@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from . import comfy_bridge as bridge
 from ..kubik_core.prompting import (DIALECTS, EmptyPromptError, OllamaConfig, PromptError,
-                                    WildcardError, analyze_prompt)
+                                    UnknownDialectError, WildcardError, analyze_prompt)
 
 
 class KubikPromptAnalyzer:
@@ -72,6 +72,8 @@ class KubikPromptAnalyzer:
             analysis = analyze_prompt(prompt, dialect, int(seed), folder, ollama)
         except EmptyPromptError:
             raise ValueError("prompt: the prompt is empty; type what the image should show") from None
+        except UnknownDialectError as exc:
+            raise ValueError(f"dialect: {exc}") from None
         except WildcardError as exc:
             where = "wildcards_folder" if wildcards_folder.strip() else "prompt"
             raise ValueError(f"{where}: {exc}") from None
