@@ -2,8 +2,8 @@
 
 ``huggingface_hub`` reads ``HF_ENDPOINT`` once at import, so the endpoint is always passed
 explicitly (``HfApi(endpoint=...)``, ``hf_hub_url(endpoint=...)``), which is also how tests
-point it at a local stand-in. Calls share the politeness gap and response cache of :mod:`.http`;
-retries (429 with Retry-After, 5xx, network errors) are huggingface_hub's own ``http_backoff``. File bytes are fetched by :mod:`.download` from the
+point it at a local stand-in. Calls share the politeness gap, error messages and response cache of
+:mod:`.http` (see ``HuggingFaceClient._call`` for how retries combine with huggingface_hub's). File bytes are fetched by :mod:`.download` from the
 ``/resolve/`` URL, so Hugging Face files get the same resumable ``.part`` download, SHA-256
 check against the LFS ``oid`` and token-host binding as every other source.
 """
@@ -14,7 +14,7 @@ from typing import Any, Callable
 from .. import __version__
 from .config import host_of
 from .errors import HubAuthError, HubError, HubNotFound, HubRateLimited, HubUnavailable
-from .http import RETRY_STATUSES, HubSession
+from .http import RETRY_STATUSES, HubSession, parse_retry_after
 
 
 class HuggingFaceClient:
@@ -99,36 +99,61 @@ class HuggingFaceClient:
         return value
 
     def _call(self, fetch: Callable[[], Any], what: str) -> Any:
-        """Run one HfApi call politely and turn its errors into hub errors.
+        """Run one HfApi call politely, retry what is worth retrying, map errors to hub errors.
 
-        ``huggingface_hub`` already retries 429 (waiting ``Retry-After`` + 1 s), 5xx and
-        network errors with exponential backoff (``utils.http_backoff``), so a second retry
-        loop here would only multiply the waits.
+        Recent ``huggingface_hub`` releases already retry 429 (waiting ``Retry-After`` + 1 s),
+        5xx and network errors inside the call (``utils.http_backoff``); older ones (the 0.x line
+        that transformers 4 pins) do not. So we retry too, but at most twice for Hugging Face:
+        enough for old releases, without multiplying the waits of new ones much.
         """
         from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
-        import httpx2
 
-        self.session._wait_turn(host_of(self.endpoint))
+        config = self.session.config
+        attempts = max(1, min(2, config.max_attempts))
+        for attempt in range(1, attempts + 1):
+            self.session._wait_turn(host_of(self.endpoint))
+            try:
+                return fetch()
+            except RepositoryNotFoundError:
+                raise HubNotFound(f"{what}: repository not found (or private/gated: set HF_TOKEN "
+                                  "to a token with access)") from None
+            except HfHubHTTPError as exc:
+                response = exc.response
+                status = response.status_code if response is not None else None
+                if status in (401, 403):
+                    raise HubAuthError(f"{what}: access denied (HTTP {status}); set HF_TOKEN to a "
+                                       "token with read access and accept the repository's "
+                                       "licence if it is gated") from None
+                if status == 404:
+                    raise HubNotFound(f"{what}: not found (HTTP 404)") from None
+                if status not in RETRY_STATUSES:
+                    raise HubError(f"{what}: HTTP {status}") from None
+                wait = parse_retry_after(response.headers.get("Retry-After"))
+                if status == 429 and wait is not None and wait > config.max_retry_after_s:
+                    raise HubRateLimited(f"{what}: rate limited, the server asks to wait "
+                                         f"{wait:.0f} s; try again later") from None
+                if attempt == attempts:
+                    error = HubRateLimited if status == 429 else HubUnavailable
+                    raise error(f"{what}: HTTP {status} after retries; try again later") from None
+                self.session.pause(wait if wait is not None else self.session.backoff(attempt))
+            except _transport_errors() as exc:
+                if attempt == attempts:
+                    kind = "timed out" if "timeout" in type(exc).__name__.lower() else "connection failed"
+                    raise HubUnavailable(f"{what}: {kind} after retries; check the network") from None
+                self.session.pause(self.session.backoff(attempt))
+        raise AssertionError("the loop above returns or raises")
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """Network error classes of whichever HTTP library this huggingface_hub uses."""
+    import importlib
+
+    import requests
+
+    found: list[type[Exception]] = [requests.RequestException]
+    for name in ("httpx2", "httpx"):
         try:
-            return fetch()
-        except RepositoryNotFoundError:
-            raise HubNotFound(f"{what}: repository not found (or private/gated: set HF_TOKEN "
-                              "to a token with access)") from None
-        except HfHubHTTPError as exc:
-            status = exc.response.status_code if exc.response is not None else None
-            if status in (401, 403):
-                raise HubAuthError(f"{what}: access denied (HTTP {status}); set HF_TOKEN to a "
-                                   "token with read access and accept the repository's "
-                                   "licence if it is gated") from None
-            if status == 404:
-                raise HubNotFound(f"{what}: not found (HTTP 404)") from None
-            if status == 429:
-                raise HubRateLimited(f"{what}: still rate limited after retries; try again "
-                                     "later") from None
-            if status in RETRY_STATUSES:
-                raise HubUnavailable(f"{what}: server error {status} after retries; try again "
-                                     "later") from None
-            raise HubError(f"{what}: HTTP {status}") from None
-        except httpx2.TransportError as exc:
-            kind = "timed out" if isinstance(exc, httpx2.TimeoutException) else "connection failed"
-            raise HubUnavailable(f"{what}: {kind} after retries; check the network") from None
+            found.append(importlib.import_module(name).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)

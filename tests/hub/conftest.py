@@ -1,6 +1,7 @@
 """Fixtures for the hub tests: stand-in servers and a fast, recorded-sleep hub config."""
 from __future__ import annotations
 
+import random
 import sys
 from pathlib import Path
 
@@ -11,10 +12,13 @@ from kubik_core.hub.http import HubSession
 from kubik_core.hub.service import Hub
 
 sys.path.insert(0, str(Path(__file__).parent))  # the test modules import hub_stand_ins
-from hub_stand_ins import StandIn  # noqa: E402
+from hub_stand_ins import StandIn, civitai_version, sha256_hex  # noqa: E402
 
 CIVITAI_TOKEN = "civitai-SECRET-token-0123456789"
 HF_TOKEN = "hf_SECRETtokenABCDEFGHIJ"
+# Deterministic: test modules import this file again as a plain module (`from conftest import`).
+ENV_DATA = random.Random(7).randbytes(200_000)
+ENV_SHA = sha256_hex(ENV_DATA)
 
 
 class Sleeps(list):
@@ -76,3 +80,20 @@ def make_hub(tmp_path_factory, sleeps, civitai_server, hf_server):
     yield _make
     for hub in hubs:
         hub.session.close()
+
+
+@pytest.fixture
+def hub_env(monkeypatch, tmp_path, civitai_server, cdn_server, hf_server):
+    """Environment the node's Hub() reads, pointed at the stand-ins, with version 456 served."""
+    cdn_server.add_file("/files/kbk.safetensors", ENV_DATA)
+    civitai_server.redirects["/api/download/models/456"] = f"{cdn_server.base}/files/kbk.safetensors"
+    civitai_server.json["/api/v1/model-versions/456"] = civitai_version(
+        456, 123, "kbk_style.safetensors", ENV_DATA, f"{civitai_server.base}/api/download/models/456")
+    for key in ("CIVITAI_TOKEN", "HF_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("KUBIK_CIVITAI_BASE", f"{civitai_server.base}/api/v1")
+    monkeypatch.setenv("CIVITAI_API_TOKEN", CIVITAI_TOKEN)
+    monkeypatch.setenv("KUBIK_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("KUBIK_HUB_CONFIG", str(tmp_path / "no-config.json"))
+    monkeypatch.setenv("HF_ENDPOINT", hf_server.base)
+    return civitai_server

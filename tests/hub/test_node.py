@@ -6,35 +6,14 @@ small stand-in module of each takes their place in ``sys.modules``, as ComfyUI's
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
-import time
 import types
 
 import pytest
 
-from conftest import CIVITAI_TOKEN
-from hub_stand_ins import civitai_version, sha256_hex
+from conftest import CIVITAI_TOKEN, ENV_DATA as DATA, ENV_SHA as SHA
 
-DATA = os.urandom(200_000)
-SHA = sha256_hex(DATA)
 PT_EXTENSIONS = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
-
-
-@pytest.fixture
-def hub_env(monkeypatch, tmp_path, civitai_server, cdn_server):
-    """Environment the node's Hub() reads, pointed at the stand-ins, with version 456 served."""
-    cdn_server.add_file("/files/kbk.safetensors", DATA)
-    civitai_server.redirects["/api/download/models/456"] = f"{cdn_server.base}/files/kbk.safetensors"
-    civitai_server.json["/api/v1/model-versions/456"] = civitai_version(
-        456, 123, "kbk_style.safetensors", DATA, f"{civitai_server.base}/api/download/models/456")
-    for key in ("CIVITAI_TOKEN", "HF_TOKEN"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("KUBIK_CIVITAI_BASE", f"{civitai_server.base}/api/v1")
-    monkeypatch.setenv("CIVITAI_API_TOKEN", CIVITAI_TOKEN)
-    monkeypatch.setenv("KUBIK_HUB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("KUBIK_HUB_CONFIG", str(tmp_path / "no-config.json"))
-    return civitai_server
 
 
 @pytest.fixture
