@@ -1,0 +1,22 @@
+"""Learning from the user: a store of generations, ratings and edits, and what follows from it.
+
+    from kubik_core.learning import LearningStore, GenerationRecord
+    store = LearningStore()                      # SQLite WAL file, or LearningStore("postgresql://...")
+    gen = store.record_generation(GenerationRecord(prompt="...", family="sdxl", loras=[...]))
+    store.record_feedback(gen, rating=5)
+    learned_adjustments(store, "sdxl")           # -> the optimizer's ``learned`` values
+    lora_history_scores(store)                   # -> the recommender's ``history`` factor
+
+Modules: store.py (tables, writes, reads), scores.py (Wilson, Bayesian average, Thompson, UCB1),
+adjust.py (learned values, LoRA history, preset choice), insights.py and cli.py (``kubik insights``).
+"""
+from .adjust import (MIN_CONSISTENT_EDITS, choose_preset, learned_adjustments,
+                     lora_history_scores)
+from .errors import LearningError, StoreCorruptError, UnknownGenerationError
+from .store import STORE_FILE_NAME, GenerationRecord, LearningStore, default_store_location
+
+__all__ = [
+    "GenerationRecord", "LearningError", "LearningStore", "MIN_CONSISTENT_EDITS", "STORE_FILE_NAME",
+    "StoreCorruptError", "UnknownGenerationError", "choose_preset", "default_store_location",
+    "learned_adjustments", "lora_history_scores",
+]

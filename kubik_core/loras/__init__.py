@@ -1,0 +1,27 @@
+"""The LoRA library: scan, read metadata and sidecars, detect base architectures, hash, and
+recommend LoRAs for a prompt.
+
+    from kubik_core.loras import scan_library, LoraIndex, recommend
+    library = scan_library(["/ComfyUI/models/loras"], cache_path=default_cache_path())
+    rec = recommend(LoraIndex(library), analysis, family="sdxl", max_loras=3)
+
+Modules: safetensors_header.py (bounded header reader), sidecars.py (CivitAI / Lora-Manager /
+A1111 files), architecture.py (base architecture and compatibility), entry.py (one LoRA),
+library.py (scan + cache + background hashes), hashing.py (SHA-256, AutoV2, AutoV3),
+text_index.py (BM25), recommend.py (scores, filters, conflicts, strengths), stack.py
+(KUBIK_LORA_STACK), synthetic.py (real-layout test LoRAs), cli.py (``kubik loras``).
+"""
+from .architecture import Architecture, compatibility, detect_architecture
+from .entry import LORA_EXTENSIONS, LoraEntry
+from .errors import LoraError, LoraFileError
+from .library import LoraLibrary, default_cache_path, scan_library
+from .recommend import (DEFAULT_WEIGHTS, FACTORS, NSFW_LEVELS, PRIORITIES, LoraIndex,
+                        Recommendation, recommend)
+from .stack import MAX_TOTAL_STRENGTH, LoraStack, StackItem, rebalance
+
+__all__ = [
+    "Architecture", "DEFAULT_WEIGHTS", "FACTORS", "LORA_EXTENSIONS", "LoraEntry", "LoraError",
+    "LoraFileError", "LoraIndex", "LoraLibrary", "LoraStack", "MAX_TOTAL_STRENGTH", "NSFW_LEVELS",
+    "PRIORITIES", "Recommendation", "StackItem", "compatibility", "default_cache_path",
+    "detect_architecture", "rebalance", "recommend", "scan_library",
+]

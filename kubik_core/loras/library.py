@@ -1,0 +1,267 @@
+"""Scan LoRA folders into an index, cached on disk so an unchanged library is not read again.
+
+The cache (one JSON file, written atomically) maps each file's absolute path to its signature
+(size and modification time of the LoRA and of each sidecar) and the entry read from it. A
+rescan lists the folders and stats the files - nothing else - and reuses every entry whose
+signature is unchanged; new or changed files are read again (header and sidecars only).
+
+SHA-256 needs the whole file, so ``LoraLibrary.compute_hashes`` runs apart from the scan: in a
+background thread inside ComfyUI (``start_background_hashing``), or in the foreground with a
+progress callback on the command line. Hashes land in the cache with the entry's signature, so
+they are computed once per file version.
+
+Bad files never stop a scan: a truncated or malformed file, a pickled checkpoint or a folder
+that cannot be listed is recorded in ``problems`` and the scan goes on.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .entry import LORA_EXTENSIONS, LoraEntry, read_entry
+from .hashing import EMPTY_SHA256, autov2, autov3, sha256_file
+from .sidecars import PREVIEW_SUFFIXES, SIDECAR_SUFFIXES
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+CACHE_FILE_NAME = "lora_index.json"
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+def default_cache_path() -> Path:
+    """Where the index lives outside ComfyUI: $KUBIK_CACHE_DIR, else $XDG_CACHE_HOME/kubik,
+    else ~/.cache/kubik. (Inside ComfyUI the nodes pass <user directory>/kubik/.)"""
+    root = os.environ.get("KUBIK_CACHE_DIR")
+    if not root:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(xdg, "kubik")
+    return Path(root) / CACHE_FILE_NAME
+
+
+@dataclass
+class ScanStats:
+    files: int = 0
+    read: int = 0          # entries read from disk (new or changed)
+    cached: int = 0        # entries reused from the cache
+    removed: int = 0       # cache entries whose file is gone
+    seconds: float = 0.0
+
+
+@dataclass
+class LoraLibrary:
+    """The scanned library: entries by absolute path, folder-level problems, scan statistics."""
+
+    roots: list[str]
+    entries: dict[str, LoraEntry] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    stats: ScanStats = field(default_factory=ScanStats)
+    cache_path: Path | None = None
+    signatures: dict[str, list] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def sorted_entries(self) -> list[LoraEntry]:
+        return sorted(self.entries.values(), key=lambda e: e.name.lower())
+
+    def by_name(self, name: str) -> LoraEntry | None:
+        """Entry by ComfyUI lora_name ("sub/x.safetensors"), stem or absolute path."""
+        if name in self.entries:
+            return self.entries[name]
+        wanted = name.replace("\\", "/").lower()
+        for entry in self.entries.values():
+            if entry.name.lower() == wanted or entry.stem.lower() == wanted:
+                return entry
+        return None
+
+    # ------------------------------------------------------------------ hashing
+    def missing_hashes(self) -> list[LoraEntry]:
+        return [e for e in self.entries.values() if e.readable and (not e.sha256 or not e.autov3)]
+
+    def compute_hashes(self, progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
+                       save_every_s: float = 30.0) -> int:
+        """Hash every readable entry lacking a hash; returns how many were hashed.
+
+        The cache is saved when done and every ``save_every_s`` seconds, so an interrupted run
+        keeps what it finished.
+        """
+        todo = self.missing_hashes()
+        last_save = time.monotonic()
+        done = 0
+        for i, entry in enumerate(todo):
+            if cancel is not None and cancel():
+                break
+            try:
+                if not entry.sha256:
+                    full = sha256_file(entry.path, cancel=cancel)
+                    if full == EMPTY_SHA256:
+                        raise OSError("empty file")
+                    with self._lock:
+                        entry.sha256, entry.autov2, entry.hash_source = full, autov2(full), "computed"
+                if not entry.autov3 and entry.data_offset:
+                    tail = sha256_file(entry.path, start=entry.data_offset, cancel=cancel)
+                    with self._lock:
+                        entry.autov3 = autov3(tail)
+                done += 1
+            except InterruptedError:
+                break
+            except OSError as exc:
+                with self._lock:
+                    entry.problems.append(f"cannot hash: {exc.strerror or exc}")
+            if progress is not None:
+                progress(i + 1, len(todo))
+            if self.cache_path is not None and time.monotonic() - last_save > save_every_s:
+                self.save_cache()
+                last_save = time.monotonic()
+        if self.cache_path is not None and done:
+            self.save_cache()
+        return done
+
+    def start_background_hashing(self) -> threading.Thread:
+        """Hash in a daemon thread (lowest effort for ComfyUI: one file at a time)."""
+        thread = threading.Thread(target=self.compute_hashes, name="kubik-lora-hashing", daemon=True)
+        thread.start()
+        return thread
+
+    # ------------------------------------------------------------------ cache
+    def save_cache(self) -> None:
+        if self.cache_path is None:
+            return
+        with self._lock:
+            payload = {"version": CACHE_VERSION,
+                       "files": {path: {"signature": self.signatures.get(path), "entry": entry.to_dict()}
+                                 for path, entry in self.entries.items()}}
+            text = json.dumps(payload, separators=(",", ":"))
+        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.cache_path.parent, prefix=self.cache_path.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(tmp, self.cache_path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def load_cache(cache_path: Path | None) -> dict[str, dict]:
+    """Cached files by path, or {} if there is no usable cache (a cache is never needed)."""
+    if cache_path is None:
+        return {}
+    try:
+        data = json.loads(Path(cache_path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("LoRA index cache %s is unreadable (%s); rescanning everything", cache_path, exc)
+        return {}
+    if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
+        return {}
+    files = data.get("files")
+    return files if isinstance(files, dict) else {}
+
+
+def scan_library(roots: Iterable[str | os.PathLike], cache_path: Path | None = None,
+                 progress: Progress | None = None, save: bool = True) -> LoraLibrary:
+    """Scan ``roots`` recursively (symlinked folders followed, each folder once).
+
+    ``cache_path``: the JSON index to reuse and update (None: no cache).
+    """
+    started = time.perf_counter()
+    roots = [os.path.abspath(os.fspath(r)) for r in roots]
+    library = LoraLibrary(roots=roots, cache_path=Path(cache_path) if cache_path else None)
+    cached = load_cache(library.cache_path)
+    found: list[tuple[str, str, os.DirEntry, dict[str, os.DirEntry]]] = []
+    visited: set[str] = set()
+    for root in roots:
+        if not os.path.isdir(root):
+            library.problems.append(f"{root}: not a folder")
+            continue
+        _walk(root, root, found, visited, library.problems)
+    total = len(found)
+    for i, (root, rel, dir_entry, siblings) in enumerate(found):
+        path = dir_entry.path
+        try:
+            signature = _signature(dir_entry, siblings)
+        except OSError as exc:
+            library.problems.append(f"{path}: cannot stat ({exc.strerror or exc})")
+            continue
+        hit = cached.get(path)
+        if hit is not None and hit.get("signature") == signature:
+            try:
+                entry = LoraEntry.from_dict(hit["entry"])
+            except (TypeError, KeyError):
+                entry = None
+            if entry is not None:
+                library.entries[path] = entry
+                library.signatures[path] = signature
+                library.stats.cached += 1
+                continue
+        entry = read_entry(Path(path), rel, signature[0], signature[1], set(siblings))
+        library.entries[path] = entry
+        library.signatures[path] = signature
+        library.stats.read += 1
+        if progress is not None:
+            progress(i + 1, total)
+    library.stats.files = len(library.entries)
+    library.stats.removed = len(set(cached) - set(library.entries))
+    if library.cache_path is not None and save and (library.stats.read or library.stats.removed
+                                                    or not library.cache_path.exists()):
+        try:
+            library.save_cache()
+        except OSError as exc:
+            library.problems.append(f"{library.cache_path}: cannot write the index cache ({exc.strerror or exc})")
+    library.stats.seconds = time.perf_counter() - started
+    return library
+
+
+def _walk(root: str, folder: str, found: list, visited: set[str], problems: list[str]) -> None:
+    real = os.path.realpath(folder)
+    if real in visited:
+        return
+    visited.add(real)
+    try:
+        with os.scandir(folder) as it:
+            children = list(it)
+    except OSError as exc:
+        problems.append(f"{folder}: cannot list this folder ({exc.strerror or exc}); skipped")
+        return
+    files: dict[str, os.DirEntry] = {}
+    subfolders = []
+    for child in children:
+        try:
+            if child.is_dir():
+                if not child.name.startswith("."):
+                    subfolders.append(child.path)
+            elif child.is_file():
+                files[child.name] = child
+        except OSError:
+            continue
+    for name, child in files.items():
+        lower = name.lower()
+        if lower.endswith(LORA_EXTENSIONS):
+            rel = os.path.relpath(child.path, root).replace(os.sep, "/")
+            found.append((root, rel, child, files))
+    for sub in sorted(subfolders):
+        _walk(root, sub, found, visited, problems)
+
+
+def _signature(dir_entry: os.DirEntry, siblings: dict[str, os.DirEntry]) -> list:
+    """[size, mtime_ns, [sidecar name, size, mtime_ns]...]: changes when any of them changes."""
+    st = dir_entry.stat()
+    stem = dir_entry.name.rpartition(".")[0]
+    sig: list = [st.st_size, st.st_mtime_ns]
+    for suffix in SIDECAR_SUFFIXES + PREVIEW_SUFFIXES:
+        side = siblings.get(stem + suffix)
+        if side is not None:
+            sst = side.stat()
+            sig.append([side.name, sst.st_size, sst.st_mtime_ns])
+    return sig

@@ -1,0 +1,436 @@
+"""Pick LoRAs for a prompt from the user's library.
+
+Score of a compatible LoRA = weighted mean of four factors, each on [0, 1]
+(default weights 40/30/20/10, configurable):
+
+* semantic   - similarity of the prompt to the LoRA's text (name, title, trigger words,
+               training tags, CivitAI tags): cosine of embeddings when an ``embed`` function
+               is given (the graph's CLIP), else BM25 (text_index.py), scaled so the best
+               candidate of this prompt scores 1.
+* keyword    - the analysis' concept phrases, style and content type found among the LoRA's
+               words, and its trigger words already in the prompt: 1 - 0.5**matches.
+* popularity - CivitAI stats from sidecars: a Bayesian average of the thumbs-up share (prior =
+               the library's mean share, weight 20 votes) averaged with log-scaled downloads.
+* history    - the user's own ratings of images made with the LoRA (learning store).
+
+Hard filters: another base architecture than the model's family; content above the allowed
+NSFW level; the user's blocklist (substring or glob on name, title and tags). A candidate also
+needs some relevance (semantic and keyword together at least ``min_relevance``), so a popular
+LoRA never rides along with an unrelated prompt. Then: LoRAs of clashing styles are not
+stacked (the higher score stays), strengths come from the LoRA's usage tips or preferred
+weight, else from relevance and prompt complexity, and a total above 3.0 is scaled down.
+"""
+from __future__ import annotations
+
+import fnmatch
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from .architecture import UNKNOWN, Architecture, compatibility
+from .entry import LoraEntry
+from .library import LoraLibrary
+from .stack import MAX_TOTAL_STRENGTH, LoraStack, StackItem, rebalance
+from .text_index import BM25Index, tokens
+
+FACTORS = ("semantic", "keyword", "popularity", "history")
+DEFAULT_WEIGHTS = {"semantic": 0.4, "keyword": 0.3, "popularity": 0.2, "history": 0.1}
+PRIORITIES = ("quality", "balanced", "speed", "low_vram")
+# Each LoRA patches the model once per load; the speed and low-VRAM priorities keep stacks short.
+PRIORITY_MAX_LORAS = {"quality": 6, "balanced": 4, "speed": 2, "low_vram": 2}
+NSFW_LEVELS = {"safe": 2, "mature": 4, "everything": 63}   # CivitAI nsfwLevel bit flags (<=)
+MIN_RELEVANCE = 0.25
+EMBED_CANDIDATES = 64          # candidates re-ranked with embeddings (best by the other factors)
+NEUTRAL_HISTORY = 0.5
+POPULARITY_PRIOR_VOTES = 20.0
+# Styles that blend; styles from different groups clash when stacked.
+STYLE_GROUPS = {
+    "photographic": "photo", "cinematic": "photo", "anime": "drawn", "illustration": "drawn",
+    "comic": "drawn", "sketch": "drawn", "painting": "painted", "watercolor": "painted",
+    "concept_art": "painted", "3d_render": "3d", "pixel_art": "pixel", "abstract": "abstract",
+}
+
+Embed = Callable[[list[str]], Sequence[Sequence[float]]]
+
+
+@dataclass
+class Candidate:
+    name: str
+    score: float
+    factors: dict[str, float]
+    reason: str
+    base: str = UNKNOWN
+    style: str = ""
+    strength_model: float = 0.0
+    strength_clip: float = 0.0
+    strength_reason: str = ""
+    triggers: list[str] = field(default_factory=list)
+    path: str = ""
+    sha256: str = ""
+    autov2: str = ""
+
+
+@dataclass
+class Recommendation:
+    """The picks (in stack order), the best rejected candidates, and why."""
+
+    picks: list[Candidate] = field(default_factory=list)
+    rejected: list[Candidate] = field(default_factory=list)
+    family: str = ""
+    weights: dict[str, float] = field(default_factory=dict)
+    similarity: str = "bm25"            # or "embeddings"
+    notes: list[str] = field(default_factory=list)
+    considered: int = 0
+    filtered: dict[str, int] = field(default_factory=dict)   # reason -> count
+
+    title = "LoRAs"
+
+    def stack(self) -> LoraStack:
+        return LoraStack([StackItem(name=c.name, strength_model=c.strength_model,
+                                    strength_clip=c.strength_clip, path=c.path, triggers=list(c.triggers),
+                                    sha256=c.sha256, autov2=c.autov2, suggested=True)
+                          for c in self.picks], list(self.notes))
+
+    def trigger_text(self) -> str:
+        return self.stack().trigger_text()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def explain(self, verbosity: str = "standard") -> str:
+        """Readable reasons, for the explanation node and the demo (explain's extra section)."""
+        lines = []
+        if not self.picks:
+            lines.append(f"No LoRA picked ({self.considered} in the library"
+                         + (f", model family {self.family}" if self.family else "") + ").")
+        for c in self.picks:
+            line = f"- {c.name} at {c.strength_model:g}: {c.reason}"
+            if verbosity != "brief":
+                line += f"; strength {c.strength_reason}"
+            lines.append(line)
+            if verbosity == "detailed":
+                lines.append("  factors " + ", ".join(f"{k} {v:.2f}" for k, v in c.factors.items())
+                             + f" -> score {c.score:.3f}")
+        if verbosity != "brief":
+            for c in self.rejected:
+                lines.append(f"- not used: {c.name} ({c.reason})")
+            if self.filtered:
+                lines.append("- filtered out: " + ", ".join(f"{n} {k}" for k, n in self.filtered.items()))
+            lines += [f"- note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+class LoraIndex:
+    """Everything about a library that does not depend on the prompt, computed once."""
+
+    def __init__(self, library: LoraLibrary | Iterable[LoraEntry]):
+        entries = library.sorted_entries() if isinstance(library, LoraLibrary) else list(library)
+        self.entries = [e for e in entries if e.readable]
+        self.unreadable = len(entries) - len(self.entries)
+        self.documents = [document_text(e) for e in self.entries]
+        self.words = [set(tokens(d)) for d in self.documents]
+        self.trigger_words = [[t.lower() for t in e.triggers if t.strip()] for e in self.entries]
+        self.bm25 = BM25Index(tokens(d) for d in self.documents)
+        self.popularity = _popularity(self.entries)
+        self.styles: dict[int, str] = {}
+
+    def style_of(self, i: int) -> str:
+        """The LoRA's style as the prompt analyzer reads its text ("" if none), memoised."""
+        if i not in self.styles:
+            self.styles[i] = _style_of_text(self.documents[i])
+        return self.styles[i]
+
+
+def document_text(entry: LoraEntry) -> str:
+    info = entry.sidecar
+    parts = [entry.stem.replace("_", " ").replace("-", " "), entry.title, " ".join(entry.triggers),
+             " ".join(entry.tags[:20]), " ".join(info.get("tags", [])),
+             info.get("activation_text", "")]
+    return " ".join(p for p in parts if p)
+
+
+def recommend(index: LoraIndex, analysis: Any, family: str | None = None, max_loras: int = 3,
+              priority: str = "balanced", blocklist: str | Iterable[str] = "",
+              weights: Mapping[str, float] | None = None, history: Mapping[str, float] | None = None,
+              embed: Embed | None = None, content: str = "safe",
+              min_relevance: float = MIN_RELEVANCE, rejected_shown: int = 5) -> Recommendation:
+    """Choose up to ``max_loras`` LoRAs for ``analysis`` (a PromptAnalysis or its dict)."""
+    weights = _weights(weights)
+    if priority not in PRIORITIES:
+        raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
+    if content not in NSFW_LEVELS:
+        raise ValueError(f"content must be one of {', '.join(NSFW_LEVELS)}, got {content!r}")
+    if max_loras < 0:
+        raise ValueError(f"max_loras must be 0 or more, got {max_loras}")
+    prompt, concepts, style, content_type, complexity = _read_analysis(analysis)
+    rec = Recommendation(family=family or "", weights=weights, considered=len(index.entries))
+    limit = min(max_loras, PRIORITY_MAX_LORAS[priority])
+    if limit < max_loras:
+        rec.notes.append(f"priority {priority} keeps at most {limit} LoRAs")
+    group, family_id = _family_group(family, rec)
+    blocked = _patterns(blocklist)
+    max_level = NSFW_LEVELS[content]
+    history = history or {}
+
+    prompt_words = tokens(prompt)
+    prompt_lower = " " + " ".join(tokens(prompt)) + " "
+    phrases = _concept_phrases(concepts, style, content_type)
+    bm25 = index.bm25.scores(prompt_words + [w for p in phrases for w in p])
+    candidates: list[tuple[int, float, dict[str, float], str]] = []
+    for i in set(bm25) | _trigger_hits(index, prompt_lower):
+        entry = index.entries[i]
+        reason = _filter_reason(entry, group, family_id, blocked, max_level)
+        if reason[0]:
+            rec.filtered[reason[0]] = rec.filtered.get(reason[0], 0) + 1
+            continue
+        matches, matched = _keyword_matches(index, i, phrases, prompt_lower)
+        factors = {"semantic": bm25.get(i, 0.0), "keyword": 1 - 0.5 ** matches,
+                   "popularity": index.popularity[i], "history": history.get(entry.name, NEUTRAL_HISTORY)}
+        candidates.append((i, reason[1], factors, ", ".join(matched[:4]) + (reason[2] and f"; {reason[2]}")))
+    best_bm25 = max((f["semantic"] for _, _, f, _ in candidates), default=0.0) or 1.0
+    for _, _, factors, _ in candidates:
+        factors["semantic"] = factors["semantic"] / best_bm25
+    if embed is not None and candidates:
+        candidates = _rerank_with_embeddings(index, candidates, prompt, embed, weights)
+        rec.similarity = "embeddings"
+
+    scored: list[tuple[Candidate, int]] = []
+    for i, factor, factors, matched in candidates:
+        entry = index.entries[i]
+        factors["relevance"] = 0.5 * factors["semantic"] + 0.5 * factors["keyword"]
+        score = factor * sum(weights[k] * factors[k] for k in FACTORS)
+        cand = Candidate(name=entry.name, score=round(score, 4),
+                         factors={k: round(v, 3) for k, v in factors.items()},
+                         reason=_reason(factors, matched), base=entry.base, triggers=list(entry.triggers),
+                         path=entry.path, sha256=entry.sha256, autov2=entry.autov2)
+        scored.append((cand, i))
+    scored.sort(key=lambda pair: (-pair[0].score, pair[0].name))
+
+    taken_groups: dict[str, Candidate] = {}
+    for cand, i in scored:
+        relevance = cand.factors["relevance"]
+        if relevance < min_relevance:
+            cand.reason = f"not relevant enough (relevance {relevance:.2f} < {min_relevance:g})"
+            rec.rejected.append(cand)
+            continue
+        if len(rec.picks) >= limit:
+            cand.reason = f"score {cand.score:.2f} is below the {limit} picked"
+            rec.rejected.append(cand)
+            continue
+        cand.style = index.style_of(i)
+        group_name = STYLE_GROUPS.get(cand.style, "")
+        clash = next((p for g, p in taken_groups.items() if group_name and g != group_name), None)
+        if clash is not None:
+            cand.reason = (f"{cand.style} style clashes with {clash.name} ({clash.style}), which "
+                           "scores higher")
+            rec.rejected.append(cand)
+            continue
+        if group_name:
+            taken_groups.setdefault(group_name, cand)
+        _set_strength(cand, index.entries[i], complexity)
+        rec.picks.append(cand)
+    rec.rejected = rec.rejected[:rejected_shown]
+    if rebalance_candidates(rec.picks):
+        rec.notes.append(f"total strength above {MAX_TOTAL_STRENGTH:g}: every strength scaled down "
+                         "by the same factor")
+    return rec
+
+
+def rebalance_candidates(picks: list[Candidate]) -> bool:
+    items = [StackItem(c.name, c.strength_model, c.strength_clip) for c in picks]
+    if not rebalance(items):
+        return False
+    for cand, item in zip(picks, items):
+        cand.strength_model, cand.strength_clip = item.strength_model, item.strength_clip
+        cand.strength_reason += f", rebalanced to {item.strength_model:g}"
+    return True
+
+
+# ----------------------------------------------------------------------------- pieces
+def _weights(weights: Mapping[str, float] | None) -> dict[str, float]:
+    merged = dict(DEFAULT_WEIGHTS)
+    for key, value in (weights or {}).items():
+        if key not in DEFAULT_WEIGHTS:
+            raise ValueError(f"unknown weight {key!r}; use {', '.join(FACTORS)}")
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"weight {key} must be a number >= 0, got {value!r}")
+        merged[key] = float(value)
+    total = sum(merged.values())
+    if total <= 0:
+        raise ValueError("at least one weight must be above 0")
+    return {k: v / total for k, v in merged.items()}
+
+
+def _read_analysis(analysis: Any) -> tuple[str, dict, str, str, float]:
+    if isinstance(analysis, str):
+        return analysis, {}, "", "", 0.5
+    data = analysis.to_dict() if hasattr(analysis, "to_dict") else dict(analysis or {})
+    prompt = data.get("cleaned") or data.get("expanded") or data.get("prompt") or ""
+    complexity = (data.get("complexity") or {}).get("overall", 0.5)
+    style = data.get("style") or ""
+    content_type = data.get("content_type") or ""
+    return (str(prompt), data.get("concepts") or {}, "" if style == "unknown" else style,
+            "" if content_type == "unknown" else content_type, float(complexity))
+
+
+def _family_group(family: str | None, rec: Recommendation) -> tuple[str, str]:
+    if not family:
+        rec.notes.append("no model family given: LoRAs of every base architecture are considered")
+        return "", ""
+    from ..params import get_family
+    from ..params.errors import ParamsError
+
+    try:
+        profile = get_family(family)
+    except (ParamsError, KeyError, ValueError) as exc:
+        raise ValueError(f"unknown model family {family!r}: {exc}") from exc
+    return profile.group, profile.id
+
+
+def _filter_reason(entry: LoraEntry, group: str, family_id: str, blocked: list[str],
+                   max_level: int) -> tuple[str, float, str]:
+    """(filter name or "", score factor, compatibility note)."""
+    info = entry.sidecar
+    if blocked:
+        fields = [entry.name.lower(), entry.stem.lower(), entry.title.lower()] + \
+                 [t.lower() for t in info.get("tags", [])] + [t.lower() for t in entry.tags[:10]]
+        for pattern in blocked:
+            if any(pattern in f or fnmatch.fnmatchcase(f, pattern) for f in fields):
+                return "blocklist", 0.0, ""
+    level = int(info.get("nsfw_level") or 0)
+    if (level and level > max_level) or (info.get("nsfw") and max_level < NSFW_LEVELS["mature"]):
+        return "content level", 0.0, ""
+    if not group:
+        return "", 1.0, ""
+    ok, factor, note = compatibility(Architecture(entry.base, entry.variant), group, family_id)
+    if not ok:
+        return "other base architecture", 0.0, note
+    return "", factor, note
+
+
+def _patterns(blocklist: str | Iterable[str]) -> list[str]:
+    if isinstance(blocklist, str):
+        blocklist = blocklist.replace("\n", ",").split(",")
+    return [p.strip().lower() for p in blocklist if p and p.strip()]
+
+
+def _concept_phrases(concepts: Mapping[str, Iterable[str]], style: str, content_type: str) -> list[list[str]]:
+    phrases = []
+    for category, items in concepts.items():
+        if category == "quality":
+            continue
+        for phrase in items:
+            words = tokens(str(phrase))
+            if words:
+                phrases.append(words)
+    for extra in (style, content_type):
+        if extra:
+            phrases.append(tokens(extra.replace("_", " ")))
+    return [p for p in phrases if p]
+
+
+def _trigger_hits(index: LoraIndex, prompt_lower: str) -> set[int]:
+    """LoRAs whose trigger word is already in the prompt (even if BM25 missed it)."""
+    hits = set()
+    for i, triggers in enumerate(index.trigger_words):
+        for trigger in triggers:
+            words = " ".join(tokens(trigger))
+            if words and f" {words} " in prompt_lower:
+                hits.add(i)
+                break
+    return hits
+
+
+def _keyword_matches(index: LoraIndex, i: int, phrases: list[list[str]], prompt_lower: str) -> tuple[int, list[str]]:
+    words = index.words[i]
+    matched = [" ".join(p) for p in phrases if all(w in words for w in p)]
+    count = len(matched)
+    for trigger in index.trigger_words[i]:
+        t = " ".join(tokens(trigger))
+        if t and f" {t} " in prompt_lower:
+            matched.insert(0, f"trigger '{trigger}' in the prompt")
+            count += 2
+            break
+    return count, matched
+
+
+def _rerank_with_embeddings(index: LoraIndex, candidates, prompt: str, embed: Embed, weights):
+    ranked = sorted(candidates, key=lambda c: -sum(weights[k] * c[2][k] for k in FACTORS))
+    head = ranked[:EMBED_CANDIDATES]
+    vectors = embed([prompt] + [index.documents[i] for i, _, _, _ in head])
+    query = vectors[0]
+    sims = [_cosine(query, v) for v in vectors[1:]]
+    low, high = min(sims), max(sims)
+    span = (high - low) or 1.0
+    for (_, _, factors, _), sim in zip(head, sims):
+        factors["semantic"] = (sim - low) / span if len(sims) > 1 else max(0.0, sim)
+    return head + ranked[EMBED_CANDIDATES:]
+
+
+def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b))
+    na = math.sqrt(sum(x * x for x in a))
+    nb = math.sqrt(sum(y * y for y in b))
+    return dot / (na * nb) if na and nb else 0.0
+
+
+def _reason(factors: Mapping[str, float], matched: str) -> str:
+    parts = []
+    if matched:
+        parts.append(f"matches {matched}")
+    if factors["semantic"] >= 0.5:
+        parts.append(f"text similarity {factors['semantic']:.2f}")
+    if factors["popularity"] >= 0.6:
+        parts.append("popular on CivitAI")
+    if factors["history"] > NEUTRAL_HISTORY + 0.05:
+        parts.append("you rated it well")
+    elif factors["history"] < NEUTRAL_HISTORY - 0.05:
+        parts.append("you rated it poorly")
+    return "; ".join(parts) or "weak match"
+
+
+def _set_strength(cand: Candidate, entry: LoraEntry, complexity: float) -> None:
+    info = entry.sidecar
+    tips = info.get("usage_tips") or {}
+    if tips.get("strength"):
+        strength, why = float(tips["strength"]), "from its usage tips"
+    elif info.get("preferred_weight"):
+        strength, why = float(info["preferred_weight"]), "its preferred weight (A1111 sidecar)"
+    else:
+        relevance = cand.factors.get("relevance", 0.5)
+        # Convention: 0.5-1.0 with relevance, less for complex prompts where LoRAs compete.
+        strength = (0.5 + 0.5 * relevance) * (1.0 - 0.25 * max(0.0, min(1.0, complexity)))
+        strength = max(0.3, min(1.0, round(strength, 2)))
+        why = f"from relevance {relevance:.2f} and prompt complexity {complexity:.2f}"
+    low, high = tips.get("strength_min"), tips.get("strength_max")
+    if low is not None and strength < low:
+        strength, why = float(low), why + f", raised to its minimum {low:g}"
+    if high is not None and strength > high:
+        strength, why = float(high), why + f", lowered to its maximum {high:g}"
+    cand.strength_model = round(strength, 3)
+    cand.strength_clip = round(float(tips.get("clip_strength") or strength), 3)
+    cand.strength_reason = why
+
+
+def _popularity(entries: list[LoraEntry]) -> list[float]:
+    ups = [int(e.sidecar.get("thumbs_up") or 0) for e in entries]
+    downs = [int(e.sidecar.get("thumbs_down") or 0) for e in entries]
+    dls = [int(e.sidecar.get("downloads") or 0) for e in entries]
+    votes = sum(ups) + sum(downs)
+    prior = (sum(ups) / votes) if votes else 0.5
+    top = math.log10(1 + max(dls, default=0)) or 1.0
+    out = []
+    for up, down, dl in zip(ups, downs, dls):
+        approval = (POPULARITY_PRIOR_VOTES * prior + up) / (POPULARITY_PRIOR_VOTES + up + down)
+        out.append(0.5 * approval + 0.5 * math.log10(1 + dl) / top)
+    return out
+
+
+def _style_of_text(text: str) -> str:
+    from ..prompting import analyze_prompt
+
+    try:
+        analysis = analyze_prompt(text or "lora")
+    except Exception:  # noqa: BLE001 - a LoRA text the analyzer rejects simply has no style
+        return ""
+    return "" if analysis.style == "unknown" or analysis.style_confidence < 0.3 else analysis.style
