@@ -16,6 +16,8 @@ COMMAND_MODULES = (
     "prompting.cli",   # kubik analyze
     "params.cli",      # kubik params
     "classify.cli",    # kubik classify
+    "loras.cli",       # kubik loras scan / recommend
+    "learning.cli",    # kubik insights
     "recon3d.cli",     # kubik 3d
     "hub.cli",         # kubik hub
     "demo",            # kubik demo

@@ -1,0 +1,137 @@
+"""``kubik loras scan`` and ``kubik loras recommend``.
+
+Documented ``--json`` outputs:
+
+* scan: ``{"files": [{name, path, format, base, variant, arch_source, layout, rank, triggers,
+  sha256, autov2, autov3, problems}], "problems": [folder problems], "stats": {files, read,
+  cached, removed, seconds}}``
+* recommend: ``{"family", "similarity", "picks": [{name, strength_model, strength_clip, score,
+  factors{semantic, keyword, popularity, history, relevance}, reason, strength_reason, triggers,
+  base, style}], "rejected": [{name, score, reason}], "triggers", "notes", "filtered"}``
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+_SCAN_FIELDS = ("name", "path", "format", "base", "variant", "arch_source", "layout", "rank",
+                "triggers", "sha256", "autov2", "autov3", "problems")
+_PICK_FIELDS = ("name", "strength_model", "strength_clip", "score", "factors", "reason",
+                "strength_reason", "triggers", "base", "style")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("loras", help="scan a LoRA library, recommend LoRAs for a prompt")
+    sub = p.add_subparsers(dest="loras_command", metavar="ACTION")
+    sub.required = True
+
+    scan = sub.add_parser("scan", help="list LoRAs with base architecture, trigger words, hashes, problems")
+    scan.add_argument("folders", nargs="+", help="LoRA folders (scanned recursively)")
+    _cache_args(scan)
+    scan.add_argument("--no-hash", action="store_true", help="skip SHA-256 / AutoV2 / AutoV3 hashing")
+    scan.add_argument("--json", action="store_true", help="print JSON")
+    scan.set_defaults(func=_cmd_scan)
+
+    rec = sub.add_parser("recommend", help="pick LoRAs for a prompt")
+    rec.add_argument("prompt", help="the positive prompt")
+    rec.add_argument("--library", nargs="+", required=True, metavar="DIR", help="LoRA folders")
+    rec.add_argument("--family", default=None, help="model family id (sdxl, sd15, pony, flux_dev...; "
+                                                     "see `kubik params --help`)")
+    rec.add_argument("--max", type=int, default=3, dest="max_loras", help="most LoRAs to pick (default 3)")
+    rec.add_argument("--priority", default="balanced", help="quality, balanced, speed or low_vram")
+    rec.add_argument("--block", default="", help="comma-separated names, tags or globs never to pick")
+    rec.add_argument("--content", default="safe", help="safe, mature or everything (CivitAI NSFW level)")
+    rec.add_argument("--weights", default="", help="factor weights, e.g. semantic=0.4,keyword=0.3,"
+                                                   "popularity=0.2,history=0.1")
+    rec.add_argument("--store", default=None, help="learning store for the history factor "
+                                                   "(file or SQLAlchemy URL; default: none)")
+    _cache_args(rec)
+    rec.add_argument("--json", action="store_true", help="print JSON")
+    rec.set_defaults(func=_cmd_recommend)
+
+
+def _cache_args(p) -> None:
+    p.add_argument("--cache", default=None, help="index cache file (default: ~/.cache/kubik/lora_index.json)")
+    p.add_argument("--no-cache", action="store_true", help="read every file, keep no index")
+
+
+def _scan(args, progress=None):
+    from ..cli import CommandError
+    from .library import default_cache_path, scan_library
+
+    missing = [f for f in (getattr(args, "folders", None) or args.library) if not Path(f).is_dir()]
+    if missing:
+        raise CommandError(f"not a folder: {', '.join(missing)}")
+    cache = None if args.no_cache else Path(args.cache) if args.cache else default_cache_path()
+    return scan_library(getattr(args, "folders", None) or args.library, cache_path=cache, progress=progress)
+
+
+def _cmd_scan(args) -> int:
+    library = _scan(args)
+    if not args.no_hash and library.missing_hashes():
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(library.missing_hashes()), desc="hashing", unit="file",
+                   disable=args.json, leave=False)
+        library.compute_hashes(progress=lambda done, total: bar.update(1))
+        bar.close()
+    entries = library.sorted_entries()
+    if args.json:
+        print(json.dumps({"files": [{k: getattr(e, k) for k in _SCAN_FIELDS} for e in entries],
+                          "problems": library.problems,
+                          "stats": vars(library.stats)}, indent=2))
+        return 0
+    for e in entries:
+        arch = e.base + (f" ({e.variant})" if e.variant else "")
+        triggers = ", ".join(e.triggers[:5]) or "-"
+        print(f"{e.name}\n  base {arch} [{e.arch_source or '-'}], {e.layout or e.format}, rank {e.rank or '-'}"
+              f"\n  triggers: {triggers}\n  sha256 {e.sha256 or '-'}  AutoV2 {e.autov2 or '-'}  "
+              f"AutoV3 {e.autov3 or '-'}")
+        for problem in e.problems:
+            print(f"  problem: {problem}")
+    for problem in library.problems:
+        print(f"problem: {problem}")
+    s = library.stats
+    print(f"{s.files} LoRA files ({s.read} read, {s.cached} from the cache) in {s.seconds:.2f} s")
+    return 0
+
+
+def _cmd_recommend(args) -> int:
+    from ..cli import CommandError
+    from ..prompting import analyze_prompt
+    from .recommend import LoraIndex, recommend
+
+    weights = {}
+    for part in filter(None, (p.strip() for p in args.weights.split(","))):
+        key, _, value = part.partition("=")
+        try:
+            weights[key.strip()] = float(value)
+        except ValueError:
+            raise CommandError(f"--weights: {part!r} is not name=number") from None
+    history = None
+    if args.store:
+        from ..learning import LearningError, LearningStore, lora_history_scores
+
+        try:
+            history = lora_history_scores(LearningStore(args.store))
+        except LearningError as exc:
+            raise CommandError(str(exc)) from exc
+    library = _scan(args)
+    try:
+        analysis = analyze_prompt(args.prompt)
+        rec = recommend(LoraIndex(library), analysis, family=args.family, max_loras=args.max_loras,
+                        priority=args.priority, blocklist=args.block, weights=weights,
+                        history=history, content=args.content)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    if args.json:
+        print(json.dumps({
+            "family": rec.family, "similarity": rec.similarity,
+            "picks": [{k: getattr(c, k) for k in _PICK_FIELDS} for c in rec.picks],
+            "rejected": [{"name": c.name, "score": c.score, "reason": c.reason} for c in rec.rejected],
+            "triggers": rec.trigger_text(), "notes": rec.notes, "filtered": rec.filtered}, indent=2))
+        return 0
+    print(rec.explain("detailed"))
+    if rec.picks:
+        print(f"trigger words: {rec.trigger_text() or '-'}")
+    return 0
