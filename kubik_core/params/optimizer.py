@@ -110,12 +110,14 @@ def optimize(analysis: Any = None, family: str = "sdxl", priority: str = "balanc
         for name, value in given.items():
             decisions[name] = Decision(name, value, "your value (MANUAL mode)", _USER)
 
-    values = {name: d.value for name, d in decisions.items()}
+    guidance = decisions.get("guidance")
+    clip_skip = decisions.get("clip_skip")
     plan = SamplingPlan(
-        family=profile.id, steps=values["steps"], cfg=values["cfg"],
-        sampler_name=values["sampler_name"], scheduler=values["scheduler"],
-        width=values["width"], height=values["height"], guidance=values.get("guidance"),
-        clip_skip=values.get("clip_skip"), priority=priority, mode=mode, device=device_profile.id,
+        family=profile.id, steps=decisions["steps"].value, cfg=decisions["cfg"].value,
+        sampler_name=decisions["sampler_name"].value, scheduler=decisions["scheduler"].value,
+        width=decisions["width"].value, height=decisions["height"].value,
+        guidance=guidance.value if guidance is not None else None,
+        clip_skip=clip_skip.value if clip_skip is not None else None, priority=priority, mode=mode, device=device_profile.id,
         family_confidence=detection.confidence if detection is not None else 1.0,
         decisions=list(decisions.values()), overrides=given, suggested=suggested, notes=notes)
     plan.estimated_vram_gb, plan.estimated_seconds = estimate_for(
@@ -167,69 +169,17 @@ def _checked_number(name: str, value: Any, what: str) -> int | float:
 def _choose(decisions: dict[str, Decision], profile: FamilyProfile, analysis: Any,
             priority: str, aspect_ratio: str, detection: FamilyDetection | None) -> None:
     style = analysis.style if analysis is not None else "unknown"
-    sources = profile.sources
-
-    steps = profile.steps_for(priority)
-    if profile.distilled:
-        hint = detection.steps_hint if detection is not None else None
-        if hint and profile.steps_range[0] <= hint <= profile.steps_range[1]:
-            steps, reason = hint, f"the checkpoint name says it was distilled for {hint} steps"
-        else:
-            reason = f"step-distilled model: {steps} steps as published ({priority} priority)"
-    else:
-        reason = f"{priority} priority: {steps} steps"
-        complexity = analysis.complexity.get("overall") if analysis is not None else None
-        if complexity is not None and priority != "speed":
-            low, high = profile.steps_range
-            adjusted = min(high, max(low, steps + round((complexity - 0.5) * 0.4 * steps)))
-            if adjusted != steps:
-                reason += (f"; prompt complexity {complexity:.2f} -> {adjusted - steps:+d} steps "
-                           "(convention: detailed scenes need more steps to resolve)")
-                steps = adjusted
-    decisions["steps"] = Decision("steps", steps, reason, sources["steps"])
-
-    cfg = profile.cfg
-    low, high = profile.cfg_range
-    if low == high:
-        reason = ("CFG 1: this model is distilled or guidance-embedded, so no negative-prompt pass"
-                  if cfg == 1.0 else f"published CFG {cfg}")
-    else:
-        reason = f"published CFG for {profile.label}"
-        if style in PHOTO_STYLES:
-            cfg = max(low, cfg - 1.0)
-            reason += "; photographic style: 1 lower keeps skin and light natural (convention)"
-        elif style in STYLIZED_STYLES:
-            cfg = min(high, cfg + 0.5)
-            reason += "; stylised art holds slightly higher CFG (convention)"
-    decisions["cfg"] = Decision("cfg", cfg, reason, sources["cfg"])
-
-    if profile.guidance is not None:
-        guidance = profile.guidance
-        reason = "published distilled guidance (ComfyUI FluxGuidance node)"
-        if style in PHOTO_STYLES:
-            guidance -= 0.5
-            reason += "; photographic style: 0.5 lower looks less waxy (convention)"
-        decisions["guidance"] = Decision("guidance", guidance, reason, sources["guidance"])
-
-    sampler, scheduler = profile.sampler, profile.scheduler
-    reason, source = f"recommended for {profile.label}", sources["sampler"]
-    if not profile.distilled:
-        if style in STYLIZED_STYLES and profile.stylized_sampler:
-            sampler = profile.stylized_sampler
-            reason = f"{style} style: {sampler}, as anime fine-tunes of this family recommend"
-            source = sources.get("stylized_sampler", "convention")
-        elif priority == "speed" and sampler in _SLOW_SAMPLERS:
-            sampler = "dpmpp_2m"
-            reason = "speed priority: DPM++ 2M settles in fewer steps than SDE samplers"
-            source = "convention"
-    decisions["sampler_name"] = Decision("sampler_name", sampler, reason, source)
-    decisions["scheduler"] = Decision("scheduler", scheduler, f"recommended with {profile.sampler} "
-                                      f"for {profile.label}", sources["sampler"])
-
-    if profile.clip_skip is not None:
-        decisions["clip_skip"] = Decision("clip_skip", profile.clip_skip,
-                                          "CLIPSetLastLayer value the model card asks for",
-                                          sources.get("clip_skip", ""))
+    hint = detection.steps_hint if detection is not None else None
+    complexity = analysis.complexity.get("overall") if analysis is not None else None
+    if complexity is not None:
+        complexity = round(complexity, 2)
+    for field_name, value, reason, source in _cached(
+            _STEP_CACHE, (profile, priority, hint, complexity), _choose_steps):
+        decisions[field_name] = Decision(field_name, value, reason, source)
+    style_key = style if style in STYLIZED_STYLES else "photo" if style in PHOTO_STYLES else ""
+    for field_name, value, reason, source in _cached(
+            _STYLE_CACHE, (profile, priority, style_key), _choose_by_style):
+        decisions[field_name] = Decision(field_name, value, reason, source)
 
     if aspect_ratio == "auto":
         if analysis is None:
@@ -239,6 +189,91 @@ def _choose(decisions: dict[str, Decision], profile: FamilyProfile, analysis: An
     else:
         aspect, why = aspect_ratio, f"aspect ratio {aspect_ratio} requested"
     _size(decisions, profile, aspect, why)
+
+
+# Choices that depend on a few discrete inputs are computed once per key: optimize() runs per
+# prompt in batch jobs, and formatting the same reasons again dominated its cost.
+_STEP_CACHE: dict[tuple, tuple] = {}
+_STYLE_CACHE: dict[tuple, tuple] = {}
+_SIZE_CACHE: dict[tuple, tuple] = {}
+_CACHE_LIMIT = 8192
+
+
+def _cached(cache: dict, key: tuple, compute) -> tuple:
+    found = cache.get(key)
+    if found is None:
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        found = cache[key] = compute(*key)
+    return found
+
+
+def _choose_steps(profile: FamilyProfile, priority: str, hint: int | None,
+                  complexity: float | None) -> tuple:
+    steps = profile.steps_for(priority)
+    if profile.distilled:
+        if hint and profile.steps_range[0] <= hint <= profile.steps_range[1]:
+            steps, reason = hint, f"the checkpoint name says it was distilled for {hint} steps"
+        else:
+            reason = f"step-distilled model: {steps} steps as published ({priority} priority)"
+    else:
+        reason = f"{priority} priority: {steps} steps"
+        if complexity is not None and priority != "speed":
+            low, high = profile.steps_range
+            adjusted = min(high, max(low, steps + round((complexity - 0.5) * 0.4 * steps)))
+            if adjusted != steps:
+                reason += (f"; prompt complexity {complexity:.2f} -> {adjusted - steps:+d} steps "
+                           "(convention: detailed scenes need more steps to resolve)")
+                steps = adjusted
+    return (("steps", steps, reason, profile.sources["steps"]),)
+
+
+def _choose_by_style(profile: FamilyProfile, priority: str, style: str) -> tuple:
+    """CFG, guidance, sampler, scheduler and clip skip for a style class ("photo", a stylised
+    style name, or "" for anything else)."""
+    sources = profile.sources
+    chosen = []
+    cfg = profile.cfg
+    low, high = profile.cfg_range
+    if low == high:
+        reason = ("CFG 1: this model is distilled or guidance-embedded, so no negative-prompt pass"
+                  if cfg == 1.0 else f"published CFG {cfg}")
+    else:
+        reason = f"published CFG for {profile.label}"
+        if style == "photo":
+            cfg = max(low, cfg - 1.0)
+            reason += "; photographic style: 1 lower keeps skin and light natural (convention)"
+        elif style:
+            cfg = min(high, cfg + 0.5)
+            reason += "; stylised art holds slightly higher CFG (convention)"
+    chosen.append(("cfg", cfg, reason, sources["cfg"]))
+
+    if profile.guidance is not None:
+        guidance = profile.guidance
+        reason = "published distilled guidance (ComfyUI FluxGuidance node)"
+        if style == "photo":
+            guidance -= 0.5
+            reason += "; photographic style: 0.5 lower looks less waxy (convention)"
+        chosen.append(("guidance", guidance, reason, sources["guidance"]))
+
+    sampler, scheduler = profile.sampler, profile.scheduler
+    reason, source = f"recommended for {profile.label}", sources["sampler"]
+    if not profile.distilled:
+        if style not in ("", "photo") and profile.stylized_sampler:
+            sampler = profile.stylized_sampler
+            reason = f"{style} style: {sampler}, as anime fine-tunes of this family recommend"
+            source = sources.get("stylized_sampler", "convention")
+        elif priority == "speed" and sampler in _SLOW_SAMPLERS:
+            sampler = "dpmpp_2m"
+            reason = "speed priority: DPM++ 2M settles in fewer steps than SDE samplers"
+            source = "convention"
+    chosen.append(("sampler_name", sampler, reason, source))
+    chosen.append(("scheduler", scheduler, f"recommended with {profile.sampler} for {profile.label}",
+                   sources["sampler"]))
+    if profile.clip_skip is not None:
+        chosen.append(("clip_skip", profile.clip_skip, "CLIPSetLastLayer value the model card asks for",
+                       sources.get("clip_skip", "")))
+    return tuple(chosen)
 
 
 def _family_defaults(decisions: dict[str, Decision], profile: FamilyProfile, aspect_ratio: str) -> None:
@@ -258,11 +293,15 @@ def _family_defaults(decisions: dict[str, Decision], profile: FamilyProfile, asp
 
 
 def _size(decisions: dict[str, Decision], profile: FamilyProfile, aspect: str, why: str) -> None:
-    width, height = nearest_bucket(profile, parse_aspect(aspect))
-    reason = f"{why}; nearest native size of {profile.label}: {width}x{height}"
+    width, height, reason = _cached(_SIZE_CACHE, (profile, aspect, why), _choose_size)
     source = profile.sources["resolution"]
     decisions["width"] = Decision("width", width, reason, source)
     decisions["height"] = Decision("height", height, reason, source)
+
+
+def _choose_size(profile: FamilyProfile, aspect: str, why: str) -> tuple:
+    width, height = nearest_bucket(profile, parse_aspect(aspect))
+    return width, height, f"{why}; nearest native size of {profile.label}: {width}x{height}"
 
 
 def _apply_learned(decisions: dict[str, Decision], learned: Mapping[str, Any], profile: FamilyProfile,
