@@ -8,6 +8,7 @@ so a typical prompt costs tens of microseconds (see benchmarks/ for the measured
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from pathlib import Path
 
 from .analysis import CONCEPT_CATEGORIES, PromptAnalysis
@@ -25,7 +26,6 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SPACES = re.compile(r"\s+")
 _COMMAS = re.compile(r" ?,(?: ?,)* ?")
 _ODD_SPACE = re.compile(r"[^\S ]|  ")        # whitespace other than single spaces
-_ODD_COMMA = re.compile(r" ,|,(?! )|, (?=,)")   # a comma not written as ", "
 _CONTENT = re.compile(r"[^\s,()\[\]{}|:\\]")
 
 # Weights of the complexity dimensions in "overall".
@@ -43,9 +43,13 @@ def clean_prompt(text: str) -> tuple[str, int]:
     if _CONTROL.search(text):
         removed = len(_CONTROL.findall(text))
         text = _CONTROL.sub("", text)
-    if _ODD_SPACE.search(text):
+    if text.isascii():  # the common case, checked with plain substring scans
+        odd_space = "  " in text or "\n" in text or "\t" in text or "\r" in text
+    else:
+        odd_space = _ODD_SPACE.search(text) is not None
+    if odd_space:
         text = _SPACES.sub(" ", text)
-    if _ODD_COMMA.search(text):
+    if "," in text and (" ," in text or text.count(",") != text.count(", ") or ", ," in text):
         text = _COMMAS.sub(", ", text)
     return text.strip(" ,"), removed
 
@@ -101,8 +105,8 @@ def _match(segments) -> dict:
     match = VOCABULARY.match
     concepts: dict[str, list[str]] = {category: [] for category in CONCEPT_CATEGORIES}
     seen: set = set()
-    styles: dict[str, float] = {}
-    contents: dict[str, float] = {}
+    styles: defaultdict[str, float] = defaultdict(float)
+    contents: defaultdict[str, float] = defaultdict(float)
     all_words: set[str] = set()
     word_count = composition = emphasised = 0
     for text, weight in segments:
@@ -111,21 +115,22 @@ def _match(segments) -> dict:
             continue
         word_count += len(words)
         all_words.update(words)
+        factor = 1.0
         if weight != 1.0:
             emphasised += 1
-        factor = weight if weight > 0 else 0.0
+            factor = weight if weight > 0 else 0.0
         for entry in match(words):
             if entry in seen:   # a phrase votes once, at its first (usually only) weight
                 continue
             seen.add(entry)
+            phrase = entry.phrase
             for category in entry.categories:
-                concepts[category].append(entry.phrase)
-            if entry.composition:
-                composition += 1
+                concepts[category].append(phrase)
+            composition += entry.composition
             for style, strength in entry.style_votes:
-                styles[style] = styles.get(style, 0.0) + strength * factor
+                styles[style] += strength * factor
             for content, strength in entry.content_votes:
-                contents[content] = contents.get(content, 0.0) + strength * factor
+                contents[content] += strength * factor
 
     style, confidence = "unknown", 0.0
     if styles:

@@ -23,6 +23,9 @@ MAX_NESTING = 100
 # Pass 1: the webui's own expressions.
 _AND = re.compile(r"\bAND\b")
 _AND_WEIGHT = re.compile(r"^(\s*.*?)(?:\s*:\s*([-+]?(?:\d+\.?|\d*\.\d+)))?\s*$")
+# The same split for a one-line sub-prompt, without the lazy scan: the weight is the leftmost
+# ":number" followed only by whitespace (tests/prompting check both agree on random strings).
+_TAIL_WEIGHT = re.compile(r"\s*:\s*([-+]?(?:\d+\.?|\d*\.\d+))\s*$")
 
 # Pass 2: tokens of the scheduling grammar.
 _PLAIN = re.compile(r"(?:[^\\\[\]():|]|\\.)+", re.S)
@@ -210,13 +213,21 @@ def walk(nodes):
 def split_and(text: str) -> list[tuple[str, float]]:
     """Sub-prompts of ``a AND b :0.5`` with their weights (webui get_multicond_prompt_list)."""
     parts = []
-    for sub in _AND.split(text):
-        match = _AND_WEIGHT.search(sub)
+    for sub in (_AND.split(text) if "AND" in text else (text,)):
+        if "\n" in sub:  # the webui's own expression, whose "." stops at line ends
+            match = _AND_WEIGHT.search(sub)
+            if match is None:
+                parts.append((sub, 1.0))
+            else:
+                body, weight = match.groups()
+                parts.append((body, float(weight) if weight is not None else 1.0))
+            continue
+        lead = len(sub) - len(sub.lstrip())  # leading whitespace always stays in the text
+        match = _TAIL_WEIGHT.search(sub, lead) if ":" in sub else None
         if match is None:
-            parts.append((sub, 1.0))
+            parts.append((sub[:lead] + sub[lead:].rstrip(), 1.0))
         else:
-            body, weight = match.groups()
-            parts.append((body, float(weight) if weight is not None else 1.0))
+            parts.append((sub[:match.start()], float(match.group(1))))
     return parts
 
 
@@ -257,6 +268,8 @@ def weigh(text: str, notes: list[str] | None = None) -> list[list[tuple[str, flo
             multiply(round_open.pop(), 1.1)
         elif token == "]" and square_open:
             multiply(square_open.pop(), 1 / 1.1)
+        elif "BREAK" not in token:
+            res.append([token, 1.0])
         else:
             for index, piece in enumerate(_BREAK.split(token)):
                 if index:

@@ -47,11 +47,12 @@ def normalise(phrase: str) -> str:
 
 
 class Vocabulary:
-    """Phrase index: ``entries[normalised phrase]`` and ``span[first word]`` (longest length)."""
+    """Phrase index: ``entries[normalised phrase]``, and ``prefixes``, the word sequences that
+    begin a longer phrase."""
 
     def __init__(self, data: dict):
         self.entries: dict[str, Entry] = {}
-        self.span: dict[str, int] = {}
+        self.prefixes: set[str] = set()
         for category in CONCEPT_CATEGORIES:
             groups = data[category]
             if isinstance(groups, list):
@@ -84,37 +85,39 @@ class Vocabulary:
         if entry is None:
             entry = self.entries[key] = Entry(phrase.strip())
             words = key.split(" ")
-            self.span[words[0]] = max(self.span.get(words[0], 0), len(words))
+            for length in range(1, len(words)):
+                self.prefixes.add(" ".join(words[:length]))
         return entry
 
     def match(self, words: list[str]) -> list[Entry]:
-        """The phrases found in ``words``, longest match first, in text order."""
-        entries, span = self.entries, self.span
+        """The phrases found in ``words``, longest match first, in text order.
+
+        A phrase is extended word by word only while the words so far begin some longer
+        phrase, so most words cost one or two dict lookups.
+        """
+        entries, prefixes = self.entries, self.prefixes
         count = len(words)
         found_all: list[Entry] = []
         index = 0
         while index < count:
             word = words[index]
-            longest = span.get(word)
-            if longest is None:
-                if word[-1] == "s" and len(word) > 3:  # a plural of a one-word phrase
-                    found = entries.get(word[:-1])
+            best = entries.get(word)
+            step = 1
+            if word in prefixes:
+                key, end = word, index + 1
+                while end < count:
+                    key = key + " " + words[end]
+                    end += 1
+                    found = entries.get(key)
                     if found is not None:
-                        found_all.append(found)
-                index += 1
-                continue
-            length = min(longest, count - index)
-            while length > 1:
-                found = entries.get(" ".join(words[index:index + length]))
-                if found is not None:
-                    break
-                length -= 1
-            else:
-                length = 1
-                found = entries.get(word)
-            if found is not None:
-                found_all.append(found)
-            index += length
+                        best, step = found, end - index
+                    if key not in prefixes:
+                        break
+            elif best is None and word[-1] == "s" and len(word) > 3:  # plural of a one-word phrase
+                best = entries.get(word[:-1])
+            if best is not None:
+                found_all.append(best)
+            index += step
         return found_all
 
     def finish(self) -> None:

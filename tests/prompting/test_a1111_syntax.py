@@ -108,3 +108,19 @@ def test_and_weights_follow_the_webui_expression():
 def test_comfyui_treats_a1111_syntax_as_text_and_default_step_is_first():
     assert parse_prompt("[a:b:5]", "a1111").segments == [("a", 1.0)]
     assert parse_prompt("[a:b:5]", "comfyui").segments == [("[a:b:5]", 1.0)]
+
+
+def test_fast_and_weight_split_agrees_with_the_webui_expression():
+    """split_and avoids the webui's lazy regex on one-line text; both must read the same."""
+    import random
+
+    from kubik_core.prompting.syntax_a1111 import _AND_WEIGHT, split_and
+
+    rng = random.Random(1)
+    alphabet = ["a", " ", ":", "1", ".", "-", "+", "x", "5", "  ", "\t", "\n", "\u00a0"]
+    for _ in range(20000):
+        sub = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        match = _AND_WEIGHT.search(sub)
+        expected = (sub, 1.0) if match is None else (
+            match.group(1), float(match.group(2)) if match.group(2) is not None else 1.0)
+        assert split_and(sub) == [expected], repr(sub)
