@@ -16,7 +16,7 @@ from .config import HubConfig
 from .download import ProgressCallback, download_file, normalize_sha256, sha256_file
 from .errors import HashMismatch, HubError, HubNotFound, SourceError, UnsafeFilename
 from .filenames import safe_filename
-from .http import HubSession, public_url
+from .http import HubSession
 from .sidecars import (DEFAULT_PREVIEW_MAX_NSFW, civitai_info_path, existing_preview, metadata_path,
                        pick_preview, read_json, save_preview, update_metadata_json,
                        write_civitai_info)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 
@@ -23,6 +24,10 @@ def served(cdn_server):
 
 def leftovers(folder):
     return sorted(p.name for p in folder.iterdir())
+
+
+def hash_workers():
+    return [t for t in threading.enumerate() if t.name == "kubik-hub-sha256"]
 
 
 def test_download_verifies_and_renames(make_hub, served, tmp_path):
@@ -72,6 +77,7 @@ def test_server_ignoring_range_restarts_cleanly(make_hub, served, tmp_path):
     (tmp_path / "model.safetensors.part").write_bytes(b"garbage" * 1000)
     result = download_file(make_hub().session, url, tmp_path, "model.safetensors", expected_sha256=SHA)
     assert result.path.read_bytes() == DATA and result.resumed_from == 7000
+    assert hash_workers() == []      # including the one replaced when the download restarted
 
 
 def test_wrong_hash_deletes_partial_and_keeps_folder_clean(make_hub, served, tmp_path):
@@ -80,6 +86,7 @@ def test_wrong_hash_deletes_partial_and_keeps_folder_clean(make_hub, served, tmp
         download_file(make_hub().session, url, tmp_path, "model.safetensors", expected_sha256="ab" * 32)
     assert SHA in str(info.value)
     assert leftovers(tmp_path) == []
+    assert hash_workers() == []
 
 
 def test_existing_identical_file_is_not_downloaded_again(make_hub, served, tmp_path):
@@ -164,6 +171,7 @@ def test_cancel_keeps_the_part_file_for_a_later_resume(make_hub, served, tmp_pat
     with pytest.raises(Cancelled):
         download_file(hub.session, url, tmp_path, "model.safetensors", expected_sha256=SHA,
                       check_cancel=cancel_after_two_chunks)
+    assert hash_workers() == []      # the hashing thread ended with the cancelled download
     kept = (tmp_path / "model.safetensors.part").stat().st_size
     assert 0 < kept < len(DATA)
     assert not (tmp_path / "model.safetensors").exists()
