@@ -86,10 +86,13 @@ class Recommendation:
     title = "LoRAs"
 
     def stack(self) -> LoraStack:
+        from ..explain import VERBOSITIES
+
         return LoraStack([StackItem(name=c.name, strength_model=c.strength_model,
                                     strength_clip=c.strength_clip, path=c.path, triggers=list(c.triggers),
                                     sha256=c.sha256, autov2=c.autov2, suggested=True)
-                          for c in self.picks], list(self.notes))
+                          for c in self.picks], list(self.notes),
+                         explanation={v: self.explain(v) for v in VERBOSITIES})
 
     def trigger_text(self) -> str:
         return self.stack().trigger_text()
@@ -98,25 +101,27 @@ class Recommendation:
         return asdict(self)
 
     def explain(self, verbosity: str = "standard") -> str:
-        """Readable reasons, for the explanation node and the demo (explain's extra section)."""
+        """Readable reasons at kubik_core.explain's levels (minimal, standard, detailed, technical)."""
+        if verbosity == "minimal":
+            return ", ".join(f"{c.name} {c.strength_model:g}" for c in self.picks) or "no LoRA"
         lines = []
         if not self.picks:
             lines.append(f"No LoRA picked ({self.considered} in the library"
                          + (f", model family {self.family}" if self.family else "") + ").")
         for c in self.picks:
-            line = f"- {c.name} at {c.strength_model:g}: {c.reason}"
-            if verbosity != "brief":
-                line += f"; strength {c.strength_reason}"
-            lines.append(line)
-            if verbosity == "detailed":
+            lines.append(f"- {c.name} at {c.strength_model:g}: {c.reason}")
+            if verbosity in ("detailed", "technical"):
+                lines.append(f"  strength {c.strength_reason}")
+            if verbosity == "technical":
                 lines.append("  factors " + ", ".join(f"{k} {v:.2f}" for k, v in c.factors.items())
-                             + f" -> score {c.score:.3f}")
-        if verbosity != "brief":
+                             + f" -> score {c.score:.3f} (weights " + ", ".join(
+                                 f"{k} {v:.2f}" for k, v in self.weights.items()) + f", {self.similarity})")
+        if verbosity in ("detailed", "technical"):
             for c in self.rejected:
                 lines.append(f"- not used: {c.name} ({c.reason})")
             if self.filtered:
-                lines.append("- filtered out: " + ", ".join(f"{n} {k}" for k, n in self.filtered.items()))
-            lines += [f"- note: {n}" for n in self.notes]
+                lines.append("- filtered out: " + ", ".join(f"{n} ({k})" for k, n in self.filtered.items()))
+        lines += [f"- note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 

@@ -25,8 +25,22 @@ class StackItem:
 
 @dataclass
 class LoraStack:
+    """Also an explanation section for kubik_core.explain (``title`` + ``explain(verbosity)``)."""
+
     items: list[StackItem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    explanation: dict[str, str] = field(default_factory=dict)   # verbosity -> text, from the recommender
+
+    title = "LoRAs"
+
+    def explain(self, verbosity: str = "standard") -> str:
+        if verbosity in self.explanation:
+            return self.explanation[verbosity]
+        if verbosity == "minimal":
+            return ", ".join(f"{i.name} {i.strength_model:g}" for i in self.items) or "no LoRA"
+        lines = [f"- {i.name} at {i.strength_model:g} (clip {i.strength_clip:g})"
+                 + (" - suggested" if i.suggested else " - added by hand") for i in self.items]
+        return "\n".join(lines + [f"- note: {n}" for n in self.notes]) or "No LoRA in the stack."
 
     def __len__(self) -> int:
         return len(self.items)
@@ -49,13 +63,16 @@ class LoraStack:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "LoraStack":
-        return cls(items=[StackItem(**i) for i in data.get("items", [])], notes=list(data.get("notes", [])))
+        return cls(items=[StackItem(**i) for i in data.get("items", [])], notes=list(data.get("notes", [])),
+                   explanation=dict(data.get("explanation", {})))
 
     def added(self, other: "LoraStack") -> "LoraStack":
         """This stack followed by ``other``'s items not already in it (by name)."""
         names = {i.name for i in self.items}
+        explanation = {v: "\n".join(t for t in (self.explain(v), other.explain(v)) if t)
+                       for v in set(self.explanation) | set(other.explanation)}
         return LoraStack(self.items + [i for i in other.items if i.name not in names],
-                         self.notes + other.notes)
+                         self.notes + other.notes, explanation)
 
 
 def rebalance(items: list[StackItem], limit: float = MAX_TOTAL_STRENGTH) -> bool:

@@ -1,0 +1,55 @@
+"""The safetensors header reader on real files and on each kind of broken file."""
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+
+from kubik_core.loras.errors import LoraFileError
+from kubik_core.loras.safetensors_header import read_header
+from kubik_core.loras.synthetic import kohya_metadata, write_lora
+
+
+def test_reads_metadata_and_shapes_without_tensors(tmp_path):
+    path = write_lora(tmp_path / "a.safetensors", "kohya", "sdxl", rank=4,
+                      metadata=kohya_metadata("sdxl", "a", rank=4))
+    header = read_header(path)
+    assert header.metadata["ss_base_model_version"] == "sdxl_base_v1-0"
+    key = "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k.lora_down.weight"
+    assert header.tensors[key] == ("F16", (4, 2048))
+    assert 8 + header.header_bytes + header.data_bytes == path.stat().st_size
+
+
+def _raw(tmp_path, payload: bytes, name="bad.safetensors"):
+    path = tmp_path / name
+    path.write_bytes(payload)
+    return path
+
+
+@pytest.mark.parametrize("payload, message", [
+    (b"\x01\x02", "no header length"),
+    (struct.pack("<Q", 1000) + b"{}", "runs past the end"),
+    (struct.pack("<Q", 2**40) + b"{}", "not plausible"),
+    (struct.pack("<Q", 5) + b"{abc}", "not valid JSON"),
+    (struct.pack("<Q", 4) + b"\xff\xfe{}", "not valid UTF-8"),
+    (struct.pack("<Q", 2) + b"[]", "not an object"),
+])
+def test_broken_headers_raise_a_clear_error(tmp_path, payload, message):
+    with pytest.raises(LoraFileError, match=message):
+        read_header(_raw(tmp_path, payload))
+
+
+def test_truncated_tensor_data(tmp_path):
+    path = write_lora(tmp_path / "t.safetensors", "peft", "sd1")
+    data = path.read_bytes()
+    path.write_bytes(data[:-100])
+    with pytest.raises(LoraFileError, match="truncated"):
+        read_header(path)
+
+
+def test_non_string_metadata_is_kept_as_json(tmp_path):
+    header = json.dumps({"__metadata__": {"ss_network_dim": 8}, "w": {"dtype": "F16", "shape": [1],
+                                                                    "data_offsets": [0, 2]}}).encode()
+    path = _raw(tmp_path, struct.pack("<Q", len(header)) + header + b"\x00\x00")
+    assert read_header(path).metadata == {"ss_network_dim": "8"}
