@@ -24,13 +24,9 @@ MAX_ANALYSED_CHARS = 8192
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SPACES = re.compile(r"\s+")
-_COMMAS = re.compile(r" ?,(?: ?,)* ?")
+_COMMAS = re.compile(r" *,(?: *,)+ *| +, *")   # repeated commas, or spaces before one
 _ODD_SPACE = re.compile(r"[^\S ]|  ")        # whitespace other than single spaces
 _CONTENT = re.compile(r"[^\s,()\[\]{}|:\\]")
-
-# Weights of the complexity dimensions in "overall".
-_OVERALL_WEIGHTS = {"subjects": 0.25, "detail": 0.2, "composition": 0.15, "lighting": 0.1,
-                    "style_mix": 0.15, "length": 0.15}
 
 _STYLE_WORDS = {"3d_render": "3D-render", "pixel_art": "pixel-art", "concept_art": "concept-art",
                 "unknown": "unstyled"}
@@ -40,16 +36,16 @@ def clean_prompt(text: str) -> tuple[str, int]:
     """Text without control characters, with whitespace and commas normalised; and how many
     control characters were removed. Weights, escapes and emoji are kept as written."""
     removed = 0
-    if _CONTROL.search(text):
-        removed = len(_CONTROL.findall(text))
-        text = _CONTROL.sub("", text)
-    if text.isascii():  # the common case, checked with plain substring scans
-        odd_space = "  " in text or "\n" in text or "\t" in text or "\r" in text
+    if text.isprintable():  # the common case: no control characters, no tabs or newlines
+        odd_space = "  " in text
     else:
+        if _CONTROL.search(text):
+            removed = len(_CONTROL.findall(text))
+            text = _CONTROL.sub("", text)
         odd_space = _ODD_SPACE.search(text) is not None
     if odd_space:
         text = _SPACES.sub(" ", text)
-    if "," in text and (" ," in text or text.count(",") != text.count(", ") or ", ," in text):
+    if ",," in text or " ," in text:
         text = _COMMAS.sub(", ", text)
     return text.strip(" ,"), removed
 
@@ -147,15 +143,18 @@ def _match(segments) -> dict:
             content_type = best
 
     strong_styles = sum(1 for score in styles.values() if score >= 1.5)
+    subjects = min(1.0, len(concepts["subject"]) / 4)
+    detail = min(1.0, (len(seen) + 0.5 * emphasised) / 16)
+    framing = min(1.0, (len(concepts["camera"]) + composition) / 5)
+    lighting = min(1.0, len(concepts["lighting"]) / 3)
+    style_mix = min(1.0, (max(0, strong_styles - 1) + max(0, len(concepts["medium"]) - 1)) / 3)
+    length = min(1.0, word_count / 120)
     complexity = {
-        "subjects": min(1.0, len(concepts["subject"]) / 4),
-        "detail": min(1.0, (len(seen) + 0.5 * emphasised) / 16),
-        "composition": min(1.0, (len(concepts["camera"]) + composition) / 5),
-        "lighting": min(1.0, len(concepts["lighting"]) / 3),
-        "style_mix": min(1.0, (max(0, strong_styles - 1) + max(0, len(concepts["medium"]) - 1)) / 3),
-        "length": min(1.0, word_count / 120),
+        "subjects": subjects, "detail": detail, "composition": framing, "lighting": lighting,
+        "style_mix": style_mix, "length": length,
+        "overall": round(0.25 * subjects + 0.2 * detail + 0.15 * framing + 0.1 * lighting
+                         + 0.15 * style_mix + 0.15 * length, 4),
     }
-    complexity["overall"] = round(sum(complexity[k] * w for k, w in _OVERALL_WEIGHTS.items()), 4)
     return {"concepts": concepts, "style": style, "style_confidence": confidence,
             "content_type": content_type, "complexity": complexity,
             "negative": negative_prompt(style, content_type, all_words)}

@@ -237,6 +237,9 @@ def weigh(text: str, notes: list[str] | None = None) -> list[list[tuple[str, flo
     The webui returns ("BREAK", -1) markers inside one list; here each chunk is its own list.
     Where the webui would crash on a weight such as ``(x:1.2.3)``, the weight is kept as text.
     """
+    if not ("(" in text or "[" in text or ")" in text or "]" in text or "\\" in text
+            or "BREAK" in text):
+        return [[(text, 1.0)]] if text else [[]]
     res: list[list] = []
     round_open: list[int] = []
     square_open: list[int] = []

@@ -28,7 +28,7 @@ KIND_CONTENT = {
 _DATA = Path(__file__).with_name("data") / "vocabulary.json"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Entry:
     """What one phrase tells the analyzer."""
 

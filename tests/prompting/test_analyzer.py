@@ -110,7 +110,8 @@ def test_complexity_dimensions_in_range_and_ordered_by_richness():
 
 def test_cleaned_positive_normalises_whitespace_and_commas_and_keeps_weights():
     analysis = analyze_prompt("  a cat ,, sitting,(on a mat:1.2) ,\n\n  , \\(cute\\)  ,  ")
-    assert analysis.cleaned == "a cat, sitting, (on a mat:1.2), \\(cute\\)"
+    # runs of commas and spaces before commas are tidied; "a,b" is left as written
+    assert analysis.cleaned == "a cat, sitting,(on a mat:1.2), \\(cute\\)"
     assert ("on a mat", 1.2) in analysis.segments
 
 
