@@ -51,6 +51,9 @@ class PromptAnalysis:
     # A1111 only: {"steps", "step", "and_parts": [{"text", "weight"}], "schedules":
     # [{"before", "after", "at_step"}], "alternations": [[option, ...]], "breaks"}; empty for ComfyUI.
     structure: dict[str, Any] = field(default_factory=dict)
+    # Midjourney-style parameters found at the end of the prompt and removed from ``cleaned``,
+    # e.g. {"ar": "16:9", "no": "cars, people"} ("--no" terms are added to ``negative``).
+    parameters: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -26,6 +26,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SPACES = re.compile(r"\s+")
 _COMMAS = re.compile(r" *,(?: *,)+ *| +, *")   # repeated commas, or spaces before one
 _ODD_SPACE = re.compile(r"[^\S ]|  ")        # whitespace other than single spaces
+_MJ_TAIL = re.compile(r"(?:^|\s)--[a-zA-Z]")
+_MJ_SPLIT = re.compile(r"\s*--(?=[a-zA-Z])")
 _CONTENT = re.compile(r"[^\s,()\[\]{}|:\\]")
 
 _STYLE_WORDS = {"3d_render": "3D-render", "pixel_art": "pixel-art", "concept_art": "concept-art",
@@ -50,6 +52,19 @@ def clean_prompt(text: str) -> tuple[str, int]:
     return text.strip(" ,"), removed
 
 
+def split_parameters(text: str) -> tuple[str, dict[str, str]]:
+    """Split Midjourney's trailing ``--name value`` parameters off a prompt."""
+    match = _MJ_TAIL.search(text)
+    if match is None:
+        return text, {}
+    parameters = {}
+    for piece in _MJ_SPLIT.split(text[match.start():]):
+        name, _, value = piece.strip().partition(" ")
+        if name:
+            parameters[name.lower()] = value.strip(" ,")
+    return text[:match.start()].rstrip(" ,"), parameters
+
+
 def analyze_prompt(text: str, dialect: str = "comfyui", seed: int = 0,
                    wildcards_dir: str | Path | None = None, ollama=None) -> PromptAnalysis:
     """Analyse a prompt; see PromptAnalysis for the fields.
@@ -64,11 +79,19 @@ def analyze_prompt(text: str, dialect: str = "comfyui", seed: int = 0,
     dialect = check_dialect(dialect)
     expanded = expand_dynamic(text, seed, wildcards_dir)
     cleaned, controls = clean_prompt(expanded)
+    parameters: dict[str, str] = {}
+    if "--" in cleaned:
+        cleaned, parameters = split_parameters(cleaned)
     if not _CONTENT.search(cleaned):
         raise EmptyPromptError("prompt is empty: write what the image should show")
     notes: list[str] = []
     if controls:
         notes.append(f"removed {controls} control character(s) from the prompt")
+    if parameters:
+        notes.append("Midjourney parameters (" + " ".join(f"--{k} {v}".strip() for k, v in
+                     parameters.items()) + ") are not Stable Diffusion syntax: removed from the "
+                     "positive prompt" + ("; --no terms moved to the negative" if "no" in parameters
+                                          else ""))
     analysed = cleaned
     if len(cleaned) > MAX_ANALYSED_CHARS:
         cut = cleaned.rfind(",", 0, MAX_ANALYSED_CHARS)
@@ -81,7 +104,10 @@ def analyze_prompt(text: str, dialect: str = "comfyui", seed: int = 0,
     result = _match(parsed.segments)
     analysis = PromptAnalysis(
         prompt=text, dialect=dialect, expanded=expanded, cleaned=cleaned,
-        segments=parsed.segments, embeddings=parsed.embeddings, notes=notes, **result)
+        segments=parsed.segments, embeddings=parsed.embeddings, notes=notes,
+        parameters=parameters, **result)
+    if parameters.get("no"):
+        analysis.negative = ", ".join(filter(None, (parameters["no"], analysis.negative)))
     if dialect == "a1111":
         analysis.structure = {
             "steps": parsed.steps, "step": parsed.step,

@@ -203,3 +203,16 @@ def test_emoji_are_kept_as_text():
 def test_prompt_of_the_wrong_type_is_refused():
     with pytest.raises(ValueError, match="must be text"):
         analyze_prompt(None)
+
+
+def test_midjourney_parameters_are_split_off_and_noted():
+    analysis = analyze_prompt("a lighthouse at dusk, cinematic --ar 16:9 --v 6 --no boats, people")
+    assert analysis.cleaned == "a lighthouse at dusk, cinematic"
+    assert analysis.parameters == {"ar": "16:9", "v": "6", "no": "boats, people"}
+    assert analysis.negative.startswith("boats, people, ")
+    assert any("Midjourney parameters" in note for note in analysis.notes)
+    assert all("--" not in text for text, _ in analysis.segments)
+    plain = analyze_prompt("a--b x -- y")
+    assert plain.cleaned == "a--b x -- y" and plain.parameters == {}
+    with pytest.raises(EmptyPromptError):
+        analyze_prompt("--ar 16:9")

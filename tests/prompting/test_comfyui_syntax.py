@@ -96,6 +96,7 @@ CORPUS = [text for text, _ in CASES] + [
 ]
 
 
+@pytest.mark.slow  # the first case imports torch and comfy
 @pytest.mark.parametrize("text", CORPUS)
 def test_segments_equal_comfyui_token_weights(text):
     sd1_clip = _comfy_parser()
