@@ -52,3 +52,20 @@ def test_errors_name_the_input(run_node, tmp_path, changes, message):
         inputs["wildcards_folder"] = str(tmp_path)
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         run_node("KubikPromptAnalyzer", **inputs)
+
+
+def test_empty_wildcards_folder_uses_comfyuis_models_wildcards(run_node, tmp_path, monkeypatch):
+    """Inside ComfyUI an empty wildcards_folder means <models>/wildcards (folder_paths stand-in)."""
+    import sys
+    import types
+
+    (tmp_path / "models" / "wildcards").mkdir(parents=True)
+    (tmp_path / "models" / "wildcards" / "hat.txt").write_text("beret\n", encoding="utf-8")
+    stand_in = types.ModuleType("folder_paths")
+    stand_in.base_path, stand_in.models_dir = str(tmp_path), str(tmp_path / "models")
+    monkeypatch.setitem(sys.modules, "folder_paths", stand_in)
+    assert run_node("KubikPromptAnalyzer", prompt="a cat in a __hat__", **DEFAULTS)[1] == \
+        "a cat in a beret"
+    monkeypatch.delitem(sys.modules, "folder_paths")
+    with pytest.raises(ValueError, match="prompt: wildcard __hat__ used but no wildcards folder"):
+        run_node("KubikPromptAnalyzer", prompt="a cat in a __hat__", **DEFAULTS)
