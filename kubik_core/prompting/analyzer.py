@@ -99,7 +99,7 @@ def analyze_prompt(text: str, dialect: str = "comfyui", seed: int = 0,
         notes.append(f"prompt has {len(cleaned)} characters: only the first {len(analysed)} "
                      "were analysed (the positive prompt keeps all of it)")
     parsed = parse_prompt(analysed, dialect)
-    notes.extend(parsed.notes)
+    notes.extend(note for note in dict.fromkeys(parsed.notes) if note not in notes)
 
     result = _match(parsed.segments)
     analysis = PromptAnalysis(

@@ -151,6 +151,9 @@ def _ask(analysis: PromptAnalysis, config: OllamaConfig) -> dict:
             raise TypeError("message.content is not a string")
     except (ValueError, KeyError, TypeError) as exc:
         raise _Unavailable(f"the answer is not an Ollama chat reply ({_short(exc)})") from None
+    content = content.strip()
+    if content.startswith("```"):  # a model that wrapped its JSON in a Markdown fence
+        content = content.strip("`").removeprefix("json").strip()
     try:
         answer = json.loads(content)
     except ValueError:

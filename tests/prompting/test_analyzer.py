@@ -187,6 +187,11 @@ def test_malformed_weights_are_noted_not_fatal(text, note):
     assert "cat" in analysis.concepts["subject"]
 
 
+def test_repeated_problems_are_noted_once():
+    analysis = analyze_prompt("(a:abc) (b:abc) (c:abc)")
+    assert sum("'abc' is not a number" in note for note in analysis.notes) == 1
+
+
 def test_control_characters_are_stripped_and_noted():
     analysis = analyze_prompt("a cat\x00 on a\x07 mat\x1b")
     assert analysis.cleaned == "a cat on a mat"

@@ -44,6 +44,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, b"<html>definitely not json")
         content = {"good": json.dumps(GOOD_ANSWER), "slow": json.dumps(GOOD_ANSWER),
                    "prose": "Sure! The style is cinematic.",
+                   "fenced": "```json\n" + json.dumps(GOOD_ANSWER) + "\n```",
                    "wrong_types": json.dumps({**GOOD_ANSWER, "style_confidence": "high",
                                               "concepts": {"subject": "lighthouse"}}),
                    "bad_enum": json.dumps({**GOOD_ANSWER, "style": "vaporwave"})}[mode]
@@ -76,8 +77,9 @@ def ollama_stand_in(mode, delay=0.0):
         server.server_close()
 
 
-def test_good_answer_is_validated_and_merged():
-    with ollama_stand_in("good") as (server, url):
+@pytest.mark.parametrize("mode", ["good", "fenced"])
+def test_good_answer_is_validated_and_merged(mode):
+    with ollama_stand_in(mode) as (server, url):
         analysis = analyze_prompt(PROMPT, ollama=OllamaConfig(url, "llama3.2", 5.0))
     path, body = server.requests[0]
     assert path == "/api/chat"
