@@ -221,7 +221,7 @@ def _stream(session, url, part, expected, progress, check_cancel, chunk_size, re
                     if progress:
                         progress(done, total)
                 handle.flush()
-                os.fsync(handle.fileno())
+                os.fsync(handle.fileno())   # durable before it can be renamed into view
             if total is None or done == total:
                 break
             error = f"the connection ended at byte {done} of {total}"
