@@ -94,7 +94,8 @@ _NAME_FAMILIES = (
     (re.compile(r"flux"), "flux_dev"),
     (re.compile(r"chroma"), "chroma"),
     (re.compile(r"qwen[._-]?image"), "qwen_image"),
-    (re.compile(r"z[._-]?image"), "z_image_turbo"),
+    (re.compile(r"z[._-]?image[._-]?turbo"), "z_image_turbo"),
+    (re.compile(r"z[._-]?image"), "z_image"),
     (re.compile(r"lumina"), "lumina2"),
     (re.compile(r"hidream"), "hidream"),
     (re.compile(r"auraflow"), "auraflow"),
@@ -185,7 +186,12 @@ def _refine_variant(family: str, reason: str, info: ModelInfo) -> tuple[str, str
     if family == "flux2":
         hidden = unet.get("hidden_size")
         if (isinstance(hidden, int) and hidden < 6144) or "klein" in name:
-            return "flux2_klein", reason + ("; hidden size %s (klein)" % hidden if hidden else "; 'klein' in the name")
+            why = f"; hidden size {hidden} (klein)" if isinstance(hidden, int) else "; 'klein' in the name"
+            if "base" in name:
+                return "flux2_klein_base", reason + why + "; 'base' in the name (undistilled)"
+            return "flux2_klein", reason + why
+    if family == "z_image_turbo" and info.checkpoint_name and "turbo" not in name:
+        return "z_image", reason + "; no 'turbo' in the checkpoint name (Z-Image base)"
     if family == "hidream":
         if "fast" in name:
             return "hidream_fast", reason + "; 'fast' in the name"
