@@ -43,6 +43,8 @@ def comfyui_parser():
         return None, "COMFYUI_DIR not set"
     sys.path.insert(0, comfy_dir)
     try:
+        from comfy.cli_args import args as comfy_args
+        comfy_args.cpu = True  # as `main.py --cpu`: do not look for a GPU driver on import
         from comfy import sd1_clip
     except Exception as exc:  # ComfyUI's requirements missing
         return None, f"comfy.sd1_clip does not import ({type(exc).__name__}: {exc})"

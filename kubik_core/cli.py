@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `kubik ... | head`: the reader left, nothing more to say
+        sys.stderr.close()
+        return 0
     return int(status or 0)
 
 

@@ -35,6 +35,10 @@ EXAMPLE_PROMPTS = (
 )
 
 
+# Estimates in the report are for a common consumer GPU, whatever machine runs the demo.
+DEMO_DEVICE = "rtx4090"
+
+
 def prompt_to_parameters(out_dir: Path) -> str:
     from .explain import explain
     from .params import optimize
@@ -43,7 +47,7 @@ def prompt_to_parameters(out_dir: Path) -> str:
     rows, details, records = [], [], []
     for i, (dialect, family, priority, prompt) in enumerate(EXAMPLE_PROMPTS, 1):
         analysis = analyze_prompt(prompt, dialect=dialect, seed=7)
-        plan = optimize(analysis, family=family, priority=priority)
+        plan = optimize(analysis, family=family, priority=priority, device=DEMO_DEVICE)
         rows.append(f"| {i} | {analysis.style} | {analysis.content_type} | "
                     f"{analysis.complexity.get('overall', 0):.2f} | {plan.family} | {priority} | "
                     f"{plan.steps} | {plan.cfg:g} | {plan.sampler_name} / {plan.scheduler} | "
@@ -57,7 +61,10 @@ def prompt_to_parameters(out_dir: Path) -> str:
     table = ("| # | style | content | complexity | family | priority | steps | cfg | "
              "sampler / scheduler | size | est. VRAM, time |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
              + "\n".join(rows))
-    return table + "\n\n" + "\n".join(details)
+    intro = (f"Each example prompt is analysed, then sampling parameters are chosen for the model family "
+             f"and priority named beside it. Memory and time are estimated for a {DEMO_DEVICE} "
+             f"(see kubik_core/params/devices.py). Full records: prompt_to_parameters.json.\n\n")
+    return intro + table + "\n\n" + "\n".join(details)
 
 
 def run_demo(out_dir: Path) -> Path:
