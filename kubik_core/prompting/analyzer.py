@@ -140,7 +140,8 @@ def _match(segments) -> dict:
         factor = 1.0
         if weight != 1.0:
             emphasised += 1
-            factor = weight if weight > 0 else 0.0
+            # votes scale with the weight, capped so (x:inf) or (x:1e9) cannot swamp the rest
+            factor = weight if 0.0 < weight < 4.0 else (4.0 if weight >= 4.0 else 0.0)
         for entry in match(words):
             if entry in seen:   # a phrase votes once, at its first (usually only) weight
                 continue

@@ -17,6 +17,7 @@ Python's recursion limit near 1000 levels).
 """
 from __future__ import annotations
 
+import math
 import re
 
 MAX_NESTING = 100
@@ -101,6 +102,8 @@ def weigh(escaped: str, notes: list[str] | None = None) -> list[tuple[str, float
                     if value is not None:
                         weight = value
                         inner_hi = colon
+                        if notes is not None and not math.isfinite(value):
+                            notes.append(f"weight {value} is not finite: ComfyUI would use it as is")
                     elif notes is not None:
                         notes.append(f"weight {escaped[colon + 1:inner_hi]!r} is not a number: "
                                      "ComfyUI keeps it as text at x1.1")

@@ -187,6 +187,16 @@ def test_malformed_weights_are_noted_not_fatal(text, note):
     assert "cat" in analysis.concepts["subject"]
 
 
+def test_extreme_weights_do_not_break_the_scores():
+    import math
+
+    analysis = analyze_prompt("(anime:inf), (photo:nan), (oil painting:1e9), a cat")
+    assert analysis.style in STYLES
+    assert all(math.isfinite(v) and 0 <= v <= 1 for v in analysis.complexity.values())
+    assert math.isfinite(analysis.style_confidence)
+    assert any("not finite" in note for note in analysis.notes)
+
+
 def test_repeated_problems_are_noted_once():
     analysis = analyze_prompt("(a:abc) (b:abc) (c:abc)")
     assert sum("'abc' is not a number" in note for note in analysis.notes) == 1
