@@ -83,11 +83,12 @@ def _analysis_part(analysis: Any, verbosity: str) -> str:
     complexity = analysis.complexity.get("overall")
     lines = [f"Prompt: reads as {_article(_style_phrase(analysis))} prompt"
              + (f", complexity {complexity:.2f} of 1" if complexity is not None else "") + "."]
+    llm_notes = [n for n in analysis.notes if "ollama" in n.lower() or "llm" in n.lower()]
     if analysis.source == "ollama":
-        lines.append("The analysis was enriched by a local Ollama model.")
+        lines.append("The analysis was enriched by a local LLM"
+                     + (f" ({llm_notes[-1]})" if llm_notes else " (Ollama)") + ".")
     else:
-        fallback = [n for n in analysis.notes if "ollama" in n.lower() or "llm" in n.lower()]
-        lines.append("The analysis used the built-in rules" + (f" ({fallback[0]})" if fallback else "") + ".")
+        lines.append("The analysis used the built-in rules" + (f" ({llm_notes[-1]})" if llm_notes else "") + ".")
     if verbosity in ("detailed", "technical"):
         for category, phrases in analysis.concepts.items():
             if phrases:

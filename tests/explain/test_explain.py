@@ -1,11 +1,13 @@
 """explain(): four verbosity levels, analysis provenance, and the sections extension protocol."""
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from kubik_core.explain import VERBOSITIES, explain
 from kubik_core.params import optimize
-from kubik_core.prompting import analyze_prompt
+from kubik_core.prompting import OllamaConfig, analyze_prompt
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +36,23 @@ def test_levels_grow_in_detail(analysis, plan):
     assert f"vram_gb={plan.estimated_vram_gb}" in texts["technical"]
 
 
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # nothing listens once the socket closes
+
+
 def test_says_where_the_analysis_came_from(analysis):
     assert "built-in rules" in explain(analysis, None)
-    fallback = analyze_prompt("a cat")
-    fallback.notes.append("Ollama did not answer within 5 s; used the rule-based analysis")
-    assert "Ollama did not answer" in explain(fallback, None, verbosity="standard")
+    config = OllamaConfig(url=f"http://127.0.0.1:{_closed_port()}", timeout=2.0)
+    fallback = analyze_prompt("a cat", ollama=config)
+    assert fallback.source == "rules"
+    text = explain(fallback, None, verbosity="standard")
+    assert "built-in rules (Ollama not used" in text
     enriched = analyze_prompt("a cat")
     enriched.source = "ollama"
-    assert "Ollama model" in explain(enriched, None)
+    enriched.notes.append("enriched by Ollama model 'llama3.2'")
+    assert "enriched by a local LLM (enriched by Ollama model 'llama3.2')" in explain(enriched, None)
 
 
 class LoraSection:
