@@ -8,6 +8,7 @@ the one nearest the family's native pixel count.
 from __future__ import annotations
 
 import math
+import re
 from functools import lru_cache
 
 from .errors import ParamsError
@@ -30,7 +31,7 @@ CONTENT_ASPECT = {
     "vehicle": ("3:2", "vehicles are long: a 3:2 frame"),
     "scene": ("3:2", "a scene with several elements gets a 3:2 frame"),
 }
-# Words in the prompt that override the content type's frame.
+# Words in the prompt that override the content type's frame (whole words, first rule wins).
 _FRAMING_WORDS = (
     (("panorama", "panoramic", "ultrawide", "ultra wide"), "21:9", "the prompt asks for a panorama"),
     (("wide shot", "wide angle", "establishing shot", "cinematic", "widescreen"), "16:9", "the prompt asks for a wide/cinematic shot"),
@@ -38,6 +39,8 @@ _FRAMING_WORDS = (
     (("close-up", "closeup", "headshot", "portrait of"), "3:4", "a close-up is framed tall"),
     (("phone wallpaper", "mobile wallpaper", "vertical poster"), "9:16", "the prompt asks for a vertical format"),
 )
+_FRAMING = tuple((re.compile(r"\b(?:" + "|".join(map(re.escape, words)) + r")\b"), aspect, reason)
+                 for words, aspect, reason in _FRAMING_WORDS)
 
 
 @lru_cache(maxsize=256)
@@ -70,10 +73,9 @@ def parse_aspect(text: str) -> float:
 def auto_aspect(content_type: str, prompt_text: str) -> tuple[str, str]:
     """(aspect, reason) for 'auto': framing words in the prompt first, then the content type."""
     lowered = prompt_text.lower()
-    for words, aspect, reason in _FRAMING_WORDS:
-        for word in words:
-            if word in lowered:
-                return aspect, reason
+    for pattern, aspect, reason in _FRAMING:
+        if pattern.search(lowered):
+            return aspect, reason
     if content_type in CONTENT_ASPECT:
         return CONTENT_ASPECT[content_type]
     return "1:1", "no framing cue in the prompt: square 1:1"

@@ -166,3 +166,11 @@ def test_plan_round_trips_through_json(analyze):
         assert key in data
     again = SamplingPlan.from_dict(data)
     assert again == plan
+
+
+def test_framing_words_match_whole_words():
+    from kubik_core.params.resolution import auto_aspect
+
+    assert auto_aspect("unknown", "an outstanding castle")[0] == "1:1"
+    assert auto_aspect("unknown", "a knight standing on a hill")[0] == "2:3"
+    assert auto_aspect("portrait", "panoramic view of a valley")[0] == "21:9"
