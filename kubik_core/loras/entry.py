@@ -144,6 +144,13 @@ def _read_structure(entry: LoraEntry, tensors: dict[str, tuple[str, tuple[int, .
                 break
     if not tensors:
         entry.problems.append("no tensors in the file")
+    if any(k.startswith("unet.") and ".processor." not in k for k in keys):
+        # ComfyUI 0.8.0 comfy/lora.py model_lora_keys_unet maps diffusers UNet names only in the
+        # attention-processor form (unet.*.attn1.processor.to_q); PEFT/diffusers training scripts
+        # save unet.*.attn1.to_q.lora_A / .lora.down, which it skips with "lora key not loaded".
+        entry.problems.append("UNet keys use diffusers/PEFT names (unet.*.to_q.lora_A) that ComfyUI's LoRA "
+                              "loader does not map: only the text-encoder part would apply; convert the "
+                              "file to kohya format (diffusers' convert_state_dict_to_kohya)")
 
 
 def _read_metadata(entry: LoraEntry, metadata: dict[str, str]) -> None:

@@ -30,7 +30,10 @@ def test_base_architecture_layout_and_metadata(library_dir):
     for name, (base, variant, source, layout) in expected.items():
         e = entries[name]
         assert (e.base, e.variant, e.arch_source, e.layout) == (base, variant, source, layout), name
-        assert e.problems == [], (name, e.problems)
+        if layout == "peft":   # ComfyUI 0.8.0 cannot map these UNet names (test_comfy_keys.py)
+            assert len(e.problems) == 1 and "does not map" in e.problems[0], name
+        else:
+            assert e.problems == [], (name, e.problems)
     assert entries["xl/anime_lineart_xl.safetensors"].rank == 2
     assert entries["xl/anime_lineart_xl.safetensors"].trains_text_encoder
 
