@@ -42,8 +42,7 @@ class KubikPromptAnalyzer:
                 "dialect": (list(DIALECTS), {"default": "comfyui", "tooltip":
                             "Weighting syntax: comfyui = as CLIPTextEncode reads it; a1111 = "
                             "AUTOMATIC1111 webui ([x] /1.1, [a:b:step], [a|b], BREAK, AND)."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
-                                 "control_after_generate": True, "tooltip":
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip":
                          "Seed for {a|b} and __wildcard__ choices: the same seed always gives the same text."}),
                 "wildcards_folder": ("STRING", {"default": "", "tooltip":
                                      "Folder of wildcard .txt files (one option per line, # comments). "
