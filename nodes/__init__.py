@@ -11,6 +11,8 @@ NODE_MODULES = (
     "explain",
     "classify",
     "hub",
+    "loras",
+    "learning",
 )
 
 NODE_CLASS_MAPPINGS = {}

@@ -322,3 +322,122 @@ def torch_device_info() -> tuple[str, float] | None:
 
     name = torch.cuda.get_device_name(device) if getattr(device, "type", "") == "cuda" else str(device)
     return name, mm.get_total_memory(device) / 2**30
+
+
+# ---------------------------------------------------------------- loras and learning (kubik loras, Kubik Save Image)
+def _env_folders(variable: str) -> list[str]:
+    import os
+
+    return [p for p in os.environ.get(variable, "").split(os.pathsep) if p]
+
+
+def lora_folders() -> list[str]:
+    """Every folder ComfyUI has for ``loras`` (incl. extra_model_paths.yaml); outside ComfyUI
+    the folders in $KUBIK_LORAS_DIR (os.pathsep-separated)."""
+    folder_paths = _optional_import("folder_paths")
+    if folder_paths is not None:
+        return list(folder_paths.get_folder_paths("loras"))
+    return _env_folders("KUBIK_LORAS_DIR")
+
+
+def lora_names() -> list[str]:
+    """ComfyUI's lora_name list (what LoraLoader offers); outside ComfyUI, files under lora_folders()."""
+    import os
+
+    folder_paths = _optional_import("folder_paths")
+    if folder_paths is not None:
+        return list(folder_paths.get_filename_list("loras"))
+    names = set()
+    for root in lora_folders():
+        for parent, _dirs, files in os.walk(root):
+            names.update(os.path.relpath(os.path.join(parent, f), root).replace(os.sep, "/")
+                         for f in files if f.lower().endswith((".safetensors", ".sft")))
+    return sorted(names)
+
+
+def lora_path(name: str) -> str | None:
+    """Full path of a listed LoRA, or None (also for a name escaping its folder)."""
+    import os
+
+    folder_paths = _optional_import("folder_paths")
+    if folder_paths is not None:
+        return folder_paths.get_full_path("loras", name)
+    for root in lora_folders():
+        root = os.path.realpath(root)
+        path = os.path.realpath(os.path.join(root, name))
+        if os.path.commonpath([root, path]) == root and os.path.isfile(path):
+            return path
+    return None
+
+
+def apply_lora(model, clip, path: str, strength_model: float, strength_clip: float):
+    """Load a LoRA file the way core LoraLoader does and patch clones of MODEL and CLIP.
+
+    Raises RuntimeError outside ComfyUI: patching needs ComfyUI's model classes.
+    """
+    utils = _optional_import("comfy.utils")
+    sd = _optional_import("comfy.sd")
+    if utils is None or sd is None:
+        raise RuntimeError("applying LoRAs needs ComfyUI (comfy.sd.load_lora_for_models); "
+                           "run this node inside ComfyUI")
+    lora = utils.load_torch_file(path, safe_load=True)
+    return sd.load_lora_for_models(model, clip, lora, strength_model, strength_clip)
+
+
+def clip_pooled_embedder(clip):
+    """A function texts -> pooled CLIP vectors (lists of floats), or None if the CLIP gives none.
+
+    Uses clip.encode_from_tokens(..., return_pooled=True) as ComfyUI's CLIPTextEncode does.
+    """
+    if clip is None or not hasattr(clip, "tokenize"):
+        return None
+
+    def embed(texts: list[str]) -> list[list[float]]:
+        vectors = []
+        for text in texts:
+            _cond, pooled = clip.encode_from_tokens(clip.tokenize(text), return_pooled=True)
+            if pooled is None:
+                raise ValueError("this CLIP returns no pooled output")
+            vectors.append(pooled.reshape(-1).float().cpu().tolist())
+        return vectors
+
+    return embed
+
+
+def kubik_user_directory() -> str | None:
+    """<ComfyUI user directory>/kubik (created), or None outside ComfyUI."""
+    import os
+
+    base = user_directory()
+    if base is None:
+        return None
+    path = os.path.join(base, "kubik")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def metadata_disabled() -> bool:
+    """True when ComfyUI runs with --disable-metadata (then no workflow goes into PNGs)."""
+    cli_args = _optional_import("comfy.cli_args")
+    return bool(cli_args is not None and getattr(cli_args.args, "disable_metadata", False))
+
+
+def save_image_path(filename_prefix: str, width: int, height: int):
+    """(folder, filename, counter, subfolder, prefix) as folder_paths.get_save_image_path returns;
+    outside ComfyUI, under $KUBIK_OUTPUT_DIR (default ./output) with the same naming."""
+    import os
+    import re
+
+    folder_paths = _optional_import("folder_paths")
+    if folder_paths is not None:
+        return folder_paths.get_save_image_path(filename_prefix, folder_paths.get_output_directory(),
+                                                width, height)
+    out = os.path.abspath(os.environ.get("KUBIK_OUTPUT_DIR", "output"))
+    subfolder, filename = os.path.split(os.path.normpath(filename_prefix))
+    folder = os.path.realpath(os.path.join(out, subfolder))
+    if os.path.commonpath([os.path.realpath(out), folder]) != os.path.realpath(out):
+        raise ValueError(f"filename_prefix: {filename_prefix!r} leaves the output folder")
+    os.makedirs(folder, exist_ok=True)
+    pattern = re.compile(re.escape(filename) + r"_(\d+)_")
+    counters = [int(m.group(1)) for f in os.listdir(folder) if (m := pattern.match(f))]
+    return folder, filename, max(counters, default=0) + 1, subfolder, filename_prefix

@@ -1,0 +1,178 @@
+"""Learning nodes: Kubik Save Image (records the generation) and Kubik Feedback (rates it).
+
+The store is <ComfyUI user directory>/kubik/learning.sqlite3 (SQLite, WAL) unless
+$KUBIK_LEARNING_URL names another file or a SQLAlchemy URL (PostgreSQL, shared by servers).
+
+Rating an image: queue the workflow, look at the image, set the rating on Kubik Feedback and
+queue again. ComfyUI re-runs only what changed, so the cached generation keeps its id and only
+the feedback is recorded (with a fixed seed; a new seed makes a new image to rate).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from . import comfy_bridge as bridge
+from ..kubik_core import __version__
+from ..kubik_core.learning import (GenerationRecord, LearningError, LearningStore, UnknownGenerationError,
+                                  default_store_location)
+from ..kubik_core.learning.pnginfo import a1111_parameters, png_text_chunks
+from ..kubik_core.learning.store import STORE_FILE_NAME
+
+
+def open_store() -> LearningStore:
+    location = os.environ.get("KUBIK_LEARNING_URL")
+    if not location:
+        user_dir = bridge.kubik_user_directory()
+        location = os.path.join(user_dir, STORE_FILE_NAME) if user_dir else default_store_location()
+    return LearningStore(location)
+
+
+def _field(obj, name, default=None):
+    if obj is None:
+        return default
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+class KubikSaveImage:
+    CATEGORY = "KubikAI/learning"
+    FUNCTION = "save"
+    OUTPUT_NODE = True
+    DESCRIPTION = ("Saves PNGs like ComfyUI's Save Image (the workflow is embedded), plus an "
+                   "AUTOMATIC1111 'parameters' text with LoRA hashes that CivitAI reads, and the Kubik "
+                   "analysis and explanation; records the generation for Kubik Feedback.")
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("generation_id",)
+    OUTPUT_TOOLTIPS = ("Id of the recorded generation (first image of the batch): link to Kubik Feedback.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "The images to save."}),
+                "filename_prefix": ("STRING", {"default": "kubik/Kubik", "tooltip":
+                                    "File name prefix under the output folder (subfolders allowed)."}),
+                "record": ("BOOLEAN", {"default": True, "tooltip":
+                           "Record the generation in the learning store (needed for Kubik Feedback)."}),
+            },
+            "optional": {
+                "analysis": ("KUBIK_PROMPT_ANALYSIS", {"tooltip": "Output of Kubik Prompt Analyzer."}),
+                "plan": ("KUBIK_SAMPLING_PLAN", {"tooltip": "Output of Kubik Parameter Optimizer."}),
+                "lora_stack": ("KUBIK_LORA_STACK", {"tooltip": "The LoRAs applied (their hashes go into the PNG)."}),
+                "positive": ("STRING", {"forceInput": True, "tooltip": "The positive prompt as encoded."}),
+                "negative": ("STRING", {"forceInput": True, "tooltip": "The negative prompt as encoded."}),
+                "seed": ("INT", {"forceInput": True, "tooltip": "The KSampler seed."}),
+                "model_name": ("STRING", {"forceInput": True, "tooltip": "Checkpoint name, for the A1111 text."}),
+            },
+            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
+        }
+
+    def save(self, images, filename_prefix, record, analysis=None, plan=None, lora_stack=None,
+             positive=None, negative=None, seed=None, model_name=None, prompt=None, extra_pnginfo=None):
+        from PIL import Image
+        from PIL.PngImagePlugin import PngInfo
+
+        from ..kubik_core.explain import explain
+
+        if images is None or len(images) == 0:
+            raise ValueError("images: the batch is empty; connect a VAE Decode output")
+        positive = positive if positive is not None else _field(analysis, "cleaned", "") or ""
+        negative = negative if negative is not None else _field(analysis, "negative", "") or ""
+        loras = [vars(item) for item in lora_stack.items] if lora_stack is not None else []
+        sections = [lora_stack] if lora_stack is not None and len(lora_stack) else []
+        explanation = explain(analysis, plan, "standard", sections=sections) \
+            if (analysis is not None or plan is not None or sections) else ""
+        parameters = a1111_parameters(positive, negative, plan, seed, model_name or "", loras,
+                                      version=f"KubikAI {__version__}")
+        kubik = {"version": __version__,
+                 "analysis": analysis.to_dict() if hasattr(analysis, "to_dict") else analysis,
+                 "plan": plan.to_dict() if hasattr(plan, "to_dict") else plan,
+                 "loras": loras, "explanation": explanation}
+        height, width = int(images.shape[1]), int(images.shape[2])
+        folder, filename, counter, subfolder, _prefix = bridge.save_image_path(filename_prefix, width, height)
+        chunks = png_text_chunks(None if bridge.metadata_disabled() else prompt,
+                                 None if bridge.metadata_disabled() else extra_pnginfo, parameters, kubik)
+        store = open_store() if record else None
+        results, ids = [], []
+        for batch_number, image in enumerate(images):
+            pixels = np.clip(255.0 * image.cpu().numpy(), 0, 255).astype(np.uint8)
+            info = PngInfo()
+            for key, text in chunks:
+                info.add_text(key, text)
+            name = f"{filename.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
+            path = os.path.join(folder, name)
+            tmp = path + ".tmp"
+            Image.fromarray(pixels).save(tmp, format="PNG", pnginfo=info, compress_level=4)
+            os.replace(tmp, path)
+            results.append({"filename": name, "subfolder": subfolder, "type": "output"})
+            counter += 1
+            if store is not None:
+                ids.append(store.record_generation(GenerationRecord(
+                    prompt=positive, negative=negative, family=_field(plan, "family", "") or "",
+                    style=_field(analysis, "style", "") or "", content_type=_field(analysis, "content_type", "") or "",
+                    model=model_name or "", seed=seed, preset=_field(plan, "priority", "") or "",
+                    image_path=path, analysis=kubik["analysis"] or {}, params=kubik["plan"] or {},
+                    loras=[{k: item[k] for k in ("name", "sha256", "strength_model", "strength_clip", "suggested")}
+                           for item in loras])))
+        if store is not None and plan is not None and _field(plan, "overrides"):
+            store.record_edits(_field(plan, "family", ""), _field(analysis, "style", "") or "",
+                               _field(plan, "suggested", {}) or {}, _field(plan, "overrides", {}) or {},
+                               generation_id=ids[0] if ids else None)
+        return {"ui": {"images": results}, "result": (ids[0] if ids else "",)}
+
+
+class KubikFeedback:
+    CATEGORY = "KubikAI/learning"
+    FUNCTION = "rate"
+    OUTPUT_NODE = True
+    DESCRIPTION = ("Rates the image Kubik Save Image just made (1-5 stars, optional sub-ratings, tags "
+                   "and a note). The LoRA recommender and parameter learning use these ratings. "
+                   "Rating 0 records nothing.")
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("summary",)
+    OUTPUT_TOOLTIPS = ("What was recorded.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        sub = lambda what: ("INT", {"default": 0, "min": 0, "max": 5, "tooltip": f"{what} from 1 to 5; 0 = not rated."})
+        return {
+            "required": {
+                "generation_id": ("STRING", {"forceInput": True, "tooltip": "From Kubik Save Image."}),
+                "rating": ("INT", {"default": 0, "min": 0, "max": 5, "tooltip":
+                           "Overall rating 1 (bad) to 5 (great); 0 = not rated yet (nothing is recorded)."}),
+                "quality": sub("Technical quality"),
+                "accuracy": sub("How well the image follows the prompt"),
+                "aesthetic": sub("How much you like the look"),
+                "tags": ("STRING", {"default": "", "tooltip": "Comma-separated tags (e.g. 'bad hands, keeper')."}),
+                "comment": ("STRING", {"default": "", "multiline": True, "tooltip": "A free note."}),
+                "saved": ("BOOLEAN", {"default": False, "tooltip": "You kept the image."}),
+                "shared": ("BOOLEAN", {"default": False, "tooltip": "You shared the image."}),
+                "regenerated": ("BOOLEAN", {"default": False, "tooltip": "You regenerated because it was not right."}),
+            },
+        }
+
+    def rate(self, generation_id, rating, quality, accuracy, aesthetic, tags, comment, saved, shared,
+             regenerated):
+        if not generation_id:
+            raise ValueError("generation_id: empty; link Kubik Save Image's generation_id with its "
+                             "'record' switch on")
+        if rating == 0:
+            text = "not rated yet: set rating (1-5) and queue again to record it"
+            return {"ui": {"text": [text]}, "result": (text,)}
+        try:
+            open_store().record_feedback(generation_id, rating, quality or None, accuracy or None,
+                                         aesthetic or None, tags=tags.split(","), comment=comment,
+                                         saved=saved, shared=shared, regenerated=regenerated)
+        except UnknownGenerationError as exc:
+            raise ValueError(f"generation_id: {exc}") from exc
+        except LearningError as exc:
+            raise ValueError(f"rating: {exc}") from exc
+        text = f"recorded {rating}/5 for generation {generation_id[:8]}"
+        return {"ui": {"text": [text]}, "result": (text,)}
+
+
+NODE_CLASS_MAPPINGS = {"KubikSaveImage": KubikSaveImage, "KubikFeedback": KubikFeedback}
+NODE_DISPLAY_NAME_MAPPINGS = {"KubikSaveImage": "Kubik Save Image", "KubikFeedback": "Kubik Feedback"}

@@ -1,0 +1,226 @@
+"""LoRA nodes: Kubik LoRA Recommender, Kubik Apply LoRA Stack, Kubik LoRA Stack.
+
+Thin wrappers over kubik_core.loras. The library is every ComfyUI ``loras`` folder, scanned with
+an index cached under <user directory>/kubik/ (an unchanged library is not read again); hashes
+are computed in a background thread. LoRAs are applied by ComfyUI itself
+(comfy.sd.load_lora_for_models, through comfy_bridge).
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from . import comfy_bridge as bridge
+from ..kubik_core.loras import (DEFAULT_WEIGHTS, NSFW_LEVELS, PRIORITIES, LoraIndex, LoraStack,
+                                StackItem, default_cache_path, rebalance, recommend, scan_library)
+from ..kubik_core.params import FAMILY_IDS, detect_family
+
+_LOCK = threading.Lock()
+_STATE: dict = {}      # "key": library signature, "index", "library", "hashing": thread
+
+
+def _library():
+    """Scan ComfyUI's loras folders (cached index) and return (library, index)."""
+    folders = bridge.lora_folders()
+    if not folders:
+        raise ValueError("no LoRA folder: ComfyUI has no 'loras' folder configured (outside ComfyUI "
+                         "set KUBIK_LORAS_DIR)")
+    user_dir = bridge.kubik_user_directory()
+    cache = Path(user_dir) / "lora_index.json" if user_dir else default_cache_path()
+    with _LOCK:
+        library = scan_library(folders, cache_path=cache)
+        key = (tuple(folders), tuple(sorted((p, tuple(map(str, s))) for p, s in library.signatures.items())))
+        if _STATE.get("key") != key:
+            _STATE.update(key=key, index=LoraIndex(library), library=library)
+        thread = _STATE.get("hashing")
+        if library.missing_hashes() and (thread is None or not thread.is_alive()):
+            _STATE["hashing"] = library.start_background_hashing()
+        return _STATE["library"], _STATE["index"]
+
+
+def _history():
+    from ..kubik_core.learning import LearningError, lora_history_scores
+    from .learning import open_store
+
+    try:
+        return lora_history_scores(open_store())
+    except LearningError:
+        return {}
+
+
+class KubikLoraRecommender:
+    CATEGORY = "KubikAI/loras"
+    FUNCTION = "recommend"
+    DESCRIPTION = ("Picks LoRAs from your library that fit the prompt and the loaded model: text "
+                   "similarity (the connected CLIP, else BM25), the prompt's concepts, CivitAI "
+                   "popularity and your own ratings. Drops LoRAs for another base model, blocked or "
+                   "mature content, and clashing styles; sets strengths from usage tips or relevance.")
+    RETURN_TYPES = ("KUBIK_LORA_STACK", "STRING", "STRING")
+    RETURN_NAMES = ("lora_stack", "trigger_words", "reasons")
+    OUTPUT_TOOLTIPS = (
+        "The chosen LoRAs with strengths: link to Kubik Apply LoRA Stack (and Kubik Save Image).",
+        "Trigger words of the chosen LoRAs, comma-separated (add them to your prompt).",
+        "Why each LoRA was picked, and why the best others were not.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        weight = lambda default, what: ("FLOAT", {"default": default, "min": 0.0, "max": 1.0, "step": 0.05,
+                                                  "tooltip": f"Weight of {what} in the score (weights are normalised)."})
+        return {
+            "required": {
+                "analysis": ("KUBIK_PROMPT_ANALYSIS", {"tooltip": "Output of Kubik Prompt Analyzer."}),
+                "max_loras": ("INT", {"default": 3, "min": 0, "max": 8, "tooltip":
+                              "Most LoRAs to stack (the priority may lower it)."}),
+                "priority": (list(PRIORITIES), {"default": "balanced", "tooltip":
+                             "quality: up to 6 LoRAs; balanced: up to 4; speed and low_vram: up to 2."}),
+                "family": (["auto", *FAMILY_IDS], {"default": "auto", "tooltip":
+                           "Model family for the compatibility filter; 'auto' detects it from the "
+                           "connected MODEL (no filter without one)."}),
+                "content": (list(NSFW_LEVELS), {"default": "safe", "tooltip":
+                            "Highest CivitAI content level allowed: safe (PG-13), mature (R), everything."}),
+                "blocklist": ("STRING", {"default": "", "multiline": False, "tooltip":
+                              "Comma-separated names, tags or globs (e.g. 'nsfw, *_old*') never to pick."}),
+                "weight_semantic": weight(DEFAULT_WEIGHTS["semantic"], "text similarity"),
+                "weight_keyword": weight(DEFAULT_WEIGHTS["keyword"], "the prompt's concepts found in the LoRA"),
+                "weight_popularity": weight(DEFAULT_WEIGHTS["popularity"], "CivitAI popularity"),
+                "weight_history": weight(DEFAULT_WEIGHTS["history"], "your ratings (Kubik Feedback)"),
+            },
+            "optional": {
+                "model": ("MODEL", {"tooltip": "The loaded model: its family filters out LoRAs made for another."}),
+                "clip": ("CLIP", {"tooltip": "The loaded CLIP: its pooled embeddings measure similarity "
+                                            "(slower than the built-in text index; first 64 candidates)."}),
+            },
+        }
+
+    def recommend(self, analysis, max_loras, priority, family, content, blocklist, weight_semantic,
+                  weight_keyword, weight_popularity, weight_history, model=None, clip=None):
+        if analysis is None:
+            raise ValueError("analysis: connect the analysis output of Kubik Prompt Analyzer")
+        family_id = None
+        if family != "auto":
+            family_id = family
+        elif model is not None:
+            family_id = detect_family(bridge.describe_model_for_params(model), "auto").family
+        _library_obj, index = _library()
+        weights = {"semantic": weight_semantic, "keyword": weight_keyword,
+                   "popularity": weight_popularity, "history": weight_history}
+        if sum(weights.values()) <= 0:
+            raise ValueError("weight_*: at least one weight must be above 0")
+        embed = bridge.clip_pooled_embedder(clip) if clip is not None else None
+        rec = recommend(index, analysis, family=family_id, max_loras=max_loras, priority=priority,
+                        blocklist=blocklist, weights=weights,
+                        history=_history() if weight_history > 0 else None, embed=embed, content=content)
+        return (rec.stack(), rec.trigger_text(), rec.explain("detailed"))
+
+
+class KubikApplyLoraStack:
+    CATEGORY = "KubikAI/loras"
+    FUNCTION = "apply"
+    DESCRIPTION = ("Applies every LoRA of a stack to MODEL and CLIP with ComfyUI's own LoRA loader "
+                   "(as chained LoraLoader nodes would), and can append the trigger words to a prompt.")
+    RETURN_TYPES = ("MODEL", "CLIP", "STRING")
+    RETURN_NAMES = ("model", "clip", "prompt")
+    OUTPUT_TOOLTIPS = ("The model with the LoRAs applied.", "The CLIP with the LoRAs applied.",
+                       "The prompt, with the trigger words appended when add_trigger_words is on.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "The model to patch."}),
+                "clip": ("CLIP", {"tooltip": "The CLIP to patch."}),
+                "lora_stack": ("KUBIK_LORA_STACK", {"tooltip": "From Kubik LoRA Recommender or Kubik LoRA Stack."}),
+                "add_trigger_words": ("BOOLEAN", {"default": True, "tooltip":
+                                      "Append the LoRAs' trigger words (those not already there) to prompt."}),
+            },
+            "optional": {
+                "prompt": ("STRING", {"forceInput": True, "tooltip":
+                           "Positive prompt to extend with trigger words (e.g. Kubik Prompt Analyzer's positive)."}),
+            },
+        }
+
+    def apply(self, model, clip, lora_stack, add_trigger_words, prompt=""):
+        if not isinstance(lora_stack, LoraStack):
+            raise ValueError("lora_stack: expected a KUBIK_LORA_STACK from Kubik LoRA Recommender or Kubik LoRA Stack")
+        progress = bridge.progress_bar(max(1, len(lora_stack)))
+        for item in lora_stack.items:
+            path = item.path if item.path and os.path.isfile(item.path) else bridge.lora_path(item.name)
+            if path is None:
+                raise ValueError(f"lora_stack: LoRA {item.name!r} is not in ComfyUI's loras folders any more; "
+                                 "rescan by re-running the recommender, or remove it from the stack")
+            try:
+                model, clip = bridge.apply_lora(model, clip, path, item.strength_model, item.strength_clip)
+            except RuntimeError as exc:
+                raise RuntimeError(f"lora_stack: {exc}") from exc
+            progress.update(1)
+        text = prompt or ""
+        if add_trigger_words:
+            lower = text.lower()
+            missing = [w for w in lora_stack.trigger_text().split(", ") if w and w.lower() not in lower]
+            text = ", ".join(p for p in (text.strip().rstrip(","), ", ".join(missing)) if p)
+        return (model, clip, text)
+
+
+class KubikLoraStack:
+    CATEGORY = "KubikAI/loras"
+    FUNCTION = "build"
+    DESCRIPTION = ("Builds a LoRA stack by hand (for MANUAL choices), optionally after another stack. "
+                   "A total strength above 3.0 is scaled down.")
+    RETURN_TYPES = ("KUBIK_LORA_STACK", "STRING")
+    RETURN_NAMES = ("lora_stack", "trigger_words")
+    OUTPUT_TOOLTIPS = ("The stack: link to Kubik Apply LoRA Stack.",
+                       "Trigger words of the stack's LoRAs, comma-separated.")
+    SLOTS = 3
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        names = ["None", *bridge.lora_names()]
+        required = {}
+        for n in range(1, cls.SLOTS + 1):
+            required[f"lora_{n}"] = (names, {"default": "None", "tooltip": f"LoRA {n} ('None' = unused)."})
+            required[f"strength_model_{n}"] = ("FLOAT", {"default": 1.0, "min": -10.0, "max": 10.0,
+                                                         "step": 0.05, "tooltip": f"Model strength of LoRA {n}."})
+            required[f"strength_clip_{n}"] = ("FLOAT", {"default": 1.0, "min": -10.0, "max": 10.0,
+                                                        "step": 0.05, "tooltip": f"CLIP strength of LoRA {n}."})
+        return {"required": required,
+                "optional": {"lora_stack": ("KUBIK_LORA_STACK", {"tooltip": "A stack to extend (e.g. the recommender's)."})}}
+
+    def build(self, lora_1, strength_model_1, strength_clip_1, lora_2, strength_model_2, strength_clip_2,
+              lora_3, strength_model_3, strength_clip_3, lora_stack=None):
+        chosen = [(lora_1, strength_model_1, strength_clip_1), (lora_2, strength_model_2, strength_clip_2),
+                  (lora_3, strength_model_3, strength_clip_3)]
+        known = {}
+        if any(name != "None" for name, _, _ in chosen):
+            library, _index = _library()
+            known = {e.name: e for e in library.entries.values()}
+        items = []
+        for slot, (name, sm, sc) in enumerate(chosen, 1):
+            if name == "None":
+                continue
+            path = bridge.lora_path(name)
+            if path is None:
+                raise ValueError(f"lora_{slot}: {name!r} is not in ComfyUI's loras folders")
+            entry = known.get(name)
+            items.append(StackItem(name=name, strength_model=sm, strength_clip=sc, path=path,
+                                   triggers=list(entry.triggers) if entry else [],
+                                   sha256=entry.sha256 if entry else "", autov2=entry.autov2 if entry else ""))
+        stack = LoraStack(items)
+        if rebalance(stack.items):
+            stack.notes.append("total strength above 3.0: every strength scaled down by the same factor")
+        if lora_stack is not None:
+            stack = lora_stack.added(stack)
+        return (stack, stack.trigger_text())
+
+
+NODE_CLASS_MAPPINGS = {
+    "KubikLoraRecommender": KubikLoraRecommender,
+    "KubikApplyLoraStack": KubikApplyLoraStack,
+    "KubikLoraStack": KubikLoraStack,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "KubikLoraRecommender": "Kubik LoRA Recommender",
+    "KubikApplyLoraStack": "Kubik Apply LoRA Stack",
+    "KubikLoraStack": "Kubik LoRA Stack",
+}
