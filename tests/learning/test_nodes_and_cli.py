@@ -1,0 +1,121 @@
+"""Kubik Save Image, Kubik Feedback and `kubik insights`, end to end on a real store and PNGs."""
+from __future__ import annotations
+
+import importlib
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from kubik_core.cli import main
+from kubik_core.learning import LearningStore
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBIK_LEARNING_URL", str(tmp_path / "learning.sqlite3"))
+    monkeypatch.setenv("KUBIK_OUTPUT_DIR", str(tmp_path / "output"))
+    return tmp_path
+
+
+def _core(pack, module):
+    return importlib.import_module(f"{pack.__name__}.kubik_core.{module}")
+
+
+def _save(run_node, pack, **extra):
+    analysis = _core(pack, "prompting").analyze_prompt("analog film photo of an old fisherman, golden hour")
+    plan = _core(pack, "params").optimize(analysis, "sdxl", mode="ASSISTED", overrides={"cfg": 4.5})
+    stack = _core(pack, "loras").LoraStack([_core(pack, "loras").StackItem(
+        "xl/film_photo_xl.safetensors", 0.7, 0.6, autov2="0123456789", sha256="01" * 32, suggested=True,
+        triggers=["analog film photo"])])
+    images = torch.rand(2, 64, 48, 3)
+    graph = {"3": {"class_type": "KSampler", "inputs": {"seed": 7}}}
+    workflow = {"workflow": {"nodes": [{"id": 3, "type": "KSampler"}], "links": []}}
+    inputs = dict(images=images, filename_prefix="kubik/test", record=True, analysis=analysis, plan=plan,
+                  lora_stack=stack, positive=analysis.cleaned, negative="blurry", seed=7,
+                  model_name="sd_xl_base_1.0.safetensors", prompt=graph, extra_pnginfo=workflow)
+    inputs.update(extra)
+    return run_node("KubikSaveImage", **inputs), graph, workflow
+
+
+def test_save_image_writes_comfyui_and_a1111_metadata_and_records(pack, run_node, env):
+    result, graph, workflow = _save(run_node, pack)
+    files = result["ui"]["images"]
+    assert [f["filename"] for f in files] == ["test_00001_.png", "test_00002_.png"]
+    assert files[0]["subfolder"] == "kubik" and files[0]["type"] == "output"
+    png = Image.open(env / "output" / "kubik" / "test_00001_.png")
+    text = png.text
+    assert json.loads(text["prompt"]) == graph                       # as ComfyUI's SaveImage writes it
+    assert json.loads(text["workflow"]) == workflow["workflow"]
+    params = text["parameters"].splitlines()
+    assert params[0].endswith("<lora:film_photo_xl:0.7>")
+    assert params[1] == "Negative prompt: blurry"
+    assert 'Lora hashes: "film_photo_xl: 0123456789"' in params[2]
+    assert "CFG scale: 4.5" in params[2] and "Seed: 7" in params[2] and "Model: sd_xl_base_1.0" in params[2]
+    kubik = json.loads(text["kubik"])
+    assert kubik["analysis"]["style"] == "photographic" and kubik["plan"]["cfg"] == 4.5
+    assert "LoRAs\n- xl/film_photo_xl.safetensors" in kubik["explanation"]
+    assert png.size == (48, 64)
+
+    gen_id = result["result"][0]
+    store = LearningStore(env / "learning.sqlite3")
+    assert store.count("generations") == 2 and store.count("generation_loras") == 2
+    (edit,) = store.rows("edits")
+    assert (edit["field"], json.loads(edit["final"])) == ("cfg", 4.5)
+    row = next(r for r in store.rows("generations") if r["id"] == gen_id)
+    assert row["family"] == "sdxl" and row["seed"] == 7 and row["edited"] == 1
+
+
+def test_second_save_continues_the_counter_and_empty_batches_fail(pack, run_node, env):
+    _save(run_node, pack)
+    result, _, _ = _save(run_node, pack, record=False)
+    assert result["ui"]["images"][0]["filename"] == "test_00003_.png" and result["result"] == ("",)
+    with pytest.raises(ValueError, match="images: the batch is empty"):
+        _save(run_node, pack, images=torch.zeros(0, 8, 8, 3))
+    with pytest.raises(ValueError, match="filename_prefix"):
+        _save(run_node, pack, filename_prefix="../../escape")
+
+
+def test_feedback_node_records_and_validates(pack, run_node, env):
+    (result, _, _) = _save(run_node, pack)
+    gen_id = result["result"][0]
+    rate = lambda **kw: run_node("KubikFeedback", **{**dict(
+        generation_id=gen_id, rating=5, quality=4, accuracy=0, aesthetic=5, tags="keeper, warm",
+        comment="nice", saved=True, shared=False, regenerated=False), **kw})
+    assert rate(rating=0)["result"][0].startswith("not rated yet")
+    assert rate()["result"][0] == f"recorded 5/5 for generation {gen_id[:8]}"
+    store = LearningStore(env / "learning.sqlite3")
+    (row,) = store.rows("feedback")
+    assert (row["rating"], row["accuracy"], json.loads(row["tags"])) == (5, None, ["keeper", "warm"])
+    with pytest.raises(ValueError, match="generation_id: generation 'nope'"):
+        rate(generation_id="nope")
+    with pytest.raises(ValueError, match="generation_id: empty"):
+        rate(generation_id="")
+
+
+def test_corrupt_store_stops_the_feedback_node_and_keeps_the_file(pack, run_node, env):
+    (env / "learning.sqlite3").write_bytes(b"garbage" * 50)
+    with pytest.raises(Exception, match="not a SQLite database"):
+        run_node("KubikFeedback", generation_id="x", rating=4, quality=0, accuracy=0, aesthetic=0, tags="",
+                 comment="", saved=False, shared=False, regenerated=False)
+    assert (env / "learning.sqlite3").read_bytes() == b"garbage" * 50
+
+
+def test_insights_cli(pack, run_node, env, capsys):
+    result, _, _ = _save(run_node, pack)
+    store = LearningStore(env / "learning.sqlite3")
+    for gen in store.rows("generations"):
+        store.record_feedback(gen["id"], 5)
+    assert main(["insights", "--store", str(env / "learning.sqlite3"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["generations"], data["feedback"], data["edits"]) == (2, 2, 1)
+    assert data["parameter_acceptance"] == 0.0 and data["lora_suggestion_share"] == 1.0
+    best = data["best_loras_by_style"]["photographic"][0]
+    assert best["lora"] == "xl/film_photo_xl.safetensors" and best["ratings"] == 2
+    assert data["families"]["sdxl"]["mean_rating"] == 5.0
+    assert main(["insights", "--store", str(env / "learning.sqlite3")]) == 0
+    assert "Best LoRAs for photographic:" in capsys.readouterr().out
+    (env / "bad.sqlite3").write_bytes(b"x" * 100)
+    assert main(["insights", "--store", str(env / "bad.sqlite3")]) == 2
+    assert "not a SQLite database" in capsys.readouterr().err

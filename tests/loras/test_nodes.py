@@ -1,0 +1,77 @@
+"""The LoRA nodes as ComfyUI runs them (pack loaded from a renamed copy, no ComfyUI)."""
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from tests.loras.conftest import build_library
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    root = build_library(tmp_path / "loras")
+    monkeypatch.setenv("KUBIK_LORAS_DIR", str(root))
+    monkeypatch.setenv("KUBIK_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("KUBIK_LEARNING_URL", str(tmp_path / "learning.sqlite3"))
+    return root
+
+
+def _analysis(pack, text):
+    return importlib.import_module(f"{pack.__name__}.kubik_core.prompting").analyze_prompt(text)
+
+
+def _recommend(run_node, analysis, **overrides):
+    inputs = dict(analysis=analysis, max_loras=3, priority="balanced", family="sdxl", content="safe",
+                  blocklist="", weight_semantic=0.4, weight_keyword=0.3, weight_popularity=0.2,
+                  weight_history=0.1)
+    inputs.update(overrides)
+    return run_node("KubikLoraRecommender", **inputs)
+
+
+def test_recommender_node(pack, run_node, env):
+    stack, triggers, reasons = _recommend(run_node, _analysis(pack, "analog film photo of a street"))
+    assert [i.name for i in stack.items] == ["xl/film_photo_xl.safetensors"]
+    assert stack.items[0].path == str(env / "xl" / "film_photo_xl.safetensors")
+    assert triggers == "analog film photo"
+    assert reasons.startswith("- xl/film_photo_xl.safetensors at 0.7: matches")
+
+
+def test_recommender_node_bad_inputs(pack, run_node, env, monkeypatch):
+    with pytest.raises(ValueError, match="analysis: connect"):
+        _recommend(run_node, None)
+    with pytest.raises(ValueError, match="weight_"):
+        _recommend(run_node, _analysis(pack, "castle"), weight_semantic=0.0, weight_keyword=0.0,
+                   weight_popularity=0.0, weight_history=0.0)
+    monkeypatch.delenv("KUBIK_LORAS_DIR")
+    with pytest.raises(ValueError, match="no LoRA folder"):
+        _recommend(run_node, _analysis(pack, "castle"))
+
+
+def test_manual_stack_and_apply_outside_comfyui(pack, run_node, env):
+    stack, triggers = run_node("KubikLoraStack", lora_1="xl/castle_detail.safetensors", strength_model_1=2.0,
+                               strength_clip_1=2.0, lora_2="xl/anime_lineart_xl.safetensors",
+                               strength_model_2=2.0, strength_clip_2=1.0, lora_3="None",
+                               strength_model_3=1.0, strength_clip_3=1.0)
+    assert [i.name for i in stack.items] == ["xl/castle_detail.safetensors", "xl/anime_lineart_xl.safetensors"]
+    assert abs(stack.total_strength() - 3.0) < 0.01 and stack.notes
+    assert triggers == "gothic castle, towers, anime, lineart, 1girl"
+    with pytest.raises(ValueError, match="lora_1: 'missing.safetensors' is not in"):
+        run_node("KubikLoraStack", lora_1="missing.safetensors", strength_model_1=1.0, strength_clip_1=1.0,
+                 lora_2="None", strength_model_2=1.0, strength_clip_2=1.0, lora_3="None",
+                 strength_model_3=1.0, strength_clip_3=1.0)
+    with pytest.raises(RuntimeError, match="lora_stack: applying LoRAs needs ComfyUI"):
+        run_node("KubikApplyLoraStack", model=object(), clip=object(), lora_stack=stack,
+                 add_trigger_words=True, prompt="a castle")
+    with pytest.raises(ValueError, match="lora_stack: expected a KUBIK_LORA_STACK"):
+        run_node("KubikApplyLoraStack", model=object(), clip=object(), lora_stack=[("a", 1.0)],
+                 add_trigger_words=True)
+
+
+def test_apply_with_an_empty_stack_appends_nothing(pack, run_node, env):
+    stack, _ = run_node("KubikLoraStack", lora_1="None", strength_model_1=1.0, strength_clip_1=1.0,
+                        lora_2="None", strength_model_2=1.0, strength_clip_2=1.0, lora_3="None",
+                        strength_model_3=1.0, strength_clip_3=1.0)
+    model, clip = object(), object()
+    assert run_node("KubikApplyLoraStack", model=model, clip=clip, lora_stack=stack,
+                    add_trigger_words=True, prompt="a castle") == (model, clip, "a castle")
