@@ -106,11 +106,12 @@ class KubikModelDownload:
                              "or an https:// URL")
         bar = comfy_bridge.progress_bar(100)
         try:
-            record = Hub().download(source.strip(), target, expected_sha256=expected_sha256 or None,
-                                    filename=file_name.strip() or None, kind=kind,
-                                    allowed_extensions=extensions or None,
-                                    progress=_percent_progress(bar),
-                                    check_cancel=comfy_bridge.check_interrupt)
+            with Hub() as hub:
+                record = hub.download(source.strip(), target, expected_sha256=expected_sha256 or None,
+                                      filename=file_name.strip() or None, kind=kind,
+                                      allowed_extensions=extensions or None,
+                                      progress=_percent_progress(bar),
+                                      check_cancel=comfy_bridge.check_interrupt)
         except (HubError, ValueError) as exc:
             raise _input_error(exc, source) from None
         return (record["file_name"], record["sha256"])
@@ -171,9 +172,10 @@ class DownloadJobs:
                                                          "total": total}, client_id)
 
         try:
-            record = Hub().download(source, target, expected_sha256=expected_sha256,
-                                    filename=file_name, kind=kind,
-                                    allowed_extensions=extensions or None, progress=progress)
+            with Hub() as hub:
+                record = hub.download(source, target, expected_sha256=expected_sha256,
+                                      filename=file_name, kind=kind,
+                                      allowed_extensions=extensions or None, progress=progress)
         except Exception as exc:  # noqa: BLE001 - reported to the UI, the server keeps running
             message = str(_input_error(exc, source))
             self._set(job_id, state="error", error=message)
@@ -218,9 +220,11 @@ def register_routes() -> bool:
             return web.json_response({"error": str(exc)}, status=_error_status(exc))
         return web.json_response(value)
 
-    def hub():
+    def with_hub(action):
         from ..kubik_core.hub.service import Hub
-        return Hub()
+
+        with Hub() as hub:
+            return action(hub)
 
     @routes.get("/kubik/hub/kinds")
     async def kinds(request):
@@ -236,13 +240,14 @@ def register_routes() -> bool:
 
         def work():
             limit = int(q.get("limit", "20"))
-            return {"results": hub().search(which, q.get("query", ""), limit=limit, **filters)}
+            return {"results": with_hub(lambda hub: hub.search(which, q.get("query", ""),
+                                                                limit=limit, **filters))}
         return await answer(work)
 
     @routes.get("/kubik/hub/info")
     async def info(request):
         value = request.query.get("hash", "")
-        return await answer(lambda: hub().info(value) if value else _missing("hash"))
+        return await answer(lambda: with_hub(lambda hub: hub.info(value)) if value else _missing("hash"))
 
     @routes.post("/kubik/hub/download")
     async def download(request):

@@ -22,7 +22,7 @@ from typing import Callable
 
 import requests
 
-from .errors import FileConflict, HashMismatch, HubError, HubUnavailable
+from .errors import FileConflict, HashMismatch, HubAuthError, HubError, HubUnavailable
 from .filenames import path_inside, safe_filename
 from .http import HubSession, public_url
 
@@ -195,6 +195,10 @@ def _stream(session, url, part, expected, progress, check_cancel, chunk_size, re
                 hashers.append(digest)
                 part.unlink(missing_ok=True)
                 continue
+            if response.headers.get("Content-Type", "").lower().startswith("text/html"):
+                raise HubAuthError(f"{public_url(url)}: the server answered a web page instead of "
+                                   "the file (a login or early-access page?); set the hub's token "
+                                   "(CIVITAI_API_TOKEN / HF_TOKEN) or open the page in a browser")
             if response.status_code == 206:
                 start, size = _parse_content_range(response.headers.get("Content-Range"))
                 if start != done:

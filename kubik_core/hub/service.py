@@ -34,6 +34,12 @@ class Hub:
         self.civitai = CivitaiClient(self.session)
         self._hf = None
 
+    def __enter__(self) -> "Hub":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.session.close()
+
     @property
     def hf(self):
         if self._hf is None:  # huggingface_hub is imported only when Hugging Face is used

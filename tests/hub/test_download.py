@@ -7,8 +7,8 @@ import threading
 import pytest
 
 from kubik_core.hub.download import download_file, sha256_file
-from kubik_core.hub.errors import (FileConflict, HashMismatch, HubNotFound, HubUnavailable,
-                                   UnsafeFilename)
+from kubik_core.hub.errors import (FileConflict, HashMismatch, HubAuthError, HubNotFound,
+                                   HubUnavailable, UnsafeFilename)
 
 from hub_stand_ins import sha256_hex
 
@@ -186,3 +186,11 @@ def test_bad_expected_hash_is_refused_before_any_request(make_hub, served, tmp_p
     with pytest.raises(ValueError, match="expected_sha256"):
         download_file(make_hub().session, url, tmp_path, "model.safetensors", expected_sha256="xyz")
     assert server.requests_to("/files/") == []
+
+
+def test_a_login_page_instead_of_the_file_is_named_as_such(make_hub, cdn_server, tmp_path):
+    cdn_server.add_file("/files/early-access", b"<html>Please log in</html>", "text/html; charset=utf-8")
+    with pytest.raises(HubAuthError, match="web page instead of the file"):
+        download_file(make_hub().session, f"{cdn_server.base}/files/early-access", tmp_path,
+                      "model.safetensors")
+    assert leftovers(tmp_path) == []
