@@ -2,10 +2,12 @@
 
 ``huggingface_hub`` reads ``HF_ENDPOINT`` once at import, so the endpoint is always passed
 explicitly (``HfApi(endpoint=...)``, ``hf_hub_url(endpoint=...)``), which is also how tests
-point it at a local stand-in. Calls share the politeness gap, error messages and response cache of
-:mod:`.http` (see ``HuggingFaceClient._call`` for how retries combine with huggingface_hub's). File bytes are fetched by :mod:`.download` from the
-``/resolve/`` URL, so Hugging Face files get the same resumable ``.part`` download, SHA-256
-check against the LFS ``oid`` and token-host binding as every other source.
+point it at a local stand-in. API calls share the politeness gap, error messages and response
+cache of :mod:`.http` (``HuggingFaceClient._call`` explains how retries combine with
+huggingface_hub's own). File bytes are fetched by :mod:`.download` from the ``/resolve/`` URL,
+not by ``hf_hub_download``: Hugging Face files then get the same resumable ``.part`` download,
+SHA-256 check against the LFS ``oid``, progress, cancel and token-host binding as every other
+source, and nothing is written to the huggingface_hub cache.
 """
 from __future__ import annotations
 
@@ -61,8 +63,7 @@ class HuggingFaceClient:
             for entry in entries:
                 if not isinstance(entry, RepoFile):
                     continue
-                lfs = entry.lfs
-                sha256 = (lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", None)) if lfs else None
+                sha256 = _lfs_sha256(entry.lfs)
                 files.append({"path": entry.path, "size_bytes": entry.size,
                               "sha256": sha256.lower() if sha256 else None,
                               "url": self.file_url(repo_id, entry.path, revision)})
@@ -142,6 +143,13 @@ class HuggingFaceClient:
                     raise HubUnavailable(f"{what}: {kind} after retries; check the network") from None
                 self.session.pause(self.session.backoff(attempt))
         raise AssertionError("the loop above returns or raises")
+
+
+def _lfs_sha256(lfs) -> str | None:
+    """The LFS SHA-256 of a RepoFile (a dict in some huggingface_hub releases, an object in others)."""
+    if not lfs:
+        return None
+    return lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", None)
 
 
 def _transport_errors() -> tuple[type[Exception], ...]:
