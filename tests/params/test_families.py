@@ -1,7 +1,6 @@
 """The family table: every entry usable in KSampler, sourced, and internally consistent."""
 from __future__ import annotations
 
-import importlib
 
 import pytest
 
