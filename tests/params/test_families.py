@@ -1,7 +1,6 @@
 """The family table: every entry usable in KSampler, sourced, and internally consistent."""
 from __future__ import annotations
 
-
 import pytest
 
 from kubik_core.params import FAMILIES, FAMILY_IDS, ParamsError, get_family
