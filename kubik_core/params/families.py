@@ -504,13 +504,13 @@ def _profiles() -> tuple[FamilyProfile, ...]:
             buckets=_MP1_64, native_area=1024 * 1024,
             steps={"quality": 50, "balanced": 35, "speed": 25}, steps_range=(25, 50),
             cfg=3.5, cfg_range=(3.0, 4.5), sampler="euler", scheduler="simple",
-            params_b=6.8, text_encoder_b=0.8, vae_b=0.084, memory_usage_factor=2.0,
+            params_b=6.8, text_encoder_b=1.5, vae_b=0.084, memory_usage_factor=2.0,
             sources={
                 "resolution": "HF fal/AuraFlow-v0.3 (1024x1024)",
                 "steps": "HF fal/AuraFlow-v0.3 (num_inference_steps=50); balanced/speed convention",
                 "cfg": "HF fal/AuraFlow-v0.3 (guidance_scale=3.5)",
                 "sampler": _FLOW_SAMPLER + "; shift 1.73 CU comfy/supported_models.py:604",
-                "size": "HF fal/AuraFlow (6.8B; Pile-T5-XL encoder)",
+                "size": "HF fal/AuraFlow (6.8B; Pile-T5-XL encoder, ~1.5B assumed)",
                 "memory": "CU supported_models_base.py:49 default 2.0",
             }),
         FamilyProfile(
@@ -518,13 +518,13 @@ def _profiles() -> tuple[FamilyProfile, ...]:
             buckets=_HUNYUAN_DIT_BUCKETS, native_area=1024 * 1024,
             steps={"quality": 50, "balanced": 40, "speed": 25}, steps_range=(25, 50),
             cfg=5.0, cfg_range=(4.0, 6.0), sampler="euler", scheduler="normal",
-            params_b=1.5, text_encoder_b=5.1, vae_b=0.084, memory_usage_factor=1.3,
+            params_b=1.5, text_encoder_b=2.0, vae_b=0.084, memory_usage_factor=1.3,
             sources={
                 "resolution": "HF Tencent-Hunyuan/HunyuanDiT (supported shapes table)",
                 "steps": "diffusers HunyuanDiTPipeline num_inference_steps default 50",
                 "cfg": "diffusers HunyuanDiTPipeline guidance_scale default 5.0",
                 "sampler": "convention (euler, normal)",
-                "size": "HF Tencent-Hunyuan/HunyuanDiT (1.5B DiT; bilingual CLIP + mT5-XL)",
+                "size": "HF Tencent-Hunyuan/HunyuanDiT (1.5B DiT; bilingual CLIP + mT5-XL encoder, ~2B assumed)",
                 "memory": "CU comfy/supported_models.py:671 memory_usage_factor 1.3",
             }),
         FamilyProfile(
