@@ -1,7 +1,6 @@
 """Fixtures for the hub tests: stand-in servers and a fast, recorded-sleep hub config."""
 from __future__ import annotations
 
-import random
 import sys
 from pathlib import Path
 
@@ -11,14 +10,12 @@ from kubik_core.hub.config import HubConfig, Secret
 from kubik_core.hub.http import HubSession
 from kubik_core.hub.service import Hub
 
-sys.path.insert(0, str(Path(__file__).parent))  # the test modules import hub_stand_ins
-from hub_stand_ins import StandIn, civitai_version, sha256_hex  # noqa: E402
+# The test modules import hub_stand_ins; appended (not prepended) so that `conftest` still
+# names the suite's top-level tests/conftest.py for the other test folders.
+sys.path.append(str(Path(__file__).parent))
+from hub_stand_ins import (CIVITAI_TOKEN, ENV_DATA, HF_TOKEN, StandIn,  # noqa: E402
+                           civitai_version)
 
-CIVITAI_TOKEN = "civitai-SECRET-token-0123456789"
-HF_TOKEN = "hf_SECRETtokenABCDEFGHIJ"
-# Deterministic: test modules import this file again as a plain module (`from conftest import`).
-ENV_DATA = random.Random(7).randbytes(200_000)
-ENV_SHA = sha256_hex(ENV_DATA)
 
 
 class Sleeps(list):

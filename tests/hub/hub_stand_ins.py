@@ -10,12 +10,27 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+
+# Tokens the tests configure, so they can check that a token never reaches the wrong place.
+CIVITAI_TOKEN = "civitai-SECRET-token-0123456789"
+HF_TOKEN = "hf_SECRETtokenABCDEFGHIJ"
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# The model file the `hub_env` fixture serves as CivitAI version 456.
+ENV_DATA = random.Random(7).randbytes(200_000)
+ENV_SHA = sha256_hex(ENV_DATA)
 
 
 @dataclass
@@ -160,10 +175,6 @@ def _make_handler(stand_in: StandIn):
 
 
 # ------------------------------------------------------------------ CivitAI-shaped documents
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def civitai_version(version_id: int, model_id: int, file_name: str, data: bytes, download_url: str,
                     *, base_model: str = "SDXL 1.0", trained_words=("kbk style",),
                     images=(), sha256: str | None = None, model_type: str = "LORA") -> dict:

@@ -11,7 +11,7 @@ import types
 
 import pytest
 
-from conftest import CIVITAI_TOKEN, ENV_DATA as DATA, ENV_SHA as SHA
+from hub_stand_ins import CIVITAI_TOKEN, ENV_DATA as DATA, ENV_SHA as SHA
 
 PT_EXTENSIONS = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
 

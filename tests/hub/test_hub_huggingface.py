@@ -9,8 +9,7 @@ import pytest
 from kubik_core.hub.errors import HashMismatch, HubAuthError, HubNotFound
 from kubik_core.hub.sources import parse_source
 
-from conftest import CIVITAI_TOKEN, HF_TOKEN
-from hub_stand_ins import hf_tree_entry, sha256_hex
+from hub_stand_ins import CIVITAI_TOKEN, HF_TOKEN, hf_tree_entry, sha256_hex
 
 WEIGHTS = os.urandom(400_000)
 CONFIG = b'{"model_type": "test"}'

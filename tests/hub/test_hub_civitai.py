@@ -13,8 +13,7 @@ from kubik_core.hub.errors import (HashMismatch, HubAuthError, HubNotFound, HubR
                                    HubUnavailable)
 from kubik_core.hub.sources import parse_source
 
-from conftest import CIVITAI_TOKEN, HF_TOKEN
-from hub_stand_ins import civitai_model, civitai_version, sha256_hex
+from hub_stand_ins import CIVITAI_TOKEN, HF_TOKEN, civitai_model, civitai_version, sha256_hex
 
 DATA = os.urandom(300_000)
 SHA = sha256_hex(DATA)

@@ -6,8 +6,7 @@ import os
 
 from kubik_core.cli import main
 
-from conftest import CIVITAI_TOKEN, ENV_DATA, ENV_SHA
-from hub_stand_ins import civitai_model, hf_tree_entry, sha256_hex
+from hub_stand_ins import CIVITAI_TOKEN, ENV_DATA, ENV_SHA, civitai_model, hf_tree_entry, sha256_hex
 
 
 def run(capsys, *argv):
