@@ -16,6 +16,15 @@ def _run(run_node, **changes):
     return run_node("KubikParameterOptimizer", **{**WIDGETS, **changes})
 
 
+def _stand_in_folder_paths(monkeypatch, tmp_path, get_full_path):
+    """A local stand-in for ComfyUI's folder_paths module, where the bridge asks for paths."""
+    folder_paths = types.ModuleType("folder_paths")
+    folder_paths.get_full_path = get_full_path
+    folder_paths.get_user_directory = lambda: str(tmp_path / "user")
+    folder_paths.get_output_directory = lambda: str(tmp_path / "output")
+    monkeypatch.setitem(sys.modules, "folder_paths", folder_paths)
+
+
 def test_outputs_link_into_ksampler(run_node, node_classes):
     cls = node_classes["KubikParameterOptimizer"]
     plan, steps, cfg, sampler, scheduler, width, height, guidance, summary = _run(run_node)
@@ -39,10 +48,7 @@ def test_auto_family_from_the_model_and_its_checkpoint_metadata(run_node, make_m
     checkpoint = tmp_path / "checkpoints" / "model_0042.safetensors"
     checkpoint.parent.mkdir()
     save_file({"w": torch.zeros(1)}, str(checkpoint), metadata={"modelspec.title": "Pony Diffusion V6 XL"})
-    # a local stand-in for ComfyUI's folder_paths module, the one place the bridge asks for paths
-    folder_paths = types.ModuleType("folder_paths")
-    folder_paths.get_full_path = lambda folder, name: str(tmp_path / folder / name)
-    monkeypatch.setitem(sys.modules, "folder_paths", folder_paths)
+    _stand_in_folder_paths(monkeypatch, tmp_path, lambda folder, name: str(tmp_path / folder / name))
     graph = {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "model_0042.safetensors"}},
              "7": {"class_type": "KubikParameterOptimizer", "inputs": {"model": ["4", 0]}}}
     model = make_model(["SDXL", "BaseModel"], "SDXL", {"context_dim": 2048})
@@ -54,9 +60,7 @@ def test_auto_family_from_the_model_and_its_checkpoint_metadata(run_node, make_m
 def test_unreadable_checkpoint_falls_back_to_its_name(run_node, make_model, tmp_path, monkeypatch):
     bad = tmp_path / "sdxl_lightning_4step.safetensors"
     bad.write_bytes(b"\xff" * 4)
-    folder_paths = types.ModuleType("folder_paths")
-    folder_paths.get_full_path = lambda folder, name: str(bad)
-    monkeypatch.setitem(sys.modules, "folder_paths", folder_paths)
+    _stand_in_folder_paths(monkeypatch, tmp_path, lambda folder, name: str(bad))
     graph = {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": bad.name}},
              "7": {"class_type": "KubikParameterOptimizer", "inputs": {"model": ["4", 0]}}}
     plan = _run(run_node, family="auto", model=make_model(["SDXL", "BaseModel"], "SDXL"),
