@@ -404,15 +404,17 @@ def clip_pooled_embedder(clip):
     return embed
 
 
-def kubik_user_directory() -> str | None:
-    """<ComfyUI user directory>/kubik (created), or None outside ComfyUI."""
+def kubik_user_directory(create: bool = True) -> str | None:
+    """<ComfyUI user directory>/kubik (created unless ``create`` is False), or None outside ComfyUI."""
     import os
 
-    base = user_directory()
-    if base is None:
+    folder_paths = _optional_import("folder_paths")
+    get_user_directory = getattr(folder_paths, "get_user_directory", None)
+    if get_user_directory is None:
         return None
-    path = os.path.join(base, "kubik")
-    os.makedirs(path, exist_ok=True)
+    path = os.path.join(get_user_directory(), "kubik")
+    if create:
+        os.makedirs(path, exist_ok=True)
     return path
 
 

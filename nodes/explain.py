@@ -26,11 +26,14 @@ class KubikExplain:
             "optional": {
                 "analysis": ("KUBIK_PROMPT_ANALYSIS", {"tooltip": "Output of Kubik Prompt Analyzer."}),
                 "plan": ("KUBIK_SAMPLING_PLAN", {"tooltip": "Output of Kubik Parameter Optimizer."}),
+                "lora_stack": ("KUBIK_LORA_STACK", {"tooltip":
+                               "Output of Kubik LoRA Recommender or Kubik LoRA Stack: why each LoRA."}),
             },
         }
 
-    def explain(self, verbosity, analysis=None, plan=None):
-        text = explain(analysis, plan, verbosity=verbosity)
+    def explain(self, verbosity, analysis=None, plan=None, lora_stack=None):
+        sections = [lora_stack] if lora_stack is not None else []
+        text = explain(analysis, plan, verbosity=verbosity, sections=sections)
         return {"ui": {"text": [text]}, "result": (text,)}
 
 

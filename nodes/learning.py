@@ -17,7 +17,7 @@ from . import comfy_bridge as bridge
 from ..kubik_core import __version__
 from ..kubik_core.learning import (GenerationRecord, LearningError, LearningStore, UnknownGenerationError,
                                   default_store_location)
-from ..kubik_core.learning.pnginfo import a1111_parameters, png_text_chunks
+from ..kubik_core.learning.pnginfo import a1111_parameters, graph_seed_and_model, png_text_chunks
 from ..kubik_core.learning.store import STORE_FILE_NAME
 
 
@@ -27,6 +27,27 @@ def open_store() -> LearningStore:
         user_dir = bridge.kubik_user_directory()
         location = os.path.join(user_dir, STORE_FILE_NAME) if user_dir else default_store_location()
     return LearningStore(location)
+
+
+def learned_values(family: str, style: str = "") -> tuple[dict, str]:
+    """(the optimizer's ``learned`` values, a note) from the store; nothing if there is no store.
+
+    Reads only: a store that does not exist yet is not created. An unreadable store gives a
+    note for the plan instead of stopping the generation.
+    """
+    from ..kubik_core.learning import learned_adjustments
+
+    location = os.environ.get("KUBIK_LEARNING_URL")
+    if not location:
+        user_dir = bridge.kubik_user_directory(create=False)
+        location = os.path.join(user_dir, STORE_FILE_NAME) if user_dir else default_store_location()
+    if "://" not in location and not os.path.exists(location):
+        return {}, ""
+    try:
+        store = LearningStore(location)
+        return (learned_adjustments(store, family, style) or learned_adjustments(store, family)), ""
+    except LearningError as exc:
+        return {}, f"learned values not used: {exc}"
 
 
 def _field(obj, name, default=None):
@@ -64,8 +85,10 @@ class KubikSaveImage:
                 "lora_stack": ("KUBIK_LORA_STACK", {"tooltip": "The LoRAs applied (their hashes go into the PNG)."}),
                 "positive": ("STRING", {"forceInput": True, "tooltip": "The positive prompt as encoded."}),
                 "negative": ("STRING", {"forceInput": True, "tooltip": "The negative prompt as encoded."}),
-                "seed": ("INT", {"forceInput": True, "tooltip": "The KSampler seed."}),
-                "model_name": ("STRING", {"forceInput": True, "tooltip": "Checkpoint name, for the A1111 text."}),
+                "seed": ("INT", {"forceInput": True, "tooltip":
+                         "The sampler's seed; unlinked, it is read from the graph's one KSampler."}),
+                "model_name": ("STRING", {"forceInput": True, "tooltip":
+                               "Checkpoint name for the A1111 text; unlinked, read from the loader feeding the KSampler."}),
             },
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }
@@ -79,6 +102,9 @@ class KubikSaveImage:
 
         if images is None or len(images) == 0:
             raise ValueError("images: the batch is empty; connect a VAE Decode output")
+        graph_seed, graph_model = graph_seed_and_model(prompt)
+        seed = seed if seed is not None else graph_seed
+        model_name = model_name or graph_model
         positive = positive if positive is not None else _field(analysis, "cleaned", "") or ""
         negative = negative if negative is not None else _field(analysis, "negative", "") or ""
         loras = [vars(item) for item in lora_stack.items] if lora_stack is not None else []

@@ -7,6 +7,7 @@ returns the plan's values typed so they link straight into KSampler and EmptyLat
 from __future__ import annotations
 
 from . import comfy_bridge as bridge
+from .learning import learned_values
 from ..kubik_core.explain import explain
 from ..kubik_core.params import (ASPECT_CHOICES, DEVICE_CHOICES, FAMILY_IDS, MODES, PRIORITIES,
                                  detect_family, optimize)
@@ -101,10 +102,11 @@ class KubikParameterOptimizer:
         overrides = {"steps": steps or None, "cfg": cfg or None, "sampler_name": sampler_name,
                      "scheduler": scheduler, "width": width or None, "height": height or None,
                      "guidance": guidance or None}
+        learned, learned_note = learned_values(detection.family, getattr(analysis, "style", "") or "")
         plan = optimize(analysis, detection.family, priority=priority, aspect_ratio=aspect_ratio,
                         mode=mode, overrides=overrides, device=device_id, detection=detection,
-                        sampler_choices=_SAMPLERS, scheduler_choices=_SCHEDULERS)
-        plan.notes += notes + ([device_note] if device_note else [])
+                        sampler_choices=_SAMPLERS, scheduler_choices=_SCHEDULERS, learned=learned)
+        plan.notes += notes + ([device_note] if device_note else []) + ([learned_note] if learned_note else [])
         summary = explain(analysis, plan, verbosity="minimal")
         return (plan, plan.steps, plan.cfg, plan.sampler_name, plan.scheduler, plan.width,
                 plan.height, plan.guidance if plan.guidance is not None else 0.0, summary)
