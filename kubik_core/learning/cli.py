@@ -25,6 +25,12 @@ def _cmd_insights(args) -> int:
     from .insights import format_insights, insights
     from .store import LearningStore
 
+    from .store import to_url, default_store_location
+
+    _url, path = to_url(args.store or default_store_location())
+    if path is not None and not path.exists():
+        raise CommandError(f"no learning store at {path} yet: rate images with Kubik Feedback first, "
+                           "or pass --store")
     try:
         data = insights(LearningStore(args.store), top=max(1, args.top))
     except LearningError as exc:

@@ -101,3 +101,29 @@ def png_text_chunks(prompt_graph: Any, extra_pnginfo: Mapping[str, Any] | None, 
     chunks.append(("parameters", parameters))
     chunks.append(("kubik", json.dumps(kubik, default=str)))
     return chunks
+
+
+# Core samplers and the input holding their seed.
+_SAMPLER_SEEDS = {"KSampler": "seed", "KSamplerAdvanced": "noise_seed", "SamplerCustom": "noise_seed",
+                  "RandomNoise": "noise_seed"}
+
+
+def graph_seed_and_model(prompt_graph: Any) -> tuple[int | None, str]:
+    """(seed, checkpoint file name) read from ComfyUI's API-format prompt when the graph has one
+    sampler with a literal seed; (None, "") when it is ambiguous or absent."""
+    from ..params.checkpoint import find_checkpoint
+
+    if not isinstance(prompt_graph, Mapping):
+        return None, ""
+    found = []
+    for node_id, node in prompt_graph.items():
+        if not isinstance(node, Mapping) or node.get("class_type") not in _SAMPLER_SEEDS:
+            continue
+        value = (node.get("inputs") or {}).get(_SAMPLER_SEEDS[node["class_type"]])
+        if isinstance(value, int) and not isinstance(value, bool):
+            found.append((node_id, value))
+    if len(found) != 1:
+        return None, ""
+    node_id, seed = found[0]
+    ref = find_checkpoint(prompt_graph, node_id, "model")
+    return seed, ref.name if ref is not None else ""

@@ -134,7 +134,7 @@ def _tables(metadata):
     return generations, generation_loras, feedback, edits
 
 
-def _to_url(location: str | os.PathLike) -> tuple[str, Path | None]:
+def to_url(location: str | os.PathLike) -> tuple[str, Path | None]:
     text = os.fspath(location)
     if "://" in text:
         if text.startswith("sqlite:///") and not text.startswith("sqlite:///:memory:"):
@@ -200,7 +200,7 @@ class LearningStore:
         from sqlalchemy.exc import DatabaseError, OperationalError
 
         location = location or default_store_location()
-        self.url, self.path = _to_url(location)
+        self.url, self.path = to_url(location)
         if self.path is not None:
             _check_sqlite_file(self.path)
         self.engine = _engine_for(self.url, self.path)

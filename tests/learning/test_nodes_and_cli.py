@@ -119,3 +119,45 @@ def test_insights_cli(pack, run_node, env, capsys):
     (env / "bad.sqlite3").write_bytes(b"x" * 100)
     assert main(["insights", "--store", str(env / "bad.sqlite3")]) == 2
     assert "not a SQLite database" in capsys.readouterr().err
+
+
+def test_seed_and_model_come_from_the_graph_when_unlinked(pack, run_node, env):
+    graph = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "juggernautXL_v9.safetensors"}},
+             "4": {"class_type": "KubikApplyLoraStack", "inputs": {"model": ["1", 0]}},
+             "9": {"class_type": "KSampler", "inputs": {"seed": 1234, "model": ["4", 0]}}}
+    result, _, _ = _save(run_node, pack, seed=None, model_name=None, prompt=graph)
+    text = Image.open(env / "output" / "kubik" / result["ui"]["images"][0]["filename"]).text["parameters"]
+    assert "Seed: 1234" in text and "Model: juggernautXL_v9" in text
+
+
+def test_insights_without_a_store(env, capsys):
+    assert main(["insights", "--store", str(env / "missing.sqlite3")]) == 2
+    assert "no learning store" in capsys.readouterr().err
+    assert not (env / "missing.sqlite3").exists()
+
+
+def _optimizer(run_node, analysis, mode="AUTO"):
+    return run_node("KubikParameterOptimizer", family="sdxl", priority="balanced", aspect_ratio="auto",
+                    mode=mode, device="cpu", steps=0, cfg=0.0, sampler_name="auto", scheduler="auto",
+                    width=0, height=0, guidance=0.0, analysis=analysis)[0]
+
+
+def test_the_optimizer_node_uses_three_consistent_edits(pack, run_node, env):
+    analysis = _core(pack, "prompting").analyze_prompt("a quiet harbour at dawn, oil painting")
+    before = _optimizer(run_node, analysis)
+    assert not (env / "learning.sqlite3").exists()          # reading learned values creates nothing
+    store = LearningStore(env / "learning.sqlite3")
+    for _ in range(2):
+        store.record_edits("sdxl", analysis.style, {"steps": before.steps}, {"steps": before.steps + 10})
+    assert _optimizer(run_node, analysis).steps == before.steps
+    store.record_edits("sdxl", analysis.style, {"steps": before.steps}, {"steps": before.steps + 10})
+    after = _optimizer(run_node, analysis)
+    assert after.steps == before.steps + 10
+    assert any(d.field == "steps" and "learned" in d.reason for d in after.decisions)
+
+
+def test_explain_node_shows_the_lora_stack(pack, run_node, env):
+    loras = _core(pack, "loras")
+    stack = loras.LoraStack([loras.StackItem("castle.safetensors", 0.8, 0.8)])
+    text = run_node("KubikExplain", verbosity="standard", lora_stack=stack)["result"][0]
+    assert text == "LoRAs\n- castle.safetensors at 0.8 (clip 0.8) - added by hand"
