@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Protocol, runtime_checkable
 
+from ..params.devices import DEVICES
+
 VERBOSITIES = ("minimal", "standard", "detailed", "technical")
 _GROUPS = (
     ("Sampling", ("steps", "cfg", "guidance", "sampler_name", "scheduler", "clip_skip")),
@@ -169,9 +171,12 @@ def _last_clause(reason: str) -> str:
 
 
 def _cost_part(plan: Any, verbosity: str) -> str:
+    device = DEVICES.get(plan.device)
     text = (f"Cost: about {plan.estimated_vram_gb:.1f} GB peak memory and "
-            f"{_duration(plan.estimated_seconds)} per image on {plan.device}.")
+            f"{_duration(plan.estimated_seconds)} per image on {device.label if device else plan.device}.")
     if verbosity == "technical":
+        if device is not None:
+            text += f" Device basis: {device.basis}."
         text += (" Planning estimate (see kubik_core/params/estimate.py): weights from the model "
                  "card's parameter count, activations from ComfyUI's memory_required formula, "
                  "time from steps x passes x 2 x parameters x tokens over the device's tensor "
