@@ -187,13 +187,9 @@ def _match(segments) -> dict:
             "negative": negative_prompt(style, content_type, all_words)}
 
 
-def _level(score: float) -> str:
-    return "simple" if score < 0.25 else "moderate" if score < 0.5 else "rich" if score < 0.75 \
-        else "very complex"
-
-
-def _list(items: list[str], limit: int = 4) -> str:
-    return ", ".join(items[:limit]) + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+_SUMMARY_PARTS = (("subject", "subjects: "), ("setting", "setting: "), ("medium", "medium: "),
+                  ("lighting", "lighting: "), ("camera", "camera: "), ("quality", "quality tags: "))
+_LEVELS = ((0.25, "simple"), (0.5, "moderate"), (0.75, "rich"), (2.0, "very complex"))
 
 
 def summarize(analysis: PromptAnalysis) -> str:
@@ -206,13 +202,14 @@ def summarize(analysis: PromptAnalysis) -> str:
     if analysis.style != "unknown":
         head += f" (style confidence {analysis.style_confidence:.2f})"
     parts = [head]
-    for category, label in (("subject", "subjects"), ("setting", "setting"),
-                            ("medium", "medium"), ("lighting", "lighting"),
-                            ("camera", "camera"), ("quality", "quality tags")):
-        if concepts.get(category):
-            parts.append(f"{label}: {_list(concepts[category])}")
+    for category, label in _SUMMARY_PARTS:
+        items = concepts.get(category)
+        if items:
+            listed = ", ".join(items[:4])
+            parts.append(label + listed + (f" (+{len(items) - 4} more)" if len(items) > 4 else ""))
     overall = analysis.complexity.get("overall", 0.0)
-    text = "; ".join(parts) + (f". Complexity {overall:.2f} ({_level(overall)}), "
+    level = next(name for limit, name in _LEVELS if overall < limit)
+    text = "; ".join(parts) + (f". Complexity {overall:.2f} ({level}), "
                                f"{len(analysis.segments)} weighted segment(s)")
     if analysis.embeddings:
         text += f", embeddings: {', '.join(analysis.embeddings)}"

@@ -23,6 +23,9 @@ import re
 MAX_NESTING = 100
 
 _BRACKET = re.compile(r"[()]")
+# Text whose brackets are all single, closed, un-nested groups: "a (b:1.2) c (d)".
+_FLAT = re.compile(r"[^()]*(?:\([^()]*\)[^()]*)*")
+_FLAT_GROUP = re.compile(r"\(([^()]*)\)")
 _EMBEDDING = re.compile(r"(?:^|(?<=[ \n]))embedding:(\S+)")
 
 ESCAPED_CLOSE = "\0\1"
@@ -123,12 +126,40 @@ def weigh(escaped: str, notes: list[str] | None = None) -> list[tuple[str, float
     return out
 
 
+def weigh_flat(escaped: str, notes: list[str]) -> list[tuple[str, float]]:
+    """weigh() for text matching _FLAT (the common case), in one regex pass."""
+    out: list[tuple[str, float]] = []
+    pos = 0
+    for match in _FLAT_GROUP.finditer(escaped):
+        if match.start() > pos:
+            out.append((escaped[pos:match.start()], 1.0))
+        pos = match.end()
+        inner = match.group(1)
+        if not inner:
+            continue
+        colon = inner.rfind(":")
+        if colon > 0:
+            value = _parse_float(inner[colon + 1:])
+            if value is not None:
+                if not math.isfinite(value):
+                    notes.append(f"weight {value} is not finite: ComfyUI would use it as is")
+                out.append((inner[:colon], value))
+                continue
+            notes.append(f"weight {inner[colon + 1:]!r} is not a number: "
+                         "ComfyUI keeps it as text at x1.1")
+        out.append((inner, 1.1))
+    if len(escaped) > pos:
+        out.append((escaped[pos:], 1.0))
+    return out
+
+
 def parse(text: str) -> tuple[list[tuple[str, float]], list[str], list[str]]:
     """Segments (text, weight), embedding names and notes for a ComfyUI prompt."""
     notes: list[str] = []
     escaped = escape(text)
     if "(" in escaped or ")" in escaped:
-        segments = [(unescape(part), weight) for part, weight in weigh(escaped, notes)]
+        weighed = weigh_flat(escaped, notes) if _FLAT.fullmatch(escaped) else weigh(escaped, notes)
+        segments = [(unescape(part), weight) for part, weight in weighed]
     else:
         segments = [(unescape(escaped), 1.0)] if escaped else []
     embeddings = []

@@ -103,3 +103,21 @@ def test_segments_equal_comfyui_token_weights(text):
     expected = [(sd1_clip.unescape_important(t), w)
                 for t, w in sd1_clip.token_weights(sd1_clip.escape_important(text), 1.0)]
     assert parse_prompt(text, "comfyui").segments == expected
+
+
+def test_flat_fast_path_agrees_with_the_general_parser():
+    """Prompts whose groups are single and un-nested take weigh_flat; it must equal weigh."""
+    import random
+
+    from kubik_core.prompting.syntax_comfyui import _FLAT, weigh, weigh_flat
+
+    rng = random.Random(3)
+    alphabet = ["a", " ", ":", "1.2", "(", ")", "x", "abc", ",", "0", "e5", "-1", "inf"]
+    checked = 0
+    while checked < 5000:
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 14)))
+        if _FLAT.fullmatch(text):
+            checked += 1
+            notes_general, notes_flat = [], []
+            assert weigh_flat(text, notes_flat) == weigh(text, notes_general), repr(text)
+            assert notes_flat == notes_general, repr(text)
