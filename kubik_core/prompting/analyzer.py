@@ -122,9 +122,24 @@ def analyze_prompt(text: str, dialect: str = "comfyui", seed: int = 0,
     return analysis
 
 
+# Comma-separated tags seen recently -> (word count, words, vocabulary matches). Phrases never
+# span a comma, so reading a prompt tag by tag finds the same phrases; tags recur across
+# prompts ("masterpiece", "8k", "studio lighting"), and a recurring tag costs one dict lookup.
+_TAGS: dict[str, tuple[int, tuple[str, ...], tuple]] = {}
+_TAGS_LIMIT = 50_000
+
+
+def _read_tag(tag: str) -> tuple[int, tuple[str, ...], tuple]:
+    words = WORD.findall(tag)
+    read = (len(words), tuple(words), tuple(VOCABULARY.match(words)))
+    if len(_TAGS) >= _TAGS_LIMIT:
+        _TAGS.clear()
+    _TAGS[tag] = read
+    return read
+
+
 def _match(segments) -> dict:
     """Concepts, style, content type, complexity and negative prompt from weighted segments."""
-    match = VOCABULARY.match
     concepts: dict[str, list[str]] = {category: [] for category in CONCEPT_CATEGORIES}
     seen: set = set()
     styles: defaultdict[str, float] = defaultdict(float)
@@ -132,17 +147,20 @@ def _match(segments) -> dict:
     all_words: set[str] = set()
     word_count = composition = emphasised = 0
     for text, weight in segments:
-        words = WORD.findall(text.lower())
-        if not words:
-            continue
-        word_count += len(words)
-        all_words.update(words)
         factor = 1.0
         if weight != 1.0:
             emphasised += 1
             # votes scale with the weight, capped so (x:inf) or (x:1e9) cannot swamp the rest
             factor = weight if 0.0 < weight < 4.0 else (4.0 if weight >= 4.0 else 0.0)
-        for entry in match(words):
+        found = []
+        for tag in text.lower().split(","):
+            read = _TAGS.get(tag)
+            if read is None:
+                read = _read_tag(tag)
+            word_count += read[0]
+            all_words.update(read[1])
+            found += read[2]
+        for entry in found:
             if entry in seen:   # a phrase votes once, at its first (usually only) weight
                 continue
             seen.add(entry)
