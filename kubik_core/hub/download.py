@@ -82,7 +82,15 @@ def download_file(session: HubSession, url: str, folder: Path | str, filename: s
     try:
         if final.exists() and expected is not None:
             return _existing(final, expected)
-        result = _fetch(session, url, part, expected, progress, check_cancel, chunk_size)
+        stale_part_possible = part.exists()
+        try:
+            result = _fetch(session, url, part, expected, progress, check_cancel, chunk_size)
+        except HashMismatch:
+            if not stale_part_possible:
+                raise
+            # The .part may be left from another file of the same name: it was deleted with
+            # the mismatch, so one download from scratch tells whether the hub copy is bad.
+            result = _fetch(session, url, part, expected, progress, check_cancel, chunk_size)
         if final.exists():  # only reached without an expected hash (or a file that appeared meanwhile)
             existing = sha256_file(final)
             part.unlink(missing_ok=True)

@@ -64,6 +64,16 @@ def test_part_file_from_an_earlier_run_is_resumed(make_hub, served, tmp_path):
     assert leftovers(tmp_path) == ["model.safetensors"]
 
 
+def test_part_file_of_another_file_is_discarded_and_downloaded_again(make_hub, served, tmp_path):
+    server, url = served
+    (tmp_path / "model.safetensors.part").write_bytes(b"x" * 1_000_000)   # same name, other file
+    result = download_file(make_hub().session, url, tmp_path, "model.safetensors", expected_sha256=SHA)
+    assert result.path.read_bytes() == DATA and result.resumed_from == 0
+    ranges = [s.headers.get("Range") for s in server.requests_to("/files/")]
+    assert ranges == ["bytes=1000000-", None]
+    assert leftovers(tmp_path) == ["model.safetensors"]
+
+
 def test_complete_part_file_is_finished_on_416(make_hub, served, tmp_path):
     server, url = served
     (tmp_path / "model.safetensors.part").write_bytes(DATA)
