@@ -223,3 +223,13 @@ def test_civitai_page_urls_are_understood(make_hub, catalogue, civitai_server, t
     assert parse_source("https://civitai.com/api/download/models/77", hub.config).version_id == 77
     record = hub.download(f"{civitai_server.base}/models/123", tmp_path)
     assert record["file_name"] == "kbk_style.safetensors"
+
+
+def test_hostile_file_name_from_the_api_lands_inside_the_folder(make_hub, catalogue, civitai_server, tmp_path):
+    catalogue["files"][0]["name"] = "../../../etc/cron.d/evil.safetensors"
+    folder = tmp_path / "models" / "loras"
+    record = make_hub().download("civitai:456", folder, kind="loras")
+    assert record["file_name"] == "evil.safetensors"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "evil.civitai.info", "evil.metadata.json", "evil.preview.png", "evil.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models"]
