@@ -27,12 +27,12 @@ def digits_split(digits_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trained_run(digits_split, tmp_path_factory):
-    """A tiny ResNet trained 8 epochs on the digits split (a short schedule: ~97 % test accuracy)."""
+    """A tiny ResNet trained 6 epochs on the digits split (a short schedule: ~97 % test accuracy)."""
     from kubik_core.classify.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("digits_run")
     return train(TrainConfig(data=str(digits_split), out=str(out), architecture="resnet18",
-                             model_kwargs=TINY_RESNET, img_size=32, epochs=8, batch_size=64, lr=3e-3,
+                             model_kwargs=TINY_RESNET, img_size=32, epochs=6, batch_size=64, lr=3e-3,
                              augment=DIGIT_AUGMENT, show_progress=False))
 
 
