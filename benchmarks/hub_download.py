@@ -7,12 +7,14 @@ os.sync() so no case pays for the previous one's dirty pages):
   * plain requests + fsync: the same, made durable as kubik's file is before its rename;
   * kubik: kubik_core.hub.download_file with the expected SHA-256: .part file, SHA-256 while
     writing, fsync, verification, atomic rename (goal: within 10% of plain requests);
+  * the same two over a paced link (default 100 MB/s, a fast internet connection), where the
+    network, not the client, sets the pace - as for real downloads;
   * resume after a drop: the server cuts the first connection at half the file; kubik resumes
     with Range and finishes (compared with kubik's clean download);
   * resume from a .part: half the file is already on disk from an earlier run (it is re-hashed,
     then only the rest is fetched).
 
-    python benchmarks/hub_download.py [--mb 200] [--repeat 3]
+    python benchmarks/hub_download.py [--mb 200] [--repeat 5] [--link-mbps 100] [--dir DIR]
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ class FileServer:
         self.path = path
         self.size = path.stat().st_size
         self.drop_next_at: int | None = None
+        self.rate: float | None = None   # bytes per second; None = as fast as loopback goes
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -69,7 +72,15 @@ class FileServer:
                 if drop is not None:
                     count = drop - start
                 with open(server.path, "rb") as handle:
-                    self.connection.sendfile(handle, start, count)
+                    if not server.rate:
+                        self.connection.sendfile(handle, start, count)
+                    else:  # paced in 1 MiB blocks, like a link of `rate` bytes per second
+                        began, sent = time.perf_counter(), 0
+                        while sent < count:
+                            block = min(1 << 20, count - sent)
+                            self.connection.sendfile(handle, start + sent, block)
+                            sent += block
+                            time.sleep(max(0.0, began + sent / server.rate - time.perf_counter()))
                 if drop is not None:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
@@ -112,6 +123,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--link-mbps", type=float, default=100.0,
+                        help="speed of the paced case, MB/s (default 100, a fast internet link)")
     parser.add_argument("--dir", help="folder for the files (default: the system temp folder)")
     args = parser.parse_args()
 
@@ -135,6 +148,16 @@ def main() -> None:
                     item.unlink()
             folder.mkdir(exist_ok=True)
             return folder
+
+        paced_plain, paced_ours = [], []
+        server.rate = args.link_mbps * 2**20
+        paced_cases = [(paced_plain, lambda folder: plain_requests(server.url, folder / "model.safetensors")),
+                       (paced_ours, lambda folder: kubik(server.url, folder, sha))]
+        for run in range(max(1, args.repeat // 2)):
+            for times, case in (paced_cases if run % 2 == 0 else paced_cases[::-1]):
+                folder = fresh("paced")
+                times.append(timed(lambda: case(folder)))
+        server.rate = None
 
         plain, plain_durable, ours, dropped, from_part = [], [], [], [], []
         for run in range(args.repeat):
@@ -166,6 +189,9 @@ def main() -> None:
     print(f"hub download {size_mb:.0f} MB, {device}: kubik verified {k:.2f} s vs plain requests stream "
           f"+ fsync (same durability, no hash) {pd:.2f} s ({size_mb / pd:.0f} MB/s, {pd_cpu:.2f} CPU s); "
           f"ratio {k / pd:.2f}")
+    (pp, _), (pk, _) = min(paced_plain), min(paced_ours)
+    print(f"hub download {size_mb:.0f} MB over a {args.link_mbps} MB/s link, {device}: kubik verified "
+          f"{pk:.2f} s vs plain requests stream {pp:.2f} s; ratio {pk / pp:.2f} (goal <= 1.10)")
     print(f"hub resume after a drop at 50%, {device}: {d:.2f} s vs clean kubik download {k:.2f} s; "
           f"ratio {d / k:.2f}")
     print(f"hub resume from a 50% .part file, {device}: {r:.2f} s vs clean kubik download {k:.2f} s; "
