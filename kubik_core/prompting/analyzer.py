@@ -1,9 +1,11 @@
 """``analyze_prompt``: rule-based prompt analysis, optionally enriched by a local Ollama.
 
-One pass over the weighted segments matches the curated vocabulary (vocabulary.py); the
-matches give concepts by category, weighted style and content-type votes, and the counts
-behind the complexity dimensions. Everything is dict and set work over precomputed tables,
-so a typical prompt costs tens of microseconds (see benchmarks/ for the measured rate).
+One pass over the weighted segments reads each comma-separated tag against the curated
+vocabulary (vocabulary.py, which caches recurring tags); the readings give concepts by
+category, weighted style and content-type votes (a phrase votes each time it appears), and the
+counts behind the complexity dimensions. Everything is dict and set work over precomputed tables,
+so a typical prompt costs tens of microseconds (benchmarks/prompt_params_throughput.py
+measures the rate).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from .dynamic import expand_dynamic
 from .errors import EmptyPromptError, PromptError
 from .negative import negative_prompt
 from .parsing import check_dialect, parse_prompt
-from .vocabulary import VOCABULARY, WORD
+from .vocabulary import VOCABULARY
 
 # Longer prompts are analysed up to here (CLIP reads 75 tokens per chunk; 8k characters is
 # dozens of chunks). The cleaned positive prompt keeps the full text.
@@ -122,26 +124,11 @@ def analyze_prompt(text: str, dialect: str = "comfyui", seed: int = 0,
     return analysis
 
 
-# Comma-separated tags seen recently -> (word count, words, vocabulary matches). Phrases never
-# span a comma, so reading a prompt tag by tag finds the same phrases; tags recur across
-# prompts ("masterpiece", "8k", "studio lighting"), and a recurring tag costs one dict lookup.
-_TAGS: dict[str, tuple[int, tuple[str, ...], tuple]] = {}
-_TAGS_LIMIT = 50_000
-
-
-def _read_tag(tag: str) -> tuple[int, tuple[str, ...], tuple]:
-    words = WORD.findall(tag)
-    read = (len(words), tuple(words), tuple(VOCABULARY.match(words)))
-    if len(_TAGS) >= _TAGS_LIMIT:
-        _TAGS.clear()
-    _TAGS[tag] = read
-    return read
-
-
 def _match(segments) -> dict:
     """Concepts, style, content type, complexity and negative prompt from weighted segments."""
-    concepts: dict[str, list[str]] = {category: [] for category in CONCEPT_CATEGORIES}
-    seen: set = set()
+    cache, read_tag = VOCABULARY.tag_cache, VOCABULARY.read_tag
+    found: list[list[str]] = [[] for _ in CONCEPT_CATEGORIES]
+    distinct: set = set()
     styles: defaultdict[str, float] = defaultdict(float)
     contents: defaultdict[str, float] = defaultdict(float)
     all_words: set[str] = set()
@@ -152,26 +139,25 @@ def _match(segments) -> dict:
             emphasised += 1
             # votes scale with the weight, capped so (x:inf) or (x:1e9) cannot swamp the rest
             factor = weight if 0.0 < weight < 4.0 else (4.0 if weight >= 4.0 else 0.0)
-        found = []
         for tag in text.lower().split(","):
-            read = _TAGS.get(tag)
-            if read is None:
-                read = _read_tag(tag)
-            word_count += read[0]
-            all_words.update(read[1])
-            found += read[2]
-        for entry in found:
-            if entry in seen:   # a phrase votes once, at its first (usually only) weight
+            count, words, entries, tag_concepts, style_votes, content_votes, framing = \
+                cache.get(tag) or read_tag(tag)
+            if not count:
                 continue
-            seen.add(entry)
-            phrase = entry.phrase
-            for category in entry.categories:
-                concepts[category].append(phrase)
-            composition += entry.composition
-            for style, strength in entry.style_votes:
-                styles[style] += strength * factor
-            for content, strength in entry.content_votes:
-                contents[content] += strength * factor
+            word_count += count
+            all_words.update(words)
+            if entries:
+                distinct.update(entries)
+                composition += framing
+                for index, phrases in tag_concepts:
+                    found[index] += phrases
+                for style, strength in style_votes:
+                    styles[style] += strength * factor
+                for content, strength in content_votes:
+                    contents[content] += strength * factor
+    # each phrase listed once, where it first appears
+    concepts = {category: list(dict.fromkeys(phrases)) if len(phrases) > 1 else phrases
+                for category, phrases in zip(CONCEPT_CATEGORIES, found)}
 
     style, confidence = "unknown", 0.0
     if styles:
@@ -189,7 +175,7 @@ def _match(segments) -> dict:
 
     strong_styles = sum(1 for score in styles.values() if score >= 1.5)
     subjects = min(1.0, len(concepts["subject"]) / 4)
-    detail = min(1.0, (len(seen) + 0.5 * emphasised) / 16)
+    detail = min(1.0, (len(distinct) + 0.5 * emphasised) / 16)
     framing = min(1.0, (len(concepts["camera"]) + composition) / 5)
     lighting = min(1.0, len(concepts["lighting"]) / 3)
     style_mix = min(1.0, (max(0, strong_styles - 1) + max(0, len(concepts["medium"]) - 1)) / 3)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from pathlib import Path
 
 from .analysis import CONCEPT_CATEGORIES
@@ -26,6 +27,7 @@ KIND_CONTENT = {
 }
 
 _DATA = Path(__file__).with_name("data") / "vocabulary.json"
+_CATEGORY_INDEX = {name: index for index, name in enumerate(CONCEPT_CATEGORIES)}
 
 
 @dataclass(eq=False, slots=True)
@@ -42,6 +44,22 @@ class Entry:
     content_votes: tuple = ()    # (content type, strength) pairs, kind vote included
 
 
+class TagReading(NamedTuple):
+    """Everything one comma-separated tag contributes, summed over its phrases.
+
+    ``concepts`` holds (category index in CONCEPT_CATEGORIES, phrases) pairs; ``style_votes``
+    and ``content_votes`` are (name, strength) pairs with each phrase counted once per tag.
+    """
+
+    word_count: int
+    words: tuple[str, ...]
+    entries: tuple[Entry, ...]
+    concepts: tuple[tuple[int, tuple[str, ...]], ...]
+    style_votes: tuple[tuple[str, float], ...]
+    content_votes: tuple[tuple[str, float], ...]
+    composition: int
+
+
 def normalise(phrase: str) -> str:
     return " ".join(WORD.findall(phrase.lower()))
 
@@ -50,9 +68,13 @@ class Vocabulary:
     """Phrase index: ``entries[normalised phrase]``, and ``prefixes``, the word sequences that
     begin a longer phrase."""
 
+    # Tags read recently (lower-cased text -> TagReading); cleared when it reaches the limit.
+    TAG_CACHE_LIMIT = 50_000
+
     def __init__(self, data: dict):
         self.entries: dict[str, Entry] = {}
         self.prefixes: set[str] = set()
+        self.tag_cache: dict[str, TagReading] = {}
         for category in CONCEPT_CATEGORIES:
             groups = data[category]
             if isinstance(groups, list):
@@ -119,6 +141,37 @@ class Vocabulary:
                 found_all.append(best)
             index += step
         return found_all
+
+    def read_tag(self, tag: str) -> TagReading:
+        """The reading of one lower-cased comma-separated tag (phrases never span a comma).
+
+        Tags recur across prompts ("masterpiece", "8k", "studio lighting"), so readings are
+        cached: a recurring tag costs one dict lookup.
+        """
+        reading = self.tag_cache.get(tag)
+        if reading is not None:
+            return reading
+        words = WORD.findall(tag)
+        entries = tuple(dict.fromkeys(self.match(words)))
+        by_category: dict[int, list[str]] = {}
+        styles: dict[str, float] = {}
+        contents: dict[str, float] = {}
+        for entry in entries:
+            for category in entry.categories:
+                by_category.setdefault(_CATEGORY_INDEX[category], []).append(entry.phrase)
+            for name, strength in entry.style_votes:
+                styles[name] = styles.get(name, 0.0) + strength
+            for name, strength in entry.content_votes:
+                contents[name] = contents.get(name, 0.0) + strength
+        reading = TagReading(
+            len(words), tuple(words), entries,
+            tuple((index, tuple(phrases)) for index, phrases in by_category.items()),
+            tuple(styles.items()), tuple(contents.items()),
+            sum(entry.composition for entry in entries))
+        if len(self.tag_cache) >= self.TAG_CACHE_LIMIT:
+            self.tag_cache.clear()
+        self.tag_cache[tag] = reading
+        return reading
 
     def finish(self) -> None:
         """Freeze each entry's votes into tuples (the analyzer's inner loop reads only these)."""
