@@ -94,9 +94,8 @@ class Vocabulary:
                 self._entry(phrase).contents[content] = float(strength)
         for phrase in data["composition_words"]:
             self._entry(phrase).composition = True
-        order = {name: index for index, name in enumerate(CONCEPT_CATEGORIES)}
         for entry in self.entries.values():
-            entry.categories.sort(key=order.__getitem__)
+            entry.categories.sort(key=_CATEGORY_INDEX.__getitem__)
         self.finish()
 
     def _entry(self, phrase: str) -> Entry:
