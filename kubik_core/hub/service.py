@@ -55,9 +55,9 @@ class Hub:
             version_id = src.version_id
             if version_id is None:
                 versions = self.civitai.model(src.model_id).get("modelVersions") or []
-                if not versions:
-                    raise HubNotFound(f"CivitAI model {src.model_id}: has no versions")
-                version_id = versions[0]["id"]
+                if not versions or not isinstance(versions[0], dict) or not versions[0].get("id"):
+                    raise HubNotFound(f"CivitAI model {src.model_id}: lists no versions")
+                version_id = versions[0]["id"]   # CivitAI lists the newest version first
             version = self.civitai.version(version_id)
             entry = primary_file(version)
             url = entry.get("downloadUrl") or version.get("downloadUrl")
