@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -64,14 +64,25 @@ class LoraEntry:
         return SidecarInfo(**{k: v for k, v in self.sidecar.items() if k in known})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Fields that differ from their defaults (the cache stays small and loads fast)."""
+        data = {k: v for k, v in vars(self).items() if k in _DEFAULTS and v != _DEFAULTS[k]}
+        data["sidecar"] = {k: v for k, v in self.sidecar.items() if v != _SIDECAR_DEFAULTS.get(k)}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "LoraEntry":
-        return cls(**{k: v for k, v in data.items() if k in _FIELDS})
+        return cls(**{k: v for k, v in data.items() if k in _DEFAULTS})
 
 
-_FIELDS = {f.name for f in fields(LoraEntry)}
+def _defaults(cls) -> dict[str, Any]:
+    out = {}
+    for f in fields(cls):
+        out[f.name] = f.default_factory() if f.default_factory is not MISSING else f.default
+    return out
+
+
+_DEFAULTS = _defaults(LoraEntry)
+_SIDECAR_DEFAULTS = _defaults(SidecarInfo)
 
 
 def read_entry(path: Path, name: str, size: int, mtime_ns: int, names_in_folder: set[str]) -> LoraEntry:
@@ -106,7 +117,7 @@ def read_entry(path: Path, name: str, size: int, mtime_ns: int, names_in_folder:
         entry.sha256, entry.autov2, entry.hash_source = info.sha256, info.sha256[:10], "sidecar"
     if info.usage_tips.get("clip_skip"):
         entry.clip_skip = int(info.usage_tips["clip_skip"])
-    entry.sidecar = asdict(info)
+    entry.sidecar = dict(vars(info))
     entry.triggers = trigger_words(info, metadata, entry.tags)
     return entry
 

@@ -248,7 +248,7 @@ def _walk(root: str, folder: str, found: list, visited: set[str], problems: list
     for name, child in files.items():
         lower = name.lower()
         if lower.endswith(LORA_EXTENSIONS):
-            rel = os.path.relpath(child.path, root).replace(os.sep, "/")
+            rel = child.path[len(root):].lstrip(os.sep).replace(os.sep, "/")
             found.append((root, rel, child, files))
     for sub in sorted(subfolders):
         _walk(root, sub, found, visited, problems)

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import fnmatch
 import math
+
+import numpy as np
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -40,6 +42,7 @@ PRIORITIES = ("quality", "balanced", "speed", "low_vram")
 PRIORITY_MAX_LORAS = {"quality": 6, "balanced": 4, "speed": 2, "low_vram": 2}
 NSFW_LEVELS = {"safe": 2, "mature": 4, "everything": 63}   # CivitAI nsfwLevel bit flags (<=)
 MIN_RELEVANCE = 0.25
+CLASH_SLACK = 10            # candidates looked at beyond the limit, for those skipped by a style clash
 EMBED_CANDIDATES = 64          # candidates re-ranked with embeddings (best by the other factors)
 NEUTRAL_HISTORY = 0.5
 POPULARITY_PRIOR_VOTES = 20.0
@@ -126,24 +129,57 @@ class Recommendation:
 
 
 class LoraIndex:
-    """Everything about a library that does not depend on the prompt, computed once."""
+    """Everything about a library that does not depend on the prompt, computed once.
+
+    Per-LoRA factors live in numpy vectors so a query scores the whole library with a few
+    vector operations; filters depend on (family, content level, blocklist) only and are cached.
+    """
 
     def __init__(self, library: LoraLibrary | Iterable[LoraEntry]):
         entries = library.sorted_entries() if isinstance(library, LoraLibrary) else list(library)
         self.entries = [e for e in entries if e.readable]
         self.unreadable = len(entries) - len(self.entries)
+        self.position = {e.name: i for i, e in enumerate(self.entries)}
         self.documents = [document_text(e) for e in self.entries]
-        self.words = [set(tokens(d)) for d in self.documents]
-        self.trigger_words = [[t.lower() for t in e.triggers if t.strip()] for e in self.entries]
         self.bm25 = BM25Index(tokens(d) for d in self.documents)
-        self.popularity = _popularity(self.entries)
+        self.popularity = np.array(_popularity(self.entries), dtype=np.float64)
+        # normalised trigger phrase -> LoRAs, keyed by its first word (for "already in the prompt")
+        self.triggers: dict[str, list[tuple[str, int, str]]] = {}
+        for i, entry in enumerate(self.entries):
+            for trigger in entry.triggers:
+                words = tokens(trigger)
+                if words:
+                    self.triggers.setdefault(words[0], []).append((" ".join(words), i, trigger))
         self.styles: dict[int, str] = {}
+        self._filters: dict[tuple, tuple[np.ndarray, np.ndarray, list[str]]] = {}
+
+    def __len__(self) -> int:
+        return len(self.entries)
 
     def style_of(self, i: int) -> str:
         """The LoRA's style as the prompt analyzer reads its text ("" if none), memoised."""
         if i not in self.styles:
             self.styles[i] = _style_of_text(self.documents[i])
         return self.styles[i]
+
+    def filters(self, group: str, family_id: str, blocked: tuple[str, ...], max_level: int):
+        """(reason code per LoRA: 0 kept, else 1 + FILTERS index; score factor; notes), cached."""
+        key = (group, family_id, blocked, max_level)
+        if key not in self._filters:
+            codes = np.zeros(len(self.entries), dtype=np.int8)
+            factors = np.ones(len(self.entries))
+            notes = [""] * len(self.entries)
+            for i, entry in enumerate(self.entries):
+                reason, factor, note = _filter_reason(entry, group, family_id, list(blocked), max_level)
+                codes[i] = FILTERS.index(reason) + 1 if reason else 0
+                factors[i], notes[i] = factor, note
+            if len(self._filters) > 16:
+                self._filters.clear()
+            self._filters[key] = (codes, factors, notes)
+        return self._filters[key]
+
+
+FILTERS = ("blocklist", "content level", "other base architecture")
 
 
 def document_text(entry: LoraEntry) -> str:
@@ -168,73 +204,89 @@ def recommend(index: LoraIndex, analysis: Any, family: str | None = None, max_lo
     if max_loras < 0:
         raise ValueError(f"max_loras must be 0 or more, got {max_loras}")
     prompt, concepts, style, content_type, complexity = _read_analysis(analysis)
-    rec = Recommendation(family=family or "", weights=weights, considered=len(index.entries))
+    rec = Recommendation(family=family or "", weights=weights, considered=len(index))
     limit = min(max_loras, PRIORITY_MAX_LORAS[priority])
     if limit < max_loras:
         rec.notes.append(f"priority {priority} keeps at most {limit} LoRAs")
     group, family_id = _family_group(family, rec)
-    blocked = _patterns(blocklist)
-    max_level = NSFW_LEVELS[content]
-    history = history or {}
+    if not len(index):
+        return rec
+    codes, compat, compat_notes = index.filters(group, family_id, tuple(_patterns(blocklist)),
+                                                NSFW_LEVELS[content])
 
     prompt_words = tokens(prompt)
-    prompt_lower = " " + " ".join(tokens(prompt)) + " "
+    prompt_text = " " + " ".join(prompt_words) + " "
     phrases = _concept_phrases(concepts, style, content_type)
-    bm25 = index.bm25.scores(prompt_words + [w for p in phrases for w in p])
-    candidates: list[tuple[int, float, dict[str, float], str]] = []
-    for i in set(bm25) | _trigger_hits(index, prompt_lower):
-        entry = index.entries[i]
-        reason = _filter_reason(entry, group, family_id, blocked, max_level)
-        if reason[0]:
-            rec.filtered[reason[0]] = rec.filtered.get(reason[0], 0) + 1
-            continue
-        matches, matched = _keyword_matches(index, i, phrases, prompt_lower)
-        factors = {"semantic": bm25.get(i, 0.0), "keyword": 1 - 0.5 ** matches,
-                   "popularity": index.popularity[i], "history": history.get(entry.name, NEUTRAL_HISTORY)}
-        candidates.append((i, reason[1], factors, ", ".join(matched[:4]) + (reason[2] and f"; {reason[2]}")))
-    best_bm25 = max((f["semantic"] for _, _, f, _ in candidates), default=0.0) or 1.0
-    for _, _, factors, _ in candidates:
-        factors["semantic"] = factors["semantic"] / best_bm25
-    if embed is not None and candidates:
-        candidates = _rerank_with_embeddings(index, candidates, prompt, embed, weights)
+    semantic = index.bm25.scores(prompt_words + [w for p in phrases for w in p])
+    matches = np.zeros(len(index))
+    for words in phrases:
+        matches += index.bm25.containing(words)
+    in_prompt = _triggers_in_prompt(index, prompt_words, prompt_text)
+    for i in in_prompt:
+        matches[i] += 2
+    relevant = (semantic > 0) | (matches > 0)
+    for code, name in enumerate(FILTERS, 1):
+        count = int(np.count_nonzero(relevant & (codes == code)))
+        if count:
+            rec.filtered[name] = count
+    candidates = relevant & (codes == 0)
+    best = semantic[candidates].max() if candidates.any() else 0.0
+    semantic = semantic / best if best > 0 else semantic
+    keyword = 1.0 - 0.5 ** matches
+    hist = np.full(len(index), NEUTRAL_HISTORY)
+    for name, value in (history or {}).items():
+        if name in index.position:
+            hist[index.position[name]] = value
+    if embed is not None and candidates.any():
+        _rerank_with_embeddings(index, candidates, semantic, keyword, hist, prompt, embed, weights)
         rec.similarity = "embeddings"
+    relevance = 0.5 * semantic + 0.5 * keyword
+    score = compat * (weights["semantic"] * semantic + weights["keyword"] * keyword
+                      + weights["popularity"] * index.popularity + weights["history"] * hist)
 
-    scored: list[tuple[Candidate, int]] = []
-    for i, factor, factors, matched in candidates:
+    def candidate(i: int) -> Candidate:
         entry = index.entries[i]
-        factors["relevance"] = 0.5 * factors["semantic"] + 0.5 * factors["keyword"]
-        score = factor * sum(weights[k] * factors[k] for k in FACTORS)
-        cand = Candidate(name=entry.name, score=round(score, 4),
-                         factors={k: round(v, 3) for k, v in factors.items()},
-                         reason=_reason(factors, matched), base=entry.base, triggers=list(entry.triggers),
-                         path=entry.path, sha256=entry.sha256, autov2=entry.autov2)
-        scored.append((cand, i))
-    scored.sort(key=lambda pair: (-pair[0].score, pair[0].name))
+        factors = {"semantic": round(float(semantic[i]), 3), "keyword": round(float(keyword[i]), 3),
+                   "popularity": round(float(index.popularity[i]), 3), "history": round(float(hist[i]), 3),
+                   "relevance": round(float(relevance[i]), 3)}
+        matched = _matched_phrases(index, i, phrases, in_prompt)
+        reason = _reason(factors, ", ".join(matched[:4]) + (f"; {compat_notes[i]}" if compat_notes[i] else ""))
+        return Candidate(name=entry.name, score=round(float(score[i]), 4), factors=factors, reason=reason,
+                         base=entry.base, triggers=list(entry.triggers), path=entry.path,
+                         sha256=entry.sha256, autov2=entry.autov2)
 
+    eligible = np.flatnonzero(candidates & (relevance >= min_relevance))
+    order = eligible[np.lexsort((eligible, -score[eligible]))]
     taken_groups: dict[str, Candidate] = {}
-    for cand, i in scored:
-        relevance = cand.factors["relevance"]
-        if relevance < min_relevance:
-            cand.reason = f"not relevant enough (relevance {relevance:.2f} < {min_relevance:g})"
-            rec.rejected.append(cand)
-            continue
+    for i in order[: limit + CLASH_SLACK] if limit else []:
         if len(rec.picks) >= limit:
-            cand.reason = f"score {cand.score:.2f} is below the {limit} picked"
-            rec.rejected.append(cand)
-            continue
-        cand.style = index.style_of(i)
+            break
+        cand = candidate(int(i))
+        cand.style = index.style_of(int(i))
         group_name = STYLE_GROUPS.get(cand.style, "")
         clash = next((p for g, p in taken_groups.items() if group_name and g != group_name), None)
         if clash is not None:
-            cand.reason = (f"{cand.style} style clashes with {clash.name} ({clash.style}), which "
-                           "scores higher")
+            cand.reason = f"{cand.style} style clashes with {clash.name} ({clash.style}), which scores higher"
             rec.rejected.append(cand)
             continue
         if group_name:
             taken_groups.setdefault(group_name, cand)
-        _set_strength(cand, index.entries[i], complexity)
+        _set_strength(cand, index.entries[int(i)], complexity)
         rec.picks.append(cand)
-    rec.rejected = rec.rejected[:rejected_shown]
+    picked = {c.name for c in rec.picks} | {c.name for c in rec.rejected}
+    others = np.flatnonzero(candidates)
+    others = others[np.lexsort((others, -score[others]))]
+    for i in others:
+        if len(rec.rejected) >= rejected_shown:
+            break
+        if index.entries[int(i)].name in picked:
+            continue
+        cand = candidate(int(i))
+        if relevance[i] < min_relevance:
+            cand.reason = f"not relevant enough (relevance {relevance[i]:.2f} < {min_relevance:g})"
+        else:
+            cand.reason = f"score {cand.score:.2f} is below the {len(rec.picks)} picked"
+        rec.rejected.append(cand)
     if rebalance_candidates(rec.picks):
         rec.notes.append(f"total strength above {MAX_TOTAL_STRENGTH:g}: every strength scaled down "
                          "by the same factor")
@@ -334,42 +386,38 @@ def _concept_phrases(concepts: Mapping[str, Iterable[str]], style: str, content_
     return [p for p in phrases if p]
 
 
-def _trigger_hits(index: LoraIndex, prompt_lower: str) -> set[int]:
-    """LoRAs whose trigger word is already in the prompt (even if BM25 missed it)."""
-    hits = set()
-    for i, triggers in enumerate(index.trigger_words):
-        for trigger in triggers:
-            words = " ".join(tokens(trigger))
-            if words and f" {words} " in prompt_lower:
-                hits.add(i)
-                break
-    return hits
+def _triggers_in_prompt(index: LoraIndex, prompt_words: list[str], prompt_text: str) -> dict[int, str]:
+    """LoRAs whose trigger phrase is already in the prompt: {LoRA: trigger as written}."""
+    found: dict[int, str] = {}
+    for word in set(prompt_words):
+        for phrase, i, trigger in index.triggers.get(word, ()):
+            if i not in found and f" {phrase} " in prompt_text:
+                found[i] = trigger
+    return found
 
 
-def _keyword_matches(index: LoraIndex, i: int, phrases: list[list[str]], prompt_lower: str) -> tuple[int, list[str]]:
-    words = index.words[i]
+def _matched_phrases(index: LoraIndex, i: int, phrases: list[list[str]], in_prompt: dict[int, str]) -> list[str]:
+    words = set(tokens(index.documents[i]))
     matched = [" ".join(p) for p in phrases if all(w in words for w in p)]
-    count = len(matched)
-    for trigger in index.trigger_words[i]:
-        t = " ".join(tokens(trigger))
-        if t and f" {t} " in prompt_lower:
-            matched.insert(0, f"trigger '{trigger}' in the prompt")
-            count += 2
-            break
-    return count, matched
+    if i in in_prompt:
+        matched.insert(0, f"trigger '{in_prompt[i]}' in the prompt")
+    return matched
 
 
-def _rerank_with_embeddings(index: LoraIndex, candidates, prompt: str, embed: Embed, weights):
-    ranked = sorted(candidates, key=lambda c: -sum(weights[k] * c[2][k] for k in FACTORS))
-    head = ranked[:EMBED_CANDIDATES]
-    vectors = embed([prompt] + [index.documents[i] for i, _, _, _ in head])
-    query = vectors[0]
-    sims = [_cosine(query, v) for v in vectors[1:]]
-    low, high = min(sims), max(sims)
-    span = (high - low) or 1.0
-    for (_, _, factors, _), sim in zip(head, sims):
-        factors["semantic"] = (sim - low) / span if len(sims) > 1 else max(0.0, sim)
-    return head + ranked[EMBED_CANDIDATES:]
+def _rerank_with_embeddings(index: LoraIndex, candidates: np.ndarray, semantic: np.ndarray,
+                            keyword: np.ndarray, hist: np.ndarray, prompt: str, embed: Embed,
+                            weights: Mapping[str, float]) -> None:
+    """Replace BM25 by embedding similarity for the best EMBED_CANDIDATES candidates (in place)."""
+    ids = np.flatnonzero(candidates)
+    prior = (weights["semantic"] * semantic + weights["keyword"] * keyword
+             + weights["popularity"] * index.popularity + weights["history"] * hist)[ids]
+    head = ids[np.argsort(-prior, kind="stable")[:EMBED_CANDIDATES]]
+    vectors = embed([prompt] + [index.documents[i] for i in head])
+    sims = np.array([_cosine(vectors[0], v) for v in vectors[1:]])
+    rest = np.setdiff1d(ids, head)
+    semantic[rest] = 0.0          # not re-ranked: no embedding evidence
+    span = float(sims.max() - sims.min())
+    semantic[head] = (sims - sims.min()) / span if len(sims) > 1 and span > 0 else np.clip(sims, 0, 1)
 
 
 def _cosine(a: Sequence[float], b: Sequence[float]) -> float:

@@ -1,15 +1,18 @@
 """Offline text relevance: a BM25 index over each LoRA's name, title, trigger words and tags.
 
 Used when no CLIP is connected (the graph's CLIP gives embeddings otherwise, recommend.py).
-BM25 (Robertson & Zaragoza, k1 = 1.2, b = 0.75) over word tokens; the index is built once per
-scanned library and answers a query by walking the postings of the query's words only, so its
-cost grows with how many LoRAs share the prompt's words, not with the library's size.
+BM25 (Robertson & Zaragoza, k1 = 1.2, b = 0.75) over word tokens. A document's term frequency
+and length never change after indexing, so each posting stores its finished BM25 contribution;
+a query adds the postings of its words into one numpy vector, so it costs a few vector
+additions whatever the library's size.
 """
 from __future__ import annotations
 
 import math
 import re
 from typing import Iterable
+
+import numpy as np
 
 WORD = re.compile(r"[a-z0-9]+")
 # Words that say nothing about what a LoRA does (file-name noise, prompt glue).
@@ -34,34 +37,46 @@ def tokens(text: str) -> list[str]:
 
 
 class BM25Index:
-    """Inverted index: ``postings[word] = [(doc, term frequency), ...]``."""
+    """``postings[word] = (document ids, BM25 contributions)`` as numpy arrays."""
 
     def __init__(self, documents: Iterable[list[str]]):
-        self.postings: dict[str, list[tuple[int, int]]] = {}
-        self.lengths: list[int] = []
+        raw: dict[str, list[tuple[int, int]]] = {}
+        lengths: list[int] = []
         for doc_id, words in enumerate(documents):
-            self.lengths.append(len(words))
+            lengths.append(len(words))
             counts: dict[str, int] = {}
             for word in words:
                 counts[word] = counts.get(word, 0) + 1
             for word, count in counts.items():
-                self.postings.setdefault(word, []).append((doc_id, count))
-        n = len(self.lengths)
-        self.average_length = (sum(self.lengths) / n) if n else 0.0
-        self.idf = {word: math.log(1 + (n - len(p) + 0.5) / (len(p) + 0.5))
-                    for word, p in self.postings.items()}
+                raw.setdefault(word, []).append((doc_id, count))
+        self.size = len(lengths)
+        average = (sum(lengths) / self.size) if self.size else 1.0
+        self.postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for word, plist in raw.items():
+            idf = math.log(1 + (self.size - len(plist) + 0.5) / (len(plist) + 0.5))
+            docs = np.fromiter((d for d, _ in plist), dtype=np.int64, count=len(plist))
+            weights = np.fromiter(
+                (idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * lengths[d] / (average or 1.0)))
+                 for d, tf in plist), dtype=np.float64, count=len(plist))
+            self.postings[word] = (docs, weights)
 
-    def scores(self, query: Iterable[str]) -> dict[int, float]:
-        """BM25 score of every document sharing at least one word with ``query``."""
-        result: dict[int, float] = {}
-        avg = self.average_length or 1.0
-        lengths = self.lengths
+    def scores(self, query: Iterable[str]) -> np.ndarray:
+        """BM25 score of every document (0 where no query word occurs)."""
+        result = np.zeros(self.size)
         for word in set(query):
-            postings = self.postings.get(word)
-            if not postings:
-                continue
-            idf = self.idf[word]
-            for doc, tf in postings:
-                norm = tf + K1 * (1 - B + B * lengths[doc] / avg)
-                result[doc] = result.get(doc, 0.0) + idf * tf * (K1 + 1) / norm
+            hit = self.postings.get(word)
+            if hit is not None:
+                result[hit[0]] += hit[1]
         return result
+
+    def containing(self, words: list[str]) -> np.ndarray:
+        """Boolean mask of the documents that contain every word of ``words``."""
+        mask = np.ones(self.size, dtype=bool)
+        for word in words:
+            hit = self.postings.get(word)
+            if hit is None:
+                return np.zeros(self.size, dtype=bool)
+            present = np.zeros(self.size, dtype=bool)
+            present[hit[0]] = True
+            mask &= present
+        return mask
