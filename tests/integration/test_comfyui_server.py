@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from kubik_testing.pack import REPO
 from kubik_testing.comfy_server import PACK_FOLDER, ComfyServer
 from kubik_testing.workflow_check import load_signatures
 

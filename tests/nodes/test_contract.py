@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from kubik_testing.pack import REPO
 
 CORE_TYPES = set()
 for _sig in json.loads((REPO / "tests" / "kubik_testing" / "core_nodes.json").read_text())["nodes"].values():
@@ -19,7 +19,7 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 
 
 def _node_ids():
-    from conftest import load_pack
+    from kubik_testing.pack import load_pack
     import tempfile
     return sorted(load_pack(Path(tempfile.mkdtemp(prefix="kubik-ids-"))).NODE_CLASS_MAPPINGS)
 

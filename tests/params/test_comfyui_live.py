@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from kubik_testing.pack import REPO
 from kubik_testing.comfy_server import ComfyServer
 
 pytestmark = pytest.mark.integration
