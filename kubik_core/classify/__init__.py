@@ -11,8 +11,11 @@ Where things live:
 - ``data``       the training/eval dataset, transforms and the world-size-independent batch sampler
 - ``model``      timm model building, local pretrained weights, export/load as safetensors + JSON
 - ``losses``     logit-adjusted (balanced softmax) loss, mixup/cutmix
+- ``distributed`` torchrun process-group setup (a no-op for one process)
 - ``train``      the training loop (CPU, GPU, torchrun DDP: one code path)
-- ``evaluate``   micro/macro top-k accuracy, per-class report, confusion plots
+- ``metrics``    micro/macro top-k accuracy and the confusion matrix
+- ``evaluate``   running a model over a manifest; metrics.json, per_class.csv
+- ``plots``      training curves and confusion PNGs
 - ``predict``    a loaded classifier applied to images
 - ``cli``        ``kubik classify split|fetch|train|eval|predict``
 - ``demo``       the digits classifier shown by ``kubik demo``

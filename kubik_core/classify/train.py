@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from .classmap import ClassMap, require_labels_known, write_bytes_atomic, write_text_atomic
 from .data import (AugmentConfig, GlobalBatchSampler, ImageSource, ManifestDataset, build_transform,
                    class_balanced_weights, class_counts, collate_skipping_failures)
-from .distributed import DistInfo, barrier, init_distributed, shutdown
+from .distributed import barrier, init_distributed, shutdown
 from .evaluate import autocast, evaluate_dataset
 from .fetch import FailureLog, FetchConfig
 from .losses import ClassificationLoss, MixupCutmix

@@ -1,7 +1,6 @@
 """`kubik classify eval` and `predict` on a trained digits model; metrics and model files."""
 from __future__ import annotations
 
-import io
 import json
 import shutil
 

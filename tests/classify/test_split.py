@@ -8,7 +8,7 @@ import pytest
 
 from kubik_core.classify.classmap import ClassMap
 from kubik_core.classify.manifest import Sample, read_dataset
-from kubik_core.classify.split import split_samples, write_split
+from kubik_core.classify.split import split_samples
 
 
 def _samples(counts: dict[str, int], group_size: int = 1):

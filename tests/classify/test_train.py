@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from classify_data import DIGIT_AUGMENT, TINY_RESNET, TINY_VIT, long_tailed_indices, write_digits
 from kubik_core.classify.classmap import ClassMap, ClassMapMismatch
