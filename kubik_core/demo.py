@@ -13,6 +13,7 @@ from pathlib import Path
 
 DEMO_SECTIONS = (
     ("Prompt analysis and sampling parameters", "demo", "prompt_to_parameters"),
+    ("LoRA recommendations and learning", "loras.demo", "recommendations"),
 )
 
 # Example prompts: both dialects, weights, a dynamic choice, very different content.
