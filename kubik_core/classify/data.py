@@ -15,6 +15,7 @@ import random
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -112,6 +113,7 @@ class ManifestDataset(Dataset):
         # Augmentation randomness depends on the sample, not on which worker/rank draws it.
         sample_seed = (self.seed * 1_000_003 + self.epoch) * 10_000_019 + index
         random.seed(sample_seed)
+        np.random.seed(sample_seed % (2 ** 32))
         torch.manual_seed(sample_seed % (2 ** 63))
         return self.transform(image), self.targets[index], index
 
