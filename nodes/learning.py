@@ -19,35 +19,54 @@ from ..kubik_core.learning import (GenerationRecord, LearningError, LearningStor
                                   default_store_location)
 from ..kubik_core.learning.pnginfo import a1111_parameters, graph_seed_and_model, png_text_chunks
 from ..kubik_core.learning.store import STORE_FILE_NAME
+from ..kubik_core.params import FAMILY_IDS, PRIORITIES
+
+
+def store_location() -> str:
+    """$KUBIK_LEARNING_URL, else <ComfyUI user directory>/kubik/learning.sqlite3, else the CLI default."""
+    location = os.environ.get("KUBIK_LEARNING_URL")
+    if location:
+        return location
+    user_dir = bridge.kubik_user_directory(create=False)
+    return os.path.join(user_dir, STORE_FILE_NAME) if user_dir else default_store_location()
 
 
 def open_store() -> LearningStore:
-    location = os.environ.get("KUBIK_LEARNING_URL")
-    if not location:
-        user_dir = bridge.kubik_user_directory()
-        location = os.path.join(user_dir, STORE_FILE_NAME) if user_dir else default_store_location()
+    """The store, created if it does not exist yet (for writing)."""
+    return LearningStore(store_location())
+
+
+def existing_store() -> LearningStore | None:
+    """The store for reading, or None if no SQLite store file exists yet (none is created)."""
+    location = store_location()
+    if "://" not in location and not os.path.exists(location):
+        return None
     return LearningStore(location)
 
 
 def learned_values(family: str, style: str = "") -> tuple[dict, str]:
     """(the optimizer's ``learned`` values, a note) from the store; nothing if there is no store.
 
-    Reads only: a store that does not exist yet is not created. An unreadable store gives a
-    note for the plan instead of stopping the generation.
+    An unreadable store gives a note for the plan instead of stopping the generation.
     """
     from ..kubik_core.learning import learned_adjustments
 
-    location = os.environ.get("KUBIK_LEARNING_URL")
-    if not location:
-        user_dir = bridge.kubik_user_directory(create=False)
-        location = os.path.join(user_dir, STORE_FILE_NAME) if user_dir else default_store_location()
-    if "://" not in location and not os.path.exists(location):
-        return {}, ""
     try:
-        store = LearningStore(location)
+        store = existing_store()
+        if store is None:
+            return {}, ""
         return (learned_adjustments(store, family, style) or learned_adjustments(store, family)), ""
     except LearningError as exc:
         return {}, f"learned values not used: {exc}"
+
+
+def feedback_count() -> int:
+    """How many ratings the store holds (0 without a store, -1 if it cannot be read)."""
+    try:
+        store = existing_store()
+        return store.count("feedback") if store is not None else 0
+    except LearningError:
+        return -1
 
 
 def _field(obj, name, default=None):
@@ -200,5 +219,55 @@ class KubikFeedback:
         return {"ui": {"text": [text]}, "result": (text,)}
 
 
-NODE_CLASS_MAPPINGS = {"KubikSaveImage": KubikSaveImage, "KubikFeedback": KubikFeedback}
-NODE_DISPLAY_NAME_MAPPINGS = {"KubikSaveImage": "Kubik Save Image", "KubikFeedback": "Kubik Feedback"}
+class KubikPresetPicker:
+    CATEGORY = "KubikAI/learning"
+    FUNCTION = "pick"
+    DESCRIPTION = ("Chooses the optimizer's priority (quality, balanced or speed) for this model family "
+                   "and prompt style from your ratings of past images: Thompson sampling tries each "
+                   "now and then and settles on the one you rate best; UCB1 does the same deterministically.")
+    RETURN_TYPES = (list(PRIORITIES), "STRING")
+    RETURN_NAMES = ("priority", "summary")
+    OUTPUT_TOOLTIPS = ("Link to Kubik Parameter Optimizer's priority.",
+                       "The choice and the ratings behind it.")
+    PRESETS = ("quality", "balanced", "speed")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "family": (list(FAMILY_IDS), {"default": "sdxl", "tooltip":
+                           "Model family the ratings are counted for (as the optimizer reports it)."}),
+                "method": (["thompson", "ucb1"], {"default": "thompson", "tooltip":
+                           "thompson: random draws from each preset's Beta(good+1, bad+1); ucb1: deterministic."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip":
+                         "Seed of the Thompson draw (same seed and ratings, same choice)."}),
+            },
+            "optional": {
+                "analysis": ("KUBIK_PROMPT_ANALYSIS", {"tooltip":
+                             "Prompt analysis: ratings are counted for its style (all styles without it)."}),
+            },
+        }
+
+    def pick(self, family, method, seed, analysis=None):
+        import random
+
+        from ..kubik_core.learning import choose_preset
+
+        style = _field(analysis, "style", "") or ""
+        style = "" if style == "unknown" else style
+        try:
+            store = open_store()
+            choice = choose_preset(store, family, style, self.PRESETS, method=method, rng=random.Random(seed))
+            outcomes = store.preset_outcomes(family, style)
+        except LearningError as exc:
+            raise ValueError(f"learning store: {exc}") from exc
+        counts = ", ".join(f"{p} {outcomes.get(p, (0, 0))[0]} good / {outcomes.get(p, (0, 0))[1]} bad"
+                           for p in self.PRESETS)
+        summary = f"{choice} for {family}{f' ({style})' if style else ''} by {method}: {counts}"
+        return (choice, summary)
+
+
+NODE_CLASS_MAPPINGS = {"KubikSaveImage": KubikSaveImage, "KubikFeedback": KubikFeedback,
+                       "KubikPresetPicker": KubikPresetPicker}
+NODE_DISPLAY_NAME_MAPPINGS = {"KubikSaveImage": "Kubik Save Image", "KubikFeedback": "Kubik Feedback",
+                              "KubikPresetPicker": "Kubik Preset Picker"}

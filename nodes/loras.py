@@ -40,13 +40,16 @@ def _library():
 
 
 def _history():
+    """The history factor per LoRA from the store ({} without one; a broken store is an error)."""
     from ..kubik_core.learning import LearningError, lora_history_scores
-    from .learning import open_store
+    from .learning import existing_store
 
     try:
-        return lora_history_scores(open_store())
-    except LearningError:
-        return {}
+        store = existing_store()
+    except LearningError as exc:
+        raise ValueError(f"weight_history: the learning store cannot be read ({exc}); set "
+                         "weight_history to 0 to recommend without it") from exc
+    return lora_history_scores(store) if store is not None else {}
 
 
 class KubikLoraRecommender:
@@ -93,6 +96,17 @@ class KubikLoraRecommender:
                                             "(slower than the built-in text index; first 64 candidates)."}),
             },
         }
+
+    @classmethod
+    def IS_CHANGED(cls, **_inputs):
+        """Re-run when the library or the ratings changed (ComfyUI caches the output otherwise)."""
+        from .learning import feedback_count
+
+        try:
+            library, _index = _library()
+        except ValueError:
+            return float("nan")   # no library: always re-run, so the node reports it
+        return f"{len(library.signatures)}:{hash(str(sorted(library.signatures.items())))}:{feedback_count()}"
 
     def recommend(self, analysis, max_loras, priority, family, content, blocklist, weight_semantic,
                   weight_keyword, weight_popularity, weight_history, model=None, clip=None):

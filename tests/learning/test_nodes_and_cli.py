@@ -161,3 +161,17 @@ def test_explain_node_shows_the_lora_stack(pack, run_node, env):
     stack = loras.LoraStack([loras.StackItem("castle.safetensors", 0.8, 0.8)])
     text = run_node("KubikExplain", verbosity="standard", lora_stack=stack)["result"][0]
     assert text == "LoRAs\n- castle.safetensors at 0.8 (clip 0.8) - added by hand"
+
+
+def test_preset_picker_follows_ratings(pack, run_node, env):
+    pick = lambda **kw: run_node("KubikPresetPicker", **{**dict(family="sdxl", method="ucb1", seed=0), **kw})
+    assert pick()[0] == "quality"                         # UCB1 tries untried presets in order
+    store = LearningStore(env / "learning.sqlite3")
+    for preset, rating in (("quality", 1), ("balanced", 5), ("speed", 2)) * 4:
+        gen = store.record_generation(_core(pack, "learning").GenerationRecord(
+            prompt="x", family="sdxl", style="anime", preset=preset))
+        store.record_feedback(gen, rating)
+    choice, summary = pick(method="thompson", seed=3)
+    assert choice == "balanced" and "balanced 4 good / 0 bad" in summary
+    analysis = _core(pack, "prompting").analyze_prompt("a photo of a red car")
+    assert "(photographic)" in pick(analysis=analysis)[1]

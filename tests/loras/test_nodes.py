@@ -75,3 +75,26 @@ def test_apply_with_an_empty_stack_appends_nothing(pack, run_node, env):
     model, clip = object(), object()
     assert run_node("KubikApplyLoraStack", model=model, clip=clip, lora_stack=stack,
                     add_trigger_words=True, prompt="a castle") == (model, clip, "a castle")
+
+
+def test_is_changed_follows_the_library_and_the_ratings(pack, node_classes, env, tmp_path):
+    from kubik_core.learning import GenerationRecord, LearningStore
+    from kubik_core.loras.synthetic import write_lora
+
+    cls = node_classes["KubikLoraRecommender"]
+    first = cls.IS_CHANGED(analysis=None)
+    assert cls.IS_CHANGED(analysis=None) == first
+    write_lora(env / "xl" / "new_one.safetensors", "kohya", "sdxl")
+    second = cls.IS_CHANGED(analysis=None)
+    assert second != first
+    store = LearningStore(tmp_path / "learning.sqlite3")
+    store.record_feedback(store.record_generation(GenerationRecord(prompt="x")), 4)
+    assert cls.IS_CHANGED(analysis=None) != second
+
+
+def test_unreadable_store_with_history_weight(pack, run_node, env, tmp_path):
+    (tmp_path / "learning.sqlite3").write_bytes(b"not a database" * 20)
+    with pytest.raises(ValueError, match="weight_history: the learning store cannot be read"):
+        _recommend(run_node, _analysis(pack, "analog film photo"))
+    stack, _, _ = _recommend(run_node, _analysis(pack, "analog film photo"), weight_history=0.0)
+    assert len(stack) == 1
