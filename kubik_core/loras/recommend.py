@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import fnmatch
 import math
-
-import numpy as np
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import numpy as np
+
+from ..params.plan import PRIORITIES
 from .architecture import UNKNOWN, Architecture, compatibility
 from .entry import LoraEntry
 from .library import LoraLibrary
@@ -37,12 +38,11 @@ from .text_index import BM25Index, tokens
 
 FACTORS = ("semantic", "keyword", "popularity", "history")
 DEFAULT_WEIGHTS = {"semantic": 0.4, "keyword": 0.3, "popularity": 0.2, "history": 0.1}
-PRIORITIES = ("quality", "balanced", "speed", "low_vram")
 # Each LoRA patches the model once per load; the speed and low-VRAM priorities keep stacks short.
 PRIORITY_MAX_LORAS = {"quality": 6, "balanced": 4, "speed": 2, "low_vram": 2}
 NSFW_LEVELS = {"safe": 2, "mature": 4, "everything": 63}   # CivitAI nsfwLevel bit flags (<=)
 MIN_RELEVANCE = 0.25
-CLASH_SLACK = 10            # candidates looked at beyond the limit, for those skipped by a style clash
+CLASH_SLACK = 10               # candidates looked at beyond the limit, for those skipped by a style clash
 EMBED_CANDIDATES = 64          # candidates re-ranked with embeddings (best by the other factors)
 NEUTRAL_HISTORY = 0.5
 POPULARITY_PRIOR_VOTES = 20.0
