@@ -9,8 +9,9 @@ The syntax follows the dynamicprompts library (and ComfyUI-Impact-Pack's wildcar
 * ``__name__`` / ``__dir/name__`` one line of ``<wildcards folder>/name.txt`` (blank lines and
   lines starting with ``#`` are skipped); lines may hold more dynamic syntax.
 
-Choices come from ``random.Random(seed)`` consumed left to right, so one seed gives the same
-text on every machine and Python version. An unclosed ``{`` stays literal text.
+Choices come from ``random.Random(seed)`` consumed left to right - one ``random()`` draw per
+option picked (plus one ``randint`` for a ``1-3$$`` range) - so one seed gives the same text on
+every machine and Python version. An unclosed ``{`` stays literal text.
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ MAX_OUTPUT_CHARS = 1_000_000
 _WILDCARD = re.compile(r"__([\w\-. /\\]+?)__")
 _PICK = re.compile(r"^\s*(\d+)(?:\s*-\s*(\d+))?\s*\$\$(?:(.*?)\$\$)?", re.S)
 _WEIGHT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)::")
+_BRACE = re.compile(r"[{}]")
+_OPTION_MARK = re.compile(r"[{}|]")
 
 _file_cache: dict[str, tuple[int, list[str]]] = {}
 
@@ -49,11 +52,15 @@ class _Expander:
         if depth > MAX_DEPTH:
             raise WildcardError(f"dynamic prompt nested deeper than {MAX_DEPTH} levels "
                                 "(does a wildcard include itself?)")
+        wildcards = "__" in text
+        if not wildcards and "{" not in text:
+            return text
         out: list[str] = []
+        size = 0
         pos = 0
         while pos < len(text):
             brace = text.find("{", pos)
-            wild = _WILDCARD.search(text, pos)
+            wild = _WILDCARD.search(text, pos) if wildcards else None
             wild_at = wild.start() if wild else -1
             if brace < 0 and wild_at < 0:
                 out.append(text[pos:])
@@ -64,21 +71,21 @@ class _Expander:
                     out.append(text[pos:brace + 1])
                     pos = brace + 1
                     continue
-                out.append(text[pos:brace])
-                out.append(self._choose(text[brace + 1:close], depth))
+                piece = text[pos:brace] + self._choose(text[brace + 1:close], depth)
                 pos = close + 1
             else:
-                out.append(text[pos:wild_at])
-                out.append(self.expand(self._wildcard_line(wild.group(1)), depth + 1))
+                piece = text[pos:wild_at] + self.expand(self._wildcard_line(wild.group(1)), depth + 1)
                 pos = wild.end()
-            if sum(map(len, out)) > MAX_OUTPUT_CHARS:
+            out.append(piece)
+            size += len(piece)
+            if size > MAX_OUTPUT_CHARS:
                 raise WildcardError("dynamic prompt grows past a million characters")
         return "".join(out)
 
     def _choose(self, body: str, depth: int) -> str:
         low = high = 1
         joiner = ", "
-        pick = _PICK.match(body)
+        pick = _PICK.match(body) if "$$" in body else None
         if pick:
             low = int(pick.group(1))
             high = int(pick.group(2)) if pick.group(2) else low
@@ -87,23 +94,19 @@ class _Expander:
             body = body[pick.end():]
         options, weights = [], []
         for option in _split_options(body):
-            weight = _WEIGHT.match(option)
+            weight = _WEIGHT.match(option) if "::" in option else None
             if weight:
                 weights.append(float(weight.group(1)))
                 option = option[weight.end():]
             else:
                 weights.append(1.0)
             options.append(option)
-        count = self.rng.randint(min(low, high), max(low, high)) if low != high else low
+        rng = self.rng
+        count = rng.randint(min(low, high), max(low, high)) if low != high else low
         count = max(0, min(count, len(options)))
         chosen = []
         for _ in range(count):
-            if sum(weights) <= 0:
-                index = self.rng.randrange(len(options))
-            else:
-                index = self.rng.choices(range(len(options)), weights=weights)[0]
-            chosen.append(options.pop(index))
-            weights.pop(index)
+            chosen.append(options.pop(_pick(rng.random(), weights)))
         return joiner.join(self.expand(option, depth + 1) for option in chosen)
 
     def _wildcard_line(self, name: str) -> str:
@@ -137,28 +140,48 @@ def _read_wildcard(path: Path) -> list[str] | None:
     return lines
 
 
+def _pick(draw: float, weights: list[float]) -> int:
+    """Index chosen by ``draw`` in [0, 1) with probability proportional to its weight (uniform
+    when no weight is positive); the chosen weight is removed from ``weights``."""
+    total = sum(weights)
+    if total <= 0:
+        index = min(int(draw * len(weights)), len(weights) - 1)
+    else:
+        target = draw * total
+        index = len(weights) - 1
+        for position, weight in enumerate(weights):
+            target -= weight
+            if target < 0:
+                index = position
+                break
+    weights.pop(index)
+    return index
+
+
 def _matching_brace(text: str, start: int) -> int:
     level = 0
-    for index in range(start, len(text)):
-        char = text[index]
-        if char == "{":
+    for match in _BRACE.finditer(text, start):
+        if match.group() == "{":
             level += 1
-        elif char == "}":
+        else:
             level -= 1
             if level == 0:
-                return index
+                return match.start()
     return -1
 
 
 def _split_options(body: str) -> list[str]:
     """Split at the ``|`` that are not inside nested braces."""
+    if "{" not in body:
+        return body.split("|")
     options, level, start = [], 0, 0
-    for index, char in enumerate(body):
+    for match in _OPTION_MARK.finditer(body):
+        char, index = match.group(), match.start()
         if char == "{":
             level += 1
         elif char == "}":
             level -= 1
-        elif char == "|" and level == 0:
+        elif level == 0:
             options.append(body[start:index])
             start = index + 1
     options.append(body[start:])
