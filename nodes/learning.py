@@ -126,7 +126,9 @@ class KubikSaveImage:
         model_name = model_name or graph_model
         positive = positive if positive is not None else _field(analysis, "cleaned", "") or ""
         negative = negative if negative is not None else _field(analysis, "negative", "") or ""
-        loras = [vars(item) for item in lora_stack.items] if lora_stack is not None else []
+        # Everything about each LoRA but its local path, which has no place in a shared image.
+        loras = [{k: v for k, v in vars(item).items() if k != "path"} for item in lora_stack.items] \
+            if lora_stack is not None else []
         sections = [lora_stack] if lora_stack is not None and len(lora_stack) else []
         explanation = explain(analysis, plan, "standard", sections=sections) \
             if (analysis is not None or plan is not None or sections) else ""

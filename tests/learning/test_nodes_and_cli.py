@@ -27,7 +27,7 @@ def _save(run_node, pack, **extra):
     analysis = _core(pack, "prompting").analyze_prompt("analog film photo of an old fisherman, golden hour")
     plan = _core(pack, "params").optimize(analysis, "sdxl", mode="ASSISTED", overrides={"cfg": 4.5})
     stack = _core(pack, "loras").LoraStack([_core(pack, "loras").StackItem(
-        "xl/film_photo_xl.safetensors", 0.7, 0.6, autov2="0123456789", sha256="01" * 32, suggested=True,
+        "xl/film_photo_xl.safetensors", 0.7, 0.6, path="/home/someone/loras/xl/film_photo_xl.safetensors", autov2="0123456789", sha256="01" * 32, suggested=True,
         triggers=["analog film photo"])])
     images = torch.rand(2, 64, 48, 3)
     graph = {"3": {"class_type": "KSampler", "inputs": {"seed": 7}}}
@@ -56,6 +56,7 @@ def test_save_image_writes_comfyui_and_a1111_metadata_and_records(pack, run_node
     kubik = json.loads(text["kubik"])
     assert kubik["analysis"]["style"] == "photographic" and kubik["plan"]["cfg"] == 4.5
     assert "LoRAs\n- xl/film_photo_xl.safetensors" in kubik["explanation"]
+    assert kubik["loras"][0]["autov2"] == "0123456789" and "path" not in kubik["loras"][0]
     assert png.size == (48, 64)
 
     gen_id = result["result"][0]
