@@ -173,13 +173,20 @@ def _match(segments) -> dict:
         if contents[best] > 0:
             content_type = best
 
-    strong_styles = sum(1 for score in styles.values() if score >= 1.5)
-    subjects = min(1.0, len(concepts["subject"]) / 4)
-    detail = min(1.0, (len(distinct) + 0.5 * emphasised) / 16)
-    framing = min(1.0, (len(concepts["camera"]) + composition) / 5)
-    lighting = min(1.0, len(concepts["lighting"]) / 3)
-    style_mix = min(1.0, (max(0, strong_styles - 1) + max(0, len(concepts["medium"]) - 1)) / 3)
-    length = min(1.0, word_count / 120)
+    strong_styles = len([score for score in styles.values() if score >= 1.5])
+    # each dimension saturates at 1.0
+    subjects = len(concepts["subject"]) / 4
+    subjects = subjects if subjects < 1.0 else 1.0
+    detail = (len(distinct) + 0.5 * emphasised) / 16
+    detail = detail if detail < 1.0 else 1.0
+    framing = (len(concepts["camera"]) + composition) / 5
+    framing = framing if framing < 1.0 else 1.0
+    lighting = len(concepts["lighting"]) / 3
+    lighting = lighting if lighting < 1.0 else 1.0
+    mix = (strong_styles - 1 if strong_styles > 1 else 0) + \
+        (len(concepts["medium"]) - 1 if len(concepts["medium"]) > 1 else 0)
+    style_mix = mix / 3 if mix < 3 else 1.0
+    length = word_count / 120 if word_count < 120 else 1.0
     complexity = {
         "subjects": subjects, "detail": detail, "composition": framing, "lighting": lighting,
         "style_mix": style_mix, "length": length,

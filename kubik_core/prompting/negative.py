@@ -95,13 +95,20 @@ class _Recipe:
                         self.by_word.setdefault(word, set()).add(name)
         self.full = ", ".join(self.terms)
         self.words = frozenset(self.by_word)
+        self.built: dict[frozenset[str], str] = {}   # clashing words -> prompt, recent ones
 
     def build(self, positive_words: set[str]) -> str:
         clash = self.words.intersection(positive_words)
         if not clash:
             return self.full
-        dropped = set().union(*(self.by_word[word] for word in clash))
-        return ", ".join([term for term in self.terms if term not in dropped])
+        built = self.built.get(clash)
+        if built is None:
+            dropped = set().union(*(self.by_word[word] for word in clash))
+            built = ", ".join([term for term in self.terms if term not in dropped])
+            if len(self.built) >= 4096:
+                self.built.clear()
+            self.built[clash] = built
+        return built
 
 
 _RECIPES = {(style, content, pony): _Recipe(_groups(style, content, pony))
