@@ -5,12 +5,9 @@ import importlib
 
 import pytest
 
-from tests.loras.conftest import build_library
-
-
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    root = build_library(tmp_path / "loras")
+def env(library_dir, tmp_path, monkeypatch):
+    root = library_dir
     monkeypatch.setenv("KUBIK_LORAS_DIR", str(root))
     monkeypatch.setenv("KUBIK_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("KUBIK_LEARNING_URL", str(tmp_path / "learning.sqlite3"))
