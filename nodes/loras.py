@@ -39,6 +39,24 @@ def _library():
         return _STATE["library"], _STATE["index"]
 
 
+def _model_info(model, prompt, unique_id):
+    """ModelInfo of the MODEL, with the checkpoint's name and metadata when the graph names the
+    file (Pony / Illustrious load as SDXL: only the name or metadata tells them apart)."""
+    from ..kubik_core.params.checkpoint import find_checkpoint, read_safetensors_metadata
+
+    info = bridge.describe_model_for_params(model)
+    ref = find_checkpoint(prompt, unique_id)
+    if ref is not None:
+        info.checkpoint_name = ref.name
+        path = bridge.model_file_path(ref.folder, ref.name)
+        if path is not None:
+            try:
+                info.metadata = read_safetensors_metadata(path)
+            except (OSError, ValueError):
+                pass  # detection falls back to the file name
+    return info
+
+
 def _history():
     """The history factor per LoRA from the store ({} without one; a broken store is an error)."""
     from ..kubik_core.learning import LearningError, lora_history_scores
@@ -95,6 +113,7 @@ class KubikLoraRecommender:
                 "clip": ("CLIP", {"tooltip": "The loaded CLIP: its pooled embeddings measure similarity "
                                             "(slower than the built-in text index; first 64 candidates)."}),
             },
+            "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"},
         }
 
     @classmethod
@@ -109,14 +128,15 @@ class KubikLoraRecommender:
         return f"{len(library.signatures)}:{hash(str(sorted(library.signatures.items())))}:{feedback_count()}"
 
     def recommend(self, analysis, max_loras, priority, family, content, blocklist, weight_semantic,
-                  weight_keyword, weight_popularity, weight_history, model=None, clip=None):
+                  weight_keyword, weight_popularity, weight_history, model=None, clip=None, prompt=None,
+                  unique_id=None):
         if analysis is None:
             raise ValueError("analysis: connect the analysis output of Kubik Prompt Analyzer")
         family_id = None
         if family != "auto":
             family_id = family
         elif model is not None:
-            family_id = detect_family(bridge.describe_model_for_params(model), "auto").family
+            family_id = detect_family(_model_info(model, prompt, unique_id), "auto").family
         _library_obj, index = _library()
         weights = {"semantic": weight_semantic, "keyword": weight_keyword,
                    "popularity": weight_popularity, "history": weight_history}

@@ -95,3 +95,26 @@ def test_unreadable_store_with_history_weight(pack, run_node, env, tmp_path):
         _recommend(run_node, _analysis(pack, "analog film photo"))
     stack, _, _ = _recommend(run_node, _analysis(pack, "analog film photo"), weight_history=0.0)
     assert len(stack) == 1
+
+
+class _Patcher:
+    """A ComfyUI MODEL stand-in: a ModelPatcher whose .model is comfy.model_base.SDXL-shaped."""
+
+    def __init__(self):
+        base = type("BaseModel", (), {})
+        self.model = type("SDXL", (base,), {})()
+        self.model.model_config = type("SDXL", (), {"unet_config": {"context_dim": 2048}})()
+        self.model.model_type = type("ModelType", (), {"name": "EPS"})()
+
+
+def test_family_from_the_model_and_its_checkpoint_name(pack, run_node, env):
+    """Pony checkpoints load as SDXL; the graph's checkpoint name tells the recommender."""
+    analysis = _analysis(pack, "cartoon style, a dog")
+    graph = lambda ckpt: {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
+                          "3": {"class_type": "KubikLoraRecommender", "inputs": {"model": ["1", 0]}}}
+    on_sdxl = _recommend(run_node, analysis, family="auto", model=_Patcher(), prompt=graph("sd_xl_base_1.0.safetensors"),
+                         unique_id="3")[2]
+    on_pony = _recommend(run_node, analysis, family="auto", model=_Patcher(),
+                         prompt=graph("ponyDiffusionV6XL_v6.safetensors"), unique_id="3")[2]
+    assert "trained on pony, the model is sdxl" in on_sdxl
+    assert "xl/pony_cartoon.safetensors at" in on_pony and "trained on pony" not in on_pony
