@@ -13,7 +13,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from .analysis import CONCEPT_CATEGORIES, PromptAnalysis
+from .analysis import CONCEPT_CATEGORIES, CONTENT_TYPES, STYLES, PromptAnalysis
 from .dynamic import expand_dynamic
 from .errors import EmptyPromptError, PromptError
 from .negative import negative_prompt
@@ -200,31 +200,44 @@ def _match(segments) -> dict:
 
 _SUMMARY_PARTS = (("subject", "subjects: "), ("setting", "setting: "), ("medium", "medium: "),
                   ("lighting", "lighting: "), ("camera", "camera: "), ("quality", "quality tags: "))
-_LEVELS = ((0.25, "simple"), (0.5, "moderate"), (0.75, "rich"), (2.0, "very complex"))
+
+
+def _summary_head(style: str, content: str) -> str:
+    style_words = _STYLE_WORDS.get(style, style.replace("_", " "))
+    content_words = content.replace("_", " ") if content != "unknown" else "image"
+    article = "An" if style_words[0] in "aeiou" else "A"
+    return f"{article} {style_words} {content_words} prompt"
+
+
+# "A photographic portrait prompt", for every style and content type the analyzer reports.
+_SUMMARY_HEADS = {(style, content): _summary_head(style, content)
+                  for style in (*STYLES, "unknown") for content in (*CONTENT_TYPES, "unknown")}
 
 
 def summarize(analysis: PromptAnalysis) -> str:
     """One readable paragraph about the analysis."""
-    concepts = analysis.concepts
-    style = _STYLE_WORDS.get(analysis.style, analysis.style.replace("_", " "))
-    content = analysis.content_type.replace("_", " ")
-    article = "An" if style[0] in "aeiou" else "A"
-    head = f"{article} {style} {content if content != 'unknown' else 'image'} prompt"
-    if analysis.style != "unknown":
+    style = analysis.style
+    head = _SUMMARY_HEADS.get((style, analysis.content_type)) or \
+        _summary_head(style, analysis.content_type)
+    if style != "unknown":
         head += f" (style confidence {analysis.style_confidence:.2f})"
     parts = [head]
+    concepts = analysis.concepts
     for category, label in _SUMMARY_PARTS:
         items = concepts.get(category)
         if items:
-            listed = ", ".join(items[:4])
-            parts.append(label + listed + (f" (+{len(items) - 4} more)" if len(items) > 4 else ""))
+            if len(items) > 4:
+                parts.append(f"{label}{', '.join(items[:4])} (+{len(items) - 4} more)")
+            else:
+                parts.append(label + ", ".join(items))
     overall = analysis.complexity.get("overall", 0.0)
-    level = next(name for limit, name in _LEVELS if overall < limit)
-    text = "; ".join(parts) + (f". Complexity {overall:.2f} ({level}), "
-                               f"{len(analysis.segments)} weighted segment(s)")
+    level = "simple" if overall < 0.25 else "moderate" if overall < 0.5 else \
+        "rich" if overall < 0.75 else "very complex"
+    text = (f"{'; '.join(parts)}. Complexity {overall:.2f} ({level}), "
+            f"{len(analysis.segments)} weighted segment(s)")
     if analysis.embeddings:
         text += f", embeddings: {', '.join(analysis.embeddings)}"
     text += f". Source: {analysis.source}."
     if analysis.notes:
-        text += " Notes: " + " ".join(note.rstrip(".") + "." for note in analysis.notes)
+        text += " Notes: " + " ".join([note.rstrip(".") + "." for note in analysis.notes])
     return text

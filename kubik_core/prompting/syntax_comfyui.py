@@ -156,10 +156,13 @@ def weigh_flat(escaped: str, notes: list[str]) -> list[tuple[str, float]]:
 def parse(text: str) -> tuple[list[tuple[str, float]], list[str], list[str]]:
     """Segments (text, weight), embedding names and notes for a ComfyUI prompt."""
     notes: list[str] = []
-    escaped = escape(text)
+    # escaping (and the unescape ComfyUI applies to every segment) can only change text that
+    # holds a backslash or a NUL
+    escapes = "\\" in text or "\0" in text
+    escaped = escape(text) if escapes else text
     if "(" in escaped or ")" in escaped:
         weighed = weigh_flat(escaped, notes) if _FLAT.fullmatch(escaped) else weigh(escaped, notes)
-        segments = [(unescape(part), weight) for part, weight in weighed]
+        segments = [(unescape(part), weight) for part, weight in weighed] if escapes else weighed
     else:
         segments = [(unescape(escaped), 1.0)] if escaped else []
     embeddings = []

@@ -93,6 +93,7 @@ CORPUS = [text for text, _ in CASES] + [
     "(a:1.5:2) (b::1) (c:) (d:1.)",
     "tab\tand\nnewline (x:1.1)",
     "(nested (colon:1.2) text:abc) end",
+    "raw \0\1 and \0\2 markers (x:1.2)",   # ComfyUI unescapes even without a backslash
 ]
 
 
