@@ -71,7 +71,7 @@ class GenerationRecord:
 
 
 def _tables(metadata):
-    from sqlalchemy import (BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, String,
+    from sqlalchemy import (Boolean, Column, Float, ForeignKey, Index, Integer, String,
                             Table, Text)
 
     generations = Table(
@@ -84,7 +84,8 @@ def _tables(metadata):
         Column("style", String(64), nullable=False, default=""),
         Column("content_type", String(64), nullable=False, default=""),
         Column("model", Text, nullable=False, default=""),
-        Column("seed", BigInteger),
+        # Text: ComfyUI seeds go up to 2**64 - 1, beyond SQL's signed 64-bit integers.
+        Column("seed", String(20)),
         Column("preset", String(64), nullable=False, default=""),
         Column("image_path", Text, nullable=False, default=""),
         Column("analysis", Text, nullable=False, default="{}"),
@@ -246,7 +247,8 @@ class LearningStore:
             conn.execute(self.generations.insert().values(
                 id=gen_id, created_at=time.time(), prompt=record.prompt, negative=record.negative,
                 family=record.family, style=record.style, content_type=record.content_type,
-                model=record.model, seed=record.seed, preset=record.preset,
+                model=record.model, seed=None if record.seed is None else str(int(record.seed)),
+                preset=record.preset,
                 image_path=record.image_path, analysis=_dumps(record.analysis),
                 params=_dumps(record.params), edited=edited))
             rows = [_lora_row(gen_id, lora) for lora in record.loras]

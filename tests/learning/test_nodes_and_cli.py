@@ -65,7 +65,7 @@ def test_save_image_writes_comfyui_and_a1111_metadata_and_records(pack, run_node
     (edit,) = store.rows("edits")
     assert (edit["field"], json.loads(edit["final"])) == ("cfg", 4.5)
     row = next(r for r in store.rows("generations") if r["id"] == gen_id)
-    assert row["family"] == "sdxl" and row["seed"] == 7 and row["edited"] == 1
+    assert row["family"] == "sdxl" and row["seed"] == "7" and row["edited"] == 1
 
 
 def test_second_save_continues_the_counter_and_empty_batches_fail(pack, run_node, env):

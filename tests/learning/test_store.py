@@ -36,7 +36,9 @@ def test_generation_feedback_round_trip(store):
     row = store.rows("feedback")[0]
     assert (row["rating"], row["quality"], row["accuracy"], row["aesthetic"], row["saved"]) == (5, 4, None, 5, True)
     assert row["tags"] == '["keeper"]'
-    assert store.rows("generations")[0]["seed"] == 42
+    assert store.rows("generations")[0]["seed"] == "42"
+    _generation(store, seed=2**64 - 1)           # ComfyUI's largest seed fits
+    assert "18446744073709551615" in {row["seed"] for row in store.rows("generations")}
     assert store.lora_ratings() == {"a.safetensors": (1, 1.0, 1)}
 
 
