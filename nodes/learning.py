@@ -142,8 +142,7 @@ class KubikSaveImage:
         folder, filename, counter, subfolder, _prefix = bridge.save_image_path(filename_prefix, width, height)
         chunks = png_text_chunks(None if bridge.metadata_disabled() else prompt,
                                  None if bridge.metadata_disabled() else extra_pnginfo, parameters, kubik)
-        store = open_store() if record else None
-        results, ids = [], []
+        results, paths = [], []
         for batch_number, image in enumerate(images):
             pixels = np.clip(255.0 * image.cpu().numpy(), 0, 255).astype(np.uint8)
             info = PngInfo()
@@ -155,20 +154,34 @@ class KubikSaveImage:
             Image.fromarray(pixels).save(tmp, format="PNG", pnginfo=info, compress_level=4)
             os.replace(tmp, path)
             results.append({"filename": name, "subfolder": subfolder, "type": "output"})
+            paths.append(path)
             counter += 1
-            if store is not None:
-                ids.append(store.record_generation(GenerationRecord(
-                    prompt=positive, negative=negative, family=_field(plan, "family", "") or "",
-                    style=_field(analysis, "style", "") or "", content_type=_field(analysis, "content_type", "") or "",
-                    model=model_name or "", seed=seed, preset=_field(plan, "priority", "") or "",
-                    image_path=path, analysis=kubik["analysis"] or {}, params=kubik["plan"] or {},
-                    loras=[{k: item[k] for k in ("name", "sha256", "strength_model", "strength_clip", "suggested")}
-                           for item in loras])))
-        if store is not None and plan is not None and _field(plan, "overrides"):
+        ids = []
+        if record:   # after the images are safe on disk: a store problem never loses an image
+            try:
+                ids = self._record(paths, positive, negative, plan, analysis, model_name, seed, kubik, loras)
+            except LearningError as exc:
+                raise ValueError(f"record: the images were saved ({', '.join(r['filename'] for r in results)}) "
+                                 f"but not recorded: {exc}. Turn 'record' off to save without the "
+                                 "learning store.") from exc
+        return {"ui": {"images": results}, "result": (ids[0] if ids else "",)}
+
+
+    @staticmethod
+    def _record(paths, positive, negative, plan, analysis, model_name, seed, kubik, loras) -> list[str]:
+        store = open_store()
+        rows = [{k: item[k] for k in ("name", "sha256", "strength_model", "strength_clip", "suggested")}
+                for item in loras]
+        ids = [store.record_generation(GenerationRecord(
+            prompt=positive, negative=negative, family=_field(plan, "family", "") or "",
+            style=_field(analysis, "style", "") or "", content_type=_field(analysis, "content_type", "") or "",
+            model=model_name or "", seed=seed, preset=_field(plan, "priority", "") or "", image_path=path,
+            analysis=kubik["analysis"] or {}, params=kubik["plan"] or {}, loras=rows)) for path in paths]
+        if plan is not None and _field(plan, "overrides"):
             store.record_edits(_field(plan, "family", ""), _field(analysis, "style", "") or "",
                                _field(plan, "suggested", {}) or {}, _field(plan, "overrides", {}) or {},
-                               generation_id=ids[0] if ids else None)
-        return {"ui": {"images": results}, "result": (ids[0] if ids else "",)}
+                               generation_id=ids[0])
+        return ids
 
 
 class KubikFeedback:

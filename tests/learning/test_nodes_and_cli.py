@@ -176,3 +176,11 @@ def test_preset_picker_follows_ratings(pack, run_node, env):
     assert choice == "balanced" and "balanced 4 good / 0 bad" in summary
     analysis = _core(pack, "prompting").analyze_prompt("a photo of a red car")
     assert "(photographic)" in pick(analysis=analysis)[1]
+
+
+def test_a_broken_store_never_loses_the_image(pack, run_node, env):
+    (env / "learning.sqlite3").write_bytes(b"garbage" * 50)
+    with pytest.raises(ValueError, match=r"record: the images were saved \(test_00001_.png, test_00002_.png\)"):
+        _save(run_node, pack)
+    assert (env / "output" / "kubik" / "test_00001_.png").exists()
+    assert (env / "learning.sqlite3").read_bytes() == b"garbage" * 50
