@@ -111,7 +111,11 @@ def _cmd_recommend(args) -> int:
     history = None
     if args.store:
         from ..learning import LearningError, LearningStore, lora_history_scores
+        from ..learning.store import to_url
 
+        _url, path = to_url(args.store)
+        if path is not None and not path.exists():
+            raise CommandError(f"--store: no learning store at {path}")
         try:
             history = lora_history_scores(LearningStore(args.store))
         except LearningError as exc:

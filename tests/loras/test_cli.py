@@ -52,3 +52,18 @@ def test_recommend_errors(library_dir, capsys):
     assert "not name=number" in capsys.readouterr().err
     assert main(base + ["--weights", "novelty=1"]) == 2
     assert "unknown weight" in capsys.readouterr().err
+
+
+def test_recommend_with_history_from_a_store(library_dir, tmp_path, capsys):
+    from kubik_core.learning import GenerationRecord, LearningStore
+
+    store = LearningStore(tmp_path / "s.sqlite3")
+    for _ in range(3):
+        gen = store.record_generation(GenerationRecord(prompt="x", loras=[{"name": "xl/film_photo_xl.safetensors"}]))
+        store.record_feedback(gen, 5)
+    args = ["loras", "recommend", "analog film photo", "--library", str(library_dir), "--family", "sdxl",
+            "--no-cache", "--json", "--store"]
+    assert main(args + [str(tmp_path / "s.sqlite3")]) == 0
+    assert json.loads(capsys.readouterr().out)["picks"][0]["factors"]["history"] == 0.688
+    assert main(args + [str(tmp_path / "missing.sqlite3")]) == 2
+    assert "no learning store" in capsys.readouterr().err and not (tmp_path / "missing.sqlite3").exists()
