@@ -33,6 +33,8 @@ def gl_backend() -> str:
     """Set and return ``PYOPENGL_PLATFORM``: the user's value, else 'egl' if available, else 'osmesa'."""
     if not os.environ.get("PYOPENGL_PLATFORM"):
         os.environ["PYOPENGL_PLATFORM"] = "egl" if ctypes.util.find_library("EGL") else "osmesa"
+    # pyrender imports pyglet (for its viewer); headless, pyglet must not look for an X server.
+    os.environ.setdefault("PYGLET_HEADLESS", "true")
     return os.environ["PYOPENGL_PLATFORM"]
 
 

@@ -115,3 +115,28 @@ def test_cuda_without_a_gpu_is_a_clear_error():
     with pytest.raises(ValueError, match="no CUDA device"):
         MeshSDF(box.vertices, box.faces, device="cuda")
     assert MeshSDF(box.vertices, box.faces, device="auto").device == "cpu"
+
+
+def test_cuda_matches_the_cpu_reference(bunny_path):
+    """On a GPU machine: CUDA distances equal libigl's, and the signs are the CPU path's."""
+    import igl
+    import torch
+
+    from kubik_core.recon3d.sdf import _warp
+
+    if _warp().get_cuda_device_count() == 0:
+        pytest.skip("no CUDA device")
+    mesh, _ = normalize(load_mesh(bunny_path))
+    points = np.random.default_rng(5).uniform(-1, 1, (50000, 3))
+    v, f = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+    squared, _, _ = igl.point_mesh_squared_distance(points, v, f)
+    inside = igl.fast_winding_number(v, f, points) > 0.5
+    sdf = MeshSDF(v, f, device="cuda")
+    distance = sdf(points)
+    np.testing.assert_allclose(np.abs(distance), np.sqrt(squared), atol=1e-5)
+    assert np.array_equal(distance < 0, inside)
+    on_device = sdf.query_tensor(torch.from_numpy(points).cuda())
+    assert on_device.is_cuda and np.allclose(on_device.cpu().numpy(), distance, atol=1e-6)
+    cpu = MeshSDF(v, f, device="cpu")(points) if _warp().is_cpu_available() else None
+    if cpu is not None:  # the same signs on both paths, since both take them from libigl
+        assert np.array_equal(cpu < 0, distance < 0)
