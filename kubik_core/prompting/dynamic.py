@@ -55,6 +55,7 @@ class _Expander:
         wildcards = "__" in text
         if not wildcards and "{" not in text:
             return text
+        pairs = _brace_pairs(text)
         out: list[str] = []
         size = 0
         pos = 0
@@ -66,7 +67,7 @@ class _Expander:
                 out.append(text[pos:])
                 break
             if brace >= 0 and (wild_at < 0 or brace < wild_at):
-                close = _matching_brace(text, brace)
+                close = pairs.get(brace, -1)
                 if close < 0:  # unclosed: literal
                     out.append(text[pos:brace + 1])
                     pos = brace + 1
@@ -158,16 +159,16 @@ def _pick(draw: float, weights: list[float]) -> int:
     return index
 
 
-def _matching_brace(text: str, start: int) -> int:
-    level = 0
-    for match in _BRACE.finditer(text, start):
+def _brace_pairs(text: str) -> dict[int, int]:
+    """Position of each ``{`` -> its closing ``}``, in one pass (unclosed ones are absent)."""
+    pairs: dict[int, int] = {}
+    opened: list[int] = []
+    for match in _BRACE.finditer(text):
         if match.group() == "{":
-            level += 1
-        else:
-            level -= 1
-            if level == 0:
-                return match.start()
-    return -1
+            opened.append(match.start())
+        elif opened:
+            pairs[opened.pop()] = match.start()
+    return pairs
 
 
 def _split_options(body: str) -> list[str]:

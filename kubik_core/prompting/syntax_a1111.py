@@ -58,10 +58,17 @@ class _Fail(Exception):
     """The text at this position is no construct of the grammar."""
 
 
+class _TooDeep(Exception):
+    """Brackets nest deeper than MAX_NESTING: the sub-prompt is used as written."""
+
+
 class _ScheduleParser:
     def __init__(self, text: str):
         self.text = text
         self.depth = 0
+        # Packrat memo: a bracket construct at a position parses the same way every time, so
+        # text that makes the top level retry after a failure is parsed once, not per retry.
+        self.memo: dict[int, tuple[list, int] | None] = {}
 
     def parse_top(self) -> list:
         """The ``start`` rule: prompts with stray ``[ ] ( ) :`` allowed between them."""
@@ -111,15 +118,23 @@ class _ScheduleParser:
         raise _Fail
 
     def _bracket(self, pos: int) -> tuple[list, int]:
+        if pos in self.memo:
+            known = self.memo[pos]
+            if known is None:
+                raise _Fail
+            return known
+        if self.depth >= MAX_NESTING:
+            raise _TooDeep
         self.depth += 1
         try:
-            if self.depth > MAX_NESTING:
-                raise _Fail
-            if self.text[pos] == "(":
-                return self._round(pos)
-            return self._square(pos)
+            result = self._round(pos) if self.text[pos] == "(" else self._square(pos)
+        except _Fail:
+            self.memo[pos] = None
+            raise
         finally:
             self.depth -= 1
+        self.memo[pos] = result
+        return result
 
     def _round(self, pos: int) -> tuple[list, int]:
         inner, pos = self._prompt(pos + 1)
@@ -163,7 +178,7 @@ def parse_schedule(text: str) -> list | None:
     not parse it (then it uses the text as it is, at every step)."""
     try:
         return _ScheduleParser(text).parse_top()
-    except (_Fail, RecursionError):
+    except (_Fail, _TooDeep, RecursionError):
         return None
 
 

@@ -124,3 +124,14 @@ def test_fast_and_weight_split_agrees_with_the_webui_expression():
         expected = (sub, 1.0) if match is None else (
             match.group(1), float(match.group(2)) if match.group(2) is not None else 1.0)
         assert split_and(sub) == [expected], repr(sub)
+
+
+def test_pathological_brackets_are_parsed_in_bounded_time_and_noted():
+    from kubik_core.prompting.syntax_a1111 import MAX_NESTING
+
+    deep = "[a:" * (MAX_NESTING + 5) + "b"
+    parsed = parse_prompt(deep, "a1111")
+    assert parsed.schedules == [] and any("cannot read" in n for n in parsed.notes)
+    # retries after failed constructs reuse earlier results (packrat): many near-misses
+    many = "[x] [a:b " * 2000
+    assert parse_schedule(many) is not None

@@ -86,3 +86,8 @@ def test_missing_wildcard_and_missing_folder_name_the_problem(wildcards):
 def test_self_referencing_wildcard_hits_the_recursion_limit(wildcards):
     with pytest.raises(WildcardError, match="nested deeper"):
         expand_dynamic("__loop__", 0, wildcards)
+
+
+def test_many_unclosed_braces_stay_literal_in_linear_time():
+    text = "{" * 50_000 + "a {b|b} c"
+    assert expand_dynamic(text, 0) == "{" * 50_000 + "a b c"
