@@ -132,6 +132,9 @@ def test_pathological_brackets_are_parsed_in_bounded_time_and_noted():
     deep = "[a:" * (MAX_NESTING + 5) + "b"
     parsed = parse_prompt(deep, "a1111")
     assert parsed.schedules == [] and any("cannot read" in n for n in parsed.notes)
-    # retries after failed constructs reuse earlier results (packrat): many near-misses
-    many = "[x] [a:b " * 2000
-    assert parse_schedule(many) is not None
+    # many near-misses ("[a:b]" is no schedule: b is not a number) stay literal, and the
+    # real schedules among them still count
+    many = "[x] [a:b] [c:d:3] " * 2000
+    tree = parse_schedule(many)
+    assert resolve(tree, 1, 10).startswith("[x] [a:b] c [x] [a:b] c ")
+    assert resolve(tree, 5, 10).startswith("[x] [a:b] d [x] [a:b] d")
