@@ -41,6 +41,7 @@ CPU_ENGINES = {  # engine -> share of --points it gets (slow baselines get fewer
     "warp-cpu-winding": 0.1,
     "open3d": 0.25,
     "kubik-cpu": 1.0,
+    "kubik-cpu-trunc0.1": 1.0,   # distances clipped to +-0.1 (a truncated-SDF training target)
 }
 GPU_ENGINES = ("kubik-cuda", "warp-cuda-winding")
 
@@ -118,7 +119,9 @@ def run_case(engine: str, mesh_path: str, count: int, out: str) -> dict:
     elif engine.startswith("kubik"):
         from kubik_core.recon3d.sdf import MeshSDF
 
-        query = MeshSDF(v, f, device="cpu" if engine == "kubik-cpu" else "cuda:0")
+        sdf = MeshSDF(v, f, device="cpu" if engine.startswith("kubik-cpu") else "cuda:0")
+        truncation = float(engine.partition("-trunc")[2]) if "-trunc" in engine else None
+        query = lambda p: sdf(p, truncation=truncation)  # noqa: E731
         query(points[:1000])  # compile / load kernels before the clock
     else:
         raise SystemExit(f"unknown engine {engine}")

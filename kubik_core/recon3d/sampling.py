@@ -120,9 +120,8 @@ def sample_shape(mesh, normalization: Normalization, config: SampleConfig, sdf: 
     bound = config.uniform_bound
     uniform_points = rng.uniform(-bound, bound, size=(config.uniform, 3))
 
-    distances = sdf(np.concatenate([near_points, uniform_points]))
-    if config.truncation > 0:
-        np.clip(distances, -config.truncation, config.truncation, out=distances)
+    distances = sdf(np.concatenate([near_points, uniform_points]),
+                    truncation=config.truncation if config.truncation > 0 else None)
     near_sdf, uniform_sdf = distances[: config.near], distances[config.near:]
 
     arrays = {

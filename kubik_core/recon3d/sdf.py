@@ -62,16 +62,18 @@ def _kernels():
     wp = _warp()
 
     @wp.kernel
-    def unsigned_distance(mesh: wp.uint64, points: wp.array(dtype=wp.vec3),
+    def unsigned_distance(mesh: wp.uint64, points: wp.array(dtype=wp.vec3), max_distance: wp.float32,
                           distance: wp.array(dtype=wp.float32), face: wp.array(dtype=wp.int32)):
         tid = wp.tid()
         p = points[tid]
-        hit = wp.mesh_query_point_no_sign(mesh, p, 1.0e6)
+        # The search only visits BVH nodes closer than max_distance: a truncated query is far
+        # cheaper for points away from the surface, the costly case of an exact query.
+        hit = wp.mesh_query_point_no_sign(mesh, p, max_distance)
         if hit.result:
-            distance[tid] = wp.length(wp.mesh_eval_position(mesh, hit.face, hit.u, hit.v) - p)
+            distance[tid] = wp.min(wp.length(wp.mesh_eval_position(mesh, hit.face, hit.u, hit.v) - p), max_distance)
             face[tid] = hit.face
         else:
-            distance[tid] = 1.0e30
+            distance[tid] = max_distance
             face[tid] = -1
 
     return unsigned_distance
@@ -111,16 +113,25 @@ class MeshSDF:
             indices=wp.array(faces.astype(np.int32).ravel(), dtype=wp.int32, device=self.device),
         )
 
-    def __call__(self, points, *, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        return self.query(points, progress=progress)[0]
+    def __call__(self, points, *, truncation: float | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        return self.query(points, truncation=truncation, progress=progress)[0]
 
-    def query(self, points, *, progress: Callable[[int, int], None] | None = None):
-        """Return ``(signed_distance float32 [N], closest_face int32 [N])`` for points [N, 3]."""
+    def query(self, points, *, truncation: float | None = None,
+              progress: Callable[[int, int], None] | None = None):
+        """Return ``(signed_distance float32 [N], closest_face int32 [N])`` for points [N, 3].
+
+        ``truncation`` (mesh units) clips distances to [-truncation, truncation]; points farther
+        than that get exactly +-truncation and face -1, and cost much less to compute.
+        """
         points = np.asarray(points, np.float64)
         if points.ndim != 2 or points.shape[1] != 3:
             raise ValueError(f"points must be an [N, 3] array, got shape {points.shape}")
         if not np.isfinite(points).all():
             raise ValueError(f"{int((~np.isfinite(points)).any(1).sum())} query points are NaN or infinite")
+        if truncation is not None and not truncation > 0:
+            raise ValueError(f"truncation must be positive, got {truncation!r}")
+        max_distance = 1.0e6 if truncation is None else truncation / self.scale
         local = (points - self.center) / self.scale
         if len(points) == 0:
             return np.zeros(0, np.float32), np.zeros(0, np.int32)
@@ -128,18 +139,18 @@ class MeshSDF:
         face = np.empty(len(points), np.int32)
         for start in range(0, len(points), _CHUNK):
             stop = min(start + _CHUNK, len(points))
-            distance[start:stop], face[start:stop] = self._query_local(local[start:stop])
+            distance[start:stop], face[start:stop] = self._query_local(local[start:stop], max_distance)
             if progress is not None:
                 progress(stop, len(points))
         distance *= np.float32(self.scale)
         return distance, face
 
-    def _query_local(self, local: np.ndarray):
-        distance, face = self._unsigned_local(local)
+    def _query_local(self, local: np.ndarray, max_distance: float):
+        distance, face = self._unsigned_local(local, max_distance)
         distance[self.winding_number(local, normalized=True) > 0.5] *= -1.0
         return distance, face
 
-    def _unsigned_local(self, local: np.ndarray):
+    def _unsigned_local(self, local: np.ndarray, max_distance: float):
         """Unsigned distance and closest face of normalised points, on this object's device."""
         wp = _warp()
         kernel = _kernels()
@@ -148,14 +159,14 @@ class MeshSDF:
         distance = wp.empty(n, dtype=wp.float32, device=self.device)
         face = wp.empty(n, dtype=wp.int32, device=self.device)
         if self.device != "cpu":
-            wp.launch(kernel, dim=n, device=self.device, inputs=[self._mesh.id, points, distance, face])
+            wp.launch(kernel, dim=n, device=self.device, inputs=[self._mesh.id, points, max_distance, distance, face])
             return distance.numpy(), face.numpy()
 
         def run(bounds):
             lo, hi = bounds
             if hi > lo:
                 wp.launch(kernel, dim=hi - lo, device="cpu",
-                          inputs=[self._mesh.id, points[lo:hi], distance[lo:hi], face[lo:hi]])
+                          inputs=[self._mesh.id, points[lo:hi], max_distance, distance[lo:hi], face[lo:hi]])
 
         splits = np.linspace(0, n, self.threads + 1).astype(int)
         run((0, min(1, n)))  # compiles/loads the kernel once, outside the pool

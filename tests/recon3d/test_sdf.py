@@ -140,3 +140,17 @@ def test_cuda_matches_the_cpu_reference(bunny_path):
     cpu = MeshSDF(v, f, device="cpu")(points) if _warp().is_cpu_available() else None
     if cpu is not None:  # the same signs on both paths, since both take them from libigl
         assert np.array_equal(cpu < 0, distance < 0)
+
+
+def test_truncated_queries_equal_clipped_exact_ones():
+    mesh = trimesh.creation.torus(major_radius=0.5, minor_radius=0.2)
+    mesh.apply_scale(10.0)  # truncation is in mesh units
+    points = np.random.default_rng(6).uniform(-10, 10, (5000, 3))
+    sdf = MeshSDF(mesh.vertices, mesh.faces)
+    exact = sdf(points)
+    truncated, face = sdf.query(points, truncation=1.0)
+    np.testing.assert_allclose(truncated, np.clip(exact, -1.0, 1.0), atol=1e-5)
+    assert ((face == -1) == (np.abs(exact) >= 1.0 + 1e-5)).mean() > 0.999
+    assert (face == -1).mean() > 0.3  # the case that got cheaper
+    with pytest.raises(ValueError, match="truncation"):
+        sdf(points, truncation=0.0)
