@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+import trimesh
 
 from kubik_core.recon3d.dataset import PreprocessConfig, preprocess_folder
 from kubik_core.recon3d.mesh_io import load_mesh
@@ -18,7 +19,7 @@ SMALL = SampleConfig(surface=2000, near=2000, uniform=2000)
 
 @pytest.fixture
 def source(tmp_path, pybullet_objs):
-    """Three real pybullet meshes in sub-folders, and three broken files beside them."""
+    """Three real pybullet meshes in sub-folders, a non-manifold open mesh, four broken files."""
     src = tmp_path / "src"
     for path in pybullet_objs:
         (src / path.parent.name).mkdir(parents=True)
@@ -27,6 +28,13 @@ def source(tmp_path, pybullet_objs):
     (src / "broken" / "garbage.obj").write_text("not a mesh at all\n")
     (src / "broken" / "points_only.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\n")
     (src / "broken" / "nan.obj").write_text("v 0 0 0\nv nan 0 0\nv 0 1 0\nf 1 2 3\n")
+    (src / "broken" / "empty.ply").write_bytes(b"")
+    # An open box (one side missing) with a fin: three faces on one edge, non-manifold. Usable.
+    box = trimesh.creation.box()
+    fin = np.vstack([box.vertices, [[0.5, 1.5, 0.0]]])
+    edge = box.edges_unique[0]
+    faces = np.vstack([box.faces[2:], [[edge[0], edge[1], 8]]])
+    trimesh.Trimesh(fin, faces, process=False).export(src / "zz_nonmanifold.obj")
     return src
 
 
@@ -34,14 +42,19 @@ def test_preprocess_writes_the_layout_and_reports_bad_meshes(source, tmp_path):
     render = None if gl_unavailable_reason() else RenderConfig(views=2, ring=1, resolution=48)
     out = tmp_path / "out"
     report = preprocess_folder(source, out, PreprocessConfig(samples=SMALL, render=render))
-    assert report["meshes"] == 6 and report["done"] == 3 and report["skipped"] == 0
+    assert report["meshes"] == 8 and report["done"] == 4 and report["skipped"] == 0
     errors = {f["source"].split("/")[-1]: f["error"] for f in report["failed"]}
-    assert set(errors) == {"garbage.obj", "points_only.obj", "nan.obj"}
+    assert set(errors) == {"garbage.obj", "points_only.obj", "nan.obj", "empty.ply"}
     assert "NaN" in errors["nan.obj"] and "no triangle mesh" in errors["points_only.obj"]
+    assert all(errors.values())
     assert json.loads((out / "report.json").read_text()) == report
 
     manifest = json.loads((out / "manifest.json").read_text())
-    assert [m["id"] for m in manifest["meshes"]] == ["000__000", "001__001", "002__002"]
+    assert [m["id"] for m in manifest["meshes"]] == ["000__000", "001__001", "002__002", "zz_nonmanifold"]
+    with np.load(out / "zz_nonmanifold" / "samples.npz") as fin:  # the open box still has an inside
+        box_centre = -fin["normalization_center"] / fin["normalization_scale"]  # source origin
+        centre = np.linalg.norm(fin["uniform_points"] - box_centre, axis=1) < 0.2
+        assert centre.any() and (fin["uniform_sdf"][centre] < 0).all()
     meta = json.loads((out / "000__000" / "meta.json").read_text())
     with np.load(out / "000__000" / "samples.npz") as samples:
         arrays = dict(samples)
@@ -67,10 +80,10 @@ def test_preprocess_resumes_and_skips_finished_meshes(source, tmp_path):
     (out / "002__002" / "meta.json").unlink()  # as if the run had stopped before finishing it
     seen = []
     report = preprocess_folder(source, out, config, progress=lambda done, total: seen.append((done, total)))
-    assert report["skipped"] == 2 and report["done"] == 1 and len(report["failed"]) == 3
-    assert seen[-1] == (4, 4)
+    assert report["skipped"] == 3 and report["done"] == 1 and len(report["failed"]) == 4
+    assert seen[-1] == (5, 5)
     assert (out / "001__001" / "samples.npz").stat().st_mtime_ns == first
-    assert json.loads((out / "manifest.json").read_text())["count"] == 3
+    assert json.loads((out / "manifest.json").read_text())["count"] == 4
 
 
 @pytest.mark.slow
@@ -78,7 +91,7 @@ def test_worker_processes_give_the_same_samples(source, tmp_path):
     config = PreprocessConfig(samples=SMALL, render=None)
     preprocess_folder(source, tmp_path / "one", config, workers=1)
     report = preprocess_folder(source, tmp_path / "two", config, workers=2)
-    assert report["done"] == 3 and len(report["failed"]) == 3 and report["workers"] == 2
-    for name in ("000__000", "001__001", "002__002"):
+    assert report["done"] == 4 and len(report["failed"]) == 4 and report["workers"] == 2
+    for name in ("000__000", "001__001", "002__002", "zz_nonmanifold"):
         with np.load(tmp_path / "one" / name / "samples.npz") as a, np.load(tmp_path / "two" / name / "samples.npz") as b:
             assert all(np.array_equal(a[k], b[k]) for k in a.files)
