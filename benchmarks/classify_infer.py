@@ -10,7 +10,8 @@ weights (throughput does not depend on them), random inputs.
     inference_mode vs timm eager under no_grad; a small batch, few iterations.
 
 Each case prints: what, device, our img/s, baseline img/s, ratio. Timings are medians of
---iters timed iterations after --warmup untimed ones (compile happens during warm-up).
+--iters timed iterations after --warmup untimed ones (compile happens during warm-up), ours
+and the baseline alternating so that load from other processes affects both alike.
 
     python benchmarks/classify_infer.py [--arch vit_base_patch16_384] [--batch N] [--iters 10]
 """
@@ -35,17 +36,21 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def _median_rate(step, batch, device, warmup, iters) -> float:
+def _paired_rates(ours, base, batch, device, warmup, iters) -> tuple[float, float]:
+    """img/s of two step functions, timed alternately so load drift hits both alike (medians)."""
     for _ in range(warmup):
-        step()
-    _sync(device)
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return batch / statistics.median(times)
+        base()
+        ours()
+    times = {"ours": [], "base": []}
+    for i in range(iters):
+        pair = (("base", base), ("ours", ours)) if i % 2 == 0 else (("ours", ours), ("base", base))
+        for name, step in pair:
+            _sync(device)
+            start = time.perf_counter()
+            step()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return batch / statistics.median(times["ours"]), batch / statistics.median(times["base"])
 
 
 def _models(arch: str, device: torch.device, ours_compiled: bool):
@@ -78,9 +83,7 @@ def bench_inference(arch, device, batch, size, warmup, iters):
         with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
             baseline(x)
 
-    base = _median_rate(run_base, batch, device, warmup, iters)
-    mine = _median_rate(run_ours, batch, device, warmup, iters)
-    return mine, base
+    return _paired_rates(run_ours, run_base, batch, device, warmup, iters)
 
 
 def bench_training(arch, device, batch, size, warmup, iters):
@@ -109,9 +112,8 @@ def bench_training(arch, device, batch, size, warmup, iters):
             opt.zero_grad(set_to_none=True)
         return run
 
-    base = _median_rate(step(baseline, opt_base, x), batch, device, warmup, iters)
-    mine = _median_rate(step(ours_step_model, opt_ours, x_ours), batch, device, warmup, iters)
-    return mine, base
+    return _paired_rates(step(ours_step_model, opt_ours, x_ours), step(baseline, opt_base, x),
+                         batch, device, warmup, iters)
 
 
 def main() -> int:
@@ -130,18 +132,18 @@ def main() -> int:
     gpu = device.type == "cuda"
     size = args.size or timm.create_model(args.arch, pretrained=False).pretrained_cfg["input_size"][-1]
     warmup = args.warmup if args.warmup is not None else (5 if gpu else 1)
-    iters = args.iters or (20 if gpu else 3)
+    iters = args.iters or (20 if gpu else 5)
     name = torch.cuda.get_device_name(device) if gpu else f"cpu ({torch.get_num_threads()} threads)"
     batch = args.batch or (64 if gpu else 2)
     ours, base = bench_inference(args.arch, device, batch, size, warmup, iters)
     what = "bf16+channels_last+compile vs timm eager AMP" if gpu else "inference_mode vs timm eager no_grad"
-    print(f"classify inference {args.arch}@{size} bs={batch} [{what}] on {name}: ours {ours:.1f} img/s, "
-          f"baseline {base:.1f} img/s, ratio {ours / base:.2f}x", flush=True)
+    print(f"classify inference {args.arch}@{size} bs={batch} [{what}] on {name}: ours {ours:.3g} img/s, "
+          f"baseline {base:.3g} img/s, ratio {ours / base:.2f}x", flush=True)
     train_batch = args.train_batch or (32 if gpu else 2)
     ours, base = bench_training(args.arch, device, train_batch, size, warmup, iters)
     what = "bf16 autocast+channels_last+compile+fused AdamW vs timm eager AMP" if gpu else "same eager step (fp32)"
-    print(f"classify training {args.arch}@{size} bs={train_batch} [{what}] on {name}: ours {ours:.1f} img/s, "
-          f"baseline {base:.1f} img/s, ratio {ours / base:.2f}x", flush=True)
+    print(f"classify training {args.arch}@{size} bs={train_batch} [{what}] on {name}: ours {ours:.3g} img/s, "
+          f"baseline {base:.3g} img/s, ratio {ours / base:.2f}x", flush=True)
     return 0
 
 

@@ -25,8 +25,13 @@ class LoadedClassifier:
 
     def ready(self):
         """The classifier on its compute device (ComfyUI loads/offloads it as needed)."""
+        import torch
+
         comfy_bridge.load_managed_model(self.patcher)
-        self.classifier.device = next(self.classifier.model.parameters()).device
+        device = next(self.classifier.model.parameters()).device
+        self.classifier.device = device
+        # bf16 autocast where the GPU supports it: the speed of AMP, fp32 weights kept.
+        self.classifier.amp = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "none"
         return self.classifier
 
 

@@ -1,4 +1,4 @@
-"""``kubik classify split|fetch|train|eval|predict``.
+"""``kubik classify split|fetch|train|eval|export|predict``.
 
 ``--json`` outputs are stable interfaces:
 
@@ -7,7 +7,8 @@
 - fetch:   {"urls", "cached", "downloaded", "failed", "failures_file"}
 - train:   {"out", "model", "epochs_run", "stopped_early", "best": {epoch, val_top1, val_macro_top1, ...}}
 - eval:    {"top1", "top5", "macro_top1", "macro_top5", "count", "loss", "skipped", "most_confused"}
-- predict: [{"image", "labels", "scores"} | {"image", "error"}]
+- export:  {"model", "epoch", "weights": "last" | "ema"}
+- predict: [{"image", "labels", "scores"} | {"image", "error"}], in argument order
 """
 from __future__ import annotations
 
@@ -100,6 +101,13 @@ def register(subparsers) -> None:
     p.add_argument("--cache-dir", default=None, help="image cache for URL manifests")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser("export", help="export a run's checkpoint (last or EMA weights) as a classifier")
+    p.add_argument("checkpoint", help="checkpoint.pt of a `kubik classify train` run")
+    p.add_argument("--out", required=True, help="classifier file to write (.safetensors, + .json)")
+    p.add_argument("--ema", action="store_true", help="export the EMA weights (run trained with --ema)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_export)
 
     p = sub.add_parser("predict", help="labels and scores for image files")
     p.add_argument("images", nargs="+", help="image files")
@@ -253,6 +261,32 @@ def _eval(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    import torch
+
+    from ..cli import CommandError
+    from .model import ModelCard, export_classifier
+
+    try:
+        state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CommandError(f"checkpoint not found: {args.checkpoint}") from None
+    except Exception as exc:  # truncated file, not a checkpoint, unsafe pickle content
+        raise CommandError(f"{args.checkpoint}: not a readable training checkpoint ({exc})") from None
+    if not isinstance(state, dict) or "card" not in state or "model" not in state:
+        raise CommandError(f"{args.checkpoint}: not a `kubik classify train` checkpoint")
+    weights = state.get("ema") if args.ema else state["model"]
+    if weights is None:
+        raise CommandError("--ema: this run was trained without --ema")
+    try:
+        path = export_classifier(weights, ModelCard.from_json(state["card"], args.checkpoint), args.out)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    result = {"model": str(path), "epoch": state["epoch"], "weights": "ema" if args.ema else "last"}
+    print(json.dumps(result) if args.json else f"epoch {state['epoch']} ({result['weights']} weights) -> {path}")
+    return 0
+
+
 def _predict(args) -> int:
     from ..cli import CommandError
     from .images import ImageError, load_image
@@ -262,18 +296,19 @@ def _predict(args) -> int:
         classifier = Classifier.load(args.model, args.device)
     except (FileNotFoundError, ValueError) as exc:
         raise CommandError(str(exc)) from None
-    results, images, names = [], [], []
-    for name in args.images:
-        try:
-            images.append(load_image(name))
-            names.append(name)
-        except ImageError as exc:
-            results.append({"image": name, "error": str(exc)})
-    if images:
-        predictions = classifier.predict(images, args.top_k, args.threshold, args.smart_crop)
-        results += [{"image": n, **p.to_dict()} for n, p in zip(names, predictions)]
-    order = {name: i for i, name in enumerate(args.images)}
-    results.sort(key=lambda r: order[r["image"]])
+    results: list[dict] = [{"image": name} for name in args.images]
+    for start in range(0, len(results), 64):  # bounded memory for long file lists
+        loaded = []
+        for row in results[start:start + 64]:
+            try:
+                loaded.append((row, load_image(row["image"])))
+            except ImageError as exc:
+                row["error"] = str(exc)
+        if loaded:
+            predictions = classifier.predict([image for _, image in loaded], args.top_k,
+                                             args.threshold, args.smart_crop)
+            for (row, _), prediction in zip(loaded, predictions):
+                row.update(prediction.to_dict())
     if args.json:
         print(json.dumps(results))
     else:

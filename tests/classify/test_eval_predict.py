@@ -101,3 +101,20 @@ def test_global_batches_do_not_depend_on_world_size(weights):
     assert [a + b for a, b in zip(*ranks)] == one and all(len(b) == 2 for b in ranks[0])
     with pytest.raises(ValueError, match="divisible"):
         GlobalBatchSampler(10, 3, 0, 2)
+
+
+def test_export_command_from_checkpoint(trained_run, tmp_path, capsys):
+    checkpoint = trained_run.out_dir / "checkpoint.pt"
+    out = tmp_path / "last.safetensors"
+    assert main(["classify", "export", str(checkpoint), "--out", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result == {"model": str(out), "epoch": len(trained_run.history) - 1, "weights": "last"}
+    assert read_card(out) == read_card(trained_run.model_path) and out.with_suffix(".json").is_file()
+
+    assert main(["classify", "export", str(checkpoint), "--out", str(tmp_path / "e.safetensors"), "--ema"]) == 2
+    assert "trained without --ema" in capsys.readouterr().err
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"PK\x03\x04 not a checkpoint")
+    assert main(["classify", "export", str(junk), "--out", str(tmp_path / "j.safetensors")]) == 2
+    assert "not a readable training checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "j.safetensors").exists()

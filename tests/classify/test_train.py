@@ -93,6 +93,10 @@ def test_every_option_together_on_a_vit(small_split, tmp_path):
     image = load_image(read_dataset(small_split / "test.jsonl")[0].path)
     prediction = Classifier.load(result.model_path).predict([image], top_k=3)[0]
     assert len(prediction.labels) == 3 and set(prediction.labels) <= set(card.classes)
+    from kubik_core.cli import main
+    assert main(["classify", "export", str(tmp_path / "run" / "checkpoint.pt"), "--ema",
+                 "--out", str(tmp_path / "ema.safetensors")]) == 0
+    assert Classifier.load(tmp_path / "ema.safetensors").predict([image])[0].labels
     saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
     assert saved["layer_decay"] == 0.75 and saved["augment"]["randaugment"] == "rand-m5-mstd0.5"
 
