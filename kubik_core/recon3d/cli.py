@@ -7,7 +7,7 @@
 - synth:      {"meshes": folder, "count", "dataset": report as above, or null with --meshes-only}
 - eval:       {"normalization", "points", "chamfer_l1", "chamfer_l2", "normal_consistency",
                "fscore@<t>" for each threshold, "volume_iou"}
-- sdf:        {"points", "output", "device", "inside", "min", "max", "seconds"}
+- sdf:        {"points", "output", "device" (the one used), "inside", "min", "max", "seconds"}
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def register(subparsers) -> None:
     p.add_argument("mesh", help="mesh file")
     p.add_argument("--points", required=True, help=".npy file with an [N, 3] float array")
     p.add_argument("-o", "--output", required=True, help=".npy file for the [N] float32 distances")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (cpu)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto = a GPU when there is one (auto)")
     p.add_argument("--json", action="store_true", help="print a summary as JSON")
     p.set_defaults(func=_sdf)
 
@@ -71,7 +71,7 @@ def _dataset_arguments(p) -> None:
     p.add_argument("--views", type=int, default=12, help="renders per mesh, 0 for none (12)")
     p.add_argument("--ring", type=int, default=8, help="of which on a fixed ring (8)")
     p.add_argument("--resolution", type=int, default=256, help="render size in pixels (256)")
-    p.add_argument("--device", default="cpu", help="SDF device: cpu, cuda, cuda:N, auto (cpu)")
+    p.add_argument("--device", default="auto", help="SDF distances on: cpu, cuda, cuda:N, auto = a GPU when there is one (auto)")
     p.add_argument("--seed-samples", type=int, default=0, help="sampling seed (0)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
@@ -191,12 +191,14 @@ def _eval(args) -> int:
 
 
 def _sdf(args) -> int:
+    import io
+
     import numpy as np
 
     from ..cli import CommandError
     from .errors import MeshError
     from .mesh_io import load_mesh
-    from .sdf import MeshSDF
+    from .sdf import MeshSDF, resolve_device
     from .storage import write_bytes_atomic
 
     try:
@@ -213,12 +215,10 @@ def _sdf(args) -> int:
         distances = MeshSDF(mesh.vertices, mesh.faces, device=args.device)(points)
     except (MeshError, ValueError) as exc:
         raise CommandError(str(exc)) from None
-    import io
-
     buffer = io.BytesIO()
     np.save(buffer, distances)
     write_bytes_atomic(args.output, buffer.getvalue())
-    summary = {"points": int(len(points)), "output": args.output, "device": args.device,
+    summary = {"points": int(len(points)), "output": args.output, "device": resolve_device(args.device),
                "inside": int((distances < 0).sum()),
                "min": float(distances.min()) if len(distances) else None,
                "max": float(distances.max()) if len(distances) else None,

@@ -44,7 +44,7 @@ class PreprocessConfig:
     samples: SampleConfig = field(default_factory=SampleConfig)
     render: RenderConfig | None = field(default_factory=RenderConfig)  # None: no renders
     margin: float = 0.95           # the longest bounding-box side becomes 2 * margin
-    device: str = "cpu"            # where signed distances are computed ("cpu", "cuda", "auto")
+    device: str = "auto"           # where distances are computed: "cpu", "cuda[:N]", "auto" (GPU if any)
 
 
 def find_meshes(src) -> list[Path]:

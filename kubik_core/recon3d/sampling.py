@@ -32,6 +32,7 @@ import numpy as np
 
 from .mesh_io import Normalization
 from .sdf import MeshSDF
+from .storage import save_npz_atomic
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,6 @@ class ShapeSamples:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
     def save(self, path) -> None:
-        from .storage import save_npz_atomic
-
         save_npz_atomic(path, self.arrays)
 
 
@@ -100,7 +99,7 @@ def sample_sharp_edges(mesh, count: int, angle_deg: float, rng: np.random.Genera
 
 
 def sample_shape(mesh, normalization: Normalization, config: SampleConfig, sdf: MeshSDF | None = None,
-                 *, device: str = "cpu") -> ShapeSamples:
+                 *, device: str = "auto") -> ShapeSamples:
     """Draw every sample of ``config`` from a mesh already in the normalised frame."""
     rng = np.random.default_rng(config.seed)
     sdf = sdf or MeshSDF(mesh.vertices, mesh.faces, device=device)
