@@ -144,7 +144,10 @@ def _work(path: str, out_dir: str, config: PreprocessConfig) -> dict:
     except MeshError as exc:
         return {"source": path, "ok": False, "error": str(exc).removeprefix(f"{path}: ")}
     except Exception as exc:  # a bad mesh must never stop the run: record what happened
-        return {"source": path, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if len(message) > 300:  # e.g. GL errors that quote a whole shader
+            message = message[:300] + "..."
+        return {"source": path, "ok": False, "error": f"{type(exc).__name__}: {message}"}
 
 
 def preprocess_folder(src, out, config: PreprocessConfig, *, workers: int = 1,

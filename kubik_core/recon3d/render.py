@@ -60,7 +60,8 @@ class RenderConfig:
     ring_elevation_deg: float = 20.0
     resolution: int = 256
     yfov_deg: float = 40.0
-    distance: float = 3.2      # camera distance from the origin; the unit sphere fills ~80% of the view
+    distance: float | None = None  # camera distance from the origin; None: per mesh, the closest
+                                   # distance at which the mesh's bounding sphere (about the origin) fits the view
     depth: bool = True
     normals: bool = True
     seed: int = 0
@@ -85,18 +86,27 @@ def look_at(eye: np.ndarray, target=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0)) -> np.n
     return pose
 
 
-def camera_poses(config: RenderConfig) -> list[np.ndarray]:
+def fit_distance(mesh, config: RenderConfig) -> float:
+    """Camera distance: ``config.distance``, or the one at which no view can crop the mesh."""
+    if config.distance is not None:
+        return float(config.distance)
+    radius = float(np.linalg.norm(np.asarray(mesh.vertices), axis=1).max())
+    return 1.02 * radius / math.sin(math.radians(config.yfov_deg) / 2.0)
+
+
+def camera_poses(config: RenderConfig, distance: float | None = None) -> list[np.ndarray]:
     """``ring`` views evenly around Y at a fixed elevation, then random views on the sphere."""
+    distance = float(distance if distance is not None else config.distance)
     rng = np.random.default_rng(config.seed)
     poses = []
     elevation = math.radians(config.ring_elevation_deg)
     for i in range(min(config.ring, config.views)):
         azimuth = 2.0 * math.pi * i / config.ring
-        poses.append(_orbit(azimuth, elevation, config.distance))
+        poses.append(_orbit(azimuth, elevation, distance))
     for _ in range(config.views - len(poses)):
         azimuth = rng.uniform(0.0, 2.0 * math.pi)
         elevation = math.asin(rng.uniform(-0.5, 0.9))  # mostly from above, as photos are
-        poses.append(_orbit(azimuth, elevation, config.distance))
+        poses.append(_orbit(azimuth, elevation, distance))
     return poses
 
 
@@ -133,11 +143,13 @@ class MeshRenderer:
         """Render ``config.views`` views. Returns per-view arrays and the cameras as JSON data."""
         pyrender = self._pyrender
         config = self.config
-        poses = camera_poses(config)
-        camera = pyrender.PerspectiveCamera(yfov=math.radians(config.yfov_deg), znear=0.05, zfar=20.0)
+        distance = fit_distance(mesh, config)
+        poses = camera_poses(config, distance)
+        camera = pyrender.PerspectiveCamera(yfov=math.radians(config.yfov_deg), znear=0.02 * distance,
+                                            zfar=4.0 * distance)
 
         shaded = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[0.25, 0.25, 0.25])
-        shaded.add(pyrender.Mesh.from_trimesh(mesh, smooth=_has_smooth_normals(mesh)))
+        shaded.add(pyrender.Mesh.from_trimesh(_renderable(mesh), smooth=_has_smooth_normals(mesh)))
         camera_node = shaded.add(camera, pose=poses[0])
         # A key light that follows the camera from above-left, and a fill from the opposite side.
         key = shaded.add(pyrender.DirectionalLight(color=np.ones(3), intensity=3.0), pose=poses[0])
@@ -167,7 +179,7 @@ class MeshRenderer:
                 view["normal"] = normal
             views.append(view)
         cameras = {"convention": "camera_to_world, OpenGL axes (camera looks down -Z, +Y up)",
-                   "intrinsics": intrinsics(config),
+                   "intrinsics": intrinsics(config), "distance": distance,
                    "camera_to_world": [p.tolist() for p in poses]}
         return views, cameras
 
@@ -180,6 +192,18 @@ def _rotation(pitch_deg: float, yaw_deg: float) -> np.ndarray:
     out = np.eye(4)
     out[:3, :3] = ry @ rx
     return out
+
+
+def _renderable(mesh):
+    """``mesh``, or a copy in the material's plain colour when it has a texture but no UVs
+    (OBJ files that name a texture and give no coordinates; pyrender's shader rejects them)."""
+    import trimesh
+
+    visual = mesh.visual
+    if isinstance(visual, trimesh.visual.TextureVisuals) and (visual.uv is None or len(visual.uv) != len(mesh.vertices)):
+        mesh = mesh.copy()
+        mesh.visual = visual.to_color()
+    return mesh
 
 
 def _has_smooth_normals(mesh) -> bool:

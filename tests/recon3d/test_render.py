@@ -64,3 +64,18 @@ def test_ring_views_are_evenly_spaced_at_the_stated_distance():
     np.testing.assert_allclose(eyes[:4, 1], 3.0 * np.sin(np.radians(20.0)))
     for pose in poses:  # every camera looks at the origin down its -Z axis
         np.testing.assert_allclose(-pose[:3, 2], -pose[:3, 3] / np.linalg.norm(pose[:3, 3]), atol=1e-9)
+
+
+def test_no_view_crops_the_shape_and_the_shape_fills_the_frame(renderer):
+    rod = trimesh.creation.box(extents=(1.9, 0.3, 0.3))  # its corners reach well beyond the unit sphere
+    rod.apply_transform(trimesh.transformations.rotation_matrix(0.6, [0, 0, 1]))
+    views, cameras = renderer.render(rod)
+    assert cameras["distance"] > 0
+    widest = 0.0
+    for view in views:
+        alpha = view["rgba"][..., 3] > 0
+        border = np.concatenate([alpha[0], alpha[-1], alpha[:, 0], alpha[:, -1]])
+        assert not border.any()
+        columns = np.nonzero(alpha.any(axis=0))[0]
+        widest = max(widest, (columns[-1] - columns[0]) / alpha.shape[1])
+    assert widest > 0.6
