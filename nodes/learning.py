@@ -1,4 +1,5 @@
-"""Learning nodes: Kubik Save Image (records the generation) and Kubik Feedback (rates it).
+"""Learning nodes: Kubik Save Image (records the generation), Kubik Feedback (rates it) and
+Kubik Preset Picker (chooses the optimizer's priority from past ratings).
 
 The store is <ComfyUI user directory>/kubik/learning.sqlite3 (SQLite, WAL) unless
 $KUBIK_LEARNING_URL names another file or a SQLAlchemy URL (PostgreSQL, shared by servers).
@@ -18,7 +19,7 @@ from ..kubik_core import __version__
 from ..kubik_core.learning import (GenerationRecord, LearningError, LearningStore, UnknownGenerationError,
                                   default_store_location)
 from ..kubik_core.learning.pnginfo import a1111_parameters, graph_seed_and_model, png_text_chunks
-from ..kubik_core.learning.store import STORE_FILE_NAME
+from ..kubik_core.learning.store import STORE_FILE_NAME, to_url
 from ..kubik_core.params import FAMILY_IDS, PRIORITIES
 
 
@@ -39,7 +40,8 @@ def open_store() -> LearningStore:
 def existing_store() -> LearningStore | None:
     """The store for reading, or None if no SQLite store file exists yet (none is created)."""
     location = store_location()
-    if "://" not in location and not os.path.exists(location):
+    _url, path = to_url(location)
+    if path is not None and not path.exists():
         return None
     return LearningStore(location)
 

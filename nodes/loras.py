@@ -57,6 +57,27 @@ def _model_info(model, prompt, unique_id):
     return info
 
 
+_EMBEDDINGS: dict[tuple[int, str], list[float]] = {}
+_EMBEDDINGS_MAX = 20_000
+
+
+def _cached_embedder(clip):
+    """The CLIP's pooled-embedding function, remembering LoRA texts across runs (same CLIP object)."""
+    embed = bridge.clip_pooled_embedder(clip)
+    if embed is None:
+        return None
+
+    def cached(texts: list[str]) -> list[list[float]]:
+        missing = [t for t in dict.fromkeys(texts) if (id(clip), t) not in _EMBEDDINGS]
+        if missing:
+            if len(_EMBEDDINGS) + len(missing) > _EMBEDDINGS_MAX:
+                _EMBEDDINGS.clear()
+            _EMBEDDINGS.update({(id(clip), t): v for t, v in zip(missing, embed(missing))})
+        return [_EMBEDDINGS[(id(clip), t)] for t in texts]
+
+    return cached
+
+
 def _history():
     """The history factor per LoRA from the store ({} without one; a broken store is an error)."""
     from ..kubik_core.learning import LearningError, lora_history_scores
@@ -142,7 +163,7 @@ class KubikLoraRecommender:
                    "popularity": weight_popularity, "history": weight_history}
         if sum(weights.values()) <= 0:
             raise ValueError("weight_*: at least one weight must be above 0")
-        embed = bridge.clip_pooled_embedder(clip) if clip is not None else None
+        embed = _cached_embedder(clip) if clip is not None else None
         rec = recommend(index, analysis, family=family_id, max_loras=max_loras, priority=priority,
                         blocklist=blocklist, weights=weights,
                         history=_history() if weight_history > 0 else None, embed=embed, content=content)

@@ -118,3 +118,35 @@ def test_family_from_the_model_and_its_checkpoint_name(pack, run_node, env):
                          prompt=graph("ponyDiffusionV6XL_v6.safetensors"), unique_id="3")[2]
     assert "trained on pony, the model is sdxl" in on_sdxl
     assert "xl/pony_cartoon.safetensors at" in on_pony and "trained on pony" not in on_pony
+
+
+class _Clip:
+    """A CLIP stand-in with ComfyUI's tokenize / encode_from_tokens(return_pooled=True) calls:
+    a bag-of-words pooled vector, counting each encode."""
+
+    WORDS = ("film", "photo", "castle", "anime", "cartoon", "street")
+
+    def __init__(self):
+        self.encoded = 0
+
+    def tokenize(self, text):
+        return text.lower()
+
+    def encode_from_tokens(self, tokens, return_pooled=False):
+        import torch
+
+        self.encoded += 1
+        return None, torch.tensor([[tokens.count(w) + 0.01 for w in self.WORDS]])
+
+
+def test_clip_embeddings_are_used_and_cached(pack, run_node, env):
+    clip = _Clip()
+    analysis = _analysis(pack, "analog film photo of a street")
+    stack, _, reasons = _recommend(run_node, analysis, clip=clip)
+    assert stack.items[0].name == "xl/film_photo_xl.safetensors"
+    first = clip.encoded
+    assert first >= 2                                   # the prompt and the candidates
+    _recommend(run_node, analysis, clip=clip)
+    assert clip.encoded == first                        # everything cached
+    _recommend(run_node, _analysis(pack, "analog film photo of a street at night"), clip=clip)
+    assert clip.encoded == first + 1                    # only the new prompt: LoRA texts cached
