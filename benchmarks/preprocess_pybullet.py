@@ -33,17 +33,17 @@ def main() -> None:
     import pybullet_data
 
     from kubik_core.recon3d.dataset import PreprocessConfig, preprocess_folder
-    from kubik_core.recon3d.render import RenderConfig, gl_backend, gl_unavailable_reason
+    from kubik_core.recon3d.render import MeshRenderer, RenderBackendError, RenderConfig, gl_backend
 
     root = Path(pybullet_data.getDataPath()) / "random_urdfs"
     sources = sorted(root.glob("*/*.obj"))[: args.meshes]
     render = None
     if args.views:
-        reason = gl_unavailable_reason()
-        if reason:
-            print(f"# renders skipped: {reason}")
-        else:
+        try:
+            MeshRenderer(RenderConfig(views=args.views)).close()
             render = RenderConfig(views=args.views)
+        except RenderBackendError as exc:
+            print(f"# renders skipped: {exc}")
     config = PreprocessConfig(render=render, device=args.device)
     print(f"# preprocess_pybullet: {len(sources)} meshes, {os.cpu_count()} cores, device {args.device}, "
           f"renders {args.views if render else 0} x {render.resolution if render else 0}px via "

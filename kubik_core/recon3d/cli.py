@@ -79,7 +79,7 @@ def _dataset_arguments(p) -> None:
 def _config(args):
     from ..cli import CommandError
     from .dataset import PreprocessConfig
-    from .render import MeshRenderer, RenderConfig, gl_backend, gl_unavailable_reason
+    from .render import MeshRenderer, RenderBackendError, RenderConfig
     from .sampling import SampleConfig
 
     for name in ("surface", "near", "uniform", "workers", "resolution"):
@@ -91,15 +91,11 @@ def _config(args):
         raise CommandError("--sigmas must all be positive")
     render = None
     if args.views:
-        reason = gl_unavailable_reason()
-        if reason:
-            raise CommandError(f"{reason} (or pass --views 0 to skip renders)")
         render = RenderConfig(views=args.views, ring=min(args.ring, args.views), resolution=args.resolution)
         try:  # fail here, once, rather than in every worker
             MeshRenderer(render).close()
-        except Exception as exc:  # noqa: BLE001 - GL errors come in many types
-            raise CommandError(f"cannot start the {gl_backend()} renderer ({exc}); "
-                               "pass --views 0 to skip renders") from None
+        except RenderBackendError as exc:
+            raise CommandError(f"{exc} (or pass --views 0 to skip renders)") from None
     samples = SampleConfig(surface=args.surface, near=args.near, uniform=args.uniform,
                            near_sigmas=tuple(args.sigmas), truncation=args.truncation,
                            occupancy=args.occupancy, seed=args.seed_samples)

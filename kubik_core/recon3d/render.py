@@ -29,6 +29,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 
+class RenderBackendError(RuntimeError):
+    """No OpenGL context can be made here (missing library, no driver for the chosen platform)."""
+
+
 def gl_backend() -> str:
     """Set and return ``PYOPENGL_PLATFORM``: the user's value, else 'egl' if available, else 'osmesa'."""
     if not os.environ.get("PYOPENGL_PLATFORM"):
@@ -129,12 +133,18 @@ class MeshRenderer:
     def __init__(self, config: RenderConfig):
         reason = gl_unavailable_reason()
         if reason:
-            raise RuntimeError(reason)
+            raise RenderBackendError(reason)
         import pyrender
 
         self.config = config
         self._pyrender = pyrender
-        self._renderer = pyrender.OffscreenRenderer(config.resolution, config.resolution)
+        try:
+            self._renderer = pyrender.OffscreenRenderer(config.resolution, config.resolution)
+        except Exception as exc:  # noqa: BLE001 - EGL/OSMesa failures come in many types
+            raise RenderBackendError(
+                f"cannot create an OpenGL context through {gl_backend()} ({type(exc).__name__}: {exc}); "
+                "install Debian's libegl1 libegl-mesa0 libgl1-mesa-dri, or libosmesa6 with "
+                "PYOPENGL_PLATFORM=osmesa") from exc
 
     def close(self) -> None:
         self._renderer.delete()

@@ -65,3 +65,13 @@ def test_synth_then_preprocess_resumes(kubik, tmp_path):
     assert rc == 2 and "nowhere" in err
     rc, _, err = kubik("3d", "synth", tmp_path / "x", "--n", 0)
     assert rc == 2 and "--n" in err
+
+
+def test_preprocess_without_a_gl_backend_says_what_to_install(kubik, tmp_path, monkeypatch):
+    from kubik_core.recon3d import render
+
+    monkeypatch.setattr(render, "gl_unavailable_reason", lambda: "no OpenGL backend: install Debian's libosmesa6")
+    trimesh.creation.box().export(tmp_path / "box.obj")
+    rc, _, err = kubik("3d", "preprocess", tmp_path, tmp_path / "out", "--views", 2)
+    assert rc == 2 and "libosmesa6" in err and "--views 0" in err
+    assert not (tmp_path / "out" / "box").exists()
