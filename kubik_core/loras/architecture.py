@@ -76,7 +76,7 @@ _FILENAME_HINTS = (
 )
 # Width of the text conditioning seen by cross-attention key/value projections.
 _CONTEXT_WIDTHS = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
-_CROSS_ATTN_KV = re.compile(r"attn2[._]to_[kv]")
+_CROSS_ATTN_KV = re.compile(r"attn2[._](processor[._])?to_[kv]")
 
 
 def from_civitai_base(value: str) -> Architecture | None:

@@ -140,7 +140,7 @@ def _read_structure(entry: LoraEntry, tensors: dict[str, tuple[str, tuple[int, .
         entry.layout = "kohya"
     elif any(".lora_A." in k or ".lora_B." in k for k in keys):
         entry.layout = "peft"
-    elif any(".lora.down." in k or ".lora.up." in k for k in keys):
+    elif any("lora.down." in k or "lora.up." in k or ".lora_linear_layer." in k for k in keys):
         entry.layout = "diffusers"
     elif any(k.startswith("diffusion_model.") for k in keys):
         entry.layout = "comfy"
@@ -148,7 +148,8 @@ def _read_structure(entry: LoraEntry, tensors: dict[str, tuple[str, tuple[int, .
         k.startswith(("lora_te", "text_encoder", "te_", "te1", "te2")) or ".text_model." in k
         for k in keys)
     for key in keys:
-        if key.endswith(("lora_down.weight", "lora_A.weight", "lora.down.weight")):
+        if key.endswith(("lora_down.weight", "lora_A.weight", "lora.down.weight",
+                         "lora_linear_layer.down.weight")):
             shape = tensors[key][1]
             if shape:
                 entry.rank = int(shape[0])

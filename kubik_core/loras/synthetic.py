@@ -3,8 +3,10 @@
 Used by the tests, the benchmark and ``kubik demo`` to build a library without downloading
 anything. The module names and shapes are those of real SD1.5 / SDXL / FLUX.1 LoRAs (a few
 modules each, not all of them): kohya-ss sd-scripts names (``lora_unet_*``, ``lora_te*_``,
-``.lora_down/.lora_up/.alpha``), diffusers+PEFT names (``unet.*.lora_A/lora_B``), and the
-kohya ``ss_*`` / ``modelspec.*`` metadata. Tensor values are random; nothing here is a model.
+``.lora_down/.lora_up/.alpha``), diffusers+PEFT names (``unet.*.lora_A/lora_B``), diffusers
+attention-processor names (``unet.*.processor.to_q_lora.down``, text encoders
+``*.lora_linear_layer.down``), and the kohya ``ss_*`` / ``modelspec.*`` metadata. Tensor values
+are random; nothing here is a model.
 """
 from __future__ import annotations
 
@@ -55,6 +57,20 @@ _MODULES = {
         ("text_encoder.text_model.encoder.layers.0.self_attn.q_proj", 768, 768),
         ("text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj", 1280, 1280),
     ],
+    # diffusers' attention-processor LoRAs (save_attn_procs) and transformers text-encoder LoRAs
+    ("diffusers", "sd1"): [
+        ("unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.processor.to_q", 320, 320),
+        ("unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.processor.to_k", 768, 320),
+        ("unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.processor.to_v", 768, 320),
+        ("text_encoder.text_model.encoder.layers.0.self_attn.q_proj", 768, 768),
+    ],
+    ("diffusers", "sdxl"): [
+        ("unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.processor.to_q", 640, 640),
+        ("unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2.processor.to_k", 2048, 640),
+        ("unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2.processor.to_v", 2048, 640),
+        ("text_encoder.text_model.encoder.layers.0.self_attn.q_proj", 768, 768),
+        ("text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj", 1280, 1280),
+    ],
 }
 LAYOUTS = sorted({k for k in _MODULES})
 _KOHYA_VERSION = {"sd1": "sd_v1", "sd2": "sd_v2", "sdxl": "sdxl_base_v1-0", "flux": "flux1"}
@@ -79,6 +95,10 @@ def lora_tensors(layout: str, base: str, rank: int = 2, seed: int = 0):
             tensors[f"{name}.lora_down.weight"] = down
             tensors[f"{name}.lora_up.weight"] = up
             tensors[f"{name}.alpha"] = torch.tensor(float(rank), dtype=torch.float16)
+        elif layout == "diffusers":
+            form = "{}_lora.{}.weight" if ".processor." in name else "{}.lora_linear_layer.{}.weight"
+            tensors[form.format(name, "down")] = down
+            tensors[form.format(name, "up")] = up
         else:
             tensors[f"{name}.lora_A.weight"] = down
             tensors[f"{name}.lora_B.weight"] = up

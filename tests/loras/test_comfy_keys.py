@@ -70,12 +70,11 @@ def _unloaded(comfy, lora, caplog):
     return patches, [r.getMessage()[len(prefix):] for r in caplog.records if r.getMessage().startswith(prefix)]
 
 
-def test_generated_kohya_sdxl_lora_leaves_no_key_unloaded(comfy, caplog):
-    lora = lora_tensors("kohya", "sdxl", rank=2)
-    patches, unloaded = _unloaded(comfy, lora, caplog)
+@pytest.mark.parametrize("layout, modules", [("kohya", 7), ("diffusers", 5)])
+def test_generated_sdxl_lora_leaves_no_key_unloaded(comfy, caplog, layout, modules):
+    patches, unloaded = _unloaded(comfy, lora_tensors(layout, "sdxl", rank=2), caplog)
     assert unloaded == []
-    modules = {k.rsplit(".", 2)[0] for k in lora if not k.endswith(".alpha")}
-    assert len(patches) == len(modules) == 7
+    assert len(patches) == modules
 
 
 def test_peft_unet_keys_are_the_ones_the_scan_warns_about(comfy, caplog, tmp_path):

@@ -40,12 +40,13 @@ def test_base_architecture_layout_and_metadata(library_dir):
 
 def test_key_and_shape_detection_without_metadata(tmp_path):
     for layout, base in (("kohya", "sd1"), ("kohya", "sd2"), ("kohya", "sdxl"), ("peft", "sd1"),
-                         ("peft", "sdxl"), ("kohya", "flux")):
+                         ("peft", "sdxl"), ("kohya", "flux"), ("diffusers", "sd1"), ("diffusers", "sdxl")):
         write_lora(tmp_path / f"{layout}_{base}_plain.safetensors", layout, base)
     entries = _by_name(scan_library([tmp_path]))
     for name, entry in entries.items():
         assert entry.base == name.split("_")[1], name
-        assert entry.arch_source == "keys"
+        assert (entry.arch_source, entry.layout, entry.rank) == ("keys", name.split("_")[0], 2), name
+        assert bool(entry.problems) == (entry.layout == "peft"), (name, entry.problems)
 
 
 def test_triggers_from_every_source(library_dir):
