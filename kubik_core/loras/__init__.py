@@ -9,7 +9,8 @@ Modules: safetensors_header.py (bounded header reader), sidecars.py (CivitAI / L
 A1111 files), architecture.py (base architecture and compatibility), entry.py (one LoRA),
 library.py (scan + cache + background hashes), hashing.py (SHA-256, AutoV2, AutoV3),
 text_index.py (BM25), recommend.py (scores, filters, conflicts, strengths), stack.py
-(KUBIK_LORA_STACK), synthetic.py (real-layout test LoRAs), cli.py (``kubik loras``).
+(KUBIK_LORA_STACK), synthetic.py (real-layout test LoRAs), cli.py (``kubik loras``), demo.py
+(the ``kubik demo`` section).
 """
 from .architecture import Architecture, compatibility, detect_architecture
 from .entry import LORA_EXTENSIONS, LoraEntry
