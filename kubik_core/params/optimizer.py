@@ -120,8 +120,14 @@ def optimize(analysis: Any = None, family: str = "sdxl", priority: str = "balanc
         clip_skip=clip_skip.value if clip_skip is not None else None, priority=priority, mode=mode, device=device_profile.id,
         family_confidence=detection.confidence if detection is not None else 1.0,
         decisions=list(decisions.values()), overrides=given, suggested=suggested, notes=notes)
-    plan.estimated_vram_gb, plan.estimated_seconds = estimate_for(
-        profile, device_profile, plan.width, plan.height, plan.steps, plan.cfg, priority)
+    key = (profile, device_profile.id, plan.width, plan.height, plan.steps, plan.cfg, priority)
+    estimated = _ESTIMATE_CACHE.get(key)
+    if estimated is None:
+        if len(_ESTIMATE_CACHE) >= _CACHE_LIMIT:
+            _ESTIMATE_CACHE.clear()
+        estimated = _ESTIMATE_CACHE[key] = estimate_for(
+            profile, device_profile, plan.width, plan.height, plan.steps, plan.cfg, priority)
+    plan.estimated_vram_gb, plan.estimated_seconds = estimated
     _memory_notes(plan, profile, device_profile.memory_gb, priority)
     return plan
 
@@ -196,6 +202,7 @@ def _choose(decisions: dict[str, Decision], profile: FamilyProfile, analysis: An
 _STEP_CACHE: dict[tuple, tuple] = {}
 _STYLE_CACHE: dict[tuple, tuple] = {}
 _SIZE_CACHE: dict[tuple, tuple] = {}
+_ESTIMATE_CACHE: dict[tuple, tuple[float, float]] = {}   # user overrides make sizes vary: bounded
 _CACHE_LIMIT = 8192
 
 

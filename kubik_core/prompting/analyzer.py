@@ -16,7 +16,8 @@ from pathlib import Path
 from .analysis import CONCEPT_CATEGORIES, CONTENT_TYPES, STYLES, PromptAnalysis
 from .dynamic import expand_dynamic
 from .errors import EmptyPromptError, PromptError
-from .negative import negative_prompt
+from .negative import clash_words, negative_prompt
+from . import syntax_comfyui
 from .parsing import check_dialect, parse_prompt
 from .vocabulary import VOCABULARY
 
@@ -78,7 +79,8 @@ def analyze_prompt(text: str, dialect: str = "comfyui", seed: int = 0,
     """
     if not isinstance(text, str):
         raise PromptError(f"prompt must be text, got {type(text).__name__}")
-    dialect = check_dialect(dialect)
+    if dialect != "comfyui" and dialect != "a1111":
+        dialect = check_dialect(dialect)
     expanded = expand_dynamic(text, seed, wildcards_dir)
     cleaned, controls = clean_prompt(expanded)
     parameters: dict[str, str] = {}
@@ -100,17 +102,24 @@ def analyze_prompt(text: str, dialect: str = "comfyui", seed: int = 0,
         analysed = cleaned[:cut if cut > MAX_ANALYSED_CHARS // 2 else MAX_ANALYSED_CHARS]
         notes.append(f"prompt has {len(cleaned)} characters: only the first {len(analysed)} "
                      "were analysed (the positive prompt keeps all of it)")
-    parsed = parse_prompt(analysed, dialect)
-    notes.extend(note for note in dict.fromkeys(parsed.notes) if note not in notes)
+    if dialect == "comfyui":  # the parser itself: ComfyUI prompts have no structure to report
+        parsed = None
+        segments, embeddings, parse_notes = syntax_comfyui.parse(analysed)
+    else:
+        parsed = parse_prompt(analysed, dialect)
+        segments, embeddings, parse_notes = parsed.segments, parsed.embeddings, parsed.notes
+    if parse_notes:
+        notes.extend(note for note in dict.fromkeys(parse_notes) if note not in notes)
 
-    result = _match(parsed.segments)
+    concepts, style, confidence, content_type, complexity, negative = _match(segments)
     analysis = PromptAnalysis(
-        prompt=text, dialect=dialect, expanded=expanded, cleaned=cleaned,
-        segments=parsed.segments, embeddings=parsed.embeddings, notes=notes,
-        parameters=parameters, **result)
+        prompt=text, dialect=dialect, expanded=expanded, cleaned=cleaned, segments=segments,
+        concepts=concepts, style=style, style_confidence=confidence, content_type=content_type,
+        complexity=complexity, negative=negative, embeddings=embeddings, notes=notes,
+        parameters=parameters)
     if parameters.get("no"):
         analysis.negative = ", ".join(filter(None, (parameters["no"], analysis.negative)))
-    if dialect == "a1111":
+    if parsed is not None:
         analysis.structure = {
             "steps": parsed.steps, "step": parsed.step,
             "and_parts": [{"text": part.text, "weight": part.weight} for part in parsed.parts],
@@ -124,15 +133,41 @@ def analyze_prompt(text: str, dialect: str = "comfyui", seed: int = 0,
     return analysis
 
 
-def _match(segments) -> dict:
-    """Concepts, style, content type, complexity and negative prompt from weighted segments."""
-    cache, read_tag = VOCABULARY.tag_cache, VOCABULARY.read_tag
+# Content types that describe a place. A figure subject in one of them makes the picture a
+# scene (the figure within its setting), or a character picture when a phrase puts the figure in
+# focus ("looking at viewer", "solo", "upper body"): booru and photo prompts list the place as
+# background detail, and a figure in a landscape is no empty landscape.
+_PLACE_TYPES = frozenset({"landscape", "cityscape", "interior", "architecture"})
+_FIGURE_TYPES = ("character", "portrait", "group")
+
+# Per lower-cased tag: (word count, entries, concepts, style votes, content votes, composition,
+# clash words for the negative, figure, focus). Tags recur across prompts, so each is read once.
+_TAG_FACTS: dict[str, tuple] = {}
+_TAG_FACTS_LIMIT = 50_000
+
+
+def _tag_facts(tag: str) -> tuple:
+    reading = VOCABULARY.read_tag(tag)
+    facts = (reading.word_count, reading.entries, reading.concepts, reading.style_votes,
+             reading.content_votes, reading.composition,
+             clash_words(reading.words, reading.figure), reading.figure, reading.focus)
+    if len(_TAG_FACTS) >= _TAG_FACTS_LIMIT:
+        _TAG_FACTS.clear()
+    _TAG_FACTS[tag] = facts
+    return facts
+
+
+def _match(segments) -> tuple:
+    """(concepts, style, style confidence, content type, complexity, negative prompt) from
+    weighted segments."""
+    cache = _TAG_FACTS
     found: list[list[str]] = [[] for _ in CONCEPT_CATEGORIES]
     distinct: set = set()
     styles: defaultdict[str, float] = defaultdict(float)
     contents: defaultdict[str, float] = defaultdict(float)
-    all_words: set[str] = set()
+    clashes: set[str] = set()
     word_count = composition = emphasised = 0
+    figure = focus = False
     for text, weight in segments:
         factor = 1.0
         if weight != 1.0:
@@ -140,12 +175,13 @@ def _match(segments) -> dict:
             # votes scale with the weight, capped so (x:inf) or (x:1e9) cannot swamp the rest
             factor = weight if 0.0 < weight < 4.0 else (4.0 if weight >= 4.0 else 0.0)
         for tag in text.lower().split(","):
-            count, words, entries, tag_concepts, style_votes, content_votes, framing = \
-                cache.get(tag) or read_tag(tag)
+            count, entries, tag_concepts, style_votes, content_votes, framing, clash, \
+                is_figure, is_focus = cache.get(tag) or _tag_facts(tag)
             if not count:
                 continue
             word_count += count
-            all_words.update(words)
+            if clash:
+                clashes |= clash
             if entries:
                 distinct.update(entries)
                 composition += framing
@@ -155,6 +191,10 @@ def _match(segments) -> dict:
                     styles[style] += strength * factor
                 for content, strength in content_votes:
                     contents[content] += strength * factor
+                if is_figure:
+                    figure = True
+                if is_focus:
+                    focus = True
     # each phrase listed once, where it first appears
     concepts = {category: list(dict.fromkeys(phrases)) if len(phrases) > 1 else phrases
                 for category, phrases in zip(CONCEPT_CATEGORIES, found)}
@@ -172,6 +212,10 @@ def _match(segments) -> dict:
         best = max(contents, key=contents.__getitem__)
         if contents[best] > 0:
             content_type = best
+            if figure and best in _PLACE_TYPES:
+                content_type = "scene"
+                if focus:
+                    content_type = max(_FIGURE_TYPES, key=lambda name: contents.get(name, 0.0))
 
     strong_styles = len([score for score in styles.values() if score >= 1.5])
     # each dimension saturates at 1.0
@@ -193,9 +237,8 @@ def _match(segments) -> dict:
         "overall": round(0.25 * subjects + 0.2 * detail + 0.15 * framing + 0.1 * lighting
                          + 0.15 * style_mix + 0.15 * length, 4),
     }
-    return {"concepts": concepts, "style": style, "style_confidence": confidence,
-            "content_type": content_type, "complexity": complexity,
-            "negative": negative_prompt(style, content_type, all_words)}
+    return (concepts, style, confidence, content_type, complexity,
+            negative_prompt(style, content_type, clashes))
 
 
 _SUMMARY_PARTS = (("subject", "subjects: "), ("setting", "setting: "), ("medium", "medium: "),

@@ -26,6 +26,11 @@ KIND_CONTENT = {
     "urban": ("cityscape", 1.0), "interior": ("interior", 1.2), "fantastical": ("scene", 0.8),
 }
 
+# Subject kinds that are figures (people, booru "1girl"...): a figure in a setting makes a scene
+# or a character picture, never a landscape, and rules out "people" in the negative. The
+# "character" kind stays out: many of its words are adjectives too ("alien planet", "giant tree").
+FIGURE_KINDS = frozenset({"person"})
+
 _DATA = Path(__file__).with_name("data") / "vocabulary.json"
 _CATEGORY_INDEX = {name: index for index, name in enumerate(CONCEPT_CATEGORIES)}
 
@@ -40,6 +45,7 @@ class Entry:
     styles: dict[str, float] = field(default_factory=dict)
     contents: dict[str, float] = field(default_factory=dict)
     composition: bool = False
+    focus: bool = False          # frames or addresses a figure: "looking at viewer", "solo", "upper body"
     style_votes: tuple = ()      # (style, strength) pairs, filled by Vocabulary.finish
     content_votes: tuple = ()    # (content type, strength) pairs, kind vote included
 
@@ -58,6 +64,8 @@ class TagReading(NamedTuple):
     style_votes: tuple[tuple[str, float], ...]
     content_votes: tuple[tuple[str, float], ...]
     composition: int
+    figure: bool = False   # a phrase names a figure subject (FIGURE_KINDS)
+    focus: bool = False    # a phrase puts a figure in focus (data "subject_focus")
 
 
 def normalise(phrase: str) -> str:
@@ -94,6 +102,11 @@ class Vocabulary:
                 self._entry(phrase).contents[content] = float(strength)
         for phrase in data["composition_words"]:
             self._entry(phrase).composition = True
+        for phrase in data["subject_focus"]:
+            entry = self.entries.get(normalise(phrase))
+            if entry is None:  # focus only qualifies phrases that already say something
+                raise ValueError(f"subject_focus phrase {phrase!r} is not in the vocabulary")
+            entry.focus = True
         for entry in self.entries.values():
             entry.categories.sort(key=_CATEGORY_INDEX.__getitem__)
         self.finish()
@@ -166,7 +179,9 @@ class Vocabulary:
             len(words), tuple(words), entries,
             tuple((index, tuple(phrases)) for index, phrases in by_category.items()),
             tuple(styles.items()), tuple(contents.items()),
-            sum(entry.composition for entry in entries))
+            sum(entry.composition for entry in entries),
+            any(entry.kind in FIGURE_KINDS for entry in entries),
+            any(entry.focus for entry in entries))
         if len(self.tag_cache) >= self.TAG_CACHE_LIMIT:
             self.tag_cache.clear()
         self.tag_cache[tag] = reading
