@@ -3,10 +3,11 @@
 Model: --arch (default vit_base_patch16_384, the plant-species model's architecture), random
 weights (throughput does not depend on them), random inputs.
 
-  * GPU (when CUDA is present): ours = bf16 weights + channels_last + torch.compile (what
-    `Classifier` and `kubik classify train --amp bf16 --channels-last --compile` run) vs timm
-    eager with bf16 autocast (timm benchmark.py --amp). Goal: >= 1.3x for inference.
-  * CPU: ours = the same code path with no autocast (CPU bf16 is only faster on AMX parts) plus
+  * GPU (when CUDA is present): inference, ours = kubik_core's ``Classifier.logits`` with bf16
+    weights + channels_last + torch.compile, vs timm eager with bf16 autocast (timm
+    benchmark.py --amp); goal >= 1.3x. Training, ours = the step `kubik classify train --amp bf16
+    --channels-last --compile` runs vs the timm eager AMP step.
+  * CPU: ours = ``Classifier.logits`` in fp32 (CPU bf16 only pays on AMX parts) under
     inference_mode vs timm eager under no_grad; a small batch, few iterations.
 
 Each case prints: what, device, our img/s, baseline img/s, ratio. Timings are medians of
@@ -53,37 +54,29 @@ def _paired_rates(ours, base, batch, device, warmup, iters) -> tuple[float, floa
     return batch / statistics.median(times["ours"]), batch / statistics.median(times["base"])
 
 
-def _models(arch: str, device: torch.device, ours_compiled: bool):
-    """(ours, baseline): the same architecture and weights, prepared two ways."""
+def bench_inference(arch, device, batch, size, warmup, iters):
+    """Ours: kubik_core's Classifier.logits (on a GPU: bf16 weights, channels_last, compiled)."""
     import timm
 
+    from kubik_core.classify.model import ModelCard
+    from kubik_core.classify.predict import Classifier
+
     torch.manual_seed(0)
-    baseline = timm.create_model(arch, pretrained=False).to(device)
-    ours = build_model(arch, baseline.num_classes).to(device)
-    ours.load_state_dict(baseline.state_dict())
-    if device.type == "cuda":
-        ours = ours.to(dtype=torch.bfloat16, memory_format=torch.channels_last)
-    if ours_compiled:
-        ours = torch.compile(ours)
-    return ours, baseline
-
-
-def bench_inference(arch, device, batch, size, warmup, iters):
-    ours, baseline = _models(arch, device, ours_compiled=device.type == "cuda")
-    ours.eval()
-    baseline.eval()
+    gpu = device.type == "cuda"
+    baseline = timm.create_model(arch, pretrained=False).to(device).eval()
+    model = build_model(arch, baseline.num_classes).to(device).eval()
+    model.load_state_dict(baseline.state_dict())
+    card = ModelCard(architecture=arch, classes=[str(i) for i in range(baseline.num_classes)],
+                     input_size=[3, size, size], mean=[0.5] * 3, std=[0.5] * 3)
+    ours = Classifier(model.to(torch.bfloat16) if gpu else model, card, device,
+                      channels_last=gpu, compile=gpu)
     x = torch.randn(batch, 3, size, size, device=device)
-    x_ours = x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
-
-    def run_ours():
-        with torch.inference_mode():
-            ours(x_ours)
 
     def run_base():
-        with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
+        with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=gpu):
             baseline(x)
 
-    return _paired_rates(run_ours, run_base, batch, device, warmup, iters)
+    return _paired_rates(lambda: ours.logits(x), run_base, batch, device, warmup, iters)
 
 
 def bench_training(arch, device, batch, size, warmup, iters):
@@ -101,7 +94,9 @@ def bench_training(arch, device, batch, size, warmup, iters):
     y = torch.randint(0, baseline.num_classes, (batch,), device=device)
     x_ours = x.contiguous(memory_format=torch.channels_last) if gpu else x
     opt_base = torch.optim.AdamW(baseline.parameters(), lr=1e-4)
-    opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-4, fused=gpu)
+    from timm.optim import create_optimizer_v2
+
+    opt_ours = create_optimizer_v2(ours, opt="adamw", lr=1e-4)  # as kubik_core.classify.train does
 
     def step(model, opt, inputs):
         def run():
@@ -141,7 +136,7 @@ def main() -> int:
           f"baseline {base:.3g} img/s, ratio {ours / base:.2f}x", flush=True)
     train_batch = args.train_batch or (32 if gpu else 2)
     ours, base = bench_training(args.arch, device, train_batch, size, warmup, iters)
-    what = "bf16 autocast+channels_last+compile+fused AdamW vs timm eager AMP" if gpu else "same eager step (fp32)"
+    what = "bf16 autocast+channels_last+compile vs timm eager AMP" if gpu else "same eager step (fp32)"
     print(f"classify training {args.arch}@{size} bs={train_batch} [{what}] on {name}: ours {ours:.3g} img/s, "
           f"baseline {base:.3g} img/s, ratio {ours / base:.2f}x", flush=True)
     return 0

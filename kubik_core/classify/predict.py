@@ -29,10 +29,16 @@ class Classifier:
     """An exported classifier ready to run: model + model card + eval transform."""
 
     def __init__(self, model: torch.nn.Module, card: ModelCard, device: torch.device | str = "cpu",
-                 amp: str = "none", channels_last: bool = False, source: str = ""):
+                 amp: str = "none", channels_last: bool = False, compile: bool = False,
+                 source: str = ""):
+        """``amp``: "none", "bf16" or "fp16" autocast; ``channels_last`` and ``compile``
+        (torch.compile) are the GPU speed-ups measured in benchmarks/classify_infer.py."""
         self.model, self.card, self.source = model, card, source
         self.device = torch.device(device)
         self.amp, self.channels_last = amp, channels_last
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        self._forward = torch.compile(model) if compile else model
         self._transforms = {}
 
     @classmethod
@@ -61,17 +67,20 @@ class Classifier:
         if not images:
             raise ValueError("no images to classify")
         transform = self.transform(smart_crop)
-        dtype = next(self.model.parameters()).dtype
         out = []
         for i in range(0, len(images), batch_size):
             batch = torch.stack([transform(im) for im in images[i:i + batch_size]])
-            batch = batch.to(self.device, dtype=dtype)
-            if self.channels_last:
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            with autocast(self.device, self.amp):
-                logits = self.model(batch)
-            out.append(logits.float().softmax(dim=-1).cpu())
+            out.append(self.logits(batch).float().softmax(dim=-1).cpu())
         return torch.cat(out)
+
+    @torch.inference_mode()
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Raw logits for an already transformed [N, C, H, W] batch, on the classifier's device."""
+        batch = batch.to(self.device, dtype=next(self.model.parameters()).dtype, non_blocking=True)
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, self.amp):
+            return self._forward(batch)
 
     def predict(self, images: Sequence[Image.Image], top_k: int = 5, threshold: float = 0.0,
                 smart_crop: bool | None = None) -> list[Prediction]:
