@@ -3,87 +3,91 @@
 Runs when $COMFYUI_DIR points at a ComfyUI checkout that imports (CPU); skipped otherwise.
 The key map is built by ComfyUI's comfy.lora.model_lora_keys_unet / model_lora_keys_clip from
 the state-dict key names of SDXL's UNet and text encoders (stand-ins that carry only the names,
-so no 2.6-billion-parameter model is built), then comfy.lora.load_lora maps the file.
+so no 2.6-billion-parameter model is built), then comfy.lora.load_lora maps each file.
+ComfyUI is imported in a child process, so this session's pack stays "outside ComfyUI".
 """
 from __future__ import annotations
 
-import logging
+import json
 import os
+import subprocess
 import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
-from kubik_core.loras.synthetic import lora_tensors
-
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
+REPO = Path(__file__).resolve().parents[2]
+
+_CHILD = textwrap.dedent('''
+    import json, logging, sys
+    sys.path[:0] = [sys.argv[1], sys.argv[2]]
+    import comfy.cli_args
+    comfy.cli_args.args.cpu = True
+    import comfy.lora, comfy.utils
+    from kubik_core.loras.synthetic import lora_tensors
+
+    # ComfyUI comfy/model_detection.py's SDXL UNet configuration (the fields key mapping reads).
+    SDXL_UNET = {"num_res_blocks": [2, 2, 2], "channel_mult": [1, 2, 4],
+                 "transformer_depth": [0, 0, 2, 2, 10, 10],
+                 "transformer_depth_output": [0, 0, 0, 2, 2, 2, 10, 10, 10],
+                 "transformer_depth_middle": 10, "context_dim": 2048, "model_channels": 320,
+                 "use_linear_in_transformer": True}
+
+    class Keys:
+        def __init__(self, keys, unet_config=None):
+            self._keys = dict.fromkeys(keys)
+            self.model_config = type("Config", (), {"unet_config": unet_config or {}})()
+        def state_dict(self):
+            return self._keys
+
+    unet = ["diffusion_model." + v for v in comfy.utils.unet_to_diffusers(SDXL_UNET).values()]
+    key_map = comfy.lora.model_lora_keys_unet(Keys(unet, SDXL_UNET), {})
+    clip = [f"{p}.transformer.text_model.encoder.layers.{b}.{c}.weight"
+            for p, n in (("clip_l", 12), ("clip_g", 32)) for b in range(n) for c in comfy.lora.LORA_CLIP_MAP]
+    key_map = comfy.lora.model_lora_keys_clip(Keys(clip), key_map)
+
+    unloaded = []
+    class Catch(logging.Handler):
+        def emit(self, record):
+            if record.getMessage().startswith("lora key not loaded: "):
+                unloaded.append(record.getMessage()[len("lora key not loaded: "):])
+    logging.getLogger().addHandler(Catch())
+    result = {}
+    for layout in ("kohya", "diffusers", "peft"):
+        unloaded.clear()
+        lora = lora_tensors(layout, "sdxl", rank=2)
+        patches = comfy.lora.load_lora(lora, key_map)
+        result[layout] = {"patches": len(patches), "unloaded": sorted(unloaded), "keys": sorted(lora)}
+    print("KUBIK-RESULT " + json.dumps(result))
+''')
 
 
 @pytest.fixture(scope="module")
-def comfy():
+def comfy_result():
     if not COMFYUI_DIR or not os.path.isdir(COMFYUI_DIR):
         pytest.skip("set COMFYUI_DIR to a ComfyUI checkout to check LoRA keys against comfy.lora")
-    sys.path.insert(0, COMFYUI_DIR)
-    try:
-        import comfy.cli_args
-
-        comfy.cli_args.args.cpu = True
-        import comfy.lora
-        import comfy.utils
-    except Exception as exc:  # noqa: BLE001 - any import failure means "no usable ComfyUI here"
-        pytest.skip(f"ComfyUI at {COMFYUI_DIR} does not import here: {exc}")
-    return comfy
-
-
-# ComfyUI comfy/model_detection.py's SDXL UNet configuration (the fields key mapping reads).
-SDXL_UNET = {"num_res_blocks": [2, 2, 2], "channel_mult": [1, 2, 4], "transformer_depth": [0, 0, 2, 2, 10, 10],
-             "transformer_depth_output": [0, 0, 0, 2, 2, 2, 10, 10, 10], "transformer_depth_middle": 10,
-             "context_dim": 2048, "model_channels": 320, "use_linear_in_transformer": True}
-
-
-class _Keys:
-    """A model stand-in: only its state-dict key names and config, which is all key mapping reads."""
-
-    def __init__(self, keys, unet_config=None):
-        self._keys = dict.fromkeys(keys)
-        self.model_config = type("Config", (), {"unet_config": unet_config or {}})()
-
-    def state_dict(self):
-        return self._keys
-
-
-def _sdxl_key_map(comfy):
-    unet_keys = ["diffusion_model." + v for v in comfy.utils.unet_to_diffusers(SDXL_UNET).values()]
-    key_map = comfy.lora.model_lora_keys_unet(_Keys(unet_keys, SDXL_UNET), {})
-    clip_keys = []
-    for prefix, layers in (("clip_l", 12), ("clip_g", 32)):
-        for b in range(layers):
-            for c in comfy.lora.LORA_CLIP_MAP:
-                clip_keys.append(f"{prefix}.transformer.text_model.encoder.layers.{b}.{c}.weight")
-    return comfy.lora.model_lora_keys_clip(_Keys(clip_keys), key_map)
-
-
-def _unloaded(comfy, lora, caplog):
-    caplog.clear()
-    with caplog.at_level(logging.WARNING):
-        patches = comfy.lora.load_lora(lora, _sdxl_key_map(comfy))
-    prefix = "lora key not loaded: "
-    return patches, [r.getMessage()[len(prefix):] for r in caplog.records if r.getMessage().startswith(prefix)]
+    proc = subprocess.run([sys.executable, "-c", _CHILD, COMFYUI_DIR, str(REPO)], capture_output=True,
+                          text=True, timeout=300)
+    line = next((l for l in proc.stdout.splitlines() if l.startswith("KUBIK-RESULT ")), None)
+    if line is None:
+        pytest.skip(f"ComfyUI at {COMFYUI_DIR} does not import here: {proc.stderr.strip()[-400:]}")
+    return json.loads(line[len("KUBIK-RESULT "):])
 
 
 @pytest.mark.parametrize("layout, modules", [("kohya", 7), ("diffusers", 5)])
-def test_generated_sdxl_lora_leaves_no_key_unloaded(comfy, caplog, layout, modules):
-    patches, unloaded = _unloaded(comfy, lora_tensors(layout, "sdxl", rank=2), caplog)
-    assert unloaded == []
-    assert len(patches) == modules
+def test_generated_sdxl_lora_leaves_no_key_unloaded(comfy_result, layout, modules):
+    assert comfy_result[layout]["unloaded"] == []
+    assert comfy_result[layout]["patches"] == modules
 
 
-def test_peft_unet_keys_are_the_ones_the_scan_warns_about(comfy, caplog, tmp_path):
+def test_peft_unet_keys_are_the_ones_the_scan_warns_about(comfy_result, tmp_path):
     from kubik_core.loras import scan_library
     from kubik_core.loras.synthetic import write_lora
 
-    lora = lora_tensors("peft", "sdxl", rank=2)
-    _patches, unloaded = _unloaded(comfy, lora, caplog)
-    assert sorted(unloaded) == sorted(k for k in lora if k.startswith("unet."))
+    peft = comfy_result["peft"]
+    assert peft["unloaded"] == [k for k in peft["keys"] if k.startswith("unet.")]
     write_lora(tmp_path / "peft.safetensors", "peft", "sdxl")
     (entry,) = scan_library([tmp_path]).entries.values()
     assert any("ComfyUI's LoRA loader does not map" in p for p in entry.problems)
