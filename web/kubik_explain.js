@@ -1,11 +1,12 @@
-// Kubik Explain: show the explanation text on the node after it runs.
+// Text on the node for Kubik nodes that report in words: Kubik Explain (the explanation),
+// Kubik Classify Image (labels and scores), Kubik Feedback and Kubik Preset Picker.
 //
-// The node returns {"ui": {"text": [explanation]}}; ComfyUI passes that object to the node's
-// onExecuted. We keep one read-only multiline text widget on the node and put the text in it.
+// Each returns {"ui": {"text": [...]}}; ComfyUI passes that object to the node's onExecuted.
+// We keep one read-only multiline text widget on the node and put the text in it.
 // The widget is display-only (serialize: false), so saved workflows keep just the verbosity.
 import { app } from "../../scripts/app.js";
 
-const NODE_NAME = "KubikExplain";
+const TEXT_NODES = new Set(["KubikExplain", "KubikClassifyImage", "KubikFeedback", "KubikPresetPicker"]);
 const WIDGET_NAME = "kubik_explanation";
 
 function explanationWidget(node) {
@@ -40,11 +41,11 @@ function showText(node, text) {
 app.registerExtension({
   name: "KubikAI.Explain",
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (nodeData.name !== NODE_NAME) return;
+    if (!TEXT_NODES.has(nodeData.name)) return;
     const onExecuted = nodeType.prototype.onExecuted;
     nodeType.prototype.onExecuted = function (message) {
       onExecuted?.apply(this, arguments);
-      showText(this, message?.text);
+      if (message?.text) showText(this, message.text);
     };
   },
 });

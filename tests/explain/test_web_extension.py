@@ -55,6 +55,9 @@ Object.assign(results, {
   widgets: node.widgets.length, value: widget.value, readOnly: widget.element.readOnly,
   serialize: widget.options.serialize, chained, size: node.size,
 });
+class Feedback { }
+await ext.beforeRegisterNodeDef(Feedback, { name: "KubikFeedback" });
+results.feedbackTouched = "onExecuted" in Feedback.prototype;
 console.log(JSON.stringify(results));
 """
 
@@ -76,3 +79,4 @@ def test_explanation_text_shows_on_the_node(tmp_path):
     assert result["readOnly"] is True and result["serialize"] is False
     assert result["chained"] == 2  # the original onExecuted still runs
     assert result["size"] == [300, 180]
+    assert result["feedbackTouched"] is True  # other Kubik nodes that report text show it too
