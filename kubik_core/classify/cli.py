@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -207,6 +208,8 @@ def _train(args) -> int:
         result = train(config)
     except (FileNotFoundError, ValueError, ClassMapMismatch) as exc:
         raise CommandError(str(exc)) from None
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun, rank 0 speaks for all
     summary = {"out": str(result.out_dir), "model": str(result.model_path),
                "epochs_run": len(result.history), "stopped_early": result.stopped_early,
                "best": result.best}
