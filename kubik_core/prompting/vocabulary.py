@@ -26,10 +26,11 @@ KIND_CONTENT = {
     "urban": ("cityscape", 1.0), "interior": ("interior", 1.2), "fantastical": ("scene", 0.8),
 }
 
-# Subject kinds that are figures (people, booru "1girl"...): a figure in a setting makes a scene
-# or a character picture, never a landscape, and rules out "people" in the negative. The
-# "character" kind stays out: many of its words are adjectives too ("alien planet", "giant tree").
-FIGURE_KINDS = frozenset({"person"})
+# Subject kinds that are figures (people, booru "1girl", knights, superheroes...): a figure in a
+# setting makes a scene or a character picture, never a landscape, and rules out "people" in the
+# negative. Words of these kinds listed in the data's "figure_modifiers" are no figures: they are
+# mostly adjectives ("alien planet", "giant tree").
+FIGURE_KINDS = frozenset({"person", "character"})
 
 _DATA = Path(__file__).with_name("data") / "vocabulary.json"
 _CATEGORY_INDEX = {name: index for index, name in enumerate(CONCEPT_CATEGORIES)}
@@ -46,6 +47,7 @@ class Entry:
     contents: dict[str, float] = field(default_factory=dict)
     composition: bool = False
     focus: bool = False          # frames or addresses a figure: "looking at viewer", "solo", "upper body"
+    figure: bool = False         # names a figure subject (FIGURE_KINDS, less the modifiers)
     style_votes: tuple = ()      # (style, strength) pairs, filled by Vocabulary.finish
     content_votes: tuple = ()    # (content type, strength) pairs, kind vote included
 
@@ -102,6 +104,9 @@ class Vocabulary:
                 self._entry(phrase).contents[content] = float(strength)
         for phrase in data["composition_words"]:
             self._entry(phrase).composition = True
+        modifiers = {normalise(phrase) for phrase in data["figure_modifiers"]}
+        for key, entry in self.entries.items():
+            entry.figure = entry.kind in FIGURE_KINDS and key not in modifiers
         for phrase in data["subject_focus"]:
             entry = self.entries.get(normalise(phrase))
             if entry is None:  # focus only qualifies phrases that already say something
@@ -180,7 +185,7 @@ class Vocabulary:
             tuple((index, tuple(phrases)) for index, phrases in by_category.items()),
             tuple(styles.items()), tuple(contents.items()),
             sum(entry.composition for entry in entries),
-            any(entry.kind in FIGURE_KINDS for entry in entries),
+            any(entry.figure for entry in entries),
             any(entry.focus for entry in entries))
         if len(self.tag_cache) >= self.TAG_CACHE_LIMIT:
             self.tag_cache.clear()
