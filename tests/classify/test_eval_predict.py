@@ -118,3 +118,21 @@ def test_export_command_from_checkpoint(trained_run, tmp_path, capsys):
     assert main(["classify", "export", str(junk), "--out", str(tmp_path / "j.safetensors")]) == 2
     assert "not a readable training checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "j.safetensors").exists()
+
+
+def test_many_classes_report_most_confused_pairs(tmp_path):
+    from kubik_core.classify.evaluate import EvalReport, write_eval_report
+
+    names = [f"species_{i:02d}" for i in range(60)]
+    targets = np.repeat(np.arange(60), 3)
+    top1 = targets.copy()
+    top1[0::3] = (targets[0::3] + 1) % 60          # one image per class mistaken for the next
+    top1[1] = 1                                     # species_00 twice as species_01: the top pair
+    topk = np.stack([top1, targets, (targets + 2) % 60], axis=1)
+    report = EvalReport(compute_metrics(targets, topk, names), loss=1.0, skipped=0)
+    summary = write_eval_report(report, ClassMap(tuple(names)), tmp_path)
+    assert summary["top1"] == pytest.approx(119 / 180) and summary["top5"] == 1.0
+    assert len(summary["most_confused"]) == 20
+    assert {"true": "species_00", "predicted": "species_01", "count": 2}.items() <= summary["most_confused"][0].items()
+    image = Image.open(tmp_path / "confusion.png")
+    assert image.size[0] > 300 and image.size[1] > 200  # the pairs bar chart, not a 60x60 grid
