@@ -16,7 +16,7 @@ from pathlib import Path
 from .analysis import CONCEPT_CATEGORIES, CONTENT_TYPES, STYLES, PromptAnalysis
 from .dynamic import expand_dynamic
 from .errors import EmptyPromptError, PromptError
-from .negative import clash_words, negative_prompt
+from .negative import PERSON_CLASH, clash_words, negative_prompt
 from . import syntax_comfyui
 from .parsing import check_dialect, parse_prompt
 from .vocabulary import VOCABULARY
@@ -141,16 +141,21 @@ _PLACE_TYPES = frozenset({"landscape", "cityscape", "interior", "architecture"})
 _FIGURE_TYPES = ("character", "portrait", "group")
 
 # Per lower-cased tag: (word count, entries, concepts, style votes, content votes, composition,
-# clash words for the negative, figure, focus). Tags recur across prompts, so each is read once.
+# clash words). The clash words, what the negative prompt must not contradict, also carry the
+# markers "@person" (a figure subject) and "@focus" (the figure is in focus). Tags recur across
+# prompts, so each is read once.
 _TAG_FACTS: dict[str, tuple] = {}
 _TAG_FACTS_LIMIT = 50_000
+_FOCUS = frozenset({"@focus"})
 
 
 def _tag_facts(tag: str) -> tuple:
     reading = VOCABULARY.read_tag(tag)
+    clash = clash_words(reading.words, reading.figure)
+    if reading.focus:
+        clash = clash | _FOCUS
     facts = (reading.word_count, reading.entries, reading.concepts, reading.style_votes,
-             reading.content_votes, reading.composition,
-             clash_words(reading.words, reading.figure), reading.figure, reading.focus)
+             reading.content_votes, reading.composition, clash)
     if len(_TAG_FACTS) >= _TAG_FACTS_LIMIT:
         _TAG_FACTS.clear()
     _TAG_FACTS[tag] = facts
@@ -167,7 +172,6 @@ def _match(segments) -> tuple:
     contents: defaultdict[str, float] = defaultdict(float)
     clashes: set[str] = set()
     word_count = composition = emphasised = 0
-    figure = focus = False
     for text, weight in segments:
         factor = 1.0
         if weight != 1.0:
@@ -175,8 +179,8 @@ def _match(segments) -> tuple:
             # votes scale with the weight, capped so (x:inf) or (x:1e9) cannot swamp the rest
             factor = weight if 0.0 < weight < 4.0 else (4.0 if weight >= 4.0 else 0.0)
         for tag in text.lower().split(","):
-            count, entries, tag_concepts, style_votes, content_votes, framing, clash, \
-                is_figure, is_focus = cache.get(tag) or _tag_facts(tag)
+            count, entries, tag_concepts, style_votes, content_votes, framing, clash = \
+                cache.get(tag) or _tag_facts(tag)
             if not count:
                 continue
             word_count += count
@@ -191,10 +195,6 @@ def _match(segments) -> tuple:
                     styles[style] += strength * factor
                 for content, strength in content_votes:
                     contents[content] += strength * factor
-                if is_figure:
-                    figure = True
-                if is_focus:
-                    focus = True
     # each phrase listed once, where it first appears
     concepts = {category: list(dict.fromkeys(phrases)) if len(phrases) > 1 else phrases
                 for category, phrases in zip(CONCEPT_CATEGORIES, found)}
@@ -212,9 +212,9 @@ def _match(segments) -> tuple:
         best = max(contents, key=contents.__getitem__)
         if contents[best] > 0:
             content_type = best
-            if figure and best in _PLACE_TYPES:
+            if best in _PLACE_TYPES and PERSON_CLASH in clashes:
                 content_type = "scene"
-                if focus:
+                if "@focus" in clashes:
                     content_type = max(_FIGURE_TYPES, key=lambda name: contents.get(name, 0.0))
 
     strong_styles = len([score for score in styles.values() if score >= 1.5])
