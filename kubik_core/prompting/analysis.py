@@ -14,7 +14,10 @@ COMPLEXITY_DIMENSIONS = ("subjects", "detail", "composition", "lighting", "style
 STYLES = ("photographic", "cinematic", "anime", "illustration", "painting", "watercolor",
           "sketch", "comic", "3d_render", "pixel_art", "concept_art", "abstract")
 
-# Values of PromptAnalysis.content_type ("unknown" when the prompt gives no evidence).
+# Values of PromptAnalysis.content_type ("unknown" when the prompt gives no evidence). A person
+# in a place (landscape, cityscape, interior, architecture) is a "scene", or a "character" /
+# "portrait" / "group" when a phrase puts the person in focus ("solo", "looking at viewer",
+# "upper body"...); only a place without a person is a "landscape" and so on.
 CONTENT_TYPES = ("portrait", "character", "group", "animal", "landscape", "cityscape",
                  "architecture", "interior", "vehicle", "food", "product", "scene", "abstract")
 
