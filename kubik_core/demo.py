@@ -14,6 +14,7 @@ from pathlib import Path
 DEMO_SECTIONS = (
     ("Prompt analysis and sampling parameters", "demo", "prompt_to_parameters"),
     ("LoRA recommendations and learning", "loras.demo", "recommendations"),
+    ("Image classifier trained on scikit-learn's digits", "classify.demo", "run_demo"),
 )
 
 # Example prompts: both dialects, weights, a dynamic choice, very different content.
