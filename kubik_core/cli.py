@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubik", description="KubikAI command line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    package = __name__.rpartition(".")[0]
+    package = __package__  # "kubik_core", or "<pack folder>.kubik_core" inside ComfyUI
     for name in COMMAND_MODULES:
         import_module(f"{package}.{name}").register(sub)
     return parser

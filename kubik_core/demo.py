@@ -73,7 +73,7 @@ def run_demo(out_dir: Path) -> Path:
     """Run every section, write ``report.md`` into ``out_dir`` and return its path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    package = __name__.rpartition(".")[0]
+    package = __package__  # "kubik_core", or "<pack folder>.kubik_core" inside ComfyUI
     parts = ["# KubikAI demo report\n"]
     for title, module, function in DEMO_SECTIONS:
         section_dir = out_dir / module.replace(".", "_")
