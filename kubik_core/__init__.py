@@ -1,9 +1,14 @@
 """kubik_core: the KubikAI engine. Pure Python + torch; never imports ComfyUI.
 
 Subpackages, one per capability:
-  prompting  prompt parsing (ComfyUI / A1111 weights), dynamic prompts, analysis
-  params     model-family detection and sampling-parameter optimisation
+  prompting  prompt parsing (ComfyUI / A1111 weights), dynamic prompts, analysis, Ollama
+  params     model-family detection, sampling-parameter optimisation, VRAM/time estimates
   explain    human-readable explanations of the choices made
-The ``kubik`` command line lives in ``cli.py``.
+  loras      LoRA library scan (headers, sidecars, hashes), recommendation, stacks
+  learning   ratings store (SQLite WAL / SQLAlchemy), scores, learned edits, PNG metadata
+  hub        CivitAI and Hugging Face clients, verified resumable downloads, sidecars
+  recon3d    meshes -> SDF samples and multi-view renders, 3D metrics
+  classify   timm image classifiers: data, splits, training, evaluation, prediction, smart crop
+The ``kubik`` command line lives in ``cli.py``; ``demo.py`` is ``kubik demo``.
 """
 __version__ = "0.1.0"
