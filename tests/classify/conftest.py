@@ -50,3 +50,11 @@ def small_split(tmp_path_factory):
     out = tmp_path_factory.mktemp("small_split")
     write_split(split_samples(read_dataset(images), 0.1, 0.1, seed=0), out)
     return out
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that need the trained digits model share its ~30 s of training: mark them slow."""
+    here = Path(__file__).parent
+    for item in items:
+        if "trained_run" in getattr(item, "fixturenames", ()) and here in Path(item.path).parents:
+            item.add_marker(pytest.mark.slow)
