@@ -9,22 +9,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# ComfyUI 0.8.0's comfy.samplers.KSampler.SAMPLERS / SCHEDULERS, used only when ComfyUI is
-# absent. Inside ComfyUI the live lists are used, so node outputs link to KSampler's combos.
-FALLBACK_SAMPLERS = [
-    "euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2",
-    "exp_heun_2_x0", "exp_heun_2_x0_sde", "dpm_2", "dpm_2_ancestral", "lms", "dpm_fast",
-    "dpm_adaptive", "dpmpp_2s_ancestral", "dpmpp_2s_ancestral_cfg_pp", "dpmpp_sde", "dpmpp_sde_gpu",
-    "dpmpp_2m", "dpmpp_2m_cfg_pp", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun",
-    "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm", "lcm", "ipndm", "ipndm_v",
-    "deis", "res_multistep", "res_multistep_cfg_pp", "res_multistep_ancestral",
-    "res_multistep_ancestral_cfg_pp", "gradient_estimation", "gradient_estimation_cfg_pp", "er_sde",
-    "seeds_2", "seeds_3", "sa_solver", "sa_solver_pece", "ddim", "uni_pc", "uni_pc_bh2",
-]
-FALLBACK_SCHEDULERS = [
-    "simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal",
-    "linear_quadratic", "kl_optimal",
-]
+from ..kubik_core.params.samplers import KSAMPLER_SAMPLERS, KSAMPLER_SCHEDULERS
+
+# ComfyUI 0.8.0's KSampler lists (kept in kubik_core), used only when ComfyUI is absent. Inside
+# ComfyUI the live lists are used, so node outputs link to KSampler's combos.
+FALLBACK_SAMPLERS = list(KSAMPLER_SAMPLERS)
+FALLBACK_SCHEDULERS = list(KSAMPLER_SCHEDULERS)
 
 
 def _optional_import(name: str):

@@ -13,7 +13,6 @@
 """
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import json
 import os
@@ -23,6 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from ..hub.http import parse_retry_after
 
 RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
 
@@ -46,20 +47,6 @@ class FetchConfig:
     timeout: float = 20.0
     max_image_bytes: int = 64 * 1024 ** 2
     user_agent: str = "KubikAI-classify/1.0"
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Retry-After as seconds to wait: either delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class RateLimiter:

@@ -9,14 +9,11 @@ or "unet_name" (UNETLoader), and read only that file's header.
 """
 from __future__ import annotations
 
-import json
-import struct
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 # Loader input that names the file -> ComfyUI model folder it is looked up in.
 FILE_INPUTS = {"ckpt_name": "checkpoints", "unet_name": "diffusion_models"}
-MAX_HEADER_BYTES = 64 * 2**20  # a checkpoint header is ~0.2 MB; same bound as LoRA Manager
 _MAX_HOPS = 256
 
 
@@ -49,33 +46,23 @@ def find_checkpoint(prompt: Mapping[str, Any] | None, node_id: Any, input_name: 
     return None
 
 
-def read_safetensors_metadata(path: str, max_header_bytes: int = MAX_HEADER_BYTES) -> dict[str, str]:
+def read_safetensors_metadata(path: str) -> dict[str, str]:
     """The ``__metadata__`` strings of a .safetensors file, reading only its header.
 
-    Raises ValueError naming the file when it is not a readable safetensors file; returns {}
-    for other formats (.ckpt, .gguf), which carry no such header.
+    Uses the LoRA library's bounded header reader. Raises ValueError naming the file when it
+    is not a readable safetensors file; returns {} for other formats (.ckpt, .gguf), which carry
+    no such header.
     """
     if not str(path).lower().endswith(".safetensors"):
         return {}
-    with open(path, "rb") as handle:
-        prefix = handle.read(8)
-        if len(prefix) < 8:
-            raise ValueError(f"checkpoint {path}: too short to be a safetensors file")
-        (length,) = struct.unpack("<Q", prefix)
-        if length > max_header_bytes:
-            raise ValueError(f"checkpoint {path}: header claims {length} bytes, more than the "
-                             f"{max_header_bytes} allowed; the file is corrupt or not safetensors")
-        raw = handle.read(length)
-    if len(raw) < length:
-        raise ValueError(f"checkpoint {path}: header is cut short ({len(raw)} of {length} bytes)")
+    from ..loras.errors import LoraFileError
+    from ..loras.safetensors_header import read_header
+
     try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"checkpoint {path}: header is not valid JSON ({exc})") from None
-    metadata = header.get("__metadata__") if isinstance(header, dict) else None
-    if not isinstance(metadata, dict):
-        return {}
-    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+        return read_header(path).metadata
+    except LoraFileError as exc:
+        raise ValueError(f"checkpoint {exc}") from None
+
 
 
 def _input(prompt: Mapping[str, Any], node_id: str, name: str) -> Any:

@@ -1,9 +1,9 @@
 """KSampler's sampler and scheduler names, as the core's reference list.
 
-A copy of ComfyUI 0.8.0's comfy.samplers.KSampler.SAMPLERS / SCHEDULERS (comfy/samplers.py),
-identical to nodes/comfy_bridge.py's fallback lists (a test keeps them equal). kubik_core may not
-import ComfyUI or the nodes package, so it keeps its own copy; inside ComfyUI the node passes
-the live lists to optimize() instead, so samplers added by other packs are accepted too.
+A copy of ComfyUI 0.8.0's comfy.samplers.KSampler.SAMPLERS / SCHEDULERS (comfy/samplers.py):
+kubik_core may not import ComfyUI, so it keeps this copy, which nodes/comfy_bridge.py also uses
+outside ComfyUI. Inside ComfyUI the node passes the live lists to optimize() instead, so
+samplers added by other packs are accepted too.
 """
 from __future__ import annotations
 

@@ -55,9 +55,9 @@ def _write(path, payload: bytes):
 
 
 @pytest.mark.parametrize("payload,message", [
-    (b"abc", "too short"),
-    (struct.pack("<Q", 2**40) + b"{}", "more than"),
-    (struct.pack("<Q", 100) + b"{}", "cut short"),
+    (b"abc", "truncated safetensors file"),
+    (struct.pack("<Q", 2**40) + b"{}", "not plausible"),
+    (struct.pack("<Q", 100) + b"{}", "runs past the end of the file"),
     (struct.pack("<Q", 5) + b"{nope", "not valid JSON"),
 ])
 def test_corrupt_headers_are_clear_errors(tmp_path, payload, message):

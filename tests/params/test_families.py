@@ -39,9 +39,15 @@ def test_profile_is_consistent(family_id):
     assert p.params_b > 0 and p.text_encoder_b > 0 and p.memory_usage_factor > 0
 
 
-def test_core_sampler_lists_match_the_bridge(bridge):
-    assert list(KSAMPLER_SAMPLERS) == bridge.FALLBACK_SAMPLERS
-    assert list(KSAMPLER_SCHEDULERS) == bridge.FALLBACK_SCHEDULERS
+def test_core_sampler_lists_match_comfyui_ksampler():
+    """Our copy equals KSampler's combos as ComfyUI 0.8.0 lists them (tests/kubik_testing/core_nodes.json)."""
+    import json
+
+    from kubik_testing.pack import REPO
+
+    ksampler = json.loads((REPO / "tests" / "kubik_testing" / "core_nodes.json").read_text())["nodes"]["KSampler"]
+    assert list(KSAMPLER_SAMPLERS) == ksampler["inputs"]["sampler_name"]["options"]
+    assert list(KSAMPLER_SCHEDULERS) == ksampler["inputs"]["scheduler"]["options"]
 
 
 def test_groups_for_lora_compatibility():
