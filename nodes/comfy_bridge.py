@@ -7,6 +7,7 @@ stand-in: built-in sampler lists, no-op progress bars, plain folders.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 from ..kubik_core.params.samplers import KSAMPLER_SAMPLERS, KSAMPLER_SCHEDULERS
@@ -103,8 +104,6 @@ def user_directory() -> str | None:
 def wildcards_directory() -> str | None:
     """ComfyUI's wildcards folder: ``<models>/wildcards``, else ``<ComfyUI>/wildcards``, the
     first that exists; None outside ComfyUI or when neither exists."""
-    import os
-
     folder_paths = _optional_import("folder_paths")
     if folder_paths is None:
         return None
@@ -117,15 +116,21 @@ def wildcards_directory() -> str | None:
 CLASSIFIER_EXTENSIONS = {".safetensors"}
 
 
-def _classifier_fallback_dir() -> str | None:
-    """Outside ComfyUI, classifiers are listed from $KUBIK_CLASSIFIERS_DIR (CLI, tests)."""
-    import os
+# Classifiers that ship with the pack (the digits demo model), listed beside the user's own.
+BUNDLED_CLASSIFIERS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                       "models", "classifiers")
 
-    return os.environ.get("KUBIK_CLASSIFIERS_DIR") or None
+
+def _classifier_fallback_dirs() -> list[str]:
+    """Outside ComfyUI, classifiers are listed from $KUBIK_CLASSIFIERS_DIR (CLI, tests), then
+    from the pack's own folder."""
+    user = os.environ.get("KUBIK_CLASSIFIERS_DIR")
+    return ([user] if user else []) + [BUNDLED_CLASSIFIERS_DIR]
 
 
 def widen_classifier_folder() -> None:
-    """Let ComfyUI's core ``classifiers`` model folder list .safetensors files.
+    """Let ComfyUI's core ``classifiers`` model folder list .safetensors files, and the pack's
+    bundled classifiers.
 
     Core registers it with the extension set {""} (extension-less files only); we add ours and
     keep whatever paths core, extra_model_paths.yaml or other packs registered.
@@ -134,7 +139,8 @@ def widen_classifier_folder() -> None:
     if folder_paths is None:
         return
     paths, exts = folder_paths.folder_names_and_paths.get("classifiers", ([], set()))
-    if not CLASSIFIER_EXTENSIONS <= set(exts):
+    if not CLASSIFIER_EXTENSIONS <= set(exts) or BUNDLED_CLASSIFIERS_DIR not in paths:
+        paths = list(paths) + ([BUNDLED_CLASSIFIERS_DIR] if BUNDLED_CLASSIFIERS_DIR not in paths else [])
         folder_paths.folder_names_and_paths["classifiers"] = (paths, set(exts) | CLASSIFIER_EXTENSIONS)
         cache = getattr(folder_paths, "filename_list_cache", None)
         if isinstance(cache, dict):
@@ -143,38 +149,32 @@ def widen_classifier_folder() -> None:
 
 def classifier_names() -> list[str]:
     """Exported classifiers (.safetensors) in ComfyUI's classifiers folder(s)."""
-    import os
-
     folder_paths = _optional_import("folder_paths")
     if folder_paths is not None:
         widen_classifier_folder()
         names = folder_paths.get_filename_list("classifiers")
     else:
-        root = _classifier_fallback_dir()
         names = []
-        if root and os.path.isdir(root):
-            for parent, _dirs, files in os.walk(root):
-                names += [os.path.relpath(os.path.join(parent, f), root).replace(os.sep, "/")
-                          for f in files]
-    return sorted(n for n in names if os.path.splitext(n)[1].lower() in CLASSIFIER_EXTENSIONS)
+        for root in _classifier_fallback_dirs():
+            if os.path.isdir(root):
+                for parent, _dirs, files in os.walk(root):
+                    names += [os.path.relpath(os.path.join(parent, f), root).replace(os.sep, "/")
+                              for f in files]
+    return sorted({n for n in names if os.path.splitext(n)[1].lower() in CLASSIFIER_EXTENSIONS})
 
 
 def classifier_path(name: str) -> str | None:
     """Full path of a listed classifier, or None (also for names escaping the folder)."""
-    import os
-
     folder_paths = _optional_import("folder_paths")
     if folder_paths is not None:
         widen_classifier_folder()
         return folder_paths.get_full_path("classifiers", name)
-    root = _classifier_fallback_dir()
-    if not root:
-        return None
-    root = os.path.realpath(root)
-    path = os.path.realpath(os.path.join(root, name))
-    if os.path.commonpath([root, path]) != root or not os.path.isfile(path):
-        return None
-    return path
+    for root in _classifier_fallback_dirs():
+        root = os.path.realpath(root)
+        path = os.path.realpath(os.path.join(root, name))
+        if os.path.commonpath([root, path]) == root and os.path.isfile(path):
+            return path
+    return None
 
 
 def classifier_devices():
@@ -316,8 +316,6 @@ def torch_device_info() -> tuple[str, float] | None:
 
 # ---------------------------------------------------------------- loras and learning (kubik loras, Kubik Save Image)
 def _env_folders(variable: str) -> list[str]:
-    import os
-
     return [p for p in os.environ.get(variable, "").split(os.pathsep) if p]
 
 
@@ -332,8 +330,6 @@ def lora_folders() -> list[str]:
 
 def lora_names() -> list[str]:
     """ComfyUI's lora_name list (what LoraLoader offers); outside ComfyUI, files under lora_folders()."""
-    import os
-
     folder_paths = _optional_import("folder_paths")
     if folder_paths is not None:
         return list(folder_paths.get_filename_list("loras"))
@@ -347,8 +343,6 @@ def lora_names() -> list[str]:
 
 def lora_path(name: str) -> str | None:
     """Full path of a listed LoRA, or None (also for a name escaping its folder)."""
-    import os
-
     folder_paths = _optional_import("folder_paths")
     if folder_paths is not None:
         return folder_paths.get_full_path("loras", name)
@@ -396,8 +390,6 @@ def clip_pooled_embedder(clip):
 
 def kubik_user_directory(create: bool = True) -> str | None:
     """<ComfyUI user directory>/kubik (created unless ``create`` is False), or None outside ComfyUI."""
-    import os
-
     folder_paths = _optional_import("folder_paths")
     get_user_directory = getattr(folder_paths, "get_user_directory", None)
     if get_user_directory is None:
@@ -417,7 +409,6 @@ def metadata_disabled() -> bool:
 def save_image_path(filename_prefix: str, width: int, height: int):
     """(folder, filename, counter, subfolder, prefix) as folder_paths.get_save_image_path returns;
     outside ComfyUI, under $KUBIK_OUTPUT_DIR (default ./output) with the same naming."""
-    import os
     import re
 
     folder_paths = _optional_import("folder_paths")

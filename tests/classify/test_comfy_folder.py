@@ -50,9 +50,10 @@ def folder_paths(tmp_path, monkeypatch):
 
 def test_classifiers_folder_is_widened_once(pack, folder_paths):
     bridge = sys.modules[f"{pack.__name__}.nodes.comfy_bridge"]
-    assert bridge.classifier_names() == ["birds.safetensors", "plants.safetensors"]
+    assert bridge.classifier_names() == ["birds.safetensors", "kubik_digits_demo.safetensors",
+                                         "plants.safetensors"]  # the pack's bundled demo model too
     paths, exts = folder_paths.folder_names_and_paths["classifiers"]
-    assert len(paths) == 2 and exts == {"", ".safetensors"}
+    assert len(paths) == 3 and paths[2] == bridge.BUNDLED_CLASSIFIERS_DIR and exts == {"", ".safetensors"}
     assert "classifiers" not in folder_paths.filename_list_cache  # stale listing dropped
     bridge.widen_classifier_folder()
     assert folder_paths.folder_names_and_paths["classifiers"][1] == {"", ".safetensors"}

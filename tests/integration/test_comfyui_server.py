@@ -14,7 +14,6 @@ import pytest
 
 from kubik_testing.pack import REPO
 from kubik_testing.comfy_server import PACK_FOLDER, ComfyServer
-from kubik_testing.workflow_check import load_signatures
 
 pytestmark = pytest.mark.integration
 
@@ -57,21 +56,26 @@ def test_object_info_lists_every_node_with_tooltips(server, node_classes):
         assert len(entry.get("output_tooltips") or []) == len(entry["output"]), f"{node_id}: output tooltips"
 
 
-def _needs_model_file(workflow: dict, sigs: dict) -> bool:
+def _missing_files(workflow: dict, object_info: dict) -> list[str]:
+    """File-list inputs (checkpoints, LoRAs, classifiers, images) whose value the server lacks."""
+    missing = []
     for node in workflow.values():
-        if node["class_type"] == "LoadImage":
-            continue
-        spec = sigs[node["class_type"]]["inputs"]
-        if any(spec.get(name, {}).get("files") for name in node["inputs"]):
-            return True
-    return False
+        spec = object_info[node["class_type"]]["input"]
+        for name, value in node["inputs"].items():
+            declared = (spec.get("required") or {}).get(name) or (spec.get("optional") or {}).get(name)
+            if declared and isinstance(declared[0], list) and isinstance(value, str) \
+                    and value.endswith((".safetensors", ".ckpt", ".pt", ".png", ".jpg")) \
+                    and value not in declared[0]:
+                missing.append(f"{node['class_type']}.{name}={value}")
+    return missing
 
 
 @pytest.mark.parametrize("path", API_WORKFLOWS, ids=lambda p: p.name)
-def test_api_workflow_runs(server, node_classes, path):
+def test_api_workflow_runs(server, path):
     workflow = json.loads(path.read_text())
-    if _needs_model_file(workflow, load_signatures(node_classes)):
-        pytest.skip(f"{path.name} needs a model file that the test server does not have")
+    missing = _missing_files(workflow, server.get("/object_info"))
+    if missing:
+        pytest.skip(f"{path.name} needs files the test server does not have: {', '.join(missing)}")
     entry = server.queue(workflow)
     status = entry["status"]
     assert status["status_str"] == "success", json.dumps(status["messages"])[:3000]
