@@ -30,6 +30,17 @@ def in_comfyui() -> bool:
     return _optional_import("folder_paths") is not None
 
 
+def _file_in_roots(roots, name: str) -> str | None:
+    """The first existing file ``name`` under one of ``roots`` (outside ComfyUI's folder_paths);
+    None when missing or when ``name`` escapes its root (``..``, absolute paths, links)."""
+    for root in roots:
+        root = os.path.realpath(root)
+        path = os.path.realpath(os.path.join(root, name))
+        if os.path.commonpath([root, path]) == root and os.path.isfile(path):
+            return path
+    return None
+
+
 # ---------------------------------------------------------------- samplers
 def sampler_names() -> list[str]:
     samplers = _optional_import("comfy.samplers")
@@ -169,12 +180,7 @@ def classifier_path(name: str) -> str | None:
     if folder_paths is not None:
         widen_classifier_folder()
         return folder_paths.get_full_path("classifiers", name)
-    for root in _classifier_fallback_dirs():
-        root = os.path.realpath(root)
-        path = os.path.realpath(os.path.join(root, name))
-        if os.path.commonpath([root, path]) == root and os.path.isfile(path):
-            return path
-    return None
+    return _file_in_roots(_classifier_fallback_dirs(), name)
 
 
 def classifier_devices():
@@ -346,12 +352,7 @@ def lora_path(name: str) -> str | None:
     folder_paths = _optional_import("folder_paths")
     if folder_paths is not None:
         return folder_paths.get_full_path("loras", name)
-    for root in lora_folders():
-        root = os.path.realpath(root)
-        path = os.path.realpath(os.path.join(root, name))
-        if os.path.commonpath([root, path]) == root and os.path.isfile(path):
-            return path
-    return None
+    return _file_in_roots(lora_folders(), name)
 
 
 def apply_lora(model, clip, path: str, strength_model: float, strength_clip: float):
