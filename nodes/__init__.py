@@ -13,6 +13,7 @@ NODE_MODULES = (
     "hub",
     "loras",
     "learning",
+    "recon3d",
 )
 
 NODE_CLASS_MAPPINGS = {}

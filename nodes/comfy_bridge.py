@@ -425,3 +425,96 @@ def save_image_path(filename_prefix: str, width: int, height: int):
     pattern = re.compile(re.escape(filename) + r"_(\d+)_")
     counters = [int(m.group(1)) for f in os.listdir(folder) if (m := pattern.match(f))]
     return folder, filename, max(counters, default=0) + 1, subfolder, filename_prefix
+
+
+# ---- recon3d (image to 3D)
+KUBIK3D_FOLDER = "kubik3d"
+KUBIK3D_EXTENSIONS = {".safetensors"}
+
+# The demo 3D model ships with the pack, listed beside the user's own models.
+BUNDLED_KUBIK3D_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                   "models", KUBIK3D_FOLDER)
+
+
+def _kubik3d_fallback_dirs() -> list[str]:
+    """Outside ComfyUI, 3D models are listed from $KUBIK_3D_MODELS_DIR (CLI, tests), then from
+    the pack's own folder."""
+    user = os.environ.get("KUBIK_3D_MODELS_DIR")
+    return ([user] if user else []) + [BUNDLED_KUBIK3D_DIR]
+
+
+def register_kubik3d_folder() -> None:
+    """Register ComfyUI's ``kubik3d`` model folder: <models>/kubik3d and the pack's bundled
+    folder, listing .safetensors files. Paths from extra_model_paths.yaml (applied before packs
+    load) are kept."""
+    folder_paths = _optional_import("folder_paths")
+    if folder_paths is None:
+        return
+    paths, exts = folder_paths.folder_names_and_paths.get(KUBIK3D_FOLDER, ([], set()))
+    wanted = [os.path.join(folder_paths.models_dir, KUBIK3D_FOLDER), BUNDLED_KUBIK3D_DIR]
+    missing = [p for p in wanted if p not in paths]
+    if missing or not KUBIK3D_EXTENSIONS <= set(exts):
+        folder_paths.folder_names_and_paths[KUBIK3D_FOLDER] = (list(paths) + missing,
+                                                               set(exts) | KUBIK3D_EXTENSIONS)
+        cache = getattr(folder_paths, "filename_list_cache", None)
+        if isinstance(cache, dict):
+            cache.pop(KUBIK3D_FOLDER, None)
+
+
+def kubik3d_model_names() -> list[str]:
+    """3D model files (.safetensors) in ComfyUI's kubik3d folder(s)."""
+    folder_paths = _optional_import("folder_paths")
+    if folder_paths is not None:
+        register_kubik3d_folder()
+        names = folder_paths.get_filename_list(KUBIK3D_FOLDER)
+    else:
+        names = []
+        for root in _kubik3d_fallback_dirs():
+            if os.path.isdir(root):
+                for parent, _dirs, files in os.walk(root):
+                    names += [os.path.relpath(os.path.join(parent, f), root).replace(os.sep, "/")
+                              for f in files]
+    return sorted({n for n in names if os.path.splitext(n)[1].lower() in KUBIK3D_EXTENSIONS})
+
+
+def kubik3d_model_path(name: str) -> str | None:
+    """Full path of a listed 3D model, or None (also for names escaping the folder)."""
+    folder_paths = _optional_import("folder_paths")
+    if folder_paths is not None:
+        register_kubik3d_folder()
+        return folder_paths.get_full_path(KUBIK3D_FOLDER, name)
+    return _file_in_roots(_kubik3d_fallback_dirs(), name)
+
+
+def input_directory() -> str:
+    """ComfyUI's input folder; outside ComfyUI $KUBIK_INPUT_DIR (default ./input)."""
+    folder_paths = _optional_import("folder_paths")
+    if folder_paths is not None:
+        return folder_paths.get_input_directory()
+    return os.path.abspath(os.environ.get("KUBIK_INPUT_DIR", "input"))
+
+
+def input_file_path(name: str) -> str | None:
+    """Full path of a file under the input folder, or None (missing, or escaping the folder)."""
+    return _file_in_roots([input_directory()], name)
+
+
+def make_mesh(vertices, faces):
+    """ComfyUI's MESH (comfy_api.latest Types.MESH: ``.vertices`` [B,N,3], ``.faces`` [B,M,3]),
+    which core SaveGLB takes; outside ComfyUI a stand-in with the same two attributes."""
+    api = _optional_import("comfy_api.latest")
+    mesh_class = api.Types.MESH if api is not None else _StandInMesh
+    return mesh_class(vertices, faces)
+
+
+class _StandInMesh:
+    """MESH outside ComfyUI: the same attributes as comfy_api's geometry_types.MESH."""
+
+    def __init__(self, vertices, faces):
+        self.vertices = vertices
+        self.faces = faces
+
+
+def kubik3d_devices():
+    """(load device, offload device) for 3D models: ComfyUI's choice, as for classifiers."""
+    return classifier_devices()
