@@ -1,25 +1,26 @@
 """Signed distance from a triangle mesh to query points: exact distance, winding-number sign.
 
-Engine (chosen by measurement, see benchmarks/RESULTS.md "3D data"):
+Engine (chosen by measurement, see benchmarks/RESULTS.md "Mesh -> SDF engines"):
 
-* unsigned distance: a BVH closest-point query written as an NVIDIA Warp kernel. Warp compiles
-  the same kernel for the CPU and for CUDA; on the CPU one launch runs on one core, so the points
-  are split over a thread pool (Warp launches release the GIL). On a GPU it is one launch.
-* sign: the generalized winding number (Jacobson et al. 2013) with its fast Barnes-Hut dipole
-  approximation (Barill et al. 2018, accuracy beta = 2): inside where w > 0.5. Unlike ray parity
-  or the closest face's pseudo-normal, it stays right on meshes with holes, several shells and
-  self-intersections. It always comes from libigl's ``fast_winding_number`` on the CPU cores:
-  measured several times faster than Warp's winding-number query on the CPU, and on 16 cores
-  faster than Warp's on an H100; using it on both paths makes their signs identical.
+* on the CPU, :mod:`.sdf_cpu`: one tree over the triangles (oriented boxes for the exact
+  closest-point search, dipole + quadrupole moments for the fast winding number), numba loops
+  on a thread pool, queries in Morton order with warm-started searches. It measured several
+  times faster than Warp's CPU BVH query + libigl's winding number, the previous engine.
+* on CUDA, the unsigned distance is a BVH closest-point query written as an NVIDIA Warp kernel,
+  one launch; the sign comes from the same CPU winding-number tree, so that the CPU and CUDA
+  paths give identical signs.
+* sign: the generalized winding number (Jacobson et al. 2013) with its fast Barnes-Hut
+  approximation (Barill et al. 2018): inside where w > 0.5. Unlike ray parity or the closest
+  face's pseudo-normal, it stays right on meshes with holes, several shells and
+  self-intersections.
 
 Distances are negative inside (the project's convention). The mesh is normalised internally so
-that Warp's float32 arithmetic never sees huge or tiny coordinates; results are in the mesh's own
+that float32 arithmetic (Warp) never sees huge or tiny coordinates; results are in the mesh's own
 units.
 """
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Callable
 
@@ -32,6 +33,8 @@ _CHUNK = 1 << 20
 
 def resolve_device(device: str | None) -> str:
     """``None``/"auto" -> "cuda:0" when Warp sees a GPU, else "cpu"; "cuda" -> "cuda:0"."""
+    if device == "cpu":
+        return device  # the CPU engine does not need Warp
     wp = _warp()
     if device in (None, "auto"):
         return "cuda:0" if wp.get_cuda_device_count() > 0 else "cpu"
@@ -105,13 +108,17 @@ class MeshSDF:
             raise MeshError("the mesh has zero extent")
         self.device = resolve_device(device)
         self.threads = max(1, threads or len(os.sched_getaffinity(0)))
-        self._vertices = (vertices - self.center) / self.scale  # float64, for libigl
+        self._vertices = (vertices - self.center) / self.scale
         self._faces = faces
-        wp = _warp()
-        self._mesh = wp.Mesh(
-            points=wp.array(self._vertices.astype(np.float32), dtype=wp.vec3, device=self.device),
-            indices=wp.array(faces.astype(np.int32).ravel(), dtype=wp.int32, device=self.device),
-        )
+        from .sdf_cpu import build_tree
+
+        self._tree = build_tree(self._vertices, faces)  # CPU distances, and the sign on every device
+        if self.device != "cpu":
+            wp = _warp()
+            self._mesh = wp.Mesh(
+                points=wp.array(self._vertices.astype(np.float32), dtype=wp.vec3, device=self.device),
+                indices=wp.array(faces.astype(np.int32).ravel(), dtype=wp.int32, device=self.device),
+            )
 
     def __call__(self, points, *, truncation: float | None = None,
                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
@@ -146,33 +153,26 @@ class MeshSDF:
         return distance, face
 
     def _query_local(self, local: np.ndarray, max_distance: float):
-        distance, face = self._unsigned_local(local, max_distance)
-        distance[self.winding_number(local, normalized=True) > 0.5] *= -1.0
+        if self.device == "cpu":
+            from .sdf_cpu import signed_query
+
+            distance, face, winding = signed_query(self._tree, local, max_distance, threads=self.threads)
+            distance, face = distance.astype(np.float32), face.astype(np.int32)
+        else:
+            distance, face = self._unsigned_cuda(local, max_distance)
+            winding = self.winding_number(local, normalized=True)
+        distance[winding > 0.5] *= -1.0
         return distance, face
 
-    def _unsigned_local(self, local: np.ndarray, max_distance: float):
-        """Unsigned distance and closest face of normalised points, on this object's device."""
+    def _unsigned_cuda(self, local: np.ndarray, max_distance: float):
+        """Unsigned distance and closest face of normalised points, one Warp launch on the GPU."""
         wp = _warp()
-        kernel = _kernels()
         n = len(local)
         points = wp.array(local.astype(np.float32), dtype=wp.vec3, device=self.device)
         distance = wp.empty(n, dtype=wp.float32, device=self.device)
         face = wp.empty(n, dtype=wp.int32, device=self.device)
-        if self.device != "cpu":
-            wp.launch(kernel, dim=n, device=self.device, inputs=[self._mesh.id, points, max_distance, distance, face])
-            return distance.numpy(), face.numpy()
-
-        def run(bounds):
-            lo, hi = bounds
-            if hi > lo:
-                wp.launch(kernel, dim=hi - lo, device="cpu",
-                          inputs=[self._mesh.id, points[lo:hi], max_distance, distance[lo:hi], face[lo:hi]])
-
-        splits = np.linspace(0, n, self.threads + 1).astype(int)
-        run((0, min(1, n)))  # compiles/loads the kernel once, outside the pool
-        with ThreadPoolExecutor(self.threads) as pool:
-            list(pool.map(run, zip(splits[:-1], splits[1:])))
-        return distance.numpy().copy(), face.numpy().copy()
+        wp.launch(_kernels(), dim=n, device=self.device, inputs=[self._mesh.id, points, max_distance, distance, face])
+        return distance.numpy(), face.numpy()
 
     def query_tensor(self, points):
         """Signed distances of a torch tensor [N, 3], as a float32 tensor on the tensor's device.
@@ -188,12 +188,12 @@ class MeshSDF:
 
     def winding_number(self, points, *, normalized: bool = False) -> np.ndarray:
         """Generalized winding number of each point (about 1 inside, 0 outside), on the CPU."""
-        import igl
+        from .sdf_cpu import winding_numbers
 
         local = np.asarray(points, np.float64)
         if not normalized:
             local = (local - self.center) / self.scale
-        return np.asarray(igl.fast_winding_number(self._vertices, self._faces, np.ascontiguousarray(local)))
+        return winding_numbers(self._tree, local, threads=self.threads)
 
     def contains(self, points) -> np.ndarray:
         """Inside test (winding number > 0.5), for volume IoU and occupancy labels."""
