@@ -140,7 +140,7 @@ class KubikImageToShape:
                     "tooltip": "Turn on when the mask comes from Load Image: its MASK is 1 on "
                                "TRANSPARENT pixels (the background). Leave off for masks that "
                                "are 1 on the object (segmentation nodes)."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
                                  "tooltip": "Noise seed; the same seed and inputs give the same shape."}),
                 "steps": ("INT", {"default": 24, "min": 1, "max": 500,
                                   "tooltip": "Flow sampling steps (Heun evaluates the model twice per step)."}),
@@ -317,7 +317,7 @@ class KubikMeshToShape:
                                          "tooltip": "A mesh file (glb, gltf, obj, ply, stl, off) under "
                                                     "ComfyUI's input folder, e.g. 3d/chair.glb; "
                                                     "ignored when mesh is connected."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
                                  "tooltip": "Seed of the surface points sampled from the mesh."}),
             },
             "optional": {

@@ -11,11 +11,13 @@ Where the object is, per image, in this order:
 2. the alpha channel of a 4-channel image, unless it is fully opaque,
 3. an estimate from the image border: the few colours that cover the border are background,
    and background-coloured regions connected to the border are removed. This works for
-   renders, product shots and drawings on plain or two-tone backgrounds; a busy photograph
-   raises an error that asks for a mask instead of silently framing the whole picture.
+   renders, product shots and drawings on plain or two-tone backgrounds;
+4. a busy photograph (no few colours cover its border) is framed whole, with a logged warning
+   that names the fix (a mask or a cut-out); ``mask_sources`` says "whole" for it.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +31,8 @@ BORDER_COVERAGE = 0.9
 BACKGROUND_TOLERANCE = 0.1      # max per-channel distance (0..1) to a background colour
 MIN_COMPONENT_SHARE = 0.05      # object pieces smaller than this share of the largest are specks
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class PreparedImages:
@@ -37,7 +41,8 @@ class PreparedImages:
     pixels: [B,3,size,size] float32 0..1, the object composited on the background colour.
     masks:  [B,size,size] float32 0..1, the object's mask in the same frame.
     boxes:  per image, the object's box (left, top, right, bottom) in source pixels, exclusive.
-    mask_sources: per image, where the mask came from: "mask", "alpha" or "border".
+    mask_sources: per image, where the mask came from: "mask", "alpha", "border", or "whole"
+        (a busy background: the whole picture is the object).
     """
     pixels: torch.Tensor
     masks: torch.Tensor
@@ -76,6 +81,8 @@ def prepare_images(image, mask=None, *, size: int, background: float = 1.0,
                 raise ValueError(f"image {i}: the alpha channel is transparent everywhere, no object")
         else:
             soft, source = _border_estimate(rgb, i), "border"
+            if soft is None:
+                soft, source = torch.ones(rgb.shape[:2]), "whole"
         box = _box(soft > 0.5)
         framed_rgb, framed_mask = _frame(rgb, soft, box, size=size, background=background, fill=fill)
         pixels.append(framed_rgb)
@@ -142,8 +149,9 @@ def _as_mask_batch(mask, image_shape) -> torch.Tensor:
     return masks
 
 
-def _border_estimate(rgb: torch.Tensor, index: int) -> torch.Tensor:
-    """Object mask of an image on a plain (or few-colour) background, from its border colours."""
+def _border_estimate(rgb: torch.Tensor, index: int) -> torch.Tensor | None:
+    """Object mask of an image on a plain (or few-colour) background, from its border colours;
+    None when the border is too busy to be a background."""
     from scipy import ndimage
 
     pixels = rgb.numpy()
@@ -154,10 +162,10 @@ def _border_estimate(rgb: torch.Tensor, index: int) -> torch.Tensor:
     covered = np.cumsum(counts[order]) / len(border)
     used = int(np.searchsorted(covered, BORDER_COVERAGE) + 1)
     if used > len(order):
-        raise ValueError(
-            f"image {index}: its border is not a plain background ({MAX_BACKGROUND_COLOURS} colours "
-            f"cover only {covered[-1]:.0%} of it), so the object cannot be cut out automatically; "
-            "connect a mask (1 = object) or use an image with transparency (RGBA)")
+        log.warning("image %d: its border is not a plain background (%d colours cover only %.0f%% of "
+                    "it), so the whole picture is used; for a better shape give a mask (1 = object) "
+                    "or an image with transparency (RGBA)", index, MAX_BACKGROUND_COLOURS, 100 * covered[-1])
+        return None
     colours = [np.median(border[bins == b], axis=0) for b in order[:used]]
     near_background = np.zeros(pixels.shape[:2], dtype=bool)
     for colour in colours:

@@ -102,9 +102,13 @@ def test_opaque_rgba_falls_back_to_the_border(horse_rgba, horse_box):
     assert max(abs(a - b) for a, b in zip(prepared.boxes[0], horse_box)) <= 3
 
 
-def test_busy_photograph_asks_for_a_mask():
-    with pytest.raises(ValueError, match="not a plain background.*connect a mask"):
-        prepare_images(data.astronaut(), size=64)
+def test_busy_photograph_is_framed_whole_with_a_warning(caplog):
+    astronaut = data.astronaut()[:, 50:]                       # 512 x 462
+    with caplog.at_level("WARNING", logger="kubik_core.recon3d.image_input"):
+        prepared = prepare_images(astronaut, size=64, fill=0.5)
+    assert prepared.mask_sources == ["whole"] and prepared.boxes == [(0, 0, 462, 512)]
+    assert "not a plain background" in caplog.text and "give a mask" in caplog.text
+    _assert_framed(prepared.masks[0], 64, 0.5, prepared.boxes[0])
 
 
 def test_greyscale_image(horse_mask, horse_box):
