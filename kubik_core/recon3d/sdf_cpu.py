@@ -100,52 +100,73 @@ def build_tree(vertices: np.ndarray, faces: np.ndarray) -> TriangleTree:
     box_axes, box_lo, box_hi = np.empty((total, 9)), np.empty((total, 3)), np.empty((total, 3))
     dipole, center, radius = np.empty((total, 3)), np.empty((total, 3)), np.empty(total)
     quadrupole = np.empty((total, 9))
-    flat_corners = corners.reshape(count, 9)
-    corner_outer = np.einsum("tki,tkj->tij", corners, corners).reshape(count, 9)
-    centroid_outer = np.einsum("ti,tj->tij", centroid, area_normal).reshape(count, 9)
+    flat_corners = np.ascontiguousarray(corners.reshape(count, 9))
     child_first = np.zeros(total, np.int64)
     child_count = np.zeros(total, np.int64)
     tri_start = np.empty(total, np.int64)
     tri_stop = np.empty(total, np.int64)
+    # Additive moments, summed over the triangles once for the leaves, then over children.
+    sums = np.concatenate([
+        np.ones((count, 1)), area[:, None], centroid * area[:, None], centroid, area_normal,
+        np.einsum("ti,tj->tij", centroid, area_normal).reshape(count, 9),
+        corners.sum(1), np.einsum("tki,tkj->tij", corners, corners).reshape(count, 9)], axis=1)
+    per_level = [np.add.reduceat(sums, levels[-1])]
+    for _ in levels[:-1]:
+        per_level.append(np.add.reduceat(per_level[-1], np.arange(0, len(per_level[-1]), BRANCHING)))
     for depth, level_starts in enumerate(levels):
         nodes = slice(offsets[depth], offsets[depth + 1])
         stops = np.append(level_starts[1:], count)
         tri_start[nodes], tri_stop[nodes] = level_starts, stops
-        repeat = stops - level_starts
+        moments = per_level[len(levels) - 1 - depth]
+        tris, node_area, weighted, plain = moments[:, 0], moments[:, 1], moments[:, 2:5], moments[:, 5:8] / moments[:, :1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            node_center = np.where(node_area[:, None] > 0, weighted / node_area[:, None], plain)
+        center[nodes] = node_center
+        dipole[nodes] = moments[:, 8:11]
+        quadrupole[nodes] = moments[:, 11:20] - np.einsum("ni,nj->nij", node_center, moments[:, 8:11]).reshape(-1, 9)
         # Oriented boxes on the principal axes of the node's corners: on a smooth patch the
         # thinnest axis is the normal, so a far point's lower bound is nearly its true distance
         # (an axis-aligned box of a slanted patch is as thick as the patch is wide).
-        mean = np.add.reduceat(flat_corners, level_starts).reshape(-1, 3, 3).sum(1) / (3 * repeat)[:, None]
-        scatter = np.add.reduceat(corner_outer, level_starts).reshape(-1, 3, 3) / (3 * repeat)[:, None, None]
+        mean = moments[:, 20:23] / (3 * tris)[:, None]
+        scatter = moments[:, 23:32].reshape(-1, 3, 3) / (3 * tris)[:, None, None]
         _, vectors = np.linalg.eigh(scatter - np.einsum("ni,nj->nij", mean, mean))
-        axes = np.ascontiguousarray(np.swapaxes(vectors, 1, 2))          # rows = axes
-        along = np.einsum("tij,tkj->tki", np.repeat(axes, repeat, axis=0), corners)  # [F, 3 corners, 3 axes]
-        box_axes[nodes] = axes.reshape(-1, 9)
-        box_lo[nodes] = np.minimum.reduceat(along.min(1), level_starts)
-        box_hi[nodes] = np.maximum.reduceat(along.max(1), level_starts)
-        node_area = np.add.reduceat(area, level_starts)
-        weighted = np.add.reduceat(centroid * area[:, None], level_starts)
-        plain = np.add.reduceat(centroid, level_starts) / (stops - level_starts)[:, None]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            node_center = np.where(node_area[:, None] > 0, weighted / node_area[:, None], plain)
-        dipole[nodes] = np.add.reduceat(area_normal, level_starts)
-        center[nodes] = node_center
-        quadrupole[nodes] = (np.add.reduceat(centroid_outer, level_starts)
-                             - np.einsum("ni,nj->nij", node_center, dipole[nodes]).reshape(-1, 9))
-        per_tri_center = np.repeat(node_center, repeat, axis=0)
-        far = np.linalg.norm(corners - per_tri_center[:, None, :], axis=2).max(1)
-        radius[nodes] = np.maximum.reduceat(far, level_starts)
+        box_axes[nodes] = np.swapaxes(vectors, 1, 2).reshape(-1, 9)          # rows = axes
         if depth + 1 < len(levels):
             children = len(levels[depth + 1])
             first = np.arange(len(level_starts)) * BRANCHING
             child_first[nodes] = offsets[depth + 1] + first
             child_count[nodes] = np.minimum(first + BRANCHING, children) - first
+    _fit_nodes(flat_corners, tri_start, tri_stop, box_axes, center, box_lo, box_hi, radius)
     return TriangleTree(
         triangles=np.ascontiguousarray(corners.reshape(count, 9)), order=order,
         box_axes=box_axes, box_lo=box_lo, box_hi=box_hi, child_first=child_first,
         child_count=child_count, tri_start=tri_start, tri_stop=tri_stop, dipole=dipole,
         quadrupole=quadrupole, center=center, radius=radius,
         boundary_length=_boundary_length(vertices, faces))
+
+
+@njit(nogil=True, cache=True)
+def _fit_nodes(tri, tri_start, tri_stop, axes, center, box_lo, box_hi, radius):
+    """Each node's extent along its axes and its radius around its center (farthest corner)."""
+    for node in range(len(tri_start)):
+        a = axes[node]
+        lo0 = lo1 = lo2 = np.inf
+        hi0 = hi1 = hi2 = -np.inf
+        far = 0.0
+        for t in range(tri_start[node], tri_stop[node]):
+            for k in range(3):
+                x, y, z = tri[t, 3 * k], tri[t, 3 * k + 1], tri[t, 3 * k + 2]
+                u = a[0] * x + a[1] * y + a[2] * z
+                v = a[3] * x + a[4] * y + a[5] * z
+                w = a[6] * x + a[7] * y + a[8] * z
+                lo0, hi0 = min(lo0, u), max(hi0, u)
+                lo1, hi1 = min(lo1, v), max(hi1, v)
+                lo2, hi2 = min(lo2, w), max(hi2, w)
+                dx, dy, dz = x - center[node, 0], y - center[node, 1], z - center[node, 2]
+                far = max(far, dx * dx + dy * dy + dz * dz)
+        box_lo[node, 0], box_lo[node, 1], box_lo[node, 2] = lo0, lo1, lo2
+        box_hi[node, 0], box_hi[node, 1], box_hi[node, 2] = hi0, hi1, hi2
+        radius[node] = math.sqrt(far)
 
 
 def _boundary_length(vertices: np.ndarray, faces: np.ndarray) -> float:
