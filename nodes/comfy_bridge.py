@@ -518,3 +518,15 @@ class _StandInMesh:
 def kubik3d_devices():
     """(load device, offload device) for 3D models: ComfyUI's choice, as for classifiers."""
     return classifier_devices()
+
+
+def manage_kubik3d_model(model, load_device, offload_device):
+    """Hand a Kubik3DModel to ComfyUI's memory manager; None outside ComfyUI.
+
+    ModelPatcher writes its bookkeeping (``device``, ``model_loaded_weight_memory``...) onto the
+    module it manages, and Kubik3DModel's ``device`` is a read-only property (read from its
+    weights), so the patcher manages a container holding the model; moving the container moves it.
+    """
+    import torch
+
+    return manage_model(torch.nn.ModuleDict({"kubik3d": model}), load_device, offload_device)

@@ -112,7 +112,7 @@ class KubikLoad3DModel:
             raise ValueError(f"model_name: {exc}") from None
         patcher = None
         if load_device != offload_device:
-            patcher = comfy_bridge.manage_model(model, load_device, offload_device)
+            patcher = comfy_bridge.manage_kubik3d_model(model, load_device, offload_device)
         return (Loaded3DModel(model, patcher),)
 
 

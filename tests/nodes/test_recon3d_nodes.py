@@ -305,13 +305,13 @@ def test_kubik3d_folder_is_registered_with_comfyui(bridge, tmp_path, monkeypatch
     assert len(module.folder_names_and_paths["kubik3d"][0]) == 3
 
 
-# ---------------------------------------------------------------- core SaveGLB takes our MESH
-_SAVE_GLB_CHILD = """
+# ---------------------------------------------------------------- inside ComfyUI (a child process)
+_COMFY_CHILD = """
 import sys
 import numpy as np, torch
 comfy_dir, tests_dir, npz, out, pack_parent = sys.argv[1:6]
 sys.path[:0] = [comfy_dir, tests_dir]
-sys.argv = sys.argv[:1] + ["--cpu"]
+sys.argv = sys.argv[:1] + ([] if torch.cuda.is_available() else ["--cpu"])
 import comfy.options
 comfy.options.enable_args_parsing()
 from comfy_api.latest import Types
@@ -324,11 +324,28 @@ data = np.load(npz)
 mesh = bridge.make_mesh(torch.from_numpy(data["vertices"])[None], torch.from_numpy(data["faces"])[None])
 assert isinstance(mesh, Types.MESH), type(mesh)
 save_glb(mesh.vertices[0], mesh.faces[0], out)
+
+# ComfyUI's memory manager loads the model (ModelPatcher sets attributes on what it manages).
+import importlib
+import comfy.model_management as mm
+build_model = importlib.import_module(pack.__name__ + ".kubik_core.recon3d.pipeline").build_model
+nodes = sys.modules[pack.__name__ + ".nodes.recon3d"]
+model = build_model("tiny", seed=0)
+patcher = bridge.manage_kubik3d_model(model, mm.get_torch_device(), torch.device("cpu"))
+loaded = nodes.Loaded3DModel(model, patcher)
+with torch.inference_mode():
+    image = torch.rand(1, 64, 64, 3) * 0.2 + 0.4
+    mask = torch.zeros(1, 64, 64)
+    mask[:, 16:48, 20:44] = 1.0
+    latent, _ = nodes.KubikImageToShape().generate(loaded, image, False, 0, 1, 3.0, "euler", mask)
+assert latent.latent.latents.shape[0] == 1 and model.device == mm.get_torch_device(), model.device
 """
 
 
-def test_core_save_glb_writes_the_decoded_mesh(run_node, folders, latent, tmp_path):
-    """Runs when $COMFYUI_DIR points at a ComfyUI checkout that imports on the CPU."""
+def test_inside_comfyui_save_glb_and_memory_manager(run_node, folders, latent, tmp_path):
+    """Core SaveGLB writes our MESH as our GLB has it, and ComfyUI's ModelPatcher can load the
+    model and the node samples with it, under inference mode. Runs when $COMFYUI_DIR points at a
+    ComfyUI checkout that imports here (CPU or GPU); skipped otherwise."""
     import os
     import subprocess
 
@@ -340,7 +357,7 @@ def test_core_save_glb_writes_the_decoded_mesh(run_node, folders, latent, tmp_pa
     np.savez(tmp_path / "mesh.npz", vertices=vertices, faces=faces)
     core_glb = tmp_path / "core.glb"
     (tmp_path / "pack").mkdir()
-    proc = subprocess.run([sys.executable, "-c", _SAVE_GLB_CHILD, comfy_dir, str(Path(__file__).parents[1]),
+    proc = subprocess.run([sys.executable, "-c", _COMFY_CHILD, comfy_dir, str(Path(__file__).parents[1]),
                            str(tmp_path / "mesh.npz"), str(core_glb), str(tmp_path / "pack")],
                           capture_output=True, text=True, timeout=300)
     if proc.returncode != 0 and "comfy_api" in proc.stderr and "ModuleNotFoundError" in proc.stderr:
