@@ -164,11 +164,11 @@ class KubikImageToShape:
         loaded = _require_model(model, "image-to-shape")
         if mask is not None and invert_mask:
             mask = 1.0 - mask
-        network = loaded.ready()
         try:
-            prepared = prepare_images(image, mask, size=network.image_size)
+            prepared = prepare_images(image, mask, size=loaded.model.image_size)
         except ValueError as exc:
             raise ValueError(_image_error(str(exc), image, mask)) from None
+        network = loaded.ready()
         try:
             latent = image_to_latent(network, prepared.pixels, seed=seed, steps=steps, cfg=cfg,
                                      sampler=sampler, progress=_progress_reporter(),

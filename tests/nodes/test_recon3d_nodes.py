@@ -28,6 +28,9 @@ def model_dir(tmp_path_factory) -> Path:
     save_model(build_model("tiny", seed=0), folder / "tiny_test.safetensors")
     save_model(build_model("tiny", kind="vae", seed=0), folder / "tiny_vae.safetensors")
     (folder / "corrupt.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    from safetensors.torch import save_file
+    save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(4, 4)},
+              str(folder / "sdxl_by_mistake.safetensors"))
     nan_model = build_model("tiny", seed=1)
     with torch.no_grad():
         nan_model.vae.to_sdf[1].bias.fill_(float("nan"))
@@ -84,6 +87,7 @@ def test_loader_lists_the_kubik3d_folder_and_loads(run_node, node_classes, folde
     ("missing.safetensors", "is not in the kubik3d model folder"),
     ("../kubik3d/tiny_test.safetensors", "is not in the kubik3d model folder"),
     ("corrupt.safetensors", "not a readable safetensors file"),
+    ("sdxl_by_mistake.safetensors", "not a KubikAI 3D model"),
     ("diverged.safetensors", "NaN or infinite weights"),
 ])
 def test_loader_refuses_bad_model_files(run_node, folders, name, message):
@@ -351,7 +355,7 @@ def test_inside_comfyui_save_glb_and_memory_manager(run_node, folders, latent, t
 
     comfy_dir = os.environ.get("COMFYUI_DIR")
     if not comfy_dir or not (Path(comfy_dir) / "comfy_extras" / "nodes_hunyuan3d.py").exists():
-        pytest.skip("set COMFYUI_DIR to a ComfyUI checkout to check the MESH against core SaveGLB")
+        pytest.skip("set COMFYUI_DIR to a ComfyUI checkout to run core SaveGLB and the memory manager")
     meshes, _ = run_node("KubikDecodeShape", latent=latent, resolution=RESOLUTION, hierarchical=True)
     vertices, faces = meshes[0].vertices[0].numpy(), meshes[0].faces[0].numpy()
     np.savez(tmp_path / "mesh.npz", vertices=vertices, faces=faces)
