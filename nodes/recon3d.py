@@ -315,8 +315,9 @@ class KubikMeshToShape:
                 "model": ("KUBIK_3D_MODEL", {"tooltip": "From Kubik Load 3D Model (any kind: the VAE is used)."}),
                 "mesh_file": ("STRING", {"default": "3d/",
                                          "tooltip": "A mesh file (glb, gltf, obj, ply, stl, off) under "
-                                                    "ComfyUI's input folder, e.g. 3d/chair.glb; "
-                                                    "ignored when mesh is connected."}),
+                                                    "ComfyUI's input folder, e.g. 3d/chair.glb, or "
+                                                    "Load 3D's mesh_path linked in; ignored when "
+                                                    "mesh is connected."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
                                  "tooltip": "Seed of the surface points sampled from the mesh."}),
             },
