@@ -39,6 +39,7 @@ CPU_ENGINES = {  # engine -> share of --points it gets (slow baselines get fewer
     "pcu": 0.25,   # the baseline of the ratios; libigl when pcu is not installed
     "igl": 0.25,
     "warp-cpu-winding": 0.1,
+    "warp-bvh+igl-fwn": 0.25,   # the engine kubik-cpu used before sdf_cpu: Warp BVH on all cores + libigl FWN
     "open3d": 0.25,
     "kubik-cpu": 1.0,
     "kubik-cpu-trunc0.1": 1.0,   # distances clipped to +-0.1 (a truncated-SDF training target)
@@ -114,6 +115,8 @@ def run_case(engine: str, mesh_path: str, count: int, out: str) -> dict:
         scene = o3d.t.geometry.RaycastingScene()
         scene.add_triangles(o3d.core.Tensor(v.astype(np.float32)), o3d.core.Tensor(f.astype(np.uint32)))
         query = lambda p: scene.compute_signed_distance(o3d.core.Tensor(p.astype(np.float32))).numpy()  # noqa: E731
+    elif engine == "warp-bvh+igl-fwn":
+        query = _warp_bvh_igl_query(v, f)
     elif engine.startswith("warp-"):
         query = _warp_winding_query(v, f, "cpu" if engine.startswith("warp-cpu") else "cuda:0")
     elif engine.startswith("kubik"):
@@ -162,6 +165,47 @@ def _warp_winding_query(v, f, device: str):
     return query
 
 
+def _warp_bvh_igl_query(v, f):
+    """Warp's BVH closest-point query on a thread pool (one launch per core) + libigl's fast
+    winding number for the sign: kubik's CPU engine until sdf_cpu replaced it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import igl
+    import warp as wp
+
+    wp.config.quiet = True
+
+    @wp.kernel
+    def unsigned(mesh: wp.uint64, points: wp.array(dtype=wp.vec3), out: wp.array(dtype=wp.float32)):
+        tid = wp.tid()
+        hit = wp.mesh_query_point_no_sign(mesh, points[tid], 1.0e6)
+        if hit.result:
+            out[tid] = wp.length(wp.mesh_eval_position(mesh, hit.face, hit.u, hit.v) - points[tid])
+
+    mesh = wp.Mesh(points=wp.array(v.astype(np.float32), dtype=wp.vec3, device="cpu"),
+                   indices=wp.array(f.astype(np.int32).ravel(), dtype=wp.int32, device="cpu"))
+    threads = len(os.sched_getaffinity(0))
+
+    def query(p):
+        pts = wp.array(p.astype(np.float32), dtype=wp.vec3, device="cpu")
+        out = wp.zeros(len(p), dtype=wp.float32, device="cpu")
+        splits = np.linspace(0, len(p), threads + 1).astype(int)
+
+        def run(bounds):
+            lo, hi = bounds
+            if hi > lo:
+                wp.launch(unsigned, dim=hi - lo, inputs=[mesh.id, pts[lo:hi], out[lo:hi]], device="cpu")
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(run, zip(splits[:-1], splits[1:])))
+        distance = out.numpy().copy()
+        distance[igl.fast_winding_number(v, f, np.ascontiguousarray(p, np.float64)) > 0.5] *= -1.0
+        return distance
+
+    query(np.zeros((4, 3)))
+    return query
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--points", type=int, default=400_000, help="points for the kubik CPU case")
@@ -195,6 +239,7 @@ def main() -> None:
             if args.engines:
                 cases = [c for c in cases if c[0] in args.engines]
             references: dict[int, np.ndarray] = {}
+            exact_distances: dict[int, np.ndarray] = {}
             baseline, baseline_name = None, None
             for engine, count in cases:
                 module = {"open3d": "open3d", "pcu": "point_cloud_utils"}.get(engine)
@@ -212,17 +257,26 @@ def main() -> None:
                 if count not in references:
                     references[count] = igl.fast_winding_number(v, f, make_points(mesh, count)) > 0.5
                 agreement = float(np.mean((distances < 0) == references[count]))
+                # Exactness: |distance| against libigl's AABB closest point on 20k points spread over
+                # both halves of the set (untruncated engines only; trimesh's distances are its own).
+                spread = np.linspace(0, count - 1, min(count, 20_000)).astype(int)
+                if count not in exact_distances:
+                    exact_distances[count] = np.sqrt(igl.point_mesh_squared_distance(
+                        make_points(mesh, count)[spread], v, f)[0])
+                error = (float(np.abs(np.abs(distances[spread]) - exact_distances[count]).max())
+                         if "trunc" not in engine and engine != "trimesh" else None)
                 rate = count / measured["seconds"]
                 if engine in ("pcu", "igl") and baseline is None:
                     baseline, baseline_name = rate, engine
                 row = {"engine": engine, "mesh": mesh_name, "faces": int(len(f)), "points": count,
                        "device": "cuda" if "cuda" in engine else "cpu", "points_per_s": rate,
                        "baseline": baseline_name, "vs_baseline": rate / baseline if baseline else None, "sign_agreement": agreement,
-                       **measured}
+                       "max_distance_error": error, **measured}
                 results.append(row)
                 ratio = f"{row['vs_baseline']:.2f}x {baseline_name}" if baseline else "n/a"
                 print(f"{engine:18s} {mesh_name:17s} {row['device']:4s} {count:>9d} pts  {rate / 1e6:8.3f} Mpts/s  "
-                      f"{ratio:>12s}  sign {100 * agreement:7.3f}%  peak RSS {measured['rss_peak_mb']:7.0f} MB "
+                      f"{ratio:>12s}  sign {100 * agreement:7.3f}%  "
+                      f"max |d| err {'n/a' if error is None else f'{error:.1e}':>7s}  peak RSS {measured['rss_peak_mb']:7.0f} MB "
                       f"(+{measured['rss_peak_mb'] - measured['rss_before_mb']:.0f} during query)  "
                       f"build {measured['build_seconds']:.2f} s", flush=True)
     print(f"# load average at end {os.getloadavg()}")
