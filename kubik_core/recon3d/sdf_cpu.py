@@ -17,10 +17,12 @@ Each node covers a contiguous run of the sorted triangles and stores
   leaves are summed exactly as solid angles (Van Oosterom and Strackee 1983).
 
 Queries are processed in Morton order too. The previous point's exact distance bounds the next
-one's (``d(p) <= d(q) + |p - q|``), which prunes the search from its start; and inside the empty
-ball of radius ``d(q)`` around a point q the winding number is harmonic, with a gradient bounded
-by the mesh's boundary edges only (it is zero for a closed mesh), so a point in that ball whose
-winding number provably stays on the same side of 1/2 takes q's sign without a new evaluation.
+one's (``d(p) <= d(q) + |p - q|``), which prunes the search from its start. The sign is handed
+from a recent point q to p when the segment between them provably crosses no triangle (it lies
+in q's empty ball of radius d(q), or a conservative crossing test over the tree says so): along
+it the winding number is continuous, and its gradient is the Biot-Savart field of the mesh's
+boundary chain alone, zero for a closed mesh; a bound on that field decides whether w(p) stays
+on q's side of 1/2. Only the remaining points evaluate the winding number.
 """
 from __future__ import annotations
 
@@ -324,18 +326,97 @@ def _winding_for_sign(px, py, pz, tri, child_first, child_count, tri_start, tri_
 
 
 @njit(nogil=True, cache=True)
+def _segment_meets_triangle(qx, qy, qz, dx, dy, dz, tri, t):
+    """Whether the segment q + s d, s in [0, 1], meets sorted triangle t, with a tolerance that
+    errs towards "meets" (a near miss, a grazing or degenerate case all count as a crossing)."""
+    eps = 1e-7
+    ax, ay, az = tri[t, 0], tri[t, 1], tri[t, 2]
+    e1x, e1y, e1z = tri[t, 3] - ax, tri[t, 4] - ay, tri[t, 5] - az
+    e2x, e2y, e2z = tri[t, 6] - ax, tri[t, 7] - ay, tri[t, 8] - az
+    hx, hy, hz = dy * e2z - dz * e2y, dz * e2x - dx * e2z, dx * e2y - dy * e2x
+    det = e1x * hx + e1y * hy + e1z * hz
+    sx, sy, sz = qx - ax, qy - ay, qz - az
+    if abs(det) < 1e-14:  # parallel to the plane: only a segment lying in it can cross
+        nx, ny, nz = e1y * e2z - e1z * e2y, e1z * e2x - e1x * e2z, e1x * e2y - e1y * e2x
+        return not abs(nx * sx + ny * sy + nz * sz) > eps * math.sqrt(nx * nx + ny * ny + nz * nz)
+    inv = 1.0 / det
+    u = inv * (sx * hx + sy * hy + sz * hz)
+    if u < -eps or u > 1.0 + eps:
+        return False
+    cx, cy, cz = sy * e1z - sz * e1y, sz * e1x - sx * e1z, sx * e1y - sy * e1x
+    v = inv * (dx * cx + dy * cy + dz * cz)
+    if v < -eps or u + v > 1.0 + eps:
+        return False
+    s = inv * (e2x * cx + e2y * cy + e2z * cz)
+    return -eps <= s <= 1.0 + eps
+
+
+@njit(nogil=True, cache=True)
+def _segment_meets_surface(qx, qy, qz, px, py, pz, tri, box_axes, box_lo, box_hi, child_first, child_count,
+                           tri_start, tri_stop, stack):
+    """Whether the segment from q to p meets the mesh (conservatively: near misses count)."""
+    dx, dy, dz = px - qx, py - qy, pz - qz
+    eps = 1e-7
+    stack[0] = 0
+    top = 1
+    while top > 0:
+        top -= 1
+        node = stack[top]
+        count = child_count[node]
+        if count == 0:
+            for t in range(tri_start[node], tri_stop[node]):
+                if _segment_meets_triangle(qx, qy, qz, dx, dy, dz, tri, t):
+                    return True
+            continue
+        for k in range(count):
+            child = child_first[node] + k
+            a = box_axes[child]
+            enter, leave = 0.0, 1.0
+            for axis in range(3):  # slab test in the child's frame, boxes grown by eps
+                start = a[3 * axis] * qx + a[3 * axis + 1] * qy + a[3 * axis + 2] * qz
+                along = a[3 * axis] * dx + a[3 * axis + 1] * dy + a[3 * axis + 2] * dz
+                lo, hi = box_lo[child, axis] - eps, box_hi[child, axis] + eps
+                if abs(along) < 1e-300:
+                    if start < lo or start > hi:
+                        enter = 2.0
+                else:
+                    s0, s1 = (lo - start) / along, (hi - start) / along
+                    enter = max(enter, min(s0, s1))
+                    leave = min(leave, max(s0, s1))
+            if enter <= leave:
+                stack[top] = child
+                top += 1
+    return False
+
+
+@njit(nogil=True, cache=True)
 def _boundary_gradient_bound(qx, qy, qz, gap, reach, boundary_lo, boundary_hi, boundary_len):
-    """Upper bound of |grad w| / 1 on the segment from q to a point ``gap`` away: each boundary
-    cluster of length L at distance D contributes at most L / (4 pi D^2); boundary edges lie on
-    the mesh, so D is at least ``reach`` = d(q) - gap too."""
+    """Upper bound of |grad w| on any segment from q of length ``gap``: a boundary cluster of
+    length L at distance D contributes at most L / (4 pi D^2). Boundary edges lie on the mesh, so
+    D is also at least ``reach`` (d(q) - gap inside q's empty ball). Infinite when a cluster may
+    touch the segment."""
     total = 0.0
     for c in range(len(boundary_len)):
         dx = max(boundary_lo[c, 0] - qx, 0.0, qx - boundary_hi[c, 0])
         dy = max(boundary_lo[c, 1] - qy, 0.0, qy - boundary_hi[c, 1])
         dz = max(boundary_lo[c, 2] - qz, 0.0, qz - boundary_hi[c, 2])
         far = max(math.sqrt(dx * dx + dy * dy + dz * dz) - gap, reach)
+        if far <= 0.0:
+            return np.inf
         total += boundary_len[c] / (4.0 * math.pi * far * far)
     return total
+
+
+@njit(nogil=True, cache=True)
+def _box_distance(px, py, pz, lo, hi):
+    """Distance from p to the nearest of the boxes [lo, hi] (infinite when there are none)."""
+    best = np.inf
+    for c in range(len(lo)):
+        dx = max(lo[c, 0] - px, 0.0, px - hi[c, 0])
+        dy = max(lo[c, 1] - py, 0.0, py - hi[c, 1])
+        dz = max(lo[c, 2] - pz, 0.0, pz - hi[c, 2])
+        best = min(best, dx * dx + dy * dy + dz * dz)
+    return math.sqrt(best)
 
 
 @njit(nogil=True, cache=True)
@@ -356,7 +437,8 @@ def query_chunk(points, max_distance, need_sign, boundary_lo, boundary_hi, bound
     prev_exact = False
     evaluated = 0
     # The last RECENT points with their empty-ball radius, winding estimate and its error bound.
-    recent = np.zeros((RECENT, 6))
+    recent = np.zeros((RECENT, 7))  # x, y, z, d, w, error of w, distance to the boundary chain
+    boundary_total = boundary_len.sum()
     recent_count = 0
     for i in range(len(points)):
         px, py, pz = points[i, 0], points[i, 1], points[i, 2]
@@ -412,21 +494,40 @@ def query_chunk(points, max_distance, need_sign, boundary_lo, boundary_hi, bound
         out_distance[i] = d
         out_face[i] = best_face
         if need_sign:
-            # A recent point q whose empty ball (radius d(q)) holds p: the winding number is
-            # harmonic there, |w(p) - w(q)| <= |p - q| * max |grad w| on the segment, and the
-            # gradient is the Biot-Savart field of the boundary chain alone (zero when closed).
+            # From a recent point q to p along a segment that provably crosses no triangle (it
+            # lies in q's empty ball of radius d(q), or a crossing test says so), w is
+            # continuous, and its gradient is the Biot-Savart field of the boundary chain alone
+            # (zero when closed): |w(p) - w(q)| <= gap * L / (4 pi D^2), D the segment's
+            # distance to the chain, L the chain's length.
             w = 0.0
             err = -1.0
-            for k in range(min(recent_count, RECENT)):
-                slot = (recent_count - 1 - k) % RECENT
-                gap = math.sqrt((px - recent[slot, 0]) ** 2 + (py - recent[slot, 1]) ** 2 + (pz - recent[slot, 2]) ** 2)
-                reach = recent[slot, 3] - gap
-                if reach <= 0.0:
-                    continue
-                e = recent[slot, 5] + gap * _boundary_gradient_bound(recent[slot, 0], recent[slot, 1], recent[slot, 2],
-                                                                     gap, reach, boundary_lo, boundary_hi, boundary_len)
-                if abs(recent[slot, 4] - 0.5) > e:
-                    w, err = recent[slot, 4], e
+            for attempt in range(2):  # first the empty balls, then a crossing test from the last point
+                for k in range(min(recent_count, RECENT if attempt == 0 else 1)):
+                    slot = (recent_count - 1 - k) % RECENT
+                    margin = abs(recent[slot, 4] - 0.5) - recent[slot, 5]
+                    if margin <= 0.0:
+                        continue
+                    gap = math.sqrt((px - recent[slot, 0]) ** 2 + (py - recent[slot, 1]) ** 2
+                                    + (pz - recent[slot, 2]) ** 2)
+                    inside = recent[slot, 3] - gap
+                    if (attempt == 0) != (inside > 0.0):
+                        continue
+                    e = 0.0
+                    if boundary_total > 0.0:
+                        far = max(recent[slot, 6] - gap, inside)  # boundary edges lie on the mesh too
+                        e = np.inf if far <= 0.0 else gap * boundary_total / (4.0 * math.pi * far * far)
+                        if e >= margin:  # the same bound cluster by cluster, tighter and dearer
+                            e = gap * _boundary_gradient_bound(recent[slot, 0], recent[slot, 1], recent[slot, 2],
+                                                               gap, inside, boundary_lo, boundary_hi, boundary_len)
+                            if e >= margin:
+                                continue
+                    if attempt == 1 and _segment_meets_surface(recent[slot, 0], recent[slot, 1], recent[slot, 2],
+                                                               px, py, pz, tri, box_axes, box_lo, box_hi,
+                                                               child_first, child_count, tri_start, tri_stop, stack):
+                        continue
+                    w, err = recent[slot, 4], recent[slot, 5] + e
+                    break
+                if err >= 0.0:
                     break
             if err < 0.0:
                 w, err = _winding_for_sign(px, py, pz, tri, child_first, child_count, tri_start, tri_stop,
@@ -436,6 +537,7 @@ def query_chunk(points, max_distance, need_sign, boundary_lo, boundary_hi, bound
             slot = recent_count % RECENT
             recent[slot, 0], recent[slot, 1], recent[slot, 2] = px, py, pz
             recent[slot, 3], recent[slot, 4], recent[slot, 5] = d, w, err
+            recent[slot, 6] = _box_distance(px, py, pz, boundary_lo, boundary_hi)
             recent_count += 1
         prev_x, prev_y, prev_z, prev_d = px, py, pz, d
         prev_exact = best_face >= 0

@@ -198,3 +198,30 @@ def test_degenerate_faces_and_far_points_keep_exact_distances():
     squared, closest, _ = igl.point_mesh_squared_distance(points, vertices, faces)
     np.testing.assert_allclose(np.abs(distance), np.sqrt(squared), rtol=1e-6, atol=1e-5)
     assert ((0 <= face) & (face < len(faces))).all()
+
+
+@pytest.mark.parametrize("shape", ["torus", "sphere", "open box", "holed bunny"])
+def test_carried_signs_equal_evaluated_ones(shape, bunny_path):
+    """Signs handed from point to point (empty balls, crossing-free segments) against a winding
+    number evaluated at every point, over several chunks (each chunk starts with no history)."""
+    from kubik_core.recon3d.sdf_cpu import CHUNK
+
+    if shape == "torus":
+        mesh = trimesh.creation.torus(major_radius=0.5, minor_radius=0.2)
+    elif shape == "sphere":  # contains the origin, where no point has been before a chunk starts
+        mesh = trimesh.creation.icosphere(subdivisions=4, radius=0.9)
+    elif shape == "open box":
+        box = trimesh.creation.box()
+        mesh = trimesh.Trimesh(box.vertices, box.faces[2:], process=False)
+    else:
+        mesh, _ = normalize(load_mesh(bunny_path))
+    rng = np.random.default_rng(10)
+    surface, _ = trimesh.sample.sample_surface(mesh, CHUNK, seed=11)
+    points = np.concatenate([surface + rng.normal(size=surface.shape) * 0.01,
+                             rng.uniform(-1, 1, (2 * CHUNK + 17, 3))])
+    sdf = MeshSDF(mesh.vertices, mesh.faces)
+    signed = sdf(points)
+    evaluated = sdf.winding_number(points)
+    decided = np.abs(evaluated - 0.5) > 0.05
+    assert decided.mean() > 0.99
+    assert np.array_equal((signed < 0)[decided], (evaluated > 0.5)[decided])
