@@ -10,11 +10,13 @@ The tree: triangles sorted along a Morton curve, cut into leaves of ``LEAF_SIZE`
 triangles, and every ``BRANCHING`` consecutive nodes grouped into a parent until one root is left.
 Each node covers a contiguous run of the sorted triangles and stores
 
-* its axis-aligned box, for the exact closest-point search (branch and bound: a node is opened
-  only when its box is nearer than the best triangle found so far);
-* its area-weighted normal sum, area-weighted centroid and radius, for the fast winding number
-  (Barill et al. 2018): a node farther than ``beta`` radii is replaced by its dipole, nearer
-  leaves are summed exactly as solid angles (Van Oosterom and Strackee 1983).
+* a box oriented on the principal axes of its corners, for the exact closest-point search
+  (branch and bound: a node is opened only when its box is nearer than the best triangle found
+  so far; on a smooth patch the thin axis is the normal, so the bound is nearly the distance);
+* its area-weighted normal sum and first moment about its area-weighted centroid, and its
+  radius, for the fast winding number (Barill et al. 2018): a node farther than ``BETA`` radii
+  is replaced by its dipole + quadrupole terms, nearer leaves are summed exactly as solid angles
+  (Van Oosterom and Strackee 1983).
 
 Queries are processed in Morton order too. The previous point's exact distance bounds the next
 one's (``d(p) <= d(q) + |p - q|``), which prunes the search from its start. The sign is handed
