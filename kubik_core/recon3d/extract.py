@@ -6,8 +6,11 @@ instead decodes hierarchically (as FlashVDM / Hunyuan3D-2's ``volume_decoders.py
 
 1. evaluate a coarse grid densely (``coarse_resolution``, by default R/8 but at least 32^3);
 2. keep the cells near the surface: those whose corner values reach into (-t, t), where
-   t = ``band`` cell diagonals (a sign change among the corners always qualifies). A learned SDF
-   is not an exact distance, so the band is generous and a parameter;
+   t = ``band`` cell diagonals (a sign change among the corners always qualifies). For an exact
+   distance half a diagonal would do (every point of a cube is within half a diagonal of a
+   corner). A learned SDF is not an exact distance: with a slope up to L, a band of L/2 still
+   finds every cell the surface crosses. The default of one diagonal thus tolerates distances
+   overestimated up to 2x; a wider band costs queries in proportion (benchmarks/RESULTS.md);
 3. subdivide the kept cells 2x and query only their new corner points; every other point of the
    finer grid takes its value by trilinear interpolation from the coarser one, so far from the
    surface the sign is still right (a cell that was kept out has all corners of one sign, and
@@ -33,7 +36,7 @@ SDFFunction = Callable[[torch.Tensor], torch.Tensor]
 """Points [N, 3] float32 -> signed distances [N] float32, on the points' device."""
 
 MIN_COARSE_RESOLUTION = 32
-DEFAULT_BAND = 2.0
+DEFAULT_BAND = 1.0
 _INDEX_CHUNK = 1 << 22          # grid points scanned per nonzero() call (bounds index memory)
 _FIXED_BYTES = 64 << 20         # query batches, small temporaries, the interpreter's slack
 _MESH_BYTES_PER_CELL_FACE = 1200  # marching-cubes output and its copies, per R^2 (box-filling shape)
@@ -88,6 +91,11 @@ def extract_mesh(sdf_fn: SDFFunction, resolution: int = 128, *, bound: float = 1
                  keep_largest: bool = True, coarse_resolution: int | None = None,
                  band: float = DEFAULT_BAND) -> ExtractedMesh:
     """Decode ``sdf_fn`` on a grid over [-bound, bound]^3 and mesh its ``level`` set.
+
+    ``hierarchical=False`` queries every grid point (the reference the hierarchical decode is
+    measured against). ``coarse_resolution`` (default: :func:`default_coarse_resolution`) must
+    divide ``resolution`` by a power of 2; ``band`` is the near-surface margin in cell diagonals
+    (see the module docstring). ``keep_largest`` drops every piece but the one of largest area.
 
     ``progress(done, total)`` is called after each batch of ``batch_points`` queries; the total
     of a hierarchical decode is known level by level, so it is an estimate until the last level

@@ -80,6 +80,18 @@ def test_hierarchical_decode_gives_the_dense_mesh_with_far_fewer_queries(name, s
     assert signed_volume(hier.vertices, hier.faces) == pytest.approx(volume, rel=0.02)
 
 
+def test_a_plate_thinner_than_a_coarse_cell_is_not_lost():
+    # 0.024 thick, between the coarse grid planes y = 0 and y = 0.0625: no coarse point is inside
+    slab = box((0.6, 0.012, 0.5))
+    plate = lambda p: slab(p - torch.tensor([0.0, 0.03, 0.0]))  # noqa: E731
+    dense = extract_mesh(plate, 128, hierarchical=False)
+    hier = extract_mesh(plate, 128)
+    assert hier.queries * 4 < dense.queries
+    np.testing.assert_array_equal(hier.faces, dense.faces)
+    np.testing.assert_allclose(hier.vertices, dense.vertices, atol=1e-6)
+    assert as_trimesh(hier).is_watertight
+
+
 def test_sphere_volume_frame_and_outward_normals():
     center = np.array([0.3, -0.2, 0.1])
     mesh = extract_mesh(sphere(tuple(center), 0.5), 96, bound=1.0)
@@ -124,10 +136,10 @@ def test_mesh_sdf_of_a_real_mesh_decodes_back_to_that_mesh():
     dense = extract_mesh(sdf, 64, hierarchical=False)
     hier = extract_mesh(sdf, 64)
     assert hier.queries * 2 < dense.queries
-    np.testing.assert_allclose(hier.vertices, dense.vertices, atol=1e-6)
-    metrics = mesh_metrics(as_trimesh(hier), source, points=20_000, normalize="none")
-    assert metrics["chamfer_l1"] < 0.01 and metrics["volume_iou"] > 0.97, metrics
-    assert signed_volume(hier.vertices, hier.faces) == pytest.approx(source.volume, rel=0.03)
+    for mesh in (hier, dense):
+        metrics = mesh_metrics(as_trimesh(mesh), source, points=20_000, normalize="none")
+        assert metrics["chamfer_l1"] < 0.01 and metrics["volume_iou"] > 0.97, metrics
+        assert signed_volume(mesh.vertices, mesh.faces) == pytest.approx(source.volume, rel=0.03)
 
 
 def test_largest_component_is_kept_unless_asked_otherwise():
