@@ -42,6 +42,7 @@ CPU_ENGINES = {  # engine -> share of --points it gets (slow baselines get fewer
     "warp-bvh+igl-fwn": 0.25,   # the engine kubik-cpu used before sdf_cpu: Warp BVH on all cores + libigl FWN
     "open3d": 0.25,
     "kubik-cpu": 1.0,
+    "kubik-cpu-1thread": 0.25,   # the same on one thread: how it scales with cores
     "kubik-cpu-trunc0.1": 1.0,   # distances clipped to +-0.1 (a truncated-SDF training target)
 }
 GPU_ENGINES = ("kubik-cuda", "warp-cuda-winding")
@@ -122,7 +123,8 @@ def run_case(engine: str, mesh_path: str, count: int, out: str) -> dict:
     elif engine.startswith("kubik"):
         from kubik_core.recon3d.sdf import MeshSDF
 
-        sdf = MeshSDF(v, f, device="cpu" if engine.startswith("kubik-cpu") else "cuda:0")
+        sdf = MeshSDF(v, f, device="cpu" if engine.startswith("kubik-cpu") else "cuda:0",
+                      threads=1 if engine.endswith("-1thread") else None)
         truncation = float(engine.partition("-trunc")[2]) if "-trunc" in engine else None
         query = lambda p: sdf(p, truncation=truncation)  # noqa: E731
         query(points[:1000])  # compile / load kernels before the clock
