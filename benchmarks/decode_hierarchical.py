@@ -90,7 +90,7 @@ def run_child(spec: dict) -> None:
         "queries": mesh.queries, "seconds": mesh.seconds, "faces": int(len(mesh.faces)),
         "peak_rss_growth_mb": (_rss_kib("VmHWM") - before) / 1024,
         "peak_cuda_mb": torch.cuda.max_memory_allocated() / 2 ** 20 if cuda else None,
-        "estimate_mb": estimate_decode_bytes(spec["resolution"], spec["hierarchical"]) / 2 ** 20,
+        "estimate_mb": estimate_decode_bytes(spec["resolution"], spec["hierarchical"], device=spec["device"]) / 2 ** 20,
     }))
 
 

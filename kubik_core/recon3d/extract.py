@@ -68,19 +68,20 @@ def default_coarse_resolution(resolution: int) -> int:
     return coarse
 
 
-def estimate_decode_bytes(resolution: int, hierarchical: bool = True) -> int:
+def estimate_decode_bytes(resolution: int, hierarchical: bool = True, *, device="cpu") -> int:
     """Peak memory of a decode at ``resolution``, host and device together, in bytes.
 
-    Counted: the float32 grid of (R+1)^3 points, the host copy marching cubes reads, the
-    hierarchical decode's upsampling temporary and cell/point masks, and the mesh arrays
-    (sized for a surface that fills the box). Not counted: the SDF function's own activations,
-    which ``batch_points`` bounds.
+    Counted: the float32 grid of P = (R+1)^3 points (4P); for the hierarchical decode, the
+    upsampling temporaries and cell/point masks of the last level (3P); on a GPU, the host copy
+    marching cubes reads (4P); the mesh arrays, sized for a surface that fills the box. Not
+    counted: the SDF function's own activations, which ``batch_points`` bounds.
     """
     points = (resolution + 1) ** 3
-    grid_and_host_copy = 8 * points
-    refinement = 4 * points if hierarchical else 0   # upsampling temporary (2P) + two bool masks (2P)
+    grid = 4 * points
+    refinement = 3 * points if hierarchical else 0
+    host_copy = 4 * points if torch.device(device).type != "cpu" else 0
     mesh = _MESH_BYTES_PER_CELL_FACE * resolution ** 2
-    return grid_and_host_copy + refinement + mesh + _FIXED_BYTES
+    return grid + refinement + host_copy + mesh + _FIXED_BYTES
 
 
 def extract_mesh(sdf_fn: SDFFunction, resolution: int = 128, *, bound: float = 1.0, level: float = 0.0,
@@ -194,7 +195,7 @@ class _GridDecoder:
             children = _subdivide(cells)
             wanted = _cell_corners(children)
             wanted[::2, ::2, ::2] = False      # the coarse corners already hold queried values
-            count = int(wanted.sum())
+            count = int(torch.count_nonzero(wanted))   # (sum() would copy the mask as int64)
             self._fill(grid, self._masked_points(wanted.view(-1)), count,
                        stride=self.resolution // (2 * r), later_levels=levels - done - 1)
             del wanted
@@ -347,7 +348,7 @@ def _check_coarse(coarse, resolution: int) -> None:
 
 
 def _check_memory(resolution: int, hierarchical: bool, device: torch.device, limit: int | None) -> None:
-    estimate = estimate_decode_bytes(resolution, hierarchical)
+    estimate = estimate_decode_bytes(resolution, hierarchical, device=device)
     if limit is None:
         import psutil
 
