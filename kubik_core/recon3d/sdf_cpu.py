@@ -133,7 +133,8 @@ def build_tree(vertices: np.ndarray, faces: np.ndarray) -> TriangleTree:
         stops = np.append(level_starts[1:], count)
         tri_start[nodes], tri_stop[nodes] = level_starts, stops
         moments = per_level[len(levels) - 1 - depth]
-        tris, node_area, weighted, plain = moments[:, 0], moments[:, 1], moments[:, 2:5], moments[:, 5:8] / moments[:, :1]
+        tris, node_area, weighted = moments[:, 0], moments[:, 1], moments[:, 2:5]
+        plain = moments[:, 5:8] / tris[:, None]  # centroid of the centroids, for zero-area nodes
         with np.errstate(invalid="ignore", divide="ignore"):
             node_center = np.where(node_area[:, None] > 0, weighted / node_area[:, None], plain)
         center[nodes] = node_center
@@ -153,7 +154,7 @@ def build_tree(vertices: np.ndarray, faces: np.ndarray) -> TriangleTree:
             child_count[nodes] = np.minimum(first + BRANCHING, children) - first
     _fit_nodes(flat_corners, tri_start, tri_stop, box_axes, center, box_lo, box_hi, radius)
     return TriangleTree(
-        triangles=np.ascontiguousarray(corners.reshape(count, 9)), order=order,
+        triangles=flat_corners, order=order,
         box_axes=box_axes, box_lo=box_lo, box_hi=box_hi, child_first=child_first,
         child_count=child_count, tri_start=tri_start, tri_stop=tri_stop, dipole=dipole,
         quadrupole=quadrupole, center=center, radius=radius,
