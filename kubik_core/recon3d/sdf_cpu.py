@@ -512,7 +512,7 @@ def query_chunk(points, max_distance, need_sign, boundary_lo, boundary_hi, bound
                         continue
                     gap = math.sqrt((px - recent[slot, 0]) ** 2 + (py - recent[slot, 1]) ** 2
                                     + (pz - recent[slot, 2]) ** 2)
-                    inside = recent[slot, 3] - gap
+                    inside = recent[slot, 3] - gap - 1e-9 * (1.0 + recent[slot, 3])  # margin against rounding
                     if (attempt == 0) != (inside > 0.0):
                         continue
                     e = 0.0
