@@ -11,7 +11,8 @@ from .classmap import write_bytes_atomic
 FULL_MATRIX_MAX_CLASSES = 40
 
 
-def _figure():
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -20,8 +21,8 @@ def _figure():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
-    plt = _figure()
+def save_figure(fig, path: Path) -> Path:
+    plt = pyplot()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -31,7 +32,7 @@ def _save(fig, path: Path) -> Path:
 
 def plot_curves(history: list[dict], path: str | Path) -> Path:
     """Train/val loss and val accuracy (micro and macro top-1) per epoch."""
-    plt = _figure()
+    plt = pyplot()
     epochs = [h["epoch"] for h in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
     ax_loss.plot(epochs, [h["train_loss"] for h in history], label="train")
@@ -43,13 +44,13 @@ def plot_curves(history: list[dict], path: str | Path) -> Path:
         ax_acc.plot(epochs, [h.get(key, np.nan) for h in history], label=label)
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="validation accuracy", ylim=(0, 1.02))
     ax_acc.legend()
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def plot_confusion(confusion: np.ndarray, class_names: list[str], path: str | Path,
                    pairs: list[dict] | None = None) -> Path:
     """Row-normalised confusion matrix, or for many classes a bar chart of the most-confused pairs."""
-    plt = _figure()
+    plt = pyplot()
     if len(class_names) <= FULL_MATRIX_MAX_CLASSES:
         rows = confusion.sum(axis=1, keepdims=True).clip(min=1)
         fig, ax = plt.subplots(figsize=(2 + 0.35 * len(class_names), 1.5 + 0.35 * len(class_names)))
@@ -66,4 +67,4 @@ def plot_confusion(confusion: np.ndarray, class_names: list[str], path: str | Pa
         ax.set_yticks(range(len(pairs)), labels, fontsize=7)
         ax.invert_yaxis()
         ax.set(xlabel="images", title=f"most confused pairs ({len(class_names)} classes)")
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))

@@ -1,4 +1,4 @@
-"""``kubik 3d preprocess|synth|eval|sdf``.
+"""``kubik 3d preprocess|synth|eval|sdf``; the model commands are in :mod:`.model_cli`.
 
 ``--json`` outputs are stable interfaces:
 
@@ -57,6 +57,10 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto = a GPU when there is one (auto)")
     p.add_argument("--json", action="store_true", help="print a summary as JSON")
     p.set_defaults(func=_sdf)
+
+    from .model_cli import register_model_commands
+
+    register_model_commands(sub)
 
 
 def _dataset_arguments(p) -> None:

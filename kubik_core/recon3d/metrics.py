@@ -26,11 +26,29 @@ from .sampling import sample_surface
 DEFAULT_THRESHOLDS = (0.01, 0.02, 0.05, 0.1)
 
 
+def surface_metrics(pred_points, pred_normals, gt_points, gt_normals, thresholds=DEFAULT_THRESHOLDS) -> dict:
+    """Chamfer L1/L2, normal consistency and F-scores between two sets of surface samples with
+    unit normals (both already in one frame)."""
+    from scipy.spatial import cKDTree
+
+    to_gt, gt_index = cKDTree(gt_points).query(pred_points, workers=-1)
+    to_pred, pred_index = cKDTree(pred_points).query(gt_points, workers=-1)
+    result = {
+        "chamfer_l1": float((to_gt.mean() + to_pred.mean()) / 2.0),
+        "chamfer_l2": float(((to_gt ** 2).mean() + (to_pred ** 2).mean()) / 2.0),
+        "normal_consistency": float((np.abs((pred_normals * gt_normals[gt_index]).sum(1)).mean()
+                                     + np.abs((gt_normals * pred_normals[pred_index]).sum(1)).mean()) / 2.0),
+    }
+    for t in thresholds:
+        precision = float((to_gt < t).mean())
+        recall = float((to_pred < t).mean())
+        result[f"fscore@{t:g}"] = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    return result
+
+
 def mesh_metrics(pred, gt, *, points: int = 100_000, thresholds=DEFAULT_THRESHOLDS,
                  normalize: str = "each", seed: int = 0) -> dict:
     """Compare two ``trimesh.Trimesh``; returns a JSON-ready dict (the ``kubik 3d eval --json`` output)."""
-    from scipy.spatial import cKDTree
-
     from .mesh_io import normalize as normalize_mesh
     from .sdf import MeshSDF
 
@@ -45,21 +63,8 @@ def mesh_metrics(pred, gt, *, points: int = 100_000, thresholds=DEFAULT_THRESHOL
     rng = np.random.default_rng(seed)
     pred_points, pred_normals = sample_surface(pred, points, rng)
     gt_points, gt_normals = sample_surface(gt, points, rng)
-
-    to_gt, gt_index = cKDTree(gt_points).query(pred_points, workers=-1)
-    to_pred, pred_index = cKDTree(pred_points).query(gt_points, workers=-1)
-    result = {
-        "normalization": normalize,
-        "points": points,
-        "chamfer_l1": float((to_gt.mean() + to_pred.mean()) / 2.0),
-        "chamfer_l2": float(((to_gt ** 2).mean() + (to_pred ** 2).mean()) / 2.0),
-        "normal_consistency": float((np.abs((pred_normals * gt_normals[gt_index]).sum(1)).mean()
-                                     + np.abs((gt_normals * pred_normals[pred_index]).sum(1)).mean()) / 2.0),
-    }
-    for t in thresholds:
-        precision = float((to_gt < t).mean())
-        recall = float((to_pred < t).mean())
-        result[f"fscore@{t:g}"] = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    result = {"normalization": normalize, "points": points,
+              **surface_metrics(pred_points, pred_normals, gt_points, gt_normals, thresholds)}
 
     lo = np.minimum(pred.bounds[0], gt.bounds[0])
     hi = np.maximum(pred.bounds[1], gt.bounds[1])

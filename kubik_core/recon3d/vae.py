@@ -8,7 +8,9 @@ Vector-set design (as in 3DShape2VecSet, Hunyuan3D-2's ShapeVAE, TripoSG):
   the mean and log-variance of a KL-regularised latent set [B, tokens, channels];
 * decoder: the latent set is lifted back to the model width and mixed by self-attention; any
   query point, Fourier-embedded, cross-attends into those tokens and a linear head gives its
-  signed distance (negative inside, clipped to ``sdf_clip`` in training).
+  signed distance (negative inside, clipped to ``sdf_clip`` in training). That per-point path is
+  one cross-attention and a linear head (an MLP there only with ``query_mlp_ratio`` > 0): it runs
+  for every training query and every grid point at decode time, so it is kept light.
 
 ``decode`` runs once per shape; ``query`` is then cheap per point, which is what hierarchical
 mesh extraction exploits.
@@ -40,7 +42,7 @@ class ShapeVAE(nn.Module):
         self.from_latent = nn.Linear(self.latent_channels, width)
         self.decoder_blocks = nn.ModuleList(Block(width, heads) for _ in range(config["decoder_layers"]))
         self.query_embed = FourierEmbedding(frequencies, width)
-        self.query_cross = CrossAttentionBlock(width, heads)
+        self.query_cross = CrossAttentionBlock(width, heads, mlp_ratio=config.get("query_mlp_ratio", 0.0))
         self.to_sdf = nn.Sequential(nn.LayerNorm(width, eps=1e-6), nn.Linear(width, 1))
 
     def encode(self, points: torch.Tensor, normals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

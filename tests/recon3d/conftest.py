@@ -6,6 +6,12 @@ from pathlib import Path
 
 import pytest
 
+# Mesa's llvmpipe (the render tests) and Triton (imported by torch._dynamo, which timm and
+# torchvision pull in) each load their own LLVM; whichever comes second crashes the process
+# (segfault in triton/knobs.py). Loading Triton first is safe, so do it before any render.
+if importlib.util.find_spec("triton") is not None:
+    import triton  # noqa: F401
+
 
 def _package_file(package: str, *parts: str) -> Path:
     spec = importlib.util.find_spec(package)

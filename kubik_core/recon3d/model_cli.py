@@ -1,0 +1,180 @@
+"""``kubik 3d train-vae | encode | train-flow | reconstruct``: the image-to-3D model's commands.
+
+The same commands run on one CPU, one GPU, or many GPUs under torchrun
+(``torchrun --nproc_per_node 8 -m kubik_core 3d train-flow ...``).
+
+``--json`` outputs (stable interfaces):
+
+- train-vae / train-flow: {"trainer", "config", "datasets", "train_shapes", "val_shapes", "steps",
+  "model", "seconds", "held_out": {"volume_iou", "chamfer_l1", "chamfer_l2", "normal_consistency",
+  "fscore@<t>", "shapes", "empty"}, ...}
+- encode: {"output", "shapes", "tokens", "channels", "seconds"}
+- reconstruct: {"image", "output", "model", "seed", "resolution", "vertices", "faces", "sdf_queries",
+  "sample_seconds", "seconds"}
+"""
+from __future__ import annotations
+
+import json
+import os
+
+
+def register_model_commands(sub) -> None:
+    p = sub.add_parser("train-vae", help="train the shape VAE on datasets made by preprocess/synth")
+    p.add_argument("datasets", nargs="+", help="dataset folders (with manifest.json)")
+    p.add_argument("-o", "--out", required=True, help="run folder: OUT/vae.safetensors, metrics, loss.png")
+    _training_arguments(p)
+    p.set_defaults(func=_train_vae)
+
+    p = sub.add_parser("encode", help="encode every shape of datasets with a trained VAE (input of train-flow)")
+    p.add_argument("datasets", nargs="+", help="dataset folders")
+    p.add_argument("--vae", required=True, help="VAE model file (.safetensors from train-vae)")
+    p.add_argument("-o", "--output", required=True, help="latents file (.safetensors)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, auto (auto)")
+    p.add_argument("--json", action="store_true", help="print a summary as JSON")
+    p.set_defaults(func=_encode)
+
+    p = sub.add_parser("train-flow", help="train the image-conditioned flow model on encoded latents")
+    p.add_argument("latents", help="latents file from `kubik 3d encode` (it names its datasets and VAE)")
+    p.add_argument("-o", "--out", required=True, help="run folder: OUT/model.safetensors (VAE + flow + image encoder)")
+    p.add_argument("--image-encoder-weights", help="local safetensors file with pretrained weights for the "
+                                                   "config's timm backbone (none: trained from scratch)")
+    _training_arguments(p)
+    p.set_defaults(func=_train_flow)
+
+    p = sub.add_parser("reconstruct", help="one image -> a mesh file (GLB/OBJ/PLY)")
+    p.add_argument("image", help="image file; transparent background or a plain one")
+    p.add_argument("-o", "--output", required=True, help="mesh file: .glb, .obj or .ply")
+    p.add_argument("--model", help="model file (default: the shipped tiny demo model)")
+    p.add_argument("--steps", type=int, help="sampling steps (model default)")
+    p.add_argument("--cfg", type=float, help="classifier-free guidance scale (model default)")
+    p.add_argument("--sampler", choices=("euler", "heun"), help="ODE solver (model default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resolution", type=int, default=128, help="marching-cubes grid (128)")
+    p.add_argument("--dense", action="store_true", help="query every grid point instead of refining near the surface")
+    p.add_argument("--device", default="auto", help="cpu, cuda, auto (auto)")
+    p.add_argument("--json", action="store_true", help="print a summary as JSON")
+    p.set_defaults(func=_reconstruct)
+
+
+def _training_arguments(p) -> None:
+    p.add_argument("--config", default="tiny", help="config name (tiny, base) or JSON path (tiny)")
+    p.add_argument("--steps", type=int, help="override the config's step count")
+    p.add_argument("--batch-size", type=int, help="override the config's global batch size")
+    p.add_argument("--lr", type=float, help="override the config's learning rate")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=JSON",
+                   help="override any config value, e.g. --set vae.width=256 (repeatable)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, auto; under torchrun each rank takes its GPU (auto)")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="auto = bf16 autocast on CUDA, fp32 on the CPU")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations (less memory)")
+    p.add_argument("--resume", action="store_true", help="continue the run in OUT from its last checkpoint")
+    p.add_argument("--val-every", type=int, default=500, help="held-out metrics every N steps (500)")
+    p.add_argument("--val-shapes", type=int, default=8, help="held-out shapes per validation (8)")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint every N steps (500)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def _overrides(args, section: str) -> dict:
+    from ..cli import CommandError
+
+    overrides: dict[str, dict] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        part, dot, name = key.partition(".")
+        if not (sep and dot and name):
+            raise CommandError(f"--set {item!r}: write SECTION.KEY=VALUE, e.g. vae.width=256")
+        try:
+            overrides.setdefault(part, {})[name] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides.setdefault(part, {})[name] = value
+    for flag, key in (("steps", "steps"), ("batch_size", "batch_size"), ("lr", "lr")):
+        if getattr(args, flag) is not None:
+            overrides.setdefault(section, {})[key] = getattr(args, flag)
+    return overrides
+
+
+def _common_training(args, section: str) -> dict:
+    return {"config": args.config, "overrides": _overrides(args, section), "device": args.device,
+            "resume": args.resume, "seed": args.seed, "val_every": args.val_every, "val_shapes": args.val_shapes,
+            "checkpoint_every": args.checkpoint_every, "precision": args.precision,
+            "gradient_checkpointing": args.gradient_checkpointing, "show_progress": not args.json}
+
+
+def _print(summary: dict, as_json: bool, lines: list[str]) -> None:
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print("\n".join(lines))
+
+
+def _held_out_line(summary: dict) -> str:
+    held = summary.get("held_out")
+    if not held:
+        return "no held-out shapes: add shapes for validation metrics"
+    return (f"held-out ({held['shapes']} shapes): volume IoU {held.get('volume_iou', 0):.3f}, "
+            f"Chamfer-L1 {held.get('chamfer_l1', float('nan')):.4f}, F@0.05 {held.get('fscore@0.05', float('nan')):.3f}")
+
+
+def _run_training(fn, args, section: str, **extra) -> int:
+    from ..cli import CommandError
+
+    try:
+        summary = fn(**extra, **_common_training(args, section))
+    except (FileExistsError, FileNotFoundError, ValueError, FloatingPointError) as exc:
+        raise CommandError(str(exc)) from None
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
+        _print(summary, args.json, [f"{summary['trainer']}: {summary['steps']} steps in {summary['seconds']} s "
+                                    f"-> {summary['model']}", _held_out_line(summary)])
+    return 0
+
+
+def _train_vae(args) -> int:
+    from .train_vae import train_vae
+
+    return _run_training(train_vae, args, "train_vae", datasets=args.datasets, out=args.out)
+
+
+def _train_flow(args) -> int:
+    from .train_flow import train_flow
+
+    return _run_training(train_flow, args, "train_flow", latents=args.latents, out=args.out,
+                         image_encoder_weights=args.image_encoder_weights)
+
+
+def _encode(args) -> int:
+    from ..cli import CommandError
+    from .encode import encode_datasets
+
+    try:
+        summary = encode_datasets(args.datasets, args.vae, args.output, device=_device(args.device),
+                                  show_progress=not args.json)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    _print(summary, args.json, [f"encoded {summary['shapes']} shapes -> {summary['output']}"])
+    return 0
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def _reconstruct(args) -> int:
+    from ..cli import CommandError
+    from .demo_model import demo_model_path
+    from .pipeline import load_model, reconstruct
+
+    try:
+        model = load_model(args.model or demo_model_path(), _device(args.device), kind="image-to-shape")
+        summary = reconstruct(args.image, args.output, model=model, seed=args.seed, steps=args.steps,
+                              cfg=args.cfg, sampler=args.sampler, resolution=args.resolution,
+                              hierarchical=not args.dense)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    _print(summary, args.json, [f"{summary['output']}: {summary['vertices']} vertices, {summary['faces']} faces "
+                                f"in {summary['seconds']} s"])
+    return 0

@@ -1,0 +1,126 @@
+"""Training data for the image-to-3D model, read from ``kubik 3d preprocess``/``synth`` folders.
+
+:class:`ShapeSet` loads every finished shape of one or more dataset folders into memory as
+stacked tensors (a few hundred KB per shape), so a training step gathers its batch with one
+indexing operation instead of reading files. Shapes are split into train and held-out sets by a
+stable hash of their id, so the split never changes when shapes are added or the order differs.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+QUERY_NEAR, QUERY_UNIFORM, QUERY_SURFACE = 0, 1, 2  # what each VAE training query point is
+SAMPLE_KEYS = ("surface_points", "surface_normals", "near_points", "near_sdf", "uniform_points", "uniform_sdf")
+
+
+def is_held_out(shape_id: str, percent: float) -> bool:
+    """A shape is held out when the first bytes of sha1(id) fall below ``percent`` %."""
+    value = int.from_bytes(hashlib.sha1(shape_id.encode()).digest()[:4], "little") / 2 ** 32
+    return value < percent / 100.0
+
+
+def dataset_entries(root: str | Path) -> list[dict]:
+    """The finished shapes of a dataset folder: {"id", "dir", "views": [png paths]}."""
+    root = Path(root)
+    manifest = root / "manifest.json"
+    if not manifest.is_file():
+        raise ValueError(f"{root} is not a dataset folder (no manifest.json); make one with "
+                         "`kubik 3d preprocess` or `kubik 3d synth`")
+    entries = []
+    for item in json.loads(manifest.read_text())["meshes"]:
+        folder = root / item["id"]
+        if not (folder / "meta.json").is_file():
+            continue
+        views = (json.loads((folder / "meta.json").read_text()).get("views") or {}).get("rgba") or []
+        entries.append({"id": f"{root.name}/{item['id']}", "dir": folder, "views": [folder / v for v in views]})
+    return entries
+
+
+@dataclass
+class ShapeSet:
+    """Stacked sample tensors of many shapes: ``arrays[key]`` is [S, n, ...] for SAMPLE_KEYS and
+    ``surface_sharp`` (bool: the point was sampled on a sharp edge, not by area)."""
+
+    ids: list[str]
+    dirs: list[Path]
+    views: list[list[Path]]
+    arrays: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def load(cls, roots, *, split: str = "train", holdout_percent: float = 5.0,
+             limit: int | None = None) -> "ShapeSet":
+        """Shapes of ``roots`` (dataset folders) in ``split`` ("train", "val" or "all")."""
+        if split not in ("train", "val", "all"):
+            raise ValueError(f"split must be train, val or all, not {split!r}")
+        entries = [e for root in ([roots] if isinstance(roots, (str, Path)) else roots)
+                   for e in dataset_entries(root)]
+        if split != "all":
+            entries = [e for e in entries if is_held_out(e["id"], holdout_percent) == (split == "val")]
+        entries = entries[:limit] if limit else entries
+        if not entries:
+            raise ValueError(f"no finished shapes in the {split} split of {roots}")
+        loaded = []
+        for entry in entries:
+            with np.load(entry["dir"] / "samples.npz") as data:
+                loaded.append({k: data[k] for k in (*SAMPLE_KEYS, "surface_sharp")})
+        arrays = {}
+        count = min(len(item["surface_points"]) for item in loaded)
+        arrays["surface_sharp"] = torch.from_numpy(np.stack([item["surface_sharp"][:count] for item in loaded]))
+        for key in SAMPLE_KEYS:  # datasets made with different counts: keep the smallest count
+            count = min(len(item[key]) for item in loaded)
+            arrays[key] = torch.from_numpy(np.stack([item[key][:count] for item in loaded]).astype(np.float32))
+        return cls([e["id"] for e in entries], [e["dir"] for e in entries], [e["views"] for e in entries], arrays)
+
+    def vae_batch(self, shape_index: torch.Tensor, input_points: int, query_points: int,
+                  generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """For each shape: ``input_points`` random surface points + normals (the encoder's input)
+        and ``query_points`` SDF targets: half near-surface, a quarter uniform, a quarter on the
+        surface itself (distance 0); ``kind`` says which (QUERY_NEAR/UNIFORM/SURFACE)."""
+        b = len(shape_index)
+        rows = shape_index[:, None]
+
+        def pick(key: str, k: int) -> torch.Tensor:  # k random sample indices per shape
+            return torch.randint(0, self.arrays[key].shape[1], (b, k), generator=generator)
+
+        surface = pick("surface_points", input_points)
+        n_near, n_uniform = query_points // 2, query_points // 4
+        n_surface = query_points - n_near - n_uniform
+        near, uniform, on = pick("near_points", n_near), pick("uniform_points", n_uniform), pick("surface_points", n_surface)
+        a = self.arrays
+        queries = torch.cat([a["near_points"][rows, near], a["uniform_points"][rows, uniform],
+                             a["surface_points"][rows, on]], dim=1)
+        targets = torch.cat([a["near_sdf"][rows, near], a["uniform_sdf"][rows, uniform],
+                             torch.zeros(b, n_surface)], dim=1)
+        kind = torch.zeros(b, query_points, dtype=torch.uint8)  # QUERY_NEAR
+        kind[:, n_near:n_near + n_uniform] = QUERY_UNIFORM
+        kind[:, n_near + n_uniform:] = QUERY_SURFACE
+        return {"points": a["surface_points"][rows, surface], "normals": a["surface_normals"][rows, surface],
+                "queries": queries, "targets": targets, "kind": kind}
+
+
+def load_view_pixels(shape_set: ShapeSet, size: int, views_per_shape: int | None = None) -> torch.Tensor:
+    """Every shape's RGBA renders cut out and framed as at inference (:func:`.image_input.prepare_images`,
+    alpha as the mask) -> uint8 [S, V, 3, size, size]. Shapes must have the same number of views."""
+    from PIL import Image
+
+    from .image_input import prepare_images
+
+    counts = {len(v) for v in shape_set.views}
+    if 0 in counts:
+        raise ValueError("some shapes have no renders; preprocess with --views > 0 to train the flow model")
+    views = min(counts) if views_per_shape is None else min(min(counts), views_per_shape)
+    out = torch.empty(len(shape_set), views, 3, size, size, dtype=torch.uint8)
+    for i, paths in enumerate(shape_set.views):
+        rgba = np.stack([np.asarray(Image.open(p).convert("RGBA")) for p in paths[:views]])
+        pixels = prepare_images(rgba, size=size).pixels
+        out[i] = (pixels * 255.0 + 0.5).clamp(0, 255).to(torch.uint8)
+    return out

@@ -1,0 +1,154 @@
+"""``kubik 3d train-flow``: train the image encoder + flow transformer on encoded latents.
+
+Inputs: a latents file from ``kubik 3d encode`` (it names the datasets, whose renders are the
+images, and the VAE, which is frozen and bundled into the output). Each step: a random render of
+each shape in the batch, framed by :func:`.image_input.prepare_images` exactly as at inference;
+a latent drawn from the shape's VAE posterior, standardised per channel; the rectified-flow loss
+of :mod:`.flow` with condition dropout. EMA weights are what the output file holds.
+
+Output: ``OUT/model.safetensors`` (kind ``image-to-shape``: VAE + image encoder + flow + latent
+statistics), loadable by ``kubik 3d reconstruct`` and the "Kubik Load 3D Model" node.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+from .encode import read_latents
+from .flow import flow_matching_loss
+from .model_config import load_config
+from .pipeline import ShapeLatent, image_to_latent
+from .shape_data import ShapeSet, is_held_out, load_view_pixels
+from .shape_eval import latent_metrics
+from .shape_model import Kubik3DModel, load_model
+from .training import RunFolder, autocast, barrier, optimizer_and_schedule, shutdown, start_run
+
+
+class FlowObjective(nn.Module):
+    """Image encoder + flow loss as one module (what DistributedDataParallel wraps)."""
+
+    def __init__(self, model: Kubik3DModel, condition_dropout: float):
+        super().__init__()
+        self.image_encoder, self.flow = model.image_encoder, model.flow
+        self.condition_dropout = condition_dropout
+
+    def forward(self, pixels: torch.Tensor, latents: torch.Tensor, generator=None) -> torch.Tensor:
+        return flow_matching_loss(self.flow, latents, self.image_encoder(pixels), self.condition_dropout, generator)
+
+
+def train_flow(latents, out, *, image_encoder_weights=None, config="tiny", overrides: dict | None = None,
+               device: str = "auto", resume: bool = False, seed: int = 0, val_every: int = 500,
+               val_shapes: int = 8, val_resolution: int = 48, val_steps: int = 12,
+               checkpoint_every: int = 500, log_every: int = 25, precision: str = "auto",
+               gradient_checkpointing: bool = False, show_progress: bool = True, name: str = "model") -> dict:
+    from timm.utils import ModelEmaV3
+    from tqdm import tqdm
+
+    info, dev = start_run(device, seed)
+    tensors, meta_in = read_latents(latents)
+    vae = load_model(meta_in["vae"])
+    config = load_config(config, overrides)
+    config["vae"] = vae.config["vae"]  # the flow works in this VAE's latent space
+    if image_encoder_weights:
+        config["image_encoder"]["pretrained_file"] = str(image_encoder_weights)
+    tc = config["train_flow"]
+    run = RunFolder(out, name, info)
+    resuming = run.check_fresh_or_resume(resume)
+
+    shapes = ShapeSet.load(meta_in["datasets"], split="all")
+    row_of = {shape_id: i for i, shape_id in enumerate(meta_in["ids"])}
+    missing = [s for s in shapes.ids if s not in row_of]
+    if missing:
+        raise ValueError(f"{len(missing)} shapes of the datasets are not in {latents} (first: {missing[0]}); "
+                         "run `kubik 3d encode` again")
+    order = torch.tensor([row_of[s] for s in shapes.ids])
+    mean, std = tensors["mean"][order], tensors["std"][order]
+    held = torch.tensor([is_held_out(s, 5.0) for s in shapes.ids])
+    train_rows, val_rows = (~held).nonzero().flatten(), held.nonzero().flatten()
+    if len(train_rows) == 0:
+        raise ValueError("no training shapes: every shape fell in the held-out split")
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Kubik3DModel(config, "image-to-shape", name)
+    model.vae.load_state_dict(vae.vae.state_dict())
+    model.vae.requires_grad_(False)
+    model.latent_mean.copy_(mean[train_rows].mean(dim=(0, 1)))
+    model.latent_std.copy_(mean[train_rows].std(dim=(0, 1)).clamp(min=1e-4))
+    model.to(dev)
+    model.flow.checkpointing = gradient_checkpointing
+    pixels = load_view_pixels(shapes, model.image_size)  # uint8 [S, V, 3, H, W]
+    ema = ModelEmaV3(model, decay=tc["ema_decay"], use_warmup=True) if tc.get("ema_decay", 0) > 0 else None
+    objective = FlowObjective(model, tc["condition_dropout"]).to(dev)
+    if info.enabled:
+        objective = nn.parallel.DistributedDataParallel(objective)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer, scheduler = optimizer_and_schedule(trainable, lr=tc["lr"], weight_decay=tc["weight_decay"],
+                                                  warmup_steps=tc["warmup_steps"], total_steps=tc["steps"])
+    step = run.load(model, ema.module if ema else None, optimizer, scheduler) if resuming else 0
+    generator = torch.Generator().manual_seed(seed * 1000 + info.rank + step)
+    per_rank = max(1, tc["batch_size"] // info.world_size)
+    meta = {"trainer": "train-flow", "config": config.get("name", "custom"), "datasets": meta_in["datasets"],
+            "vae": meta_in["vae"], "train_shapes": len(train_rows), "val_shapes": len(val_rows), "seed": seed,
+            "world_size": info.world_size, "device": str(dev)}
+
+    def evaluate(count: int, resolution: int) -> dict:
+        eval_model = (ema.module if ema else model).eval()
+        rows = val_rows[:count]
+        images = pixels[rows, 0].float().div(255.0)  # view 0: the first ring view
+        latent = image_to_latent(eval_model, images.to(dev), seed=seed, steps=val_steps)
+        result = latent_metrics(ShapeLatent(latent.latents, eval_model), shapes, rows.tolist(), resolution=resolution)
+        model.train()
+        return result
+
+    bar = tqdm(total=tc["steps"], initial=step, desc="train-flow", disable=not (show_progress and info.is_main))
+    started, running = time.perf_counter(), 0.0
+    model.train()
+    model.vae.eval()
+    while step < tc["steps"]:
+        pick = train_rows[torch.randint(0, len(train_rows), (per_rank,), generator=generator)]
+        view = torch.randint(0, pixels.shape[1], (per_rank,), generator=generator)
+        images = pixels[pick, view].float().div(255.0).to(dev, non_blocking=True)
+        noise = torch.randn(mean[pick].shape, generator=generator)
+        target = model.normalize_latents((mean[pick] + std[pick] * noise).to(dev))
+        with autocast(dev, precision):
+            loss = objective(images, target)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"the flow loss became {loss.item()} at step {step}; lower the learning "
+                                     f"rate (now {tc['lr']}); the last checkpoint in {run.out} is intact")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        scheduler.step()
+        if ema:
+            ema.update(model, step=step)
+        step += 1
+        bar.update(1)
+        running += float(loss.detach())
+        if step % log_every == 0 or step == tc["steps"]:
+            run.log({"step": step, "loss": running / log_every, "lr": scheduler.get_last_lr()[0],
+                     "seconds": round(time.perf_counter() - started, 1)})
+            bar.set_postfix(loss=f"{running / log_every:.4f}")
+            running = 0.0
+        if len(val_rows) and info.is_main and (step % val_every == 0 or step == tc["steps"]):
+            result = evaluate(val_shapes, val_resolution)
+            run.log({"step": step, **{f"val_{k}": v for k, v in result.items() if k != "per_shape"}})
+        if step % checkpoint_every == 0 or step == tc["steps"]:
+            run.save(model, ema.module if ema else None, optimizer, scheduler, step, {**meta, "steps": step})
+            run.plot(("val_volume_iou", "val_chamfer_l1"), "flow")
+        barrier(info)
+    bar.close()
+    summary = {**meta, "steps": step, "model": str(run.model_path), "seconds": round(time.perf_counter() - started, 1)}
+    if len(val_rows) and info.is_main:
+        final = evaluate(len(val_rows), max(val_resolution, 64))
+        summary["held_out"] = {k: v for k, v in final.items() if k != "per_shape"}
+        from .storage import save_json_atomic
+
+        save_json_atomic(run.out / "evaluation.json", {**summary, "per_shape": final["per_shape"]})
+        run.save(model, ema.module if ema else None, optimizer, scheduler, step,
+                 {**meta, "steps": step, "held_out": summary["held_out"]})
+    shutdown(info)
+    return summary

@@ -1,0 +1,152 @@
+"""Image-to-3D model: file format and its bad inputs, the flow sampler's conventions, latents -> SDF."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from kubik_core.recon3d import flow as flow_module
+from kubik_core.recon3d.model_config import load_config
+from kubik_core.recon3d.pipeline import (ModelFileError, build_model, image_to_latent, load_model, mesh_to_latent,
+                                         save_model, sdf_function)
+
+MICRO = {"vae": {"input_points": 256, "latent_tokens": 16, "latent_channels": 4, "width": 32, "heads": 2,
+                 "encoder_layers": 1, "decoder_layers": 1, "fourier_frequencies": 4, "sdf_clip": 0.5},
+         "image_encoder": {"image_size": 32,
+                           "backbone_kwargs": {"img_size": 32, "depth": 1, "embed_dim": 32, "num_heads": 2}},
+         "flow": {"width": 32, "depth": 1, "heads": 2, "mlp_ratio": 2.0}}
+
+
+def micro_config() -> dict:
+    """The tiny config shrunk further, so tests build and train models in seconds."""
+    return load_config("tiny", MICRO)
+
+
+def test_configs_are_data_and_overrides_merge_per_section():
+    tiny, base = load_config("tiny"), load_config("base")
+    assert base["vae"]["latent_tokens"] > tiny["vae"]["latent_tokens"]
+    config = load_config("tiny", {"train_vae": {"steps": 7}})
+    assert config["train_vae"]["steps"] == 7 and config["train_vae"]["lr"] == tiny["train_vae"]["lr"]
+    with pytest.raises(ValueError, match="unknown model config 'huge'"):
+        load_config("huge")
+    with pytest.raises(ValueError, match="unknown config section 'optimizer'"):
+        load_config("tiny", {"optimizer": {}})
+
+
+def test_model_file_round_trip_gives_identical_outputs(tmp_path):
+    model = build_model(micro_config(), seed=3)
+    path = save_model(model, tmp_path / "m.safetensors", info={"note": "test"})
+    loaded = load_model(path)
+    assert loaded.kind == "image-to-shape" and loaded.name == "m" and loaded.info == {"note": "test"}
+    assert json.loads((tmp_path / "m.json").read_text())["kind"] == "image-to-shape"
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.7)
+    points = torch.rand(500, 3) * 2 - 1
+    a = sdf_function(mesh_to_latent(model, sphere.vertices, sphere.faces))(points)
+    b = sdf_function(mesh_to_latent(loaded, sphere.vertices, sphere.faces))(points)
+    assert torch.equal(a, b)
+    pixels = torch.rand(2, 3, 32, 32)
+    assert torch.equal(image_to_latent(model, pixels, seed=5, steps=3).latents,
+                       image_to_latent(loaded, pixels, seed=5, steps=3).latents)
+
+
+def test_half_precision_file_is_half_the_size_and_loads_as_float32(tmp_path):
+    model = build_model(micro_config())
+    full = save_model(model, tmp_path / "full.safetensors")
+    half = save_model(model, tmp_path / "half.safetensors", dtype=torch.float16)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded = load_model(half)
+    assert next(loaded.parameters()).dtype == torch.float32
+    reference = next(model.parameters()).detach()
+    assert torch.allclose(next(loaded.parameters()), reference, atol=1e-3)
+
+
+def test_wrong_files_are_refused_with_the_reason(tmp_path):
+    from safetensors.torch import save_file
+
+    vae_only = save_model(build_model(micro_config(), kind="vae"), tmp_path / "vae.safetensors")
+    with pytest.raises(ModelFileError, match="is a 'vae' model, but a 'image-to-shape' model is needed"):
+        load_model(vae_only, kind="image-to-shape")
+    with pytest.raises(ModelFileError, match="has no image encoder"):
+        image_to_latent(load_model(vae_only), torch.rand(1, 3, 32, 32))
+
+    lora = tmp_path / "lora.safetensors"
+    save_file({"lora_unet_down.lora_down.weight": torch.zeros(4, 4)}, str(lora))
+    with pytest.raises(ModelFileError, match="not a KubikAI 3D model.*lora_unet_down"):
+        load_model(lora)
+
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(vae_only.read_bytes()[:1000])
+    with pytest.raises(ModelFileError, match="truncated|corrupt|readable"):
+        load_model(truncated)
+    with pytest.raises(ModelFileError, match="does not exist"):
+        load_model(tmp_path / "missing.safetensors")
+
+
+def test_nan_weights_from_a_diverged_run_are_refused(tmp_path):
+    model = build_model(micro_config(), kind="vae")
+    with torch.no_grad():
+        model.vae.to_sdf[1].weight[0, 0] = float("nan")
+    path = save_model(model, tmp_path / "diverged.safetensors")
+    with pytest.raises(ModelFileError, match="NaN or infinite weights.*vae.to_sdf.1.weight.*diverged"):
+        load_model(path)
+
+
+class _ExactVelocity(torch.nn.Module):
+    """The true rectified-flow velocity towards one data point: v = (x* - x) / (1 - t)."""
+
+    def __init__(self, target: torch.Tensor):
+        super().__init__()
+        self.target, self.calls, self.batches = target, 0, []
+
+    def forward(self, x, t, context, drop_context=None):
+        self.calls += 1
+        self.batches.append(x.shape[0])
+        target = self.target.repeat(x.shape[0] // self.target.shape[0], 1, 1)
+        return (target - x) / (1 - t).clamp(min=1e-3)[:, None, None]
+
+
+@pytest.mark.parametrize("sampler", ["euler", "heun"])
+def test_sampler_integrates_from_noise_at_t0_to_data_at_t1(sampler):
+    target = torch.randn(1, 16, 4)
+    model = _ExactVelocity(target)
+    out = flow_module.sample(model, torch.zeros(1, 5, 8), (1, 16, 4), steps=6, cfg=1.0, sampler=sampler,
+                             generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(out, target, atol=1e-4)
+    assert model.calls == (6 if sampler == "euler" else 11)  # Heun: 2 per step, 1 on the last
+    assert set(model.batches) == {1}
+
+
+def test_guidance_evaluates_image_and_null_condition_together():
+    target = torch.randn(2, 16, 4)
+    model = _ExactVelocity(target)
+    out = flow_module.sample(model, torch.zeros(2, 5, 8), (2, 16, 4), steps=3, cfg=3.0)
+    assert model.batches == [4, 4, 4]
+    assert torch.allclose(out, target, atol=1e-4)  # image and null velocities agree here: cfg changes nothing
+    with pytest.raises(ValueError, match="unknown sampler 'ddim'"):
+        flow_module.sample(model, torch.zeros(1, 5, 8), (1, 16, 4), sampler="ddim")
+
+
+def test_training_loss_targets_the_velocity_from_noise_to_data():
+    """With an exact velocity oracle for x_t, the loss is 0; with zero output it is E|data - noise|^2."""
+    data = torch.randn(64, 16, 4)
+
+    class Zero(torch.nn.Module):
+        def forward(self, x, t, context, drop_context=None):
+            return torch.zeros_like(x)
+
+    loss = flow_module.flow_matching_loss(Zero(), data, torch.zeros(64, 5, 8), 0.1, torch.Generator().manual_seed(0))
+    expected = (data.square().mean() + 1.0).item()  # E|data - noise|^2 = E data^2 + E noise^2
+    assert abs(loss.item() - expected) / expected < 0.1
+
+
+def test_mesh_to_latent_normalises_any_units():
+    model = build_model(micro_config(), kind="vae")
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=1.0)
+    small = mesh_to_latent(model, sphere.vertices * 1e-3 + 5.0, sphere.faces, seed=1).latents
+    large = mesh_to_latent(model, sphere.vertices * 1e3, sphere.faces, seed=1).latents
+    assert torch.allclose(small, large, atol=1e-4)
+    with pytest.raises(ValueError, match="no faces"):
+        mesh_to_latent(model, np.zeros((3, 3)), np.zeros((0, 3), int))
