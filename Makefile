@@ -6,7 +6,7 @@ VENV  ?= .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.kubik-installed
 
-.PHONY: setup demo test bench clean-venv
+.PHONY: setup demo test bench demo-3d-model clean-venv
 
 setup: $(STAMP)
 
@@ -27,6 +27,10 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
+
+# Rebuild models/kubik3d/kubik3d_tiny_demo.safetensors from scratch (about an hour on 2 CPU cores).
+demo-3d-model: setup
+	$(BIN)/python scripts/train_demo_3d_model.py build/demo3d
 
 clean-venv:
 	rm -rf $(VENV)

@@ -196,7 +196,8 @@ def _image_error(message: str, image, mask) -> str:
 class KubikDecodeShape:
     DESCRIPTION = ("Decodes shape latents into watertight meshes: the SDF is evaluated on a grid "
                    "(hierarchically: a coarse grid, then only cells near the surface), meshed with "
-                   "marching cubes, and the largest piece kept. Meshes are Y up, in [-1, 1].")
+                   "marching cubes, and the largest piece kept. Meshes are Y up, in [-1, 1]; shapes "
+                   "from a picture face the camera (+Z towards the viewer).")
     CATEGORY = CATEGORY
     FUNCTION = "decode"
     RETURN_TYPES = ("MESH", "KUBIK_SDF_GRID")

@@ -32,13 +32,12 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 
 
 class FlowTransformer(nn.Module):
-    def __init__(self, config: dict, latent_tokens: int, latent_channels: int, context_width: int):
+    def __init__(self, config: dict, latent_channels: int, context_width: int):
         super().__init__()
         self.config = dict(config)
         width, heads = config["width"], config["heads"]
         self.checkpointing = False
         self.x_in = nn.Linear(latent_channels, width)
-        self.position = nn.Parameter(torch.randn(1, latent_tokens, width) * 0.02)
         self.time_mlp = nn.Sequential(nn.Linear(256, width), nn.SiLU(), nn.Linear(width, width))
         self.context_in = nn.Linear(context_width, width)
         self.null_context = nn.Parameter(torch.zeros(1, 1, width))
@@ -61,7 +60,7 @@ class FlowTransformer(nn.Module):
             null = self.null_context.expand_as(context).to(context.dtype)
             context = torch.where(drop_context[:, None, None], null, context)
         condition = self.time_mlp(timestep_embedding(t, 256).to(x.dtype))
-        h = self.x_in(x) + self.position
+        h = self.x_in(x)  # no positional embedding: the latent tokens are an unordered set
         h = run_blocks(self.blocks, h, context, condition, checkpointing=self.checkpointing)
         shift, scale = self.final_modulation(condition).chunk(2, dim=-1)
         h = self.final_norm(h) * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)

@@ -1,4 +1,4 @@
-"""``kubik 3d train-vae | encode | train-flow | reconstruct``: the image-to-3D model's commands.
+"""``kubik 3d train-vae | encode | train-flow | export | reconstruct``: the image-to-3D model's commands.
 
 The same commands run on one CPU, one GPU, or many GPUs under torchrun
 (``torchrun --nproc_per_node 8 -m kubik_core 3d train-flow ...``).
@@ -8,7 +8,7 @@ The same commands run on one CPU, one GPU, or many GPUs under torchrun
 - train-vae / train-flow: {"trainer", "config", "datasets", "train_shapes", "val_shapes", "steps",
   "model", "seconds", "held_out": {"volume_iou", "chamfer_l1", "chamfer_l2", "normal_consistency",
   "fscore@<t>", "shapes", "empty"}, ...}
-- encode: {"output", "shapes", "tokens", "channels", "seconds"}
+- encode: {"output", "shapes", "views", "tokens", "channels", "seconds"}
 - reconstruct: {"image", "output", "model", "seed", "resolution", "vertices", "faces", "sdf_queries",
   "sample_seconds", "seconds"}
 """
@@ -40,6 +40,12 @@ def register_model_commands(sub) -> None:
                                                    "config's timm backbone (none: trained from scratch)")
     _training_arguments(p)
     p.set_defaults(func=_train_flow)
+
+    p = sub.add_parser("export", help="copy a model file, optionally in half precision (half the size)")
+    p.add_argument("model", help="model file (.safetensors)")
+    p.add_argument("-o", "--output", required=True, help="new model file (.safetensors; its .json is written beside it)")
+    p.add_argument("--half", action="store_true", help="store weights as float16 (they load as float32)")
+    p.set_defaults(func=_export)
 
     p = sub.add_parser("reconstruct", help="one image -> a mesh file (GLB/OBJ/PLY)")
     p.add_argument("image", help="image file; transparent background or a plain one")
@@ -151,7 +157,22 @@ def _encode(args) -> int:
                                   show_progress=not args.json)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    _print(summary, args.json, [f"encoded {summary['shapes']} shapes -> {summary['output']}"])
+    _print(summary, args.json, [f"encoded {summary['shapes']} shapes x {summary['views']} views -> {summary['output']}"])
+    return 0
+
+
+def _export(args) -> int:
+    import torch
+
+    from ..cli import CommandError
+    from .shape_model import load_model, save_model
+
+    try:
+        model = load_model(args.model)
+        path = save_model(model, args.output, model.info, dtype=torch.float16 if args.half else torch.float32)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"{path} ({path.stat().st_size / 1e6:.1f} MB, {model.kind})")
     return 0
 
 

@@ -26,7 +26,7 @@ def is_held_out(shape_id: str, percent: float) -> bool:
 
 
 def dataset_entries(root: str | Path) -> list[dict]:
-    """The finished shapes of a dataset folder: {"id", "dir", "views": [png paths]}."""
+    """The finished shapes of a dataset folder: {"id", "dir", "views": [png paths], "cameras": [4x4]}."""
     root = Path(root)
     manifest = root / "manifest.json"
     if not manifest.is_file():
@@ -37,8 +37,10 @@ def dataset_entries(root: str | Path) -> list[dict]:
         folder = root / item["id"]
         if not (folder / "meta.json").is_file():
             continue
-        views = (json.loads((folder / "meta.json").read_text()).get("views") or {}).get("rgba") or []
-        entries.append({"id": f"{root.name}/{item['id']}", "dir": folder, "views": [folder / v for v in views]})
+        views = json.loads((folder / "meta.json").read_text()).get("views") or {}
+        entries.append({"id": f"{root.name}/{item['id']}", "dir": folder,
+                        "views": [folder / v for v in views.get("rgba") or []],
+                        "cameras": views.get("camera_to_world") or []})
     return entries
 
 
@@ -51,6 +53,7 @@ class ShapeSet:
     dirs: list[Path]
     views: list[list[Path]]
     arrays: dict[str, torch.Tensor] = field(default_factory=dict)
+    cameras: list[list] = field(default_factory=list)  # per shape: camera_to_world 4x4 per view
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -78,7 +81,20 @@ class ShapeSet:
         for key in SAMPLE_KEYS:  # datasets made with different counts: keep the smallest count
             count = min(len(item[key]) for item in loaded)
             arrays[key] = torch.from_numpy(np.stack([item[key][:count] for item in loaded]).astype(np.float32))
-        return cls([e["id"] for e in entries], [e["dir"] for e in entries], [e["views"] for e in entries], arrays)
+        return cls([e["id"] for e in entries], [e["dir"] for e in entries], [e["views"] for e in entries], arrays,
+                   [e["cameras"] for e in entries])
+
+    def view_frames(self, views: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotations [S, V, 3, 3] and scales [S, V] of :func:`view_frame` for the first ``views``
+        renders of every shape."""
+        rotations = torch.empty(len(self), views, 3, 3)
+        scales = torch.empty(len(self), views)
+        for i, cameras in enumerate(self.cameras):
+            if len(cameras) < views:
+                raise ValueError(f"{self.ids[i]} has {len(cameras)} cameras, {views} are needed")
+            for v in range(views):
+                rotations[i, v], scales[i, v] = view_frame(cameras[v], self.arrays["surface_points"][i])
+        return rotations, scales
 
     def vae_batch(self, shape_index: torch.Tensor, input_points: int, query_points: int,
                   generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -105,6 +121,19 @@ class ShapeSet:
         kind[:, n_near + n_uniform:] = QUERY_SURFACE
         return {"points": a["surface_points"][rows, surface], "normals": a["surface_normals"][rows, surface],
                 "queries": queries, "targets": targets, "kind": kind}
+
+
+def view_frame(camera_to_world, surface_points: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """The frame a picture shows: the shape turned about Y so that the camera sits on +Z (the
+    object faces the viewer, Y stays up), then scaled so it fits [-0.95, 0.95]^3 again.
+    ``p_view = scale * rotation @ p``. The image-to-shape model is trained to output shapes in
+    this frame, which a single picture determines, unlike the mesh file's own orientation."""
+    position = torch.as_tensor(camera_to_world, dtype=torch.float32)[:3, 3]
+    yaw = torch.atan2(position[0], position[2])
+    c, s = torch.cos(-yaw), torch.sin(-yaw)
+    rotation = torch.tensor([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+    extent = (surface_points @ rotation.T).abs().max().item()
+    return rotation, 0.95 / max(extent, 1e-6)
 
 
 def load_view_pixels(shape_set: ShapeSet, size: int, views_per_shape: int | None = None) -> torch.Tensor:

@@ -17,9 +17,11 @@ from .pipeline import ShapeLatent, sdf_function
 from .shape_data import ShapeSet
 
 
-def latent_metrics(latent: ShapeLatent, shapes: ShapeSet, indices, *, resolution: int = 48,
+def latent_metrics(latent: ShapeLatent, shapes: ShapeSet, indices, *, frames=None, resolution: int = 48,
                    surface_samples: int = 8192, seed: int = 0) -> dict:
-    """Mean metrics of latent i against shape ``indices[i]`` of ``shapes``; plus ``per_shape``."""
+    """Mean metrics of latent i against shape ``indices[i]`` of ``shapes``; plus ``per_shape``.
+    ``frames[i]`` = (rotation [3, 3], scale) moves the truth into the frame the latent is in
+    (:func:`.shape_data.view_frame`); None = the dataset's own frame."""
     from .extract import EmptyShapeError, extract_mesh
     from .sampling import sample_surface
 
@@ -28,7 +30,8 @@ def latent_metrics(latent: ShapeLatent, shapes: ShapeSet, indices, *, resolution
     for i, shape in enumerate(indices):
         sdf = sdf_function(latent, i)
         truth = shapes.arrays
-        points = truth["uniform_points"][shape]
+        rotation, scale = frames[i] if frames is not None else (torch.eye(3), 1.0)
+        points = scale * truth["uniform_points"][shape] @ rotation.T
         predicted_inside = (sdf(points) < 0).cpu()
         true_inside = truth["uniform_sdf"][shape] < 0
         union = (predicted_inside | true_inside).sum().item()
@@ -44,8 +47,8 @@ def latent_metrics(latent: ShapeLatent, shapes: ShapeSet, indices, *, resolution
         pred_points, pred_normals = sample_surface(trimesh.Trimesh(mesh.vertices, mesh.faces, process=False),
                                                    surface_samples, rng)
         area = ~truth["surface_sharp"][shape]
-        gt_points = truth["surface_points"][shape][area].numpy()
-        gt_normals = truth["surface_normals"][shape][area].numpy()
+        gt_points = (scale * truth["surface_points"][shape][area] @ rotation.T).numpy()
+        gt_normals = (truth["surface_normals"][shape][area] @ rotation.T).numpy()
         rows.append({**row, **surface_metrics(pred_points, pred_normals, gt_points, gt_normals)})
     summary = {"shapes": len(rows), "empty": sum(1 for r in rows if r.get("empty"))}
     for key in rows[0]:

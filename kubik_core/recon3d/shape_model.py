@@ -47,8 +47,7 @@ class Kubik3DModel(nn.Module):
             from .image_encoder import ImageEncoder
 
             self.image_encoder = ImageEncoder(config["image_encoder"])
-            self.flow = FlowTransformer(config["flow"], config["vae"]["latent_tokens"], channels,
-                                        self.image_encoder.width)
+            self.flow = FlowTransformer(config["flow"], channels, self.image_encoder.width)
 
     @property
     def image_size(self) -> int:

@@ -3,7 +3,8 @@
 Inputs: a latents file from ``kubik 3d encode`` (it names the datasets, whose renders are the
 images, and the VAE, which is frozen and bundled into the output). Each step: a random render of
 each shape in the batch, framed by :func:`.image_input.prepare_images` exactly as at inference;
-a latent drawn from the shape's VAE posterior, standardised per channel; the rectified-flow loss
+a latent drawn from the VAE posterior of the shape as that render shows it (facing the camera,
+:func:`.shape_data.view_frame`), standardised per channel; the rectified-flow loss
 of :mod:`.flow` with condition dropout. EMA weights are what the output file holds.
 
 Output: ``OUT/model.safetensors`` (kind ``image-to-shape``: VAE + image encoder + flow + latent
@@ -64,7 +65,8 @@ def train_flow(latents, out, *, image_encoder_weights=None, config="tiny", overr
         raise ValueError(f"{len(missing)} shapes of the datasets are not in {latents} (first: {missing[0]}); "
                          "run `kubik 3d encode` again")
     order = torch.tensor([row_of[s] for s in shapes.ids])
-    mean, std = tensors["mean"][order], tensors["std"][order]
+    mean, std = tensors["mean"][order], tensors["std"][order]          # [S, V, tokens, channels]
+    rotation, scale = tensors["rotation"][order], tensors["scale"][order]
     held = torch.tensor([is_held_out(s, 5.0) for s in shapes.ids])
     train_rows, val_rows = (~held).nonzero().flatten(), held.nonzero().flatten()
     if len(train_rows) == 0:
@@ -75,11 +77,11 @@ def train_flow(latents, out, *, image_encoder_weights=None, config="tiny", overr
         model = Kubik3DModel(config, "image-to-shape", name)
     model.vae.load_state_dict(vae.vae.state_dict())
     model.vae.requires_grad_(False)
-    model.latent_mean.copy_(mean[train_rows].mean(dim=(0, 1)))
-    model.latent_std.copy_(mean[train_rows].std(dim=(0, 1)).clamp(min=1e-4))
+    model.latent_mean.copy_(mean[train_rows].mean(dim=(0, 1, 2)))
+    model.latent_std.copy_(mean[train_rows].std(dim=(0, 1, 2)).clamp(min=1e-4))
     model.to(dev)
     model.flow.checkpointing = gradient_checkpointing
-    pixels = load_view_pixels(shapes, model.image_size)  # uint8 [S, V, 3, H, W]
+    pixels = load_view_pixels(shapes, model.image_size, views_per_shape=mean.shape[1])  # uint8 [S, V, 3, H, W]
     ema = ModelEmaV3(model, decay=tc["ema_decay"], use_warmup=True) if tc.get("ema_decay", 0) > 0 else None
     objective = FlowObjective(model, tc["condition_dropout"]).to(dev)
     if info.enabled:
@@ -99,7 +101,9 @@ def train_flow(latents, out, *, image_encoder_weights=None, config="tiny", overr
         rows = val_rows[:count]
         images = pixels[rows, 0].float().div(255.0)  # view 0: the first ring view
         latent = image_to_latent(eval_model, images.to(dev), seed=seed, steps=val_steps)
-        result = latent_metrics(ShapeLatent(latent.latents, eval_model), shapes, rows.tolist(), resolution=resolution)
+        frames = [(rotation[r, 0], float(scale[r, 0])) for r in rows]
+        result = latent_metrics(ShapeLatent(latent.latents, eval_model), shapes, rows.tolist(), frames=frames,
+                                resolution=resolution)
         model.train()
         return result
 
@@ -111,8 +115,8 @@ def train_flow(latents, out, *, image_encoder_weights=None, config="tiny", overr
         pick = train_rows[torch.randint(0, len(train_rows), (per_rank,), generator=generator)]
         view = torch.randint(0, pixels.shape[1], (per_rank,), generator=generator)
         images = pixels[pick, view].float().div(255.0).to(dev, non_blocking=True)
-        noise = torch.randn(mean[pick].shape, generator=generator)
-        target = model.normalize_latents((mean[pick] + std[pick] * noise).to(dev))
+        noise = torch.randn(mean[pick, view].shape, generator=generator)
+        target = model.normalize_latents((mean[pick, view] + std[pick, view] * noise).to(dev))
         with autocast(dev, precision):
             loss = objective(images, target)
         if not torch.isfinite(loss):

@@ -3,7 +3,10 @@
 Loss per batch (config section ``train_vae``): L1 between predicted and true signed distance,
 both clipped to ``vae.sdf_clip`` (the far field only needs the right sign), with uniform points
 weighted ``uniform_weight``, on-surface points ``surface_weight`` and near-surface points 1; plus ``kl_weight`` x KL;
-plus, with ``eikonal_weight`` > 0, (|grad SDF| - 1)^2 at the near-surface points.
+plus, with ``sign_weight`` > 0, binary cross-entropy of inside/outside with logits
+``-sdf / sign_temperature`` at the near and uniform points (L1 alone hardly penalises a wrong sign
+next to the surface, where distances are tiny); plus, with ``eikonal_weight`` > 0,
+(|grad SDF| - 1)^2 at the near-surface points.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .model_config import load_config
@@ -50,6 +54,13 @@ class VAEObjective(nn.Module):
         kl = self.vae.kl(mean.float(), logvar.float())
         loss = sdf_loss + self.cfg["kl_weight"] * kl
         parts = {"sdf_l1": sdf_loss.detach(), "kl": kl.detach()}
+        if self.cfg.get("sign_weight", 0.0) > 0:
+            # L1 barely notices a wrong sign 5 mm from the surface; this term does.
+            off_surface = kind != QUERY_SURFACE
+            logits = -pred[off_surface] / self.cfg.get("sign_temperature", 0.01)
+            sign = F.binary_cross_entropy_with_logits(logits, (target[off_surface] < 0).float())
+            loss = loss + self.cfg["sign_weight"] * sign
+            parts["sign_bce"] = sign.detach()
         if eikonal:
             near = (kind == QUERY_NEAR) & (target.abs() < self.clip)
             (grad,) = torch.autograd.grad(pred.sum(), queries, create_graph=True)

@@ -101,7 +101,8 @@ def test_image_to_shape_batch_seed_and_cutout(run_node, model, horse):
     batch = torch.cat([image, image.flip(2)])
     latent, prepared = _generate(run_node, model, batch, mask)
     assert len(latent.latent) == 2 and latent.latent.latents.shape == (2, 64, 8)
-    assert prepared.shape == (2, 128, 128, 3) and prepared.dtype == torch.float32
+    size = latent.latent.model.image_size  # the framing the model was trained with
+    assert prepared.shape == (2, size, size, 3) and prepared.dtype == torch.float32
     corners = prepared[:, [0, 0, -1, -1], [0, -1, 0, -1]]
     assert torch.allclose(corners, torch.ones_like(corners))           # white around the cut-out
     again, _ = _generate(run_node, model, batch, mask)

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from kubik_core.recon3d.shape_data import ShapeSet, is_held_out
+from kubik_core.recon3d.shape_data import ShapeSet, is_held_out, view_frame
 
 from .test_model import MICRO, micro_config
 
@@ -50,6 +50,18 @@ def test_split_is_stable_and_disjoint(dataset):
     assert all(is_held_out(i, 30) for i in val) and val == [i for i in ids if is_held_out(i, 30)]
 
 
+def test_view_frame_turns_the_shape_to_face_the_camera_and_refits_the_box():
+    points = torch.tensor([[0.95, 0.0, 0.0], [-0.95, 0.5, 0.95], [0.0, -0.95, -0.95]])
+    camera_on_x = [[0, 0, 1, 3.0], [0, 1, 0, 0.0], [-1, 0, 0, 0.0], [0, 0, 0, 1]]
+    rotation, scale = view_frame(camera_on_x, points)
+    assert torch.allclose(rotation @ torch.tensor([3.0, 0.0, 0.0]), torch.tensor([0.0, 0.0, 3.0]), atol=1e-6)
+    assert torch.allclose(rotation @ torch.tensor([0.0, 1.0, 0.0]), torch.tensor([0.0, 1.0, 0.0]))  # Y stays up
+    assert abs((scale * points @ rotation.T).abs().max().item() - 0.95) < 1e-6
+    camera_on_z = [[1, 0, 0, 0.0], [0, 1, 0, 0.0], [0, 0, 1, 3.0], [0, 0, 0, 1]]
+    rotation, scale = view_frame(camera_on_z, points)
+    assert torch.allclose(rotation, torch.eye(3), atol=1e-6) and abs(scale - 1.0) < 1e-6
+
+
 def test_vae_loss_falls_and_a_run_resumes_where_it_stopped(dataset, tmp_path):
     from kubik_core.recon3d.train_vae import train_vae
 
@@ -80,9 +92,10 @@ def test_encode_then_train_flow_gives_a_model_that_reconstructs_a_render(dataset
     rc, out, err = kubik("3d", "encode", dataset, "--vae", tmp_path / "vae" / "vae.safetensors",
                          "-o", tmp_path / "latents.safetensors", "--json")
     assert rc == 0, err
-    assert json.loads(out)["shapes"] == 12
+    assert json.loads(out)["shapes"] == 12 and json.loads(out)["views"] == 2
     tensors, meta = read_latents(tmp_path / "latents.safetensors")
-    assert tensors["mean"].shape == (12, 16, 4) and (tensors["std"] > 0).all() and len(meta["ids"]) == 12
+    assert tensors["mean"].shape == (12, 2, 16, 4) and (tensors["std"] > 0).all() and len(meta["ids"]) == 12
+    assert tensors["rotation"].shape == (12, 2, 3, 3) and (tensors["scale"] > 0).all()
 
     summary = train_flow(tmp_path / "latents.safetensors", tmp_path / "flow", config=micro_config(),
                          overrides=_overrides(20), device="cpu", val_every=10, val_shapes=1, val_steps=2,
