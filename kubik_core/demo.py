@@ -1,5 +1,5 @@
-"""`kubik demo`: the README's main job. Runs each capability on embedded defaults (no download,
-no model files, CPU is enough) and writes a readable report.
+"""`kubik demo`: the README's main job. Runs each capability on embedded defaults (no download;
+only model files that ship in the repository; CPU is enough) and writes a readable report.
 
 Sections are listed in DEMO_SECTIONS as (title, module, function); each function takes the
 output folder and returns a markdown section. A capability adds its demo by adding a line.
@@ -15,6 +15,7 @@ DEMO_SECTIONS = (
     ("Prompt analysis and sampling parameters", "demo", "prompt_to_parameters"),
     ("LoRA recommendations and learning", "loras.demo", "recommendations"),
     ("Image classifier trained on scikit-learn's digits", "classify.demo", "run_demo"),
+    ("Image to 3D with the shipped tiny model", "recon3d.demo", "run_demo"),
 )
 
 # Example prompts: both dialects, weights, a dynamic choice, very different content.
