@@ -99,23 +99,20 @@ class Block(nn.Module):
 
 
 class CrossAttentionBlock(nn.Module):
-    """Queries attend into a context (points -> latents in the encoder, latents -> query points
-    in the decoder), then an MLP unless ``mlp_ratio`` is 0 (the per-point decoder query, where an
-    MLP over every query point would cost more than the rest of the network)."""
+    """Queries attend into a context (the encoder's anchor points into all surface points), then
+    an MLP."""
 
     def __init__(self, width: int, heads: int, context_width: int | None = None, mlp_ratio: float = 4.0):
         super().__init__()
         self.norm_q = nn.LayerNorm(width, eps=1e-6)
         self.norm_context = nn.LayerNorm(context_width or width, eps=1e-6)
         self.attn = Attention(width, heads, context_width)
-        self.mlp = None
-        if mlp_ratio > 0:
-            self.norm2 = nn.LayerNorm(width, eps=1e-6)
-            self.mlp = _mlp(width, mlp_ratio)
+        self.norm2 = nn.LayerNorm(width, eps=1e-6)
+        self.mlp = _mlp(width, mlp_ratio)
 
     def forward(self, queries: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         x = queries + self.attn(self.norm_q(queries), self.norm_context(context))
-        return x if self.mlp is None else x + self.mlp(self.norm2(x))
+        return x + self.mlp(self.norm2(x))
 
 
 def run_blocks(blocks: nn.ModuleList, x: torch.Tensor, *args, checkpointing: bool = False) -> torch.Tensor:

@@ -51,9 +51,9 @@ def latent_metrics(latent: ShapeLatent, shapes: ShapeSet, indices, *, frames=Non
         gt_normals = (truth["surface_normals"][shape][area] @ rotation.T).numpy()
         rows.append({**row, **surface_metrics(pred_points, pred_normals, gt_points, gt_normals)})
     summary = {"shapes": len(rows), "empty": sum(1 for r in rows if r.get("empty"))}
-    for key in rows[0]:
-        values = [r[key] for r in rows if key in r and isinstance(r[key], float)]
-        if values and key != "empty":
+    for key in dict.fromkeys(k for r in rows for k in r):  # every metric, in first-seen order
+        values = [r[key] for r in rows if isinstance(r.get(key), float)]
+        if values:
             summary[key] = float(np.mean(values))
     summary["per_shape"] = rows
     return summary
