@@ -24,7 +24,7 @@ from .pipeline import ShapeLatent, image_to_latent
 from .shape_data import ShapeSet, is_held_out, load_view_pixels
 from .shape_eval import latent_metrics
 from .shape_model import Kubik3DModel, load_model
-from .training import RunFolder, autocast, barrier, optimizer_and_schedule, shutdown, start_run
+from .training import RunFolder, autocast, barrier, optimizer_and_schedule, shutdown, start_run, take_step
 
 
 class FlowObjective(nn.Module):
@@ -119,16 +119,8 @@ def train_flow(latents, out, *, image_encoder_weights=None, config="tiny", overr
         target = model.normalize_latents((mean[pick, view] + std[pick, view] * noise).to(dev))
         with autocast(dev, precision):
             loss = objective(images, target)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"the flow loss became {loss.item()} at step {step}; lower the learning "
-                                     f"rate (now {tc['lr']}); the last checkpoint in {run.out} is intact")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        optimizer.step()
-        scheduler.step()
-        if ema:
-            ema.update(model, step=step)
+        take_step(loss, what="flow", step=step, model=model, params=trainable, optimizer=optimizer,
+                  scheduler=scheduler, ema=ema, out=run.out)
         step += 1
         bar.update(1)
         running += float(loss.detach())
@@ -147,12 +139,7 @@ def train_flow(latents, out, *, image_encoder_weights=None, config="tiny", overr
     bar.close()
     summary = {**meta, "steps": step, "model": str(run.model_path), "seconds": round(time.perf_counter() - started, 1)}
     if len(val_rows) and info.is_main:
-        final = evaluate(len(val_rows), max(val_resolution, 64))
-        summary["held_out"] = {k: v for k, v in final.items() if k != "per_shape"}
-        from .storage import save_json_atomic
-
-        save_json_atomic(run.out / "evaluation.json", {**summary, "per_shape": final["per_shape"]})
-        run.save(model, ema.module if ema else None, optimizer, scheduler, step,
-                 {**meta, "steps": step, "held_out": summary["held_out"]})
+        summary = run.finish(summary, evaluate(len(val_rows), max(val_resolution, 64)), model,
+                             ema.module if ema else None, optimizer, scheduler, step, meta)
     shutdown(info)
     return summary

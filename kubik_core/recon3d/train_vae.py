@@ -21,7 +21,7 @@ from .model_config import load_config
 from .shape_data import QUERY_NEAR, QUERY_SURFACE, QUERY_UNIFORM, ShapeSet
 from .shape_eval import encode_shapes, latent_metrics
 from .shape_model import Kubik3DModel, build_model
-from .training import RunFolder, autocast, barrier, optimizer_and_schedule, shutdown, start_run
+from .training import RunFolder, autocast, barrier, optimizer_and_schedule, shutdown, start_run, take_step
 
 
 class VAEObjective(nn.Module):
@@ -106,14 +106,13 @@ def train_vae(datasets, out, *, config="tiny", overrides: dict | None = None, de
             "train_shapes": len(train_set), "val_shapes": len(val_set) if val_set else 0, "seed": seed,
             "world_size": info.world_size, "device": str(dev)}
 
-    def validate() -> dict:
-        eval_model = ema.module if ema else model
-        eval_model.eval()
-        indices = list(range(min(val_shapes, len(val_set))))
+    def evaluate(count: int, resolution: int) -> dict:
         from .pipeline import ShapeLatent
 
-        latent = ShapeLatent(encode_shapes(eval_model, val_set, indices), eval_model)
-        result = latent_metrics(latent, val_set, indices, resolution=val_resolution)
+        eval_model = (ema.module if ema else model).eval()
+        indices = list(range(min(count, len(val_set))))
+        result = latent_metrics(ShapeLatent(encode_shapes(eval_model, val_set, indices), eval_model), val_set,
+                                indices, resolution=resolution)
         model.train()
         return result
 
@@ -126,16 +125,8 @@ def train_vae(datasets, out, *, config="tiny", overrides: dict | None = None, de
                  train_set.vae_batch(shapes, config["vae"]["input_points"], tc["query_points"], generator).items()}
         with autocast(dev, precision):
             loss, parts = objective(batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"the VAE loss became {loss.item()} at step {step}; lower the learning "
-                                     f"rate (now {tc['lr']}); the last checkpoint in {run.out} is intact")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        if ema:
-            ema.update(model, step=step)
+        take_step(loss, what="VAE", step=step, model=model, params=model.parameters(), optimizer=optimizer,
+                  scheduler=scheduler, ema=ema, out=run.out)
         step += 1
         bar.update(1)
         for key, value in {"loss": loss.detach(), **parts}.items():
@@ -147,7 +138,7 @@ def train_vae(datasets, out, *, config="tiny", overrides: dict | None = None, de
             run.log(row)
             bar.set_postfix(loss=f"{row['loss']:.4f}")
         if val_set is not None and info.is_main and (step % val_every == 0 or step == tc["steps"]):
-            result = validate()
+            result = evaluate(val_shapes, val_resolution)
             run.log({"step": step, **{f"val_{k}": v for k, v in result.items() if k != "per_shape"}})
         if step % checkpoint_every == 0 or step == tc["steps"]:
             run.save(model, ema.module if ema else None, optimizer, scheduler, step, {**meta, "steps": step})
@@ -156,17 +147,7 @@ def train_vae(datasets, out, *, config="tiny", overrides: dict | None = None, de
     bar.close()
     summary = {**meta, "steps": step, "model": str(run.model_path), "seconds": round(time.perf_counter() - started, 1)}
     if val_set is not None and info.is_main:
-        eval_model = ema.module if ema else model
-        indices = list(range(len(val_set)))
-        from .pipeline import ShapeLatent
-
-        final = latent_metrics(ShapeLatent(encode_shapes(eval_model.eval(), val_set, indices), eval_model),
-                               val_set, indices, resolution=max(val_resolution, 64))
-        summary["held_out"] = {k: v for k, v in final.items() if k != "per_shape"}
-        from .storage import save_json_atomic
-
-        save_json_atomic(run.out / "evaluation.json", {**summary, "per_shape": final["per_shape"]})
-        run.save(model, ema.module if ema else None, optimizer, scheduler, step,
-                 {**meta, "steps": step, "held_out": summary["held_out"]})
+        summary = run.finish(summary, evaluate(len(val_set), max(val_resolution, 64)), model,
+                             ema.module if ema else None, optimizer, scheduler, step, meta)
     shutdown(info)
     return summary

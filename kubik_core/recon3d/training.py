@@ -26,7 +26,8 @@ from ..classify.distributed import DistInfo, barrier, init_distributed, shutdown
 from .shape_model import Kubik3DModel, load_model, save_model
 from .storage import write_bytes_atomic
 
-__all__ = ["DistInfo", "RunFolder", "autocast", "barrier", "optimizer_and_schedule", "shutdown", "start_run"]
+__all__ = ["DistInfo", "RunFolder", "autocast", "barrier", "optimizer_and_schedule", "shutdown", "start_run",
+           "take_step"]
 
 
 def start_run(device: str, seed: int) -> tuple[DistInfo, torch.device]:
@@ -52,6 +53,22 @@ def optimizer_and_schedule(params, *, lr: float, weight_decay: float, warmup_ste
         return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def take_step(loss: torch.Tensor, *, what: str, step: int, model, params, optimizer, scheduler, ema,
+              out: Path) -> None:
+    """Backward, clip to norm 1, optimizer and schedule step, EMA update; refuses a non-finite loss
+    (nothing is written, so the last checkpoint stays the newest)."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"the {what} loss became {loss.item()} at step {step}; lower the learning "
+                                 f"rate (now {scheduler.get_last_lr()[0]:.3g}); the last checkpoint in {out} is intact")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    scheduler.step()
+    if ema is not None:
+        ema.update(model, step=step)
 
 
 class RunFolder:
@@ -98,6 +115,18 @@ class RunFolder:
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         return int(state["step"])
+
+    def finish(self, summary: dict, held_out: dict, model: Kubik3DModel, ema_model: Kubik3DModel | None,
+               optimizer, scheduler, step: int, info: dict) -> dict:
+        """End of a run: ``evaluation.json`` (every held-out shape) and the model file, both with
+        the held-out means; returns ``summary`` with them under ``held_out``."""
+        from .storage import save_json_atomic
+
+        summary = {**summary, "held_out": {k: v for k, v in held_out.items() if k != "per_shape"}}
+        if self.info.is_main:
+            save_json_atomic(self.out / "evaluation.json", {**summary, "per_shape": held_out["per_shape"]})
+        self.save(model, ema_model, optimizer, scheduler, step, {**info, "steps": step, "held_out": summary["held_out"]})
+        return summary
 
     def log(self, row: dict) -> None:
         if not self.info.is_main:
