@@ -2,7 +2,8 @@
 
 Each render is paired with the shape as that picture shows it (:func:`.shape_data.view_frame`:
 turned about Y to face the camera, rescaled to fit the box), so the flow learns a mapping a
-single picture determines. Output: one safetensors file with ``mean`` and ``std``
+single picture determines. Tokens are stored in the canonical order of
+:func:`.vae.canonical_token_order` (the flow learns per-position embeddings). Output: one safetensors file with ``mean`` and ``std``
 [S, views, tokens, channels] (float32), the frames ``rotation`` [S, views, 3, 3] and ``scale``
 [S, views], and metadata ``ids`` (JSON list, ``<dataset folder name>/<mesh id>``), ``datasets`` (absolute
 folders), ``vae`` (absolute path of the VAE file) and ``vae_config``. The flow trainer samples
@@ -20,6 +21,7 @@ import torch
 from .shape_data import ShapeSet
 from .shape_model import load_model
 from .storage import write_bytes_atomic
+from .vae import canonical_token_order
 
 
 def encode_datasets(datasets, vae_path, output, *, device: str = "cpu", batch: int = 8, seed: int = 0,
@@ -52,6 +54,8 @@ def encode_datasets(datasets, vae_path, output, *, device: str = "cpu", batch: i
             turned_normals = torch.einsum("bvij,bnj->bvni", rot, normals)
             mean, logvar = model.vae.encode(turned.flatten(0, 1).to(model.device),
                                             turned_normals.flatten(0, 1).to(model.device))
+            order = canonical_token_order(mean)[..., None].expand_as(mean)
+            mean, logvar = mean.gather(1, order), logvar.gather(1, order)
             means.append(mean.cpu().unflatten(0, (len(rows), views)))
             stds.append((0.5 * logvar).exp().cpu().unflatten(0, (len(rows), views)))
     mean, std = torch.cat(means), torch.cat(stds)

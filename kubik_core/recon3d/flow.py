@@ -9,6 +9,9 @@ Conventions (used by training and sampling alike):
 * classifier-free guidance: in training the image tokens are replaced by a learned null token with
   probability ``condition_dropout``; in sampling ``v = v_null + cfg * (v_image - v_null)``.
 
+Latent tokens arrive in the canonical order of :func:`.vae.canonical_token_order` (token k near
+the same place for every shape), so each position has a learned embedding.
+
 Each block: adaLN-modulated self-attention over the latent tokens (timestep via shift/scale/gate,
 zero-initialised), cross-attention from the latent tokens into the image tokens, MLP.
 """
@@ -32,12 +35,13 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 
 
 class FlowTransformer(nn.Module):
-    def __init__(self, config: dict, latent_channels: int, context_width: int):
+    def __init__(self, config: dict, latent_channels: int, context_width: int, tokens: int):
         super().__init__()
         self.config = dict(config)
         width, heads = config["width"], config["heads"]
         self.checkpointing = False
         self.x_in = nn.Linear(latent_channels, width)
+        self.token_embed = nn.Parameter(torch.randn(1, tokens, width) * 0.02)  # tokens come in canonical order
         self.time_mlp = nn.Sequential(nn.Linear(256, width), nn.SiLU(), nn.Linear(width, width))
         self.context_in = nn.Linear(context_width, width)
         self.null_context = nn.Parameter(torch.zeros(1, 1, width))
@@ -60,7 +64,7 @@ class FlowTransformer(nn.Module):
             null = self.null_context.expand_as(context).to(context.dtype)
             context = torch.where(drop_context[:, None, None], null, context)
         condition = self.time_mlp(timestep_embedding(t, 256).to(x.dtype))
-        h = self.x_in(x)  # no positional embedding: the latent tokens are an unordered set
+        h = self.x_in(x) + self.token_embed.to(x.dtype)
         h = run_blocks(self.blocks, h, context, condition, checkpointing=self.checkpointing)
         shift, scale = self.final_modulation(condition).chunk(2, dim=-1)
         h = self.final_norm(h) * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)

@@ -41,12 +41,14 @@ class Attention(nn.Module):
         self.to_kv = nn.Linear(context_width or width, 2 * width, bias=False)
         self.out = nn.Linear(width, width)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``bias`` [B, heads, N, T] is added to the attention logits (the VAE's distance term)."""
         context = x if context is None else context
         b, n, w = x.shape
         q = self.to_q(x).view(b, n, self.heads, -1).transpose(1, 2)
         k, v = self.to_kv(context).view(b, context.shape[1], 2, self.heads, -1).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return self.out(y.transpose(1, 2).reshape(b, n, w))
 
 

@@ -65,8 +65,7 @@ def image_to_latent(model: Kubik3DModel, pixels: torch.Tensor, *, seed: int = 0,
         pixels = torch.nn.functional.interpolate(pixels, size=(model.image_size,) * 2, mode="bilinear",
                                                  antialias=True, align_corners=False)
     generator = torch.Generator(device=device).manual_seed(int(seed))
-    vae_config = model.config["vae"]
-    shape = (pixels.shape[0], vae_config["latent_tokens"], vae_config["latent_channels"])
+    shape = (pixels.shape[0], model.vae.latent_tokens, model.vae.token_channels)
     with torch.no_grad():
         context = model.image_encoder(pixels)
         normalized = sample_flow(model.flow, context, shape, steps=steps or defaults["steps"],
@@ -112,13 +111,13 @@ def sdf_function(latent: ShapeLatent, index: int = 0) -> Callable[[torch.Tensor]
         raise IndexError(f"shape index {index} out of range for a batch of {len(latent)}")
     model = latent.model
     with torch.no_grad():
-        tokens = model.vae.decode(latent.latents[index:index + 1].to(model.device))
+        decoded = model.vae.decode(latent.latents[index:index + 1].to(model.device))
 
     def query(points: torch.Tensor) -> torch.Tensor:
         out = []
         with torch.no_grad():
             for chunk in torch.split(points.to(model.device, torch.float32), QUERY_CHUNK):
-                out.append(model.vae.query(tokens, chunk[None])[0])
+                out.append(model.vae.query(decoded, chunk[None])[0])
         return torch.cat(out) if out else points.new_zeros(0)
 
     return query

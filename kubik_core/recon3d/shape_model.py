@@ -21,7 +21,7 @@ from .model_config import load_config
 from .storage import save_json_atomic, write_bytes_atomic
 from .vae import ShapeVAE
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 2: latent tokens carry their anchor xyz (vae.POSITION_CHANNELS)
 KINDS = ("vae", "image-to-shape")
 
 
@@ -38,7 +38,7 @@ class Kubik3DModel(nn.Module):
         self.config, self.kind, self.name = config, kind, name
         self.info: dict = {}
         self.vae = ShapeVAE(config["vae"])
-        channels = config["vae"]["latent_channels"]
+        channels = self.vae.token_channels
         self.register_buffer("latent_mean", torch.zeros(channels))
         self.register_buffer("latent_std", torch.ones(channels))
         self.image_encoder = self.flow = None
@@ -47,7 +47,7 @@ class Kubik3DModel(nn.Module):
             from .image_encoder import ImageEncoder
 
             self.image_encoder = ImageEncoder(config["image_encoder"])
-            self.flow = FlowTransformer(config["flow"], channels, self.image_encoder.width)
+            self.flow = FlowTransformer(config["flow"], channels, self.image_encoder.width, self.vae.latent_tokens)
 
     @property
     def image_size(self) -> int:
@@ -115,6 +115,10 @@ def read_header(path: str | Path) -> dict:
         hint = f" (its first tensor is {tensors[0]!r})" if tensors else ""
         raise ModelFileError(f"{path.name} is not a KubikAI 3D model: its header has no kubik3d_format "
                              f"entry{hint}; choose a file written by `kubik 3d train-vae` or `train-flow`")
+    if metadata["kubik3d_format"] != FORMAT_VERSION:
+        raise ModelFileError(f"{path.name} is a KubikAI 3D model of format {metadata['kubik3d_format']}, this "
+                             f"KubikAI reads format {FORMAT_VERSION} (format 2 changed the latent: each token "
+                             "carries its anchor position); retrain it with `kubik 3d train-vae` / `train-flow`")
     if metadata.get("kind") not in KINDS:
         raise ModelFileError(f"{path.name} has unknown model kind {metadata.get('kind')!r}")
     return metadata

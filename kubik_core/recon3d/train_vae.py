@@ -36,12 +36,12 @@ class VAEObjective(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None):
         mean, logvar = self.vae.encode(batch["points"], batch["normals"])
         latents = self.vae.sample(mean, logvar, generator)
-        tokens = self.vae.decode(latents)
+        decoded = self.vae.decode(latents)
         queries = batch["queries"]
         eikonal = self.cfg.get("eikonal_weight", 0.0) > 0
         if eikonal:
             queries = queries.detach().requires_grad_(True)
-        pred = self.vae.query(tokens, queries).float()
+        pred = self.vae.query(decoded, queries).float()
         target = batch["targets"].clamp(-self.clip, self.clip)
         kind = batch["kind"]
         weight = torch.ones_like(pred)

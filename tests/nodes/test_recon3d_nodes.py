@@ -18,6 +18,7 @@ trimesh = pytest.importorskip("trimesh")
 skdata = pytest.importorskip("skimage.data")
 
 RESOLUTION = 32   # small grids keep the decode tests fast; the node default is 128
+TINY_LATENT = (64, 3 + 8)  # the tiny config: 64 tokens of anchor xyz + 8 features
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +101,7 @@ def test_image_to_shape_batch_seed_and_cutout(run_node, model, horse):
     image, mask = horse
     batch = torch.cat([image, image.flip(2)])
     latent, prepared = _generate(run_node, model, batch, mask)
-    assert len(latent.latent) == 2 and latent.latent.latents.shape == (2, 64, 8)
+    assert len(latent.latent) == 2 and latent.latent.latents.shape == (2, *TINY_LATENT)
     size = latent.latent.model.image_size  # the framing the model was trained with
     assert prepared.shape == (2, size, size, 3) and prepared.dtype == torch.float32
     corners = prepared[:, [0, 0, -1, -1], [0, -1, 0, -1]]
@@ -245,10 +246,10 @@ def test_save_mesh_refuses_paths_leaving_output(run_node, folders, box_mesh):
 def test_mesh_to_shape_from_file_and_from_mesh(run_node, model, folders, box_mesh):
     trimesh.creation.capsule(height=1.0, radius=0.4).export(folders / "input" / "3d" / "capsule.ply")
     from_file = run_node("KubikMeshToShape", model=model, mesh_file="3d/capsule.ply", seed=0)[0]
-    assert from_file.latent.latents.shape == (1, 64, 8)
+    assert from_file.latent.latents.shape == (1, *TINY_LATENT)
     batch = type(box_mesh)(torch.cat([box_mesh.vertices] * 2), torch.cat([box_mesh.faces] * 2))
     from_mesh = run_node("KubikMeshToShape", model=model, mesh_file="ignored.ply", seed=0, mesh=batch)[0]
-    assert from_mesh.latent.latents.shape == (2, 64, 8)
+    assert from_mesh.latent.latents.shape == (2, *TINY_LATENT)
     assert torch.allclose(from_mesh.latent.latents[0], from_mesh.latent.latents[1])
     meshes, _ = run_node("KubikDecodeShape", latent=from_file, resolution=RESOLUTION, hierarchical=True)
     assert meshes[0].faces.shape[1] > 0
@@ -257,7 +258,7 @@ def test_mesh_to_shape_from_file_and_from_mesh(run_node, model, folders, box_mes
 def test_vae_only_model_encodes_meshes(run_node, folders, box_mesh):
     vae_only = run_node("KubikLoad3DModel", model_name="tiny_vae.safetensors", device="auto")[0]
     latent = run_node("KubikMeshToShape", model=vae_only, mesh_file="", seed=0, mesh=box_mesh)[0]
-    assert latent.latent.latents.shape == (1, 64, 8)
+    assert latent.latent.latents.shape == (1, *TINY_LATENT)
 
 
 def test_mesh_to_shape_refuses_bad_files(run_node, model, folders, tmp_path):

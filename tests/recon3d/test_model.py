@@ -150,3 +150,66 @@ def test_mesh_to_latent_normalises_any_units():
     assert torch.allclose(small, large, atol=1e-4)
     with pytest.raises(ValueError, match="no faces"):
         mesh_to_latent(model, np.zeros((3, 3)), np.zeros((0, 3), int))
+
+
+def test_latent_tokens_carry_their_anchor_on_the_surface_unnoised_and_outside_the_kl():
+    from kubik_core.recon3d.vae import POSITION_CHANNELS
+
+    model = build_model(micro_config(), kind="vae")
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.8)
+    latents = mesh_to_latent(model, sphere.vertices, sphere.faces).latents
+    assert latents.shape == (1, 16, POSITION_CHANNELS + 4) == (1, 16, model.vae.token_channels)
+    anchors = latents[0, :, :POSITION_CHANNELS]
+    # normalize() scales the sphere to a longest side of 1.9: every anchor lies on radius 0.95
+    assert torch.allclose(anchors.norm(dim=1), torch.full((16,), 0.95), atol=0.02)
+    assert torch.cdist(anchors, anchors).add(torch.eye(16)).min() > 0.1   # spread out (farthest points)
+
+    points = torch.from_numpy(trimesh.sample.sample_surface(sphere, 256, seed=0)[0]).float()[None]
+    mean, logvar = model.vae.encode(points, points / points.norm(dim=-1, keepdim=True))
+    sampled = model.vae.sample(mean, torch.zeros_like(logvar), torch.Generator().manual_seed(0))
+    assert torch.equal(sampled[..., :POSITION_CHANNELS], mean[..., :POSITION_CHANNELS])
+    assert not torch.allclose(sampled[..., POSITION_CHANNELS:], mean[..., POSITION_CHANNELS:])
+    far_anchors = mean.clone()
+    far_anchors[..., :POSITION_CHANNELS] += 100.0
+    assert torch.equal(model.vae.kl(far_anchors, logvar), model.vae.kl(mean, logvar))
+
+
+def test_query_attention_prefers_tokens_near_the_query():
+    """The distance term: moving one token's anchor next to a query changes that query's SDF far
+    more than the SDF at the other end of the box."""
+    from kubik_core.recon3d.pipeline import ShapeLatent
+
+    model = build_model(micro_config(), kind="vae")
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.8)
+    latents = mesh_to_latent(model, sphere.vertices, sphere.faces).latents
+    queries = torch.tensor([[0.9, 0.0, 0.0], [-0.9, 0.0, 0.0]])
+    before = sdf_function(ShapeLatent(latents, model))(queries)
+    moved = latents.clone()
+    moved[0, 0, :3] = queries[0]
+    moved[0, 0, 3:] = 5.0
+    change = (sdf_function(ShapeLatent(moved, model))(queries) - before).abs()
+    assert change[0] > 3 * change[1]
+
+
+def test_files_of_an_older_format_are_refused_with_the_reason(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    path = save_model(build_model(micro_config(), kind="vae"), tmp_path / "old.safetensors")
+    from kubik_core.recon3d.shape_model import read_header
+
+    metadata = dict(read_header(path), kubik3d_format="1")
+    save_file(load_file(str(path)), str(path), metadata=metadata)
+    with pytest.raises(ModelFileError, match="format 1.*reads format 2.*anchor position.*retrain"):
+        load_model(path)
+
+
+def test_canonical_token_order_ignores_the_incoming_order_and_follows_the_template():
+    from kubik_core.recon3d.vae import canonical_token_order, token_template
+
+    template = token_template(16)
+    assert template.shape == (16, 3) and template.abs().max() <= 0.75
+    # anchors = the template slightly moved, features tagging each token; then shuffled
+    latents = torch.cat([template + 0.01 * torch.randn(16, 3), torch.arange(16.0)[:, None]], dim=1)[None]
+    shuffled = latents[:, torch.randperm(16, generator=torch.Generator().manual_seed(0))]
+    ordered = shuffled.gather(1, canonical_token_order(shuffled)[..., None].expand_as(shuffled))
+    assert torch.equal(ordered, latents)   # token k is the one at slot k, whatever order it came in

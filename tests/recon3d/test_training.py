@@ -94,7 +94,7 @@ def test_encode_then_train_flow_gives_a_model_that_reconstructs_a_render(dataset
     assert rc == 0, err
     assert json.loads(out)["shapes"] == 12 and json.loads(out)["views"] == 2
     tensors, meta = read_latents(tmp_path / "latents.safetensors")
-    assert tensors["mean"].shape == (12, 2, 16, 4) and (tensors["std"] > 0).all() and len(meta["ids"]) == 12
+    assert tensors["mean"].shape == (12, 2, 16, 3 + 4) and (tensors["std"] > 0).all() and len(meta["ids"]) == 12
     assert tensors["rotation"].shape == (12, 2, 3, 3) and (tensors["scale"] > 0).all()
 
     summary = train_flow(tmp_path / "latents.safetensors", tmp_path / "flow", config=micro_config(),
