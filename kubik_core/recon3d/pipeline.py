@@ -28,6 +28,14 @@ __all__ = ["Kubik3DModel", "ModelFileError", "ShapeLatent", "build_model", "load
            "image_to_latent", "mesh_to_latent", "sdf_function", "reconstruct"]
 
 QUERY_CHUNK = 65536
+_BIAS_ELEMENTS = 1 << 25   # per query batch: the decoder's distance bias is [heads, points, tokens] floats
+
+
+def query_chunk_size(model: Kubik3DModel) -> int:
+    """Points per decoder call: QUERY_CHUNK, fewer for models with many tokens and heads so the
+    attention bias stays under 128 MiB (tiny: 65,536 points; base, 512 tokens x 8 heads: 8,192)."""
+    heads = model.config["vae"]["heads"]
+    return max(1024, min(QUERY_CHUNK, _BIAS_ELEMENTS // (model.vae.latent_tokens * heads)))
 
 
 @dataclass
@@ -112,11 +120,12 @@ def sdf_function(latent: ShapeLatent, index: int = 0) -> Callable[[torch.Tensor]
     model = latent.model
     with torch.no_grad():
         decoded = model.vae.decode(latent.latents[index:index + 1].to(model.device))
+    chunk_size = query_chunk_size(model)
 
     def query(points: torch.Tensor) -> torch.Tensor:
         out = []
         with torch.no_grad():
-            for chunk in torch.split(points.to(model.device, torch.float32), QUERY_CHUNK):
+            for chunk in torch.split(points.to(model.device, torch.float32), chunk_size):
                 out.append(model.vae.query(decoded, chunk[None])[0])
         return torch.cat(out) if out else points.new_zeros(0)
 
