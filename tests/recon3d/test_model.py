@@ -213,3 +213,12 @@ def test_canonical_token_order_ignores_the_incoming_order_and_follows_the_templa
     shuffled = latents[:, torch.randperm(16, generator=torch.Generator().manual_seed(0))]
     ordered = shuffled.gather(1, canonical_token_order(shuffled)[..., None].expand_as(shuffled))
     assert torch.equal(ordered, latents)   # token k is the one at slot k, whatever order it came in
+
+
+def test_decoder_batches_shrink_so_the_distance_bias_stays_bounded():
+    from kubik_core.recon3d.pipeline import query_chunk_size
+
+    assert query_chunk_size(build_model("tiny", kind="vae")) == 65536
+    many = build_model(load_config("tiny", {"vae": {"latent_tokens": 512, "heads": 8}}), kind="vae")
+    points = query_chunk_size(many)
+    assert points == 8192 and points * 512 * 8 * 4 <= 128 << 20   # float32 bias [heads, points, tokens]
