@@ -24,7 +24,7 @@ from .pipeline import ShapeLatent, image_to_latent
 from .shape_data import ShapeSet, is_held_out, load_view_pixels
 from .shape_eval import latent_metrics
 from .shape_model import Kubik3DModel, load_model
-from .training import RunFolder, autocast, barrier, optimizer_and_schedule, shutdown, start_run, take_step
+from .training import RunFolder, autocast, optimizer_and_schedule, shutdown, start_run, take_step
 
 
 class FlowObjective(nn.Module):
@@ -107,6 +107,7 @@ def train_flow(latents, out, *, image_encoder_weights=None, config="tiny", overr
         model.train()
         return result
 
+    validate = (lambda: evaluate(val_shapes, val_resolution)) if len(val_rows) else None
     bar = tqdm(total=tc["steps"], initial=step, desc="train-flow", disable=not (show_progress and info.is_main))
     started, running = time.perf_counter(), 0.0
     model.train()
@@ -129,13 +130,9 @@ def train_flow(latents, out, *, image_encoder_weights=None, config="tiny", overr
                      "seconds": round(time.perf_counter() - started, 1)})
             bar.set_postfix(loss=f"{running / log_every:.4f}")
             running = 0.0
-        if len(val_rows) and info.is_main and (step % val_every == 0 or step == tc["steps"]):
-            result = evaluate(val_shapes, val_resolution)
-            run.log({"step": step, **{f"val_{k}": v for k, v in result.items() if k != "per_shape"}})
-        if step % checkpoint_every == 0 or step == tc["steps"]:
-            run.save(model, ema.module if ema else None, optimizer, scheduler, step, {**meta, "steps": step})
-            run.plot(("val_volume_iou", "val_chamfer_l1"), "flow")
-        barrier(info)
+        run.end_step(step, tc["steps"], validate=validate, val_every=val_every, checkpoint_every=checkpoint_every,
+                     model=model, ema_model=ema.module if ema else None, optimizer=optimizer,
+                     scheduler=scheduler, info=meta, title="flow")
     bar.close()
     summary = {**meta, "steps": step, "model": str(run.model_path), "seconds": round(time.perf_counter() - started, 1)}
     if len(val_rows) and info.is_main:

@@ -21,7 +21,7 @@ from .model_config import load_config
 from .shape_data import QUERY_NEAR, QUERY_SURFACE, QUERY_UNIFORM, ShapeSet
 from .shape_eval import encode_shapes, latent_metrics
 from .shape_model import Kubik3DModel, build_model
-from .training import RunFolder, autocast, barrier, optimizer_and_schedule, shutdown, start_run, take_step
+from .training import RunFolder, autocast, optimizer_and_schedule, shutdown, start_run, take_step
 
 
 class VAEObjective(nn.Module):
@@ -116,6 +116,7 @@ def train_vae(datasets, out, *, config="tiny", overrides: dict | None = None, de
         model.train()
         return result
 
+    validate = (lambda: evaluate(val_shapes, val_resolution)) if val_set is not None else None
     bar = tqdm(total=tc["steps"], initial=step, desc="train-vae", disable=not (show_progress and info.is_main))
     started, running = time.perf_counter(), {}
     model.train()
@@ -137,13 +138,9 @@ def train_vae(datasets, out, *, config="tiny", overrides: dict | None = None, de
             running = {}
             run.log(row)
             bar.set_postfix(loss=f"{row['loss']:.4f}")
-        if val_set is not None and info.is_main and (step % val_every == 0 or step == tc["steps"]):
-            result = evaluate(val_shapes, val_resolution)
-            run.log({"step": step, **{f"val_{k}": v for k, v in result.items() if k != "per_shape"}})
-        if step % checkpoint_every == 0 or step == tc["steps"]:
-            run.save(model, ema.module if ema else None, optimizer, scheduler, step, {**meta, "steps": step})
-            run.plot(("val_volume_iou", "val_chamfer_l1"), "VAE")
-        barrier(info)
+        run.end_step(step, tc["steps"], validate=validate, val_every=val_every, checkpoint_every=checkpoint_every,
+                     model=model, ema_model=ema.module if ema else None, optimizer=optimizer,
+                     scheduler=scheduler, info=meta, title="VAE")
     bar.close()
     summary = {**meta, "steps": step, "model": str(run.model_path), "seconds": round(time.perf_counter() - started, 1)}
     if val_set is not None and info.is_main:

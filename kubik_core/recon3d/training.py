@@ -116,6 +116,20 @@ class RunFolder:
         torch.set_rng_state(state["torch_rng"])
         return int(state["step"])
 
+    def end_step(self, step: int, total: int, *, validate, val_every: int, checkpoint_every: int,
+                 model: Kubik3DModel, ema_model: Kubik3DModel | None, optimizer, scheduler, info: dict,
+                 title: str) -> None:
+        """After each training step: held-out metrics every ``val_every`` steps (``validate()`` ->
+        metrics dict; None when there is no held-out split), a checkpoint and loss.png every
+        ``checkpoint_every``, both at the last step; then every process waits for the others."""
+        last = step == total
+        if validate is not None and self.info.is_main and (step % val_every == 0 or last):
+            self.log({"step": step, **{f"val_{k}": v for k, v in validate().items() if k != "per_shape"}})
+        if step % checkpoint_every == 0 or last:
+            self.save(model, ema_model, optimizer, scheduler, step, {**info, "steps": step})
+            self.plot(("val_volume_iou", "val_chamfer_l1"), title)
+        barrier(self.info)
+
     def finish(self, summary: dict, held_out: dict, model: Kubik3DModel, ema_model: Kubik3DModel | None,
                optimizer, scheduler, step: int, info: dict) -> dict:
         """End of a run: ``evaluation.json`` (every held-out shape) and the model file, both with
