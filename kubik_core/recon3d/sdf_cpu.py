@@ -60,9 +60,9 @@ class TriangleTree:
 
     triangles: np.ndarray      # [F, 9] float64 vertices a, b, c of the sorted triangles
     order: np.ndarray          # [F] int64: sorted triangle -> original face index
-    box_axes: np.ndarray       # [N, 9] rows: the orthonormal axes of the node's oriented box
-    box_lo: np.ndarray         # [N, 3] box extent along those axes
-    box_hi: np.ndarray         # [N, 3]
+    child_boxes: np.ndarray    # [N, 15, BRANCHING] the oriented boxes of a node's children side by
+                               # side, one search step's reads in one block (rows: the 3 axes' 9
+                               # components, 3 low and 3 high extents along them; empty slots: far)
     child_first: np.ndarray    # [N] int64, index of the first child
     child_count: np.ndarray    # [N] int64
     tri_start: np.ndarray      # [N] int64, first sorted triangle covered
@@ -77,9 +77,8 @@ class TriangleTree:
 
     def arrays(self) -> tuple:
         """The arrays the kernels read, in their order."""
-        return (self.triangles, self.box_axes, self.box_lo, self.box_hi, self.child_first, self.child_count,
-                self.tri_start, self.tri_stop, self.dipole, self.quadrupole, self.center, self.radius,
-                self.area)
+        return (self.triangles, self.child_boxes, self.child_first, self.child_count, self.tri_start,
+                self.tri_stop, self.dipole, self.quadrupole, self.center, self.radius, self.area)
 
 
 def morton_codes(points: np.ndarray, bits: int = 10) -> np.ndarray:
@@ -168,9 +167,24 @@ def _build(corners: np.ndarray, **extra) -> TriangleTree:
     _fit_nodes(flat_corners, tri_start, tri_stop, box_axes, center, box_lo, box_hi, radius)
     return TriangleTree(
         triangles=flat_corners, order=order,
-        box_axes=box_axes, box_lo=box_lo, box_hi=box_hi, child_first=child_first,
+        child_boxes=_children_side_by_side(box_axes, box_lo, box_hi, child_first, child_count),
+        child_first=child_first,
         child_count=child_count, tri_start=tri_start, tri_stop=tri_stop, dipole=dipole,
         quadrupole=quadrupole, center=center, radius=radius, area=node_area, **extra)
+
+
+_FAR = 1e100  # extent of an empty child slot: its box lies beyond any query
+
+
+def _children_side_by_side(box_axes, box_lo, box_hi, child_first, child_count) -> np.ndarray:
+    """Per node, its children's oriented boxes in one [15, BRANCHING] block."""
+    boxes = np.zeros((len(child_count), 15, BRANCHING))
+    boxes[:, 9:12], boxes[:, 12:15] = _FAR, -_FAR
+    for k in range(BRANCHING):
+        has = child_count > k
+        child = child_first[has] + k
+        boxes[has, 0:9, k], boxes[has, 9:12, k], boxes[has, 12:15, k] = box_axes[child], box_lo[child], box_hi[child]
+    return boxes
 
 
 @njit(nogil=True, cache=True)
@@ -397,8 +411,9 @@ def _crossing(qx, qy, qz, px, py, pz, tri, t):
 def _signed_crossings(qx, qy, qz, px, py, pz, tree, stack):
     """Sum of :func:`_crossing` over the tree's triangles along the segment q -> p (boxes are
     tested with a margin, so no crossing is missed), or ``AMBIGUOUS``."""
-    tri, box_axes, box_lo, box_hi, child_first, child_count, tri_start, tri_stop = tree[:8]
-    dx, dy, dz = px - qx, py - qy, pz - qz
+    tri, child_boxes, child_first, child_count, tri_start, tri_stop = tree[0], tree[1], tree[2], tree[3], tree[4], tree[5]
+    mx, my, mz = (qx + px) * 0.5, (qy + py) * 0.5, (qz + pz) * 0.5   # the segment's middle
+    hx, hy, hz = (px - qx) * 0.5, (py - qy) * 0.5, (pz - qz) * 0.5   # and half of it
     eps = 1e-7
     total = 0
     stack[0] = 0
@@ -414,24 +429,27 @@ def _signed_crossings(qx, qy, qz, px, py, pz, tree, stack):
                     return AMBIGUOUS
                 total += c
             continue
+        boxes = child_boxes[node]
         for k in range(count):
-            child = child_first[node] + k
-            a = box_axes[child]
-            enter, leave = 0.0, 1.0
-            for axis in range(3):  # slab test in the child's frame, boxes grown by eps
-                start = a[3 * axis] * qx + a[3 * axis + 1] * qy + a[3 * axis + 2] * qz
-                along = a[3 * axis] * dx + a[3 * axis + 1] * dy + a[3 * axis + 2] * dz
-                lo, hi = box_lo[child, axis] - eps, box_hi[child, axis] + eps
-                if abs(along) < 1e-300:
-                    if start < lo or start > hi:
-                        enter = 2.0
-                else:
-                    s0, s1 = (lo - start) / along, (hi - start) / along
-                    enter = max(enter, min(s0, s1))
-                    leave = min(leave, max(s0, s1))
-            if enter <= leave:
-                stack[top] = child
-                top += 1
+            # Separating axes of a segment and a box (grown by eps), in the box's frame: its 3
+            # axes, then their cross products with the segment. No division, so no slab cases.
+            du = boxes[0, k] * mx + boxes[1, k] * my + boxes[2, k] * mz - (boxes[9, k] + boxes[12, k]) * 0.5
+            dv = boxes[3, k] * mx + boxes[4, k] * my + boxes[5, k] * mz - (boxes[10, k] + boxes[13, k]) * 0.5
+            dw = boxes[6, k] * mx + boxes[7, k] * my + boxes[8, k] * mz - (boxes[11, k] + boxes[14, k]) * 0.5
+            hu = boxes[0, k] * hx + boxes[1, k] * hy + boxes[2, k] * hz
+            hv = boxes[3, k] * hx + boxes[4, k] * hy + boxes[5, k] * hz
+            hw = boxes[6, k] * hx + boxes[7, k] * hy + boxes[8, k] * hz
+            eu = (boxes[12, k] - boxes[9, k]) * 0.5 + eps
+            ev = (boxes[13, k] - boxes[10, k]) * 0.5 + eps
+            ew = (boxes[14, k] - boxes[11, k]) * 0.5 + eps
+            au, av, aw = abs(hu), abs(hv), abs(hw)
+            if abs(du) > eu + au or abs(dv) > ev + av or abs(dw) > ew + aw:
+                continue
+            if (abs(dv * hw - dw * hv) > ev * aw + ew * av or abs(dw * hu - du * hw) > eu * aw + ew * au
+                    or abs(du * hv - dv * hu) > eu * av + ev * au):
+                continue
+            stack[top] = child_first[node] + k
+            top += 1
     return total
 
 
@@ -443,8 +461,7 @@ def _cone_winding(px, py, pz, tolerance, cone, stack):
     as its dipole term when the remainder's bound ``area * R * 2 / (D - R)^3 / (4 pi)`` is at most
     ``tolerance``: the solid-angle integrand (x - p) / |x - p|^3 changes by at most
     |x - c| * 2 / (D - R)^3 between c and any x of the ball. Tolerance 0 sums every triangle."""
-    tri, child_first, child_count, tri_start, tri_stop = cone[0], cone[4], cone[5], cone[6], cone[7]
-    dipole, center, radius, area = cone[8], cone[10], cone[11], cone[12]
+    tri, _, child_first, child_count, tri_start, tri_stop, dipole, _, center, radius, area = cone
     total = 0.0
     bound = 0.0
     stack[0] = 0
@@ -498,8 +515,7 @@ def _whole_winding(px, py, pz, has_cone, mesh, cone, stack):
     """The integer winding number of mesh + cones at p, from the fast winding number (coarse,
     then refined): ``(value, True)`` when the estimate is provably within 1/2 of it, else the
     mesh's own refined fast winding number and False."""
-    tri, child_first, child_count, tri_start, tri_stop = mesh[0], mesh[4], mesh[5], mesh[6], mesh[7]
-    dipole, quadrupole, center, radius = mesh[8], mesh[9], mesh[10], mesh[11]
+    tri, _, child_first, child_count, tri_start, tri_stop, dipole, quadrupole, center, radius, _ = mesh
     wc, bound = 0.0, 0.0
     if has_cone:
         wc, bound = _cone_winding(px, py, pz, CONE_TOLERANCES[1], cone, stack)
@@ -519,36 +535,46 @@ def _whole_winding(px, py, pz, has_cone, mesh, cone, stack):
 
 
 @njit(nogil=True, cache=True)
+def _box_distances(boxes, px, py, pz, out):
+    """Squared distance from p to each of a node's child boxes (all lanes, so the loop vectorises)."""
+    for k in range(BRANCHING):
+        u = boxes[0, k] * px + boxes[1, k] * py + boxes[2, k] * pz
+        v = boxes[3, k] * px + boxes[4, k] * py + boxes[5, k] * pz
+        w = boxes[6, k] * px + boxes[7, k] * py + boxes[8, k] * pz
+        dx = max(boxes[9, k] - u, 0.0, u - boxes[12, k])
+        dy = max(boxes[10, k] - v, 0.0, v - boxes[13, k])
+        dz = max(boxes[11, k] - w, 0.0, w - boxes[14, k])
+        out[k] = dx * dx + dy * dy + dz * dz
+
+
+@njit(nogil=True, cache=True)
 def query_chunk(points, max_distance, need_sign, mesh, cone, out_distance, out_face, out_winding):
     """Distance, closest sorted triangle (-1 beyond ``max_distance``) and winding number of each
     point, in the given order (Morton order makes the warm starts and the carried signs
     effective). ``mesh`` and ``cone`` are :meth:`TriangleTree.arrays` (``cone`` with no triangles
     when the mesh is closed). Returns how many winding numbers were evaluated rather than carried."""
-    tri, box_axes, box_lo, box_hi, child_first, child_count, tri_start, tri_stop = mesh[:8]
+    tri, child_boxes, child_first, child_count, tri_start, tri_stop = mesh[0], mesh[1], mesh[2], mesh[3], mesh[4], mesh[5]
     has_cone = len(cone[0]) > 0
     stack = np.empty(_STACK, np.int64)
     stack_bound = np.empty(_STACK)
     child_bound = np.empty(64)
     child_node = np.empty(64, np.int64)
+    lane_bound = np.empty(BRANCHING)
     max2 = max_distance * max_distance
-    prev_x = prev_y = prev_z = 0.0
-    prev_d = 0.0
-    have_prev = False
-    prev_exact = False
+    prev_face = -1
     evaluated = 0
     # Recent points whose integer winding number (of mesh + cones) is known: x, y, z, d, value.
     recent = np.zeros((RECENT, 5))
     recent_count = 0
     for i in range(len(points)):
         px, py, pz = points[i, 0], points[i, 1], points[i, 2]
-        step = 0.0
         best = max2
-        if have_prev:
-            step = math.sqrt((px - prev_x) ** 2 + (py - prev_y) ** 2 + (pz - prev_z) ** 2)
-            if prev_exact:  # d(p) <= d(prev) + |p - prev|, inflated against rounding
-                bound = (prev_d + step) * (1.0 + 1e-9) + 1e-12
-                best = min(best, bound * bound)
         best_face = -1
+        if prev_face >= 0:  # the previous point's closest triangle: a close first bound
+            d2 = _triangle_sq(px, py, pz, tri, prev_face)
+            if d2 < best:
+                best = d2
+                best_face = prev_face
         stack[0] = 0
         stack_bound[0] = 0.0
         top = 1
@@ -565,17 +591,10 @@ def query_chunk(points, max_distance, need_sign, mesh, cone, out_distance, out_f
                         best = d2
                         best_face = t
                 continue
+            _box_distances(child_boxes[node], px, py, pz, lane_bound)
             kept = 0
             for k in range(count):
-                child = child_first[node] + k
-                a = box_axes[child]
-                u = a[0] * px + a[1] * py + a[2] * pz
-                v = a[3] * px + a[4] * py + a[5] * pz
-                w = a[6] * px + a[7] * py + a[8] * pz
-                dx = max(box_lo[child, 0] - u, 0.0, u - box_hi[child, 0])
-                dy = max(box_lo[child, 1] - v, 0.0, v - box_hi[child, 1])
-                dz = max(box_lo[child, 2] - w, 0.0, w - box_hi[child, 2])
-                b = dx * dx + dy * dy + dz * dz
+                b = lane_bound[k]
                 if b < best:  # insertion sort, farthest first, so the nearest is popped next
                     j = kept
                     while j > 0 and child_bound[j - 1] < b:
@@ -583,7 +602,7 @@ def query_chunk(points, max_distance, need_sign, mesh, cone, out_distance, out_f
                         child_node[j] = child_node[j - 1]
                         j -= 1
                     child_bound[j] = b
-                    child_node[j] = child
+                    child_node[j] = child_first[node] + k
                     kept += 1
             for k in range(kept):
                 stack[top] = child_node[k]
@@ -631,9 +650,7 @@ def query_chunk(points, max_distance, need_sign, mesh, cone, out_distance, out_f
                 recent[slot, 0], recent[slot, 1], recent[slot, 2] = px, py, pz
                 recent[slot, 3], recent[slot, 4] = d, whole
                 recent_count += 1
-        prev_x, prev_y, prev_z, prev_d = px, py, pz, d
-        prev_exact = best_face >= 0
-        have_prev = True
+        prev_face = best_face
     return evaluated
 
 
@@ -649,9 +666,9 @@ def winding_chunk(points, tri, child_first, child_count, tri_start, tri_stop, di
 
 
 # Stand-in for the cones of a closed mesh: the kernels' argument types stay the same.
-_NO_CONE = (np.zeros((0, 9)), np.zeros((0, 9)), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, np.int64),
-            np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3)),
-            np.zeros((0, 9)), np.zeros((0, 3)), np.zeros(0), np.zeros(0))
+_NO_CONE = (np.zeros((0, 9)), np.zeros((0, 15, BRANCHING)), np.zeros(0, np.int64), np.zeros(0, np.int64),
+            np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros((0, 9)), np.zeros((0, 3)),
+            np.zeros(0), np.zeros(0))
 
 CHUNK = 8192  # points per task: fixed, so that results do not depend on the thread count
 
