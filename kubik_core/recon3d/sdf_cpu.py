@@ -74,6 +74,7 @@ class TriangleTree:
     area: np.ndarray           # [N] summed (unsigned) area of the node's triangles
     boundary_length: float = 0.0       # of the boundary chain: 0 for a closed, consistently oriented mesh
     cone: "TriangleTree | None" = None  # triangles that close the boundary chain (None when closed)
+    cone_bound: np.ndarray | None = None  # [G, G, G] bound of |w_cones| per cell of [-1, 1]^3
 
     def arrays(self) -> tuple:
         """The arrays the kernels read, in their order."""
@@ -101,8 +102,12 @@ def build_tree(vertices: np.ndarray, faces: np.ndarray) -> TriangleTree:
     """Build the tree of a mesh whose vertices already lie in about [-1, 1]^3, and the tree of the
     cone triangles that close its boundary chain (see :func:`closing_cones`)."""
     cones, boundary_length = closing_cones(vertices, faces)
-    cone = _build(cones) if len(cones) else None
-    return _build(vertices[faces], boundary_length=boundary_length, cone=cone)
+    if not len(cones):
+        return _build(vertices[faces])
+    cone = _build(cones)
+    bound = np.empty((CONE_GRID,) * 3)
+    _cone_bound_grid(cone.arrays(), bound)
+    return _build(vertices[faces], boundary_length=boundary_length, cone=cone, cone_bound=bound)
 
 
 def _build(corners: np.ndarray, **extra) -> TriangleTree:
@@ -490,17 +495,94 @@ def _cone_winding(px, py, pz, tolerance, cone, stack):
     return total / (4.0 * math.pi), bound / (4.0 * math.pi)
 
 
+CONE_GRID = 32  # cells per axis of the grid of bounds on the cones' winding number
+
+
+@njit(nogil=True, cache=True)
+def _triangle_winding_bound(tri, t, x, y, z, reach):
+    """Bound of |w| of sorted triangle t over the ball of radius ``reach`` around (x, y, z)."""
+    cx = (tri[t, 0] + tri[t, 3] + tri[t, 6]) / 3.0
+    cy = (tri[t, 1] + tri[t, 4] + tri[t, 7]) / 3.0
+    cz = (tri[t, 2] + tri[t, 5] + tri[t, 8]) / 3.0
+    far = 0.0
+    for k in range(3):
+        far = max(far, (tri[t, 3 * k] - cx) ** 2 + (tri[t, 3 * k + 1] - cy) ** 2 + (tri[t, 3 * k + 2] - cz) ** 2)
+    gap = math.sqrt((cx - x) ** 2 + (cy - y) ** 2 + (cz - z) ** 2) - math.sqrt(far) - reach
+    if gap <= 0.0:
+        return np.inf
+    ex, ey, ez = tri[t, 3] - tri[t, 0], tri[t, 4] - tri[t, 1], tri[t, 5] - tri[t, 2]
+    fx, fy, fz = tri[t, 6] - tri[t, 0], tri[t, 7] - tri[t, 1], tri[t, 8] - tri[t, 2]
+    area = 0.5 * math.sqrt((ey * fz - ez * fy) ** 2 + (ez * fx - ex * fz) ** 2 + (ex * fy - ey * fx) ** 2)
+    return area / (4.0 * math.pi * gap * gap)
+
+
+@njit(nogil=True, cache=True)
+def _cone_bound_grid(cone, out):
+    """``out[i, j, k]``: a bound of |w_cones| over the cell (i, j, k) of a grid on [-1, 1]^3, finite
+    only where no cone triangle comes within the cell's circumscribed ball. A patch of area A whose points all lie at least d_min from p has
+    |w(p)| <= A / (4 pi d_min^2); a node's triangles lie within its radius of its center."""
+    tri, _, child_first, child_count, tri_start, tri_stop, _, _, center, radius, area = cone
+    size = len(out)
+    half = math.sqrt(3.0) / size  # half-diagonal of a cell
+    stack = np.empty(_STACK, np.int64)
+    for i in range(size):
+        for j in range(size):
+            for k in range(size):
+                x, y, z = (2 * i + 1) / size - 1.0, (2 * j + 1) / size - 1.0, (2 * k + 1) / size - 1.0
+                total = 0.0
+                stack[0] = 0
+                top = 1
+                while top > 0 and total < 1.0:
+                    top -= 1
+                    node = stack[top]
+                    gap = math.sqrt((center[node, 0] - x) ** 2 + (center[node, 1] - y) ** 2
+                                    + (center[node, 2] - z) ** 2) - radius[node] - half
+                    b = area[node] / (4.0 * math.pi * gap * gap) if gap > 0.0 else np.inf
+                    if b <= 0.01:
+                        total += b
+                    elif child_count[node] == 0:  # a leaf's triangles may lie apart: one by one
+                        for t in range(tri_start[node], tri_stop[node]):
+                            total += _triangle_winding_bound(tri, t, x, y, z, half)
+                    else:
+                        for c in range(child_count[node]):
+                            stack[top] = child_first[node] + c
+                            top += 1
+                out[i, j, k] = total if top == 0 else np.inf  # stopped early: some node unvisited
+
+
 # Error allowed per cone node (see _cone_winding), tried in turn until the summed bound decides
 # the side of 1/2; 0 sums every cone triangle exactly.
 CONE_TOLERANCES = (0.1, 0.01, 0.0)
 
 
 @njit(nogil=True, cache=True)
-def _mesh_winding(whole, px, py, pz, has_cone, mesh, cone, stack):
+def _cell(x, size):
+    return int(math.floor((x + 1.0) * 0.5 * size))
+
+
+@njit(nogil=True, cache=True)
+def _in_one_coneless_cell(qx, qy, qz, px, py, pz, cone_bound):
+    """Whether q and p share a cell of the grid that no cone reaches (finite bound: no cone
+    triangle meets the ball around the cell, which holds the segment between them)."""
+    size = cone_bound.shape[0]
+    i, j, k = _cell(px, size), _cell(py, size), _cell(pz, size)
+    if not (0 <= i < size and 0 <= j < size and 0 <= k < size):
+        return False
+    return (i == _cell(qx, size) and j == _cell(qy, size) and k == _cell(qz, size)
+            and cone_bound[i, j, k] < np.inf)
+
+
+@njit(nogil=True, cache=True)
+def _mesh_winding(whole, px, py, pz, has_cone, cone, cone_bound, stack):
     """The mesh's winding number at p, given ``whole``, the integer winding number of mesh +
-    cones there: ``whole - w_cones``, with w_cones summed exactly where the bound leaves the
-    side of 1/2 open."""
+    cones there: ``whole - w_cones``, with w_cones summed exactly where the bounds leave the
+    side of 1/2 open. Where the grid bounds |w_cones| below 1/2, ``whole`` itself is returned:
+    it lies on the same side of 1/2 (all that the sign needs)."""
     if not has_cone:
+        return float(whole)
+    size = cone_bound.shape[0]
+    i, j, k = _cell(px, size), _cell(py, size), _cell(pz, size)
+    if 0 <= i < size and 0 <= j < size and 0 <= k < size and cone_bound[i, j, k] < 0.5:
         return float(whole)
     for tolerance in CONE_TOLERANCES:
         wc, bound = _cone_winding(px, py, pz, tolerance, cone, stack)
@@ -548,11 +630,11 @@ def _box_distances(boxes, px, py, pz, out):
 
 
 @njit(nogil=True, cache=True)
-def query_chunk(points, max_distance, need_sign, mesh, cone, out_distance, out_face, out_winding):
+def query_chunk(points, max_distance, need_sign, mesh, cone, cone_bound, out_distance, out_face, out_winding):
     """Distance, closest sorted triangle (-1 beyond ``max_distance``) and winding number of each
     point, in the given order (Morton order makes the warm starts and the carried signs
     effective). ``mesh`` and ``cone`` are :meth:`TriangleTree.arrays` (``cone`` with no triangles
-    when the mesh is closed). Returns how many winding numbers were evaluated rather than carried."""
+    when the mesh is closed), ``cone_bound`` the mesh tree's. Returns how many winding numbers were evaluated rather than carried."""
     tri, child_boxes, child_first, child_count, tri_start, tri_stop = mesh[0], mesh[1], mesh[2], mesh[3], mesh[4], mesh[5]
     has_cone = len(cone[0]) > 0
     stack = np.empty(_STACK, np.int64)
@@ -628,20 +710,20 @@ def query_chunk(points, max_distance, need_sign, mesh, cone, out_distance, out_f
                 crossings = 0
                 if nearest_gap >= qd - 1e-9 * (1.0 + qd):  # margin against rounding
                     crossings = _signed_crossings(qx, qy, qz, px, py, pz, mesh, stack)
-                if crossings != AMBIGUOUS and has_cone:
+                if crossings != AMBIGUOUS and has_cone and not _in_one_coneless_cell(qx, qy, qz, px, py, pz, cone_bound):
                     more = _signed_crossings(qx, qy, qz, px, py, pz, cone, stack)
                     crossings = AMBIGUOUS if more == AMBIGUOUS else crossings + more
                 if crossings != AMBIGUOUS:
                     whole = int(recent[nearest, 4]) + crossings
                     known = True
             if known:
-                w = _mesh_winding(whole, px, py, pz, has_cone, mesh, cone, stack)
+                w = _mesh_winding(whole, px, py, pz, has_cone, cone, cone_bound, stack)
             else:
                 evaluated += 1
                 value, known = _whole_winding(px, py, pz, has_cone, mesh, cone, stack)
                 if known:
                     whole = int(value)
-                    w = _mesh_winding(whole, px, py, pz, has_cone, mesh, cone, stack)
+                    w = _mesh_winding(whole, px, py, pz, has_cone, cone, cone_bound, stack)
                 else:
                     w = value
             out_winding[i] = w
@@ -695,9 +777,10 @@ def signed_query(tree: TriangleTree, points: np.ndarray, max_distance: float, *,
     distance, face, winding = np.empty(count), np.empty(count, np.int64), np.empty(count)
     mesh = tree.arrays()
     cone = tree.cone.arrays() if tree.cone is not None else _NO_CONE
+    cone_bound = tree.cone_bound if tree.cone_bound is not None else np.zeros((1, 1, 1))
 
     def work(lo, hi):
-        query_chunk(sorted_points[lo:hi], float(max_distance), True, mesh, cone,
+        query_chunk(sorted_points[lo:hi], float(max_distance), True, mesh, cone, cone_bound,
                     distance[lo:hi], face[lo:hi], winding[lo:hi])
 
     _run_chunks(count, threads, work)
