@@ -41,6 +41,7 @@ CPU_ENGINES = {  # engine -> share of --points it gets (slow baselines get fewer
     "warp-cpu-winding": 0.1,
     "warp-bvh+igl-fwn": 0.25,   # the engine kubik-cpu used before sdf_cpu: Warp BVH on all cores + libigl FWN
     "open3d": 0.25,
+    "fcpw+igl-fwn": 0.25,   # fcpw's vectorised BVH closest point + libigl's fast winding number sign
     "kubik-cpu": 1.0,
     "kubik-cpu-1thread": 0.25,   # the same on one thread: how it scales with cores
     "kubik-cpu-trunc0.1": 1.0,   # distances clipped to +-0.1 (a truncated-SDF training target)
@@ -116,6 +117,8 @@ def run_case(engine: str, mesh_path: str, count: int, out: str) -> dict:
         scene = o3d.t.geometry.RaycastingScene()
         scene.add_triangles(o3d.core.Tensor(v.astype(np.float32)), o3d.core.Tensor(f.astype(np.uint32)))
         query = lambda p: scene.compute_signed_distance(o3d.core.Tensor(p.astype(np.float32))).numpy()  # noqa: E731
+    elif engine == "fcpw+igl-fwn":
+        query = _fcpw_igl_query(v, f)
     elif engine == "warp-bvh+igl-fwn":
         query = _warp_bvh_igl_query(v, f)
     elif engine.startswith("warp-"):
@@ -162,6 +165,29 @@ def _warp_winding_query(v, f, device: str):
         out = wp.empty(len(p), dtype=wp.float32, device=device)
         wp.launch(signed, dim=len(p), inputs=[mesh.id, pts, out], device=device)
         return out.numpy()
+
+    query(np.zeros((4, 3)))
+    return query
+
+
+def _fcpw_igl_query(v, f):
+    """fcpw's SIMD BVH closest-point query (float32; the distances come back as a list of
+    Python objects) + libigl's fast winding number for the sign."""
+    import fcpw
+    import igl
+
+    scene = fcpw.scene_3D()
+    scene.set_object_count(1)
+    scene.set_object_vertices(v.astype(np.float32), 0)
+    scene.set_object_triangles(f.astype(np.int32), 0)
+    scene.build(fcpw.aggregate_type.bvh_surface_area, True)
+
+    def query(p):
+        found = fcpw.interaction_3D_list()
+        scene.find_closest_points(np.asfortranarray(p, np.float32), np.full(len(p), np.inf, np.float32), found)
+        distance = np.array([hit.d for hit in found])
+        distance[igl.fast_winding_number(v, f, np.ascontiguousarray(p, np.float64)) > 0.5] *= -1.0
+        return distance
 
     query(np.zeros((4, 3)))
     return query
@@ -244,7 +270,7 @@ def main() -> None:
             exact_distances: dict[int, np.ndarray] = {}
             baseline, baseline_name = None, None
             for engine, count in cases:
-                module = {"open3d": "open3d", "pcu": "point_cloud_utils"}.get(engine)
+                module = {"open3d": "open3d", "pcu": "point_cloud_utils", "fcpw+igl-fwn": "fcpw"}.get(engine)
                 if module and not _importable(module):
                     print(f"{engine:18s} {mesh_name:17s} skipped: {module} is not installed")
                     continue
