@@ -498,7 +498,7 @@ def _cone_winding(px, py, pz, tolerance, cone, stack):
     return total / (4.0 * math.pi), bound / (4.0 * math.pi)
 
 
-CONE_GRID = 32  # cells per axis of the grid of bounds on the cones' winding number
+CONE_GRID = 64  # cells per axis of the grid of bounds on the cones' winding number
 
 
 @njit(nogil=True, cache=True)
@@ -632,13 +632,64 @@ def _box_distances(boxes, px, py, pz, out):
         out[k] = dx * dx + dy * dy + dz * dz
 
 
+@njit(nogil=True, cache=True, inline="always")  # inlined: as a call it cost 5%
+def _closest(px, py, pz, best, first_face, mesh, stack, stack_bound, child_bound, child_node, lane_bound):
+    """Branch and bound for the closest triangle to p within squared distance ``best``, starting
+    from ``first_face`` (the previous point's, usually as near as the answer): (squared distance,
+    sorted triangle), triangle -1 when none is that near."""
+    tri, child_boxes, child_first, child_count, tri_start, tri_stop = mesh[0], mesh[1], mesh[2], mesh[3], mesh[4], mesh[5]
+    best_face = -1
+    if first_face >= 0:
+        d2 = _triangle_sq(px, py, pz, tri, first_face)
+        if d2 < best:
+            best = d2
+            best_face = first_face
+    stack[0] = 0
+    stack_bound[0] = 0.0
+    top = 1
+    while top > 0:
+        top -= 1
+        if stack_bound[top] >= best:
+            continue
+        node = stack[top]
+        count = child_count[node]
+        if count == 0:
+            for t in range(tri_start[node], tri_stop[node]):
+                d2 = _triangle_sq(px, py, pz, tri, t)
+                if d2 < best:
+                    best = d2
+                    best_face = t
+            continue
+        _box_distances(child_boxes[node], px, py, pz, lane_bound)
+        kept = 0
+        for k in range(count):
+            b = lane_bound[k]
+            if b < best:  # insertion sort, farthest first, so the nearest is popped next
+                j = kept
+                while j > 0 and child_bound[j - 1] < b:
+                    child_bound[j] = child_bound[j - 1]
+                    child_node[j] = child_node[j - 1]
+                    j -= 1
+                child_bound[j] = b
+                child_node[j] = child_first[node] + k
+                kept += 1
+        for k in range(kept):
+            stack[top] = child_node[k]
+            stack_bound[top] = child_bound[k]
+            top += 1
+    return best, best_face
+
+
 @njit(nogil=True, cache=True)
-def query_chunk(points, max_distance, need_sign, mesh, cone, cone_bound, out_distance, out_face, out_winding):
+def query_chunk(points, max_distance, search, need_sign, mesh, cone, cone_bound, out_distance, out_face, out_winding):
     """Distance, closest sorted triangle (-1 beyond ``max_distance``) and winding number of each
     point, in the given order (Morton order makes the warm starts and the carried signs
     effective). ``mesh`` and ``cone`` are :meth:`TriangleTree.arrays` (``cone`` with no triangles
-    when the mesh is closed), ``cone_bound`` the mesh tree's. Returns how many winding numbers were evaluated rather than carried."""
-    tri, child_boxes, child_first, child_count, tri_start, tri_stop = mesh[0], mesh[1], mesh[2], mesh[3], mesh[4], mesh[5]
+    when the mesh is closed), ``cone_bound`` the mesh tree's.
+
+    ``search`` False: the distances are not searched; ``out_distance`` holds lower bounds of them
+    (from another engine) on input, and only the winding numbers are written. ``need_sign``
+    False: no winding numbers. Returns how many winding numbers were evaluated rather than carried."""
     has_cone = len(cone[0]) > 0
     stack = np.empty(_STACK, np.int64)
     stack_bound = np.empty(_STACK)
@@ -653,49 +704,15 @@ def query_chunk(points, max_distance, need_sign, mesh, cone, cone_bound, out_dis
     recent_count = 0
     for i in range(len(points)):
         px, py, pz = points[i, 0], points[i, 1], points[i, 2]
-        best = max2
-        best_face = -1
-        if prev_face >= 0:  # the previous point's closest triangle: a close first bound
-            d2 = _triangle_sq(px, py, pz, tri, prev_face)
-            if d2 < best:
-                best = d2
-                best_face = prev_face
-        stack[0] = 0
-        stack_bound[0] = 0.0
-        top = 1
-        while top > 0:
-            top -= 1
-            if stack_bound[top] >= best:
-                continue
-            node = stack[top]
-            count = child_count[node]
-            if count == 0:
-                for t in range(tri_start[node], tri_stop[node]):
-                    d2 = _triangle_sq(px, py, pz, tri, t)
-                    if d2 < best:
-                        best = d2
-                        best_face = t
-                continue
-            _box_distances(child_boxes[node], px, py, pz, lane_bound)
-            kept = 0
-            for k in range(count):
-                b = lane_bound[k]
-                if b < best:  # insertion sort, farthest first, so the nearest is popped next
-                    j = kept
-                    while j > 0 and child_bound[j - 1] < b:
-                        child_bound[j] = child_bound[j - 1]
-                        child_node[j] = child_node[j - 1]
-                        j -= 1
-                    child_bound[j] = b
-                    child_node[j] = child_first[node] + k
-                    kept += 1
-            for k in range(kept):
-                stack[top] = child_node[k]
-                stack_bound[top] = child_bound[k]
-                top += 1
-        d = math.sqrt(best) if best_face >= 0 else max_distance
-        out_distance[i] = d
-        out_face[i] = best_face
+        if search:
+            best, best_face = _closest(px, py, pz, max2, prev_face, mesh, stack, stack_bound, child_bound,
+                                       child_node, lane_bound)
+            d = math.sqrt(best) if best_face >= 0 else max_distance
+            out_distance[i] = d
+            out_face[i] = best_face
+            prev_face = best_face
+        else:
+            d = out_distance[i]
         if need_sign:
             # The integer winding number W of mesh + cones is carried from the nearest recent
             # point q: W(p) = W(q) + the signed crossings of the segment q -> p with the mesh
@@ -735,7 +752,6 @@ def query_chunk(points, max_distance, need_sign, mesh, cone, cone_bound, out_dis
                 recent[slot, 0], recent[slot, 1], recent[slot, 2] = px, py, pz
                 recent[slot, 3], recent[slot, 4] = d, whole
                 recent_count += 1
-        prev_face = best_face
     return evaluated
 
 
@@ -783,7 +799,7 @@ def signed_query(tree: TriangleTree, points: np.ndarray, max_distance: float, *,
     cone_bound = tree.cone_bound if tree.cone_bound is not None else np.zeros((1, 1, 1))
 
     def work(lo, hi):
-        query_chunk(sorted_points[lo:hi], float(max_distance), True, mesh, cone, cone_bound,
+        query_chunk(sorted_points[lo:hi], float(max_distance), True, True, mesh, cone, cone_bound,
                     distance[lo:hi], face[lo:hi], winding[lo:hi])
 
     _run_chunks(count, threads, work)
@@ -792,6 +808,28 @@ def signed_query(tree: TriangleTree, points: np.ndarray, max_distance: float, *,
     out_face[order] = np.where(face >= 0, tree.order[np.maximum(face, 0)], -1)
     out_winding[order] = winding
     return out_distance, out_face, out_winding
+
+
+def carried_winding(tree: TriangleTree, points: np.ndarray, distance_below: np.ndarray, *, threads: int) -> np.ndarray:
+    """Winding numbers of normalised points [N, 3] by the exact carried sign of
+    :func:`signed_query`, given lower bounds of their distances to the mesh (from another
+    engine, e.g. the GPU's) instead of searching them: only the values' side of 1/2 is exact."""
+    order = query_order(points)
+    sorted_points = np.ascontiguousarray(points[order], dtype=np.float64)
+    distance = np.ascontiguousarray(np.maximum(distance_below[order], 0.0), dtype=np.float64)
+    face, winding = np.empty(len(points), np.int64), np.empty(len(points))
+    mesh = tree.arrays()
+    cone = tree.cone.arrays() if tree.cone is not None else _NO_CONE
+    cone_bound = tree.cone_bound if tree.cone_bound is not None else np.zeros((1, 1, 1))
+
+    def work(lo, hi):
+        query_chunk(sorted_points[lo:hi], 0.0, False, True, mesh, cone, cone_bound,
+                    distance[lo:hi], face[lo:hi], winding[lo:hi])
+
+    _run_chunks(len(points), threads, work)
+    out = np.empty(len(points))
+    out[order] = winding
+    return out
 
 
 def winding_numbers(tree: TriangleTree, points: np.ndarray, *, threads: int) -> np.ndarray:

@@ -305,6 +305,23 @@ def test_carried_signs_equal_evaluated_ones(shape, bunny_path):
     assert np.array_equal((signed < 0)[decided], (evaluated > 0.5)[decided])
 
 
+def test_signs_carried_with_distances_from_elsewhere_equal_the_searched_ones(bunny_path):
+    """The CUDA path's sign: the same carried winding number, with lower bounds of the distances
+    (here the exact ones shrunk, or none at all) in place of the searched ones."""
+    from kubik_core.recon3d.sdf_cpu import carried_winding, signed_query
+
+    mesh, _ = normalize(load_mesh(bunny_path))
+    sdf = MeshSDF(mesh.vertices, mesh.faces)
+    rng = np.random.default_rng(13)
+    surface, _ = trimesh.sample.sample_surface(mesh, 6000, seed=14)
+    points = np.concatenate([surface + rng.normal(size=surface.shape) * 0.01, rng.uniform(-1, 1, (6000, 3))])
+    local = (points - sdf.center) / sdf.scale
+    distance, _, winding = signed_query(sdf._tree, local, 1e6, threads=2)
+    for below in (distance * (1 - 1e-5) - 2e-3, np.zeros(len(points))):
+        carried = carried_winding(sdf._tree, local, below, threads=2)
+        assert np.array_equal(carried > 0.5, winding > 0.5)
+
+
 def _meshes_of(family: str, folder, bunny_path) -> list[tuple[str, object]]:
     """Normalised meshes of one kind: procedural unions, pybullet's random objects, the holed bunny."""
     if family.startswith("synth"):
