@@ -716,7 +716,7 @@ def query_chunk(points, max_distance, search, need_sign, mesh, cone, cone_bound,
         if need_sign:
             # The integer winding number W of mesh + cones is carried from the nearest recent
             # point q: W(p) = W(q) + the signed crossings of the segment q -> p with the mesh
-            # (none when p lies in q's empty ball of radius d(q)) and with the cones.
+            # and with the cones.
             known = False
             whole = 0
             nearest = -1
@@ -727,9 +727,18 @@ def query_chunk(points, max_distance, search, need_sign, mesh, cone, cone_bound,
                     nearest, nearest_gap = k, gap
             if nearest >= 0:
                 qx, qy, qz, qd = recent[nearest, 0], recent[nearest, 1], recent[nearest, 2], recent[nearest, 3]
+                # The segment's first qd lies in q's empty ball and its last d in p's: only the
+                # part between can cross the mesh (none when the balls overlap along it). The
+                # ends are pulled 1e-7 into the balls against rounding.
                 crossings = 0
-                if nearest_gap >= qd - 1e-9 * (1.0 + qd):  # margin against rounding
-                    crossings = _signed_crossings(qx, qy, qz, px, py, pz, mesh, stack)
+                start = qd - 1e-7 * (1.0 + qd)
+                stop = nearest_gap - d + 1e-7 * (1.0 + d)
+                if start < stop:
+                    ux, uy, uz = (px - qx) / nearest_gap, (py - qy) / nearest_gap, (pz - qz) / nearest_gap
+                    start = max(start, 0.0)
+                    stop = min(stop, nearest_gap)
+                    crossings = _signed_crossings(qx + start * ux, qy + start * uy, qz + start * uz,
+                                                  qx + stop * ux, qy + stop * uy, qz + stop * uz, mesh, stack)
                 if crossings != AMBIGUOUS and has_cone and not _in_one_coneless_cell(qx, qy, qz, px, py, pz, cone_bound):
                     more = _signed_crossings(qx, qy, qz, px, py, pz, cone, stack)
                     crossings = AMBIGUOUS if more == AMBIGUOUS else crossings + more
