@@ -46,12 +46,12 @@ LEAF_SIZE = 2
 BRANCHING = 8
 # Fast winding number accuracy: a node is replaced by its expansion beyond BETA radii. The sign
 # only needs w against 1/2, so a coarse pass is refined at REFINE_BETA for the few points within
-# REFINE_BAND of 1/2. Errors against the exact sum, 800 points near and far from the holed bunny:
-# max 0.12 at BETA 1.25 (0.36 at 1.0), 0.014 at 3.0; the bounds below keep a 3x margin.
+# REFINE_BAND of 1/2. Errors against the exact sum, 800-1000 points near and far from the holed
+# bunny: max 0.12-0.14 at BETA 1.25 (0.36 at 1.0), 0.014 at 3.0; the bounds below keep a margin.
 BETA = 1.25
 REFINE_BETA = 3.0
 REFINE_BAND = 0.35
-COARSE_ERROR = 0.35   # what a coarse value may be off by, when its sign is carried over
+COARSE_ERROR = 0.35   # what a coarse value may be off by, when an integer is rounded from it
 REFINED_ERROR = 0.05  # same for a refined one
 RECENT = 8            # recent points the sign may be carried from (the nearest is taken)
 _STACK = 512
@@ -498,7 +498,7 @@ def _cone_winding(px, py, pz, tolerance, cone, stack):
     return total / (4.0 * math.pi), bound / (4.0 * math.pi)
 
 
-CONE_GRID = 64  # cells per axis of the grid of bounds on the cones' winding number
+CONE_GRID = 32  # cells per axis of the grid of bounds on the cones' winding number (64: no faster)
 
 
 @njit(nogil=True, cache=True)
@@ -522,8 +522,9 @@ def _triangle_winding_bound(tri, t, x, y, z, reach):
 @njit(nogil=True, cache=True)
 def _cone_bound_grid(cone, out):
     """``out[i, j, k]``: a bound of |w_cones| over the cell (i, j, k) of a grid on [-1, 1]^3, finite
-    only where no cone triangle comes within the cell's circumscribed ball. A patch of area A whose points all lie at least d_min from p has
-    |w(p)| <= A / (4 pi d_min^2); a node's triangles lie within its radius of its center."""
+    only where no cone triangle comes within the cell's circumscribed ball. A patch of area A
+    whose points all lie at least d_min from p has |w(p)| <= A / (4 pi d_min^2); a node's
+    triangles lie within its radius of its center."""
     tri, _, child_first, child_count, tri_start, tri_stop, _, _, center, radius, area = cone
     size = len(out)
     half = math.sqrt(3.0) / size  # half-diagonal of a cell
