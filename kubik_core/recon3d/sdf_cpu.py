@@ -18,18 +18,26 @@ Each node covers a contiguous run of the sorted triangles and stores
   is replaced by its dipole + quadrupole terms, nearer leaves are summed exactly as solid angles
   (Van Oosterom and Strackee 1983).
 
-Queries are processed in Morton order too. The previous point's exact distance bounds the next
-one's (``d(p) <= d(q) + |p - q|``), which prunes the search from its start.
+Queries are processed in Morton order too. The previous point's closest triangle gives the next
+one's search a close first bound, which prunes it from its start.
 
 The sign is carried from point to point exactly. An open mesh is first closed: one cone of
 triangles per piece of its boundary chain (:func:`closing_cones`). The winding number W of mesh +
 cones is an integer, constant off the triangles and changing by exactly 1 across each, so
-W(p) = W(q) + the signed crossings of the segment q -> p (none with the mesh when p lies in q's
-empty ball of radius d(q)), q the nearest recent point; a crossing too close to an edge or a
-plane to be sure of makes the point evaluate W afresh (fast winding number, rounded, with
-error bounds). The mesh's own winding number is W minus the cones', which is summed over the
-cones' small tree - exactly near the holes, by dipole terms with a proven error bound away from
-them. Closed meshes have no cones: their sign costs one crossing count per point.
+W(p) = W(q) + the signed crossings of the segment q -> p, q the nearest recent point (only the
+part of the segment outside the empty balls of radius d(q) and d(p) can cross the mesh); a
+crossing too close to an edge or a plane to be sure of makes the point evaluate W afresh (fast
+winding number, rounded, with error bounds). The mesh's own winding number is W minus the
+cones': a grid of proven bounds settles most points, the cones' small tree is summed near the
+holes (dipole terms with a proven error bound, exact where needed). Closed meshes have no
+cones: their sign costs one crossing count per point.
+
+Map of this file: constants; ``TriangleTree`` and its build (``build_tree``, ``_build``,
+``closing_cones``); point-triangle primitives (``_triangle_sq``, ``_solid_angle``); the fast
+winding number (``_winding``); the carried sign (``_crossing``, ``_signed_crossings``, the cones'
+winding number and bound grid, ``_mesh_winding``, ``_whole_winding``); the distance search
+(``_closest``); the per-chunk kernels (``query_chunk``, ``winding_chunk``); the Python entry
+points (``signed_query``, ``carried_winding``, ``winding_numbers``) that run chunks on a pool.
 """
 from __future__ import annotations
 
