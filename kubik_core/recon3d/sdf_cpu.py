@@ -243,6 +243,7 @@ def closing_cones(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, 
     from scipy.sparse.csgraph import connected_components
 
     edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]).astype(np.int64)
+    edges = edges[edges[:, 0] != edges[:, 1]]  # a vertex repeated in a face: no edge there
     low, high = edges.min(1), edges.max(1)
     direction = np.where(edges[:, 0] < edges[:, 1], 1, -1)
     keys, first, inverse = np.unique(low * len(vertices) + high, return_index=True, return_inverse=True)

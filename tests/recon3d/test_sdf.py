@@ -213,6 +213,8 @@ def test_closing_cones_turn_an_open_mesh_into_a_closed_chain():
         assert not _directed_edges_cancel(verts[faces])
         assert _directed_edges_cancel(np.concatenate([verts[faces], cones]))
     assert closing_cones(vertices, sphere.faces)[0].shape == (0, 3, 3)
+    point_face = np.vstack([sphere.faces, [[5, 5, 5]]])  # a face that is one vertex: no edges, no rim
+    assert closing_cones(vertices, point_face)[0].shape == (0, 3, 3)
 
 
 @pytest.mark.parametrize("case", ["half sphere", "every third face flipped", "triangle soup", "open plane",
