@@ -28,7 +28,7 @@ test: setup
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
 
-# Rebuild models/kubik3d/kubik3d_tiny_demo.safetensors from scratch (about 40 minutes on 2 idle CPU cores).
+# Rebuild models/kubik3d/kubik3d_tiny_demo.safetensors from scratch (about 50 minutes on 2 idle CPU cores).
 demo-3d-model: setup
 	$(BIN)/python scripts/train_demo_3d_model.py build/demo3d
 

@@ -7,7 +7,7 @@ seed 0) and the first 240 of pybullet_data's random_urdfs meshes, each preproces
 samples and eight 128-px renders; then `train-vae`, `encode`, `train-flow` with the `tiny`
 config, and `export --half`. Each step is one `kubik 3d` command, printed before it runs; a step
 whose output exists is skipped, so an interrupted build continues. On a 2-core CPU the whole
-build takes about 40 minutes (OMP_NUM_THREADS=1 is faster when other jobs share the cores).
+build takes about 50 minutes (OMP_NUM_THREADS=1 is faster when other jobs share the cores).
 """
 from __future__ import annotations
 
