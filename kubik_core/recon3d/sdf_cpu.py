@@ -691,15 +691,15 @@ def _closest(px, py, pz, best, first_face, mesh, stack, stack_bound, child_bound
 
 
 @njit(nogil=True, cache=True)
-def query_chunk(points, max_distance, search, need_sign, mesh, cone, cone_bound, out_distance, out_face, out_winding):
+def query_chunk(points, max_distance, search, mesh, cone, cone_bound, out_distance, out_face, out_winding):
     """Distance, closest sorted triangle (-1 beyond ``max_distance``) and winding number of each
     point, in the given order (Morton order makes the warm starts and the carried signs
     effective). ``mesh`` and ``cone`` are :meth:`TriangleTree.arrays` (``cone`` with no triangles
     when the mesh is closed), ``cone_bound`` the mesh tree's.
 
     ``search`` False: the distances are not searched; ``out_distance`` holds lower bounds of them
-    (from another engine) on input, and only the winding numbers are written. ``need_sign``
-    False: no winding numbers. Returns how many winding numbers were evaluated rather than carried."""
+    (from another engine) on input, and only the winding numbers are written. Returns how many
+    winding numbers were evaluated rather than carried."""
     has_cone = len(cone[0]) > 0
     stack = np.empty(_STACK, np.int64)
     stack_bound = np.empty(_STACK)
@@ -723,54 +723,53 @@ def query_chunk(points, max_distance, search, need_sign, mesh, cone, cone_bound,
             prev_face = best_face
         else:
             d = out_distance[i]
-        if need_sign:
-            # The integer winding number W of mesh + cones is carried from the nearest recent
-            # point q: W(p) = W(q) + the signed crossings of the segment q -> p with the mesh
-            # and with the cones.
-            known = False
-            whole = 0
-            nearest = -1
-            nearest_gap = np.inf
-            for k in range(min(recent_count, RECENT)):
-                gap = math.sqrt((px - recent[k, 0]) ** 2 + (py - recent[k, 1]) ** 2 + (pz - recent[k, 2]) ** 2)
-                if gap < nearest_gap:
-                    nearest, nearest_gap = k, gap
-            if nearest >= 0:
-                qx, qy, qz, qd = recent[nearest, 0], recent[nearest, 1], recent[nearest, 2], recent[nearest, 3]
-                # The segment's first qd lies in q's empty ball and its last d in p's: only the
-                # part between can cross the mesh (none when the balls overlap along it). The
-                # ends are pulled 1e-7 into the balls against rounding.
-                crossings = 0
-                start = qd - 1e-7 * (1.0 + qd)
-                stop = nearest_gap - d + 1e-7 * (1.0 + d)
-                if start < stop:
-                    ux, uy, uz = (px - qx) / nearest_gap, (py - qy) / nearest_gap, (pz - qz) / nearest_gap
-                    start = max(start, 0.0)
-                    stop = min(stop, nearest_gap)
-                    crossings = _signed_crossings(qx + start * ux, qy + start * uy, qz + start * uz,
-                                                  qx + stop * ux, qy + stop * uy, qz + stop * uz, mesh, stack)
-                if crossings != AMBIGUOUS and has_cone and not _in_one_coneless_cell(qx, qy, qz, px, py, pz, cone_bound):
-                    more = _signed_crossings(qx, qy, qz, px, py, pz, cone, stack)
-                    crossings = AMBIGUOUS if more == AMBIGUOUS else crossings + more
-                if crossings != AMBIGUOUS:
-                    whole = int(recent[nearest, 4]) + crossings
-                    known = True
+        # The integer winding number W of mesh + cones is carried from the nearest recent
+        # point q: W(p) = W(q) + the signed crossings of the segment q -> p with the mesh
+        # and with the cones.
+        known = False
+        whole = 0
+        nearest = -1
+        nearest_gap = np.inf
+        for k in range(min(recent_count, RECENT)):
+            gap = math.sqrt((px - recent[k, 0]) ** 2 + (py - recent[k, 1]) ** 2 + (pz - recent[k, 2]) ** 2)
+            if gap < nearest_gap:
+                nearest, nearest_gap = k, gap
+        if nearest >= 0:
+            qx, qy, qz, qd = recent[nearest, 0], recent[nearest, 1], recent[nearest, 2], recent[nearest, 3]
+            # The segment's first qd lies in q's empty ball and its last d in p's: only the
+            # part between can cross the mesh (none when the balls overlap along it). The
+            # ends are pulled 1e-7 into the balls against rounding.
+            crossings = 0
+            start = qd - 1e-7 * (1.0 + qd)
+            stop = nearest_gap - d + 1e-7 * (1.0 + d)
+            if start < stop:
+                ux, uy, uz = (px - qx) / nearest_gap, (py - qy) / nearest_gap, (pz - qz) / nearest_gap
+                start = max(start, 0.0)
+                stop = min(stop, nearest_gap)
+                crossings = _signed_crossings(qx + start * ux, qy + start * uy, qz + start * uz,
+                                              qx + stop * ux, qy + stop * uy, qz + stop * uz, mesh, stack)
+            if crossings != AMBIGUOUS and has_cone and not _in_one_coneless_cell(qx, qy, qz, px, py, pz, cone_bound):
+                more = _signed_crossings(qx, qy, qz, px, py, pz, cone, stack)
+                crossings = AMBIGUOUS if more == AMBIGUOUS else crossings + more
+            if crossings != AMBIGUOUS:
+                whole = int(recent[nearest, 4]) + crossings
+                known = True
+        if known:
+            w = _mesh_winding(whole, px, py, pz, has_cone, cone, cone_bound, stack)
+        else:
+            evaluated += 1
+            value, known = _whole_winding(px, py, pz, has_cone, mesh, cone, stack)
             if known:
+                whole = int(value)
                 w = _mesh_winding(whole, px, py, pz, has_cone, cone, cone_bound, stack)
             else:
-                evaluated += 1
-                value, known = _whole_winding(px, py, pz, has_cone, mesh, cone, stack)
-                if known:
-                    whole = int(value)
-                    w = _mesh_winding(whole, px, py, pz, has_cone, cone, cone_bound, stack)
-                else:
-                    w = value
-            out_winding[i] = w
-            if known:
-                slot = recent_count % RECENT
-                recent[slot, 0], recent[slot, 1], recent[slot, 2] = px, py, pz
-                recent[slot, 3], recent[slot, 4] = d, whole
-                recent_count += 1
+                w = value
+        out_winding[i] = w
+        if known:
+            slot = recent_count % RECENT
+            recent[slot, 0], recent[slot, 1], recent[slot, 2] = px, py, pz
+            recent[slot, 3], recent[slot, 4] = d, whole
+            recent_count += 1
     return evaluated
 
 
@@ -818,7 +817,7 @@ def signed_query(tree: TriangleTree, points: np.ndarray, max_distance: float, *,
     cone_bound = tree.cone_bound if tree.cone_bound is not None else np.zeros((1, 1, 1))
 
     def work(lo, hi):
-        query_chunk(sorted_points[lo:hi], float(max_distance), True, True, mesh, cone, cone_bound,
+        query_chunk(sorted_points[lo:hi], float(max_distance), True, mesh, cone, cone_bound,
                     distance[lo:hi], face[lo:hi], winding[lo:hi])
 
     _run_chunks(count, threads, work)
@@ -842,7 +841,7 @@ def carried_winding(tree: TriangleTree, points: np.ndarray, distance_below: np.n
     cone_bound = tree.cone_bound if tree.cone_bound is not None else np.zeros((1, 1, 1))
 
     def work(lo, hi):
-        query_chunk(sorted_points[lo:hi], 0.0, False, True, mesh, cone, cone_bound,
+        query_chunk(sorted_points[lo:hi], 0.0, False, mesh, cone, cone_bound,
                     distance[lo:hi], face[lo:hi], winding[lo:hi])
 
     _run_chunks(len(points), threads, work)
