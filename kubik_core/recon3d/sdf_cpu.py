@@ -342,6 +342,15 @@ def _solid_angle(px, py, pz, tri, t):
 
 
 @njit(nogil=True, cache=True)
+def _solid_angle_sum(px, py, pz, tri, start, stop):
+    """Exact solid angle of the sorted triangles start..stop-1 seen from p (a leaf's share)."""
+    total = 0.0
+    for t in range(start, stop):
+        total += _solid_angle(px, py, pz, tri, t)
+    return total
+
+
+@njit(nogil=True, cache=True)
 def _winding(px, py, pz, beta, tri, child_first, child_count, tri_start, tri_stop, dipole, quadrupole,
              center, radius, stack):
     total = 0.0
@@ -362,8 +371,7 @@ def _winding(px, py, pz, beta, tri, child_first, child_count, tri_start, tri_sto
             first = dipole[node, 0] * cx + dipole[node, 1] * cy + dipole[node, 2] * cz
             total += (first + trace) / (r2 * r) - 3.0 * mrr / (r2 * r2 * r)
         elif child_count[node] == 0:
-            for t in range(tri_start[node], tri_stop[node]):
-                total += _solid_angle(px, py, pz, tri, t)
+            total += _solid_angle_sum(px, py, pz, tri, tri_start[node], tri_stop[node])
         else:
             for k in range(child_count[node]):
                 stack[top] = child_first[node] + k
@@ -498,8 +506,7 @@ def _cone_winding(px, py, pz, tolerance, cone, stack):
                     bound += b
                     continue
         if child_count[node] == 0:
-            for t in range(tri_start[node], tri_stop[node]):
-                total += _solid_angle(px, py, pz, tri, t)
+            total += _solid_angle_sum(px, py, pz, tri, tri_start[node], tri_stop[node])
         else:
             for k in range(child_count[node]):
                 stack[top] = child_first[node] + k
@@ -789,6 +796,13 @@ _NO_CONE = (np.zeros((0, 9)), np.zeros((0, 15, BRANCHING)), np.zeros(0, np.int64
             np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros((0, 9)), np.zeros((0, 3)),
             np.zeros(0), np.zeros(0))
 
+def _kernel_inputs(tree: TriangleTree) -> tuple:
+    """``(mesh, cone, cone_bound)`` for :func:`query_chunk`; stand-ins when the mesh is closed."""
+    if tree.cone is None:
+        return tree.arrays(), _NO_CONE, np.zeros((1, 1, 1))
+    return tree.arrays(), tree.cone.arrays(), tree.cone_bound
+
+
 CHUNK = 8192  # points per task: fixed, so that results do not depend on the thread count
 
 
@@ -812,9 +826,7 @@ def signed_query(tree: TriangleTree, points: np.ndarray, max_distance: float, *,
     sorted_points = np.ascontiguousarray(points[order], dtype=np.float64)
     count = len(points)
     distance, face, winding = np.empty(count), np.empty(count, np.int64), np.empty(count)
-    mesh = tree.arrays()
-    cone = tree.cone.arrays() if tree.cone is not None else _NO_CONE
-    cone_bound = tree.cone_bound if tree.cone_bound is not None else np.zeros((1, 1, 1))
+    mesh, cone, cone_bound = _kernel_inputs(tree)
 
     def work(lo, hi):
         query_chunk(sorted_points[lo:hi], float(max_distance), True, mesh, cone, cone_bound,
@@ -836,9 +848,7 @@ def carried_winding(tree: TriangleTree, points: np.ndarray, distance_below: np.n
     sorted_points = np.ascontiguousarray(points[order], dtype=np.float64)
     distance = np.ascontiguousarray(np.maximum(distance_below[order], 0.0), dtype=np.float64)
     face, winding = np.empty(len(points), np.int64), np.empty(len(points))
-    mesh = tree.arrays()
-    cone = tree.cone.arrays() if tree.cone is not None else _NO_CONE
-    cone_bound = tree.cone_bound if tree.cone_bound is not None else np.zeros((1, 1, 1))
+    mesh, cone, cone_bound = _kernel_inputs(tree)
 
     def work(lo, hi):
         query_chunk(sorted_points[lo:hi], 0.0, False, mesh, cone, cone_bound,
