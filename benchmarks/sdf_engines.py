@@ -14,7 +14,7 @@ printed apart).
 
 One line per case: engine, mesh, device, points, Mpts/s, ratio to point-cloud-utils (the
 baseline, measured in the same run; libigl where pcu is not installed), sign agreement, peak RSS of the process and its growth
-during the query. With a CUDA device (seen by Warp) the GPU cases run too.
+during the query. With a CUDA device (seen by numba) the GPU cases run too.
 
     python benchmarks/sdf_engines.py [--points 400000] [--gpu-points 2000000] [--engines ...] [--json OUT.json]
 """
@@ -46,7 +46,7 @@ CPU_ENGINES = {  # engine -> share of --points it gets (slow baselines get fewer
     "kubik-cpu-1thread": 0.25,   # the same on one thread: how it scales with cores
     "kubik-cpu-trunc0.1": 1.0,   # distances clipped to +-0.1 (a truncated-SDF training target)
 }
-GPU_ENGINES = ("kubik-cuda", "warp-cuda-winding")
+GPU_ENGINES = ("kubik-cuda", "kubik-cuda-trunc0.1", "warp-cuda-winding")  # Warp: where it is installed
 
 
 def bunny_path() -> Path:
@@ -250,9 +250,9 @@ def main() -> None:
     import igl
     import trimesh
 
-    from kubik_core.recon3d.sdf import _warp
+    from kubik_core.recon3d.sdf_cuda import cuda_device_count
 
-    has_cuda = _warp().get_cuda_device_count() > 0
+    has_cuda = cuda_device_count() > 0
     device_name = _device_name(has_cuda)
     print(f"# sdf_engines: cpu={os.cpu_count()} cores, load average at start {os.getloadavg()}, {device_name}")
     results = []
@@ -270,7 +270,8 @@ def main() -> None:
             exact_distances: dict[int, np.ndarray] = {}
             baseline, baseline_name = None, None
             for engine, count in cases:
-                module = {"open3d": "open3d", "pcu": "point_cloud_utils", "fcpw+igl-fwn": "fcpw"}.get(engine)
+                module = {"open3d": "open3d", "pcu": "point_cloud_utils", "fcpw+igl-fwn": "fcpw"}.get(
+                    engine, "warp" if engine.startswith("warp") else None)
                 if module and not _importable(module):
                     print(f"{engine:18s} {mesh_name:17s} skipped: {module} is not installed")
                     continue

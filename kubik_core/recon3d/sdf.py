@@ -8,9 +8,9 @@ Engine (chosen by measurement, see benchmarks/RESULTS.md "Mesh -> SDF engines"):
   between neighbouring points by counting crossings. It measured 6x faster than the previous
   engine (Warp's CPU BVH query + libigl's winding number) and 10x faster than point-cloud-utils
   on a 100k-face bunny.
-* on CUDA, the unsigned distance is a BVH closest-point query written as an NVIDIA Warp kernel,
-  one launch; the sign is carried on the CPU by the same kernel as the CPU path (without its
-  distance search), so that the CPU and CUDA paths give identical signs.
+* on CUDA, :mod:`.sdf_cuda`: the same per-point code compiled by numba's CUDA target, each GPU
+  thread taking a run of consecutive points, so that both paths give the same distances and
+  signs (float64 on both).
 * sign: the generalized winding number (Jacobson et al. 2013): inside where w > 0.5. Unlike ray
   parity or the closest face's pseudo-normal, it stays right on meshes with holes, several
   shells and self-intersections. It is carried exactly (the integer winding number of the mesh
@@ -18,14 +18,12 @@ Engine (chosen by measurement, see benchmarks/RESULTS.md "Mesh -> SDF engines"):
   et al. 2018) only restarts it where a crossing is too close to call, and answers
   :meth:`MeshSDF.winding_number`.
 
-Distances are negative inside (the project's convention). The mesh is normalised internally so
-that float32 arithmetic (Warp) never sees huge or tiny coordinates; results are in the mesh's own
-units.
+Distances are negative inside (the project's convention). The mesh is normalised internally into
+[-1, 1]^3 (the tree's grids and tolerances assume it); results are in the mesh's own units.
 """
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -36,54 +34,23 @@ _CHUNK = 1 << 20
 
 
 def resolve_device(device: str | None) -> str:
-    """``None``/"auto" -> "cuda:0" when Warp sees a GPU, else "cpu"; "cuda" -> "cuda:0"."""
+    """``None``/"auto" -> "cuda:0" when a GPU can run the CUDA engine, else "cpu"; "cuda" -> "cuda:0"."""
     if device == "cpu":
-        return device  # the CPU engine does not need Warp
-    wp = _warp()
+        return device
+    from .sdf_cuda import cuda_device_count
+
+    count = cuda_device_count()
     if device in (None, "auto"):
-        return "cuda:0" if wp.get_cuda_device_count() > 0 else "cpu"
+        return "cuda:0" if count > 0 else "cpu"
     device = str(device)
     if device == "cuda":
         device = "cuda:0"
-    if device.startswith("cuda") and wp.get_cuda_device_count() == 0:
-        raise ValueError(f"device {device!r} was asked for, but Warp sees no CUDA device; use 'cpu'")
-    if not (device == "cpu" or device.startswith("cuda:")):
+    if not (device == "cpu" or device.startswith("cuda:") and device[5:].isdigit()):
         raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'")
+    if device != "cpu" and int(device[5:]) >= count:
+        raise ValueError(f"device {device!r} was asked for, but numba's CUDA target sees "
+                         f"{count} GPU(s) (it needs the NVIDIA driver and NVVM); use 'cpu'")
     return device
-
-
-@lru_cache(maxsize=None)
-def _warp():
-    import warp as wp
-
-    # No banner on stdout, so that `--json` outputs stay clean (log_level is Warp >= 1.10's knob).
-    if hasattr(wp, "LOG_WARNING"):
-        wp.config.log_level = wp.LOG_WARNING
-    wp.config.quiet = True
-    wp.init()
-    return wp
-
-
-@lru_cache(maxsize=None)
-def _kernels():
-    wp = _warp()
-
-    @wp.kernel
-    def unsigned_distance(mesh: wp.uint64, points: wp.array(dtype=wp.vec3), max_distance: wp.float32,
-                          distance: wp.array(dtype=wp.float32), face: wp.array(dtype=wp.int32)):
-        tid = wp.tid()
-        p = points[tid]
-        # The search only visits BVH nodes closer than max_distance: a truncated query is far
-        # cheaper for points away from the surface, the costly case of an exact query.
-        hit = wp.mesh_query_point_no_sign(mesh, p, max_distance)
-        if hit.result:
-            distance[tid] = wp.min(wp.length(wp.mesh_eval_position(mesh, hit.face, hit.u, hit.v) - p), max_distance)
-            face[tid] = hit.face
-        else:
-            distance[tid] = max_distance
-            face[tid] = -1
-
-    return unsigned_distance
 
 
 class MeshSDF:
@@ -116,13 +83,12 @@ class MeshSDF:
         self._faces = faces
         from .sdf_cpu import build_tree
 
-        self._tree = build_tree(self._vertices, faces)  # CPU distances, and the sign on every device
+        self._tree = build_tree(self._vertices, faces)
+        self._cuda = None
         if self.device != "cpu":
-            wp = _warp()
-            self._mesh = wp.Mesh(
-                points=wp.array(self._vertices.astype(np.float32), dtype=wp.vec3, device=self.device),
-                indices=wp.array(faces.astype(np.int32).ravel(), dtype=wp.int32, device=self.device),
-            )
+            from .sdf_cuda import CudaTree
+
+            self._cuda = CudaTree(self._tree, int(self.device[5:]))
 
     def __call__(self, points, *, truncation: float | None = None,
                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
@@ -157,38 +123,21 @@ class MeshSDF:
         return distance, face
 
     def _query_local(self, local: np.ndarray, max_distance: float):
-        if self.device == "cpu":
+        if self._cuda is not None:
+            distance, face, winding = self._cuda.signed_query(local, max_distance)
+        else:
             from .sdf_cpu import signed_query
 
             distance, face, winding = signed_query(self._tree, local, max_distance, threads=self.threads)
-            distance, face = distance.astype(np.float32), face.astype(np.int32)
-        else:
-            from .sdf_cpu import carried_winding
-
-            distance, face = self._unsigned_cuda(local, max_distance)
-            # The sign is carried on the CPU as in signed_query, with Warp's float32 distances as
-            # the empty balls' radii, shrunk to stay below the exact ones (Warp was measured up to
-            # 6.1e-4 too far near sliver triangles).
-            below = distance.astype(np.float64) * (1.0 - 1e-5) - 2e-3
-            winding = carried_winding(self._tree, local, below, threads=self.threads)
+        distance, face = distance.astype(np.float32), face.astype(np.int32)
         distance[winding > 0.5] *= -1.0
         return distance, face
-
-    def _unsigned_cuda(self, local: np.ndarray, max_distance: float):
-        """Unsigned distance and closest face of normalised points, one Warp launch on the GPU."""
-        wp = _warp()
-        n = len(local)
-        points = wp.array(local.astype(np.float32), dtype=wp.vec3, device=self.device)
-        distance = wp.empty(n, dtype=wp.float32, device=self.device)
-        face = wp.empty(n, dtype=wp.int32, device=self.device)
-        wp.launch(_kernels(), dim=n, device=self.device, inputs=[self._mesh.id, points, max_distance, distance, face])
-        return distance.numpy(), face.numpy()
 
     def query_tensor(self, points):
         """Signed distances of a torch tensor [N, 3], as a float32 tensor on the tensor's device.
 
         For training loops that draw fresh SDF samples; computed exactly as :meth:`query` (the
-        points go through host memory, since the signs are computed on the CPU).
+        points go through host memory, where they are put in Morton order).
         """
         import torch
 

@@ -36,8 +36,12 @@ Map of this file: constants; ``TriangleTree`` and its build (``build_tree``, ``_
 ``closing_cones``); point-triangle primitives (``_triangle_sq``, ``_solid_angle``); the fast
 winding number (``_winding``); the carried sign (``_crossing``, ``_signed_crossings``, the cones'
 winding number and bound grid, ``_mesh_winding``, ``_whole_winding``); the distance search
-(``_closest``); the per-chunk kernels (``query_chunk``, ``winding_chunk``); the Python entry
-points (``signed_query``, ``carried_winding``, ``winding_numbers``) that run chunks on a pool.
+(``_closest``); the per-point loop (``query_points``, which :mod:`.sdf_cuda` runs in GPU threads)
+and the per-chunk kernels (``query_chunk``, ``winding_chunk``); the Python entry points
+(``signed_query``, ``winding_numbers``) that run chunks on a pool.
+
+Everything ``query_points`` calls must also compile for numba's CUDA target: no allocation (the
+callers pass scratch arrays), no exceptions, ``_min``/``_max`` for the builtins.
 """
 from __future__ import annotations
 
@@ -62,7 +66,9 @@ REFINE_BAND = 0.35
 COARSE_ERROR = 0.35   # what a coarse value may be off by, when an integer is rounded from it
 REFINED_ERROR = 0.05  # same for a refined one
 RECENT = 8            # recent points the sign may be carried from (the nearest is taken)
-_STACK = 512
+# Traversal stacks: a search pops one node and pushes at most BRANCHING children, so it never
+# holds more than 1 + depth * (BRANCHING - 1) entries: 57 for a 10-million-face mesh (depth 8).
+_STACK = 128
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,8 @@ def _build(corners: np.ndarray, **extra) -> TriangleTree:
     while len(starts[-1]) > 1:
         starts.append(starts[-1][::BRANCHING])
     levels = starts[::-1]                                      # root level first
+    if 1 + (len(levels) - 1) * (BRANCHING - 1) > _STACK:
+        raise ValueError(f"{count} triangles make a tree too deep for the search stacks ({_STACK})")
     offsets = np.cumsum([0] + [len(s) for s in levels])
     total = int(offsets[-1])
     box_axes, box_lo, box_hi = np.empty((total, 9)), np.empty((total, 3)), np.empty((total, 3))
@@ -266,6 +274,17 @@ def closing_cones(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, 
     return np.stack([owner, vertices[b], vertices[a]], axis=1), length
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _min(a, b):
+    """min of two, as the CUDA target compiles it (numba's builtin min/max did not compile there)."""
+    return a if a < b else b
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _max(a, b):
+    return a if a > b else b
+
+
 @njit(nogil=True, cache=True)
 def _segment_sq(px, py, pz, ax, ay, az, bx, by, bz):
     """Squared distance from p to the segment ab (a point when a == b)."""
@@ -273,7 +292,7 @@ def _segment_sq(px, py, pz, ax, ay, az, bx, by, bz):
     length2 = ex * ex + ey * ey + ez * ez
     t = 0.0
     if length2 > 0.0:
-        t = min(1.0, max(0.0, ((px - ax) * ex + (py - ay) * ey + (pz - az) * ez) / length2))
+        t = _min(1.0, _max(0.0, ((px - ax) * ex + (py - ay) * ey + (pz - az) * ez) / length2))
     dx, dy, dz = px - ax - t * ex, py - ay - t * ey, pz - az - t * ez
     return dx * dx + dy * dy + dz * dz
 
@@ -318,8 +337,8 @@ def _triangle_sq(px, py, pz, tri, t):
         return dx * dx + dy * dy + dz * dz
     total = va + vb + vc
     if not total > 0.0:  # degenerate (zero-area) triangle: its closest point lies on an edge
-        return min(_segment_sq(px, py, pz, ax, ay, az, bx, by, bz),
-                   _segment_sq(px, py, pz, bx, by, bz, cx, cy, cz),
+        return _min(_min(_segment_sq(px, py, pz, ax, ay, az, bx, by, bz),
+                       _segment_sq(px, py, pz, bx, by, bz, cx, cy, cz)),
                    _segment_sq(px, py, pz, cx, cy, cz, ax, ay, az))
     v, w = vb / total, vc / total
     dx, dy, dz = apx - v * abx - w * acx, apy - v * aby - w * acy, apz - v * abz - w * acz
@@ -422,7 +441,7 @@ def _crossing(qx, qy, qz, px, py, pz, tri, t):
     wb = (nx * (xy * e2z - xz * e2y) + ny * (xz * e2x - xx * e2z) + nz * (xx * e2y - xy * e2x)) / area2
     wc = (nx * (e1y * xz - e1z * xy) + ny * (e1z * xx - e1x * xz) + nz * (e1x * xy - e1y * xx)) / area2
     wa = 1.0 - wb - wc
-    longest = max(e1x * e1x + e1y * e1y + e1z * e1z, e2x * e2x + e2y * e2y + e2z * e2z,
+    longest = _max(_max(e1x * e1x + e1y * e1y + e1z * e1z, e2x * e2x + e2y * e2y + e2z * e2z),
                   (e2x - e1x) ** 2 + (e2y - e1y) ** 2 + (e2z - e1z) ** 2)
     eps = 1e-9 + 1e-12 * longest / norm  # rounding of the weights grows as the triangle thins
     if wa < -eps or wb < -eps or wc < -eps:
@@ -525,7 +544,7 @@ def _triangle_winding_bound(tri, t, x, y, z, reach):
     cz = (tri[t, 2] + tri[t, 5] + tri[t, 8]) / 3.0
     far = 0.0
     for k in range(3):
-        far = max(far, (tri[t, 3 * k] - cx) ** 2 + (tri[t, 3 * k + 1] - cy) ** 2 + (tri[t, 3 * k + 2] - cz) ** 2)
+        far = _max(far, (tri[t, 3 * k] - cx) ** 2 + (tri[t, 3 * k + 1] - cy) ** 2 + (tri[t, 3 * k + 2] - cz) ** 2)
     gap = math.sqrt((cx - x) ** 2 + (cy - y) ** 2 + (cz - z) ** 2) - math.sqrt(far) - reach
     if gap <= 0.0:
         return np.inf
@@ -643,9 +662,9 @@ def _box_distances(boxes, px, py, pz, out):
         u = boxes[0, k] * px + boxes[1, k] * py + boxes[2, k] * pz
         v = boxes[3, k] * px + boxes[4, k] * py + boxes[5, k] * pz
         w = boxes[6, k] * px + boxes[7, k] * py + boxes[8, k] * pz
-        dx = max(boxes[9, k] - u, 0.0, u - boxes[12, k])
-        dy = max(boxes[10, k] - v, 0.0, v - boxes[13, k])
-        dz = max(boxes[11, k] - w, 0.0, w - boxes[14, k])
+        dx = _max(_max(boxes[9, k] - u, u - boxes[12, k]), 0.0)
+        dy = _max(_max(boxes[10, k] - v, v - boxes[13, k]), 0.0)
+        dz = _max(_max(boxes[11, k] - w, w - boxes[14, k]), 0.0)
         out[k] = dx * dx + dy * dy + dz * dz
 
 
@@ -698,38 +717,31 @@ def _closest(px, py, pz, best, first_face, mesh, stack, stack_bound, child_bound
 
 
 @njit(nogil=True, cache=True)
-def query_chunk(points, max_distance, search, mesh, cone, cone_bound, out_distance, out_face, out_winding):
-    """Distance, closest sorted triangle (-1 beyond ``max_distance``) and winding number of each
-    point, in the given order (Morton order makes the warm starts and the carried signs
-    effective). ``mesh`` and ``cone`` are :meth:`TriangleTree.arrays` (``cone`` with no triangles
-    when the mesh is closed), ``cone_bound`` the mesh tree's.
+def query_points(points, lo, hi, max_distance, mesh, cone, cone_bound, out_distance, out_face, out_winding,
+                 stack, stack_bound, child_bound, child_node, lane_bound, recent):
+    """Distance, closest sorted triangle (-1 beyond ``max_distance``) and winding number of
+    points lo..hi-1, one after another (Morton order makes the warm starts and the carried
+    signs effective). ``mesh`` and ``cone`` are :meth:`TriangleTree.arrays` (``cone`` with no
+    triangles when the mesh is closed), ``cone_bound`` the mesh tree's.
 
-    ``search`` False: the distances are not searched; ``out_distance`` holds lower bounds of them
-    (from another engine) on input, and only the winding numbers are written. Returns how many
-    winding numbers were evaluated rather than carried."""
+    The caller gives the scratch space - ``stack`` and ``stack_bound`` [_STACK], ``child_bound``
+    and ``child_node`` [BRANCHING], ``lane_bound`` [BRANCHING], ``recent`` [RECENT, 5] - so that
+    the same code runs on the CPU (:func:`query_chunk`) and in a CUDA thread (:mod:`.sdf_cuda`).
+    Returns how many winding numbers were evaluated rather than carried."""
     has_cone = len(cone[0]) > 0
-    stack = np.empty(_STACK, np.int64)
-    stack_bound = np.empty(_STACK)
-    child_bound = np.empty(64)
-    child_node = np.empty(64, np.int64)
-    lane_bound = np.empty(BRANCHING)
     max2 = max_distance * max_distance
     prev_face = -1
     evaluated = 0
     # Recent points whose integer winding number (of mesh + cones) is known: x, y, z, d, value.
-    recent = np.zeros((RECENT, 5))
     recent_count = 0
-    for i in range(len(points)):
+    for i in range(lo, hi):
         px, py, pz = points[i, 0], points[i, 1], points[i, 2]
-        if search:
-            best, best_face = _closest(px, py, pz, max2, prev_face, mesh, stack, stack_bound, child_bound,
-                                       child_node, lane_bound)
-            d = math.sqrt(best) if best_face >= 0 else max_distance
-            out_distance[i] = d
-            out_face[i] = best_face
-            prev_face = best_face
-        else:
-            d = out_distance[i]
+        best, best_face = _closest(px, py, pz, max2, prev_face, mesh, stack, stack_bound, child_bound,
+                                   child_node, lane_bound)
+        d = math.sqrt(best) if best_face >= 0 else max_distance
+        out_distance[i] = d
+        out_face[i] = best_face
+        prev_face = best_face
         # The integer winding number W of mesh + cones is carried from the nearest recent
         # point q: W(p) = W(q) + the signed crossings of the segment q -> p with the mesh
         # and with the cones.
@@ -737,7 +749,7 @@ def query_chunk(points, max_distance, search, mesh, cone, cone_bound, out_distan
         whole = 0
         nearest = -1
         nearest_gap = np.inf
-        for k in range(min(recent_count, RECENT)):
+        for k in range(_min(recent_count, RECENT)):
             gap = math.sqrt((px - recent[k, 0]) ** 2 + (py - recent[k, 1]) ** 2 + (pz - recent[k, 2]) ** 2)
             if gap < nearest_gap:
                 nearest, nearest_gap = k, gap
@@ -751,8 +763,8 @@ def query_chunk(points, max_distance, search, mesh, cone, cone_bound, out_distan
             stop = nearest_gap - d + 1e-7 * (1.0 + d)
             if start < stop:
                 ux, uy, uz = (px - qx) / nearest_gap, (py - qy) / nearest_gap, (pz - qz) / nearest_gap
-                start = max(start, 0.0)
-                stop = min(stop, nearest_gap)
+                start = _max(start, 0.0)
+                stop = _min(stop, nearest_gap)
                 crossings = _signed_crossings(qx + start * ux, qy + start * uy, qz + start * uz,
                                               qx + stop * ux, qy + stop * uy, qz + stop * uz, mesh, stack)
             if crossings != AMBIGUOUS and has_cone and not _in_one_coneless_cell(qx, qy, qz, px, py, pz, cone_bound):
@@ -778,6 +790,16 @@ def query_chunk(points, max_distance, search, mesh, cone, cone_bound, out_distan
             recent[slot, 3], recent[slot, 4] = d, whole
             recent_count += 1
     return evaluated
+
+
+
+
+@njit(nogil=True, cache=True)
+def query_chunk(points, max_distance, mesh, cone, cone_bound, out_distance, out_face, out_winding):
+    """:func:`query_points` over a whole chunk, with scratch space of its own."""
+    return query_points(points, 0, len(points), max_distance, mesh, cone, cone_bound, out_distance, out_face,
+                        out_winding, np.empty(_STACK, np.int64), np.empty(_STACK), np.empty(BRANCHING),
+                        np.empty(BRANCHING, np.int64), np.empty(BRANCHING), np.zeros((RECENT, 5)))
 
 
 @njit(nogil=True, cache=True)
@@ -819,20 +841,12 @@ def _run_chunks(count: int, threads: int, work) -> None:
         list(pool.map(lambda b: work(*b), bounds))
 
 
-def signed_query(tree: TriangleTree, points: np.ndarray, max_distance: float, *, threads: int):
-    """Exact distance (clipped at ``max_distance``), closest face (-1 beyond it; original face
-    indices) and winding number of normalised points [N, 3]."""
+def sorted_query(tree: TriangleTree, points: np.ndarray, compute):
+    """Run ``compute(sorted_points) -> (distance, face, winding)`` on the points in
+    :func:`query_order` and return its results in the caller's order, faces as original indices."""
     order = query_order(points)
-    sorted_points = np.ascontiguousarray(points[order], dtype=np.float64)
+    distance, face, winding = compute(np.ascontiguousarray(points[order], dtype=np.float64))
     count = len(points)
-    distance, face, winding = np.empty(count), np.empty(count, np.int64), np.empty(count)
-    mesh, cone, cone_bound = _kernel_inputs(tree)
-
-    def work(lo, hi):
-        query_chunk(sorted_points[lo:hi], float(max_distance), True, mesh, cone, cone_bound,
-                    distance[lo:hi], face[lo:hi], winding[lo:hi])
-
-    _run_chunks(count, threads, work)
     out_distance, out_face, out_winding = np.empty(count), np.empty(count, np.int64), np.empty(count)
     out_distance[order] = distance
     out_face[order] = np.where(face >= 0, tree.order[np.maximum(face, 0)], -1)
@@ -840,24 +854,23 @@ def signed_query(tree: TriangleTree, points: np.ndarray, max_distance: float, *,
     return out_distance, out_face, out_winding
 
 
-def carried_winding(tree: TriangleTree, points: np.ndarray, distance_below: np.ndarray, *, threads: int) -> np.ndarray:
-    """Winding numbers of normalised points [N, 3] by the exact carried sign of
-    :func:`signed_query`, given lower bounds of their distances to the mesh (from another
-    engine, e.g. the GPU's) instead of searching them: only the values' side of 1/2 is exact."""
-    order = query_order(points)
-    sorted_points = np.ascontiguousarray(points[order], dtype=np.float64)
-    distance = np.ascontiguousarray(np.maximum(distance_below[order], 0.0), dtype=np.float64)
-    face, winding = np.empty(len(points), np.int64), np.empty(len(points))
+def signed_query(tree: TriangleTree, points: np.ndarray, max_distance: float, *, threads: int):
+    """Exact distance (clipped at ``max_distance``), closest face (-1 beyond it; original face
+    indices) and winding number of normalised points [N, 3], on a pool of CPU threads."""
     mesh, cone, cone_bound = _kernel_inputs(tree)
 
-    def work(lo, hi):
-        query_chunk(sorted_points[lo:hi], 0.0, False, mesh, cone, cone_bound,
-                    distance[lo:hi], face[lo:hi], winding[lo:hi])
+    def compute(sorted_points):
+        count = len(sorted_points)
+        distance, face, winding = np.empty(count), np.empty(count, np.int64), np.empty(count)
 
-    _run_chunks(len(points), threads, work)
-    out = np.empty(len(points))
-    out[order] = winding
-    return out
+        def work(lo, hi):
+            query_chunk(sorted_points[lo:hi], float(max_distance), mesh, cone, cone_bound,
+                        distance[lo:hi], face[lo:hi], winding[lo:hi])
+
+        _run_chunks(count, threads, work)
+        return distance, face, winding
+
+    return sorted_query(tree, points, compute)
 
 
 def winding_numbers(tree: TriangleTree, points: np.ndarray, *, threads: int) -> np.ndarray:

@@ -106,42 +106,6 @@ def test_bad_meshes_and_points_are_refused():
         sdf(np.zeros((4, 2)))
 
 
-def test_cuda_without_a_gpu_is_a_clear_error():
-    from kubik_core.recon3d.sdf import _warp
-
-    if _warp().get_cuda_device_count() > 0:
-        pytest.skip("a CUDA device is present")
-    box = trimesh.creation.box()
-    with pytest.raises(ValueError, match="no CUDA device"):
-        MeshSDF(box.vertices, box.faces, device="cuda")
-    assert MeshSDF(box.vertices, box.faces, device="auto").device == "cpu"
-
-
-def test_cuda_matches_the_cpu_reference(bunny_path):
-    """On a GPU machine: CUDA distances equal libigl's, and the signs are the CPU path's."""
-    import igl
-    import torch
-
-    from kubik_core.recon3d.sdf import _warp
-
-    if _warp().get_cuda_device_count() == 0:
-        pytest.skip("no CUDA device")
-    mesh, _ = normalize(load_mesh(bunny_path))
-    points = np.random.default_rng(5).uniform(-1, 1, (50000, 3))
-    v, f = np.asarray(mesh.vertices), np.asarray(mesh.faces)
-    squared, _, _ = igl.point_mesh_squared_distance(points, v, f)
-    inside = igl.fast_winding_number(v, f, points) > 0.5
-    sdf = MeshSDF(v, f, device="cuda")
-    distance = sdf(points)
-    np.testing.assert_allclose(np.abs(distance), np.sqrt(squared), atol=1e-5)
-    assert np.mean((distance < 0) == inside) > 0.9999  # two approximations of w, equal away from w = 1/2
-    on_device = sdf.query_tensor(torch.from_numpy(points).cuda())
-    assert on_device.is_cuda and np.allclose(on_device.cpu().numpy(), distance, atol=1e-6)
-    cpu = MeshSDF(v, f, device="cpu")(points) if _warp().is_cpu_available() else None
-    if cpu is not None:  # the same signs on both paths, since both take them from the same tree
-        assert np.array_equal(cpu < 0, distance < 0)
-
-
 def test_truncated_queries_equal_clipped_exact_ones():
     mesh = trimesh.creation.torus(major_radius=0.5, minor_radius=0.2)
     mesh.apply_scale(10.0)  # truncation is in mesh units
@@ -305,23 +269,6 @@ def test_carried_signs_equal_evaluated_ones(shape, bunny_path):
     decided = np.abs(evaluated - 0.5) > 0.05
     assert decided.mean() > 0.99
     assert np.array_equal((signed < 0)[decided], (evaluated > 0.5)[decided])
-
-
-def test_signs_carried_with_distances_from_elsewhere_equal_the_searched_ones(bunny_path):
-    """The CUDA path's sign: the same carried winding number, with lower bounds of the distances
-    (here the exact ones shrunk, or none at all) in place of the searched ones."""
-    from kubik_core.recon3d.sdf_cpu import carried_winding, signed_query
-
-    mesh, _ = normalize(load_mesh(bunny_path))
-    sdf = MeshSDF(mesh.vertices, mesh.faces)
-    rng = np.random.default_rng(13)
-    surface, _ = trimesh.sample.sample_surface(mesh, 6000, seed=14)
-    points = np.concatenate([surface + rng.normal(size=surface.shape) * 0.01, rng.uniform(-1, 1, (6000, 3))])
-    local = (points - sdf.center) / sdf.scale
-    distance, _, winding = signed_query(sdf._tree, local, 1e6, threads=2)
-    for below in (distance * (1 - 1e-5) - 2e-3, np.zeros(len(points))):
-        carried = carried_winding(sdf._tree, local, below, threads=2)
-        assert np.array_equal(carried > 0.5, winding > 0.5)
 
 
 def _meshes_of(family: str, folder, bunny_path) -> list[tuple[str, object]]:
