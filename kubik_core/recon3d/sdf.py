@@ -30,7 +30,8 @@ import numpy as np
 
 from .errors import MeshError
 
-_CHUNK = 1 << 20
+_CHUNK = 1 << 20       # points per call into the engine (progress is reported between calls)
+_CUDA_CHUNK = 1 << 23  # a GPU needs more in flight: 8M points hold ~1 GB of its memory
 
 
 def resolve_device(device: str | None) -> str:
@@ -114,8 +115,9 @@ class MeshSDF:
             return np.zeros(0, np.float32), np.zeros(0, np.int32)
         distance = np.empty(len(points), np.float32)
         face = np.empty(len(points), np.int32)
-        for start in range(0, len(points), _CHUNK):
-            stop = min(start + _CHUNK, len(points))
+        chunk = _CHUNK if self._cuda is None else _CUDA_CHUNK
+        for start in range(0, len(points), chunk):
+            stop = min(start + chunk, len(points))
             distance[start:stop], face[start:stop] = self._query_local(local[start:stop], max_distance)
             if progress is not None:
                 progress(stop, len(points))
@@ -136,14 +138,25 @@ class MeshSDF:
     def query_tensor(self, points):
         """Signed distances of a torch tensor [N, 3], as a float32 tensor on the tensor's device.
 
-        For training loops that draw fresh SDF samples; computed exactly as :meth:`query` (the
-        points go through host memory, where they are put in Morton order).
+        For training loops that draw fresh SDF samples; computed exactly as :meth:`query`. On the
+        GPU this SDF lives on, the points never leave it; elsewhere they go through host memory.
         """
         import torch
 
         if points.ndim != 2 or points.shape[1] != 3:
             raise ValueError(f"points must be an [N, 3] tensor, got shape {tuple(points.shape)}")
-        return torch.from_numpy(self(points.detach().cpu().numpy())).to(points.device)
+        if self._cuda is None or not points.is_cuda or points.device.index != self._cuda.device_index:
+            return torch.from_numpy(self(points.detach().cpu().numpy())).to(points.device)
+        if not bool(torch.isfinite(points).all()):
+            raise ValueError("query points are NaN or infinite")
+        center = torch.as_tensor(self.center, dtype=torch.float64, device=points.device)
+        local = (points.detach().to(torch.float64) - center) / self.scale
+        parts = []
+        for start in range(0, len(local), _CUDA_CHUNK):
+            distance, _, winding = self._cuda.signed_query_tensor(local[start:start + _CUDA_CHUNK], 1.0e6)
+            parts.append(torch.where(winding > 0.5, -distance, distance))
+        empty = torch.zeros(0, dtype=torch.float64, device=points.device)
+        return (torch.cat(parts) if parts else empty).to(torch.float32) * np.float32(self.scale)
 
     def winding_number(self, points, *, normalized: bool = False) -> np.ndarray:
         """Generalized winding number of each point (about 1 inside, 0 outside), on the CPU."""

@@ -48,7 +48,7 @@ def test_kernel_compiles_for_an_h100(monkeypatch):
     holed = trimesh.Trimesh(holed.vertices, holed.faces[4:], process=False)
     mesh, cone, cone_bound = _kernel_inputs(MeshSDF(holed.vertices, holed.faces)._tree)
     points = np.zeros((5, 3))
-    arguments = (points, 1.0, *mesh, *cone, cone_bound, np.zeros(5), np.zeros(5, np.int64), np.zeros(5))
+    arguments = (points, 32, 1.0, *mesh, *cone, cone_bound, np.zeros(5), np.zeros(5, np.int64), np.zeros(5))
     ptx, _ = cuda.compile_ptx(query_kernel.py_func, tuple(numba.typeof(a) for a in arguments), cc=(9, 0))
     assert ".target sm_90" in ptx
     assert "call.uni" not in ptx  # the whole per-point code inlined into one kernel
@@ -92,6 +92,47 @@ def test_simulated_gpu_gives_the_cpu_paths_distances_and_signs(bunny_path):
     # The closest face may differ where two faces are equally close (shared vertex or edge).
     assert np.mean(np.array(gpu[2]) != np.array(cpu[2])) < 0.01
     assert np.array_equal(np.array(gpu[3]), np.array(cpu[3]))
+
+
+def test_points_are_ordered_on_the_gpu_as_on_the_host():
+    """The GPU path sorts with torch: the order must be the CPU path's (here on CPU tensors)."""
+    import torch
+
+    from kubik_core.recon3d.sdf_cpu import query_order
+    from kubik_core.recon3d.sdf_cuda import morton_order_tensor
+
+    rng = np.random.default_rng(7)
+    points = np.concatenate([rng.uniform(-1.2, 1.2, (20000, 3)), rng.normal(size=(20000, 3)) * 0.01,
+                             np.repeat(rng.uniform(-1, 1, (50, 3)), 40, axis=0)])  # ties keep input order
+    np.testing.assert_array_equal(morton_order_tensor(torch.from_numpy(points)).numpy(), query_order(points))
+
+
+def test_tensor_queries_sort_map_faces_and_scatter_back_like_the_host_path(bunny_path, monkeypatch):
+    """signed_query_tensor's own steps (Morton order on the tensor's device, sorted-triangle ->
+    original face, results back in input order), with its one kernel launch replaced by the
+    CPU kernel on the same sorted points (CPU tensors stand in for GPU ones)."""
+    import torch
+
+    from kubik_core.recon3d.sdf_cpu import _kernel_inputs, query_chunk, signed_query
+    from kubik_core.recon3d.sdf_cuda import CudaTree
+
+    mesh, _ = normalize(load_mesh(bunny_path))
+    tree = MeshSDF(mesh.vertices, mesh.faces)._tree
+    points = np.random.default_rng(8).uniform(-1, 1, (3000, 3))
+
+    def launch(self, sorted_points, max_distance, **_):
+        count = len(sorted_points)
+        out = np.empty(count), np.empty(count, np.int64), np.empty(count)
+        query_chunk(sorted_points.numpy(), max_distance, *_kernel_inputs(self.tree), *out)
+        return tuple(torch.from_numpy(a) for a in out)
+
+    monkeypatch.setattr(CudaTree, "launch", launch)
+    on_device = CudaTree.__new__(CudaTree)
+    on_device.tree, on_device.device_index, on_device._face_order = tree, 0, None
+    got = on_device.signed_query_tensor(torch.from_numpy(points), 1.0e6)
+    want = signed_query(tree, points, 1.0e6, threads=1)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a.numpy(), b)
 
 
 def test_cuda_without_a_gpu_is_a_clear_error():
