@@ -77,6 +77,8 @@ def _training_arguments(p) -> None:
     p.add_argument("--val-every", type=int, default=500, help="held-out metrics every N steps (500)")
     p.add_argument("--val-shapes", type=int, default=8, help="held-out shapes per validation (8)")
     p.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint every N steps (500)")
+    p.add_argument("--minutes", type=float, help="stop after this many minutes as if the last step were "
+                   "reached (held-out metrics, checkpoint, model file); the schedule still follows --steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -104,7 +106,8 @@ def _common_training(args, section: str) -> dict:
     return {"config": args.config, "overrides": _overrides(args, section), "device": args.device,
             "resume": args.resume, "seed": args.seed, "val_every": args.val_every, "val_shapes": args.val_shapes,
             "checkpoint_every": args.checkpoint_every, "precision": args.precision,
-            "gradient_checkpointing": args.gradient_checkpointing, "show_progress": not args.json}
+            "gradient_checkpointing": args.gradient_checkpointing, "show_progress": not args.json,
+            "minutes": args.minutes}
 
 
 def _print(summary: dict, as_json: bool, lines: list[str]) -> None:

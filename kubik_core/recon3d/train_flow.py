@@ -24,7 +24,7 @@ from .pipeline import ShapeLatent, image_to_latent
 from .shape_data import ShapeSet, is_held_out, load_view_pixels
 from .shape_eval import latent_metrics
 from .shape_model import Kubik3DModel, load_model
-from .training import RunFolder, autocast, optimizer_and_schedule, shutdown, start_run, take_step
+from .training import RunFolder, TimeBudget, autocast, optimizer_and_schedule, shutdown, start_run, take_step
 
 
 class FlowObjective(nn.Module):
@@ -43,7 +43,8 @@ def train_flow(latents, out, *, image_encoder_weights=None, config="tiny", overr
                device: str = "auto", resume: bool = False, seed: int = 0, val_every: int = 500,
                val_shapes: int = 8, val_resolution: int = 48, val_steps: int = 12,
                checkpoint_every: int = 500, log_every: int = 25, precision: str = "auto",
-               gradient_checkpointing: bool = False, show_progress: bool = True, name: str = "model") -> dict:
+               gradient_checkpointing: bool = False, show_progress: bool = True, name: str = "model",
+               minutes: float | None = None) -> dict:
     from timm.utils import ModelEmaV3
     from tqdm import tqdm
 
@@ -112,7 +113,8 @@ def train_flow(latents, out, *, image_encoder_weights=None, config="tiny", overr
     started, running = time.perf_counter(), 0.0
     model.train()
     model.vae.eval()
-    while step < tc["steps"]:
+    total, budget = tc["steps"], TimeBudget(minutes, info, dev, log_every)
+    while step < total:
         pick = train_rows[torch.randint(0, len(train_rows), (per_rank,), generator=generator)]
         view = torch.randint(0, pixels.shape[1], (per_rank,), generator=generator)
         images = pixels[pick, view].float().div(255.0).to(dev, non_blocking=True)
@@ -124,13 +126,15 @@ def train_flow(latents, out, *, image_encoder_weights=None, config="tiny", overr
                   scheduler=scheduler, ema=ema, out=run.out)
         step += 1
         bar.update(1)
+        if budget.spent(step):
+            total = step  # out of time: this step is the last
         running += float(loss.detach())
-        if step % log_every == 0 or step == tc["steps"]:
+        if step % log_every == 0 or step == total:
             run.log({"step": step, "loss": running / log_every, "lr": scheduler.get_last_lr()[0],
                      "seconds": round(time.perf_counter() - started, 1)})
             bar.set_postfix(loss=f"{running / log_every:.4f}")
             running = 0.0
-        run.end_step(step, tc["steps"], validate=validate, val_every=val_every, checkpoint_every=checkpoint_every,
+        run.end_step(step, total, validate=validate, val_every=val_every, checkpoint_every=checkpoint_every,
                      model=model, ema_model=ema.module if ema else None, optimizer=optimizer,
                      scheduler=scheduler, info=meta, title="flow")
     bar.close()

@@ -21,7 +21,7 @@ from .model_config import load_config
 from .shape_data import QUERY_NEAR, QUERY_SURFACE, QUERY_UNIFORM, ShapeSet
 from .shape_eval import encode_shapes, latent_metrics
 from .shape_model import Kubik3DModel, build_model
-from .training import RunFolder, autocast, optimizer_and_schedule, shutdown, start_run, take_step
+from .training import RunFolder, TimeBudget, autocast, optimizer_and_schedule, shutdown, start_run, take_step
 
 
 class VAEObjective(nn.Module):
@@ -74,6 +74,7 @@ def train_vae(datasets, out, *, config="tiny", overrides: dict | None = None, de
               resume: bool = False, seed: int = 0, val_every: int = 500, val_shapes: int = 8,
               val_resolution: int = 48, checkpoint_every: int = 500, log_every: int = 25,
               precision: str = "auto", gradient_checkpointing: bool = False, show_progress: bool = True,
+              minutes: float | None = None,
               name: str = "vae") -> dict:
     """Train; returns the final summary (also in OUT/evaluation.json for the held-out shapes)."""
     from timm.utils import ModelEmaV3
@@ -120,7 +121,8 @@ def train_vae(datasets, out, *, config="tiny", overrides: dict | None = None, de
     bar = tqdm(total=tc["steps"], initial=step, desc="train-vae", disable=not (show_progress and info.is_main))
     started, running = time.perf_counter(), {}
     model.train()
-    while step < tc["steps"]:
+    total, budget = tc["steps"], TimeBudget(minutes, info, dev, log_every)
+    while step < total:
         shapes = torch.randint(0, len(train_set), (per_rank,), generator=generator)
         batch = {k: v.to(dev, non_blocking=True) for k, v in
                  train_set.vae_batch(shapes, config["vae"]["input_points"], tc["query_points"], generator).items()}
@@ -130,15 +132,17 @@ def train_vae(datasets, out, *, config="tiny", overrides: dict | None = None, de
                   scheduler=scheduler, ema=ema, out=run.out)
         step += 1
         bar.update(1)
+        if budget.spent(step):
+            total = step  # out of time: this step is the last
         for key, value in {"loss": loss.detach(), **parts}.items():
             running[key] = running.get(key, 0.0) + float(value)
-        if step % log_every == 0 or step == tc["steps"]:
+        if step % log_every == 0 or step == total:
             row = {"step": step, **{k: v / log_every for k, v in running.items()},
                    "lr": scheduler.get_last_lr()[0], "seconds": round(time.perf_counter() - started, 1)}
             running = {}
             run.log(row)
             bar.set_postfix(loss=f"{row['loss']:.4f}")
-        run.end_step(step, tc["steps"], validate=validate, val_every=val_every, checkpoint_every=checkpoint_every,
+        run.end_step(step, total, validate=validate, val_every=val_every, checkpoint_every=checkpoint_every,
                      model=model, ema_model=ema.module if ema else None, optimizer=optimizer,
                      scheduler=scheduler, info=meta, title="VAE")
     bar.close()

@@ -8,7 +8,8 @@
   read back with ``torch.load(weights_only=True)``); ``metrics.jsonl`` (one JSON row per log or
   validation step) and ``loss.png``;
 * :func:`optimizer_and_schedule`: AdamW with linear warm-up then cosine decay to 10 %;
-* :func:`autocast`: bf16 on CUDA, nothing on the CPU.
+* :func:`autocast`: bf16 on CUDA, nothing on the CPU;
+* :class:`TimeBudget`: ``--minutes``, a run that stops on time as if its last step were reached.
 
 Only rank 0 writes files. A run folder that already holds a run is never overwritten unless the
 caller asked to resume it.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import time
 from pathlib import Path
 
 import torch
@@ -26,7 +28,7 @@ from ..classify.distributed import DistInfo, barrier, init_distributed, shutdown
 from .shape_model import Kubik3DModel, load_model, save_model
 from .storage import write_bytes_atomic
 
-__all__ = ["DistInfo", "RunFolder", "autocast", "barrier", "optimizer_and_schedule", "shutdown", "start_run",
+__all__ = ["DistInfo", "RunFolder", "TimeBudget", "autocast", "barrier", "optimizer_and_schedule", "shutdown", "start_run",
            "take_step"]
 
 
@@ -41,6 +43,27 @@ def autocast(device: torch.device, precision: str = "auto"):
     if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+class TimeBudget:
+    """Stop a training run after ``minutes`` (None: never), checked every ``every`` steps. Rank 0's
+    clock decides and every process of a torchrun job gets its answer, so all stop at one step.
+    The learning-rate schedule still follows the step count, so a run stopped early ends before
+    its decay does."""
+
+    def __init__(self, minutes: float | None, info: DistInfo, device: torch.device, every: int):
+        if minutes is not None and not minutes > 0:
+            raise ValueError(f"--minutes must be positive, got {minutes}")
+        self.deadline = None if minutes is None else time.monotonic() + 60.0 * minutes
+        self.info, self.device, self.every = info, device, every
+
+    def spent(self, step: int) -> bool:
+        if self.deadline is None or step % self.every:
+            return False
+        flag = torch.tensor([float(time.monotonic() > self.deadline)], device=self.device)
+        if self.info.enabled:
+            torch.distributed.broadcast(flag, 0)
+        return bool(flag.item())
 
 
 def optimizer_and_schedule(params, *, lr: float, weight_decay: float, warmup_steps: int, total_steps: int):

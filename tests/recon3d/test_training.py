@@ -82,6 +82,26 @@ def test_vae_loss_falls_and_a_run_resumes_where_it_stopped(dataset, tmp_path):
     assert (out / "vae.safetensors").read_bytes() != before
 
 
+def test_a_run_out_of_minutes_ends_like_a_finished_one(dataset, tmp_path, kubik):
+    """--minutes: the run stops at the first check past its budget and still writes its
+    held-out evaluation, model file and checkpoint, which --resume continues."""
+    out, config = tmp_path / "vae", tmp_path / "micro.json"
+    config.write_text(json.dumps(micro_config()))
+    common = ("3d", "train-vae", dataset, "-o", out, "--config", config, "--device", "cpu", "--batch-size", "2",
+              "--set", "train_vae.query_points=256", "--val-shapes", "1", "--json")
+    rc, stdout, err = kubik(*common, "--steps", "1000", "--minutes", "0.0001")
+    assert rc == 0, err
+    summary = json.loads(stdout)
+    assert summary["steps"] == 25  # the first check of the clock, at the first log step
+    assert (out / "vae.safetensors").is_file() and (out / "resume" / "state.pt").is_file()
+    assert (out / "evaluation.json").is_file() or summary["val_shapes"] == 0
+    rc, stdout, err = kubik(*common, "--steps", "30", "--resume")
+    assert rc == 0, err
+    assert json.loads(stdout)["steps"] == 30
+    rc, _, err = kubik(*common, "--steps", "30", "--minutes", "0", "-o", tmp_path / "other")
+    assert rc != 0 and "--minutes must be positive" in err
+
+
 def test_encode_then_train_flow_gives_a_model_that_reconstructs_a_render(dataset, tmp_path, kubik):
     from kubik_core.recon3d.encode import read_latents
     from kubik_core.recon3d.train_flow import train_flow
