@@ -100,20 +100,47 @@ class TriangleTree:
                 self.tri_stop, self.dipole, self.quadrupole, self.center, self.radius, self.area)
 
 
-def morton_codes(points: np.ndarray, bits: int = 10) -> np.ndarray:
-    """Interleaved-bit Morton codes of points inside [-1, 1]^3 (clamped), ``bits`` per axis."""
-    cells = np.clip(((points + 1.0) * 0.5 * (1 << bits)).astype(np.int64), 0, (1 << bits) - 1)
-    code = np.zeros(len(points), np.int64)
-    for bit in range(bits):
-        for axis in range(3):
-            code |= ((cells[:, axis] >> bit) & 1) << (3 * bit + axis)
-    return code
+QUERY_BITS = 7  # queries are ordered along a 128^3 Morton curve
 
 
 def query_order(points: np.ndarray) -> np.ndarray:
-    """A cache- and warm-start-friendly order of the queries: a 128^3 Morton bucketing (finer
-    buckets shorten the segments along which signs are carried: -7% time against 32^3)."""
-    return np.argsort(morton_codes(points, bits=7).astype(np.uint32), kind="stable")
+    """A cache- and warm-start-friendly order of the queries: their 128^3 Morton cells, sorted
+    stably (finer cells shorten the segments along which signs are carried: -7% time against
+    32^3). Points outside [-1, 1]^3 count in the nearest boundary cell."""
+    return _morton_order(np.ascontiguousarray(points, dtype=np.float64), QUERY_BITS)
+
+
+@njit(nogil=True, cache=True)
+def _morton_order(points, bits):
+    """Stable order of the points by interleaved-bit Morton code of their cell (``bits`` per
+    axis): codes in one pass, then a least-significant-digit radix sort, 11 bits per pass."""
+    count = len(points)
+    side = 1 << bits
+    code = np.empty(count, np.int64)
+    for i in range(count):
+        value = 0
+        for axis in range(3):
+            cell = int((points[i, axis] + 1.0) * 0.5 * side)  # truncates toward zero, as astype does
+            cell = _min(_max(cell, 0), side - 1)
+            for bit in range(bits):
+                value |= ((cell >> bit) & 1) << (3 * bit + axis)
+        code[i] = value
+    order = np.arange(count)
+    spare = np.empty(count, np.int64)
+    buckets = np.empty(1 << 11, np.int64)
+    for shift in range(0, 3 * bits, 11):
+        buckets[:] = 0
+        for i in range(count):
+            buckets[(code[order[i]] >> shift) & 2047] += 1
+        total = 0
+        for k in range(1 << 11):
+            total, buckets[k] = total + buckets[k], total
+        for i in range(count):
+            digit = (code[order[i]] >> shift) & 2047
+            spare[buckets[digit]] = order[i]
+            buckets[digit] += 1
+        order, spare = spare, order
+    return order
 
 
 def build_tree(vertices: np.ndarray, faces: np.ndarray) -> TriangleTree:
@@ -940,13 +967,28 @@ def sorted_query(tree: TriangleTree, points: np.ndarray, compute):
     """Run ``compute(sorted_points) -> (distance, face, winding)`` on the points in
     :func:`query_order` and return its results in the caller's order, faces as original indices."""
     order = query_order(points)
-    distance, face, winding = compute(np.ascontiguousarray(points[order], dtype=np.float64))
+    distance, face, winding = compute(_gather(np.ascontiguousarray(points, dtype=np.float64), order))
     count = len(points)
     out_distance, out_face, out_winding = np.empty(count), np.empty(count, np.int64), np.empty(count)
-    out_distance[order] = distance
-    out_face[order] = np.where(face >= 0, tree.order[np.maximum(face, 0)], -1)
-    out_winding[order] = winding
+    _scatter(order, tree.order, distance, face, winding, out_distance, out_face, out_winding)
     return out_distance, out_face, out_winding
+
+
+@njit(nogil=True, cache=True)
+def _gather(points, order):
+    out = np.empty((len(order), 3))
+    for i in range(len(order)):
+        out[i, 0], out[i, 1], out[i, 2] = points[order[i], 0], points[order[i], 1], points[order[i], 2]
+    return out
+
+
+@njit(nogil=True, cache=True)
+def _scatter(order, face_order, distance, face, winding, out_distance, out_face, out_winding):
+    """Results back to the callers' order; sorted-triangle indices to original face indices."""
+    for i in range(len(order)):
+        out_distance[order[i]] = distance[i]
+        out_face[order[i]] = face_order[face[i]] if face[i] >= 0 else -1
+        out_winding[order[i]] = winding[i]
 
 
 def signed_query(tree: TriangleTree, points: np.ndarray, max_distance: float, *, threads: int):
