@@ -76,7 +76,8 @@ _STACK = 128
 class TriangleTree:
     """The flattened tree; node 0 is the root, leaves have ``child_count == 0``."""
 
-    triangles: np.ndarray      # [F, 9] float64 vertices a, b, c of the sorted triangles
+    triangles: np.ndarray      # [F, 12] float64 vertices a, b, c of the sorted triangles, then the
+                               # edge products ab.ab, ab.ac, ac.ac (they save the distance 4 dot products)
     order: np.ndarray          # [F] int64: sorted triangle -> original face index
     child_boxes: np.ndarray    # [N, 15, BRANCHING] the oriented boxes of a node's children side by
                                # side, one search step's reads in one block (rows: the 3 axes' 9
@@ -189,7 +190,9 @@ def _build(corners: np.ndarray, **extra) -> TriangleTree:
     box_axes = np.ascontiguousarray(np.swapaxes(vectors, 1, 2).reshape(-1, 9))          # rows = axes
     total = len(tri_start)
     box_lo, box_hi, radius = np.empty((total, 3)), np.empty((total, 3)), np.empty(total)
-    flat_corners = np.ascontiguousarray(corners.reshape(count, 9))
+    ab, ac = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+    flat_corners = np.ascontiguousarray(np.concatenate([
+        corners.reshape(count, 9), np.stack([(ab * ab).sum(1), (ab * ac).sum(1), (ac * ac).sum(1)], axis=1)], axis=1))
     _fit_nodes(flat_corners, tri_start, tri_stop, box_axes, center, box_lo, box_hi, radius)
     return TriangleTree(
         triangles=flat_corners, order=order,
@@ -421,31 +424,29 @@ def _segment_sq(px, py, pz, ax, ay, az, bx, by, bz):
 
 @njit(nogil=True, cache=True)
 def _triangle_sq(px, py, pz, tri, t):
-    """Squared distance from p to sorted triangle t (Ericson, Real-Time Collision Detection 5.1.5)."""
+    """Squared distance from p to sorted triangle t (Ericson, Real-Time Collision Detection 5.1.5;
+    with ab.ab, ab.ac and ac.ac stored, the six dot products of the regions' tests need two)."""
     ax, ay, az = tri[t, 0], tri[t, 1], tri[t, 2]
-    bx, by, bz = tri[t, 3], tri[t, 4], tri[t, 5]
-    cx, cy, cz = tri[t, 6], tri[t, 7], tri[t, 8]
-    abx, aby, abz = bx - ax, by - ay, bz - az
-    acx, acy, acz = cx - ax, cy - ay, cz - az
+    abx, aby, abz = tri[t, 3] - ax, tri[t, 4] - ay, tri[t, 5] - az
+    acx, acy, acz = tri[t, 6] - ax, tri[t, 7] - ay, tri[t, 8] - az
     apx, apy, apz = px - ax, py - ay, pz - az
     d1 = abx * apx + aby * apy + abz * apz
     d2 = acx * apx + acy * apy + acz * apz
     if d1 <= 0.0 and d2 <= 0.0:
         return apx * apx + apy * apy + apz * apz
-    bpx, bpy, bpz = px - bx, py - by, pz - bz
-    d3 = abx * bpx + aby * bpy + abz * bpz
-    d4 = acx * bpx + acy * bpy + acz * bpz
+    ab_ab, ab_ac, ac_ac = tri[t, 9], tri[t, 10], tri[t, 11]
+    d3, d4 = d1 - ab_ab, d2 - ab_ac    # ab.bp, ac.bp with bp = ap - ab
     if d3 >= 0.0 and d4 <= d3:
+        bpx, bpy, bpz = apx - abx, apy - aby, apz - abz
         return bpx * bpx + bpy * bpy + bpz * bpz
     vc = d1 * d4 - d3 * d2
     if vc <= 0.0 and d1 >= 0.0 and d3 <= 0.0 and d1 - d3 > 0.0:
         v = d1 / (d1 - d3)
         dx, dy, dz = apx - v * abx, apy - v * aby, apz - v * abz
         return dx * dx + dy * dy + dz * dz
-    cpx, cpy, cpz = px - cx, py - cy, pz - cz
-    d5 = abx * cpx + aby * cpy + abz * cpz
-    d6 = acx * cpx + acy * cpy + acz * cpz
+    d5, d6 = d1 - ab_ac, d2 - ac_ac    # ab.cp, ac.cp with cp = ap - ac
     if d6 >= 0.0 and d5 <= d6:
+        cpx, cpy, cpz = apx - acx, apy - acy, apz - acz
         return cpx * cpx + cpy * cpy + cpz * cpz
     vb = d5 * d2 - d1 * d6
     if vb <= 0.0 and d2 >= 0.0 and d6 <= 0.0 and d2 - d6 > 0.0:
@@ -455,10 +456,12 @@ def _triangle_sq(px, py, pz, tri, t):
     va = d3 * d6 - d5 * d4
     if va <= 0.0 and d4 - d3 >= 0.0 and d5 - d6 >= 0.0 and (d4 - d3) + (d5 - d6) > 0.0:
         w = (d4 - d3) / ((d4 - d3) + (d5 - d6))
-        dx, dy, dz = bpx - w * (cx - bx), bpy - w * (cy - by), bpz - w * (cz - bz)
+        bpx, bpy, bpz = apx - abx, apy - aby, apz - abz
+        dx, dy, dz = bpx - w * (acx - abx), bpy - w * (acy - aby), bpz - w * (acz - abz)
         return dx * dx + dy * dy + dz * dz
     total = va + vb + vc
     if not total > 0.0:  # degenerate (zero-area) triangle: its closest point lies on an edge
+        bx, by, bz, cx, cy, cz = tri[t, 3], tri[t, 4], tri[t, 5], tri[t, 6], tri[t, 7], tri[t, 8]
         return _min(_min(_segment_sq(px, py, pz, ax, ay, az, bx, by, bz),
                        _segment_sq(px, py, pz, bx, by, bz, cx, cy, cz)),
                    _segment_sq(px, py, pz, cx, cy, cz, ax, ay, az))
@@ -936,7 +939,7 @@ def winding_chunk(points, tri, child_first, child_count, tri_start, tri_stop, di
 
 
 # Stand-in for the cones of a closed mesh: the kernels' argument types stay the same.
-_NO_CONE = (np.zeros((0, 9)), np.zeros((0, 15, BRANCHING)), np.zeros(0, np.int64), np.zeros(0, np.int64),
+_NO_CONE = (np.zeros((0, 12)), np.zeros((0, 15, BRANCHING)), np.zeros(0, np.int64), np.zeros(0, np.int64),
             np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros((0, 9)), np.zeros((0, 3)),
             np.zeros(0), np.zeros(0))
 
