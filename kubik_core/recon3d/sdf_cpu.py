@@ -725,15 +725,24 @@ def _cell(x, size):
 
 
 @njit(nogil=True, cache=True)
-def _in_one_coneless_cell(qx, qy, qz, px, py, pz, cone_bound):
-    """Whether q and p share a cell of the grid that no cone reaches (finite bound: no cone
-    triangle meets the ball around the cell, which holds the segment between them)."""
+def _in_coneless_cells(qx, qy, qz, px, py, pz, cone_bound):
+    """Whether the segment q-p stays out of the cones' reach: every grid cell that its bounding
+    box (grown by 1e-9) overlaps has a finite bound, i.e. no cone triangle meets the ball around
+    that cell. Boxes over more than 8 cells are not checked (False)."""
     size = cone_bound.shape[0]
-    i, j, k = _cell(px, size), _cell(py, size), _cell(pz, size)
-    if not (0 <= i < size and 0 <= j < size and 0 <= k < size):
+    i0, i1 = _cell(_min(qx, px) - 1e-9, size), _cell(_max(qx, px) + 1e-9, size)
+    j0, j1 = _cell(_min(qy, py) - 1e-9, size), _cell(_max(qy, py) + 1e-9, size)
+    k0, k1 = _cell(_min(qz, pz) - 1e-9, size), _cell(_max(qz, pz) + 1e-9, size)
+    if i0 < 0 or j0 < 0 or k0 < 0 or i1 >= size or j1 >= size or k1 >= size:
         return False
-    return (i == _cell(qx, size) and j == _cell(qy, size) and k == _cell(qz, size)
-            and cone_bound[i, j, k] < np.inf)
+    if (i1 - i0 + 1) * (j1 - j0 + 1) * (k1 - k0 + 1) > 8:
+        return False
+    for i in range(i0, i1 + 1):
+        for j in range(j0, j1 + 1):
+            for k in range(k0, k1 + 1):
+                if not cone_bound[i, j, k] < np.inf:
+                    return False
+    return True
 
 
 @njit(nogil=True, cache=True)
@@ -892,7 +901,7 @@ def query_points(points, lo, hi, max_distance, mesh, cone, cone_bound, out_dista
                 stop = _min(stop, nearest_gap)
                 crossings = _signed_crossings(qx + start * ux, qy + start * uy, qz + start * uz,
                                               qx + stop * ux, qy + stop * uy, qz + stop * uz, mesh, stack)
-            if crossings != AMBIGUOUS and has_cone and not _in_one_coneless_cell(qx, qy, qz, px, py, pz, cone_bound):
+            if crossings != AMBIGUOUS and has_cone and not _in_coneless_cells(qx, qy, qz, px, py, pz, cone_bound):
                 more = _signed_crossings(qx, qy, qz, px, py, pz, cone, stack)
                 crossings = AMBIGUOUS if more == AMBIGUOUS else crossings + more
             if crossings != AMBIGUOUS:
