@@ -30,7 +30,7 @@ bench: setup
 
 # Rebuild models/kubik3d/kubik3d_tiny_demo.safetensors from scratch (about 50 minutes on 2 idle CPU cores).
 demo-3d-model: setup
-	$(BIN)/python scripts/train_demo_3d_model.py build/demo3d
+	$(BIN)/python scripts/train_3d_model.py build/demo3d --export
 
 clean-venv:
 	rm -rf $(VENV)
