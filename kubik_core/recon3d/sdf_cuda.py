@@ -4,14 +4,16 @@
 sign - is plain numba code that allocates nothing (its scratch space comes from the caller), so
 numba's CUDA target compiles it unchanged into a kernel. Each GPU thread takes a run of ``RUN``
 consecutive points in Morton order, as a CPU thread takes a chunk; the tree's arrays are
-uploaded once per mesh. Same algorithm, same float64 arithmetic: the two paths give the same
-distances (to rounding: the GPU may fuse a multiply and an add) and the same signs.
+uploaded once per mesh. Same algorithm, same float64 arithmetic (both fuse multiply-adds, where
+the compilers may choose differently): the two paths give the same distances to rounding and the
+same signs.
 
 Why not a library kernel: Warp's BVH closest-point query, the previous CUDA path, ran at only
-0.9-3.1 M pts/s on an H100 (benchmarks/RESULTS.md), 2-5x this engine on 2 CPU cores, with
-float32 distances up to 4e-4 off, and its wheel (149 MB) is an install of its own. numba is already a dependency; its CUDA
-target needs the NVIDIA driver and NVVM (the ``cuda-toolkit``/``nvidia-cuda-nvcc`` wheels that
-CUDA builds of PyTorch bring, or a CUDA toolkit).
+0.9-3.1 M pts/s on an H100 (benchmarks/RESULTS.md), about what this engine now does on 2 CPU
+cores, with float32 distances up to 4e-4 off, and its wheel (149 MB) is an install of its own.
+numba is already a dependency; its CUDA target needs the NVIDIA driver and NVVM (the
+``cuda-toolkit``/``nvidia-cuda-nvcc`` wheels that CUDA builds of PyTorch bring, or a CUDA
+toolkit).
 
 float64 throughout: fast on data-centre GPUs (an H100 does half its float32 rate); consumer GPUs
 run float64 at 1/64 of their float32 rate, where this engine is still several times a CPU's.
