@@ -67,6 +67,7 @@ def main(argv=None) -> None:
     p.add_argument("--flow-steps", type=int, help="override the config's flow steps")
     p.add_argument("--vae-minutes", type=float, help="stop the VAE run after this many minutes")
     p.add_argument("--flow-minutes", type=float, help="stop the flow run after this many minutes")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in training (less memory)")
     p.add_argument("--export", type=Path, nargs="?", const=DEMO_MODEL,
                    help=f"write the half-precision model here (no value: the demo model, {DEMO_MODEL.name})")
     args = p.parse_args(argv)
@@ -87,6 +88,7 @@ def main(argv=None) -> None:
             kubik("preprocess", work / "pybullet_meshes", work / "pybullet", *data_args)
         datasets.append(work / "pybullet")
     common = ["--config", args.config, "--device", args.device]
+    common += ["--gradient-checkpointing"] if args.gradient_checkpointing else []
     if not (work / "vae" / "evaluation.json").is_file():
         extra = ["--resume"] if (work / "vae" / "resume" / "state.pt").is_file() else []
         extra += ["--steps", args.vae_steps] if args.vae_steps else []
