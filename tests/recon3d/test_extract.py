@@ -70,7 +70,7 @@ def test_hierarchical_decode_gives_the_dense_mesh_with_far_fewer_queries(name, s
     dense = extract_mesh(Counting(sdf), 128, hierarchical=False)
     hier = extract_mesh(Counting(sdf), 128)
     assert dense.queries == 129 ** 3
-    assert hier.queries * 4 < dense.queries, (hier.queries, dense.queries)
+    assert hier.queries * 10 < dense.queries, (hier.queries, dense.queries)
     # Same grid values around the surface, so marching cubes gives the very same mesh (a Chamfer
     # distance of 0; sampled Chamfer would only measure its own sampling noise here).
     np.testing.assert_array_equal(hier.faces, dense.faces)
@@ -78,6 +78,25 @@ def test_hierarchical_decode_gives_the_dense_mesh_with_far_fewer_queries(name, s
     mesh = as_trimesh(hier)
     assert mesh.is_watertight
     assert signed_volume(hier.vertices, hier.faces) == pytest.approx(volume, rel=0.02)
+
+
+def test_an_sdf_that_jumps_decodes_to_the_dense_mesh():
+    """The winding-number sign of an open box jumps across its open side (the distance there is
+    not small): the cells it crosses are refined or queried all the same, so the hierarchical
+    mesh is the dense one, vertex for vertex."""
+    import trimesh
+
+    from kubik_core.recon3d.sdf import MeshSDF
+
+    box_mesh = trimesh.creation.box(extents=(1.2, 1.0, 1.4))
+    sdf = MeshSDF(box_mesh.vertices, box_mesh.faces[2:])  # one side open
+    sdf_fn = lambda p: torch.from_numpy(sdf(p.numpy()))  # noqa: E731
+    dense = extract_mesh(sdf_fn, 64, hierarchical=False, keep_largest=False)
+    hier = extract_mesh(sdf_fn, 64, keep_largest=False)
+    assert hier.queries * 2 < dense.queries
+    assert torch.equal(hier.grid > 0, dense.grid > 0)
+    np.testing.assert_array_equal(hier.faces, dense.faces)
+    np.testing.assert_allclose(hier.vertices, dense.vertices, atol=1e-6)
 
 
 def test_a_plate_thinner_than_a_coarse_cell_is_not_lost():
