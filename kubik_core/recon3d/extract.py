@@ -355,7 +355,9 @@ def _children_to_refine(grid: torch.Tensor, cells: torch.Tensor, far_corners: to
 
 
 def _sign_changes(above: torch.Tensor) -> torch.Tensor:
-    """Cells [r]^3 whose corners (points [r + 1]^3, True above the level) are not all on one side."""
+    """Cells [r]^3 whose corners (points [r + 1]^3, True above the level) are not all on one side
+    (:func:`_near_surface_cells` with no band, on booleans: its float temporaries at the finest
+    grid would double the decode's peak memory)."""
     r = above.shape[0] - 1
     first = above[:r, :r, :r]
     changes = torch.zeros_like(first)
