@@ -38,7 +38,7 @@ def resolve_device(device: str | None) -> str:
     """``None``/"auto" -> "cuda:0" when a GPU can run the CUDA engine, else "cpu"; "cuda" -> "cuda:0"."""
     if device == "cpu":
         return device
-    from .sdf_cuda import cuda_device_count
+    from .sdf_cuda import cuda_device_count, cuda_missing
 
     count = cuda_device_count()
     if device in (None, "auto"):
@@ -49,8 +49,10 @@ def resolve_device(device: str | None) -> str:
     if not (device == "cpu" or device.startswith("cuda:") and device[5:].isdigit()):
         raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'")
     if device != "cpu" and int(device[5:]) >= count:
-        raise ValueError(f"device {device!r} was asked for, but numba's CUDA target sees "
-                         f"{count} GPU(s) (it needs the NVIDIA driver and NVVM); use 'cpu'")
+        why = cuda_missing() or f"it sees {count} GPU(s)"
+        raise ValueError(f"device {device!r} was asked for, but the CUDA engine cannot run it ({why}; "
+                         "it needs the NVIDIA driver and the CUDA compiler's NVVM: conda install cuda-nvcc, or pip "
+                         "install nvidia-cuda-nvcc-cu12 for CUDA 12); use 'cpu'")
     return device
 
 

@@ -33,11 +33,24 @@ BLOCK = 64  # threads per block (each holds ~2 KB of stack in local memory)
 
 
 def cuda_device_count() -> int:
-    """GPUs numba's CUDA target can run on (0 without a driver or numba's CUDA support)."""
+    """GPUs numba's CUDA target can compile for and run on: 0 without a driver, without NVVM
+    (the compiler library; CUDA builds of torch do not all bring it) or without numba's CUDA
+    support. :func:`cuda_missing` says which."""
+    return 0 if cuda_missing() else len(cuda.gpus)
+
+
+def cuda_missing() -> str | None:
+    """Why the CUDA engine cannot run here, or None when it can."""
     try:
-        return len(cuda.gpus) if cuda.is_available() else 0
-    except Exception:  # numba built without CUDA, a broken driver: the CPU path remains
-        return 0
+        if not cuda.is_available():
+            return "numba finds no CUDA driver or GPU"
+        if not config.ENABLE_CUDASIM:
+            from numba.cuda.cudadrv import nvvm
+
+            nvvm.NVVM()
+    except Exception as error:  # numba built without CUDA, a broken driver, no libNVVM
+        return f"numba's CUDA target is not usable: {error}".strip()
+    return None
 
 
 if config.ENABLE_CUDASIM:
