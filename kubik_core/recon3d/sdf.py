@@ -112,30 +112,26 @@ class MeshSDF:
         if truncation is not None and not truncation > 0:
             raise ValueError(f"truncation must be positive, got {truncation!r}")
         max_distance = 1.0e6 if truncation is None else truncation / self.scale
-        local = (points - self.center) / self.scale
-        if len(points) == 0:
-            return np.zeros(0, np.float32), np.zeros(0, np.int32)
         distance = np.empty(len(points), np.float32)
         face = np.empty(len(points), np.int32)
         chunk = _CHUNK if self._cuda is None else _CUDA_CHUNK
         for start in range(0, len(points), chunk):
             stop = min(start + chunk, len(points))
-            distance[start:stop], face[start:stop] = self._query_local(local[start:stop], max_distance)
+            self._query_part(points[start:stop], max_distance, distance[start:stop], face[start:stop])
             if progress is not None:
                 progress(stop, len(points))
-        distance *= np.float32(self.scale)
         return distance, face
 
-    def _query_local(self, local: np.ndarray, max_distance: float):
+    def _query_part(self, points: np.ndarray, max_distance: float, out_distance, out_face) -> None:
+        from .sdf_cpu import signed_float32, signed_query
+
         if self._cuda is not None:
+            local = (points - self.center) / self.scale
             distance, face, winding = self._cuda.signed_query(local, max_distance)
-        else:
-            from .sdf_cpu import signed_query
-
-            distance, face, winding = signed_query(self._tree, local, max_distance, threads=self.threads)
-        distance, face = distance.astype(np.float32), face.astype(np.int32)
-        distance[winding > 0.5] *= -1.0
-        return distance, face
+        else:  # normalised on the fly
+            distance, face, winding = signed_query(self._tree, points, max_distance, threads=self.threads,
+                                                   center=self.center, scale=self.scale)
+        signed_float32(distance, face, winding, self.scale, out_distance, out_face)
 
     def query_tensor(self, points):
         """Signed distances of a torch tensor [N, 3], as a float32 tensor on the tensor's device.

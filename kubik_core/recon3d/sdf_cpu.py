@@ -42,7 +42,8 @@ and the per-chunk kernels (``query_chunk``, ``winding_chunk``); the Python entry
 (``signed_query``, ``winding_numbers``) that run chunks on a pool.
 
 Everything ``query_points`` calls must also compile for numba's CUDA target: no allocation (the
-callers pass scratch arrays), no exceptions, ``_min``/``_max`` for the builtins.
+callers pass scratch arrays), no exceptions, ``_min``/``_max`` for the builtins. The same
+functions are compiled without numba's reference counting (``_nrt=False``, see ``_HOT``).
 """
 from __future__ import annotations
 
@@ -70,6 +71,12 @@ RECENT = 8            # recent points the sign may be carried from (the nearest 
 # Fused multiply-adds allowed (3-5% faster; a GPU contracts them too). No other fast-math flag:
 # the kernels compare with infinities, and the solid angles need an exact atan2.
 _FMA = {"contract"}
+# The per-point functions: compiled without numba's reference counting, since they allocate
+# nothing (every array is owned by a caller that outlives them). Profiled with it, the atomic
+# increments and decrements of array references on each call and each row view were 14% of the
+# query time on the bunnies. The calls that are hot and take many arrays are also inlined
+# (another 8%): _closest, _triangle_sq, _signed_crossings, _mesh_winding.
+_HOT = dict(nogil=True, cache=True, fastmath=_FMA, _nrt=False)
 # Traversal stacks: a search pops one node and pushes at most BRANCHING children, so it never
 # holds more than 1 + depth * (BRANCHING - 1) entries: 57 for a 10-million-face mesh (depth 8).
 _STACK = 128
@@ -107,27 +114,40 @@ class TriangleTree:
 QUERY_BITS = 7  # queries are ordered along a 128^3 Morton curve
 
 
-def query_order(points: np.ndarray) -> np.ndarray:
+def query_order(points: np.ndarray, center=None, scale: float = 1.0) -> np.ndarray:
     """A cache- and warm-start-friendly order of the queries: their 128^3 Morton cells, sorted
     stably (finer cells shorten the segments along which signs are carried: -7% time against
-    32^3). Points outside [-1, 1]^3 count in the nearest boundary cell."""
-    return _morton_order(np.ascontiguousarray(points, dtype=np.float64), QUERY_BITS)
+    32^3). Points outside [-1, 1]^3 count in the nearest boundary cell. Points given in other
+    units are normalised on the fly as ``(points - center) / scale``."""
+    center = np.zeros(3) if center is None else np.asarray(center, np.float64)
+    return _morton_order(np.ascontiguousarray(points, dtype=np.float64), QUERY_BITS, center, float(scale))
 
 
 @njit(nogil=True, cache=True, fastmath=_FMA)
-def _morton_order(points, bits):
+def _spread_bits(value):
+    """The low 21 bits of ``value`` moved to every third bit (bit k -> bit 3k)."""
+    value &= 0x1FFFFF
+    value = (value | (value << 32)) & 0x1F00000000FFFF
+    value = (value | (value << 16)) & 0x1F0000FF0000FF
+    value = (value | (value << 8)) & 0x100F00F00F00F00F
+    value = (value | (value << 4)) & 0x10C30C30C30C30C3
+    return (value | (value << 2)) & 0x1249249249249249
+
+
+@njit(nogil=True, cache=True, fastmath=_FMA)
+def _morton_order(points, bits, center, scale):
     """Stable order of the points by interleaved-bit Morton code of their cell (``bits`` per
-    axis): codes in one pass, then a least-significant-digit radix sort, 11 bits per pass."""
+    axis, at most 21) of ``(points - center) / scale``: codes in one pass, then a
+    least-significant-digit radix sort, 11 bits per pass."""
     count = len(points)
     side = 1 << bits
     code = np.empty(count, np.int64)
     for i in range(count):
         value = 0
         for axis in range(3):
-            cell = int((points[i, axis] + 1.0) * 0.5 * side)  # truncates toward zero, as astype does
-            cell = _min(_max(cell, 0), side - 1)
-            for bit in range(bits):
-                value |= ((cell >> bit) & 1) << (3 * bit + axis)
+            x = (points[i, axis] - center[axis]) / scale
+            cell = int((x + 1.0) * 0.5 * side)  # truncates toward zero, as astype does
+            value |= _spread_bits(_min(_max(cell, 0), side - 1)) << axis
         code[i] = value
     order = np.arange(count)
     spare = np.empty(count, np.int64)
@@ -402,18 +422,18 @@ def closing_cones(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, 
     return np.stack([owner, vertices[b], vertices[a]], axis=1), length
 
 
-@njit(nogil=True, cache=True, inline="always", fastmath=_FMA)
+@njit(inline="always", **_HOT)
 def _min(a, b):
     """min of two, as the CUDA target compiles it (numba's builtin min/max did not compile there)."""
     return a if a < b else b
 
 
-@njit(nogil=True, cache=True, inline="always", fastmath=_FMA)
+@njit(inline="always", **_HOT)
 def _max(a, b):
     return a if a > b else b
 
 
-@njit(nogil=True, cache=True, fastmath=_FMA)
+@njit(**_HOT)
 def _segment_sq(px, py, pz, ax, ay, az, bx, by, bz):
     """Squared distance from p to the segment ab (a point when a == b)."""
     ex, ey, ez = bx - ax, by - ay, bz - az
@@ -425,7 +445,7 @@ def _segment_sq(px, py, pz, ax, ay, az, bx, by, bz):
     return dx * dx + dy * dy + dz * dz
 
 
-@njit(nogil=True, cache=True, fastmath=_FMA)
+@njit(inline="always", **_HOT)
 def _triangle_sq(px, py, pz, tri, t):
     """Squared distance from p to sorted triangle t (Ericson, Real-Time Collision Detection 5.1.5;
     with ab.ab, ab.ac and ac.ac stored, the six dot products of the regions' tests need two)."""
@@ -473,7 +493,7 @@ def _triangle_sq(px, py, pz, tri, t):
     return dx * dx + dy * dy + dz * dz
 
 
-@njit(nogil=True, cache=True, inline="always", fastmath=_FMA)
+@njit(inline="always", **_HOT)
 def _solid_angle_terms(px, py, pz, tri, t):
     """Van Oosterom and Strackee's tan(omega / 2) = det / den for sorted triangle t seen from p,
     and the product of the corners' distances (the scale of det)."""
@@ -489,14 +509,14 @@ def _solid_angle_terms(px, py, pz, tri, t):
     return det, den, la * lb * lc
 
 
-@njit(nogil=True, cache=True, fastmath=_FMA)
+@njit(**_HOT)
 def _solid_angle(px, py, pz, tri, t):
     """Signed solid angle of sorted triangle t seen from p (positive from its back side)."""
     det, den, _ = _solid_angle_terms(px, py, pz, tri, t)
     return 2.0 * math.atan2(det, den)
 
 
-@njit(nogil=True, cache=True, fastmath=_FMA)
+@njit(**_HOT)
 def _solid_angle_sum(px, py, pz, tri, start, stop):
     """Exact solid angle of the sorted triangles start..stop-1 seen from p (a leaf's share)."""
     total = 0.0
@@ -505,7 +525,7 @@ def _solid_angle_sum(px, py, pz, tri, start, stop):
     return total
 
 
-@njit(nogil=True, cache=True, fastmath=_FMA)
+@njit(**_HOT)
 def _winding(px, py, pz, beta, tri, child_first, child_count, tri_start, tri_stop, dipole, quadrupole,
              center, radius, stack):
     total = 0.0
@@ -534,7 +554,7 @@ def _winding(px, py, pz, beta, tri, child_first, child_count, tri_start, tri_sto
     return total / (4.0 * math.pi)
 
 
-@njit(nogil=True, cache=True, fastmath=_FMA)
+@njit(**_HOT)
 def _winding_for_sign(px, py, pz, tri, child_first, child_count, tri_start, tri_stop, dipole, quadrupole,
                       center, radius, stack):
     """Winding number, coarse where it is far from 1/2 and refined near it, and its error bound."""
@@ -550,7 +570,7 @@ def _winding_for_sign(px, py, pz, tri, child_first, child_count, tri_start, tri_
 AMBIGUOUS = 1 << 40  # a crossing count that could not be decided (a segment grazing an edge or a plane)
 
 
-@njit(nogil=True, cache=True, fastmath=_FMA)
+@njit(**_HOT)
 def _crossing(qx, qy, qz, px, py, pz, tri, t):
     """How the winding number of a closed chain changes from q to p across sorted triangle t:
     +1 when the segment passes through it from its front (the normal's side), -1 from its back,
@@ -587,7 +607,7 @@ def _crossing(qx, qy, qz, px, py, pz, tri, t):
     return AMBIGUOUS
 
 
-@njit(nogil=True, cache=True, fastmath=_FMA)
+@njit(inline="always", **_HOT)
 def _signed_crossings(qx, qy, qz, px, py, pz, tree, stack):
     """Sum of :func:`_crossing` over the tree's triangles along the segment q -> p (boxes are
     tested with a margin, so no crossing is missed), or ``AMBIGUOUS``."""
@@ -633,7 +653,7 @@ def _signed_crossings(qx, qy, qz, px, py, pz, tree, stack):
     return total
 
 
-@njit(nogil=True, cache=True, fastmath=_FMA)
+@njit(**_HOT)
 def _cone_winding(px, py, pz, tolerance, cone, stack):
     """Winding number of the closing cones at p, and a bound on its error.
 
@@ -733,17 +753,18 @@ def _cone_bound_grid(cone, out):
                 out[i, j, k] = total if top == 0 else np.inf  # stopped early: some node unvisited
 
 
-# Error allowed per cone node (see _cone_winding), tried in turn until the summed bound decides
-# the side of 1/2; 0 sums every cone triangle exactly.
-CONE_TOLERANCES = (0.1, 0.01, 0.0)
+# Error allowed per cone node (see _cone_winding) where a fresh winding number is rounded to the
+# integer of mesh + cones (:func:`_whole_winding`); the carried sign refines w_cones best first
+# instead (:func:`_cone_side`).
+CONE_TOLERANCE = 0.01
 
 
-@njit(nogil=True, cache=True, fastmath=_FMA)
+@njit(**_HOT)
 def _cell(x, size):
     return int(math.floor((x + 1.0) * 0.5 * size))
 
 
-@njit(nogil=True, cache=True, fastmath=_FMA)
+@njit(**_HOT)
 def _in_coneless_cells(qx, qy, qz, px, py, pz, cone_bound):
     """Whether the segment q-p stays out of the cones' reach: every grid cell that its bounding
     box (grown by 1e-9) overlaps has a finite bound, i.e. no cone triangle meets the ball around
@@ -764,30 +785,96 @@ def _in_coneless_cells(qx, qy, qz, px, py, pz, cone_bound):
     return True
 
 
-@njit(nogil=True, cache=True, fastmath=_FMA)
-def _mesh_winding(whole, px, py, pz, has_cone, mesh, cone, cone_bound, stack):
+@njit(inline="always", **_HOT)
+def _mesh_winding(whole, px, py, pz, has_cone, mesh, cone, cone_bound, stack, stack_bound):
     """The mesh's winding number at p, given ``whole``, the integer winding number of mesh +
-    cones there: ``whole - w_cones``, with w_cones summed exactly where the bounds leave the
-    side of 1/2 open. Where the grid bounds |w_cones| below 1/2, ``whole`` itself is returned:
-    it lies on the same side of 1/2 (all that the sign needs). Returns (value, False) for a point
-    on the cones, where ``whole`` and w_cones are not defined: then the mesh's own winding number."""
+    cones there: ``whole - w_cones``, w_cones refined until it decides the side of 1/2
+    (:func:`_cone_side`). Where the grid bounds |w_cones| below 1/2, ``whole`` itself is
+    returned: it lies on the same side of 1/2 (all that the sign needs). Returns (value, False)
+    for a point on the cones, where ``whole`` and w_cones are not defined: then the mesh's own
+    winding number."""
     if not has_cone:
         return float(whole), True
     size = cone_bound.shape[0]
     i, j, k = _cell(px, size), _cell(py, size), _cell(pz, size)
     if 0 <= i < size and 0 <= j < size and 0 <= k < size and cone_bound[i, j, k] < 0.5:
         return float(whole), True
-    for tolerance in CONE_TOLERANCES:
-        wc, bound, touching = _cone_winding(px, py, pz, tolerance, cone, stack)
-        if touching:
-            return _mesh_own_winding(px, py, pz, mesh, stack), False
-        w = whole - wc
-        if abs(w - 0.5) > bound:
-            break
+    w, touching = _cone_side(whole, px, py, pz, cone, stack, stack_bound)
+    if touching:
+        return _mesh_own_winding(px, py, pz, mesh, stack), False
     return w, True
 
 
-@njit(nogil=True, cache=True, fastmath=_FMA)
+@njit(inline="always", **_HOT)
+def _cone_term(px, py, pz, node, cone):
+    """A cone node's share of 4 pi w_cones at p and a bound on that share's error: its dipole
+    term, off by at most ``area * R * 2 / gap^3`` (the integrand (x - p) / |x - p|^3 changes by
+    at most 2 |x - c| / gap^3 across the node's ball of radius R, gap = distance - R); or 0,
+    off by at most ``area / gap^2``, where that is less; infinite when p is inside the ball."""
+    _, _, _, _, _, _, dipole, _, center, radius, area = cone
+    cx, cy, cz = center[node, 0] - px, center[node, 1] - py, center[node, 2] - pz
+    r2 = cx * cx + cy * cy + cz * cz
+    r = math.sqrt(r2)
+    gap = r - radius[node]
+    if not gap > 0.0:
+        return 0.0, np.inf
+    plain = area[node] / (gap * gap)
+    dipole_bound = plain * 2.0 * radius[node] / gap
+    if plain <= dipole_bound:
+        return 0.0, plain
+    return (dipole[node, 0] * cx + dipole[node, 1] * cy + dipole[node, 2] * cz) / (r2 * r), dipole_bound
+
+
+@njit(**_HOT)
+def _cone_side(whole, px, py, pz, cone, nodes, bounds):
+    """``whole - w_cones`` at p, w_cones refined best first until its error bound leaves the side
+    of 1/2 settled: the cone tree's frontier (in ``nodes``/``bounds``, scratch of ``_STACK``)
+    starts at the root, and the node whose term has the largest error bound is replaced by its
+    children's terms, or by its triangles' exact solid angles for a leaf (and for any node once
+    the scratch is full). Most points near a hole settle after a few nodes, where fixed per-node
+    tolerances summed far more. Also returns whether p lies on a cone triangle (within 1e-9),
+    where w_cones is not defined."""
+    tri, _, child_first, child_count, tri_start, tri_stop, _, _, _, _, _ = cone
+    capacity = len(nodes)
+    total, bounds[0] = _cone_term(px, py, pz, 0, cone)
+    nodes[0] = 0
+    count = 1
+    while True:
+        # The bounds are summed afresh (infinities leave a running sum); the terms, of order 1, are
+        # added and taken away a few dozen times: far less rounding than the 1e-9 allowed for.
+        error = 0.0
+        widest = 0
+        for k in range(count):
+            error += bounds[k]
+            if bounds[k] > bounds[widest]:
+                widest = k
+        if count == 0 or abs(whole - total / (4.0 * math.pi) - 0.5) > error / (4.0 * math.pi) + 1e-9:
+            break
+        node = nodes[widest]
+        value, _ = _cone_term(px, py, pz, node, cone)
+        total -= value
+        count -= 1
+        nodes[widest], bounds[widest] = nodes[count], bounds[count]
+        if child_count[node] == 0 or count + child_count[node] > capacity:
+            # a leaf, or no room for the children: the node's triangles (a contiguous run) exactly
+            for t in range(tri_start[node], tri_stop[node]):
+                det, den, scale = _solid_angle_terms(px, py, pz, tri, t)
+                total += 2.0 * math.atan2(det, den)
+                # On a cone triangle (or within 1e-9 of one) its solid angle jumps and rounding
+                # decides it. Only near-coplanar p are checked.
+                if abs(det) <= 1e-9 * scale and _triangle_sq(px, py, pz, tri, t) < 1e-18:
+                    return 0.0, True
+        else:
+            for k in range(child_count[node]):
+                child = child_first[node] + k
+                value, bounds[count] = _cone_term(px, py, pz, child, cone)
+                nodes[count] = child
+                total += value
+                count += 1
+    return whole - total / (4.0 * math.pi), False
+
+
+@njit(**_HOT)
 def _mesh_own_winding(px, py, pz, mesh, stack):
     """The mesh's own winding number at p (no cones): the refined fast winding number, summed
     exactly over every triangle where it lies within ``REFINED_ERROR`` of 1/2."""
@@ -800,7 +887,7 @@ def _mesh_own_winding(px, py, pz, mesh, stack):
     return w
 
 
-@njit(nogil=True, cache=True, fastmath=_FMA)
+@njit(**_HOT)
 def _whole_winding(px, py, pz, has_cone, mesh, cone, stack):
     """The integer winding number of mesh + cones at p, from the fast winding number (coarse,
     then refined): ``(value, True)`` when the estimate is provably within 1/2 of it, else the
@@ -808,7 +895,7 @@ def _whole_winding(px, py, pz, has_cone, mesh, cone, stack):
     tri, _, child_first, child_count, tri_start, tri_stop, dipole, quadrupole, center, radius, _ = mesh
     wc, bound, touching = 0.0, 0.0, False
     if has_cone:
-        wc, bound, touching = _cone_winding(px, py, pz, CONE_TOLERANCES[1], cone, stack)
+        wc, bound, touching = _cone_winding(px, py, pz, CONE_TOLERANCE, cone, stack)
     if touching:
         return _mesh_own_winding(px, py, pz, mesh, stack), False
     w = _winding(px, py, pz, BETA, tri, child_first, child_count, tri_start, tri_stop, dipole, quadrupole,
@@ -826,7 +913,7 @@ def _whole_winding(px, py, pz, has_cone, mesh, cone, stack):
     return _mesh_own_winding(px, py, pz, mesh, stack), False
 
 
-@njit(nogil=True, cache=True, fastmath=_FMA)
+@njit(**_HOT)
 def _box_distances(boxes, px, py, pz, out):
     """Squared distance from p to each of a node's child boxes (all lanes, so the loop vectorises)."""
     for k in range(BRANCHING):
@@ -839,7 +926,7 @@ def _box_distances(boxes, px, py, pz, out):
         out[k] = dx * dx + dy * dy + dz * dz
 
 
-@njit(nogil=True, cache=True, inline="always", fastmath=_FMA)  # inlined: as a call it cost 5%
+@njit(inline="always", **_HOT)  # inlined: as a call it cost 5%
 def _closest(px, py, pz, best, first_face, mesh, stack, stack_bound, child_bound, child_node, lane_bound):
     """Branch and bound for the closest triangle to p within squared distance ``best``, starting
     from ``first_face`` (the previous point's, usually as near as the answer): (squared distance,
@@ -887,7 +974,7 @@ def _closest(px, py, pz, best, first_face, mesh, stack, stack_bound, child_bound
     return best, best_face
 
 
-@njit(nogil=True, cache=True, fastmath=_FMA)
+@njit(**_HOT)
 def query_points(points, lo, hi, max_distance, mesh, cone, cone_bound, out_distance, out_face, out_winding,
                  stack, stack_bound, child_bound, child_node, lane_bound, recent):
     """Distance, closest sorted triangle (-1 beyond ``max_distance``) and winding number of
@@ -945,13 +1032,13 @@ def query_points(points, lo, hi, max_distance, mesh, cone, cone_bound, out_dista
                 whole = int(recent[nearest, 4]) + crossings
                 known = True
         if known:
-            w, known = _mesh_winding(whole, px, py, pz, has_cone, mesh, cone, cone_bound, stack)
+            w, known = _mesh_winding(whole, px, py, pz, has_cone, mesh, cone, cone_bound, stack, stack_bound)
         else:
             evaluated += 1
             value, known = _whole_winding(px, py, pz, has_cone, mesh, cone, stack)
             if known:
                 whole = int(value)
-                w, known = _mesh_winding(whole, px, py, pz, has_cone, mesh, cone, cone_bound, stack)
+                w, known = _mesh_winding(whole, px, py, pz, has_cone, mesh, cone, cone_bound, stack, stack_bound)
             else:
                 w = value
         out_winding[i] = w
@@ -1040,23 +1127,56 @@ def _scatter(order, face_order, distance, face, winding, out_distance, out_face,
         out_winding[order[i]] = winding[i]
 
 
-def signed_query(tree: TriangleTree, points: np.ndarray, max_distance: float, *, threads: int):
+def signed_query(tree: TriangleTree, points: np.ndarray, max_distance: float, *, threads: int,
+                 center=None, scale: float = 1.0):
     """Exact distance (clipped at ``max_distance``), closest face (-1 beyond it; original face
-    indices) and winding number of normalised points [N, 3], on a pool of CPU threads."""
+    indices) and winding number of normalised points [N, 3], on a pool of CPU threads. Points
+    in the mesh's own units are normalised on the fly as ``(points - center) / scale``
+    (distances stay normalised).
+
+    One serial step, the Morton order; then each chunk of it, on the pool, gathers its points,
+    queries them and scatters the results back to the caller's order."""
     mesh, cone, cone_bound = _kernel_inputs(tree)
+    points = np.ascontiguousarray(points, dtype=np.float64)
+    center = np.zeros(3) if center is None else np.asarray(center, np.float64)
+    order = _morton_order(points, QUERY_BITS, center, float(scale))
+    count = len(points)
+    distance, face, winding = np.empty(count), np.empty(count, np.int64), np.empty(count)
 
-    def compute(sorted_points):
-        count = len(sorted_points)
-        distance, face, winding = np.empty(count), np.empty(count, np.int64), np.empty(count)
+    def work(lo, hi):
+        _query_gathered(points, order[lo:hi], center, float(scale), float(max_distance), mesh, cone, cone_bound,
+                        tree.order, distance, face, winding)
 
-        def work(lo, hi):
-            query_chunk(sorted_points[lo:hi], float(max_distance), mesh, cone, cone_bound,
-                        distance[lo:hi], face[lo:hi], winding[lo:hi])
+    _run_chunks(count, threads, work)
+    return distance, face, winding
 
-        _run_chunks(count, threads, work)
-        return distance, face, winding
 
-    return sorted_query(tree, points, compute)
+@njit(nogil=True, cache=True, fastmath=_FMA)
+def _query_gathered(points, chosen, center, scale, max_distance, mesh, cone, cone_bound, face_order,
+                    out_distance, out_face, out_winding):
+    """:func:`query_chunk` on ``points[chosen]`` (normalised), results written back at ``chosen``."""
+    count = len(chosen)
+    local = np.empty((count, 3))
+    for i in range(count):
+        for axis in range(3):
+            local[i, axis] = (points[chosen[i], axis] - center[axis]) / scale
+    distance, face, winding = np.empty(count), np.empty(count, np.int64), np.empty(count)
+    query_chunk(local, max_distance, mesh, cone, cone_bound, distance, face, winding)
+    for i in range(count):
+        out_distance[chosen[i]] = distance[i]
+        out_face[chosen[i]] = face_order[face[i]] if face[i] >= 0 else -1
+        out_winding[chosen[i]] = winding[i]
+
+
+@njit(nogil=True, cache=True)
+def signed_float32(distance, face, winding, scale, out_distance, out_face):
+    """The caller's results: float32 distances negated inside (winding number > 1/2) and times
+    ``scale`` (in float32, as numpy would), int32 faces."""
+    scale32 = np.float32(scale)
+    for i in range(len(distance)):
+        value = np.float32(distance[i])
+        out_distance[i] = (-value if winding[i] > 0.5 else value) * scale32
+        out_face[i] = face[i]
 
 
 def winding_numbers(tree: TriangleTree, points: np.ndarray, *, threads: int) -> np.ndarray:

@@ -206,6 +206,37 @@ def test_points_on_the_closing_cones_get_the_meshs_own_winding_number():
         assert np.array_equal((signed < 0)[decided], (exact > 0.5)[decided])
 
 
+def test_cone_side_refines_best_first_and_falls_back_to_the_exact_sum_when_its_frontier_is_full(bunny_path):
+    """_cone_side settles ``whole - w_cones`` against 1/2 from a refined frontier of the cones'
+    tree; with room for fewer nodes than it needs it must sum every cone triangle exactly. On
+    points around the holed bunny's holes both must agree with the exact cones' winding number."""
+    from kubik_core.recon3d.sdf_cpu import _cone_side, _cone_winding, _kernel_inputs
+
+    mesh, _ = normalize(load_mesh(bunny_path))
+    tree = MeshSDF(mesh.vertices, mesh.faces)._tree
+    _, cone, _ = _kernel_inputs(tree)
+    rng = np.random.default_rng(41)
+    rims = tree.cone.triangles[:, 3:6]  # the cones' rim vertices: the holes' boundary
+    points = rims[rng.integers(0, len(rims), 3000)] + rng.normal(scale=0.03, size=(3000, 3))
+    scratch = np.empty(128, np.int64)
+    no_room = int(tree.cone.child_count[0]) - 1  # not even the root's children fit: all summed exactly
+    checked = 0
+    for whole in (0, 1):
+        for p in points:
+            exact, _, touching = _cone_winding(p[0], p[1], p[2], 0.0, cone, scratch)
+            if touching or abs(whole - exact - 0.5) < 1e-9:
+                continue
+            checked += 1
+            for capacity in (128, 24, no_room):
+                side, on_cone = _cone_side(whole, p[0], p[1], p[2], cone, np.empty(capacity, np.int64),
+                                           np.empty(capacity))
+                assert not on_cone
+                assert (side > 0.5) == (whole - exact > 0.5), (p, whole, capacity)
+                if capacity == no_room:
+                    assert abs(side - (whole - exact)) < 1e-12
+    assert checked > 5000
+
+
 @pytest.mark.parametrize("case", ["half sphere", "every third face flipped", "triangle soup", "open plane",
                                   "box", "open box", "crossed tori", "sphere twice", "cut bunny"])
 def test_signs_equal_the_exact_winding_number(case, bunny_path):
