@@ -303,7 +303,7 @@ def main() -> None:
                        "max_distance_error": error, **measured}
                 results.append(row)
                 ratio = f"{row['vs_baseline']:.2f}x {baseline_name}" if baseline else "n/a"
-                print(f"{engine:18s} {mesh_name:17s} {row['device']:4s} {count:>9d} pts  {rate / 1e6:8.3f} Mpts/s  "
+                print(f"{engine:18s} {mesh_name:17s} {row['device']:4s} {count:>9d} pts  {rate:>11,.0f} pts/s  "
                       f"{ratio:>12s}  sign {100 * agreement:7.3f}%  "
                       f"max |d| err {'n/a' if error is None else f'{error:.1e}':>7s}  peak RSS {measured['rss_peak_mb']:7.0f} MB "
                       f"(+{measured['rss_peak_mb'] - measured['rss_before_mb']:.0f} during query)  "

@@ -6,7 +6,7 @@ Engine (chosen by measurement, see benchmarks/RESULTS.md "Mesh -> SDF engines"):
   closest-point search, dipole + quadrupole moments for the fast winding number), numba loops
   on a thread pool, queries in Morton order with warm-started searches and exact signs carried
   between neighbouring points by counting crossings. On a 100k-face bunny and 2 cores it measured
-  0.87-1.0 M points/s, 10-12x point-cloud-utils and ~9x the previous engine (Warp's CPU BVH query
+  1.07-1.23 M points/s, 16x point-cloud-utils and ~10x the previous engine (Warp's CPU BVH query
   + libigl's winding number).
 * on CUDA, :mod:`.sdf_cuda`: the same per-point code compiled by numba's CUDA target, each GPU
   thread taking a run of consecutive points, so that both paths give the same distances and
