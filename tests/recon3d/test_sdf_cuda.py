@@ -72,6 +72,11 @@ SIMULATED = textwrap.dedent("""
         distance, face = sdf.query(points)
         truncated = sdf(points, truncation=0.05)
         result[device] = [sdf.device, distance.tolist(), face.tolist(), truncated.tolist()]
+    # Cut open across its middle, the bunny's cones would be everywhere: signs afresh per point.
+    cut = np.asarray(mesh.faces)[np.asarray(mesh.triangles_center)[:, 1] > -0.2]
+    for device in ("cuda", "cpu"):
+        sdf = MeshSDF(mesh.vertices, cut, device=device)
+        result[device + " cut"] = [sdf._tree.carried, sdf(points[::16]).tolist()]
     print(json.dumps(result))
 """)
 
@@ -92,6 +97,9 @@ def test_simulated_gpu_gives_the_cpu_paths_distances_and_signs(bunny_path):
     # The closest face may differ where two faces are equally close (shared vertex or edge).
     assert np.mean(np.array(gpu[2]) != np.array(cpu[2])) < 0.01
     assert np.array_equal(np.array(gpu[3]), np.array(cpu[3]))
+    (gpu_carried, gpu_cut), (cpu_carried, cpu_cut) = result["cuda cut"], result["cpu cut"]
+    assert not gpu_carried and not cpu_carried
+    assert np.array_equal(np.array(gpu_cut), np.array(cpu_cut))
 
 
 def test_points_are_ordered_on_the_gpu_as_on_the_host():
