@@ -326,6 +326,39 @@ def test_signs_are_carried_through_cones_only_where_the_cones_stay_near_their_ho
     assert closed.carried and closed.cone is None
 
 
+@pytest.mark.parametrize("faces", [1, 3, 4, 25, 31, 1280, 20480])
+def test_tree_puts_inner_nodes_first_and_keeps_child_boxes_for_them_only(faces):
+    """Each triangle in exactly one leaf, children partition their parent's run, a node's children
+    are all leaves or all inner nodes, and the inner nodes come first, so that the children's
+    box blocks (15 x 8 doubles each) exist for inner nodes only: leaves are most nodes (85% on the
+    holed bunny)."""
+    from kubik_core.recon3d.sdf_cpu import BRANCHING, LEAF_SIZE, _build
+
+    rng = np.random.default_rng(faces)
+    tree = _build(rng.uniform(-1, 1, (faces, 1, 3)) + rng.normal(scale=0.05, size=(faces, 3, 3)))
+    inner = int((tree.child_count > 0).sum())
+    assert (tree.child_count[:inner] > 0).all() and (tree.child_count[inner:] == 0).all()
+    assert tree.child_boxes.shape == (inner, 15, BRANCHING)
+    covered = np.zeros(faces, int)
+    for leaf in range(inner, len(tree.child_count)):
+        assert 1 <= tree.tri_stop[leaf] - tree.tri_start[leaf] <= LEAF_SIZE + 1
+        covered[tree.tri_start[leaf]:tree.tri_stop[leaf]] += 1
+    assert (covered == 1).all()
+    for node in range(inner):
+        first, count = tree.child_first[node], tree.child_count[node]
+        children = np.arange(first, first + count)
+        assert tree.tri_start[children[0]] == tree.tri_start[node] and tree.tri_stop[children[-1]] == tree.tri_stop[node]
+        assert (tree.tri_stop[children[:-1]] == tree.tri_start[children[1:]]).all()
+        assert len(set((tree.child_count[children] > 0).tolist())) == 1
+        for k, child in enumerate(children):  # its box holds the child's corners
+            axes = tree.child_boxes[node, 0:9, k].reshape(3, 3)
+            corners = tree.triangles[tree.tri_start[child]:tree.tri_stop[child], :9].reshape(-1, 3) @ axes.T
+            assert (corners >= tree.child_boxes[node, 9:12, k] - 1e-12).all()
+            assert (corners <= tree.child_boxes[node, 12:15, k] + 1e-12).all()
+    if faces > 1000:
+        assert inner < 0.4 * len(tree.child_count)
+
+
 def test_degenerate_faces_and_far_points_keep_exact_distances():
     import igl
 
