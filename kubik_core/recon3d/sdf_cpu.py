@@ -938,6 +938,13 @@ def _mesh_own_winding(px, py, pz, mesh, stack):
         return w
     w = _winding(px, py, pz, REFINE_BETA, tri, child_first, child_count, tri_start, tri_stop, dipole,
                  quadrupole, center, radius, stack)
+    return _settle_refined(w, px, py, pz, mesh, stack)
+
+
+@njit(**_HOT)
+def _settle_refined(w, px, py, pz, mesh, stack):
+    """The rest of :func:`_mesh_own_winding` from its refined value ``w``: finer, then exact."""
+    tri, _, child_first, child_count, tri_start, tri_stop, dipole, quadrupole, center, radius, _ = mesh
     if abs(w - 0.5) > REFINED_ERROR:
         return w
     w = _winding(px, py, pz, FINE_BETA, tri, child_first, child_count, tri_start, tri_stop, dipole,
@@ -971,7 +978,7 @@ def _whole_winding(px, py, pz, has_cone, mesh, cone, stack):
     whole = round(w + wc)
     if not touching and abs(w + wc - whole) + REFINED_ERROR + bound < 0.5:
         return whole, True
-    return _mesh_own_winding(px, py, pz, mesh, stack), False
+    return _settle_refined(w, px, py, pz, mesh, stack), False  # w: the mesh's own, refined
 
 
 @njit(**_HOT)
@@ -1208,7 +1215,7 @@ def signed_query(tree: TriangleTree, points: np.ndarray, max_distance: float, *,
     mesh, cone, cone_bound = _kernel_inputs(tree)
     points = np.ascontiguousarray(points, dtype=np.float64)
     center = np.zeros(3) if center is None else np.asarray(center, np.float64)
-    order = _morton_order(points, QUERY_BITS, center, float(scale))
+    order = query_order(points, center, scale)
     count = len(points)
     distance, face, winding = np.empty(count), np.empty(count, np.int64), np.empty(count)
 
