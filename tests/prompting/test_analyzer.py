@@ -72,6 +72,14 @@ def test_concepts_by_category_with_phrases_matched_whole():
     assert "hour" not in concepts["lighting"]
 
 
+def test_container_phrases_are_content_cues_not_subjects():
+    # "a bowl of" says the picture is food; the subject is what is in the bowl.
+    analysis = analyze_prompt("a bowl of ramen")
+    assert analysis.concepts["subject"] == ["ramen"]
+    assert analysis.content_type == "food"
+    assert analyze_prompt("a plate of dumplings").concepts["subject"] == ["dumplings"]
+
+
 def test_booru_tags_with_underscores_and_plurals_are_recognised():
     analysis = analyze_prompt("score_9, score_8_up, long_hair, cats, close_up")
     assert {"score_9", "score_8_up"} <= set(analysis.concepts["quality"])
