@@ -230,7 +230,7 @@ def _choose_steps(profile: FamilyProfile, priority: str, hint: int | None,
             adjusted = min(high, max(low, steps + round((complexity - 0.5) * 0.4 * steps)))
             if adjusted != steps:
                 reason += (f"; prompt complexity {complexity:.2f} -> {adjusted - steps:+d} steps "
-                           "(convention: detailed scenes need more steps to resolve)")
+                           "(convention: detailed scenes need more steps to resolve, simple ones fewer)")
                 steps = adjusted
     return (("steps", steps, reason, profile.sources["steps"]),)
 
@@ -249,7 +249,7 @@ def _choose_by_style(profile: FamilyProfile, priority: str, style: str) -> tuple
         reason = f"published CFG for {profile.label}"
         if style == "photo":
             cfg = max(low, cfg - 1.0)
-            reason += "; photographic style: 1 lower keeps skin and light natural (convention)"
+            reason += "; photographic or cinematic style: 1 lower keeps skin and light natural (convention)"
         elif style:
             cfg = min(high, cfg + 0.5)
             reason += "; stylised art holds slightly higher CFG (convention)"
@@ -260,7 +260,7 @@ def _choose_by_style(profile: FamilyProfile, priority: str, style: str) -> tuple
         reason = "published distilled guidance (ComfyUI FluxGuidance node)"
         if style == "photo":
             guidance -= 0.5
-            reason += "; photographic style: 0.5 lower looks less waxy (convention)"
+            reason += "; photographic or cinematic style: 0.5 lower looks less waxy (convention)"
         chosen.append(("guidance", guidance, reason, sources["guidance"]))
 
     sampler, scheduler = profile.sampler, profile.scheduler
