@@ -78,6 +78,8 @@ def test_container_phrases_are_content_cues_not_subjects():
     assert analysis.concepts["subject"] == ["ramen"]
     assert analysis.content_type == "food"
     assert analyze_prompt("a plate of dumplings").concepts["subject"] == ["dumplings"]
+    bottle = analyze_prompt("a bottle of perfume, product shot")
+    assert bottle.concepts["subject"] == ["perfume"] and bottle.content_type == "product"
 
 
 def test_booru_tags_with_underscores_and_plurals_are_recognised():
