@@ -1,16 +1,26 @@
-"""One LoRA of the library, as the scan reads it (header + sidecars, never the tensors)."""
+"""One LoRA of the library, as the scan reads it (header + sidecars, never the tensors).
+
+The header's metadata is written by whoever trained (or crafted) the file: numbers arrive as
+text ("8", "None", "1e999", "nan"), ss_tag_frequency and ss_datasets are JSON inside a string.
+Each is read within bounds (kubik_core.common.bounded_json for the JSON, a range for each
+number, caps on texts and lists); a value outside them is skipped and recorded as a problem of
+the file, so the entry, the index cache and the recommender only ever hold finite, bounded
+values.
+"""
 from __future__ import annotations
 
-import json
+import math
 import re
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..common.bounded_json import BoundedJSONError
+from ..common.bounded_json import loads as bounded_loads
 from .architecture import detect_architecture
 from .errors import LoraFileError
 from .safetensors_header import read_header
-from .sidecars import SidecarInfo, read_sidecars
+from .sidecars import MAX_CLIP_SKIP, MAX_TITLE_CHARS, MAX_WORD_CHARS, SidecarInfo, read_sidecars
 
 SAFETENSORS_EXTENSIONS = (".safetensors", ".sft")
 # Pickle-based formats ComfyUI also lists: listed, never unpickled by the scan.
@@ -18,6 +28,9 @@ PICKLE_EXTENSIONS = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pt2")
 LORA_EXTENSIONS = SAFETENSORS_EXTENSIONS + PICKLE_EXTENSIONS
 TOP_TAGS = 40           # tags from ss_tag_frequency kept per LoRA (for search)
 TRIGGER_TAGS = 3        # at most this many frequent training tags become trigger words
+MAX_TRIGGERS = 50       # trigger words kept per LoRA, most authoritative first
+MAX_RANK = 65536        # ss_network_dim / ss_network_alpha beyond any real network
+MAX_NUMBER_CHARS = 64   # a number written as text longer than this is not a number
 _REPEATS_DIR = re.compile(r"^\d+_")   # kohya dataset folders are "<repeats>_<name>"
 
 
@@ -70,8 +83,28 @@ class LoraEntry:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "LoraEntry":
+    def from_dict(cls, data: Any) -> "LoraEntry":
+        """An entry from the index cache; TypeError when a field has another type than the
+        entry's own (a damaged cache entry is read again from the file, never used)."""
+        if not isinstance(data, dict):
+            raise TypeError("a cache entry is not an object")
+        sidecar = data.get("sidecar", {})
+        checks = [(data, _DEFAULTS), (sidecar if isinstance(sidecar, dict) else {}, _SIDECAR_DEFAULTS)]
+        for values, defaults in checks:
+            for key, value in values.items():
+                if key in defaults and not _same_kind(value, defaults[key]):
+                    raise TypeError(f"cache field {key} has type {type(value).__name__}")
         return cls(**{k: v for k, v in data.items() if k in _DEFAULTS})
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    if default is MISSING:  # name and path
+        return isinstance(value, str)
+    if isinstance(default, bool) or isinstance(value, bool):
+        return type(value) is type(default)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, type(default))
 
 
 def _defaults(cls) -> dict[str, Any]:
@@ -99,10 +132,10 @@ def read_entry(path: Path, name: str, size: int, mtime_ns: int, names_in_folder:
                               "convert it to .safetensors to use it here")
     else:
         try:
-            header = read_header(path, size)
+            header = read_header(path, name)
         except LoraFileError as exc:
             entry.readable = False
-            entry.problems.append(str(exc).replace(str(path) + ": ", ""))
+            entry.problems.append(exc.reason)
         else:
             metadata, tensors = header.metadata, header.tensors
             entry.problems += header.problems
@@ -118,7 +151,7 @@ def read_entry(path: Path, name: str, size: int, mtime_ns: int, names_in_folder:
     if info.usage_tips.get("clip_skip"):
         entry.clip_skip = int(info.usage_tips["clip_skip"])
     entry.sidecar = dict(vars(info))
-    entry.triggers = trigger_words(info, metadata, entry.tags)
+    entry.triggers = trigger_words(info, metadata, entry.tags, entry.problems)
     return entry
 
 
@@ -166,28 +199,61 @@ def _read_structure(entry: LoraEntry, tensors: dict[str, tuple[str, tuple[int, .
 
 
 def _read_metadata(entry: LoraEntry, metadata: dict[str, str]) -> None:
-    entry.title = metadata.get("modelspec.title") or metadata.get("ss_output_name", "")
-    entry.base_model_name = metadata.get("ss_sd_model_name", "")
-    entry.resolution = metadata.get("ss_resolution") or metadata.get("modelspec.resolution", "")
-    entry.alpha = _float(metadata.get("ss_network_alpha"))
-    if not entry.rank:
-        entry.rank = int(_float(metadata.get("ss_network_dim")))
-    skip = _float(metadata.get("ss_clip_skip")) or _float(metadata.get("modelspec.encoder_layer"))
+    problems = entry.problems
+    entry.title = _text(metadata, "modelspec.title", problems) or _text(metadata, "ss_output_name", problems)
+    entry.base_model_name = _text(metadata, "ss_sd_model_name", problems)
+    entry.resolution = (_text(metadata, "ss_resolution", problems, 40)
+                        or _text(metadata, "modelspec.resolution", problems, 40))
+    entry.alpha = _number(metadata, "ss_network_alpha", problems, 0, MAX_RANK) or 0.0
+    dim = _number(metadata, "ss_network_dim", problems, 0, MAX_RANK, whole=True)
+    entry.rank = entry.rank or int(dim or 0)  # the tensors' shape, where there is one, wins
+    skip = (_number(metadata, "ss_clip_skip", problems, 0, MAX_CLIP_SKIP, whole=True)
+            or _number(metadata, "modelspec.encoder_layer", problems, -MAX_CLIP_SKIP, MAX_CLIP_SKIP,
+                       whole=True))
     entry.clip_skip = int(abs(skip)) if skip and skip > 1 else 0
-    freq = metadata.get("ss_tag_frequency")
-    if freq:
-        try:
-            entry.tags = top_tags(json.loads(freq))
-        except (ValueError, TypeError, AttributeError):
-            entry.problems.append("ss_tag_frequency is not valid JSON; training tags ignored")
+    frequency = _json(metadata, "ss_tag_frequency", problems, "training tags ignored")
+    if frequency is not None:
+        if isinstance(frequency, dict):
+            entry.tags = top_tags(frequency)
+        else:
+            problems.append("ss_tag_frequency is not an object of folders; training tags ignored")
 
 
-def _float(text: str | None) -> float:
+def _text(metadata: dict[str, str], key: str, problems: list[str], limit: int = MAX_TITLE_CHARS) -> str:
+    value = metadata.get(key, "").strip()
+    if len(value) > limit:
+        problems.append(f"{key} is longer than {limit} characters; cut")
+        value = value[:limit].rstrip()
+    return value
+
+
+def _number(metadata: dict[str, str], key: str, problems: list[str], low: float, high: float,
+            whole: bool = False) -> float | None:
+    """A number kohya wrote as text, if it is one within [low, high]; "", "None" mean unset."""
+    text = metadata.get(key, "").strip()
+    if text in ("", "None", "none", "null"):
+        return None
     try:
-        value = float(text) if text not in (None, "", "None") else 0.0
-    except (TypeError, ValueError):
-        return 0.0
-    return value if value == value else 0.0  # NaN -> 0
+        value = float(text) if len(text) <= MAX_NUMBER_CHARS else math.nan
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and low <= value <= high and (not whole or value == int(value))):
+        kind = "a whole number" if whole else "a number"
+        problems.append(f"{key} {text[:40]!r} is not {kind} from {low:g} to {high:g}; ignored")
+        return None
+    return value
+
+
+def _json(metadata: dict[str, str], key: str, problems: list[str], consequence: str) -> Any:
+    """JSON kohya stores inside a metadata string, parsed within bounds; None if absent or bad."""
+    text = metadata.get(key, "")
+    if not text:
+        return None
+    try:
+        return bounded_loads(text)
+    except BoundedJSONError as exc:
+        problems.append(f"{key}: {exc}; {consequence}")
+        return None
 
 
 def top_tags(frequency: dict) -> list[str]:
@@ -197,42 +263,55 @@ def top_tags(frequency: dict) -> list[str]:
         if not isinstance(folder_tags, dict):
             continue
         for tag, count in folder_tags.items():
-            tag = str(tag).strip()
-            if tag and isinstance(count, (int, float)):
+            tag = tag.strip()
+            if tag and len(tag) <= MAX_WORD_CHARS and isinstance(count, (int, float)) \
+                    and not isinstance(count, bool):
                 counts[tag] = counts.get(tag, 0) + int(count)
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     return [tag for tag, _ in ranked[:TOP_TAGS]]
 
 
-def trigger_words(info: SidecarInfo, metadata: dict[str, str], tags: list[str]) -> list[str]:
+def trigger_words(info: SidecarInfo, metadata: dict[str, str], tags: list[str],
+                  problems: list[str] | None = None) -> list[str]:
     """Trigger words, most authoritative first: CivitAI trainedWords, modelspec.trigger_phrase,
-    A1111 activation text, kohya class tokens, then the most frequent training tags."""
+    A1111 activation text, kohya class tokens, then the most frequent training tags.
+
+    At most MAX_TRIGGERS, each at most MAX_WORD_CHARS long; ``problems`` collects what was
+    left out of the metadata (a bad ss_datasets, too many or too long words).
+    """
+    problems = [] if problems is None else problems
     found: list[str] = []
     found += info.trained_words
-    phrase = metadata.get("modelspec.trigger_phrase", "")
-    found += [p for p in (s.strip() for s in phrase.split(",")) if p]
-    found += [p for p in (s.strip() for s in info.activation_text.split(",")) if p]
-    found += _class_tokens(metadata.get("ss_datasets", ""))
+    found += _phrases(metadata.get("modelspec.trigger_phrase", ""))
+    found += _phrases(info.activation_text)
+    found += _class_tokens(_json(metadata, "ss_datasets", problems, "class tokens ignored"))
     if not found:
         found += tags[:TRIGGER_TAGS]
     seen, unique = set(), []
+    too_long = False
     for word in found:
-        if word.lower() not in seen:
+        if len(word) > MAX_WORD_CHARS:
+            too_long = True
+        elif word.lower() not in seen:
             seen.add(word.lower())
             unique.append(word)
-    return unique
+    if too_long:
+        problems.append(f"trigger words longer than {MAX_WORD_CHARS} characters skipped")
+    if len(unique) > MAX_TRIGGERS:
+        problems.append(f"{len(unique)} trigger words; the first {MAX_TRIGGERS} kept")
+    return unique[:MAX_TRIGGERS]
 
 
-def _class_tokens(datasets: str) -> list[str]:
-    if not datasets:
-        return []
-    try:
-        data = json.loads(datasets)
-    except ValueError:
-        return []
+def _phrases(text: str) -> list[str]:
+    return [p for p in (s.strip() for s in text.split(",")) if p]
+
+
+def _class_tokens(data: Any) -> list[str]:
+    """kohya's class tokens from the parsed ss_datasets ([{subsets: [{class_tokens}]}])."""
     tokens = []
     for dataset in data if isinstance(data, list) else []:
-        for subset in dataset.get("subsets", []) if isinstance(dataset, dict) else []:
+        subsets = dataset.get("subsets") if isinstance(dataset, dict) else None
+        for subset in subsets if isinstance(subsets, list) else []:
             token = subset.get("class_tokens") if isinstance(subset, dict) else None
             if isinstance(token, str) and token.strip():
                 tokens.append(token.strip())

@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import os
 
+from .files import open_regular
+
 CHUNK = 1024 * 1024
 # The SHA-256 of zero bytes; a file that hashes to it is empty, never a model
 # (ComfyUI-Lora-Manager rejects it as well).
@@ -25,7 +27,7 @@ def sha256_file(path: str | os.PathLike, start: int = 0, cancel=None) -> str:
     ``cancel``: optional callable returning True to stop early (raises InterruptedError).
     """
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:  # a file swapped for a FIFO must not hang the hashing thread
         handle.seek(start)
         while True:
             if cancel is not None and cancel():

@@ -10,8 +10,11 @@ background thread inside ComfyUI (``start_background_hashing``), or in the foreg
 progress callback on the command line. Hashes land in the cache with the entry's signature, so
 they are computed once per file version.
 
-Bad files never stop a scan: a truncated or malformed file, a pickled checkpoint or a folder
-that cannot be listed is recorded in ``problems`` and the scan goes on.
+Bad files never stop a scan: a truncated, malformed or crafted file, a pickled checkpoint or a
+folder that cannot be listed is recorded in ``problems`` and the scan goes on. Only regular
+files are listed and read (never a FIFO or device, see files.py), files that vanish while the
+scan runs are left out, and the folder walk is a loop, so no depth of folders exhausts the
+stack.
 """
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ..common.bounded_json import BoundedJSONError
+from ..common.bounded_json import loads as bounded_loads
 from .entry import LORA_EXTENSIONS, LoraEntry, read_entry
 from .hashing import EMPTY_SHA256, autov2, autov3, sha256_file
 from .sidecars import PREVIEW_SUFFIXES, SIDECAR_SUFFIXES
@@ -33,6 +38,7 @@ log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
 CACHE_FILE_NAME = "lora_index.json"
+MAX_CACHE_BYTES = 1024 * 1024 * 1024   # a library of 100,000 LoRAs is a few hundred MB
 Progress = Callable[[int, int], None]  # (done, total)
 
 
@@ -157,10 +163,10 @@ def load_cache(cache_path: Path | None) -> dict[str, dict]:
     if cache_path is None:
         return {}
     try:
-        data = json.loads(Path(cache_path).read_text(encoding="utf-8"))
+        data = bounded_loads(Path(cache_path).read_bytes(), max_bytes=MAX_CACHE_BYTES)
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as exc:
+    except (OSError, BoundedJSONError) as exc:
         log.warning("LoRA index cache %s is unreadable (%s); rescanning everything", cache_path, exc)
         return {}
     if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
@@ -191,11 +197,13 @@ def scan_library(roots: Iterable[str | os.PathLike], cache_path: Path | None = N
         path = dir_entry.path
         try:
             signature = _signature(dir_entry, siblings)
+        except FileNotFoundError:
+            continue  # removed since the folder was listed: not part of the library any more
         except OSError as exc:
             library.problems.append(f"{path}: cannot stat ({exc.strerror or exc})")
             continue
         hit = cached.get(path)
-        if hit is not None and hit.get("signature") == signature:
+        if isinstance(hit, dict) and hit.get("signature") == signature:
             try:
                 entry = LoraEntry.from_dict(hit["entry"])
             except (TypeError, KeyError):
@@ -205,7 +213,7 @@ def scan_library(roots: Iterable[str | os.PathLike], cache_path: Path | None = N
                 library.signatures[path] = signature
                 library.stats.cached += 1
                 continue
-        entry = read_entry(Path(path), rel, signature[0], signature[1], set(siblings))
+        entry = _read_entry_guarded(Path(path), rel, signature, set(siblings))
         library.entries[path] = entry
         library.signatures[path] = signature
         library.stats.read += 1
@@ -223,45 +231,64 @@ def scan_library(roots: Iterable[str | os.PathLike], cache_path: Path | None = N
     return library
 
 
-def _walk(root: str, folder: str, found: list, visited: set[str], problems: list[str]) -> None:
-    real = os.path.realpath(folder)
-    if real in visited:
-        return
-    visited.add(real)
+def _read_entry_guarded(path: Path, rel: str, signature: list, siblings: set[str]) -> LoraEntry:
+    """read_entry, and if a file still finds a way to make it raise, that file is listed as
+    unreadable with the error (and the traceback logged) instead of ending the scan."""
     try:
-        with os.scandir(folder) as it:
-            children = list(it)
-    except OSError as exc:
-        problems.append(f"{folder}: cannot list this folder ({exc.strerror or exc}); skipped")
-        return
-    files: dict[str, os.DirEntry] = {}
-    subfolders = []
-    for child in children:
-        try:
-            if child.is_dir():
-                if not child.name.startswith("."):
-                    subfolders.append(child.path)
-            elif child.is_file():
-                files[child.name] = child
-        except OSError:
+        return read_entry(path, rel, signature[0], signature[1], siblings)
+    except Exception as exc:  # noqa: BLE001 - one file must never end the scan of the library
+        log.exception("LoRA %s could not be read", path)
+        return LoraEntry(name=rel, path=str(path), size=signature[0], mtime_ns=signature[1],
+                         readable=False, problems=[f"could not be read ({type(exc).__name__}: "
+                                                   f"{str(exc)[:200]}); please report this file"])
+
+
+def _walk(root: str, folder: str, found: list, visited: set[str], problems: list[str]) -> None:
+    """Append (root, name relative to root, DirEntry, the folder's files) for every LoRA file
+    under ``folder``: each folder's files, then its subfolders by name, depth first."""
+    pending = [folder]
+    while pending:
+        folder = pending.pop()
+        real = os.path.realpath(folder)
+        if real in visited:
             continue
-    for name, child in files.items():
-        lower = name.lower()
-        if lower.endswith(LORA_EXTENSIONS):
-            rel = child.path[len(root):].lstrip(os.sep).replace(os.sep, "/")
-            found.append((root, rel, child, files))
-    for sub in sorted(subfolders):
-        _walk(root, sub, found, visited, problems)
+        visited.add(real)
+        try:
+            with os.scandir(folder) as it:
+                children = list(it)
+        except OSError as exc:
+            problems.append(f"{folder}: cannot list this folder ({exc.strerror or exc}); skipped")
+            continue
+        files: dict[str, os.DirEntry] = {}
+        subfolders = []
+        for child in children:
+            try:
+                if child.is_dir():
+                    if not child.name.startswith("."):
+                        subfolders.append(child.path)
+                elif child.is_file():  # regular files (or links to them) only: no FIFO, no device
+                    files[child.name] = child
+            except OSError:
+                continue
+        for name, child in files.items():
+            if name.lower().endswith(LORA_EXTENSIONS):
+                rel = child.path[len(root):].lstrip(os.sep).replace(os.sep, "/")
+                found.append((root, rel, child, files))
+        pending.extend(sorted(subfolders, reverse=True))
 
 
 def _signature(dir_entry: os.DirEntry, siblings: dict[str, os.DirEntry]) -> list:
-    """[size, mtime_ns, [sidecar name, size, mtime_ns]...]: changes when any of them changes."""
+    """[size, mtime_ns, [sidecar name, size, mtime_ns]...]: changes when any of them changes.
+    A sidecar that vanished since the listing is left out (and read_sidecars skips it)."""
     st = dir_entry.stat()
     stem = dir_entry.name.rpartition(".")[0]
     sig: list = [st.st_size, st.st_mtime_ns]
     for suffix in SIDECAR_SUFFIXES + PREVIEW_SUFFIXES:
         side = siblings.get(stem + suffix)
         if side is not None:
-            sst = side.stat()
+            try:
+                sst = side.stat()
+            except FileNotFoundError:
+                continue
             sig.append([side.name, sst.st_size, sst.st_mtime_ns])
     return sig

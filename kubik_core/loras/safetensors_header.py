@@ -2,22 +2,35 @@
 
 Layout (huggingface/safetensors): 8 bytes little-endian u64 = header length N, then N bytes of
 UTF-8 JSON ``{tensor name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__":
-{str: str}}``, then the tensor data. Only the header is read, with bounds checks so a hostile
-or truncated file costs at most MAX_HEADER_BYTES of memory and never a crash.
+{str: str}}``, then the tensor data. The header is written by whoever made the file, so it is
+read as hostile: at most MAX_HEADER_BYTES, parsed with kubik_core.common.bounded_json (bounded
+nesting, finite numbers), every tensor entry checked for type, and its declared size checked
+against its data offsets and the file, so that a broken or crafted file is one LoraFileError
+naming what is wrong, never a crash.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
-import struct
 from dataclasses import dataclass, field
-from typing import BinaryIO
 
+from ..common.bounded_json import BoundedJSONError
+from ..common.bounded_json import loads as bounded_loads
 from .errors import LoraFileError
+from .files import open_regular
 
 # ComfyUI-Lora-Manager caps the header at 64 MiB, ComfyUI at 100 MiB; real LoRA headers are
 # a few hundred KiB (ss_tag_frequency can be large).
 MAX_HEADER_BYTES = 64 * 1024 * 1024
+# Real tensors have at most 5 dimensions (3D convolutions); the bound keeps size arithmetic small.
+MAX_DIMENSIONS = 16
+# Bits per element of safetensors' dtypes (safetensors/src/tensor.rs Dtype::bitsize).
+DTYPE_BITS = {
+    "BOOL": 8, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8,
+    "F8_E8M0": 8, "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32,
+    "F64": 64, "I64": 64, "U64": 64,
+}
 
 
 @dataclass
@@ -31,68 +44,115 @@ class SafetensorsHeader:
     problems: list[str] = field(default_factory=list)  # non-fatal oddities, for the user
 
 
-def read_header(path: str | os.PathLike, file_size: int | None = None) -> SafetensorsHeader:
-    """Parse the header of ``path``; raise LoraFileError naming the problem if it is broken."""
+def read_header(path: str | os.PathLike, name: str | None = None) -> SafetensorsHeader:
+    """Parse the header of ``path``; raise LoraFileError naming the problem if it is broken.
+
+    ``name``: how the file is named in errors (default: ``path``); nodes pass the name relative
+    to the model folder so that no absolute server path reaches a message.
+    """
+    name = os.fspath(path) if name is None else name
     try:
-        with open(path, "rb") as handle:
-            size = file_size if file_size is not None else os.fstat(handle.fileno()).st_size
-            return _parse(handle, size, os.fspath(path))
+        with open_regular(path) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size < 8:  # also every /proc file (size 0): nothing is read from it
+                raise LoraFileError(name, f"truncated safetensors file ({size} bytes, no header length)")
+            length = int.from_bytes(handle.read(8), "little")
+            if length == 0 or length > MAX_HEADER_BYTES:
+                raise LoraFileError(name, f"header length {length} is not plausible (limit "
+                                          f"{MAX_HEADER_BYTES}); not a safetensors file?")
+            if 8 + length > size:
+                raise LoraFileError(name, f"header length {length} runs past the end of the file "
+                                          f"({size} bytes): the file is truncated")
+            raw = handle.read(length)
     except OSError as exc:
-        raise LoraFileError(f"{os.fspath(path)}: cannot read ({exc.strerror or exc})") from exc
-
-
-def _parse(handle: BinaryIO, size: int, name: str) -> SafetensorsHeader:
-    prefix = handle.read(8)
-    if len(prefix) < 8:
-        raise LoraFileError(f"{name}: truncated safetensors file ({size} bytes, no header length)")
-    (length,) = struct.unpack("<Q", prefix)
-    if length == 0 or length > MAX_HEADER_BYTES:
-        raise LoraFileError(f"{name}: header length {length} is not plausible (limit "
-                            f"{MAX_HEADER_BYTES}); not a safetensors file?")
-    if 8 + length > size:
-        raise LoraFileError(f"{name}: header length {length} runs past the end of the file "
-                            f"({size} bytes): the file is truncated")
-    raw = handle.read(length)
+        raise LoraFileError(name, f"cannot read ({exc.strerror or exc})") from None
     if len(raw) < length:
-        raise LoraFileError(f"{name}: truncated while reading the header")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise LoraFileError(f"{name}: header is not valid UTF-8 (byte {exc.start})") from exc
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise LoraFileError(f"{name}: header is not valid JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise LoraFileError(f"{name}: header is JSON but not an object")
+        raise LoraFileError(name, "truncated while reading the header")
+    return _parse(raw, size, name)
 
-    header = SafetensorsHeader(header_bytes=length)
+
+def _parse(raw: bytes, size: int, name: str) -> SafetensorsHeader:
+    try:
+        data = bounded_loads(raw, max_bytes=MAX_HEADER_BYTES)
+    except BoundedJSONError as exc:
+        raise LoraFileError(name, f"unreadable header: {exc}") from None
+    if not isinstance(data, dict):
+        raise LoraFileError(name, "header is JSON but not an object")
+
+    header = SafetensorsHeader(header_bytes=len(raw))
     raw_meta = data.pop("__metadata__", None) or {}
     if not isinstance(raw_meta, dict):
         header.problems.append("__metadata__ is not an object; ignored")
         raw_meta = {}
     for key, value in raw_meta.items():
-        if isinstance(value, str):
-            header.metadata[str(key)] = value
-        else:  # the format says strings only; some tools write numbers
-            header.metadata[str(key)] = json.dumps(value)
-    end = 0
+        # The format says strings only; some tools write numbers or objects (bounded, finite).
+        header.metadata[key] = value if isinstance(value, str) else json.dumps(value)
+    spans = []
+    unknown_dtypes = set()
     for tensor, info in data.items():
-        try:
-            dtype = str(info["dtype"])
-            shape = tuple(int(d) for d in info["shape"])
-            begin, stop = (int(o) for o in info["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise LoraFileError(f"{name}: tensor {tensor!r} has a malformed header entry") from None
-        if not 0 <= begin <= stop:
-            raise LoraFileError(f"{name}: tensor {tensor!r} has invalid data offsets")
+        dtype, shape, begin, stop = _tensor_entry(tensor, info, name)
+        bits = DTYPE_BITS.get(dtype)
+        if bits is None:
+            unknown_dtypes.add(dtype)
+        elif -(-math.prod(shape) * bits // 8) != stop - begin:
+            raise LoraFileError(name, f"tensor {_short(tensor)} declares {_short(dtype)} "
+                                      f"{_dims(shape)} ({_count(-(-math.prod(shape) * bits // 8))} "
+                                      f"bytes) but its data_offsets span {stop - begin} bytes")
         header.tensors[tensor] = (dtype, shape)
-        end = max(end, stop)
-    header.data_bytes = end
-    if 8 + length + end > size:
-        raise LoraFileError(f"{name}: tensor data ends at byte {8 + length + end} but the file has "
-                            f"{size} bytes: the file is truncated")
+        if stop > begin:
+            spans.append((begin, stop, tensor))
+    if unknown_dtypes:
+        header.problems.append("unknown dtype " + ", ".join(_short(d) for d in sorted(unknown_dtypes)[:3])
+                               + ": those tensors' sizes were not checked")
+    spans.sort()
+    for (_b1, stop1, first), (begin2, _s2, second) in zip(spans, spans[1:]):
+        if begin2 < stop1:
+            raise LoraFileError(name, f"tensors {_short(first)} and {_short(second)} overlap "
+                                      "(their data_offsets share bytes)")
+    header.data_bytes = max((stop for _b, stop, _t in spans), default=0)
+    if 8 + len(raw) + header.data_bytes > size:
+        raise LoraFileError(name, f"tensor data ends at byte {8 + len(raw) + header.data_bytes} but "
+                                  f"the file has {size} bytes: the file is truncated")
     return header
+
+
+def _tensor_entry(tensor: str, info, name: str) -> tuple[str, tuple[int, ...], int, int]:
+    """(dtype, shape, begin, stop) of one header entry, each checked for type and range."""
+    def bad(what: str) -> LoraFileError:
+        return LoraFileError(name, f"tensor {_short(tensor)} has a malformed header entry ({what})")
+
+    if not isinstance(info, dict):
+        raise bad("not an object")
+    dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+    if not isinstance(dtype, str):
+        raise bad("dtype is not text")
+    if not isinstance(shape, list) or not all(_whole(d) and d >= 0 for d in shape):
+        raise bad("shape is not a list of whole numbers >= 0")
+    if len(shape) > MAX_DIMENSIONS:
+        raise bad(f"{len(shape)} dimensions, more than {MAX_DIMENSIONS}")
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(_whole(o) for o in offsets):
+        raise bad("data_offsets is not [begin, end]")
+    begin, stop = offsets
+    if not 0 <= begin <= stop:
+        raise bad(f"data_offsets [{begin}, {stop}] do not run forwards from 0")
+    return dtype, tuple(shape), begin, stop
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _count(number: int) -> str:
+    return str(number) if number < 10**20 else "more than 10^20"
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join(_count(d) for d in shape) + "]"
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """A tensor name or dtype as it can appear in a one-line message (quoted, cut, escaped)."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def data_start(header: SafetensorsHeader) -> int:

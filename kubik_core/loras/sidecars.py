@@ -11,16 +11,26 @@ For ``<stem>.safetensors`` in one folder:
   ``preferred weight`` where 0 means unset, ``negative text``, ``notes``).
 * ``<stem>.txt``: free notes; ``<stem>.preview.png`` / ``<stem>.png`` (or jpg/jpeg/webp): preview.
 
-Sidecars are hand-edited and written by many tools: a value of the wrong type is skipped with
-a problem recorded, never an exception, and never a reason to drop the LoRA.
+Sidecars are hand-edited and written by many tools, and a downloaded one is written by a
+stranger: a value of the wrong type or out of range is skipped with a problem recorded, a file
+nested too deep, holding non-finite numbers, too large or not UTF-8 is recorded as a problem of
+that sidecar (kubik_core.common.bounded_json), never an exception, and never a reason to drop
+the LoRA. Lists and texts are capped so that one file cannot bloat the index or the search. A
+sidecar that is a link is read only where it leads next to the model (its listed folder or the
+folder of the model's real file), so a link to a file elsewhere on the server is never read.
 """
 from __future__ import annotations
 
-import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..common.bounded_json import BoundedJSONError
+from ..common.bounded_json import loads as bounded_loads
+from .files import read_regular
+from .stack import MAX_STRENGTH
 
 SIDECAR_SUFFIXES = (".civitai.info", ".metadata.json", ".json", ".txt", ".sha256")
 PREVIEW_SUFFIXES = (".preview.png", ".preview.jpeg", ".preview.jpg", ".preview.webp",
@@ -28,6 +38,16 @@ PREVIEW_SUFFIXES = (".preview.png", ".preview.jpeg", ".preview.jpg", ".preview.w
 MAX_SIDECAR_BYTES = 8 * 1024 * 1024
 # CivitAI nsfwLevel bit flags: 1 PG, 2 PG-13, 4 R, 8 X, 16 XXX, 32 blocked.
 NSFW_LEVEL_R = 4
+# Caps on what one sidecar contributes (real ones: a few dozen tags and trigger words of a few
+# words each, titles of one line, descriptions of a few KB).
+MAX_ITEMS = 200
+MAX_WORD_CHARS = 200
+MAX_TITLE_CHARS = 300
+MAX_PROMPT_CHARS = 2_000      # activation / negative text: searched and split into trigger words
+MAX_TEXT_CHARS = 20_000       # description and notes: kept for the user, not searched
+MAX_COUNT = 10**12            # downloads and votes
+MAX_ID = 2**63 - 1
+MAX_CLIP_SKIP = 24
 
 
 @dataclass
@@ -62,10 +82,16 @@ def read_sidecars(model_path: Path, names_in_folder: set[str]) -> SidecarInfo:
     info = SidecarInfo()
     stem = model_path.name.rpartition(".")[0] or model_path.name
     folder = model_path.parent
+    homes = {os.path.realpath(folder), os.path.dirname(os.path.realpath(model_path))}
 
     def present(suffix: str) -> Path | None:
         name = stem + suffix
-        return folder / name if name in names_in_folder else None
+        if name not in names_in_folder:
+            return None
+        if os.path.dirname(os.path.realpath(folder / name)) not in homes:
+            info.problems.append(f"{name}: a link to a file outside this folder; not read")
+            return None
+        return folder / name
 
     for suffix, reader in ((".civitai.info", _read_civitai_info), (".metadata.json", _read_lm_metadata),
                            (".json", _read_a1111_json)):
@@ -79,17 +105,20 @@ def read_sidecars(model_path: Path, names_in_folder: set[str]) -> SidecarInfo:
     notes = present(".txt")
     if notes is not None:
         text = _load_text(notes, info)
+        if len(text) > MAX_TEXT_CHARS:
+            info.problems.append(f"{notes.name}: longer than {MAX_TEXT_CHARS} characters; cut")
+            text = text[:MAX_TEXT_CHARS].rstrip()
         if text:
             info.files.append(notes.name)
             info.notes = (info.notes + "\n" + text).strip() if info.notes else text
-    sha = present(".sha256")
-    if sha is not None and not info.sha256:
+    sha = present(".sha256") if not info.sha256 else None
+    if sha is not None:
         text = _load_text(sha, info).split()
         if text and _is_sha256(text[0]):
             info.sha256 = text[0].lower()
             info.files.append(sha.name)
     for suffix in PREVIEW_SUFFIXES:
-        if present(suffix) is not None:
+        if stem + suffix in names_in_folder:  # only named, never read here
             info.preview = stem + suffix
             break
     info.trained_words = _unique(info.trained_words)
@@ -104,28 +133,29 @@ def _read_civitai_info(data: dict, info: SidecarInfo, where: str) -> None:
 
 def _read_civitai_version(data: dict, info: SidecarInfo, where: str) -> None:
     """A CivitAI model-version object (the by-hash answer), as found in both sidecar kinds."""
-    info.civitai_base = info.civitai_base or _string(data, "baseModel", info, where)
+    info.civitai_base = info.civitai_base or _string(data, "baseModel", info, where, MAX_TITLE_CHARS)
     info.trained_words += _strings(data, "trainedWords", info, where)
-    vid = _number(data, "id", info, where)
+    vid = _number(data, "id", info, where, 0, MAX_ID, whole=True)
     info.civitai_version_id = info.civitai_version_id or int(vid or 0)
-    level = _number(data, "nsfwLevel", info, where)
+    level = _number(data, "nsfwLevel", info, where, 0, MAX_ID, whole=True)
     if level:
         info.nsfw_level = max(info.nsfw_level, int(level))
     stats = _dict(data, "stats", info, where)
     if stats:
-        info.downloads = max(info.downloads, int(_number(stats, "downloadCount", info, where) or 0))
-        info.thumbs_up = max(info.thumbs_up, int(_number(stats, "thumbsUpCount", info, where) or 0))
-        info.thumbs_down = max(info.thumbs_down, int(_number(stats, "thumbsDownCount", info, where) or 0))
+        where_stats = f"{where} stats"
+        info.downloads = max(info.downloads, _count(stats, "downloadCount", info, where_stats))
+        info.thumbs_up = max(info.thumbs_up, _count(stats, "thumbsUpCount", info, where_stats))
+        info.thumbs_down = max(info.thumbs_down, _count(stats, "thumbsDownCount", info, where_stats))
     model = _dict(data, "model", info, where)
     if model:
-        name = _string(model, "name", info, where)
-        version = _string(data, "name", info, where)
+        name = _string(model, "name", info, where, MAX_TITLE_CHARS)
+        version = _string(data, "name", info, where, MAX_TITLE_CHARS)
         info.title = info.title or (f"{name} {version}".strip() if name else version)
         info.tags += _strings(model, "tags", info, where)
         nsfw = model.get("nsfw")
         if isinstance(nsfw, bool):
             info.nsfw = info.nsfw or nsfw
-    info.description = info.description or _string(data, "description", info, where)
+    info.description = info.description or _string(data, "description", info, where, MAX_TEXT_CHARS)
     files = data.get("files")
     for file in files if isinstance(files, list) else []:
         hashes = file.get("hashes") if isinstance(file, dict) else None
@@ -135,16 +165,16 @@ def _read_civitai_version(data: dict, info: SidecarInfo, where: str) -> None:
 
 
 def _read_lm_metadata(data: dict, info: SidecarInfo, where: str) -> None:
-    info.title = info.title or _string(data, "model_name", info, where)
-    info.civitai_base = info.civitai_base or _string(data, "base_model", info, where)
-    sha = _string(data, "sha256", info, where)
+    info.title = info.title or _string(data, "model_name", info, where, MAX_TITLE_CHARS)
+    info.civitai_base = info.civitai_base or _string(data, "base_model", info, where, MAX_TITLE_CHARS)
+    sha = _string(data, "sha256", info, where, 64)
     if _is_sha256(sha):
         info.sha256 = info.sha256 or sha.lower()
     info.tags += _strings(data, "tags", info, where)
-    notes = _string(data, "notes", info, where)
+    notes = _string(data, "notes", info, where, MAX_TEXT_CHARS)
     if notes:
         info.notes = notes
-    level = _number(data, "preview_nsfw_level", info, where)
+    level = _number(data, "preview_nsfw_level", info, where, 0, MAX_ID, whole=True)
     if level:
         info.nsfw_level = max(info.nsfw_level, int(level))
     civitai = _dict(data, "civitai", info, where)
@@ -152,35 +182,34 @@ def _read_lm_metadata(data: dict, info: SidecarInfo, where: str) -> None:
         _read_civitai_version(civitai, info, f"{where} civitai")
     tips = data.get("usage_tips")
     if isinstance(tips, str) and tips.strip():
-        try:
-            tips = json.loads(tips)
-        except ValueError:
-            info.problems.append(f"{where}: usage_tips is not valid JSON; ignored")
+        try:  # JSON inside a JSON string: as hostile as the file around it
+            tips = bounded_loads(tips, max_bytes=MAX_PROMPT_CHARS)
+        except BoundedJSONError as exc:
+            info.problems.append(f"{where}: usage_tips: {exc}; ignored")
             tips = None
     if isinstance(tips, dict):
-        for key in ("strength", "strength_min", "strength_max", "clip_strength", "clip_skip"):
-            value = tips.get(key)
-            if value is None:
-                continue
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        for key in ("strength", "strength_min", "strength_max", "clip_strength"):
+            value = _number(tips, key, info, f"{where} usage_tips", -MAX_STRENGTH, MAX_STRENGTH)
+            if value is not None:
                 info.usage_tips[key] = float(value)
-            else:
-                info.problems.append(f"{where}: usage_tips.{key} is not a number; ignored")
+        skip = _number(tips, "clip_skip", info, f"{where} usage_tips", 0, MAX_CLIP_SKIP, whole=True)
+        if skip is not None:
+            info.usage_tips["clip_skip"] = float(skip)
     elif tips not in (None, ""):
         info.problems.append(f"{where}: usage_tips has the wrong type; ignored")
 
 
 def _read_a1111_json(data: dict, info: SidecarInfo, where: str) -> None:
-    info.description = info.description or _string(data, "description", info, where)
-    version = _string(data, "sd version", info, where)
+    info.description = info.description or _string(data, "description", info, where, MAX_TEXT_CHARS)
+    version = _string(data, "sd version", info, where, MAX_TITLE_CHARS)
     if version and version.lower() != "unknown":
         info.a1111_version = version
-    info.activation_text = _string(data, "activation text", info, where)
-    info.negative_text = _string(data, "negative text", info, where)
-    notes = _string(data, "notes", info, where)
+    info.activation_text = _string(data, "activation text", info, where, MAX_PROMPT_CHARS)
+    info.negative_text = _string(data, "negative text", info, where, MAX_PROMPT_CHARS)
+    notes = _string(data, "notes", info, where, MAX_TEXT_CHARS)
     if notes:
         info.notes = (info.notes + "\n" + notes).strip() if info.notes else notes
-    weight = _number(data, "preferred weight", info, where)
+    weight = _number(data, "preferred weight", info, where, -MAX_STRENGTH, MAX_STRENGTH)
     info.preferred_weight = float(weight or 0.0)
 
 
@@ -190,9 +219,9 @@ def _load_json(path: Path, info: SidecarInfo) -> dict | None:
     if not text:
         return None
     try:
-        data = json.loads(text)
-    except ValueError as exc:
-        info.problems.append(f"{path.name}: not valid JSON ({exc}); ignored")
+        data = bounded_loads(text, max_bytes=MAX_SIDECAR_BYTES)
+    except BoundedJSONError as exc:
+        info.problems.append(f"{path.name}: {exc}; ignored")
         return None
     if not isinstance(data, dict):
         info.problems.append(f"{path.name}: expected a JSON object; ignored")
@@ -201,26 +230,39 @@ def _load_json(path: Path, info: SidecarInfo) -> dict | None:
 
 
 def _load_text(path: Path, info: SidecarInfo) -> str:
+    """The sidecar's text ("" when unreadable, with the reason recorded; a sidecar that vanished
+    since the folder was listed is simply absent). Windows editors' BOM is dropped; bytes that
+    are not UTF-8 are replaced, with a problem saying so."""
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_SIDECAR_BYTES + 1)
+        raw = read_regular(path, MAX_SIDECAR_BYTES)
+    except FileNotFoundError:
+        return ""
     except OSError as exc:
-        info.problems.append(f"{path.name}: cannot read ({exc.strerror or exc})")
+        info.problems.append(f"{path.name}: cannot read ({exc.strerror or exc}); ignored")
         return ""
     if len(raw) > MAX_SIDECAR_BYTES:
         info.problems.append(f"{path.name}: larger than {MAX_SIDECAR_BYTES} bytes; ignored")
         return ""
-    return raw.decode("utf-8", errors="replace").strip()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        info.problems.append(f"{path.name}: not valid UTF-8 (byte {exc.start}); unreadable bytes replaced")
+        text = raw.decode("utf-8-sig", errors="replace")
+    return text.strip()
 
 
-def _string(data: dict, key: str, info: SidecarInfo, where: str) -> str:
+def _string(data: dict, key: str, info: SidecarInfo, where: str, limit: int) -> str:
     value = data.get(key)
     if value is None:
         return ""
-    if isinstance(value, str):
-        return value.strip()
-    info.problems.append(f"{where}: {key} should be text, found {type(value).__name__}; ignored")
-    return ""
+    if not isinstance(value, str):
+        info.problems.append(f"{where}: {key} should be text, found {type(value).__name__}; ignored")
+        return ""
+    value = value.strip()
+    if len(value) > limit:
+        info.problems.append(f"{where}: {key} is longer than {limit} characters; cut")
+        value = value[:limit].rstrip()
+    return value
 
 
 def _strings(data: dict, key: str, info: SidecarInfo, where: str) -> list[str]:
@@ -232,20 +274,41 @@ def _strings(data: dict, key: str, info: SidecarInfo, where: str) -> list[str]:
     if not isinstance(value, list):
         info.problems.append(f"{where}: {key} should be a list, found {type(value).__name__}; ignored")
         return []
-    out = [v.strip() for v in value if isinstance(v, str) and v.strip()]
-    if len(out) < len([v for v in value if v not in (None, "")]):
+    if len(value) > MAX_ITEMS:
+        info.problems.append(f"{where}: {key} has {len(value)} entries; the first {MAX_ITEMS} kept")
+        value = value[:MAX_ITEMS]
+    text = [v.strip() for v in value if isinstance(v, str)]
+    out = [v for v in text if v and len(v) <= MAX_WORD_CHARS]
+    if len(text) < len([v for v in value if v not in (None, "")]):
         info.problems.append(f"{where}: {key} has entries that are not text; skipped")
+    if len(out) < len([v for v in text if v]):
+        info.problems.append(f"{where}: {key} has entries longer than {MAX_WORD_CHARS} characters; skipped")
     return out
 
 
-def _number(data: dict, key: str, info: SidecarInfo, where: str) -> float | None:
+def _number(data: dict, key: str, info: SidecarInfo, where: str, low: float, high: float,
+            whole: bool = False) -> float | int | None:
+    """data[key] when it is a number in [low, high] (whole when asked), else None; a value of
+    another kind is recorded as a problem."""
     value = data.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        info.problems.append(f"{where}: {key} should be a number, found {value!r:.40}; ignored")
+    fits = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and low <= value <= high and (not whole or value == int(value)))
+    if not fits:
+        kind = "a whole number" if whole else "a number"
+        info.problems.append(f"{where}: {key} should be {kind} from {_plain(low)} to {_plain(high)}, "
+                             f"found {value!r:.40}; ignored")
         return None
-    return value
+    return int(value) if whole else value
+
+
+def _plain(number: float) -> str:
+    return f"{number:g}" if isinstance(number, float) else str(number)
+
+
+def _count(data: dict, key: str, info: SidecarInfo, where: str) -> int:
+    return int(_number(data, key, info, where, 0, MAX_COUNT, whole=True) or 0)
 
 
 def _dict(data: dict, key: str, info: SidecarInfo, where: str) -> dict | None:

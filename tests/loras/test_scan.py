@@ -78,7 +78,7 @@ def test_sidecars_with_wrong_types_are_reported_not_fatal(tmp_path):
     assert entry.triggers == ["single word"]
     problems = " | ".join(entry.problems)
     for fragment in ("baseModel should be text", "stats should be an object", "tags has entries",
-                     "usage_tips is not valid JSON", "odd.json: expected a JSON object"):
+                     "usage_tips: not valid JSON", "odd.json: expected a JSON object"):
         assert fragment in problems
 
 
