@@ -13,6 +13,7 @@ from ..kubik_core.params import (ASPECT_CHOICES, DEVICE_CHOICES, FAMILY_IDS, MOD
                                  detect_family, optimize)
 from ..kubik_core.params.checkpoint import find_checkpoint, read_safetensors_metadata
 from ..kubik_core.params.devices import profile_for_gpu
+from ..kubik_core.params.errors import CheckpointFileError
 
 # Output types of sampler_name / scheduler: the live KSampler lists, so the outputs link into
 # KSampler's combo inputs (ComfyUI compares list-typed sockets by value).
@@ -113,7 +114,8 @@ class KubikParameterOptimizer:
 
 
 def _read_checkpoint(info, prompt, unique_id) -> list[str]:
-    """Fill info.checkpoint_name/metadata from the graph; notes for what could not be read."""
+    """Fill info.checkpoint_name/metadata from the graph; notes for what could not be read
+    (a damaged or crafted checkpoint header falls back to the file name, with a note)."""
     ref = find_checkpoint(prompt, unique_id)
     if ref is None:
         return []
@@ -122,9 +124,10 @@ def _read_checkpoint(info, prompt, unique_id) -> list[str]:
     if path is None:
         return []
     try:
-        info.metadata = read_safetensors_metadata(path)
-    except (OSError, ValueError) as exc:
-        return [f"could not read the checkpoint's metadata ({exc}); detected from its name only"]
+        info.metadata = read_safetensors_metadata(path, name=ref.name)
+    except CheckpointFileError as exc:  # named relative to its model folder, never the server path
+        return [f"model: could not read the metadata of checkpoint {exc.file} ({exc.reason}); "
+                "the family is detected from its name only"]
     return []
 
 

@@ -9,8 +9,11 @@ or "unet_name" (UNETLoader), and read only that file's header.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Mapping
+
+from .errors import CheckpointFileError
 
 # Loader input that names the file -> ComfyUI model folder it is looked up in.
 FILE_INPUTS = {"ckpt_name": "checkpoints", "unet_name": "diffusion_models"}
@@ -46,23 +49,25 @@ def find_checkpoint(prompt: Mapping[str, Any] | None, node_id: Any, input_name: 
     return None
 
 
-def read_safetensors_metadata(path: str) -> dict[str, str]:
+def read_safetensors_metadata(path: str | os.PathLike, name: str | None = None) -> dict[str, str]:
     """The ``__metadata__`` strings of a .safetensors file, reading only its header.
 
-    Uses the LoRA library's bounded header reader. Raises ValueError naming the file when it
-    is not a readable safetensors file; returns {} for other formats (.ckpt, .gguf), which carry
-    no such header.
+    Uses the LoRA library's bounded header reader, so a crafted header (nested 1,000 levels,
+    1e999, absurd shapes, a FIFO in place of the file) is one error, never a crash. Raises
+    CheckpointFileError naming the file as ``name`` (default: ``path``) when it is not a
+    readable safetensors file; returns {} for other formats (.ckpt, .gguf), which carry no such
+    header.
     """
-    if not str(path).lower().endswith(".safetensors"):
+    if not os.fspath(path).lower().endswith(".safetensors"):
         return {}
     from ..loras.errors import LoraFileError
     from ..loras.safetensors_header import read_header
 
+    name = os.fspath(path) if name is None else name
     try:
-        return read_header(path).metadata
+        return read_header(path, name).metadata
     except LoraFileError as exc:
-        raise ValueError(f"checkpoint {exc}") from None
-
+        raise CheckpointFileError(name, exc.reason) from None
 
 
 def _input(prompt: Mapping[str, Any], node_id: str, name: str) -> Any:

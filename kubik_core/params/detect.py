@@ -110,6 +110,9 @@ _NAME_FAMILIES = (
 _STEPS_IN_NAME = re.compile(r"(\d{1,2})[-_ ]?steps?")
 _METADATA_KEYS = ("modelspec.title", "modelspec.architecture", "ss_base_model_version",
                   "ss_sd_model_name", "ss_output_name")
+# Metadata is written by whoever made the file: only this much of each value is matched, so a
+# header of tens of MB costs no more than a real one.
+_METADATA_CHARS = 1000
 
 
 def detect_family(info: ModelInfo | None, family_hint: str = "auto") -> FamilyDetection:
@@ -149,11 +152,11 @@ def _from_classes(info: ModelInfo) -> tuple[str | None, str]:
 
 def _from_names(info: ModelInfo) -> tuple[str | None, str, float]:
     """Without ComfyUI classes (the CLI, a file on disk): metadata first, then the file name."""
-    architecture = str(info.metadata.get("modelspec.architecture", "")).lower()
+    architecture = _metadata_value(info, "modelspec.architecture").lower()
     for prefix, family in _ARCHITECTURES:
         if architecture.startswith(prefix):
             return family, f"modelspec.architecture {architecture!r}", 0.7
-    base = str(info.metadata.get("ss_base_model_version", "")).lower()
+    base = _metadata_value(info, "ss_base_model_version").lower()
     for prefix, family in _BASE_VERSIONS:
         if base.startswith(prefix):
             return family, f"ss_base_model_version {base!r}", 0.7
@@ -228,8 +231,12 @@ def _fallback(info: ModelInfo) -> FamilyDetection:
                            "set the family input if you know better")
 
 
+def _metadata_value(info: ModelInfo, key: str) -> str:
+    return str(info.metadata.get(key, ""))[:_METADATA_CHARS]
+
+
 def _metadata_text(info: ModelInfo) -> str:
-    return " ".join(str(info.metadata.get(k, "")) for k in _METADATA_KEYS).lower()
+    return " ".join(_metadata_value(info, k) for k in _METADATA_KEYS).lower()
 
 
 def _name_text(info: ModelInfo) -> str:

@@ -8,3 +8,17 @@ that only know ValueError still catch it.
 
 class ParamsError(ValueError):
     """Bad input to detect_family/optimize/estimate, named in the message."""
+
+
+class CheckpointFileError(ParamsError):
+    """A checkpoint whose safetensors header cannot be read (truncated, crafted, not safetensors).
+
+    ``file`` is the name the caller gave (a path on the command line, the name relative to the
+    model folder in a node) and ``reason`` the problem alone, so that a node can turn it into a
+    note without an absolute server path.
+    """
+
+    def __init__(self, file: str, reason: str):
+        super().__init__(f"checkpoint {file}: {reason}")
+        self.file = file
+        self.reason = reason
