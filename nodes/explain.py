@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..kubik_core.explain import VERBOSITIES, explain
+from ..kubik_core.loras.stack import stack_from_input
 
 
 class KubikExplain:
@@ -32,7 +33,7 @@ class KubikExplain:
         }
 
     def explain(self, verbosity, analysis=None, plan=None, lora_stack=None):
-        sections = [lora_stack] if lora_stack is not None else []
+        sections = [stack_from_input(lora_stack, "lora_stack")] if lora_stack is not None else []
         text = explain(analysis, plan, verbosity=verbosity, sections=sections)
         return {"ui": {"text": [text]}, "result": (text,)}
 

@@ -7,13 +7,14 @@ are computed in a background thread. LoRAs are applied by ComfyUI itself
 """
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
 from . import comfy_bridge as bridge
 from ..kubik_core.loras import (DEFAULT_WEIGHTS, NSFW_LEVELS, PRIORITIES, LoraIndex, LoraStack,
                                 StackItem, default_cache_path, rebalance, recommend, scan_library)
+from ..kubik_core.loras.errors import LoraStackError
+from ..kubik_core.loras.stack import check_lora_name, check_strength, stack_from_input
 from ..kubik_core.params import FAMILY_IDS, detect_family
 
 _LOCK = threading.Lock()
@@ -40,21 +41,27 @@ def _library():
 
 
 def _model_info(model, prompt, unique_id):
-    """ModelInfo of the MODEL, with the checkpoint's name and metadata when the graph names the
-    file (Pony / Illustrious load as SDXL: only the name or metadata tells them apart)."""
+    """(ModelInfo of the MODEL, notes): the checkpoint's name and metadata when the graph names
+    the file (Pony / Illustrious load as SDXL: only the name or metadata tells them apart). A
+    checkpoint whose header cannot be read is detected from its name, with a note naming it
+    relative to its model folder."""
     from ..kubik_core.params.checkpoint import find_checkpoint, read_safetensors_metadata
+    from ..kubik_core.params.errors import CheckpointFileError
 
     info = bridge.describe_model_for_params(model)
     ref = find_checkpoint(prompt, unique_id)
-    if ref is not None:
-        info.checkpoint_name = ref.name
-        path = bridge.model_file_path(ref.folder, ref.name)
-        if path is not None:
-            try:
-                info.metadata = read_safetensors_metadata(path)
-            except (OSError, ValueError):
-                pass  # detection falls back to the file name
-    return info
+    if ref is None:
+        return info, []
+    info.checkpoint_name = ref.name
+    path = bridge.model_file_path(ref.folder, ref.name)
+    if path is None:
+        return info, []
+    try:
+        info.metadata = read_safetensors_metadata(path, name=ref.name)
+    except CheckpointFileError as exc:
+        return info, [f"model: could not read the metadata of checkpoint {exc.file} ({exc.reason}); "
+                      "the family is detected from its name only"]
+    return info, []
 
 
 _EMBEDDINGS: dict[tuple[int, str], list[float]] = {}
@@ -153,20 +160,25 @@ class KubikLoraRecommender:
                   unique_id=None):
         if analysis is None:
             raise ValueError("analysis: connect the analysis output of Kubik Prompt Analyzer")
-        family_id = None
+        weights = {"semantic": weight_semantic, "keyword": weight_keyword,
+                   "popularity": weight_popularity, "history": weight_history}
+        for key, value in weights.items():  # ComfyUI's min/max check lets NaN through
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ValueError(f"weight_{key}: should be a number from 0 to 1, got {value!r:.40}")
+        if sum(weights.values()) <= 0:
+            raise ValueError("weight_*: at least one weight must be above 0")
+        family_id, notes = None, []
         if family != "auto":
             family_id = family
         elif model is not None:
-            family_id = detect_family(_model_info(model, prompt, unique_id), "auto").family
+            info, notes = _model_info(model, prompt, unique_id)
+            family_id = detect_family(info, "auto").family
         _library_obj, index = _library()
-        weights = {"semantic": weight_semantic, "keyword": weight_keyword,
-                   "popularity": weight_popularity, "history": weight_history}
-        if sum(weights.values()) <= 0:
-            raise ValueError("weight_*: at least one weight must be above 0")
         embed = _cached_embedder(clip) if clip is not None else None
         rec = recommend(index, analysis, family=family_id, max_loras=max_loras, priority=priority,
                         blocklist=blocklist, weights=weights,
                         history=_history() if weight_history > 0 else None, embed=embed, content=content)
+        rec.notes += notes
         return (rec.stack(), rec.trigger_text(), rec.explain("detailed"))
 
 
@@ -186,7 +198,9 @@ class KubikApplyLoraStack:
             "required": {
                 "model": ("MODEL", {"tooltip": "The model to patch."}),
                 "clip": ("CLIP", {"tooltip": "The CLIP to patch."}),
-                "lora_stack": ("KUBIK_LORA_STACK", {"tooltip": "From Kubik LoRA Recommender or Kubik LoRA Stack."}),
+                "lora_stack": ("KUBIK_LORA_STACK", {"tooltip": "From Kubik LoRA Recommender or Kubik LoRA "
+                               "Stack (in an API prompt also the JSON of a stack: {\"items\": [{\"name\", "
+                               "\"strength_model\", \"strength_clip\"}]})."}),
                 "add_trigger_words": ("BOOLEAN", {"default": True, "tooltip":
                                       "Append the LoRAs' trigger words (those not already there) to prompt."}),
             },
@@ -197,13 +211,13 @@ class KubikApplyLoraStack:
         }
 
     def apply(self, model, clip, lora_stack, add_trigger_words, prompt=""):
-        if not isinstance(lora_stack, LoraStack):
-            raise ValueError("lora_stack: expected a KUBIK_LORA_STACK from Kubik LoRA Recommender or Kubik LoRA Stack")
+        lora_stack = stack_from_input(lora_stack, "lora_stack")
         progress = bridge.progress_bar(max(1, len(lora_stack)))
         for item in lora_stack.items:
-            path = item.path if item.path and os.path.isfile(item.path) else bridge.lora_path(item.name)
+            # Always by name inside ComfyUI's loras folders: a stack's own path is never opened.
+            path = bridge.lora_path(item.name)
             if path is None:
-                raise ValueError(f"lora_stack: LoRA {item.name!r} is not in ComfyUI's loras folders any more; "
+                raise ValueError(f"lora_stack: LoRA {item.name[:200]!r} is not in ComfyUI's loras folders; "
                                  "rescan by re-running the recommender, or remove it from the stack")
             try:
                 model, clip = bridge.apply_lora(model, clip, path, item.strength_model, item.strength_clip)
@@ -246,6 +260,19 @@ class KubikLoraStack:
               lora_3, strength_model_3, strength_clip_3, lora_stack=None):
         chosen = [(lora_1, strength_model_1, strength_clip_1), (lora_2, strength_model_2, strength_clip_2),
                   (lora_3, strength_model_3, strength_clip_3)]
+        if lora_stack is not None:
+            lora_stack = stack_from_input(lora_stack, "lora_stack")
+        for slot, (name, sm, sc) in enumerate(chosen, 1):
+            try:  # ComfyUI's min/max check lets NaN through; outside ComfyUI nothing checks names
+                check_strength(sm, f"strength_model_{slot}")
+                check_strength(sc, f"strength_clip_{slot}")
+            except LoraStackError as exc:
+                raise ValueError(str(exc)) from None
+            try:
+                if name != "None":
+                    check_lora_name(name)
+            except LoraStackError as exc:
+                raise ValueError(f"lora_{slot}: {exc}") from None
         known = {}
         if any(name != "None" for name, _, _ in chosen):
             library, _index = _library()
@@ -256,7 +283,7 @@ class KubikLoraStack:
                 continue
             path = bridge.lora_path(name)
             if path is None:
-                raise ValueError(f"lora_{slot}: {name!r} is not in ComfyUI's loras folders")
+                raise ValueError(f"lora_{slot}: {name[:200]!r} is not in ComfyUI's loras folders")
             entry = known.get(name)
             items.append(StackItem(name=name, strength_model=sm, strength_clip=sc, path=path,
                                    triggers=list(entry.triggers) if entry else [],

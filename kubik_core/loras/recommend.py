@@ -318,16 +318,29 @@ def _weights(weights: Mapping[str, float] | None) -> dict[str, float]:
     return {k: v / total for k, v in merged.items()}
 
 
-def _read_analysis(analysis: Any) -> tuple[str, dict, str, str, float]:
+def _read_analysis(analysis: Any) -> tuple[str, dict[str, list[str]], str, str, float]:
+    """(prompt, concepts, style, content type, complexity) of a PromptAnalysis, its dict (as an
+    API prompt may pass it) or a plain prompt; fields of the wrong type count as absent."""
     if isinstance(analysis, str):
         return analysis, {}, "", "", 0.5
-    data = analysis.to_dict() if hasattr(analysis, "to_dict") else dict(analysis or {})
-    prompt = data.get("cleaned") or data.get("expanded") or data.get("prompt") or ""
-    complexity = (data.get("complexity") or {}).get("overall", 0.5)
-    style = data.get("style") or ""
-    content_type = data.get("content_type") or ""
-    return (str(prompt), data.get("concepts") or {}, "" if style == "unknown" else style,
-            "" if content_type == "unknown" else content_type, float(complexity))
+    data = analysis.to_dict() if hasattr(analysis, "to_dict") else analysis
+    if not isinstance(data, Mapping):
+        raise ValueError(f"analysis: expected a prompt analysis, found {type(analysis).__name__}; "
+                         "connect Kubik Prompt Analyzer")
+
+    def text(key: str) -> str:
+        value = data.get(key)
+        return value if isinstance(value, str) and value != "unknown" else ""
+
+    prompt = text("cleaned") or text("expanded") or text("prompt")
+    complexity = data.get("complexity")
+    overall = complexity.get("overall", 0.5) if isinstance(complexity, Mapping) else 0.5
+    if isinstance(overall, bool) or not isinstance(overall, (int, float)) or not math.isfinite(overall):
+        overall = 0.5
+    concepts = data.get("concepts")
+    concepts = {str(k): [p for p in v if isinstance(p, str)] for k, v in concepts.items()
+                if isinstance(v, (list, tuple))} if isinstance(concepts, Mapping) else {}
+    return prompt, concepts, text("style"), text("content_type"), float(overall)
 
 
 def _family_group(family: str | None, rec: Recommendation) -> tuple[str, str]:
