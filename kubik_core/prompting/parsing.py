@@ -96,7 +96,7 @@ def _node_text(node) -> str:
 def _parse_a1111(text: str, steps: int, step: int) -> ParsedPrompt:
     notes: list[str] = []
     parts, schedules, alternations = [], [], []
-    for sub, weight in syntax_a1111.split_and(text):
+    for sub, weight in syntax_a1111.split_and(text, notes):
         # Without "[" there is no schedule or alternation, and a sub-prompt the webui cannot
         # parse is used as written: either way the text at every step is the text itself.
         tree = syntax_a1111.parse_schedule(sub) if "[" in sub else [sub]

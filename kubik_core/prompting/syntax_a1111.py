@@ -15,17 +15,19 @@ The webui reads a prompt in three passes, and so does this module:
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
+from .limits import clamp_weight, shorten
+
 MAX_NESTING = 100
 
-# Pass 1: the webui's own expressions.
+# Pass 1: the webui splits at AND and reads each sub-prompt's weight with the expression
+# ^(\s*.*?)(?:\s*:\s*([-+]?(?:\d+\.?|\d*\.\d+)))?\s*$ ; split_weight reads it the same way
+# in one pass (that expression backtracks quadratically on long runs of whitespace).
 _AND = re.compile(r"\bAND\b")
-_AND_WEIGHT = re.compile(r"^(\s*.*?)(?:\s*:\s*([-+]?(?:\d+\.?|\d*\.\d+)))?\s*$")
-# The same split for a one-line sub-prompt, without the lazy scan: the weight is the leftmost
-# ":number" followed only by whitespace (tests/prompting check both agree on random strings).
-_TAIL_WEIGHT = re.compile(r"\s*:\s*([-+]?(?:\d+\.?|\d*\.\d+))\s*$")
+_AND_NUMBER = re.compile(r"[-+]?(?:\d+\.?|\d*\.\d+)")
 
 # Pass 2: tokens of the scheduling grammar.
 _PLAIN = re.compile(r"(?:[^\\\[\]():|]|\\.)+", re.S)
@@ -183,10 +185,13 @@ def parse_schedule(text: str) -> list | None:
 
 
 def step_of(when: float, steps: int) -> int:
-    """The last step of ``before``: fractions below 1 are of the total steps (webui rule)."""
+    """The last step of ``before``: fractions below 1 are of the total steps (webui rule).
+
+    Numbers past either end (``[a:b:1e400]``, ``[a:b:-5]``) are held to 0..steps.
+    """
     if when < 1:
         when *= steps
-    return min(steps, int(when))
+    return int(min(steps, max(0.0, when)))  # max() also turns NaN into 0
 
 
 def resolve(nodes, step: int, steps: int) -> str:
@@ -225,24 +230,43 @@ def walk(nodes):
                 stack.append(iter(option))
 
 
-def split_and(text: str) -> list[tuple[str, float]]:
+def split_weight(sub: str) -> tuple[str, str | None] | None:
+    """(text, weight as written or None) of one AND sub-prompt, exactly as the webui's
+    expression (see _AND) matches it, or None where it does not match.
+
+    The expression takes the leading whitespace, then the shortest run of the first line
+    after which only ``:number`` and whitespace (or only whitespace) remain; as that rest
+    may span lines but the run may not, a sub-prompt whose text goes on past its first line
+    matches only when its last line ends in ``:number``.
+    """
+    length = len(sub)
+    content = length - len(sub.lstrip())      # where the text proper starts
+    line_end = sub.find("\n", content)
+    if line_end < 0:
+        line_end = length
+    tail = len(sub.rstrip())                  # where the trailing whitespace starts
+    colon = sub.rfind(":", 0, tail)
+    if colon >= 0:
+        number = sub[colon + 1:tail].lstrip()
+        if _AND_NUMBER.fullmatch(number):
+            cut = max(len(sub[:colon].rstrip()), content)
+            if cut <= line_end:
+                return sub[:cut], number
+    cut = max(tail, content)
+    return (sub[:cut], None) if cut <= line_end else None
+
+
+def split_and(text: str, notes: list[str] | None = None) -> list[tuple[str, float]]:
     """Sub-prompts of ``a AND b :0.5`` with their weights (webui get_multicond_prompt_list)."""
     parts = []
     for sub in (_AND.split(text) if "AND" in text else (text,)):
-        if "\n" in sub:  # the webui's own expression, whose "." stops at line ends
-            match = _AND_WEIGHT.search(sub)
-            if match is None:
-                parts.append((sub, 1.0))
-            else:
-                body, weight = match.groups()
-                parts.append((body, float(weight) if weight is not None else 1.0))
-            continue
-        lead = len(sub) - len(sub.lstrip())  # leading whitespace always stays in the text
-        match = _TAIL_WEIGHT.search(sub, lead) if ":" in sub else None
-        if match is None:
-            parts.append((sub[:lead] + sub[lead:].rstrip(), 1.0))
+        split = split_weight(sub)
+        if split is None:
+            parts.append((sub, 1.0))
         else:
-            parts.append((sub[:match.start()], float(match.group(1))))
+            body, weight = split
+            parts.append((body, 1.0 if weight is None else
+                          clamp_weight(float(weight), notes, "the webui", weight)))
     return parts
 
 
@@ -251,62 +275,69 @@ def weigh(text: str, notes: list[str] | None = None) -> list[list[tuple[str, flo
 
     The webui returns ("BREAK", -1) markers inside one list; here each chunk is its own list.
     Where the webui would crash on a weight such as ``(x:1.2.3)``, the weight is kept as text.
+    The webui multiplies every piece inside a bracket when the bracket closes (quadratic for
+    many open brackets); here each bracket becomes a range of pieces and the products are
+    taken in one sweep. Weights beyond +-MAX_WEIGHT are clamped with a note.
     """
     if not ("(" in text or "[" in text or ")" in text or "]" in text or "\\" in text
             or "BREAK" in text):
         return [[(text, 1.0)]] if text else [[]]
-    res: list[list] = []
+    pieces: list[str] = []
+    markers: set[int] = set()    # indexes of BREAK markers (the webui's ("BREAK", -1))
+    # (first piece, end piece, factor) of each bracket; unclosed ones reach the end
+    round_ranges: list[tuple[int, int, float]] = []
+    square_ranges: list[tuple[int, int, float]] = []
     round_open: list[int] = []
     square_open: list[int] = []
-
-    def multiply(start: int, factor: float) -> None:
-        for item in res[start:]:
-            item[1] *= factor
-
     for match in _ATTENTION.finditer(text):
         token, weight = match.group(0), match.group(1)
         if token[0] == "\\":
-            res.append([token[1:], 1.0])
+            pieces.append(token[1:])
         elif token == "(":
-            round_open.append(len(res))
+            round_open.append(len(pieces))
         elif token == "[":
-            square_open.append(len(res))
+            square_open.append(len(pieces))
         elif weight is not None and round_open:
             try:
-                factor = float(weight)
+                factor = clamp_weight(float(weight), notes, "the webui", weight)
             except ValueError:
                 if notes is not None:
-                    notes.append(f"weight {weight!r} is not a number (the webui fails on it); "
-                                 "kept as text")
-                res.append([":" + weight, 1.0])
-                multiply(round_open.pop(), 1.1)
-                continue
-            multiply(round_open.pop(), factor)
+                    notes.append(f"weight {shorten(weight)!r} is not a number (the webui fails "
+                                 "on it); kept as text")
+                pieces.append(":" + weight)
+                factor = 1.1
+            round_ranges.append((round_open.pop(), len(pieces), factor))
         elif token == ")" and round_open:
-            multiply(round_open.pop(), 1.1)
+            round_ranges.append((round_open.pop(), len(pieces), 1.1))
         elif token == "]" and square_open:
-            multiply(square_open.pop(), 1 / 1.1)
+            square_ranges.append((square_open.pop(), len(pieces), 1 / 1.1))
         elif "BREAK" not in token:
-            res.append([token, 1.0])
+            pieces.append(token)
         else:
             for index, piece in enumerate(_BREAK.split(token)):
                 if index:
-                    res.append(["BREAK", -1])
-                res.append([piece, 1.0])
+                    markers.add(len(pieces))
+                    pieces.append("BREAK")
+                pieces.append(piece)
     if notes is not None and (round_open or square_open):
         notes.append("a bracket is never closed: the webui applies it up to the end of the prompt")
-    for start in round_open:
-        multiply(start, 1.1)
-    for start in square_open:
-        multiply(start, 1 / 1.1)
-    if not res:
-        res = [["", 1.0]]
-    merged: list[list] = [res[0]]
-    for item in res[1:]:
-        if merged[-1][1] == item[1]:
-            merged[-1][0] += item[0]
-        else:
-            merged.append(item)
+    round_ranges += [(start, len(pieces), 1.1) for start in round_open]
+    square_ranges += [(start, len(pieces), 1 / 1.1) for start in square_open]
+    if not pieces:
+        return [[]]
+    rounds = _range_products(round_ranges, len(pieces), notes)
+    squares = _range_products(square_ranges, len(pieces), notes)
+    weights = [(-1.0 if index in markers else 1.0) * r * q
+               for index, (r, q) in enumerate(zip(rounds, squares))]
+    # Runs of equal weight are merged, as the webui does. The products here are taken in
+    # another order than the webui's, so equal means equal up to rounding.
+    merged: list[tuple[str, float]] = []
+    run_start = 0
+    for index in range(1, len(pieces) + 1):
+        if index == len(pieces) or not math.isclose(weights[index], weights[run_start],
+                                                    rel_tol=1e-14):
+            merged.append(("".join(pieces[run_start:index]), weights[run_start]))
+            run_start = index
     chunks: list[list[tuple[str, float]]] = [[]]
     for piece, weight in merged:
         if weight == -1 and piece == "BREAK":
@@ -314,3 +345,30 @@ def weigh(text: str, notes: list[str] | None = None) -> list[list[tuple[str, flo
         elif piece:
             chunks[-1].append((piece, weight))
     return chunks
+
+
+def _range_products(ranges: list[tuple[int, int, float]], count: int,
+                    notes: list[str] | None) -> list[float]:
+    """Per piece, the product of the factors of the ranges that cover it.
+
+    The ranges of one bracket kind nest like the brackets (a stack opens and closes them), so
+    one sweep with a stack of running products gives every piece its product.
+    """
+    products = [1.0] * count
+    if not ranges:
+        return products
+    starting: dict[int, list[tuple[int, float]]] = {}
+    for start, end, factor in ranges:
+        if start < end:
+            starting.setdefault(start, []).append((end, factor))
+    stack: list[tuple[int, float]] = []       # (end, running product)
+    for index in range(count):
+        while stack and stack[-1][0] <= index:
+            stack.pop()
+        if index in starting:
+            for end, factor in sorted(starting[index], key=lambda item: -item[0]):
+                outer = stack[-1][1] if stack else 1.0
+                stack.append((end, clamp_weight(outer * factor, notes, "the webui")))
+        if stack:
+            products[index] = stack[-1][1]
+    return products

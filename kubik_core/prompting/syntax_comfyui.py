@@ -17,8 +17,9 @@ Python's recursion limit near 1000 levels).
 """
 from __future__ import annotations
 
-import math
 import re
+
+from .limits import clamp_weight, shorten
 
 MAX_NESTING = 100
 
@@ -70,6 +71,38 @@ def _items(text: str, lo: int, hi: int, balance: list[int] | None = None) -> lis
     return items
 
 
+def _closing_brackets(text: str, lo: int, hi: int, closes: dict[int, int]) -> None:
+    """Record the ``)`` that pairs with each ``(`` in text[lo:hi] (innermost first).
+
+    Inside a group ComfyUI's counter never drops below zero, so a ``(`` closes at this ``)``
+    in every sub-range that holds both; one that pairs only beyond a sub-range (or never) is
+    left open there.
+    """
+    opened: list[int] = []
+    for match in _BRACKET.finditer(text, lo, hi):
+        if text[match.start()] == "(":
+            opened.append(match.start())
+        elif opened:
+            closes[opened.pop()] = match.start()
+
+
+def _group_weight(escaped: str, lo: int, hi: int, current: float,
+                  notes: list[str] | None) -> tuple[float, int]:
+    """(weight, end of the text) of the group whose inside is escaped[lo:hi], as ComfyUI reads
+    it: the number after the last ``:`` replaces the weight, else the outer weight x1.1."""
+    weight = current * 1.1
+    colon = escaped.rfind(":", lo, hi)
+    if colon > lo:
+        written = escaped[colon + 1:hi]
+        value = _parse_float(written)
+        if value is not None:
+            return clamp_weight(value, notes, "ComfyUI", written), colon
+        if notes is not None:
+            notes.append(f"weight {shorten(written)!r} is not a number: "
+                         "ComfyUI keeps it as text at x1.1")
+    return clamp_weight(weight, notes, "ComfyUI"), hi
+
+
 def _parse_float(text: str) -> float | None:
     try:
         return float(text)
@@ -78,42 +111,57 @@ def _parse_float(text: str) -> float | None:
 
 
 def weigh(escaped: str, notes: list[str] | None = None) -> list[tuple[str, float]]:
-    """Weighted segments of an already escaped text (sd1_clip.token_weights), still escaped."""
+    """Weighted segments of an already escaped text (sd1_clip.token_weights), still escaped.
+
+    ComfyUI re-splits the inside of every group at each nesting level; here the brackets are
+    paired once, so the work grows with the length of the text, not with length x depth.
+    """
     out: list[tuple[str, float]] = []
-    # Work stack of (lo, hi, weight, depth), depth -1 for literal text; pushed in reverse so
-    # segments come out in text order.
-    stack = [(0, len(escaped), 1.0, 0)]
     balance = [0, 0]
+    closes: dict[int, int] = {}
     too_deep = False
+    # Work stack, pushed in reverse so segments come out in text order: ("text", lo, hi, weight)
+    # is literal; ("group", lo, hi, weight, depth) is the inside of a ( ) group at that depth.
+    stack: list[tuple] = []
+    for start, end in reversed(_items(escaped, 0, len(escaped), balance)):
+        if end - start >= 2 and escaped[start] == "(" and escaped[end - 1] == ")":
+            _closing_brackets(escaped, start, end, closes)
+            stack.append(("group", start + 1, end - 1, 1.0, 0))
+        else:
+            stack.append(("text", start, end, 1.0))
     while stack:
-        lo, hi, current, depth = stack.pop()
-        if depth < 0 or (escaped.find("(", lo, hi) < 0 and escaped.find(")", lo, hi) < 0):
+        item = stack.pop()
+        if item[0] == "text":
+            out.append((escaped[item[1]:item[2]], item[3]))
+            continue
+        _, lo, hi, current, depth = item
+        if depth >= MAX_NESTING:
+            too_deep = True
             out.append((escaped[lo:hi], current))
             continue
-        pending = []
-        for start, end in _items(escaped, lo, hi, balance if depth == 0 else None):
-            if end - start >= 2 and escaped[start] == "(" and escaped[end - 1] == ")":
-                if depth >= MAX_NESTING:
-                    too_deep = True
-                    pending.append((start + 1, end - 1, current, -1))
-                    continue
-                inner_lo, inner_hi = start + 1, end - 1
-                weight = current * 1.1
-                colon = escaped.rfind(":", inner_lo, inner_hi)
-                if colon > inner_lo:
-                    value = _parse_float(escaped[colon + 1:inner_hi])
-                    if value is not None:
-                        weight = value
-                        inner_hi = colon
-                        if notes is not None and not math.isfinite(value):
-                            notes.append(f"weight {value} is not finite: ComfyUI would use it as is")
-                    elif notes is not None:
-                        notes.append(f"weight {escaped[colon + 1:inner_hi]!r} is not a number: "
-                                     "ComfyUI keeps it as text at x1.1")
-                if inner_hi > inner_lo:
-                    pending.append((inner_lo, inner_hi, weight, depth + 1))
+        weight, hi = _group_weight(escaped, lo, hi, current, notes)
+        # the children of a balanced inside: text runs and the groups between them
+        pending: list[tuple] = []
+        pos = lo
+        while pos < hi:
+            opening = escaped.find("(", pos, hi)
+            if opening < 0:
+                pending.append(("text", pos, hi, weight))
+                break
+            if opening > pos:
+                pending.append(("text", pos, opening, weight))
+            closing = closes.get(opening, hi)
+            if closing < hi:
+                pending.append(("group", opening + 1, closing, weight, depth + 1))
+                pos = closing + 1
+                continue
+            # never closed inside this group: ComfyUI keeps the rest as one item, a group
+            # again when it happens to end with ")"
+            if hi - opening >= 2 and escaped[hi - 1] == ")":
+                pending.append(("group", opening + 1, hi - 1, weight, depth + 1))
             else:
-                pending.append((start, end, current, -1))
+                pending.append(("text", opening, hi, weight))
+            break
         stack.extend(reversed(pending))
     if notes is not None and balance[0] < 0:
         notes.append("a ')' has no matching '(': ComfyUI pairs the brackets after it "
@@ -135,19 +183,9 @@ def weigh_flat(escaped: str, notes: list[str]) -> list[tuple[str, float]]:
             out.append((escaped[pos:match.start()], 1.0))
         pos = match.end()
         inner = match.group(1)
-        if not inner:
-            continue
-        colon = inner.rfind(":")
-        if colon > 0:
-            value = _parse_float(inner[colon + 1:])
-            if value is not None:
-                if not math.isfinite(value):
-                    notes.append(f"weight {value} is not finite: ComfyUI would use it as is")
-                out.append((inner[:colon], value))
-                continue
-            notes.append(f"weight {inner[colon + 1:]!r} is not a number: "
-                         "ComfyUI keeps it as text at x1.1")
-        out.append((inner, 1.1))
+        if inner:
+            weight, end = _group_weight(inner, 0, len(inner), 1.0, notes)
+            out.append((inner[:end], weight))
     if len(escaped) > pos:
         out.append((escaped[pos:], 1.0))
     return out
@@ -172,4 +210,4 @@ def parse(text: str) -> tuple[list[tuple[str, float]], list[str], list[str]]:
                 name = name.rstrip(",")
                 if name and name not in embeddings:
                     embeddings.append(name)
-    return segments, embeddings, notes
+    return segments, embeddings, list(dict.fromkeys(notes))

@@ -110,20 +110,30 @@ def test_comfyui_treats_a1111_syntax_as_text_and_default_step_is_first():
     assert parse_prompt("[a:b:5]", "comfyui").segments == [("[a:b:5]", 1.0)]
 
 
-def test_fast_and_weight_split_agrees_with_the_webui_expression():
-    """split_and avoids the webui's lazy regex on one-line text; both must read the same."""
+def test_one_pass_and_weight_split_agrees_with_the_webui_expression():
+    """split_weight reads the AND weights in one pass; it must read them as the webui's regex
+    does (which backtracks quadratically on long whitespace)."""
     import random
+    import re
 
-    from kubik_core.prompting.syntax_a1111 import _AND_WEIGHT, split_and
+    from kubik_core.prompting.syntax_a1111 import split_weight
 
+    # modules/prompt_parser.py of the webui version this module follows
+    webui_weight = re.compile(r"^(\s*.*?)(?:\s*:\s*([-+]?(?:\d+\.?|\d*\.\d+)))?\s*$")
     rng = random.Random(1)
-    alphabet = ["a", " ", ":", "1", ".", "-", "+", "x", "5", "  ", "\t", "\n", "\u00a0"]
-    for _ in range(20000):
+    alphabet = ["a", " ", ":", "1", ".", "-", "+", "x", "5", "  ", "\t", "\n", "\u00a0", "\u0663"]
+    for _ in range(30000):
         sub = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
-        match = _AND_WEIGHT.search(sub)
-        expected = (sub, 1.0) if match is None else (
-            match.group(1), float(match.group(2)) if match.group(2) is not None else 1.0)
-        assert split_and(sub) == [expected], repr(sub)
+        match = webui_weight.search(sub)
+        assert split_weight(sub) == (match.groups() if match else None), repr(sub)
+
+
+def test_and_weights_beyond_the_limit_are_clamped_with_a_note():
+    parsed = parse_prompt("cat AND dog :-" + "9" * 400 + " AND bird: 99999", "a1111")
+    assert [part.weight for part in parsed.parts] == [1.0, -100.0, 100.0]
+    notes = " ".join(parsed.notes)
+    assert "weight '-99999999999999999999...' is not finite: analysed as -100" in notes
+    assert "weight '99999' is beyond +-100: analysed as 100" in notes
 
 
 def test_pathological_brackets_are_parsed_in_bounded_time_and_noted():
