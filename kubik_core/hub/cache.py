@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..common import bounded_json
+
 
 class ResponseCache:
     def __init__(self, directory: Path, ttl_s: float = 6 * 3600.0, max_entries: int = 2000,
@@ -30,12 +32,13 @@ class ResponseCache:
     def get(self, key: str) -> Any | None:
         path = self._path(key)
         try:
-            entry = json.loads(path.read_text(encoding="utf-8"))
+            entry = bounded_json.loads(path.read_bytes())
         except (OSError, ValueError):
             return None  # missing, or torn by a crash: treat as a miss
         if not isinstance(entry, dict) or entry.get("key") != key:
             return None
-        if self._clock() - float(entry.get("stored_at", 0)) > self.ttl_s:
+        stored_at = entry.get("stored_at")
+        if not isinstance(stored_at, (int, float)) or self._clock() - stored_at > self.ttl_s:
             return None
         return entry.get("value")
 

@@ -65,8 +65,9 @@ class CivitaiClient:
         body = self.session.get_json(f"{self.base}/models", params=params)
         if not isinstance(body, dict) or not isinstance(body.get("items"), list):
             raise HubError("CivitAI /models: unexpected answer (no 'items' list)")
-        metadata = body.get("metadata") or {}
-        return {"items": body["items"], "next_cursor": metadata.get("nextCursor") or None}
+        cursor = as_dict(body.get("metadata")).get("nextCursor")
+        return {"items": body["items"],
+                "next_cursor": cursor if isinstance(cursor, (str, int)) and cursor else None}
 
     def iter_models(self, query: str = "", *, max_items: int = 100, **filters) -> Iterator[dict]:
         """Follow ``nextCursor`` until ``max_items`` models were yielded or the pages end."""
@@ -88,11 +89,11 @@ class CivitaiClient:
 
     def version(self, version_id: int) -> dict[str, Any]:
         """``GET /model-versions/{id}``."""
-        return self._version(f"{self.base}/model-versions/{int(version_id)}")
+        return self._version(f"{self.base}/model-versions/{_checked_id(version_id)}")
 
     def model(self, model_id: int) -> dict[str, Any]:
         """``GET /models/{id}`` (name, type, tags, description, every version)."""
-        body = self.session.get_json(f"{self.base}/models/{int(model_id)}")
+        body = self.session.get_json(f"{self.base}/models/{_checked_id(model_id)}")
         if not isinstance(body, dict):
             raise HubError(f"CivitAI model {model_id}: unexpected answer")
         return body
@@ -104,11 +105,28 @@ class CivitaiClient:
         return body
 
 
+def as_id(value: Any) -> int | None:
+    """A CivitAI id (a positive integer, possibly sent as digits) or None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,15}", value):
+        value = int(value)
+    return value if isinstance(value, int) and 0 < value < 10**15 else None
+
+
+def file_size_bytes(file_entry: dict) -> int | None:
+    """The size CivitAI lists for a file (``sizeKB``), in bytes; None when missing or absurd."""
+    value = file_entry.get("sizeKB")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return int(value * 1024) if 0 < value < 2**50 else None
+
+
 def primary_file(version: dict) -> dict:
     """The file CivitAI marks ``primary`` (else the first ``Model`` file, else the first)."""
-    files = [f for f in version.get("files") or [] if isinstance(f, dict)]
+    files = [f for f in as_list(version.get("files")) if isinstance(f, dict)]
     if not files:
-        raise HubError(f"CivitAI version {version.get('id')}: lists no files to download")
+        raise HubError(f"CivitAI version {str(version.get('id'))[:20]}: lists no files to download")
     for candidate in files:
         if candidate.get("primary"):
             return candidate
@@ -118,38 +136,60 @@ def primary_file(version: dict) -> dict:
     return files[0]
 
 
+def _checked_id(value: Any) -> int:
+    checked = as_id(value)
+    if checked is None:
+        raise HubError(f"CivitAI id {str(value)[:40]!r}: not a positive integer")
+    return checked
+
+
+def as_dict(value: Any) -> dict:
+    """``value`` when it is a JSON object, else ``{}`` (answers are data, not trusted shapes)."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def as_text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def file_sha256(file_entry: dict) -> str | None:
-    sha = (file_entry.get("hashes") or {}).get("SHA256")
-    return sha.lower() if isinstance(sha, str) and len(sha) == 64 else None
+    sha = as_dict(file_entry.get("hashes")).get("SHA256")
+    return sha.lower() if isinstance(sha, str) and re.fullmatch(r"[0-9a-fA-F]{64}", sha) else None
 
 
 def summarize_version(version: dict) -> dict[str, Any]:
     """The fields KubikAI uses from a version, under stable snake_case names (``--json``)."""
-    model = version.get("model") or {}
+    model = as_dict(version.get("model"))
     files = []
-    for entry in version.get("files") or []:
-        hashes = entry.get("hashes") or {}
+    for entry in as_list(version.get("files")):
+        if not isinstance(entry, dict):
+            continue
+        autov2 = as_text(as_dict(entry.get("hashes")).get("AutoV2"))
         files.append({
-            "name": entry.get("name"),
-            "size_bytes": int(float(entry.get("sizeKB") or 0) * 1024),
+            "name": as_text(entry.get("name")),
+            "size_bytes": file_size_bytes(entry) or 0,
             "sha256": file_sha256(entry),
-            "autov2": (hashes.get("AutoV2") or "").lower() or None,
+            "autov2": autov2.lower() if autov2 else None,
             "primary": bool(entry.get("primary")),
-            "download_url": entry.get("downloadUrl"),
+            "download_url": as_text(entry.get("downloadUrl")),
         })
-    images = [{"url": image.get("url"), "nsfw_level": image.get("nsfwLevel"),
+    images = [{"url": as_text(image.get("url")), "nsfw_level": image.get("nsfwLevel"),
                "width": image.get("width"), "height": image.get("height")}
-              for image in version.get("images") or [] if isinstance(image, dict)]
-    stats = version.get("stats") or {}
+              for image in as_list(version.get("images")) if isinstance(image, dict)]
+    stats = as_dict(version.get("stats"))
     return {
         "source": "civitai",
         "version_id": version.get("id"),
         "model_id": version.get("modelId"),
-        "model_name": model.get("name"),
-        "version_name": version.get("name"),
-        "type": model.get("type"),
-        "base_model": version.get("baseModel"),
-        "trained_words": list(version.get("trainedWords") or []),
+        "model_name": as_text(model.get("name")),
+        "version_name": as_text(version.get("name")),
+        "type": as_text(model.get("type")),
+        "base_model": as_text(version.get("baseModel")),
+        "trained_words": [w for w in as_list(version.get("trainedWords")) if isinstance(w, str)],
         "nsfw_level": version.get("nsfwLevel"),
         "stats": {"download_count": stats.get("downloadCount"),
                   "thumbs_up_count": stats.get("thumbsUpCount"),

@@ -43,7 +43,9 @@ def register(subparsers) -> None:
     download.add_argument("--dest", required=True, help="target folder (e.g. ComfyUI/models/loras)")
     download.add_argument("--sha256", help="expected SHA-256 (required in practice for plain URLs)")
     download.add_argument("--name", help="file name to save as (default: the hub's, sanitised)")
-    download.add_argument("--kind", help="model kind for the sidecars: loras, checkpoints, embeddings ...")
+    download.add_argument("--kind", help="ComfyUI model folder kind (loras, checkpoints, embeddings ...): "
+                                         "labels the sidecars and limits the file types to that "
+                                         "folder's model formats")
     download.add_argument("--json", action="store_true")
     download.set_defaults(func=_download)
 
@@ -75,6 +77,9 @@ def _run(action):
         return action()
     except (HubError, ValueError) as exc:
         raise CommandError(str(exc)) from None
+    except OSError as exc:   # a local file or folder that cannot be read or written
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise CommandError(f"{where}{exc.strerror or type(exc).__name__}") from None
 
 
 def _print_json(value) -> None:
@@ -127,9 +132,27 @@ def _files(args) -> int:
     return 0
 
 
+def _check_dest(dest: str) -> None:
+    """One clear line for a --dest that is a file or a place we cannot write to."""
+    from pathlib import Path
+
+    from ..cli import CommandError
+    from .download import check_folder
+    from .errors import HubError
+
+    try:
+        check_folder(Path(dest))
+    except HubError as exc:
+        raise CommandError(f"--dest {exc}") from None
+
+
 def _download(args) -> int:
     from tqdm import tqdm
 
+    from .targets import cli_extensions
+
+    allowed = _run(lambda: cli_extensions(args.kind))
+    _check_dest(args.dest)
     with tqdm(unit="B", unit_scale=True, unit_divisor=1024, desc="download",
               disable=args.json or None, file=sys.stderr) as bar:
         def progress(done: int, total: int | None) -> None:
@@ -138,7 +161,8 @@ def _download(args) -> int:
             bar.update(done - bar.n)
 
         record = _run(lambda: _hub().download(args.source, args.dest, expected_sha256=args.sha256,
-                                              filename=args.name, kind=args.kind, progress=progress))
+                                              filename=args.name, kind=args.kind,
+                                              allowed_extensions=allowed, progress=progress))
     if args.json:
         _print_json(record)
         return 0

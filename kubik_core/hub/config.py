@@ -9,22 +9,31 @@ Tokens come from the environment first, then from an optional JSON config file:
 * ``KUBIK_HUB_CACHE``: response cache folder (default ``~/.cache/kubik/hub``).
 * ``KUBIK_HUB_CONFIG``: path of a JSON file (default ``~/.config/kubik/hub.json``) with any of
   ``civitai_token``, ``hf_token``, ``civitai_base``, ``hf_endpoint``, ``cache_dir``.
+* ``KUBIK_HUB_ALLOW_PRIVATE``: let downloads reach loopback/private/LAN addresses (``1``, or a
+  list of addresses and networks); refused by default (see :mod:`.netguard`).
+* ``KUBIK_HUB_MAX_DOWNLOAD_GB`` (default 100) and ``KUBIK_HUB_DOWNLOAD_HOURS`` (default 12): the
+  largest file one download may write, and how long one download may take in all.
 
 Tokens are kept in :class:`Secret` objects whose ``repr``/``str`` never show the value, so a
 config printed in a log or an exception stays clean.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ..common import bounded_json
+from .netguard import ALLOW_PRIVATE_ENV, AddressPolicy
+
 DEFAULT_CIVITAI_BASE = "https://civitai.com/api/v1"
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 DEFAULT_CONFIG_FILE = Path("~/.config/kubik/hub.json")
 DEFAULT_CACHE_DIR = Path("~/.cache/kubik/hub")
+CONFIG_FILE_KEYS = ("civitai_token", "hf_token", "civitai_base", "hf_endpoint", "cache_dir")
+DEFAULT_MAX_DOWNLOAD_GB = 100.0
+DEFAULT_DOWNLOAD_HOURS = 12.0
 
 
 class Secret:
@@ -54,6 +63,26 @@ def host_of(url: str) -> str:
     return f"{host}:{parts.port}" if parts.port else host
 
 
+def origin_of(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a URL with the scheme's default port filled in."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
+
+
+def _positive_number(env, name: str, default: float) -> float:
+    text = (env.get(name) or "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise ValueError(f"{name}: {text[:40]!r} is not a positive number")
+    return value
+
+
 @dataclass
 class HubConfig:
     civitai_base: str = DEFAULT_CIVITAI_BASE
@@ -71,6 +100,11 @@ class HubConfig:
     backoff_max_s: float = 30.0
     max_retry_after_s: float = 120.0       # a longer Retry-After fails fast with HubRateLimited
     user_agent: str = "KubikAI-hub/0.1"
+    # Which non-public addresses downloads may reach (none by default; KUBIK_HUB_ALLOW_PRIVATE).
+    address_policy: AddressPolicy = field(default_factory=AddressPolicy)
+    max_download_bytes: int = int(DEFAULT_MAX_DOWNLOAD_GB * 2**30)
+    download_deadline_s: float = DEFAULT_DOWNLOAD_HOURS * 3600.0
+    min_free_bytes: int = 2**30            # a download never leaves less free space than this
 
     @property
     def timeout(self) -> tuple[float, float]:
@@ -97,6 +131,11 @@ class HubConfig:
             civitai_token=Secret(civitai_token),
             hf_token=Secret(hf_token),
             cache_dir=Path(cache_dir).expanduser(),
+            address_policy=AddressPolicy.from_setting(env.get(ALLOW_PRIVATE_ENV)),
+            max_download_bytes=int(_positive_number(env, "KUBIK_HUB_MAX_DOWNLOAD_GB",
+                                                    DEFAULT_MAX_DOWNLOAD_GB) * 2**30),
+            download_deadline_s=_positive_number(env, "KUBIK_HUB_DOWNLOAD_HOURS",
+                                                 DEFAULT_DOWNLOAD_HOURS) * 3600.0,
         )
         values.update(overrides)
         return cls(**values)
@@ -106,10 +145,13 @@ def _read_config_file(path: Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = bounded_json.loads(path.read_bytes(), max_bytes=1 << 20)
     except (OSError, ValueError) as exc:
         raise ValueError(f"hub config {path}: not readable JSON ({exc.__class__.__name__}); "
                          "fix or delete the file") from None
     if not isinstance(data, dict):
         raise ValueError(f"hub config {path}: expected a JSON object")
+    for key in CONFIG_FILE_KEYS:
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise ValueError(f"hub config {path}: {key} must be a string")
     return data

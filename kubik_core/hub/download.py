@@ -8,6 +8,11 @@ the expected hash is renamed to its final name with ``os.replace``, so a model f
 shows a partial or corrupt file. A hash mismatch deletes the ``.part`` file and says so.
 An existing file under the final name is never overwritten: same hash -> nothing to do,
 different hash -> :class:`FileConflict`.
+
+Limits (from :class:`~.config.HubConfig`): a file larger than ``max_download_bytes`` is refused
+(from its announced size, and while streaming when none is announced); a download stops when the
+folder would keep less than ``min_free_bytes`` free; and one download may take at most
+``download_deadline_s`` in all (retries included), after which its ``.part`` waits for a rerun.
 """
 from __future__ import annotations
 
@@ -15,7 +20,9 @@ import hashlib
 import os
 import queue
 import re
+import shutil
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -29,7 +36,7 @@ from .http import HubSession, public_url
 CHUNK_SIZE = 1 << 20
 ProgressCallback = Callable[[int, "int | None"], None]
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_CONTENT_RANGE = re.compile(r"^bytes\s+(\d+)-(\d+)/(\d+|\*)$")
+_CONTENT_RANGE = re.compile(r"^bytes\s+([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19}|\*)$")
 _STREAM_ERRORS = (requests.ConnectionError, requests.Timeout,
                   requests.exceptions.ChunkedEncodingError)
 
@@ -70,8 +77,8 @@ def download_file(session: HubSession, url: str, folder: Path | str, filename: s
 
     expected = normalize_sha256(expected_sha256)
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     name = safe_filename(filename)
+    prepare_folder(folder)
     final = path_inside(folder, name)
     part = final.with_name(name + ".part")
     lock = FileLock(str(final.with_name(name + ".lock")), timeout=0)
@@ -80,17 +87,23 @@ def download_file(session: HubSession, url: str, folder: Path | str, filename: s
     except Timeout:
         raise HubError(f"{name}: another download of this file is running; wait for it") from None
     try:
+        if final.exists() and not final.is_file():
+            raise FileConflict(f"{name}: a folder or special file with this name is already in "
+                               f"{folder}; pick another file name")
         if final.exists() and expected is not None:
             return _existing(final, expected)
         stale_part_possible = part.exists()
+        deadline = time.monotonic() + session.config.download_deadline_s
         try:
-            result = _fetch(session, url, part, expected, progress, check_cancel, chunk_size)
+            result = _fetch(session, url, part, expected, progress, check_cancel, chunk_size,
+                            deadline)
         except HashMismatch:
             if not stale_part_possible:
                 raise
             # The .part may be left from another file of the same name: it was deleted with
             # the mismatch, so one download from scratch tells whether the hub copy is bad.
-            result = _fetch(session, url, part, expected, progress, check_cancel, chunk_size)
+            result = _fetch(session, url, part, expected, progress, check_cancel, chunk_size,
+                            deadline)
         if final.exists():  # only reached without an expected hash (or a file that appeared meanwhile)
             existing = sha256_file(final)
             part.unlink(missing_ok=True)
@@ -107,10 +120,44 @@ def download_file(session: HubSession, url: str, folder: Path | str, filename: s
         lock.release()
 
 
+def check_folder(folder: Path) -> None:
+    """HubError (one line) when ``folder`` is a file or could not be created or written; creates
+    nothing, so that a download refused later leaves no empty folder behind."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise HubError(f"{folder}: is a file, not a folder; give the folder to download into")
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise HubError(f"{folder}: cannot be created, {existing} is a file; give another folder")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise HubError(f"{folder}: not writable (permission denied); give a folder you can "
+                       "write to")
+
+
+def prepare_folder(folder: Path) -> None:
+    """Create the target folder if needed; HubError with one clear line when it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise HubError(f"{folder}: is a file, not a folder; give the folder to download "
+                       "into") from None
+    except OSError as exc:
+        raise HubError(f"{folder}: cannot create this folder ({exc.strerror or type(exc).__name__})"
+                       "; give a folder you can write to") from None
+    if not folder.is_dir():
+        raise HubError(f"{folder}: is a file, not a folder; give the folder to download into")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise HubError(f"{folder}: not writable (permission denied); give a folder you can "
+                       "write to")
+
+
 def _existing(final: Path, expected: str) -> DownloadResult:
     existing = sha256_file(final)
     if existing != expected:
-        raise FileConflict(_conflict_message(final, existing, expected))
+        raise FileConflict(f"{final.name} is already in {final.parent}, but it is not the file "
+                           f"asked for: it has SHA-256 {existing}, the file asked for has "
+                           f"{expected}; nothing was downloaded or overwritten: check the "
+                           "expected hash, or rename or delete the present file")
     return DownloadResult(final, existing, final.stat().st_size, "already_present", 0, 0)
 
 
@@ -118,6 +165,32 @@ def _conflict_message(final: Path, existing: str, wanted: str) -> str:
     return (f"{final.name}: a different file with this name is already in {final.parent} "
             f"(sha256 {existing[:12]}..., the download is {wanted[:12]}...); nothing was "
             "overwritten: rename or delete the existing file, or pick another file name")
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def _refuse_too_large(session: HubSession, url: str, part: Path, total: int | None) -> None:
+    part.unlink(missing_ok=True)
+    size = f"is {_size(total)}" if total is not None else "is larger than that"
+    raise HubError(f"{public_url(url)}: one download may write at most "
+                   f"{_size(session.config.max_download_bytes)} (KUBIK_HUB_MAX_DOWNLOAD_GB) and "
+                   f"the file {size}; the partial file was deleted")
+
+
+def _check_room(session: HubSession, url: str, part: Path, done: int, total: int | None) -> None:
+    """Refuse a file over the size limit (deleting its part) or one the disk cannot hold."""
+    config = session.config
+    if total is not None and total > config.max_download_bytes:
+        _refuse_too_large(session, url, part, total)
+    if total is not None:
+        free = shutil.disk_usage(part.parent).free
+        needed = total - done
+        if needed > free - config.min_free_bytes:
+            raise HubError(f"{part.name[:-5]}: not enough free space: {_size(needed)} more are "
+                           f"needed, {_size(free)} are free and {_size(config.min_free_bytes)} "
+                           "must stay free; free some space and run the download again")
 
 
 class _BackgroundHasher:
@@ -166,20 +239,31 @@ class _BackgroundHasher:
 
 
 def _fetch(session: HubSession, url: str, part: Path, expected: str | None,
-           progress: ProgressCallback | None, check_cancel, chunk_size: int) -> DownloadResult:
+           progress: ProgressCallback | None, check_cancel, chunk_size: int,
+           deadline: float) -> DownloadResult:
     resumed_from = part.stat().st_size if part.exists() else 0
     hashers = [_BackgroundHasher(part, resumed_from)]
+
+    def check_stop() -> None:
+        if check_cancel is not None:
+            check_cancel()
+        if time.monotonic() > deadline:
+            hours = session.config.download_deadline_s / 3600
+            raise HubError(f"{public_url(url)}: the download took longer than {hours:g} h "
+                           f"(KUBIK_HUB_DOWNLOAD_HOURS); run it again to resume from {part.name}")
+
     try:
-        return _stream(session, url, part, expected, progress, check_cancel, chunk_size,
+        return _stream(session, url, part, expected, progress, check_stop, chunk_size,
                        resumed_from, hashers)
     finally:
         for hasher in hashers:   # no worker thread outlives the download, whatever happened
             hasher.close()
 
 
-def _stream(session, url, part, expected, progress, check_cancel, chunk_size, resumed_from,
+def _stream(session, url, part, expected, progress, check_stop, chunk_size, resumed_from,
             hashers: list) -> DownloadResult:
-    """The download loop; ``hashers[-1]`` is the live hasher (a restart replaces it)."""
+    """The download loop; ``hashers[-1]`` is the live hasher (a restart replaces it).
+    ``check_stop()`` raises to end it (cancel, deadline)."""
     digest = hashers[-1]
     done = resumed_from
     total: int | None = None
@@ -187,6 +271,7 @@ def _stream(session, url, part, expected, progress, check_cancel, chunk_size, re
     attempt = 0
     while True:
         attempt += 1
+        check_stop()
         headers = {"Accept-Encoding": "identity"}
         if done:
             headers["Range"] = f"bytes={done}-"
@@ -219,14 +304,17 @@ def _stream(session, url, part, expected, progress, check_cancel, chunk_size, re
                     done, digest = 0, _BackgroundHasher()
                     hashers.append(digest)
                 length = response.headers.get("Content-Length")
-                total = int(length) if length and length.isdigit() else None
+                total = int(length) if length and re.fullmatch(r"[0-9]{1,19}", length) else None
                 mode = "wb"
+            _check_room(session, url, part, done, total)
             if progress:
                 progress(done, total)
             with open(part, mode) as handle:
                 for chunk in response.iter_content(chunk_size):
-                    if check_cancel is not None:
-                        check_cancel()
+                    check_stop()
+                    if done + len(chunk) > session.config.max_download_bytes:
+                        handle.close()
+                        _refuse_too_large(session, url, part, None)
                     handle.write(chunk)
                     digest.update(chunk)
                     done += len(chunk)
@@ -263,5 +351,5 @@ def _parse_content_range(value: str | None) -> tuple[int, int | None]:
 
 
 def _total_from_content_range(value: str | None) -> int | None:
-    match = re.match(r"^bytes\s+\*/(\d+)$", (value or "").strip())
+    match = re.match(r"^bytes\s+\*/([0-9]{1,19})$", (value or "").strip())
     return int(match.group(1)) if match else None

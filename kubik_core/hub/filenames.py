@@ -13,6 +13,7 @@ from pathlib import Path
 from .errors import UnsafeFilename
 
 MAX_NAME_BYTES = 200
+MAX_EXTENSION_CHARS = 16
 _FORBIDDEN = re.compile(r'[<>:"|?*]')
 _WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
                     *(f"LPT{i}" for i in range(1, 10))}
@@ -29,17 +30,22 @@ def safe_filename(name: str) -> str:
         raise UnsafeFilename(f"file name {raw[:80]!r}: nothing usable is left after removing "
                              "directories and unsafe characters; pass a file name explicitly")
     stem, dot, ext = base.rpartition(".")
-    if not dot:
-        stem, ext = base, ""
+    if not dot or len(ext) > MAX_EXTENSION_CHARS:   # no extension, or not one at all
+        stem, dot, ext = base, "", ""
     if stem.upper() in _WINDOWS_DEVICES:
         stem = f"_{stem}"
     if base.lower().endswith(WORK_SUFFIXES):
-        raise UnsafeFilename(f"file name {base!r}: ends in a suffix used for downloads in "
+        raise UnsafeFilename(f"file name {base[:80]!r}: ends in a suffix used for downloads in "
                              "progress; pass another file name")
     ext = f".{ext}" if dot else ""
-    while len((stem + ext).encode("utf-8")) > MAX_NAME_BYTES and stem:
-        stem = stem[:-1]
-    return stem + ext
+    return _truncate_utf8(stem, MAX_NAME_BYTES - len(ext.encode("utf-8"))) + ext
+
+
+def _truncate_utf8(text: str, max_bytes: int) -> str:
+    """The longest prefix of ``text`` that fits in ``max_bytes`` UTF-8 bytes (one pass)."""
+    if max_bytes <= 0:
+        return ""
+    return text.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore")
 
 
 def path_inside(folder: Path, name: str) -> Path:

@@ -4,43 +4,72 @@
 * Retries: 429, 5xx, timeouts and dropped connections are retried with exponential backoff
   and full jitter; a ``Retry-After`` header (seconds or HTTP date) is honoured as given.
 * Clear errors: 401/403 -> :class:`HubAuthError`, 404 -> :class:`HubNotFound`, each naming
-  the URL (without its query string) and what would fix it.
-* Tokens: a token is attached by :class:`HostBearer` only when the request goes to the host it
-  belongs to. On a redirect, requests' ``Session.rebuild_auth`` drops ``Authorization`` when the
-  host changes (CivitAI's download redirects to a CDN) and does not call our auth again, so the
-  token never leaves its host. Tests check both.
+  the URL (without its query string) and what would fix it. Only the configured hubs' own error
+  text is quoted (short, redacted); what other servers answer never reaches a message.
+* Redirects are followed here, one hop at a time (at most ``MAX_REDIRECTS``), so that every hop
+  gets the same checks as the first.
+* Addresses: the configured hubs (CivitAI API, Hugging Face endpoint) are reached as
+  configured; every other host (plain URLs, CDNs a hub redirects to, preview images) is
+  resolved once per hop, refused when any address is not public (unless allowed, see
+  :mod:`.netguard`), and connected to at the address that was checked.
+* Tokens: :class:`HostBearer` attaches a token only to its own origin (scheme, host and port)
+  and only over https (or to a loopback origin, which never leaves the machine). Each redirect
+  hop asks the auth again, so the token never follows a redirect to another host.
 """
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import random
 import threading
 import time
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 
+from ..common import bounded_json
 from .cache import ResponseCache
-from .config import HubConfig, Secret, host_of
+from .config import HubConfig, Secret, host_of, origin_of
 from .errors import HubAuthError, HubError, HubNotFound, HubRateLimited, HubUnavailable, redact
+from .netguard import PinnedAdapter, PrivateAddressRefused, checked_addresses, system_resolver
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 10
+_MAX_PINNED_ADAPTERS = 16
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback IP literals (traffic that never leaves the machine)."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def may_carry_token(url: str) -> bool:
+    """Tokens travel over https only, or to a loopback origin (which browsers also treat as
+    secure): never in clear text over a network."""
+    scheme, host, _port = origin_of(url)
+    return scheme == "https" or (scheme == "http" and is_loopback_host(host))
 
 
 class HostBearer(requests.auth.AuthBase):
-    """``Authorization: Bearer <token>`` on requests to one host, nothing anywhere else."""
+    """``Authorization: Bearer <token>`` on requests to one origin, nothing anywhere else."""
 
-    def __init__(self, token: Secret, host: str):
+    def __init__(self, token: Secret, base_url: str):
         self._token = token
-        self._host = host
+        self._origin = origin_of(base_url)
 
     @property
     def active(self) -> bool:
         return bool(self._token)
 
     def __call__(self, request):
-        if self._token and host_of(request.url) == self._host:
+        if self._token and origin_of(request.url) == self._origin and may_carry_token(request.url):
             request.headers["Authorization"] = f"Bearer {self._token.reveal()}"
         return request
 
@@ -70,20 +99,28 @@ class HubSession:
     """A ``requests.Session`` with the hub policies above. Thread-safe for concurrent use."""
 
     def __init__(self, config: HubConfig, session: requests.Session | None = None,
-                 sleep=time.sleep, rng=random.random):
+                 sleep=time.sleep, rng=random.random, resolve=system_resolver):
+        """``resolve(host, port) -> [addresses]`` looks up hosts that are not configured hubs
+        (the system resolver; another one lets a caller use its own name service)."""
         self.config = config
         self._session = session or requests.Session()
         self._session.headers["User-Agent"] = config.user_agent
         self._sleep = sleep
         self._rng = rng
+        self._resolve = resolve
         self._lock = threading.Lock()
         self._next_slot: dict[str, float] = {}
+        self._pinned: dict[tuple[str, ...], PinnedAdapter] = {}
         self.cache = (ResponseCache(config.cache_dir, config.cache_ttl_s, config.cache_max_entries)
                       if config.cache_dir else None)
         self._auth = {
-            host_of(config.civitai_base): HostBearer(config.civitai_token, host_of(config.civitai_base)),
-            host_of(config.hf_endpoint): HostBearer(config.hf_token, host_of(config.hf_endpoint)),
+            host_of(config.civitai_base): HostBearer(config.civitai_token, config.civitai_base),
+            host_of(config.hf_endpoint): HostBearer(config.hf_token, config.hf_endpoint),
         }
+
+    def is_hub_url(self, url: str) -> bool:
+        """True for the configured CivitAI API and Hugging Face hosts."""
+        return host_of(url) in self._auth
 
     # ------------------------------------------------------------ politeness and backoff
     def _wait_turn(self, host: str) -> None:
@@ -109,14 +146,11 @@ class HubSession:
                 ok_statuses: tuple[int, ...] = (200,)) -> requests.Response:
         """Send one request with retries; return a response whose status is in ``ok_statuses``."""
         host = host_of(url)
-        auth = self._auth.get(host)
         attempts = max(1, self.config.max_attempts)
         for attempt in range(1, attempts + 1):
             self._wait_turn(host)
             try:
-                response = self._session.request(
-                    method, url, params=params, headers=headers, auth=auth, stream=stream,
-                    timeout=self.config.timeout)
+                response = self._follow(method, url, params, headers, stream)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if attempt == attempts:
                     raise HubUnavailable(
@@ -129,8 +163,12 @@ class HubSession:
             if response.status_code in RETRY_STATUSES:
                 wait = parse_retry_after(response.headers.get("Retry-After"))
                 response.close()
-                if response.status_code == 429 and wait is not None and wait > self.config.max_retry_after_s:
-                    raise HubRateLimited(f"{public_url(url)}: rate limited, the server asks to wait "
+                if wait is not None and wait > self.config.max_retry_after_s:
+                    if response.status_code == 429:
+                        raise HubRateLimited(f"{public_url(url)}: rate limited, the server asks "
+                                             f"to wait {wait:.0f} s; try again later")
+                    raise HubUnavailable(f"{public_url(url)}: server error "
+                                         f"{response.status_code}, the server asks to wait "
                                          f"{wait:.0f} s; try again later")
                 if attempt == attempts:
                     break
@@ -144,13 +182,72 @@ class HubSession:
         raise HubUnavailable(f"{public_url(url)}: server error {response.status_code} after "
                              f"{attempts} attempts; the hub may be down, try again later")
 
+    def _follow(self, method: str, url: str, params: dict | None, headers: dict | None,
+                stream: bool) -> requests.Response:
+        """Send one request and follow its redirects hop by hop (each hop checked afresh)."""
+        current = url
+        for hop in range(MAX_REDIRECTS + 1):
+            try:
+                response = self._send_hop(method, current, params if hop == 0 else None,
+                                          headers, stream)
+            except PrivateAddressRefused as exc:
+                if hop == 0:
+                    raise PrivateAddressRefused(f"{public_url(url)}: {exc}") from None
+                raise PrivateAddressRefused(f"{public_url(url)} redirected to "
+                                            f"{public_url(current)}: {exc}") from None
+            location = response.headers.get("Location")
+            if response.status_code not in REDIRECT_STATUSES or not location:
+                return response
+            response.close()
+            current = urljoin(response.url or current, location)
+            if urlsplit(current).scheme not in ("http", "https"):
+                raise HubError(f"{public_url(url)}: redirected to a {urlsplit(current).scheme}: "
+                               "address, which the hub does not follow")
+            if response.status_code == 303:
+                method = "GET"
+        raise HubError(f"{public_url(url)}: more than {MAX_REDIRECTS} redirects; the link is "
+                       "broken or loops")
+
+    def _send_hop(self, method: str, url: str, params: dict | None, headers: dict | None,
+                  stream: bool) -> requests.Response:
+        auth = self._auth.get(host_of(url))
+        if self.is_hub_url(url):
+            return self._session.request(method, url, params=params, headers=headers, auth=auth,
+                                         stream=stream, timeout=self.config.timeout,
+                                         allow_redirects=False)
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            addresses = checked_addresses(parts.hostname or "", port, self.config.address_policy,
+                                          self._resolve)
+        except (OSError, UnicodeError) as exc:   # the name does not resolve
+            raise requests.ConnectionError(f"cannot resolve {parts.hostname}: {exc}") from None
+        prepared = self._session.prepare_request(
+            requests.Request(method, url, params=params, headers=headers, auth=auth))
+        settings = self._session.merge_environment_settings(prepared.url, {}, stream, None, None)
+        # Straight to the checked address: a proxy would resolve the name again itself.
+        return self._pinned_adapter(addresses).send(
+            prepared, stream=stream, timeout=self.config.timeout, verify=settings["verify"],
+            cert=settings["cert"], proxies={})
+
+    def _pinned_adapter(self, addresses: tuple[str, ...]) -> PinnedAdapter:
+        """One adapter (and connection pool) per checked address set, the oldest closed first."""
+        with self._lock:
+            adapter = self._pinned.get(addresses)
+            if adapter is None:
+                if len(self._pinned) >= _MAX_PINNED_ADAPTERS:
+                    self._pinned.pop(next(iter(self._pinned))).close()
+                adapter = self._pinned[addresses] = PinnedAdapter(addresses)
+            return adapter
+
     def raise_for_status(self, response: requests.Response) -> None:
-        """Turn a 4xx into the matching hub error, with the server's own message if short."""
+        """Turn a 4xx into the matching hub error; a configured hub's own short message is
+        quoted (redacted), another server's answer never is."""
         status = response.status_code
         if status < 400:
             return
         url = public_url(response.url or "")
-        detail = _server_message(response)
+        detail = _server_message(response) if self.is_hub_url(response.url or "") else ""
         detail = f" ({redact(detail, self.config.secrets())})" if detail else ""
         if status in (401, 403):
             raise HubAuthError(f"{url}: access denied (HTTP {status}){detail}; "
@@ -161,6 +258,9 @@ class HubSession:
 
     def _auth_hint(self, url: str) -> str:
         host = host_of(url)
+        if host in self._auth and not may_carry_token(url):
+            return (f"tokens are sent over https only, and {host} was reached over plain http; "
+                    "use an https address for the hub")
         if host == host_of(self.config.civitai_base):
             return ("set CIVITAI_API_TOKEN to a CivitAI API key (civitai.com > Account settings "
                     "> API keys); some models need a logged-in account or early access")
@@ -182,14 +282,19 @@ class HubSession:
                 return cached
         response = self.request("GET", url, params=params)
         try:
-            value = response.json()
-        except ValueError:
-            raise HubError(f"{public_url(url)}: the server did not answer JSON") from None
+            value = bounded_json.loads(response.content)
+        except ValueError as exc:
+            raise HubError(f"{public_url(url)}: the server did not answer usable JSON "
+                           f"({str(exc)[:80]})") from None
         if key is not None:
             self.cache.put(key, value)
         return value
 
     def close(self) -> None:
+        with self._lock:
+            adapters, self._pinned = list(self._pinned.values()), {}
+        for adapter in adapters:
+            adapter.close()
         self._session.close()
 
 
@@ -200,12 +305,14 @@ def _describe_network_error(exc: Exception) -> str:
 
 
 def _server_message(response: requests.Response) -> str:
+    """The short ``error``/``message`` text of a hub's JSON error answer ('' if none)."""
     try:
-        body = response.json()
-    except ValueError:
+        # At most 64 KiB, also from a streamed response that was never read.
+        body = bounded_json.loads(next(response.iter_content(65536), b""))
+    except (ValueError, requests.RequestException):
         return ""
     if isinstance(body, dict):
         message = body.get("error") or body.get("message") or ""
         if isinstance(message, str):
-            return message[:200]
+            return " ".join(message.split())[:200]
     return ""

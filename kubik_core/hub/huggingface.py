@@ -16,7 +16,7 @@ from typing import Any, Callable
 from .. import __version__
 from .config import host_of
 from .errors import HubAuthError, HubError, HubNotFound, HubRateLimited, HubUnavailable
-from .http import RETRY_STATUSES, HubSession, parse_retry_after
+from .http import RETRY_STATUSES, HubSession, may_carry_token, parse_retry_after
 
 
 class HuggingFaceClient:
@@ -26,8 +26,10 @@ class HuggingFaceClient:
         self.session = session
         self.endpoint = session.config.hf_endpoint.rstrip("/")
         token = session.config.hf_token
-        # token=False: never fall back to a token stored by `hf auth login` behind the user's back.
-        self.api = HfApi(endpoint=self.endpoint, token=token.reveal() if token else False,
+        # token=False: never fall back to a token stored by `hf auth login` behind the user's
+        # back, and never send HF_TOKEN in clear text to an http endpoint on the network.
+        send_token = bool(token) and may_carry_token(self.endpoint)
+        self.api = HfApi(endpoint=self.endpoint, token=token.reveal() if send_token else False,
                          library_name="kubikai", library_version=__version__)
 
     def search(self, query: str, *, limit: int = 20, filter: str | None = None,

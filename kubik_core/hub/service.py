@@ -2,29 +2,31 @@
 
 ``Hub`` ties the clients, the downloader and the sidecar writer together:
 ``resolve`` a source to a file with its expected hash, ``download`` it verified into a folder
-and write its sidecars, ``info`` about a hash or a local file, ``search`` either hub, and
-``enrich`` a folder of models with CivitAI metadata looked up by hash.
+and write its sidecars, ``info_by_hash`` (and, for local callers only, ``info_for_file``),
+``search`` either hub, and ``enrich`` a folder of models with CivitAI metadata looked up by hash.
 """
 from __future__ import annotations
 
 import logging
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any, Callable
 
-from .civitai import CivitaiClient, file_sha256, primary_file, summarize_version
+from .civitai import (CivitaiClient, as_dict, as_id, as_list, as_text, file_sha256,
+                      file_size_bytes, primary_file, summarize_version)
 from .config import HubConfig
-from .download import ProgressCallback, download_file, normalize_sha256, sha256_file
-from .errors import HashMismatch, HubError, HubNotFound, SourceError, UnsafeFilename
+from .download import (ProgressCallback, download_file, normalize_sha256, prepare_folder,
+                       sha256_file)
+from .errors import FileConflict, HashMismatch, HubError, HubNotFound, SourceError
 from .filenames import safe_filename
 from .http import HubSession
-from .sidecars import (DEFAULT_PREVIEW_MAX_NSFW, civitai_info_path, existing_preview, metadata_path,
-                       pick_preview, read_json, save_preview, update_metadata_json,
-                       write_civitai_info)
+from .sidecars import (DEFAULT_PREVIEW_MAX_NSFW, civitai_info_path, existing_preview,
+                       metadata_path, nsfw_level, pick_preview, read_json, save_preview, stem_of,
+                       update_metadata_json, write_civitai_info)
 from .sources import RemoteFile, Source, parse_source
+from .targets import MODEL_EXTENSIONS, check_extension
 
 log = logging.getLogger(__name__)
-
-MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".sft", ".gguf", ".pt2")
 
 
 class Hub:
@@ -55,16 +57,20 @@ class Hub:
             version_id = src.version_id
             if version_id is None:
                 versions = self.civitai.model(src.model_id).get("modelVersions") or []
-                if not versions or not isinstance(versions[0], dict) or not versions[0].get("id"):
+                if (not isinstance(versions, list) or not versions
+                        or not isinstance(versions[0], dict) or as_id(versions[0].get("id")) is None):
                     raise HubNotFound(f"CivitAI model {src.model_id}: lists no versions")
-                version_id = versions[0]["id"]   # CivitAI lists the newest version first
+                version_id = as_id(versions[0]["id"])   # CivitAI lists the newest version first
             version = self.civitai.version(version_id)
             entry = primary_file(version)
             url = entry.get("downloadUrl") or version.get("downloadUrl")
-            if not url:
-                raise HubError(f"CivitAI version {version_id}: its file has no downloadUrl")
-            return RemoteFile("civitai", url, entry.get("name") or f"civitai_{version_id}.safetensors",
-                              file_sha256(entry), int(float(entry.get("sizeKB") or 0) * 1024) or None,
+            if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+                raise HubError(f"CivitAI version {version_id}: its file has no download URL")
+            name = entry.get("name")
+            return RemoteFile("civitai", url,
+                              name if isinstance(name, str) and name else
+                              f"civitai_{version_id}.safetensors",
+                              file_sha256(entry), file_size_bytes(entry),
                               civitai_version=version,
                               details={"version_id": version.get("id"),
                                        "model_id": version.get("modelId"), "url": url})
@@ -83,18 +89,33 @@ class Hub:
                  progress: ProgressCallback | None = None,
                  check_cancel: Callable[[], None] | None = None,
                  preview_max_nsfw: int = DEFAULT_PREVIEW_MAX_NSFW) -> dict[str, Any]:
-        """Download ``source`` into ``folder``; returns the ``--json`` record (see README)."""
+        """Download ``source`` into ``folder``; returns the ``--json`` record (see README).
+
+        Only files with one of ``allowed_extensions`` are written (default: every model format
+        of :mod:`.targets`, never code); a name whose stem another model file in the folder
+        already uses is refused, since the sidecars are keyed by stem.
+        """
+        allowed = tuple(e for e in (allowed_extensions or MODEL_EXTENSIONS)
+                        if e.lower() in MODEL_EXTENSIONS)
+        if not allowed:
+            raise ValueError(f"allowed_extensions: none of {allowed_extensions} is a model format")
         expected = normalize_sha256(expected_sha256)
+        if filename:   # a name the caller chose is checked before any request
+            check_extension(safe_filename(filename), allowed)
         remote = self.resolve(source)
         if expected and remote.sha256 and expected != remote.sha256:
             raise HashMismatch(f"expected_sha256 {expected} differs from the hub's {remote.sha256} "
-                               f"for {remote.filename}; check which file you meant")
+                               f"for {remote.filename[:120]}; check which file you meant")
         want = expected or remote.sha256
         name = safe_filename(filename or remote.filename)
-        if allowed_extensions and not name.lower().endswith(tuple(allowed_extensions)):
-            raise UnsafeFilename(f"file name {name!r}: the target folder only lists "
-                                 f"{', '.join(sorted(allowed_extensions))} files; pass a file "
-                                 "name with one of these extensions")
+        check_extension(name, allowed)
+        if remote.size_bytes and remote.size_bytes > self.config.max_download_bytes:
+            raise HubError(f"{name}: the hub lists it at {remote.size_bytes / 2**30:.2f} GiB, more "
+                           f"than the {self.config.max_download_bytes / 2**30:.2f} GiB one "
+                           "download may write (KUBIK_HUB_MAX_DOWNLOAD_GB)")
+        folder = Path(folder)
+        prepare_folder(folder)
+        _check_stem_is_free(folder, name)
         result = download_file(self.session, remote.url, folder, name, expected_sha256=want,
                                progress=progress, check_cancel=check_cancel)
         sidecars = self._write_sidecars(result.path, result.sha256, result.size, kind, remote,
@@ -121,7 +142,7 @@ class Hub:
             image = pick_preview(version, preview_max_nsfw)
             if image is not None and preview is None:
                 preview = save_preview(self.session, image, path)
-                level = int(image.get("nsfwLevel") or 0)
+                level = nsfw_level(image)
         if preview is not None:
             written.append(preview)
         details = {"source": remote.source, **remote.details}
@@ -135,20 +156,29 @@ class Hub:
         """Search ``"civitai"`` or ``"hf"``; CivitAI items come back summarised."""
         if hub == "civitai":
             items = list(self.civitai.iter_models(query, max_items=limit, **filters))
-            return [_summarize_model(item) for item in items]
+            return [_summarize_model(item) for item in items if isinstance(item, dict)]
         if hub == "hf":
             return self.hf.search(query, limit=limit, **filters)
         raise SourceError(f"hub {hub!r}: expected 'civitai' or 'hf'")
 
     def info(self, hash_or_file: str) -> dict[str, Any]:
-        """CivitAI version summary for a hash, or for a local file (hashed, sidecars first)."""
-        path = Path(hash_or_file)
-        if path.is_file():
-            sha = _known_sha256(path) or sha256_file(path)
-            summary = summarize_version(self.civitai.version_by_hash(sha))
-            summary["sha256"] = sha
-            return summary
-        return summarize_version(self.civitai.version_by_hash(hash_or_file))
+        """``info_for_file`` when ``hash_or_file`` names a local file, else ``info_by_hash``.
+        For local callers (the CLI); a web request must call ``info_by_hash``."""
+        if Path(hash_or_file).is_file():
+            return self.info_for_file(hash_or_file)
+        return self.info_by_hash(hash_or_file)
+
+    def info_by_hash(self, file_hash: str) -> dict[str, Any]:
+        """CivitAI version summary for a hash (CRC32, AutoV2, AutoV3 or SHA-256 hex)."""
+        return summarize_version(self.civitai.version_by_hash(file_hash))
+
+    def info_for_file(self, path: Path | str) -> dict[str, Any]:
+        """CivitAI version summary for a local model file (hashed, sidecars first)."""
+        path = Path(path)
+        sha = _known_sha256(path) or sha256_file(path)
+        summary = summarize_version(self.civitai.version_by_hash(sha))
+        summary["sha256"] = sha
+        return summary
 
     def enrich(self, folder: Path | str, *, kind: str | None = None, force: bool = False,
                preview_max_nsfw: int = DEFAULT_PREVIEW_MAX_NSFW,
@@ -187,6 +217,18 @@ class Hub:
                 "base_model": version.get("baseModel")}
 
 
+def _check_stem_is_free(folder: Path, name: str) -> None:
+    """Refuse ``name`` when another model file in ``folder`` has the same stem: both would share
+    one set of sidecars (``<stem>.metadata.json``, ``.civitai.info``, ``.preview.*``)."""
+    stem = stem_of(Path(name))
+    for other in folder.glob(f"{glob_escape(stem)}.*"):
+        if other.name != name and stem_of(other) == stem and other.name.lower().endswith(
+                MODEL_EXTENSIONS) and other.is_file():
+            raise FileConflict(f"file name {name!r}: the model folder already has {other.name}, "
+                               f"and both would share the sidecars {stem}.metadata.json and "
+                               f"{stem}.civitai.info; pass another file name")
+
+
 def _known_sha256(path: Path) -> str | None:
     """The SHA-256 a sidecar recorded for this exact file size, to avoid re-hashing GBs."""
     stored = read_json(metadata_path(path)) or {}
@@ -197,21 +239,22 @@ def _known_sha256(path: Path) -> str | None:
 
 
 def _summarize_model(item: dict) -> dict[str, Any]:
-    versions = item.get("modelVersions") or []
-    latest = versions[0] if versions else {}
-    stats = item.get("stats") or {}
+    versions = as_list(item.get("modelVersions"))
+    latest = as_dict(versions[0]) if versions else {}
+    stats = as_dict(item.get("stats"))
+    latest_id = as_id(latest.get("id"))
     return {
         "source": "civitai",
         "model_id": item.get("id"),
-        "name": item.get("name"),
-        "type": item.get("type"),
+        "name": as_text(item.get("name")),
+        "type": as_text(item.get("type")),
         "nsfw": item.get("nsfw"),
-        "tags": list(item.get("tags") or []),
+        "tags": [t for t in as_list(item.get("tags")) if isinstance(t, str)],
         "download_count": stats.get("downloadCount"),
         "thumbs_up_count": stats.get("thumbsUpCount"),
-        "latest_version_id": latest.get("id"),
-        "latest_version_name": latest.get("name"),
-        "base_model": latest.get("baseModel"),
-        "trained_words": list(latest.get("trainedWords") or []),
-        "source_string": f"civitai:{latest['id']}" if latest.get("id") else None,
+        "latest_version_id": latest_id,
+        "latest_version_name": as_text(latest.get("name")),
+        "base_model": as_text(latest.get("baseModel")),
+        "trained_words": [w for w in as_list(latest.get("trainedWords")) if isinstance(w, str)],
+        "source_string": f"civitai:{latest_id}" if latest_id else None,
     }

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..common import bounded_json
 from .errors import HubError
 from .http import HubSession, public_url
 
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 PREVIEW_TYPES = {"image/png": ".png", "image/jpeg": ".jpeg", "image/webp": ".webp",
                  "image/gif": ".gif"}
 PREVIEW_MAX_BYTES = 20 * 1024 * 1024
+SIDECAR_MAX_BYTES = 16 * 1024 * 1024
 # CivitAI NSFW levels are bit flags: 1 PG, 2 PG-13, 4 R, 8 X, 16 XXX, 32 blocked.
 DEFAULT_PREVIEW_MAX_NSFW = 2
 
@@ -71,7 +73,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
 def read_json(path: Path) -> dict | None:
     """A JSON object from ``path``, or None if missing or unreadable (never raises)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = bounded_json.loads(Path(path).read_bytes(), max_bytes=SIDECAR_MAX_BYTES)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -83,13 +85,21 @@ def write_civitai_info(model_path: Path, version: dict) -> Path:
     return path
 
 
+def nsfw_level(image: dict) -> int:
+    """An image's CivitAI NSFW level; anything but a small integer counts as blocked (32)."""
+    level = image.get("nsfwLevel") or 0
+    return level if isinstance(level, int) and not isinstance(level, bool) and 0 <= level <= 32 else 32
+
+
 def pick_preview(version: dict | None, max_nsfw_level: int = DEFAULT_PREVIEW_MAX_NSFW) -> dict | None:
     for image in (version or {}).get("images") or []:
         if not isinstance(image, dict) or not image.get("url"):
             continue
         if image.get("type", "image") != "image":
             continue
-        if int(image.get("nsfwLevel") or 0) <= max_nsfw_level:
+        if not isinstance(image.get("url"), str):
+            continue
+        if nsfw_level(image) <= max_nsfw_level:
             return image
     return None
 

@@ -8,6 +8,7 @@ import pytest
 
 from kubik_core.hub.config import HubConfig, Secret
 from kubik_core.hub.http import HubSession
+from kubik_core.hub.netguard import ALLOW_PRIVATE_ENV, AddressPolicy
 from kubik_core.hub.service import Hub
 
 # The test modules import hub_stand_ins; appended (not prepended) so that `conftest` still
@@ -67,6 +68,9 @@ def make_hub(tmp_path_factory, sleeps, civitai_server, hf_server):
             min_interval_s=0.0,
             max_attempts=3,
             backoff_base_s=0.01,
+            # The stand-ins (CDN, plain-URL servers) listen on loopback: opted in explicitly,
+            # as a user mirroring models on a LAN would (tests/hostile checks the default).
+            address_policy=AddressPolicy(allow_all_private=True),
         )
         values.update(overrides)
         config = HubConfig(**values)
@@ -93,4 +97,5 @@ def hub_env(monkeypatch, tmp_path, civitai_server, cdn_server, hf_server):
     monkeypatch.setenv("KUBIK_HUB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("KUBIK_HUB_CONFIG", str(tmp_path / "no-config.json"))
     monkeypatch.setenv("HF_ENDPOINT", hf_server.base)
+    monkeypatch.setenv(ALLOW_PRIVATE_ENV, "1")   # the CDN stand-in is on loopback
     return civitai_server
