@@ -10,6 +10,7 @@ import importlib
 import os
 from typing import Any
 
+from ..kubik_core.hub import targets as hub_targets
 from ..kubik_core.params.samplers import KSAMPLER_SAMPLERS, KSAMPLER_SCHEDULERS
 
 # ComfyUI 0.8.0's KSampler lists (kept in kubik_core), used only when ComfyUI is absent. Inside
@@ -209,45 +210,46 @@ def load_managed_model(patcher) -> None:
 
 
 # ---------------------------------------------------------------- hub (model downloads)
-# ComfyUI 0.8.0's folder_paths kinds that hold single model files: the node's choices outside
-# ComfyUI, and the order the most used ones come first in inside it.
-FALLBACK_MODEL_KINDS = [
-    "loras", "checkpoints", "embeddings", "controlnet", "vae", "upscale_models",
-    "diffusion_models", "text_encoders", "clip_vision", "style_models", "hypernetworks",
-    "gligen", "photomaker", "vae_approx", "model_patches", "audio_encoders",
-    "latent_upscale_models",
-]
-_NOT_MODEL_FILE_FOLDERS = {"configs", "custom_nodes", "diffusers"}
+# ComfyUI 0.8.0's kinds that hold single model files: the node's choices outside ComfyUI, and
+# the order the most used ones come first in inside it.
+FALLBACK_MODEL_KINDS = list(hub_targets.COMFYUI_MODEL_KINDS)
 
 
 def model_folder_kinds() -> list[str]:
-    """ComfyUI's model folder kinds (loras, checkpoints, ...), common ones first."""
+    """The model folder kinds downloads may go to (loras, checkpoints, ...), common ones first:
+    only those model_folder() accepts (never custom_nodes, configs or other code folders)."""
     folder_paths = _optional_import("folder_paths")
     if folder_paths is None:
         return list(FALLBACK_MODEL_KINDS)
-    live = [k for k in folder_paths.folder_names_and_paths if k not in _NOT_MODEL_FILE_FOLDERS]
+    live = []
+    for kind in list(folder_paths.folder_names_and_paths):
+        try:
+            model_folder(kind)
+        except ValueError:
+            continue
+        live.append(kind)
     common = [k for k in FALLBACK_MODEL_KINDS if k in live]
     return common + sorted(k for k in live if k not in common)
 
 
 def model_folder(kind: str) -> tuple[str, tuple[str, ...]] | None:
-    """(default folder, listed extensions) of a model kind; None outside ComfyUI.
+    """(default folder, allowed download extensions) of a model kind; None outside ComfyUI.
 
     The default folder is the first of ``folder_paths.get_folder_paths(kind)`` (an
-    ``extra_model_paths.yaml`` entry marked ``is_default`` comes first). An empty extension
-    tuple means the folder lists every file. Raises ValueError for an unknown kind.
+    ``extra_model_paths.yaml`` entry marked ``is_default`` comes first); the extensions are the
+    folder's, through kubik_core.hub.targets' allow-list. Raises ValueError for a kind that is
+    unknown or not a download target (custom_nodes, configs, a folder inside custom_nodes ...).
     """
     folder_paths = _optional_import("folder_paths")
     if folder_paths is None:
         return None
-    if kind not in folder_paths.folder_names_and_paths:
-        raise ValueError(f"kind: {kind!r} is not a ComfyUI model folder; choose one of "
+    if not isinstance(kind, str) or kind not in folder_paths.folder_names_and_paths:
+        raise ValueError(f"kind: {str(kind)[:64]!r} is not a ComfyUI model folder; choose one of "
                          f"{', '.join(model_folder_kinds())}")
-    paths = folder_paths.get_folder_paths(kind)
-    if not paths:
-        raise ValueError(f"kind: ComfyUI has no folder configured for {kind!r}")
-    extensions = folder_paths.folder_names_and_paths[kind][1]
-    return paths[0], tuple(sorted(e for e in extensions if e))
+    entry = folder_paths.folder_names_and_paths.get("custom_nodes")
+    code_folders = list(entry[0]) if entry else []
+    return hub_targets.model_target(kind, list(folder_paths.get_folder_paths(kind)),
+                                    folder_paths.folder_names_and_paths[kind][1], code_folders)
 
 
 def _prompt_server():
@@ -268,7 +270,13 @@ def server_routes():
 
 
 def send_event(event: str, data: dict, client_id: str | None = None) -> None:
-    """Send a websocket event to one client (or all when client_id is None); no-op outside."""
+    """Send a websocket event to one client (or all when client_id is None); no-op outside.
+
+    ``client_id`` must be a string: ComfyUI looks it up in a dict inside its publish loop, where
+    an unhashable value (a list from a request body) would end the loop.
+    """
+    if client_id is not None and not isinstance(client_id, str):
+        raise TypeError(f"client_id must be a string, not {type(client_id).__name__}")
     instance = _prompt_server()
     if instance is not None:
         instance.send_sync(event, data, client_id)

@@ -7,30 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import types
 
 import pytest
 
+from comfy_stand_ins import PromptServerStandIn, app_for, folder_paths_module, server_module
 from hub_stand_ins import CIVITAI_TOKEN, ENV_DATA as DATA, ENV_SHA as SHA
-
-PT_EXTENSIONS = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
 
 
 @pytest.fixture
 def comfy_folders(monkeypatch, tmp_path):
     """A stand-in for ComfyUI's folder_paths with loras/checkpoints under tmp/models."""
-    models = tmp_path / "models"
-    module = types.ModuleType("folder_paths")
-    module.folder_names_and_paths = {
-        "checkpoints": ([str(models / "checkpoints")], PT_EXTENSIONS),
-        "configs": ([str(models / "configs")], [".yaml"]),
-        "loras": ([str(models / "loras"), str(tmp_path / "extra_loras")], PT_EXTENSIONS),
-        "custom_nodes": ([str(tmp_path / "custom_nodes")], set()),
-        "kubik3d": ([str(models / "kubik3d")], {".safetensors"}),
-    }
-    module.get_folder_paths = lambda name: list(module.folder_names_and_paths[name][0])
-    monkeypatch.setitem(sys.modules, "folder_paths", module)
-    return models
+    monkeypatch.setitem(sys.modules, "folder_paths", folder_paths_module(tmp_path))
+    return tmp_path / "models"
 
 
 def test_node_needs_comfyui_folders_and_says_what_to_do(run_node, hub_env):
@@ -40,7 +28,9 @@ def test_node_needs_comfyui_folders_and_says_what_to_do(run_node, hub_env):
 
 def test_node_lists_model_kinds_common_first(node_classes, comfy_folders):
     kinds = node_classes["KubikModelDownload"].INPUT_TYPES()["required"]["kind"][0]
-    assert kinds == ["loras", "checkpoints", "kubik3d"]
+    # configs (.yaml), diffusers (folders) and custom_nodes (code) are never download targets;
+    # classifiers lists no model extension in core ComfyUI and gets the safe formats.
+    assert kinds == ["loras", "checkpoints", "classifiers", "kubik3d"]
 
 
 def test_node_downloads_into_the_kind_folder(run_node, hub_env, comfy_folders):
@@ -71,45 +61,31 @@ def test_node_errors_name_the_input(run_node, hub_env, comfy_folders, inputs, me
 @pytest.fixture
 def comfy_server(monkeypatch):
     """A stand-in for ComfyUI's ``server`` module: PromptServer.instance with routes and send_sync."""
-    from aiohttp import web
-
-    class Instance:
-        def __init__(self):
-            self.routes = web.RouteTableDef()
-            self.events = []
-
-        def send_sync(self, event, data, sid=None):
-            self.events.append((event, data, sid))
-
-    module = types.ModuleType("server")
-    module.PromptServer = type("PromptServer", (), {"instance": Instance()})
-    monkeypatch.setitem(sys.modules, "server", module)
-    return module.PromptServer.instance
+    instance = PromptServerStandIn()
+    monkeypatch.setitem(sys.modules, "server", server_module(instance))
+    return instance
 
 
-def _hub_nodes(pack):
-    return sys.modules[f"{pack.__name__}.nodes.hub"]
+def _routes(pack):
+    return sys.modules[f"{pack.__name__}.nodes.routes"]
 
 
 def test_routes_register_only_inside_comfyui(pack):
-    assert _hub_nodes(pack).register_routes() is False
+    assert _routes(pack).register_routes() is False
 
 
 def test_routes_search_info_and_download_with_progress_events(pack, comfy_server, hub_env,
                                                                comfy_folders):
-    from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
-    module = _hub_nodes(pack)
+    module = _routes(pack)
     assert module.register_routes() is True
     hub_env.json["/api/v1/models"] = {"items": [{"id": 123, "name": "Test", "type": "LORA",
                                                  "modelVersions": [{"id": 456}]}],
                                       "metadata": {}}
 
     async def scenario():
-        app = web.Application()
-        app.add_routes(comfy_server.routes)
-        async with TestClient(TestServer(app)) as client:
+        async with TestClient(TestServer(app_for(comfy_server))) as client:
             kinds = await (await client.get("/kubik/hub/kinds")).json()
             found = await (await client.get("/kubik/hub/search", params={"query": "kbk"})).json()
             missing = await client.get("/kubik/hub/info", params={"hash": "ab" * 32})

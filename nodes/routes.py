@@ -1,0 +1,321 @@
+"""The pack's HTTP routes (``/kubik/...``) on ComfyUI's server.
+
+ComfyUI servers are often reachable from a LAN or a tunnel, so every request is hostile until
+checked: each route has a small schema (type, length and form of every field; unknown fields
+refused), a body is read only up to ``MAX_BODY_BYTES`` and parsed with bounded depth, and a bad
+request gets a 400 whose one-line message names the field. Only then is a kubik_core service
+called. Answers are JSON: the route's value, or ``{"error": "..."}`` with 400, 403, 404, 415,
+429, 502 or 503; no answer reveals a server path, and an unexpected failure is a 500 with a
+short message (the traceback goes to the log, the server keeps running).
+
+Routes (also under ``/api/...``, as ComfyUI mirrors them):
+
+* ``GET /kubik/hub/kinds`` -> ``{kinds}``: the model folders downloads may go to;
+* ``GET /kubik/hub/search?hub=&query=&limit=&type=&base_model=&sort=&filter=`` -> ``{results}``;
+* ``GET /kubik/hub/info?hash=`` -> CivitAI's summary of a hex hash (never a local file);
+* ``POST /kubik/hub/download {kind, source, expected_sha256?, file_name?, client_id?}`` ->
+  ``{job_id}``; progress comes as websocket events to ``client_id``;
+* ``GET /kubik/hub/jobs/<job_id>`` -> the job's state.
+
+``register_routes()`` is called by the pack's ``__init__.py``; outside ComfyUI's server it does
+nothing, so the pack imports anywhere.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from . import comfy_bridge
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 16 * 1024
+MAX_BODY_DEPTH = 4
+MAX_LOOKUPS = 8          # searches and hash look-ups waiting or running at once
+LOOKUP_THREADS = 4
+
+_HEX_HASH = re.compile(r"(?:[0-9a-fA-F]{8}|[0-9a-fA-F]{10}|[0-9a-fA-F]{12}|[0-9a-fA-F]{64})")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+CIVITAI_SORTS = ("Highest Rated", "Most Downloaded", "Newest")
+HF_SORTS = ("downloads", "likes", "last_modified", "created_at", "trending_score")
+
+
+class RequestError(ValueError):
+    """A request the route refuses; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Field:
+    """One string field of a body or query: required or not, its length cap and its form."""
+    name: str
+    expected: str                      # said in errors: what a good value looks like
+    max_length: int = 200
+    required: bool = False
+    pattern: re.Pattern | None = None
+    choices: tuple[str, ...] = ()
+
+    def check(self, value: Any) -> str | None:
+        """The field's value (stripped) or None when absent; RequestError when it is bad."""
+        if isinstance(value, str):
+            value = value.strip()
+        if value is None or value == "":
+            if self.required:
+                raise RequestError(f"{self.name}: required ({self.expected})")
+            return None
+        if not isinstance(value, str):
+            raise RequestError(f"{self.name}: must be a string ({self.expected}), not "
+                               f"{_json_type(value)}")
+        if len(value) > self.max_length:
+            raise RequestError(f"{self.name}: {len(value)} characters is too long (at most "
+                               f"{self.max_length})")
+        if _CONTROL.search(value):
+            raise RequestError(f"{self.name}: contains control characters ({self.expected})")
+        if self.choices and value not in self.choices:
+            raise RequestError(f"{self.name}: {value!r} is not one of {', '.join(self.choices)}")
+        if self.pattern is not None and not self.pattern.fullmatch(value):
+            raise RequestError(f"{self.name}: {self.expected}")
+        return value
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "a boolean", int: "a number", float: "a number", list: "a list",
+             dict: "an object"}
+    return names.get(type(value), type(value).__name__)
+
+
+def validate(values: dict, fields: tuple[Field, ...]) -> dict[str, str | None]:
+    """Check ``values`` against ``fields``: unknown names, types, lengths, forms -> RequestError."""
+    known = {f.name for f in fields}
+    for name in values:
+        if name not in known:
+            shown = name[:40] if isinstance(name, str) else str(name)[:40]
+            raise RequestError(f"{shown!r}: unknown field; this route takes "
+                               f"{', '.join(f.name for f in fields) or 'no fields'}")
+    return {f.name: f.check(values.get(f.name)) for f in fields}
+
+
+def query_values(query) -> dict[str, str]:
+    """A request's query string as a plain dict; a name given twice is refused."""
+    values: dict[str, str] = {}
+    for name in query:
+        if name in values:
+            raise RequestError(f"{name[:40]}: given more than once")
+        values[name] = query[name]
+    return values
+
+
+async def read_json_body(request) -> dict:
+    """The request body as a JSON object, read up to MAX_BODY_BYTES and parsed with bounded depth."""
+    from ..kubik_core.common import bounded_json
+
+    if request.content_type != "application/json":
+        raise RequestError("body: send JSON with Content-Type: application/json", status=415)
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise RequestError(f"body: {request.content_length} bytes is too large (at most "
+                           f"{MAX_BODY_BYTES})")
+    data = bytearray()
+    async for chunk in request.content.iter_chunked(8192):
+        data += chunk
+        if len(data) > MAX_BODY_BYTES:
+            raise RequestError(f"body: too large (at most {MAX_BODY_BYTES} bytes)")
+    try:
+        body = bounded_json.loads(bytes(data), max_depth=MAX_BODY_DEPTH, max_bytes=MAX_BODY_BYTES)
+    except bounded_json.BoundedJSONError as exc:
+        raise RequestError(f"body: {str(exc)[:200]}") from None
+    if not isinstance(body, dict):
+        raise RequestError(f"body: expected a JSON object, not {_json_type(body)}")
+    return body
+
+
+# ---------------------------------------------------------------- schemas
+CLIENT_ID = Field("client_id", "the websocket client id (letters, digits, '_', '-', '.', ':')",
+                  max_length=128, pattern=re.compile(r"[A-Za-z0-9_.:-]+"))
+DOWNLOAD_FIELDS = (
+    Field("kind", "a model folder listed by GET /kubik/hub/kinds", max_length=64, required=True),
+    Field("source", "civitai:<version id>, hf:<owner>/<repo>/<file> or an https:// URL",
+          max_length=2048, required=True),
+    Field("expected_sha256", "64 hex digits", max_length=64,
+          pattern=re.compile(r"[0-9a-fA-F]{64}")),
+    Field("file_name", "a file name such as my_lora.safetensors", max_length=255),
+    CLIENT_ID,
+)
+SEARCH_FIELDS = (
+    Field("hub", "civitai or hf", max_length=10, choices=("civitai", "hf")),
+    Field("query", "search words", max_length=200),
+    Field("limit", "a whole number from 1 to 100", max_length=3,
+          pattern=re.compile(r"[1-9][0-9]?|100")),
+    Field("type", "a CivitAI model type such as LORA or Checkpoint", max_length=40,
+          pattern=re.compile(r"[A-Za-z0-9 ,]+")),
+    Field("base_model", "a CivitAI base model such as SDXL 1.0", max_length=60,
+          pattern=re.compile(r"[A-Za-z0-9 ._,+-]+")),
+    Field("sort", "a sort order of the hub", max_length=20,
+          choices=tuple(dict.fromkeys(CIVITAI_SORTS + HF_SORTS))),
+    Field("filter", "a Hugging Face tag such as diffusers", max_length=100,
+          pattern=re.compile(r"[A-Za-z0-9 ._:/,+-]+")),
+)
+INFO_FIELDS = (
+    Field("hash", "a hex hash of 8, 10, 12 or 64 digits (CRC32, AutoV2, AutoV3, SHA-256); "
+                  "local files are looked up with `kubik hub info FILE` on the server",
+          max_length=64, required=True, pattern=_HEX_HASH),
+)
+JOB_ID = Field("job_id", "the 32-hex-digit id POST /kubik/hub/download returned",
+               max_length=32, required=True, pattern=re.compile(r"[0-9a-f]{32}"))
+
+
+def search_arguments(values: dict[str, str | None]) -> tuple[str, str, int, dict[str, str]]:
+    """(hub, query, limit, filters) for Hub.search from validated search fields."""
+    hub = values["hub"] or "civitai"
+    only = {"civitai": ("type", "base_model"), "hf": ("filter",)}
+    for other, names in only.items():
+        for name in names:
+            if other != hub and values[name]:
+                raise RequestError(f"{name}: applies to hub={other} only")
+    sorts = CIVITAI_SORTS if hub == "civitai" else HF_SORTS
+    if values["sort"] and values["sort"] not in sorts:
+        raise RequestError(f"sort: {values['sort']!r} is not a {hub} sort order; choose one of "
+                           f"{', '.join(sorts)}")
+    keys = ({"types": "type", "base_models": "base_model", "sort": "sort"} if hub == "civitai"
+            else {"filter": "filter", "sort": "sort"})
+    filters = {arg: values[name] for arg, name in keys.items() if values[name]}
+    return hub, values["query"] or "", int(values["limit"] or 20), filters
+
+
+# ---------------------------------------------------------------- registration
+JOBS = None   # the DownloadJobs of the registered routes (one server, one pool)
+
+
+def _status(exc: Exception) -> int:
+    from ..kubik_core.hub.errors import HubAuthError, HubError, HubNotFound, HubRateLimited
+
+    if isinstance(exc, RequestError):
+        return exc.status
+    if isinstance(exc, HubNotFound):
+        return 404
+    if isinstance(exc, HubAuthError):
+        return 403
+    if isinstance(exc, HubRateLimited):
+        return 429
+    if isinstance(exc, HubError) and not isinstance(exc, ValueError):
+        return 502
+    return 400
+
+
+def _without_home(message: str) -> str:
+    home = os.path.expanduser("~")
+    return message.replace(home, "~") if len(home) > 1 else message
+
+
+def register_routes() -> bool:
+    """Add the /kubik/... routes to ComfyUI's server; False (nothing done) outside it."""
+    global JOBS
+    table = comfy_bridge.server_routes()
+    if table is None:
+        return False
+    if any(getattr(route, "path", None) == "/kubik/hub/kinds" for route in table):
+        return True   # already registered on this server
+    from aiohttp import web
+
+    from ..kubik_core.hub.errors import HubError
+    from ..kubik_core.hub.jobs import DownloadJobs, DownloadRequest
+
+    jobs = JOBS = DownloadJobs(notify=comfy_bridge.send_event)
+    lookups = ThreadPoolExecutor(max_workers=LOOKUP_THREADS, thread_name_prefix="kubik-hub-lookup")
+    in_flight = [0]
+
+    def answer(status: int, value: dict):
+        return web.json_response(value, status=status)
+
+    def route(handler: Callable):
+        """Run a handler; refusals and hub errors become JSON errors, nothing escapes."""
+        async def wrapped(request):
+            try:
+                return answer(200, await handler(request))
+            except (RequestError, HubError, ValueError) as exc:
+                return answer(_status(exc), {"error": _without_home(" ".join(str(exc).split()))})
+            except Exception:  # noqa: BLE001 - logged; the server keeps serving
+                log.exception("KubikAI route %s failed", request.path)
+                return answer(500, {"error": f"internal error in {request.path[:100]}; see the "
+                                             "ComfyUI log"})
+        wrapped.__name__ = handler.__name__
+        return wrapped
+
+    async def lookup(work: Callable[[], Any]):
+        """Run a blocking hub look-up on the routes' own small pool (429 when it is busy)."""
+        if in_flight[0] >= MAX_LOOKUPS:
+            raise RequestError(f"{in_flight[0]} look-ups are already running; try again in a "
+                               "moment", status=429)
+        in_flight[0] += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(lookups, work)
+        finally:
+            in_flight[0] -= 1
+
+    def with_hub(action):
+        from ..kubik_core.hub.service import Hub
+
+        with Hub() as hub:
+            return action(hub)
+
+    @table.get("/kubik/hub/kinds")
+    @route
+    async def kinds(request):
+        validate(query_values(request.query), ())
+        return {"kinds": comfy_bridge.model_folder_kinds()}
+
+    @table.get("/kubik/hub/search")
+    @route
+    async def search(request):
+        hub, query, limit, filters = search_arguments(
+            validate(query_values(request.query), SEARCH_FIELDS))
+        results = await lookup(lambda: with_hub(lambda h: h.search(hub, query, limit=limit,
+                                                                   **filters)))
+        return {"results": results}
+
+    @table.get("/kubik/hub/info")
+    @route
+    async def info(request):
+        value = validate(query_values(request.query), INFO_FIELDS)["hash"]
+        return await lookup(lambda: with_hub(lambda h: h.info_by_hash(value)))
+
+    @table.post("/kubik/hub/download")
+    @route
+    async def download(request):
+        from ..kubik_core.hub.jobs import JobPoolFull
+
+        if request.query:
+            raise RequestError("query: this route takes its fields in the JSON body")
+        values = validate(await read_json_body(request), DOWNLOAD_FIELDS)
+        target = comfy_bridge.model_folder(values["kind"])
+        if target is None:
+            raise RequestError("kind: ComfyUI's model folders are not available", status=503)
+        folder, extensions = target
+        try:
+            job_id = jobs.start(DownloadRequest(
+                kind=values["kind"], folder=folder, extensions=extensions,
+                source=values["source"],
+                expected_sha256=values["expected_sha256"], file_name=values["file_name"],
+                client_id=values["client_id"]))
+        except JobPoolFull as exc:
+            raise RequestError(str(exc), status=429) from None
+        return {"job_id": job_id}
+
+    @table.get("/kubik/hub/jobs/{job_id}")
+    @route
+    async def job(request):
+        job_id = JOB_ID.check(request.match_info["job_id"])
+        state = jobs.get(job_id)
+        if state is None:
+            raise RequestError("job_id: no such download job (finished jobs are kept for a while "
+                               "only)", status=404)
+        return state
+
+    return True
