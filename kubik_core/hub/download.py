@@ -167,8 +167,16 @@ def _conflict_message(final: Path, existing: str, wanted: str) -> str:
             "overwritten: rename or delete the existing file, or pick another file name")
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:g} s"
+    return f"{seconds / 60:g} min" if seconds < 3600 else f"{seconds / 3600:g} h"
+
+
 def _size(n: float) -> str:
-    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+    if n >= 2**30:
+        return f"{n / 2**30:.2f} GiB"
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{int(n)} bytes"
 
 
 def _refuse_too_large(session: HubSession, url: str, part: Path, total: int | None) -> None:
@@ -248,8 +256,8 @@ def _fetch(session: HubSession, url: str, part: Path, expected: str | None,
         if check_cancel is not None:
             check_cancel()
         if time.monotonic() > deadline:
-            hours = session.config.download_deadline_s / 3600
-            raise HubError(f"{public_url(url)}: the download took longer than {hours:g} h "
+            raise HubError(f"{public_url(url)}: the download took longer than "
+                           f"{_duration(session.config.download_deadline_s)} "
                            f"(KUBIK_HUB_DOWNLOAD_HOURS); run it again to resume from {part.name}")
 
     try:

@@ -58,8 +58,8 @@ def describe(ip: IPAddress) -> str:
                              ("is_link_local", "a link-local address"),
                              ("is_multicast", "a multicast address"),
                              ("is_unspecified", "the unspecified address"),
-                             ("is_private", "a private address"),
-                             ("is_reserved", "a reserved address")):
+                             ("is_reserved", "a reserved address"),
+                             ("is_private", "a private address")):
         if getattr(ip, attribute):
             return words
     return "not a public address"

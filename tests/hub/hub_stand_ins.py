@@ -47,12 +47,16 @@ class Behaviour:
     drop_after: dict = field(default_factory=dict)     # path -> [n bytes] (one per GET, then normal)
     delay_s: dict = field(default_factory=dict)        # path -> seconds before answering
     ignore_range: bool = False
+    no_length: set = field(default_factory=set)        # paths sent without Content-Length
 
 
 class StandIn:
     """A threaded HTTP server with JSON routes, files (Range-capable) and redirects."""
 
-    def __init__(self, advertised_host: str = "127.0.0.1"):
+    def __init__(self, advertised_host: str = "127.0.0.1", bind_host: str = "127.0.0.1",
+                 ssl_context=None):
+        """``bind_host`` may be another loopback address (127.0.0.2) where a test tells two
+        servers apart by address; ``ssl_context`` (server side) makes it an https server."""
         self.json: dict[str, object] = {}
         self.json_handlers: dict[str, object] = {}   # path prefix -> callable(path, query) -> (status, obj)
         self.files: dict[str, tuple[bytes, str]] = {}
@@ -61,10 +65,13 @@ class StandIn:
         self.seen: list[Seen] = []
         self.behaviour = Behaviour()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._server = ThreadingHTTPServer((bind_host, 0), _make_handler(self))
         self._server.daemon_threads = True
+        if ssl_context is not None:
+            self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
-        self.base = f"http://{advertised_host}:{self.port}"
+        scheme = "https" if ssl_context is not None else "http"
+        self.base = f"{scheme}://{advertised_host}:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True)
 
@@ -153,7 +160,11 @@ def _make_handler(stand_in: StandIn):
             body = data[start:]
             self.send_response(status)
             self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
+            if path in stand_in.behaviour.no_length:   # the body ends when the connection does
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            else:
+                self.send_header("Content-Length", str(len(body)))
             for key, value in headers.items():
                 self.send_header(key, value)
             self.end_headers()
