@@ -124,6 +124,22 @@ def wildcards_directory() -> str | None:
             return os.path.join(root, "wildcards")
     return None
 
+
+def wildcard_roots() -> list[str]:
+    """The folders a typed wildcards_folder may lie in: <models>/wildcards, <ComfyUI>/wildcards
+    and ComfyUI's user directory, plus the folders in $KUBIK_WILDCARDS_DIRS (os.pathsep-
+    separated; the only roots outside ComfyUI)."""
+    roots = []
+    folder_paths = _optional_import("folder_paths")
+    if folder_paths is not None:
+        for base in (getattr(folder_paths, "models_dir", None), getattr(folder_paths, "base_path", None)):
+            if base:
+                roots.append(os.path.join(base, "wildcards"))
+        get_user_directory = getattr(folder_paths, "get_user_directory", None)
+        if get_user_directory is not None:
+            roots.append(get_user_directory())
+    return roots + _env_folders("KUBIK_WILDCARDS_DIRS")
+
 # ---------------------------------------------------------------- classifiers (kubik classify)
 CLASSIFIER_EXTENSIONS = {".safetensors"}
 

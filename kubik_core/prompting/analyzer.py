@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from .analysis import CONCEPT_CATEGORIES, CONTENT_TYPES, STYLES, PromptAnalysis
 from .dynamic import expand_dynamic
 from .errors import EmptyPromptError, PromptError
+from .limits import MAX_PROMPT_CHARS, shorten
 from .negative import PERSON_CLASH, clash_words, negative_prompt
 from . import syntax_comfyui
 from .parsing import check_dialect, parse_prompt
@@ -26,33 +28,50 @@ from .vocabulary import VOCABULARY
 MAX_ANALYSED_CHARS = 8192
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Bidirectional embeddings, overrides and isolates: they change how text is displayed (the
+# "Trojan Source" trick), never what an encoder should read.
+_BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
+# Lone UTF-16 surrogates: what is left of bytes that were not UTF-8; no encoder can use them.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _SPACES = re.compile(r"\s+")
 _COMMAS = re.compile(r" *,(?: *,)+ *| +, *")   # repeated commas, or spaces before one
 _ODD_SPACE = re.compile(r"[^\S ]|  ")        # whitespace other than single spaces
 _MJ_TAIL = re.compile(r"(?:^|\s)--[a-zA-Z]")
 _MJ_SPLIT = re.compile(r"\s*--(?=[a-zA-Z])")
-_CONTENT = re.compile(r"[^\s,()\[\]{}|:\\]")
+# A character that shows something: not whitespace, not prompt syntax, and not one of the
+# invisible ones (zero-width spaces and joiners, direction marks, soft hyphen, fillers,
+# variation selectors, tags), so a prompt of only U+200B counts as empty.
+_CONTENT = re.compile("[^\\s,()\\[\\]{}|:\\\\\u00ad\u034f\u061c\u115f\u1160\u180e\u200b-\u200f"
+                      "\u2060-\u2064\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0"
+                      "\U000e0000-\U000e007f\U000e0100-\U000e01ef]")
+MAX_NOTES = 20
 
 _STYLE_WORDS = {"3d_render": "3D-render", "pixel_art": "pixel-art", "concept_art": "concept-art",
                 "unknown": "unstyled"}
 
 
-def clean_prompt(text: str) -> tuple[str, int]:
-    """Text without control characters, with whitespace and commas normalised; and how many
-    control characters were removed. Weights, escapes and emoji are kept as written."""
-    removed = 0
+def clean_prompt(text: str) -> tuple[str, list[str]]:
+    """Text without control, bidirectional-control and lone-surrogate characters, with
+    whitespace and commas normalised; and a note for each kind of character removed. Weights,
+    escapes and emoji are kept as written."""
+    notes: list[str] = []
     if text.isprintable():  # the common case: no control characters, no tabs or newlines
         odd_space = "  " in text
     else:
-        if _CONTROL.search(text):
-            removed = len(_CONTROL.findall(text))
-            text = _CONTROL.sub("", text)
+        for pattern, what in ((_CONTROL, "control character(s)"),
+                              (_BIDI, "bidirectional control character(s) (U+202A-U+202E, "
+                                      "U+2066-U+2069: they reorder how text is shown)"),
+                              (_SURROGATE, "invalid character(s) (lone surrogates, left from "
+                                           "text that was not UTF-8)")):
+            text, removed = pattern.subn("", text)
+            if removed:
+                notes.append(f"removed {removed} {what} from the prompt")
         odd_space = _ODD_SPACE.search(text) is not None
     if odd_space:
         text = _SPACES.sub(" ", text)
     if ",," in text or " ," in text:
         text = _COMMAS.sub(", ", text)
-    return text.strip(" ,"), removed
+    return text.strip(" ,"), notes
 
 
 def split_parameters(text: str) -> tuple[str, dict[str, str]]:
@@ -69,33 +88,47 @@ def split_parameters(text: str) -> tuple[str, dict[str, str]]:
 
 
 def analyze_prompt(text: str, dialect: str = "comfyui", seed: int = 0,
-                   wildcards_dir: str | Path | None = None, ollama=None) -> PromptAnalysis:
+                   wildcards_dir: str | Path | None = None, ollama=None,
+                   check_interrupt: Callable[[], None] | None = None) -> PromptAnalysis:
     """Analyse a prompt; see PromptAnalysis for the fields.
 
-    Raises EmptyPromptError for a prompt without text, UnknownDialectError for an unknown
-    dialect and WildcardError for a missing or escaping wildcard (all ValueErrors). With an
-    ``ollama`` OllamaConfig the result is enriched by the model when it answers well, and
-    otherwise stays rule-based with a note saying why.
+    Raises EmptyPromptError for a prompt without visible text, UnknownDialectError for an
+    unknown dialect, WildcardError for a missing or escaping wildcard or a dynamic prompt past
+    its limits, OllamaConfigError for an Ollama address, model or timeout that cannot be used
+    (an address outside the allowed hosts included), and PromptError for
+    a prompt longer than MAX_PROMPT_CHARS (all ValueErrors). With an ``ollama`` OllamaConfig
+    the result is enriched by the model when it answers well, and otherwise stays rule-based
+    with a note saying why. ``check_interrupt`` is called now and then while dynamic prompts
+    expand, and may raise to stop the work (ComfyUI's Cancel).
     """
     if not isinstance(text, str):
         raise PromptError(f"prompt must be text, got {type(text).__name__}")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise PromptError(f"prompt has {len(text):,} characters; the limit is "
+                          f"{MAX_PROMPT_CHARS:,}")
+    try:
+        seed = int(seed)
+    except (TypeError, ValueError, OverflowError):
+        raise PromptError(f"seed must be a whole number, got {shorten(repr(seed))}") from None
     if dialect != "comfyui" and dialect != "a1111":
         dialect = check_dialect(dialect)
-    expanded = expand_dynamic(text, seed, wildcards_dir)
-    cleaned, controls = clean_prompt(expanded)
+    if ollama is not None:
+        from .ollama import check_config
+        check_config(ollama)
+    expanded = expand_dynamic(text, seed, wildcards_dir, check_interrupt)
+    cleaned, notes = clean_prompt(expanded)
     parameters: dict[str, str] = {}
     if "--" in cleaned:
         cleaned, parameters = split_parameters(cleaned)
     if not _CONTENT.search(cleaned):
-        raise EmptyPromptError("prompt is empty: write what the image should show")
-    notes: list[str] = []
-    if controls:
-        notes.append(f"removed {controls} control character(s) from the prompt")
+        invisible = " (it holds only invisible characters)" if cleaned.strip() else ""
+        raise EmptyPromptError(f"prompt is empty{invisible}: write what the image should show")
     if parameters:
-        notes.append("Midjourney parameters (" + " ".join(f"--{k} {v}".strip() for k, v in
-                     parameters.items()) + ") are not Stable Diffusion syntax: removed from the "
-                     "positive prompt" + ("; --no terms moved to the negative" if "no" in parameters
-                                          else ""))
+        shown = " ".join(f"--{shorten(k)} {shorten(v, 40)}".strip()
+                         for k, v in list(parameters.items())[:8])
+        notes.append(f"Midjourney parameters ({shown}{' ...' if len(parameters) > 8 else ''}) "
+                     "are not Stable Diffusion syntax: removed from the positive prompt"
+                     + ("; --no terms moved to the negative" if "no" in parameters else ""))
     analysed = cleaned
     if len(cleaned) > MAX_ANALYSED_CHARS:
         cut = cleaned.rfind(",", 0, MAX_ANALYSED_CHARS)
@@ -110,6 +143,8 @@ def analyze_prompt(text: str, dialect: str = "comfyui", seed: int = 0,
         segments, embeddings, parse_notes = parsed.segments, parsed.embeddings, parsed.notes
     if parse_notes:
         notes.extend(note for note in dict.fromkeys(parse_notes) if note not in notes)
+    if len(notes) > MAX_NOTES:
+        notes[MAX_NOTES - 1:] = [f"... and {len(notes) - MAX_NOTES + 1} more notes"]
 
     concepts, style, confidence, content_type, complexity, negative = _match(segments)
     analysis = PromptAnalysis(

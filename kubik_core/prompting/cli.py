@@ -3,11 +3,14 @@
 ``--json`` prints PromptAnalysis.to_dict(), a stable interface for scripts: at least
 ``segments`` ([text, weight] pairs as the dialect weighs them), ``concepts``, ``style``,
 ``style_confidence``, ``content_type``, ``complexity``, ``negative``, ``cleaned``, ``summary``,
-``notes`` and ``source``.
+``notes`` and ``source``. The output is strict JSON: weights that are not finite or beyond
++-100 (``(x:inf)``, ``(x:1e309)``, ``(x:nan)``) are clamped, with a note saying so.
 """
 from __future__ import annotations
 
 import json
+import os
+import sys
 import textwrap
 
 
@@ -23,7 +26,8 @@ def register(subparsers) -> None:
     parser.add_argument("--wildcards", metavar="DIR", default=None,
                         help="folder of wildcard .txt files for __name__")
     parser.add_argument("--ollama-url", default=None,
-                        help="enrich with a local Ollama server, e.g. http://127.0.0.1:11434")
+                        help="enrich with a local Ollama server, e.g. http://127.0.0.1:11434 "
+                             "(another host only if KUBIK_OLLAMA_HOSTS lists it, or is *)")
     parser.add_argument("--ollama-model", default="llama3.2", help="Ollama model name")
     parser.add_argument("--ollama-timeout", type=float, default=10.0,
                         help="seconds to wait for Ollama before falling back to the rules")
@@ -32,26 +36,63 @@ def register(subparsers) -> None:
 
 
 def _analyze(args) -> int:
-    import sys
-
     from ..cli import CommandError
-    from . import OllamaConfig, PromptError, analyze_prompt
+    from . import OllamaConfig, OllamaConfigError, PromptError, analyze_prompt
 
-    text = sys.stdin.read() if args.prompt == "-" else args.prompt
+    text = _read_prompt(args.prompt)
+    if args.wildcards is not None and not os.path.isdir(args.wildcards):
+        raise CommandError(f"--wildcards: no folder {args.wildcards!r}; give the folder that "
+                           "holds your wildcard .txt files")
     ollama = None
     if args.ollama_url:
-        if args.ollama_timeout <= 0:
-            raise CommandError("--ollama-timeout must be positive")
         ollama = OllamaConfig(args.ollama_url, args.ollama_model, args.ollama_timeout)
     try:
         analysis = analyze_prompt(text, args.dialect, args.seed, args.wildcards, ollama)
+    except OllamaConfigError as exc:
+        raise CommandError(f"--ollama-{exc.field}: {exc}") from None
     except PromptError as exc:
         raise CommandError(str(exc)) from None
     if args.json:
-        print(json.dumps(analysis.to_dict(), ensure_ascii=False, indent=2))
+        data = analysis.to_dict()
+        try:  # strict JSON: every number in an analysis is finite
+            print(json.dumps(data, ensure_ascii=False, indent=2, allow_nan=False))
+        except UnicodeEncodeError:  # a terminal that cannot show some characters
+            print(json.dumps(data, indent=2, allow_nan=False))
     else:
-        print(format_report(analysis))
+        report = format_report(analysis)
+        try:
+            print(report)
+        except UnicodeEncodeError:
+            encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+            print(report.encode(encoding, "backslashreplace").decode(encoding))
     return 0
+
+
+def _read_prompt(argument: str) -> str:
+    """The prompt argument, or standard input for '-', as UTF-8 text within MAX_PROMPT_CHARS."""
+    from ..cli import CommandError
+    from . import MAX_PROMPT_CHARS
+
+    if argument != "-":
+        # bytes that are not UTF-8 reach Python as lone surrogates; no text encoder takes them
+        try:
+            argument.encode("utf-8")
+        except UnicodeEncodeError:
+            raise CommandError("the prompt is not valid UTF-8 text") from None
+        return argument
+    too_long = CommandError(f"the prompt on standard input is longer than "
+                            f"{MAX_PROMPT_CHARS:,} characters")
+    data = sys.stdin.buffer.read(4 * MAX_PROMPT_CHARS + 1)  # UTF-8: at most 4 bytes a character
+    if len(data) > 4 * MAX_PROMPT_CHARS:
+        raise too_long
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CommandError(f"standard input is not UTF-8 text (byte {exc.start}); save the "
+                           "prompt as UTF-8") from None
+    if len(text) > MAX_PROMPT_CHARS:
+        raise too_long
+    return text
 
 
 def format_report(analysis) -> str:

@@ -15,15 +15,23 @@ every machine and Python version. An unclosed ``{`` stays literal text.
 """
 from __future__ import annotations
 
-import os
 import random
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import WildcardError
+from .wildcards import WildcardFiles
 
-MAX_DEPTH = 16          # nested wildcards / braces before we refuse (a wildcard naming itself)
+# Limits that keep a hostile prompt or wildcard file (one that includes itself, two that
+# include each other, {N$$...} fan-out, braces nested thousands deep) from running long.
+MAX_DEPTH = 16              # { } inside { }, or a wildcard inside a wildcard
 MAX_OUTPUT_CHARS = 1_000_000
+MAX_EXPANSIONS = 10_000     # options chosen plus wildcards looked up
+MAX_WORK = 10_000_000       # characters and options read while expanding
+MAX_PICK = 1_000_000_000    # {N$$...} counts above this are read as this (no list is longer)
+MAX_OPTION_WEIGHT = 1e9     # {w::...} weights above this are read as this
+_INTERRUPT_EVERY = 64       # expansions between checks of the caller's interrupt
 
 _WILDCARD = re.compile(r"__([\w\-. /\\]+?)__")
 _PICK = re.compile(r"^\s*(\d+)(?:\s*-\s*(\d+))?\s*\$\$(?:(.*?)\$\$)?", re.S)
@@ -31,37 +39,68 @@ _WEIGHT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)::")
 _BRACE = re.compile(r"[{}]")
 _OPTION_MARK = re.compile(r"[{}|]")
 
-_file_cache: dict[str, tuple[int, list[str]]] = {}
 
+def expand_dynamic(text: str, seed: int, wildcards_dir: str | Path | None = None,
+                   check_interrupt: Callable[[], None] | None = None) -> str:
+    """``text`` with every dynamic construct replaced by the choice ``seed`` makes.
 
-def expand_dynamic(text: str, seed: int, wildcards_dir: str | Path | None = None) -> str:
-    """``text`` with every dynamic construct replaced by the choice ``seed`` makes."""
+    ``check_interrupt``, when given, is called now and then and may raise to stop the work
+    (ComfyUI's Cancel). Raises WildcardError for a missing or escaping wildcard and for a
+    prompt past one of the limits above.
+    """
     if "{" not in text and "__" not in text:
         return text
     rng = random.Random(int(seed))
-    folder = Path(wildcards_dir).expanduser() if wildcards_dir not in (None, "") else None
-    return _Expander(rng, folder).expand(text, 0)
+    files = WildcardFiles(Path(wildcards_dir).expanduser()) if wildcards_dir not in (None, "") else None
+    return _Expander(rng, files, check_interrupt).expand(text, 0)
 
 
 class _Expander:
-    def __init__(self, rng: random.Random, folder: Path | None):
+    def __init__(self, rng: random.Random, files: WildcardFiles | None,
+                 check_interrupt: Callable[[], None] | None):
         self.rng = rng
-        self.folder = folder
+        self.files = files
+        self.check_interrupt = check_interrupt
+        self.expansions = 0
+        self.work = 0
+
+    def _spend(self, work: int, expansions: int = 0) -> None:
+        """Count work done; refuse a prompt that goes past the limits."""
+        self.work += work
+        if self.work > MAX_WORK:
+            raise WildcardError(f"dynamic prompt too large to expand: it reads more than "
+                                f"{MAX_WORK:,} characters (a wildcard that includes itself "
+                                "many times, or {N$$...} over a huge list?)")
+        if expansions:
+            before = self.expansions
+            self.expansions += expansions
+            if self.expansions > MAX_EXPANSIONS:
+                raise WildcardError(f"dynamic prompt makes more than {MAX_EXPANSIONS:,} choices "
+                                    "(wildcards that include each other many times?)")
+            if self.check_interrupt is not None and \
+                    before // _INTERRUPT_EVERY != self.expansions // _INTERRUPT_EVERY:
+                self.check_interrupt()
 
     def expand(self, text: str, depth: int) -> str:
         if depth > MAX_DEPTH:
-            raise WildcardError(f"dynamic prompt nested deeper than {MAX_DEPTH} levels "
-                                "(does a wildcard include itself?)")
+            raise WildcardError(f"dynamic prompt nested deeper than {MAX_DEPTH} levels ({{ }} "
+                                "inside { }, or wildcards inside wildcards: does one include "
+                                "itself?)")
         wildcards = "__" in text
         if not wildcards and "{" not in text:
             return text
+        self._spend(len(text) + 1)
         pairs = _brace_pairs(text)
         out: list[str] = []
         size = 0
         pos = 0
+        # the next wildcard at or after pos, searched again only once pos has passed it, so
+        # the text is scanned once however many braces come before it
+        wild = _WILDCARD.search(text) if wildcards else None
         while pos < len(text):
+            if wild is not None and wild.start() < pos:
+                wild = _WILDCARD.search(text, pos)
             brace = text.find("{", pos)
-            wild = _WILDCARD.search(text, pos) if wildcards else None
             wild_at = wild.start() if wild else -1
             if brace < 0 and wild_at < 0:
                 out.append(text[pos:])
@@ -80,16 +119,17 @@ class _Expander:
             out.append(piece)
             size += len(piece)
             if size > MAX_OUTPUT_CHARS:
-                raise WildcardError("dynamic prompt grows past a million characters")
+                raise WildcardError(f"dynamic prompt grows past {MAX_OUTPUT_CHARS:,} characters")
         return "".join(out)
 
     def _choose(self, body: str, depth: int) -> str:
+        self._spend(len(body) + 1)
         low = high = 1
         joiner = ", "
         pick = _PICK.match(body) if "$$" in body else None
         if pick:
-            low = int(pick.group(1))
-            high = int(pick.group(2)) if pick.group(2) else low
+            low = _count(pick.group(1))
+            high = _count(pick.group(2)) if pick.group(2) else low
             if pick.group(3) is not None:
                 joiner = pick.group(3)
             body = body[pick.end():]
@@ -97,7 +137,7 @@ class _Expander:
         for option in _split_options(body):
             weight = _WEIGHT.match(option) if "::" in option else None
             if weight:
-                weights.append(float(weight.group(1)))
+                weights.append(min(float(weight.group(1)), MAX_OPTION_WEIGHT))
                 option = option[weight.end():]
             else:
                 weights.append(1.0)
@@ -106,39 +146,29 @@ class _Expander:
         count = rng.randint(min(low, high), max(low, high)) if low != high else low
         count = max(0, min(count, len(options)))
         chosen = []
+        uniform = all(weight == 1.0 for weight in weights)
         for _ in range(count):
-            chosen.append(options.pop(_pick(rng.random(), weights)))
+            self._spend(len(options), expansions=1)
+            draw = rng.random()
+            if uniform:  # what _pick gives for equal weights, without the walk
+                index = min(int(draw * len(options)), len(options) - 1)
+                weights.pop()
+            else:
+                index = _pick(draw, weights)
+            chosen.append(options.pop(index))
         return joiner.join(self.expand(option, depth + 1) for option in chosen)
 
     def _wildcard_line(self, name: str) -> str:
-        if self.folder is None:
-            raise WildcardError(f"wildcard __{name}__ used but no wildcards folder is set")
-        root = self.folder.resolve()
-        path = (root / f"{name.strip()}.txt").resolve()
-        if os.path.isabs(name) or not path.is_relative_to(root):
-            raise WildcardError(f"wildcard __{name}__ points outside the wildcards folder {root}")
-        lines = _read_wildcard(path)
-        if lines is None:
-            raise WildcardError(f"wildcard __{name}__ not found: no file {path}")
-        if not lines:
-            raise WildcardError(f"wildcard file {path} has no options (only blank or # lines)")
+        self._spend(len(name) + 1, expansions=1)
+        if self.files is None:
+            raise WildcardError(f"wildcard __{name[:60]}__ used but no wildcards folder is set")
+        lines = self.files.options(name)
         return lines[self.rng.randrange(len(lines))]
 
 
-def _read_wildcard(path: Path) -> list[str] | None:
-    try:
-        stamp = path.stat().st_mtime_ns
-    except OSError:
-        return None
-    key = str(path)
-    cached = _file_cache.get(key)
-    if cached and cached[0] == stamp:
-        return cached[1]
-    text = path.read_text(encoding="utf-8", errors="replace")
-    lines = [line.strip() for line in text.splitlines()]
-    lines = [line for line in lines if line and not line.startswith("#")]
-    _file_cache[key] = (stamp, lines)
-    return lines
+def _count(digits: str) -> int:
+    """A {N$$...} count; Python refuses to read integers of thousands of digits."""
+    return min(int(digits), MAX_PICK) if len(digits) <= 10 else MAX_PICK
 
 
 def _pick(draw: float, weights: list[float]) -> int:

@@ -15,4 +15,14 @@ class UnknownDialectError(PromptError):
 
 
 class WildcardError(PromptError):
-    """A ``__wildcard__`` is missing, escapes the wildcards folder, or recurses too deep."""
+    """A ``__wildcard__`` is missing, escapes the wildcards folder, or recurses too deep; or a
+    dynamic prompt goes past its limits."""
+
+
+class OllamaConfigError(PromptError):
+    """The Ollama address, model name or timeout cannot be used (an address outside the hosts
+    this machine allows included). ``field`` is "url", "model" or "timeout"."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field

@@ -65,7 +65,8 @@ def test_ollama_flags_fall_back_with_a_note(capsys):
 @pytest.mark.parametrize("argv,message", [
     (["analyze", "   "], "prompt is empty"),
     (["analyze", "__../x__", "--wildcards", "."], "outside the wildcards folder"),
-    (["analyze", "a", "--ollama-url", "http://x", "--ollama-timeout", "0"], "must be positive"),
+    (["analyze", "a", "--ollama-url", "http://127.0.0.1:9", "--ollama-timeout", "0"],
+     "--ollama-timeout: ollama timeout must be a number of seconds above 0"),
 ])
 def test_user_errors_are_one_line_messages(argv, message, capsys):
     code, _, err = run(argv, capsys)

@@ -20,7 +20,8 @@ def test_outputs_link_into_clip_text_encode(run_node, node_classes):
     assert summary == analysis.summary and "photographic" in summary
 
 
-def test_seed_and_wildcards_folder_drive_the_text(run_node, tmp_path):
+def test_seed_and_wildcards_folder_drive_the_text(run_node, tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBIK_WILDCARDS_DIRS", str(tmp_path))  # the allowed wildcard root
     (tmp_path / "animal.txt").write_text("owl\nbear\nlynx\nseal\n", encoding="utf-8")
     inputs = {**DEFAULTS, "wildcards_folder": str(tmp_path)}
     texts = {run_node("KubikPromptAnalyzer", prompt="a {small|big} __animal__",
@@ -46,7 +47,8 @@ def test_ollama_absent_is_not_an_error(run_node):
     ({"prompt": "a cat", "dialect": "nai"}, "dialect: unknown prompt dialect 'nai'"),
     ({"prompt": "a cat", "use_ollama": True, "ollama_model": " "}, "ollama_model: empty"),
 ])
-def test_errors_name_the_input(run_node, tmp_path, changes, message):
+def test_errors_name_the_input(run_node, tmp_path, monkeypatch, changes, message):
+    monkeypatch.setenv("KUBIK_WILDCARDS_DIRS", str(tmp_path))
     inputs = {**DEFAULTS, **changes}
     if inputs["wildcards_folder"] == "WILD":
         inputs["wildcards_folder"] = str(tmp_path)

@@ -125,16 +125,22 @@ def test_slow_server_times_out_and_falls_back():
 
 
 @pytest.mark.parametrize("mode,reason", [
-    ("http500", "HTTP 500: model crashed"),
+    ("http500", "answered HTTP 500); rule-based"),
     ("junk", "not an Ollama chat reply"),
     ("prose", "message is not JSON"),
     ("wrong_types", "does not match the schema"),
-    ("bad_enum", "'vaporwave' is not one of"),
+    ("bad_enum", "style is not one of photographic,"),
 ])
 def test_garbage_answers_fall_back_with_the_reason(mode, reason):
     with ollama_stand_in(mode) as (_, url):
-        assert reason in _rules_only(url)
+        notes = _rules_only(url)
+    assert reason in notes
+    assert "model crashed" not in notes and "vaporwave" not in notes  # nothing the server sent
 
 
 def test_url_without_scheme_is_refused_without_a_request():
-    assert "must start with http" in _rules_only("127.0.0.1:11434")
+    from kubik_core.prompting import OllamaConfigError
+
+    with pytest.raises(OllamaConfigError, match="must start with http:// or https://") as caught:
+        analyze_prompt(PROMPT, ollama=OllamaConfig("127.0.0.1:11434", "llama3.2", 5.0))
+    assert caught.value.field == "url"
