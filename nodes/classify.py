@@ -86,14 +86,21 @@ class KubikLoadClassifier:
                              "folder; copy an exported .safetensors (with its .json) into "
                              "models/classifiers and refresh")
         load_device, offload_device = comfy_bridge.classifier_devices()
-        try:
+        try:  # errors name the file as listed (relative to the folder), never the server path
             if comfy_bridge.in_comfyui():
-                classifier = Classifier.load(path, offload_device)
+                classifier = Classifier.load(path, offload_device, name=classifier_name)
                 patcher = comfy_bridge.manage_model(classifier.model, load_device, offload_device)
                 return (LoadedClassifier(classifier, patcher),)
-            return (LoadedClassifier(_outside_comfy_cache().get(path, str(load_device))),)
-        except (ValueError, FileNotFoundError) as exc:
-            raise ValueError(f"classifier_name: {exc}") from None
+            return (LoadedClassifier(_outside_comfy_cache().get(path, str(load_device),
+                                                                name=classifier_name)),)
+        except FileNotFoundError:
+            raise ValueError(f"classifier_name: {classifier_name!r} disappeared from the "
+                             "classifiers folder; refresh the node list") from None
+        except (ValueError, OSError) as exc:
+            reason = (f"{classifier_name}: {exc.strerror}" if isinstance(exc, OSError) and exc.strerror
+                      else str(exc))
+            raise ValueError(f"classifier_name: {reason}; replace the file with a classifier "
+                             "exported by `kubik classify train` or `kubik classify export`") from None
 
 
 class KubikClassifyImage:

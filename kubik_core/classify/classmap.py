@@ -11,9 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
+
+from ..common import bounded_json
+
+MAX_FILE_BYTES = 16 * 1024 * 1024  # a classes.json of 100,000 long names is ~20 times smaller
 
 
 class ClassMapMismatch(ValueError):
@@ -27,12 +33,15 @@ class ClassMap:
     def __post_init__(self):
         if not self.names:
             raise ValueError("a class map needs at least one class")
-        if len(set(self.names)) != len(self.names):
-            dupes = sorted({n for n in self.names if self.names.count(n) > 1})
-            raise ValueError(f"class map has duplicate class names: {dupes[:5]}")
         for name in self.names:
             if not isinstance(name, str) or not name:
-                raise ValueError(f"class names must be non-empty strings, got {name!r}")
+                raise ValueError(f"class names must be non-empty strings, got {str(name)[:60]!r}")
+            if any(unicodedata.category(ch) == "Cc" for ch in name):
+                raise ValueError(f"class name {name[:60]!r} contains control characters (a line "
+                                 "break or tab in a label or folder name); rename it")
+        if len(set(self.names)) != len(self.names):
+            dupes = sorted(n for n, count in Counter(self.names).items() if count > 1)
+            raise ValueError(f"class map has duplicate class names: {dupes[:5]}")
 
     @classmethod
     def from_labels(cls, labels: Iterable[str]) -> "ClassMap":
@@ -83,12 +92,20 @@ class ClassMap:
     def load(cls, path: str | os.PathLike) -> "ClassMap":
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise ValueError(f"class map {path} is too large ({path.stat().st_size} bytes, "
+                                 f"limit {MAX_FILE_BYTES})")
+            data = bounded_json.loads(path.read_bytes(), max_depth=4)
         except FileNotFoundError:
             raise FileNotFoundError(f"class map not found: {path}") from None
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"class map {path} is not valid JSON: {exc}") from None
-        return cls.from_dict(data)
+        except IsADirectoryError:
+            raise ValueError(f"class map {path} is a folder, not a classes.json file") from None
+        except bounded_json.BoundedJSONError as exc:
+            raise ValueError(f"class map {path}: {exc}") from None
+        try:
+            return cls.from_dict(data)
+        except ValueError as exc:
+            raise ValueError(f"class map {path}: {exc}") from None
 
     def require_same(self, other: "ClassMap", what: str) -> None:
         """Raise ClassMapMismatch naming the first differences, so the user can see the cause."""

@@ -43,8 +43,9 @@ class Classifier:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu",
-             dtype: torch.dtype = torch.float32, **kwargs) -> "Classifier":
-        model, card = load_classifier_model(path, device, dtype)
+             dtype: torch.dtype = torch.float32, name: str | None = None, **kwargs) -> "Classifier":
+        """``name``: how errors call the file (default: the path as given)."""
+        model, card = load_classifier_model(path, device, dtype, name=name)
         return cls(model, card, device, source=str(path), **kwargs)
 
     @property
@@ -103,14 +104,17 @@ class ClassifierCache:
         self._items: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, path: str | os.PathLike, device: str = "cpu") -> Classifier:
+    def get(self, path: str | os.PathLike, device: str = "cpu", name: str | None = None) -> Classifier:
         path = Path(path)
-        key = (str(path.resolve()), path.stat().st_mtime_ns, str(device))
+        try:
+            key = (str(path.resolve()), path.stat().st_mtime_ns, str(device))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"classifier not found: {name or path}") from None
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        classifier = Classifier.load(path, device)
+        classifier = Classifier.load(path, device, name=name)
         with self._lock:
             self._items[key] = classifier
             while len(self._items) > self.capacity:
