@@ -27,20 +27,40 @@ class DistInfo:
         return self.world_size > 1
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (a CUDA GPU when there is one, else the CPU), ``cpu``, ``cuda``, ``cuda:N`` or
+    ``mps``; ValueError saying what is missing otherwise, before any work starts."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {name!r} is not a device this command can use "
+                         "(auto, cpu, cuda, cuda:N or mps)")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: no CUDA GPU is available here; use --device cpu "
+                             "(or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA "
+                             "GPU(s), numbered from 0")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {name}: Apple's MPS backend is not available here; use --device cpu")
+    return device
+
+
 def init_distributed(device: str) -> tuple[DistInfo, torch.device]:
     """Join the torchrun process group if there is one; return (DistInfo, this rank's device)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    want_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but CUDA is not available")
-    if want_cuda:
-        torch_device = torch.device("cuda", local_rank if world > 1 else torch.cuda.current_device())
+    torch_device = resolve_device(device)
+    if torch_device.type == "cuda":
+        torch_device = torch.device("cuda", local_rank if world > 1 else
+                                    (torch_device.index if torch_device.index is not None
+                                     else torch.cuda.current_device()))
         torch.cuda.set_device(torch_device)
-    elif device in ("auto", "cpu"):
-        torch_device = torch.device("cpu")
-    else:
-        torch_device = torch.device(device)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if torch_device.type == "cuda" else "gloo")
     if world > 1:

@@ -6,15 +6,20 @@
   share the cache; a lost cache entry is only a re-download.
 - Resumable: a cut download stays as ``.part`` and continues with an HTTP Range request; a re-run
   of ``kubik classify fetch`` skips everything already cached.
-- Rate limit: at most ``requests_per_second`` requests per process.
+- Rate limit: at most ``requests_per_second`` requests in all; a Fetcher that is one of ``share``
+  users of the budget (DataLoader workers, torchrun processes) takes its part of it.
 - Retries: 429, 5xx, timeouts and connection errors back off exponentially, waiting as long as
-  the server's Retry-After (seconds or HTTP date) asks when it says so. 4xx other than 408/429
-  fail at once. Failures are recorded in ``failures.jsonl``; they never stop a run.
+  the server's Retry-After (seconds or HTTP date) asks when it says so; a Retry-After longer than
+  ``max_retry_after`` gives the URL up at once, as the hub client does. 4xx other than 408/429
+  fail at once.
+- Failures are recorded in the cache's ``failures.jsonl`` (one line per URL, capped); training
+  does not ask for a recorded URL again, ``kubik classify fetch`` retries them all.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import threading
@@ -26,6 +31,7 @@ from typing import Callable
 from ..hub.http import parse_retry_after
 
 RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
+FAILURES_FILE = "failures.jsonl"
 
 
 class FetchError(IOError):
@@ -44,9 +50,41 @@ class FetchConfig:
     max_retries: int = 4
     backoff_base: float = 1.0        # seconds; attempt k waits base * 2**k (+ jitter)
     backoff_max: float = 60.0
+    max_retry_after: float = 120.0   # a server asking to wait longer gives the URL up
     timeout: float = 20.0
     max_image_bytes: int = 64 * 1024 ** 2
     user_agent: str = "KubikAI-classify/1.0"
+
+    def __post_init__(self):
+        """Bad settings fail here, named by their command-line flag, not deep in a worker."""
+        _require(self.requests_per_second, 0.001, 10_000, "--rate (requests per second)")
+        _require(self.max_retries, 0, 20, "--retries", integer=True)
+        _require(self.timeout, 0.01, 3600, "--timeout (seconds per request)")
+        _require(self.max_bytes, 0, 2 ** 60, "--max-cache-gb")
+
+
+def _require(value, lo, hi, what: str, integer: bool = False) -> None:
+    kind = (int,) if integer else (int, float)
+    if (isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value)
+            or not lo <= value <= hi):
+        raise ValueError(f"{what} must be {'an integer' if integer else 'a number'} from {lo:g} "
+                         f"to {hi:g}, got {value!r}")
+
+
+def check_cache_dir(cache_dir: str | os.PathLike) -> Path:
+    """Create the cache folder now, or raise ValueError saying why it cannot be one."""
+    path = Path(cache_dir)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--cache-dir {path}: is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"--cache-dir {path}: cannot write there "
+                         f"({exc.strerror or type(exc).__name__})") from None
+    return path
 
 
 class RateLimiter:
@@ -71,11 +109,14 @@ class RateLimiter:
 class Fetcher:
     """Get image bytes for a URL through the cache; see the module docstring for the policy."""
 
-    def __init__(self, config: FetchConfig, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, config: FetchConfig, sleep: Callable[[float], None] = time.sleep,
+                 share: int = 1):
+        """``share``: how many fetchers split ``requests_per_second`` (DataLoader workers x
+        processes); each one waits ``share`` times longer between its requests."""
         self.config = config
         self.cache_dir = Path(config.cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        self.limiter = RateLimiter(config.requests_per_second, sleep=sleep)
+        self.limiter = RateLimiter(config.requests_per_second / max(1, share), sleep=sleep)
         self._sleep = sleep
         self._session = None
 
@@ -164,6 +205,10 @@ class Fetcher:
                     if resp.status_code not in RETRY_STATUSES:
                         raise FetchError(url, last_reason, permanent=True)
                     wait = parse_retry_after(resp.headers.get("Retry-After"))
+                    if wait is not None and wait > self.config.max_retry_after:
+                        raise FetchError(url, f"{last_reason}, the server asks to wait {wait:.0f} s "
+                                         f"(more than {self.config.max_retry_after:.0f} s): given "
+                                         "up; run `kubik classify fetch` again later", permanent=False)
             except requests.Timeout:
                 last_reason = "timed out"
             except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
@@ -200,19 +245,97 @@ class Fetcher:
 
 
 class FailureLog:
-    """Append-only JSONL record of images that could not be used (URL errors, corrupt files)."""
+    """JSONL record of images that could not be used (URL errors, corrupt files).
 
-    def __init__(self, path: str | os.PathLike):
+    It stays small however long a run lasts: a source already recorded is not written again
+    (checked against lines that other processes appended too), and after ``max_entries`` lines
+    nothing more is written. Lines that do not parse (a damaged log) are ignored.
+    """
+
+    MAX_REASON = 500
+    MAX_SOURCE = 2000
+    MAX_READ = 32 * 1024 * 1024  # a full log is ~25 MB; a larger file is read that far only
+
+    def __init__(self, path: str | os.PathLike, max_entries: int = 10_000):
         self.path = Path(path)
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._known: set[str] = set()
+        self._lines = 0
+        self._offset = 0      # bytes of the file already read into _known
+
+    def __getstate__(self):  # DataLoader workers get their own lock
+        return {**self.__dict__, "_lock": None}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
         self._lock = threading.Lock()
 
-    def record(self, source: str, reason: str, **extra) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"source": source, "reason": reason, "time": time.time(), **extra})
-        with self._lock, open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+    def _refresh(self) -> None:
+        """Take in the lines appended since the last look, by this or another process."""
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            size = 0
+        if size < self._offset:  # the file was replaced (forget()): read it again
+            self._known, self._lines, self._offset = set(), 0, 0
+        if size == self._offset or self._lines >= self.max_entries:
+            return
+        with open(self.path, "rb") as fh:
+            fh.seek(self._offset)
+            chunk = fh.read(min(size - self._offset, self.MAX_READ))
+        complete = chunk[:chunk.rfind(b"\n") + 1]  # a line still being written waits
+        self._offset += len(complete)
+        for row in self._parse(complete):
+            self._known.add(row["source"])
+            self._lines += 1
+
+    @staticmethod
+    def _parse(data: bytes):
+        for line in data.splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("source"), str):
+                yield row
+
+    def __contains__(self, source: str) -> bool:
+        with self._lock:
+            self._refresh()
+            return source in self._known
+
+    def record(self, source: str, reason: str, **extra) -> bool:
+        """Append one line for ``source`` unless it is already recorded or the log is full."""
+        with self._lock:
+            self._refresh()
+            if source in self._known or self._lines >= self.max_entries:
+                return False
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            line = json.dumps({"source": source[:self.MAX_SOURCE], "reason": reason[:self.MAX_REASON],
+                               "time": time.time(), **extra})
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+            self._known.add(source)
+            self._lines += 1
+            return True
 
     def read(self) -> list[dict]:
-        if not self.path.exists():
+        try:
+            with open(self.path, "rb") as fh:
+                data = fh.read(self.MAX_READ)
+        except FileNotFoundError:
             return []
-        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line]
+        return list(self._parse(data[:data.rfind(b"\n") + 1]))
+
+    def forget(self, sources) -> None:
+        """Drop the lines of ``sources`` (URLs fetched fine since), rewriting the file atomically."""
+        from .classmap import write_text_atomic
+
+        drop = set(sources)
+        with self._lock:
+            rows = self.read()
+            kept = [row for row in rows if row["source"] not in drop]
+            if len(kept) != len(rows):
+                write_text_atomic(self.path, "".join(json.dumps(row) + "\n" for row in kept))
+            self._known, self._lines, self._offset = set(), 0, 0

@@ -16,6 +16,7 @@ import contextlib
 import io
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from .fetch import FailureLog, FetchConfig
 from .losses import ClassificationLoss, MixupCutmix
 from .manifest import read_dataset
 from .model import ModelCard, build_model, default_data_config, export_classifier
+from .schema import MAX_INPUT_SIDE, check_architecture, check_model_kwargs
 
 Progress = Callable[[int, int], None]
 
@@ -74,18 +76,78 @@ class TrainConfig:
     seed: int = 0
     patience: int = 0                      # early stopping on val macro top-1; 0 = off
     resume: bool = False
+    overwrite: bool = False                # replace the files of an earlier run in ``out``
     cache_dir: str | None = None           # for URL manifests
+    fetch_rate: float = 5.0                # URL requests per second, all workers together
+    fetch_retries: int = 4
+    fetch_timeout: float = 20.0
     show_progress: bool = True
 
     def __post_init__(self):
+        """Every setting checked here, named by its command-line flag, before any work starts."""
         if isinstance(self.augment, dict):
             self.augment = AugmentConfig(**self.augment)
         if self.loss not in ("ce", "logit_adjusted"):
-            raise ValueError(f"loss must be 'ce' or 'logit_adjusted', got {self.loss!r}")
+            raise ValueError(f"--loss must be 'ce' or 'logit_adjusted', got {self.loss!r}")
         if self.amp not in ("none", "bf16", "fp16"):
-            raise ValueError(f"amp must be 'none', 'bf16' or 'fp16', got {self.amp!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.grad_accum < 1:
-            raise ValueError("epochs, batch_size and grad_accum must be at least 1")
+            raise ValueError(f"--amp must be 'none', 'bf16' or 'fp16', got {self.amp!r}")
+        for flag, value, lo, hi in (("--epochs", self.epochs, 1, 100_000),
+                                    ("--batch-size", self.batch_size, 1, 65_536),
+                                    ("--grad-accum", self.grad_accum, 1, 1024),
+                                    ("--workers", self.workers, 0, 256),
+                                    ("--seed", self.seed, 0, 2 ** 31 - 1),
+                                    ("--patience", self.patience, 0, 100_000)):
+            _check_int(flag, value, lo, hi)
+        if self.img_size is not None:
+            _check_int("--img-size", self.img_size, 8, MAX_INPUT_SIDE)
+        for flag, value, lo, hi in (("--lr", self.lr, 1e-12, 100.0),
+                                    ("--weight-decay", self.weight_decay, 0.0, 100.0),
+                                    ("--warmup-epochs", self.warmup_epochs, 0.0, 100_000.0),
+                                    ("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0),
+                                    ("--smoothing", self.label_smoothing, 0.0, 0.99),
+                                    ("--mixup", self.mixup, 0.0, 100.0),
+                                    ("--cutmix", self.cutmix, 0.0, 100.0),
+                                    ("--drop-path", self.drop_path, 0.0, 0.99),
+                                    ("--ema", self.ema_decay, 0.0, 0.999999),
+                                    ("--tau", self.tau, 0.0, 100.0)):
+            _check_number(flag, value, lo, hi)
+        if self.layer_decay is not None:
+            _check_number("--layer-decay", self.layer_decay, 0.01, 1.0)
+        if self.clip_grad is not None:
+            _check_number("--clip-grad", self.clip_grad, 1e-6, 1e6)
+        if self.optimizer not in _optimizer_names():
+            raise ValueError(f"--opt {self.optimizer!r} is not a timm optimizer (e.g. adamw, sgd, "
+                             "lamb, lion)")
+        check_architecture(self.architecture)
+        self.model_kwargs = check_model_kwargs(self.model_kwargs, "--model-kwargs")
+        if self.resume and self.overwrite:
+            raise ValueError("--resume continues the run in --out, --overwrite replaces it: "
+                             "give one of them")
+        if self.cache_dir is not None:
+            self.fetch_config()  # checks --rate, --retries, --timeout like `kubik classify fetch`
+
+    def fetch_config(self) -> FetchConfig | None:
+        if self.cache_dir is None:
+            return None
+        return FetchConfig(cache_dir=self.cache_dir, requests_per_second=self.fetch_rate,
+                           max_retries=self.fetch_retries, timeout=self.fetch_timeout)
+
+
+def _check_int(flag: str, value, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"{flag} must be an integer from {lo} to {hi}, got {value!r}")
+
+
+def _check_number(flag: str, value, lo: float, hi: float) -> None:
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or not lo <= value <= hi):
+        raise ValueError(f"{flag} must be a number from {lo:g} to {hi:g}, got {value!r}")
+
+
+def _optimizer_names() -> set[str]:
+    from timm.optim import list_optimizers
+
+    return set(list_optimizers())
 
 
 @dataclass
@@ -95,6 +157,37 @@ class TrainResult:
     history: list[dict]
     best: dict
     stopped_early: bool
+    # classes the model saw no image of: none in train.jsonl, or none of them loadable
+    classes_without_train: list[str] = field(default_factory=list)
+
+
+# What a run writes into its folder; --overwrite removes these (and nothing else) first.
+RUN_FILES = ("checkpoint.pt", "model.safetensors", "model.json", "classes.json", "history.json",
+             "curves.png", "train_config.json", "skipped.jsonl")
+
+
+def check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
+    """Check ``out`` up front: a folder we can write, holding no earlier run unless asked."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: is a file; name a folder for the run")
+    if resume:
+        if not (out / "checkpoint.pt").is_file():
+            raise ValueError(f"--resume: {out} has no checkpoint.pt to continue from; "
+                             "leave out --resume to start a new run")
+    elif not overwrite and any(not entry.name.startswith(".write-test-")  # other ranks' probes
+                               for entry in (out.iterdir() if out.is_dir() else ())):
+        earlier = any((out / name).exists() for name in RUN_FILES)
+        raise ValueError(f"--out {out}: holds {'an earlier run' if earlier else 'other files'}; "
+                         "add --resume to continue it, --overwrite to replace it, or choose "
+                         "another folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"--out {out}: cannot write there "
+                         f"({exc.strerror or type(exc).__name__})") from None
 
 
 def load_split(data_dir: str | Path):
@@ -132,15 +225,60 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "_orig_mod", model)      # torch.compile
 
 
+def _require_cache_for_urls(samples, name: str, cache_dir: str | None) -> None:
+    urls = sum(1 for s in samples if s.is_url)
+    if urls and cache_dir is None:
+        raise ValueError(f"{name} lists {urls} image URL(s): give --cache-dir, a folder for the "
+                         "downloaded images (`kubik classify fetch --cache-dir` fills it ahead)")
+
+
+def _require_loadable(dataset: ManifestDataset, name: str, log: FailureLog) -> None:
+    """Fail before training when no image of ``name`` loads (the reasons are in ``log``)."""
+    if dataset.first_loadable() is None:
+        reasons = [row["reason"] for row in log.read()]
+        example = f" (e.g. {reasons[0]})" if reasons else ""
+        raise ValueError(f"{name}: none of its {len(dataset)} images could be loaded{example}; "
+                         f"fix the files (see {log.path}) or split again")
+
+
+def _load_checkpoint(path: Path) -> dict:
+    """checkpoint.pt of an earlier run (weights_only), or a clear error for a damaged file."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated file, not a checkpoint, unsafe pickle content
+        raise ValueError(f"--resume: {path} is not a readable checkpoint "
+                         f"({type(exc).__name__}); start again with --overwrite") from None
+    keys = ("model", "optimizer", "scheduler", "scaler", "epoch", "step", "history", "best",
+            "bad_epochs", "class_map", "architecture")
+    if not isinstance(state, dict) or any(key not in state for key in keys):
+        raise ValueError(f"--resume: {path} is not a `kubik classify train` checkpoint")
+    return state
+
+
+def _classes_without_training_images(samples, class_map: ClassMap, log: FailureLog) -> list[str]:
+    """Classes with no train sample, or none whose image loaded (per the run's skipped log)."""
+    unusable = {row["source"] for row in log.read()}
+    loaded = {s.label for s in samples if s.path not in unusable}
+    return [name for name in class_map.names if name not in loaded]
+
+
 def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
     """Train, validate every epoch, checkpoint, export the best model; see the module docstring."""
     from timm.optim import create_optimizer_v2
     from timm.utils import ModelEmaV3
 
     info, device = init_distributed(config.device)
+    out = Path(config.out)
+    created = not out.exists()
     try:
-        out = Path(config.out)
+        check_run_folder(out, config.resume, config.overwrite)
+        barrier(info)  # every process looked at --out before the main one writes there
+        if config.overwrite and info.is_main:
+            for name in RUN_FILES:
+                (out / name).unlink(missing_ok=True)
         train_samples, val_samples, class_map = load_split(config.data)
+        _require_cache_for_urls(train_samples, "train.jsonl", config.cache_dir)
+        _require_cache_for_urls(val_samples, "val.jsonl", config.cache_dir)
         num_classes = len(class_map)
         torch.manual_seed(config.seed)
 
@@ -150,15 +288,20 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
         card = ModelCard(architecture=config.architecture, classes=list(class_map.names),
                          model_kwargs=dict(config.model_kwargs), smart_crop=config.smart_crop,
                          **data_config)
+        card.check("the model card of this run")
 
-        fetch = FetchConfig(cache_dir=config.cache_dir) if config.cache_dir else None
+        fetch = config.fetch_config()
         failures = FailureLog(out / "skipped.jsonl")
         train_set = ManifestDataset(train_samples, class_map,
                                     build_transform(data_config, True, config.augment, config.smart_crop),
-                                    ImageSource(fetch), failures, seed=config.seed)
+                                    ImageSource(fetch, info.world_size), failures, seed=config.seed,
+                                    refill=True)
         val_set = ManifestDataset(val_samples, class_map,
                                   build_transform(data_config, False, smart_crop=config.smart_crop),
-                                  ImageSource(fetch), failures) if val_samples else None
+                                  ImageSource(fetch, info.world_size), failures) if val_samples else None
+        _require_loadable(train_set, "train.jsonl", failures)
+        if val_set is not None:
+            _require_loadable(val_set, "val.jsonl", failures)
         counts = class_counts(train_set.targets, num_classes)
         weights = class_balanced_weights(train_set.targets, num_classes) if config.balanced_sampler else None
         sampler = GlobalBatchSampler(len(train_set), config.batch_size, info.rank, info.world_size,
@@ -189,17 +332,22 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
         best = {"val_macro_top1": -1.0, "epoch": -1}
         bad_epochs = 0
         checkpoint_path = out / "checkpoint.pt"
-        if config.resume and checkpoint_path.is_file():
-            state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        if config.resume:
+            state = _load_checkpoint(checkpoint_path)
             class_map.require_same(ClassMap.from_dict(state["class_map"]), "the checkpoint")
             if state["architecture"] != config.architecture:
                 raise ValueError(f"checkpoint is a {state['architecture']}, not {config.architecture}")
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            if ema is not None and state.get("ema") is not None:
-                ema.module.load_state_dict(state["ema"])
+            try:
+                model.load_state_dict(state["model"])
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+                scaler.load_state_dict(state["scaler"])
+                if ema is not None and state.get("ema") is not None:
+                    ema.module.load_state_dict(state["ema"])
+            except (RuntimeError, ValueError, KeyError) as exc:
+                raise ValueError(f"--resume: the checkpoint does not fit these settings (other "
+                                 f"--model-kwargs, --opt or --ema?): {' '.join(str(exc).split())[:200]}"
+                                 ) from None
             start_epoch, step = state["epoch"] + 1, state["step"]
             history, best, bad_epochs = state["history"], state["best"], state["bad_epochs"]
 
@@ -230,12 +378,12 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
                 if micro >= steps_per_epoch * config.grad_accum:
                     break  # leftover batches that cannot fill an accumulation group
                 last_micro = (micro + 1) % config.grad_accum == 0
-                if batch is None:  # every image of this slice failed: keep in step with other ranks
-                    images = torch.zeros(1, *data_config["input_size"])
-                    target, weight = torch.zeros(1, dtype=torch.long), 0.0
-                else:
-                    images, target, _ = batch
-                    weight = 1.0
+                if batch is None or len(batch[1]) < sampler.local_batch:
+                    # The dataset refills failed images with stand-ins, so this means no image
+                    # loads any more (a cache emptied, a disk gone) rather than a few bad files.
+                    raise ValueError(f"the training images stopped loading during epoch {epoch}: "
+                                     f"a batch and every stand-in failed (see {failures.path})")
+                images, target, _ = batch
                 images, target = images.to(device, non_blocking=True), target.to(device, non_blocking=True)
                 if config.channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
@@ -245,10 +393,10 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
                 with context:
                     with autocast(device, config.amp):
                         logits = train_model(images)
-                    loss = criterion(logits, soft_target) * weight
+                    loss = criterion(logits, soft_target)
                     scaler.scale(loss / config.grad_accum).backward()
                 loss_sum += float(loss.detach()) * len(target)
-                seen += len(target) * (weight > 0)
+                seen += len(target)
                 if not last_micro:
                     continue
                 if config.clip_grad:
@@ -307,7 +455,13 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
         if bar is not None:
             bar.close()
         barrier(info)
-        return TrainResult(out, out / "model.safetensors", history, best, stopped_early)
+        return TrainResult(out, out / "model.safetensors", history, best, stopped_early,
+                           _classes_without_training_images(train_samples, class_map, failures))
+    except BaseException:
+        if created and info.is_main:  # a run that failed before writing leaves no empty folder
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
     finally:
         shutdown(info)
 

@@ -225,4 +225,6 @@ def test_fetch_command_reports_and_resumes(server, tmp_path, capsys):
     second = json.loads(capsys.readouterr().out)
     assert (second["cached"], second["downloaded"]) == (2, 0)
     assert server.hits["/img/1.png"] == 1
-    assert len(FailureLog(first["failures_file"]).read()) == 4
+    assert server.hits["/missing.png"] == 2  # fetch retries recorded failures ...
+    rows = FailureLog(first["failures_file"]).read()  # ... but logs each URL once
+    assert sorted(row["source"].rsplit("/", 1)[1] for row in rows) == ["junk.png", "missing.png"]
