@@ -5,7 +5,8 @@
 - split:   {"out", "classes", "images": {train,val,test}, "groups": {...}, "classes_without_val",
             "classes_without_test", "classes_without_train"}
 - fetch:   {"urls", "cached", "downloaded", "failed", "failures_file"}
-- train:   {"out", "model", "epochs_run", "stopped_early", "best": {epoch, val_top1, val_macro_top1, ...}}
+- train:   {"out", "model", "epochs_run", "stopped_early", "best": {epoch, val_top1, val_macro_top1, ...},
+            "classes_without_train": [names of classes with no usable training image]}
 - eval:    {"top1", "top5", "macro_top1", "macro_top5", "count", "loss", "skipped", "most_confused"}
 - export:  {"model", "epoch", "weights": "last" | "ema"}
 - predict: [{"image", "labels", "scores"} | {"image", "error"}], in argument order
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -33,6 +35,7 @@ def register(subparsers) -> None:
     p.add_argument("--test", type=float, default=0.1, help="share of groups per class for test (0.1)")
     p.add_argument("--max-per-class", type=int, default=None, help="cap val and test groups per class")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier split in OUT")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_split)
 
@@ -86,7 +89,13 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--patience", type=int, default=0, help="stop after N epochs without macro-accuracy gain")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the files of an earlier run in OUT (otherwise OUT must be new or empty)")
     p.add_argument("--cache-dir", default=None, help="image cache for URL manifests")
+    p.add_argument("--rate", type=float, default=5.0,
+                   help="URL requests per second, all workers together (5)")
+    p.add_argument("--retries", type=int, default=4, help="retries per URL on 429/5xx/timeouts (4)")
+    p.add_argument("--timeout", type=float, default=20.0, help="seconds per URL request (20)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_train)
 
@@ -107,6 +116,7 @@ def register(subparsers) -> None:
     p.add_argument("checkpoint", help="checkpoint.pt of a `kubik classify train` run")
     p.add_argument("--out", required=True, help="classifier file to write (.safetensors, + .json)")
     p.add_argument("--ema", action="store_true", help="export the EMA weights (run trained with --ema)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_export)
 
@@ -122,17 +132,52 @@ def register(subparsers) -> None:
     p.set_defaults(func=_predict)
 
 
-def _split(args) -> int:
+def _command_error(exc: BaseException):
+    """CommandError for what the core raises about user input (one line, no traceback)."""
     from ..cli import CommandError
+
+    if isinstance(exc, OSError) and exc.strerror:  # raised by the OS: name the file and the cause
+        where = f"{exc.filename}: " if exc.filename else ""
+        return CommandError(f"{where}{exc.strerror}")
+    return CommandError(" ".join(str(exc).split()) or type(exc).__name__)
+
+
+_USER_ERRORS = (FileNotFoundError, ValueError, OSError)  # ClassMapMismatch, CardError: ValueErrors
+
+
+def _output_folder(path: str, flag: str = "--out") -> Path:
+    """A folder we can write into (created now), or ValueError naming the flag."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{flag} {folder}: is a file; name a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"{flag} {folder}: cannot write there "
+                         f"({exc.strerror or type(exc).__name__})") from None
+    return folder
+
+
+def _split(args) -> int:
     from .manifest import read_dataset
-    from .split import split_samples, summarize, write_split
+    from .split import SPLIT_FILES, split_samples, summarize, write_split
 
     try:
+        if args.max_per_class is not None and args.max_per_class < 1:
+            raise ValueError(f"--max-per-class must be at least 1, got {args.max_per_class}")
+        out = Path(args.out)
+        earlier = [name for name in SPLIT_FILES if (out / name).exists()] if out.is_dir() else []
+        if earlier and not args.overwrite:
+            raise ValueError(f"--out {out}: holds an earlier split ({', '.join(earlier)}); "
+                             "add --overwrite to replace it, or choose another folder")
         result = split_samples(read_dataset(args.source), args.val, args.test, args.seed,
                                args.max_per_class)
-    except (FileNotFoundError, ValueError) as exc:
-        raise CommandError(str(exc)) from None
-    out = write_split(result, args.out)
+        out = write_split(result, _output_folder(args.out))
+    except _USER_ERRORS as exc:
+        raise _command_error(exc) from None
     report = {k: v for k, v in result.report.items() if k != "per_class"}
     if args.json:
         print(json.dumps({"out": str(out), **report}))
@@ -144,31 +189,39 @@ def _split(args) -> int:
 def _fetch(args) -> int:
     from tqdm import tqdm
 
-    from ..cli import CommandError
-    from .fetch import FailureLog, FetchConfig, FetchError, Fetcher
+    from .fetch import FAILURES_FILE, FailureLog, FetchConfig, FetchError, Fetcher, check_cache_dir
     from .images import ImageError, decode_image
     from .manifest import read_dataset
 
     try:
-        urls = [s.path for s in read_dataset(args.manifest) if s.is_url]
-    except (FileNotFoundError, ValueError) as exc:
-        raise CommandError(str(exc)) from None
-    fetcher = Fetcher(FetchConfig(cache_dir=args.cache_dir, max_bytes=int(args.max_cache_gb * 1024 ** 3),
-                                  requests_per_second=args.rate, max_retries=args.retries,
-                                  timeout=args.timeout))
-    failures = FailureLog(Path(args.cache_dir) / "failures.jsonl")
+        if not (math.isfinite(args.max_cache_gb) and 0 <= args.max_cache_gb <= 1e6):
+            raise ValueError(f"--max-cache-gb must be a number from 0 to 1e6, got {args.max_cache_gb}")
+        config = FetchConfig(cache_dir=args.cache_dir, max_bytes=int(args.max_cache_gb * 1024 ** 3),
+                             requests_per_second=args.rate, max_retries=args.retries,
+                             timeout=args.timeout)
+        urls = list(dict.fromkeys(s.path for s in read_dataset(args.manifest) if s.is_url))
+        if not urls:
+            raise ValueError(f"{args.manifest}: lists no http(s) URLs (local images need no fetch)")
+        check_cache_dir(args.cache_dir)
+    except _USER_ERRORS as exc:
+        raise _command_error(exc) from None
+    fetcher = Fetcher(config)
+    failures = FailureLog(Path(args.cache_dir) / FAILURES_FILE)
     cached = downloaded = failed = 0
+    fetched = []
     for url in tqdm(urls, desc="fetch", unit="img", disable=args.json):
         was_cached = fetcher.cached(url)
         try:
             decode_image(fetcher.get(url), url)
         except (FetchError, ImageError) as exc:
-            failures.record(url, str(exc))
+            failures.record(url, exc.reason if isinstance(exc, FetchError) else str(exc))
             fetcher.cache_path(url).unlink(missing_ok=True)  # a corrupt file must not stay cached
             failed += 1
             continue
+        fetched.append(url)
         cached += was_cached
         downloaded += not was_cached
+    failures.forget(fetched)  # fetched fine now: training may use them again
     result = {"urls": len(urls), "cached": cached, "downloaded": downloaded, "failed": failed,
               "failures_file": str(failures.path)}
     print(json.dumps(result) if args.json else
@@ -177,24 +230,29 @@ def _fetch(args) -> int:
     return 0
 
 
+def _parse_model_kwargs(text: str) -> dict:
+    from ..common.bounded_json import BoundedJSONError, loads
+    from .schema import check_model_kwargs
+
+    try:
+        value = loads(text, max_depth=4, max_bytes=64 * 1024)
+    except BoundedJSONError as exc:
+        raise ValueError(f"--model-kwargs is not a JSON object ({exc}), e.g. "
+                         "'{\"img_size\": 32}'") from None
+    return check_model_kwargs(value, "--model-kwargs")
+
+
 def _train(args) -> int:
-    from ..cli import CommandError
-    from .classmap import ClassMapMismatch
     from .data import AugmentConfig
     from .train import TrainConfig, train
 
     try:
-        model_kwargs = json.loads(args.model_kwargs)
-        if not isinstance(model_kwargs, dict):
-            raise ValueError
-    except ValueError:
-        raise CommandError(f"--model-kwargs must be a JSON object, got {args.model_kwargs!r}") from None
-    augment = AugmentConfig(scale=(args.scale_min, 1.0), hflip=args.hflip, color_jitter=args.color_jitter,
-                            randaugment=None if args.randaugment.lower() == "none" else args.randaugment,
-                            random_erasing=args.reprob)
-    try:
+        augment = AugmentConfig(scale=(args.scale_min, 1.0), hflip=args.hflip,
+                                color_jitter=args.color_jitter, randaugment=args.randaugment,
+                                random_erasing=args.reprob)
         config = TrainConfig(
-            data=args.data, out=args.out, architecture=args.arch, model_kwargs=model_kwargs,
+            data=args.data, out=args.out, architecture=args.arch,
+            model_kwargs=_parse_model_kwargs(args.model_kwargs),
             pretrained=args.pretrained, img_size=args.img_size, epochs=args.epochs,
             batch_size=args.batch_size, grad_accum=args.grad_accum, optimizer=args.opt, lr=args.lr,
             weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
@@ -203,16 +261,17 @@ def _train(args) -> int:
             ema_decay=args.ema, loss=args.loss, tau=args.tau, balanced_sampler=args.balanced_sampler,
             smart_crop=args.smart_crop, amp=args.amp, channels_last=args.channels_last,
             compile=args.compile, sync_bn=args.sync_bn, device=args.device, workers=args.workers,
-            seed=args.seed, patience=args.patience, resume=args.resume, cache_dir=args.cache_dir,
-            show_progress=not args.json)
+            seed=args.seed, patience=args.patience, resume=args.resume, overwrite=args.overwrite,
+            cache_dir=args.cache_dir, fetch_rate=args.rate, fetch_retries=args.retries,
+            fetch_timeout=args.timeout, show_progress=not args.json)
         result = train(config)
-    except (FileNotFoundError, ValueError, ClassMapMismatch) as exc:
-        raise CommandError(str(exc)) from None
+    except _USER_ERRORS as exc:
+        raise _command_error(exc) from None
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun, rank 0 speaks for all
     summary = {"out": str(result.out_dir), "model": str(result.model_path),
                "epochs_run": len(result.history), "stopped_early": result.stopped_early,
-               "best": result.best}
+               "best": result.best, "classes_without_train": result.classes_without_train}
     if args.json:
         print(json.dumps(summary))
     else:
@@ -220,41 +279,56 @@ def _train(args) -> int:
         acc = (f"val top-1 {best['val_top1']:.4f}, macro top-1 {best['val_macro_top1']:.4f} "
                if "val_top1" in best else "")
         print(f"best epoch {best['epoch']}: {acc}-> {result.model_path}")
+        missing = result.classes_without_train
+        if missing:
+            shown = ", ".join(repr(name) for name in missing[:5]) + (" ..." if len(missing) > 5 else "")
+            print(f"note: {len(missing)} class(es) had no usable training image, so the model "
+                  f"cannot predict them: {shown} (see skipped.jsonl in the run folder)")
     return 0
 
 
 def _eval(args) -> int:
-    import torch
-
-    from ..cli import CommandError
-    from .classmap import ClassMap, ClassMapMismatch
+    from .classmap import ClassMap
     from .data import ImageSource, ManifestDataset
+    from .distributed import resolve_device
     from .evaluate import evaluate_dataset, write_eval_report
-    from .fetch import FailureLog, FetchConfig
+    from .fetch import FailureLog, FetchConfig, check_cache_dir
     from .manifest import read_dataset
     from .predict import Classifier
 
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else \
-        ("cpu" if args.device == "auto" else args.device)
     try:
+        if not 1 <= args.batch_size <= 65_536:
+            raise ValueError(f"--batch-size must be from 1 to 65536, got {args.batch_size}")
+        if not 0 <= args.workers <= 256:
+            raise ValueError(f"--workers must be from 0 to 256, got {args.workers}")
+        device = resolve_device(args.device)
+        out = _output_folder(args.out) if args.out else None
         classifier = Classifier.load(args.model, device)
         class_map = classifier.card.class_map
         classes_file = Path(args.classes) if args.classes else Path(args.data).parent / "classes.json"
         if args.classes or (Path(args.data).is_file() and classes_file.is_file()):
             class_map.require_same(ClassMap.load(classes_file), f"the data ({classes_file})")
         samples = read_dataset(args.data)
-        failures = FailureLog(Path(args.out) / "skipped.jsonl") if args.out else None
+        if any(s.is_url for s in samples) and not args.cache_dir:
+            raise ValueError(f"{args.data} lists image URLs: give --cache-dir, a folder for the "
+                             "downloaded images")
+        if args.cache_dir:
+            check_cache_dir(args.cache_dir)
+        failures = FailureLog(out / "skipped.jsonl") if out else None
         fetch = FetchConfig(cache_dir=args.cache_dir) if args.cache_dir else None
         dataset = ManifestDataset(samples, class_map, classifier.transform(), ImageSource(fetch), failures)
-        report = evaluate_dataset(classifier.model, dataset, class_map, torch.device(device),
+        if dataset.first_loadable() is None:
+            raise ValueError(f"{args.data}: none of its {len(samples)} images could be loaded"
+                             + (f" (see {failures.path})" if failures else " (add --out to list why)"))
+        report = evaluate_dataset(classifier.model, dataset, class_map, device,
                                   batch_size=args.batch_size, workers=args.workers)
-    except (FileNotFoundError, ValueError, ClassMapMismatch) as exc:
-        raise CommandError(str(exc)) from None
-    if args.out:
-        summary = write_eval_report(report, class_map, args.out)
-    else:
-        summary = {**report.metrics.summary(), "loss": report.loss, "skipped": report.skipped,
-                   "most_confused": report.metrics.most_confused(list(class_map.names))}
+        if out:
+            summary = write_eval_report(report, class_map, out)
+        else:
+            summary = {**report.metrics.summary(), "loss": report.loss, "skipped": report.skipped,
+                       "most_confused": report.metrics.most_confused(list(class_map.names))}
+    except _USER_ERRORS as exc:
+        raise _command_error(exc) from None
     if args.json:
         print(json.dumps(summary))
     else:
@@ -267,38 +341,56 @@ def _eval(args) -> int:
 def _export(args) -> int:
     import torch
 
-    from ..cli import CommandError
     from .model import ModelCard, export_classifier
 
     try:
-        state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CommandError(f"checkpoint not found: {args.checkpoint}") from None
-    except Exception as exc:  # truncated file, not a checkpoint, unsafe pickle content
-        raise CommandError(f"{args.checkpoint}: not a readable training checkpoint ({exc})") from None
-    if not isinstance(state, dict) or "card" not in state or "model" not in state:
-        raise CommandError(f"{args.checkpoint}: not a `kubik classify train` checkpoint")
-    weights = state.get("ema") if args.ema else state["model"]
-    if weights is None:
-        raise CommandError("--ema: this run was trained without --ema")
-    try:
-        path = export_classifier(weights, ModelCard.from_json(state["card"], args.checkpoint), args.out)
-    except ValueError as exc:
-        raise CommandError(str(exc)) from None
+        out = Path(args.out)
+        if out.suffix != ".safetensors":
+            raise ValueError(f"--out {out.name}: exported classifiers are .safetensors files")
+        if out.is_dir():
+            raise ValueError(f"--out {out}: is a folder; name the .safetensors file to write")
+        if out.exists() and not args.overwrite:
+            raise ValueError(f"--out {out}: exists already; add --overwrite to replace it")
+        _output_folder(str(out.parent), "--out")
+        checkpoint = Path(args.checkpoint)
+        if not checkpoint.exists():
+            raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+        if not checkpoint.is_file():
+            raise ValueError(f"{checkpoint}: is a folder; name the checkpoint.pt of a run")
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated file, not a checkpoint, unsafe pickle content
+            raise ValueError(f"{checkpoint}: not a readable training checkpoint "
+                             f"({type(exc).__name__})") from None
+        if (not isinstance(state, dict) or not isinstance(state.get("card"), str)
+                or not isinstance(state.get("model"), dict) or not isinstance(state.get("epoch"), int)):
+            raise ValueError(f"{checkpoint}: not a `kubik classify train` checkpoint")
+        weights = state.get("ema") if args.ema else state["model"]
+        if weights is None:
+            raise ValueError("--ema: this run was trained without --ema")
+        if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+            raise ValueError(f"{checkpoint}: its weights are not a state dict of tensors")
+        path = export_classifier(weights, ModelCard.from_json(state["card"], str(checkpoint)), out)
+    except _USER_ERRORS as exc:
+        raise _command_error(exc) from None
     result = {"model": str(path), "epoch": state["epoch"], "weights": "ema" if args.ema else "last"}
     print(json.dumps(result) if args.json else f"epoch {state['epoch']} ({result['weights']} weights) -> {path}")
     return 0
 
 
 def _predict(args) -> int:
-    from ..cli import CommandError
+    from .distributed import resolve_device
     from .images import ImageError, load_image
     from .predict import Classifier
 
     try:
-        classifier = Classifier.load(args.model, args.device)
-    except (FileNotFoundError, ValueError) as exc:
-        raise CommandError(str(exc)) from None
+        if args.top_k < 1:
+            raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
+        if not (math.isfinite(args.threshold) and 0 <= args.threshold <= 1):
+            raise ValueError(f"--threshold must be a score from 0 to 1, got {args.threshold}")
+        classifier = Classifier.load(args.model, resolve_device(args.device))
+    except _USER_ERRORS as exc:
+        raise _command_error(exc) from None
     results: list[dict] = [{"image": name} for name in args.images]
     for start in range(0, len(results), 64):  # bounded memory for long file lists
         loaded = []

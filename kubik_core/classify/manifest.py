@@ -19,11 +19,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
 
+from ..common import bounded_json
 from .classmap import write_text_atomic
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 _PATH_KEYS = ("path", "url", "image", "file", "filepath")
 _LABEL_KEYS = ("label", "class", "species", "category")
+MAX_LINE_BYTES = 1024 * 1024  # one JSONL row: a path, a label, a group
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,9 @@ def _pick(row: dict, keys: tuple[str, ...], what: str, where: str) -> str:
     for key in keys:
         value = row.get(key)
         if value not in (None, ""):
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise ValueError(f"{where}: the {what} in column {key!r} must be text, got "
+                                 f"{type(value).__name__}")
             return str(value).strip()
     raise ValueError(f"{where}: no {what} (expected one of the columns {', '.join(keys)})")
 
@@ -91,24 +96,30 @@ def _row_to_sample(row: dict, base: Path, where: str) -> Sample:
 
 
 def read_csv(path: Path) -> list[Sample]:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames:
-            raise ValueError(f"{path}: empty CSV (expected a header with path,label[,group])")
-        return [_row_to_sample({k.strip().lower(): v for k, v in row.items() if k}, path.parent,
-                               f"{path} line {i + 2}") for i, row in enumerate(reader)]
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames:
+                raise ValueError(f"{path}: empty CSV (expected a header with path,label[,group])")
+            return [_row_to_sample({k.strip().lower(): v for k, v in row.items() if isinstance(k, str) and k},
+                                   path.parent, f"{path} line {reader.line_num}")
+                    for row in reader]
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}); save the CSV as UTF-8") from None
+    except csv.Error as exc:  # a field over csv's size limit, a NUL byte ...
+        raise ValueError(f"{path}: not a readable CSV ({exc})") from None
 
 
 def read_jsonl(path: Path) -> list[Sample]:
     samples = []
-    with open(path, encoding="utf-8") as fh:
+    with open(path, "rb") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path} line {lineno}: not valid JSON ({exc.msg})") from None
+                row = bounded_json.loads(line, max_depth=8, max_bytes=MAX_LINE_BYTES)
+            except bounded_json.BoundedJSONError as exc:
+                raise ValueError(f"{path} line {lineno}: {exc}") from None
             if not isinstance(row, dict):
                 raise ValueError(f"{path} line {lineno}: expected a JSON object")
             samples.append(_row_to_sample({str(k).lower(): v for k, v in row.items()}, path.parent,

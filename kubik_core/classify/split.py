@@ -23,6 +23,7 @@ from .classmap import ClassMap, write_text_atomic
 from .manifest import Sample, write_jsonl
 
 SPLITS = ("train", "val", "test")
+SPLIT_FILES = ("train.jsonl", "val.jsonl", "test.jsonl", "classes.json", "split_report.json")
 
 
 @dataclass
@@ -114,7 +115,13 @@ def write_split(result: SplitResult, out_dir: str | Path) -> Path:
 
 def summarize(report: dict) -> str:
     images, groups = report["images"], report["groups"]
-    return (f"{report['classes']} classes; images train/val/test = {images['train']}/{images['val']}/"
+    text = (f"{report['classes']} classes; images train/val/test = {images['train']}/{images['val']}/"
             f"{images['test']} ({groups['train']}/{groups['val']}/{groups['test']} groups); "
             f"{report['classes_without_val']} classes have no val image, "
             f"{report['classes_without_test']} no test image")
+    untrained = sorted(name for name, counts in report.get("per_class", {}).items() if not counts["train"])
+    if untrained:
+        shown = ", ".join(repr(name) for name in untrained[:5]) + (" ..." if len(untrained) > 5 else "")
+        text += (f"; {len(untrained)} class(es) have no training image, so a model trained on "
+                 f"this split cannot predict them: {shown}")
+    return text
