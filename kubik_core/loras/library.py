@@ -186,7 +186,7 @@ def scan_library(roots: Iterable[str | os.PathLike], cache_path: Path | None = N
     library = LoraLibrary(roots=roots, cache_path=Path(cache_path) if cache_path else None)
     cached = load_cache(library.cache_path)
     found: list[tuple[str, str, os.DirEntry, dict[str, os.DirEntry]]] = []
-    visited: set[str] = set()
+    visited: set[tuple[int, int]] = set()
     for root in roots:
         if not os.path.isdir(root):
             library.problems.append(f"{root}: not a folder")
@@ -243,17 +243,17 @@ def _read_entry_guarded(path: Path, rel: str, signature: list, siblings: set[str
                                                    f"{str(exc)[:200]}); please report this file"])
 
 
-def _walk(root: str, folder: str, found: list, visited: set[str], problems: list[str]) -> None:
+def _walk(root: str, folder: str, found: list, visited: set[tuple[int, int]], problems: list[str]) -> None:
     """Append (root, name relative to root, DirEntry, the folder's files) for every LoRA file
     under ``folder``: each folder's files, then its subfolders by name, depth first."""
     pending = [folder]
     while pending:
         folder = pending.pop()
-        real = os.path.realpath(folder)
-        if real in visited:
-            continue
-        visited.add(real)
         try:
+            st = os.stat(folder)  # the folder itself (device, inode): a link loop is seen once
+            if (st.st_dev, st.st_ino) in visited:
+                continue
+            visited.add((st.st_dev, st.st_ino))
             with os.scandir(folder) as it:
                 children = list(it)
         except OSError as exc:

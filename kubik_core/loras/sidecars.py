@@ -82,16 +82,18 @@ def read_sidecars(model_path: Path, names_in_folder: set[str]) -> SidecarInfo:
     info = SidecarInfo()
     stem = model_path.name.rpartition(".")[0] or model_path.name
     folder = model_path.parent
-    homes = {os.path.realpath(folder), os.path.dirname(os.path.realpath(model_path))}
 
     def present(suffix: str) -> Path | None:
         name = stem + suffix
         if name not in names_in_folder:
             return None
-        if os.path.dirname(os.path.realpath(folder / name)) not in homes:
-            info.problems.append(f"{name}: a link to a file outside this folder; not read")
-            return None
-        return folder / name
+        path = folder / name
+        if os.path.islink(path):
+            homes = {os.path.realpath(folder), os.path.dirname(os.path.realpath(model_path))}
+            if os.path.dirname(os.path.realpath(path)) not in homes:
+                info.problems.append(f"{name}: a link to a file outside this folder; not read")
+                return None
+        return path
 
     for suffix, reader in ((".civitai.info", _read_civitai_info), (".metadata.json", _read_lm_metadata),
                            (".json", _read_a1111_json)):
