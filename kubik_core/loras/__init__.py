@@ -6,11 +6,15 @@ recommend LoRAs for a prompt.
     rec = recommend(LoraIndex(library), analysis, family="sdxl", max_loras=3)
 
 Modules: safetensors_header.py (bounded header reader), sidecars.py (CivitAI / Lora-Manager /
-A1111 files), architecture.py (base architecture and compatibility), entry.py (one LoRA),
-library.py (scan + cache + background hashes), hashing.py (SHA-256, AutoV2, AutoV3),
-text_index.py (BM25), recommend.py (scores, filters, conflicts, strengths), stack.py
-(KUBIK_LORA_STACK), synthetic.py (real-layout test LoRAs), cli.py (``kubik loras``), demo.py
+A1111 files), files.py (opens regular files only, never blocking on a FIFO or device),
+architecture.py (base architecture and compatibility), entry.py (one LoRA), library.py (scan +
+cache + background hashes), hashing.py (SHA-256, AutoV2, AutoV3), text_index.py (BM25),
+recommend.py (scores, filters, conflicts, strengths), stack.py (KUBIK_LORA_STACK, and checked
+stacks given as data), synthetic.py (real-layout test LoRAs), cli.py (``kubik loras``), demo.py
 (the ``kubik demo`` section).
+
+Every file in a LoRA folder is treated as written by a stranger: a header, metadata value or
+sidecar that is broken or crafted becomes a recorded problem of that file, and the scan goes on.
 """
 from .architecture import Architecture, compatibility, detect_architecture
 from .entry import LORA_EXTENSIONS, LoraEntry
