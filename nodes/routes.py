@@ -106,10 +106,11 @@ def validate(values: dict, fields: tuple[Field, ...]) -> dict[str, str | None]:
 def query_values(query) -> dict[str, str]:
     """A request's query string as a plain dict; a name given twice is refused."""
     values: dict[str, str] = {}
-    for name in query:
-        if name in values:
+    for name in query.keys():
+        given = query.getall(name)
+        if len(given) > 1:
             raise RequestError(f"{name[:40]}: given more than once")
-        values[name] = query[name]
+        values[name] = given[0]
     return values
 
 

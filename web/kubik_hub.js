@@ -83,15 +83,22 @@ api.addEventListener("kubik.hub.progress", ({ detail }) => {
     : `${line.dataset.label}: ${done} MB`;
 });
 
+// Warnings (e.g. a token pasted into the URL was hidden) come with the done and error events.
+function warn(detail) {
+  for (const warning of detail.warnings ?? []) toast("warn", "Kubik download", warning);
+}
+
 api.addEventListener("kubik.hub.done", ({ detail }) => {
   finish(detail.job_id);
   const state = detail.status === "already_present" ? "already present" : "downloaded";
   toast("success", `Kubik: ${detail.file_name} ${state}`, `in ${detail.kind}; press R to refresh loaders`);
+  warn(detail);
 });
 
 api.addEventListener("kubik.hub.error", ({ detail }) => {
   finish(detail.job_id);
   toast("error", "Kubik download failed", detail.error);
+  warn(detail);
 });
 
 app.registerExtension({

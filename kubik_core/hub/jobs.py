@@ -96,12 +96,13 @@ class DownloadJobs:
         with self._lock:
             running = sum(1 for job in self._jobs.values() if job["state"] == "running")
             if running >= self.max_running:
-                raise JobPoolFull(f"{running} downloads are already running (at most "
-                                  f"{self.max_running}); wait for one to finish")
+                raise JobPoolFull(f"the download pool is full ({running} running, at most "
+                                  f"{self.max_running}); wait for a download to finish")
             self._jobs[job_id] = {"job_id": job_id, "state": "running", "kind": request.kind,
                                   "source": shown, "done": 0, "total": None,
                                   "warnings": [TOKEN_HINT] if hidden else []}
-        thread = threading.Thread(target=self._run, args=(job_id, request, shown),
+        thread = threading.Thread(target=self._run, args=(job_id, request, shown,
+                                                          [TOKEN_HINT] if hidden else []),
                                   name=f"kubik-hub-{job_id[:8]}", daemon=True)
         thread.start()
         return job_id
@@ -110,7 +111,7 @@ class DownloadJobs:
         if self._notify is not None and client_id is not None:
             self._notify(event, data, client_id)
 
-    def _run(self, job_id: str, request: DownloadRequest, shown: str) -> None:
+    def _run(self, job_id: str, request: DownloadRequest, shown: str, warnings: list) -> None:
         last_sent = [0.0]
 
         def progress(done: int, total: int | None) -> None:
@@ -128,12 +129,13 @@ class DownloadJobs:
             if not isinstance(exc, (HubError, ValueError)):
                 log.warning("hub download job %s failed", job_id, exc_info=True)
             self._set(job_id, state="error", error=message)
-            self._send(ERROR_EVENT, {"job_id": job_id, "error": message}, request.client_id)
+            self._send(ERROR_EVENT, {"job_id": job_id, "error": message, "warnings": warnings},
+                       request.client_id)
             return
         result = public_record(record)
         self._set(job_id, state="done", result=result)
-        self._send(DONE_EVENT, {"job_id": job_id, "kind": request.kind, **result},
-                   request.client_id)
+        self._send(DONE_EVENT, {"job_id": job_id, "kind": request.kind, **result,
+                                "warnings": warnings}, request.client_id)
 
     def _download(self, request: DownloadRequest, progress) -> dict:
         from .service import Hub
@@ -159,13 +161,14 @@ def public_record(record: dict) -> dict:
 
 def describe_error(exc: Exception, shown_source_text: str) -> str:
     """One line for a failed download; errors that do not say what they concern name the source."""
-    from .errors import (FileConflict, HashMismatch, SourceError, UnsafeFilename)
+    from .errors import FileConflict, HashMismatch, SourceError, UnsafeFilename
+    from .netguard import PrivateAddressRefused
 
     message = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, UnsafeFilename):
         return f"file_name: {message}"
-    if isinstance(exc, (HashMismatch, FileConflict, SourceError)):
-        return message
+    if isinstance(exc, (HashMismatch, FileConflict, SourceError, PrivateAddressRefused)):
+        return message   # these name the file or the URL themselves
     if isinstance(exc, ValueError) and message.startswith(("expected_sha256", "kind", "hash")):
         return message
     return f"source {shown_source_text[:200]!r}: {message}"
