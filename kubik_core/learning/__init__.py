@@ -7,16 +7,19 @@
     learned_adjustments(store, "sdxl")           # -> the optimizer's ``learned`` values
     lora_history_scores(store)                   # -> the recommender's ``history`` factor
 
-Modules: store.py (tables, writes, reads), scores.py (Wilson, Bayesian average, Thompson, UCB1),
+Modules: store.py (writes, reads), database.py (connections, schema, errors), validate.py
+(bounds on stored values), scores.py (Wilson, Bayesian average, Thompson, UCB1),
 adjust.py (learned values, LoRA history, preset choice), insights.py and cli.py (``kubik insights``).
 """
-from .adjust import (MIN_CONSISTENT_EDITS, choose_preset, learned_adjustments,
-                     lora_history_scores)
-from .errors import LearningError, StoreCorruptError, UnknownGenerationError
-from .store import STORE_FILE_NAME, GenerationRecord, LearningStore, default_store_location
+from .adjust import (MIN_CONSISTENT_EDITS, choose_from_outcomes, choose_preset,
+                     learned_adjustments, lora_history_scores)
+from .errors import LearningError, StoreCorruptError, StoreReadOnlyError, UnknownGenerationError
+from .store import (STORE_FILE_NAME, GenerationRecord, LearningStore, ParameterEdits,
+                    default_store_location)
 
 __all__ = [
-    "GenerationRecord", "LearningError", "LearningStore", "MIN_CONSISTENT_EDITS", "STORE_FILE_NAME",
-    "StoreCorruptError", "UnknownGenerationError", "choose_preset", "default_store_location",
+    "GenerationRecord", "LearningError", "LearningStore", "MIN_CONSISTENT_EDITS", "ParameterEdits",
+    "STORE_FILE_NAME", "StoreCorruptError", "StoreReadOnlyError", "UnknownGenerationError",
+    "choose_from_outcomes", "choose_preset", "default_store_location",
     "learned_adjustments", "lora_history_scores",
 ]

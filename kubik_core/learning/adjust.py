@@ -72,7 +72,12 @@ def _consistent_run(edits: list[dict]) -> list[dict]:
 def choose_preset(store: LearningStore, family: str, style: str, presets: Sequence[str],
                   method: str = "thompson", rng: random.Random | None = None) -> str:
     """The preset to use next for (family, style), learned from the ratings of past ones."""
-    outcomes = store.preset_outcomes(family, style)
+    return choose_from_outcomes(presets, store.preset_outcomes(family, style), method, rng)
+
+
+def choose_from_outcomes(presets: Sequence[str], outcomes: dict[str, tuple[int, int]],
+                         method: str = "thompson", rng: random.Random | None = None) -> str:
+    """The preset to use next given each one's (good, bad) ratings (none yet: ``{}``)."""
     if method == "ucb1":
         return ucb1_choice(list(presets), outcomes)
     if method != "thompson":

@@ -1,4 +1,4 @@
-"""Errors of the learning store."""
+"""Errors of the learning store. Each message names the store and what fixes the problem."""
 from __future__ import annotations
 
 
@@ -8,6 +8,11 @@ class LearningError(Exception):
 
 class StoreCorruptError(LearningError):
     """The store file exists but is not a readable database. It is left untouched."""
+
+
+class StoreReadOnlyError(LearningError):
+    """Nothing can be written to the store (read-only file, folder, server or database user);
+    reading it still works."""
 
 
 class UnknownGenerationError(LearningError):

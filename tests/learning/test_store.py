@@ -1,21 +1,28 @@
-"""The learning store: writes, reads, bad input, corruption, concurrency, learned values."""
+"""The learning store: writes, reads, bad input, corruption, concurrency, learned values.
+
+Tests taking ``store`` or ``store_location`` run on SQLite and on a real PostgreSQL server
+(kubik_testing.store_backends; the PostgreSQL cases skip without $KUBIK_TEST_POSTGRES_URL).
+"""
 from __future__ import annotations
 
 import multiprocessing
 import random
 
 import pytest
+from sqlalchemy import event
 
 from kubik_core.learning import (GenerationRecord, LearningError, LearningStore, StoreCorruptError,
                                  UnknownGenerationError, choose_preset, learned_adjustments,
                                  lora_history_scores)
 from kubik_core.learning.scores import (bayesian_average, thompson_choice, ucb1_choice,
                                         wilson_lower_bound)
+from kubik_testing.store_backends import (drop_connection, first_use, server_writes,
+                                          store_location)  # noqa: F401 (a fixture)
 
 
 @pytest.fixture
-def store(tmp_path):
-    return LearningStore(tmp_path / "learning.sqlite3")
+def store(store_location):
+    return LearningStore(store_location)
 
 
 def _generation(store, loras=(), **fields):
@@ -23,7 +30,8 @@ def _generation(store, loras=(), **fields):
     return store.record_generation(GenerationRecord(prompt="a castle", loras=list(loras), **fields))
 
 
-def test_sqlite_store_uses_wal(store):
+def test_sqlite_store_uses_wal(tmp_path):
+    store = LearningStore(tmp_path / "learning.sqlite3")
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 
@@ -78,27 +86,90 @@ def test_corrupt_store_is_reported_and_left_untouched(tmp_path, content):
     assert path.read_bytes() == content
 
 
-def _write_rows(path: str, worker: int, rows: int) -> None:
-    store = LearningStore(path)
-    gen = store.record_generation(GenerationRecord(prompt=f"worker {worker}", family="sdxl"))
-    for i in range(rows):
-        store.record_feedback(gen, 1 + (i % 5), comment=f"{worker}:{i}")
-
-
-@pytest.mark.slow  # ~30 s on 2 shared cores: 8,000 separate write transactions under lock contention
-def test_eight_processes_writing_a_thousand_rows_each_lose_none(tmp_path):
-    path = str(tmp_path / "shared.sqlite3")
-    LearningStore(path)   # create the schema once, as a running server would have
+def _processes(target, args_list):
+    """Run ``target`` in one new process per argument tuple (each opens its own engine)."""
     ctx = multiprocessing.get_context("fork")
-    workers = [ctx.Process(target=_write_rows, args=(path, w, 1000)) for w in range(8)]
-    for p in workers:
-        p.start()
-    for p in workers:
-        p.join(timeout=240)
-    assert [p.exitcode for p in workers] == [0] * 8
-    store = LearningStore(path)
+    processes = [ctx.Process(target=target, args=args) for args in args_list]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=240)
+    return [process.exitcode for process in processes]
+
+
+@pytest.mark.slow  # ~10 s per back end on 2 shared cores: 8,000 separate write transactions
+@pytest.mark.timeout(300)
+def test_two_servers_with_four_writers_each_lose_no_rating(store_location):
+    LearningStore(store_location)   # the schema exists, as a running server would have made it
+    assert _processes(server_writes, [(store_location, s, 4, 1000) for s in range(2)]) == [0, 0]
+    store = LearningStore(store_location)
     comments = {row["comment"] for row in store.rows("feedback", limit=20_000)}
     assert store.count("feedback") == 8000 and len(comments) == 8000
+    assert comments == {f"{s}:{w}:{i}" for s in range(2) for w in range(4) for i in range(1000)}
+
+
+@pytest.mark.timeout(120)
+def test_servers_starting_together_on_a_new_store_create_its_schema_once(store_location):
+    ctx = multiprocessing.get_context("fork")
+    start = ctx.Event()
+    processes = [ctx.Process(target=first_use, args=(store_location, start, s)) for s in range(4)]
+    for process in processes:
+        process.start()
+    start.set()          # all four open the store that does not exist yet at the same moment
+    for process in processes:
+        process.join(timeout=100)
+    assert [p.exitcode for p in processes] == [0] * 4
+    store = LearningStore(store_location)
+    assert sorted(r["prompt"] for r in store.rows("generations")) == [f"server {s}" for s in range(4)]
+
+
+def _drop_before(store, statement: str, times: int) -> list[int]:
+    """Drop the store's connection just before it sends ``statement``, ``times`` times."""
+    dropped = [0]
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def _drop(conn, _cursor, sql, _params, _context, _executemany):
+        if sql.lstrip().upper().startswith(statement) and dropped[0] < times:
+            dropped[0] += 1
+            drop_connection(conn)
+
+    return dropped
+
+
+def test_a_connection_dropped_mid_transaction_is_retried_on_a_new_one(store):
+    dropped = _drop_before(store, "INSERT INTO GENERATION_LORAS", times=1)
+    gen = _generation(store, loras=[{"name": "a.safetensors"}, {"name": "b.safetensors"}])
+    assert dropped == [1]
+    assert [r["id"] for r in store.rows("generations")] == [gen]     # once, not twice
+    assert sorted(r["lora"] for r in store.rows("generation_loras")) == ["a.safetensors", "b.safetensors"]
+
+
+def test_a_connection_that_keeps_dropping_is_reported_and_nothing_is_half_written(store):
+    before = _generation(store)
+    dropped = _drop_before(store, "INSERT INTO GENERATION_LORAS", times=10)
+    with pytest.raises(LearningError, match=r"^the connection to the learning store .* was lost 3 times, "
+                       r"so nothing was recorded \(unfinished work is rolled back: nothing was "
+                       r"half-written\)\. Check the server and the network, then try again\.$"):
+        _generation(store, loras=[{"name": "a.safetensors"}])
+    assert dropped == [3]
+    assert [r["id"] for r in store.rows("generations")] == [before]   # the generation row rolled back
+    assert store.count("generation_loras") == 0
+
+
+def test_a_connection_dropped_while_committing_is_reported_not_repeated(store):
+    gen = _generation(store)
+    dropped = [0]
+
+    @event.listens_for(store.engine, "commit")
+    def _drop(conn):
+        if not dropped[0]:
+            dropped[0] += 1
+            drop_connection(conn)
+
+    with pytest.raises(LearningError, match=r"was lost while committing, so the record may or may not "
+                       r"have been saved: check with `kubik insights` before recording it again$"):
+        store.record_feedback(gen, 4)
+    assert dropped == [1] and store.count("feedback") in (0, 1)   # all of it or nothing, never run twice
 
 
 def test_scores():
