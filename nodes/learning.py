@@ -3,6 +3,11 @@ Kubik Preset Picker (chooses the optimizer's priority from past ratings).
 
 The store is <ComfyUI user directory>/kubik/learning.sqlite3 (SQLite, WAL) unless
 $KUBIK_LEARNING_URL names another file or a SQLAlchemy URL (PostgreSQL, shared by servers).
+A store problem is one clear line naming the store and the fix; a read-only store still feeds
+the Preset Picker, the optimizer's learned values and the LoRA recommender.
+
+With ComfyUI's --disable-metadata, Kubik Save Image writes no PNG text at all (no workflow, no
+A1111 'parameters', no 'kubik' analysis), as ComfyUI's Save Image writes none then.
 
 Rating an image: queue the workflow, look at the image, set the rating on Kubik Feedback and
 queue again. ComfyUI re-runs only what changed, so the cached generation keeps its id and only
@@ -16,8 +21,8 @@ import numpy as np
 
 from . import comfy_bridge as bridge
 from ..kubik_core import __version__
-from ..kubik_core.learning import (GenerationRecord, LearningError, LearningStore, UnknownGenerationError,
-                                  default_store_location)
+from ..kubik_core.learning import (GenerationRecord, LearningError, LearningStore, ParameterEdits,
+                                  UnknownGenerationError, default_store_location)
 from ..kubik_core.learning.pnginfo import a1111_parameters, graph_seed_and_model, png_text_chunks
 from ..kubik_core.learning.store import STORE_FILE_NAME, to_url
 from ..kubik_core.params import FAMILY_IDS, PRIORITIES
@@ -142,12 +147,11 @@ class KubikSaveImage:
                  "loras": loras, "explanation": explanation}
         height, width = int(images.shape[1]), int(images.shape[2])
         folder, filename, counter, subfolder, _prefix = bridge.save_image_path(filename_prefix, width, height)
-        chunks = png_text_chunks(None if bridge.metadata_disabled() else prompt,
-                                 None if bridge.metadata_disabled() else extra_pnginfo, parameters, kubik)
+        chunks = [] if bridge.metadata_disabled() else png_text_chunks(prompt, extra_pnginfo, parameters, kubik)
         results, paths = [], []
         for batch_number, image in enumerate(images):
             pixels = np.clip(255.0 * image.cpu().numpy(), 0, 255).astype(np.uint8)
-            info = PngInfo()
+            info = PngInfo() if chunks else None
             for key, text in chunks:
                 info.add_text(key, text)
             name = f"{filename.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
@@ -171,19 +175,18 @@ class KubikSaveImage:
 
     @staticmethod
     def _record(paths, positive, negative, plan, analysis, model_name, seed, kubik, loras) -> list[str]:
-        store = open_store()
+        """One generation per image and the user's edits of the plan, in one transaction."""
         rows = [{k: item[k] for k in ("name", "sha256", "strength_model", "strength_clip", "suggested")}
                 for item in loras]
-        ids = [store.record_generation(GenerationRecord(
+        records = [GenerationRecord(
             prompt=positive, negative=negative, family=_field(plan, "family", "") or "",
             style=_field(analysis, "style", "") or "", content_type=_field(analysis, "content_type", "") or "",
             model=model_name or "", seed=seed, preset=_field(plan, "priority", "") or "", image_path=path,
-            analysis=kubik["analysis"] or {}, params=kubik["plan"] or {}, loras=rows)) for path in paths]
-        if plan is not None and _field(plan, "overrides"):
-            store.record_edits(_field(plan, "family", ""), _field(analysis, "style", "") or "",
-                               _field(plan, "suggested", {}) or {}, _field(plan, "overrides", {}) or {},
-                               generation_id=ids[0])
-        return ids
+            analysis=kubik["analysis"] or {}, params=kubik["plan"] or {}, loras=rows) for path in paths]
+        edits = ParameterEdits(_field(plan, "family", ""), _field(analysis, "style", "") or "",
+                               _field(plan, "suggested", {}) or {}, _field(plan, "overrides", {}) or {}) \
+            if plan is not None and _field(plan, "overrides") else None
+        return open_store().record_generations(records, edits)
 
 
 class KubikFeedback:
@@ -226,12 +229,12 @@ class KubikFeedback:
             return {"ui": {"text": [text]}, "result": (text,)}
         try:
             open_store().record_feedback(generation_id, rating, quality or None, accuracy or None,
-                                         aesthetic or None, tags=tags.split(","), comment=comment,
+                                         aesthetic or None, tags=tags, comment=comment,
                                          saved=saved, shared=shared, regenerated=regenerated)
         except UnknownGenerationError as exc:
             raise ValueError(f"generation_id: {exc}") from exc
         except LearningError as exc:
-            raise ValueError(f"rating: {exc}") from exc
+            raise ValueError(str(exc)) from exc   # names the field at fault, or the store and the fix
         text = f"recorded {rating}/5 for generation {generation_id[:8]}"
         return {"ui": {"text": [text]}, "result": (text,)}
 
@@ -268,16 +271,17 @@ class KubikPresetPicker:
     def pick(self, family, method, seed, analysis=None):
         import random
 
-        from ..kubik_core.learning import choose_preset
+        from ..kubik_core.learning import choose_from_outcomes
 
         style = _field(analysis, "style", "") or ""
         style = "" if style == "unknown" else style
-        try:
-            store = open_store()
-            choice = choose_preset(store, family, style, self.PRESETS, method=method, rng=random.Random(seed))
-            outcomes = store.preset_outcomes(family, style)
+        try:   # reading only: no store yet means no ratings yet, and a read-only store works
+            store = existing_store()
+            outcomes = store.preset_outcomes(family, style) if store is not None else {}
         except LearningError as exc:
-            raise ValueError(f"learning store: {exc}") from exc
+            raise ValueError(f"{exc} (Kubik Preset Picker reads its ratings; pick the priority by "
+                             "hand meanwhile)") from exc
+        choice = choose_from_outcomes(self.PRESETS, outcomes, method=method, rng=random.Random(seed))
         counts = ", ".join(f"{p} {outcomes.get(p, (0, 0))[0]} good / {outcomes.get(p, (0, 0))[1]} bad"
                            for p in self.PRESETS)
         summary = f"{choice} for {family}{f' ({style})' if style else ''} by {method}: {counts}"

@@ -3,6 +3,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import subprocess
+import sys
+import textwrap
+import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +16,10 @@ from PIL import Image
 
 from kubik_core.cli import main
 from kubik_core.learning import LearningStore
+from kubik_testing.store_backends import file_permissions_apply
+
+COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
+TESTS = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -184,3 +194,107 @@ def test_a_broken_store_never_loses_the_image(pack, run_node, env):
         _save(run_node, pack)
     assert (env / "output" / "kubik" / "test_00001_.png").exists()
     assert (env / "learning.sqlite3").read_bytes() == b"garbage" * 50
+
+
+# ---------------------------------------------------------------- --disable-metadata
+def test_disable_metadata_leaves_no_text_in_the_png_but_still_records(pack, run_node, env, monkeypatch):
+    # ComfyUI's parsed command line, as comfy.cli_args holds it in a server started with
+    # --disable-metadata (the real module is exercised by the next test, in a child process).
+    monkeypatch.setitem(sys.modules, "comfy.cli_args",
+                        types.SimpleNamespace(args=types.SimpleNamespace(disable_metadata=True)))
+    result, _, _ = _save(run_node, pack)
+    for image in result["ui"]["images"]:
+        png = Image.open(env / "output" / "kubik" / image["filename"])
+        assert png.text == {} and png.size == (48, 64)   # no workflow, prompt, parameters or kubik
+    assert LearningStore(env / "learning.sqlite3").count("generations") == 2
+
+
+_COMFY_CHILD = textwrap.dedent('''
+    import json, sys
+    from pathlib import Path
+    comfy_dir, tests_dir, out, flags = sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4:]
+    sys.path[:0] = [comfy_dir, tests_dir]
+    sys.argv = ["main.py", *flags]
+    import comfy.options
+    comfy.options.enable_args_parsing()       # as ComfyUI's main.py does: parse sys.argv
+    import comfy.cli_args, folder_paths, torch
+    folder_paths.set_output_directory(str(out / "output"))
+    from kubik_testing.pack import load_pack
+    from PIL import Image
+    save = load_pack(out / "custom_nodes").NODE_CLASS_MAPPINGS["KubikSaveImage"]()
+    graph = {"3": {"class_type": "KSampler", "inputs": {"seed": 5}}}
+    image = save.save(torch.rand(1, 8, 8, 3), "kubik/meta", False, prompt=graph,
+                      extra_pnginfo={"workflow": {"nodes": []}})["ui"]["images"][0]
+    png = Image.open(out / "output" / image["subfolder"] / image["filename"])
+    print("KUBIK-RESULT " + json.dumps(sorted(png.text)))
+''')
+
+
+@pytest.mark.parametrize("flags, chunks", [([], ["kubik", "parameters", "prompt", "workflow"]),
+                                           (["--disable-metadata"], [])])
+@pytest.mark.timeout(300)
+def test_comfyui_command_line_decides_the_png_text(tmp_path, flags, chunks):
+    if not COMFYUI_DIR or not (Path(COMFYUI_DIR) / "comfy" / "cli_args.py").exists():
+        pytest.skip("set COMFYUI_DIR to a ComfyUI checkout to check --disable-metadata with its own "
+                    "command-line parser")
+    proc = subprocess.run([sys.executable, "-c", _COMFY_CHILD, COMFYUI_DIR, str(TESTS), str(tmp_path), *flags],
+                          capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "KUBIK_LEARNING_URL": str(tmp_path / "unused.sqlite3")})
+    line = next((l for l in proc.stdout.splitlines() if l.startswith("KUBIK-RESULT ")), None)
+    assert line is not None, proc.stderr[-3000:]
+    assert json.loads(line[len("KUBIK-RESULT "):]) == chunks
+
+
+# ---------------------------------------------------------------- a store the nodes cannot write
+def test_a_read_only_store_still_feeds_the_nodes_and_insights(pack, run_node, env, capsys):
+    from kubik_core.learning import GenerationRecord
+
+    path = env / "learning.sqlite3"
+    store = LearningStore(path)      # written before this server starts; read-only when it does
+    for preset in ("balanced", "balanced"):
+        gen_id = store.record_generation(GenerationRecord(prompt="x", family="sdxl", preset=preset))
+        store.record_feedback(gen_id, 5)
+    before = store.rows("feedback")
+    path.chmod(0o444)
+    try:
+        with file_permissions_apply():
+            choice, summary = run_node("KubikPresetPicker", family="sdxl", method="ucb1", seed=0)
+            assert choice == "quality" and "balanced 2 good / 0 bad" in summary
+            with pytest.raises(ValueError) as caught:
+                run_node("KubikFeedback", generation_id=gen_id, rating=4, quality=0, accuracy=0, aesthetic=0,
+                         tags="", comment="", saved=False, shared=False, regenerated=False)
+            assert str(caught.value) == (
+                f"learning store {path}: the file is read-only, so nothing can be recorded (reading "
+                "still works). To record, make it writable, or point KUBIK_LEARNING_URL at a store in "
+                "a writable place.")
+            assert main(["insights", "--store", str(path), "--json"]) == 0
+            assert json.loads(capsys.readouterr().out)["feedback"] == 2
+    finally:
+        path.chmod(0o644)
+    assert LearningStore(path).rows("feedback") == before
+
+
+def test_hostile_feedback_through_the_node_is_one_clear_line(pack, run_node, env):
+    (result, _, _) = _save(run_node, pack)
+    rate = lambda **kw: run_node("KubikFeedback", **{**dict(
+        generation_id=result["result"][0], rating=4, quality=0, accuracy=0, aesthetic=0, tags="",
+        comment="", saved=False, shared=False, regenerated=False), **kw})
+    with pytest.raises(ValueError) as caught:
+        rate(comment="n" * 50_000)
+    assert str(caught.value) == "comment has 50,000 characters; the learning store keeps at most 10,000: shorten it"
+    with pytest.raises(ValueError) as caught:
+        rate(rating=7)
+    assert str(caught.value) == "rating must be a whole number from 1 to 5, got 7"
+    assert LearningStore(env / "learning.sqlite3").count("feedback") == 0
+
+
+def test_a_batch_that_cannot_be_recorded_records_nothing_and_keeps_the_images(pack, run_node, env):
+    with pytest.raises(ValueError) as caught:
+        _save(run_node, pack, seed=2 ** 64)
+    assert str(caught.value) == (
+        "record: the images were saved (test_00001_.png, test_00002_.png) but not recorded: seed must be "
+        "a whole number from -9223372036854775808 to 18446744073709551615, got 18446744073709551616. "
+        "Turn 'record' off to save without the learning store.")
+    assert (env / "output" / "kubik" / "test_00002_.png").exists()
+    store = LearningStore(env / "learning.sqlite3")
+    assert store.count("generations") == 0 and store.count("edits") == 0
