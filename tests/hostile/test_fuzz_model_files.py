@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kubik_core.common.bounded_json import _STRING, outside_strings
 from kubik_core.loras.entry import MAX_TRIGGERS, LoraEntry, read_entry
 from kubik_core.loras.errors import LoraFileError, LoraStackError
 from kubik_core.loras.safetensors_header import MAX_DIMENSIONS, read_header
@@ -102,6 +103,13 @@ def _check_header(path):
         assert isinstance(name, str) and isinstance(dtype, str)
         assert len(shape) <= MAX_DIMENSIONS and all(type(d) is int and d >= 0 for d in shape)
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in header.metadata.items())
+
+
+@FUZZ
+@given(text=st.text(alphabet='"\\[]{}a', max_size=60))
+def test_fuzz_string_removal_of_the_depth_count_matches_the_regex(text):
+    """bounded_json counts depth outside strings in linear time; its result is the regex's."""
+    assert outside_strings(text) == _STRING.sub("", text)
 
 
 # ----------------------------------------------------------------------------- LoRA metadata
