@@ -14,14 +14,15 @@ CATEGORY = "KubikAI/hub"
 
 def _input_error(exc: Exception, source: str, kind: str, folder: str) -> Exception:
     """Re-word a hub error as one line naming the node input at fault, without server paths."""
-    from ..kubik_core.hub.errors import FileConflict, HashMismatch
+    from ..kubik_core.hub.errors import UnsafeFilename
     from ..kubik_core.hub.jobs import describe_error, scrub_paths
+    from ..kubik_core.hub.netguard import PrivateAddressRefused
     from ..kubik_core.hub.sources import shown_source
 
     message = scrub_paths(describe_error(exc, shown_source(source)[0]), folder, kind)
-    if isinstance(exc, (HashMismatch, FileConflict)) or not isinstance(exc, ValueError):
-        return RuntimeError(message)
-    return ValueError(message)
+    if isinstance(exc, (ValueError, UnsafeFilename, PrivateAddressRefused)):
+        return ValueError(message)     # an input is at fault
+    return RuntimeError(message)       # the hub, the network or the folder
 
 
 def _percent_progress(bar):

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 from .errors import HubError
 from .sources import TOKEN_HINT, shown_source
@@ -64,23 +64,17 @@ def scrub_paths(message: str, folder: str, kind: str) -> str:
 class DownloadJobs:
     """Background downloads with a readable state per job (the last ``keep`` finished kept)."""
 
-    def __init__(self, notify: Notify | None = None, *, max_running: int = 3, keep: int = 50,
-                 hub_factory: Callable[[], Any] | None = None):
+    def __init__(self, notify: Notify | None = None, *, max_running: int = 3, keep: int = 50):
         self._notify = notify
         self._jobs: OrderedDict[str, dict] = OrderedDict()
         self._lock = threading.Lock()
         self.max_running = max_running
         self._keep = keep
-        self._hub_factory = hub_factory
 
     def get(self, job_id: str) -> dict | None:
         with self._lock:
             job = self._jobs.get(job_id)
             return dict(job) if job else None
-
-    def running(self) -> int:
-        with self._lock:
-            return sum(1 for job in self._jobs.values() if job["state"] == "running")
 
     def _set(self, job_id: str, **values) -> None:
         with self._lock:
@@ -140,15 +134,11 @@ class DownloadJobs:
     def _download(self, request: DownloadRequest, progress) -> dict:
         from .service import Hub
 
-        factory = self._hub_factory or Hub
-        hub = factory()
-        try:
+        with Hub() as hub:   # configured from the environment when the job starts
             return hub.download(request.source, request.folder,
                                 expected_sha256=request.expected_sha256,
                                 filename=request.file_name, kind=request.kind,
                                 allowed_extensions=request.extensions, progress=progress)
-        finally:
-            hub.session.close()
 
 
 def public_record(record: dict) -> dict:

@@ -58,6 +58,21 @@ def test_node_errors_name_the_input(run_node, hub_env, comfy_folders, inputs, me
     assert not (comfy_folders / "loras").exists() or not list((comfy_folders / "loras").iterdir())
 
 
+@pytest.mark.parametrize("kind, file_name, message", [
+    ("custom_nodes", "", r"^kind: 'custom_nodes' is not a model folder$"),
+    ("configs", "", r"^kind: 'configs' is not a model folder$"),
+    ("loras", "evil.py", r"^file_name: file name 'evil\.py': this model folder takes only \.bin, "
+                         r"\.ckpt, \.pt, \.pt2, \.pth, \.safetensors, \.sft files"),
+])
+def test_node_never_writes_code_or_outside_model_folders(run_node, hub_env, comfy_folders, kind,
+                                                         file_name, message):
+    with pytest.raises(ValueError, match=message):
+        run_node("KubikModelDownload", kind=kind, source="civitai:456", file_name=file_name)
+    root = comfy_folders.parent
+    assert not (root / "custom_nodes").exists() and not (comfy_folders / "loras").exists()
+    assert not [s for s in hub_env.seen if "download" in s.path]
+
+
 @pytest.fixture
 def comfy_server(monkeypatch):
     """A stand-in for ComfyUI's ``server`` module: PromptServer.instance with routes and send_sync."""
