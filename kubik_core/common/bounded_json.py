@@ -30,10 +30,16 @@ def outside_strings(text: str) -> str:
     """``text`` without its JSON strings: what ``_STRING.sub("", text)`` gives, in linear time.
 
     re.sub tries the pattern again at every later quote once a string is left unterminated,
-    which is quadratic (``'"' + '\\"' * n`` takes minutes at n = 100,000). A quote whose string
-    never closes leaves every later quote escaped inside it, so no later string can close
-    either: the rest of the text is kept as it is, as re.sub would keep it.
+    which is quadratic (``'"' + '\\"' * n`` takes minutes at n = 100,000). A sentinel that
+    closes any open string (a character, so that a trailing backslash escapes it, then a
+    quote) keeps re.sub's single fast pass: when the sentinel's quote survives, no string was
+    left open and the result is re.sub's. Otherwise (invalid JSON), the strings are removed up
+    to the open one and the rest is kept as it is, as re.sub keeps it: that quote's string
+    never closes, so every later quote is escaped inside it and no later string closes either.
     """
+    closed = _STRING.sub("", text + '\x00"')
+    if closed.endswith('"'):
+        return closed[:-2]
     parts, pos = [], 0
     while (start := text.find('"', pos)) >= 0:
         match = _STRING.match(text, start)
