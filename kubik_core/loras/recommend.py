@@ -45,6 +45,7 @@ MIN_RELEVANCE = 0.25
 CLASH_SLACK = 10               # candidates looked at beyond the limit, for those skipped by a style clash
 EMBED_CANDIDATES = 64          # candidates re-ranked with embeddings (best by the other factors)
 NEUTRAL_HISTORY = 0.5
+UNREADABLE_SHOWN = 3           # unreadable files named in the notes (the scan lists them all)
 POPULARITY_PRIOR_VOTES = 20.0
 # Styles that blend; styles from different groups clash when stacked.
 STYLE_GROUPS = {
@@ -138,7 +139,7 @@ class LoraIndex:
     def __init__(self, library: LoraLibrary | Iterable[LoraEntry]):
         entries = library.sorted_entries() if isinstance(library, LoraLibrary) else list(library)
         self.entries = [e for e in entries if e.readable]
-        self.unreadable = len(entries) - len(self.entries)
+        self.unreadable = [e.name for e in entries if not e.readable]  # named in the notes
         self.position = {e.name: i for i, e in enumerate(self.entries)}
         self.documents = [document_text(e) for e in self.entries]
         self.bm25 = BM25Index(tokens(d) for d in self.documents)
@@ -209,6 +210,11 @@ def recommend(index: LoraIndex, analysis: Any, family: str | None = None, max_lo
     if limit < max_loras:
         rec.notes.append(f"priority {priority} keeps at most {limit} LoRAs")
     group, family_id = _family_group(family, rec)
+    if index.unreadable:
+        shown = ", ".join(index.unreadable[:UNREADABLE_SHOWN])
+        more = f" and {len(index.unreadable) - UNREADABLE_SHOWN} more" if len(index.unreadable) > UNREADABLE_SHOWN else ""
+        rec.notes.append(f"left out {len(index.unreadable)} LoRA file(s) that cannot be read: {shown}{more} "
+                         "(`kubik loras scan <loras folder>` lists why)")
     if not len(index):
         return rec
     codes, compat, compat_notes = index.filters(group, family_id, tuple(_patterns(blocklist)),

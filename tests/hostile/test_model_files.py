@@ -449,9 +449,12 @@ def test_a_library_of_the_whole_corpus_scans_lists_every_problem_and_recommends(
     assert {e.name: e.problems for e in library.entries.values()} == expected
     assert library.problems == []
     index = LoraIndex(library)
-    assert index.unreadable == len(BROKEN)
+    unreadable = sorted((f"bad/{case}.safetensors" for case, _p, _r in BROKEN), key=str.lower)
+    assert index.unreadable == unreadable
     rec = recommend(index, analyze_prompt("analog film photo of a street"), family="sdxl", max_loras=2)
     assert rec.picks[0].name == "good/film_photo_xl.safetensors"
+    assert rec.notes == [f"left out {len(BROKEN)} LoRA file(s) that cannot be read: {', '.join(unreadable[:3])} "
+                         f"and {len(BROKEN) - 3} more (`kubik loras scan <loras folder>` lists why)"]
     rec = recommend(index, analyze_prompt("a gothic castle with towers"), family="sdxl")
     assert "good/castle_detail_xl.safetensors" in [c.name for c in rec.picks]
     for pick in rec.picks:
@@ -571,6 +574,8 @@ def test_recommender_node_over_the_corpus_with_a_crafted_checkpoint(pack, run_no
     assert ("- note: model: could not read the metadata of checkpoint SDXL/crafted.safetensors (unreadable "
             "header: JSON is nested 1002 levels deep (limit 64)); the family is detected from its name only"
             ) in reasons.splitlines()
+    assert f"- note: left out {len(BROKEN)} LoRA file(s) that cannot be read: bad/absurd_shape.safetensors, " \
+           "bad/dtype_not_text.safetensors, bad/empty.safetensors and" in reasons
     assert str(tmp_path) not in reasons
 
 
