@@ -737,3 +737,81 @@ def test_kubik_params_with_a_crafted_checkpoint_is_one_line_and_exit_2(tmp_path,
     assert main(["params", "a cat", "--family", "auto", "--checkpoint", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.strip().splitlines() == [f"kubik params: error: checkpoint {path}: {reason}"]
+
+
+# ----------------------------------------------------------------------------- a real ComfyUI server
+COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
+needs_comfyui = pytest.mark.skipif(not COMFYUI_DIR or not (Path(COMFYUI_DIR) / "main.py").exists(),
+                                   reason="COMFYUI_DIR is not set to a ComfyUI checkout")
+
+
+@pytest.fixture(scope="module")
+def comfy(tmp_path_factory):
+    """A real ComfyUI server whose loras folder holds the whole corpus and the good LoRAs."""
+    from kubik_testing.comfy_server import ComfyServer
+    from kubik_testing.pack import REPO
+
+    workdir = tmp_path_factory.mktemp("comfyui")
+    server = ComfyServer(Path(COMFYUI_DIR), REPO, workdir)
+    outside = workdir / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("root password")
+    (outside / "secret.json").write_text('{"trainedWords": ["secret"]}')
+    (server.models_dir / "loras").mkdir(parents=True)
+    write_corpus(server.models_dir / "loras", outside)
+    server.start()
+    yield server
+    server.stop()
+
+
+def _defaults(cls, **overrides) -> dict:
+    """A freshly added node's widget values, some replaced."""
+    values = {}
+    for category in ("required", "optional"):
+        for name, spec in cls.INPUT_TYPES().get(category, {}).items():
+            options = spec[1] if len(spec) > 1 else {}
+            if "default" in options:
+                values[name] = options["default"]
+    return {**values, **overrides}
+
+
+def _execution_error(entry) -> str:
+    assert entry["status"]["status_str"] == "error"
+    error = next(m[1] for m in entry["status"]["messages"] if m[0] == "execution_error")
+    return error["exception_message"].strip()  # ComfyUI ends it with a newline
+
+
+@needs_comfyui
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_in_comfyui_the_recommender_scans_the_corpus_and_names_unreadable_files(comfy, node_classes):
+    workflow = {
+        "1": {"class_type": "KubikPromptAnalyzer", "inputs": _defaults(
+            node_classes["KubikPromptAnalyzer"], prompt="analog film photo of a street")},
+        "2": {"class_type": "KubikLoraRecommender", "inputs": _defaults(
+            node_classes["KubikLoraRecommender"], analysis=["1", 0], family="sdxl")},
+        "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 2]}},
+    }
+    entry = comfy.queue(workflow)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    reasons = entry["outputs"]["3"]["text"][0]
+    assert reasons.startswith("- good/film_photo_xl.safetensors at 0.")
+    assert f"- note: left out {len(BROKEN)} LoRA file(s) that cannot be read: bad/absurd_shape.safetensors" in reasons
+    assert str(comfy.models_dir) not in reasons
+
+
+@needs_comfyui
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_in_comfyui_a_hostile_stack_and_a_nan_strength_are_clear_errors(comfy, node_classes):
+    """ComfyUI passes a dict given for a KUBIK_LORA_STACK input through unchecked, and NaN passes
+    its min/max check: both reach the node, which names the input."""
+    hostile = {"1": {"class_type": "KubikExplain", "inputs": {
+        "verbosity": "standard", "lora_stack": {"items": [{"name": "../../user/secret.safetensors"}]}}}}
+    assert _execution_error(comfy.queue(hostile)).startswith(
+        "lora_stack: item 1: LoRA name '../../user/secret.safetensors' leaves the loras folder")
+    nan = {"1": {"class_type": "KubikLoraStack", "inputs": _defaults(
+               node_classes["KubikLoraStack"], lora_1="good/castle_detail_xl.safetensors", lora_2="None",
+               lora_3="None", strength_model_1=float("nan"))},
+           "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 1]}}}
+    assert _execution_error(comfy.queue(nan)) == "strength_model_1 should be a number from -10 to 10, found nan"
