@@ -200,9 +200,9 @@ class HubSession:
                 return response
             response.close()
             current = urljoin(response.url or current, location)
-            if urlsplit(current).scheme not in ("http", "https"):
-                raise HubError(f"{public_url(url)}: redirected to a {urlsplit(current).scheme}: "
-                               "address, which the hub does not follow")
+            if not _followable(current):
+                raise HubError(f"{public_url(url)}: redirected to something that is not an "
+                               "http(s) address with a host, which the hub does not follow")
             if response.status_code == 303:
                 method = "GET"
         raise HubError(f"{public_url(url)}: more than {MAX_REDIRECTS} redirects; the link is "
@@ -296,6 +296,16 @@ class HubSession:
         for adapter in adapters:
             adapter.close()
         self._session.close()
+
+
+def _followable(url: str) -> bool:
+    """True for an http(s) URL with a host name and a valid port."""
+    try:
+        parts = urlsplit(url)
+        parts.port   # raises ValueError when out of range
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _describe_network_error(exc: Exception) -> str:

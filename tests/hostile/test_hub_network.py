@@ -21,7 +21,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1] / "hub"))
 from hub_stand_ins import StandIn, sha256_hex  # noqa: E402
 
 from kubik_core.hub.config import HubConfig, Secret  # noqa: E402
-from kubik_core.hub.errors import HubAuthError, HubNotFound, HubUnavailable  # noqa: E402
+from kubik_core.hub.errors import HubAuthError, HubError, HubNotFound, HubUnavailable  # noqa: E402
 from kubik_core.hub.http import HostBearer, HubSession  # noqa: E402
 from kubik_core.hub.netguard import (ALLOW_PRIVATE_ENV, AddressPolicy,  # noqa: E402
                                      PrivateAddressRefused, system_resolver)
@@ -333,3 +333,23 @@ def test_no_token_reaches_files_or_messages_when_refused(server, tmp_path):
         make_hub().download(url, tmp_path)
     assert TOKEN not in str(info.value)
     assert json.dumps(files_in(tmp_path)).find(TOKEN) == -1
+
+
+@pytest.mark.parametrize("location", ["file:///etc/passwd", "http://h.example:99999/x",
+                                      "gopher://h.example/x"])
+def test_a_redirect_to_something_unfollowable_is_a_clear_error(server, tmp_path, location):
+    server.redirects["/files/moved.safetensors"] = location
+    url = f"{server.base}/files/moved.safetensors"
+    with pytest.raises(HubError) as info:
+        make_hub(AddressPolicy(allow_all_private=True)).download(url, tmp_path)
+    assert str(info.value) == (f"{url}: redirected to something that is not an http(s) address "
+                               "with a host, which the hub does not follow")
+
+
+def test_a_redirect_loop_ends(server, tmp_path):
+    server.redirects["/files/loop.safetensors"] = "/files/loop.safetensors"
+    url = f"{server.base}/files/loop.safetensors"
+    with pytest.raises(HubError) as info:
+        make_hub(AddressPolicy(allow_all_private=True)).download(url, tmp_path)
+    assert str(info.value) == f"{url}: more than 10 redirects; the link is broken or loops"
+    assert len(server.seen) == 11
