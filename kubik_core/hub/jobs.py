@@ -54,7 +54,8 @@ def scrub_paths(message: str, folder: str, kind: str) -> str:
     """``message`` with the target folder shown as ``<kind> folder`` and the home folder as ``~``:
     a web client learns nothing of the server's file system."""
     for path in sorted({os.path.realpath(folder), os.path.abspath(folder)}, key=len, reverse=True):
-        message = message.replace(path, f"the {kind} folder")
+        if len(path) > 1:
+            message = message.replace(path, f"the {kind} folder")
     home = os.path.expanduser("~")
     if len(home) > 1:
         message = message.replace(home, "~")
