@@ -13,7 +13,9 @@ from pathlib import Path
 from . import comfy_bridge as bridge
 from ..kubik_core.loras import (DEFAULT_WEIGHTS, NSFW_LEVELS, PRIORITIES, LoraIndex, LoraStack,
                                 StackItem, default_cache_path, rebalance, recommend, scan_library)
-from ..kubik_core.loras.errors import LoraStackError
+from ..kubik_core.loras.entry import SAFETENSORS_EXTENSIONS
+from ..kubik_core.loras.errors import LoraFileError, LoraStackError
+from ..kubik_core.loras.safetensors_header import read_header
 from ..kubik_core.loras.stack import check_lora_name, check_strength, stack_from_input
 from ..kubik_core.params import FAMILY_IDS, detect_family
 
@@ -219,10 +221,15 @@ class KubikApplyLoraStack:
             if path is None:
                 raise ValueError(f"lora_stack: LoRA {item.name[:200]!r} is not in ComfyUI's loras folders; "
                                  "rescan by re-running the recommender, or remove it from the stack")
+            _check_lora_file(path, item.name)
             try:
                 model, clip = bridge.apply_lora(model, clip, path, item.strength_model, item.strength_clip)
-            except RuntimeError as exc:
-                raise RuntimeError(f"lora_stack: {exc}") from exc
+            except RuntimeError as exc:  # outside ComfyUI, or ComfyUI's loader refused the file
+                raise RuntimeError(f"lora_stack: {_first_line(exc, path, item.name)}") from None
+            except Exception as exc:  # noqa: BLE001 - ComfyUI's loader raises several types for bad files
+                raise ValueError(f"lora_stack: LoRA {item.name} cannot be loaded "
+                                 f"({_first_line(exc, path, item.name)}); replace the file or remove it "
+                                 "from the stack") from None
             progress.update(1)
         text = prompt or ""
         if add_trigger_words:
@@ -230,6 +237,23 @@ class KubikApplyLoraStack:
             missing = [w for w in lora_stack.trigger_text().split(", ") if w and w.lower() not in lower]
             text = ", ".join(p for p in (text.strip().rstrip(","), ", ".join(missing)) if p)
         return (model, clip, text)
+
+
+def _check_lora_file(path: str, name: str) -> None:
+    """Read a .safetensors LoRA's header with the bounded reader before ComfyUI loads it, so a
+    damaged or crafted file is one clear error naming it relative to the loras folder."""
+    if not name.lower().endswith(SAFETENSORS_EXTENSIONS):
+        return
+    try:
+        read_header(path, name)
+    except LoraFileError as exc:
+        raise ValueError(f"lora_stack: LoRA {exc}; replace the file or remove it from the stack") from None
+
+
+def _first_line(exc: Exception, path: str, name: str) -> str:
+    """An error's first line with the server path replaced by the LoRA's name."""
+    text = str(exc).replace(path, name).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class KubikLoraStack:

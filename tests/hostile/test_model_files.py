@@ -692,6 +692,17 @@ def test_a_valid_stack_json_reaches_comfyuis_loader(run_node, lora_env):
                  add_trigger_words=False)
 
 
+@pytest.mark.parametrize("case, payload, reason", BROKEN[:4], ids=[c[0] for c in BROKEN[:4]])
+def test_apply_lora_stack_checks_a_lora_file_before_comfyui_loads_it(run_node, lora_env, case, payload, reason):
+    (lora_env / "bad").mkdir()
+    (lora_env / "bad" / f"{case}.safetensors").write_bytes(payload)
+    stack = {"items": [{"name": f"bad/{case}.safetensors", "strength_model": 0.5}]}
+    with pytest.raises(ValueError) as caught:
+        run_node("KubikApplyLoraStack", model=object(), clip=object(), lora_stack=stack, add_trigger_words=False)
+    assert str(caught.value) == (f"lora_stack: LoRA bad/{case}.safetensors: {reason}; replace the file or "
+                                 "remove it from the stack")
+
+
 @pytest.mark.parametrize("inputs, message", [
     (dict(strength_model_1=float("nan")), "strength_model_1 should be a number from -10 to 10, found nan"),
     (dict(strength_clip_2=float("inf")), "strength_clip_2 should be a number from -10 to 10, found inf"),
