@@ -3,7 +3,9 @@
 Output layout (``OUT``)::
 
     OUT/manifest.json          every finished mesh: id, source, files (rebuilt after each run)
-    OUT/report.json            the last run: counts, and one entry per failed mesh with its error
+    OUT/report.json            the last run: counts, one entry per failed mesh with its error, and
+                               one per mesh done with a warning (faces that no orientation makes
+                               consistent: its inside/outside labels may be wrong)
     OUT/<id>/samples.npz       SDF samples, layout in :mod:`kubik_core.recon3d.sampling`
     OUT/<id>/views.npz         depth [V,H,W] float32 and normal [V,H,W,3] float16 (when rendered)
     OUT/<id>/view_000.png ...  RGBA renders, alpha 0 on background
@@ -21,6 +23,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -77,6 +80,7 @@ def preprocess_mesh(path, out_dir, config: PreprocessConfig, renderer=None, *, t
     path, out_dir = Path(path), Path(out_dir)
     started = time.perf_counter()
     textured = load_mesh(path, keep_visuals=renderer is not None)
+    orientation = textured.metadata["orientation"]  # what the orientation repair did on load
     plain = clean_mesh(textured)
     plain, normalization = normalize(plain, margin=config.margin)
     sdf = MeshSDF(plain.vertices, plain.faces, device=config.device, threads=threads)
@@ -90,7 +94,7 @@ def preprocess_mesh(path, out_dir, config: PreprocessConfig, renderer=None, *, t
         "source_sha256": _sha256(path),
         "normalization": normalization.as_dict(),
         "mesh": {"vertices": int(len(plain.vertices)), "faces": int(len(plain.faces)),
-                 "watertight": bool(plain.is_watertight),
+                 "watertight": bool(plain.is_watertight), "orientation": orientation,
                  "bounds": np.asarray(plain.bounds).tolist()},
         "samples": {"file": "samples.npz", "config": config.samples.as_dict(),
                     "counts": {k: int(v.shape[0]) for k, v in samples.arrays.items() if v.ndim and k.endswith("points")}},
@@ -139,8 +143,15 @@ def _init_worker(render_config: RenderConfig | None, threads: int) -> None:
 
 def _work(path: str, out_dir: str, config: PreprocessConfig) -> dict:
     try:
-        meta = preprocess_mesh(path, out_dir, config, _WORKER.get("renderer"), threads=_WORKER.get("threads"))
-        return {"source": path, "ok": True, "seconds": meta["seconds"]}
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)  # hostile numbers end in a recorded error, not noise
+            meta = preprocess_mesh(path, out_dir, config, _WORKER.get("renderer"), threads=_WORKER.get("threads"))
+        result = {"source": path, "ok": True, "seconds": meta["seconds"]}
+        orientation = meta["mesh"]["orientation"]
+        if not orientation["consistent"]:
+            result["warning"] = (f"{orientation['non_orientable_parts']} part(s) of the mesh cannot be oriented "
+                                 "consistently (a Moebius-like surface): its inside/outside labels may be wrong")
+        return result
     except MeshError as exc:
         return {"source": path, "ok": False, "error": str(exc).removeprefix(f"{path}: ")}
     except Exception as exc:  # a bad mesh must never stop the run: record what happened
@@ -204,8 +215,9 @@ def preprocess_folder(src, out, config: PreprocessConfig, *, workers: int = 1,
             report_progress()
 
     failed = [{"source": r["source"], "error": r["error"]} for r in results if not r["ok"]]
+    flagged = [{"source": r["source"], "warning": r["warning"]} for r in results if "warning" in r]
     report = {"source": str(src), "meshes": len(paths), "done": sum(r["ok"] for r in results),
-              "skipped": skipped, "failed": failed, "workers": workers,
+              "skipped": skipped, "failed": failed, "warnings": flagged, "workers": workers,
               "seconds": round(time.perf_counter() - started, 3)}
     save_json_atomic(out / "report.json", report)
     write_manifest(out)
