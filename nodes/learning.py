@@ -125,9 +125,12 @@ class KubikSaveImage:
         from PIL.PngImagePlugin import PngInfo
 
         from ..kubik_core.explain import explain
+        from ..kubik_core.loras.stack import stack_from_input
 
         if images is None or len(images) == 0:
             raise ValueError("images: the batch is empty; connect a VAE Decode output")
+        if lora_stack is not None:  # an API prompt may pass a dict or JSON instead of the object
+            lora_stack = stack_from_input(lora_stack)
         graph_seed, graph_model = graph_seed_and_model(prompt)
         seed = seed if seed is not None else graph_seed
         model_name = model_name or graph_model

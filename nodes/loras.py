@@ -94,10 +94,10 @@ def _history():
 
     try:
         store = existing_store()
+        return lora_history_scores(store) if store is not None else {}
     except LearningError as exc:
         raise ValueError(f"weight_history: the learning store cannot be read ({exc}); set "
                          "weight_history to 0 to recommend without it") from exc
-    return lora_history_scores(store) if store is not None else {}
 
 
 class KubikLoraRecommender:

@@ -88,6 +88,18 @@ def test_second_save_continues_the_counter_and_empty_batches_fail(pack, run_node
         _save(run_node, pack, filename_prefix="../../escape")
 
 
+def test_save_image_takes_a_stack_as_an_api_prompt_passes_it(pack, run_node, env):
+    """An API prompt may carry the stack's dict or JSON: it is checked, and a bad one names the input."""
+    stack = {"items": [{"name": "xl/film_photo_xl.safetensors", "strength_model": 0.7,
+                        "strength_clip": 0.6, "autov2": "0123456789"}]}
+    result, _, _ = _save(run_node, pack, lora_stack=json.dumps(stack))
+    png = Image.open(env / "output" / "kubik" / result["ui"]["images"][0]["filename"])
+    assert png.text["parameters"].splitlines()[0].endswith("<lora:film_photo_xl:0.7>")
+    stack["items"][0]["name"] = "../../escape.safetensors"
+    with pytest.raises(ValueError, match="^lora_stack: "):
+        _save(run_node, pack, lora_stack=stack)
+
+
 def test_feedback_node_records_and_validates(pack, run_node, env):
     (result, _, _) = _save(run_node, pack)
     gen_id = result["result"][0]
