@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from ..common.bounded_json import BoundedJSONError
+from ..common.bounded_json import loads as bounded_loads
 from .shape_data import ShapeSet
 from .shape_model import load_model
 from .storage import write_bytes_atomic
@@ -87,6 +89,35 @@ def read_latents(path) -> tuple[dict[str, torch.Tensor], dict]:
     if not {"ids", "datasets", "vae"} <= set(metadata) or not {"mean", "std", "rotation", "scale"} <= set(tensors):
         raise ValueError(f"{path} is not a latents file from `kubik 3d encode` "
                          "(missing ids/datasets/vae/mean/std/rotation/scale)")
-    for key in ("ids", "datasets", "vae_config"):
-        metadata[key] = json.loads(metadata[key])
+    try:
+        for key in ("ids", "datasets", "vae_config"):
+            metadata[key] = bounded_loads(metadata.get(key, "null"), max_depth=8)
+    except BoundedJSONError as exc:
+        raise ValueError(f"{path}: its {key} entry is not usable JSON ({exc})") from None
+    _check_latents(path, tensors, metadata)
     return tensors, metadata
+
+
+def _check_latents(path: Path, tensors: dict[str, torch.Tensor], metadata: dict) -> None:
+    """Shapes and entries that agree with each other, as `kubik 3d encode` writes them."""
+    from .model_config import validate_section
+
+    ids, datasets = metadata["ids"], metadata["datasets"]
+    if not (isinstance(ids, list) and all(isinstance(i, str) for i in ids) and len(set(ids)) == len(ids)):
+        raise ValueError(f"{path}: its ids entry must be a list of distinct shape ids")
+    if not (isinstance(datasets, list) and datasets and all(isinstance(d, str) for d in datasets)):
+        raise ValueError(f"{path}: its datasets entry must be a list of dataset folders")
+    if metadata["vae_config"] is not None:
+        validate_section(metadata["vae_config"], "vae", f"{path}: its vae_config")
+    mean, std, rotation, scale = (tensors[k] for k in ("mean", "std", "rotation", "scale"))
+    shapes, views = len(ids), (mean.shape[1] if mean.ndim == 4 else -1)
+    expected = {"mean": (shapes, views, *mean.shape[2:]), "std": tuple(mean.shape), "rotation": (shapes, views, 3, 3),
+                "scale": (shapes, views)}
+    for key, shape in expected.items():
+        tensor = tensors[key]
+        if mean.ndim != 4 or tuple(tensor.shape) != shape or not tensor.is_floating_point():
+            raise ValueError(f"{path}: tensor {key} has shape {list(tensor.shape)} ({tensor.dtype}); with "
+                             f"{shapes} ids it must be float {list(shape)}; make the file again with `kubik 3d encode`")
+        if not torch.isfinite(tensor).all():
+            raise ValueError(f"{path}: tensor {key} holds NaN or infinite values; make the file again with "
+                             "`kubik 3d encode`")

@@ -1,9 +1,11 @@
 """Image encoder for the flow model: a timm backbone whose feature tokens the flow cross-attends to.
 
-The backbone is named in the config (``image_encoder.backbone`` + ``backbone_kwargs``) and built
-without downloading anything; pretrained weights come only from a local file
-(``pretrained_file``: safetensors, e.g. a timm/HF ``model.safetensors``). ViTs give their token
-sequence (class token included), CNNs their last feature map flattened to tokens.
+The backbone is named in the config (``image_encoder.backbone`` + ``backbone_kwargs``, checked by
+:mod:`.model_config`'s schema) and built without reaching any file or the network: the name must
+be one of timm's built-in architectures. Pretrained weights come only from a local safetensors
+file the user names (``kubik 3d train-flow --image-encoder-weights``, e.g. a timm/HF
+``model.safetensors``) through :meth:`ImageEncoder.load_pretrained`, never from the config. ViTs
+give their token sequence (class token included), CNNs their last feature map flattened to tokens.
 """
 from __future__ import annotations
 
@@ -20,6 +22,10 @@ class ImageEncoder(nn.Module):
 
         self.config = dict(config)
         self.image_size = int(config["image_size"])
+        name = config["backbone"]
+        if ":" in name or "/" in name or not timm.is_model(name):
+            raise ValueError(f"image encoder backbone {name[:100]!r} is not one of timm's built-in "
+                             "architectures (see timm.list_models()); hub and file names are not accepted")
         try:
             self.backbone = timm.create_model(config["backbone"], pretrained=False, num_classes=0,
                                               **config.get("backbone_kwargs", {}))
@@ -34,8 +40,6 @@ class ImageEncoder(nn.Module):
         with torch.no_grad():
             probe = self.tokens(torch.zeros(1, 3, self.image_size, self.image_size))
         self.token_count, self.width = probe.shape[1], probe.shape[2]
-        if config.get("pretrained_file"):
-            self.load_pretrained(config["pretrained_file"])
 
     def load_pretrained(self, path: str | Path) -> list[str]:
         """Load backbone weights from a local safetensors file; returns the keys it lacked."""

@@ -1,27 +1,119 @@
-"""Model and training configs for the image-to-3D model: data (JSON), not code.
+"""Model and training configs for the image-to-3D model: data (JSON), not code, checked against a schema.
 
 ``load_config("tiny")`` reads ``configs/tiny.json`` beside this file; a path to any JSON file with
 the same sections works too. Sections: ``vae``, ``image_encoder``, ``flow`` (architecture),
 ``train_vae``, ``train_flow`` (optimisation), ``sampling`` (inference defaults). A checkpoint's
 JSON carries the config it was trained with, so a model file is self-describing.
+
+Whoever wrote a model file wrote its config, so every config is checked against :data:`SCHEMA`
+before anything is built: only known keys, each of its type and within its range (a 388-byte
+config must not ask for a model of 50 GB or a million layers), and no value that names a file, a
+folder or a network location. ``image_encoder.pretrained_file`` is kept only as a record in older
+files: it is never read (pretrained backbone weights come from ``train-flow
+--image-encoder-weights``), and the backbone must be one of timm's built-in architecture names
+(``hf-hub:...`` names would fetch a config from the network).
 """
 from __future__ import annotations
 
 import copy
-import json
+import math
+import re
+from dataclasses import dataclass
 from pathlib import Path
+
+from ..common.bounded_json import BoundedJSONError
+from ..common.bounded_json import loads as bounded_loads
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 SECTIONS = ("vae", "image_encoder", "flow", "train_vae", "train_flow", "sampling")
+MAX_CONFIG_BYTES = 64 * 1024
+_BACKBONE_NAME = re.compile(r"[A-Za-z0-9_.]{1,100}")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One config value: its type (int, float, bool, str or dict), range or choices, and whether
+    it may be left out (or be null)."""
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    required: bool = True
+    nullable: bool = False
+    choices: tuple = ()
+    max_length: int = 200
+
+
+def _int(low: int, high: int, required: bool = True) -> Field:
+    return Field(int, low, high, required)
+
+
+def _float(low: float, high: float, required: bool = True) -> Field:
+    return Field(float, low, high, required)
+
+
+_WEIGHT = _float(0.0, 1000.0)
+_EMA = _float(0.0, 0.999999, required=False)     # 0: no EMA
+_STEPS = _int(1, 1_000_000_000)
+_LR = _float(1e-12, 1.0)
+
+SCHEMA: dict[str, dict[str, Field]] = {
+    "vae": {
+        "input_points": _int(16, 1 << 20), "latent_tokens": _int(1, 16384), "latent_channels": _int(1, 1024),
+        "width": _int(8, 8192), "heads": _int(1, 128), "encoder_layers": _int(0, 64),
+        "decoder_layers": _int(0, 64), "fourier_frequencies": _int(1, 32), "sdf_clip": _float(1e-6, 10.0),
+        "query_field_layers": _int(0, 16, required=False), "query_residual": Field(bool, required=False),
+    },
+    "image_encoder": {
+        "backbone": Field(str, max_length=100), "backbone_kwargs": Field(dict, required=False),
+        "image_size": _int(8, 1024),
+        "pretrained_file": Field(str, required=False, nullable=True, max_length=4096),  # a record, never read
+    },
+    "flow": {"width": _int(8, 8192), "depth": _int(1, 64), "heads": _int(1, 128), "mlp_ratio": _float(0.25, 16.0)},
+    "train_vae": {
+        "steps": _STEPS, "batch_size": _int(1, 65536), "query_points": _int(1, 1 << 22), "lr": _LR,
+        "warmup_steps": _int(0, 1_000_000_000), "weight_decay": _float(0.0, 10.0), "kl_weight": _WEIGHT,
+        "surface_weight": _WEIGHT, "uniform_weight": _WEIGHT, "eikonal_weight": _float(0.0, 1000.0, False),
+        "sign_weight": _float(0.0, 1000.0, False), "sign_temperature": _float(1e-6, 10.0, False), "ema_decay": _EMA,
+    },
+    "train_flow": {
+        "steps": _STEPS, "batch_size": _int(1, 65536), "lr": _LR, "warmup_steps": _int(0, 1_000_000_000),
+        "weight_decay": _float(0.0, 10.0), "condition_dropout": _float(0.0, 1.0), "ema_decay": _EMA,
+    },
+    "sampling": {"steps": _int(1, 1000), "cfg": _float(0.0, 100.0), "sampler": Field(str, choices=("euler", "heun"))},
+}
+TOP_LEVEL = {"name": Field(str, required=False), "description": Field(str, required=False, max_length=2000)}
+# The timm keyword arguments a config may pass to its backbone: architecture sizes only (never
+# checkpoint_path, pretrained_cfg, cache_dir or anything else that reaches files or the network).
+BACKBONE_KWARGS: dict[str, Field] = {
+    "img_size": _int(8, 1024, False), "patch_size": _int(1, 64, False), "depth": _int(1, 64, False),
+    "embed_dim": _int(8, 8192, False), "num_heads": _int(1, 128, False), "mlp_ratio": _float(0.25, 16.0, False),
+    "qkv_bias": Field(bool, required=False), "class_token": Field(bool, required=False),
+    "reg_tokens": _int(0, 64, False), "drop_rate": _float(0.0, 1.0, False), "drop_path_rate": _float(0.0, 1.0, False),
+}
+
+
+class ConfigError(ValueError):
+    """A config that breaks the schema; the message names the key (``section.key``) and the rule."""
 
 
 def config_names() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
 
 
+def parse_config_json(text: str | bytes, what: str = "model config") -> dict:
+    """A config from JSON text a hostile writer may control: bounded size and depth, finite numbers,
+    then the schema."""
+    try:
+        config = bounded_loads(text, max_depth=8, max_bytes=MAX_CONFIG_BYTES)
+    except BoundedJSONError as exc:
+        raise ConfigError(f"{what} is not usable JSON: {exc}") from None
+    return validate_config(config, what)
+
+
 def load_config(name_or_path: str | Path | dict, overrides: dict | None = None) -> dict:
     """A config by name (``tiny``, ``base``), by JSON path, or a dict; ``overrides`` are merged
-    per section (``{"train_vae": {"steps": 10}}``)."""
+    per section (``{"train_vae": {"steps": 10}}``). The result is checked against the schema."""
     if isinstance(name_or_path, dict):
         config = copy.deepcopy(name_or_path)
     else:
@@ -31,16 +123,102 @@ def load_config(name_or_path: str | Path | dict, overrides: dict | None = None) 
         if not path.is_file():
             raise ValueError(f"unknown model config {str(name_or_path)!r}: give one of "
                              f"{', '.join(config_names())} or a JSON file path")
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"model config {path} is {path.stat().st_size:,} bytes; a config is a few KB "
+                              f"(limit {MAX_CONFIG_BYTES:,})")
         try:
-            config = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"model config {path} is not valid JSON: {exc}") from exc
+            config = bounded_loads(path.read_bytes(), max_depth=8, max_bytes=MAX_CONFIG_BYTES)
+        except BoundedJSONError as exc:
+            raise ConfigError(f"model config {path}: {exc}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"model config {str(name_or_path)[:100]!r} must be a JSON object, not {type(config).__name__}")
     missing = [s for s in SECTIONS if not isinstance(config.get(s), dict)]
     if missing:
-        raise ValueError(f"model config {config.get('name', name_or_path)!r} lacks the section(s) "
+        raise ValueError(f"model config {str(config.get('name', name_or_path))[:100]!r} lacks the section(s) "
                          f"{', '.join(missing)}")
     for section, values in (overrides or {}).items():
         if section not in SECTIONS:
             raise ValueError(f"unknown config section {section!r}; sections: {', '.join(SECTIONS)}")
         config[section].update(values)
+    return validate_config(config)
+
+
+def validate_config(config, what: str = "model config") -> dict:
+    """``config`` itself when it fits :data:`SCHEMA`; ConfigError naming the first key at fault."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"{what} must be a JSON object, not {type(config).__name__}")
+    _check_keys(config, {**TOP_LEVEL, **{s: Field(dict) for s in SECTIONS}}, "", what)
+    for section in SECTIONS:
+        _check_keys(config[section], SCHEMA[section], f"{section}.", what)
+    kwargs = config["image_encoder"].get("backbone_kwargs")
+    if kwargs is not None:
+        _check_keys(kwargs, BACKBONE_KWARGS, "image_encoder.backbone_kwargs.", what)
+    backbone = config["image_encoder"]["backbone"]
+    if not _BACKBONE_NAME.fullmatch(backbone):
+        raise ConfigError(f"{what}: image_encoder.backbone {backbone[:100]!r} is not a timm architecture name "
+                          "(letters, digits, '_' and '.'; no hub or file names)")
+    for section, width, heads in (("vae", "width", "heads"), ("flow", "width", "heads")):
+        if config[section][width] % config[section][heads]:
+            raise ConfigError(f"{what}: {section}.{width} {config[section][width]} is not divisible by "
+                              f"{section}.{heads} {config[section][heads]}")
+    if kwargs and "embed_dim" in kwargs and "num_heads" in kwargs and kwargs["embed_dim"] % kwargs["num_heads"]:
+        raise ConfigError(f"{what}: image_encoder.backbone_kwargs.embed_dim {kwargs['embed_dim']} is not "
+                          f"divisible by num_heads {kwargs['num_heads']}")
     return config
+
+
+def validate_section(values, section: str, what: str = "model config") -> dict:
+    """One section (``vae``, ``flow`` ...) checked against its schema, e.g. the VAE config a
+    latents file records."""
+    _check_keys(values, SCHEMA[section], f"{section}.", what)
+    return values
+
+
+def _check_keys(values: dict, fields: dict[str, Field], prefix: str, what: str) -> None:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{what}: {prefix.rstrip('.')} must be an object, not {type(values).__name__}")
+    unknown = sorted(str(k)[:60] for k in values if k not in fields)
+    if unknown:
+        raise ConfigError(f"{what}: unknown key {prefix}{unknown[0]}; known keys: {', '.join(fields)}")
+    for key, field in fields.items():
+        if key not in values:
+            if field.required:
+                raise ConfigError(f"{what}: {prefix}{key} is missing")
+            continue
+        _check_value(values[key], field, f"{prefix}{key}", what)
+
+
+def _check_value(value, field: Field, name: str, what: str) -> None:
+    if value is None:
+        if field.nullable:
+            return
+        raise ConfigError(f"{what}: {name} must not be null")
+    if field.kind is bool:
+        ok = isinstance(value, bool)
+        expected = "true or false"
+    elif field.kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        expected = "an integer"
+    elif field.kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        expected = "a finite number"
+    elif field.kind is str:
+        ok = isinstance(value, str) and len(value) <= field.max_length
+        expected = f"a string of at most {field.max_length} characters"
+    else:
+        ok = isinstance(value, dict)
+        expected = "an object"
+    if not ok:
+        raise ConfigError(f"{what}: {name} must be {expected}, got {_show(value)}")
+    if field.choices and value not in field.choices:
+        raise ConfigError(f"{what}: {name} must be one of {', '.join(field.choices)}, got {_show(value)}")
+    if field.low is not None and not field.low <= value <= field.high:
+        low, high = (field.low, field.high) if field.kind is int else (f"{field.low:g}", f"{field.high:g}")
+        raise ConfigError(f"{what}: {name} must be from {low} to {high}, got {_show(value)}")
+
+
+def _show(value) -> str:
+    if isinstance(value, int) and abs(value) > 10 ** 30:
+        return f"an integer of {len(str(abs(value))) if abs(value) < 10 ** 4000 else 'thousands of'} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

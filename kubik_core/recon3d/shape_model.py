@@ -97,58 +97,77 @@ def save_model(model: Kubik3DModel, path: str | Path, info: dict | None = None,
     return path
 
 
-def read_header(path: str | Path) -> dict:
-    """The metadata of a model file, checked to be a KubikAI 3D model."""
+def read_header(path: str | Path, name: str | None = None) -> dict:
+    """The metadata of a model file, checked to be a KubikAI 3D model. Errors call the file
+    ``name`` (default: its file name), so that a node can name it as its user chose it."""
     from ..loras.errors import LoraFileError
     from ..loras.safetensors_header import read_header as read_safetensors_header
 
     path = Path(path)
+    shown = name or path.name
     if not path.is_file():
-        raise ModelFileError(f"model file {path} does not exist")
+        raise ModelFileError(f"model file {name or path} does not exist")
     try:
         header = read_safetensors_header(path)
-    except LoraFileError as exc:  # the shared bounded reader names the problem
-        raise ModelFileError(f"{path.name} is not a readable safetensors file: {exc}") from exc
+    except LoraFileError as exc:  # the shared bounded reader names the problem (after the path)
+        detail = str(exc).removeprefix(f"{path}: ")
+        raise ModelFileError(f"{shown} is not a readable safetensors file: {detail}") from None
     metadata = header.metadata
     if "kubik3d_format" not in metadata:
         tensors = list(header.tensors)
         hint = f" (its first tensor is {tensors[0]!r})" if tensors else ""
-        raise ModelFileError(f"{path.name} is not a KubikAI 3D model: its header has no kubik3d_format "
+        raise ModelFileError(f"{shown} is not a KubikAI 3D model: its header has no kubik3d_format "
                              f"entry{hint}; choose a file written by `kubik 3d train-vae` or `train-flow`")
     if metadata["kubik3d_format"] != FORMAT_VERSION:
-        raise ModelFileError(f"{path.name} is a KubikAI 3D model of format {metadata['kubik3d_format']}, this "
+        raise ModelFileError(f"{shown} is a KubikAI 3D model of format {metadata['kubik3d_format'][:20]}, this "
                              f"KubikAI reads format {FORMAT_VERSION} (format 2 changed the latent: each token "
                              "carries its anchor position); retrain it with `kubik 3d train-vae` / `train-flow`")
     if metadata.get("kind") not in KINDS:
-        raise ModelFileError(f"{path.name} has unknown model kind {metadata.get('kind')!r}")
+        raise ModelFileError(f"{shown} has unknown model kind {str(metadata.get('kind'))[:40]!r}; kinds: "
+                             f"{', '.join(KINDS)}")
     return metadata
 
 
-def load_model(path: str | Path, device="cpu", kind: str | None = None) -> Kubik3DModel:
-    """Load a model file; ``kind`` demands one kind ("image-to-shape" for image input)."""
+def load_model(path: str | Path, device="cpu", kind: str | None = None, name: str | None = None) -> Kubik3DModel:
+    """Load a model file; ``kind`` demands one kind ("image-to-shape" for image input); errors
+    call the file ``name`` (default: its file name).
+
+    The file's own config is checked against the schema (:mod:`.model_config`), the model is
+    built on the meta device and compared with the tensors the file's header declares, and only a
+    model that matches is built for real: a crafted config cannot make this allocate more than
+    the file holds, nor name any other file."""
     from safetensors.torch import load_file
 
+    from ..common.bounded_json import loads as bounded_loads
+    from ..common.weights import WeightsFileError, build_checked
+    from .model_config import parse_config_json
+
     path = Path(path)
-    metadata = read_header(path)
+    shown = name or path.name
+    metadata = read_header(path, shown)
     if kind is not None and metadata["kind"] != kind:
-        raise ModelFileError(f"{path.name} is a {metadata['kind']!r} model, but a {kind!r} model is needed "
+        raise ModelFileError(f"{shown} is a {metadata['kind']!r} model, but a {kind!r} model is needed "
                              "(a VAE-only file cannot read images; use a file written by `kubik 3d train-flow`)")
     try:
-        config = load_config(json.loads(metadata["config"]))
-        model = Kubik3DModel(config, metadata["kind"], path.stem)
-        model.info = json.loads(metadata.get("info", "{}"))
+        config = parse_config_json(metadata.get("config", ""), "its config")
+        info = bounded_loads(metadata.get("info", "{}"), max_depth=16, max_bytes=1 << 20)
+        if not isinstance(info, dict):
+            raise ValueError(f"its info must be a JSON object, not {type(info).__name__}")
+        model = build_checked(lambda: Kubik3DModel(config, metadata["kind"], path.stem), path, shown)
         state = load_file(str(path))
-    except (ValueError, KeyError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path.name}: its config cannot be used: {exc}") from exc
+    except WeightsFileError as exc:
+        raise ModelFileError(f"{exc}; the file is damaged or was edited after training: use a model file "
+                             "written by `kubik 3d train-vae` / `train-flow`") from None
+    except ValueError as exc:  # the schema, bounded JSON, building
+        raise ModelFileError(f"{shown}: {exc}; use a model file written by `kubik 3d train-vae` / "
+                             "`train-flow`") from None
     except Exception as exc:  # safetensors' own error types for truncated data
-        raise ModelFileError(f"{path.name} is corrupt: {exc}") from exc
+        raise ModelFileError(f"{shown} is corrupt: {exc}") from None
+    model.info = info
     bad = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
     if bad:
-        raise ModelFileError(f"{path.name} holds NaN or infinite weights in {len(bad)} tensor(s) "
+        raise ModelFileError(f"{shown} holds NaN or infinite weights in {len(bad)} tensor(s) "
                              f"(first: {bad[0]}); the training run diverged - use an earlier checkpoint")
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ModelFileError(f"{path.name} does not match its own config: missing {missing[:3]}, "
-                             f"unexpected {unexpected[:3]}")
+    model.load_state_dict(state)
     return model.to(device).eval()

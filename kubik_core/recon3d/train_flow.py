@@ -48,13 +48,14 @@ def train_flow(latents, out, *, image_encoder_weights=None, config="tiny", overr
     from timm.utils import ModelEmaV3
     from tqdm import tqdm
 
+    config = load_config(config, overrides)
+    if config["image_encoder"].get("pretrained_file"):
+        raise ValueError("config image_encoder.pretrained_file: a config names no files; pass the weights "
+                         "with --image-encoder-weights PATH")
     info, dev = start_run(device, seed)
     tensors, meta_in = read_latents(latents)
     vae = load_model(meta_in["vae"])
-    config = load_config(config, overrides)
     config["vae"] = vae.config["vae"]  # the flow works in this VAE's latent space
-    if image_encoder_weights:
-        config["image_encoder"]["pretrained_file"] = str(image_encoder_weights)
     tc = config["train_flow"]
     run = RunFolder(out, name, info)
     resuming = run.check_fresh_or_resume(resume)
@@ -76,6 +77,8 @@ def train_flow(latents, out, *, image_encoder_weights=None, config="tiny", overr
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Kubik3DModel(config, "image-to-shape", name)
+    if image_encoder_weights:
+        model.image_encoder.load_pretrained(image_encoder_weights)
     model.vae.load_state_dict(vae.vae.state_dict())
     model.vae.requires_grad_(False)
     model.latent_mean.copy_(mean[train_rows].mean(dim=(0, 1, 2)))
@@ -94,7 +97,8 @@ def train_flow(latents, out, *, image_encoder_weights=None, config="tiny", overr
     generator = torch.Generator().manual_seed(seed * 1000 + info.rank + step)
     per_rank = max(1, tc["batch_size"] // info.world_size)
     meta = {"trainer": "train-flow", "config": config.get("name", "custom"), "datasets": meta_in["datasets"],
-            "vae": meta_in["vae"], "train_shapes": len(train_rows), "val_shapes": len(val_rows), "seed": seed,
+            "vae": meta_in["vae"], "image_encoder_weights": str(image_encoder_weights) if image_encoder_weights else None,
+            "train_shapes": len(train_rows), "val_shapes": len(val_rows), "seed": seed,
             "world_size": info.world_size, "device": str(dev)}
 
     def evaluate(count: int, resolution: int) -> dict:
