@@ -1,9 +1,13 @@
 """``kubik 3d preprocess|synth|eval|sdf``; the model commands are in :mod:`.model_cli`.
 
+Every argument is checked before any work starts (:mod:`.cli_checks`): a bad value is one line
+on stderr and exit status 2, never one failure per mesh or a traceback.
+
 ``--json`` outputs are stable interfaces:
 
 - preprocess: the report, also saved as OUT/report.json:
-  {"source", "meshes", "done", "skipped", "failed": [{"source", "error"}], "workers", "seconds"}
+  {"source", "meshes", "done", "skipped", "failed": [{"source", "error"}],
+  "warnings": [{"source", "warning"}] (meshes done whose inside/outside labels may be wrong), "workers", "seconds"}
 - synth:      {"meshes": folder, "count", "dataset": report as above, or null with --meshes-only}
 - eval:       {"normalization", "points", "chamfer_l1", "chamfer_l2", "normal_consistency",
                "fscore@<t>" for each threshold, "volume_iou"}
@@ -14,6 +18,12 @@ from __future__ import annotations
 import json
 import sys
 import time
+
+MAX_SAMPLES = 1 << 24   # per kind and mesh: 16.7 M points (a few hundred MB per mesh in memory)
+MAX_VIEWS = 256
+MAX_RESOLUTION = 4096
+MAX_WORKERS = 256
+MAX_PARTS = 32          # primitives per synthetic shape; each one adds a boolean union
 
 
 def register(subparsers) -> None:
@@ -80,19 +90,31 @@ def _dataset_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
-def _config(args):
+def _config(args, out):
+    """The preprocessing config, with every argument checked once here (not once per mesh):
+    counts and noise widths, the output folder, the device, the render backend."""
     from ..cli import CommandError
+    from . import cli_checks as check
     from .dataset import PreprocessConfig
     from .render import MeshRenderer, RenderBackendError, RenderConfig
     from .sampling import SampleConfig
+    from .sdf import resolve_device
 
-    for name in ("surface", "near", "uniform", "workers", "resolution"):
-        if getattr(args, name) < 1:
-            raise CommandError(f"--{name} must be at least 1")
-    if args.views < 0 or args.ring < 0:
-        raise CommandError("--views and --ring must not be negative")
-    if any(s <= 0 for s in args.sigmas):
-        raise CommandError("--sigmas must all be positive")
+    for name in ("surface", "near", "uniform"):
+        check.count(getattr(args, name), f"--{name}", high=MAX_SAMPLES)
+    check.count(args.workers, "--workers", high=MAX_WORKERS)
+    check.count(args.resolution, "--resolution", high=MAX_RESOLUTION)
+    check.count(args.views, "--views", low=0, high=MAX_VIEWS)
+    check.count(args.ring, "--ring", low=0, high=MAX_VIEWS)
+    for sigma in args.sigmas:
+        check.positive(sigma, "--sigmas")
+    check.positive(args.truncation, "--truncation", zero=True)
+    check.seed(args.seed_samples, "--seed-samples")
+    check.output_folder(out, "out")
+    try:
+        resolve_device(args.device)
+    except ValueError as exc:
+        raise CommandError(f"--device: {exc}") from None
     render = None
     if args.views:
         render = RenderConfig(views=args.views, ring=min(args.ring, args.views), resolution=args.resolution)
@@ -106,13 +128,12 @@ def _config(args):
     return PreprocessConfig(samples=samples, render=render, device=args.device)
 
 
-def _run_dataset(src, out, args) -> dict:
+def _run_dataset(src, out, args, config) -> dict:
     from tqdm import tqdm
 
     from ..cli import CommandError
     from .dataset import preprocess_folder
 
-    config = _config(args)
     bar = tqdm(total=None, unit="mesh", disable=args.json or None, file=sys.stderr)
 
     def progress(done: int, total: int) -> None:
@@ -124,6 +145,8 @@ def _run_dataset(src, out, args) -> dict:
         return preprocess_folder(src, out, config, workers=args.workers, progress=progress)
     except FileNotFoundError as exc:
         raise CommandError(str(exc)) from None
+    except OSError as exc:  # the output folder failed between the check and the writes
+        raise CommandError(f"cannot write the dataset in {out}: {exc.strerror or exc}") from None
     finally:
         bar.close()
 
@@ -136,10 +159,12 @@ def _print_report(report: dict, as_json: bool) -> None:
           f"of {report['meshes']} in {report['seconds']:.1f} s")
     for failure in report["failed"]:
         print(f"  failed: {failure['source']}: {failure['error']}")
+    for flagged in report["warnings"]:
+        print(f"  warning: {flagged['source']}: {flagged['warning']}")
 
 
 def _preprocess(args) -> int:
-    report = _run_dataset(args.src, args.out, args)
+    report = _run_dataset(args.src, args.out, args, _config(args, args.out))
     _print_report(report, args.json)
     return 0 if report["done"] + report["skipped"] > 0 or not report["meshes"] else 1
 
@@ -149,16 +174,20 @@ def _synth(args) -> int:
 
     from tqdm import tqdm
 
-    from ..cli import CommandError
+    from . import cli_checks as check
     from .synth import write_synthetic_meshes
 
-    if args.n < 1 or args.max_parts < 1:
-        raise CommandError("--n and --max-parts must be at least 1")
+    check.count(args.n, "--n")
+    check.count(args.max_parts, "--max-parts", high=MAX_PARTS)
+    check.seed(args.seed)
     meshes = Path(args.out) / "meshes"
+    check.output_folder(meshes, "out")
+    dataset = Path(args.out) / "dataset"
+    config = None if args.meshes_only else _config(args, dataset)  # checked before any mesh is made
     with tqdm(total=args.n, unit="shape", disable=args.json or None, file=sys.stderr) as bar:
         write_synthetic_meshes(meshes, args.n, seed=args.seed, max_parts=args.max_parts,
                                progress=lambda done, total: bar.update(done - bar.n))
-    report = None if args.meshes_only else _run_dataset(meshes, Path(args.out) / "dataset", args)
+    report = None if config is None else _run_dataset(meshes, dataset, args, config)
     if args.json:
         print(json.dumps({"meshes": str(meshes), "count": args.n, "dataset": report}, indent=2))
     else:
@@ -170,12 +199,15 @@ def _synth(args) -> int:
 
 def _eval(args) -> int:
     from ..cli import CommandError
+    from . import cli_checks as check
     from .errors import MeshError
     from .mesh_io import load_mesh
     from .metrics import mesh_metrics
 
-    if args.points < 1:
-        raise CommandError("--points must be at least 1")
+    check.count(args.points, "--points", high=MAX_SAMPLES)
+    check.seed(args.seed)
+    for threshold in args.thresholds:
+        check.positive(threshold, "--thresholds")
     try:
         pred, gt = load_mesh(args.pred), load_mesh(args.gt)
     except MeshError as exc:
@@ -196,29 +228,41 @@ def _sdf(args) -> int:
     import numpy as np
 
     from ..cli import CommandError
+    from . import cli_checks as check
     from .errors import MeshError
     from .mesh_io import load_mesh
     from .sdf import MeshSDF, resolve_device
     from .storage import write_bytes_atomic
 
+    check.output_file(args.output, "-o")
+    try:
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        raise CommandError(f"--device: {exc}") from None
     try:
         points = np.load(args.points, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise CommandError(f"--points {args.points}: cannot be read as a .npy array ({exc})") from None
-    if points.ndim != 2 or points.shape[1] != 3 or not np.issubdtype(points.dtype, np.number):
+    if not isinstance(points, np.ndarray):  # an .npz archive
+        raise CommandError(f"--points {args.points}: expected one .npy array, got an .npz archive")
+    real = np.issubdtype(points.dtype, np.integer) or np.issubdtype(points.dtype, np.floating)
+    if points.ndim != 2 or points.shape[1] != 3 or not real:
         raise CommandError(f"--points {args.points}: expected a numeric [N, 3] array, got {points.dtype} {points.shape}")
     if not np.isfinite(points).all():
         raise CommandError(f"--points {args.points}: {int((~np.isfinite(points)).any(1).sum())} points are NaN or infinite")
     started = time.perf_counter()
     try:
         mesh = load_mesh(args.mesh)
-        distances = MeshSDF(mesh.vertices, mesh.faces, device=args.device)(points)
+        distances = MeshSDF(mesh.vertices, mesh.faces, device=device)(points)
     except (MeshError, ValueError) as exc:
         raise CommandError(str(exc)) from None
     buffer = io.BytesIO()
     np.save(buffer, distances)
-    write_bytes_atomic(args.output, buffer.getvalue())
-    summary = {"points": int(len(points)), "output": args.output, "device": resolve_device(args.device),
+    try:
+        write_bytes_atomic(args.output, buffer.getvalue())
+    except OSError as exc:
+        raise CommandError(f"-o {args.output}: cannot be written ({exc.strerror or exc})") from None
+    summary = {"points": int(len(points)), "output": args.output, "device": device,
                "inside": int((distances < 0).sum()),
                "min": float(distances.min()) if len(distances) else None,
                "max": float(distances.max()) if len(distances) else None,

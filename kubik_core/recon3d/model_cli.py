@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 
+MAX_RESOLUTION = 2048   # marching-cubes grid cells per side (extract refuses what memory cannot hold)
+
 
 def register_model_commands(sub) -> None:
     p = sub.add_parser("train-vae", help="train the shape VAE on datasets made by preprocess/synth")
@@ -85,6 +87,8 @@ def _training_arguments(p) -> None:
 
 def _overrides(args, section: str) -> dict:
     from ..cli import CommandError
+    from ..common.bounded_json import BoundedJSONError
+    from ..common.bounded_json import loads as bounded_loads
 
     overrides: dict[str, dict] = {}
     for item in args.set:
@@ -93,8 +97,8 @@ def _overrides(args, section: str) -> dict:
         if not (sep and dot and name):
             raise CommandError(f"--set {item!r}: write SECTION.KEY=VALUE, e.g. vae.width=256")
         try:
-            overrides.setdefault(part, {})[name] = json.loads(value)
-        except json.JSONDecodeError:
+            overrides.setdefault(part, {})[name] = bounded_loads(value, max_depth=8, max_bytes=64 * 1024)
+        except BoundedJSONError:  # not JSON: the text itself (the schema then says what it must be)
             overrides.setdefault(part, {})[name] = value
     for flag, key in (("steps", "steps"), ("batch_size", "batch_size"), ("lr", "lr")):
         if getattr(args, flag) is not None:
@@ -103,6 +107,23 @@ def _overrides(args, section: str) -> dict:
 
 
 def _common_training(args, section: str) -> dict:
+    """The arguments every trainer takes, checked before any data is read."""
+    from . import cli_checks as check
+
+    if args.steps is not None:
+        check.count(args.steps, "--steps", high=1_000_000_000)
+    if args.batch_size is not None:
+        check.count(args.batch_size, "--batch-size", high=65536)
+    if args.lr is not None:
+        check.positive(args.lr, "--lr")
+    if args.minutes is not None:
+        check.positive(args.minutes, "--minutes")
+    check.count(args.val_every, "--val-every")
+    check.count(args.val_shapes, "--val-shapes")
+    check.count(args.checkpoint_every, "--checkpoint-every")
+    check.seed(args.seed)
+    check.output_folder(args.out, "-o")
+    check.torch_device(args.device)
     return {"config": args.config, "overrides": _overrides(args, section), "device": args.device,
             "resume": args.resume, "seed": args.seed, "val_every": args.val_every, "val_shapes": args.val_shapes,
             "checkpoint_every": args.checkpoint_every, "precision": args.precision,
@@ -128,10 +149,13 @@ def _held_out_line(summary: dict) -> str:
 def _run_training(fn, args, section: str, **extra) -> int:
     from ..cli import CommandError
 
+    common = _common_training(args, section)
     try:
-        summary = fn(**extra, **_common_training(args, section))
+        summary = fn(**extra, **common)
     except (FileExistsError, FileNotFoundError, ValueError, FloatingPointError) as exc:
         raise CommandError(str(exc)) from None
+    except OSError as exc:  # the run folder failed between the check and the writes (disk full ...)
+        raise CommandError(f"cannot write the run in {args.out}: {exc.strerror or exc}") from None
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
         _print(summary, args.json, [f"{summary['trainer']}: {summary['steps']} steps in {summary['seconds']} s "
                                     f"-> {summary['model']}", _held_out_line(summary)])
@@ -153,13 +177,17 @@ def _train_flow(args) -> int:
 
 def _encode(args) -> int:
     from ..cli import CommandError
+    from . import cli_checks as check
     from .encode import encode_datasets
 
+    _model_file_output(args.output)
+    device = check.torch_device(args.device)
     try:
-        summary = encode_datasets(args.datasets, args.vae, args.output, device=_device(args.device),
-                                  show_progress=not args.json)
+        summary = encode_datasets(args.datasets, args.vae, args.output, device=device, show_progress=not args.json)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    except OSError as exc:
+        raise CommandError(f"-o {args.output}: cannot be written ({exc.strerror or exc})") from None
     _print(summary, args.json, [f"encoded {summary['shapes']} shapes x {summary['views']} views -> {summary['output']}"])
     return 0
 
@@ -170,35 +198,59 @@ def _export(args) -> int:
     from ..cli import CommandError
     from .shape_model import load_model, save_model
 
+    _model_file_output(args.output)
     try:
         model = load_model(args.model)
         path = save_model(model, args.output, model.info, dtype=torch.float16 if args.half else torch.float32)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    except OSError as exc:
+        raise CommandError(f"-o {args.output}: cannot be written ({exc.strerror or exc})") from None
     print(f"{path} ({path.stat().st_size / 1e6:.1f} MB, {model.kind})")
     return 0
 
 
-def _device(name: str) -> str:
-    import torch
+def _model_file_output(path) -> None:
+    """-o of encode and export: a .safetensors file that can be written (checked before the work)."""
+    from pathlib import Path
 
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
+    from ..cli import CommandError
+    from . import cli_checks as check
+
+    if Path(path).suffix != ".safetensors":
+        raise CommandError(f"-o {path}: the output must end in .safetensors")
+    check.output_file(path, "-o")
 
 
 def _reconstruct(args) -> int:
+    from pathlib import Path
+
     from ..cli import CommandError
+    from . import cli_checks as check
     from .demo_model import demo_model_path
+    from .mesh_export import MESH_FORMATS
     from .pipeline import load_model, reconstruct
 
+    if args.steps is not None:
+        check.count(args.steps, "--steps", high=1000)
+    if args.cfg is not None:
+        check.positive(args.cfg, "--cfg", zero=True)
+    check.count(args.resolution, "--resolution", low=2, high=MAX_RESOLUTION)
+    check.seed(args.seed)
+    if Path(args.output).suffix.lower().lstrip(".") not in MESH_FORMATS:
+        raise CommandError(f"-o {args.output}: give the mesh file a suffix: "
+                           f"{', '.join('.' + f for f in MESH_FORMATS)}")
+    check.output_file(args.output, "-o")
+    device = check.torch_device(args.device)
     try:
-        model = load_model(args.model or demo_model_path(), _device(args.device), kind="image-to-shape")
+        model = load_model(args.model or demo_model_path(), device, kind="image-to-shape")
         summary = reconstruct(args.image, args.output, model=model, seed=args.seed, steps=args.steps,
                               cfg=args.cfg, sampler=args.sampler, resolution=args.resolution,
                               hierarchical=not args.dense)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    except OSError as exc:
+        raise CommandError(f"-o {args.output}: cannot be written ({exc.strerror or exc})") from None
     _print(summary, args.json, [f"{summary['output']}: {summary['vertices']} vertices, {summary['faces']} faces "
                                 f"in {summary['seconds']} s"])
     return 0

@@ -76,7 +76,7 @@ def image_to_latent(model: Kubik3DModel, pixels: torch.Tensor, *, seed: int = 0,
     shape = (pixels.shape[0], model.vae.latent_tokens, model.vae.token_channels)
     with torch.no_grad():
         context = model.image_encoder(pixels)
-        normalized = sample_flow(model.flow, context, shape, steps=steps or defaults["steps"],
+        normalized = sample_flow(model.flow, context, shape, steps=defaults["steps"] if steps is None else steps,
                                  cfg=defaults["cfg"] if cfg is None else cfg,
                                  sampler=sampler or defaults["sampler"], generator=generator,
                                  progress=progress, should_stop=should_stop)
@@ -97,12 +97,11 @@ def surface_points(mesh, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndar
 def mesh_to_latent(model: Kubik3DModel, vertices, faces, *, seed: int = 0) -> ShapeLatent:
     """A triangle mesh (vertices [V, 3], faces [F, 3], any units; cleaned and normalised here as
     in training) -> its latent (the posterior mean). ``seed`` picks the surface samples."""
-    import trimesh
+    from types import SimpleNamespace
 
     from .mesh_io import clean_mesh, normalize
 
-    mesh = trimesh.Trimesh(np.asarray(vertices, np.float64), np.asarray(faces, np.int64), process=False)
-    mesh, _ = normalize(clean_mesh(mesh))
+    mesh, _ = normalize(clean_mesh(SimpleNamespace(vertices=vertices, faces=faces)))
     points, normals = surface_points(mesh, model.config["vae"]["input_points"], seed)
     device = model.device
     with torch.no_grad():
@@ -137,6 +136,7 @@ def reconstruct(image_path: str | Path, output: str | Path, *, model: Kubik3DMod
                 resolution: int = 128, hierarchical: bool = True, progress=None) -> dict:
     """One image file -> one mesh file (format from the suffix). Returns a summary dict."""
     import time
+    import warnings
 
     from PIL import Image
 
@@ -146,10 +146,14 @@ def reconstruct(image_path: str | Path, output: str | Path, *, model: Kubik3DMod
 
     started = time.perf_counter()
     try:
-        with Image.open(image_path) as im:
-            image = np.asarray(im.convert("RGBA") if "A" in im.getbands() else im.convert("RGB"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(image_path) as im:
+                image = np.asarray(im.convert("RGBA") if "A" in im.getbands() else im.convert("RGB"))
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise ValueError(f"image {image_path} is too large to read ({exc})") from None
     except OSError as exc:
-        raise ValueError(f"cannot read image {image_path}: {exc}") from exc
+        raise ValueError(f"cannot read image {image_path}: {exc}") from None
     prepared = prepare_images(image, size=model.image_size)
     latent = image_to_latent(model, prepared.pixels, seed=seed, steps=steps, cfg=cfg, sampler=sampler,
                              progress=progress)
