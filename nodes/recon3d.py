@@ -107,7 +107,7 @@ class KubikLoad3DModel:
         else:
             load_device, offload_device = comfy_bridge.kubik3d_devices()
         try:
-            model = load_model(path, offload_device)
+            model = load_model(path, offload_device, name=model_name)
         except ModelFileError as exc:
             raise ValueError(f"model_name: {exc}") from None
         patcher = None
@@ -162,6 +162,11 @@ class KubikImageToShape:
         from ..kubik_core.recon3d.pipeline import image_to_latent
 
         loaded = _require_model(model, "image-to-shape")
+        _check_number("steps", steps, 1, 1000, integer=True)
+        _check_number("cfg", cfg, 0.0, 100.0)
+        _check_number("seed", seed, 0, 0xFFFFFFFFFFFFFFFF, integer=True)
+        if sampler not in SAMPLER_CHOICES:
+            raise ValueError(f"sampler: {str(sampler)[:40]!r} is not one of {', '.join(SAMPLER_CHOICES)}")
         if mask is not None and invert_mask:
             mask = 1.0 - mask
         try:
@@ -176,6 +181,17 @@ class KubikImageToShape:
         except ValueError as exc:  # NaN latents: a diverged model file
             raise ValueError(f"model: {exc}") from None
         return (ManagedShapeLatent(latent, loaded), prepared.pixels.permute(0, 2, 3, 1).contiguous().cpu())
+
+
+def _check_number(name: str, value, low, high, *, integer: bool = False) -> None:
+    """Widgets are range-checked by ComfyUI, but a value linked from another node is not."""
+    import math
+
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) \
+            or not low <= value <= high:
+        raise ValueError(f"{name}: must be {'an integer' if integer else 'a finite number'} from {low} to "
+                         f"{high}, got {str(value)[:40]}")
 
 
 def _image_error(message: str, image, mask) -> str:
@@ -229,6 +245,7 @@ class KubikDecodeShape:
 
         if not isinstance(latent, ManagedShapeLatent):
             raise ValueError("latent: connect the output of Kubik Image to Shape or Kubik Mesh to Shape")
+        _check_number("resolution", resolution, 16, 1024, integer=True)
         network = latent.loaded.ready()
         meshes, grids = [], []
         for index in range(len(latent.latent)):
@@ -277,24 +294,32 @@ class KubikSaveMesh:
     def save(self, mesh, filename_prefix, format):
         import os
 
-        from ..kubik_core.recon3d.mesh_export import save_mesh
+        from ..kubik_core.recon3d.mesh_export import MESH_FORMATS, checked_arrays, save_mesh
 
         vertices, faces = getattr(mesh, "vertices", None), getattr(mesh, "faces", None)
-        if vertices is None or faces is None or vertices.ndim != 3 or faces.ndim != 3:
+        if not (hasattr(vertices, "ndim") and hasattr(faces, "ndim") and vertices.ndim == 3 and faces.ndim == 3
+                and vertices.shape[0] == faces.shape[0]):
             raise ValueError("mesh: expected a MESH with vertices [B,N,3] and faces [B,M,3]")
+        if format not in MESH_FORMATS:
+            raise ValueError(f"format: {str(format)[:20]!r} is not one of {', '.join(MESH_FORMATS)}")
+        if not isinstance(filename_prefix, str) or "\x00" in filename_prefix:
+            raise ValueError("filename_prefix: give a folder and file name start such as mesh/kubik")
+        arrays = []
+        for index in range(vertices.shape[0]):  # every mesh checked before any file or folder is made
+            try:
+                arrays.append(checked_arrays(vertices[index].detach().cpu().numpy(),
+                                             faces[index].detach().cpu().numpy()))
+            except ValueError as exc:
+                raise ValueError(f"mesh: mesh {index} cannot be saved: {exc}") from None
         try:
             folder, filename, counter, subfolder, _ = comfy_bridge.save_image_path(filename_prefix, 0, 0)
         except Exception as exc:  # ComfyUI raises a bare Exception for paths leaving output/
             raise ValueError(f"filename_prefix: {filename_prefix!r} must stay inside the output "
                              f"folder ({str(exc).strip().splitlines()[0]})") from None
         paths, results = [], []
-        for index in range(vertices.shape[0]):
+        for index, (mesh_vertices, mesh_faces) in enumerate(arrays):
             name = f"{filename}_{counter + index:05}_.{format}"
-            try:
-                save_mesh(vertices[index].detach().cpu().numpy(), faces[index].detach().cpu().numpy(),
-                          os.path.join(folder, name), format=format)
-            except ValueError as exc:
-                raise ValueError(f"mesh: mesh {index} cannot be saved: {exc}") from None
+            save_mesh(mesh_vertices, mesh_faces, os.path.join(folder, name), format=format)
             paths.append("/".join(p for p in (subfolder.replace(os.sep, "/"), name) if p))
             results.append({"filename": name, "subfolder": subfolder, "type": "output"})
         return {"ui": {"3d": results}, "result": (paths,)}
@@ -352,26 +377,27 @@ def _mesh_from_file(mesh_file: str):
     from ..kubik_core.recon3d.errors import MeshError
     from ..kubik_core.recon3d.mesh_io import load_mesh
 
-    name = mesh_file.strip()
+    name = mesh_file.strip() if isinstance(mesh_file, str) and "\x00" not in mesh_file else ""
     path = comfy_bridge.input_file_path(name) if name else None
     if path is None:
-        raise ValueError(f"mesh_file: {mesh_file!r} is not a file inside ComfyUI's input folder "
-                         f"({comfy_bridge.input_directory()}); put the mesh there (e.g. in input/3d) "
-                         "and give its path relative to it, such as 3d/chair.glb")
+        raise ValueError(f"mesh_file: {str(mesh_file)[:200]!r} is not a file inside ComfyUI's input folder; "
+                         "put the mesh there (e.g. in input/3d) and give its path relative to it, such as "
+                         "3d/chair.glb")
     try:
         loaded = load_mesh(path)
-    except MeshError as exc:
-        raise ValueError(f"mesh_file: {exc}") from None
+    except MeshError as exc:  # named as the user gave it: no server path in the message
+        raise ValueError(f"mesh_file: {str(exc).replace(str(path), name)}") from None
     return loaded.vertices, loaded.faces
 
 
 def _meshes_from_input(mesh) -> list:
     """MESH [B,N,3]/[B,M,3] -> (vertices, faces) numpy pairs, one per batch entry."""
     vertices, faces = getattr(mesh, "vertices", None), getattr(mesh, "faces", None)
-    if vertices is None or faces is None or vertices.ndim != 3 or faces.ndim != 3:
-        raise ValueError("mesh: expected a MESH with vertices [B,N,3] and faces [B,M,3]")
-    return [(v.detach().cpu().float().numpy(), f.detach().cpu().long().numpy())
-            for v, f in zip(vertices, faces)]
+    if not (hasattr(vertices, "ndim") and hasattr(faces, "ndim") and vertices.ndim == 3 and faces.ndim == 3
+            and vertices.shape[0] == faces.shape[0] > 0):
+        raise ValueError("mesh: expected a MESH with vertices [B,N,3] and faces [B,M,3] (one faces entry per "
+                         "vertices entry, at least one)")
+    return [(v.detach().cpu().double().numpy(), f.detach().cpu().numpy()) for v, f in zip(vertices, faces)]
 
 
 NODE_CLASS_MAPPINGS = {

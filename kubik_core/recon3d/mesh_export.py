@@ -40,7 +40,7 @@ def save_mesh(vertices, faces, path, *, format: str | None = None) -> Path:
             raise ValueError(f"{str(path)!r} has the suffix .{suffix} but format {format!r} was asked for")
         path = path.with_name(f"{path.name}.{format}")
 
-    vertices, faces = _checked(vertices, faces)
+    vertices, faces = checked_arrays(vertices, faces)
     mesh = trimesh.Trimesh(vertices, faces, process=False, validate=False)
     if format == "glb":
         data = mesh.export(file_type="glb", include_normals=True)
@@ -52,7 +52,9 @@ def save_mesh(vertices, faces, path, *, format: str | None = None) -> Path:
     return path
 
 
-def _checked(vertices, faces) -> tuple[np.ndarray, np.ndarray]:
+def checked_arrays(vertices, faces) -> tuple[np.ndarray, np.ndarray]:
+    """(float32 [V, 3], int64 [F, 3]) arrays of a mesh that can be saved; ValueError saying what
+    is wrong otherwise (empty, NaN/infinite coordinates, faces naming missing vertices ...)."""
     vertices = np.asarray(vertices, np.float32)
     faces = np.asarray(faces)
     if vertices.ndim != 2 or vertices.shape[1] != 3:

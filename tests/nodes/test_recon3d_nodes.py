@@ -374,3 +374,91 @@ def test_inside_comfyui_save_glb_and_memory_manager(run_node, folders, latent, t
     kubik = trimesh.load(folders / "output" / ours["result"][0][0], force="mesh", process=False)
     assert np.allclose(core.vertices, vertices) and np.array_equal(core.faces, faces)
     assert core.volume > 0 and kubik.volume == pytest.approx(core.volume, rel=1e-6)
+
+
+# ---------------------------------------------------------------- hostile inputs (issue 15)
+def test_image_to_shape_refuses_hostile_values_naming_the_input(run_node, model, horse):
+    """Widgets are range-checked by ComfyUI; values linked from other nodes are not."""
+    image, mask = horse
+    with pytest.raises(ValueError, match=r"^image: image is empty \(shape \(1, 0, 0, 3\)\)$"):
+        _generate(run_node, model, torch.zeros(1, 0, 0, 3))
+    for options, message in [
+        ({"steps": 0}, "steps: must be an integer from 1 to 1000, got 0"),
+        ({"steps": 2.5}, "steps: must be an integer from 1 to 1000, got 2.5"),
+        ({"cfg": float("nan")}, "cfg: must be a finite number from 0.0 to 100.0, got nan"),
+        ({"seed": -1}, "seed: must be an integer from 0 to 18446744073709551615, got -1"),
+        ({"sampler": "ddim"}, "sampler: 'ddim' is not one of euler, heun"),
+    ]:
+        with pytest.raises(ValueError) as info:
+            _generate(run_node, model, image, mask, **options)
+        assert str(info.value) == message
+
+
+def test_decode_refuses_an_absurd_resolution_before_decoding(run_node, latent):
+    for resolution in (10 ** 6, 0, 64.5):
+        with pytest.raises(ValueError) as info:
+            run_node("KubikDecodeShape", latent=latent, resolution=resolution, hierarchical=True)
+        assert str(info.value) == f"resolution: must be an integer from 16 to 1024, got {resolution}"
+
+
+def test_save_mesh_refuses_hostile_meshes_and_formats(run_node, folders, bridge):
+    box = trimesh.creation.box()
+    vertices, faces = torch.from_numpy(box.vertices).float()[None], torch.from_numpy(box.faces).long()[None]
+    nan = vertices.clone()
+    nan[0, 3, 1] = float("nan")
+    for mesh, message in [
+        (bridge.make_mesh(nan, faces), "mesh: mesh 0 cannot be saved: 1 vertices have NaN or infinite coordinates"),
+        (bridge.make_mesh(vertices, faces + 100), "mesh: mesh 0 cannot be saved: faces index vertices outside 0..7"),
+        (bridge.make_mesh(torch.cat([vertices] * 2), faces),
+         "mesh: expected a MESH with vertices [B,N,3] and faces [B,M,3]"),
+    ]:
+        with pytest.raises(ValueError) as info:
+            run_node("KubikSaveMesh", mesh=mesh, filename_prefix="mesh/kubik", format="glb")
+        assert str(info.value) == message
+    with pytest.raises(ValueError, match=r"^format: 'exe' is not one of glb, obj, ply$"):
+        run_node("KubikSaveMesh", mesh=bridge.make_mesh(vertices, faces), filename_prefix="mesh/kubik", format="exe")
+    assert not (folders / "output" / "mesh").exists()
+
+
+def test_mesh_to_shape_names_files_without_server_paths_and_refuses_hostile_meshes(run_node, model, folders,
+                                                                                   bridge):
+    (folders / "input" / "3d" / "broken.off").write_text("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 9\n")
+    for name in ("/etc/hostname", "../../outside.ply", "3d/\x00.ply"):
+        with pytest.raises(ValueError) as info:
+            run_node("KubikMeshToShape", model=model, mesh_file=name, seed=0)
+        assert str(info.value).startswith("mesh_file: ") and "is not a file inside ComfyUI's input folder" in str(info.value)
+        assert str(folders) not in str(info.value)
+    with pytest.raises(ValueError) as info:
+        run_node("KubikMeshToShape", model=model, mesh_file="3d/broken.off", seed=0)
+    assert str(info.value) == "mesh_file: 3d/broken.off: face 0 refers to vertex 9, but the file has vertices 0..2"
+
+    box = trimesh.creation.box()
+    vertices, faces = torch.from_numpy(box.vertices).float()[None], torch.from_numpy(box.faces).long()[None]
+    nan = vertices.clone()
+    nan[0, 0, 0] = float("nan")
+    for mesh, message in [
+        (bridge.make_mesh(nan, faces), "mesh: mesh 0: 1 vertices have NaN or infinite coordinates"),
+        (bridge.make_mesh(vertices, faces - 50),
+         "mesh: mesh 0: 12 faces refer to vertices that do not exist (indices outside 0..7, e.g. -49)"),
+        (bridge.make_mesh(vertices, faces.float()),
+         "mesh: mesh 0: faces must be an integer [F, 3] array of vertex indices, got float32 (12, 3)"),
+        (bridge.make_mesh(vertices[:, :0], faces[:, :0]), "mesh: mesh 0: the mesh has no vertices"),
+        (bridge.make_mesh(vertices[:0], faces[:0]), "mesh: expected a MESH with vertices [B,N,3] and faces [B,M,3] "
+                                                    "(one faces entry per vertices entry, at least one)"),
+    ]:
+        with pytest.raises(ValueError) as info:
+            run_node("KubikMeshToShape", model=model, mesh_file="", seed=0, mesh=mesh)
+        assert str(info.value) == message
+
+
+def test_mesh_to_shape_reads_an_off_file_with_polygon_faces(run_node, model, folders):
+    """Quads and a pentagon among triangles: valid OFF that used to fail with a bare TypeError."""
+    (folders / "input" / "3d" / "house.off").write_text(
+        "OFF\n10 8 0\n0 0 0\n1 0 0\n1 1 0\n0.5 1.5 0\n0 1 0\n0 0 1\n1 0 1\n1 1 1\n0.5 1.5 1\n0 1 1\n"
+        "5 4 3 2 1 0\n5 5 6 7 8 9\n4 0 1 6 5\n4 1 2 7 6\n3 2 3 8\n3 2 8 7\n4 3 4 9 8\n4 4 0 5 9\n")
+    from kubik_core.recon3d.mesh_io import load_mesh
+
+    house = load_mesh(folders / "input" / "3d" / "house.off")
+    assert house.is_watertight and house.volume == pytest.approx(1.25)   # a unit cube and its roof
+    latent = run_node("KubikMeshToShape", model=model, mesh_file="3d/house.off", seed=0)[0]
+    assert latent.latent.latents.shape == (1, *TINY_LATENT) and torch.isfinite(latent.latent.latents).all()
