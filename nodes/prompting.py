@@ -73,6 +73,10 @@ class KubikPromptAnalyzer:
                             ("ollama_model", ollama_model)):
             if not isinstance(value, str):
                 raise ValueError(f"{name}: expected text, got {type(value).__name__}")
+        try:
+            seed = int(seed)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"seed: expected a whole number, got {str(seed)[:24]!r}") from None
         typed = wildcards_folder.strip()
         try:
             folder = folder_within_roots(typed, bridge.wildcard_roots()) if typed \

@@ -41,9 +41,10 @@ _MJ_SPLIT = re.compile(r"\s*--(?=[a-zA-Z])")
 # A character that shows something: not whitespace, not prompt syntax, and not one of the
 # invisible ones (zero-width spaces and joiners, direction marks, soft hyphen, fillers,
 # variation selectors, tags), so a prompt of only U+200B counts as empty.
-_CONTENT = re.compile("[^\\s,()\\[\\]{}|:\\\\\u00ad\u034f\u061c\u115f\u1160\u180e\u200b-\u200f"
-                      "\u2060-\u2064\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0"
-                      "\U000e0000-\U000e007f\U000e0100-\U000e01ef]")
+_INVISIBLE = ("\u00ad\u034f\u061c\u115f\u1160\u180e\u200b-\u200f\u2060-\u2064\u2800\u3164"
+              "\ufe00-\ufe0f\ufeff\uffa0\U000e0000-\U000e007f\U000e0100-\U000e01ef")
+_CONTENT = re.compile(f"[^\\s,()\\[\\]{{}}|:\\\\{_INVISIBLE}]")
+_ANY_INVISIBLE = re.compile(f"[{_INVISIBLE}]")
 MAX_NOTES = 20
 
 _STYLE_WORDS = {"3d_render": "3D-render", "pixel_art": "pixel-art", "concept_art": "concept-art",
@@ -121,7 +122,7 @@ def analyze_prompt(text: str, dialect: str = "comfyui", seed: int = 0,
     if "--" in cleaned:
         cleaned, parameters = split_parameters(cleaned)
     if not _CONTENT.search(cleaned):
-        invisible = " (it holds only invisible characters)" if cleaned.strip() else ""
+        invisible = " (it holds only invisible characters)" if _ANY_INVISIBLE.search(cleaned) else ""
         raise EmptyPromptError(f"prompt is empty{invisible}: write what the image should show")
     if parameters:
         shown = " ".join(f"--{shorten(k)} {shorten(v, 40)}".strip()

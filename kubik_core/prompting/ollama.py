@@ -281,54 +281,66 @@ def _ask(analysis: PromptAnalysis, config: OllamaConfig, target: _Target) -> dic
     return answer
 
 
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """HTTP to an address checked beforehand (no second lookup of the host name)."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float):
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+        self.opened: socket.socket | None = None  # kept: the response reads on after close()
+
+    def connect(self):
+        self.sock = self.opened = socket.create_connection((self.address, self.port), self.timeout)
+
+
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """HTTPS to an address checked beforehand, with the certificate checked for the host."""
 
     def __init__(self, host: str, port: int, address: str, timeout: float):
-        self._address = address
-        self._tls = ssl.create_default_context()
-        super().__init__(host, port, timeout=timeout, context=self._tls)
+        self.tls = ssl.create_default_context()
+        super().__init__(host, port, timeout=timeout, context=self.tls)
+        self.address = address
+        self.opened: socket.socket | None = None
 
     def connect(self):
-        sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
+        sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self.opened = self.tls.wrap_socket(sock, server_hostname=self.host)
 
 
-def _address_of(target: _Target) -> str:
-    """The IP address to connect to, resolved once; localhost must resolve to this machine."""
+def _addresses_of(target: _Target) -> list[str]:
+    """The IP addresses to try, resolved once; localhost must resolve to this machine only."""
     if not target.local:
         try:
             ipaddress.ip_address(target.host.split("%", 1)[0])
-            return target.host
+            return [target.host]
         except ValueError:
             pass  # a host name allowed by KUBIK_OLLAMA_HOSTS
     try:
         infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
         raise _Unavailable(f"cannot resolve the host of {target.shown}") from None
-    addresses = [info[4][0] for info in infos]
+    addresses = list(dict.fromkeys(info[4][0] for info in infos))
     if not addresses:
         raise _Unavailable(f"cannot resolve the host of {target.shown}")
     if target.local and not all(_is_loopback(address) for address in addresses):
         raise _Unavailable(f"{target.host} does not resolve to this machine here")
-    return addresses[0]
+    return addresses
 
 
 def _post(target: _Target, body: bytes, timeout: float) -> bytes:
     """POST the chat request; the answer's bytes, all within ``timeout`` seconds."""
-    address = _address_of(target)
-    if target.scheme == "https":
-        connection = _PinnedHTTPSConnection(target.host, target.port, address, timeout)
-    else:
-        connection = http.client.HTTPConnection(address, target.port, timeout=timeout)
-    host = f"[{target.host}]" if ":" in target.host else target.host
+    addresses = _addresses_of(target)
+    pinned = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
+    current: list[http.client.HTTPConnection] = []
     expired = threading.Event()
 
     def stop() -> None:  # the whole exchange has one deadline, however slowly bytes arrive
         expired.set()
-        if connection.sock is not None:
-            try:
-                connection.sock.shutdown(socket.SHUT_RDWR)
+        # the response keeps reading from the socket after the connection lets go of it
+        sock = current[-1].opened if current else None
+        if sock is not None:
+            try:  # a TCP shutdown ends a blocked read at once (TLS sockets included)
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
             except OSError:
                 pass
 
@@ -336,9 +348,18 @@ def _post(target: _Target, body: bytes, timeout: float) -> bytes:
     timer.daemon = True
     timer.start()
     try:
+        for index, address in enumerate(addresses):  # localhost may be ::1 and 127.0.0.1
+            current.append(pinned(target.host, target.port, address, timeout))
+            try:
+                current[-1].connect()
+                break
+            except ConnectionRefusedError:
+                current[-1].close()
+                if index == len(addresses) - 1:
+                    raise
+        connection = current[-1]
         connection.request("POST", target.path + "/api/chat", body=body,
-                           headers={"Host": f"{host}:{target.port}",
-                                    "Content-Type": "application/json"})
+                           headers={"Content-Type": "application/json"})
         response = connection.getresponse()
         status = response.status
         if 300 <= status < 400:
@@ -350,19 +371,21 @@ def _post(target: _Target, body: bytes, timeout: float) -> bytes:
         raw = response.read(MAX_ANSWER_BYTES + 1)
     except _Unavailable:
         raise
-    except ConnectionRefusedError:
-        raise _Unavailable(f"nothing listening at {target.shown} (connection refused)") from None
-    except TimeoutError:
-        raise _Unavailable(f"{target.shown} did not answer within {timeout:g} s") from None
-    except ssl.SSLError as exc:
-        raise _Unavailable(f"no secure connection to {target.shown} "
-                           f"({shorten(str(exc.reason or 'TLS error'), 60)})") from None
-    except (OSError, http.client.HTTPException, ValueError):
-        raise _Unavailable(f"{target.shown} did not answer within {timeout:g} s" if expired.is_set()
-                           else f"cannot talk to {target.shown} (the connection failed)") from None
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        if expired.is_set() or isinstance(exc, TimeoutError):
+            reason = f"{target.shown} did not answer within {timeout:g} s"
+        elif isinstance(exc, ConnectionRefusedError):
+            reason = f"nothing listening at {target.shown} (connection refused)"
+        elif isinstance(exc, ssl.SSLError):
+            reason = (f"no secure connection to {target.shown} "
+                      f"({shorten(str(exc.reason or 'TLS error'), 60)})")
+        else:
+            reason = f"cannot talk to {target.shown} (the connection failed)"
+        raise _Unavailable(reason) from None
     finally:
         timer.cancel()
-        connection.close()
+        for connection in current:
+            connection.close()
     if expired.is_set():
         raise _Unavailable(f"{target.shown} did not answer within {timeout:g} s")
     if len(raw) > MAX_ANSWER_BYTES:

@@ -100,8 +100,8 @@ def _read_options(path: Path, shown: str, relative: str) -> list[str]:
                             "wildcards folder") from None
     except OSError as exc:
         raise WildcardError(f"wildcard {shown} cannot be read ({exc.strerror})") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
+    try:
+        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise WildcardError(f"wildcard {shown} is not a file ({relative}.txt is something else)")
         if info.st_size > MAX_WILDCARD_BYTES:
@@ -112,7 +112,16 @@ def _read_options(path: Path, shown: str, relative: str) -> list[str]:
         if cached is not None:
             _cache.move_to_end(key)
             return cached
-        data = handle.read(MAX_WILDCARD_BYTES + 1)
+        chunks, size = [], 0
+        while size <= MAX_WILDCARD_BYTES:
+            chunk = os.read(fd, MAX_WILDCARD_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        data = b"".join(chunks)
+    finally:
+        os.close(fd)
     if len(data) > MAX_WILDCARD_BYTES:  # grew while we read it
         raise WildcardError(f"wildcard file {relative}.txt is larger than {MAX_WILDCARD_BYTES} "
                             "bytes (split it into smaller files)")
