@@ -177,9 +177,10 @@ def validate_section(values, section: str, what: str = "model config") -> dict:
 def _check_keys(values: dict, fields: dict[str, Field], prefix: str, what: str) -> None:
     if not isinstance(values, dict):
         raise ConfigError(f"{what}: {prefix.rstrip('.')} must be an object, not {type(values).__name__}")
-    unknown = sorted(str(k)[:60] for k in values if k not in fields)
+    unknown = sorted(str(k) for k in values if k not in fields)
     if unknown:
-        raise ConfigError(f"{what}: unknown key {prefix}{unknown[0]}; known keys: {', '.join(fields)}")
+        shown = unknown[0] if unknown[0].isidentifier() else repr(unknown[0][:60])
+        raise ConfigError(f"{what}: unknown key {prefix}{shown}; known keys: {', '.join(fields)}")
     for key, field in fields.items():
         if key not in values:
             if field.required:
