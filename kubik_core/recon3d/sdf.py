@@ -31,6 +31,8 @@ import numpy as np
 from .errors import MeshError
 
 _CHUNK = 1 << 20       # points per call into the engine (progress is reported between calls)
+MAX_REACH = 1.0e5      # query points within this many half extents of the mesh's centre get exact distances
+_FAR = 1.0e6           # the engine's search radius (normalised units), beyond MAX_REACH + the mesh
 _CUDA_CHUNK = 1 << 23  # a GPU needs more in flight: 8M points hold ~1 GB of its memory
 
 
@@ -111,7 +113,9 @@ class MeshSDF:
             raise ValueError(f"{int((~np.isfinite(points)).any(1).sum())} query points are NaN or infinite")
         if truncation is not None and not truncation > 0:
             raise ValueError(f"truncation must be positive, got {truncation!r}")
-        max_distance = 1.0e6 if truncation is None else truncation / self.scale
+        with np.errstate(over="ignore"):   # 1e308 - (-1e308) is inf: refused below, not a warning
+            self._check_reach(np.abs(points - self.center).max(initial=0.0))
+        max_distance = _FAR if truncation is None else truncation / self.scale
         distance = np.empty(len(points), np.float32)
         face = np.empty(len(points), np.int32)
         chunk = _CHUNK if self._cuda is None else _CUDA_CHUNK
@@ -121,6 +125,15 @@ class MeshSDF:
             if progress is not None:
                 progress(stop, len(points))
         return distance, face
+
+    def _check_reach(self, farthest: float) -> None:
+        """Refuse points so far away that the engine's search radius would cut their distance
+        short (a silently wrong answer otherwise)."""
+        reach = float(farthest) / self.scale
+        if not reach <= MAX_REACH:
+            raise ValueError(f"query points lie up to {reach:.3g} times the mesh's half extent from its centre; "
+                             f"distances are exact within {MAX_REACH:.0e} of it: move the points closer or "
+                             "rescale the mesh")
 
     def _query_part(self, points: np.ndarray, max_distance: float, out_distance, out_face) -> None:
         from .sdf_cpu import signed_float32, signed_query
@@ -149,9 +162,10 @@ class MeshSDF:
             raise ValueError("query points are NaN or infinite")
         center = torch.as_tensor(self.center, dtype=torch.float64, device=points.device)
         local = (points.detach().to(torch.float64) - center) / self.scale
+        self._check_reach(float(local.abs().max()) * self.scale if len(local) else 0.0)
         parts = []
         for start in range(0, len(local), _CUDA_CHUNK):
-            distance, _, winding = self._cuda.signed_query_tensor(local[start:start + _CUDA_CHUNK], 1.0e6)
+            distance, _, winding = self._cuda.signed_query_tensor(local[start:start + _CUDA_CHUNK], _FAR)
             parts.append(torch.where(winding > 0.5, -distance, distance))
         empty = torch.zeros(0, dtype=torch.float64, device=points.device)
         return (torch.cat(parts) if parts else empty).to(torch.float32) * np.float32(self.scale)

@@ -37,6 +37,7 @@ def place(tmp_path):
     trimesh.creation.box().export(tmp_path / "box.obj")
     np.save(tmp_path / "points.npy", np.zeros((4, 3)))
     np.savez(tmp_path / "archive.npz", a=np.zeros((4, 3)))
+    np.save(tmp_path / "far.npy", np.array([[1e300, 0.0, 0.0]]))
     (tmp_path / "image.png").write_bytes(b"not looked at")
     (tmp_path / "file").write_text("a file, not a folder")
     return tmp_path
@@ -89,6 +90,9 @@ def cases(p):
         ([*sdf, "-o", p / "d.npy", "--device", "gpu"], "--device: unknown device 'gpu'; use 'cpu', 'cuda' or 'cuda:N'"),
         (["sdf", p / "box.obj", "--points", p / "archive.npz", "-o", p / "d.npy"],
          f"--points {p / 'archive.npz'}: expected one .npy array, got an .npz archive"),
+        (["sdf", p / "box.obj", "--points", p / "far.npy", "-o", p / "d.npy"],   # was cut short to 5e5, exit 0
+         "query points lie up to 2e+300 times the mesh's half extent from its centre; distances are exact within "
+         "1e+05 of it: move the points closer or rescale the mesh"),
         ([*recon, "-o", p / "m.glb", "--steps", "0"], "--steps must be from 1 to 1,000, got 0"),
         ([*recon, "-o", p / "m.glb", "--steps", "-3"], "--steps must be from 1 to 1,000, got -3"),
         ([*recon, "-o", p / "m.glb", "--cfg", "nan"], "--cfg must be zero or positive (a finite number), got nan"),

@@ -373,6 +373,21 @@ def test_degenerate_faces_and_far_points_keep_exact_distances():
     assert ((0 <= face) & (face < len(faces))).all()
 
 
+def test_points_beyond_the_exact_reach_are_refused_not_cut_short():
+    """The search radius is 1e6 half extents: a point at 1e300 used to get a distance of 5e5
+    (the radius) with no error. Points up to MAX_REACH half extents away stay exact."""
+    from kubik_core.recon3d.sdf import MAX_REACH
+
+    box = trimesh.creation.box()   # half extent 0.5
+    sdf = MeshSDF(box.vertices, box.faces)
+    edge = 0.5 * MAX_REACH
+    np.testing.assert_allclose(sdf([[edge, 0.0, 0.0], [0.0, -edge, 0.0]]), [edge - 0.5] * 2, rtol=1e-9)
+    for far in ([[edge * 1.01, 0.0, 0.0]], [[1e300, 0.0, 0.0]], [[1.7e308, 0.0, 0.0], [-1.7e308, 0.0, 0.0]]):
+        with pytest.raises(ValueError, match=r"query points lie up to .* times the mesh's half extent from its "
+                                             r"centre; distances are exact within 1e\+05 of it"):
+            sdf(np.array(far))
+
+
 @pytest.mark.parametrize("shape", ["torus", "sphere", "open box", "holed bunny"])
 def test_carried_signs_equal_evaluated_ones(shape, bunny_path):
     """Signs handed from point to point (empty balls, counted crossings) against a winding
