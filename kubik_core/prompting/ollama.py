@@ -56,8 +56,8 @@ class OllamaConfig:
 
 @dataclass(frozen=True)
 class _Target:
-    """A checked Ollama address: connect to ``address`` (an IP literal, or a name resolved
-    at request time when it is ``local``), speaking for ``host``."""
+    """A checked Ollama address: an IP literal, localhost (``local``: it must resolve to this
+    machine) or a host KUBIK_OLLAMA_HOSTS allows; resolved once, when the request is made."""
 
     scheme: str
     host: str

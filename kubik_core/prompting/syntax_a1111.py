@@ -12,6 +12,10 @@ The webui reads a prompt in three passes, and so does this module:
 3. the step's text is weighed: ``(x)`` ×1.1, ``[x]`` ÷1.1, ``(x:w)`` ×w, nested brackets
    multiply, brackets left open apply up to the end, ``\\(`` escapes, ``BREAK`` starts a new
    75-token chunk.
+
+The work grows linearly with the length of the prompt (at most MAX_NESTING times it in the
+schedule pass), where the webui's own code is quadratic on unclosed brackets and on long
+whitespace; and weights beyond +-MAX_WEIGHT are reported clamped, with a note.
 """
 from __future__ import annotations
 

@@ -12,8 +12,10 @@ segments must be the weights the model really gets:
 * ``[x]``, ``{x}``, ``BREAK``, ``AND`` mean nothing special.
 
 The scan jumps from bracket to bracket with one precompiled regex instead of walking every
-character, and nesting deeper than MAX_NESTING is kept as literal text (ComfyUI itself hits
-Python's recursion limit near 1000 levels).
+character, brackets are paired once (linear in the length, whatever the depth), and nesting
+deeper than MAX_NESTING is kept as literal text (ComfyUI itself hits Python's recursion limit
+near 1000 levels). Unlike ComfyUI, weights beyond +-MAX_WEIGHT (``(x:inf)``, ``(x:nan)``, deep
+nesting) are reported clamped, with a note, so that the analysis holds finite numbers only.
 """
 from __future__ import annotations
 

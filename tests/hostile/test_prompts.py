@@ -18,7 +18,7 @@ import pytest
 from kubik_core.cli import main as kubik_main
 from kubik_core.prompting import (MAX_PROMPT_CHARS, EmptyPromptError, PromptError, analyze_prompt,
                                   parse_prompt)
-from kubik_core.prompting import syntax_a1111, syntax_comfyui
+from kubik_core.prompting import syntax_comfyui
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_DEFAULTS = dict(dialect="comfyui", seed=0, wildcards_folder="", use_ollama=False,
