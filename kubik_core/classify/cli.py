@@ -18,6 +18,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 
 
@@ -351,6 +352,8 @@ def _export(args) -> int:
             raise ValueError(f"--out {out}: is a folder; name the .safetensors file to write")
         if out.exists() and not args.overwrite:
             raise ValueError(f"--out {out}: exists already; add --overwrite to replace it")
+        if out.parent.exists() and not out.parent.is_dir():
+            raise ValueError(f"--out {out}: {out.parent} is a file, not a folder")
         _output_folder(str(out.parent), "--out")
         checkpoint = Path(args.checkpoint)
         if not checkpoint.exists():
@@ -358,10 +361,12 @@ def _export(args) -> int:
         if not checkpoint.is_file():
             raise ValueError(f"{checkpoint}: is a folder; name the checkpoint.pt of a run")
         try:
-            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch warns about foreign pickles; the error says it all
+                warnings.simplefilter("ignore")
+                state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         except Exception as exc:  # truncated file, not a checkpoint, unsafe pickle content
-            raise ValueError(f"{checkpoint}: not a readable training checkpoint "
-                             f"({type(exc).__name__})") from None
+            raise ValueError(f"{checkpoint}: not a readable training checkpoint ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:200]})") from None
         if (not isinstance(state, dict) or not isinstance(state.get("card"), str)
                 or not isinstance(state.get("model"), dict) or not isinstance(state.get("epoch"), int)):
             raise ValueError(f"{checkpoint}: not a `kubik classify train` checkpoint")

@@ -49,6 +49,7 @@ def run_demo(out_dir: Path, progress: Callable[[int, int], None] | None = None, 
     result = train(TrainConfig(data=str(split_dir), out=str(out_dir / "run"), architecture="resnet18",
                                model_kwargs=DEMO_MODEL_KWARGS, img_size=32, epochs=epochs,
                                batch_size=64, lr=3e-3, augment=DEMO_AUGMENT, device="cpu",
+                               overwrite=True,  # a re-run of the demo replaces its own run
                                show_progress=False), progress=progress)
     classifier = Classifier.load(result.model_path, "cpu")
     test = split.splits["test"]

@@ -316,8 +316,8 @@ class FailureLog:
                                "time": time.time(), **extra})
             with open(self.path, "a", encoding="utf-8") as fh:
                 fh.write(line + "\n")
+            self._refresh()  # counts this line (and any another process appended) once
             self._known.add(source)
-            self._lines += 1
             return True
 
     def read(self) -> list[dict]:

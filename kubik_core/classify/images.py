@@ -14,6 +14,9 @@ import numpy as np
 from PIL import Image, ImageOps
 
 
+MAX_FILE_BYTES = 256 * 1024 * 1024  # above any real photo; a larger "image" is not read at all
+
+
 class ImageError(ValueError):
     """An image that cannot be used: empty, truncated, corrupt or zero-size."""
 
@@ -44,12 +47,17 @@ def decode_image(data: bytes, name: str = "image") -> Image.Image:
 
 def load_image(path: str | os.PathLike) -> Image.Image:
     try:
+        if os.path.getsize(path) > MAX_FILE_BYTES:
+            raise ImageError(f"{path}: file of {os.path.getsize(path)} bytes is too large for an "
+                             f"image (limit {MAX_FILE_BYTES})")
         with open(path, "rb") as fh:
             data = fh.read()
     except FileNotFoundError:
         raise ImageError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise ImageError(f"{path}: is a folder, not an image") from None
+    except OSError as exc:  # permission denied, an I/O error of the disk
+        raise ImageError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
     return decode_image(data, str(path))
 
 
@@ -58,10 +66,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         array = np.asarray(image, dtype=np.float64)
-        if mode == "F":
-            lo, hi = float(np.nanmin(array)), float(np.nanmax(array))
-            scale = (hi - lo) or 1.0
-            array = (np.nan_to_num(array, nan=lo) - lo) / scale * 255.0
+        if mode == "F":  # scaled to its finite range; NaN and infinities take its ends
+            finite = array[np.isfinite(array)]
+            lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+            array = np.nan_to_num(array, nan=lo, posinf=hi, neginf=lo)
+            array = (array - lo) / ((hi - lo) or 1.0) * 255.0
         else:
             top = 65535.0 if array.max() > 255 else 255.0
             array = array / top * 255.0

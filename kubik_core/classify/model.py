@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -128,7 +129,9 @@ def read_pretrained(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     from timm.models import load_state_dict
 
     try:
-        state = load_state_dict(str(path), weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickles; the error says it all
+            warnings.simplefilter("ignore")
+            state = load_state_dict(str(path), weights_only=True)
     except Exception as exc:  # safetensors and unpickling raise many types for foreign bytes
         raise ValueError(f"--pretrained {path.name}: not a weights file (.safetensors, or a "
                          f".pth/.pt state dict) ({type(exc).__name__}: {_one_line(exc)})") from None

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -166,6 +167,13 @@ RUN_FILES = ("checkpoint.pt", "model.safetensors", "model.json", "classes.json",
              "curves.png", "train_config.json", "skipped.jsonl")
 
 
+def _left_by_a_failed_start(name: str) -> bool:
+    """A run refused before training (no loadable image) leaves its skipped.jsonl, which names
+    the bad files; it must not make the folder count as an earlier run. Other processes' write
+    probes come and go too."""
+    return name == "skipped.jsonl" or name.startswith(".write-test-")
+
+
 def check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
     """Check ``out`` up front: a folder we can write, holding no earlier run unless asked."""
     if out.exists() and not out.is_dir():
@@ -174,7 +182,7 @@ def check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
         if not (out / "checkpoint.pt").is_file():
             raise ValueError(f"--resume: {out} has no checkpoint.pt to continue from; "
                              "leave out --resume to start a new run")
-    elif not overwrite and any(not entry.name.startswith(".write-test-")  # other ranks' probes
+    elif not overwrite and any(not _left_by_a_failed_start(entry.name)
                                for entry in (out.iterdir() if out.is_dir() else ())):
         earlier = any((out / name).exists() for name in RUN_FILES)
         raise ValueError(f"--out {out}: holds {'an earlier run' if earlier else 'other files'}; "
@@ -244,10 +252,12 @@ def _require_loadable(dataset: ManifestDataset, name: str, log: FailureLog) -> N
 def _load_checkpoint(path: Path) -> dict:
     """checkpoint.pt of an earlier run (weights_only), or a clear error for a damaged file."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickles; the error says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated file, not a checkpoint, unsafe pickle content
-        raise ValueError(f"--resume: {path} is not a readable checkpoint "
-                         f"({type(exc).__name__}); start again with --overwrite") from None
+        raise ValueError(f"--resume: {path} is not a readable checkpoint ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:200]}); start again with --overwrite") from None
     keys = ("model", "optimizer", "scheduler", "scaler", "epoch", "step", "history", "best",
             "bad_epochs", "class_map", "architecture")
     if not isinstance(state, dict) or any(key not in state for key in keys):
@@ -273,9 +283,10 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
     try:
         check_run_folder(out, config.resume, config.overwrite)
         barrier(info)  # every process looked at --out before the main one writes there
-        if config.overwrite and info.is_main:
-            for name in RUN_FILES:
+        if info.is_main and not config.resume:  # a new run starts with a new log
+            for name in RUN_FILES if config.overwrite else ("skipped.jsonl",):
                 (out / name).unlink(missing_ok=True)
+        barrier(info)
         train_samples, val_samples, class_map = load_split(config.data)
         _require_cache_for_urls(train_samples, "train.jsonl", config.cache_dir)
         _require_cache_for_urls(val_samples, "val.jsonl", config.cache_dir)

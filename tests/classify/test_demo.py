@@ -20,3 +20,6 @@ def test_demo_trains_evaluates_and_predicts(tmp_path):
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert accuracy == pytest.approx(metrics["top1"], abs=5e-4) and accuracy > 0.3
     assert markdown.count("\n| `") == 6  # six example predictions
+    # `kubik demo` into the same folder again replaces its own run instead of refusing it
+    assert "Held-out test set" in run_demo(tmp_path, epochs=1)
+    assert json.loads((tmp_path / "run" / "history.json").read_text())[-1]["epoch"] == 0
