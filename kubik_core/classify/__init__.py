@@ -9,6 +9,7 @@ Where things live:
 - ``fetch``      URL streaming: LRU disk cache, rate limit, backoff honouring Retry-After
 - ``smartcrop``  spectral-residual saliency and a crop box at a target aspect ratio
 - ``data``       the training/eval dataset, transforms and the world-size-independent batch sampler
+- ``schema``     the bounded schema of model cards and timm kwargs (files from anyone load safely)
 - ``model``      timm model building, local pretrained weights, export/load as safetensors + JSON
 - ``losses``     logit-adjusted (balanced softmax) loss, mixup/cutmix
 - ``distributed`` torchrun process-group setup (a no-op for one process)
