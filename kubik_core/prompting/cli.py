@@ -34,6 +34,14 @@ def register(subparsers) -> None:
     parser.add_argument("--json", action="store_true", help="print the analysis as JSON")
     parser.set_defaults(func=_analyze)
 
+    def one_line_error(message: str):
+        """A bad argument is one line and exit status 2, like every other error of the command
+        (argparse would print the whole usage block first)."""
+        parser.exit(2, f"kubik analyze: error: {message} (kubik analyze --help lists the "
+                       "options)\n")
+
+    parser.error = one_line_error
+
 
 def _analyze(args) -> int:
     from ..cli import CommandError

@@ -310,6 +310,23 @@ def test_kubik_analyze_errors_are_one_line(argv, message, capsys, monkeypatch):
     assert (code, out, err) == (2, "", f"kubik analyze: error: {message}\n")
 
 
+@pytest.mark.parametrize("argv,message", [
+    (["analyze", "a", "--seed", "1e5"], "argument --seed: invalid int value: '1e5'"),
+    (["analyze", "a", "--ollama-timeout", "soon"],
+     "argument --ollama-timeout: invalid float value: 'soon'"),
+    (["analyze", "a", "--dialect", "nai"],
+     "argument --dialect: invalid choice: 'nai' (choose from 'comfyui', 'a1111')"),
+    (["analyze"], "the following arguments are required: prompt"),
+])
+def test_kubik_analyze_argument_errors_are_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as caught:
+        kubik_main(argv)
+    captured = capsys.readouterr()
+    assert (caught.value.code, captured.out) == (2, "")
+    assert captured.err == (f"kubik analyze: error: {message} (kubik analyze --help lists the "
+                            "options)\n")
+
+
 @pytest.mark.parametrize("data,message", [
     (b"\xff\xfe a cat", "standard input is not UTF-8 text (byte 0); save the prompt as UTF-8"),
     (b"a cat \xe2\x82", "standard input is not UTF-8 text (byte 6); save the prompt as UTF-8"),
