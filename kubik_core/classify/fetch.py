@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..common import bounded_json
 from ..hub.http import parse_retry_after
 
 RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
@@ -294,7 +295,7 @@ class FailureLog:
     def _parse(data: bytes):
         for line in data.splitlines():
             try:
-                row = json.loads(line)
+                row = bounded_json.loads(line, max_depth=4)
             except ValueError:
                 continue
             if isinstance(row, dict) and isinstance(row.get("source"), str):
@@ -303,20 +304,21 @@ class FailureLog:
     def __contains__(self, source: str) -> bool:
         with self._lock:
             self._refresh()
-            return source in self._known
+            return source[:self.MAX_SOURCE] in self._known
 
     def record(self, source: str, reason: str, **extra) -> bool:
         """Append one line for ``source`` unless it is already recorded or the log is full."""
+        source = source[:self.MAX_SOURCE]  # as the line keeps it, so that lookups match
         with self._lock:
             self._refresh()
             if source in self._known or self._lines >= self.max_entries:
                 return False
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            line = json.dumps({"source": source[:self.MAX_SOURCE], "reason": reason[:self.MAX_REASON],
+            line = json.dumps({"source": source, "reason": reason[:self.MAX_REASON],
                                "time": time.time(), **extra})
             with open(self.path, "a", encoding="utf-8") as fh:
                 fh.write(line + "\n")
-            self._refresh()  # counts this line (and any another process appended) once
+            self._refresh()  # counts this line (and any other process appended) once
             self._known.add(source)
             return True
 
@@ -332,7 +334,7 @@ class FailureLog:
         """Drop the lines of ``sources`` (URLs fetched fine since), rewriting the file atomically."""
         from .classmap import write_text_atomic
 
-        drop = set(sources)
+        drop = {source[:self.MAX_SOURCE] for source in sources}
         with self._lock:
             rows = self.read()
             kept = [row for row in rows if row["source"] not in drop]

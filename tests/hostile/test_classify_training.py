@@ -316,5 +316,11 @@ def test_failure_logs_stay_bounded(tmp_path):
     rows = capped.read()
     assert len(rows) == 5 and all(len(row["reason"]) == 500 for row in rows)
     with open(tmp_path / "capped.jsonl", "a") as fh:
-        fh.write("{not json\n[1]\n")
+        fh.write("{not json\n[1]\n" + "[" * 5000 + "\n")  # a damaged log: those lines are ignored
     assert len(FailureLog(tmp_path / "capped.jsonl").read()) == 5
+
+    long_url = "http://x/" + "a" * 5000  # kept cut, and still found again
+    log = FailureLog(tmp_path / "long.jsonl")
+    assert log.record(long_url, "HTTP 404") and not log.record(long_url, "HTTP 404")
+    assert long_url in FailureLog(tmp_path / "long.jsonl")
+    assert len(FailureLog(tmp_path / "long.jsonl").read()[0]["source"]) == 2000
