@@ -169,7 +169,15 @@ def _train_vae(args) -> int:
 
 
 def _train_flow(args) -> int:
+    from pathlib import Path
+
+    from ..cli import CommandError
     from .train_flow import train_flow
+
+    weights = args.image_encoder_weights
+    if weights is not None and (not Path(weights).is_file() or Path(weights).suffix != ".safetensors"):
+        raise CommandError(f"--image-encoder-weights {weights}: give an existing .safetensors file (timm or "
+                           "Hugging Face model.safetensors of the config's backbone)")
 
     return _run_training(train_flow, args, "train_flow", latents=args.latents, out=args.out,
                          image_encoder_weights=args.image_encoder_weights)

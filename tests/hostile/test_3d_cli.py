@@ -40,7 +40,21 @@ def place(tmp_path):
     np.save(tmp_path / "far.npy", np.array([[1e300, 0.0, 0.0]]))
     (tmp_path / "image.png").write_bytes(b"not looked at")
     (tmp_path / "file").write_text("a file, not a folder")
+    for name, side in (("bomb.png", 100_000), ("large.png", 15_000)):   # headers only: decompression bombs
+        (tmp_path / name).write_bytes(png_header(side))
     return tmp_path
+
+
+def png_header(side: int) -> bytes:
+    """A PNG that declares side x side pixels and holds none."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
 
 
 def cases(p):
@@ -102,6 +116,12 @@ def cases(p):
         ([*recon, "-o", p / "file" / "m.glb"], f"-o {p / 'file'}: {p / 'file'} is a file, so no folder can be made there"),
         ([*recon, "-o", p / "m.glb", "--device", "cuda:99"], None),
         ([*recon, "-o", p / "m.glb", "--device", "tpu"], "--device 'tpu': unknown device; use cpu, cuda, cuda:N or auto"),
+        (["reconstruct", p / "bomb.png", "--model", DEMO, "-o", p / "m.glb", "--device", "cpu"],
+         f"image {p / 'bomb.png'} is too large to read (Image size (10000000000 pixels) exceeds limit of 178956970 "
+         "pixels, could be decompression bomb DOS attack.)"),
+        (["reconstruct", p / "large.png", "--model", DEMO, "-o", p / "m.glb", "--device", "cpu"],   # was a warning
+         f"image {p / 'large.png'} is too large to read (Image size (225000000 pixels) exceeds limit of 178956970 "
+         "pixels, could be decompression bomb DOS attack.)"),
         (["export", DEMO, "-o", p / "x.bin"], f"-o {p / 'x.bin'}: the output must end in .safetensors"),
         (["export", DEMO, "-o", p / "file" / "x.safetensors"],
          f"-o {p / 'file'}: {p / 'file'} is a file, so no folder can be made there"),
@@ -116,6 +136,9 @@ def cases(p):
         (["train-vae", p, "-o", p / "file"], f"-o {p / 'file'}: is a file, not a folder; choose a folder"),
         (["train-vae", p, "-o", p / "run", "--device", "cuda:99"], None),
         (["train-flow", p / "l.safetensors", "-o", p / "run", "--seed", "-1"], f"--seed must be {seed_range}, got -1"),
+        (["train-flow", p / "l.safetensors", "-o", p / "run", "--image-encoder-weights", p / "points.npy"],
+         f"--image-encoder-weights {p / 'points.npy'}: give an existing .safetensors file (timm or Hugging Face "
+         "model.safetensors of the config's backbone)"),
     ]
 
 
