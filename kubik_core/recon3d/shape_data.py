@@ -8,7 +8,7 @@ stable hash of their id, so the split never changes when shapes are added or the
 from __future__ import annotations
 
 import hashlib
-import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,22 +26,52 @@ def is_held_out(shape_id: str, percent: float) -> bool:
 
 
 def dataset_entries(root: str | Path) -> list[dict]:
-    """The finished shapes of a dataset folder: {"id", "dir", "views": [png paths], "cameras": [4x4]}."""
+    """The finished shapes of a dataset folder: {"id", "dir", "views": [png paths], "cameras": [4x4]}.
+
+    The folder's JSON files are read as hostile input (bounded JSON, checked types) and every
+    name they give must be a plain file or folder name inside the dataset folder."""
     root = Path(root)
     manifest = root / "manifest.json"
     if not manifest.is_file():
         raise ValueError(f"{root} is not a dataset folder (no manifest.json); make one with "
                          "`kubik 3d preprocess` or `kubik 3d synth`")
+    meshes = _read_json(manifest).get("meshes")
+    if not isinstance(meshes, list) or not all(isinstance(m, dict) and _plain(m.get("id")) for m in meshes):
+        raise ValueError(f"{manifest}: 'meshes' must be a list of entries with plain folder names as ids; "
+                         "rebuild it with `kubik 3d preprocess`")
     entries = []
-    for item in json.loads(manifest.read_text())["meshes"]:
+    for item in meshes:
         folder = root / item["id"]
         if not (folder / "meta.json").is_file():
             continue
-        views = json.loads((folder / "meta.json").read_text()).get("views") or {}
-        entries.append({"id": f"{root.name}/{item['id']}", "dir": folder,
-                        "views": [folder / v for v in views.get("rgba") or []],
-                        "cameras": views.get("camera_to_world") or []})
+        views = _read_json(folder / "meta.json").get("views") or {}
+        names = (views.get("rgba") or []) if isinstance(views, dict) else None
+        cameras = (views.get("camera_to_world") or []) if isinstance(views, dict) else None
+        if not isinstance(names, list) or not all(_plain(n) for n in names) or not isinstance(cameras, list):
+            raise ValueError(f"{folder / 'meta.json'}: its views must list plain file names and cameras; "
+                             "preprocess the mesh again")
+        entries.append({"id": f"{root.name}/{item['id']}", "dir": folder, "views": [folder / n for n in names],
+                        "cameras": cameras})
     return entries
+
+
+def _read_json(path: Path) -> dict:
+    from ..common.bounded_json import BoundedJSONError
+    from ..common.bounded_json import loads as bounded_loads
+
+    try:
+        value = bounded_loads(path.read_bytes())
+    except (BoundedJSONError, OSError) as exc:
+        raise ValueError(f"{path}: cannot be read ({exc})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: must hold a JSON object")
+    return value
+
+
+def _plain(name) -> bool:
+    """A file or folder name that stays where it is put (no separator, not . or ..)."""
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name \
+        and "\x00" not in name
 
 
 @dataclass
@@ -73,8 +103,15 @@ class ShapeSet:
             raise ValueError(f"no finished shapes in the {split} split of {roots}")
         loaded = []
         for entry in entries:
-            with np.load(entry["dir"] / "samples.npz") as data:
-                loaded.append({k: data[k] for k in (*SAMPLE_KEYS, "surface_sharp")})
+            try:
+                with np.load(entry["dir"] / "samples.npz") as data:
+                    loaded.append({k: data[k] for k in (*SAMPLE_KEYS, "surface_sharp")})
+            except KeyError as exc:
+                raise ValueError(f"{entry['dir'] / 'samples.npz'}: lacks the array {exc}; preprocess the mesh "
+                                 "again") from None
+            except (OSError, ValueError, zipfile.BadZipFile):  # never loaded as a pickle
+                raise ValueError(f"{entry['dir'] / 'samples.npz'}: not a usable samples file (damaged, or not "
+                                 "written by `kubik 3d preprocess`); preprocess the mesh again") from None
         arrays = {}
         count = min(len(item["surface_points"]) for item in loaded)
         arrays["surface_sharp"] = torch.from_numpy(np.stack([item["surface_sharp"][:count] for item in loaded]))

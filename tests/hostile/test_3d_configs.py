@@ -274,3 +274,52 @@ def test_a_crafted_latents_file_is_refused_with_its_reason(tmp_path, change, mes
     with pytest.raises(ValueError) as info:
         read_latents(path)
     assert str(info.value) == f"{path}: {message}"
+
+
+# ----------------------------------------------------------------------------- dataset folders
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A real two-shape dataset folder made by `preprocess` (no renders)."""
+    import trimesh
+
+    from kubik_core.recon3d.dataset import PreprocessConfig, preprocess_folder
+    from kubik_core.recon3d.sampling import SampleConfig
+
+    root = tmp_path_factory.mktemp("dataset")
+    (root / "meshes").mkdir()
+    trimesh.creation.box().export(root / "meshes" / "box.obj")
+    trimesh.creation.icosphere(subdivisions=2).export(root / "meshes" / "ball.ply")
+    config = PreprocessConfig(samples=SampleConfig(surface=300, near=300, uniform=300), render=None, device="cpu")
+    assert preprocess_folder(root / "meshes", root / "data", config)["done"] == 2
+    return root / "data"
+
+
+DATASET_CASES = [
+    ("manifest.json", '{"meshes": [{"id": "../../etc"}]}',
+     "manifest.json: 'meshes' must be a list of entries with plain folder names as ids; rebuild it with "
+     "`kubik 3d preprocess`"),
+    ("manifest.json", "[" * 5000, "manifest.json: cannot be read (JSON is nested 5000 levels deep (limit 64))"),
+    ("manifest.json", '{"meshes": 5}', "manifest.json: 'meshes' must be a list of entries with plain folder names "
+                                      "as ids; rebuild it with `kubik 3d preprocess`"),
+    ("box/meta.json", '{"views": {"rgba": ["/etc/passwd"], "camera_to_world": []}}',
+     "box/meta.json: its views must list plain file names and cameras; preprocess the mesh again"),
+    ("box/meta.json", '{"views": 1e999}', "box/meta.json: cannot be read (number 1e999 is out of range (not a "
+                                          "finite float))"),
+    ("box/samples.npz", "not a zip archive", "box/samples.npz: not a usable samples file (damaged, or not written "
+                                             "by `kubik 3d preprocess`); preprocess the mesh again"),
+]
+
+
+@pytest.mark.parametrize("name, content, message", DATASET_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(DATASET_CASES)])
+def test_a_damaged_dataset_folder_is_refused_naming_the_file(dataset, tmp_path, name, content, message):
+    import shutil
+
+    from kubik_core.recon3d.shape_data import ShapeSet
+
+    copy = tmp_path / "data"
+    shutil.copytree(dataset, copy)
+    assert len(ShapeSet.load(copy, split="all")) == 2
+    (copy / name).write_text(content)
+    with pytest.raises(ValueError) as info:
+        ShapeSet.load(copy, split="all")
+    assert str(info.value) == f"{copy}/{message}"
