@@ -20,7 +20,6 @@ in the report and never stops the run.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 import warnings
@@ -33,6 +32,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..common.bounded_json import loads as bounded_loads
 from .errors import MeshError
 from .mesh_io import MESH_SUFFIXES, clean_mesh, load_mesh, normalize
 from .render import RenderConfig
@@ -121,11 +121,19 @@ def preprocess_mesh(path, out_dir, config: PreprocessConfig, renderer=None, *, t
     return meta
 
 
-def is_finished(out_dir: Path) -> bool:
+def _finished_meta(out_dir: Path) -> dict | None:
+    """The meta.json of a finished mesh folder, or None (absent, damaged, hostile, other format)."""
     try:
-        return json.loads((out_dir / "meta.json").read_text())["format_version"] == FORMAT_VERSION
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
+        meta = bounded_loads((out_dir / "meta.json").read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        return None
+    return meta
+
+
+def is_finished(out_dir: Path) -> bool:
+    return _finished_meta(out_dir) is not None
 
 
 # One renderer per worker process, created by the pool initializer and reused for every mesh.
@@ -229,13 +237,15 @@ def write_manifest(out) -> dict:
     out = Path(out)
     entries = []
     for meta_path in sorted(out.glob("*/meta.json")):
-        if not is_finished(meta_path.parent):
+        meta = _finished_meta(meta_path.parent)
+        if meta is None:
             continue
-        meta = json.loads(meta_path.read_text())
-        entries.append({"id": meta_path.parent.name, "source": meta["source"],
+        views = meta.get("views")
+        entries.append({"id": meta_path.parent.name, "source": str(meta.get("source", "")),
                         "samples": f"{meta_path.parent.name}/samples.npz",
                         "meta": f"{meta_path.parent.name}/meta.json",
-                        "views": len(meta["views"]["rgba"]) if meta.get("views") else 0})
+                        "views": len(views["rgba"]) if isinstance(views, dict) and isinstance(views.get("rgba"), list)
+                        else 0})
     manifest = {"format_version": FORMAT_VERSION, "count": len(entries), "meshes": entries}
     save_json_atomic(out / "manifest.json", manifest)
     return manifest

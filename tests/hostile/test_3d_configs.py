@@ -323,3 +323,20 @@ def test_a_damaged_dataset_folder_is_refused_naming_the_file(dataset, tmp_path, 
     with pytest.raises(ValueError) as info:
         ShapeSet.load(copy, split="all")
     assert str(info.value) == f"{copy}/{message}"
+
+
+def test_preprocess_redoes_a_mesh_whose_meta_json_is_hostile(tmp_path):
+    """A meta.json nested 3,000 deep in the output folder raised RecursionError in the resume check."""
+    import trimesh
+
+    from kubik_core.recon3d.dataset import PreprocessConfig, preprocess_folder
+    from kubik_core.recon3d.sampling import SampleConfig
+
+    trimesh.creation.box().export(tmp_path / "box.obj")
+    (tmp_path / "out" / "box").mkdir(parents=True)
+    (tmp_path / "out" / "box" / "meta.json").write_text("[" * 3000 + "]" * 3000)
+    config = PreprocessConfig(samples=SampleConfig(surface=100, near=100, uniform=100), render=None, device="cpu")
+    report = preprocess_folder(tmp_path / "box.obj", tmp_path / "out", config)
+    assert (report["done"], report["skipped"], report["failed"]) == (1, 0, [])
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [m["id"] for m in manifest["meshes"]] == ["box"]
