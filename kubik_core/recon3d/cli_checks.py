@@ -74,7 +74,7 @@ def torch_device(name: str) -> str:
         available = torch.cuda.device_count() if torch.cuda.is_available() else 0
         index = int(name[5:]) if ":" in name else 0
         if index >= available:
-            raise CommandError(f"--device {name}: {'no CUDA GPU is available here' if not available else f'only {available} GPU(s) here'}; "
-                               "use --device cpu (or auto)")
+            found = f"only {available} GPU(s) here" if available else "no CUDA GPU is available here"
+            raise CommandError(f"--device {name}: {found}; use --device cpu (or auto)")
         return name
     raise CommandError(f"--device {name!r}: unknown device; use cpu, cuda, cuda:N or auto")

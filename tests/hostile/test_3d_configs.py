@@ -231,7 +231,8 @@ def test_training_configs_and_set_values_meet_the_same_schema(tmp_path, capsys):
 
 def test_config_files_are_refused_above_64_kb(tmp_path):
     (tmp_path / "big.json").write_text(json.dumps({**micro_config(), "description": "x" * 70000}))
-    with pytest.raises(ConfigError, match=re.escape(f"model config {tmp_path / 'big.json'} is ") + r"\d\d,\d\d\d bytes; a config is a few KB"):
+    size = r"\d\d,\d\d\d bytes; a config is a few KB"
+    with pytest.raises(ConfigError, match=re.escape(f"model config {tmp_path / 'big.json'} is ") + size):
         load_config(tmp_path / "big.json")
     with pytest.raises(ConfigError, match="description must be a string of at most 2000 characters"):
         parse_config_json(json.dumps({**micro_config(), "description": "x" * 3000}))
