@@ -92,6 +92,8 @@ class ClassMap:
     def load(cls, path: str | os.PathLike) -> "ClassMap":
         path = Path(path)
         try:
+            if path.exists() and not path.is_dir() and not path.is_file():
+                raise ValueError(f"class map {path} is not a regular file (a device, pipe or socket)")
             if path.stat().st_size > MAX_FILE_BYTES:
                 raise ValueError(f"class map {path} is too large ({path.stat().st_size} bytes, "
                                  f"limit {MAX_FILE_BYTES})")

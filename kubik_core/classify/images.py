@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 
 import numpy as np
@@ -47,15 +48,18 @@ def decode_image(data: bytes, name: str = "image") -> Image.Image:
 
 def load_image(path: str | os.PathLike) -> Image.Image:
     try:
-        if os.path.getsize(path) > MAX_FILE_BYTES:
-            raise ImageError(f"{path}: file of {os.path.getsize(path)} bytes is too large for an "
-                             f"image (limit {MAX_FILE_BYTES})")
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            raise ImageError(f"{path}: is a folder, not an image")
+        if not stat.S_ISREG(info.st_mode):  # /dev/zero or a pipe would be read forever
+            raise ImageError(f"{path}: not a regular file (a device, pipe or socket)")
+        if info.st_size > MAX_FILE_BYTES:
+            raise ImageError(f"{path}: file of {info.st_size} bytes is too large for an image "
+                             f"(limit {MAX_FILE_BYTES})")
         with open(path, "rb") as fh:
-            data = fh.read()
+            data = fh.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ImageError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a folder, not an image") from None
     except OSError as exc:  # permission denied, an I/O error of the disk
         raise ImageError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
     return decode_image(data, str(path))

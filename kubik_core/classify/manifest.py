@@ -50,6 +50,8 @@ def read_dataset(source: str | os.PathLike) -> list[Sample]:
         samples = read_folder(source)
     elif not source.exists():
         raise FileNotFoundError(f"dataset not found: {source}")
+    elif not source.is_file():
+        raise ValueError(f"dataset {source}: not a regular file (a device, pipe or socket)")
     elif source.suffix.lower() == ".csv":
         samples = read_csv(source)
     elif source.suffix.lower() in (".jsonl", ".ndjson"):

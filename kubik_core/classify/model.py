@@ -124,8 +124,10 @@ def read_pretrained(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"pretrained weights not found: {path}")
-    if not path.is_file():
+    if path.is_dir():
         raise ValueError(f"--pretrained {path}: is a folder, not a weights file")
+    if not path.is_file():
+        raise ValueError(f"--pretrained {path}: not a regular file (a device, pipe or socket)")
     from timm.models import load_state_dict
 
     try:
@@ -181,8 +183,10 @@ def read_card(path: str | os.PathLike, name: str | None = None) -> ModelCard:
     name = name or str(path)
     if not path.exists():
         raise FileNotFoundError(f"classifier not found: {name}")
-    if not path.is_file():
+    if path.is_dir():
         raise ValueError(f"{name}: is a folder, not a classifier file (.safetensors)")
+    if not path.is_file():
+        raise ValueError(f"{name}: not a regular file (a device, pipe or socket)")
     try:
         with safe_open(str(path), framework="pt") as fh:
             metadata = fh.metadata() or {}

@@ -7,6 +7,7 @@ was written where the command refused to work.
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -64,6 +65,7 @@ def ctx(tmp_path_factory):
         (folder / "train.jsonl").write_text(broken if name == "badtrain" else
                                             good.replace('"path": "', f'"path": "{root}/split/'))
         (folder / "val.jsonl").write_text(broken)
+    os.mkfifo(root / "pipe.jsonl")  # reading a pipe would wait forever
     (root / "busy").mkdir()
     (root / "busy" / "mine.txt").write_text("keep me")
     return root
@@ -93,6 +95,8 @@ CASES = {
                            "--out {r}/split: holds an earlier split (train.jsonl, val.jsonl, test.jsonl, "
                            "classes.json, split_report.json); add --overwrite to replace it, or choose "
                            "another folder"),
+    "split a pipe": ("split {r}/pipe.jsonl --out {r}/s1",
+                     "dataset {r}/pipe.jsonl: not a regular file (a device, pipe or socket)"),
     "split fractions": ("split {r}/images --out {r}/s1 --val 0.7 --test 0.5",
                         "val and test fractions must be in [0, 1) and sum to less than 1"),
     "split max per class": ("split {r}/images --out {r}/s1 --max-per-class 0",
@@ -259,6 +263,12 @@ CASES = {
     # predict
     "predict missing model": ("predict {r}/zero.png --model {r}/none.safetensors",
                               "classifier not found: {r}/none.safetensors"),
+    "predict with a pipe as model": ("predict {r}/zero.png --model {r}/pipe.jsonl",
+                                     "{r}/pipe.jsonl: not a regular file (a device, pipe or socket)"),
+    "eval with a pipe as class map": ("eval --model {r}/run/model.safetensors --data {r}/split/test.jsonl "
+                                      "--classes {r}/pipe.jsonl",
+                                      "class map {r}/pipe.jsonl is not a regular file (a device, pipe or "
+                                      "socket)"),
     "predict zero top-k": ("predict {r}/zero.png --model {r}/run/model.safetensors --top-k 0",
                            "--top-k must be at least 1, got 0"),
     "predict threshold": ("predict {r}/zero.png --model {r}/run/model.safetensors --threshold 2",

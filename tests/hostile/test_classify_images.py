@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
 import numpy as np
 import pytest
@@ -72,6 +73,8 @@ def files(tmp_path_factory):
         fh.truncate(300 * 1024 * 1024)
     paths["huge.jpg"] = folder / "huge.jpg"
     paths["missing.png"] = folder / "missing.png"
+    os.mkfifo(folder / "pipe.png")  # reading it would wait forever
+    paths["pipe.png"] = folder / "pipe.png"
     return paths
 
 
@@ -87,6 +90,7 @@ BAD = {
     "a-folder.png": "is a folder, not an image",
     "huge.jpg": "file of 314572800 bytes is too large for an image (limit 268435456)",
     "missing.png": "file not found",
+    "pipe.png": "not a regular file (a device, pipe or socket)",
 }
 
 
