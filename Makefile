@@ -1,12 +1,15 @@
 # Everything a fresh machine needs, in two commands:
 #   make demo   - set up .venv and run `kubik demo` on its embedded defaults
 #   make test   - set up .venv and run the test suite
+# The tests that need a real ComfyUI skip without one; to run them too (as CI does):
+#   make comfyui && COMFYUI_DIR=$PWD/build/ComfyUI make test
 PY    ?= python3
+COMFYUI_TARBALL ?= ../shared/comfyui/ComfyUI-0.8.0.tar.gz
 VENV  ?= .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.kubik-installed
 
-.PHONY: setup demo test bench demo-3d-model clean-venv
+.PHONY: setup demo test comfyui bench demo-3d-model clean-venv
 
 setup: $(STAMP)
 
@@ -24,6 +27,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# ComfyUI's source unpacked into build/ComfyUI (ignored by git), its requirements in .venv.
+comfyui: setup
+	bash scripts/setup_comfyui.sh $(COMFYUI_TARBALL) build $(BIN)/python
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
