@@ -21,6 +21,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from ..common.paths import writable_folder
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("classify", help="train, evaluate and run image classifiers",
@@ -148,18 +150,7 @@ _USER_ERRORS = (FileNotFoundError, ValueError, OSError)  # ClassMapMismatch, Car
 
 def _output_folder(path: str, flag: str = "--out") -> Path:
     """A folder we can write into (created now), or ValueError naming the flag."""
-    folder = Path(path)
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"{flag} {folder}: is a file; name a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ValueError(f"{flag} {folder}: cannot write there "
-                         f"({exc.strerror or type(exc).__name__})") from None
-    return folder
+    return writable_folder(path, flag)
 
 
 def _split(args) -> int:

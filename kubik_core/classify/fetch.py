@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..common import bounded_json
+from ..common.paths import writable_folder
 from ..hub.http import parse_retry_after
 
 RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
@@ -74,18 +75,7 @@ def _require(value, lo, hi, what: str, integer: bool = False) -> None:
 
 def check_cache_dir(cache_dir: str | os.PathLike) -> Path:
     """Create the cache folder now, or raise ValueError saying why it cannot be one."""
-    path = Path(cache_dir)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"--cache-dir {path}: is a file, not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ValueError(f"--cache-dir {path}: cannot write there "
-                         f"({exc.strerror or type(exc).__name__})") from None
-    return path
+    return writable_folder(cache_dir, "--cache-dir")
 
 
 class RateLimiter:

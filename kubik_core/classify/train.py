@@ -16,7 +16,6 @@ import contextlib
 import io
 import json
 import math
-import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -26,6 +25,7 @@ from typing import Callable
 import torch
 from torch.utils.data import DataLoader
 
+from ..common.paths import is_write_probe, writable_folder
 from .classmap import ClassMap, require_labels_known, write_bytes_atomic, write_text_atomic
 from .data import (AugmentConfig, GlobalBatchSampler, ImageSource, ManifestDataset, build_transform,
                    class_balanced_weights, class_counts, collate_skipping_failures)
@@ -171,13 +171,13 @@ def _left_by_a_failed_start(name: str) -> bool:
     """A run refused before training (no loadable image) leaves its skipped.jsonl, which names
     the bad files; it must not make the folder count as an earlier run. Other processes' write
     probes come and go too."""
-    return name == "skipped.jsonl" or name.startswith(".write-test-")
+    return name == "skipped.jsonl" or is_write_probe(name)
 
 
 def check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
     """Check ``out`` up front: a folder we can write, holding no earlier run unless asked."""
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out}: is a file; name a folder for the run")
+        raise ValueError(f"--out {out}: is a file, not a folder; name a folder for the run")
     if resume:
         if not (out / "checkpoint.pt").is_file():
             raise ValueError(f"--resume: {out} has no checkpoint.pt to continue from; "
@@ -188,14 +188,7 @@ def check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
         raise ValueError(f"--out {out}: holds {'an earlier run' if earlier else 'other files'}; "
                          "add --resume to continue it, --overwrite to replace it, or choose "
                          "another folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ValueError(f"--out {out}: cannot write there "
-                         f"({exc.strerror or type(exc).__name__})") from None
+    writable_folder(out, "--out")
 
 
 def load_split(data_dir: str | Path):

@@ -88,7 +88,7 @@ CASES = {
     "split tab in a label": ("split {r}/tab.csv --out {r}/s1",
                              "class name 'a\\tb' contains control characters (a line break or tab in a "
                              "label or folder name); rename it"),
-    "split out on a file": ("split {r}/images --out {r}/afile", "--out {r}/afile: is a file; name a folder"),
+    "split out on a file": ("split {r}/images --out {r}/afile", "--out {r}/afile: is a file, not a folder; name a folder"),
     "split out under a file": ("split {r}/images --out {r}/afile/sub",
                                "--out {r}/afile/sub: cannot write there (Not a directory)"),
     "split over a split": ("split {r}/images --out {r}/split",
@@ -106,7 +106,7 @@ CASES = {
     "fetch no URLs": ("fetch {r}/split/train.jsonl --cache-dir {r}/c",
                       "{r}/split/train.jsonl: lists no http(s) URLs (local images need no fetch)"),
     "fetch cache on a file": ("fetch {r}/urls.jsonl --cache-dir {r}/afile",
-                              "--cache-dir {r}/afile: is a file, not a folder"),
+                              "--cache-dir {r}/afile: is a file, not a folder; name a folder"),
     "fetch rate zero": ("fetch {r}/urls.jsonl --cache-dir {r}/c --rate 0",
                         "--rate (requests per second) must be a number from 0.001 to 10000, got 0.0"),
     "fetch negative retries": ("fetch {r}/urls.jsonl --cache-dir {r}/c --retries -1",
@@ -120,7 +120,7 @@ CASES = {
                            "{r}/missing: no classes.json; create the split with `kubik classify split` "
                            "so train and val share one class map"),
     "train out on a file": ("train --data {r}/split --out {r}/afile {tiny}",
-                            "--out {r}/afile: is a file; name a folder for the run"),
+                            "--out {r}/afile: is a file, not a folder; name a folder for the run"),
     "train out under a file": ("train --data {r}/split --out {r}/afile/run {tiny}",
                                "--out {r}/afile/run: cannot write there (Not a directory)"),
     "train into an earlier run": ("train --data {r}/split --out {r}/run {tiny}",
@@ -231,7 +231,7 @@ CASES = {
                             "--classes {r}/classes-deep.json",
                             "class map {r}/classes-deep.json: JSON is nested 5000 levels deep (limit 4)"),
     "eval out on a file": ("eval --model {r}/run/model.safetensors --data {r}/split/test.jsonl --out {r}/afile",
-                           "--out {r}/afile: is a file; name a folder"),
+                           "--out {r}/afile: is a file, not a folder; name a folder"),
     "eval zero batch": ("eval --model {r}/run/model.safetensors --data {r}/split/test.jsonl --batch-size 0",
                         "--batch-size must be from 1 to 65536, got 0"),
     "eval cuda without a GPU": ("eval --model {r}/run/model.safetensors --data {r}/split/test.jsonl "

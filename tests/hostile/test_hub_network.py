@@ -8,9 +8,7 @@ under .kubik.test resolve through the HubSession's resolver parameter, never thr
 from __future__ import annotations
 
 import json
-import shutil
 import ssl
-import subprocess
 import sys
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from kubik_core.hub.http import HostBearer, HubSession  # noqa: E402
 from kubik_core.hub.netguard import (ALLOW_PRIVATE_ENV, AddressPolicy,  # noqa: E402
                                      PrivateAddressRefused, system_resolver)
 from kubik_core.hub.service import Hub  # noqa: E402
+from kubik_testing.tls import self_signed_certificate  # noqa: E402
 
 DATA = b"\x00model bytes\xff" * 4096
 SHA = sha256_hex(DATA)
@@ -214,16 +213,8 @@ def test_a_name_that_changes_its_answer_between_hops_is_checked_again(mirror, se
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
-    """A self-signed certificate for models.kubik.test (made with the openssl command)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to make a test certificate")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=models.kubik.test", "-addext",
-                    "subjectAltName=DNS:models.kubik.test", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    return cert, key
+    """A self-signed certificate for models.kubik.test."""
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"), "models.kubik.test")
 
 
 @pytest.fixture

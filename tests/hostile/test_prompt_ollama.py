@@ -7,9 +7,7 @@ server sends (error bodies, invalid values) is repeated in notes or the summary.
 from __future__ import annotations
 
 import json
-import shutil
 import ssl
-import subprocess
 import threading
 import time
 from contextlib import contextmanager
@@ -19,6 +17,7 @@ import pytest
 
 from kubik_core.prompting import OllamaConfig, OllamaConfigError, analyze_prompt
 from kubik_core.prompting.ollama import check_url
+from kubik_testing.tls import self_signed_certificate
 
 PROMPT = "photo of a lighthouse on a cliff at sunset"
 SECRET = "SECRET-BODY-7f3a"
@@ -217,15 +216,8 @@ def test_model_text_is_cleaned_and_bounded():
 # ---------------------------------------------------------------- HTTPS on a pinned address
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
-    """A self-signed certificate for localhost and 127.0.0.1, made with the openssl tool."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is not installed")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    return cert, key
+    """A self-signed certificate for localhost and 127.0.0.1."""
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"), "localhost", "127.0.0.1")
 
 
 def test_https_checks_the_certificate_for_the_host(certificate, monkeypatch):
