@@ -15,7 +15,8 @@ Tables:
   generations      one row per image: prompt, analysis, parameters, LoRAs, seed, model, preset
   generation_loras the LoRAs of each generation (name, hash, strengths), for per-LoRA scores
   feedback         rating 1-5, quality/accuracy/aesthetic 1-5 (optional), tags, comment,
-                   saved/shared/regenerated flags
+                   saved/shared/regenerated flags; one row per rated generation (rating an
+                   image again replaces its rating)
   edits            a suggested value the user changed: family, style, field, suggested, final
 """
 from __future__ import annotations
@@ -133,7 +134,12 @@ class LearningStore:
                         accuracy: int | None = None, aesthetic: int | None = None,
                         tags: Sequence[str] | str = (), comment: str = "", saved: bool = False,
                         shared: bool = False, regenerated: bool = False) -> int:
-        """Store a rating of a recorded generation; returns the feedback row id."""
+        """Store the rating of a recorded generation; returns its feedback row id.
+
+        An image has one rating: rating it again replaces the whole rating (all fields) in the
+        same row, so a re-rating never counts twice. Two raters of one image at once are
+        serialized (SQLite's write lock; PostgreSQL locks the generation's row).
+        """
         from sqlalchemy import select
 
         generation_id = validate.generation_id(generation_id)
@@ -144,21 +150,30 @@ class LearningStore:
             tags=_dumps(validate.tags(tags)),
             comment=validate.text("comment", comment, validate.MAX_COMMENT_CHARS),
             saved=bool(saved), shared=bool(shared), regenerated=bool(regenerated))
-        unknown = UnknownGenerationError(
-            f"generation {validate.describe(generation_id)} is not in the learning store "
-            f"{self.describe()}: rate an image saved by Kubik Save Image (its generation_id output)")
+        unknown = self._unknown(generation_id)
         if len(generation_id) > validate.GENERATION_ID_CHARS:
             raise unknown
+        fb = self.feedback
 
         def work(conn):
             known = conn.execute(select(self.generations.c.id).where(
-                self.generations.c.id == generation_id)).first()
+                self.generations.c.id == generation_id).with_for_update()).first()
             if known is None:
                 raise unknown
-            result = conn.execute(self.feedback.insert().values(created_at=time.time(), **values))
-            return int(result.inserted_primary_key[0])
+            current = conn.execute(select(fb.c.id).where(fb.c.generation_id == generation_id)
+                                   .order_by(fb.c.id.desc()).limit(1)).scalar()
+            if current is None:
+                result = conn.execute(fb.insert().values(created_at=time.time(), **values))
+                return int(result.inserted_primary_key[0])
+            conn.execute(fb.update().where(fb.c.id == current).values(created_at=time.time(), **values))
+            return int(current)
 
         return self._db.run(work, write=True)
+
+    def _unknown(self, generation_id: str) -> UnknownGenerationError:
+        return UnknownGenerationError(
+            f"generation {validate.describe(generation_id)} is not in the learning store "
+            f"{self.describe()}: rate an image saved by Kubik Save Image (its generation_id output)")
 
     def record_edits(self, family: str, style: str, suggested: Mapping[str, Any],
                      final: Mapping[str, Any], generation_id: str | None = None) -> int:
@@ -177,6 +192,51 @@ class LearningStore:
 
         return int(self._read(select(func.count()).select_from(self._db.tables[table]))[0][0])
 
+    def _current_feedback_ids(self):
+        """The feedback row that holds each generation's rating (the newest one: stores written
+        before re-rating replaced a rating may hold older rows of a generation, which no longer
+        count)."""
+        from sqlalchemy import func, select
+
+        fb = self.feedback
+        return select(func.max(fb.c.id)).group_by(fb.c.generation_id)
+
+    def rating_of(self, generation_id: str) -> dict[str, Any] | None:
+        """The current rating of a recorded generation, or None if it is not rated yet.
+
+        Raises UnknownGenerationError for a generation the store has never recorded.
+        """
+        from sqlalchemy import select
+
+        from ..common.bounded_json import BoundedJSONError, loads
+
+        generation_id = validate.generation_id(generation_id)
+        if len(generation_id) > validate.GENERATION_ID_CHARS:
+            raise self._unknown(generation_id)
+        fb = self.feedback
+
+        def work(conn):
+            known = conn.execute(select(self.generations.c.id).where(
+                self.generations.c.id == generation_id)).first()
+            if known is None:
+                raise self._unknown(generation_id)
+            return conn.execute(select(fb).where(fb.c.generation_id == generation_id)
+                                .order_by(fb.c.id.desc()).limit(1)).first()
+
+        row = self._db.run(work, write=False)
+        if row is None:
+            return None
+        row = row._mapping
+        try:   # a row written by another program may hold anything
+            tags = loads(row["tags"], max_depth=2, max_bytes=validate.MAX_TAGS * validate.MAX_TAG_CHARS * 8)
+            tags = validate.tags(tags)
+        except (BoundedJSONError, LearningError, TypeError):
+            tags = []
+        return {"rating": row["rating"], "quality": row["quality"], "accuracy": row["accuracy"],
+                "aesthetic": row["aesthetic"], "tags": tags, "comment": row["comment"] or "",
+                "saved": bool(row["saved"]), "shared": bool(row["shared"]),
+                "regenerated": bool(row["regenerated"]), "rated_at": row["created_at"]}
+
     def lora_ratings(self) -> dict[str, tuple[int, float, int]]:
         """Per LoRA name: (ratings, sum of ratings on [0, 1], good ratings (>= 4))."""
         from sqlalchemy import case, func, select
@@ -187,6 +247,7 @@ class LearningStore:
         query = (select(gl.c.lora, func.count(fb.c.id), func.sum((fb.c.rating - 1) / 4.0),
                         func.sum(case((fb.c.rating >= GOOD_RATING, 1), else_=0)))
                  .join(fb, fb.c.generation_id == gl.c.generation_id)
+                 .where(fb.c.id.in_(self._current_feedback_ids()))
                  .group_by(gl.c.lora))
         return {row[0]: (int(row[1]), float(row[2] or 0.0), int(row[3] or 0)) for row in self._read(query)}
 
@@ -200,7 +261,8 @@ class LearningStore:
         query = (select(g.c.preset, func.sum(case((fb.c.rating >= GOOD_RATING, 1), else_=0)),
                         func.sum(case((fb.c.rating <= BAD_RATING, 1), else_=0)))
                  .join(fb, fb.c.generation_id == g.c.id)
-                 .where(g.c.family == family, g.c.preset != "")
+                 .where(g.c.family == family, g.c.preset != "",
+                        fb.c.id.in_(self._current_feedback_ids()))
                  .group_by(g.c.preset))
         if style:
             query = query.where(g.c.style == style)
@@ -214,7 +276,8 @@ class LearningStore:
         from ..common.bounded_json import BoundedJSONError, loads
 
         e = self.edits
-        query = select(e.c.field, e.c.suggested, e.c.final, e.c.style).where(e.c.family == family)
+        query = select(e.c.field, e.c.suggested, e.c.final, e.c.style,
+                       e.c.created_at).where(e.c.family == family)
         if style:
             query = query.where(e.c.style == style)
         query = query.order_by(e.c.created_at.desc(), e.c.id.desc()).limit(limit)
@@ -226,8 +289,16 @@ class LearningStore:
                                     for text in (row[1], row[2]))
             except (BoundedJSONError, TypeError):
                 continue
-            edits.append({"field": row[0], "suggested": suggested, "final": final, "style": row[3]})
+            edits.append({"field": row[0], "suggested": suggested, "final": final, "style": row[3],
+                          "created_at": row[4]})
         return edits
+
+    def forget_edits(self, family: str) -> int:
+        """Delete every edit of ``family`` (what its learned values come from), in one
+        transaction; returns how many. Generations, ratings and other families' edits stay."""
+        family = validate.text("family", family, validate.MAX_KEY_CHARS, required=True)
+        statement = self.edits.delete().where(self.edits.c.family == family)
+        return int(self._db.run(lambda conn: conn.execute(statement).rowcount, write=True))
 
     def rows(self, sql_table: str, limit: int = 100_000) -> list[dict[str, Any]]:
         """Plain rows of one table (for insights and tests)."""

@@ -90,19 +90,19 @@ def drop_connection(conn) -> None:
 
 # ---------------------------------------------------------------- writers as "servers"
 def server_writes(location: str, server: int, writers: int, rows: int) -> None:
-    """One "server" (a process with its own engine): ``writers`` threads each record ``rows``
-    ratings of a generation of their own, one transaction per rating."""
+    """One "server" (a process with its own engine): ``writers`` threads each record the
+    ratings of ``rows`` generations of their own, one transaction per rating."""
     from kubik_core.learning import GenerationRecord, LearningStore
 
     store = LearningStore(location)
-    generations = [store.record_generation(GenerationRecord(prompt=f"server {server} writer {w}"))
-                   for w in range(writers)]
+    generations = [store.record_generations([GenerationRecord(prompt=f"server {server} writer {w} image {i}")
+                                             for i in range(rows)]) for w in range(writers)]
     failures = []
 
     def write(writer: int) -> None:
         try:
             for i in range(rows):
-                store.record_feedback(generations[writer], 1 + i % 5, comment=f"{server}:{writer}:{i}")
+                store.record_feedback(generations[writer][i], 1 + i % 5, comment=f"{server}:{writer}:{i}")
         except BaseException as exc:  # reported through the exit code
             failures.append(exc)
 
