@@ -56,13 +56,13 @@ def learned_values(family: str, style: str = "") -> tuple[dict, str]:
 
     An unreadable store gives a note for the plan instead of stopping the generation.
     """
-    from ..kubik_core.learning import learned_adjustments
+    from ..kubik_core.learning import learned_details
 
     try:
         store = existing_store()
         if store is None:
             return {}, ""
-        return (learned_adjustments(store, family, style) or learned_adjustments(store, family)), ""
+        return (learned_details(store, family, style) or learned_details(store, family)), ""
     except LearningError as exc:
         return {}, f"learned values not used: {exc}"
 

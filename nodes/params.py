@@ -55,11 +55,14 @@ class KubikParameterOptimizer:
                              "steps and fast samplers; low_vram: balanced settings, fp8 weights assumed."}),
                 "aspect_ratio": (list(ASPECT_CHOICES), {"default": "auto", "tooltip":
                                  "Width:height. 'auto' frames the picture from the prompt (portraits tall, "
-                                 "landscapes wide); the size is always a native bucket of the family."}),
+                                 "landscapes wide, or the size learned from your edits); the size chosen "
+                                 "is always a native bucket of the family (width/height overrides excepted)."}),
                 "mode": (list(MODES), {"default": "AUTO", "tooltip":
-                         "AUTO: everything chosen, overrides ignored. ASSISTED: chosen, but any override "
-                         "you set wins (and is recorded for learning). MANUAL: your values, family "
-                         "defaults for the rest."}),
+                         "AUTO: everything chosen, overrides ignored (values learned from three or more "
+                         "consistent ASSISTED edits are used, kept inside the family's bounds and "
+                         "named in the plan; `kubik insights --reset FAMILY` forgets them). ASSISTED: "
+                         "chosen, but any override you set wins (and is recorded for learning). "
+                         "MANUAL: your values, family defaults for the rest."}),
                 "device": (list(DEVICE_CHOICES), {"default": "auto", "tooltip":
                            "Device profile for the VRAM/time estimate; 'auto' uses the device ComfyUI runs on."}),
                 "steps": ("INT", {"default": 0, "min": 0, "max": 200, "tooltip":

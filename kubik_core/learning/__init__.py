@@ -4,7 +4,7 @@
     store = LearningStore()                      # SQLite WAL file, or LearningStore("postgresql://...")
     gen = store.record_generation(GenerationRecord(prompt="...", family="sdxl", loras=[...]))
     store.record_feedback(gen, rating=5)
-    learned_adjustments(store, "sdxl")           # -> the optimizer's ``learned`` values
+    learned_details(store, "sdxl")               # -> the optimizer's ``learned`` values (bounded)
     lora_history_scores(store)                   # -> the recommender's ``history`` factor
 
 Modules: store.py (writes, reads), database.py (connections, schema, errors), validate.py
@@ -12,7 +12,7 @@ Modules: store.py (writes, reads), database.py (connections, schema, errors), va
 adjust.py (learned values, LoRA history, preset choice), insights.py and cli.py (``kubik insights``).
 """
 from .adjust import (MIN_CONSISTENT_EDITS, choose_from_outcomes, choose_preset,
-                     learned_adjustments, lora_history_scores)
+                     learned_adjustments, learned_details, lora_history_scores)
 from .errors import LearningError, StoreCorruptError, StoreReadOnlyError, UnknownGenerationError
 from .store import (STORE_FILE_NAME, GenerationRecord, LearningStore, ParameterEdits,
                     default_store_location)
@@ -21,5 +21,5 @@ __all__ = [
     "GenerationRecord", "LearningError", "LearningStore", "MIN_CONSISTENT_EDITS", "ParameterEdits",
     "STORE_FILE_NAME", "StoreCorruptError", "StoreReadOnlyError", "UnknownGenerationError",
     "choose_from_outcomes", "choose_preset", "default_store_location",
-    "learned_adjustments", "lora_history_scores",
+    "learned_adjustments", "learned_details", "lora_history_scores",
 ]

@@ -2,11 +2,16 @@
 
 * ``lora_history_scores``: a Bayesian average of each LoRA's ratings on [0, 1] with a neutral
   prior (0.5, weight 5), so an unrated LoRA scores 0.5 and one good rating moves it a little.
-* ``learned_adjustments``: the optimizer's ``learned`` hook. A suggested value moves only after
-  at least MIN_CONSISTENT_EDITS consistent user edits in a row (the newest ones for the family,
-  and the style when given): numbers all moved the same way (the learned value is the mean of
-  the final values, rounded for integer fields), or text fields all set to the same value.
-  One edit the other way breaks the run, so a single change of mind resets the learning.
+* ``learned_details`` / ``learned_adjustments``: the optimizer's ``learned`` hook. A suggested
+  value moves only after at least MIN_CONSISTENT_EDITS consistent user edits in a row (the
+  newest ones for the family, and the style when given): numbers all moved the same way, or
+  text fields all set to the same value. One edit the other way breaks the run, so a single
+  change of mind resets the learning. A number moves from what the optimizer suggested towards
+  what you chose (the mean of the final values) by at most MAX_CHANGE_PER_LESSON of the
+  suggestion per edit, so three quick 2-step tests move SD1.5's 25 steps to 10 at most, and the
+  optimizer then keeps it inside the family's bounds (kubik_core/params/bounds.py: 15 here).
+  ``kubik insights --reset FAMILY`` forgets them (LearningStore.forget_edits removes that
+  family's edits, and nothing else).
 * ``choose_preset``: Thompson sampling (or UCB1) over the presets used for (family, style).
 """
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 import random
 from typing import Any, Sequence
 
+from ..params.bounds import MAX_CHANGE_PER_LESSON
+from ..params.plan import LearnedValue
 from .scores import bayesian_average, thompson_choice, ucb1_choice
 from .store import LearningStore
 
@@ -21,6 +28,8 @@ MIN_CONSISTENT_EDITS = 3
 NEUTRAL_SCORE = 0.5
 PRIOR_WEIGHT = 5.0
 _INTEGER_FIELDS = {"steps", "width", "height", "clip_skip"}
+# The smallest step one edit may always make, per field (a fifth of 4 steps is less than 1).
+_MIN_CHANGE = {"steps": 1, "width": 8, "height": 8, "clip_skip": 1}
 
 
 def lora_history_scores(store: LearningStore) -> dict[str, float]:
@@ -31,22 +40,37 @@ def lora_history_scores(store: LearningStore) -> dict[str, float]:
 
 def learned_adjustments(store: LearningStore, family: str, style: str = "",
                         min_edits: int = MIN_CONSISTENT_EDITS) -> dict[str, Any]:
-    """``{field: value}`` for the optimizer's ``learned`` argument."""
+    """``{field: learned value}`` (see learned_details)."""
+    return {name: item.value for name, item in learned_details(store, family, style, min_edits).items()}
+
+
+def learned_details(store: LearningStore, family: str, style: str = "",
+                    min_edits: int = MIN_CONSISTENT_EDITS) -> dict[str, LearnedValue]:
+    """``{field: LearnedValue}`` for the optimizer's ``learned`` argument: the value after the
+    per-edit limit, from how many edits, what the user chose and when they last did."""
     by_field: dict[str, list[dict]] = {}
     for edit in store.recent_edits(family, style):
         by_field.setdefault(edit["field"], []).append(edit)
-    learned: dict[str, Any] = {}
+    learned: dict[str, LearnedValue] = {}
     for name, edits in by_field.items():
         run = _consistent_run(edits)
         if len(run) < min_edits:
             continue
         finals = [e["final"] for e in run]
+        last_edit = max(e["created_at"] if _is_number(e.get("created_at")) else 0.0 for e in run)
         if all(_is_number(v) for v in finals):
-            mean = sum(finals) / len(finals)
-            learned[name] = int(round(mean)) if name in _INTEGER_FIELDS else round(mean, 2)
+            wanted = sum(finals) / len(finals)
+            base = sum(e["suggested"] for e in run) / len(run)
+            limit = len(run) * max(_MIN_CHANGE.get(name, 0.0), MAX_CHANGE_PER_LESSON * abs(base))
+            value = base + min(limit, max(-limit, wanted - base))
+            learned[name] = LearnedValue(_rounded(name, value), len(run), _rounded(name, wanted), last_edit)
         else:
-            learned[name] = finals[0]
+            learned[name] = LearnedValue(finals[0], len(run), finals[0], last_edit)
     return learned
+
+
+def _rounded(name: str, value: float) -> int | float:
+    return int(round(value)) if name in _INTEGER_FIELDS else round(value, 2)
 
 
 def _consistent_run(edits: list[dict]) -> list[dict]:

@@ -4,13 +4,16 @@
   so a LoRA rated 5 once does not beat one rated 4-5 thirty times;
 * acceptance of suggestions: the share of generations whose suggested sampling parameters were
   kept unchanged, and the share of applied LoRAs that the recommender had picked;
-* ratings per family and the learned parameter values (adjust.learned_adjustments).
+* ratings per family and the learned parameter values: for each, the value AUTO uses (after
+  the family's bounds), what you chose, from how many edits, and when you last made one.
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from .adjust import learned_adjustments
+from ..params import ParamsError, optimize
+from .adjust import learned_details
 from .scores import GOOD_RATING, wilson_lower_bound
 from .store import LearningStore
 
@@ -46,6 +49,9 @@ def insights(store: LearningStore, top: int = 5) -> dict[str, Any]:
     kept = sum(1 for g in with_params if not g.get("edited"))
     suggested = sum(1 for row in loras if row.get("suggested"))
     families: dict[str, dict[str, Any]] = {}
+    for row in store.rows("edits"):     # a family may have edits before any recorded image
+        if row.get("family"):
+            families.setdefault(row["family"], {"generations": 0, "ratings": 0, "rating_sum": 0})
     for gen in generations:
         fam = gen.get("family") or "unknown"
         stats = families.setdefault(fam, {"generations": 0, "ratings": 0, "rating_sum": 0})
@@ -56,7 +62,8 @@ def insights(store: LearningStore, top: int = 5) -> dict[str, Any]:
     for fam, stats in families.items():
         total = stats.pop("rating_sum")
         stats["mean_rating"] = round(total / stats["ratings"], 2) if stats["ratings"] else None
-        stats["learned"] = learned_adjustments(store, fam) if fam != "unknown" else {}
+        stats["learned_details"] = _learned(store, fam) if fam != "unknown" else []
+        stats["learned"] = {item["field"]: item["value"] for item in stats["learned_details"]}
     return {
         "store": store.describe(),
         "generations": len(generations),
@@ -67,6 +74,26 @@ def insights(store: LearningStore, top: int = 5) -> dict[str, Any]:
         "best_loras_by_style": best,
         "families": dict(sorted(families.items())),
     }
+
+
+def _learned(store: LearningStore, family: str) -> list[dict[str, Any]]:
+    """The learned values of ``family`` (all styles) as AUTO applies them to a plain prompt."""
+    details = learned_details(store, family)
+    if not details:
+        return []
+    try:
+        plan = optimize(None, family, learned=details, device="h100_80gb")
+    except ParamsError:    # a family id this version does not know: the values as learned
+        plan = None
+    used = {d.field: d for d in plan.decisions} if plan is not None else {}
+    rows = []
+    for name, item in sorted(details.items()):
+        decision = used.get(name)
+        rows.append({"field": name, "value": decision.value if decision is not None else item.value,
+                     "wanted": item.wanted, "edits": item.edits,
+                     "last_edit": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(item.last_edit)),
+                     "reason": decision.reason if decision is not None else "learned from your edits"})
+    return rows
 
 
 def format_insights(data: dict[str, Any]) -> str:
@@ -83,6 +110,11 @@ def format_insights(data: dict[str, Any]) -> str:
                          f"(Wilson {r['wilson']:.2f})")
     for fam, stats in data["families"].items():
         mean = "-" if stats["mean_rating"] is None else stats["mean_rating"]
-        learned = ", ".join(f"{k}={v}" for k, v in stats["learned"].items()) or "nothing yet"
-        lines.append(f"{fam}: {stats['generations']} generations, mean rating {mean}, learned: {learned}")
+        learned = "" if stats["learned_details"] else ", learned: nothing yet"
+        lines.append(f"{fam}: {stats['generations']} generations, mean rating {mean}{learned}")
+        for item in stats["learned_details"]:
+            lines.append(f"  learned {item['field']} = {item['value']} from {item['edits']} edits, "
+                         f"last {item['last_edit']}: {item['reason']}")
+        if stats["learned_details"]:
+            lines.append(f"  (forget these: kubik insights --reset {fam})")
     return "\n".join(lines)

@@ -19,10 +19,14 @@ every override given wins and is recorded in ``plan.overrides`` with the optimiz
 in ``plan.suggested`` (a learning store can learn from these edits); MANUAL uses the user's
 values as given and family defaults for the rest, with no prompt-driven adjustment.
 
-``learned`` is the hook for a learning engine: ``{field: value}`` (fields as in
+``learned`` is the hook for a learning engine: ``{field: value or LearnedValue}`` (fields as in
 OVERRIDE_FIELDS), applied in AUTO and ASSISTED after the optimizer's own choices and before the
-user's overrides, each as a Decision with the reason "learned from your edits". Invalid learned
-values are skipped with a note rather than failing the run.
+user's overrides. Learned values are used only inside the family's bounds (bounds.py: a minimum
+of steps per family and sampler, the published CFG range, native buckets for sizes, and no size
+when you chose the aspect ratio), and each decision's reason says it was learned, from how many
+edits, what you chose and the value without learning, e.g. "learned from your 3 edits (you chose
+2; at least 15: ...); without learning 25". Invalid learned values are skipped with a note rather
+than failing the run.
 
 Performance: no I/O, tables built at import, bucket lookups cached; ~20 us per call.
 """
@@ -31,12 +35,13 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
+from .bounds import bounded, native_size
 from .detect import FamilyDetection
 from .devices import resolve_device
 from .errors import ParamsError
 from .estimate import estimate_for
 from .families import FamilyProfile, get_family
-from .plan import MODES, PRIORITIES, Decision, SamplingPlan
+from .plan import MODES, PRIORITIES, Decision, LearnedValue, SamplingPlan
 from .resolution import auto_aspect, nearest_bucket, parse_aspect
 from .samplers import KSAMPLER_SAMPLERS, KSAMPLER_SCHEDULERS
 
@@ -93,7 +98,7 @@ def optimize(analysis: Any = None, family: str = "sdxl", priority: str = "balanc
     else:
         _choose(decisions, profile, analysis, priority, aspect_ratio, detection)
         if learned:
-            _apply_learned(decisions, learned, profile, samplers, schedulers, notes)
+            _apply_learned(decisions, learned, profile, samplers, schedulers, notes, aspect_ratio)
 
     suggested: dict[str, Any] = {}
     if given and mode == "AUTO":
@@ -110,6 +115,10 @@ def optimize(analysis: Any = None, family: str = "sdxl", priority: str = "balanc
         for name, value in given.items():
             decisions[name] = Decision(name, value, "your value (MANUAL mode)", _USER)
 
+    applied = [d.field for d in decisions.values() if d.source == _LEARNED_SOURCE]
+    if applied:
+        notes.append(f"learned from your edits: {', '.join(applied)} (`kubik insights` lists them; "
+                     f"`kubik insights --reset {profile.id}` forgets them)")
     guidance = decisions.get("guidance")
     clip_skip = decisions.get("clip_skip")
     plan = SamplingPlan(
@@ -312,18 +321,70 @@ def _choose_size(profile: FamilyProfile, aspect: str, why: str) -> tuple:
 
 
 def _apply_learned(decisions: dict[str, Decision], learned: Mapping[str, Any], profile: FamilyProfile,
-                   samplers: Sequence[str], schedulers: Sequence[str], notes: list[str]) -> None:
-    for name, value in learned.items():
+                   samplers: Sequence[str], schedulers: Sequence[str], notes: list[str],
+                   aspect_ratio: str) -> None:
+    """Replace the optimizer's choices by the learned values, inside the family's bounds.
+
+    Sampler and scheduler go first, since the sampler sets the minimum of steps; width and
+    height are applied together, as the native bucket nearest the learned size.
+    """
+    items = {name: item if isinstance(item, LearnedValue) else LearnedValue(item)
+             for name, item in learned.items()}
+    sizes: dict[str, tuple[int, LearnedValue]] = {}
+    for name in sorted(items, key=lambda n: n not in ("sampler_name", "scheduler")):
+        item = items[name]
         try:
-            clean = validate_overrides({name: value}, samplers, schedulers, what="learned value")
+            clean = validate_overrides({name: item.value}, samplers, schedulers, what="learned value")
         except ParamsError as exc:
             notes.append(f"skipped a learned value: {exc}")
             continue
-        if name == "guidance" and profile.guidance is None:
+        if name not in clean or (name == "guidance" and profile.guidance is None):
             continue
-        for field_name, field_value in clean.items():
-            decisions[field_name] = Decision(field_name, field_value, "learned from your edits",
-                                             _LEARNED_SOURCE)
+        if name in ("width", "height"):
+            sizes[name] = (clean[name], item)
+            continue
+        value, why = bounded(profile, name, clean[name], decisions["sampler_name"].value)
+        previous = decisions.get(name)
+        decisions[name] = Decision(name, value, _learned_reason(item, why, previous), _LEARNED_SOURCE)
+    if not sizes:
+        return
+    if aspect_ratio != "auto":
+        notes.append(f"learned size not used: you asked for aspect ratio {aspect_ratio}")
+        return
+    width = sizes["width"][0] if "width" in sizes else decisions["width"].value
+    height = sizes["height"][0] if "height" in sizes else decisions["height"].value
+    native = native_size(profile, width, height)
+    for name, value in zip(("width", "height"), native):
+        if name not in sizes:
+            continue
+        item, previous = sizes[name][1], decisions[name]
+        why = (f"the native size of {profile.label} nearest {width}x{height}: {native[0]}x{native[1]}"
+               if (width, height) != native else "")
+        decisions[name] = Decision(name, value, _learned_reason(item, why, previous), _LEARNED_SOURCE)
+    if "width" not in sizes or "height" not in sizes:   # the other side follows the bucket
+        other = "height" if "width" in sizes else "width"
+        value = native[1] if other == "height" else native[0]
+        if value != decisions[other].value:
+            decisions[other] = Decision(other, value, f"follows the learned {'width' if other == 'height' else 'height'} "
+                                        f"to the native size {native[0]}x{native[1]}", _LEARNED_SOURCE)
+
+
+def _learned_reason(item: LearnedValue, bound: str, previous: Decision | None) -> str:
+    """'learned from your 3 edits (you chose 2; at least 15: ...); without learning 25'."""
+    count = f"your {item.edits} edits" if item.edits else "your edits"
+    details = []
+    if item.wanted is not None and item.wanted != item.value:
+        details.append(f"you chose {_plain(item.wanted)}")
+    if bound:
+        details.append(bound)
+    reason = f"learned from {count}" + (f" ({'; '.join(details)})" if details else "")
+    if previous is not None:
+        reason += f"; without learning {_plain(previous.value)}"
+    return reason
+
+
+def _plain(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _memory_notes(plan: SamplingPlan, profile: FamilyProfile, memory_gb: float, priority: str) -> None:

@@ -30,6 +30,21 @@ class ModelInfo:
     unet_config: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class LearnedValue:
+    """A value learned from the user's edits, as kubik_core.learning hands it to the optimizer.
+
+    ``value`` already moved at most a bounded step per edit towards ``wanted`` (what the user
+    chose: the mean of the edits' final values); the optimizer then keeps it inside the family's
+    bounds (bounds.py) and says in the decision's reason that it was learned, from how many edits.
+    """
+
+    value: Any
+    edits: int = 0              # consistent edits it was learned from (0: unknown)
+    wanted: Any = None          # what the user chose, before any bound
+    last_edit: float = 0.0      # unix time of the newest of those edits
+
+
 @dataclass
 class Decision:
     """One choice the optimizer made, with its reason and the published source behind it."""

@@ -1,0 +1,190 @@
+"""Learned adjustments stay within bounds, are visible in `kubik insights`, and can be forgotten.
+
+Issue 16: after three ASSISTED runs at 2 steps and 64x64, AUTO gave 2 steps and 64x64 for every
+SD1.5 prompt. Everything here runs on a real SQLite store in a temporary folder, through the
+optimizer, the pack's nodes (as ComfyUI calls them) and the `kubik` command line.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import time
+
+import pytest
+import torch
+
+from kubik_core.cli import main
+from kubik_core.learning import LearningStore, learned_adjustments, learned_details
+from kubik_core.params import FAMILIES, optimize
+from kubik_core.params.bounds import MAX_CHANGE_PER_LESSON, min_steps
+from kubik_core.prompting import analyze_prompt
+
+SD15_PROMPTS = ("portrait of an old fisherman, 85mm photo", "a misty mountain landscape at dawn",
+                "anime girl with cherry blossoms, detailed illustration", "a red sports car on a coastal road")
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBIK_LEARNING_URL", str(tmp_path / "learning.sqlite3"))
+    monkeypatch.setenv("KUBIK_OUTPUT_DIR", str(tmp_path / "output"))
+    return tmp_path
+
+
+@pytest.fixture
+def store(tmp_path):
+    return LearningStore(tmp_path / "learning.sqlite3")
+
+
+def _optimizer(run_node, analysis, mode="AUTO", family="sd15", aspect_ratio="auto", **overrides):
+    inputs = dict(family=family, priority="balanced", aspect_ratio=aspect_ratio, mode=mode,
+                  device="h100_80gb", steps=0, cfg=0.0, sampler_name="auto", scheduler="auto",
+                  width=0, height=0, guidance=0.0, analysis=analysis)
+    return run_node("KubikParameterOptimizer", **{**inputs, **overrides})[0]
+
+
+def _quick_test_run(pack, run_node, prompt):
+    """What the issue's user did: an ASSISTED run at 2 steps and 64x64, saved by Kubik Save Image."""
+    analysis = importlib.import_module(f"{pack.__name__}.kubik_core.prompting").analyze_prompt(prompt)
+    plan = _optimizer(run_node, analysis, mode="ASSISTED", steps=2, width=64, height=64)
+    assert (plan.steps, plan.width, plan.height) == (2, 64, 64)      # an override wins in ASSISTED
+    run_node("KubikSaveImage", images=torch.rand(1, 64, 64, 3), filename_prefix="kubik/quick", record=True,
+             analysis=analysis, plan=plan, positive=prompt, negative="", seed=1, model_name="v1-5.safetensors")
+
+
+def test_three_quick_test_runs_do_not_become_auto_for_every_prompt(pack, run_node, env):
+    prompting = importlib.import_module(f"{pack.__name__}.kubik_core.prompting")
+    for _ in range(3):
+        _quick_test_run(pack, run_node, "a cat")
+    assert len(LearningStore(env / "learning.sqlite3").rows("edits")) == 9      # steps, width, height x3
+    sd15 = FAMILIES["sd15"]
+    for prompt in SD15_PROMPTS:
+        analysis = prompting.analyze_prompt(prompt)
+        plan = _optimizer(run_node, analysis)
+        floor, _why = min_steps(sd15, plan.sampler_name)
+        assert plan.steps >= floor >= 15, prompt
+        assert (plan.width, plan.height) in sd15.buckets, prompt
+        steps = next(d for d in plan.decisions if d.field == "steps")
+        assert steps.reason.startswith("learned from your 3 edits (you chose 2; at least 15: "), steps.reason
+        assert "without learning" in steps.reason
+        assert any("kubik insights --reset sd15" in note for note in plan.notes)
+
+
+def test_learning_moves_a_bounded_step_per_edit(store):
+    """Each edit moves a value at most a fifth of the suggestion; the family's range caps it."""
+    for _ in range(3):
+        store.record_edits("sd15", "", {"steps": 25}, {"steps": 200})
+    (item,) = learned_details(store, "sd15").values()
+    assert (item.value, item.wanted, item.edits) == (25 + 3 * 5, 200, 3)
+    assert abs(item.last_edit - time.time()) < 3600
+    plan = optimize(None, "sd15", learned=learned_details(store, "sd15"), device="h100_80gb")
+    assert plan.steps == 40
+    for _ in range(3):
+        store.record_edits("sd15", "", {"steps": 25}, {"steps": 200})
+    assert learned_adjustments(store, "sd15")["steps"] == 25 + 6 * 5
+    plan = optimize(None, "sd15", learned=learned_details(store, "sd15"), device="h100_80gb")
+    assert plan.steps == FAMILIES["sd15"].steps_range[1]          # 55 wanted by the lessons; 50 is the top
+    assert "at most 50, the top of the published range" in next(
+        d.reason for d in plan.decisions if d.field == "steps")
+    assert MAX_CHANGE_PER_LESSON == 0.2
+
+
+@pytest.mark.parametrize("family,sampler,floor", [
+    ("sd15", "dpmpp_2m", 15),         # DPM-Solver++: 15 steps, above SD1.5's range start of 12
+    ("sd15", "ddim", 20),             # DDIM: 20
+    ("sd15", "euler", 12),            # no published sampler minimum: the family's own (12)
+    ("sdxl", "uni_pc", 20),           # UniPC's 10 is below SDXL's range start of 20
+    ("pony", "euler_ancestral", 20),
+    ("sdxl_lightning", "euler", 2),   # step-distilled families keep their small minimum
+    ("sdxl_turbo", "dpmpp_2m", 1),
+    ("sdxl_lcm", "lcm", 4),
+    ("flux_schnell", "euler", 1),
+])
+def test_minimum_steps_per_family_and_sampler(store, family, sampler, floor):
+    for _ in range(3):
+        store.record_edits(family, "", {"sampler_name": "x", "steps": 2}, {"sampler_name": sampler, "steps": 1})
+    plan = optimize(None, family, learned=learned_details(store, family), device="h100_80gb")
+    assert (plan.sampler_name, plan.steps) == (sampler, floor)
+
+
+def test_cfg_guidance_and_clip_skip_stay_in_the_published_range(store):
+    for _ in range(3):
+        store.record_edits("sdxl_turbo", "", {"cfg": 1.0}, {"cfg": 9.0})
+        store.record_edits("flux_dev", "", {"guidance": 3.5, "cfg": 1.0}, {"guidance": 30.0, "cfg": 4.0})
+        store.record_edits("pony", "", {"clip_skip": -2, "cfg": 7.0}, {"clip_skip": -12, "cfg": 1.5})
+    turbo = optimize(None, "sdxl_turbo", learned=learned_details(store, "sdxl_turbo"), device="h100_80gb")
+    assert turbo.cfg == 1.0                                              # distilled: CFG stays 1
+    flux = optimize(None, "flux_dev", learned=learned_details(store, "flux_dev"), device="h100_80gb")
+    assert (flux.cfg, flux.guidance) == (1.0, 5.0)                      # 3.5 + 1.5 at most
+    pony = optimize(None, "pony", learned=learned_details(store, "pony"), device="h100_80gb")
+    assert (pony.clip_skip, pony.cfg) == (-2, 6.0)                       # CFG range 6-8
+
+
+def test_learned_sizes_are_native_buckets_and_a_chosen_aspect_ratio_wins(store):
+    for _ in range(3):
+        store.record_edits("sdxl", "", {"width": 1024, "height": 1024}, {"width": 832, "height": 1216})
+    learned = learned_details(store, "sdxl")
+    plan = optimize(None, "sdxl", learned=learned, device="h100_80gb")
+    assert (plan.width, plan.height) == (832, 1216)
+    wide = optimize(None, "sdxl", aspect_ratio="16:9", learned=learned, device="h100_80gb")
+    assert (wide.width, wide.height) == (1344, 768)
+    assert any("learned size not used: you asked for aspect ratio 16:9" in n for n in wide.notes)
+    odd = optimize(None, "sd15", learned={"width": 1000, "height": 600}, device="h100_80gb")
+    assert (odd.width, odd.height) in FAMILIES["sd15"].buckets
+    assert (odd.width, odd.height) == (896, 512)
+
+
+def test_auto_ignores_overrides_and_manual_ignores_learning(store):
+    for _ in range(3):
+        store.record_edits("sd15", "", {"steps": 25}, {"steps": 30})
+    learned = learned_details(store, "sd15")
+    auto = optimize(None, "sd15", mode="AUTO", overrides={"steps": 2}, learned=learned, device="h100_80gb")
+    assert auto.steps == 30 and auto.overrides == {}
+    assert any("AUTO mode ignores the override inputs (steps)" in n for n in auto.notes)
+    manual = optimize(None, "sd15", mode="MANUAL", learned=learned, device="h100_80gb")
+    assert manual.steps == FAMILIES["sd15"].steps["balanced"]
+
+
+def test_insights_lists_learned_values_and_reset_forgets_one_family(pack, run_node, env, capsys):
+    for _ in range(3):
+        _quick_test_run(pack, run_node, "a cat")
+    store = LearningStore(env / "learning.sqlite3")
+    for _ in range(3):
+        store.record_edits("sdxl", "anime", {"cfg": 7.0}, {"cfg": 6.0})
+    gen = store.rows("generations")[0]["id"]
+    store.record_feedback(gen, 4)
+    location = str(env / "learning.sqlite3")
+
+    assert main(["insights", "--store", location, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    sd15 = data["families"]["sd15"]
+    assert sd15["learned"] == {"height": 512, "steps": 15, "width": 512}
+    steps = next(item for item in sd15["learned_details"] if item["field"] == "steps")
+    assert (steps["value"], steps["wanted"], steps["edits"]) == (15, 2, 3)
+    assert steps["last_edit"][:4] == time.strftime("%Y") and "at least 15" in steps["reason"]
+    assert data["families"]["sdxl"]["learned"] == {"cfg": 6.0}
+
+    assert main(["insights", "--store", location]) == 0
+    text = capsys.readouterr().out
+    assert "  learned steps = 15 from 3 edits, last " in text
+    assert "(forget these: kubik insights --reset sd15)" in text
+
+    before = {table: store.count(table) for table in ("generations", "feedback", "generation_loras")}
+    assert main(["insights", "--store", location, "--reset", "sd15"]) == 0
+    assert "removed 9 edits" in capsys.readouterr().out
+    assert {table: store.count(table) for table in before} == before      # nothing else is lost
+    assert learned_adjustments(store, "sd15") == {} and learned_adjustments(store, "sdxl") == {"cfg": 6.0}
+    analysis = importlib.import_module(f"{pack.__name__}.kubik_core.prompting").analyze_prompt("a cat")
+    assert _optimizer(run_node, analysis).steps == optimize(analyze_prompt("a cat"), "sd15").steps
+
+    assert main(["insights", "--store", location, "--reset", "sd15"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (f"kubik insights: error: --reset: no edits for family 'sd15' in {store.describe()}; "
+                           "families with learned values or edits: sdxl")
+    assert main(["insights", "--store", location, "--reset", "sdxl", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"reset": "sdxl", "edits_removed": 3}
+
+
+def test_reset_help_is_documented(capsys):
+    with pytest.raises(SystemExit):
+        main(["insights", "--help"])
+    assert "--reset FAMILY" in capsys.readouterr().out
