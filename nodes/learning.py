@@ -23,6 +23,7 @@ from . import comfy_bridge as bridge
 from ..kubik_core import __version__
 from ..kubik_core.learning import (GenerationRecord, LearningError, LearningStore, ParameterEdits,
                                   UnknownGenerationError, default_store_location)
+from ..kubik_core.learning.model_hashes import add_resource_hashes, hash_cache
 from ..kubik_core.learning.pnginfo import a1111_parameters, graph_seed_and_model, png_text_chunks
 from ..kubik_core.learning.store import STORE_FILE_NAME, to_url
 from ..kubik_core.params import FAMILY_IDS, PRIORITIES
@@ -142,8 +143,11 @@ class KubikSaveImage:
         sections = [lora_stack] if lora_stack is not None and len(lora_stack) else []
         explanation = explain(analysis, plan, "standard", sections=sections) \
             if (analysis is not None or plan is not None or sections) else ""
+        model_hash = add_resource_hashes(   # CivitAI links the resources by these (model_hashes.py)
+            loras, bridge.model_file_path("checkpoints", model_name) if model_name else None,
+            bridge.lora_path, hash_cache(bridge.kubik_user_directory(create=False)))
         parameters = a1111_parameters(positive, negative, plan, seed, model_name or "", loras,
-                                      version=f"KubikAI {__version__}")
+                                      version=f"KubikAI {__version__}", model_hash=model_hash)
         kubik = {"version": __version__,
                  "analysis": analysis.to_dict() if hasattr(analysis, "to_dict") else analysis,
                  "plan": plan.to_dict() if hasattr(plan, "to_dict") else plan,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from . import comfy_bridge as bridge
 from .learning import learned_values
 from ..kubik_core.explain import explain
+from ..kubik_core.learning.model_hashes import hash_cache
 from ..kubik_core.params import (ASPECT_CHOICES, DEVICE_CHOICES, FAMILY_IDS, MODES, PRIORITIES,
                                  detect_family, optimize)
 from ..kubik_core.params.checkpoint import find_checkpoint, read_safetensors_metadata
@@ -126,6 +127,8 @@ def _read_checkpoint(info, prompt, unique_id) -> list[str]:
     path = bridge.model_file_path(ref.folder, ref.name)
     if path is None:
         return []
+    # Kubik Save Image writes its A1111 Model hash: start hashing now, so it is ready by then.
+    hash_cache(bridge.kubik_user_directory(create=False)).start(path, "file")
     try:
         info.metadata = read_safetensors_metadata(path, name=ref.name)
     except CheckpointFileError as exc:  # named relative to its model folder, never the server path

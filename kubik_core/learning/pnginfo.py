@@ -5,8 +5,11 @@
   workflow.
 * ``parameters``: the AUTOMATIC1111 text CivitAI reads to link resources: the prompt with
   ``<lora:name:weight>`` tags, ``Negative prompt:``, then ``Key: value`` pairs incl.
-  ``Lora hashes: "name: autov2, ..."`` (A1111 extensions-builtin/Lora writes it this way;
-  values holding commas are quoted).
+  ``Model hash: <10 hex>`` (the checkpoint's AutoV2) and ``Lora hashes: "name: <12 hex>, ..."``
+  (each LoRA's AutoV3, the hash of its tensor data; A1111 extensions-builtin/Lora writes
+  ``alias: shorthash`` joined by ", ", and values holding commas are quoted). Where a LoRA's
+  AutoV3 is not known, its AutoV2 from the library stands in (CivitAI resolves both).
+  model_hashes.py says how the hashes are computed and cached.
 * ``kubik``: JSON with the prompt analysis, the sampling plan, the LoRA stack and the
   explanation text.
 """
@@ -44,8 +47,9 @@ def _safe_name(name: str) -> str:
 
 def a1111_parameters(positive: str, negative: str = "", plan: Any = None, seed: int | None = None,
                      model_name: str = "", loras: Sequence[Mapping[str, Any]] = (),
-                     version: str = "") -> str:
-    """The ``parameters`` text. ``loras``: dicts with name, strength_model, autov2."""
+                     version: str = "", model_hash: str = "") -> str:
+    """The ``parameters`` text. ``loras``: dicts with name, strength_model and autov3 or autov2;
+    ``model_hash``: the checkpoint's A1111 short hash (first 10 hex of its SHA-256)."""
     prompt = positive.strip()
     tags = []
     hashes = []
@@ -53,8 +57,9 @@ def a1111_parameters(positive: str, negative: str = "", plan: Any = None, seed: 
         stem = _safe_name(str(lora["name"]).replace("\\", "/").split("/")[-1].rpartition(".")[0]
                           or str(lora["name"]))
         tags.append(f"<lora:{stem}:{float(lora.get('strength_model', 1.0)):g}>")
-        if lora.get("autov2"):
-            hashes.append(f"{stem}: {lora['autov2']}")
+        short_hash = lora.get("autov3") or lora.get("autov2")
+        if short_hash:
+            hashes.append(f"{stem}: {short_hash}")
     if tags:
         prompt = (prompt + " " + " ".join(tags)).strip()
     lines = [prompt]
@@ -79,6 +84,8 @@ def a1111_parameters(positive: str, negative: str = "", plan: Any = None, seed: 
         pairs.append(("Distilled CFG Scale", f"{float(get('guidance')):g}"))
     if get("clip_skip"):
         pairs.append(("Clip skip", abs(int(get("clip_skip")))))
+    if model_hash:
+        pairs.append(("Model hash", model_hash))
     if model_name:
         pairs.append(("Model", model_name.replace("\\", "/").split("/")[-1].rpartition(".")[0] or model_name))
     if hashes:

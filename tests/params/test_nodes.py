@@ -101,3 +101,24 @@ def test_explain_node_shows_text(run_node, analyze):
     text = out["result"][0]
     assert out["ui"] == {"text": [text]} and "Sampling:" in text and "fox" in text
     assert run_node("KubikExplain", verbosity="minimal")["result"][0].startswith("Nothing to explain")
+
+
+def test_the_optimizer_starts_hashing_the_checkpoint_it_reads(pack, run_node, make_model, tmp_path, monkeypatch):
+    """Kubik Save Image's A1111 Model hash is the checkpoint's SHA-256: hashing starts here, in
+    the background, so that it is ready by the time the image is saved."""
+    import hashlib
+    import importlib
+    import json
+
+    checkpoint = tmp_path / "checkpoints" / "model_0042.safetensors"
+    checkpoint.parent.mkdir()
+    save_file({"w": torch.zeros(64)}, str(checkpoint), metadata={"modelspec.title": "SDXL 1.0"})
+    _stand_in_folder_paths(monkeypatch, tmp_path, lambda folder, name: str(tmp_path / folder / name))
+    graph = {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "model_0042.safetensors"}},
+             "7": {"class_type": "KubikParameterOptimizer", "inputs": {"model": ["4", 0]}}}
+    model = make_model(["SDXL", "BaseModel"], "SDXL", {"context_dim": 2048})
+    _run(run_node, family="auto", model=model, prompt=graph, unique_id="7")
+    hashes = importlib.import_module(f"{pack.__name__}.kubik_core.learning.model_hashes")
+    assert hashes.hash_cache(tmp_path / "user" / "kubik").wait(timeout=60)
+    saved = json.loads((tmp_path / "user" / "kubik" / hashes.CACHE_FILE_NAME).read_text())["files"]
+    assert saved[str(checkpoint)]["file"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
