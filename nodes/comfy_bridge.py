@@ -298,6 +298,13 @@ def send_event(event: str, data: dict, client_id: str | None = None) -> None:
         instance.send_sync(event, data, client_id)
 
 
+def running_prompt_id() -> str | None:
+    """The id of the prompt ComfyUI is executing (read while a node runs), or None outside
+    ComfyUI's server. ComfyUI's prompt worker sets it before each prompt (main.py)."""
+    prompt_id = getattr(_prompt_server(), "last_prompt_id", None)
+    return prompt_id if isinstance(prompt_id, str) else None
+
+
 # ---------------------------------------------------------------- params (sampling-parameter optimizer)
 _UNET_CONFIG_KEYS = ("depth", "hidden_size", "image_model", "in_channels")
 

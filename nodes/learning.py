@@ -9,9 +9,13 @@ the Preset Picker, the optimizer's learned values and the LoRA recommender.
 With ComfyUI's --disable-metadata, Kubik Save Image writes no PNG text at all (no workflow, no
 A1111 'parameters', no 'kubik' analysis), as ComfyUI's Save Image writes none then.
 
-Rating an image: queue the workflow, look at the image, set the rating on Kubik Feedback and
-queue again. ComfyUI re-runs only what changed, so the cached generation keeps its id and only
-the feedback is recorded (with a fixed seed; a new seed makes a new image to rate).
+Rating an image: the stars, tags and note under the image on Kubik Save Image (web/kubik_rate.js)
+post to /kubik/learning/rating with that image's generation id, which Save Image passes to the
+editor in its "ui" output (``kubik_generation_ids``, one per image); nothing is queued. Rating an
+image again replaces its rating. Kubik Feedback rates by generation id too, for API users (a
+prompt holding only Kubik Feedback with the id from /history) and for graphs that link it to
+Save Image. It never rates an image made in the same run: with a seed on "randomize", queueing
+again makes a new image that nobody has seen, and the rating was meant for the old one.
 """
 from __future__ import annotations
 
@@ -77,6 +81,27 @@ def feedback_count() -> int:
         return -1
 
 
+# The generations Kubik Save Image recorded in the prompt ComfyUI is running now, by prompt id
+# (only the current prompt is kept). Kubik Feedback refuses to rate them: their images were not
+# on screen when the rating was set.
+_MADE_THIS_RUN: dict[str, set[str]] = {}
+
+
+def _remember_made_this_run(generation_ids: list[str]) -> None:
+    prompt_id = bridge.running_prompt_id()
+    if prompt_id is None:
+        return
+    if prompt_id not in _MADE_THIS_RUN:
+        _MADE_THIS_RUN.clear()
+        _MADE_THIS_RUN[prompt_id] = set()
+    _MADE_THIS_RUN[prompt_id].update(generation_ids)
+
+
+def _made_this_run(generation_id: str) -> bool:
+    prompt_id = bridge.running_prompt_id()
+    return prompt_id is not None and generation_id in _MADE_THIS_RUN.get(prompt_id, ())
+
+
 def _field(obj, name, default=None):
     if obj is None:
         return default
@@ -91,7 +116,8 @@ class KubikSaveImage:
     OUTPUT_NODE = True
     DESCRIPTION = ("Saves PNGs like ComfyUI's Save Image (the workflow is embedded), plus an "
                    "AUTOMATIC1111 'parameters' text with LoRA hashes that CivitAI reads, and the Kubik "
-                   "analysis and explanation; records the generation for Kubik Feedback.")
+                   "analysis and explanation; records the generation, and shows stars, tags and "
+                   "a note under the image to rate it without queueing anything.")
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("generation_id",)
     OUTPUT_TOOLTIPS = ("Id of the recorded generation (first image of the batch): link to Kubik Feedback.",)
@@ -177,8 +203,11 @@ class KubikSaveImage:
                 raise ValueError(f"record: the images were saved ({', '.join(r['filename'] for r in results)}) "
                                  f"but not recorded: {exc}. Turn 'record' off to save without the "
                                  "learning store.") from exc
-        return {"ui": {"images": results}, "result": (ids[0] if ids else "",)}
-
+            _remember_made_this_run(ids)
+        # kubik_generation_ids: the id of each image, in the order of "images", for the rating
+        # widget (web/kubik_rate.js); empty when 'record' is off.
+        return {"ui": {"images": results, "kubik_generation_ids": ids},
+                "result": (ids[0] if ids else "",)}
 
     @staticmethod
     def _record(paths, positive, negative, plan, analysis, model_name, seed, kubik, loras) -> list[str]:
@@ -200,9 +229,12 @@ class KubikFeedback:
     CATEGORY = "KubikAI/learning"
     FUNCTION = "rate"
     OUTPUT_NODE = True
-    DESCRIPTION = ("Rates the image Kubik Save Image just made (1-5 stars, optional sub-ratings, tags "
-                   "and a note). The LoRA recommender and parameter learning use these ratings. "
-                   "Rating 0 records nothing.")
+    DESCRIPTION = ("Rates an image Kubik Save Image recorded, by its generation id (1-5 stars, optional "
+                   "sub-ratings, tags and a note); rating it again replaces its rating. The LoRA "
+                   "recommender, the Preset Picker and `kubik insights` use these ratings. Rating 0 "
+                   "records nothing, and an image made in the same run is never rated (nobody has "
+                   "seen it yet): rate it with the stars under it on Kubik Save Image. API users "
+                   "queue this node alone with the generation id from /history.")
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("summary",)
     OUTPUT_TOOLTIPS = ("What was recorded.",)
@@ -212,7 +244,9 @@ class KubikFeedback:
         sub = lambda what: ("INT", {"default": 0, "min": 0, "max": 5, "tooltip": f"{what} from 1 to 5; 0 = not rated."})
         return {
             "required": {
-                "generation_id": ("STRING", {"forceInput": True, "tooltip": "From Kubik Save Image."}),
+                "generation_id": ("STRING", {"forceInput": True, "tooltip":
+                                  "From Kubik Save Image (in an API prompt: the id from /history's "
+                                  "kubik_generation_ids)."}),
                 "rating": ("INT", {"default": 0, "min": 0, "max": 5, "tooltip":
                            "Overall rating 1 (bad) to 5 (great); 0 = not rated yet (nothing is recorded)."}),
                 "quality": sub("Technical quality"),
@@ -226,13 +260,28 @@ class KubikFeedback:
             },
         }
 
+    @classmethod
+    def IS_CHANGED(cls, **_inputs):
+        """Run on every queue (NaN never equals itself): a rating refused because the image was
+        new is recorded once the same image comes back from ComfyUI's cache. Recording it again
+        replaces the same rating, never adds one."""
+        return float("nan")
+
     def rate(self, generation_id, rating, quality, accuracy, aesthetic, tags, comment, saved, shared,
              regenerated):
+        if isinstance(generation_id, str):
+            generation_id = generation_id.strip()
         if not generation_id:
             raise ValueError("generation_id: empty; link Kubik Save Image's generation_id with its "
                              "'record' switch on")
         if rating == 0:
             text = "not rated yet: set rating (1-5) and queue again to record it"
+            return {"ui": {"text": [text]}, "result": (text,)}
+        if isinstance(generation_id, str) and _made_this_run(generation_id):
+            text = (f"not recorded: generation {generation_id[:8]} is a new image made by this run, "
+                    "not the one on screen when the rating was set (a seed on 'randomize' makes a new "
+                    "image on every queue). Rate images with the stars under them on Kubik Save "
+                    "Image, or set the seeds' control to 'fixed' and queue again.")
             return {"ui": {"text": [text]}, "result": (text,)}
         try:
             open_store().record_feedback(generation_id, rating, quality or None, accuracy or None,

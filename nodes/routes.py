@@ -15,7 +15,12 @@ Routes (also under ``/api/...``, as ComfyUI mirrors them):
 * ``GET /kubik/hub/info?hash=`` -> CivitAI's summary of a hex hash (never a local file);
 * ``POST /kubik/hub/download {kind, source, expected_sha256?, file_name?, client_id?}`` ->
   ``{job_id}``; progress comes as websocket events to ``client_id``;
-* ``GET /kubik/hub/jobs/<job_id>`` -> the job's state.
+* ``GET /kubik/hub/jobs/<job_id>`` -> the job's state;
+* ``POST /kubik/learning/rating {generation_id, rating, quality?, accuracy?, aesthetic?, tags?,
+  comment?, saved?, shared?, regenerated?}`` -> ``{generation_id, rating}``: rates the image Kubik
+  Save Image recorded under that id (rating it again replaces its rating); nothing is queued;
+* ``GET /kubik/learning/rating?generation_id=`` -> ``{generation_id, rating}`` (``rating`` is
+  null while the image is unrated); an id the learning store never recorded is a 404.
 
 ``register_routes()`` is called by the pack's ``__init__.py``; outside ComfyUI's server it does
 nothing, so the pack imports anywhere.
@@ -114,22 +119,22 @@ def query_values(query) -> dict[str, str]:
     return values
 
 
-async def read_json_body(request) -> dict:
-    """The request body as a JSON object, read up to MAX_BODY_BYTES and parsed with bounded depth."""
+async def read_json_body(request, max_bytes: int = MAX_BODY_BYTES) -> dict:
+    """The request body as a JSON object, read up to ``max_bytes`` and parsed with bounded depth."""
     from ..kubik_core.common import bounded_json
 
     if request.content_type != "application/json":
         raise RequestError("body: send JSON with Content-Type: application/json", status=415)
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+    if request.content_length is not None and request.content_length > max_bytes:
         raise RequestError(f"body: {request.content_length} bytes is too large (at most "
-                           f"{MAX_BODY_BYTES})")
+                           f"{max_bytes})")
     data = bytearray()
     async for chunk in request.content.iter_chunked(8192):
         data += chunk
-        if len(data) > MAX_BODY_BYTES:
-            raise RequestError(f"body: too large (at most {MAX_BODY_BYTES} bytes)")
+        if len(data) > max_bytes:
+            raise RequestError(f"body: too large (at most {max_bytes} bytes)")
     try:
-        body = bounded_json.loads(bytes(data), max_depth=MAX_BODY_DEPTH, max_bytes=MAX_BODY_BYTES)
+        body = bounded_json.loads(bytes(data), max_depth=MAX_BODY_DEPTH, max_bytes=max_bytes)
     except bounded_json.BoundedJSONError as exc:
         raise RequestError(f"body: {str(exc)[:200]}") from None
     if not isinstance(body, dict):
@@ -319,4 +324,203 @@ def register_routes() -> bool:
                                "only)", status=404)
         return state
 
+    register_learning_routes(table, route)
     return True
+
+
+# ---------------------------------------------------------------- learning: rating an image
+RATING_BODY_BYTES = 64 * 1024     # a 10,000-character note in any script, and 50 tags
+MAX_STORE_REQUESTS = 16           # ratings waiting for or using the store at once
+_NOTE_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")   # control characters but \t \n \r
+
+
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, for errors about a field whose null or text is itself wrong."""
+    if value is None:
+        return "null"
+    return "a string" if isinstance(value, str) else _json_type(value)
+
+
+@dataclass(frozen=True)
+class WholeNumber:
+    """A JSON integer field from ``low`` to ``high``; with ``zero_unset``, 0 (like null) means
+    "not given" and is answered as None (the sub-ratings, as Kubik Feedback takes them)."""
+    name: str
+    low: int
+    high: int
+    required: bool = False
+    zero_unset: bool = False
+
+    @property
+    def expected(self) -> str:
+        unset = "; 0 or null: not rated" if self.zero_unset else ""
+        return f"a whole number from {self.low} to {self.high}{unset}"
+
+    def check(self, value: Any) -> int | None:
+        if value is None:
+            if self.required:
+                raise RequestError(f"{self.name}: required ({self.expected})")
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            shown = repr(value) if isinstance(value, float) else _json_kind(value)
+            raise RequestError(f"{self.name}: must be {self.expected}, not {shown}")
+        if not self.low <= value <= self.high:
+            raise RequestError(f"{self.name}: {value} is out of range ({self.expected})")
+        return None if (self.zero_unset and value == 0) else value
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A JSON boolean field; absent or null is False."""
+    name: str
+
+    def check(self, value: Any) -> bool:
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            raise RequestError(f"{self.name}: must be true or false, not {_json_kind(value)}")
+        return value
+
+
+@dataclass(frozen=True)
+class Note:
+    """Free text of at most ``max_length`` characters; tabs and line breaks are allowed."""
+    name: str
+    max_length: int
+
+    def check(self, value: Any) -> str:
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise RequestError(f"{self.name}: must be a string, not {_json_kind(value)}")
+        if len(value) > self.max_length:
+            raise RequestError(f"{self.name}: {len(value)} characters is too long (at most "
+                               f"{self.max_length})")
+        if _NOTE_CONTROL.search(value):
+            raise RequestError(f"{self.name}: contains control characters (tabs and line breaks "
+                               "are allowed)")
+        return value.strip()
+
+
+@dataclass(frozen=True)
+class Tags:
+    """Tags as a list of strings or one comma-separated string; blank tags are dropped."""
+    name: str
+    max_tags: int
+    max_length: int
+
+    def check(self, value: Any) -> list[str]:
+        expected = "a list of strings or one comma-separated string"
+        if value is None:
+            return []
+        if isinstance(value, str):
+            if len(value) > self.max_tags * (self.max_length + 2):
+                raise RequestError(f"{self.name}: {len(value)} characters is too long (at most "
+                                   f"{self.max_tags} tags of {self.max_length} characters)")
+            items: list[Any] = value.split(",")
+        elif isinstance(value, list):
+            items = value
+        else:
+            raise RequestError(f"{self.name}: must be {expected}, not {_json_kind(value)}")
+        if len(items) > self.max_tags:   # checked before looking at each (blank ones included)
+            raise RequestError(f"{self.name}: {len(items)} tags is too many (at most {self.max_tags})")
+        tags = []
+        for number, item in enumerate(items, 1):
+            if not isinstance(item, str):
+                raise RequestError(f"{self.name}: tag {number} must be a string, not {_json_kind(item)}")
+            item = item.strip()
+            if len(item) > self.max_length:
+                raise RequestError(f"{self.name}: tag {number} has {len(item)} characters (at most "
+                                   f"{self.max_length})")
+            if _CONTROL.search(item):
+                raise RequestError(f"{self.name}: tag {number} contains control characters")
+            if item:
+                tags.append(item)
+        return tags
+
+
+def _rating_fields():
+    from ..kubik_core.learning import validate as limits
+
+    generation_id = Field("generation_id", "the 32-hex-digit id Kubik Save Image recorded (its "
+                          "generation_id output)", max_length=32, required=True,
+                          pattern=re.compile(r"[0-9a-f]{32}"))
+    body = (generation_id,
+            WholeNumber("rating", 1, 5, required=True),
+            *(WholeNumber(name, 0, 5, zero_unset=True) for name in ("quality", "accuracy", "aesthetic")),
+            Tags("tags", limits.MAX_TAGS, limits.MAX_TAG_CHARS),
+            Note("comment", limits.MAX_COMMENT_CHARS),
+            Flag("saved"), Flag("shared"), Flag("regenerated"))
+    return (generation_id,), body
+
+
+GENERATION_FIELDS, RATING_FIELDS = _rating_fields()
+UNKNOWN_GENERATION = ("generation_id: no image with this id in the learning store; rate an image "
+                      "that Kubik Save Image recorded (its 'record' switch on)")
+
+
+def _in_learning_store(work: Callable[[Any], Any]) -> Any:
+    """``work(store)`` on the learning store the nodes use, its problems as RequestErrors.
+
+    Store messages name the store's file or server, so they go to the log; the answer says
+    what happened and where to look. No store yet means no recorded image yet (nothing is
+    created by a request).
+    """
+    from ..kubik_core.learning import (LearningError, StoreCorruptError, StoreReadOnlyError,
+                                       UnknownGenerationError)
+    from . import learning
+
+    try:
+        store = learning.existing_store()
+        if store is None:
+            raise RequestError(UNKNOWN_GENERATION, status=404)
+        return work(store)
+    except UnknownGenerationError:
+        raise RequestError(UNKNOWN_GENERATION, status=404) from None
+    except LearningError as exc:
+        log.warning("KubikAI rating: %s", " ".join(str(exc).split()))
+        problem = ("is read-only, so nothing was recorded" if isinstance(exc, StoreReadOnlyError)
+                   else "is damaged; it was left untouched" if isinstance(exc, StoreCorruptError)
+                   else "could not be used")
+        raise RequestError(f"the learning store {problem}: the ComfyUI log names the store and the "
+                           "fix", status=503) from None
+
+
+def register_learning_routes(table, route: Callable) -> None:
+    """Add the rating routes (module docstring) to ``table``; ``route`` is register_routes' wrapper."""
+    # One thread: the store takes one writer at a time anyway, and the event loop never waits
+    # on the database (a locked store can take a minute to answer).
+    store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kubik-learning")
+    waiting = [0]
+
+    async def in_store(work: Callable[[Any], Any]):
+        if waiting[0] >= MAX_STORE_REQUESTS:
+            raise RequestError(f"{waiting[0]} ratings are already waiting for the learning store; "
+                               "try again in a moment", status=429)
+        waiting[0] += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                store_thread, _in_learning_store, work)
+        finally:
+            waiting[0] -= 1
+
+    @table.post("/kubik/learning/rating")
+    @route
+    async def rate_image(request):
+        if request.query:
+            raise RequestError("query: this route takes its fields in the JSON body")
+        values = validate(await read_json_body(request, RATING_BODY_BYTES), RATING_FIELDS)
+        generation_id = values.pop("generation_id")
+
+        def work(store):
+            store.record_feedback(generation_id, **values)
+            return store.rating_of(generation_id)
+
+        return {"generation_id": generation_id, "rating": await in_store(work)}
+
+    @table.get("/kubik/learning/rating")
+    @route
+    async def image_rating(request):
+        generation_id = validate(query_values(request.query), GENERATION_FIELDS)["generation_id"]
+        return {"generation_id": generation_id,
+                "rating": await in_store(lambda store: store.rating_of(generation_id))}
