@@ -14,6 +14,7 @@ NODE_MODULES = (
     "loras",
     "learning",
     "recon3d",
+    "examples",
 )
 
 NODE_CLASS_MAPPINGS = {}
