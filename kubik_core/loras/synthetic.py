@@ -5,8 +5,11 @@ anything. The module names and shapes are those of real SD1.5 / SDXL / FLUX.1 Lo
 modules each, not all of them): kohya-ss sd-scripts names (``lora_unet_*``, ``lora_te*_``,
 ``.lora_down/.lora_up/.alpha``), diffusers+PEFT names (``unet.*.lora_A/lora_B``), diffusers
 attention-processor names (``unet.*.processor.to_q_lora.down``, text encoders
-``*.lora_linear_layer.down``), and the kohya ``ss_*`` / ``modelspec.*`` metadata. Tensor values
-are random; nothing here is a model.
+``*.lora_linear_layer.down``), LyCORIS names on kohya modules (LoCon adds convolutions
+``.lora_down`` [rank, in, 3, 3]; LoHa ``.hada_w1_a/.hada_w1_b/.hada_w2_a/.hada_w2_b``; LoKr
+``.lokr_w1/.lokr_w2``), FLUX.1 diffusers names as ai-toolkit saves them
+(``transformer.single_transformer_blocks.*.lora_A``), and the kohya ``ss_*`` / ``modelspec.*``
+metadata. Tensor values are random; nothing here is a model.
 """
 from __future__ import annotations
 
@@ -57,6 +60,13 @@ _MODULES = {
         ("text_encoder.text_model.encoder.layers.0.self_attn.q_proj", 768, 768),
         ("text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj", 1280, 1280),
     ],
+    # ai-toolkit's FLUX.1 LoRAs: diffusers transformer names with PEFT lora_A/lora_B
+    ("peft", "flux"): [
+        ("transformer.transformer_blocks.0.attn.to_q", 3072, 3072),
+        ("transformer.transformer_blocks.0.attn.add_k_proj", 3072, 3072),
+        ("transformer.single_transformer_blocks.0.attn.to_k", 3072, 3072),
+        ("transformer.single_transformer_blocks.0.proj_mlp", 3072, 12288),
+    ],
     # diffusers' attention-processor LoRAs (save_attn_procs) and transformers text-encoder LoRAs
     ("diffusers", "sd1"): [
         ("unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.processor.to_q", 320, 320),
@@ -72,6 +82,16 @@ _MODULES = {
         ("text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj", 1280, 1280),
     ],
 }
+# LyCORIS (lycoris.kohya) keeps kohya's module names; LoCon also trains convolutions:
+# (module, in channels, out channels), kernel 3x3.
+_LYCORIS_CONV = {
+    "sd1": [("lora_unet_down_blocks_0_resnets_0_conv1", 320, 320)],
+    "sdxl": [("lora_unet_input_blocks_1_0_in_layers_2", 320, 320)],
+}
+LYCORIS_ALGOS = ("locon", "loha", "lokr")
+for _algo in LYCORIS_ALGOS:
+    for _base in _LYCORIS_CONV:
+        _MODULES[(_algo, _base)] = _MODULES[("kohya", _base)]
 LAYOUTS = sorted({k for k in _MODULES})
 _KOHYA_VERSION = {"sd1": "sd_v1", "sd2": "sd_v2", "sdxl": "sdxl_base_v1-0", "flux": "flux1"}
 _MODELSPEC = {"sd1": "stable-diffusion-v1/lora", "sd2": "stable-diffusion-v2-768-v/lora",
@@ -91,7 +111,17 @@ def lora_tensors(layout: str, base: str, rank: int = 2, seed: int = 0):
     for name, fan_in, fan_out in modules:
         down = torch.randn(rank, fan_in, generator=gen, dtype=torch.float32).to(torch.float16) * 0.01
         up = torch.zeros(fan_out, rank, dtype=torch.float16)
-        if layout == "kohya":
+        if layout == "loha":
+            for pair in ("1", "2"):
+                tensors[f"{name}.hada_w{pair}_a"] = up.clone()
+                tensors[f"{name}.hada_w{pair}_b"] = down.clone()
+            tensors[f"{name}.alpha"] = torch.tensor(float(rank), dtype=torch.float16)
+        elif layout == "lokr":
+            # Kronecker factors: w1 [4, 4] (x) w2 [out/4, in/4] gives [out, in].
+            tensors[f"{name}.lokr_w1"] = torch.randn(4, 4, generator=gen).to(torch.float16)
+            tensors[f"{name}.lokr_w2"] = torch.zeros(fan_out // 4, fan_in // 4, dtype=torch.float16)
+            tensors[f"{name}.alpha"] = torch.tensor(float(rank), dtype=torch.float16)
+        elif layout in ("kohya", "locon"):
             tensors[f"{name}.lora_down.weight"] = down
             tensors[f"{name}.lora_up.weight"] = up
             tensors[f"{name}.alpha"] = torch.tensor(float(rank), dtype=torch.float16)
@@ -102,6 +132,12 @@ def lora_tensors(layout: str, base: str, rank: int = 2, seed: int = 0):
         else:
             tensors[f"{name}.lora_A.weight"] = down
             tensors[f"{name}.lora_B.weight"] = up
+    if layout == "locon":
+        for name, channels_in, channels_out in _LYCORIS_CONV[base]:
+            down = torch.randn(rank, channels_in, 3, 3, generator=gen).to(torch.float16) * 0.01
+            tensors[f"{name}.lora_down.weight"] = down
+            tensors[f"{name}.lora_up.weight"] = torch.zeros(channels_out, rank, 1, 1, dtype=torch.float16)
+            tensors[f"{name}.alpha"] = torch.tensor(float(rank), dtype=torch.float16)
     return tensors
 
 

@@ -55,7 +55,7 @@ _CHILD = textwrap.dedent('''
                 unloaded.append(record.getMessage()[len("lora key not loaded: "):])
     logging.getLogger().addHandler(Catch())
     result = {}
-    for layout in ("kohya", "diffusers", "peft"):
+    for layout in ("kohya", "diffusers", "peft", "locon", "loha", "lokr"):
         unloaded.clear()
         lora = lora_tensors(layout, "sdxl", rank=2)
         patches = comfy.lora.load_lora(lora, key_map)
@@ -76,7 +76,8 @@ def comfy_result():
     return json.loads(line[len("KUBIK-RESULT "):])
 
 
-@pytest.mark.parametrize("layout, modules", [("kohya", 7), ("diffusers", 5)])
+@pytest.mark.parametrize("layout, modules", [("kohya", 7), ("diffusers", 5), ("locon", 8), ("loha", 7),
+                                             ("lokr", 7)])
 def test_generated_sdxl_lora_leaves_no_key_unloaded(comfy_result, layout, modules):
     assert comfy_result[layout]["unloaded"] == []
     assert comfy_result[layout]["patches"] == modules
