@@ -82,6 +82,19 @@ def test_nodes_do_not_overlap(path):
             assert not (ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah), f"{a} overlaps {b}"
 
 
+@pytest.mark.parametrize("path", UI_FILES, ids=lambda p: p.name)
+def test_every_template_has_its_thumbnail(path):
+    """The template dialog fetches <name>.jpg from the pack's workflows/ folder (a 404 and a
+    console error otherwise); scripts/workflow_thumbnails.py draws them from what each one does."""
+    from PIL import Image, ImageStat
+
+    thumbnail = path.with_suffix(".jpg")
+    assert thumbnail.exists(), f"{thumbnail.name} is missing: run scripts/workflow_thumbnails.py"
+    with Image.open(thumbnail) as image:
+        assert image.format == "JPEG" and image.size == (512, 512)
+        assert max(ImageStat.Stat(image.convert("L")).stddev) > 20, "a blank picture, not a thumbnail"
+
+
 # The checker itself must catch each kind of mistake.
 def test_checker_rejects_unknown_node(pack_sigs):
     assert "unknown node type" in check_api({"1": {"class_type": "NoSuchNode", "inputs": {}}}, pack_sigs)[0]
