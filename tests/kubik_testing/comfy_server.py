@@ -2,7 +2,9 @@
 
 The pack is copied into a temporary custom_nodes folder under another name and loaded through
 ``--extra-model-paths-config``, exactly as ComfyUI loads any pack. The server runs headless on
-the CPU on a free local port, with an empty front-end folder and an in-memory database.
+the CPU on a free local port, with its own input, output, temp and user folders and an in-memory
+database. By default it serves an empty front-end folder; ``frontend=True`` serves the real
+editor (the comfyui-frontend-package installed beside ComfyUI's requirements) for browser tests.
 """
 from __future__ import annotations
 
@@ -27,8 +29,11 @@ def _free_port() -> int:
 
 
 class ComfyServer:
-    def __init__(self, comfyui_dir: Path, repo: Path, workdir: Path, python: str | None = None):
+    def __init__(self, comfyui_dir: Path, repo: Path, workdir: Path, python: str | None = None,
+                 frontend: bool = False, pack_folder: str = PACK_FOLDER):
         self.comfyui_dir = Path(comfyui_dir)
+        self.frontend = frontend
+        self.pack_folder = pack_folder
         self.repo = Path(repo)
         self.workdir = Path(workdir)
         self.python = python or os.environ.get("COMFYUI_PYTHON") or sys.executable
@@ -37,15 +42,17 @@ class ComfyServer:
         self.output_dir = self.workdir / "output"
         self.input_dir = self.workdir / "input"
         self.models_dir = self.workdir / "models"
+        self.user_dir = self.workdir / "user"
         self.log_path = self.workdir / "comfyui.log"
         self.process: subprocess.Popen | None = None
 
     # -------------------------------------------------------------- lifecycle
     def start(self, timeout: float = 240.0) -> None:
         custom_nodes = self.workdir / "custom_nodes"
-        shutil.copytree(self.repo, custom_nodes / PACK_FOLDER, ignore=shutil.ignore_patterns(
-            ".git", ".venv", "venv", "out", "__pycache__", ".pytest_cache", "*.egg-info", ".gl", ".whl"))
-        for d in (self.output_dir, self.input_dir, self.models_dir, self.workdir / "frontend"):
+        shutil.copytree(self.repo, custom_nodes / self.pack_folder, ignore=shutil.ignore_patterns(
+            ".git", ".venv", "venv", "out", "__pycache__", ".pytest_cache", "*.egg-info", ".gl", ".whl",
+            "build", "node_modules", ".kubik_cache", ".devcarry"))
+        for d in (self.output_dir, self.input_dir, self.models_dir, self.user_dir, self.workdir / "frontend"):
             d.mkdir(parents=True, exist_ok=True)
         yaml = self.workdir / "extra_model_paths.yaml"
         yaml.write_text(
@@ -54,11 +61,22 @@ class ComfyServer:
             f"  custom_nodes: {custom_nodes}\n"
             "  checkpoints: checkpoints\n  loras: loras\n  classifiers: classifiers\n  kubik3d: kubik3d\n")
         cmd = [self.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-               "--disable-api-nodes", "--front-end-root", str(self.workdir / "frontend"),
+               "--disable-api-nodes",
                "--output-directory", str(self.output_dir), "--input-directory", str(self.input_dir),
+               "--temp-directory", str(self.workdir), "--user-directory", str(self.user_dir),
                "--extra-model-paths-config", str(yaml), "--database-url", "sqlite:///:memory:"]
+        if not self.frontend:
+            cmd += ["--front-end-root", str(self.workdir / "frontend")]
         self._log = open(self.log_path, "w")
-        self.process = subprocess.Popen(cmd, cwd=self.comfyui_dir, stdout=self._log, stderr=subprocess.STDOUT)
+        # Caches and data the pack keeps outside ComfyUI's user folder go to the workdir, not to the
+        # developer's ~/.cache and ~/.local/share, unless the test set them (the server inherits
+        # the test's environment, e.g. KUBIK_LEARNING_URL).
+        env = dict(os.environ)
+        for name, folder in (("KUBIK_CACHE_DIR", "kubik-cache"), ("XDG_CACHE_HOME", "xdg-cache"),
+                             ("XDG_DATA_HOME", "xdg-data")):
+            env.setdefault(name, str(self.workdir / folder))
+        self.process = subprocess.Popen(cmd, cwd=self.comfyui_dir, stdout=self._log, stderr=subprocess.STDOUT,
+                                        env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -103,7 +121,10 @@ class ComfyServer:
         status, answer = self.post("/prompt", {"prompt": workflow, "client_id": "kubik-tests"})
         if status != 200:
             raise AssertionError(f"/prompt refused the workflow ({status}): {json.dumps(answer)[:3000]}")
-        prompt_id = answer["prompt_id"]
+        return self.wait(answer["prompt_id"], timeout)
+
+    def wait(self, prompt_id: str, timeout: float = 300.0) -> dict:
+        """Wait for a queued prompt to finish (with success or an error); returns its history entry."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             history = self.get(f"/history/{prompt_id}")

@@ -1,0 +1,107 @@
+"""A tiny random-weight Stable Diffusion 1.5 checkpoint that a real ComfyUI loads and samples with.
+
+Browser and server tests queue the txt2img templates on the CPU; a real SD1.5 or SDXL file is
+gigabytes. This builds a single-file checkpoint in the original (LDM) key layout that ComfyUI
+0.8.0's ``CheckpointLoaderSimple`` detects as SD1.5 and loads like any other:
+
+- UNet: ComfyUI's own ``UNetModel`` from the smallest config its detection still maps to SD1.5
+  (``comfy/supported_models.py`` SD15 requires model_channels 320, context_dim 768, no linear
+  projections, no ``label_emb``; ``comfy/model_detection.py`` reads depth and levels from the
+  keys): one resolution level, one res block with one transformer block, no middle block.
+- Text encoder: CLIP ViT-L/14's text model at full size, because ComfyUI builds it from its fixed
+  ``sd1_clip_config.json`` whatever the file holds (123 M parameters, stored in float16).
+- VAE: a TAESD (``first_stage_model.taesd_*``), which ComfyUI's ``VAE`` recognises by its keys,
+  instead of the 84 M-parameter KL autoencoder: decoding stays cheap on the CPU.
+
+The modules are built on the meta device from ComfyUI's classes (so key names and shapes are
+exactly what its loader expects) and filled with seeded random values. ComfyUI must not be imported
+into the test process, so :func:`build_tiny_sd15_checkpoint` runs this file in a subprocess.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# The smallest UNet config that comfy/model_detection.py still reads back as SupportedModel SD15.
+TINY_UNET_CONFIG = dict(
+    image_size=32, in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[1],
+    channel_mult=[1], transformer_depth=[1], transformer_depth_output=[1, 1],
+    transformer_depth_middle=-2, context_dim=768, use_linear_in_transformer=False,
+    num_heads=8, num_head_channels=-1, use_spatial_transformer=True, legacy=False,
+    adm_in_channels=None, use_checkpoint=False,
+)
+
+
+def build_tiny_sd15_checkpoint(path: Path, comfyui_dir: Path, python: str | None = None, seed: int = 0) -> Path:
+    """Write the checkpoint to ``path`` (atomically) with ComfyUI's classes; returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(Path(comfyui_dir).resolve()))
+    done = subprocess.run([python or sys.executable, __file__, str(path), "--seed", str(seed)],
+                          cwd=comfyui_dir, env=env, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"building the tiny checkpoint failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    return path
+
+
+def _random_state_dict(modules: dict, seed: int):
+    """Seeded values for every tensor of the meta-device ``modules`` ({key prefix: module}).
+
+    Biases (and TAESD's latent shift) are 0, other one-dimensional weights (norm scales, TAESD's
+    latent scale) 1, matrices and kernels N(0, 0.02) as in the usual initialisations: sampling then
+    gives finite, non-constant pictures rather than NaNs.
+    """
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for prefix, module in modules.items():
+        for name, meta in module.state_dict().items():
+            if name.endswith("bias") or name == "vae_shift":
+                value = torch.zeros(meta.shape)
+            elif meta.dim() <= 1:
+                value = torch.ones(meta.shape)
+            else:
+                value = torch.randn(meta.shape, generator=generator) * 0.02
+            state[prefix + name] = value.to(torch.float16).contiguous()
+    return state
+
+
+def _build(out: Path, seed: int) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True      # as `main.py --cpu`: nothing here may look for a GPU
+    import comfy.ops
+    import comfy.sd1_clip
+    import comfy.taesd.taesd
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+    with torch.device("meta"):
+        unet = UNetModel(**TINY_UNET_CONFIG, device="meta", operations=comfy.ops.disable_weight_init)
+        clip = comfy.sd1_clip.SDClipModel(device="meta", dtype=torch.float16)
+        taesd = comfy.taesd.taesd.TAESD()
+    # LDM layout: what CheckpointLoaderSimple expects of an SD1.5 file (SD15.process_clip_state_dict
+    # maps cond_stage_model.transformer.* to clip_l.transformer.*; the projection and logit scale
+    # are not part of an SD1.5 file).
+    state = _random_state_dict({"model.diffusion_model.": unet, "cond_stage_model.": clip,
+                                "first_stage_model.": taesd}, seed)
+    for key in ("cond_stage_model.logit_scale", "cond_stage_model.transformer.text_projection.weight"):
+        state.pop(key, None)
+    tmp = out.with_name(out.name + ".part")
+    save_file(state, str(tmp), metadata={"modelspec.architecture": "stable-diffusion-v1",
+                                         "modelspec.title": "KubikAI tiny random test checkpoint"})
+    os.replace(tmp, out)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    _build(args.out, args.seed)
