@@ -1,15 +1,32 @@
 """Device profiles for the VRAM / time estimate.
 
 Each profile states its basis. ``tflops`` is the dense tensor-core throughput for fp16/bf16
-matrix products with fp32 accumulation (what PyTorch's half-precision GEMMs use), or for the CPU
-a sustained fp32 figure; ``efficiency`` is the share of it that diffusion inference reaches.
+matrix products with fp32 accumulation (what PyTorch's half-precision GEMMs use);
+``efficiency`` is the share of it that diffusion inference reaches.
+
+The CPU has no datasheet figure worth using (a 2-core VM and a 64-core workstation differ 50x),
+so its profile is measured: ``cpu_profile`` times a 3x3 convolution (the bulk of a UNet's work)
+and a memory copy with torch on this machine, best of a few tries, in about a second, once per
+machine, and caches the result in ``cpu_profile.json`` in Kubik's cache folder (keyed by CPU
+model, core count, torch threads and torch version, so another machine or setting measures
+again). ``CPU_EFFICIENCY`` is the share of that convolution rate a whole UNet forward pass
+reaches (benchmarks/cpu_time_estimate.py measures it against ComfyUI's own UNet).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass, replace
 from functools import lru_cache
+from pathlib import Path
 
 from .errors import ParamsError
+
+log = logging.getLogger(__name__)
 
 # Share of dense tensor peak that diffusion sampling reaches, counted as 2 x parameters x tokens
 # (estimate.py). Checked on an H100 80GB (torch 2.11, bf16): a stack of plain transformer blocks
@@ -17,6 +34,11 @@ from .errors import ParamsError
 # tokens and 0.41 at 9216 (attention's quadratic share grows); real models add modulation,
 # norms and RoPE, hence 0.4.
 GPU_EFFICIENCY = 0.4
+
+
+# Share of the calibration convolution's rate that a whole SD1.5 UNet forward pass reached on
+# the CPU (ComfyUI 0.8.0's UNetModel, fp32, batch 2; benchmarks/RESULTS.md "CPU time estimate").
+CPU_EFFICIENCY = 0.4
 
 
 @dataclass(frozen=True)
@@ -28,12 +50,15 @@ class DeviceProfile:
     efficiency: float
     dtype_bytes: int   # bytes per weight/activation value the device computes in
     basis: str
+    bandwidth_gbs: float = 0.0   # measured memory copy rate (CPU); 0 = weight reads not modelled
 
 
 DEVICES: dict[str, DeviceProfile] = {p.id: p for p in (
-    DeviceProfile("cpu", "CPU (8-core AVX2 desktop, 32 GB RAM)", 32.0, 0.5, 1.0, 4,
-                  "assumption: ~0.5 TFLOPS sustained fp32 GEMM on an 8-core AVX2 desktop; "
-                  "ComfyUI computes in fp32 on the CPU; 'VRAM' is system RAM here"),
+    # Placeholder figures: resolve_device("cpu") returns the measured profile (cpu_profile).
+    DeviceProfile("cpu", "this machine's CPU (measured)", 32.0, 0.0, CPU_EFFICIENCY, 4,
+                  "measured once per machine: fp32 3x3 convolution and memory copy rates with "
+                  "torch (kubik_core/params/devices.py cpu_profile); ComfyUI computes in fp32 on "
+                  "the CPU; 'VRAM' is system RAM here"),
     DeviceProfile("rtx3060_12gb", "NVIDIA RTX 3060 12GB", 12.0, 25.6, GPU_EFFICIENCY, 2,
                   "NVIDIA Ampere GA102 whitepaper per-SM FP16 tensor rate with FP32 accumulate "
                   "(GeForce: half rate), scaled to the 3060's 28 SMs at 1.78 GHz boost"),
@@ -65,20 +90,142 @@ def profile_for_gpu(name: str, memory_gb: float) -> tuple[DeviceProfile, str | N
 @lru_cache(maxsize=1)
 def _local_device() -> tuple[DeviceProfile, str | None]:
     """The device this process would run on outside ComfyUI: the first CUDA GPU, else the CPU."""
-    try:
-        import torch
-    except ImportError:
-        return DEVICES["cpu"], None
+    import torch
+
     if not torch.cuda.is_available():
-        return DEVICES["cpu"], None
+        return cpu_profile()
     props = torch.cuda.get_device_properties(0)
     return profile_for_gpu(props.name, props.total_memory / 2**30)
 
 
 def resolve_device(device: str) -> tuple[DeviceProfile, str | None]:
-    """(profile, note) for a device id or "auto"; ParamsError naming the valid ids otherwise."""
+    """(profile, note) for a device id or "auto"; ParamsError naming the valid ids otherwise.
+    "cpu" is this machine's CPU, measured (cpu_profile)."""
+    if device == "cpu":
+        return cpu_profile()
     if device in DEVICES:
         return DEVICES[device], None
     if device in ("auto", "", None):
         return _local_device()
     raise ParamsError(f"device: unknown device {device!r}; choose one of {', '.join(DEVICE_CHOICES)}")
+
+
+# ------------------------------------------------------------------ CPU calibration
+CPU_PROFILE_FILE = "cpu_profile.json"
+_TRIES = 5
+
+
+def default_cache_dir() -> Path:
+    """$KUBIK_CACHE_DIR, else $XDG_CACHE_HOME/kubik, else ~/.cache/kubik (as the LoRA index)."""
+    root = os.environ.get("KUBIK_CACHE_DIR")
+    if not root:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(xdg, "kubik")
+    return Path(root)
+
+
+@lru_cache(maxsize=4)
+def cpu_profile(cache_dir: str | os.PathLike | None = None) -> tuple[DeviceProfile, str]:
+    """(this machine's measured CPU profile, a note saying what the time estimate rests on).
+
+    Read from ``cpu_profile.json`` in ``cache_dir`` (default: default_cache_dir()) when it was
+    measured on this machine with these settings, else measured now (about a second) and saved
+    there; a cache folder that cannot be written only costs measuring again next time.
+    """
+    path = Path(cache_dir if cache_dir is not None else default_cache_dir()) / CPU_PROFILE_FILE
+    machine = cpu_identity()
+    measured = _read_profile(path, machine)
+    if measured is None:
+        gflops, bandwidth = measure_cpu()
+        measured = {"gflops": gflops, "bandwidth_gbs": bandwidth, "measured": time.strftime("%Y-%m-%d")}
+        _write_profile(path, machine, measured)
+    base = DEVICES["cpu"]
+    profile = replace(base, tflops=measured["gflops"] / 1000.0, bandwidth_gbs=measured["bandwidth_gbs"],
+                      memory_gb=_ram_gb() or base.memory_gb)
+    note = (f"CPU time estimate from this machine's measured profile ({machine['cpu']}, "
+            f"{machine['threads']} threads: {measured['gflops']:.0f} GFLOPS fp32 convolution, "
+            f"{measured['bandwidth_gbs']:.0f} GB/s, measured {measured['measured']}); it counts "
+            "text encoding, sampling and VAE decoding on an otherwise idle machine, not loading "
+            "the checkpoint (the first run after a start)")
+    return profile, note
+
+
+def measure_cpu() -> tuple[float, float]:
+    """(GFLOPS of an fp32 3x3 convolution at 320 channels and 64x64, as in SD1.5's first UNet
+    stage; GB/s of a 256 MiB tensor copy), each the best of _TRIES, with torch's threads."""
+    import torch
+    import torch.nn.functional as F
+
+    with torch.inference_mode():
+        generator = torch.Generator().manual_seed(0)
+        x = torch.randn(1, 320, 64, 64, generator=generator)
+        weight = torch.randn(320, 320, 3, 3, generator=generator) * 0.02
+        flops = 2.0 * 320 * 320 * 9 * 64 * 64
+        F.conv2d(x, weight, padding=1)                        # warm-up: oneDNN picks its kernels
+        conv = min(_timed(lambda: F.conv2d(x, weight, padding=1)) for _ in range(_TRIES))
+        source = torch.ones(64 * 2**20)                       # 256 MiB: beyond any CPU cache
+        target = torch.empty_like(source)
+        target.copy_(source)
+        copy = min(_timed(lambda: target.copy_(source)) for _ in range(_TRIES))
+    return round(flops / conv / 1e9, 1), round(2 * source.numel() * 4 / copy / 1e9, 1)
+
+
+def _timed(work) -> float:
+    start = time.perf_counter()
+    work()
+    return max(time.perf_counter() - start, 1e-9)
+
+
+def cpu_identity() -> dict:
+    """What the measurement depends on: CPU model, logical cores, torch threads, torch version."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            cpu = next((line.split(":", 1)[1].strip() for line in handle
+                        if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu[:100], "cores": os.cpu_count() or 1, "threads": torch.get_num_threads(),
+            "torch": torch.__version__}
+
+
+def _ram_gb() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (AttributeError, ValueError, OSError):
+        return 0.0
+
+
+def _read_profile(path: Path, machine: dict) -> dict | None:
+    """The cached measurement for ``machine``, or None (missing, damaged, another machine)."""
+    from ..common.bounded_json import BoundedJSONError, loads
+
+    try:
+        data = loads(path.read_bytes(), max_depth=4, max_bytes=64 * 1024)
+    except (OSError, BoundedJSONError):
+        return None
+    if not isinstance(data, dict) or data.get("version") != 1 or data.get("machine") != machine:
+        return None
+    values = (data.get("gflops"), data.get("bandwidth_gbs"))
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1e7 for v in values):
+        return None
+    measured = data.get("measured")
+    return {"gflops": float(values[0]), "bandwidth_gbs": float(values[1]),
+            "measured": measured[:10] if isinstance(measured, str) else "earlier"}
+
+
+def _write_profile(path: Path, machine: dict, measured: dict) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".cpu_profile-", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump({"version": 1, "machine": machine, **measured}, handle)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError as exc:
+        log.warning("KubikAI: could not save the CPU profile in %s: %s", path.parent, exc.strerror or exc)

@@ -11,12 +11,20 @@ The model, and what it leaves out:
   bytes, latent at 1/8 of the image). ComfyUI frees the diffusion model when decode needs it.
 * Text encoding happens before sampling with its own weights resident.
 * Peak = the largest of the three phases + 0.4 GB CUDA context on GPUs (assumption).
-* Time = steps x passes x 2 x parameters x tokens / (device TFLOPS x efficiency), where tokens =
-  pixels / the family's pixels_per_token (256 for x8 VAE + patch-2 transformers; 768 for
-  UNets, an effective figure that puts SDXL at ~7 TFLOP per 1024^2 evaluation). Attention's
-  quadratic term, text encoding, VAE decode and model loading are not counted.
+* Sampling time = steps x passes x 2 x parameters x tokens / (device TFLOPS x efficiency), where
+  tokens = pixels / the family's pixels_per_token (256 for x8 VAE + patch-2 transformers; for
+  UNets the figure that gives the FLOPs torch's flop counter counts on ComfyUI's UNetModel at the
+  native size: SDXL 6.8 TFLOP per 1024^2 evaluation, SD1.5 0.80 per 512^2, SD2 2.1 per 768^2).
+* On GPUs that is the whole figure: text encoding and VAE decoding take well under a second.
+  On the CPU (a measured profile, devices.py) they take minutes, and a small image is bound by
+  reading the weights rather than by arithmetic, so each phase also pays its weight bytes over
+  the measured memory bandwidth: text encoding (2 x text-encoder parameters x 77 tokens per
+  prompt), every sampling step, and the VAE decode (VAE_DECODE_FLOPS_PER_PIXEL, counted on
+  ComfyUI's KL-f8 decoder).
+* Loading the model (the first run after a start) is not counted anywhere.
 
-These are planning figures (within a factor of ~2), not measurements.
+These are planning figures: benchmarks/cpu_time_estimate.py checks the CPU figure against
+ComfyUI's own UNet and VAE decoder on the machine it runs on (benchmarks/RESULTS.md).
 """
 from __future__ import annotations
 
@@ -27,6 +35,11 @@ from .plan import SamplingPlan
 _GIB = float(2**30)
 _MIB = float(2**20)
 _CUDA_CONTEXT_GB = 0.4
+# FLOPs per output pixel of the KL-f8 VAE decoder (ch 128, mult 1-2-4-4), counted with
+# torch.utils.flop_counter on ComfyUI 0.8.0's comfy.ldm.modules.diffusionmodules.model.Decoder:
+# 2.51 TFLOP at 512x512, 10.5 at 1024x1024 (its mid-block attention grows a little faster).
+VAE_DECODE_FLOPS_PER_PIXEL = 9.6e6
+PROMPT_TOKENS = 77       # CLIP's context; T5-based encoders read more, so their figure is a floor
 
 
 def estimate_for(family: FamilyProfile, device: DeviceProfile, width: int, height: int,
@@ -44,10 +57,27 @@ def estimate_for(family: FamilyProfile, device: DeviceProfile, width: int, heigh
     peak = max(model + vae + activations, vae + decode, text)
     context = _CUDA_CONTEXT_GB if device.id != "cpu" else 0.0
     vram_gb = peak / _GIB + context
-    tokens = width * height / family.pixels_per_token
-    flops = steps * passes * 2.0 * family.params_b * 1e9 * tokens
-    seconds = flops / (device.tflops * 1e12 * device.efficiency)
+    seconds = sum(time_parts(family, device, width, height, steps, cfg).values())
     return round(vram_gb, 2), round(seconds, 2)
+
+
+def time_parts(family: FamilyProfile, device: DeviceProfile, width: int, height: int, steps: int,
+               cfg: float) -> dict[str, float]:
+    """Seconds per image by phase: "sampling"; on a device with a measured bandwidth (the CPU)
+    also "text" and "decode" (see the module docstring)."""
+    passes = 2 if cfg > 1.0 else 1
+    rate = device.tflops * 1e12 * device.efficiency
+    tokens = width * height / family.pixels_per_token
+    step_flops = passes * 2.0 * family.params_b * 1e9 * tokens
+    if not device.bandwidth_gbs:
+        return {"sampling": steps * step_flops / rate}
+    read = lambda params_b: params_b * 1e9 * device.dtype_bytes / (device.bandwidth_gbs * 1e9)
+    return {
+        "text": passes * 2.0 * family.text_encoder_b * 1e9 * PROMPT_TOKENS / rate + read(family.text_encoder_b),
+        "sampling": steps * (step_flops / rate + read(family.params_b)),
+        # nearly all 3x3 convolutions at 128-512 channels, like the calibration: its full rate
+        "decode": VAE_DECODE_FLOPS_PER_PIXEL * width * height / (device.tflops * 1e12) + read(family.vae_b),
+    }
 
 
 def estimate(plan: SamplingPlan, device: str = "auto") -> tuple[float, float]:

@@ -60,7 +60,8 @@ class FamilyProfile:
     text_encoder_b: float = 0.0
     vae_b: float = 0.08
     memory_usage_factor: float = 1.0  # CU supported_models.py, used as in model_base.memory_required
-    pixels_per_token: int = 256     # image pixels per transformer token (VAE x8, patch 2 -> 256)
+    pixels_per_token: int = 256     # image pixels per transformer token (VAE x8, patch 2 -> 256);
+                                    # UNets: the figure matching their counted FLOPs (estimate.py)
     latent_scale: int = 8           # image pixels per latent pixel along one side
     fp8_release: bool = False       # an official or widely used fp8 checkpoint exists
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -135,7 +136,7 @@ def _profiles() -> tuple[FamilyProfile, ...]:
             steps={"quality": 40, "balanced": 25, "speed": 15}, steps_range=(12, 50),
             cfg=7.0, cfg_range=(5.5, 8.5), sampler="dpmpp_2m", scheduler="karras",
             params_b=0.86, text_encoder_b=0.123, vae_b=0.084, memory_usage_factor=1.0,
-            pixels_per_token=768,
+            pixels_per_token=561,
             sources={
                 "resolution": "HF stable-diffusion-v1-5/stable-diffusion-v1-5 (trained at 512x512); buckets FO modules/flags.py sd15_aspect_ratios",
                 "steps": "convention (A1111 default 20, diffusers default 50)",
@@ -143,6 +144,7 @@ def _profiles() -> tuple[FamilyProfile, ...]:
                 "sampler": "convention (DPM++ 2M Karras, the common A1111/ComfyUI pick for SD1.5)",
                 "size": "CompVis/stable-diffusion README (860M UNet, 123M text encoder)",
                 "memory": "CU comfy/supported_models.py:48 memory_usage_factor 1.0",
+                "flops": "torch.utils.flop_counter on CU comfy/ldm/modules/diffusionmodules/openaimodel.py UNetModel (SD15 config of comfy/model_detection.py): 0.80 TFLOP per 512x512 evaluation -> 561 pixels per token",
             }),
         FamilyProfile(
             id="sd2", label="Stable Diffusion 2.x (768, v-prediction)", group="sd2", latent_channels=4,
@@ -150,13 +152,14 @@ def _profiles() -> tuple[FamilyProfile, ...]:
             steps={"quality": 40, "balanced": 25, "speed": 15}, steps_range=(12, 50),
             cfg=7.0, cfg_range=(5.5, 8.5), sampler="dpmpp_2m", scheduler="karras",
             params_b=0.865, text_encoder_b=0.354, vae_b=0.084, memory_usage_factor=1.0,
-            pixels_per_token=768,
+            pixels_per_token=475,
             sources={
                 "resolution": "HF stabilityai/stable-diffusion-2-1 (768x768 v-model)",
                 "steps": "convention", "cfg": "diffusers StableDiffusionPipeline guidance_scale default 7.5 (7 convention)",
                 "sampler": "convention",
                 "size": "HF stabilityai/stable-diffusion-2-1 (865M UNet, OpenCLIP ViT-H text encoder 354M)",
                 "memory": "CU comfy/supported_models.py:95 memory_usage_factor 1.0",
+                "flops": "torch.utils.flop_counter on CU UNetModel (SD21 config of comfy/model_detection.py): 2.15 TFLOP per 768x768 evaluation -> 475 pixels per token",
             }),
         FamilyProfile(
             id="sdxl", label="Stable Diffusion XL 1.0", group="sdxl", **_SDXL_SIZES,

@@ -28,7 +28,9 @@ edits, what you chose and the value without learning, e.g. "learned from your 3 
 2; at least 15: ...); without learning 25". Invalid learned values are skipped with a note rather
 than failing the run.
 
-Performance: no I/O, tables built at import, bucket lookups cached; ~20 us per call.
+Performance: tables built at import, bucket lookups cached; ~20 us per call. The only I/O is
+the first CPU estimate of a process, which reads (or measures, once per machine) the CPU's
+profile (devices.py cpu_profile).
 """
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """estimate(): memory and time respond to the settings the way the documented model says."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from kubik_core.params import DEVICES, ParamsError, estimate, optimize
@@ -62,3 +64,65 @@ def test_auto_device_is_this_machine():
     profile, _note = resolve_device("auto")
     assert (profile.id == "cpu") == (not torch.cuda.is_available())
     assert optimize(None, "sdxl").device == profile.id
+
+
+# ------------------------------------------------------------------ the CPU: a measured profile
+def test_the_cpu_profile_is_measured_once_per_machine_and_cached(tmp_path):
+    from kubik_core.params.devices import CPU_PROFILE_FILE, cpu_profile
+
+    profile, note = cpu_profile.__wrapped__(tmp_path)
+    saved = json.loads((tmp_path / CPU_PROFILE_FILE).read_text())
+    assert saved["gflops"] == pytest.approx(profile.tflops * 1000) and saved["gflops"] > 0
+    assert saved["bandwidth_gbs"] == profile.bandwidth_gbs > 0
+    assert saved["machine"]["threads"] >= 1 and "GFLOPS" in note and "not loading the checkpoint" in note
+    saved["gflops"] = 12345.0                                # read back, not measured again
+    (tmp_path / CPU_PROFILE_FILE).write_text(json.dumps(saved))
+    assert cpu_profile.__wrapped__(tmp_path)[0].tflops == pytest.approx(12.345)
+    saved["machine"]["cores"] += 1                           # another machine: measured again
+    (tmp_path / CPU_PROFILE_FILE).write_text(json.dumps(saved))
+    assert cpu_profile.__wrapped__(tmp_path)[0].tflops != pytest.approx(12.345)
+
+
+@pytest.mark.parametrize("content", [b"[" * 5000, b'{"version": 1, "gflops": NaN}', b"\xff\xfe",
+                                     b'{"version": 1, "machine": {}, "gflops": -1, "bandwidth_gbs": 1e400}'])
+def test_a_damaged_cpu_profile_is_measured_again(tmp_path, content):
+    from kubik_core.params.devices import CPU_PROFILE_FILE, cpu_profile
+
+    (tmp_path / CPU_PROFILE_FILE).write_bytes(content)
+    profile, _note = cpu_profile.__wrapped__(tmp_path)
+    assert profile.tflops > 0 and json.loads((tmp_path / CPU_PROFILE_FILE).read_text())["version"] == 1
+
+
+def test_an_unwritable_cache_folder_still_gives_a_profile(tmp_path):
+    from kubik_core.params.devices import cpu_profile
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert cpu_profile.__wrapped__(blocker / "kubik")[0].tflops > 0
+
+
+def test_cpu_time_counts_what_a_cpu_run_spends_time_on():
+    """Issue 16: 0.07 s was estimated for a 2-step 64x64 SD1.5 run that took 18 s on a 2-core
+    CPU, and 74 s for a 25-step 512x512 one that takes about 25 minutes there. On a CPU like that
+    (100 GFLOPS, 10 GB/s), each step reads the 3.4 GB of fp32 weights, and 512x512 costs the
+    FLOPs counted on ComfyUI's UNet (0.8 TFLOP per image per step) and its VAE decoder (2.5)."""
+    from dataclasses import replace
+
+    from kubik_core.params import FAMILIES, DEVICES
+    from kubik_core.params.estimate import time_parts
+
+    cpu = replace(DEVICES["cpu"], tflops=0.1, bandwidth_gbs=10.0)
+    small = time_parts(FAMILIES["sd15"], cpu, 64, 64, steps=2, cfg=7.0)
+    assert set(small) == {"text", "sampling", "decode"}
+    assert small["sampling"] > 2 * 0.86e9 * 4 / 10e9                 # the weights, read every step
+    large = sum(time_parts(FAMILIES["sd15"], cpu, 512, 512, steps=25, cfg=7.0).values())
+    unet, decode = 25 * 2 * 0.80e12, 2.51e12                         # counted FLOPs (estimate.py)
+    assert unet / 0.1e12 + decode / 0.1e12 < large < 3 * (unet + decode) / 0.1e12
+    gpu = time_parts(FAMILIES["sd15"], DEVICES["rtx4090"], 512, 512, steps=25, cfg=7.0)
+    assert set(gpu) == {"sampling"}                                  # GPUs: sampling only, as before
+
+
+def test_a_cpu_plan_says_what_its_time_rests_on():
+    plan = optimize(None, "sd15", device="cpu")
+    assert plan.device == "cpu" and plan.estimated_seconds > 1
+    assert any(note.startswith("CPU time estimate from this machine's measured profile") for note in plan.notes)
