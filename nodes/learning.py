@@ -9,7 +9,7 @@ the Preset Picker, the optimizer's learned values and the LoRA recommender.
 With ComfyUI's --disable-metadata, Kubik Save Image writes no PNG text at all (no workflow, no
 A1111 'parameters', no 'kubik' analysis), as ComfyUI's Save Image writes none then.
 
-Rating an image: the stars, tags and note under the image on Kubik Save Image (web/kubik_rate.js)
+Rating an image: the stars, tags and note above the image on Kubik Save Image (web/kubik_rate.js)
 post to /kubik/learning/rating with that image's generation id, which Save Image passes to the
 editor in its "ui" output (``kubik_generation_ids``, one per image); nothing is queued. Rating an
 image again replaces its rating. Kubik Feedback rates by generation id too, for API users (a
@@ -117,7 +117,7 @@ class KubikSaveImage:
     DESCRIPTION = ("Saves PNGs like ComfyUI's Save Image (the workflow is embedded), plus an "
                    "AUTOMATIC1111 'parameters' text with LoRA hashes that CivitAI reads, and the Kubik "
                    "analysis and explanation; records the generation, and shows stars, tags and "
-                   "a note under the image to rate it without queueing anything.")
+                   "a note above the image to rate it without queueing anything.")
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("generation_id",)
     OUTPUT_TOOLTIPS = ("Id of the recorded generation (first image of the batch): link to Kubik Feedback.",)
@@ -233,7 +233,7 @@ class KubikFeedback:
                    "sub-ratings, tags and a note); rating it again replaces its rating. The LoRA "
                    "recommender, the Preset Picker and `kubik insights` use these ratings. Rating 0 "
                    "records nothing, and an image made in the same run is never rated (nobody has "
-                   "seen it yet): rate it with the stars under it on Kubik Save Image. API users "
+                   "seen it yet): rate it with the stars above it on Kubik Save Image. API users "
                    "queue this node alone with the generation id from /history.")
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("summary",)
@@ -280,7 +280,7 @@ class KubikFeedback:
         if isinstance(generation_id, str) and _made_this_run(generation_id):
             text = (f"not recorded: generation {generation_id[:8]} is a new image made by this run, "
                     "not the one on screen when the rating was set (a seed on 'randomize' makes a new "
-                    "image on every queue). Rate images with the stars under them on Kubik Save "
+                    "image on every queue). Rate images with the stars above them on Kubik Save "
                     "Image, or set the seeds' control to 'fixed' and queue again.")
             return {"ui": {"text": [text]}, "result": (text,)}
         try:

@@ -1,4 +1,4 @@
-// Rate what you see: stars, sub-ratings, tags and a note on Kubik Save Image, under the image.
+// Rate what you see: stars, sub-ratings, tags and a note on Kubik Save Image, above the image.
 //
 // Kubik Save Image returns {"ui": {"images": [...], "kubik_generation_ids": [...]}}: one learning
 // store id per saved image. This panel rates the image the node shows (the one clicked in a
