@@ -19,6 +19,7 @@ import pytest
 
 from kubik_core.cli import main
 from kubik_core.learning import LearningStore
+from kubik_testing.comfy_server import PACK_FOLDER
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -86,6 +87,19 @@ def _send(server, method: str, path: str, body: bytes | None = None,
         return err.code, json.loads(err.read() or b"{}")
 
 
+def _pack_tracebacks(log: str) -> list[str]:
+    """Tracebacks in a server log that pass through the pack. ComfyUI 0.8.0 itself logs some
+    after prompts when run with an in-memory database (its SQLite connection is collected in
+    the prompt worker's thread: "SQLite objects created in a thread can only be used in that
+    same thread", also with core nodes only); those are not the pack's."""
+    blocks = []
+    for part in log.split("Traceback (most recent call last):")[1:]:
+        lines = part.splitlines()[1:]
+        end = next((i for i, line in enumerate(lines) if line and not line.startswith(" ")), len(lines))
+        blocks.append("\n".join(lines[:end + 1]))
+    return [block for block in blocks if PACK_FOLDER in block]
+
+
 def test_rating_what_was_shown_in_a_real_comfyui(server, capsys):
     log_start = len(server.log())
     first = _run(server, _workflow(color=0x336699))
@@ -121,7 +135,7 @@ def test_rating_what_was_shown_in_a_real_comfyui(server, capsys):
     assert main(["insights", "--store", str(server.store), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert (data["generations"], data["feedback"]) == (4, 3)
-    assert "Traceback" not in server.log()[log_start:]
+    assert _pack_tracebacks(server.log()[log_start:]) == []
 
 
 def test_hostile_rating_requests_leave_the_real_comfyui_answering(server):
@@ -144,4 +158,4 @@ def test_hostile_rating_requests_leave_the_real_comfyui_answering(server):
         assert _send(server, method, path, body) == (status, {"error": message}), path
     assert _send(server, "POST", ROUTE, b'{"rating": 5}', "text/plain")[0] == 415
     assert server.get("/system_stats")["system"] and server.process.poll() is None
-    assert "Traceback" not in server.log()[log_start:]
+    assert _pack_tracebacks(server.log()[log_start:]) == []
