@@ -52,10 +52,13 @@ WIDTHS = {"KubikPromptAnalyzer": 400, "CLIPTextEncode": 360, "KubikExplain": 540
           "KubikLoadClassifier": 360, "KubikLoad3DModel": 360}
 # Height for what a node shows only after a run, beyond its widgets: the text that
 # web/kubik_explain.js puts on Explain, Classify Image and Feedback (Explain's detailed text,
-# about 25 lines and 40 once wrapped, fills 60 % of its box), the rating panel of
-# web/kubik_rate.js on Save Image, image and 3D previews, PreviewAny's text.
+# about 25 lines and 40 once wrapped, fills 60 % of its box), image previews (an image drawn
+# below a node at its least height covers the node underneath), Kubik Save Image's rating panel
+# (web/kubik_rate.js, 190 px + a 4 px gap) above its image, 3D previews, PreviewAny's text.
+IMAGE_PREVIEW_HEIGHT = 300
 SHOWN_AFTER_RUN = {"KubikExplain": 500, "KubikClassifyImage": 60, "KubikFeedback": 110,
-                   "KubikSaveImage": 190, "PreviewImage": 300, "SaveImage": 300, "PreviewAny": 60,
+                   "KubikSaveImage": 194 + IMAGE_PREVIEW_HEIGHT, "PreviewImage": IMAGE_PREVIEW_HEIGHT,
+                   "SaveImage": IMAGE_PREVIEW_HEIGHT, "PreviewAny": 60,
                    "Preview3D": 340, "SaveGLB": 300}
 # Multiline text boxes that get more than the least height, for the prompt to be read whole.
 TEXT_BOX_HEIGHTS = {("KubikPromptAnalyzer", "prompt"): 110}

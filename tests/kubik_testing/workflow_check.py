@@ -326,8 +326,9 @@ def ui_api_mismatch(ui: dict, api: dict, sigs: dict) -> list[str]:
 
     Every node has the same type; every input that the API file links is linked in the UI file
     from the same node and output; every literal API value is the value of that input's widget as
-    the editor loads it (positions from ``editor_widgets``); seeds are "fixed", so that the
-    template queues its twin's values run after run.
+    the editor loads it (positions from ``editor_widgets``), and every widget has an API value
+    (a new optional input too); seeds are "fixed", so that the template queues its twin's values
+    run after run.
     """
     problems = []
     ui_nodes = {str(node["id"]): node for node in ui.get("nodes", []) if node.get("mode", 0) != 4}
@@ -359,6 +360,9 @@ def ui_api_mismatch(ui: dict, api: dict, sigs: dict) -> list[str]:
                 problems.append(f"{where}: input {name!r} is {value!r} in the API file, "
                                 f"the editor shows {widget_values[name]!r}")
         for widget, value in shown:
+            if widget.kind == "input" and widget.name not in twin["inputs"]:
+                problems.append(f"{where}: the API file has no value for {widget.name!r} "
+                                f"(the editor shows {value!r}); give it one, then re-run the generator")
             if widget.kind == "control" and value != "fixed":
                 problems.append(f"{where}: the control after generate is {value!r}; "
                                 f"a template keeps it 'fixed' so that each run queues its API twin's values")
