@@ -3,7 +3,7 @@
 //
 // Each returns {"ui": {"text": [...]}}; ComfyUI passes that object to the node's onExecuted.
 // We keep one read-only multiline text widget on the node and put the text in it.
-// The widget is display-only (serialize: false), so saved workflows keep just the verbosity.
+// The widget is display-only (not serialized), so saved workflows keep just the node's own values.
 import { app } from "../../scripts/app.js";
 
 const TEXT_NODES = new Set(["KubikExplain", "KubikClassifyImage", "KubikFeedback", "KubikPresetPicker"]);
@@ -25,6 +25,9 @@ function explanationWidget(node) {
     serialize: false,
   });
   widget.inputEl = area;
+  // options.serialize keeps the text out of the prompt; widget.serialize keeps it out of the
+  // workflow's widgets_values, which the editor matches to inputs by position.
+  widget.serialize = false;
   return widget;
 }
 
