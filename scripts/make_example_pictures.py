@@ -24,7 +24,8 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-# Not "examples/": ComfyUI serves a pack's examples/ folder, like workflows/, as its template folder.
+# Not "examples/": ComfyUI serves a pack's examples/ folder at the address of its templates, ahead
+# of workflows/, so the template files would answer 404.
 OUT = REPO / "example_pictures"
 DIGITS = {"digit_2.png": 463, "digit_6.png": 1313, "digit_7.png": 263}
 SHAPES = {"shape_blob.png": "synth_00142.png", "shape_box.png": "synth_00032.png"}
