@@ -51,8 +51,9 @@ def _random_state_dict(modules: dict, seed: int):
     """Seeded values for every tensor of the meta-device ``modules`` ({key prefix: module}).
 
     Biases (and TAESD's latent shift) are 0, other one-dimensional weights (norm scales, TAESD's
-    latent scale) 1, matrices and kernels N(0, 0.02) as in the usual initialisations: sampling then
-    gives finite, non-constant pictures rather than NaNs.
+    latent scale) 1, matrices and kernels N(0, 1/fan_in) (LeCun): activations keep their size
+    through the layers, so sampling gives finite pictures with visible noise rather than NaNs or
+    a flat black.
     """
     import torch
 
@@ -65,7 +66,8 @@ def _random_state_dict(modules: dict, seed: int):
             elif meta.dim() <= 1:
                 value = torch.ones(meta.shape)
             else:
-                value = torch.randn(meta.shape, generator=generator) * 0.02
+                fan_in = meta[0].numel()
+                value = torch.randn(meta.shape, generator=generator) / fan_in ** 0.5
             state[prefix + name] = value.to(torch.float16).contiguous()
     return state
 
