@@ -3,6 +3,9 @@
 #   make test   - set up .venv and run the test suite
 # The tests that need a real ComfyUI skip without one; to run them too (as CI does):
 #   make comfyui && COMFYUI_DIR=$PWD/build/ComfyUI make test
+# The browser tests (tests/browser) also need Chromium, which `make setup` installs from Debian's
+# packages when run as root (scripts/install_system_deps.sh), and Python's playwright
+# (requirements-dev.txt); KUBIK_SCREENSHOT_DIR=<folder> keeps their screenshots.
 PY    ?= python3
 COMFYUI_TARBALL ?= ../shared/comfyui/ComfyUI-0.8.0.tar.gz
 VENV  ?= .venv
