@@ -26,9 +26,11 @@ from kubik_testing.tiny_checkpoint import build_tiny_sd15_checkpoint
 # shows it as the category of the pack's templates.
 PACK_FOLDER = "kubikai"
 TINY_CHECKPOINT = "kubik_tiny_sd15.safetensors"
-# The flags Chromium needs as root in a container without a network beyond loopback.
+# The flags Chromium needs as root in a container without a network beyond loopback (and with
+# a small /dev/shm).
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage"]
 
 
 def unavailable(reason: str):
@@ -89,8 +91,8 @@ def editor_server(tmp_path_factory, comfyui_dir, tiny_checkpoint):
 
     The input folder stays empty: the templates must run on a fresh ComfyUI whatever it holds.
     The user is a returning one (tutorial done), so the editor opens on the default graph and the
-    test opens the template dialog itself, as a user does; nodes keep their text at any zoom
-    (no low-detail rendering), so that screenshots of a whole graph stay readable.
+    test opens the template dialog itself, as a user does. For screenshots of a whole graph, nodes
+    keep their text at any zoom (no low-detail rendering) and the minimap is hidden.
     """
     server = ComfyServer(comfyui_dir, REPO, tmp_path_factory.mktemp("comfyui-editor"),
                          frontend=True, pack_folder=PACK_FOLDER)
@@ -99,7 +101,8 @@ def editor_server(tmp_path_factory, comfyui_dir, tiny_checkpoint):
     os.symlink(tiny_checkpoint, checkpoints / TINY_CHECKPOINT)
     server.start()
     try:
-        for setting, value in (("Comfy.TutorialCompleted", b"true"), ("LiteGraph.Canvas.MinFontSizeForLOD", b"0")):
+        for setting, value in (("Comfy.TutorialCompleted", b"true"), ("LiteGraph.Canvas.MinFontSizeForLOD", b"0"),
+                               ("Comfy.Minimap.Visible", b"false")):
             request = urllib.request.Request(f"{server.url}/api/settings/{setting}", data=value, method="POST")
             urllib.request.urlopen(request, timeout=30).close()
         yield server
