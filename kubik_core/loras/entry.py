@@ -20,15 +20,18 @@ from ..common.bounded_json import loads as bounded_loads
 from .architecture import detect_architecture
 from .errors import LoraFileError
 from .safetensors_header import read_header
-from .sidecars import MAX_CLIP_SKIP, MAX_TITLE_CHARS, MAX_WORD_CHARS, SidecarInfo, read_sidecars
+from .sidecars import (MAX_CLIP_SKIP, MAX_ITEMS, MAX_PROMPT_CHARS, MAX_SUMMARY_CHARS, MAX_TITLE_CHARS,
+                       MAX_WORD_CHARS, SidecarInfo, read_sidecars)
 
 SAFETENSORS_EXTENSIONS = (".safetensors", ".sft")
 # Pickle-based formats ComfyUI also lists: listed, never unpickled by the scan.
 PICKLE_EXTENSIONS = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pt2")
 LORA_EXTENSIONS = SAFETENSORS_EXTENSIONS + PICKLE_EXTENSIONS
-TOP_TAGS = 40           # tags from ss_tag_frequency kept per LoRA (for search)
-TRIGGER_TAGS = 3        # at most this many frequent training tags become trigger words
+TOP_TAGS = 40           # tags from ss_tag_frequency kept per LoRA (for search, never as triggers)
 MAX_TRIGGERS = 50       # trigger words kept per LoRA, most authoritative first
+# Metadata fields some trainers and tools write the trigger words into (comma-separated text).
+TRIGGER_FIELDS = ("modelspec.trigger_phrase", "ss_trigger_words", "ss_trigger_word", "trigger_words",
+                  "trigger_word")
 MAX_RANK = 65536        # ss_network_dim / ss_network_alpha beyond any real network
 MAX_NUMBER_CHARS = 64   # a number written as text longer than this is not a number
 _REPEATS_DIR = re.compile(r"^\d+_")   # kohya dataset folders are "<repeats>_<name>"
@@ -56,6 +59,8 @@ class LoraEntry:
     clip_skip: int = 0
     resolution: str = ""
     tags: list[str] = field(default_factory=list)          # most frequent training tags first
+    spec_tags: list[str] = field(default_factory=list)     # modelspec.tags (the trainer's own labels)
+    spec_description: str = ""                             # opening of modelspec.description
     triggers: list[str] = field(default_factory=list)
     sidecar: dict[str, Any] = field(default_factory=dict)  # SidecarInfo as a dict
     sha256: str = ""
@@ -151,7 +156,7 @@ def read_entry(path: Path, name: str, size: int, mtime_ns: int, names_in_folder:
     if info.usage_tips.get("clip_skip"):
         entry.clip_skip = int(info.usage_tips["clip_skip"])
     entry.sidecar = dict(vars(info))
-    entry.triggers = trigger_words(info, metadata, entry.tags, entry.problems)
+    entry.triggers = trigger_words(info, metadata, entry.problems)
     return entry
 
 
@@ -211,6 +216,9 @@ def _read_metadata(entry: LoraEntry, metadata: dict[str, str]) -> None:
             or _number(metadata, "modelspec.encoder_layer", problems, -MAX_CLIP_SKIP, MAX_CLIP_SKIP,
                        whole=True))
     entry.clip_skip = int(abs(skip)) if skip and skip > 1 else 0
+    entry.spec_tags = [t.lower() for t in _phrases(_text(metadata, "modelspec.tags", problems,
+                                                          MAX_PROMPT_CHARS))][:MAX_ITEMS]
+    entry.spec_description = metadata.get("modelspec.description", "").strip()[:MAX_SUMMARY_CHARS]
     frequency = _json(metadata, "ss_tag_frequency", problems, "training tags ignored")
     if frequency is not None:
         if isinstance(frequency, dict):
@@ -271,22 +279,24 @@ def top_tags(frequency: dict) -> list[str]:
     return [tag for tag, _ in ranked[:TOP_TAGS]]
 
 
-def trigger_words(info: SidecarInfo, metadata: dict[str, str], tags: list[str],
-                  problems: list[str] | None = None) -> list[str]:
-    """Trigger words, most authoritative first: CivitAI trainedWords, modelspec.trigger_phrase,
-    A1111 activation text, kohya class tokens, then the most frequent training tags.
+def trigger_words(info: SidecarInfo, metadata: dict[str, str], problems: list[str] | None = None) -> list[str]:
+    """Trigger words, most authoritative first: CivitAI trainedWords (also as Lora-Manager keeps
+    them), the metadata's trigger fields (TRIGGER_FIELDS: ModelSpec trigger_phrase and the ss_
+    fields some trainers write), A1111's activation text, kohya's DreamBooth class tokens.
 
-    At most MAX_TRIGGERS, each at most MAX_WORD_CHARS long; ``problems`` collects what was
-    left out of the metadata (a bad ss_datasets, too many or too long words).
+    Only fields whose purpose is to name triggers count: the most frequent training tags
+    (ss_tag_frequency) are what the images showed ("1girl", "solo"), not words that call the
+    LoRA, and appending them would change the user's prompt. A LoRA without a trigger field has
+    no trigger words. At most MAX_TRIGGERS, each at most MAX_WORD_CHARS long; ``problems``
+    collects what was left out of the metadata (a bad ss_datasets, too many or too long words).
     """
     problems = [] if problems is None else problems
     found: list[str] = []
     found += info.trained_words
-    found += _phrases(metadata.get("modelspec.trigger_phrase", ""))
+    for key in TRIGGER_FIELDS:
+        found += _listed(metadata.get(key, ""), key, problems)
     found += _phrases(info.activation_text)
     found += _class_tokens(_json(metadata, "ss_datasets", problems, "class tokens ignored"))
-    if not found:
-        found += tags[:TRIGGER_TAGS]
     seen, unique = set(), []
     too_long = False
     for word in found:
@@ -304,6 +314,19 @@ def trigger_words(info: SidecarInfo, metadata: dict[str, str], tags: list[str],
 
 def _phrases(text: str) -> list[str]:
     return [p for p in (s.strip() for s in text.split(",")) if p]
+
+
+def _listed(text: str, key: str, problems: list[str]) -> list[str]:
+    """Phrases of a trigger field: comma-separated text, or a JSON list of texts as some tools
+    write it (a list that is not valid JSON is a problem of the file, and gives nothing)."""
+    if not text.lstrip().startswith("["):
+        return _phrases(text)
+    try:
+        items = bounded_loads(text)
+    except BoundedJSONError as exc:
+        problems.append(f"{key}: {exc}; trigger words ignored")
+        return []
+    return [p for item in items if isinstance(item, str) for p in _phrases(item)] if isinstance(items, list) else []
 
 
 def _class_tokens(data: Any) -> list[str]:

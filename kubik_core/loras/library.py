@@ -36,7 +36,7 @@ from .sidecars import PREVIEW_SUFFIXES, SIDECAR_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2   # 2: no tag-frequency trigger words; model name, poi, modelspec tags
 CACHE_FILE_NAME = "lora_index.json"
 MAX_CACHE_BYTES = 1024 * 1024 * 1024   # a library of 100,000 LoRAs is a few hundred MB
 Progress = Callable[[int, int], None]  # (done, total)

@@ -3,10 +3,13 @@
 For ``<stem>.safetensors`` in one folder:
 
 * ``<stem>.civitai.info``: CivitAI's model-version JSON as Civitai Helper and kubik_core.hub save
-  it (``baseModel``, ``trainedWords``, ``stats``, ``model{name, tags, nsfw}``, ``nsfwLevel``).
+  it (``baseModel``, ``trainedWords``, ``stats``, ``description``, ``nsfwLevel``, and
+  ``model{name, type, nsfw, poi}``; ``model.tags``/``model.description`` where a tool merged
+  the model's own answer in).
 * ``<stem>.metadata.json``: ComfyUI-Lora-Manager's schema (``model_name``, ``base_model``,
-  ``sha256``, ``tags``, ``notes``, ``civitai`` = a version object, ``usage_tips`` = a JSON
-  string ``{strength_min, strength_max, strength, clip_strength, clip_skip}``).
+  ``sha256``, ``tags``, ``modelDescription``, ``notes``, ``civitai`` = a version object whose
+  ``model`` has tags and description, ``usage_tips`` = a JSON string ``{strength_min,
+  strength_max, strength, clip_strength, clip_skip}``).
 * ``<stem>.json``: A1111's user metadata (``description``, ``sd version``, ``activation text``,
   ``preferred weight`` where 0 means unset, ``negative text``, ``notes``).
 * ``<stem>.txt``: free notes; ``<stem>.preview.png`` / ``<stem>.png`` (or jpg/jpeg/webp): preview.
@@ -45,6 +48,7 @@ MAX_WORD_CHARS = 200
 MAX_TITLE_CHARS = 300
 MAX_PROMPT_CHARS = 2_000      # activation / negative text: searched and split into trigger words
 MAX_TEXT_CHARS = 20_000       # description and notes: kept for the user, not searched
+MAX_SUMMARY_CHARS = 2_000     # the model's description: its opening says what kind of LoRA it is
 MAX_COUNT = 10**12            # downloads and votes
 MAX_ID = 2**63 - 1
 MAX_CLIP_SKIP = 24
@@ -55,6 +59,7 @@ class SidecarInfo:
     """What the sidecars of one LoRA say, merged (CivitAI first, then LM, then A1111)."""
 
     title: str = ""
+    model_name: str = ""          # the model's own name (CivitAI model.name, Lora-Manager model_name)
     civitai_base: str = ""
     a1111_version: str = ""
     trained_words: list[str] = field(default_factory=list)
@@ -62,8 +67,10 @@ class SidecarInfo:
     negative_text: str = ""
     tags: list[str] = field(default_factory=list)
     description: str = ""
+    model_description: str = ""   # opening of CivitAI model.description / LM modelDescription
     notes: str = ""
     nsfw: bool = False
+    poi: bool = False             # CivitAI's "person of interest": a real person's likeness
     nsfw_level: int = 0
     downloads: int = 0
     thumbs_up: int = 0
@@ -153,10 +160,14 @@ def _read_civitai_version(data: dict, info: SidecarInfo, where: str) -> None:
         name = _string(model, "name", info, where, MAX_TITLE_CHARS)
         version = _string(data, "name", info, where, MAX_TITLE_CHARS)
         info.title = info.title or (f"{name} {version}".strip() if name else version)
+        info.model_name = info.model_name or name
         info.tags += _strings(model, "tags", info, where)
-        nsfw = model.get("nsfw")
-        if isinstance(nsfw, bool):
-            info.nsfw = info.nsfw or nsfw
+        info.model_description = info.model_description or _string(
+            model, "description", info, where, MAX_TEXT_CHARS)[:MAX_SUMMARY_CHARS]
+        for flag in ("nsfw", "poi"):
+            value = model.get(flag)
+            if isinstance(value, bool):
+                setattr(info, flag, getattr(info, flag) or value)
     info.description = info.description or _string(data, "description", info, where, MAX_TEXT_CHARS)
     files = data.get("files")
     for file in files if isinstance(files, list) else []:
@@ -167,7 +178,11 @@ def _read_civitai_version(data: dict, info: SidecarInfo, where: str) -> None:
 
 
 def _read_lm_metadata(data: dict, info: SidecarInfo, where: str) -> None:
-    info.title = info.title or _string(data, "model_name", info, where, MAX_TITLE_CHARS)
+    name = _string(data, "model_name", info, where, MAX_TITLE_CHARS)
+    info.title = info.title or name
+    info.model_name = info.model_name or name
+    info.model_description = info.model_description or _string(
+        data, "modelDescription", info, where, MAX_TEXT_CHARS)[:MAX_SUMMARY_CHARS]
     info.civitai_base = info.civitai_base or _string(data, "base_model", info, where, MAX_TITLE_CHARS)
     sha = _string(data, "sha256", info, where, 64)
     if _is_sha256(sha):

@@ -24,11 +24,16 @@ safetensors final epoch step steps dim alpha version
 K1, B = 1.2, 0.75
 
 
+# Single letters that are only the rest of a possessive or a contraction ("child's", "don't").
+_CLITICS = frozenset("stdm")
+
+
 def tokens(text: str) -> list[str]:
-    """Lower-cased word tokens without stop words; a trailing plural 's' is dropped."""
+    """Lower-cased word tokens without stop words; a trailing plural 's' is dropped. Single
+    letters stay ("double v", "o-yoroi", "ukiyo-e"), except those of "'s" and "n't"."""
     out = []
     for word in WORD.findall(text.lower().replace("_", " ")):
-        if word in STOPWORDS or (len(word) < 2 and not word.isdigit()):
+        if word in STOPWORDS or word in _CLITICS:
             continue
         if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
             word = word[:-1]

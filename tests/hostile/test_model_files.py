@@ -20,6 +20,7 @@ import pytest
 from kubik_core.cli import main
 from kubik_core.common.bounded_json import loads as bounded_loads
 from kubik_core.loras import LoraIndex, recommend, scan_library
+from kubik_core.loras.library import CACHE_VERSION
 from kubik_core.loras.safetensors_header import MAX_HEADER_BYTES
 from kubik_core.loras.sidecars import MAX_SIDECAR_BYTES
 from kubik_core.loras.synthetic import kohya_metadata, write_lora
@@ -283,7 +284,7 @@ def test_metadata_that_is_not_text_is_kept_as_json(tmp_path):
     (tmp_path / "numbers.safetensors").write_bytes(small_lora_bytes(
         {"ss_network_dim": 8, "ss_tag_frequency": {"f": {"castle": 3}}}))
     entry = _by_name(scan_library([tmp_path]))["numbers.safetensors"]
-    assert entry.tags == ["castle"] and entry.triggers == ["castle"]
+    assert entry.tags == ["castle"] and entry.triggers == []   # training tags are never triggers
 
 
 def test_an_enormous_tag_list_keeps_the_40_most_frequent(tmp_path):
@@ -499,7 +500,7 @@ def test_a_hostile_index_cache_is_rebuilt(tmp_path, cache_text):
     cache = tmp_path / "index.json"
     cache.write_text(cache_text)
     library = scan_library([tmp_path / "loras"], cache_path=cache)
-    assert library.stats.read == 2 and json.loads(cache.read_text())["version"] == 1
+    assert library.stats.read == 2 and json.loads(cache.read_text())["version"] == CACHE_VERSION
 
 
 def test_a_damaged_cache_entry_is_read_again_and_the_others_are_kept(tmp_path):

@@ -9,6 +9,7 @@ import pickle
 import pytest
 
 from kubik_core.loras import scan_library
+from kubik_core.loras.library import CACHE_VERSION
 from kubik_core.loras.synthetic import write_lora
 
 
@@ -54,7 +55,8 @@ def test_triggers_from_every_source(library_dir):
     assert entries["xl/film_photo_xl.safetensors"].triggers == ["analog film photo"]      # trainedWords
     assert entries["sd15/watercolor_style.safetensors"].triggers == ["wtrclr"]            # trigger_phrase
     assert entries["xl/castle_detail.safetensors"].triggers == ["gothic castle", "towers"]  # activation text
-    assert entries["xl/anime_lineart_xl.safetensors"].triggers == ["anime", "lineart", "1girl"]  # tag frequency
+    # Training tags are what the images showed, not words that call the LoRA: no trigger field, no triggers.
+    assert entries["xl/anime_lineart_xl.safetensors"].triggers == []
 
 
 def test_sidecar_fields(library_dir):
@@ -176,7 +178,7 @@ def test_unreadable_cache_is_rebuilt(library_dir, tmp_path):
     cache.write_text("{broken")
     library = scan_library([library_dir], cache_path=cache)
     assert library.stats.read == 7
-    assert json.loads(cache.read_text())["version"] == 1
+    assert json.loads(cache.read_text())["version"] == CACHE_VERSION
 
 
 def test_hashes_match_civitai_definitions_and_are_cached(library_dir, tmp_path):
