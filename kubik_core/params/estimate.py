@@ -17,10 +17,10 @@ The model, and what it leaves out:
   native size: SDXL 6.8 TFLOP per 1024^2 evaluation, SD1.5 0.80 per 512^2, SD2 2.1 per 768^2).
 * On GPUs that is the whole figure: text encoding and VAE decoding take well under a second.
   On the CPU (a measured profile, devices.py) they take minutes, and a small image is bound by
-  reading the weights rather than by arithmetic, so each phase also pays its weight bytes over
-  the measured memory bandwidth: text encoding (2 x text-encoder parameters x 77 tokens per
-  prompt), every sampling step, and the VAE decode (VAE_DECODE_FLOPS_PER_PIXEL, counted on
-  ComfyUI's KL-f8 decoder).
+  moving the weights rather than by arithmetic, so each phase also pays WEIGHT_TRAFFIC times its
+  weight bytes over the measured memory bandwidth: text encoding (2 x text-encoder parameters x
+  77 tokens per prompt), every sampling step, and the VAE decode (VAE_DECODE_FLOPS_PER_PIXEL,
+  counted on ComfyUI's KL-f8 decoder, at DECODE_EFFICIENCY of the calibration rate).
 * Loading the model (the first run after a start) is not counted anywhere.
 
 These are planning figures: benchmarks/cpu_time_estimate.py checks the CPU figure against
@@ -40,6 +40,11 @@ _CUDA_CONTEXT_GB = 0.4
 # 2.51 TFLOP at 512x512, 10.5 at 1024x1024 (its mid-block attention grows a little faster).
 VAE_DECODE_FLOPS_PER_PIXEL = 9.6e6
 PROMPT_TOKENS = 77       # CLIP's context; T5-based encoders read more, so their figure is a floor
+# Measured on the CPU with ComfyUI's SD1.5 UNet and KL-f8 decoder (benchmarks/cpu_time_estimate.py,
+# benchmarks/RESULTS.md): a 64x64 step took about 4x the time of reading its fp32 weights once
+# beyond its arithmetic, and the decoder ran at about 0.8 of the calibration convolution's rate.
+WEIGHT_TRAFFIC = 4.0
+DECODE_EFFICIENCY = 0.8
 
 
 def estimate_for(family: FamilyProfile, device: DeviceProfile, width: int, height: int,
@@ -71,12 +76,12 @@ def time_parts(family: FamilyProfile, device: DeviceProfile, width: int, height:
     step_flops = passes * 2.0 * family.params_b * 1e9 * tokens
     if not device.bandwidth_gbs:
         return {"sampling": steps * step_flops / rate}
-    read = lambda params_b: params_b * 1e9 * device.dtype_bytes / (device.bandwidth_gbs * 1e9)
+    read = lambda params_b: WEIGHT_TRAFFIC * params_b * 1e9 * device.dtype_bytes / (device.bandwidth_gbs * 1e9)
     return {
         "text": passes * 2.0 * family.text_encoder_b * 1e9 * PROMPT_TOKENS / rate + read(family.text_encoder_b),
         "sampling": steps * (step_flops / rate + read(family.params_b)),
-        # nearly all 3x3 convolutions at 128-512 channels, like the calibration: its full rate
-        "decode": VAE_DECODE_FLOPS_PER_PIXEL * width * height / (device.tflops * 1e12) + read(family.vae_b),
+        "decode": (VAE_DECODE_FLOPS_PER_PIXEL * width * height / (device.tflops * 1e12 * DECODE_EFFICIENCY)
+                   + read(family.vae_b)),
     }
 
 
