@@ -19,7 +19,6 @@ Kubik LoRA Recommender node runs it. Printed, one line each (goals of issue 23):
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -32,33 +31,18 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "benchmarks")]
 from kubik_core.loras import LoraIndex, recommend, scan_library  # noqa: E402
 from kubik_core.prompting import analyze_prompt  # noqa: E402
 from kubik_testing.lora_eval import CASES, LIBRARY, build_library, score_cases  # noqa: E402
-from kubik_testing.lora_eval.library import BY_NAME  # noqa: E402
+from kubik_testing.lora_eval.metrics import false_triggers  # noqa: E402
 from loras_library import cpu_name  # noqa: E402
 
 
-def real_triggers(name: str) -> set[str]:
-    """Every trigger a trigger field of the evaluation LoRA holds, lower-cased."""
-    lora = BY_NAME[name]
-    words = []
-    for source in (lora.civitai, (lora.lora_manager or {}).get("civitai")):
-        words += (source or {}).get("trainedWords", [])
-    words.append((lora.a1111 or {}).get("activation text", ""))
-    words.append(lora.metadata.get("modelspec.trigger_phrase", ""))
-    for dataset in json.loads(lora.metadata.get("ss_datasets", "[]")):
-        words += [s.get("class_tokens", "") for s in dataset.get("subsets", [])]
-    return {p.strip().lower() for w in words for p in w.split(",") if p.strip()}
-
-
 def run_cases(index: LoraIndex):
-    picks, false_triggers = {}, []
+    picks, wrong = {}, []
     for case in CASES:
         rec = recommend(index, analyze_prompt(case.prompt), family=case.family, max_loras=3)
         picks[case] = [c.name for c in rec.picks]
         for c in rec.picks:
-            allowed = real_triggers(c.name)
-            words = [w.strip() for t in c.triggers for w in t.split(",") if w.strip()]
-            false_triggers += [(c.name, w) for w in words if w.lower() not in allowed]
-    return score_cases(picks), false_triggers
+            wrong += [(c.name, word) for word in false_triggers(c.name, c.triggers)]
+    return score_cases(picks), wrong
 
 
 def latency(files: int, prompts: int, device: str) -> None:
@@ -102,7 +86,7 @@ def main() -> int:
     device = cpu_name()
     with tempfile.TemporaryDirectory(prefix="kubik-lora-eval-") as tmp:
         index = LoraIndex(scan_library([build_library(Path(tmp))]))
-        scores, false_triggers = run_cases(index)
+        scores, not_triggers = run_cases(index)
     n = f"{len(LIBRARY)} LoRAs, {len(CASES)} prompts"
     goal = lambda ok: "met" if ok else "NOT met"
     print(f"precision@3 | {device} | {n} | {scores.precision_at_3:.3f} | goal >= 0.85 "
@@ -116,13 +100,13 @@ def main() -> int:
     print(f"cross-variant picks | {device} | {n} | {scores.cross_variant} | goal 0 {goal(scores.cross_variant == 0)}")
     print(f"clashing style stacks | {device} | {n} | {scores.clashing_stacks} | goal 0 "
           f"{goal(scores.clashing_stacks == 0)}")
-    print(f"trigger words that are not triggers | {device} | {n} | {len(false_triggers)} | goal 0 "
-          f"{goal(not false_triggers)}")
+    print(f"trigger words that are not triggers | {device} | {n} | {len(not_triggers)} | goal 0 "
+          f"{goal(not not_triggers)}")
     if args.show_failures:
         for c in scores.failures():
             print(f"  [{c.case.family}] {c.case.prompt}\n    picks {c.picks}\n    not acceptable "
                   f"{c.unacceptable} missed {c.missed}")
-        for name, word in false_triggers:
+        for name, word in not_triggers:
             print(f"  trigger {word!r} of {name} is not a trigger")
     if args.latency_files:
         latency(args.latency_files, args.prompts, device)

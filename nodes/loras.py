@@ -103,16 +103,20 @@ def _history():
 class KubikLoraRecommender:
     CATEGORY = "KubikAI/loras"
     FUNCTION = "recommend"
-    DESCRIPTION = ("Picks LoRAs from your library that fit the prompt and the loaded model: text "
-                   "similarity (the connected CLIP, else BM25), the prompt's concepts, CivitAI "
-                   "popularity and your own ratings. Drops LoRAs for another base model, blocked or "
-                   "mature content, and clashing styles; sets strengths from usage tips or relevance.")
+    DESCRIPTION = ("Picks the LoRAs of your library that the prompt asks for: by name, trigger word, "
+                   "medium or a request for detail, never a character the prompt does not name, and no "
+                   "more than the evidence supports (no padding). Among those it ranks by text "
+                   "similarity (the connected CLIP, else BM25), CivitAI popularity and your own ratings. "
+                   "Drops LoRAs for another base model or SDXL variant, blocked or mature content, speed "
+                   "LoRAs and clashing styles, saying why in reasons; sets strengths from usage tips or "
+                   "the evidence.")
     RETURN_TYPES = ("KUBIK_LORA_STACK", "STRING", "STRING")
     RETURN_NAMES = ("lora_stack", "trigger_words", "reasons")
     OUTPUT_TOOLTIPS = (
         "The chosen LoRAs with strengths: link to Kubik Apply LoRA Stack (and Kubik Save Image).",
         "Trigger words of the chosen LoRAs, comma-separated (add them to your prompt).",
-        "Why each LoRA was picked, and why the best others were not.",
+        "Why each LoRA was picked (its kind and what in the prompt asked for it), and why the others "
+        "with some evidence were left out.",
     )
 
     @classmethod
@@ -142,6 +146,10 @@ class KubikLoraRecommender:
                 "model": ("MODEL", {"tooltip": "The loaded model: its family filters out LoRAs made for another."}),
                 "clip": ("CLIP", {"tooltip": "The loaded CLIP: its pooled embeddings measure similarity "
                                             "(slower than the built-in text index; first 64 candidates)."}),
+                "allow_other_variants": ("BOOLEAN", {"default": False, "tooltip":
+                                         "Also pick LoRAs made for another SDXL variant (a Pony LoRA on plain "
+                                         "SDXL, an SDXL LoRA on Pony or Illustrious), at a lower score. Off: "
+                                         "they are filtered out, since they load but transfer poorly."}),
             },
             "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"},
         }
@@ -158,8 +166,8 @@ class KubikLoraRecommender:
         return f"{len(library.signatures)}:{hash(str(sorted(library.signatures.items())))}:{feedback_count()}"
 
     def recommend(self, analysis, max_loras, priority, family, content, blocklist, weight_semantic,
-                  weight_keyword, weight_popularity, weight_history, model=None, clip=None, prompt=None,
-                  unique_id=None):
+                  weight_keyword, weight_popularity, weight_history, model=None, clip=None,
+                  allow_other_variants=False, prompt=None, unique_id=None):
         if analysis is None:
             raise ValueError("analysis: connect the analysis output of Kubik Prompt Analyzer")
         weights = {"semantic": weight_semantic, "keyword": weight_keyword,
@@ -169,6 +177,8 @@ class KubikLoraRecommender:
                 raise ValueError(f"weight_{key}: should be a number from 0 to 1, got {value!r:.40}")
         if sum(weights.values()) <= 0:
             raise ValueError("weight_*: at least one weight must be above 0")
+        if not isinstance(allow_other_variants, bool):
+            raise ValueError(f"allow_other_variants: should be true or false, got {allow_other_variants!r:.40}")
         family_id, notes = None, []
         if family != "auto":
             family_id = family
@@ -179,7 +189,8 @@ class KubikLoraRecommender:
         embed = _cached_embedder(clip) if clip is not None else None
         rec = recommend(index, analysis, family=family_id, max_loras=max_loras, priority=priority,
                         blocklist=blocklist, weights=weights,
-                        history=_history() if weight_history > 0 else None, embed=embed, content=content)
+                        history=_history() if weight_history > 0 else None, embed=embed, content=content,
+                        allow_other_variants=allow_other_variants)
         rec.notes += notes
         return (rec.stack(), rec.trigger_text(), rec.explain("detailed"))
 
@@ -204,7 +215,8 @@ class KubikApplyLoraStack:
                                "Stack (in an API prompt also the JSON of a stack: {\"items\": [{\"name\", "
                                "\"strength_model\", \"strength_clip\"}]})."}),
                 "add_trigger_words": ("BOOLEAN", {"default": True, "tooltip":
-                                      "Append the LoRAs' trigger words (those not already there) to prompt."}),
+                                      "Append the LoRAs' trigger words to prompt, those not already in it "
+                                      "(as whole words, whatever weights or brackets surround them)."}),
             },
             "optional": {
                 "prompt": ("STRING", {"forceInput": True, "tooltip":
@@ -233,8 +245,7 @@ class KubikApplyLoraStack:
             progress.update(1)
         text = prompt or ""
         if add_trigger_words:
-            lower = text.lower()
-            missing = [w for w in lora_stack.trigger_text().split(", ") if w and w.lower() not in lower]
+            missing = lora_stack.triggers_missing_from(text)
             text = ", ".join(p for p in (text.strip().rstrip(","), ", ".join(missing)) if p)
         return (model, clip, text)
 

@@ -9,9 +9,11 @@ Modules: safetensors_header.py (bounded header reader), sidecars.py (CivitAI / L
 A1111 files), files.py (opens regular files only, never blocking on a FIFO or device),
 architecture.py (base architecture and compatibility), entry.py (one LoRA), library.py (scan +
 cache + background hashes), hashing.py (SHA-256, AutoV2, AutoV3), text_index.py (BM25),
-recommend.py (scores, filters, conflicts, strengths), stack.py (KUBIK_LORA_STACK, and checked
-stacks given as data), synthetic.py (real-layout test LoRAs), cli.py (``kubik loras``), demo.py
-(the ``kubik demo`` section).
+lexicon.py (the words that tell kinds, media and names), profile.py (what a LoRA is: its kind,
+medium and names, from its metadata), evidence.py (how strongly a prompt asks for each LoRA),
+recommend.py (the bar, filters, clashes, strengths, reasons), stack.py (KUBIK_LORA_STACK, and
+checked stacks given as data), synthetic.py (real-layout test LoRAs), cli.py (``kubik
+loras``), demo.py (the ``kubik demo`` section).
 
 Every file in a LoRA folder is treated as written by a stranger: a header, metadata value or
 sidecar that is broken or crafted becomes a recorded problem of that file, and the scan goes on.
@@ -20,13 +22,13 @@ from .architecture import Architecture, compatibility, detect_architecture
 from .entry import LORA_EXTENSIONS, LoraEntry
 from .errors import LoraError, LoraFileError
 from .library import LoraLibrary, default_cache_path, scan_library
-from .recommend import (DEFAULT_WEIGHTS, FACTORS, NSFW_LEVELS, PRIORITIES, LoraIndex,
+from .recommend import (DEFAULT_WEIGHTS, FACTORS, MIN_EVIDENCE, NSFW_LEVELS, PRIORITIES, LoraIndex,
                         Recommendation, recommend)
 from .stack import MAX_TOTAL_STRENGTH, LoraStack, StackItem, rebalance
 
 __all__ = [
     "Architecture", "DEFAULT_WEIGHTS", "FACTORS", "LORA_EXTENSIONS", "LoraEntry", "LoraError",
-    "LoraFileError", "LoraIndex", "LoraLibrary", "LoraStack", "MAX_TOTAL_STRENGTH", "NSFW_LEVELS",
+    "LoraFileError", "LoraIndex", "LoraLibrary", "LoraStack", "MAX_TOTAL_STRENGTH", "MIN_EVIDENCE", "NSFW_LEVELS",
     "PRIORITIES", "Recommendation", "StackItem", "compatibility", "default_cache_path",
     "detect_architecture", "rebalance", "recommend", "scan_library",
 ]

@@ -121,7 +121,8 @@ def detect_architecture(metadata: dict[str, str], tensors: dict[str, tuple[str, 
 
 
 def _variant_from_names(metadata: dict[str, str], filename: str) -> str:
-    """Pony/Illustrious from the base checkpoint kohya trained on, else from the file name."""
+    """Pony/Illustrious from the base checkpoint kohya trained on, else from the file name, else
+    from Pony's own caption tags ("score_9") among the training tags."""
     text = f"{metadata.get('ss_sd_model_name', '')} {filename}".lower()
     if "pony" in text or "pdxl" in text:
         return "pony"
@@ -129,7 +130,7 @@ def _variant_from_names(metadata: dict[str, str], filename: str) -> str:
         return "noobai"
     if "illustrious" in text:
         return "illustrious"
-    return ""
+    return "pony" if '"score_9"' in metadata.get("ss_tag_frequency", "") else ""
 
 
 def _from_keys(tensors: dict[str, tuple[str, tuple[int, ...]]]) -> str | None:
@@ -155,22 +156,32 @@ def _from_keys(tensors: dict[str, tuple[str, tuple[int, ...]]]) -> str | None:
     return None
 
 
-def compatibility(arch: Architecture, family_group: str, family_id: str) -> tuple[bool, float, str]:
-    """(usable, score factor, reason) of a LoRA on a model of ``family_group``/``family_id``.
+def compatibility(arch: Architecture, family_group: str, family_id: str, allow_other_variants: bool = False,
+                  variant_known: bool = True) -> tuple[str, float, str]:
+    """(problem, score factor, note) of a LoRA on a model of ``family_group``/``family_id``;
+    ``problem`` is "" when the LoRA may be used.
 
-    Different base architectures cannot be combined (the weights do not fit). Within SDXL, a
-    Pony/Illustrious LoRA on another SDXL model (or the reverse) loads but transfers poorly, so
-    it is kept with a lower score instead of being filtered.
+    Different base architectures cannot be combined (the weights do not fit): "other base
+    architecture". Within SDXL, Pony, Illustrious (NoobAI is trained from it) and plain SDXL
+    share the architecture but not what the weights mean: a Pony LoRA on plain SDXL, an SDXL
+    LoRA on Pony or an Illustrious LoRA on SDXL loads and gives poor images, so it is "other
+    SDXL variant" unless ``allow_other_variants``, which keeps it at a lower score. A LoRA whose
+    variant nothing records (no CivitAI base model, no training checkpoint name: only its keys
+    say SDXL) is kept at a slightly lower score, with a note.
     """
     if arch.base == UNKNOWN:
-        return True, 0.7, "base architecture unknown; kept with a lower score"
+        return "", 0.7, "base architecture unknown; kept with a lower score"
     if arch.base != family_group:
-        return False, 0.0, (f"made for {arch.label}, the model is {BASE_LABELS.get(family_group, family_group)}")
+        return "other base architecture", 0.0, (f"made for {arch.label}, the model is "
+                                                f"{BASE_LABELS.get(family_group, family_group)}")
     family_variant = family_id if family_id in VARIANTS else ""
-    if family_id == "illustrious" and arch.variant == "noobai":
-        family_variant = "noobai"  # NoobAI is trained from Illustrious; one family in params
-    if arch.variant and arch.variant != family_variant:
-        return True, 0.6, f"trained on {arch.variant}, the model is {family_id}: may transfer poorly"
-    if family_variant and not arch.variant:
-        return True, 0.85, f"plain SDXL LoRA on a {family_id} model"
-    return True, 1.0, ""
+    lora_variant = "illustrious" if arch.variant == "noobai" else arch.variant
+    if family_group == "sdxl" and not lora_variant and not variant_known:
+        return "", 0.9, "SDXL LoRA whose variant (plain, Pony, Illustrious) nothing records"
+    if lora_variant != family_variant:
+        made_for = arch.variant or "plain SDXL"
+        note = f"made for {made_for}, the model is {family_id}"
+        if not allow_other_variants:
+            return "other SDXL variant", 0.0, note
+        return "", 0.6, note + ": may transfer poorly"
+    return "", 1.0, ""

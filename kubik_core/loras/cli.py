@@ -7,7 +7,10 @@ Documented ``--json`` outputs:
   cached, removed, seconds}}``
 * recommend: ``{"family", "similarity", "picks": [{name, strength_model, strength_clip, score,
   factors{semantic, keyword, popularity, history, relevance}, reason, strength_reason, triggers,
-  base, style}], "rejected": [{name, score, reason}], "triggers", "notes", "filtered"}``
+  base, style, kind}], "rejected": [{name, score, reason}], "triggers", "notes", "filtered"}``;
+  ``relevance`` (= ``keyword``) is the evidence that the prompt asks for the LoRA (0-1, picked
+  from 0.55), ``style`` the medium of a style LoRA, ``kind`` what the LoRA is (style,
+  character, person, concept, clothing, pose, detail, speed).
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from pathlib import Path
 _SCAN_FIELDS = ("name", "path", "format", "base", "variant", "arch_source", "layout", "rank",
                 "triggers", "sha256", "autov2", "autov3", "problems")
 _PICK_FIELDS = ("name", "strength_model", "strength_clip", "score", "factors", "reason",
-                "strength_reason", "triggers", "base", "style")
+                "strength_reason", "triggers", "base", "style", "kind")
 
 
 def register(subparsers) -> None:
@@ -45,6 +48,13 @@ def register(subparsers) -> None:
                                                    "popularity=0.2,history=0.1")
     rec.add_argument("--store", default=None, help="learning store for the history factor "
                                                    "(file or SQLAlchemy URL; default: none)")
+    rec.add_argument("--allow-other-variants", action="store_true",
+                     help="also pick LoRAs of another SDXL variant (Pony, Illustrious, plain SDXL) at a "
+                          "lower score; by default they are filtered out")
+    rec.add_argument("--seed", type=int, default=0,
+                     help="seed that resolves {a|b} and __wildcard__ choices (default 0), as kubik analyze")
+    rec.add_argument("--wildcards", metavar="DIR", default=None,
+                     help="folder of wildcard .txt files for __name__ in the prompt, as kubik analyze")
     _cache_args(rec)
     rec.add_argument("--json", action="store_true", help="print JSON")
     rec.set_defaults(func=_cmd_recommend)
@@ -120,12 +130,16 @@ def _cmd_recommend(args) -> int:
             history = lora_history_scores(LearningStore(args.store))
         except LearningError as exc:
             raise CommandError(str(exc)) from exc
+    if args.wildcards is not None and not Path(args.wildcards).is_dir():
+        raise CommandError(f"--wildcards: no folder {args.wildcards!r}; give the folder that "
+                           "holds your wildcard .txt files")
     library = _scan(args)
     try:
-        analysis = analyze_prompt(args.prompt)
+        analysis = analyze_prompt(args.prompt, seed=args.seed, wildcards_dir=args.wildcards)
         rec = recommend(LoraIndex(library), analysis, family=args.family, max_loras=args.max_loras,
                         priority=args.priority, blocklist=args.block, weights=weights,
-                        history=history, content=args.content)
+                        history=history, content=args.content,
+                        allow_other_variants=args.allow_other_variants)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     if args.json:

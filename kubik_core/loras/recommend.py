@@ -1,24 +1,37 @@
-"""Pick LoRAs for a prompt from the user's library.
+"""Pick LoRAs for a prompt from the user's library, as a knowledgeable user would.
 
-Score of a compatible LoRA = weighted mean of four factors, each on [0, 1]
-(default weights 40/30/20/10, configurable):
+A LoRA is picked only when the prompt asks for it: its evidence (evidence.py: the prompt names
+it, calls its trigger, names its medium, asks for fine detail...) must clear a calibrated bar,
+``min_evidence`` (0.55: a name or trigger in the prompt clears it, a category word alone never
+does). What a LoRA is comes from its own metadata (profile.py): a character, a real person, or a
+LoRA nothing describes whose name is a name, is picked only when the prompt names it (its name,
+an alias, a trigger with a proper noun), never for "1girl", "old man" or "a knight"; a speed
+LoRA (Lightning, Hyper-SD, LCM...) is never picked from a prompt, since it needs other sampler
+settings. Fewer right picks beat a full stack: nothing pads the stack to ``max_loras``.
+
+Hard filters: another base architecture than the model's family; another SDXL variant (Pony,
+Illustrious/NoobAI, plain SDXL) unless ``allow_other_variants``; content above the allowed NSFW
+level; the user's blocklist (substring or glob on name, title and tags).
+
+Among the LoRAs that clear the bar, the order is a weighted mean of four factors, each on
+[0, 1] (default weights 40/30/20/10, configurable):
 
 * semantic   - similarity of the prompt to the LoRA's text (name, title, trigger words,
                training tags, CivitAI tags): cosine of embeddings when an ``embed`` function
                is given (the graph's CLIP), else BM25 (text_index.py), scaled so the best
                candidate of this prompt scores 1.
-* keyword    - the analysis' concept phrases, style and content type found among the LoRA's
-               words, and its trigger words already in the prompt: 1 - 0.5**matches.
+* keyword    - the evidence of its names, triggers and tags in the prompt (evidence.py).
 * popularity - CivitAI stats from sidecars: a Bayesian average of the thumbs-up share (prior =
                the library's mean share, weight 20 votes) averaged with log-scaled downloads.
 * history    - the user's own ratings of images made with the LoRA (learning store).
 
-Hard filters: another base architecture than the model's family; content above the allowed
-NSFW level; the user's blocklist (substring or glob on name, title and tags). A candidate also
-needs some relevance (semantic and keyword together at least ``min_relevance``), so a popular
-LoRA never rides along with an unrelated prompt. Then: LoRAs of clashing styles are not
-stacked (the higher score stays), strengths come from the LoRA's usage tips or preferred
-weight, else from relevance and prompt complexity, and a total above 3.0 is scaled down.
+Then, in that order: a LoRA that does what a better one already picked does (two watercolor
+styles, two detail tools, two files of one character) is left out; style LoRAs of different
+media (watercolor and pixel art) are not stacked, and a style LoRA whose medium differs from the
+one the prompt names is left out unless the prompt names the LoRA itself; only style LoRAs are
+judged for clashes. Strengths come from the LoRA's usage tips or preferred weight, else from
+the evidence and the prompt's complexity; a total above 3.0 is scaled down. Every LoRA with
+some evidence that was left out is listed with the reason.
 """
 from __future__ import annotations
 
@@ -30,9 +43,13 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..params.plan import PRIORITIES
+from ..prompting.analysis import PromptAnalysis
 from .architecture import UNKNOWN, Architecture, compatibility
 from .entry import LoraEntry
+from .evidence import NAME_WORDS, EvidenceIndex, Item, PromptEvidence
+from .lexicon import IDENTITY_KINDS
 from .library import LoraLibrary
+from .profile import profile_of
 from .stack import MAX_TOTAL_STRENGTH, LoraStack, StackItem, rebalance
 from .text_index import BM25Index, tokens
 
@@ -41,18 +58,16 @@ DEFAULT_WEIGHTS = {"semantic": 0.4, "keyword": 0.3, "popularity": 0.2, "history"
 # Each LoRA patches the model once per load; the speed and low-VRAM priorities keep stacks short.
 PRIORITY_MAX_LORAS = {"quality": 6, "balanced": 4, "speed": 2, "low_vram": 2}
 NSFW_LEVELS = {"safe": 2, "mature": 4, "everything": 63}   # CivitAI nsfwLevel bit flags (<=)
-MIN_RELEVANCE = 0.25
-CLASH_SLACK = 10               # candidates looked at beyond the limit, for those skipped by a style clash
+# The bar: above a one-word trigger that is also part of its name's partial evidence ("glass" of
+# "made of glass", 0.49), below a name or trigger in the prompt (0.75-1.0) and a detail tool for
+# "highly detailed" (0.6); a medium alone (0.4) or a tag alone (0.35) does not clear it.
+MIN_EVIDENCE = 0.55
 EMBED_CANDIDATES = 64          # candidates re-ranked with embeddings (best by the other factors)
 NEUTRAL_HISTORY = 0.5
 UNREADABLE_SHOWN = 3           # unreadable files named in the notes (the scan lists them all)
 POPULARITY_PRIOR_VOTES = 20.0
-# Styles that blend; styles from different groups clash when stacked.
-STYLE_GROUPS = {
-    "photographic": "photo", "cinematic": "photo", "anime": "drawn", "illustration": "drawn",
-    "comic": "drawn", "sketch": "drawn", "painting": "painted", "watercolor": "painted",
-    "concept_art": "painted", "3d_render": "3d", "pixel_art": "pixel", "abstract": "abstract",
-}
+KIND_LABELS = {"style": "style", "character": "character", "person": "real person", "concept": "concept",
+               "clothing": "clothing", "pose": "pose", "detail": "detail tool", "speed": "speed"}
 
 Embed = Callable[[list[str]], Sequence[Sequence[float]]]
 
@@ -64,7 +79,8 @@ class Candidate:
     factors: dict[str, float]
     reason: str
     base: str = UNKNOWN
-    style: str = ""
+    style: str = ""              # the medium of a style LoRA ("" for other kinds)
+    kind: str = ""               # style, character, person, concept, clothing, pose, detail, speed
     strength_model: float = 0.0
     strength_clip: float = 0.0
     strength_reason: str = ""
@@ -76,7 +92,7 @@ class Candidate:
 
 @dataclass
 class Recommendation:
-    """The picks (in stack order), the best rejected candidates, and why."""
+    """The picks (in stack order), the LoRAs left out with their reasons, and notes."""
 
     picks: list[Candidate] = field(default_factory=list)
     rejected: list[Candidate] = field(default_factory=list)
@@ -111,7 +127,8 @@ class Recommendation:
         lines = []
         if not self.picks:
             lines.append(f"No LoRA picked ({self.considered} in the library"
-                         + (f", model family {self.family}" if self.family else "") + ").")
+                         + (f", model family {self.family}" if self.family else "")
+                         + "): none is asked for by the prompt.")
         for c in self.picks:
             lines.append(f"- {c.name} at {c.strength_model:g}: {c.reason}")
             if verbosity in ("detailed", "technical"):
@@ -133,7 +150,8 @@ class LoraIndex:
     """Everything about a library that does not depend on the prompt, computed once.
 
     Per-LoRA factors live in numpy vectors so a query scores the whole library with a few
-    vector operations; filters depend on (family, content level, blocklist) only and are cached.
+    vector operations; filters depend on (family, content level, blocklist, variant switch)
+    only and are cached.
     """
 
     def __init__(self, library: LoraLibrary | Iterable[LoraEntry]):
@@ -144,34 +162,32 @@ class LoraIndex:
         self.documents = [document_text(e) for e in self.entries]
         self.bm25 = BM25Index(tokens(d) for d in self.documents)
         self.popularity = np.array(_popularity(self.entries), dtype=np.float64)
-        # normalised trigger phrase -> LoRAs, keyed by its first word (for "already in the prompt")
-        self.triggers: dict[str, list[tuple[str, int, str]]] = {}
-        for i, entry in enumerate(self.entries):
-            for trigger in entry.triggers:
-                words = tokens(trigger)
-                if words:
-                    self.triggers.setdefault(words[0], []).append((" ".join(words), i, trigger))
-        self.styles: dict[int, str] = {}
+        self.profiles = [profile_of(e) for e in self.entries]
+        self.speed = np.array([p.kind == "speed" for p in self.profiles], dtype=bool)
+        self.evidence = EvidenceIndex([e.triggers for e in self.entries], self.profiles,
+                                      [list(e.sidecar.get("tags", [])) + e.spec_tags for e in self.entries],
+                                      self.bm25)
         self._filters: dict[tuple, tuple[np.ndarray, np.ndarray, list[str]]] = {}
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def style_of(self, i: int) -> str:
-        """The LoRA's style as the prompt analyzer reads its text ("" if none), memoised."""
-        if i not in self.styles:
-            self.styles[i] = _style_of_text(self.documents[i])
-        return self.styles[i]
+        """The medium of a style LoRA ("" for a style that fits any medium, and other kinds)."""
+        profile = self.profiles[i]
+        return profile.medium if profile.kind == "style" else ""
 
-    def filters(self, group: str, family_id: str, blocked: tuple[str, ...], max_level: int):
+    def filters(self, group: str, family_id: str, blocked: tuple[str, ...], max_level: int,
+                allow_other_variants: bool = False):
         """(reason code per LoRA: 0 kept, else 1 + FILTERS index; score factor; notes), cached."""
-        key = (group, family_id, blocked, max_level)
+        key = (group, family_id, blocked, max_level, allow_other_variants)
         if key not in self._filters:
             codes = np.zeros(len(self.entries), dtype=np.int8)
             factors = np.ones(len(self.entries))
             notes = [""] * len(self.entries)
             for i, entry in enumerate(self.entries):
-                reason, factor, note = _filter_reason(entry, group, family_id, list(blocked), max_level)
+                reason, factor, note = _filter_reason(entry, group, family_id, list(blocked), max_level,
+                                                      allow_other_variants)
                 codes[i] = FILTERS.index(reason) + 1 if reason else 0
                 factors[i], notes[i] = factor, note
             if len(self._filters) > 16:
@@ -180,23 +196,27 @@ class LoraIndex:
         return self._filters[key]
 
 
-FILTERS = ("blocklist", "content level", "other base architecture")
+FILTERS = ("blocklist", "content level", "other base architecture", "other SDXL variant")
 
 
 def document_text(entry: LoraEntry) -> str:
     info = entry.sidecar
-    parts = [entry.stem.replace("_", " ").replace("-", " "), entry.title, " ".join(entry.triggers),
-             " ".join(entry.tags[:20]), " ".join(info.get("tags", [])),
-             info.get("activation_text", "")]
+    parts = [entry.stem.replace("_", " ").replace("-", " "), entry.title, info.get("model_name", ""),
+             " ".join(entry.triggers), " ".join(entry.tags[:20]), " ".join(info.get("tags", [])),
+             " ".join(entry.spec_tags), info.get("activation_text", "")]
     return " ".join(p for p in parts if p)
 
 
 def recommend(index: LoraIndex, analysis: Any, family: str | None = None, max_loras: int = 3,
               priority: str = "balanced", blocklist: str | Iterable[str] = "",
               weights: Mapping[str, float] | None = None, history: Mapping[str, float] | None = None,
-              embed: Embed | None = None, content: str = "safe",
-              min_relevance: float = MIN_RELEVANCE, rejected_shown: int = 5) -> Recommendation:
-    """Choose up to ``max_loras`` LoRAs for ``analysis`` (a PromptAnalysis or its dict)."""
+              embed: Embed | None = None, content: str = "safe", min_evidence: float = MIN_EVIDENCE,
+              rejected_shown: int = 5, allow_other_variants: bool = False) -> Recommendation:
+    """Choose at most ``max_loras`` LoRAs that ``analysis`` (a PromptAnalysis, its dict or a plain
+    prompt) asks for: fewer, or none, when fewer clear the evidence bar ``min_evidence`` (0 = no
+    bar: every compatible LoRA sharing a word with the prompt may be picked, characters still
+    only when named). ``allow_other_variants`` keeps LoRAs of another SDXL variant (Pony on plain
+    SDXL...) at a lower score instead of filtering them."""
     weights = _weights(weights)
     if priority not in PRIORITIES:
         raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
@@ -204,7 +224,9 @@ def recommend(index: LoraIndex, analysis: Any, family: str | None = None, max_lo
         raise ValueError(f"content must be one of {', '.join(NSFW_LEVELS)}, got {content!r}")
     if max_loras < 0:
         raise ValueError(f"max_loras must be 0 or more, got {max_loras}")
-    prompt, concepts, style, content_type, complexity = _read_analysis(analysis)
+    if not (isinstance(min_evidence, (int, float)) and 0 <= min_evidence <= 1):
+        raise ValueError(f"min_evidence must be a number from 0 to 1, got {min_evidence!r}")
+    prompt, concepts, complexity = _read_analysis(analysis)
     rec = Recommendation(family=family or "", weights=weights, considered=len(index))
     limit = min(max_loras, PRIORITY_MAX_LORAS[priority])
     if limit < max_loras:
@@ -218,81 +240,68 @@ def recommend(index: LoraIndex, analysis: Any, family: str | None = None, max_lo
     if not len(index):
         return rec
     codes, compat, compat_notes = index.filters(group, family_id, tuple(_patterns(blocklist)),
-                                                NSFW_LEVELS[content])
-
-    prompt_words = tokens(prompt)
-    prompt_text = " " + " ".join(prompt_words) + " "
-    phrases = _concept_phrases(concepts, style, content_type)
-    semantic = index.bm25.scores(prompt_words + [w for p in phrases for w in p])
-    matches = np.zeros(len(index))
-    for words in phrases:
-        matches += index.bm25.containing(words)
-    in_prompt = _triggers_in_prompt(index, prompt_words, prompt_text)
-    for i in in_prompt:
-        matches[i] += 2
-    relevant = (semantic > 0) | (matches > 0)
+                                                NSFW_LEVELS[content], allow_other_variants)
+    found = index.evidence.match(prompt)
+    evidence = found.total
+    semantic = index.bm25.scores(tokens(prompt) + [w for p in _concept_phrases(concepts) for w in p])
+    asked = evidence >= max(min_evidence, 1e-9)
     for code, name in enumerate(FILTERS, 1):
-        count = int(np.count_nonzero(relevant & (codes == code)))
+        count = int(np.count_nonzero(asked & (codes == code)))
         if count:
             rec.filtered[name] = count
-    candidates = relevant & (codes == 0)
+    _note_other_variants(index, asked & (codes == FILTERS.index("other SDXL variant") + 1), rec)
+    candidates = ((semantic > 0) | (evidence > 0)) & (codes == 0)
     best = semantic[candidates].max() if candidates.any() else 0.0
     semantic = semantic / best if best > 0 else semantic
-    keyword = 1.0 - 0.5 ** matches
     hist = np.full(len(index), NEUTRAL_HISTORY)
     for name, value in (history or {}).items():
         if name in index.position:
             hist[index.position[name]] = value
-    if embed is not None and candidates.any():
-        _rerank_with_embeddings(index, candidates, semantic, keyword, hist, prompt, embed, weights)
+    strict = index.evidence.strict
+    eligible = candidates & (evidence >= min_evidence) & ~index.speed & (~strict | (evidence > 0))
+    if embed is not None and eligible.any():
+        _rerank_with_embeddings(index, eligible, semantic, evidence, hist, prompt, embed, weights)
         rec.similarity = "embeddings"
-    relevance = 0.5 * semantic + 0.5 * keyword
-    score = compat * (weights["semantic"] * semantic + weights["keyword"] * keyword
+    score = compat * (weights["semantic"] * semantic + weights["keyword"] * evidence
                       + weights["popularity"] * index.popularity + weights["history"] * hist)
 
     def candidate(i: int) -> Candidate:
-        entry = index.entries[i]
-        factors = {"semantic": round(float(semantic[i]), 3), "keyword": round(float(keyword[i]), 3),
+        entry, profile = index.entries[i], index.profiles[i]
+        factors = {"semantic": round(float(semantic[i]), 3), "keyword": round(float(evidence[i]), 3),
                    "popularity": round(float(index.popularity[i]), 3), "history": round(float(hist[i]), 3),
-                   "relevance": round(float(relevance[i]), 3)}
-        matched = _matched_phrases(index, i, phrases, in_prompt)
-        reason = _reason(factors, ", ".join(matched[:4]) + (f"; {compat_notes[i]}" if compat_notes[i] else ""))
-        return Candidate(name=entry.name, score=round(float(score[i]), 4), factors=factors, reason=reason,
-                         base=entry.base, triggers=list(entry.triggers), path=entry.path,
-                         sha256=entry.sha256, autov2=entry.autov2)
+                   "relevance": round(float(evidence[i]), 3)}
+        return Candidate(name=entry.name, score=round(float(score[i]), 4), factors=factors, reason="",
+                         base=entry.base, style=index.style_of(i), kind=profile.kind,
+                         triggers=list(entry.triggers), path=entry.path, sha256=entry.sha256,
+                         autov2=entry.autov2)
 
-    eligible = np.flatnonzero(candidates & (relevance >= min_relevance))
-    order = eligible[np.lexsort((eligible, -score[eligible]))]
-    taken_groups: dict[str, Candidate] = {}
-    for i in order[: limit + CLASH_SLACK] if limit else []:
-        if len(rec.picks) >= limit:
+    order = np.flatnonzero(eligible)
+    # Best score first; between scores within 0.01, a style of the medium the prompt names first
+    # ("claymation figure holding stickers": claymation).
+    first_named = np.full(len(order), len(found.media), dtype=np.int64)
+    for rank, medium in enumerate(found.media):
+        first_named[index.evidence.style_medium[order] == medium] = rank
+    order = order[np.lexsort((order, first_named, -np.round(score[order], 2)))]
+    taken: list[tuple[int, Candidate, set[str]]] = []
+    for i in order:
+        i = int(i)
+        if len(taken) >= limit and len(rec.rejected) >= rejected_shown:
             break
-        cand = candidate(int(i))
-        cand.style = index.style_of(int(i))
-        group_name = STYLE_GROUPS.get(cand.style, "")
-        clash = next((p for g, p in taken_groups.items() if group_name and g != group_name), None)
-        if clash is not None:
-            cand.reason = f"{cand.style} style clashes with {clash.name} ({clash.style}), which scores higher"
+        cand = candidate(i)
+        items = found.items(i)
+        texts = {f"{it.what}:{it.text}" for it in items}
+        why_not = "" if len(taken) < limit else f"the stack is full ({limit} LoRAs picked, all scoring higher)"
+        why_not = _medium_conflict(index, i, found) or _overlap(cand, texts, taken) or why_not
+        if why_not:
+            cand.reason = why_not
             rec.rejected.append(cand)
             continue
-        if group_name:
-            taken_groups.setdefault(group_name, cand)
-        _set_strength(cand, index.entries[int(i)], complexity)
+        cand.reason = _reason(index, i, items, cand.factors, compat_notes[i])
+        _set_strength(cand, index.entries[i], complexity)
         rec.picks.append(cand)
-    picked = {c.name for c in rec.picks} | {c.name for c in rec.rejected}
-    others = np.flatnonzero(candidates)
-    others = others[np.lexsort((others, -score[others]))]
-    for i in others:
-        if len(rec.rejected) >= rejected_shown:
-            break
-        if index.entries[int(i)].name in picked:
-            continue
-        cand = candidate(int(i))
-        if relevance[i] < min_relevance:
-            cand.reason = f"not relevant enough (relevance {relevance[i]:.2f} < {min_relevance:g})"
-        else:
-            cand.reason = f"score {cand.score:.2f} is below the {len(rec.picks)} picked"
-        rec.rejected.append(cand)
+        taken.append((i, cand, texts))
+    _list_below_bar(index, rec, candidates & ~eligible, evidence, score, found, min_evidence, rejected_shown,
+                    candidate)
     if rebalance_candidates(rec.picks):
         rec.notes.append(f"total strength above {MAX_TOTAL_STRENGTH:g}: every strength scaled down "
                          "by the same factor")
@@ -307,6 +316,101 @@ def rebalance_candidates(picks: list[Candidate]) -> bool:
         cand.strength_model, cand.strength_clip = item.strength_model, item.strength_clip
         cand.strength_reason += f", rebalanced to {item.strength_model:g}"
     return True
+
+
+# ----------------------------------------------------------------------------- why (not)
+def _medium_conflict(index: LoraIndex, i: int, found: PromptEvidence) -> str:
+    """A style LoRA of another medium than the one the prompt names (unless the prompt names it)."""
+    medium = index.style_of(i)
+    if medium and found.media and medium not in found.media and found.lexical[i] < NAME_WORDS:
+        return f"its medium ({medium}) is not the one the prompt asks for ({', '.join(found.media)})"
+    return ""
+
+
+def _overlap(cand: Candidate, texts: set[str], taken: list[tuple[int, Candidate, set[str]]]) -> str:
+    """A LoRA that does what one already picked does, or a style that clashes with a picked one."""
+    for _j, picked, picked_texts in taken:
+        if texts and picked.kind == cand.kind and texts <= picked_texts:
+            return f"does what {picked.name} does for this prompt, which scores higher"
+        if cand.style and picked.style and cand.style != picked.style:
+            return f"{cand.style} style clashes with {picked.name} ({picked.style}), which scores higher"
+    return ""
+
+
+def _list_below_bar(index: LoraIndex, rec: Recommendation, below: np.ndarray, evidence: np.ndarray,
+                    score: np.ndarray, found: PromptEvidence, bar: float, shown: int, candidate) -> None:
+    """The best LoRAs that did not clear the bar, each with why (most evidence first)."""
+    ids = np.flatnonzero(below)
+    if not len(ids) or len(rec.rejected) >= shown:
+        return
+    ids = ids[np.lexsort((ids, -score[ids], -evidence[ids]))][: shown - len(rec.rejected)]
+    for i in ids:
+        i = int(i)
+        cand = candidate(i)
+        profile = index.profiles[i]
+        if profile.kind == "speed":
+            cand.reason = ("speed LoRA: it needs its own sampler settings (few steps, low CFG), so it is "
+                           "never picked from a prompt; add it by hand with a matching preset")
+        elif profile.named_strictly and evidence[i] == 0:
+            label = KIND_LABELS.get(profile.kind, profile.kind) if profile.kind in IDENTITY_KINDS else \
+                "LoRA nothing describes, whose name is a name"
+            cand.reason = f"{label}: picked only when the prompt names it ({_how_to_name(index, i)})"
+        else:
+            items = found.items(i)
+            said = "; ".join(_describe(it) for it in items[:2])
+            cand.reason = (f"the prompt does not ask for it clearly enough (evidence {evidence[i]:.2f} < "
+                           f"{bar:g}" + (f": {said})" if said else ": it only shares words with the prompt)"))
+        rec.rejected.append(cand)
+
+
+def _how_to_name(index: LoraIndex, i: int) -> str:
+    entry, profile = index.entries[i], index.profiles[i]
+    names = [" ".join(n) for n in profile.names[:1]]
+    triggers = [t for t in entry.triggers[:1]]
+    ways = [f"'{w}'" for w in names + triggers]
+    return "with " + " or ".join(ways) if ways else "by its name or trigger"
+
+
+def _describe(item: Item) -> str:
+    if item.what == "trigger":
+        return f"trigger '{item.text}' in the prompt"
+    if item.what == "name":
+        return f"the prompt names it ('{item.text}')"
+    if item.what == "tag":
+        return f"its tag '{item.text}' is in the prompt"
+    if item.what == "medium":
+        return f"the prompt asks for {item.text}, its medium"
+    if item.what == "detail":
+        return f"the prompt asks for detail ('{item.text}')"
+    return f"part of its name ('{item.text}') is in the prompt"
+
+
+def _reason(index: LoraIndex, i: int, items: list[Item], factors: Mapping[str, float], note: str) -> str:
+    profile = index.profiles[i]
+    label = KIND_LABELS.get(profile.kind, profile.kind)
+    if profile.kind == "style" and profile.medium:
+        label += f" ({profile.medium})"
+    parts = [_describe(it) for it in items[:3]] or [f"shares words with the prompt (similarity "
+                                                    f"{factors['semantic']:.2f})"]
+    if factors["popularity"] >= 0.6:
+        parts.append("popular on CivitAI")
+    if factors["history"] > NEUTRAL_HISTORY + 0.05:
+        parts.append("you rated it well")
+    elif factors["history"] < NEUTRAL_HISTORY - 0.05:
+        parts.append("you rated it poorly")
+    if note:
+        parts.append(note)
+    return f"{label}: " + "; ".join(parts)
+
+
+def _note_other_variants(index: LoraIndex, mask: np.ndarray, rec: Recommendation) -> None:
+    ids = np.flatnonzero(mask)
+    if len(ids):
+        names = ", ".join(index.entries[int(i)].name for i in ids[:UNREADABLE_SHOWN])
+        more = f" and {len(ids) - UNREADABLE_SHOWN} more" if len(ids) > UNREADABLE_SHOWN else ""
+        rec.notes.append(f"left out {len(ids)} LoRA(s) the prompt asks for that are made for another SDXL "
+                         f"variant (Pony, Illustrious or plain SDXL): {names}{more}; allow_other_variants "
+                         "(--allow-other-variants) uses them")
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -324,12 +428,16 @@ def _weights(weights: Mapping[str, float] | None) -> dict[str, float]:
     return {k: v / total for k, v in merged.items()}
 
 
-def _read_analysis(analysis: Any) -> tuple[str, dict[str, list[str]], str, str, float]:
-    """(prompt, concepts, style, content type, complexity) of a PromptAnalysis, its dict (as an
-    API prompt may pass it) or a plain prompt; fields of the wrong type count as absent."""
+def _read_analysis(analysis: Any) -> tuple[str, dict[str, list[str]], float]:
+    """(prompt, concepts, complexity) of a PromptAnalysis, its dict (as an API prompt may pass
+    it) or a plain prompt; fields of the wrong type count as absent. The analysis' style and
+    content type are categories ("anime", "character"), not words a LoRA can be asked by."""
     if isinstance(analysis, str):
-        return analysis, {}, "", "", 0.5
-    data = analysis.to_dict() if hasattr(analysis, "to_dict") else analysis
+        return analysis, {}, 0.5
+    if isinstance(analysis, PromptAnalysis):   # its fields, without to_dict()'s deep copy
+        data = {k: getattr(analysis, k) for k in ("cleaned", "expanded", "prompt", "complexity", "concepts")}
+    else:
+        data = analysis.to_dict() if hasattr(analysis, "to_dict") else analysis
     if not isinstance(data, Mapping):
         raise ValueError(f"analysis: expected a prompt analysis, found {type(analysis).__name__}; "
                          "connect Kubik Prompt Analyzer")
@@ -346,7 +454,7 @@ def _read_analysis(analysis: Any) -> tuple[str, dict[str, list[str]], str, str, 
     concepts = data.get("concepts")
     concepts = {str(k): [p for p in v if isinstance(p, str)] for k, v in concepts.items()
                 if isinstance(v, (list, tuple))} if isinstance(concepts, Mapping) else {}
-    return prompt, concepts, text("style"), text("content_type"), float(overall)
+    return prompt, concepts, float(overall)
 
 
 def _family_group(family: str | None, rec: Recommendation) -> tuple[str, str]:
@@ -364,7 +472,7 @@ def _family_group(family: str | None, rec: Recommendation) -> tuple[str, str]:
 
 
 def _filter_reason(entry: LoraEntry, group: str, family_id: str, blocked: list[str],
-                   max_level: int) -> tuple[str, float, str]:
+                   max_level: int, allow_other_variants: bool) -> tuple[str, float, str]:
     """(filter name or "", score factor, compatibility note)."""
     info = entry.sidecar
     if blocked:
@@ -378,10 +486,9 @@ def _filter_reason(entry: LoraEntry, group: str, family_id: str, blocked: list[s
         return "content level", 0.0, ""
     if not group:
         return "", 1.0, ""
-    ok, factor, note = compatibility(Architecture(entry.base, entry.variant), group, family_id)
-    if not ok:
-        return "other base architecture", 0.0, note
-    return "", factor, note
+    # The variant is known when CivitAI names the base model or kohya the training checkpoint.
+    known = bool(entry.variant) or entry.arch_source == "civitai" or bool(entry.base_model_name)
+    return compatibility(Architecture(entry.base, entry.variant), group, family_id, allow_other_variants, known)
 
 
 def _patterns(blocklist: str | Iterable[str]) -> list[str]:
@@ -390,7 +497,8 @@ def _patterns(blocklist: str | Iterable[str]) -> list[str]:
     return [p.strip().lower() for p in blocklist if p and p.strip()]
 
 
-def _concept_phrases(concepts: Mapping[str, Iterable[str]], style: str, content_type: str) -> list[list[str]]:
+def _concept_phrases(concepts: Mapping[str, Iterable[str]]) -> list[list[str]]:
+    """The analysis' concept phrases (not its quality tags) as words, for text similarity."""
     phrases = []
     for category, items in concepts.items():
         if category == "quality":
@@ -399,34 +507,14 @@ def _concept_phrases(concepts: Mapping[str, Iterable[str]], style: str, content_
             words = tokens(str(phrase))
             if words:
                 phrases.append(words)
-    for extra in (style, content_type):
-        if extra:
-            phrases.append(tokens(extra.replace("_", " ")))
-    return [p for p in phrases if p]
-
-
-def _triggers_in_prompt(index: LoraIndex, prompt_words: list[str], prompt_text: str) -> dict[int, str]:
-    """LoRAs whose trigger phrase is already in the prompt: {LoRA: trigger as written}."""
-    found: dict[int, str] = {}
-    for word in set(prompt_words):
-        for phrase, i, trigger in index.triggers.get(word, ()):
-            if i not in found and f" {phrase} " in prompt_text:
-                found[i] = trigger
-    return found
-
-
-def _matched_phrases(index: LoraIndex, i: int, phrases: list[list[str]], in_prompt: dict[int, str]) -> list[str]:
-    words = set(tokens(index.documents[i]))
-    matched = [" ".join(p) for p in phrases if all(w in words for w in p)]
-    if i in in_prompt:
-        matched.insert(0, f"trigger '{in_prompt[i]}' in the prompt")
-    return matched
+    return phrases
 
 
 def _rerank_with_embeddings(index: LoraIndex, candidates: np.ndarray, semantic: np.ndarray,
                             keyword: np.ndarray, hist: np.ndarray, prompt: str, embed: Embed,
                             weights: Mapping[str, float]) -> None:
-    """Replace BM25 by embedding similarity for the best EMBED_CANDIDATES candidates (in place)."""
+    """Replace BM25 by embedding similarity for the best EMBED_CANDIDATES of the LoRAs that
+    cleared the bar (in place): embeddings order what the prompt asks for, never add to it."""
     ids = np.flatnonzero(candidates)
     prior = (weights["semantic"] * semantic + weights["keyword"] * keyword
              + weights["popularity"] * index.popularity + weights["history"] * hist)[ids]
@@ -446,21 +534,6 @@ def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
     return dot / (na * nb) if na and nb else 0.0
 
 
-def _reason(factors: Mapping[str, float], matched: str) -> str:
-    parts = []
-    if matched:
-        parts.append(f"matches {matched}")
-    if factors["semantic"] >= 0.5:
-        parts.append(f"text similarity {factors['semantic']:.2f}")
-    if factors["popularity"] >= 0.6:
-        parts.append("popular on CivitAI")
-    if factors["history"] > NEUTRAL_HISTORY + 0.05:
-        parts.append("you rated it well")
-    elif factors["history"] < NEUTRAL_HISTORY - 0.05:
-        parts.append("you rated it poorly")
-    return "; ".join(parts) or "weak match"
-
-
 def _set_strength(cand: Candidate, entry: LoraEntry, complexity: float) -> None:
     info = entry.sidecar
     tips = info.get("usage_tips") or {}
@@ -470,7 +543,7 @@ def _set_strength(cand: Candidate, entry: LoraEntry, complexity: float) -> None:
         strength, why = float(info["preferred_weight"]), "its preferred weight (A1111 sidecar)"
     else:
         relevance = cand.factors.get("relevance", 0.5)
-        # Convention: 0.5-1.0 with relevance, less for complex prompts where LoRAs compete.
+        # Convention: 0.5-1.0 with the evidence, less for complex prompts where LoRAs compete.
         strength = (0.5 + 0.5 * relevance) * (1.0 - 0.25 * max(0.0, min(1.0, complexity)))
         strength = max(0.3, min(1.0, round(strength, 2)))
         why = f"from relevance {relevance:.2f} and prompt complexity {complexity:.2f}"
@@ -496,13 +569,3 @@ def _popularity(entries: list[LoraEntry]) -> list[float]:
         approval = (POPULARITY_PRIOR_VOTES * prior + up) / (POPULARITY_PRIOR_VOTES + up + down)
         out.append(0.5 * approval + 0.5 * math.log10(1 + dl) / top)
     return out
-
-
-def _style_of_text(text: str) -> str:
-    from ..prompting import analyze_prompt
-
-    try:
-        analysis = analyze_prompt(text or "lora")
-    except Exception:  # noqa: BLE001 - a LoRA text the analyzer rejects simply has no style
-        return ""
-    return "" if analysis.style == "unknown" or analysis.style_confidence < 0.3 else analysis.style

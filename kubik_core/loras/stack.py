@@ -71,6 +71,27 @@ class LoraStack:
                     words.append(word)
         return ", ".join(words)
 
+    def triggers_missing_from(self, prompt: str) -> list[str]:
+        """Trigger phrases of the stack that ``prompt`` does not hold yet, each once.
+
+        A trigger is in the prompt when its words are, in order, whatever the case, weights,
+        brackets, escapes or underscores around them: "(nyxvalk:1.2)", "Link \\(Zelda\\)" and
+        "link_(zelda)" all hold "link (zelda)". A trigger given as "a, b" is two phrases."""
+        from .text_index import tokens
+
+        held = " " + " ".join(tokens(prompt)) + " "
+        seen, missing = set(), []
+        for item in self.items:
+            for trigger in item.triggers:
+                for phrase in (p.strip() for p in trigger.split(",")):
+                    words = " ".join(tokens(phrase))
+                    if not phrase or words in seen:
+                        continue
+                    seen.add(words)
+                    if not words or f" {words} " not in held:
+                        missing.append(phrase)
+        return missing
+
     def total_strength(self) -> float:
         return sum(abs(i.strength_model) for i in self.items)
 

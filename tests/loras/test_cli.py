@@ -67,3 +67,19 @@ def test_recommend_with_history_from_a_store(library_dir, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["picks"][0]["factors"]["history"] == 0.688
     assert main(args + [str(tmp_path / "missing.sqlite3")]) == 2
     assert "no learning store" in capsys.readouterr().err and not (tmp_path / "missing.sqlite3").exists()
+
+
+def test_recommend_with_wildcards_seed_and_other_variants(library_dir, tmp_path, capsys):
+    (tmp_path / "wild").mkdir()
+    (tmp_path / "wild" / "look.txt").write_text("analog film photo\n")
+    base = ["loras", "recommend", "--library", str(library_dir), "--family", "sdxl", "--no-cache", "--json"]
+    assert main(base + ["__look__ of a harbour", "--wildcards", str(tmp_path / "wild"), "--seed", "3"]) == 0
+    assert [p["name"] for p in json.loads(capsys.readouterr().out)["picks"]] == ["xl/film_photo_xl.safetensors"]
+    assert main(base + ["__look__ of a harbour", "--wildcards", str(tmp_path / "nope")]) == 2
+    assert "--wildcards: no folder" in capsys.readouterr().err
+    assert main(base + ["cartoon style, a dog"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["picks"] == [] and data["filtered"] == {"other SDXL variant": 1}
+    assert main(base + ["cartoon style, a dog", "--allow-other-variants"]) == 0
+    pick = json.loads(capsys.readouterr().out)["picks"][0]
+    assert (pick["name"], pick["kind"], pick["style"]) == ("xl/pony_cartoon.safetensors", "style", "cartoon")

@@ -31,7 +31,8 @@ def test_recommender_node(pack, run_node, env):
     assert [i.name for i in stack.items] == ["xl/film_photo_xl.safetensors"]
     assert stack.items[0].path == str(env / "xl" / "film_photo_xl.safetensors")
     assert triggers == "analog film photo"
-    assert reasons.startswith("- xl/film_photo_xl.safetensors at 0.7: matches")
+    assert reasons.startswith("- xl/film_photo_xl.safetensors at 0.7: style (photo): trigger 'analog film photo' "
+                              "in the prompt")
 
 
 def test_recommender_node_bad_inputs(pack, run_node, env, monkeypatch):
@@ -52,7 +53,7 @@ def test_manual_stack_and_apply_outside_comfyui(pack, run_node, env):
                                strength_model_3=1.0, strength_clip_3=1.0)
     assert [i.name for i in stack.items] == ["xl/castle_detail.safetensors", "xl/anime_lineart_xl.safetensors"]
     assert abs(stack.total_strength() - 3.0) < 0.01 and stack.notes
-    assert triggers == "gothic castle, towers, anime, lineart, 1girl"
+    assert triggers == "gothic castle, towers"   # anime_lineart_xl has no trigger field: none
     with pytest.raises(ValueError, match="lora_1: 'missing.safetensors' is not in"):
         run_node("KubikLoraStack", lora_1="missing.safetensors", strength_model_1=1.0, strength_clip_1=1.0,
                  lora_2="None", strength_model_2=1.0, strength_clip_2=1.0, lora_3="None",
@@ -116,8 +117,11 @@ def test_family_from_the_model_and_its_checkpoint_name(pack, run_node, env):
                          unique_id="3")[2]
     on_pony = _recommend(run_node, analysis, family="auto", model=_Patcher(),
                          prompt=graph("ponyDiffusionV6XL_v6.safetensors"), unique_id="3")[2]
-    assert "trained on pony, the model is sdxl" in on_sdxl
-    assert "xl/pony_cartoon.safetensors at" in on_pony and "trained on pony" not in on_pony
+    assert "xl/pony_cartoon.safetensors at" not in on_sdxl and "other SDXL variant" in on_sdxl
+    assert "xl/pony_cartoon.safetensors at" in on_pony and "made for pony" not in on_pony
+    allowed = _recommend(run_node, analysis, family="auto", model=_Patcher(), unique_id="3",
+                         prompt=graph("sd_xl_base_1.0.safetensors"), allow_other_variants=True)[2]
+    assert "xl/pony_cartoon.safetensors at" in allowed and "made for pony, the model is sdxl" in allowed
 
 
 class _Clip:

@@ -40,13 +40,17 @@ def test_other_base_architectures_are_filtered(index):
     assert _names(sd15)[0] == "sd15/watercolor_style.safetensors"
 
 
-def test_pony_lora_is_penalised_on_plain_sdxl(index):
+def test_other_sdxl_variants_are_filtered_unless_allowed(index):
     prompt = analyze_prompt("cartoon style, a dog")
-    on_sdxl = recommend(index, prompt, family="sdxl", min_relevance=0.0)
-    on_pony = recommend(index, prompt, family="pony", min_relevance=0.0)
-    score = lambda rec: next(c.score for c in rec.picks + rec.rejected if c.name == "xl/pony_cartoon.safetensors")
-    assert score(on_pony) > score(on_sdxl)
-    assert any("trained on pony" in c.reason for c in on_sdxl.picks + on_sdxl.rejected)
+    on_sdxl = recommend(index, prompt, family="sdxl")
+    assert _names(on_sdxl) == [] and on_sdxl.filtered == {"other SDXL variant": 1}
+    assert any("xl/pony_cartoon.safetensors; allow_other_variants" in n for n in on_sdxl.notes)
+    on_pony = recommend(index, prompt, family="pony")
+    allowed = recommend(index, prompt, family="sdxl", allow_other_variants=True)
+    assert _names(on_pony) == _names(allowed) == ["xl/pony_cartoon.safetensors"]
+    assert allowed.picks[0].score < on_pony.picks[0].score
+    assert "made for pony, the model is sdxl: may transfer poorly" in allowed.picks[0].reason
+    assert "made for" not in on_pony.picks[0].reason
 
 
 def test_blocklist_and_content_level(library_dir):
@@ -74,11 +78,11 @@ def test_clashing_styles_are_not_stacked(index):
 
 def test_history_moves_the_ranking(index):
     prompt = analyze_prompt("gothic castle on a hill, anime lineart")
-    neutral = recommend(index, prompt, family="sdxl", max_loras=1, min_relevance=0.0)
+    neutral = recommend(index, prompt, family="sdxl", max_loras=1, min_evidence=0.0)
     loser = neutral.picks[0].name
     history = {loser: 0.0}
     history.update({c.name: 1.0 for c in neutral.rejected})
-    shifted = recommend(index, prompt, family="sdxl", max_loras=1, min_relevance=0.0, history=history,
+    shifted = recommend(index, prompt, family="sdxl", max_loras=1, min_evidence=0.0, history=history,
                         weights={"history": 0.9})
     assert shifted.picks[0].name != loser
 
@@ -92,7 +96,7 @@ def test_unrelated_prompt_picks_nothing(index):
 def test_priority_and_max_loras_limit_the_stack(index):
     prompt = analyze_prompt("gothic castle, anime lineart, cartoon style, 1girl")
     assert len(recommend(index, prompt, family="sdxl", max_loras=1).picks) <= 1
-    speed = recommend(index, prompt, family="sdxl", max_loras=6, priority="speed", min_relevance=0.0)
+    speed = recommend(index, prompt, family="sdxl", max_loras=6, priority="speed", min_evidence=0.0)
     assert len(speed.picks) <= 2 and any("speed keeps at most 2" in n for n in speed.notes)
 
 
@@ -119,7 +123,7 @@ def test_embeddings_replace_bm25_when_given(index):
     def embed(texts):   # a bag-of-words embedding: a real (if tiny) text embedding
         return [[t.lower().count(w) + 0.01 for w in vocabulary] for t in texts]
 
-    rec = recommend(index, analyze_prompt("castle castle, anime"), family="sdxl", embed=embed, min_relevance=0.0)
+    rec = recommend(index, analyze_prompt("castle castle, anime"), family="sdxl", embed=embed, min_evidence=0.0)
     assert rec.similarity == "embeddings"
     assert rec.picks[0].name == "xl/castle_detail.safetensors"
 

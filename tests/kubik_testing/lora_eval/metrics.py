@@ -16,6 +16,7 @@ Over every pick (not only the first three):
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from itertools import combinations
 from statistics import mean
@@ -122,3 +123,24 @@ def score_case(case: EvalCase, picks: Sequence[str]) -> CaseScore:
 def score_cases(picks: Mapping[EvalCase, Sequence[str]]) -> Scores:
     """Scores of ``{case: the recommender's picks in stack order}``."""
     return Scores([score_case(case, names) for case, names in picks.items()])
+
+
+def real_triggers(name: str) -> set[str]:
+    """Every trigger phrase a trigger field of the evaluation LoRA ``name`` holds (CivitAI
+    trainedWords, also in Lora-Manager's copy, A1111 activation text, ModelSpec trigger_phrase,
+    kohya class tokens), lower-cased: what the recommender may append to a prompt."""
+    lora = BY_NAME[name]
+    words = []
+    for source in (lora.civitai, (lora.lora_manager or {}).get("civitai")):
+        words += (source or {}).get("trainedWords", [])
+    words.append((lora.a1111 or {}).get("activation text", ""))
+    words.append(lora.metadata.get("modelspec.trigger_phrase", ""))
+    for dataset in json.loads(lora.metadata.get("ss_datasets", "[]")):
+        words += [s.get("class_tokens", "") for s in dataset.get("subsets", [])]
+    return {p.strip().lower() for w in words for p in w.split(",") if p.strip()}
+
+
+def false_triggers(name: str, triggers: Sequence[str]) -> list[str]:
+    """The phrases of ``triggers`` (a pick's trigger words) that are no trigger of ``name``."""
+    allowed = real_triggers(name)
+    return [w for t in triggers for w in (p.strip() for p in t.split(",")) if w and w.lower() not in allowed]
