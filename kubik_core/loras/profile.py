@@ -105,8 +105,6 @@ def profile_of(entry: LoraEntry) -> LoraProfile:
         hit = next((p for p in phrases if _has_phrase(name_tokens, raw_names, p)), None)
         if hit:
             vote(kind, NAME_VOTE, f"its name says '{hit}'")
-    if qualifiers & {"oc"}:
-        vote("character", NAME_VOTE, "its name says OC (original character)")
     if any(n[0] in TITLE_WORDS and len(n) > 1 and all(is_distinctive(w) for w in n[1:]) for n in names):
         vote("character", TITLE_VOTE, "its name is a title and a name")
     name_medium = _medium_votes([" ".join(n) for n in names] + [" ".join(tokens(r)) for r in raw_names])
