@@ -83,6 +83,22 @@ def test_the_cpu_profile_is_measured_once_per_machine_and_cached(tmp_path):
     assert cpu_profile.__wrapped__(tmp_path)[0].tflops != pytest.approx(12.345)
 
 
+def test_a_day_old_cpu_profile_is_measured_again_keeping_the_faster_figure(tmp_path):
+    """Other programs can only slow a measurement down: the faster figure is the machine's."""
+    import time
+
+    from kubik_core.params.devices import CPU_PROFILE_FILE, REMEASURE_AFTER_S, cpu_profile
+
+    fresh = cpu_profile.__wrapped__(tmp_path)[0]
+    saved = json.loads((tmp_path / CPU_PROFILE_FILE).read_text())
+    old = time.time() - REMEASURE_AFTER_S - 60
+    (tmp_path / CPU_PROFILE_FILE).write_text(json.dumps({**saved, "gflops": 0.5, "measured_at": old}))
+    slow_then = cpu_profile.__wrapped__(tmp_path)[0]
+    assert slow_then.tflops > 0.0005 and json.loads((tmp_path / CPU_PROFILE_FILE).read_text())["measured_at"] > old
+    (tmp_path / CPU_PROFILE_FILE).write_text(json.dumps({**saved, "gflops": 1e6, "measured_at": old}))
+    assert cpu_profile.__wrapped__(tmp_path)[0].tflops == 1000.0 and fresh.tflops < 1000.0
+
+
 @pytest.mark.parametrize("content", [b"[" * 5000, b'{"version": 1, "gflops": NaN}', b"\xff\xfe",
                                      b'{"version": 1, "machine": {}, "gflops": -1, "bandwidth_gbs": 1e400}'])
 def test_a_damaged_cpu_profile_is_measured_again(tmp_path, content):
