@@ -56,8 +56,9 @@ class KubikParameterOptimizer:
                              "steps and fast samplers; low_vram: balanced settings, fp8 weights assumed."}),
                 "aspect_ratio": (list(ASPECT_CHOICES), {"default": "auto", "tooltip":
                                  "Width:height. 'auto' frames the picture from the prompt (portraits tall, "
-                                 "landscapes wide, or the size learned from your edits); the size chosen "
-                                 "is always a native bucket of the family (width/height overrides excepted)."}),
+                                 "landscapes wide); the size chosen is always a native bucket of the family "
+                                 "in that frame (a size learned from your edits only picks a larger or "
+                                 "smaller one; width/height overrides excepted)."}),
                 "mode": (list(MODES), {"default": "AUTO", "tooltip":
                          "AUTO: everything chosen, overrides ignored (values learned from three or more "
                          "consistent ASSISTED edits are used, kept inside the family's bounds and "

@@ -70,6 +70,8 @@ def learned_details(store: LearningStore, family: str, style: str = "",
 
 
 def _rounded(name: str, value: float) -> int | float:
+    if name in ("width", "height"):            # the latent grid: multiples of 8
+        return int(round(value / 8)) * 8
     return int(round(value)) if name in _INTEGER_FIELDS else round(value, 2)
 
 

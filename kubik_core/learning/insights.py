@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from ..params import ParamsError, optimize
+from ..params.optimizer import LEARNED_SOURCE
 from .adjust import learned_details
 from .scores import GOOD_RATING, wilson_lower_bound
 from .store import LearningStore
@@ -85,14 +86,19 @@ def _learned(store: LearningStore, family: str) -> list[dict[str, Any]]:
         plan = optimize(None, family, learned=details, device="h100_80gb")
     except ParamsError:    # a family id this version does not know: the values as learned
         plan = None
-    used = {d.field: d for d in plan.decisions} if plan is not None else {}
+    used = {d.field: d for d in plan.decisions if d.source == LEARNED_SOURCE} if plan is not None else {}
     rows = []
     for name, item in sorted(details.items()):
         decision = used.get(name)
-        rows.append({"field": name, "value": decision.value if decision is not None else item.value,
-                     "wanted": item.wanted, "edits": item.edits,
+        if decision is not None:
+            value, reason = decision.value, decision.reason
+        else:   # a value AUTO cannot use (e.g. a sampler this version does not know)
+            value = item.value
+            reason = next((n for n in (plan.notes if plan is not None else []) if f": {name}: " in n),
+                          "not used by AUTO")
+        rows.append({"field": name, "value": value, "wanted": item.wanted, "edits": item.edits,
                      "last_edit": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(item.last_edit)),
-                     "reason": decision.reason if decision is not None else "learned from your edits"})
+                     "reason": reason})
     return rows
 
 

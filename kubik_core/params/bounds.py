@@ -11,8 +11,8 @@ prompt, so the optimizer uses a learned value only inside these bounds:
 * cfg: the family's ``cfg_range`` (fixed at 1 for distilled and guidance-embedded models).
 * guidance: within GUIDANCE_SPAN of the family's published distilled guidance (convention).
 * clip_skip: -1 or -2, the values model cards ask for (convention).
-* width and height: the family's native bucket nearest the learned size (aspect ratio first,
-  then pixel count), and only when the aspect ratio is "auto": one you pick wins.
+* width and height: a native bucket of the family, of the framing (aspect ratio) the prompt or
+  your aspect_ratio input asks for; the learned size only moves the pixel count among those.
 
 How far a value may move per edit ("lesson") is the learning side's bound:
 ``kubik_core.learning.adjust`` moves it at most MAX_CHANGE_PER_LESSON of the suggested value
@@ -51,11 +51,11 @@ def min_steps(profile: FamilyProfile, sampler: str) -> tuple[int, str]:
     """(the fewest steps a learned value may use, why) for ``sampler`` on ``profile``."""
     low, high = profile.steps_range
     if profile.distilled:
-        return low, f"{profile.label} is step-distilled: its published minimum is {low}"
+        return low, f"the published minimum of the step-distilled {profile.label}"
     floor, source = _SAMPLER_FLOOR.get(sampler, (0, ""))
     if floor > low:
-        return min(floor, high), f"{sampler} needs {min(floor, high)} steps: {source}"
-    return low, f"the published range of {profile.label} starts at {low} steps"
+        return min(floor, high), f"the published minimum of {sampler}: {source}"
+    return low, f"where the published range of {profile.label} starts"
 
 
 def bounded(profile: FamilyProfile, name: str, value: Any, sampler: str) -> tuple[Any, str]:
@@ -64,7 +64,7 @@ def bounded(profile: FamilyProfile, name: str, value: Any, sampler: str) -> tupl
         low, why = min_steps(profile, sampler)
         high = profile.steps_range[1]
         if value < low:
-            return low, f"at least {low}: {why}"
+            return low, f"at least {low}, {why}"
         if value > high:
             return high, f"at most {high}, the top of the published range of {profile.label}"
         return value, ""
@@ -90,7 +90,7 @@ def bounded(profile: FamilyProfile, name: str, value: Any, sampler: str) -> tupl
     return value, ""
 
 
-def native_size(profile: FamilyProfile, width: int, height: int) -> tuple[int, int]:
+def native_size(profile: FamilyProfile, width: float, height: float) -> tuple[int, int]:
     """The family bucket nearest ``width`` x ``height``: closest aspect ratio (in log space),
     then closest pixel count, so a learned size is always one the model was trained at."""
     aspect = math.log(min(4.0, max(0.25, width / height)))

@@ -22,11 +22,12 @@ values as given and family defaults for the rest, with no prompt-driven adjustme
 ``learned`` is the hook for a learning engine: ``{field: value or LearnedValue}`` (fields as in
 OVERRIDE_FIELDS), applied in AUTO and ASSISTED after the optimizer's own choices and before the
 user's overrides. Learned values are used only inside the family's bounds (bounds.py: a minimum
-of steps per family and sampler, the published CFG range, native buckets for sizes, and no size
-when you chose the aspect ratio), and each decision's reason says it was learned, from how many
-edits, what you chose and the value without learning, e.g. "learned from your 3 edits (you chose
-2; at least 15: ...); without learning 25". Invalid learned values are skipped with a note rather
-than failing the run.
+of steps per family and sampler, the published CFG range; a learned size only picks, among the
+native sizes of the framing the prompt or your aspect ratio asks for, the one nearest its pixel
+count), and each decision's reason says the value without learning, then that it was learned,
+from how many edits and what you chose, e.g. "without learning 25; learned from your 3 edits (you
+chose 2, at least 15, ...)". Invalid learned values are skipped with a note rather than failing
+the run.
 
 Performance: tables built at import, bucket lookups cached; ~20 us per call. The only I/O is
 the first CPU estimate of a process, which reads (or measures, once per machine) the CPU's
@@ -35,6 +36,7 @@ profile (devices.py cpu_profile).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
 from .bounds import bounded, native_size
@@ -59,7 +61,7 @@ _SLOW_SAMPLERS = frozenset({"dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_sde", "dp
 _RANGES = {"steps": (1, 200), "cfg": (0.0, 30.0), "guidance": (0.0, 100.0),
            "width": (64, 8192), "height": (64, 8192), "clip_skip": (-24, -1)}
 _USER = "your input"
-_LEARNED_SOURCE = "kubik learning store (your past edits for this family)"
+LEARNED_SOURCE = "kubik learning store (your past edits for this family)"
 
 
 def optimize(analysis: Any = None, family: str = "sdxl", priority: str = "balanced",
@@ -100,7 +102,7 @@ def optimize(analysis: Any = None, family: str = "sdxl", priority: str = "balanc
     else:
         _choose(decisions, profile, analysis, priority, aspect_ratio, detection)
         if learned:
-            _apply_learned(decisions, learned, profile, samplers, schedulers, notes, aspect_ratio)
+            _apply_learned(decisions, learned, profile, samplers, schedulers, notes)
 
     suggested: dict[str, Any] = {}
     if given and mode == "AUTO":
@@ -117,7 +119,7 @@ def optimize(analysis: Any = None, family: str = "sdxl", priority: str = "balanc
         for name, value in given.items():
             decisions[name] = Decision(name, value, "your value (MANUAL mode)", _USER)
 
-    applied = [d.field for d in decisions.values() if d.source == _LEARNED_SOURCE]
+    applied = [d.field for d in decisions.values() if d.source == LEARNED_SOURCE]
     if applied:
         notes.append(f"learned from your edits: {', '.join(applied)} (`kubik insights` lists them; "
                      f"`kubik insights --reset {profile.id}` forgets them)")
@@ -323,20 +325,23 @@ def _choose_size(profile: FamilyProfile, aspect: str, why: str) -> tuple:
 
 
 def _apply_learned(decisions: dict[str, Decision], learned: Mapping[str, Any], profile: FamilyProfile,
-                   samplers: Sequence[str], schedulers: Sequence[str], notes: list[str],
-                   aspect_ratio: str) -> None:
+                   samplers: Sequence[str], schedulers: Sequence[str], notes: list[str]) -> None:
     """Replace the optimizer's choices by the learned values, inside the family's bounds.
 
     Sampler and scheduler go first, since the sampler sets the minimum of steps; width and
-    height are applied together, as the native bucket nearest the learned size.
+    height are applied together: the native size of the chosen framing nearest the learned
+    pixel count.
     """
     items = {name: item if isinstance(item, LearnedValue) else LearnedValue(item)
              for name, item in learned.items()}
     sizes: dict[str, tuple[int, LearnedValue]] = {}
     for name in sorted(items, key=lambda n: n not in ("sampler_name", "scheduler")):
         item = items[name]
+        value = item.value
+        if name in ("width", "height") and isinstance(value, (int, float)) and math.isfinite(value):
+            value = max(64, int(round(value / 8)) * 8)     # snapped to a native size below anyway
         try:
-            clean = validate_overrides({name: item.value}, samplers, schedulers, what="learned value")
+            clean = validate_overrides({name: value}, samplers, schedulers, what="learned value")
         except ParamsError as exc:
             notes.append(f"skipped a learned value: {exc}")
             continue
@@ -347,42 +352,37 @@ def _apply_learned(decisions: dict[str, Decision], learned: Mapping[str, Any], p
             continue
         value, why = bounded(profile, name, clean[name], decisions["sampler_name"].value)
         previous = decisions.get(name)
-        decisions[name] = Decision(name, value, _learned_reason(item, why, previous), _LEARNED_SOURCE)
+        decisions[name] = Decision(name, value, _learned_reason(item, why, previous), LEARNED_SOURCE)
     if not sizes:
         return
-    if aspect_ratio != "auto":
-        notes.append(f"learned size not used: you asked for aspect ratio {aspect_ratio}")
-        return
-    width = sizes["width"][0] if "width" in sizes else decisions["width"].value
-    height = sizes["height"][0] if "height" in sizes else decisions["height"].value
-    native = native_size(profile, width, height)
+    # A learned size changes the pixel count, among the native sizes of the framing already
+    # chosen (from the prompt or your aspect ratio), never the framing itself.
+    chosen_w, chosen_h = decisions["width"].value, decisions["height"].value
+    learned_w = sizes["width"][0] if "width" in sizes else chosen_w
+    learned_h = sizes["height"][0] if "height" in sizes else chosen_h
+    aspect, area = chosen_w / chosen_h, learned_w * learned_h
+    native = native_size(profile, math.sqrt(area * aspect), math.sqrt(area / aspect))
+    item = (sizes.get("width") or sizes["height"])[1]
+    wanted_w = _plain(sizes["width"][1].wanted) if "width" in sizes and sizes["width"][1].wanted else learned_w
+    wanted_h = _plain(sizes["height"][1].wanted) if "height" in sizes and sizes["height"][1].wanted else learned_h
+    why = (f"you chose {wanted_w}x{wanted_h}, {learned_w}x{learned_h} after the per-edit limit; "
+           f"the native size of this framing nearest that pixel count is {native[0]}x{native[1]}")
     for name, value in zip(("width", "height"), native):
-        if name not in sizes:
-            continue
-        item, previous = sizes[name][1], decisions[name]
-        why = (f"the native size of {profile.label} nearest {width}x{height}: {native[0]}x{native[1]}"
-               if (width, height) != native else "")
-        decisions[name] = Decision(name, value, _learned_reason(item, why, previous), _LEARNED_SOURCE)
-    if "width" not in sizes or "height" not in sizes:   # the other side follows the bucket
-        other = "height" if "width" in sizes else "width"
-        value = native[1] if other == "height" else native[0]
-        if value != decisions[other].value:
-            decisions[other] = Decision(other, value, f"follows the learned {'width' if other == 'height' else 'height'} "
-                                        f"to the native size {native[0]}x{native[1]}", _LEARNED_SOURCE)
+        decisions[name] = Decision(name, value, _learned_reason(replace(item, wanted=None), why, decisions[name]),
+                                   LEARNED_SOURCE)
 
 
 def _learned_reason(item: LearnedValue, bound: str, previous: Decision | None) -> str:
-    """'learned from your 3 edits (you chose 2; at least 15: ...); without learning 25'."""
+    """'without learning 25; learned from your 3 edits (you chose 2, at least 15, ...)': the
+    learned part last, as explanations quote a reason's last clause."""
     count = f"your {item.edits} edits" if item.edits else "your edits"
     details = []
     if item.wanted is not None and item.wanted != item.value:
         details.append(f"you chose {_plain(item.wanted)}")
     if bound:
         details.append(bound)
-    reason = f"learned from {count}" + (f" ({'; '.join(details)})" if details else "")
-    if previous is not None:
-        reason += f"; without learning {_plain(previous.value)}"
-    return reason
+    reason = f"learned from {count}" + (f" ({', '.join(details)})" if details else "")
+    return f"without learning {_plain(previous.value)}; {reason}" if previous is not None else reason
 
 
 def _plain(value: Any) -> str:

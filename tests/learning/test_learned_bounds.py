@@ -62,10 +62,15 @@ def test_three_quick_test_runs_do_not_become_auto_for_every_prompt(pack, run_nod
         plan = _optimizer(run_node, analysis)
         floor, _why = min_steps(sd15, plan.sampler_name)
         assert plan.steps >= floor >= 15, prompt
+        unlearned = optimize(analyze_prompt(prompt), "sd15")
+        assert (plan.width, plan.height) == (unlearned.width, unlearned.height), prompt   # the prompt's framing
         assert (plan.width, plan.height) in sd15.buckets, prompt
         steps = next(d for d in plan.decisions if d.field == "steps")
-        assert steps.reason.startswith("learned from your 3 edits (you chose 2; at least 15: "), steps.reason
-        assert "without learning" in steps.reason
+        assert steps.reason.startswith(f"without learning {unlearned.steps}; learned from your 3 edits "
+                                       "(you chose 2, at least 15, the published minimum of dpmpp_2m: "), steps.reason
+        width = next(d for d in plan.decisions if d.field == "width")
+        assert "learned from your 3 edits (you chose 64x64, 208x208 after the per-edit limit; " in width.reason
+        assert not any("skipped" in note for note in plan.notes)
         assert any("kubik insights --reset sd15" in note for note in plan.notes)
 
 
@@ -119,18 +124,21 @@ def test_cfg_guidance_and_clip_skip_stay_in_the_published_range(store):
     assert (pony.clip_skip, pony.cfg) == (-2, 6.0)                       # CFG range 6-8
 
 
-def test_learned_sizes_are_native_buckets_and_a_chosen_aspect_ratio_wins(store):
+def test_a_learned_size_picks_the_pixel_count_never_the_framing(store):
+    """Someone who renders SD1.5 at 768x768 gets 768x768 for square pictures, while a portrait
+    or a 16:9 aspect ratio keeps its frame: sizes stay native buckets of the chosen framing."""
     for _ in range(3):
-        store.record_edits("sdxl", "", {"width": 1024, "height": 1024}, {"width": 832, "height": 1216})
-    learned = learned_details(store, "sdxl")
-    plan = optimize(None, "sdxl", learned=learned, device="h100_80gb")
-    assert (plan.width, plan.height) == (832, 1216)
-    wide = optimize(None, "sdxl", aspect_ratio="16:9", learned=learned, device="h100_80gb")
-    assert (wide.width, wide.height) == (1344, 768)
-    assert any("learned size not used: you asked for aspect ratio 16:9" in n for n in wide.notes)
-    odd = optimize(None, "sd15", learned={"width": 1000, "height": 600}, device="h100_80gb")
-    assert (odd.width, odd.height) in FAMILIES["sd15"].buckets
-    assert (odd.width, odd.height) == (896, 512)
+        store.record_edits("sd15", "", {"width": 512, "height": 512}, {"width": 768, "height": 768})
+    learned = learned_details(store, "sd15")
+    square = optimize(None, "sd15", learned=learned, device="h100_80gb")
+    assert (square.width, square.height) == (768, 768)
+    portrait = optimize(analyze_prompt("portrait of an old fisherman"), "sd15", learned=learned, device="h100_80gb")
+    assert portrait.width < portrait.height and (portrait.width, portrait.height) in FAMILIES["sd15"].buckets
+    wide = optimize(None, "sd15", aspect_ratio="16:9", learned=learned, device="h100_80gb")
+    assert (wide.width, wide.height) == (896, 512)          # SD1.5's only bucket near 16:9
+    odd = optimize(None, "sd15", learned={"width": 1001, "height": 77}, device="h100_80gb")
+    assert (odd.width, odd.height) in FAMILIES["sd15"].buckets and odd.width == odd.height
+    assert not any("skipped" in note for note in odd.notes)
 
 
 def test_auto_ignores_overrides_and_manual_ignores_learning(store):

@@ -116,7 +116,7 @@ def test_manual_mode_uses_family_defaults_for_the_rest(analyze):
 def test_learned_values_apply_before_overrides():
     plan = optimize(None, "sdxl", learned={"cfg": 5.5, "steps": 26}, device="cpu")
     assert (plan.cfg, plan.steps) == (5.5, 26)
-    assert next(d for d in plan.decisions if d.field == "cfg").reason == "learned from your edits; without learning 7"
+    assert next(d for d in plan.decisions if d.field == "cfg").reason == "without learning 7; learned from your edits"
     plan = optimize(None, "sdxl", mode="ASSISTED", learned={"cfg": 5.5}, overrides={"cfg": 6.5}, device="cpu")
     assert plan.cfg == 6.5 and plan.suggested == {"cfg": 5.5}
     plan = optimize(None, "sdxl", mode="MANUAL", learned={"cfg": 5.5}, device="cpu")
