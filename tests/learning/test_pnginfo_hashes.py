@@ -192,3 +192,47 @@ def test_save_image_writes_the_hashes_civitai_links(pack, run_node, tmp_path, mo
     assert json.loads(png.text["kubik"])["loras"][0]["autov3"] == _independent_autov3(lora)
     assert (tmp_path / "user" / "kubik" / CACHE_FILE_NAME).is_file()
 
+
+
+@pytest.fixture
+def comfyui_folder_paths(monkeypatch):
+    """ComfyUI's own folder_paths module, imported for this test only (it and the comfy modules
+    it imports leave sys.modules afterwards, so later tests run outside ComfyUI again)."""
+    comfyui = os.environ.get("COMFYUI_DIR")
+    if not comfyui:
+        pytest.skip("set COMFYUI_DIR to a ComfyUI checkout to save through its folder_paths")
+    before = set(sys.modules)
+    monkeypatch.syspath_prepend(comfyui)
+    import folder_paths
+
+    yield folder_paths
+    for name in set(sys.modules) - before:
+        if name.split(".")[0] in ("comfy", "folder_paths"):
+            del sys.modules[name]
+
+
+def test_save_image_hashes_with_comfyuis_own_folder_paths(pack, run_node, tmp_path, monkeypatch,
+                                                         comfyui_folder_paths):
+    """The same through ComfyUI 0.8.0's real folder_paths module (its name lookup and folders)."""
+    folder_paths = comfyui_folder_paths
+    monkeypatch.setattr(folder_paths, "folder_names_and_paths",
+                        {**folder_paths.folder_names_and_paths,
+                         "checkpoints": ([str(tmp_path / "ckpt")], folder_paths.supported_pt_extensions),
+                         "loras": ([str(tmp_path / "lora")], folder_paths.supported_pt_extensions)})
+    monkeypatch.setattr(folder_paths, "output_directory", str(tmp_path / "output"))
+    monkeypatch.setattr(folder_paths, "user_directory", str(tmp_path / "user"))
+    monkeypatch.setattr(folder_paths, "filename_list_cache", {})
+    monkeypatch.setenv("KUBIK_LEARNING_URL", str(tmp_path / "learning.sqlite3"))
+    checkpoint = _checkpoint(tmp_path / "ckpt" / "juggernaut.safetensors")
+    lora = _lora(tmp_path / "lora" / "castle.safetensors")
+    loras = __import__(f"{pack.__name__}.kubik_core.loras", fromlist=["LoraStack"])
+    stack = loras.LoraStack([loras.StackItem("castle.safetensors", 0.8, 0.8)])
+    graph = {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "juggernaut.safetensors"}},
+             "9": {"class_type": "KSampler", "inputs": {"seed": 5, "model": ["4", 0]}}}
+    result = run_node("KubikSaveImage", images=torch.rand(1, 32, 32, 3), filename_prefix="kubik/hash",
+                      record=False, lora_stack=stack, positive="a castle", negative="", prompt=graph)
+    image = result["ui"]["images"][0]
+    text = Image.open(tmp_path / "output" / image["subfolder"] / image["filename"]).text["parameters"]
+    assert f"Model hash: {_independent_autov2(checkpoint)}, Model: juggernaut" in text
+    assert f"Lora hashes: \"castle: {_independent_autov3(lora)}\"" in text
+    assert (tmp_path / "user" / "kubik" / CACHE_FILE_NAME).is_file()
