@@ -5,8 +5,9 @@
 
 Modules: families.py (published settings per family, with sources), detect.py (which family a
 loaded model is), resolution.py (aspect ratio -> native size), optimizer.py (the choices),
-estimate.py + devices.py (memory and time), checkpoint.py (checkpoint name and safetensors
-metadata from a ComfyUI prompt graph), plan.py (result types shared with nodes and the CLI).
+bounds.py (the limits on values learned from your edits), estimate.py + devices.py (memory and
+time; the CPU measured), checkpoint.py (checkpoint name and safetensors metadata from a ComfyUI
+prompt graph), plan.py (result types shared with nodes and the CLI).
 """
 from .detect import FamilyDetection, detect_family
 from .devices import DEVICE_CHOICES, DEVICES, DeviceProfile
