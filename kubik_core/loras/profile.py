@@ -44,6 +44,8 @@ TIE_ORDER = ("style", "clothing", "pose", "concept", "detail", "character", "per
 _BRACKETS = re.compile(r"\(([^)]*)\)|\[([^\]]*)\]|\{([^}]*)\}")
 _SEPARATORS = re.compile(r"\s[-|:\u2013\u2014]\s|\|")
 _HTML = re.compile(r"<[^>]*>")
+# Word starts inside file names like "ClayAnimationXL" (not inside "LoRA").
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z][a-z]|(?:XL|SDXL|PDXL)(?![a-z]))")
 _GLUED_VERSION = re.compile(r"^([a-z]{3,})v\d+$")
 _VERSION = re.compile(r"^(v\d+|e\d+|\d+|\d+step|\d+steps|fp\d+|bf\d+)$")
 _SPEED_UNAMBIGUOUS = re.compile(r"(?<![a-z])(lcm|tcd|dmd2|pcm|hyper[-_ ]?(sd|sdxl|flux)|turbo[-_ ]?alpha)(?![a-z])")
@@ -145,8 +147,9 @@ def split_name(raw: str) -> tuple[list[tuple[str, ...]], set[str]]:
     """(name phrases, qualifier words) of one written name.
 
     "Samus Aran (Metroid) [Pony]" -> [("samu", "aran")], {"metroid"}; "Yor Forger / Thorn
-    Princess" -> two names; "Geralt - The Witcher 3" -> [("geralt",)], {"witcher"}. File-name
-    noise (versions, base models, "lora", epoch numbers) and the kind labels are dropped.
+    Princess" -> two names; "Geralt - The Witcher 3" -> [("geralt",)], {"witcher"};
+    "ClayAnimationXL" -> [("clay", "animation")]. File-name noise (versions, base models, "lora",
+    epoch numbers) and the kind labels are dropped.
     """
     qualifiers: set[str] = set()
 
@@ -154,7 +157,7 @@ def split_name(raw: str) -> tuple[list[tuple[str, ...]], set[str]]:
         qualifiers.update(_clean(tokens(next(g for g in match.groups() if g is not None))))
         return " , "
 
-    text = _BRACKETS.sub(keep, raw.lower())
+    text = _BRACKETS.sub(keep, _CAMEL.sub(" ", raw).lower())
     parts = [p for p in _SEPARATORS.split(text.replace(",", " , ")) if p.strip()]
     if not parts:
         return [], qualifiers

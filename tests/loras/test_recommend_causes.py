@@ -238,6 +238,18 @@ def test_the_bar_is_a_parameter(index):
         recommend(index, analyze_prompt("a clockwork owl"), min_evidence=2)
 
 
+def test_a_file_name_in_camel_case_is_read_as_words(tmp_path):
+    add(tmp_path, "ClayAnimationXL")                              # no sidecar, no title of its own
+    add(tmp_path, "VesperBlackwoodLoRA", tags={"1girl": 40, "vesper": 40})
+    index = LoraIndex(scan_library([tmp_path]))
+    clay, vesper = index.profiles
+    assert (clay.kind, clay.medium, clay.names[0]) == ("style", "clay", ("clay", "animation"))
+    assert vesper.named_strictly and vesper.names[0] == ("vesper", "blackwood")
+    assert picks(index, "clay animation of a dog") == ["ClayAnimationXL.safetensors"]
+    assert picks(index, "vesper blackwood in a garden") == ["VesperBlackwoodLoRA.safetensors"]
+    assert picks(index, "a garden at vesper time") == []
+
+
 def test_profile_reads_a_real_entry(library):
     entry = next(e for e in scan_library([library]).entries.values() if e.stem == "sparrow_skyguard")
     profile = profile_of(entry)
