@@ -44,6 +44,7 @@ TIE_ORDER = ("style", "clothing", "pose", "concept", "detail", "character", "per
 _BRACKETS = re.compile(r"\(([^)]*)\)|\[([^\]]*)\]|\{([^}]*)\}")
 _SEPARATORS = re.compile(r"\s[-|:\u2013\u2014]\s|\|")
 _HTML = re.compile(r"<[^>]*>")
+_EPITHET = re.compile(r"^\s*([^\s_]+)[\s_]+the[\s_]+\S")
 # Word starts inside file names like "ClayAnimationXL" (not inside "LoRA").
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z][a-z]|(?:XL|SDXL|PDXL)(?![a-z]))")
 _GLUED_VERSION = re.compile(r"^([a-z]{3,})v\d+$")
@@ -147,7 +148,8 @@ def split_name(raw: str) -> tuple[list[tuple[str, ...]], set[str]]:
     """(name phrases, qualifier words) of one written name.
 
     "Samus Aran (Metroid) [Pony]" -> [("samu", "aran")], {"metroid"}; "Yor Forger / Thorn
-    Princess" -> two names; "Geralt - The Witcher 3" -> [("geralt",)], {"witcher"};
+    Princess" -> two names; "Geralt - The Witcher 3" -> [("geralt",)], {"witcher"}; "Nyx the
+    Valkyrie" -> [("nyx", "valkyrie"), ("nyx",)];
     "ClayAnimationXL" -> [("clay", "animation")]. File-name noise (versions, base models, "lora",
     epoch numbers) and the kind labels are dropped.
     """
@@ -168,6 +170,9 @@ def split_name(raw: str) -> tuple[list[tuple[str, ...]], set[str]]:
         words = tuple(_clean(tokens(alternative)))
         if words:
             names.append(words)
+        epithet = _EPITHET.match(alternative)     # "Gandalf the Grey" is also "Gandalf"
+        if epithet and _clean(tokens(epithet.group(1))):
+            names.append(tuple(_clean(tokens(epithet.group(1)))))
     return names, qualifiers
 
 

@@ -250,6 +250,19 @@ def test_a_file_name_in_camel_case_is_read_as_words(tmp_path):
     assert picks(index, "a garden at vesper time") == []
 
 
+@pytest.mark.parametrize("written, names, qualifiers", [
+    ("Samus Aran (Metroid) [Pony]", [("samu", "aran")], {"metroid"}),
+    ("Orrin the Wanderer", [("orrin", "wanderer"), ("orrin",)], set()),
+    ("Yor Forger / Thorn Princess", [("yor", "forger"), ("thorn", "princess")], set()),
+    ("Geralt - The Witcher 3", [("geralt",)], {"witcher"}),
+    ("nyx_valkyrie_oc_v2-000012", [("nyx", "valkyrie")], set()),
+])
+def test_names_are_read_as_people_write_them(written, names, qualifiers):
+    from kubik_core.loras.profile import split_name
+
+    assert split_name(written) == (names, qualifiers)
+
+
 def test_profile_reads_a_real_entry(library):
     entry = next(e for e in scan_library([library]).entries.values() if e.stem == "sparrow_skyguard")
     profile = profile_of(entry)
