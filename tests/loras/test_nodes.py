@@ -41,6 +41,8 @@ def test_recommender_node_bad_inputs(pack, run_node, env, monkeypatch):
     with pytest.raises(ValueError, match="weight_"):
         _recommend(run_node, _analysis(pack, "castle"), weight_semantic=0.0, weight_keyword=0.0,
                    weight_popularity=0.0, weight_history=0.0)
+    with pytest.raises(ValueError, match="allow_other_variants: should be true or false, got 'yes'"):
+        _recommend(run_node, _analysis(pack, "castle"), allow_other_variants="yes")
     monkeypatch.delenv("KUBIK_LORAS_DIR")
     with pytest.raises(ValueError, match="no LoRA folder"):
         _recommend(run_node, _analysis(pack, "castle"))
