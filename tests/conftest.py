@@ -7,9 +7,29 @@ Test modules import shared helpers from the ``kubik_testing`` package, not from 
 """
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 import pytest
 
 from kubik_testing.pack import load_pack
+
+_OWN_CACHE: str | None = None
+
+
+def pytest_configure(config):
+    """The pack's caches (LoRA index, CPU profile, file hashes) go to a folder of this run, not
+    to the user's ~/.cache/kubik; subprocesses inherit it. A caller's KUBIK_CACHE_DIR wins."""
+    global _OWN_CACHE
+    if not os.environ.get("KUBIK_CACHE_DIR"):
+        _OWN_CACHE = tempfile.mkdtemp(prefix="kubik-test-cache-")
+        os.environ["KUBIK_CACHE_DIR"] = _OWN_CACHE
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE:
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -28,3 +28,14 @@ def writable_folder(path: str | os.PathLike, flag: str) -> Path:
 def is_write_probe(name: str) -> bool:
     """Whether a file name is one of writable_folder's probes (another process may hold one)."""
     return name.startswith(".write-test-")
+
+
+def cache_dir() -> Path:
+    """Where the pack keeps caches outside ComfyUI (LoRA index, CPU profile, file hashes):
+    $KUBIK_CACHE_DIR, else $XDG_CACHE_HOME/kubik, else ~/.cache/kubik. Inside ComfyUI the nodes
+    pass <user directory>/kubik/ instead."""
+    root = os.environ.get("KUBIK_CACHE_DIR")
+    if not root:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(xdg, "kubik")
+    return Path(root)

@@ -33,6 +33,7 @@ from typing import Callable, Sequence
 
 from ..common.bounded_json import BoundedJSONError
 from ..common.bounded_json import loads as bounded_loads
+from ..common.paths import cache_dir
 from ..loras.files import open_regular
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,7 @@ _HEX = frozenset("0123456789abcdef")
 
 def default_cache_dir() -> Path:
     """$KUBIK_CACHE_DIR, else $XDG_CACHE_HOME/kubik, else ~/.cache/kubik (as the LoRA index)."""
-    root = os.environ.get("KUBIK_CACHE_DIR")
-    if not root:
-        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        root = os.path.join(xdg, "kubik")
-    return Path(root)
+    return cache_dir()
 
 
 def tensor_data_offset(head: bytes, size: int) -> int | None:

@@ -30,6 +30,7 @@ from typing import Callable, Iterable
 
 from ..common.bounded_json import BoundedJSONError
 from ..common.bounded_json import loads as bounded_loads
+from ..common.paths import cache_dir
 from .entry import LORA_EXTENSIONS, LoraEntry, read_entry
 from .hashing import EMPTY_SHA256, autov2, autov3, sha256_file
 from .sidecars import PREVIEW_SUFFIXES, SIDECAR_SUFFIXES
@@ -43,13 +44,8 @@ Progress = Callable[[int, int], None]  # (done, total)
 
 
 def default_cache_path() -> Path:
-    """Where the index lives outside ComfyUI: $KUBIK_CACHE_DIR, else $XDG_CACHE_HOME/kubik,
-    else ~/.cache/kubik. (Inside ComfyUI the nodes pass <user directory>/kubik/.)"""
-    root = os.environ.get("KUBIK_CACHE_DIR")
-    if not root:
-        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        root = os.path.join(xdg, "kubik")
-    return Path(root) / CACHE_FILE_NAME
+    """Where the index lives outside ComfyUI (kubik_core.common.paths.cache_dir)."""
+    return cache_dir() / CACHE_FILE_NAME
 
 
 @dataclass

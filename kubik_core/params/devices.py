@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
+from ..common.paths import cache_dir
 from .errors import ParamsError
 
 log = logging.getLogger(__name__)
@@ -118,11 +119,7 @@ _TRIES = 5
 
 def default_cache_dir() -> Path:
     """$KUBIK_CACHE_DIR, else $XDG_CACHE_HOME/kubik, else ~/.cache/kubik (as the LoRA index)."""
-    root = os.environ.get("KUBIK_CACHE_DIR")
-    if not root:
-        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        root = os.path.join(xdg, "kubik")
-    return Path(root)
+    return cache_dir()
 
 
 @lru_cache(maxsize=4)
