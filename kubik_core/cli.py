@@ -28,18 +28,24 @@ class CommandError(Exception):
     """A user-facing error: printed as one line, exit status 2, no traceback."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every sub-command, or, given ``command``, with the modules up to the one
+    that registers it: importing a capability's package can cost a few hundred milliseconds
+    (numpy and more), which `kubik params` need not pay for `kubik loras`."""
     parser = argparse.ArgumentParser(prog="kubik", description="KubikAI command line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     package = __package__  # "kubik_core", or "<pack folder>.kubik_core" inside ComfyUI
     for name in COMMAND_MODULES:
         import_module(f"{package}.{name}").register(sub)
+        if command is not None and command in sub.choices:
+            break
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     try:
         status = args.func(args)
