@@ -32,9 +32,12 @@ CONTENT_ASPECT = {
     "scene": ("3:2", "a scene with several elements gets a 3:2 frame"),
 }
 # Words in the prompt that override the content type's frame (whole words, first rule wins).
+# Only words about the frame or the shot: "cinematic" names a style (lighting, grading), and a
+# "cinematic close-up portrait" is no wide shot (issue 23).
 _FRAMING_WORDS = (
     (("panorama", "panoramic", "ultrawide", "ultra wide"), "21:9", "the prompt asks for a panorama"),
-    (("wide shot", "wide angle", "establishing shot", "cinematic", "widescreen"), "16:9", "the prompt asks for a wide/cinematic shot"),
+    (("wide shot", "wide angle", "establishing shot", "widescreen", "cinemascope", "letterbox"), "16:9",
+     "the prompt asks for a wide shot"),
     (("full body", "full-body", "standing"), "2:3", "a full-body subject needs a tall frame"),
     (("close-up", "closeup", "headshot", "portrait of"), "3:4", "a close-up is framed tall"),
     (("phone wallpaper", "mobile wallpaper", "vertical poster"), "9:16", "the prompt asks for a vertical format"),
