@@ -53,7 +53,7 @@ def main() -> None:
     import trimesh
 
     from kubik_core.recon3d.sdf import MeshSDF
-    from kubik_core.recon3d.sdf_cuda import cuda_device_count, morton_order_tensor
+    from kubik_core.recon3d.sdf.cuda import cuda_device_count, morton_order_tensor
     from sdf_engines import make_points, prepare_meshes
 
     if cuda_device_count() == 0 or not torch.cuda.is_available():

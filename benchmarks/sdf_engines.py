@@ -39,7 +39,7 @@ CPU_ENGINES = {  # engine -> share of --points it gets (slow baselines get fewer
     "pcu": 0.25,   # the baseline of the ratios; libigl when pcu is not installed
     "igl": 0.25,
     "warp-cpu-winding": 0.1,
-    "warp-bvh+igl-fwn": 0.25,   # the engine kubik-cpu used before sdf_cpu: Warp BVH on all cores + libigl FWN
+    "warp-bvh+igl-fwn": 0.25,   # the engine kubik-cpu used before sdf/cpu.py: Warp BVH on all cores + libigl FWN
     "open3d": 0.25,
     "fcpw+igl-fwn": 0.25,   # fcpw's vectorised BVH closest point + libigl's fast winding number sign
     "kubik-cpu": 1.0,
@@ -195,7 +195,7 @@ def _fcpw_igl_query(v, f):
 
 def _warp_bvh_igl_query(v, f):
     """Warp's BVH closest-point query on a thread pool (one launch per core) + libigl's fast
-    winding number for the sign: kubik's CPU engine until sdf_cpu replaced it."""
+    winding number for the sign: kubik's CPU engine until sdf/cpu.py replaced it."""
     from concurrent.futures import ThreadPoolExecutor
 
     import igl
@@ -250,7 +250,7 @@ def main() -> None:
     import igl
     import trimesh
 
-    from kubik_core.recon3d.sdf_cuda import cuda_device_count
+    from kubik_core.recon3d.sdf.cuda import cuda_device_count
 
     has_cuda = cuda_device_count() > 0
     device_name = _device_name(has_cuda)

@@ -171,7 +171,7 @@ def test_an_output_folder_without_write_permission_is_refused_up_front(kubik, pl
 def test_cuda_without_a_gpu_is_one_clear_line(kubik, place):
     import torch
 
-    from kubik_core.recon3d.sdf_cuda import cuda_device_count
+    from kubik_core.recon3d.sdf.cuda import cuda_device_count
 
     if torch.cuda.is_available() or cuda_device_count() > 0:
         pytest.skip("this machine has a GPU")

@@ -1,4 +1,4 @@
-"""The CUDA path of the SDF engine (sdf_cuda), checked on machines without a GPU as well:
+"""The CUDA path of the SDF engine (sdf/cuda.py), checked on machines without a GPU as well:
 
 * its kernel compiles to PTX for an H100 (sm_90) with the argument types MeshSDF launches it
   with, which catches code the CPU compiler accepts and numba's CUDA target refuses;
@@ -21,17 +21,17 @@ import trimesh
 
 from kubik_core.recon3d.mesh_io import load_mesh, normalize
 from kubik_core.recon3d.sdf import MeshSDF
-from kubik_core.recon3d.sdf_cuda import cuda_device_count
+from kubik_core.recon3d.sdf.cuda import cuda_device_count
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_kernel_compiles_for_an_h100(monkeypatch):
     import numba
     from numba import cuda
 
-    from kubik_core.recon3d.sdf_cpu import _kernel_inputs
-    from kubik_core.recon3d.sdf_cuda import query_kernel
+    from kubik_core.recon3d.sdf.cpu import _kernel_inputs
+    from kubik_core.recon3d.sdf.cuda import query_kernel
 
     try:
         from numba.cuda.cudadrv import nvvm
@@ -59,7 +59,7 @@ SIMULATED = textwrap.dedent("""
     import numpy as np, trimesh
     from kubik_core.recon3d.mesh_io import load_mesh, normalize
     from kubik_core.recon3d.sdf import MeshSDF
-    from kubik_core.recon3d.sdf_cuda import RUN
+    from kubik_core.recon3d.sdf.cuda import RUN
 
     mesh, _ = normalize(load_mesh(sys.argv[1]))
     rng = np.random.default_rng(3)
@@ -106,8 +106,8 @@ def test_points_are_ordered_on_the_gpu_as_on_the_host():
     """The GPU path sorts with torch: the order must be the CPU path's (here on CPU tensors)."""
     import torch
 
-    from kubik_core.recon3d.sdf_cpu import query_order
-    from kubik_core.recon3d.sdf_cuda import morton_order_tensor
+    from kubik_core.recon3d.sdf.cpu import query_order
+    from kubik_core.recon3d.sdf.cuda import morton_order_tensor
 
     rng = np.random.default_rng(7)
     points = np.concatenate([rng.uniform(-1.2, 1.2, (20000, 3)), rng.normal(size=(20000, 3)) * 0.01,
@@ -121,8 +121,8 @@ def test_tensor_queries_sort_map_faces_and_scatter_back_like_the_host_path(bunny
     CPU kernel on the same sorted points (CPU tensors stand in for GPU ones)."""
     import torch
 
-    from kubik_core.recon3d.sdf_cpu import _kernel_inputs, query_chunk, signed_query
-    from kubik_core.recon3d.sdf_cuda import CudaTree
+    from kubik_core.recon3d.sdf.cpu import _kernel_inputs, query_chunk, signed_query
+    from kubik_core.recon3d.sdf.cuda import CudaTree
 
     mesh, _ = normalize(load_mesh(bunny_path))
     tree = MeshSDF(mesh.vertices, mesh.faces)._tree

@@ -122,7 +122,7 @@ def test_truncated_queries_equal_clipped_exact_ones():
 
 def test_winding_numbers_match_the_exact_solid_angle_sum():
     """The tree's fast winding number against the plain sum over every triangle, on an open mesh."""
-    from kubik_core.recon3d.sdf_cpu import _solid_angle
+    from kubik_core.recon3d.sdf.cpu import _solid_angle
 
     sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.7)
     cut = sphere.faces[sphere.triangles_center[:, 2] < 0.45]  # a cap removed: w varies smoothly near the hole
@@ -141,7 +141,7 @@ def test_winding_numbers_match_the_exact_solid_angle_sum():
 
 
 def test_boundary_length_is_zero_only_for_closed_meshes():
-    from kubik_core.recon3d.sdf_cpu import build_tree
+    from kubik_core.recon3d.sdf.cpu import build_tree
 
     box = trimesh.creation.box()  # edges of length 1 (sides) and sqrt(2) (diagonals)
     assert build_tree(np.asarray(box.vertices), np.asarray(box.faces)).boundary_length == 0.0
@@ -162,7 +162,7 @@ def _directed_edges_cancel(triangles: np.ndarray) -> bool:
 
 
 def test_closing_cones_turn_an_open_mesh_into_a_closed_chain():
-    from kubik_core.recon3d.sdf_cpu import closing_cones
+    from kubik_core.recon3d.sdf.cpu import closing_cones
 
     sphere = trimesh.creation.icosphere(subdivisions=2, radius=0.8)
     vertices = np.asarray(sphere.vertices)
@@ -186,8 +186,8 @@ def test_points_on_the_closing_cones_get_the_meshs_own_winding_number(monkeypatc
     integer carried for mesh + cones says nothing there: these points must get the mesh's own."""
     import igl
 
-    from kubik_core.recon3d import sdf_cpu
-    from kubik_core.recon3d.sdf_cpu import closing_cones
+    from kubik_core.recon3d.sdf import cpu as sdf_cpu
+    from kubik_core.recon3d.sdf.cpu import closing_cones
 
     monkeypatch.setattr(sdf_cpu, "CONES_ALWAYS", 10**9)  # the cones kept, whatever their reach
 
@@ -213,7 +213,7 @@ def test_cone_side_refines_best_first_and_falls_back_to_the_exact_sum_when_its_f
     """_cone_side settles ``whole - w_cones`` against 1/2 from a refined frontier of the cones'
     tree; with room for fewer nodes than it needs it must sum every cone triangle exactly. On
     points around the holed bunny's holes both must agree with the exact cones' winding number."""
-    from kubik_core.recon3d.sdf_cpu import _cone_side, _cone_winding, _kernel_inputs
+    from kubik_core.recon3d.sdf.cpu import _cone_side, _cone_winding, _kernel_inputs
 
     mesh, _ = normalize(load_mesh(bunny_path))
     tree = MeshSDF(mesh.vertices, mesh.faces)._tree
@@ -253,7 +253,7 @@ def test_signs_equal_the_exact_winding_number(case, signs, bunny_path, monkeypat
     closing cones, and evaluated afresh per point (what meshes with far-reaching cones get)."""
     import igl
 
-    from kubik_core.recon3d import sdf_cpu
+    from kubik_core.recon3d.sdf import cpu as sdf_cpu
 
     if signs == "afresh":
         monkeypatch.setattr(sdf_cpu, "CONES_ALWAYS", -1)
@@ -332,7 +332,7 @@ def test_tree_puts_inner_nodes_first_and_keeps_child_boxes_for_them_only(faces):
     are all leaves or all inner nodes, and the inner nodes come first, so that the children's
     box blocks (15 x 8 doubles each) exist for inner nodes only: leaves are most nodes (85% on the
     holed bunny)."""
-    from kubik_core.recon3d.sdf_cpu import BRANCHING, LEAF_SIZE, _build
+    from kubik_core.recon3d.sdf.cpu import BRANCHING, LEAF_SIZE, _build
 
     rng = np.random.default_rng(faces)
     tree = _build(rng.uniform(-1, 1, (faces, 1, 3)) + rng.normal(scale=0.05, size=(faces, 3, 3)))
@@ -392,7 +392,7 @@ def test_points_beyond_the_exact_reach_are_refused_not_cut_short():
 def test_carried_signs_equal_evaluated_ones(shape, bunny_path):
     """Signs handed from point to point (empty balls, counted crossings) against a winding
     number evaluated at every point, over several chunks (each chunk starts with no history)."""
-    from kubik_core.recon3d.sdf_cpu import CHUNK
+    from kubik_core.recon3d.sdf.cpu import CHUNK
 
     if shape == "torus":
         mesh = trimesh.creation.torus(major_radius=0.5, minor_radius=0.2)

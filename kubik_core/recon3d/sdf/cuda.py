@@ -1,6 +1,6 @@
-"""CUDA engine of :class:`~.sdf.MeshSDF`: the CPU engine's own per-point code, run by GPU threads.
+"""CUDA engine of :class:`.MeshSDF`: the CPU engine's own per-point code, run by GPU threads.
 
-:func:`.sdf_cpu.query_points` - the warm-started closest-triangle search and the exact carried
+:func:`.cpu.query_points` - the warm-started closest-triangle search and the exact carried
 sign - is plain numba code that allocates nothing (its scratch space comes from the caller), so
 numba's CUDA target compiles it unchanged into a kernel. Each GPU thread takes a run of ``RUN``
 consecutive points in Morton order, as a CPU thread takes a chunk; the tree's arrays are
@@ -26,7 +26,7 @@ import numpy as np
 from numba import cuda, float64, int64, njit
 from numba.core import config
 
-from .sdf_cpu import _STACK, BRANCHING, RECENT, TriangleTree, _kernel_inputs, query_points, sorted_query
+from .cpu import _STACK, BRANCHING, RECENT, TriangleTree, _kernel_inputs, query_points, sorted_query
 
 RUN = 32    # consecutive points per GPU thread: warm starts and carried signs work along a run
 BLOCK = 64  # threads per block (each holds ~2 KB of stack in local memory)
@@ -69,7 +69,7 @@ def query_kernel(points, run_length, max_distance,
                  m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10,
                  c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10,
                  cone_bound, out_distance, out_face, out_winding):
-    """:func:`.sdf_cpu.query_points` on the run of ``run_length`` points that belongs to this thread;
+    """:func:`.cpu.query_points` on the run of ``run_length`` points that belongs to this thread;
     m0..m10 and c0..c10 are the mesh's and the cones' :meth:`TriangleTree.arrays`."""
     run = cuda.grid(1)
     count = points.shape[0]
@@ -93,7 +93,7 @@ def query_kernel(points, run_length, max_distance,
 
 
 def morton_order_tensor(points):
-    """:func:`.sdf_cpu.query_order` for a torch tensor [N, 3], on the tensor's device (the same
+    """:func:`.cpu.query_order` for a torch tensor [N, 3], on the tensor's device (the same
     order: same 128^3 Morton codes, stable sort)."""
     import torch
 
@@ -116,7 +116,7 @@ def _torch_on_gpu():
 
 
 class CudaTree:
-    """A mesh tree's arrays on one GPU, queried like :func:`.sdf_cpu.signed_query`.
+    """A mesh tree's arrays on one GPU, queried like :func:`.cpu.signed_query`.
 
     With a CUDA build of torch, the points are put in Morton order on the GPU and nothing but
     the inputs and results crosses the bus (the host's numpy sort costs ~0.5 us per point, more

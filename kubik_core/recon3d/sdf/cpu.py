@@ -1,4 +1,4 @@
-"""CPU engine of :class:`~.sdf.MeshSDF`: one tree over the triangles answers both questions.
+"""CPU engine of :class:`.MeshSDF`: one tree over the triangles answers both questions.
 
 Why a kernel of our own: on the CPU the libraries measured (Warp's BVH query, libigl, pcu,
 open3d) spend most of their time on points far from the surface, and libigl's Python
@@ -39,7 +39,7 @@ Map of this file: constants; ``TriangleTree`` and its build (``build_tree``, ``_
 ``_split_tree``, ``closing_cones``); point-triangle primitives (``_triangle_sq``, ``_solid_angle``); the fast
 winding number (``_winding``); the carried sign (``_crossing``, ``_signed_crossings``, the cones'
 winding number and bound grid, ``_mesh_winding``, ``_whole_winding``); the distance search
-(``_closest``); the per-point loop (``query_points``, which :mod:`.sdf_cuda` runs in GPU threads)
+(``_closest``); the per-point loop (``query_points``, which :mod:`.cuda` runs in GPU threads)
 and the per-chunk kernels (``query_chunk``, ``winding_chunk``); the Python entry points
 (``signed_query``, ``winding_numbers``) that run chunks on a pool.
 
@@ -1053,7 +1053,7 @@ def query_points(points, lo, hi, max_distance, mesh, cone, cone_bound, out_dista
 
     The caller gives the scratch space - ``stack`` and ``stack_bound`` [_STACK], ``child_bound``
     and ``child_node`` [BRANCHING], ``lane_bound`` [BRANCHING], ``recent`` [RECENT, 5] - so that
-    the same code runs on the CPU (:func:`query_chunk`) and in a CUDA thread (:mod:`.sdf_cuda`).
+    the same code runs on the CPU (:func:`query_chunk`) and in a CUDA thread (:mod:`.cuda`).
     Returns how many winding numbers were evaluated rather than carried."""
     has_cone = len(cone[0]) > 0
     carried = cone_bound.shape[0] > 0

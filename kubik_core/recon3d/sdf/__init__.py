@@ -2,13 +2,13 @@
 
 Engine (chosen by measurement, see benchmarks/RESULTS.md "Mesh -> SDF engines"):
 
-* on the CPU, :mod:`.sdf_cpu`: one tree over the triangles (oriented boxes for the exact
+* on the CPU, :mod:`.cpu`: one tree over the triangles (oriented boxes for the exact
   closest-point search, dipole + quadrupole moments for the fast winding number), numba loops
   on a thread pool, queries in Morton order with warm-started searches and exact signs carried
   between neighbouring points by counting crossings. On a 100k-face bunny and 2 cores it measured
   1.07-1.23 M points/s, 16x point-cloud-utils and ~10x the previous engine (Warp's CPU BVH query
   + libigl's winding number).
-* on CUDA, :mod:`.sdf_cuda`: the same per-point code compiled by numba's CUDA target, each GPU
+* on CUDA, :mod:`.cuda`: the same per-point code compiled by numba's CUDA target, each GPU
   thread taking a run of consecutive points, so that both paths give the same distances and
   signs (float64 on both).
 * sign: the generalized winding number (Jacobson et al. 2013): inside where w > 0.5. Unlike ray
@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import MeshError
+from ..errors import MeshError
 
 _CHUNK = 1 << 20       # points per call into the engine (progress is reported between calls)
 MAX_REACH = 1.0e5      # query points within this many half extents of the mesh's centre get exact distances
@@ -40,7 +40,7 @@ def resolve_device(device: str | None) -> str:
     """``None``/"auto" -> "cuda:0" when a GPU can run the CUDA engine, else "cpu"; "cuda" -> "cuda:0"."""
     if device == "cpu":
         return device
-    from .sdf_cuda import cuda_device_count, cuda_missing
+    from .cuda import cuda_device_count, cuda_missing
 
     count = cuda_device_count()
     if device in (None, "auto"):
@@ -86,12 +86,12 @@ class MeshSDF:
         self.threads = max(1, threads or len(os.sched_getaffinity(0)))
         self._vertices = (vertices - self.center) / self.scale
         self._faces = faces
-        from .sdf_cpu import build_tree
+        from .cpu import build_tree
 
         self._tree = build_tree(self._vertices, faces)
         self._cuda = None
         if self.device != "cpu":
-            from .sdf_cuda import CudaTree
+            from .cuda import CudaTree
 
             self._cuda = CudaTree(self._tree, int(self.device[5:]))
 
@@ -136,7 +136,7 @@ class MeshSDF:
                              "rescale the mesh")
 
     def _query_part(self, points: np.ndarray, max_distance: float, out_distance, out_face) -> None:
-        from .sdf_cpu import signed_float32, signed_query
+        from .cpu import signed_float32, signed_query
 
         if self._cuda is not None:
             local = (points - self.center) / self.scale
@@ -172,7 +172,7 @@ class MeshSDF:
 
     def winding_number(self, points, *, normalized: bool = False) -> np.ndarray:
         """Generalized winding number of each point (about 1 inside, 0 outside), on the CPU."""
-        from .sdf_cpu import winding_numbers
+        from .cpu import winding_numbers
 
         local = np.asarray(points, np.float64)
         if not normalized:
