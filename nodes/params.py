@@ -52,8 +52,10 @@ class KubikParameterOptimizer:
                            "Model family. 'auto' detects it from the connected MODEL and its checkpoint "
                            "file (name and metadata); pick one to override detection."}),
                 "priority": (list(PRIORITIES), {"default": "balanced", "tooltip":
-                             "quality: more steps; balanced: the published default; speed: fewest "
-                             "steps and fast samplers; low_vram: balanced settings, fp8 weights assumed."}),
+                             "quality: the maker's sampler at the step count past which comparisons show "
+                             "no gain (1-1.6x the balanced count; the plan's notes give the time); balanced: "
+                             "the published default; speed: fewest steps and fast samplers; low_vram: "
+                             "balanced settings, fp8 weights assumed."}),
                 "aspect_ratio": (list(ASPECT_CHOICES), {"default": "auto", "tooltip":
                                  "Width:height. 'auto' frames the picture from the prompt (portraits tall, "
                                  "landscapes wide); the size chosen is always a native bucket of the family "

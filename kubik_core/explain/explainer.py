@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Protocol, runtime_checkable
 
 from ..params.devices import DEVICES
+from ..params.plan import format_seconds
 
 VERBOSITIES = ("minimal", "standard", "detailed", "technical")
 _GROUPS = (
@@ -55,7 +56,7 @@ def explain(analysis: Any = None, plan: Any = None, verbosity: str = "standard",
 
     parts: list[str] = []
     if analysis is not None:
-        parts.append(_analysis_part(analysis, verbosity))
+        parts.append(_analysis_part(analysis, verbosity, plan))
     if plan is not None:
         parts.extend(_plan_parts(plan, verbosity))
     for section in sections:
@@ -74,14 +75,14 @@ def _minimal(analysis: Any, plan: Any, sections: list[ExplainSection]) -> str:
         guidance = f", guidance {plan.guidance:g}" if plan.guidance is not None else ""
         pieces.append(f"{plan.family}: {plan.width}x{plan.height}, {plan.steps} steps, CFG "
                       f"{plan.cfg:g}{guidance}, {plan.sampler_name}/{plan.scheduler}, "
-                      f"~{plan.estimated_vram_gb:.1f} GB, ~{_duration(plan.estimated_seconds)} on {plan.device}")
+                      f"~{plan.estimated_vram_gb:.1f} GB, {_time(plan)} on {plan.device}")
     line = " -> ".join(pieces)
     extras = [s.explain("minimal").strip() for s in sections]
     return " | ".join([line] * bool(line) + [e for e in extras if e])
 
 
 # ------------------------------------------------------------------ analysis
-def _analysis_part(analysis: Any, verbosity: str) -> str:
+def _analysis_part(analysis: Any, verbosity: str, plan: Any = None) -> str:
     complexity = analysis.complexity.get("overall")
     lines = [f"Prompt: reads as {_article(_style_phrase(analysis))} prompt"
              + (f", complexity {complexity:.2f} of 1" if complexity is not None else "") + "."]
@@ -95,7 +96,10 @@ def _analysis_part(analysis: Any, verbosity: str) -> str:
         for category, phrases in analysis.concepts.items():
             if phrases:
                 lines.append(f"- {category}: {', '.join(phrases)}")
-        if analysis.negative:
+        if plan is not None and plan.cfg <= 1.0:
+            lines.append(f"- negative prompt: none proposed; at CFG {plan.cfg:g} {plan.family} makes no "
+                         "negative pass, so a negative prompt would have no effect")
+        elif analysis.negative:
             lines.append(f"- proposed negative prompt: {analysis.negative}")
         for note in analysis.notes:
             lines.append(f"- note: {note}")
@@ -160,7 +164,7 @@ def _group_summary(title: str, decisions: list, plan: Any) -> str:
     reasons = []
     for decision in decisions:
         clause = _last_clause(decision.reason)
-        if clause not in reasons and not clause.startswith("recommended with"):
+        if clause not in reasons:
             reasons.append(clause)
     return f"{title}: {values}. Why: " + "; ".join(reasons) + "."
 
@@ -172,8 +176,13 @@ def _last_clause(reason: str) -> str:
 
 def _cost_part(plan: Any, verbosity: str) -> str:
     device = DEVICES.get(plan.device)
-    text = (f"Cost: about {plan.estimated_vram_gb:.1f} GB peak memory and "
-            f"{_duration(plan.estimated_seconds)} per image on {device.label if device else plan.device}.")
+    where = device.label if device else plan.device
+    if plan.estimated_seconds is None:
+        text = (f"Cost: about {plan.estimated_vram_gb:.1f} GB peak memory on {where}; time not "
+                "estimated yet (see the notes).")
+    else:
+        text = (f"Cost: about {plan.estimated_vram_gb:.1f} GB peak memory and "
+                f"{format_seconds(plan.estimated_seconds)} per image on {where}.")
     if verbosity == "technical":
         if device is not None:
             text += f" Device basis: {device.basis}."
@@ -184,14 +193,10 @@ def _cost_part(plan: Any, verbosity: str) -> str:
     return text
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds:.2f} s"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+def _time(plan: Any) -> str:
+    if plan.estimated_seconds is None:
+        return "time not estimated"
+    return f"~{format_seconds(plan.estimated_seconds)}"
 
 
 def _article(phrase: str) -> str:

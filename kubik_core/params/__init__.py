@@ -4,7 +4,7 @@
     plan = optimize(analysis, family="sdxl", priority="balanced", aspect_ratio="auto")
 
 Modules: families.py (published settings per family, with sources), detect.py (which family a
-loaded model is), resolution.py (aspect ratio -> native size), optimizer.py (the choices),
+loaded model is, and what its checkpoint name says), resolution.py (aspect ratio -> native size), optimizer.py (the choices),
 bounds.py (the limits on values learned from your edits), estimate.py + devices.py (memory and
 time; the CPU measured), checkpoint.py (checkpoint name and safetensors metadata from a ComfyUI
 prompt graph), plan.py (result types shared with nodes and the CLI).

@@ -7,7 +7,11 @@ prompt, so the optimizer uses a learned value only inside these bounds:
   (families.py ``steps_range``, sourced there). Step-distilled families (Turbo, Lightning,
   Hyper, LCM, schnell, ...) keep the small minimum their cards publish. Other families also
   respect the published minimum of the sampler (SAMPLER_MIN_STEPS), e.g. 15 for DPM++ on SD1.5,
-  whose own range starts at 12.
+  whose own range starts at 12. The top of the range lies above the quality priority's count
+  (SDXL: range to 60, quality 40): a user who keeps asking for more steps gets them, up to what
+  a maker published; the optimizer uses a learned count at the quality and speed priorities only
+  in the priority's direction (more for quality, fewer for speed), so a habit formed at balanced
+  never undoes the priority asked for.
 * cfg: the family's ``cfg_range`` (fixed at 1 for distilled and guidance-embedded models).
 * guidance: within GUIDANCE_SPAN of the family's published distilled guidance (convention).
 * clip_skip: -1 or -2, the values model cards ask for (convention).

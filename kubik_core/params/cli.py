@@ -4,8 +4,14 @@
     kubik explain "portrait of an old fisherman" --family flux_dev --verbosity detailed
 
 ``--json`` prints SamplingPlan.to_dict(): a stable interface with at least family, steps, cfg,
-sampler_name, scheduler, width, height, guidance, estimated_vram_gb, estimated_seconds,
-decisions (field, value, reason, source), overrides, suggested and notes.
+sampler_name, scheduler, width, height, guidance, estimated_vram_gb, estimated_seconds (null
+when the CPU time is not estimated yet), decisions (field, value, reason, source), overrides,
+suggested and notes.
+
+Both commands stay fast (a fraction of a second): they import no torch unless a GPU may be
+present (devices.local_device) and never measure the CPU unless told to with ``--calibrate``;
+without a cached CPU profile the time is reported as not estimated, with a note saying so.
+``--seed`` and ``--wildcards`` resolve ``{a|b}`` and ``__name__`` as ``kubik analyze`` does.
 """
 from __future__ import annotations
 
@@ -59,6 +65,14 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="device profile for the VRAM/time estimate (default: this machine)")
     parser.add_argument("--dialect", default="comfyui", choices=("comfyui", "a1111"),
                         help="prompt weighting syntax (default comfyui)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed that resolves {a|b} and __wildcard__ choices (default 0), as kubik analyze")
+    parser.add_argument("--wildcards", metavar="DIR", default=None,
+                        help="folder of wildcard .txt files for __name__ in the prompt, as kubik analyze")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="measure this CPU for the time estimate if it was not measured yet (about "
+                             "two seconds, with torch; kept in Kubik's cache folder); without it a CPU "
+                             "that was never measured gets no time estimate")
 
 
 def _plan(args, overrides=None, mode="AUTO"):
@@ -68,8 +82,12 @@ def _plan(args, overrides=None, mode="AUTO"):
     from .checkpoint import read_safetensors_metadata
     from .plan import ModelInfo
 
+    if args.wildcards is not None and not os.path.isdir(args.wildcards):
+        raise CommandError(f"--wildcards: no folder {args.wildcards!r}; give the folder that "
+                           "holds your wildcard .txt files")
     try:
-        analysis = analyze_prompt(args.prompt, dialect=args.dialect)
+        analysis = analyze_prompt(args.prompt, dialect=args.dialect, seed=args.seed,
+                                  wildcards_dir=args.wildcards)
         info = None
         if args.checkpoint:
             info = ModelInfo(checkpoint_name=os.path.basename(args.checkpoint))
@@ -79,7 +97,8 @@ def _plan(args, overrides=None, mode="AUTO"):
             raise CommandError("--family auto needs --checkpoint (a file or a file name)")
         detection = detect_family(info, args.family)
         plan = optimize(analysis, detection.family, priority=args.priority, aspect_ratio=args.aspect,
-                        mode=mode, overrides=overrides, device=args.device, detection=detection)
+                        mode=mode, overrides=overrides, device=args.device, detection=detection,
+                        calibrate=args.calibrate)
     except (ParamsError, ValueError, OSError) as exc:
         raise CommandError(str(exc)) from None
     return analysis, plan
@@ -93,13 +112,16 @@ def run_params(args) -> int:
         print(json.dumps(plan.to_dict(), indent=2))
         return 0
     from ..explain import explain
+    from .plan import format_seconds
 
     rows = [("family", f"{plan.family} (confidence {plan.family_confidence:.1f})"),
             ("steps", plan.steps), ("cfg", f"{plan.cfg:g}"),
             ("guidance", "-" if plan.guidance is None else f"{plan.guidance:g}"),
             ("sampler", plan.sampler_name), ("scheduler", plan.scheduler),
             ("size", f"{plan.width}x{plan.height}"),
-            ("estimate", f"{plan.estimated_vram_gb:.1f} GB, {plan.estimated_seconds:.1f} s on {plan.device}")]
+            ("estimate", f"{plan.estimated_vram_gb:.1f} GB, " + (
+                "time not estimated" if plan.estimated_seconds is None
+                else format_seconds(plan.estimated_seconds)) + f" on {plan.device}")]
     print("\n".join(f"{name:<10} {value}" for name, value in rows))
     print()
     print(explain(analysis, plan, verbosity="standard"))

@@ -14,6 +14,20 @@ Order of evidence, best first:
    modelspec.architecture, ss_base_model_version, ss_sd_model_name), and ComfyUI's EDM model
    type, which it sets for Playground v2.5 (comfy/supported_models.py:201).
 
+Names are read as words (``name_words``: separators, camelCase and digit runs split, so
+"juggernautXL_v9Lightning" reads juggernaut / xl / v / 9 / lightning), never matched against a
+list of model names. The words say:
+
+* a distillation (lightning, turbo, hyper, lcm) and whether the file is the distiller's own
+  release (ByteDance's sdxl_lightning_4step, Stability's sd_xl_turbo_1.0) or a community merge,
+  which has words of its own (a model name: "juggernaut", "realvisxl", "dreamshaper"): merges
+  are sampled the way their makers publish (family sdxl_fast_merge), not with the base recipe;
+* a step count ("4step", "8-steps"), which sets the steps of a step-distilled model;
+* "1step" with Hyper-SDXL: its one-step UNet recipe (``recipe`` "hyper_sdxl_1step");
+* a sampler ("DPMSDE", "euler"), used when the model is step-distilled;
+* v-prediction ("vPred", "v-pred", "v_prediction"), or ComfyUI's V_PREDICTION model type:
+  ancestral samplers are replaced by Euler, as v-prediction models ask.
+
 Anything unrecognised gets the documented fallback: the generic flow profile for flow-matching
 models, else the SDXL profile, with confidence 0 and a reason saying so. Never an exception,
 except for a family name the user typed that does not exist.
@@ -21,7 +35,7 @@ except for a family name the user typed that does not exist.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .families import FALLBACK_FAMILY, get_family
 from .plan import ModelInfo
@@ -33,6 +47,26 @@ class FamilyDetection:
     confidence: float      # 1.0 chosen by the user, ~0.9 from ComfyUI's classes, 0 = fallback
     reason: str
     steps_hint: int | None = None  # step count a distilled checkpoint's name announces ("4step")
+    sampler_hint: str | None = None  # KSampler sampler a distilled checkpoint's name announces
+    v_prediction: bool = False       # a v-prediction checkpoint (name or ComfyUI's model type)
+    recipe: str | None = None        # a model-specific recipe (RECIPES), e.g. "hyper_sdxl_1step"
+
+
+@dataclass(frozen=True)
+class NameReading:
+    """What a checkpoint's name (and metadata text) says, read as words."""
+
+    words: tuple[str, ...]
+    distillation: str | None       # "lightning", "hyper", "turbo", "lcm"
+    own_words: tuple[str, ...]     # words that are no format, version or distillation: a model name
+    steps: int | None
+    sampler: str | None
+    v_prediction: bool
+
+    @property
+    def merge(self) -> bool:
+        """A community checkpoint built on a distillation (it has a model name of its own)."""
+        return self.distillation in ("lightning", "hyper", "turbo") and bool(self.own_words)
 
 
 # ComfyUI config class (comfy/supported_models.py) -> family id.
@@ -66,13 +100,9 @@ _NO_PROFILE = {
 }
 _CONTEXT_DIMS = {768: "sd15", 1024: "sd2", 2048: "sdxl"}
 
-# SDXL look-alikes: (pattern on name + metadata, family), first match wins. Distillations first:
-# a "pony lightning" merge samples like Lightning.
+# SDXL look-alikes other than distillations (read as words first, see read_name: a "pony
+# lightning" merge samples like Lightning): (pattern on name + metadata, family), first match wins.
 _SDXL_VARIANTS = (
-    (re.compile(r"lightning"), "sdxl_lightning"),
-    (re.compile(r"hyper[-_ ]?sd|hyper"), "sdxl_hyper"),
-    (re.compile(r"\blcm\b|[-_]lcm|lcm[-_]"), "sdxl_lcm"),
-    (re.compile(r"turbo"), "sdxl_turbo"),
     (re.compile(r"pony|pdxl|score_9"), "pony"),
     (re.compile(r"illustrious|noob|\bilxl\b|[-_]ilxl|illu[-_]"), "illustrious"),
     (re.compile(r"playground"), "playground25"),
@@ -107,7 +137,20 @@ _NAME_FAMILIES = (
     (re.compile(r"v1[._-]5|sd[._-]?15|sd[._-]?1\.5"), "sd15"),
     (re.compile(r"v2[._-]1|sd[._-]?2"), "sd2"),
 )
-_STEPS_IN_NAME = re.compile(r"(\d{1,2})[-_ ]?steps?")
+# Words of checkpoint names that say nothing about which model it is: formats, precisions,
+# versions, packaging, distillations, step counts and sampler names (a name left with other
+# words has a model name of its own).
+_NEUTRAL_WORDS = frozenset({
+    "sd", "sdxl", "xl", "sd1", "sd15", "base", "model", "checkpoint", "ckpt", "safetensors", "pt",
+    "unet", "lora", "fp16", "fp32", "bf16", "fp8", "e4m3fn", "e5m2", "pruned", "ema", "emaonly",
+    "noema", "full", "fix", "fixed", "vae", "bakedvae", "baked", "nsfw", "sfw", "final", "version",
+    "v", "comfyui", "comfy", "cfg", "step", "steps", "lightning", "hyper", "turbo", "lcm", "dpm",
+    "dpmsde", "dpmpp", "sde", "karras", "euler", "a", "by", "and", "the", "of", "x", "fp", "inpainting",
+    "1", "stabilityai", "bytedance", "fast", "distilled", "merge", "merged", "mix",
+})
+# Name words announcing a sampler (KSampler names): community merges put their maker's sampler there.
+_SAMPLER_WORDS = {"dpmsde": "dpmpp_sde", "dpmppsde": "dpmpp_sde", "euler": "euler"}
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _METADATA_KEYS = ("modelspec.title", "modelspec.architecture", "ss_base_model_version",
                   "ss_sd_model_name", "ss_output_name")
 # Metadata is written by whoever made the file: only this much of each value is matched, so a
@@ -119,7 +162,10 @@ def detect_family(info: ModelInfo | None, family_hint: str = "auto") -> FamilyDe
     """The family of ``info``; ``family_hint`` other than "auto" wins (and must be a valid id)."""
     if family_hint and family_hint != "auto":
         profile = get_family(family_hint)
-        return FamilyDetection(profile.id, 1.0, f"family set to {profile.id!r} by the family input")
+        reason = f"family set to {profile.id!r} by the family input"
+        if info is None:
+            return FamilyDetection(profile.id, 1.0, reason)
+        return _with_name_hints(FamilyDetection(profile.id, 1.0, reason), info)
     if info is None:
         return FamilyDetection(FALLBACK_FAMILY, 0.0, "no model information and family 'auto': "
                                f"using the generic {FALLBACK_FAMILY} profile")
@@ -131,10 +177,9 @@ def detect_family(info: ModelInfo | None, family_hint: str = "auto") -> FamilyDe
     if family is None:
         return _fallback(info)
     family, reason = _refine_variant(family, reason, info)
-    name_text = _name_text(info)
     if family == "sdxl":
-        return _refine_sdxl(reason, info, name_text, confidence)
-    return FamilyDetection(family, confidence, reason, _steps_hint(name_text))
+        return _with_name_hints(_refine_sdxl(reason, info, _name_text(info), confidence), info)
+    return _with_name_hints(FamilyDetection(family, confidence, reason), info)
 
 
 def _from_classes(info: ModelInfo) -> tuple[str | None, str]:
@@ -165,7 +210,8 @@ def _from_names(info: ModelInfo) -> tuple[str | None, str, float]:
         match = pattern.search(name)
         if match:
             return family, f"{match.group(0)!r} in the checkpoint name", 0.5
-    if "xl" in name or any(pattern.search(name) for pattern, _family in _SDXL_VARIANTS):
+    if ("xl" in name or read_name(name).distillation == "lightning"
+            or any(pattern.search(name) for pattern, _family in _SDXL_VARIANTS)):
         return "sdxl", "an SDXL-class checkpoint name (no model classes to check)", 0.5
     return None, "", 0.0
 
@@ -208,16 +254,47 @@ def _refine_variant(family: str, reason: str, info: ModelInfo) -> tuple[str, str
 def _refine_sdxl(reason: str, info: ModelInfo, name_text: str, confidence: float) -> FamilyDetection:
     if info.model_type == "EDM":
         return FamilyDetection("playground25", confidence, reason + "; EDM model type (Playground v2.5)")
+    reading = _reading(info)
+    if reading.distillation is not None:
+        where = "checkpoint name" if read_name(info.checkpoint_name).distillation else "checkpoint metadata"
+        said = f"{reason}; {reading.distillation!r} in the {where}"
+        if reading.merge:
+            return FamilyDetection("sdxl_fast_merge", min(confidence, 0.8), said + (
+                f", with a model name of its own ({' '.join(reading.own_words[:3])}): a community "
+                f"merge of a {reading.distillation.capitalize()} model, sampled as its makers publish"))
+        if reading.distillation == "hyper" and reading.steps == 1:
+            return FamilyDetection("sdxl_hyper", min(confidence, 0.8), said + "; '1step': the one-step UNet",
+                                   recipe="hyper_sdxl_1step")
+        family = {"lightning": "sdxl_lightning", "hyper": "sdxl_hyper", "turbo": "sdxl_turbo",
+                  "lcm": "sdxl_lcm"}[reading.distillation]
+        return FamilyDetection(family, min(confidence, 0.8), said)
     for pattern, family in _SDXL_VARIANTS:
         match = pattern.search(name_text)
         if match:
             where = "checkpoint metadata" if pattern.search(_metadata_text(info)) else "checkpoint name"
-            return FamilyDetection(family, min(confidence, 0.8),
-                                   f"{reason}; {match.group(0)!r} in the {where}", _steps_hint(name_text))
+            return FamilyDetection(family, min(confidence, 0.8), f"{reason}; {match.group(0)!r} in the {where}")
     extra = ""
     if info.model_type in ("V_PREDICTION", "V_PREDICTION_EDM"):
         extra = "; v-prediction SDXL (NoobAI-style), consider family 'illustrious'"
     return FamilyDetection("sdxl", confidence, reason + extra)
+
+
+def _reading(info: ModelInfo) -> NameReading:
+    """The name read as words; the distillation may also come from the metadata, the model's
+    own words only from the file name (metadata repeats "stable diffusion xl" and the like)."""
+    name = read_name(info.checkpoint_name.replace("\\", "/").rsplit("/", 1)[-1])
+    meta = read_name(_metadata_text(info))
+    return replace(name, distillation=name.distillation or meta.distillation,
+                   steps=name.steps or meta.steps, sampler=name.sampler or meta.sampler,
+                   v_prediction=name.v_prediction or meta.v_prediction)
+
+
+def _with_name_hints(detection: FamilyDetection, info: ModelInfo) -> FamilyDetection:
+    """``detection`` with what the name says beyond the family: steps, sampler, v-prediction."""
+    reading = _reading(info)
+    v_prediction = reading.v_prediction or info.model_type in ("V_PREDICTION", "V_PREDICTION_EDM")
+    return replace(detection, steps_hint=reading.steps, sampler_hint=reading.sampler,
+                   v_prediction=v_prediction)
 
 
 def _fallback(info: ModelInfo) -> FamilyDetection:
@@ -243,6 +320,46 @@ def _name_text(info: ModelInfo) -> str:
     return f"{info.checkpoint_name} {_metadata_text(info)}".lower()
 
 
-def _steps_hint(text: str) -> int | None:
-    match = _STEPS_IN_NAME.search(text)
-    return int(match.group(1)) if match else None
+def name_words(text: str) -> tuple[str, ...]:
+    """``text`` as lower-case words: separators, camelCase, ALLCAPS runs and digit runs split
+    ("dreamshaperXL_lightningDPMSDE" -> dreamshaper, xl, lightning, dpmsde)."""
+    return tuple(word.lower() for word in _WORD.findall(text[:_METADATA_CHARS * 6]))
+
+
+def _strip_distillation(word: str) -> str:
+    """A word less a distillation glued to its end ("sdxllightning" -> "sdxl")."""
+    for suffix in ("lightning", "turbo"):
+        if word.endswith(suffix) and word != suffix:
+            return word[:-len(suffix)]
+    return word
+
+
+def read_name(text: str) -> NameReading:
+    """What a checkpoint name says about the model (see the module docstring)."""
+    words = name_words(text)
+    distillation = None
+    for index, word in enumerate(words):
+        if word in ("lightning", "turbo", "lcm"):
+            distillation = distillation or word
+        elif word.endswith(("lightning", "turbo")) and len(word) > 5:   # "XLLIGHTNING", one capital run
+            distillation = distillation or ("lightning" if word.endswith("lightning") else "turbo")
+        elif word == "hyper" or word.startswith("hypersd"):
+            # "hyper" is also an English prefix ("hyperRealism"): a distillation only when what
+            # follows is no word of its own (a format, a step count, the end of the name).
+            following = words[index + 1] if index + 1 < len(words) else ""
+            if word != "hyper" or not following or following.isdigit() or following in _NEUTRAL_WORDS:
+                distillation = distillation or "hyper"
+    steps = None
+    for first, second in zip(words, words[1:]):
+        if first.isdigit() and second in ("step", "steps") and 0 < int(first) <= 64:
+            steps = int(first)
+            break
+    v_prediction = any(word in ("vpred", "vprediction") for word in words) or any(
+        first == "v" and second in ("pred", "prediction") for first, second in zip(words, words[1:]))
+    sampler = next((_SAMPLER_WORDS[word] for word in words if word in _SAMPLER_WORDS), None)
+    if sampler is None and any(first == "dpm" and second == "sde" for first, second in zip(words, words[1:])):
+        sampler = "dpmpp_sde"
+    own = tuple(word for word in words if not word.isdigit() and len(word) > 2
+                and _strip_distillation(word) not in _NEUTRAL_WORDS
+                and word not in ("pred", "prediction", "vpred", "vprediction"))
+    return NameReading(words, distillation, own, steps, sampler, v_prediction)

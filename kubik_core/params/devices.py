@@ -7,10 +7,19 @@ matrix products with fp32 accumulation (what PyTorch's half-precision GEMMs use)
 The CPU has no datasheet figure worth using (a 2-core VM and a 64-core workstation differ 50x),
 so its profile is measured: ``cpu_profile`` times a 3x3 convolution (the bulk of a UNet's work)
 and a memory copy with torch on this machine, best of a few tries, in about a second, and caches
-the result in ``cpu_profile.json`` in Kubik's cache folder (keyed by CPU model, core count, torch
-threads and torch version, so another machine or setting measures again; measured again once a
-day at most, keeping the faster figure, since other programs can only slow a measurement). ``CPU_EFFICIENCY`` is the share of that convolution rate a whole UNet forward pass
-reaches (benchmarks/cpu_time_estimate.py measures it against ComfyUI's own UNet).
+the result in ``cpu_profile.json`` in Kubik's cache folder (keyed by CPU model, core count, the
+torch thread setting and torch's installed version, all read without importing torch, so another
+machine or setting measures again; measured again once a day at most, keeping the faster figure,
+since other programs can only slow a measurement). ``CPU_EFFICIENCY`` is the share of that
+convolution rate a whole UNet forward pass reaches (benchmarks/cpu_time_estimate.py measures it
+against ComfyUI's own UNet).
+
+"auto" is the device this process would sample on, found without importing torch where no GPU
+can exist (importing torch takes seconds and most of a gigabyte, which the `kubik` command line
+should not spend to learn there is no GPU): an NVIDIA driver shows in /proc/driver/nvidia/gpus or
+/dev/nvidia*, and ``nvidia-smi`` then names the card; only a GPU nvidia-smi cannot describe, or
+ROCm's /dev/kfd, makes it ask torch. ``measure=False`` (the command line without ``--calibrate``)
+uses a cached CPU profile, or none: the plan then says the CPU time is not estimated yet.
 """
 from __future__ import annotations
 
@@ -18,6 +27,8 @@ import json
 import logging
 import os
 import platform
+import shutil
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -56,7 +67,7 @@ class DeviceProfile:
 
 DEVICES: dict[str, DeviceProfile] = {p.id: p for p in (
     # Placeholder figures: resolve_device("cpu") returns the measured profile (cpu_profile).
-    DeviceProfile("cpu", "this machine's CPU (measured)", 32.0, 0.0, CPU_EFFICIENCY, 4,
+    DeviceProfile("cpu", "this machine's CPU", 32.0, 0.0, CPU_EFFICIENCY, 4,
                   "measured once per machine: fp32 3x3 convolution and memory copy rates with "
                   "torch (kubik_core/params/devices.py cpu_profile); ComfyUI computes in fp32 on "
                   "the CPU; 'VRAM' is system RAM here"),
@@ -88,26 +99,121 @@ def profile_for_gpu(name: str, memory_gb: float) -> tuple[DeviceProfile, str | N
                                  f"the {DEVICES[profile_id].label} profile")
 
 
-@lru_cache(maxsize=1)
-def _local_device() -> tuple[DeviceProfile, str | None]:
-    """The device this process would run on outside ComfyUI: the first CUDA GPU, else the CPU."""
+NVIDIA_SMI_QUERY = ("--query-gpu=name,memory.total,uuid", "--format=csv,noheader,nounits")
+_NVIDIA_SMI_TIMEOUT_S = 10.0
+
+
+def local_device(measure: bool = True, root: str | os.PathLike = "/") -> tuple[DeviceProfile, str | None]:
+    """(profile, note) of the device this process would sample on outside ComfyUI: the first
+    visible GPU, else this CPU. torch is imported only when a GPU may exist that nvidia-smi
+    cannot describe (see the module docstring); ``root`` is where /proc and /dev are read."""
+    gpu = local_gpu(root)
+    if gpu is not None:
+        return gpu
+    profile, note = cpu_profile(measure=measure)
+    if platform.system() == "Darwin" and platform.machine() == "arm64":
+        note += ("; Apple silicon's GPU (MPS) has no device profile yet, so this is the CPU's "
+                 "figure: choose a device profile if ComfyUI samples on the GPU")
+    return profile, note
+
+
+def local_gpu(root: str | os.PathLike = "/") -> tuple[DeviceProfile, str | None] | None:
+    """(profile, note) of the first GPU this process can use, or None (see local_device)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    hidden = visible is not None and visible.strip() in ("", "-1")
+    signs = [] if hidden else gpu_signs(root)
+    if any(sign.startswith("nvidia") for sign in signs):
+        gpu = nvidia_smi_gpu(visible)
+        if gpu is not None:
+            return profile_for_gpu(*gpu)
+    if signs:
+        return _torch_gpu()
+    return None
+
+
+def gpu_signs(root: str | os.PathLike = "/") -> list[str]:
+    """What under ``root`` shows a GPU driver: "nvidia /proc/driver/nvidia/gpus/...",
+    "nvidia /dev/nvidia0", "rocm /dev/kfd"; empty when no GPU can be used here."""
+    base = Path(root)
+    signs: list[str] = []
+    try:
+        signs += [f"nvidia {entry}" for entry in sorted((base / "proc/driver/nvidia/gpus").iterdir())]
+    except OSError:
+        pass
+    try:
+        signs += [f"nvidia {entry}" for entry in sorted((base / "dev").glob("nvidia[0-9]*"))]
+    except OSError:
+        pass
+    if (base / "dev/kfd").exists():
+        signs.append(f"rocm {base / 'dev/kfd'}")
+    return signs
+
+
+def nvidia_smi_gpu(visible: str | None = None) -> tuple[str, float] | None:
+    """(name, memory in GB) of the first GPU CUDA would use, from nvidia-smi; None when it is
+    missing, fails or prints nothing usable. ``visible``: CUDA_VISIBLE_DEVICES."""
+    executable = shutil.which("nvidia-smi")
+    if executable is None:
+        return None
+    try:
+        done = subprocess.run([executable, *NVIDIA_SMI_QUERY], capture_output=True, text=True,
+                              errors="replace", timeout=_NVIDIA_SMI_TIMEOUT_S, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return parse_nvidia_smi(done.stdout, visible) if done.returncode == 0 else None
+
+
+def parse_nvidia_smi(text: str, visible: str | None = None) -> tuple[str, float] | None:
+    """The GPU CUDA would number 0 in nvidia-smi's ``name, memory.total [MiB], uuid`` lines:
+    the first, or the one CUDA_VISIBLE_DEVICES (``visible``: indices or UUIDs) names first.
+    Lines that do not read as a GPU are skipped; None when none does."""
+    gpus = []
+    for line in text[:64 * 1024].splitlines()[:64]:
+        fields = [field.strip() for field in line.split(",")]
+        if len(fields) < 2 or not fields[0]:
+            continue
+        try:
+            memory_gb = float(fields[1]) / 1024.0
+        except ValueError:
+            continue
+        if 0 < memory_gb < 1e5:
+            gpus.append((fields[0][:100], memory_gb, fields[2] if len(fields) > 2 else ""))
+    if not gpus:
+        return None
+    first = (visible or "").split(",")[0].strip()
+    chosen = gpus[0]
+    if first.isascii() and first.isdigit() and int(first) < len(gpus):
+        chosen = gpus[int(first)]
+    elif first.startswith(("GPU-", "MIG-")):
+        chosen = next((gpu for gpu in gpus if gpu[2] and gpu[2].startswith(first[:60])), chosen)
+    return chosen[0], chosen[1]
+
+
+def _torch_gpu() -> tuple[DeviceProfile, str | None] | None:
+    """Ask torch (a GPU nvidia-smi could not describe, or a ROCm one)."""
     import torch
 
     if not torch.cuda.is_available():
-        return cpu_profile()
+        return None
     props = torch.cuda.get_device_properties(0)
     return profile_for_gpu(props.name, props.total_memory / 2**30)
 
 
-def resolve_device(device: str) -> tuple[DeviceProfile, str | None]:
+@lru_cache(maxsize=1)
+def _this_machines_gpu() -> tuple[DeviceProfile, str | None] | None:
+    return local_gpu()
+
+
+def resolve_device(device: str, measure: bool = True) -> tuple[DeviceProfile, str | None]:
     """(profile, note) for a device id or "auto"; ParamsError naming the valid ids otherwise.
-    "cpu" is this machine's CPU, measured (cpu_profile)."""
+    "cpu" is this machine's CPU, measured (cpu_profile); ``measure=False`` only reads a cached
+    measurement and otherwise returns a CPU profile without a rate (time not estimated)."""
     if device == "cpu":
-        return cpu_profile()
+        return cpu_profile(measure=measure)
     if device in DEVICES:
         return DEVICES[device], None
     if device in ("auto", "", None):
-        return _local_device()
+        return _this_machines_gpu() or cpu_profile(measure=measure)
     raise ParamsError(f"device: unknown device {device!r}; choose one of {', '.join(DEVICE_CHOICES)}")
 
 
@@ -122,27 +228,41 @@ def default_cache_dir() -> Path:
     return cache_dir()
 
 
+def cpu_profile(cache_dir: str | os.PathLike | None = None, measure: bool = True) -> tuple[DeviceProfile, str]:
+    """load_cpu_profile, kept for the process once measured (``measure=False`` reads the small
+    cache file on each call, so a measurement made meanwhile is seen)."""
+    return _measured_cpu_profile(cache_dir) if measure else load_cpu_profile(cache_dir, measure=False)
+
+
 @lru_cache(maxsize=4)
-def cpu_profile(cache_dir: str | os.PathLike | None = None) -> tuple[DeviceProfile, str]:
+def _measured_cpu_profile(cache_dir: str | os.PathLike | None) -> tuple[DeviceProfile, str]:
+    return load_cpu_profile(cache_dir)
+
+
+def load_cpu_profile(cache_dir: str | os.PathLike | None = None, measure: bool = True) -> tuple[DeviceProfile, str]:
     """(this machine's measured CPU profile, a note saying what the time estimate rests on).
 
     Read from ``cpu_profile.json`` in ``cache_dir`` (default: default_cache_dir()) when it was
-    measured on this machine with these settings, else measured now (about a second) and saved
-    there; a cache folder that cannot be written only costs measuring again next time. Other
-    programs running during a measurement can only make it slower, so a profile older than
+    measured on this machine with these settings, else measured now (about a second, with torch)
+    and saved there; a cache folder that cannot be written only costs measuring again next time.
+    Other programs running during a measurement can only make it slower, so a profile older than
     REMEASURE_AFTER_S is measured again, once, and the faster of the two figures is kept.
+    ``measure=False`` never measures: an old profile is used as it is, and without one the
+    profile has no rate (``tflops`` 0), which the optimizer reports as time not estimated.
     """
     path = Path(cache_dir if cache_dir is not None else default_cache_dir()) / CPU_PROFILE_FILE
     machine = cpu_identity()
     measured = _read_profile(path, machine)
-    if measured is None or time.time() - measured["measured_at"] > REMEASURE_AFTER_S:
+    base = DEVICES["cpu"]
+    if measured is None and not measure:
+        return replace(base, memory_gb=_ram_gb() or base.memory_gb), NOT_CALIBRATED_NOTE
+    if measure and (measured is None or time.time() - measured["measured_at"] > REMEASURE_AFTER_S):
         gflops, bandwidth = measure_cpu()
         if measured is not None:
             gflops, bandwidth = max(gflops, measured["gflops"]), max(bandwidth, measured["bandwidth_gbs"])
         measured = {"gflops": gflops, "bandwidth_gbs": bandwidth, "measured_at": time.time()}
         _write_profile(path, machine, measured)
     when = time.strftime("%Y-%m-%d", time.localtime(measured["measured_at"]))
-    base = DEVICES["cpu"]
     profile = replace(base, tflops=measured["gflops"] / 1000.0, bandwidth_gbs=measured["bandwidth_gbs"],
                       memory_gb=_ram_gb() or base.memory_gb)
     note = (f"CPU time estimate from this machine's measured profile ({machine['cpu']}, "
@@ -151,6 +271,11 @@ def cpu_profile(cache_dir: str | os.PathLike | None = None) -> tuple[DeviceProfi
             "text encoding, sampling and VAE decoding on an otherwise idle machine, not loading "
             "the checkpoint (the first run after a start)")
     return profile, note
+
+
+NOT_CALIBRATED_NOTE = ("CPU time not estimated yet: this CPU has not been measured; run the command "
+                       "once with --calibrate (about two seconds: it times a convolution with torch "
+                       "and keeps the figure in Kubik's cache folder)")
 
 
 def measure_cpu(clock=time.perf_counter) -> tuple[float, float]:
@@ -182,9 +307,9 @@ def _timed(work, clock) -> float:
 
 
 def cpu_identity() -> dict:
-    """What the measurement depends on: CPU model, logical cores, torch threads, torch version."""
-    import torch
-
+    """What the measurement depends on, read without importing torch: CPU model, logical cores,
+    the thread count torch would use (OMP_NUM_THREADS, else the CPUs this process may run on)
+    and torch's installed version."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
@@ -192,8 +317,27 @@ def cpu_identity() -> dict:
                         if line.startswith("model name")), cpu)
     except OSError:
         pass
-    return {"cpu": cpu[:100], "cores": os.cpu_count() or 1, "threads": torch.get_num_threads(),
-            "torch": torch.__version__}
+    return {"cpu": cpu[:100], "cores": os.cpu_count() or 1, "threads": _torch_threads(),
+            "torch": _torch_version()}
+
+
+def _torch_threads() -> int:
+    setting = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if setting.isascii() and setting.isdigit() and 0 < int(setting) < 100_000:
+        return int(setting)
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _torch_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torch")[:40]
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def _ram_gb() -> float:

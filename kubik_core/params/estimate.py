@@ -48,8 +48,9 @@ DECODE_EFFICIENCY = 0.8
 
 
 def estimate_for(family: FamilyProfile, device: DeviceProfile, width: int, height: int,
-                 steps: int, cfg: float, priority: str = "balanced") -> tuple[float, float]:
-    """(peak memory in GB, seconds per image); see the module docstring for the model."""
+                 steps: int, cfg: float, priority: str = "balanced") -> tuple[float, float | None]:
+    """(peak memory in GB, seconds per image); see the module docstring for the model. The
+    seconds are None on a device without a rate (a CPU not measured yet: devices.cpu_profile)."""
     dtype = device.dtype_bytes
     weight_bytes = 1 if (priority == "low_vram" and family.fp8_release and dtype == 2) else dtype
     passes = 2 if cfg > 1.0 else 1
@@ -62,6 +63,8 @@ def estimate_for(family: FamilyProfile, device: DeviceProfile, width: int, heigh
     peak = max(model + vae + activations, vae + decode, text)
     context = _CUDA_CONTEXT_GB if device.id != "cpu" else 0.0
     vram_gb = peak / _GIB + context
+    if device.tflops <= 0:
+        return round(vram_gb, 2), None
     seconds = sum(time_parts(family, device, width, height, steps, cfg).values())
     return round(vram_gb, 2), round(seconds, 2)
 
@@ -85,7 +88,7 @@ def time_parts(family: FamilyProfile, device: DeviceProfile, width: int, height:
     }
 
 
-def estimate(plan: SamplingPlan, device: str = "auto") -> tuple[float, float]:
+def estimate(plan: SamplingPlan, device: str = "auto") -> tuple[float, float | None]:
     """(peak VRAM in GB, seconds per image) for ``plan`` on a device id of devices.DEVICES."""
     profile, _note = resolve_device(device)
     return estimate_for(get_family(plan.family), profile, plan.width, plan.height, plan.steps,

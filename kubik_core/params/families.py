@@ -11,7 +11,15 @@ Conventions used in the table:
   as on distilled models) is CFG 1.0 in ComfyUI. ``guidance`` is the *distilled* guidance that
   Flux-style models take through ComfyUI's FluxGuidance node; None where the model has none.
 * ``steps`` holds the step count for the quality, balanced and speed priorities; low_vram uses
-  the balanced count (memory does not depend on the step count).
+  the balanced count (memory does not depend on the step count). Balanced is the maker's or
+  ComfyUI's own published default. Quality is the count past which the comparisons cited show
+  no further gain, never below balanced: 40 for UNet models (SD1.5, SD2, SDXL and its
+  fine-tunes), 30 for flow-matching transformers sampled with Euler, unless the maker publishes
+  another figure for its model. It used to follow Fooocus' "Quality" preset and the cards'
+  diffusers examples (60 for SDXL, 50 for FLUX and Qwen-Image), about twice what ComfyUI users
+  run for no visible gain (issue 23). Quality comes from the sampler and scheduler the maker
+  publishes, not from more steps. ``sources["steps"]`` is the source of the balanced count,
+  ``sources["steps_quality"]`` / ``["steps_speed"]`` of the others where they differ.
 * ``buckets`` are (width, height) pairs the model was trained on, or, for models trained on
   arbitrary sizes near one megapixel, sizes generated at ``native_area`` in multiples the
   model's latent grid needs.
@@ -25,6 +33,11 @@ Sources abbreviated below:
   CE  = https://comfyanonymous.github.io/ComfyUI_examples/<page>
   CT  = Comfy-Org's official ComfyUI workflow template for the model (its KSampler defaults, as
         recorded by third-party preset registries that mirror the templates)
+  CE  images are read at comfyanonymous/ComfyUI_examples commit f9431bb (2025-11-26): the
+        workflow each example PNG embeds (KSampler or BasicScheduler steps, cfg, sampler).
+
+A source that starts with "convention" or "community practice" is no maker's figure; the
+optimizer's reasons call only the others "published".
 """
 from __future__ import annotations
 
@@ -56,6 +69,7 @@ class FamilyProfile:
     clip_skip: int | None = None
     distilled: bool = False         # step count fixed by distillation: never scaled by complexity
     stylized_sampler: str | None = None  # sampler for anime/illustration styles, where the card says so
+    stylized_scheduler: str | None = None  # the scheduler that goes with it (default: ``scheduler``)
     params_b: float = 0.0           # diffusion model (UNet / DiT)
     text_encoder_b: float = 0.0
     vae_b: float = 0.08
@@ -68,6 +82,44 @@ class FamilyProfile:
 
     def steps_for(self, priority: str) -> int:
         return self.steps["balanced" if priority == "low_vram" else priority]
+
+    def steps_source(self, priority: str) -> str:
+        """The source of the step count of ``priority`` (see the module docstring)."""
+        return self.sources.get(f"steps_{priority}", self.sources["steps"])
+
+    def published(self, key: str) -> bool:
+        """Whether ``sources[key]`` names a maker's or a reference tool's figure rather than a
+        convention or community practice."""
+        return is_published(self.sources.get(key, "convention"))
+
+
+def is_published(source: str) -> bool:
+    """A source that is no convention, community practice, assumption or user edit."""
+    return not source.lower().startswith(("convention", "community practice", "assumption", "kubik", "your"))
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Settings a specific checkpoint needs beyond its family's (detect.py sets ``recipe``)."""
+
+    label: str
+    steps: int
+    cfg: float
+    sampler: str
+    scheduler: str
+    source: str
+    note: str
+
+
+RECIPES: dict[str, Recipe] = {
+    "hyper_sdxl_1step": Recipe(
+        "Hyper-SDXL one-step UNet", steps=1, cfg=1.0, sampler="lcm", scheduler="sgm_uniform",
+        source=("HF ByteDance/Hyper-SD (Hyper-SDXL-1step-Unet: LCMScheduler, num_inference_steps=1, "
+                "guidance_scale=0, timesteps=[800]; comfyui/ComfyUI-HyperSDXL1StepUnetScheduler)"),
+        note=("Hyper-SDXL 1-step UNet: the card starts its single step at timestep 800 through its own "
+              "HyperSDXL1StepUnetScheduler node (Hyper-SD repository, comfyui folder) in SamplerCustom; "
+              "KSampler's sgm_uniform starts at 999, which works but is softer")),
+}
 
 
 # ------------------------------------------------------------------ resolution buckets
@@ -122,6 +174,22 @@ _SDXL_CARD = "HF stabilityai/stable-diffusion-xl-base-1.0 (1024x1024; UNet 2.6B,
 _CU_SDXL_MEM = "CU comfy/supported_models.py:198 memory_usage_factor 0.8"
 _CU_SDXL_CLIP = "CU comfy/sdxl_clip.py:44 (ComfyUI's SDXL encoders already read the penultimate layer)"
 _FLOW_SAMPLER = "convention: euler + simple is ComfyUI's flow-matching default (CE flux, sd3)"
+# Where more steps stop paying, per model kind (issue 23).
+_UNET_QUALITY = ("community practice: 20-30 steps suffice with DPM++ samplers and 'above 40-50 steps, "
+                 "improvements are often barely noticeable' (stablehub.aid-lab.hfg-gmuend.de/"
+                 "guided-tutorial/core-parameters); SDE and ancestral samplers do best from 30 steps "
+                 "(xxiiyu.github.io/imagegen-tech/Sampling/07_tldr_usage, 'SDXL - What Works at "
+                 "Various Step Counts')")
+_FLOW_QUALITY = ("community practice: ComfyUI's own examples run flow-matching models with Euler at "
+                 "20-30 steps (CE flux/flux_dev_example.png 20, flux2/flux2_example.png 20, "
+                 "qwen_image/qwen_image_basic_example.png 20, chroma/chroma_example.png 30, "
+                 "hidream/hidream_full_example.png 30), diffusers' FluxPipeline defaults to 28 "
+                 "(src/diffusers/pipelines/flux/pipeline_flux.py, written with Black Forest Labs); "
+                 "the cards' 50-step examples cost about twice that for no visible gain")
+_LIGHTNING_MERGES = ("HF RunDiffusion/Juggernaut-XL-Lightning (DPM++ SDE or DPM++ SDE Karras, 5-7 steps, "
+                     "CFG 1.5-2); civitai.com/models/112902 DreamShaper XL (Lightning: 3-6 steps, CFG 2, "
+                     "'should also work only with DPM++ SDE Karras'; Turbo: 4-8 steps, CFG 2); "
+                     "HF SG161222/RealVisXL_V4.0_Lightning (4+ steps, CFG 1-2)")
 
 _SDXL_SIZES = dict(latent_channels=4, buckets=_SDXL_BUCKETS, native_area=1024 * 1024,
                    params_b=2.57, text_encoder_b=0.82, vae_b=0.084, memory_usage_factor=0.8,
@@ -140,6 +208,7 @@ def _profiles() -> tuple[FamilyProfile, ...]:
             sources={
                 "resolution": "HF stable-diffusion-v1-5/stable-diffusion-v1-5 (trained at 512x512); buckets FO modules/flags.py sd15_aspect_ratios",
                 "steps": "convention (A1111 default 20, diffusers default 50)",
+                "steps_quality": _UNET_QUALITY,
                 "cfg": "diffusers StableDiffusionPipeline guidance_scale default 7.5; 7 is A1111's default (convention)",
                 "sampler": "convention (DPM++ 2M Karras, the common A1111/ComfyUI pick for SD1.5)",
                 "size": "CompVis/stable-diffusion README (860M UNet, 123M text encoder)",
@@ -155,7 +224,8 @@ def _profiles() -> tuple[FamilyProfile, ...]:
             pixels_per_token=475,
             sources={
                 "resolution": "HF stabilityai/stable-diffusion-2-1 (768x768 v-model)",
-                "steps": "convention", "cfg": "diffusers StableDiffusionPipeline guidance_scale default 7.5 (7 convention)",
+                "steps": "convention", "steps_quality": _UNET_QUALITY,
+                "cfg": "diffusers StableDiffusionPipeline guidance_scale default 7.5 (7 convention)",
                 "sampler": "convention",
                 "size": "HF stabilityai/stable-diffusion-2-1 (865M UNet, OpenCLIP ViT-H text encoder 354M)",
                 "memory": "CU comfy/supported_models.py:95 memory_usage_factor 1.0",
@@ -163,14 +233,18 @@ def _profiles() -> tuple[FamilyProfile, ...]:
             }),
         FamilyProfile(
             id="sdxl", label="Stable Diffusion XL 1.0", group="sdxl", **_SDXL_SIZES,
-            steps={"quality": 60, "balanced": 30, "speed": 20}, steps_range=(20, 60),
+            steps={"quality": 40, "balanced": 30, "speed": 20}, steps_range=(20, 60),
             cfg=7.0, cfg_range=(4.5, 8.0), sampler="dpmpp_2m_sde_gpu", scheduler="karras",
-            stylized_sampler="euler_ancestral",
+            stylized_sampler="euler_ancestral", stylized_scheduler="normal",
             sources={
                 "resolution": _SDXL_CARD + "; buckets FO modules/flags.py sdxl_aspect_ratios",
-                "steps": _FO_STEPS + "; speed 20 convention",
+                "steps": _FO_STEPS + " (balanced: SPEED 30)",
+                "steps_quality": _UNET_QUALITY + "; FO's QUALITY 60 doubles the time",
+                "steps_speed": "convention (20, where DPM++ 2M settles: DPM-Solver++, arXiv:2211.01095, "
+                               "'high-quality samples within only 15 to 20 steps for guided sampling')",
                 "cfg": _FO_SAI, "sampler": _FO_SAI,
-                "stylized_sampler": "convention (Euler a, as anime SDXL fine-tunes recommend)",
+                "stylized_sampler": "community practice: Euler a with the normal scheduler, as anime SDXL "
+                                    "fine-tunes publish (HF Laxhar/noobai-XL-1.0; civitai.com/models/257749)",
                 "size": _SDXL_CARD, "memory": _CU_SDXL_MEM,
             }),
         FamilyProfile(
@@ -222,6 +296,22 @@ def _profiles() -> tuple[FamilyProfile, ...]:
                 "size": _SDXL_CARD, "memory": _CU_SDXL_MEM,
             }),
         FamilyProfile(
+            id="sdxl_fast_merge", label="SDXL Lightning/Turbo/Hyper community merge", group="sdxl",
+            **_SDXL_SIZES,
+            steps={"quality": 8, "balanced": 6, "speed": 4}, steps_range=(3, 8),
+            cfg=2.0, cfg_range=(1.5, 2.0), sampler="dpmpp_sde", scheduler="karras", distilled=True,
+            sources={
+                "resolution": _SDXL_CARD,
+                "steps": _LIGHTNING_MERGES + " (balanced 6: inside every range above)",
+                "steps_quality": "civitai.com/models/112902 DreamShaper XL Turbo (4-8 steps)",
+                "steps_speed": "civitai.com/models/112902 DreamShaper XL Lightning (3-6 steps); HF SG161222/RealVisXL_V4.0_Lightning (4+)",
+                "cfg": _LIGHTNING_MERGES, "sampler": _LIGHTNING_MERGES,
+                "size": _SDXL_CARD, "memory": _CU_SDXL_MEM,
+            },
+            notes=("Community Lightning/Turbo/Hyper merges (Juggernaut, RealVis, DreamShaper ...) publish "
+                   "DPM++ SDE Karras at CFG 1.5-2, unlike ByteDance's base files (Euler, CFG 1): check the "
+                   "model page of yours.",)),
+        FamilyProfile(
             id="pony", label="Pony Diffusion V6 XL", group="sdxl", **_SDXL_SIZES,
             steps={"quality": 35, "balanced": 25, "speed": 20}, steps_range=(20, 40),
             cfg=7.0, cfg_range=(6.0, 8.0), sampler="euler_ancestral", scheduler="normal",
@@ -229,6 +319,7 @@ def _profiles() -> tuple[FamilyProfile, ...]:
             sources={
                 "resolution": "civitai.com/models/257749 (SDXL sizes, 1024 class)",
                 "steps": "civitai.com/models/257749 (Euler a, 25 steps)",
+                "steps_quality": "community practice: 35, the top of HF Laxhar/noobai-XL-1.0's 28-35 steps with Euler a on the same architecture",
                 "cfg": "convention (CFG 7 with Pony V6)",
                 "sampler": "civitai.com/models/257749 (Euler a)",
                 "clip_skip": "civitai.com/models/257749 (clip skip 2); " + _CU_SDXL_CLIP,
@@ -243,6 +334,7 @@ def _profiles() -> tuple[FamilyProfile, ...]:
             sources={
                 "resolution": "HF Laxhar/noobai-XL-1.0 (about 1024x1024 total area, e.g. 832x1216)",
                 "steps": "HF Laxhar/noobai-XL-1.0 (28-35 steps); HF OnomaAIResearch/Illustrious-xl-early-release-v0 (20-28)",
+                "steps_speed": "convention (20, the bottom of HF OnomaAIResearch/Illustrious-xl-early-release-v0's 20-28)",
                 "cfg": "HF Laxhar/noobai-XL-1.0 (CFG 4-5); HF OnomaAIResearch/Illustrious-xl-early-release-v0 (5-7.5)",
                 "sampler": "HF Laxhar/noobai-XL-1.0 (Euler a)",
                 "clip_skip": "convention (clip skip 2 for anime SDXL); " + _CU_SDXL_CLIP,
@@ -251,11 +343,12 @@ def _profiles() -> tuple[FamilyProfile, ...]:
             notes=("NoobAI v-prediction checkpoints need Euler (not ancestral) and ModelSamplingDiscrete v_prediction.",)),
         FamilyProfile(
             id="playground25", label="Playground v2.5", group="sdxl", **_SDXL_SIZES,
-            steps={"quality": 50, "balanced": 30, "speed": 20}, steps_range=(20, 50),
+            steps={"quality": 40, "balanced": 30, "speed": 20}, steps_range=(20, 50),
             cfg=3.0, cfg_range=(2.0, 3.5), sampler="dpmpp_2m", scheduler="karras",
             sources={
                 "resolution": "HF playgroundai/playground-v2.5-1024px-aesthetic (1024px, multiple aspect ratios)",
-                "steps": "HF playgroundai/playground-v2.5-1024px-aesthetic (num_inference_steps=50); balanced/speed convention",
+                "steps": "convention (30; the card's example runs 50)",
+                "steps_quality": _UNET_QUALITY + "; the card's example runs 50 (HF playgroundai/playground-v2.5-1024px-aesthetic)",
                 "cfg": "HF playgroundai/playground-v2.5-1024px-aesthetic (guidance_scale=3); FO presets/playground_v2.5.json (2.0)",
                 "sampler": "FO presets/playground_v2.5.json (dpmpp_2m; Karras-type EDM sigmas -> karras)",
                 "size": _SDXL_CARD, "memory": _CU_SDXL_MEM,
@@ -263,12 +356,13 @@ def _profiles() -> tuple[FamilyProfile, ...]:
         FamilyProfile(
             id="sd3", label="Stable Diffusion 3 Medium", group="sd3", latent_channels=16,
             buckets=_MP1_64, native_area=1024 * 1024,
-            steps={"quality": 40, "balanced": 28, "speed": 20}, steps_range=(20, 50),
+            steps={"quality": 30, "balanced": 28, "speed": 20}, steps_range=(20, 50),
             cfg=7.0, cfg_range=(4.5, 7.0), sampler="euler", scheduler="sgm_uniform",
             params_b=2.0, text_encoder_b=5.6, vae_b=0.084, memory_usage_factor=1.6,
             sources={
                 "resolution": "HF stabilityai/stable-diffusion-3-medium (1024x1024)",
                 "steps": "HF stabilityai/stable-diffusion-3-medium (num_inference_steps=28)",
+                "steps_quality": _FLOW_QUALITY, "steps_speed": "convention",
                 "cfg": "HF stabilityai/stable-diffusion-3-medium (guidance_scale=7.0)",
                 "sampler": "convention (euler, sgm_uniform; flow matching with shift 3, CU comfy/supported_models.py:538)",
                 "size": "HF stabilityai/stable-diffusion-3-medium (2B MMDiT; CLIP-L, CLIP-G, T5-XXL)",
@@ -277,12 +371,14 @@ def _profiles() -> tuple[FamilyProfile, ...]:
         FamilyProfile(
             id="sd35_large", label="Stable Diffusion 3.5 Large", group="sd3", latent_channels=16,
             buckets=_MP1_64, native_area=1024 * 1024,
-            steps={"quality": 40, "balanced": 28, "speed": 20}, steps_range=(20, 50),
+            steps={"quality": 30, "balanced": 28, "speed": 20}, steps_range=(20, 50),
             cfg=3.5, cfg_range=(3.0, 4.5), sampler="euler", scheduler="sgm_uniform",
             params_b=8.1, text_encoder_b=5.6, vae_b=0.084, memory_usage_factor=1.6, fp8_release=True,
             sources={
                 "resolution": "HF stabilityai/stable-diffusion-3.5-large (1 MP)",
                 "steps": "HF stabilityai/stable-diffusion-3.5-large (num_inference_steps=28)",
+                "steps_quality": _FLOW_QUALITY,
+                "steps_speed": "CE sd3/sd3.5_simple_example.png (20 steps, cfg 4, euler, sgm_uniform)",
                 "cfg": "HF stabilityai/stable-diffusion-3.5-large (guidance_scale=3.5)",
                 "sampler": "convention (euler, sgm_uniform)",
                 "size": "HF stabilityai/stable-diffusion-3.5-large (8.1B MMDiT)",
@@ -305,12 +401,13 @@ def _profiles() -> tuple[FamilyProfile, ...]:
         FamilyProfile(
             id="sd35_medium", label="Stable Diffusion 3.5 Medium", group="sd3", latent_channels=16,
             buckets=_MP1_64, native_area=1024 * 1024,
-            steps={"quality": 50, "balanced": 40, "speed": 25}, steps_range=(25, 50),
+            steps={"quality": 40, "balanced": 40, "speed": 25}, steps_range=(25, 50),
             cfg=4.5, cfg_range=(3.5, 5.0), sampler="euler", scheduler="sgm_uniform",
             params_b=2.5, text_encoder_b=5.6, vae_b=0.084, memory_usage_factor=1.6,
             sources={
                 "resolution": "HF stabilityai/stable-diffusion-3.5-medium (0.25 to 2 MP)",
                 "steps": "HF stabilityai/stable-diffusion-3.5-medium (num_inference_steps=40)",
+                "steps_speed": "convention",
                 "cfg": "HF stabilityai/stable-diffusion-3.5-medium (guidance_scale=4.5)",
                 "sampler": "convention (euler, sgm_uniform)",
                 "size": "HF stabilityai/stable-diffusion-3.5-medium (2.5B MMDiT-X)",
@@ -319,12 +416,14 @@ def _profiles() -> tuple[FamilyProfile, ...]:
         FamilyProfile(
             id="flux_dev", label="FLUX.1 [dev]", group="flux", latent_channels=16,
             buckets=_MP1_16, native_area=1024 * 1024,
-            steps={"quality": 50, "balanced": 28, "speed": 20}, steps_range=(20, 50),
+            steps={"quality": 30, "balanced": 28, "speed": 20}, steps_range=(20, 50),
             cfg=1.0, cfg_range=(1.0, 1.0), guidance=3.5, sampler="euler", scheduler="simple",
             params_b=12.0, text_encoder_b=4.9, vae_b=0.084, memory_usage_factor=3.1, fp8_release=True,
             sources={
                 "resolution": "HF black-forest-labs/FLUX.1-dev (1024x1024 example; multiples of 16)",
-                "steps": "HF black-forest-labs/FLUX.1-dev (num_inference_steps=50); CE flux (20 steps); balanced 28 convention",
+                "steps": "diffusers FluxPipeline num_inference_steps default 28 (src/diffusers/pipelines/flux/pipeline_flux.py)",
+                "steps_quality": _FLOW_QUALITY + "; HF black-forest-labs/FLUX.1-dev's example runs 50",
+                "steps_speed": "CE flux/flux_dev_example.png (20 steps, euler, simple, FluxGuidance 3.5)",
                 "cfg": "CU comfy_extras/nodes_flux.py FluxGuidance: guidance-distilled, KSampler CFG 1",
                 "guidance": "HF black-forest-labs/FLUX.1-dev (guidance_scale=3.5); CE flux (FluxGuidance 3.5)",
                 "sampler": "CE flux (euler, simple)",
@@ -348,13 +447,15 @@ def _profiles() -> tuple[FamilyProfile, ...]:
         FamilyProfile(
             id="flux2", label="FLUX.2 [dev]", group="flux2", latent_channels=128, latent_scale=16,
             buckets=_MP1_16, native_area=1024 * 1024,
-            steps={"quality": 50, "balanced": 28, "speed": 20}, steps_range=(20, 50),
+            steps={"quality": 30, "balanced": 28, "speed": 20}, steps_range=(20, 50),
             cfg=1.0, cfg_range=(1.0, 1.0), guidance=4.0, sampler="euler", scheduler="simple",
             params_b=32.0, text_encoder_b=24.0, vae_b=0.084, memory_usage_factor=3.1 * 4 * 2.36,
             fp8_release=True,
             sources={
                 "resolution": "HF black-forest-labs/FLUX.2-dev (up to 4 MP; 1 MP default)",
-                "steps": "HF black-forest-labs/FLUX.2-dev (num_inference_steps=50); balanced/speed convention",
+                "steps": "convention (28, as FLUX.1 dev in diffusers)",
+                "steps_quality": _FLOW_QUALITY + "; HF black-forest-labs/FLUX.2-dev's example runs 50",
+                "steps_speed": "CE flux2/flux2_example.png (Flux2Scheduler 20 steps, euler, FluxGuidance 4)",
                 "cfg": "guidance-distilled like FLUX.1 dev: KSampler CFG 1 (CU comfy/supported_models.py:747 Flux2 subclasses Flux)",
                 "guidance": "HF black-forest-labs/FLUX.2-dev (guidance_scale=4)",
                 "sampler": _FLOW_SAMPLER,
@@ -393,12 +494,13 @@ def _profiles() -> tuple[FamilyProfile, ...]:
         FamilyProfile(
             id="chroma", label="Chroma", group="flux", latent_channels=16,
             buckets=_MP1_16, native_area=1024 * 1024,
-            steps={"quality": 40, "balanced": 26, "speed": 20}, steps_range=(20, 45),
+            steps={"quality": 30, "balanced": 26, "speed": 20}, steps_range=(20, 45),
             cfg=3.5, cfg_range=(3.0, 4.5), sampler="euler", scheduler="beta",
             params_b=8.9, text_encoder_b=4.7, vae_b=0.084, memory_usage_factor=3.2,
             sources={
                 "resolution": "CT Chroma (1024x1024)",
-                "steps": "CT Chroma (26 steps); quality/speed convention",
+                "steps": "CT Chroma (26 steps)", "steps_speed": "convention",
+                "steps_quality": "CE chroma/chroma_example.png (30 steps, cfg 4, euler, simple); " + _FLOW_QUALITY,
                 "cfg": "CT Chroma (CFG 3.5); diffusers ChromaPipeline guidance_scale default 3.5 (diffusers PR #12360)",
                 "sampler": "CT Chroma (euler, beta)",
                 "size": "HF lodestones/Chroma1-HD (8.9B, FLUX.1 schnell based; T5-XXL only)",
@@ -435,12 +537,12 @@ def _profiles() -> tuple[FamilyProfile, ...]:
         FamilyProfile(
             id="z_image", label="Z-Image (base)", group="z_image", latent_channels=16,
             buckets=_MP1_16, native_area=1024 * 1024,
-            steps={"quality": 40, "balanced": 25, "speed": 18}, steps_range=(18, 40),
+            steps={"quality": 30, "balanced": 25, "speed": 18}, steps_range=(18, 40),
             cfg=4.0, cfg_range=(3.5, 5.0), sampler="res_multistep", scheduler="simple",
             params_b=6.15, text_encoder_b=4.0, vae_b=0.084, memory_usage_factor=2.0,
             sources={
                 "resolution": "CT Z-Image (1024x1024)",
-                "steps": "CT Z-Image (25 steps); quality/speed convention",
+                "steps": "CT Z-Image (25 steps)", "steps_quality": _FLOW_QUALITY, "steps_speed": "convention",
                 "cfg": "CT Z-Image (CFG 4)",
                 "sampler": "CT Z-Image (res_multistep, simple)",
                 "size": "HF Tongyi-MAI/Z-Image-Turbo card (6.15B family; Qwen3-4B text encoder)",
@@ -449,12 +551,15 @@ def _profiles() -> tuple[FamilyProfile, ...]:
         FamilyProfile(
             id="qwen_image", label="Qwen-Image", group="qwen_image", latent_channels=16,
             buckets=_QWEN_BUCKETS, native_area=1328 * 1328,
-            steps={"quality": 50, "balanced": 30, "speed": 20}, steps_range=(20, 50),
+            steps={"quality": 30, "balanced": 20, "speed": 16}, steps_range=(16, 50),
             cfg=4.0, cfg_range=(2.5, 4.5), sampler="euler", scheduler="simple",
             params_b=20.0, text_encoder_b=7.0, vae_b=0.127, memory_usage_factor=1.8, fp8_release=True,
             sources={
                 "resolution": "HF Qwen/Qwen-Image (aspect_ratios table, 1328x1328 for 1:1)",
-                "steps": "HF Qwen/Qwen-Image (num_inference_steps=50); balanced/speed convention",
+                "steps": "CE qwen_image/qwen_image_basic_example.png (20 steps, cfg 2.5, euler, simple, shift 3.1)",
+                "steps_quality": _FLOW_QUALITY + "; HF Qwen/Qwen-Image's example runs 50 with true CFG 4, "
+                                 "two model passes a step",
+                "steps_speed": "convention",
                 "cfg": "HF Qwen/Qwen-Image (true_cfg_scale=4.0)",
                 "sampler": _FLOW_SAMPLER,
                 "size": "HF Qwen/Qwen-Image (20B MMDiT; Qwen2.5-VL 7B text encoder)",
@@ -505,12 +610,14 @@ def _profiles() -> tuple[FamilyProfile, ...]:
         FamilyProfile(
             id="auraflow", label="AuraFlow", group="auraflow", latent_channels=4,
             buckets=_MP1_64, native_area=1024 * 1024,
-            steps={"quality": 50, "balanced": 35, "speed": 25}, steps_range=(25, 50),
+            steps={"quality": 30, "balanced": 20, "speed": 16}, steps_range=(16, 50),
             cfg=3.5, cfg_range=(3.0, 4.5), sampler="euler", scheduler="simple",
             params_b=6.8, text_encoder_b=1.5, vae_b=0.084, memory_usage_factor=2.0,
             sources={
                 "resolution": "HF fal/AuraFlow-v0.3 (1024x1024)",
-                "steps": "HF fal/AuraFlow-v0.3 (num_inference_steps=50); balanced/speed convention",
+                "steps": "CE aura_flow/aura_flow_0.2_example.png (20 steps, cfg 3.5, euler, sgm_uniform)",
+                "steps_quality": _FLOW_QUALITY + "; HF fal/AuraFlow-v0.3's example runs 50",
+                "steps_speed": "convention",
                 "cfg": "HF fal/AuraFlow-v0.3 (guidance_scale=3.5)",
                 "sampler": _FLOW_SAMPLER + "; shift 1.73 CU comfy/supported_models.py:604",
                 "size": "HF fal/AuraFlow (6.8B; Pile-T5-XL encoder, ~1.5B assumed)",
@@ -519,12 +626,13 @@ def _profiles() -> tuple[FamilyProfile, ...]:
         FamilyProfile(
             id="hunyuan_dit", label="Hunyuan-DiT", group="hunyuan_dit", latent_channels=4,
             buckets=_HUNYUAN_DIT_BUCKETS, native_area=1024 * 1024,
-            steps={"quality": 50, "balanced": 40, "speed": 25}, steps_range=(25, 50),
+            steps={"quality": 40, "balanced": 40, "speed": 25}, steps_range=(25, 50),
             cfg=5.0, cfg_range=(4.0, 6.0), sampler="euler", scheduler="normal",
             params_b=1.5, text_encoder_b=2.0, vae_b=0.084, memory_usage_factor=1.3,
             sources={
                 "resolution": "HF Tencent-Hunyuan/HunyuanDiT (supported shapes table)",
-                "steps": "diffusers HunyuanDiTPipeline num_inference_steps default 50",
+                "steps": "convention (40; diffusers HunyuanDiTPipeline num_inference_steps default 50)",
+                "steps_quality": _UNET_QUALITY + "; diffusers HunyuanDiTPipeline num_inference_steps default 50",
                 "cfg": "diffusers HunyuanDiTPipeline guidance_scale default 5.0",
                 "sampler": "convention (euler, normal)",
                 "size": "HF Tencent-Hunyuan/HunyuanDiT (1.5B DiT; bilingual CLIP + mT5-XL encoder, ~2B assumed)",
@@ -563,12 +671,13 @@ def _profiles() -> tuple[FamilyProfile, ...]:
         FamilyProfile(
             id="generic_flow", label="Unknown flow-matching model (generic profile)", group="unknown",
             latent_channels=16, buckets=_MP1_16, native_area=1024 * 1024,
-            steps={"quality": 40, "balanced": 30, "speed": 20}, steps_range=(20, 40),
+            steps={"quality": 30, "balanced": 30, "speed": 20}, steps_range=(20, 40),
             cfg=4.0, cfg_range=(3.5, 4.5), sampler="euler", scheduler="simple",
             params_b=8.0, text_encoder_b=5.0, vae_b=0.084, memory_usage_factor=2.0,
             sources={
                 "resolution": "convention (1 MP, multiples of 16, as most flow transformers)",
-                "steps": "convention", "cfg": "convention", "sampler": _FLOW_SAMPLER,
+                "steps": "convention", "steps_quality": _FLOW_QUALITY, "cfg": "convention",
+                "sampler": _FLOW_SAMPLER,
                 "size": "assumption (8B transformer, 5B text encoders)",
                 "memory": "CU supported_models_base.py:49 default 2.0",
             },

@@ -71,7 +71,7 @@ class SamplingPlan:
     priority: str = "balanced"
     mode: str = "AUTO"
     estimated_vram_gb: float = 0.0
-    estimated_seconds: float = 0.0
+    estimated_seconds: float | None = 0.0  # None: not estimated (a CPU not measured yet)
     device: str = ""
     family_confidence: float = 1.0
     decisions: list[Decision] = field(default_factory=list)
@@ -87,3 +87,14 @@ class SamplingPlan:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["decisions"] = [Decision(**d) if isinstance(d, dict) else d for d in known.get("decisions", [])]
         return cls(**known)
+
+
+def format_seconds(seconds: float) -> str:
+    """A duration as people read it: 0.42 s, 12 s, 7 min, 2.5 h."""
+    if seconds < 1:
+        return f"{seconds:.2f} s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

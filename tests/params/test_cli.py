@@ -48,3 +48,34 @@ def test_explain_command(capsys):
                  "--verbosity", "technical"]) == 0
     out = capsys.readouterr().out
     assert "source:" in out and "sd15" in out
+
+
+def test_wildcards_and_seed_resolve_the_prompt_as_kubik_analyze_does(tmp_path, capsys):
+    """`kubik params` and `kubik explain` read {a|b} and __name__ like `kubik analyze` (issue 23)."""
+    from kubik_core.prompting import analyze_prompt
+
+    (tmp_path / "look.txt").write_text("anime style\noil painting\nprofessional photo\npixel art\n")
+    prompt = "a lighthouse on a cliff, __look__, {at sunset|at night}"
+    seen = set()
+    for seed in range(6):
+        analysis = analyze_prompt(prompt, seed=seed, wildcards_dir=tmp_path)
+        seen.add(analysis.style)
+        assert main(["params", prompt, "--wildcards", str(tmp_path), "--seed", str(seed), "--family", "sdxl",
+                     "--device", "rtx4090", "--json"]) == 0
+        plan = json.loads(capsys.readouterr().out)
+        assert plan["steps"] > 0
+        assert main(["explain", prompt, "--wildcards", str(tmp_path), "--seed", str(seed), "--family", "sdxl",
+                     "--device", "rtx4090", "--verbosity", "minimal"]) == 0
+        line = capsys.readouterr().out
+        style = analysis.style.replace("_", " ")
+        assert line.startswith(style if analysis.style != "unknown" else ""), (seed, line)
+    assert len(seen) > 1                                   # the seed picks different lines
+
+
+def test_wildcard_errors_are_one_line(tmp_path, capsys):
+    assert main(["params", "a __look__ house", "--wildcards", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--wildcards: no folder" in err and "Traceback" not in err
+    assert main(["explain", "a __look__ house"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "__look__" in err and "no wildcards folder" in err

@@ -68,53 +68,53 @@ def test_auto_device_is_this_machine():
 
 # ------------------------------------------------------------------ the CPU: a measured profile
 def test_the_cpu_profile_is_measured_once_per_machine_and_cached(tmp_path):
-    from kubik_core.params.devices import CPU_PROFILE_FILE, cpu_profile
+    from kubik_core.params.devices import CPU_PROFILE_FILE, load_cpu_profile
 
-    profile, note = cpu_profile.__wrapped__(tmp_path)
+    profile, note = load_cpu_profile(tmp_path)
     saved = json.loads((tmp_path / CPU_PROFILE_FILE).read_text())
     assert saved["gflops"] == pytest.approx(profile.tflops * 1000) and saved["gflops"] > 0
     assert saved["bandwidth_gbs"] == profile.bandwidth_gbs > 0
     assert saved["machine"]["threads"] >= 1 and "GFLOPS" in note and "not loading the checkpoint" in note
     saved["gflops"] = 12345.0                                # read back, not measured again
     (tmp_path / CPU_PROFILE_FILE).write_text(json.dumps(saved))
-    assert cpu_profile.__wrapped__(tmp_path)[0].tflops == pytest.approx(12.345)
+    assert load_cpu_profile(tmp_path)[0].tflops == pytest.approx(12.345)
     saved["machine"]["cores"] += 1                           # another machine: measured again
     (tmp_path / CPU_PROFILE_FILE).write_text(json.dumps(saved))
-    assert cpu_profile.__wrapped__(tmp_path)[0].tflops != pytest.approx(12.345)
+    assert load_cpu_profile(tmp_path)[0].tflops != pytest.approx(12.345)
 
 
 def test_a_day_old_cpu_profile_is_measured_again_keeping_the_faster_figure(tmp_path):
     """Other programs can only slow a measurement down: the faster figure is the machine's."""
     import time
 
-    from kubik_core.params.devices import CPU_PROFILE_FILE, REMEASURE_AFTER_S, cpu_profile
+    from kubik_core.params.devices import CPU_PROFILE_FILE, REMEASURE_AFTER_S, load_cpu_profile
 
-    fresh = cpu_profile.__wrapped__(tmp_path)[0]
+    fresh = load_cpu_profile(tmp_path)[0]
     saved = json.loads((tmp_path / CPU_PROFILE_FILE).read_text())
     old = time.time() - REMEASURE_AFTER_S - 60
     (tmp_path / CPU_PROFILE_FILE).write_text(json.dumps({**saved, "gflops": 0.5, "measured_at": old}))
-    slow_then = cpu_profile.__wrapped__(tmp_path)[0]
+    slow_then = load_cpu_profile(tmp_path)[0]
     assert slow_then.tflops > 0.0005 and json.loads((tmp_path / CPU_PROFILE_FILE).read_text())["measured_at"] > old
     (tmp_path / CPU_PROFILE_FILE).write_text(json.dumps({**saved, "gflops": 1e6, "measured_at": old}))
-    assert cpu_profile.__wrapped__(tmp_path)[0].tflops == 1000.0 and fresh.tflops < 1000.0
+    assert load_cpu_profile(tmp_path)[0].tflops == 1000.0 and fresh.tflops < 1000.0
 
 
 @pytest.mark.parametrize("content", [b"[" * 5000, b'{"version": 1, "gflops": NaN}', b"\xff\xfe",
                                      b'{"version": 1, "machine": {}, "gflops": -1, "bandwidth_gbs": 1e400}'])
 def test_a_damaged_cpu_profile_is_measured_again(tmp_path, content):
-    from kubik_core.params.devices import CPU_PROFILE_FILE, cpu_profile
+    from kubik_core.params.devices import CPU_PROFILE_FILE, load_cpu_profile
 
     (tmp_path / CPU_PROFILE_FILE).write_bytes(content)
-    profile, _note = cpu_profile.__wrapped__(tmp_path)
+    profile, _note = load_cpu_profile(tmp_path)
     assert profile.tflops > 0 and json.loads((tmp_path / CPU_PROFILE_FILE).read_text())["version"] == 1
 
 
 def test_an_unwritable_cache_folder_still_gives_a_profile(tmp_path):
-    from kubik_core.params.devices import cpu_profile
+    from kubik_core.params.devices import load_cpu_profile
 
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    assert cpu_profile.__wrapped__(blocker / "kubik")[0].tflops > 0
+    assert load_cpu_profile(blocker / "kubik")[0].tflops > 0
 
 
 def test_cpu_time_counts_what_a_cpu_run_spends_time_on():

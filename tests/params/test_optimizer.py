@@ -101,7 +101,7 @@ def test_assisted_mode_records_overrides_and_suggestions(analyze):
     assert plan.height == auto.height and plan.scheduler == auto.scheduler
     assert plan.overrides == {"steps": 22, "cfg": 4.5, "width": 896}
     assert plan.suggested == {"steps": auto.steps, "cfg": auto.cfg, "width": auto.width}
-    assert next(d for d in plan.decisions if d.field == "steps").reason.startswith("your override")
+    assert next(d for d in plan.decisions if d.field == "steps").reason == f"the optimizer suggested {auto.steps}; your override 22"
 
 
 def test_manual_mode_uses_family_defaults_for_the_rest(analyze):
