@@ -1,11 +1,11 @@
-"""Dense vs hierarchical SDF grid decode (kubik_core.recon3d.extract), side by side in one run.
+"""Dense vs hierarchical SDF grid decode (kubik_core.recon3d.mesh.extract), side by side in one run.
 
 For each resolution, the same SDF is meshed twice with ``extract_mesh``: densely (every one of
 the (R+1)^3 grid points queried: the baseline) and hierarchically (coarse grid, then only cells
 near the surface refined). Each decode runs in its own process, so that its peak memory is its
 own: the growth of the process's peak RSS during the decode (``/proc/self/clear_refs`` resets it
 just before), and on CUDA torch's peak allocation. The two meshes are then compared with
-kubik_core.recon3d.metrics (100k surface samples each, same frame): Chamfer-L1 and F-score@0.01,
+kubik_core.recon3d.mesh.metrics (100k surface samples each, same frame): Chamfer-L1 and F-score@0.01,
 next to the Chamfer of the dense mesh with a second sampling of itself (the floor 100k samples
 resolve), and by the vertex Hausdorff distance (0 when both decodes agree around the surface).
 
@@ -45,14 +45,14 @@ def build_sdf(source: dict, device: str):
     if source["kind"] == "bunny":
         import pymeshfix
 
-        from kubik_core.recon3d.mesh_io import load_mesh, normalize
+        from kubik_core.recon3d.mesh.io import load_mesh, normalize
         from kubik_core.recon3d.sdf import MeshSDF
 
         mesh, _ = normalize(load_mesh(Path(pymeshfix.__file__).parent / "examples" / "StanfordBunny.ply"))
         sdf = MeshSDF(mesh.vertices, mesh.faces, device=device)
         return lambda points: torch.from_numpy(sdf(points.cpu().numpy())).to(points.device)
 
-    from kubik_core.recon3d.mesh_io import normalize
+    from kubik_core.recon3d.mesh.io import normalize
     from kubik_core.recon3d.pipeline import load_model, mesh_to_latent, sdf_function
     from kubik_core.recon3d.synth import random_shape
 
@@ -72,7 +72,7 @@ def run_child(spec: dict) -> None:
     """One decode in this process; prints a JSON summary and writes the mesh to spec['mesh']."""
     import torch
 
-    from kubik_core.recon3d.extract import estimate_decode_bytes, extract_mesh
+    from kubik_core.recon3d.mesh.extract import estimate_decode_bytes, extract_mesh
 
     sdf_fn = build_sdf(spec["source"], spec["device"])
     cuda = spec["device"].startswith("cuda")
@@ -108,7 +108,7 @@ def compare(mesh_a: str, mesh_b: str) -> dict:
     import trimesh
     from scipy.spatial import cKDTree
 
-    from kubik_core.recon3d.metrics import mesh_metrics
+    from kubik_core.recon3d.mesh.metrics import mesh_metrics
 
     a, b = (np.load(p) for p in (mesh_a, mesh_b))
     mesh_a, mesh_b = (trimesh.Trimesh(m["vertices"], m["faces"], process=False) for m in (a, b))
@@ -144,7 +144,7 @@ def main() -> None:
         run_child(json.loads(args.child))
         return
 
-    from kubik_core.recon3d.extract import DEFAULT_BAND
+    from kubik_core.recon3d.mesh.extract import DEFAULT_BAND
 
     bands = args.bands or [DEFAULT_BAND]
     if args.model:

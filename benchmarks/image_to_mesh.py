@@ -34,7 +34,7 @@ def main() -> None:
 
     from kubik_core.recon3d.demo import EXAMPLES_DIR
     from kubik_core.recon3d.demo_model import demo_model_path
-    from kubik_core.recon3d.extract import extract_mesh
+    from kubik_core.recon3d.mesh.extract import extract_mesh
     from kubik_core.recon3d.image_input import prepare_images
     from kubik_core.recon3d.pipeline import image_to_latent, load_model, sdf_function
 

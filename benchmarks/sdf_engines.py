@@ -60,7 +60,7 @@ def prepare_meshes(folder: Path) -> dict[str, Path]:
     import pymeshfix
     import trimesh
 
-    from kubik_core.recon3d.mesh_io import load_mesh, normalize
+    from kubik_core.recon3d.mesh.io import load_mesh, normalize
 
     holed, _ = normalize(load_mesh(bunny_path()))
     fixed_v, fixed_f = pymeshfix.clean_from_arrays(np.asarray(holed.vertices), np.asarray(holed.faces))

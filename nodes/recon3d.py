@@ -240,7 +240,7 @@ class KubikDecodeShape:
     def decode(self, latent, resolution, hierarchical):
         import torch
 
-        from ..kubik_core.recon3d.extract import DecodeTooLarge, EmptyShapeError, extract_mesh
+        from ..kubik_core.recon3d.mesh.extract import DecodeTooLarge, EmptyShapeError, extract_mesh
         from ..kubik_core.recon3d.pipeline import sdf_function
 
         if not isinstance(latent, ManagedShapeLatent):
@@ -280,7 +280,7 @@ class KubikSaveMesh:
 
     @classmethod
     def INPUT_TYPES(cls):
-        from ..kubik_core.recon3d.mesh_export import MESH_FORMATS
+        from ..kubik_core.recon3d.mesh.export import MESH_FORMATS
 
         return {"required": {
             "mesh": ("MESH", {"tooltip": "From Kubik Decode Shape (or any node giving a MESH)."}),
@@ -294,7 +294,7 @@ class KubikSaveMesh:
     def save(self, mesh, filename_prefix, format):
         import os
 
-        from ..kubik_core.recon3d.mesh_export import MESH_FORMATS, checked_arrays, save_mesh
+        from ..kubik_core.recon3d.mesh.export import MESH_FORMATS, checked_arrays, save_mesh
 
         vertices, faces = getattr(mesh, "vertices", None), getattr(mesh, "faces", None)
         if not (hasattr(vertices, "ndim") and hasattr(faces, "ndim") and vertices.ndim == 3 and faces.ndim == 3
@@ -375,7 +375,7 @@ class KubikMeshToShape:
 def _mesh_from_file(mesh_file: str):
     """(vertices, faces) of a mesh file under the input folder."""
     from ..kubik_core.recon3d.errors import MeshError
-    from ..kubik_core.recon3d.mesh_io import load_mesh
+    from ..kubik_core.recon3d.mesh.io import load_mesh
 
     name = mesh_file.strip() if isinstance(mesh_file, str) and "\x00" not in mesh_file else ""
     path = comfy_bridge.input_file_path(name) if name else None

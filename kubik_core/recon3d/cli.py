@@ -201,8 +201,8 @@ def _eval(args) -> int:
     from ..cli import CommandError
     from . import cli_checks as check
     from .errors import MeshError
-    from .mesh_io import load_mesh
-    from .metrics import mesh_metrics
+    from .mesh.io import load_mesh
+    from .mesh.metrics import mesh_metrics
 
     check.count(args.points, "--points", high=MAX_SAMPLES)
     check.seed(args.seed)
@@ -230,7 +230,7 @@ def _sdf(args) -> int:
     from ..cli import CommandError
     from . import cli_checks as check
     from .errors import MeshError
-    from .mesh_io import load_mesh
+    from .mesh.io import load_mesh
     from .sdf import MeshSDF, resolve_device
     from .storage import write_bytes_atomic
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..common.bounded_json import loads as bounded_loads
 from .errors import MeshError
-from .mesh_io import MESH_SUFFIXES, clean_mesh, load_mesh, normalize
+from .mesh.io import MESH_SUFFIXES, clean_mesh, load_mesh, normalize
 from .render import RenderConfig
 from .sampling import SampleConfig, sample_shape
 from .storage import save_json_atomic, save_npz_atomic, save_png_atomic

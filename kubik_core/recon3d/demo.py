@@ -17,8 +17,8 @@ EXAMPLES_DIR = BUNDLED_DIR / "examples"
 def run_demo(out_dir: Path, *, resolution: int = 96) -> str:
     import trimesh
 
-    from .mesh_io import load_mesh, normalize
-    from .metrics import mesh_metrics
+    from .mesh.io import load_mesh, normalize
+    from .mesh.metrics import mesh_metrics
     from .pipeline import load_model, reconstruct
 
     model = load_model(demo_model_path())

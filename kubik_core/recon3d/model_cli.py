@@ -236,7 +236,7 @@ def _reconstruct(args) -> int:
     from ..cli import CommandError
     from . import cli_checks as check
     from .demo_model import demo_model_path
-    from .mesh_export import MESH_FORMATS
+    from .mesh.export import MESH_FORMATS
     from .pipeline import load_model, reconstruct
 
     if args.steps is not None:

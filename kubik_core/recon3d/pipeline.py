@@ -7,7 +7,7 @@ The steps, each usable on its own (the ComfyUI nodes call them one per node):
    -> rectified-flow sampling (:mod:`.flow`) -> a :class:`ShapeLatent`;
    or :func:`mesh_to_latent`: a mesh -> surface points -> the VAE encoder -> a :class:`ShapeLatent`;
 3. :func:`sdf_function`: a latent -> a callable giving signed distances of query points;
-4. :func:`.extract.extract_mesh` turns that callable into a mesh; :func:`.mesh_export.save_mesh`
+4. :func:`.mesh.extract.extract_mesh` turns that callable into a mesh; :func:`.mesh.export.save_mesh`
    writes it.
 
 :func:`reconstruct` chains all of them for ``kubik 3d reconstruct`` and the demo.
@@ -88,7 +88,7 @@ def image_to_latent(model: Kubik3DModel, pixels: torch.Tensor, *, seed: int = 0,
 def surface_points(mesh, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The VAE's input: ``count`` area-weighted surface points and normals of a mesh that is
     already in the normalised frame."""
-    from .sampling import sample_surface
+    from .mesh.surface import sample_surface
 
     points, normals = sample_surface(mesh, count, np.random.default_rng(seed))
     return points.astype(np.float32), normals.astype(np.float32)
@@ -99,7 +99,7 @@ def mesh_to_latent(model: Kubik3DModel, vertices, faces, *, seed: int = 0) -> Sh
     in training) -> its latent (the posterior mean). ``seed`` picks the surface samples."""
     from types import SimpleNamespace
 
-    from .mesh_io import clean_mesh, normalize
+    from .mesh.io import clean_mesh, normalize
 
     mesh, _ = normalize(clean_mesh(SimpleNamespace(vertices=vertices, faces=faces)))
     points, normals = surface_points(mesh, model.config["vae"]["input_points"], seed)
@@ -140,9 +140,9 @@ def reconstruct(image_path: str | Path, output: str | Path, *, model: Kubik3DMod
 
     from PIL import Image
 
-    from .extract import extract_mesh
+    from .mesh.extract import extract_mesh
     from .image_input import prepare_images
-    from .mesh_export import save_mesh
+    from .mesh.export import save_mesh
 
     started = time.perf_counter()
     try:

@@ -24,7 +24,7 @@ import pytest
 import trimesh
 
 from kubik_core.recon3d.errors import MeshError
-from kubik_core.recon3d.mesh_io import MAX_FACES, load_mesh
+from kubik_core.recon3d.mesh.io import MAX_FACES, load_mesh
 from kubik_core.recon3d.sdf import MeshSDF
 
 REPO = Path(__file__).resolve().parents[2]

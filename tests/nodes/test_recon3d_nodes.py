@@ -456,7 +456,7 @@ def test_mesh_to_shape_reads_an_off_file_with_polygon_faces(run_node, model, fol
     (folders / "input" / "3d" / "house.off").write_text(
         "OFF\n10 8 0\n0 0 0\n1 0 0\n1 1 0\n0.5 1.5 0\n0 1 0\n0 0 1\n1 0 1\n1 1 1\n0.5 1.5 1\n0 1 1\n"
         "5 4 3 2 1 0\n5 5 6 7 8 9\n4 0 1 6 5\n4 1 2 7 6\n3 2 3 8\n3 2 8 7\n4 3 4 9 8\n4 4 0 5 9\n")
-    from kubik_core.recon3d.mesh_io import load_mesh
+    from kubik_core.recon3d.mesh.io import load_mesh
 
     house = load_mesh(folders / "input" / "3d" / "house.off")
     assert house.is_watertight and house.volume == pytest.approx(1.25)   # a unit cube and its roof

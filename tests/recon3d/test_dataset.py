@@ -9,7 +9,7 @@ import pytest
 import trimesh
 
 from kubik_core.recon3d.dataset import PreprocessConfig, preprocess_folder
-from kubik_core.recon3d.mesh_io import load_mesh
+from kubik_core.recon3d.mesh.io import load_mesh
 from kubik_core.recon3d.render import MeshRenderer, RenderBackendError, RenderConfig
 from kubik_core.recon3d.sampling import SampleConfig
 from kubik_core.recon3d.sdf import MeshSDF

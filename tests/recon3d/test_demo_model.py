@@ -22,8 +22,8 @@ def test_shipped_model_is_a_small_image_to_shape_model():
 
 @pytest.mark.parametrize("example", ["synth_00032", "pybullet_082"])
 def test_reconstructs_a_held_out_picture_near_the_true_shape(example, tmp_path, kubik):
-    from kubik_core.recon3d.mesh_io import load_mesh, normalize
-    from kubik_core.recon3d.metrics import mesh_metrics
+    from kubik_core.recon3d.mesh.io import load_mesh, normalize
+    from kubik_core.recon3d.mesh.metrics import mesh_metrics
 
     out = tmp_path / f"{example}.glb"
     rc, stdout, err = kubik("3d", "reconstruct", EXAMPLES_DIR / f"{example}.png", "-o", out,

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from kubik_core.recon3d.mesh_io import load_mesh, normalize
+from kubik_core.recon3d.mesh.io import load_mesh, normalize
 from kubik_core.recon3d.sdf import MeshSDF
 from kubik_core.recon3d.sdf.cuda import cuda_device_count
 
@@ -57,7 +57,7 @@ def test_kernel_compiles_for_an_h100(monkeypatch):
 SIMULATED = textwrap.dedent("""
     import json, sys
     import numpy as np, trimesh
-    from kubik_core.recon3d.mesh_io import load_mesh, normalize
+    from kubik_core.recon3d.mesh.io import load_mesh, normalize
     from kubik_core.recon3d.sdf import MeshSDF
     from kubik_core.recon3d.sdf.cuda import RUN
 

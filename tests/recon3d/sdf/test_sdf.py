@@ -6,7 +6,7 @@ import pytest
 import trimesh
 
 from kubik_core.recon3d.errors import MeshError
-from kubik_core.recon3d.mesh_io import load_mesh, normalize
+from kubik_core.recon3d.mesh.io import load_mesh, normalize
 from kubik_core.recon3d.sdf import MeshSDF
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .sampling import sample_surface
+from .surface import sample_surface
 
 DEFAULT_THRESHOLDS = (0.01, 0.02, 0.05, 0.1)
 
@@ -49,8 +49,8 @@ def surface_metrics(pred_points, pred_normals, gt_points, gt_normals, thresholds
 def mesh_metrics(pred, gt, *, points: int = 100_000, thresholds=DEFAULT_THRESHOLDS,
                  normalize: str = "each", seed: int = 0) -> dict:
     """Compare two ``trimesh.Trimesh``; returns a JSON-ready dict (the ``kubik 3d eval --json`` output)."""
-    from .mesh_io import normalize as normalize_mesh
-    from .sdf import MeshSDF
+    from .io import normalize as normalize_mesh
+    from ..sdf import MeshSDF
 
     if normalize == "each":
         pred, _ = normalize_mesh(pred, margin=1.0)

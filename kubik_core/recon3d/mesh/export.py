@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .storage import write_bytes_atomic
+from ..storage import write_bytes_atomic
 
 MESH_FORMATS = ("glb", "obj", "ply")
 

@@ -6,7 +6,7 @@ import pytest
 import trimesh
 
 from kubik_core.recon3d.errors import MeshError
-from kubik_core.recon3d.mesh_io import clean_mesh, load_mesh, normalize
+from kubik_core.recon3d.mesh.io import clean_mesh, load_mesh, normalize
 
 
 @pytest.mark.parametrize("suffix", ["obj", "ply", "stl", "off", "glb"])

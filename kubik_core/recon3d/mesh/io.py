@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MeshError
+from ..errors import MeshError
 
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
 MAX_COORDINATE = 1e30   # float32 distances in source units must stay finite
@@ -147,13 +147,13 @@ def clean_mesh(mesh, *, keep_visuals: bool = False):
     frame where the mesh spans [-1, 1] (so that tolerances do not depend on its units: at 1e12
     units a fixed tolerance overflows, at 1e-9 it merges everything): merges vertices closer than
     MERGE_TOLERANCE (unless ``keep_visuals``, which keeps UV seams), drops faces thinner than that
-    and repeated faces, orients the faces consistently (:mod:`.mesh_orientation`), drops unused
+    and repeated faces, orients the faces consistently (:mod:`.orientation`), drops unused
     vertices. The result is in the source units; ``mesh.metadata["orientation"]`` says what the
     orientation repair did (``faces_flipped``, ``non_orientable_parts``, ``consistent``).
     """
     import trimesh
 
-    from .mesh_orientation import orient_faces
+    from .orientation import orient_faces
 
     try:
         vertices = np.asarray(mesh.vertices, np.float64)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from kubik_core.recon3d.extract import (DecodeTooLarge, EmptyShapeError, estimate_decode_bytes, extract_mesh,
+from kubik_core.recon3d.mesh.extract import (DecodeTooLarge, EmptyShapeError, estimate_decode_bytes, extract_mesh,
                                         keep_largest_component)
-from kubik_core.recon3d.mesh_export import MESH_FORMATS, save_mesh
+from kubik_core.recon3d.mesh.export import MESH_FORMATS, save_mesh
 
 
 def sphere(center=(0.0, 0.0, 0.0), radius=0.6):
@@ -145,7 +145,7 @@ def test_grid_is_exact_near_the_surface_and_signed_right_everywhere():
 def test_mesh_sdf_of_a_real_mesh_decodes_back_to_that_mesh():
     import trimesh
 
-    from kubik_core.recon3d.metrics import mesh_metrics
+    from kubik_core.recon3d.mesh.metrics import mesh_metrics
     from kubik_core.recon3d.sdf import MeshSDF
 
     source = trimesh.creation.capsule(radius=0.3, height=0.9, count=[24, 24])
