@@ -95,7 +95,7 @@ def main() -> int:
     from kubik_core.params.estimate import time_parts
 
     machine = cpu_identity()
-    print(f"device: {machine['cpu']}, {machine['threads']} torch threads of {machine['cores']} cores, "
+    print(f"device: {machine['cpu']}, {torch.get_num_threads()} torch threads of {machine['cores']} cores, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} (python {platform.python_version()}, "
           f"torch {torch.__version__}); each case is calibrated just before it is timed"
           + ("; times are the thread's CPU time" if args.cpu_clock else "; times are wall time"))
