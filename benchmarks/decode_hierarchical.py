@@ -52,9 +52,9 @@ def build_sdf(source: dict, device: str):
         sdf = MeshSDF(mesh.vertices, mesh.faces, device=device)
         return lambda points: torch.from_numpy(sdf(points.cpu().numpy())).to(points.device)
 
+    from kubik_core.recon3d.data.synth import random_shape
     from kubik_core.recon3d.mesh.io import normalize
     from kubik_core.recon3d.pipeline import load_model, mesh_to_latent, sdf_function
-    from kubik_core.recon3d.synth import random_shape
 
     model = load_model(source["path"], device=device)
     mesh, _ = normalize(random_shape(np.random.default_rng(source["seed"])))

@@ -32,8 +32,8 @@ def main() -> None:
 
     import pybullet_data
 
-    from kubik_core.recon3d.dataset import PreprocessConfig, preprocess_folder
-    from kubik_core.recon3d.render import MeshRenderer, RenderBackendError, RenderConfig, gl_backend
+    from kubik_core.recon3d.data.preprocess import PreprocessConfig, preprocess_folder
+    from kubik_core.recon3d.data.render import MeshRenderer, RenderBackendError, RenderConfig, gl_backend
 
     root = Path(pybullet_data.getDataPath()) / "random_urdfs"
     sources = sorted(root.glob("*/*.obj"))[: args.meshes]

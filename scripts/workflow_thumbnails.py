@@ -109,7 +109,7 @@ def mesh_thumbnail(pack, api: dict) -> Image.Image:
     """The template's picture and a render of the mesh the template makes from it."""
     import trimesh
 
-    from kubik_core.recon3d.render import MeshRenderer, RenderConfig
+    from kubik_core.recon3d.data.render import MeshRenderer, RenderConfig
 
     decode = next(n for n, node in api.items() if node["class_type"] == "KubikDecodeShape")
     picture = next(n for n, node in api.items() if node["class_type"] == "KubikExampleImage")

@@ -95,9 +95,9 @@ def _config(args, out):
     counts and noise widths, the output folder, the device, the render backend."""
     from ..cli import CommandError
     from . import cli_checks as check
-    from .dataset import PreprocessConfig
-    from .render import MeshRenderer, RenderBackendError, RenderConfig
-    from .sampling import SampleConfig
+    from .data.preprocess import PreprocessConfig
+    from .data.render import MeshRenderer, RenderBackendError, RenderConfig
+    from .data.samples import SampleConfig
     from .sdf import resolve_device
 
     for name in ("surface", "near", "uniform"):
@@ -132,7 +132,7 @@ def _run_dataset(src, out, args, config) -> dict:
     from tqdm import tqdm
 
     from ..cli import CommandError
-    from .dataset import preprocess_folder
+    from .data.preprocess import preprocess_folder
 
     bar = tqdm(total=None, unit="mesh", disable=args.json or None, file=sys.stderr)
 
@@ -175,7 +175,7 @@ def _synth(args) -> int:
     from tqdm import tqdm
 
     from . import cli_checks as check
-    from .synth import write_synthetic_meshes
+    from .data.synth import write_synthetic_meshes
 
     check.count(args.n, "--n")
     check.count(args.max_parts, "--max-parts", high=MAX_PARTS)

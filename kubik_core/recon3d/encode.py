@@ -1,6 +1,6 @@
 """``kubik 3d encode``: every rendered view of every shape -> a VAE posterior (the flow's training data).
 
-Each render is paired with the shape as that picture shows it (:func:`.shape_data.view_frame`:
+Each render is paired with the shape as that picture shows it (:func:`.data.shapes.view_frame`:
 turned about Y to face the camera, rescaled to fit the box), so the flow learns a mapping a
 single picture determines. Tokens are stored in the canonical order of
 :func:`.vae.canonical_token_order` (the flow learns per-position embeddings). Output: one safetensors file with ``mean`` and ``std``
@@ -20,7 +20,7 @@ import torch
 
 from ..common.bounded_json import BoundedJSONError
 from ..common.bounded_json import loads as bounded_loads
-from .shape_data import ShapeSet
+from .data.shapes import ShapeSet
 from .shape_model import load_model
 from .storage import write_bytes_atomic
 from .vae import canonical_token_order

@@ -12,16 +12,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .data.shapes import ShapeSet
 from .mesh.metrics import surface_metrics
 from .pipeline import ShapeLatent, sdf_function
-from .shape_data import ShapeSet
 
 
 def latent_metrics(latent: ShapeLatent, shapes: ShapeSet, indices, *, frames=None, resolution: int = 48,
                    surface_samples: int = 8192, seed: int = 0) -> dict:
     """Mean metrics of latent i against shape ``indices[i]`` of ``shapes``; plus ``per_shape``.
     ``frames[i]`` = (rotation [3, 3], scale) moves the truth into the frame the latent is in
-    (:func:`.shape_data.view_frame`); None = the dataset's own frame."""
+    (:func:`.data.shapes.view_frame`); None = the dataset's own frame."""
     from .mesh.extract import EmptyShapeError, extract_mesh
     from .mesh.surface import sample_surface
 

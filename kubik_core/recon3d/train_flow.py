@@ -4,7 +4,7 @@ Inputs: a latents file from ``kubik 3d encode`` (it names the datasets, whose re
 images, and the VAE, which is frozen and bundled into the output). Each step: a random render of
 each shape in the batch, framed by :func:`.image_input.prepare_images` exactly as at inference;
 a latent drawn from the VAE posterior of the shape as that render shows it (facing the camera,
-:func:`.shape_data.view_frame`), standardised per channel; the rectified-flow loss
+:func:`.data.shapes.view_frame`), standardised per channel; the rectified-flow loss
 of :mod:`.flow` with condition dropout. EMA weights are what the output file holds.
 
 Output: ``OUT/model.safetensors`` (kind ``image-to-shape``: VAE + image encoder + flow + latent
@@ -17,11 +17,11 @@ import time
 import torch
 from torch import nn
 
+from .data.shapes import ShapeSet, is_held_out
 from .encode import read_latents
 from .flow import flow_matching_loss
 from .model_config import load_config
 from .pipeline import ShapeLatent, image_to_latent
-from .shape_data import ShapeSet, is_held_out, load_view_pixels
 from .shape_eval import latent_metrics
 from .shape_model import Kubik3DModel, load_model
 from .training import RunFolder, TimeBudget, autocast, optimizer_and_schedule, shutdown, start_run, take_step
@@ -37,6 +37,26 @@ class FlowObjective(nn.Module):
 
     def forward(self, pixels: torch.Tensor, latents: torch.Tensor, generator=None) -> torch.Tensor:
         return flow_matching_loss(self.flow, latents, self.image_encoder(pixels), self.condition_dropout, generator)
+
+
+def load_view_pixels(shape_set: ShapeSet, size: int, views_per_shape: int | None = None) -> torch.Tensor:
+    """Every shape's RGBA renders cut out and framed as at inference (:func:`.image_input.prepare_images`,
+    alpha as the mask) -> uint8 [S, V, 3, size, size]. Shapes must have the same number of views."""
+    import numpy as np
+    from PIL import Image
+
+    from .image_input import prepare_images
+
+    counts = {len(v) for v in shape_set.views}
+    if 0 in counts:
+        raise ValueError("some shapes have no renders; preprocess with --views > 0 to train the flow model")
+    views = min(counts) if views_per_shape is None else min(min(counts), views_per_shape)
+    out = torch.empty(len(shape_set), views, 3, size, size, dtype=torch.uint8)
+    for i, paths in enumerate(shape_set.views):
+        rgba = np.stack([np.asarray(Image.open(p).convert("RGBA")) for p in paths[:views]])
+        pixels = prepare_images(rgba, size=size).pixels
+        out[i] = (pixels * 255.0 + 0.5).clamp(0, 255).to(torch.uint8)
+    return out
 
 
 def train_flow(latents, out, *, image_encoder_weights=None, config="tiny", overrides: dict | None = None,

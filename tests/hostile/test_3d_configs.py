@@ -283,8 +283,8 @@ def dataset(tmp_path_factory):
     """A real two-shape dataset folder made by `preprocess` (no renders)."""
     import trimesh
 
-    from kubik_core.recon3d.dataset import PreprocessConfig, preprocess_folder
-    from kubik_core.recon3d.sampling import SampleConfig
+    from kubik_core.recon3d.data.preprocess import PreprocessConfig, preprocess_folder
+    from kubik_core.recon3d.data.samples import SampleConfig
 
     root = tmp_path_factory.mktemp("dataset")
     (root / "meshes").mkdir()
@@ -315,7 +315,7 @@ DATASET_CASES = [
 def test_a_damaged_dataset_folder_is_refused_naming_the_file(dataset, tmp_path, name, content, message):
     import shutil
 
-    from kubik_core.recon3d.shape_data import ShapeSet
+    from kubik_core.recon3d.data.shapes import ShapeSet
 
     copy = tmp_path / "data"
     shutil.copytree(dataset, copy)
@@ -330,8 +330,8 @@ def test_preprocess_redoes_a_mesh_whose_meta_json_is_hostile(tmp_path):
     """A meta.json nested 3,000 deep in the output folder raised RecursionError in the resume check."""
     import trimesh
 
-    from kubik_core.recon3d.dataset import PreprocessConfig, preprocess_folder
-    from kubik_core.recon3d.sampling import SampleConfig
+    from kubik_core.recon3d.data.preprocess import PreprocessConfig, preprocess_folder
+    from kubik_core.recon3d.data.samples import SampleConfig
 
     trimesh.creation.box().export(tmp_path / "box.obj")
     (tmp_path / "out" / "box").mkdir(parents=True)

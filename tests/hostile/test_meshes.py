@@ -171,8 +171,8 @@ def test_boxes_at_extreme_scales_keep_their_shape_and_signs(tmp_path, scale):
 
 def test_preprocess_of_a_box_at_1e12_gives_exact_signs(tmp_path):
     """The finding: at 1e12 preprocess reported success while its SDF agreed on 0.70 of the signs."""
-    from kubik_core.recon3d.dataset import PreprocessConfig, preprocess_folder
-    from kubik_core.recon3d.sampling import SampleConfig
+    from kubik_core.recon3d.data.preprocess import PreprocessConfig, preprocess_folder
+    from kubik_core.recon3d.data.samples import SampleConfig
 
     (tmp_path / "meshes").mkdir()
     trimesh.Trimesh(BOX.vertices * 1e12 + 4e12, BOX.faces, process=False).export(tmp_path / "meshes" / "big.obj")
@@ -257,8 +257,8 @@ def moebius_strip(sections: int = 40):
 
 
 def test_a_mesh_no_orientation_can_fix_is_flagged_in_meta_and_report(tmp_path):
-    from kubik_core.recon3d.dataset import PreprocessConfig, preprocess_folder
-    from kubik_core.recon3d.sampling import SampleConfig
+    from kubik_core.recon3d.data.preprocess import PreprocessConfig, preprocess_folder
+    from kubik_core.recon3d.data.samples import SampleConfig
 
     (tmp_path / "meshes").mkdir()
     (tmp_path / "meshes" / "strip.ply").write_bytes(exported(moebius_strip(), "ply"))

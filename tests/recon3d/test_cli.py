@@ -68,7 +68,7 @@ def test_synth_then_preprocess_resumes(kubik, tmp_path):
 
 
 def test_preprocess_without_a_gl_backend_says_what_to_install(kubik, tmp_path, monkeypatch):
-    from kubik_core.recon3d import render
+    from kubik_core.recon3d.data import render
 
     monkeypatch.setattr(render, "gl_unavailable_reason", lambda: "no OpenGL backend: install Debian's libosmesa6")
     trimesh.creation.box().export(tmp_path / "box.obj")

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from kubik_core.recon3d.shape_data import ShapeSet, is_held_out, view_frame
+from kubik_core.recon3d.data.shapes import ShapeSet, is_held_out, view_frame
 
 from .test_model import MICRO, micro_config
 
@@ -20,10 +20,10 @@ SMALL = ("--surface", "1024", "--near", "1024", "--uniform", "1024")
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     """Twelve procedural shapes with two 48-px renders each (skips without a render backend)."""
-    from kubik_core.recon3d.dataset import PreprocessConfig, preprocess_folder
-    from kubik_core.recon3d.render import MeshRenderer, RenderBackendError, RenderConfig
-    from kubik_core.recon3d.sampling import SampleConfig
-    from kubik_core.recon3d.synth import write_synthetic_meshes
+    from kubik_core.recon3d.data.preprocess import PreprocessConfig, preprocess_folder
+    from kubik_core.recon3d.data.render import MeshRenderer, RenderBackendError, RenderConfig
+    from kubik_core.recon3d.data.samples import SampleConfig
+    from kubik_core.recon3d.data.synth import write_synthetic_meshes
 
     render = RenderConfig(views=2, ring=1, resolution=48)
     try:

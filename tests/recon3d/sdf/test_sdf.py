@@ -418,7 +418,7 @@ def test_carried_signs_equal_evaluated_ones(shape, bunny_path):
 def _meshes_of(family: str, folder, bunny_path) -> list[tuple[str, object]]:
     """Normalised meshes of one kind: procedural unions, pybullet's random objects, the holed bunny."""
     if family.startswith("synth"):
-        from kubik_core.recon3d.synth import write_synthetic_meshes
+        from kubik_core.recon3d.data.synth import write_synthetic_meshes
 
         paths = write_synthetic_meshes(folder, 20, seed=int(family[-1]))
     elif family == "pybullet random_urdfs":

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from kubik_core.recon3d.synth import PRIMITIVES, random_primitive, write_synthetic_meshes
+from kubik_core.recon3d.data.synth import PRIMITIVES, random_primitive, write_synthetic_meshes
 
 
 def test_synthetic_shapes_are_closed_and_reproducible(tmp_path):

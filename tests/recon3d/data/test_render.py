@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from kubik_core.recon3d.render import MeshRenderer, RenderBackendError, RenderConfig, camera_poses
+from kubik_core.recon3d.data.render import MeshRenderer, RenderBackendError, RenderConfig, camera_poses
 
 
 @pytest.fixture(scope="module")

@@ -56,8 +56,8 @@ def dataset_entries(root: str | Path) -> list[dict]:
 
 
 def _read_json(path: Path) -> dict:
-    from ..common.bounded_json import BoundedJSONError
-    from ..common.bounded_json import loads as bounded_loads
+    from ...common.bounded_json import BoundedJSONError
+    from ...common.bounded_json import loads as bounded_loads
 
     try:
         value = bounded_loads(path.read_bytes())
@@ -171,22 +171,3 @@ def view_frame(camera_to_world, surface_points: torch.Tensor) -> tuple[torch.Ten
     rotation = torch.tensor([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
     extent = (surface_points @ rotation.T).abs().max().item()
     return rotation, 0.95 / max(extent, 1e-6)
-
-
-def load_view_pixels(shape_set: ShapeSet, size: int, views_per_shape: int | None = None) -> torch.Tensor:
-    """Every shape's RGBA renders cut out and framed as at inference (:func:`.image_input.prepare_images`,
-    alpha as the mask) -> uint8 [S, V, 3, size, size]. Shapes must have the same number of views."""
-    from PIL import Image
-
-    from .image_input import prepare_images
-
-    counts = {len(v) for v in shape_set.views}
-    if 0 in counts:
-        raise ValueError("some shapes have no renders; preprocess with --views > 0 to train the flow model")
-    views = min(counts) if views_per_shape is None else min(min(counts), views_per_shape)
-    out = torch.empty(len(shape_set), views, 3, size, size, dtype=torch.uint8)
-    for i, paths in enumerate(shape_set.views):
-        rgba = np.stack([np.asarray(Image.open(p).convert("RGBA")) for p in paths[:views]])
-        pixels = prepare_images(rgba, size=size).pixels
-        out[i] = (pixels * 255.0 + 0.5).clamp(0, 255).to(torch.uint8)
-    return out

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
+from kubik_core.recon3d.data.samples import SampleConfig, sample_shape
 from kubik_core.recon3d.mesh.io import normalize
-from kubik_core.recon3d.sampling import SampleConfig, sample_shape
 from kubik_core.recon3d.sdf import MeshSDF
 
 

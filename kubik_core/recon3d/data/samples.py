@@ -30,10 +30,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .mesh.io import Normalization
-from .mesh.surface import sample_sharp_edges, sample_surface
-from .sdf import MeshSDF
-from .storage import save_npz_atomic
+from ..mesh.io import Normalization
+from ..mesh.surface import sample_sharp_edges, sample_surface
+from ..sdf import MeshSDF
+from ..storage import save_npz_atomic
 
 
 @dataclass(frozen=True)

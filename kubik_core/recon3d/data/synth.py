@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from .storage import write_bytes_atomic
+from ..storage import write_bytes_atomic
 
 PRIMITIVES = ("box", "sphere", "ellipsoid", "cylinder", "cone", "capsule", "torus")
 

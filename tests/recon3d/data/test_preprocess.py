@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import trimesh
 
-from kubik_core.recon3d.dataset import PreprocessConfig, preprocess_folder
+from kubik_core.recon3d.data.preprocess import PreprocessConfig, preprocess_folder
+from kubik_core.recon3d.data.render import MeshRenderer, RenderBackendError, RenderConfig
+from kubik_core.recon3d.data.samples import SampleConfig
 from kubik_core.recon3d.mesh.io import load_mesh
-from kubik_core.recon3d.render import MeshRenderer, RenderBackendError, RenderConfig
-from kubik_core.recon3d.sampling import SampleConfig
 from kubik_core.recon3d.sdf import MeshSDF
 
 SMALL = SampleConfig(surface=2000, near=2000, uniform=2000)

@@ -6,11 +6,11 @@ Output layout (``OUT``)::
     OUT/report.json            the last run: counts, one entry per failed mesh with its error, and
                                one per mesh done with a warning (faces that no orientation makes
                                consistent: its inside/outside labels may be wrong)
-    OUT/<id>/samples.npz       SDF samples, layout in :mod:`kubik_core.recon3d.sampling`
+    OUT/<id>/samples.npz       SDF samples, layout in :mod:`.samples`
     OUT/<id>/views.npz         depth [V,H,W] float32 and normal [V,H,W,3] float16 (when rendered)
     OUT/<id>/view_000.png ...  RGBA renders, alpha 0 on background
     OUT/<id>/meta.json         normalisation, mesh statistics, sampling and camera settings,
-                               cameras (convention in :mod:`kubik_core.recon3d.render`)
+                               cameras (convention in :mod:`.render`)
 
 ``<id>`` is the mesh's path relative to SRC with separators turned into ``__`` and the suffix
 dropped. ``meta.json`` is written last: a mesh whose ``meta.json`` exists is finished, and a
@@ -32,12 +32,12 @@ from typing import Callable
 
 import numpy as np
 
-from ..common.bounded_json import loads as bounded_loads
-from .errors import MeshError
-from .mesh.io import MESH_SUFFIXES, clean_mesh, load_mesh, normalize
+from ...common.bounded_json import loads as bounded_loads
+from ..errors import MeshError
+from ..mesh.io import MESH_SUFFIXES, clean_mesh, load_mesh, normalize
+from ..storage import save_json_atomic, save_npz_atomic, save_png_atomic
 from .render import RenderConfig
-from .sampling import SampleConfig, sample_shape
-from .storage import save_json_atomic, save_npz_atomic, save_png_atomic
+from .samples import SampleConfig, sample_shape
 
 FORMAT_VERSION = 1
 
@@ -75,7 +75,7 @@ def _sha256(path: Path) -> str:
 
 def preprocess_mesh(path, out_dir, config: PreprocessConfig, renderer=None, *, threads: int | None = None) -> dict:
     """Turn one mesh file into ``out_dir/{samples.npz, views.npz, view_*.png, meta.json}``."""
-    from .sdf import MeshSDF
+    from ..sdf import MeshSDF
 
     path, out_dir = Path(path), Path(out_dir)
     started = time.perf_counter()
