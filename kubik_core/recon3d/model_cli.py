@@ -204,7 +204,7 @@ def _export(args) -> int:
     import torch
 
     from ..cli import CommandError
-    from .shape_model import load_model, save_model
+    from .models.shape_model import load_model, save_model
 
     _model_file_output(args.output)
     try:

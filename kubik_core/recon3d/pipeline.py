@@ -2,9 +2,9 @@
 
 The steps, each usable on its own (the ComfyUI nodes call them one per node):
 
-1. :func:`load_model` a ``kubik3d`` model file (:mod:`.shape_model`);
+1. :func:`load_model` a ``kubik3d`` model file (:mod:`.models.shape_model`);
 2. :func:`image_to_latent`: prepared pixels (:func:`.image_input.prepare_images`) -> image tokens
-   -> rectified-flow sampling (:mod:`.flow`) -> a :class:`ShapeLatent`;
+   -> rectified-flow sampling (:mod:`.models.flow`) -> a :class:`ShapeLatent`;
    or :func:`mesh_to_latent`: a mesh -> surface points -> the VAE encoder -> a :class:`ShapeLatent`;
 3. :func:`sdf_function`: a latent -> a callable giving signed distances of query points;
 4. :func:`.mesh.extract.extract_mesh` turns that callable into a mesh; :func:`.mesh.export.save_mesh`
@@ -21,8 +21,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .flow import sample as sample_flow
-from .shape_model import Kubik3DModel, ModelFileError, build_model, load_model, save_model
+from .models.flow import sample as sample_flow
+from .models.shape_model import Kubik3DModel, ModelFileError, build_model, load_model, save_model
 
 __all__ = ["Kubik3DModel", "ModelFileError", "ShapeLatent", "build_model", "load_model", "save_model",
            "image_to_latent", "mesh_to_latent", "sdf_function", "reconstruct"]
@@ -140,9 +140,9 @@ def reconstruct(image_path: str | Path, output: str | Path, *, model: Kubik3DMod
 
     from PIL import Image
 
-    from .mesh.extract import extract_mesh
     from .image_input import prepare_images
     from .mesh.export import save_mesh
+    from .mesh.extract import extract_mesh
 
     started = time.perf_counter()
     try:

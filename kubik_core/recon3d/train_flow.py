@@ -5,7 +5,7 @@ images, and the VAE, which is frozen and bundled into the output). Each step: a 
 each shape in the batch, framed by :func:`.image_input.prepare_images` exactly as at inference;
 a latent drawn from the VAE posterior of the shape as that render shows it (facing the camera,
 :func:`.data.shapes.view_frame`), standardised per channel; the rectified-flow loss
-of :mod:`.flow` with condition dropout. EMA weights are what the output file holds.
+of :mod:`.models.flow` with condition dropout. EMA weights are what the output file holds.
 
 Output: ``OUT/model.safetensors`` (kind ``image-to-shape``: VAE + image encoder + flow + latent
 statistics), loadable by ``kubik 3d reconstruct`` and the "Kubik Load 3D Model" node.
@@ -19,11 +19,11 @@ from torch import nn
 
 from .data.shapes import ShapeSet, is_held_out
 from .encode import read_latents
-from .flow import flow_matching_loss
-from .model_config import load_config
+from .models.config import load_config
+from .models.flow import flow_matching_loss
+from .models.shape_model import Kubik3DModel, load_model
 from .pipeline import ShapeLatent, image_to_latent
 from .shape_eval import latent_metrics
-from .shape_model import Kubik3DModel, load_model
 from .training import RunFolder, TimeBudget, autocast, optimizer_and_schedule, shutdown, start_run, take_step
 
 

@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data.shapes import QUERY_NEAR, QUERY_SURFACE, QUERY_UNIFORM, ShapeSet
-from .model_config import load_config
+from .models.config import load_config
+from .models.shape_model import Kubik3DModel, build_model
 from .shape_eval import encode_shapes, latent_metrics
-from .shape_model import Kubik3DModel, build_model
 from .training import RunFolder, TimeBudget, autocast, optimizer_and_schedule, shutdown, start_run, take_step
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from ..classify.distributed import DistInfo, barrier, init_distributed, shutdown
-from .shape_model import Kubik3DModel, load_model, save_model
+from .models.shape_model import Kubik3DModel, load_model, save_model
 from .storage import write_bytes_atomic
 
 __all__ = ["DistInfo", "RunFolder", "TimeBudget", "autocast", "barrier", "optimizer_and_schedule", "shutdown", "start_run",

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from kubik_core.recon3d.errors import MeshError
 from kubik_core.recon3d.mesh.io import clean_mesh, load_mesh
-from kubik_core.recon3d.model_config import ConfigError, load_config, parse_config_json
 from kubik_core.recon3d.mesh.off_reader import OffError, read_off
+from kubik_core.recon3d.models.config import ConfigError, load_config, parse_config_json
 
 FUZZ = settings(derandomize=True, max_examples=200, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

@@ -12,7 +12,7 @@ import torch
 
 from kubik_core.recon3d.data.shapes import ShapeSet, is_held_out, view_frame
 
-from .test_model import MICRO, micro_config
+from .models.test_model import MICRO, micro_config
 
 SMALL = ("--surface", "1024", "--near", "1024", "--uniform", "1024")
 

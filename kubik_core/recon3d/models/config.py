@@ -21,8 +21,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..common.bounded_json import BoundedJSONError
-from ..common.bounded_json import loads as bounded_loads
+from ...common.bounded_json import BoundedJSONError
+from ...common.bounded_json import loads as bounded_loads
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 SECTIONS = ("vae", "image_encoder", "flow", "train_vae", "train_flow", "sampling")

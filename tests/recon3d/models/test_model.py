@@ -8,8 +8,8 @@ import pytest
 import torch
 import trimesh
 
-from kubik_core.recon3d import flow as flow_module
-from kubik_core.recon3d.model_config import load_config
+from kubik_core.recon3d.models import flow as flow_module
+from kubik_core.recon3d.models.config import load_config
 from kubik_core.recon3d.pipeline import (ModelFileError, build_model, image_to_latent, load_model, mesh_to_latent,
                                          save_model, sdf_function)
 
@@ -153,7 +153,7 @@ def test_mesh_to_latent_normalises_any_units():
 
 
 def test_latent_tokens_carry_their_anchor_on_the_surface_unnoised_and_outside_the_kl():
-    from kubik_core.recon3d.vae import POSITION_CHANNELS
+    from kubik_core.recon3d.models.vae import POSITION_CHANNELS
 
     model = build_model(micro_config(), kind="vae")
     sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.8)
@@ -195,7 +195,7 @@ def test_files_of_an_older_format_are_refused_with_the_reason(tmp_path):
     from safetensors.torch import load_file, save_file
 
     path = save_model(build_model(micro_config(), kind="vae"), tmp_path / "old.safetensors")
-    from kubik_core.recon3d.shape_model import read_header
+    from kubik_core.recon3d.models.shape_model import read_header
 
     metadata = dict(read_header(path), kubik3d_format="1")
     save_file(load_file(str(path)), str(path), metadata=metadata)
@@ -204,7 +204,7 @@ def test_files_of_an_older_format_are_refused_with_the_reason(tmp_path):
 
 
 def test_canonical_token_order_ignores_the_incoming_order_and_follows_the_template():
-    from kubik_core.recon3d.vae import canonical_token_order, token_template
+    from kubik_core.recon3d.models.vae import canonical_token_order, token_template
 
     template = token_template(16)
     assert template.shape == (16, 3) and template.abs().max() <= 0.75

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .model_config import load_config
-from .storage import save_json_atomic, write_bytes_atomic
+from ..storage import save_json_atomic, write_bytes_atomic
+from .config import load_config
 from .vae import ShapeVAE
 
 FORMAT_VERSION = "2"  # 2: latent tokens carry their anchor xyz (vae.POSITION_CHANNELS)
@@ -100,8 +100,8 @@ def save_model(model: Kubik3DModel, path: str | Path, info: dict | None = None,
 def read_header(path: str | Path, name: str | None = None) -> dict:
     """The metadata of a model file, checked to be a KubikAI 3D model. Errors call the file
     ``name`` (default: its file name), so that a node can name it as its user chose it."""
-    from ..loras.errors import LoraFileError
-    from ..loras.safetensors_header import read_header as read_safetensors_header
+    from ...loras.errors import LoraFileError
+    from ...loras.safetensors_header import read_header as read_safetensors_header
 
     path = Path(path)
     shown = name or path.name
@@ -132,15 +132,15 @@ def load_model(path: str | Path, device="cpu", kind: str | None = None, name: st
     """Load a model file; ``kind`` demands one kind ("image-to-shape" for image input); errors
     call the file ``name`` (default: its file name).
 
-    The file's own config is checked against the schema (:mod:`.model_config`), the model is
+    The file's own config is checked against the schema (:mod:`.config`), the model is
     built on the meta device and compared with the tensors the file's header declares, and only a
     model that matches is built for real: a crafted config cannot make this allocate more than
     the file holds, nor name any other file."""
     from safetensors.torch import load_file
 
-    from ..common.bounded_json import loads as bounded_loads
-    from ..common.weights import WeightsFileError, build_checked
-    from .model_config import parse_config_json
+    from ...common.bounded_json import loads as bounded_loads
+    from ...common.weights import WeightsFileError, build_checked
+    from .config import parse_config_json
 
     path = Path(path)
     shown = name or path.name

@@ -1,7 +1,7 @@
 """Image encoder for the flow model: a timm backbone whose feature tokens the flow cross-attends to.
 
 The backbone is named in the config (``image_encoder.backbone`` + ``backbone_kwargs``, checked by
-:mod:`.model_config`'s schema) and built without reaching any file or the network: the name must
+:mod:`.config`'s schema) and built without reaching any file or the network: the name must
 be one of timm's built-in architectures. Pretrained weights come only from a local safetensors
 file the user names (``kubik 3d train-flow --image-encoder-weights``, e.g. a timm/HF
 ``model.safetensors``) through :meth:`ImageEncoder.load_pretrained`, never from the config. ViTs
