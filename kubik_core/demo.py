@@ -11,6 +11,8 @@ import time
 from importlib import import_module
 from pathlib import Path
 
+from .common.atomic import write_text_atomic
+
 DEMO_SECTIONS = (
     ("Prompt analysis and sampling parameters", "demo", "prompt_to_parameters"),
     ("LoRA recommendations and learning", "loras.demo", "recommendations"),
@@ -86,9 +88,7 @@ def run_demo(out_dir: Path) -> Path:
         print(f"[kubik demo] {title}: done in {elapsed:.1f} s", flush=True)
         parts.append(f"## {title}\n\n*({elapsed:.1f} s)*\n\n{body}\n")
     report = out_dir / "report.md"
-    tmp = report.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(parts))
-    tmp.replace(report)
+    write_text_atomic(report, "\n".join(parts))
     return report
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from . import comfy_bridge as bridge
 from ..kubik_core import __version__
+from ..kubik_core.common.atomic import atomic_path
 from ..kubik_core.learning import (GenerationRecord, LearningError, LearningStore, ParameterEdits,
                                   UnknownGenerationError, default_store_location)
 from ..kubik_core.learning.model_hashes import add_resource_hashes, hash_cache
@@ -189,9 +190,8 @@ class KubikSaveImage:
                 info.add_text(key, text)
             name = f"{filename.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
             path = os.path.join(folder, name)
-            tmp = path + ".tmp"
-            Image.fromarray(pixels).save(tmp, format="PNG", pnginfo=info, compress_level=4)
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                Image.fromarray(pixels).save(tmp, format="PNG", pnginfo=info, compress_level=4)
             results.append({"filename": name, "subfolder": subfolder, "type": "output"})
             paths.append(path)
             counter += 1

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..common import bounded_json
+from ..common.atomic import write_text_atomic
 
 MAX_FILE_BYTES = 16 * 1024 * 1024  # a classes.json of 100,000 long names is ~20 times smaller
 
@@ -132,23 +133,3 @@ def require_labels_known(cmap: ClassMap, labels: Sequence[str], what: str) -> No
     if unknown:
         raise ClassMapMismatch(f"{what} has {len(unknown)} labels that are not in the class map "
                                f"(e.g. {unknown[:3]}): was it split with another class map?")
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary sibling then rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

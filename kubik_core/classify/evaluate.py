@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
-from .classmap import ClassMap, write_text_atomic
+from ..common.atomic import write_text_atomic
+from .classmap import ClassMap
 from .distributed import DistInfo, all_gather_objects
 from .metrics import Metrics, compute_metrics
 

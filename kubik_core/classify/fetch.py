@@ -322,7 +322,7 @@ class FailureLog:
 
     def forget(self, sources) -> None:
         """Drop the lines of ``sources`` (URLs fetched fine since), rewriting the file atomically."""
-        from .classmap import write_text_atomic
+        from ..common.atomic import write_text_atomic
 
         drop = {source[:self.MAX_SOURCE] for source in sources}
         with self._lock:

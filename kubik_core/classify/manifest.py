@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..common import bounded_json
-from .classmap import write_text_atomic
+from ..common.atomic import write_text_atomic
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 _PATH_KEYS = ("path", "url", "image", "file", "filepath")

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import torch
 
+from ..common.atomic import write_bytes_atomic, write_text_atomic
 from ..common.weights import build_checked
-from .classmap import ClassMap, write_bytes_atomic, write_text_atomic
+from .classmap import ClassMap
 from .schema import (FORMAT, FORMAT_VERSION, MAX_CARD_BYTES, MAX_CLASSES, CardError,
                      check_architecture, check_model_kwargs, parse_card)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .classmap import write_bytes_atomic
+from ..common.atomic import write_bytes_atomic
 
 FULL_MATRIX_MAX_CLASSES = 40
 

@@ -19,7 +19,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .classmap import ClassMap, write_text_atomic
+from ..common.atomic import write_text_atomic
+from .classmap import ClassMap
 from .manifest import Sample, write_jsonl
 
 SPLITS = ("train", "val", "test")

@@ -25,8 +25,9 @@ from typing import Callable
 import torch
 from torch.utils.data import DataLoader
 
+from ..common.atomic import write_bytes_atomic, write_text_atomic
 from ..common.paths import is_write_probe, writable_folder
-from .classmap import ClassMap, require_labels_known, write_bytes_atomic, write_text_atomic
+from .classmap import ClassMap, require_labels_known
 from .data import (AugmentConfig, GlobalBatchSampler, ImageSource, ManifestDataset, build_transform,
                    class_balanced_weights, class_counts, collate_skipping_failures)
 from .distributed import barrier, init_distributed, shutdown

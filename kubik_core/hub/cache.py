@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from ..common import bounded_json
+from ..common.atomic import write_text_atomic
 
 
 class ResponseCache:
@@ -45,15 +44,7 @@ class ResponseCache:
     def put(self, key: str, value: Any) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         payload = json.dumps({"key": key, "stored_at": self._clock(), "value": value})
-        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(payload)
-            os.replace(tmp, self._path(key))
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_text_atomic(self._path(key), payload)
         self._evict()
 
     def _evict(self) -> None:

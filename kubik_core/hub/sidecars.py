@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from ..common import bounded_json
+from ..common.atomic import write_bytes_atomic, write_text_atomic
 from .errors import HubError
 from .http import HubSession, public_url
 
@@ -58,18 +57,6 @@ def existing_preview(model_path: Path) -> Path | None:
     return None
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def read_json(path: Path) -> dict | None:
     """A JSON object from ``path``, or None if missing or unreadable (never raises)."""
     try:
@@ -81,7 +68,7 @@ def read_json(path: Path) -> dict | None:
 
 def write_civitai_info(model_path: Path, version: dict) -> Path:
     path = civitai_info_path(model_path)
-    write_json_atomic(path, version)
+    write_text_atomic(path, json.dumps(version, indent=2, ensure_ascii=False))
     return path
 
 
@@ -125,11 +112,7 @@ def save_preview(session: HubSession, image: dict, model_path: Path) -> Path | N
         log.warning("preview for %s skipped: %s", Path(model_path).name, exc)
         return None
     path = Path(model_path).with_name(stem_of(model_path) + ".preview" + ext)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(bytes(data))
-    os.replace(tmp, path)
-    return path
+    return write_bytes_atomic(path, bytes(data))
 
 
 def update_metadata_json(model_path: Path, *, sha256: str, size: int, kind: str | None,
@@ -177,5 +160,5 @@ def update_metadata_json(model_path: Path, *, sha256: str, size: int, kind: str 
         data.setdefault("model_type", "checkpoint")
     elif kind == "embeddings":
         data.setdefault("model_type", "embedding")
-    write_json_atomic(path, data)
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False))
     return path

@@ -25,12 +25,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections import deque
 from pathlib import Path
 from typing import Callable, Sequence
 
+from ..common.atomic import write_text_atomic
 from ..common.bounded_json import BoundedJSONError
 from ..common.bounded_json import loads as bounded_loads
 from ..common.paths import cache_dir
@@ -201,15 +201,7 @@ class HashCache:
     def _save(self) -> None:
         """Write the cache atomically (caller holds the lock); a read-only folder keeps it in memory."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".file_hashes-", suffix=".tmp", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    json.dump({"version": 1, "files": self._entries}, handle)
-                os.replace(tmp, self.path)
-            except BaseException:
-                os.unlink(tmp)
-                raise
+            write_text_atomic(self.path, json.dumps({"version": 1, "files": self._entries}))
         except OSError as exc:
             log.warning("KubikAI: could not save the hash cache in %s: %s", self.path.parent, exc.strerror or exc)
 

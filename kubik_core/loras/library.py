@@ -21,13 +21,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ..common.atomic import write_text_atomic
 from ..common.bounded_json import BoundedJSONError
 from ..common.bounded_json import loads as bounded_loads
 from ..common.paths import cache_dir
@@ -143,15 +143,7 @@ class LoraLibrary:
                        "files": {path: {"signature": self.signatures.get(path), "entry": entry.to_dict()}
                                  for path, entry in self.entries.items()}}
             text = json.dumps(payload, separators=(",", ":"))
-        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.cache_path.parent, prefix=self.cache_path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.replace(tmp, self.cache_path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text_atomic(self.cache_path, text)
 
 
 def load_cache(cache_path: Path | None) -> dict[str, dict]:

@@ -174,11 +174,8 @@ def kohya_metadata(base: str, output_name: str, rank: int = 2, tags: Mapping[str
 def write_lora(path: str | os.PathLike, layout: str = "kohya", base: str = "sdxl", rank: int = 2,
                metadata: Mapping[str, str] | None = None, seed: int = 0) -> Path:
     """Write a LoRA safetensors file (atomically) and return its path."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(lora_tensors(layout, base, rank, seed), str(tmp), metadata=dict(metadata or {}))
-    os.replace(tmp, path)
-    return path
+    from ..common.atomic import write_bytes_atomic
+
+    return write_bytes_atomic(path, save(lora_tensors(layout, base, rank, seed), metadata=dict(metadata or {})))

@@ -29,12 +29,12 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
+from ..common.atomic import write_text_atomic
 from ..common.paths import cache_dir
 from .errors import ParamsError
 
@@ -369,14 +369,6 @@ def _read_profile(path: Path, machine: dict) -> dict | None:
 
 def _write_profile(path: Path, machine: dict, measured: dict) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".cpu_profile-", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump({"version": 1, "machine": machine, **measured}, handle)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_text_atomic(path, json.dumps({"version": 1, "machine": machine, **measured}))
     except OSError as exc:
         log.warning("KubikAI: could not save the CPU profile in %s: %s", path.parent, exc.strerror or exc)

@@ -25,6 +25,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+_REPOSITORY = Path(__file__).resolve().parents[2]
+
 # The smallest UNet config that comfy/model_detection.py still reads back as SupportedModel SD15.
 TINY_UNET_CONFIG = dict(
     image_size=32, in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[1],
@@ -39,7 +41,8 @@ def build_tiny_sd15_checkpoint(path: Path, comfyui_dir: Path, python: str | None
     """Write the checkpoint to ``path`` (atomically) with ComfyUI's classes; returns ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONPATH=str(Path(comfyui_dir).resolve()))
+    # ComfyUI for its model classes, the repository for kubik_core's atomic write.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join((str(Path(comfyui_dir).resolve()), str(_REPOSITORY))))
     done = subprocess.run([python or sys.executable, __file__, str(path), "--seed", str(seed)],
                           cwd=comfyui_dir, env=env, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
@@ -95,10 +98,11 @@ def _build(out: Path, seed: int) -> None:
                                 "first_stage_model.": taesd}, seed)
     for key in ("cond_stage_model.logit_scale", "cond_stage_model.transformer.text_projection.weight"):
         state.pop(key, None)
-    tmp = out.with_name(out.name + ".part")
-    save_file(state, str(tmp), metadata={"modelspec.architecture": "stable-diffusion-v1",
-                                         "modelspec.title": "KubikAI tiny random test checkpoint"})
-    os.replace(tmp, out)
+    from kubik_core.common.atomic import atomic_path
+
+    with atomic_path(out) as tmp:
+        save_file(state, str(tmp), metadata={"modelspec.architecture": "stable-diffusion-v1",
+                                             "modelspec.title": "KubikAI tiny random test checkpoint"})
 
 
 if __name__ == "__main__":
