@@ -14,8 +14,8 @@ from . import comfy_bridge as bridge
 from ..kubik_core.loras import (DEFAULT_WEIGHTS, NSFW_LEVELS, PRIORITIES, LoraIndex, LoraStack,
                                 StackItem, default_cache_path, rebalance, recommend, scan_library)
 from ..kubik_core.loras.entry import SAFETENSORS_EXTENSIONS
-from ..kubik_core.loras.errors import LoraFileError, LoraStackError
-from ..kubik_core.loras.safetensors_header import read_header
+from ..kubik_core.common.safetensors_file import SafetensorsFileError, read_header
+from ..kubik_core.loras.errors import LoraStackError
 from ..kubik_core.loras.stack import check_lora_name, check_strength, stack_from_input
 from ..kubik_core.params import FAMILY_IDS, detect_family
 
@@ -257,7 +257,7 @@ def _check_lora_file(path: str, name: str) -> None:
         return
     try:
         read_header(path, name)
-    except LoraFileError as exc:
+    except SafetensorsFileError as exc:
         raise ValueError(f"lora_stack: LoRA {exc}; replace the file or remove it from the stack") from None
 
 

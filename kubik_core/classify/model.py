@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from ..common.atomic import write_bytes_atomic, write_text_atomic
+from ..common.safetensors_file import open_safetensors
 from ..common.weights import build_checked
 from .classmap import ClassMap
 from .schema import (FORMAT, FORMAT_VERSION, MAX_CARD_BYTES, MAX_CLASSES, CardError,
@@ -178,8 +179,6 @@ def read_card(path: str | os.PathLike, name: str | None = None) -> ModelCard:
     ``name`` is how errors call the file (the node passes the name relative to its model
     folder, so no server path reaches the user); by default the path as given.
     """
-    from safetensors import safe_open
-
     path = Path(path)
     name = name or str(path)
     if not path.exists():
@@ -188,11 +187,8 @@ def read_card(path: str | os.PathLike, name: str | None = None) -> ModelCard:
         raise ValueError(f"{name}: is a folder, not a classifier file (.safetensors)")
     if not path.is_file():
         raise ValueError(f"{name}: not a regular file (a device, pipe or socket)")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            metadata = fh.metadata() or {}
-    except Exception as exc:  # safetensors raises its own error types for damaged headers
-        raise ValueError(f"{name}: not a readable safetensors file ({_one_line(exc)})") from None
+    with open_safetensors(path, name) as handle:
+        metadata = handle.metadata() or {}
     if METADATA_KEY in metadata:
         return ModelCard.from_json(metadata[METADATA_KEY], name)
     sidecar = path.with_suffix(".json")

@@ -15,6 +15,8 @@ from typing import Callable
 
 import torch
 
+from .safetensors_file import SafetensorsFileError, open_safetensors
+
 
 class WeightsFileError(ValueError):
     """A weights file that cannot be read, or that does not match the model its config describes."""
@@ -22,16 +24,11 @@ class WeightsFileError(ValueError):
 
 def tensor_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
     """Tensor name -> shape from the file's header, without reading the tensors."""
-    from safetensors import safe_open
-
-    name = Path(path).name
     try:
-        with safe_open(os.fspath(path), framework="pt") as handle:
+        with open_safetensors(path, Path(path).name) as handle:
             return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
-    except OSError as exc:
-        raise WeightsFileError(f"{name}: cannot read ({exc.strerror or exc})") from None
-    except Exception as exc:  # safetensors raises its own error types for damaged headers
-        raise WeightsFileError(f"{name}: not a readable safetensors file ({exc})") from None
+    except SafetensorsFileError as exc:
+        raise WeightsFileError(str(exc)) from None
 
 
 def _describe(names: list[str], limit: int = 3) -> str:

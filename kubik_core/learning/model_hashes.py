@@ -34,7 +34,7 @@ from ..common.atomic import write_text_atomic
 from ..common.bounded_json import BoundedJSONError
 from ..common.bounded_json import loads as bounded_loads
 from ..common.paths import cache_dir
-from ..loras.files import open_regular
+from ..common.files import open_regular
 
 log = logging.getLogger(__name__)
 

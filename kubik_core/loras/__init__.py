@@ -5,10 +5,9 @@ recommend LoRAs for a prompt.
     library = scan_library(["/ComfyUI/models/loras"], cache_path=default_cache_path())
     rec = recommend(LoraIndex(library), analysis, family="sdxl", max_loras=3)
 
-Modules: safetensors_header.py (bounded header reader), sidecars.py (CivitAI / Lora-Manager /
-A1111 files), files.py (opens regular files only, never blocking on a FIFO or device),
-architecture.py (base architecture and compatibility), entry.py (one LoRA), library.py (scan +
-cache + background hashes), hashing.py (SHA-256, AutoV2, AutoV3), text_index.py (BM25),
+Modules: sidecars.py (CivitAI / Lora-Manager / A1111 files), architecture.py (base architecture
+and compatibility), entry.py (one LoRA, its header read by kubik_core.common.safetensors_file),
+library.py (scan + cache + background hashes), hashing.py (SHA-256, AutoV2, AutoV3), text_index.py (BM25),
 lexicon.py (the words that tell kinds, media and names), profile.py (what a LoRA is: its kind,
 medium and names, from its metadata), evidence.py (how strongly a prompt asks for each LoRA),
 recommend.py (the bar, filters, clashes, strengths, reasons), stack.py (KUBIK_LORA_STACK, and
@@ -20,7 +19,7 @@ sidecar that is broken or crafted becomes a recorded problem of that file, and t
 """
 from .architecture import Architecture, compatibility, detect_architecture
 from .entry import LORA_EXTENSIONS, LoraEntry
-from .errors import LoraError, LoraFileError
+from .errors import LoraError
 from .library import LoraLibrary, default_cache_path, scan_library
 from .recommend import (DEFAULT_WEIGHTS, FACTORS, MIN_EVIDENCE, NSFW_LEVELS, PRIORITIES, LoraIndex,
                         Recommendation, recommend)
@@ -28,7 +27,7 @@ from .stack import MAX_TOTAL_STRENGTH, LoraStack, StackItem, rebalance
 
 __all__ = [
     "Architecture", "DEFAULT_WEIGHTS", "FACTORS", "LORA_EXTENSIONS", "LoraEntry", "LoraError",
-    "LoraFileError", "LoraIndex", "LoraLibrary", "LoraStack", "MAX_TOTAL_STRENGTH", "MIN_EVIDENCE", "NSFW_LEVELS",
+    "LoraIndex", "LoraLibrary", "LoraStack", "MAX_TOTAL_STRENGTH", "MIN_EVIDENCE", "NSFW_LEVELS",
     "PRIORITIES", "Recommendation", "StackItem", "compatibility", "default_cache_path",
     "detect_architecture", "rebalance", "recommend", "scan_library",
 ]

@@ -17,9 +17,8 @@ from typing import Any
 
 from ..common.bounded_json import BoundedJSONError
 from ..common.bounded_json import loads as bounded_loads
+from ..common.safetensors_file import SafetensorsFileError, read_header
 from .architecture import detect_architecture
-from .errors import LoraFileError
-from .safetensors_header import read_header
 from .sidecars import (MAX_CLIP_SKIP, MAX_ITEMS, MAX_PROMPT_CHARS, MAX_SUMMARY_CHARS, MAX_TITLE_CHARS,
                        MAX_WORD_CHARS, SidecarInfo, read_sidecars)
 
@@ -138,13 +137,13 @@ def read_entry(path: Path, name: str, size: int, mtime_ns: int, names_in_folder:
     else:
         try:
             header = read_header(path, name)
-        except LoraFileError as exc:
+        except SafetensorsFileError as exc:
             entry.readable = False
             entry.problems.append(exc.reason)
         else:
             metadata, tensors = header.metadata, header.tensors
             entry.problems += header.problems
-            entry.data_offset = 8 + header.header_bytes
+            entry.data_offset = header.data_start
             _read_structure(entry, tensors)
             _read_metadata(entry, metadata)
     arch = detect_architecture(metadata, tensors, info.civitai_base, info.a1111_version,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from .files import open_regular
+from ..common.files import open_regular
 
 CHUNK = 1024 * 1024
 # The SHA-256 of zero bytes; a file that hashes to it is empty, never a model

@@ -32,7 +32,7 @@ from typing import Any
 
 from ..common.bounded_json import BoundedJSONError
 from ..common.bounded_json import loads as bounded_loads
-from .files import read_regular
+from ..common.files import read_regular
 from .stack import MAX_STRENGTH
 
 SIDECAR_SUFFIXES = (".civitai.info", ".metadata.json", ".json", ".txt", ".sha256")

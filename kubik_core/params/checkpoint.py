@@ -52,7 +52,7 @@ def find_checkpoint(prompt: Mapping[str, Any] | None, node_id: Any, input_name: 
 def read_safetensors_metadata(path: str | os.PathLike, name: str | None = None) -> dict[str, str]:
     """The ``__metadata__`` strings of a .safetensors file, reading only its header.
 
-    Uses the LoRA library's bounded header reader, so a crafted header (nested 1,000 levels,
+    Uses the bounded header reader (kubik_core.common.safetensors_file), so a crafted header (nested 1,000 levels,
     1e999, absurd shapes, a FIFO in place of the file) is one error, never a crash. Raises
     CheckpointFileError naming the file as ``name`` (default: ``path``) when it is not a
     readable safetensors file; returns {} for other formats (.ckpt, .gguf), which carry no such
@@ -60,13 +60,12 @@ def read_safetensors_metadata(path: str | os.PathLike, name: str | None = None) 
     """
     if not os.fspath(path).lower().endswith(".safetensors"):
         return {}
-    from ..loras.errors import LoraFileError
-    from ..loras.safetensors_header import read_header
+    from ..common.safetensors_file import SafetensorsFileError, read_header
 
     name = os.fspath(path) if name is None else name
     try:
         return read_header(path, name).metadata
-    except LoraFileError as exc:
+    except SafetensorsFileError as exc:
         raise CheckpointFileError(name, exc.reason) from None
 
 

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from kubik_core.common.bounded_json import _STRING, outside_strings
 from kubik_core.loras.entry import MAX_TRIGGERS, LoraEntry, read_entry
-from kubik_core.loras.errors import LoraFileError, LoraStackError
-from kubik_core.loras.safetensors_header import MAX_DIMENSIONS, read_header
+from kubik_core.common.safetensors_file import MAX_DIMENSIONS, SafetensorsFileError, read_header
+from kubik_core.loras.errors import LoraStackError
 from kubik_core.loras.sidecars import (MAX_CLIP_SKIP, MAX_COUNT, MAX_ITEMS, MAX_PROMPT_CHARS,
                                        MAX_TEXT_CHARS, MAX_TITLE_CHARS, read_sidecars)
 from kubik_core.loras.stack import MAX_ITEMS as MAX_STACK_ITEMS
@@ -94,7 +94,7 @@ def test_fuzz_safetensors_header_bytes(folder, prefix, body):
 def _check_header(path):
     try:
         header = read_header(path, "fuzz.safetensors")
-    except LoraFileError as exc:
+    except SafetensorsFileError as exc:
         assert str(exc).startswith("fuzz.safetensors: ") and "\n" not in str(exc)
         return
     size = path.stat().st_size

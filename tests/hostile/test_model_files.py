@@ -19,9 +19,9 @@ import pytest
 
 from kubik_core.cli import main
 from kubik_core.common.bounded_json import loads as bounded_loads
+from kubik_core.common.safetensors_file import MAX_HEADER_BYTES
 from kubik_core.loras import LoraIndex, recommend, scan_library
 from kubik_core.loras.library import CACHE_VERSION
-from kubik_core.loras.safetensors_header import MAX_HEADER_BYTES
 from kubik_core.loras.sidecars import MAX_SIDECAR_BYTES
 from kubik_core.loras.synthetic import kohya_metadata, write_lora
 from kubik_core.params.checkpoint import read_safetensors_metadata

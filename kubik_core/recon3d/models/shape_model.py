@@ -100,18 +100,17 @@ def save_model(model: Kubik3DModel, path: str | Path, info: dict | None = None,
 def read_header(path: str | Path, name: str | None = None) -> dict:
     """The metadata of a model file, checked to be a KubikAI 3D model. Errors call the file
     ``name`` (default: its file name), so that a node can name it as its user chose it."""
-    from ...loras.errors import LoraFileError
-    from ...loras.safetensors_header import read_header as read_safetensors_header
+    from ...common.safetensors_file import SafetensorsFileError
+    from ...common.safetensors_file import read_header as read_safetensors_header
 
     path = Path(path)
     shown = name or path.name
     if not path.is_file():
         raise ModelFileError(f"model file {name or path} does not exist")
     try:
-        header = read_safetensors_header(path)
-    except LoraFileError as exc:  # the shared bounded reader names the problem (after the path)
-        detail = str(exc).removeprefix(f"{path}: ")
-        raise ModelFileError(f"{shown} is not a readable safetensors file: {detail}") from None
+        header = read_safetensors_header(path, shown)
+    except SafetensorsFileError as exc:  # the shared bounded reader names the problem
+        raise ModelFileError(f"{shown} is not a readable safetensors file: {exc.reason}") from None
     metadata = header.metadata
     if "kubik3d_format" not in metadata:
         tensors = list(header.tensors)

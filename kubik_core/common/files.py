@@ -1,4 +1,4 @@
-"""Open model files and sidecars the scan lists, without ever blocking on them.
+"""Open model files and sidecars that a folder listing names, without ever blocking on them.
 
 A model folder may hold a FIFO, a socket or a link to a device or a /proc file where a model
 should be (by accident, or placed there to hang the server). Opening a FIFO for reading waits

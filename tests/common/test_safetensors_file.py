@@ -6,8 +6,7 @@ import struct
 
 import pytest
 
-from kubik_core.loras.errors import LoraFileError
-from kubik_core.loras.safetensors_header import read_header
+from kubik_core.common.safetensors_file import SafetensorsFileError, open_safetensors, read_header
 from kubik_core.loras.synthetic import kohya_metadata, write_lora
 
 
@@ -36,7 +35,7 @@ def _raw(tmp_path, payload: bytes, name="bad.safetensors"):
     (struct.pack("<Q", 2) + b"[]", "not an object"),
 ])
 def test_broken_headers_raise_a_clear_error(tmp_path, payload, message):
-    with pytest.raises(LoraFileError, match=message):
+    with pytest.raises(SafetensorsFileError, match=message):
         read_header(_raw(tmp_path, payload))
 
 
@@ -44,7 +43,7 @@ def test_truncated_tensor_data(tmp_path):
     path = write_lora(tmp_path / "t.safetensors", "peft", "sd1")
     data = path.read_bytes()
     path.write_bytes(data[:-100])
-    with pytest.raises(LoraFileError, match="truncated"):
+    with pytest.raises(SafetensorsFileError, match="truncated"):
         read_header(path)
 
 
@@ -53,3 +52,24 @@ def test_non_string_metadata_is_kept_as_json(tmp_path):
                                                                     "data_offsets": [0, 2]}}).encode()
     path = _raw(tmp_path, struct.pack("<Q", len(header)) + header + b"\x00\x00")
     assert read_header(path).metadata == {"ss_network_dim": "8"}
+
+
+def test_data_start_is_where_the_tensor_bytes_begin(tmp_path):
+    header = json.dumps({"w": {"dtype": "U8", "shape": [3], "data_offsets": [0, 3]}}).encode()
+    path = _raw(tmp_path, struct.pack("<Q", len(header)) + header + b"abc")
+    assert path.read_bytes()[read_header(path).data_start:] == b"abc"
+
+
+def test_open_safetensors_reads_tensors_and_names_a_damaged_file(tmp_path):
+    path = write_lora(tmp_path / "a.safetensors", "kohya", "sd1", metadata={"ss_network_dim": "2"})
+    with open_safetensors(path) as handle:
+        assert handle.metadata() == {"ss_network_dim": "2"} and len(list(handle.keys())) > 0
+    bad = _raw(tmp_path, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    with pytest.raises(SafetensorsFileError) as caught:
+        with open_safetensors(bad, "loras/bad.safetensors"):
+            pass
+    assert str(caught.value).startswith("loras/bad.safetensors: not a readable safetensors file (")
+    assert caught.value.file == "loras/bad.safetensors" and "\n" not in str(caught.value)
+    with pytest.raises(SafetensorsFileError, match=r"^missing.safetensors: cannot read \("):
+        with open_safetensors(tmp_path / "missing.safetensors", "missing.safetensors"):
+            pass

@@ -1,24 +1,43 @@
-"""Read a safetensors header without touching the tensors.
+"""Read safetensors files whose writer is not trusted; every problem is one SafetensorsFileError.
+
+``read_header`` parses the header without touching the tensors; ``open_safetensors`` opens the
+file with the safetensors library (to read tensors) and turns its errors into the same error.
 
 Layout (huggingface/safetensors): 8 bytes little-endian u64 = header length N, then N bytes of
 UTF-8 JSON ``{tensor name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__":
 {str: str}}``, then the tensor data. The header is written by whoever made the file, so it is
 read as hostile: at most MAX_HEADER_BYTES, parsed with kubik_core.common.bounded_json (bounded
 nesting, finite numbers), every tensor entry checked for type, and its declared size checked
-against its data offsets and the file, so that a broken or crafted file is one LoraFileError
-naming what is wrong, never a crash.
+against its data offsets and the file, so that a broken or crafted file is one
+SafetensorsFileError naming what is wrong, never a crash.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from ..common.bounded_json import BoundedJSONError
-from ..common.bounded_json import loads as bounded_loads
-from .errors import LoraFileError
+from .bounded_json import BoundedJSONError
+from .bounded_json import loads as bounded_loads
 from .files import open_regular
+
+
+class SafetensorsFileError(ValueError):
+    """A safetensors file that cannot be read (truncated, bad header, not safetensors ...).
+
+    ``file`` is the name the caller gave (a path, or a name relative to a model folder) and
+    ``reason`` the problem alone, so that a caller can record it against the file without
+    repeating the name, or word it for its own input.
+    """
+
+    def __init__(self, file: str, reason: str):
+        super().__init__(f"{file}: {reason}")
+        self.file = file
+        self.reason = reason
+
 
 # ComfyUI-Lora-Manager caps the header at 64 MiB, ComfyUI at 100 MiB; real LoRA headers are
 # a few hundred KiB (ss_tag_frequency can be large).
@@ -43,9 +62,14 @@ class SafetensorsHeader:
     data_bytes: int = 0          # end of the last tensor, as the header declares it
     problems: list[str] = field(default_factory=list)  # non-fatal oddities, for the user
 
+    @property
+    def data_start(self) -> int:
+        """Offset of the first tensor byte (where CivitAI's AutoV3 hash starts)."""
+        return 8 + self.header_bytes
+
 
 def read_header(path: str | os.PathLike, name: str | None = None) -> SafetensorsHeader:
-    """Parse the header of ``path``; raise LoraFileError naming the problem if it is broken.
+    """Parse the header of ``path``; raise SafetensorsFileError naming the problem if it is broken.
 
     ``name``: how the file is named in errors (default: ``path``); nodes pass the name relative
     to the model folder so that no absolute server path reaches a message.
@@ -55,19 +79,19 @@ def read_header(path: str | os.PathLike, name: str | None = None) -> Safetensors
         with open_regular(path) as handle:
             size = os.fstat(handle.fileno()).st_size
             if size < 8:  # also every /proc file (size 0): nothing is read from it
-                raise LoraFileError(name, f"truncated safetensors file ({size} bytes, no header length)")
+                raise SafetensorsFileError(name, f"truncated safetensors file ({size} bytes, no header length)")
             length = int.from_bytes(handle.read(8), "little")
             if length == 0 or length > MAX_HEADER_BYTES:
-                raise LoraFileError(name, f"header length {length} is not plausible (limit "
+                raise SafetensorsFileError(name, f"header length {length} is not plausible (limit "
                                           f"{MAX_HEADER_BYTES}); not a safetensors file?")
             if 8 + length > size:
-                raise LoraFileError(name, f"header length {length} runs past the end of the file "
+                raise SafetensorsFileError(name, f"header length {length} runs past the end of the file "
                                           f"({size} bytes): the file is truncated")
             raw = handle.read(length)
     except OSError as exc:
-        raise LoraFileError(name, f"cannot read ({exc.strerror or exc})") from None
+        raise SafetensorsFileError(name, f"cannot read ({exc.strerror or exc})") from None
     if len(raw) < length:
-        raise LoraFileError(name, "truncated while reading the header")
+        raise SafetensorsFileError(name, "truncated while reading the header")
     return _parse(raw, size, name)
 
 
@@ -75,9 +99,9 @@ def _parse(raw: bytes, size: int, name: str) -> SafetensorsHeader:
     try:
         data = bounded_loads(raw, max_bytes=MAX_HEADER_BYTES)
     except BoundedJSONError as exc:
-        raise LoraFileError(name, f"unreadable header: {exc}") from None
+        raise SafetensorsFileError(name, f"unreadable header: {exc}") from None
     if not isinstance(data, dict):
-        raise LoraFileError(name, "header is JSON but not an object")
+        raise SafetensorsFileError(name, "header is JSON but not an object")
 
     header = SafetensorsHeader(header_bytes=len(raw))
     raw_meta = data.pop("__metadata__", None) or {}
@@ -95,7 +119,7 @@ def _parse(raw: bytes, size: int, name: str) -> SafetensorsHeader:
         if bits is None:
             unknown_dtypes.add(dtype)
         elif -(-math.prod(shape) * bits // 8) != stop - begin:
-            raise LoraFileError(name, f"tensor {_short(tensor)} declares {_short(dtype)} "
+            raise SafetensorsFileError(name, f"tensor {_short(tensor)} declares {_short(dtype)} "
                                       f"{_dims(shape)} ({_count(-(-math.prod(shape) * bits // 8))} "
                                       f"bytes) but its data_offsets span {stop - begin} bytes")
         header.tensors[tensor] = (dtype, shape)
@@ -107,19 +131,19 @@ def _parse(raw: bytes, size: int, name: str) -> SafetensorsHeader:
     spans.sort()
     for (_b1, stop1, first), (begin2, _s2, second) in zip(spans, spans[1:]):
         if begin2 < stop1:
-            raise LoraFileError(name, f"tensors {_short(first)} and {_short(second)} overlap "
+            raise SafetensorsFileError(name, f"tensors {_short(first)} and {_short(second)} overlap "
                                       "(their data_offsets share bytes)")
     header.data_bytes = max((stop for _b, stop, _t in spans), default=0)
     if 8 + len(raw) + header.data_bytes > size:
-        raise LoraFileError(name, f"tensor data ends at byte {8 + len(raw) + header.data_bytes} but "
+        raise SafetensorsFileError(name, f"tensor data ends at byte {8 + len(raw) + header.data_bytes} but "
                                   f"the file has {size} bytes: the file is truncated")
     return header
 
 
 def _tensor_entry(tensor: str, info, name: str) -> tuple[str, tuple[int, ...], int, int]:
     """(dtype, shape, begin, stop) of one header entry, each checked for type and range."""
-    def bad(what: str) -> LoraFileError:
-        return LoraFileError(name, f"tensor {_short(tensor)} has a malformed header entry ({what})")
+    def bad(what: str) -> SafetensorsFileError:
+        return SafetensorsFileError(name, f"tensor {_short(tensor)} has a malformed header entry ({what})")
 
     if not isinstance(info, dict):
         raise bad("not an object")
@@ -155,6 +179,23 @@ def _short(text: str, limit: int = 60) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
-def data_start(header: SafetensorsHeader) -> int:
-    """Offset of the first tensor byte (where CivitAI's AutoV3 hash starts)."""
-    return 8 + header.header_bytes
+@contextmanager
+def open_safetensors(path: str | os.PathLike, name: str | None = None) -> Iterator:
+    """``safetensors.safe_open(path, framework="pt")``, its errors raised as SafetensorsFileError
+    naming the file as ``name`` (default: ``path``)."""
+    from safetensors import safe_open
+
+    name = os.fspath(path) if name is None else name
+    try:
+        handle = safe_open(os.fspath(path), framework="pt")
+    except OSError as exc:
+        raise SafetensorsFileError(name, f"cannot read ({exc.strerror or exc})") from None
+    except Exception as exc:  # safetensors raises its own error types for damaged headers
+        raise SafetensorsFileError(name, f"not a readable safetensors file ({_one_line(exc)})") from None
+    with handle:
+        yield handle
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
