@@ -32,10 +32,9 @@ def peak_rss_mb() -> float:
 def main() -> None:
     from PIL import Image
 
-    from kubik_core.recon3d.demo import EXAMPLES_DIR
-    from kubik_core.recon3d.demo_model import demo_model_path
-    from kubik_core.recon3d.mesh.extract import extract_mesh
+    from kubik_core.recon3d.demo import EXAMPLES_DIR, demo_model_path
     from kubik_core.recon3d.image_input import prepare_images
+    from kubik_core.recon3d.mesh.extract import extract_mesh
     from kubik_core.recon3d.pipeline import image_to_latent, load_model, sdf_function
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -1,17 +1,29 @@
-"""The image-to-3D part of ``kubik demo``: the shipped tiny model turns example pictures into meshes.
+"""The shipped tiny image-to-3D model and the image-to-3D part of ``kubik demo``.
 
-The examples (``models/kubik3d/examples/``) are renders of shapes the model never saw in training
-(held-out procedural shapes and pybullet_data meshes), each beside its true mesh, so the report
-shows honest quality numbers next to the meshes: volume IoU and Chamfer-L1 in the normalised
-frame, and the time each reconstruction took on this machine.
+The model ships with the pack (``models/kubik3d/`` at the pack root), so ``kubik demo``, ``kubik 3d
+reconstruct`` and the example workflow run with no download; how it was trained:
+models/kubik3d/README.md (``make demo-3d-model`` reproduces it).
+
+The demo turns the example pictures (``models/kubik3d/examples/``) into meshes. They are renders
+of shapes the model never saw in training (held-out procedural shapes and pybullet_data meshes),
+each beside its true mesh, so the report shows honest quality numbers next to the meshes: volume
+IoU and Chamfer-L1 in the normalised frame, and the time each reconstruction took on this machine.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from .demo_model import BUNDLED_DIR, demo_model_path
-
+DEMO_MODEL_NAME = "kubik3d_tiny_demo.safetensors"
+BUNDLED_DIR = Path(__file__).resolve().parents[2] / "models" / "kubik3d"
 EXAMPLES_DIR = BUNDLED_DIR / "examples"
+
+
+def demo_model_path() -> Path:
+    path = BUNDLED_DIR / DEMO_MODEL_NAME
+    if not path.is_file():
+        raise ValueError(f"the shipped demo model {path} is missing; pass --model, or rebuild it with "
+                         "`make demo-3d-model`")
+    return path
 
 
 def run_demo(out_dir: Path, *, resolution: int = 96) -> str:

@@ -17,9 +17,9 @@ import torch
 from safetensors.torch import save_file
 
 from kubik_core import cli
-from kubik_core.recon3d.encode import read_latents
 from kubik_core.recon3d.models.config import ConfigError, load_config, parse_config_json
 from kubik_core.recon3d.pipeline import ModelFileError, build_model, load_model, save_model
+from kubik_core.recon3d.train.encode import read_latents
 
 MICRO = {"vae": {"input_points": 256, "latent_tokens": 16, "latent_channels": 4, "width": 32, "heads": 2,
                  "encoder_layers": 1, "decoder_layers": 1, "fourier_frequencies": 4, "sdf_clip": 0.5},

@@ -7,8 +7,7 @@ import json
 import pytest
 import trimesh
 
-from kubik_core.recon3d.demo import EXAMPLES_DIR
-from kubik_core.recon3d.demo_model import demo_model_path
+from kubik_core.recon3d.demo import EXAMPLES_DIR, demo_model_path
 from kubik_core.recon3d.pipeline import load_model
 
 

@@ -1,12 +1,14 @@
 """``kubik 3d encode``: every rendered view of every shape -> a VAE posterior (the flow's training data).
 
-Each render is paired with the shape as that picture shows it (:func:`.data.shapes.view_frame`:
+Each render is paired with the shape as that picture shows it (:func:`..data.shapes.view_frame`:
 turned about Y to face the camera, rescaled to fit the box), so the flow learns a mapping a
 single picture determines. Tokens are stored in the canonical order of
-:func:`.models.vae.canonical_token_order` (the flow learns per-position embeddings). Output: one safetensors file with ``mean`` and ``std``
-[S, views, tokens, channels] (float32), the frames ``rotation`` [S, views, 3, 3] and ``scale``
-[S, views], and metadata ``ids`` (JSON list, ``<dataset folder name>/<mesh id>``), ``datasets`` (absolute
-folders), ``vae`` (absolute path of the VAE file) and ``vae_config``. The flow trainer samples
+:func:`..models.vae.canonical_token_order` (the flow learns per-position embeddings).
+
+Output: one safetensors file with ``mean`` and ``std`` [S, views, tokens, channels] (float32), the
+frames ``rotation`` [S, views, 3, 3] and ``scale`` [S, views], and metadata ``ids`` (JSON list,
+``<dataset folder name>/<mesh id>``), ``datasets`` (absolute folders), ``vae`` (absolute path of
+the VAE file) and ``vae_config``. The flow trainer samples
 ``mean + std * noise`` each step, so it sees the same spread of latents the VAE decoder learned
 to read.
 """
@@ -18,12 +20,12 @@ from pathlib import Path
 
 import torch
 
-from ..common.bounded_json import BoundedJSONError
-from ..common.bounded_json import loads as bounded_loads
-from .data.shapes import ShapeSet
-from .models.shape_model import load_model
-from .models.vae import canonical_token_order
-from .storage import write_bytes_atomic
+from ...common.bounded_json import BoundedJSONError
+from ...common.bounded_json import loads as bounded_loads
+from ..data.shapes import ShapeSet
+from ..models.shape_model import load_model
+from ..models.vae import canonical_token_order
+from ..storage import write_bytes_atomic
 
 
 def encode_datasets(datasets, vae_path, output, *, device: str = "cpu", batch: int = 8, seed: int = 0,
@@ -100,7 +102,7 @@ def read_latents(path) -> tuple[dict[str, torch.Tensor], dict]:
 
 def _check_latents(path: Path, tensors: dict[str, torch.Tensor], metadata: dict) -> None:
     """Shapes and entries that agree with each other, as `kubik 3d encode` writes them."""
-    from .models.config import validate_section
+    from ..models.config import validate_section
 
     ids, datasets = metadata["ids"], metadata["datasets"]
     if not (isinstance(ids, list) and all(isinstance(i, str) for i in ids) and len(set(ids)) == len(ids)):

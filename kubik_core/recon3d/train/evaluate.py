@@ -4,7 +4,7 @@ Used by both trainers every ``--val-every`` steps and at the end of a run (``eva
 For each shape: the latent's SDF is queried at the shape's uniform samples (volume IoU of
 "inside" = SDF < 0 against the true sign, the occupancy-network protocol on [-1, 1]^3), and a mesh
 is extracted at ``resolution`` and compared with the true area-weighted surface samples
-(Chamfer L1/L2, normal consistency, F-scores; :func:`.mesh.metrics.surface_metrics`). A latent whose
+(Chamfer L1/L2, normal consistency, F-scores; :func:`..mesh.metrics.surface_metrics`). A latent whose
 SDF has no surface gets IoU 0 and no surface metrics (``empty`` counts them).
 """
 from __future__ import annotations
@@ -12,18 +12,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .data.shapes import ShapeSet
-from .mesh.metrics import surface_metrics
-from .pipeline import ShapeLatent, sdf_function
+from ..data.shapes import ShapeSet
+from ..mesh.metrics import surface_metrics
+from ..pipeline import ShapeLatent, sdf_function
 
 
 def latent_metrics(latent: ShapeLatent, shapes: ShapeSet, indices, *, frames=None, resolution: int = 48,
                    surface_samples: int = 8192, seed: int = 0) -> dict:
     """Mean metrics of latent i against shape ``indices[i]`` of ``shapes``; plus ``per_shape``.
     ``frames[i]`` = (rotation [3, 3], scale) moves the truth into the frame the latent is in
-    (:func:`.data.shapes.view_frame`); None = the dataset's own frame."""
-    from .mesh.extract import EmptyShapeError, extract_mesh
-    from .mesh.surface import sample_surface
+    (:func:`..data.shapes.view_frame`); None = the dataset's own frame."""
+    from ..mesh.extract import EmptyShapeError, extract_mesh
+    from ..mesh.surface import sample_surface
 
     rng = np.random.default_rng(seed)
     rows = []

@@ -2,10 +2,10 @@
 
 Inputs: a latents file from ``kubik 3d encode`` (it names the datasets, whose renders are the
 images, and the VAE, which is frozen and bundled into the output). Each step: a random render of
-each shape in the batch, framed by :func:`.image_input.prepare_images` exactly as at inference;
+each shape in the batch, framed by :func:`..image_input.prepare_images` exactly as at inference;
 a latent drawn from the VAE posterior of the shape as that render shows it (facing the camera,
-:func:`.data.shapes.view_frame`), standardised per channel; the rectified-flow loss
-of :mod:`.models.flow` with condition dropout. EMA weights are what the output file holds.
+:func:`..data.shapes.view_frame`), standardised per channel; the rectified-flow loss
+of :mod:`..models.flow` with condition dropout. EMA weights are what the output file holds.
 
 Output: ``OUT/model.safetensors`` (kind ``image-to-shape``: VAE + image encoder + flow + latent
 statistics), loadable by ``kubik 3d reconstruct`` and the "Kubik Load 3D Model" node.
@@ -17,14 +17,14 @@ import time
 import torch
 from torch import nn
 
-from .data.shapes import ShapeSet, is_held_out
+from ..data.shapes import ShapeSet, is_held_out
+from ..models.config import load_config
+from ..models.flow import flow_matching_loss
+from ..models.shape_model import Kubik3DModel, load_model
+from ..pipeline import ShapeLatent, image_to_latent
 from .encode import read_latents
-from .models.config import load_config
-from .models.flow import flow_matching_loss
-from .models.shape_model import Kubik3DModel, load_model
-from .pipeline import ShapeLatent, image_to_latent
-from .shape_eval import latent_metrics
-from .training import RunFolder, TimeBudget, autocast, optimizer_and_schedule, shutdown, start_run, take_step
+from .evaluate import latent_metrics
+from .loop import RunFolder, TimeBudget, autocast, optimizer_and_schedule, shutdown, start_run, take_step
 
 
 class FlowObjective(nn.Module):
@@ -40,12 +40,12 @@ class FlowObjective(nn.Module):
 
 
 def load_view_pixels(shape_set: ShapeSet, size: int, views_per_shape: int | None = None) -> torch.Tensor:
-    """Every shape's RGBA renders cut out and framed as at inference (:func:`.image_input.prepare_images`,
+    """Every shape's RGBA renders cut out and framed as at inference (:func:`..image_input.prepare_images`,
     alpha as the mask) -> uint8 [S, V, 3, size, size]. Shapes must have the same number of views."""
     import numpy as np
     from PIL import Image
 
-    from .image_input import prepare_images
+    from ..image_input import prepare_images
 
     counts = {len(v) for v in shape_set.views}
     if 0 in counts:

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from ..classify.distributed import DistInfo, barrier, init_distributed, shutdown
-from .models.shape_model import Kubik3DModel, load_model, save_model
-from .storage import write_bytes_atomic
+from ...classify.distributed import DistInfo, barrier, init_distributed, shutdown
+from ..models.shape_model import Kubik3DModel, load_model, save_model
+from ..storage import write_bytes_atomic
 
 __all__ = ["DistInfo", "RunFolder", "TimeBudget", "autocast", "barrier", "optimizer_and_schedule", "shutdown", "start_run",
            "take_step"]
@@ -157,7 +157,7 @@ class RunFolder:
                optimizer, scheduler, step: int, info: dict) -> dict:
         """End of a run: ``evaluation.json`` (every held-out shape) and the model file, both with
         the held-out means; returns ``summary`` with them under ``held_out``."""
-        from .storage import save_json_atomic
+        from ..storage import save_json_atomic
 
         summary = {**summary, "held_out": {k: v for k, v in held_out.items() if k != "per_shape"}}
         if self.info.is_main:
@@ -181,7 +181,7 @@ class RunFolder:
         """loss.png: the training loss and the validation metrics named in ``curves``."""
         if not self.info.is_main:
             return None
-        from ..classify.plots import pyplot, save_figure
+        from ...classify.plots import pyplot, save_figure
 
         rows = self.history()
         plt = pyplot()

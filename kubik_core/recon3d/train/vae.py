@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data.shapes import QUERY_NEAR, QUERY_SURFACE, QUERY_UNIFORM, ShapeSet
-from .models.config import load_config
-from .models.shape_model import Kubik3DModel, build_model
-from .shape_eval import encode_shapes, latent_metrics
-from .training import RunFolder, TimeBudget, autocast, optimizer_and_schedule, shutdown, start_run, take_step
+from ..data.shapes import QUERY_NEAR, QUERY_SURFACE, QUERY_UNIFORM, ShapeSet
+from ..models.config import load_config
+from ..models.shape_model import Kubik3DModel, build_model
+from .evaluate import encode_shapes, latent_metrics
+from .loop import RunFolder, TimeBudget, autocast, optimizer_and_schedule, shutdown, start_run, take_step
 
 
 class VAEObjective(nn.Module):
@@ -108,7 +108,7 @@ def train_vae(datasets, out, *, config="tiny", overrides: dict | None = None, de
             "world_size": info.world_size, "device": str(dev)}
 
     def evaluate(count: int, resolution: int) -> dict:
-        from .pipeline import ShapeLatent
+        from ..pipeline import ShapeLatent
 
         eval_model = (ema.module if ema else model).eval()
         indices = list(range(min(count, len(val_set))))

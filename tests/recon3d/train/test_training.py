@@ -12,7 +12,7 @@ import torch
 
 from kubik_core.recon3d.data.shapes import ShapeSet, is_held_out, view_frame
 
-from .models.test_model import MICRO, micro_config
+from ..models.test_model import MICRO, micro_config
 
 SMALL = ("--surface", "1024", "--near", "1024", "--uniform", "1024")
 
@@ -63,7 +63,7 @@ def test_view_frame_turns_the_shape_to_face_the_camera_and_refits_the_box():
 
 
 def test_vae_loss_falls_and_a_run_resumes_where_it_stopped(dataset, tmp_path):
-    from kubik_core.recon3d.train_vae import train_vae
+    from kubik_core.recon3d.train.vae import train_vae
 
     out = tmp_path / "vae"
     kwargs = dict(config="tiny", device="cpu", val_every=1000, checkpoint_every=20, log_every=10,
@@ -103,9 +103,9 @@ def test_a_run_out_of_minutes_ends_like_a_finished_one(dataset, tmp_path, kubik)
 
 
 def test_encode_then_train_flow_gives_a_model_that_reconstructs_a_render(dataset, tmp_path, kubik):
-    from kubik_core.recon3d.encode import read_latents
-    from kubik_core.recon3d.train_flow import train_flow
-    from kubik_core.recon3d.train_vae import train_vae
+    from kubik_core.recon3d.train.encode import read_latents
+    from kubik_core.recon3d.train.flow import train_flow
+    from kubik_core.recon3d.train.vae import train_vae
 
     train_vae(dataset, tmp_path / "vae", overrides=_overrides(30), device="cpu", val_every=1000,
               show_progress=False)
@@ -140,7 +140,7 @@ def test_encode_then_train_flow_gives_a_model_that_reconstructs_a_render(dataset
 def test_flow_training_refuses_latents_that_miss_shapes(dataset, tmp_path):
     from safetensors.torch import save_file
 
-    from kubik_core.recon3d.train_flow import train_flow
+    from kubik_core.recon3d.train.flow import train_flow
 
     bogus = tmp_path / "latents.safetensors"
     save_file({"mean": torch.zeros(1, 16, 4)}, str(bogus))
