@@ -14,13 +14,14 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from .analysis import CONCEPT_CATEGORIES, CONTENT_TYPES, STYLES, PromptAnalysis
+from .analysis import CONCEPT_CATEGORIES, PromptAnalysis
 from .dynamic import expand_dynamic
 from .errors import EmptyPromptError, PromptError
 from .limits import MAX_PROMPT_CHARS, shorten
 from .negative import PERSON_CLASH, clash_words, negative_prompt
 from . import syntax_comfyui
 from .parsing import check_dialect, parse_prompt
+from .summary import summarize
 from .vocabulary import VOCABULARY
 
 # Longer prompts are analysed up to here (CLIP reads 75 tokens per chunk; 8k characters is
@@ -46,9 +47,6 @@ _INVISIBLE = ("\u00ad\u034f\u061c\u115f\u1160\u180e\u200b-\u200f\u2060-\u2064\u2
 _CONTENT = re.compile(f"[^\\s,()\\[\\]{{}}|:\\\\{_INVISIBLE}]")
 _ANY_INVISIBLE = re.compile(f"[{_INVISIBLE}]")
 MAX_NOTES = 20
-
-_STYLE_WORDS = {"3d_render": "3D-render", "pixel_art": "pixel-art", "concept_art": "concept-art",
-                "unknown": "unstyled"}
 
 
 def clean_prompt(text: str) -> tuple[str, list[str]]:
@@ -275,48 +273,3 @@ def _match(segments) -> tuple:
     }
     return (concepts, style, confidence, content_type, complexity,
             negative_prompt(style, content_type, clashes))
-
-
-_SUMMARY_PARTS = (("subject", "subjects: "), ("setting", "setting: "), ("medium", "medium: "),
-                  ("lighting", "lighting: "), ("camera", "camera: "), ("quality", "quality tags: "))
-
-
-def _summary_head(style: str, content: str) -> str:
-    style_words = _STYLE_WORDS.get(style, style.replace("_", " "))
-    content_words = content.replace("_", " ") if content != "unknown" else "image"
-    article = "An" if style_words[0] in "aeiou" else "A"
-    return f"{article} {style_words} {content_words} prompt"
-
-
-# "A photographic portrait prompt", for every style and content type the analyzer reports.
-_SUMMARY_HEADS = {(style, content): _summary_head(style, content)
-                  for style in (*STYLES, "unknown") for content in (*CONTENT_TYPES, "unknown")}
-
-
-def summarize(analysis: PromptAnalysis) -> str:
-    """One readable paragraph about the analysis."""
-    style = analysis.style
-    head = _SUMMARY_HEADS.get((style, analysis.content_type)) or \
-        _summary_head(style, analysis.content_type)
-    if style != "unknown":
-        head += f" (style confidence {analysis.style_confidence:.2f})"
-    parts = [head]
-    concepts = analysis.concepts
-    for category, label in _SUMMARY_PARTS:
-        items = concepts.get(category)
-        if items:
-            if len(items) > 4:
-                parts.append(f"{label}{', '.join(items[:4])} (+{len(items) - 4} more)")
-            else:
-                parts.append(label + ", ".join(items))
-    overall = analysis.complexity.get("overall", 0.0)
-    level = "simple" if overall < 0.25 else "moderate" if overall < 0.5 else \
-        "rich" if overall < 0.75 else "very complex"
-    text = (f"{'; '.join(parts)}. Complexity {overall:.2f} ({level}), "
-            f"{len(analysis.segments)} weighted segment(s)")
-    if analysis.embeddings:
-        text += f", embeddings: {', '.join(analysis.embeddings)}"
-    text += f". Source: {analysis.source}."
-    if analysis.notes:
-        text += " Notes: " + " ".join([note.rstrip(".") + "." for note in analysis.notes])
-    return text

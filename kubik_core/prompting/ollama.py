@@ -30,6 +30,7 @@ from ..common.bounded_json import BoundedJSONError, loads as bounded_loads
 from .analysis import CONCEPT_CATEGORIES, CONTENT_TYPES, STYLES, PromptAnalysis
 from .errors import OllamaConfigError
 from .limits import shorten
+from .summary import summarize
 
 MAX_TERMS = 20          # concepts per category kept from the model
 MAX_NEGATIVE_TERMS = 40
@@ -235,7 +236,6 @@ class _Unavailable(Exception):
 def _fallback(analysis: PromptAnalysis, reason: str) -> PromptAnalysis:
     notes = [*analysis.notes, f"Ollama not used ({reason}); rule-based analysis only"]
     fallback = replace(analysis, notes=notes, source="rules")
-    from .analyzer import summarize
     fallback.summary = summarize(fallback)
     return fallback
 
