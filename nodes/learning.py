@@ -2,7 +2,8 @@
 Kubik Preset Picker (chooses the optimizer's priority from past ratings).
 
 The store is <ComfyUI user directory>/kubik/learning.sqlite3 (SQLite, WAL) unless
-$KUBIK_LEARNING_URL names another file or a SQLAlchemy URL (PostgreSQL, shared by servers).
+$KUBIK_LEARNING_URL names another file or a SQLAlchemy URL (PostgreSQL, shared by servers):
+the rule lives in kubik_core.learning.location.
 A store problem is one clear line naming the store and the fix; a read-only store still feeds
 the Preset Picker, the optimizer's learned values and the LoRA recommender.
 
@@ -26,81 +27,21 @@ import numpy as np
 from . import comfy_bridge as bridge
 from ..kubik_core import __version__
 from ..kubik_core.common.atomic import atomic_path
-from ..kubik_core.learning import (GenerationRecord, LearningError, LearningStore, ParameterEdits,
-                                  UnknownGenerationError, default_store_location)
+from ..kubik_core.learning import GenerationRecord, LearningError, ParameterEdits, UnknownGenerationError
+from ..kubik_core.learning.location import RunGenerations, existing_store, open_store
 from ..kubik_core.learning.model_hashes import add_resource_hashes, hash_cache
 from ..kubik_core.learning.pnginfo import a1111_parameters, graph_seed_and_model, png_text_chunks
-from ..kubik_core.learning.store import STORE_FILE_NAME, to_url
 from ..kubik_core.params import FAMILY_IDS, PRIORITIES
 
 
-def store_location() -> str:
-    """$KUBIK_LEARNING_URL, else <ComfyUI user directory>/kubik/learning.sqlite3, else the CLI default."""
-    location = os.environ.get("KUBIK_LEARNING_URL")
-    if location:
-        return location
-    user_dir = bridge.kubik_user_directory(create=False)
-    return os.path.join(user_dir, STORE_FILE_NAME) if user_dir else default_store_location()
+def _kubik_dir() -> str | None:
+    """The pack's folder in ComfyUI's user directory (not created), or None outside ComfyUI."""
+    return bridge.kubik_user_directory(create=False)
 
 
-def open_store() -> LearningStore:
-    """The store, created if it does not exist yet (for writing)."""
-    return LearningStore(store_location())
-
-
-def existing_store() -> LearningStore | None:
-    """The store for reading, or None if no SQLite store file exists yet (none is created)."""
-    location = store_location()
-    _url, path = to_url(location)
-    if path is not None and not path.exists():
-        return None
-    return LearningStore(location)
-
-
-def learned_values(family: str, style: str = "") -> tuple[dict, str]:
-    """(the optimizer's ``learned`` values, a note) from the store; nothing if there is no store.
-
-    An unreadable store gives a note for the plan instead of stopping the generation.
-    """
-    from ..kubik_core.learning import learned_details
-
-    try:
-        store = existing_store()
-        if store is None:
-            return {}, ""
-        return (learned_details(store, family, style) or learned_details(store, family)), ""
-    except LearningError as exc:
-        return {}, f"learned values not used: {exc}"
-
-
-def feedback_count() -> int:
-    """How many ratings the store holds (0 without a store, -1 if it cannot be read)."""
-    try:
-        store = existing_store()
-        return store.count("feedback") if store is not None else 0
-    except LearningError:
-        return -1
-
-
-# The generations Kubik Save Image recorded in the prompt ComfyUI is running now, by prompt id
-# (only the current prompt is kept). Kubik Feedback refuses to rate them: their images were not
-# on screen when the rating was set.
-_MADE_THIS_RUN: dict[str, set[str]] = {}
-
-
-def _remember_made_this_run(generation_ids: list[str]) -> None:
-    prompt_id = bridge.running_prompt_id()
-    if prompt_id is None:
-        return
-    if prompt_id not in _MADE_THIS_RUN:
-        _MADE_THIS_RUN.clear()
-        _MADE_THIS_RUN[prompt_id] = set()
-    _MADE_THIS_RUN[prompt_id].update(generation_ids)
-
-
-def _made_this_run(generation_id: str) -> bool:
-    prompt_id = bridge.running_prompt_id()
-    return prompt_id is not None and generation_id in _MADE_THIS_RUN.get(prompt_id, ())
+# The generations Kubik Save Image recorded in the prompt ComfyUI is running now: Kubik Feedback
+# refuses to rate them (their images were not on screen when the rating was set).
+_THIS_RUN = RunGenerations()
 
 
 def _field(obj, name, default=None):
@@ -203,7 +144,7 @@ class KubikSaveImage:
                 raise ValueError(f"record: the images were saved ({', '.join(r['filename'] for r in results)}) "
                                  f"but not recorded: {exc}. Turn 'record' off to save without the "
                                  "learning store.") from exc
-            _remember_made_this_run(ids)
+            _THIS_RUN.remember(bridge.running_prompt_id(), ids)
         # kubik_generation_ids: the id of each image, in the order of "images", for the rating
         # widget (web/kubik_rate.js); empty when 'record' is off.
         return {"ui": {"images": results, "kubik_generation_ids": ids},
@@ -222,7 +163,7 @@ class KubikSaveImage:
         edits = ParameterEdits(_field(plan, "family", ""), _field(analysis, "style", "") or "",
                                _field(plan, "suggested", {}) or {}, _field(plan, "overrides", {}) or {}) \
             if plan is not None and _field(plan, "overrides") else None
-        return open_store().record_generations(records, edits)
+        return open_store(_kubik_dir()).record_generations(records, edits)
 
 
 class KubikFeedback:
@@ -277,14 +218,14 @@ class KubikFeedback:
         if rating == 0:
             text = "not rated yet: set rating (1-5) and queue again to record it"
             return {"ui": {"text": [text]}, "result": (text,)}
-        if isinstance(generation_id, str) and _made_this_run(generation_id):
+        if isinstance(generation_id, str) and _THIS_RUN.made_in(bridge.running_prompt_id(), generation_id):
             text = (f"not recorded: generation {generation_id[:8]} is a new image made by this run, "
                     "not the one on screen when the rating was set (a seed on 'randomize' makes a new "
                     "image on every queue). Rate images with the stars above them on Kubik Save "
                     "Image, or set the seeds' control to 'fixed' and queue again.")
             return {"ui": {"text": [text]}, "result": (text,)}
         try:
-            open_store().record_feedback(generation_id, rating, quality or None, accuracy or None,
+            open_store(_kubik_dir()).record_feedback(generation_id, rating, quality or None, accuracy or None,
                                          aesthetic or None, tags=tags, comment=comment,
                                          saved=saved, shared=shared, regenerated=regenerated)
         except UnknownGenerationError as exc:
@@ -332,7 +273,7 @@ class KubikPresetPicker:
         style = _field(analysis, "style", "") or ""
         style = "" if style == "unknown" else style
         try:   # reading only: no store yet means no ratings yet, and a read-only store works
-            store = existing_store()
+            store = existing_store(_kubik_dir())
             outcomes = store.preset_outcomes(family, style) if store is not None else {}
         except LearningError as exc:
             raise ValueError(f"{exc} (Kubik Preset Picker reads its ratings; pick the priority by "

@@ -2,25 +2,25 @@
 
 Thin wrappers over kubik_core.loras. The library is every ComfyUI ``loras`` folder, scanned with
 an index cached under <user directory>/kubik/ (an unchanged library is not read again); hashes
-are computed in a background thread. LoRAs are applied by ComfyUI itself
+are computed in a background thread (kubik_core.loras.service). LoRAs are applied by ComfyUI itself
 (comfy.sd.load_lora_for_models, through comfy_bridge).
 """
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from . import comfy_bridge as bridge
-from ..kubik_core.loras import (DEFAULT_WEIGHTS, NSFW_LEVELS, PRIORITIES, LoraIndex, LoraStack,
-                                StackItem, default_cache_path, rebalance, recommend, scan_library)
+from ..kubik_core.loras import (DEFAULT_WEIGHTS, NSFW_LEVELS, PRIORITIES, LoraStack, StackItem,
+                                default_cache_path, rebalance, recommend)
 from ..kubik_core.loras.entry import SAFETENSORS_EXTENSIONS
 from ..kubik_core.common.safetensors_file import SafetensorsFileError, read_header
 from ..kubik_core.loras.errors import LoraStackError
+from ..kubik_core.loras.service import EmbeddingCache, LibraryService
 from ..kubik_core.loras.stack import check_lora_name, check_strength, stack_from_input
 from ..kubik_core.params import FAMILY_IDS, detect_family
 
-_LOCK = threading.Lock()
-_STATE: dict = {}      # "key": library signature, "index", "library", "hashing": thread
+_LIBRARY = LibraryService()      # one scan per change and one hashing thread per server
+_EMBEDDINGS = EmbeddingCache()    # CLIP vectors of LoRA texts, kept across runs
 
 
 def _library():
@@ -31,15 +31,7 @@ def _library():
                          "set KUBIK_LORAS_DIR)")
     user_dir = bridge.kubik_user_directory()
     cache = Path(user_dir) / "lora_index.json" if user_dir else default_cache_path()
-    with _LOCK:
-        library = scan_library(folders, cache_path=cache)
-        key = (tuple(folders), tuple(sorted((p, tuple(map(str, s))) for p, s in library.signatures.items())))
-        if _STATE.get("key") != key:
-            _STATE.update(key=key, index=LoraIndex(library), library=library)
-        thread = _STATE.get("hashing")
-        if library.missing_hashes() and (thread is None or not thread.is_alive()):
-            _STATE["hashing"] = library.start_background_hashing()
-        return _STATE["library"], _STATE["index"]
+    return _LIBRARY.library(folders, cache)
 
 
 def _model_info(model, prompt, unique_id):
@@ -66,34 +58,19 @@ def _model_info(model, prompt, unique_id):
     return info, []
 
 
-_EMBEDDINGS: dict[tuple[int, str], list[float]] = {}
-_EMBEDDINGS_MAX = 20_000
-
-
 def _cached_embedder(clip):
     """The CLIP's pooled-embedding function, remembering LoRA texts across runs (same CLIP object)."""
     embed = bridge.clip_pooled_embedder(clip)
-    if embed is None:
-        return None
-
-    def cached(texts: list[str]) -> list[list[float]]:
-        missing = [t for t in dict.fromkeys(texts) if (id(clip), t) not in _EMBEDDINGS]
-        if missing:
-            if len(_EMBEDDINGS) + len(missing) > _EMBEDDINGS_MAX:
-                _EMBEDDINGS.clear()
-            _EMBEDDINGS.update({(id(clip), t): v for t, v in zip(missing, embed(missing))})
-        return [_EMBEDDINGS[(id(clip), t)] for t in texts]
-
-    return cached
+    return _EMBEDDINGS.wrap(id(clip), embed) if embed is not None else None
 
 
 def _history():
     """The history factor per LoRA from the store ({} without one; a broken store is an error)."""
     from ..kubik_core.learning import LearningError, lora_history_scores
-    from .learning import existing_store
+    from ..kubik_core.learning.location import existing_store
 
     try:
-        store = existing_store()
+        store = existing_store(bridge.kubik_user_directory(create=False))
         return lora_history_scores(store) if store is not None else {}
     except LearningError as exc:
         raise ValueError(f"weight_history: the learning store cannot be read ({exc}); set "
@@ -157,13 +134,14 @@ class KubikLoraRecommender:
     @classmethod
     def IS_CHANGED(cls, **_inputs):
         """Re-run when the library or the ratings changed (ComfyUI caches the output otherwise)."""
-        from .learning import feedback_count
+        from ..kubik_core.learning.location import feedback_count
 
         try:
             library, _index = _library()
         except ValueError:
             return float("nan")   # no library: always re-run, so the node reports it
-        return f"{len(library.signatures)}:{hash(str(sorted(library.signatures.items())))}:{feedback_count()}"
+        ratings = feedback_count(bridge.kubik_user_directory(create=False))
+        return f"{len(library.signatures)}:{hash(str(sorted(library.signatures.items())))}:{ratings}"
 
     def recommend(self, analysis, max_loras, priority, family, content, blocklist, weight_semantic,
                   weight_keyword, weight_popularity, weight_history, model=None, clip=None,

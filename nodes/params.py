@@ -7,8 +7,8 @@ returns the plan's values typed so they link straight into KSampler and EmptyLat
 from __future__ import annotations
 
 from . import comfy_bridge as bridge
-from .learning import learned_values
 from ..kubik_core.explain import explain
+from ..kubik_core.learning.location import learned_values
 from ..kubik_core.learning.model_hashes import hash_cache
 from ..kubik_core.params import (ASPECT_CHOICES, DEVICE_CHOICES, FAMILY_IDS, MODES, PRIORITIES,
                                  detect_family, optimize)
@@ -110,7 +110,8 @@ class KubikParameterOptimizer:
         overrides = {"steps": steps or None, "cfg": cfg or None, "sampler_name": sampler_name,
                      "scheduler": scheduler, "width": width or None, "height": height or None,
                      "guidance": guidance or None}
-        learned, learned_note = learned_values(detection.family, getattr(analysis, "style", "") or "")
+        learned, learned_note = learned_values(bridge.kubik_user_directory(create=False), detection.family,
+                                               getattr(analysis, "style", "") or "")
         plan = optimize(analysis, detection.family, priority=priority, aspect_ratio=aspect_ratio,
                         mode=mode, overrides=overrides, device=device_id, detection=detection,
                         sampler_choices=_SAMPLERS, scheduler_choices=_SCHEDULERS, learned=learned)

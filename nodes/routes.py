@@ -468,10 +468,10 @@ def _in_learning_store(work: Callable[[Any], Any]) -> Any:
     """
     from ..kubik_core.learning import (LearningError, StoreCorruptError, StoreReadOnlyError,
                                        UnknownGenerationError)
-    from . import learning
+    from ..kubik_core.learning.location import existing_store
 
     try:
-        store = learning.existing_store()
+        store = existing_store(comfy_bridge.kubik_user_directory(create=False))
         if store is None:
             raise RequestError(UNKNOWN_GENERATION, status=404)
         return work(store)
