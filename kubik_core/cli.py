@@ -3,13 +3,16 @@
 Every capability adds its sub-commands from ``kubik_core/<cap>/cli.py`` through a
 ``register(subparsers)`` function; this file only lists those modules. Sub-command modules
 import their heavy dependencies (torch, trimesh, timm ...) inside the handlers, so
-``kubik --help`` stays fast.
+``kubik --help`` stays fast, and they raise ``CommandError`` from ``common/commands.py``
+(re-exported here), never importing this file back.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from importlib import import_module
+
+from .common.commands import CommandError
 
 # kubik_core.<module>.cli (or kubik_core.<module> for single-file commands), in --help order.
 COMMAND_MODULES = (
@@ -22,10 +25,6 @@ COMMAND_MODULES = (
     "hub.cli",         # kubik hub
     "demo",            # kubik demo
 )
-
-
-class CommandError(Exception):
-    """A user-facing error: printed as one line, exit status 2, no traceback."""
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -137,7 +137,7 @@ def register(subparsers) -> None:
 
 def _command_error(exc: BaseException):
     """CommandError for what the core raises about user input (one line, no traceback)."""
-    from ..cli import CommandError
+    from ..common.commands import CommandError
 
     if isinstance(exc, OSError) and exc.strerror:  # raised by the OS: name the file and the cause
         where = f"{exc.filename}: " if exc.filename else ""

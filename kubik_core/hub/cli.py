@@ -59,7 +59,7 @@ def register(subparsers) -> None:
 
 
 def _hub():
-    from ..cli import CommandError
+    from ..common.commands import CommandError
     from .service import Hub
 
     try:
@@ -70,7 +70,7 @@ def _hub():
 
 def _run(action):
     """Run ``action()``; hub and input errors become one-line CommandErrors."""
-    from ..cli import CommandError
+    from ..common.commands import CommandError
     from .errors import HubError
 
     try:
@@ -136,7 +136,7 @@ def _check_dest(dest: str) -> None:
     """One clear line for a --dest that is a file or a place we cannot write to."""
     from pathlib import Path
 
-    from ..cli import CommandError
+    from ..common.commands import CommandError
     from .download import check_folder
     from .errors import HubError
 

@@ -32,7 +32,7 @@ def register(subparsers) -> None:
 
 
 def _cmd_insights(args) -> int:
-    from ..cli import CommandError
+    from ..common.commands import CommandError
     from .errors import LearningError
     from .insights import format_insights, insights
     from .store import LearningStore, default_store_location, to_url
@@ -53,7 +53,7 @@ def _cmd_insights(args) -> int:
 
 
 def _reset(store, family: str, as_json: bool) -> int:
-    from ..cli import CommandError
+    from ..common.commands import CommandError
 
     families = sorted({row["family"] for row in store.rows("edits") if row.get("family")})
     if family not in families:

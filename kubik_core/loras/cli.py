@@ -66,7 +66,7 @@ def _cache_args(p) -> None:
 
 
 def _scan(args, progress=None):
-    from ..cli import CommandError
+    from ..common.commands import CommandError
     from .library import default_cache_path, scan_library
 
     missing = [f for f in (getattr(args, "folders", None) or args.library) if not Path(f).is_dir()]
@@ -107,7 +107,7 @@ def _cmd_scan(args) -> int:
 
 
 def _cmd_recommend(args) -> int:
-    from ..cli import CommandError
+    from ..common.commands import CommandError
     from ..prompting import analyze_prompt
     from .recommend import LoraIndex, recommend
 

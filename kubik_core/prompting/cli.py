@@ -13,6 +13,8 @@ import os
 import sys
 import textwrap
 
+from ..common.commands import CommandError
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -44,7 +46,6 @@ def register(subparsers) -> None:
 
 
 def _analyze(args) -> int:
-    from ..cli import CommandError
     from . import OllamaConfig, OllamaConfigError, PromptError, analyze_prompt
 
     text = _read_prompt(args.prompt)
@@ -78,7 +79,6 @@ def _analyze(args) -> int:
 
 def _read_prompt(argument: str) -> str:
     """The prompt argument, or standard input for '-', as UTF-8 text within MAX_PROMPT_CHARS."""
-    from ..cli import CommandError
     from . import MAX_PROMPT_CHARS
 
     if argument != "-":

@@ -107,7 +107,7 @@ def _dataset_arguments(p) -> None:
 def _config(args, out):
     """The preprocessing config, with every argument checked once here (not once per mesh):
     counts and noise widths, the output folder, the device, the render backend."""
-    from ..cli import CommandError
+    from ..common.commands import CommandError
     from . import cli_checks as check
     from .data.preprocess import PreprocessConfig
     from .data.render import MeshRenderer, RenderBackendError, RenderConfig
@@ -145,7 +145,7 @@ def _config(args, out):
 def _run_dataset(src, out, args, config) -> dict:
     from tqdm import tqdm
 
-    from ..cli import CommandError
+    from ..common.commands import CommandError
     from .data.preprocess import preprocess_folder
 
     bar = tqdm(total=None, unit="mesh", disable=args.json or None, file=sys.stderr)
@@ -212,7 +212,7 @@ def _synth(args) -> int:
 
 
 def _eval(args) -> int:
-    from ..cli import CommandError
+    from ..common.commands import CommandError
     from . import cli_checks as check
     from .errors import MeshError
     from .mesh.io import load_mesh
@@ -241,7 +241,7 @@ def _sdf(args) -> int:
 
     import numpy as np
 
-    from ..cli import CommandError
+    from ..common.commands import CommandError
     from . import cli_checks as check
     from .errors import MeshError
     from .mesh.io import load_mesh
@@ -355,7 +355,7 @@ def _training_arguments(p) -> None:
 
 
 def _overrides(args, section: str) -> dict:
-    from ..cli import CommandError
+    from ..common.commands import CommandError
     from ..common.bounded_json import BoundedJSONError
     from ..common.bounded_json import loads as bounded_loads
 
@@ -416,7 +416,7 @@ def _held_out_line(summary: dict) -> str:
 
 
 def _run_training(fn, args, section: str, **extra) -> int:
-    from ..cli import CommandError
+    from ..common.commands import CommandError
 
     common = _common_training(args, section)
     try:
@@ -440,7 +440,7 @@ def _train_vae(args) -> int:
 def _train_flow(args) -> int:
     from pathlib import Path
 
-    from ..cli import CommandError
+    from ..common.commands import CommandError
     from .train.flow import train_flow
 
     weights = args.image_encoder_weights
@@ -453,7 +453,7 @@ def _train_flow(args) -> int:
 
 
 def _encode(args) -> int:
-    from ..cli import CommandError
+    from ..common.commands import CommandError
     from . import cli_checks as check
     from .train.encode import encode_datasets
 
@@ -472,7 +472,7 @@ def _encode(args) -> int:
 def _export(args) -> int:
     import torch
 
-    from ..cli import CommandError
+    from ..common.commands import CommandError
     from .models.shape_model import load_model, save_model
 
     _model_file_output(args.output)
@@ -491,7 +491,7 @@ def _model_file_output(path) -> None:
     """-o of encode and export: a .safetensors file that can be written (checked before the work)."""
     from pathlib import Path
 
-    from ..cli import CommandError
+    from ..common.commands import CommandError
     from . import cli_checks as check
 
     if Path(path).suffix != ".safetensors":
@@ -502,7 +502,7 @@ def _model_file_output(path) -> None:
 def _reconstruct(args) -> int:
     from pathlib import Path
 
-    from ..cli import CommandError
+    from ..common.commands import CommandError
     from . import cli_checks as check
     from .demo import demo_model_path
     from .mesh.export import MESH_FORMATS

@@ -7,7 +7,7 @@ import math
 import os
 from pathlib import Path
 
-from ..cli import CommandError
+from ..common.commands import CommandError
 
 MAX_SEED = 2 ** 64 - 1   # what torch.Generator.manual_seed and numpy's default_rng take
 
