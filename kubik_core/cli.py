@@ -18,6 +18,7 @@ from .common.commands import CommandError
 COMMAND_MODULES = (
     "prompting.cli",   # kubik analyze
     "params.cli",      # kubik params
+    "explain.cli",     # kubik explain
     "classify.cli",    # kubik classify
     "loras.cli",       # kubik loras scan / recommend
     "learning.cli",    # kubik insights

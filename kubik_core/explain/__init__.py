@@ -4,6 +4,7 @@
     print(explain(analysis, plan, verbosity="detailed"))
 
 Other capabilities add parts through ``sections`` (see explainer.ExplainSection).
+``kubik explain`` is cli.py.
 """
 from .explainer import VERBOSITIES, ExplainSection, explain
 

@@ -1,16 +1,17 @@
-"""``kubik params`` and ``kubik explain``: sampling settings for a prompt, and why.
+"""``kubik params``: sampling settings for a prompt, and why.
 
     kubik params "a castle at dawn, oil painting" --family sdxl --aspect 16:9 --json
-    kubik explain "portrait of an old fisherman" --family flux_dev --verbosity detailed
 
 ``--json`` prints SamplingPlan.to_dict(): a stable interface with at least family, steps, cfg,
 sampler_name, scheduler, width, height, guidance, estimated_vram_gb, estimated_seconds (null
 when the CPU time is not estimated yet), decisions (field, value, reason, source), overrides,
 suggested and notes.
 
-Both commands stay fast (a fraction of a second): they import no torch unless a GPU may be
-present (devices.local_device) and never measure the CPU unless told to with ``--calibrate``;
-without a cached CPU profile the time is reported as not estimated, with a note saying so.
+``kubik explain`` (explain/cli.py) takes the same arguments (``add_prompt_arguments``) and
+plans the same way (``plan_for_arguments``). Both commands stay fast (a fraction of a second):
+they import no torch unless a GPU may be present (devices.local_device) and never measure the
+CPU unless told to with ``--calibrate``; without a cached CPU profile the time is reported as
+not estimated, with a note saying so.
 ``--seed`` and ``--wildcards`` resolve ``{a|b}`` and ``__name__`` as ``kubik analyze`` does.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 
+from ..common.commands import CommandError
 from .devices import DEVICE_CHOICES
 from .plan import MODES, PRIORITIES
 
@@ -28,7 +30,7 @@ def register(subparsers) -> None:
         "params", help="choose KSampler settings (steps, CFG, sampler, size) for a prompt",
         description="Analyse a prompt and choose sampling settings for a model family from the "
                     "model makers' published recommendations.")
-    _common_arguments(params)
+    add_prompt_arguments(params)
     params.add_argument("--mode", default="AUTO", type=str.upper, choices=MODES,
                         help="AUTO ignores the overrides below; ASSISTED lets them win; MANUAL uses "
                              "them with family defaults for the rest (default AUTO)")
@@ -42,17 +44,9 @@ def register(subparsers) -> None:
     params.add_argument("--json", action="store_true", help="print the plan as JSON (stable keys)")
     params.set_defaults(func=run_params)
 
-    explain = subparsers.add_parser(
-        "explain", help="explain the settings chosen for a prompt",
-        description="Analyse a prompt, choose settings, and explain every choice.")
-    _common_arguments(explain)
-    explain.add_argument("--verbosity", default="standard",
-                         choices=("minimal", "standard", "detailed", "technical"),
-                         help="minimal: one line ... technical: with sources (default standard)")
-    explain.set_defaults(func=run_explain)
 
-
-def _common_arguments(parser: argparse.ArgumentParser) -> None:
+def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
+    """The prompt, model and device arguments that `kubik params` and `kubik explain` share."""
     parser.add_argument("prompt", help="the positive prompt")
     parser.add_argument("--family", default="sdxl",
                         help="model family id (sdxl, sd15, flux_dev, pony, ...), or 'auto' with "
@@ -75,8 +69,9 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
                              "that was never measured gets no time estimate")
 
 
-def _plan(args, overrides=None, mode="AUTO"):
-    from ..cli import CommandError
+def plan_for_arguments(args, overrides=None, mode="AUTO"):
+    """(PromptAnalysis, SamplingPlan) for the arguments of ``add_prompt_arguments``; bad input
+    becomes a CommandError."""
     from ..prompting import analyze_prompt
     from . import ParamsError, detect_family, optimize
     from .checkpoint import read_safetensors_metadata
@@ -107,7 +102,7 @@ def _plan(args, overrides=None, mode="AUTO"):
 def run_params(args) -> int:
     overrides = {name: getattr(args, name) for name in
                  ("steps", "cfg", "guidance", "sampler_name", "scheduler", "width", "height")}
-    analysis, plan = _plan(args, overrides, args.mode)
+    analysis, plan = plan_for_arguments(args, overrides, args.mode)
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
         return 0
@@ -125,12 +120,4 @@ def run_params(args) -> int:
     print("\n".join(f"{name:<10} {value}" for name, value in rows))
     print()
     print(explain(analysis, plan, verbosity="standard"))
-    return 0
-
-
-def run_explain(args) -> int:
-    from ..explain import explain
-
-    analysis, plan = _plan(args)
-    print(explain(analysis, plan, verbosity=args.verbosity))
     return 0
