@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -36,8 +35,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         server.requests.append((self.path, body))
         mode = server.mode
-        if mode == "slow":
-            time.sleep(server.delay)
+        if mode == "slow":  # hold the reply until the test releases it (at most `delay` s)
+            server.release.wait(server.delay)
+            server.answered = True
         if mode == "http500":
             return self._send(500, json.dumps({"error": "model crashed"}).encode())
         if mode == "junk":
@@ -68,6 +68,7 @@ def ollama_stand_in(mode, delay=0.0):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
     server.mode, server.delay, server.requests = mode, delay, []
+    server.release, server.answered = threading.Event(), False
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -116,11 +117,13 @@ def test_connection_refused_falls_back_with_the_reason():
     assert "connection refused" in _rules_only(f"http://127.0.0.1:{port}")
 
 
+@pytest.mark.timeout(60)  # guards against a client that waits for the held-back reply
 def test_slow_server_times_out_and_falls_back():
-    with ollama_stand_in("slow", delay=2.0) as (_, url):
-        started = time.monotonic()
+    with ollama_stand_in("slow", delay=30.0) as (server, url):
         note = _rules_only(url, timeout=0.3)
-        assert time.monotonic() - started < 1.9
+        answered_before_the_fallback = server.answered
+        server.release.set()
+    assert server.requests and not answered_before_the_fallback    # gave up at its timeout, not at the reply
     assert "did not answer within 0.3 s" in note
 
 
