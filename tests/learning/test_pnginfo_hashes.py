@@ -12,7 +12,6 @@ import json
 import os
 import struct
 import sys
-import time
 import types
 from pathlib import Path
 
@@ -71,6 +70,7 @@ def test_other_lora_files_hash_the_whole_file_as_a1111_does(tmp_path):
     assert sha256_of(legacy, "tensors") == hashlib.sha256(legacy.read_bytes()).hexdigest()
 
 
+@pytest.mark.timeout(60)  # opening the FIFO for reading would wait for a writer forever
 def test_broken_and_hostile_files_give_no_hash_and_no_error(tmp_path):
     cache = HashCache(tmp_path / "cache")
     truncated = tmp_path / "truncated.safetensors"
@@ -82,9 +82,7 @@ def test_broken_and_hostile_files_give_no_hash_and_no_error(tmp_path):
     assert cache.get(tmp_path / "missing.safetensors", "tensors") == ""
     fifo = tmp_path / "fifo.safetensors"
     os.mkfifo(fifo)
-    started = time.monotonic()
     assert cache.get(fifo, "tensors") == ""                  # refused, never waits for a writer
-    assert time.monotonic() - started < 10
 
 
 def test_cached_hashes_are_reused_until_the_file_changes(tmp_path):
