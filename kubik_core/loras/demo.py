@@ -56,10 +56,10 @@ def _write_library(root: Path) -> None:
 
 
 def recommendations(out_dir: Path) -> str:
-    from ..demo import EXAMPLE_PROMPTS
     from ..learning import GenerationRecord, LearningStore, learned_adjustments, lora_history_scores
     from ..params import optimize
     from ..prompting import analyze_prompt
+    from ..prompting.examples import EXAMPLE_PROMPTS
     from .library import scan_library
     from .recommend import LoraIndex, recommend
 
