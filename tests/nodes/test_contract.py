@@ -19,9 +19,16 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 
 
 def _node_ids():
-    from kubik_testing.pack import load_pack
+    """The node ids, read at collection (before any fixture exists) from a pack copy that is
+    removed when the test process ends; every earlier run had left a 15 MB copy in /tmp."""
+    import atexit
+    import shutil
     import tempfile
-    return sorted(load_pack(Path(tempfile.mkdtemp(prefix="kubik-ids-"))).NODE_CLASS_MAPPINGS)
+
+    from kubik_testing.pack import load_pack
+    parent = Path(tempfile.mkdtemp(prefix="kubik-ids-"))
+    atexit.register(shutil.rmtree, parent, ignore_errors=True)
+    return sorted(load_pack(parent).NODE_CLASS_MAPPINGS)
 
 
 NODE_IDS = _node_ids()
