@@ -26,6 +26,18 @@ def test_every_family_and_priority_without_analysis(family, priority):
     assert all(d.reason and d.source for d in plan.decisions)
 
 
+def test_a_cinematic_close_up_portrait_is_framed_tall_not_wide(analyze):
+    """Issue 23: 'cinematic' is a style, not a framing cue; a wide shot is still framed wide."""
+    portrait = analyze("cinematic close-up portrait of an old fisherman, soft window light")
+    for family in ("sdxl", "flux_dev", "sd15", "qwen_image"):
+        plan = optimize(portrait, family, device="rtx4090")
+        assert plan.height > plan.width, family
+        width = next(d for d in plan.decisions if d.field == "width")
+        assert "wide" not in width.reason and "cinematic" not in width.reason
+    wide = optimize(analyze("a vast mountain landscape with a lake at sunrise, wide shot"), "sdxl", device="rtx4090")
+    assert wide.width > wide.height
+
+
 def test_complex_prompts_get_more_steps(analyze):
     simple = analyze("a red apple")
     complex_ = analyze("a crowded medieval market at dusk, dozens of merchants and knights, "

@@ -241,3 +241,11 @@ def test_midjourney_parameters_are_split_off_and_noted():
     assert plain.cleaned == "a--b x -- y" and plain.parameters == {}
     with pytest.raises(EmptyPromptError):
         analyze_prompt("--ar 16:9")
+
+
+def test_cinematic_is_a_style_and_window_light_is_lighting():
+    """Issue 23: 'cinematic' is a style word, and 'soft window light' is lighting, not a setting."""
+    portrait = analyze_prompt("cinematic close-up portrait of an old fisherman, soft window light")
+    assert portrait.style == "cinematic"
+    assert "soft window light" in portrait.concepts["lighting"]
+    assert "window" not in " ".join(portrait.concepts["setting"])
