@@ -150,20 +150,6 @@ def test_a_plan_at_cfg_1_offers_no_negative_prompt(analyses):
     assert f"- proposed negative prompt: {analysis.negative}" in sdxl
 
 
-def test_cinematic_is_a_style_not_a_wide_frame(analyses):
-    portrait = analyses[PROMPTS[1]]
-    assert portrait.style == "cinematic"
-    assert "soft window light" in portrait.concepts["lighting"]
-    assert "window" not in " ".join(portrait.concepts["setting"])
-    for family in ("sdxl", "flux_dev", "sd15", "qwen_image"):
-        plan = optimize(portrait, family, device="rtx4090")
-        assert plan.height > plan.width, family
-        width = next(d for d in plan.decisions if d.field == "width")
-        assert "wide" not in width.reason and "cinematic" not in width.reason
-    wide = optimize(analyses["a vast mountain landscape with a lake at sunrise, wide shot"], "sdxl", device="rtx4090")
-    assert wide.width > wide.height
-
-
 def test_manual_and_assisted_reasons_state_their_values():
     analysis = analyze_prompt("a cat on a sofa")
     manual = optimize(analysis, "pony", mode="MANUAL", overrides={"cfg": 6.5}, device="rtx4090")
