@@ -64,7 +64,8 @@ def test_save_image_writes_comfyui_and_a1111_metadata_and_records(pack, run_node
     assert 'Lora hashes: "film_photo_xl: 0123456789"' in params[2]
     assert "CFG scale: 4.5" in params[2] and "Seed: 7" in params[2] and "Model: sd_xl_base_1.0" in params[2]
     kubik = json.loads(text["kubik"])
-    assert kubik["analysis"]["style"] == "photographic" and kubik["plan"]["cfg"] == 4.5
+    analysis = _core(pack, "prompting").analyze_prompt("analog film photo of an old fisherman, golden hour")
+    assert kubik["analysis"]["style"] == analysis.style and kubik["plan"]["cfg"] == 4.5   # what was passed in
     assert "LoRAs\n- xl/film_photo_xl.safetensors" in kubik["explanation"]
     assert kubik["loras"][0]["autov2"] == "0123456789" and "path" not in kubik["loras"][0]
     assert png.size == (48, 64)
