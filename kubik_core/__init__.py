@@ -7,8 +7,12 @@ Subpackages, one per capability:
   loras      LoRA library scan (headers, sidecars, hashes), recommendation, stacks
   learning   ratings store (SQLite WAL / SQLAlchemy), scores, learned edits, PNG metadata
   hub        CivitAI and Hugging Face clients, verified resumable downloads, sidecars
-  recon3d    meshes -> SDF samples and multi-view renders, 3D metrics
+  recon3d    image -> shape -> mesh: mesh/, sdf/, data/, models/ and train/ under one face
   classify   timm image classifiers: data, splits, training, evaluation, prediction, smart crop
-The ``kubik`` command line lives in ``cli.py``; ``demo.py`` is ``kubik demo``.
+and ``common``, the plumbing they share, which imports no capability.
+
+The ``kubik`` command line lives in ``cli.py``, which loads each capability's ``cli.py``;
+``demo.py`` is ``kubik demo``, which runs each capability's ``demo.py``. Every module depends
+only downwards (tests/test_architecture.py checks the import graph).
 """
 __version__ = "0.1.0"
