@@ -20,11 +20,15 @@ _OWN_CACHE: str | None = None
 
 def pytest_configure(config):
     """The pack's caches (LoRA index, CPU profile, file hashes) go to a folder of this run, not
-    to the user's ~/.cache/kubik; subprocesses inherit it. A caller's KUBIK_CACHE_DIR wins."""
+    to the user's ~/.cache/kubik; subprocesses inherit it. A caller's KUBIK_CACHE_DIR wins.
+    So do the caches libraries write while tests run (matplotlib's font list, Mesa's shaders,
+    Hypothesis' folder, which would otherwise land in the home folder or the repository)."""
     global _OWN_CACHE
-    if not os.environ.get("KUBIK_CACHE_DIR"):
-        _OWN_CACHE = tempfile.mkdtemp(prefix="kubik-test-cache-")
-        os.environ["KUBIK_CACHE_DIR"] = _OWN_CACHE
+    _OWN_CACHE = tempfile.mkdtemp(prefix="kubik-test-cache-")
+    os.environ.setdefault("KUBIK_CACHE_DIR", _OWN_CACHE)
+    for variable, folder in (("MPLCONFIGDIR", "matplotlib"), ("MESA_SHADER_CACHE_DIR", "mesa"),
+                             ("HYPOTHESIS_STORAGE_DIRECTORY", "hypothesis")):
+        os.environ.setdefault(variable, os.path.join(_OWN_CACHE, folder))
 
 
 def pytest_unconfigure(config):
