@@ -8,10 +8,10 @@
   of ``kubik classify fetch`` skips everything already cached.
 - Rate limit: at most ``requests_per_second`` requests in all; a Fetcher that is one of ``share``
   users of the budget (DataLoader workers, torchrun processes) takes its part of it.
-- Retries: 429, 5xx, timeouts and connection errors back off exponentially, waiting as long as
-  the server's Retry-After (seconds or HTTP date) asks when it says so; a Retry-After longer than
-  ``max_retry_after`` gives the URL up at once, as the hub client does. 4xx other than 408/429
-  fail at once.
+- Retries: 408, 425, 429, 5xx, timeouts and connection errors back off exponentially, waiting
+  as long as the server's Retry-After (seconds or HTTP date) asks when it says so; a Retry-After
+  longer than ``max_retry_after`` gives the URL up at once. Other 4xx fail at once. The policy
+  (statuses, Retry-After, backoff, rate limit) is the hub client's too: :mod:`kubik_core.common.http`.
 - Failures are recorded in the cache's ``failures.jsonl`` (one line per URL, capped); training
   does not ask for a recorded URL again, ``kubik classify fetch`` retries them all.
 """
@@ -21,7 +21,6 @@ import hashlib
 import json
 import math
 import os
-import random
 import threading
 import time
 from dataclasses import dataclass
@@ -29,10 +28,9 @@ from pathlib import Path
 from typing import Callable
 
 from ..common import bounded_json
+from ..common.http import RETRY_STATUSES, Backoff, RateLimiter, parse_retry_after
 from ..common.paths import writable_folder
-from ..hub.http import parse_retry_after
 
-RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
 FAILURES_FILE = "failures.jsonl"
 
 
@@ -50,7 +48,7 @@ class FetchConfig:
     max_bytes: int = 10 * 1024 ** 3
     requests_per_second: float = 5.0
     max_retries: int = 4
-    backoff_base: float = 1.0        # seconds; attempt k waits base * 2**k (+ jitter)
+    backoff_base: float = 1.0        # seconds; retry k waits base * 2**(k-1) (+ up to 25 %)
     backoff_max: float = 60.0
     max_retry_after: float = 120.0   # a server asking to wait longer gives the URL up
     timeout: float = 20.0
@@ -78,25 +76,6 @@ def check_cache_dir(cache_dir: str | os.PathLike) -> Path:
     return writable_folder(cache_dir, "--cache-dir")
 
 
-class RateLimiter:
-    """Spaces calls at least 1/rate seconds apart (thread-safe)."""
-
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
-        self.interval = 1.0 / rate if rate and rate > 0 else 0.0
-        self._next = 0.0
-        self._lock = threading.Lock()
-        self._clock, self._sleep = clock, sleep
-
-    def wait(self) -> None:
-        with self._lock:
-            now = self._clock()
-            start = max(now, self._next)
-            self._next = start + self.interval
-        if start > now:
-            self._sleep(start - now)
-
-
 class Fetcher:
     """Get image bytes for a URL through the cache; see the module docstring for the policy."""
 
@@ -107,7 +86,8 @@ class Fetcher:
         self.config = config
         self.cache_dir = Path(config.cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        self.limiter = RateLimiter(config.requests_per_second / max(1, share), sleep=sleep)
+        self.limiter = RateLimiter.per_second(config.requests_per_second / max(1, share), sleep=sleep)
+        self.backoff = Backoff(config.backoff_base, config.backoff_max, jitter=(1.0, 1.25))
         self._sleep = sleep
         self._session = None
 
@@ -210,7 +190,7 @@ class Fetcher:
             if attempt == self.config.max_retries:
                 break
             if wait is None:
-                wait = self.config.backoff_base * (2 ** attempt) * (1.0 + 0.25 * random.random())
+                wait = self.backoff.delay(attempt + 1)
             self._sleep(min(wait, self.config.backoff_max))
         raise FetchError(url, f"{last_reason} after {self.config.max_retries + 1} attempts",
                          permanent=False)

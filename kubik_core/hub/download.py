@@ -29,9 +29,10 @@ from typing import Callable
 
 import requests
 
+from ..common.http import public_url
 from .errors import FileConflict, HashMismatch, HubAuthError, HubError, HubUnavailable
 from .filenames import path_inside, safe_filename
-from .http import HubSession, public_url
+from .http import HubSession
 
 CHUNK_SIZE = 1 << 20
 ProgressCallback = Callable[[int, "int | None"], None]

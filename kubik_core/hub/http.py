@@ -1,8 +1,9 @@
 """One polite, retrying HTTP session for every hub request and download.
 
 * Politeness: at least ``min_interval_s`` between two requests to the same host.
-* Retries: 429, 5xx, timeouts and dropped connections are retried with exponential backoff
-  and full jitter; a ``Retry-After`` header (seconds or HTTP date) is honoured as given.
+* Retries: 408, 425, 429, 5xx, timeouts and dropped connections are retried with exponential
+  backoff and jitter; a ``Retry-After`` header (seconds or HTTP date) is honoured as given.
+  (That policy is shared with the classifier's image fetcher: :mod:`kubik_core.common.http`.)
 * Clear errors: 401/403 -> :class:`HubAuthError`, 404 -> :class:`HubNotFound`, each naming
   the URL (without its query string) and what would fix it. Only the configured hubs' own error
   text is quoted (short, redacted); what other servers answer never reaches a message.
@@ -18,23 +19,22 @@
 """
 from __future__ import annotations
 
-import email.utils
 import ipaddress
 import random
 import threading
 import time
 from typing import Any
-from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
 
 from ..common import bounded_json
+from ..common.http import RETRY_STATUSES, Backoff, RateLimiter, parse_retry_after, public_url
 from .cache import ResponseCache
 from .config import HubConfig, Secret, host_of, origin_of
 from .errors import HubAuthError, HubError, HubNotFound, HubRateLimited, HubUnavailable, redact
 from .netguard import PinnedAdapter, PrivateAddressRefused, checked_addresses, system_resolver
 
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 10
 _MAX_PINNED_ADAPTERS = 16
@@ -74,27 +74,6 @@ class HostBearer(requests.auth.AuthBase):
         return request
 
 
-def public_url(url: str) -> str:
-    """The URL without query string or fragment, safe to show in messages."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delay-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    now = time.time() if now is None else now
-    return max(0.0, when.timestamp() - now)
-
-
 class HubSession:
     """A ``requests.Session`` with the hub policies above. Thread-safe for concurrent use."""
 
@@ -106,10 +85,10 @@ class HubSession:
         self._session = session or requests.Session()
         self._session.headers["User-Agent"] = config.user_agent
         self._sleep = sleep
-        self._rng = rng
+        self._backoff = Backoff(config.backoff_base_s, config.backoff_max_s, rng=rng)
+        self._pace = RateLimiter(config.min_interval_s, sleep=sleep)
         self._resolve = resolve
         self._lock = threading.Lock()
-        self._next_slot: dict[str, float] = {}
         self._pinned: dict[tuple[str, ...], PinnedAdapter] = {}
         self.cache = (ResponseCache(config.cache_dir, config.cache_ttl_s, config.cache_max_entries)
                       if config.cache_dir else None)
@@ -123,18 +102,13 @@ class HubSession:
         return host_of(url) in self._auth
 
     # ------------------------------------------------------------ politeness and backoff
-    def _wait_turn(self, host: str) -> None:
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next_slot.get(host, 0.0))
-            self._next_slot[host] = start + self.config.min_interval_s
-        if start > now:
-            self._sleep(start - now)
+    def wait_turn(self, host: str) -> None:
+        """Wait until ``min_interval_s`` has passed since the last request to ``host``."""
+        self._pace.wait(host)
 
     def backoff(self, attempt: int) -> float:
-        """Full-jitter exponential backoff for retry number ``attempt`` (1, 2, ...)."""
-        cap = min(self.config.backoff_max_s, self.config.backoff_base_s * 2 ** (attempt - 1))
-        return cap * (0.5 + 0.5 * self._rng())
+        """Seconds to wait before retry number ``attempt`` (1, 2, ...): exponential, jittered."""
+        return self._backoff.delay(attempt)
 
     def pause(self, seconds: float) -> None:
         if seconds > 0:
@@ -148,7 +122,7 @@ class HubSession:
         host = host_of(url)
         attempts = max(1, self.config.max_attempts)
         for attempt in range(1, attempts + 1):
-            self._wait_turn(host)
+            self.wait_turn(host)
             try:
                 response = self._follow(method, url, params, headers, stream)
             except (requests.ConnectionError, requests.Timeout) as exc:
@@ -167,9 +141,8 @@ class HubSession:
                     if response.status_code == 429:
                         raise HubRateLimited(f"{public_url(url)}: rate limited, the server asks "
                                              f"to wait {wait:.0f} s; try again later")
-                    raise HubUnavailable(f"{public_url(url)}: server error "
-                                         f"{response.status_code}, the server asks to wait "
-                                         f"{wait:.0f} s; try again later")
+                    raise HubUnavailable(f"{public_url(url)}: {_status_words(response.status_code)}, "
+                                         f"the server asks to wait {wait:.0f} s; try again later")
                 if attempt == attempts:
                     break
                 self.pause(wait if wait is not None else self.backoff(attempt))
@@ -179,7 +152,7 @@ class HubSession:
         if response.status_code == 429:
             raise HubRateLimited(f"{public_url(url)}: still rate limited (429) after {attempts} "
                                  "attempts; wait a few minutes and try again")
-        raise HubUnavailable(f"{public_url(url)}: server error {response.status_code} after "
+        raise HubUnavailable(f"{public_url(url)}: {_status_words(response.status_code)} after "
                              f"{attempts} attempts; the hub may be down, try again later")
 
     def _follow(self, method: str, url: str, params: dict | None, headers: dict | None,
@@ -306,6 +279,11 @@ def _followable(url: str) -> bool:
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _status_words(status: int) -> str:
+    """'server error 503' for a 5xx; 'HTTP 408' for the 4xx that are retried too."""
+    return f"server error {status}" if status >= 500 else f"HTTP {status}"
 
 
 def _describe_network_error(exc: Exception) -> str:

@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .. import __version__
+from ..common.http import RETRY_STATUSES, parse_retry_after
 from .config import host_of
 from .errors import HubAuthError, HubError, HubNotFound, HubRateLimited, HubUnavailable
-from .http import RETRY_STATUSES, HubSession, may_carry_token, parse_retry_after
+from .http import HubSession, may_carry_token
 
 
 class HuggingFaceClient:
@@ -114,7 +115,7 @@ class HuggingFaceClient:
         config = self.session.config
         attempts = max(1, min(2, config.max_attempts))
         for attempt in range(1, attempts + 1):
-            self.session._wait_turn(host_of(self.endpoint))
+            self.session.wait_turn(host_of(self.endpoint))
             try:
                 return fetch()
             except RepositoryNotFoundError:

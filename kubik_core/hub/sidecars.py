@@ -24,8 +24,9 @@ from typing import Any
 
 from ..common import bounded_json
 from ..common.atomic import write_bytes_atomic, write_text_atomic
+from ..common.http import public_url
 from .errors import HubError
-from .http import HubSession, public_url
+from .http import HubSession
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,7 @@ from PIL import Image
 
 from kubik_core.classify.classmap import ClassMap
 from kubik_core.classify.data import ImageSource, ManifestDataset
-from kubik_core.classify.fetch import (FailureLog, FetchConfig, FetchError, Fetcher, RateLimiter,
-                                       parse_retry_after)
+from kubik_core.classify.fetch import FailureLog, FetchConfig, FetchError, Fetcher
 from kubik_core.classify.manifest import Sample
 
 
@@ -179,21 +178,6 @@ def test_lru_eviction_keeps_recently_used(server, tmp_path, sleeps):
     fetcher.get(urls[2])
     assert [fetcher.cached(u) for u in urls] == [True, False, True]
     assert fetcher.cache_size() <= int(size * 2.5)
-
-
-def test_rate_limiter_spaces_requests():
-    now = [0.0]
-    waits = []
-    limiter = RateLimiter(4.0, clock=lambda: now[0], sleep=waits.append)
-    for _ in range(3):
-        limiter.wait()
-    assert waits == [0.25, 0.5]
-
-
-def test_retry_after_http_date():
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now=1445412500.0) == 10.0
-    assert parse_retry_after("7") == 7.0
-    assert parse_retry_after("soon") is None
 
 
 def test_dataset_records_failed_urls_and_keeps_going(server, tmp_path):

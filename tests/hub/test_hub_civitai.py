@@ -147,6 +147,15 @@ def test_5xx_is_retried_with_backoff_then_gives_up(make_hub, catalogue, civitai_
         make_hub(cache_dir=None).civitai.version(456)
 
 
+def test_408_and_425_are_retried_like_the_image_fetcher_does(make_hub, catalogue, civitai_server, sleeps):
+    civitai_server.behaviour.status_queue["/api/v1/model-versions/456"] = [(408, {}, {}), (425, {}, {})]
+    assert make_hub().civitai.version(456)["id"] == 456
+    assert len(sleeps) == 2
+    civitai_server.behaviour.status_queue["/api/v1/model-versions/456"] = [(408, {}, {})] * 3
+    with pytest.raises(HubUnavailable, match=r"/api/v1/model-versions/456: HTTP 408 after 3 attempts"):
+        make_hub(cache_dir=None).civitai.version(456)
+
+
 def test_responses_are_cached_on_disk_without_tokens(make_hub, catalogue, civitai_server, tmp_path):
     hub = make_hub()
     assert hub.civitai.version(456) == make_hub().civitai.version(456)
