@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "learning.cli",    # kubik insights
     "recon3d.cli",     # kubik 3d
     "hub.cli",         # kubik hub
+    "comfy_client.cli",  # kubik queue
     "demo",            # kubik demo
 )
 
