@@ -2,13 +2,12 @@
 
 The engine is ``kubik_core.classify``; these classes only convert ComfyUI types. Inside ComfyUI
 the model is handed to ComfyUI's memory manager (ModelPatcher), so it is offloaded like any
-checkpoint; outside it, models are kept in a small LRU cache.
+checkpoint; outside it, models are kept in a small LRU cache (comfy_bridge.load_model_file).
+The KUBIK_CLASSIFIER value is a comfy_bridge.ManagedModel holding a kubik_core Classifier.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
 
 from . import comfy_bridge
 
@@ -17,33 +16,16 @@ SMART_CROP_CHOICES = ["as trained", "on", "off"]
 _BATCH = 16
 
 
-@dataclass
-class LoadedClassifier:
-    """The KUBIK_CLASSIFIER value: a kubik_core Classifier plus its ComfyUI ModelPatcher (or None)."""
-    classifier: Any
-    patcher: Any = None
+def _ready(loaded: comfy_bridge.ManagedModel):
+    """The classifier of a KUBIK_CLASSIFIER value on its compute device (ComfyUI loads and
+    offloads it as needed), with bf16 autocast where the GPU supports it (fp32 weights kept)."""
+    import torch
 
-    def ready(self):
-        """The classifier on its compute device (ComfyUI loads/offloads it as needed)."""
-        import torch
-
-        comfy_bridge.load_managed_model(self.patcher)
-        device = next(self.classifier.model.parameters()).device
-        self.classifier.device = device
-        # bf16 autocast where the GPU supports it: the speed of AMP, fp32 weights kept.
-        self.classifier.amp = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "none"
-        return self.classifier
-
-
-_cache = None
-
-
-def _outside_comfy_cache():
-    global _cache
-    if _cache is None:
-        from ..kubik_core.classify.predict import ClassifierCache
-        _cache = ClassifierCache(capacity=2)
-    return _cache
+    classifier = loaded.ready()
+    device = next(classifier.model.parameters()).device
+    classifier.device = device
+    classifier.amp = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "none"
+    return classifier
 
 
 def _to_pil_list(image, input_name: str = "image"):
@@ -73,26 +55,23 @@ class KubikLoadClassifier:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "classifier_name": (comfy_bridge.classifier_names(), {
+            "classifier_name": (comfy_bridge.CLASSIFIERS.names(), {
                 "tooltip": "An exported classifier (.safetensors) in models/classifiers."}),
         }}
 
     def load(self, classifier_name):
         from ..kubik_core.classify.predict import Classifier
 
-        path = comfy_bridge.classifier_path(classifier_name)
+        path = comfy_bridge.CLASSIFIERS.path(classifier_name)
         if path is None:
             raise ValueError(f"classifier_name: {classifier_name!r} is not in the classifiers model "
                              "folder; copy an exported .safetensors (with its .json) into "
                              "models/classifiers and refresh")
-        load_device, offload_device = comfy_bridge.classifier_devices()
         try:  # errors name the file as listed (relative to the folder), never the server path
-            if comfy_bridge.in_comfyui():
-                classifier = Classifier.load(path, offload_device, name=classifier_name)
-                patcher = comfy_bridge.manage_model(classifier.model, load_device, offload_device)
-                return (LoadedClassifier(classifier, patcher),)
-            return (LoadedClassifier(_outside_comfy_cache().get(path, str(load_device),
-                                                                name=classifier_name)),)
+            return (comfy_bridge.load_model_file(
+                "classifiers", path,
+                lambda file, device: Classifier.load(file, device, name=classifier_name),
+                lambda classifier: classifier.model),)
         except FileNotFoundError:
             raise ValueError(f"classifier_name: {classifier_name!r} disappeared from the "
                              "classifiers folder; refresh the node list") from None
@@ -133,11 +112,11 @@ class KubikClassifyImage:
         }}
 
     def classify(self, classifier, image, top_k, threshold, smart_crop):
-        if not isinstance(classifier, LoadedClassifier):
+        if not isinstance(classifier, comfy_bridge.ManagedModel):
             raise ValueError("classifier: connect the output of Kubik Load Classifier")
         images = _to_pil_list(image)
         crop = None if smart_crop == "as trained" else smart_crop == "on"
-        model = classifier.ready()
+        model = _ready(classifier)
         bar = comfy_bridge.progress_bar(len(images))
         predictions = []
         for start in range(0, len(images), _BATCH):

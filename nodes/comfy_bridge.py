@@ -2,13 +2,22 @@
 
 Every import of ComfyUI happens inside a function, so the pack imports - and its nodes run -
 without ComfyUI (tests, the CLI). Outside ComfyUI each helper falls back to a documented
-stand-in: built-in sampler lists, no-op progress bars, plain folders.
+stand-in: built-in sampler lists, no-op progress bars, plain folders, and a small LRU cache of
+loaded models instead of ComfyUI's memory manager. Inside ComfyUI a stand-in is used only when
+a ComfyUI module fails to import, and that is logged (a warning naming the module and the error).
 """
 from __future__ import annotations
 
 import importlib
+import logging
 import os
-from typing import Any
+import sys
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
 
 from ..kubik_core.hub import targets as hub_targets
 from ..kubik_core.params.samplers import KSAMPLER_SAMPLERS, KSAMPLER_SCHEDULERS
@@ -19,16 +28,28 @@ FALLBACK_SAMPLERS = list(KSAMPLER_SAMPLERS)
 FALLBACK_SCHEDULERS = list(KSAMPLER_SCHEDULERS)
 
 
+def _inside_comfyui() -> bool:
+    """True in a ComfyUI process: its main.py imports folder_paths before it loads custom nodes."""
+    return "folder_paths" in sys.modules
+
+
+_IMPORT_FAILURES_LOGGED: set[str] = set()
+
+
 def _optional_import(name: str):
-    """Import a ComfyUI module if we run inside ComfyUI, else return None."""
+    """Import a ComfyUI module, or None when it cannot be imported.
+
+    Outside ComfyUI (plain python, tests, the CLI) that is expected and silent. Inside ComfyUI it
+    means a stand-in replaces part of ComfyUI, so it is logged once per module, with the error.
+    """
     try:
         return importlib.import_module(name)
-    except Exception:  # ImportError, or a ComfyUI module failing outside its server
+    except Exception as exc:  # ImportError, or a ComfyUI module failing outside its server
+        if _inside_comfyui() and name not in _IMPORT_FAILURES_LOGGED:
+            _IMPORT_FAILURES_LOGGED.add(name)
+            log.warning("KubikAI: ComfyUI module %s could not be imported (%s: %s); the pack uses "
+                        "its stand-in for it", name, type(exc).__name__, " ".join(str(exc).split())[:300])
         return None
-
-
-def in_comfyui() -> bool:
-    return _optional_import("folder_paths") is not None
 
 
 def _file_in_roots(roots, name: str) -> str | None:
@@ -101,17 +122,6 @@ def describe_model(model: Any):
     )
 
 
-# ---------------------------------------------------------------- folders
-def output_directory() -> str | None:
-    folder_paths = _optional_import("folder_paths")
-    return folder_paths.get_output_directory() if folder_paths else None
-
-
-def user_directory() -> str | None:
-    folder_paths = _optional_import("folder_paths")
-    return folder_paths.get_user_directory() if folder_paths else None
-
-
 # ---------------------------------------------------------------- prompting: wildcards
 def wildcards_directory() -> str | None:
     """ComfyUI's wildcards folder: ``<models>/wildcards``, else ``<ComfyUI>/wildcards``, the
@@ -140,89 +150,157 @@ def wildcard_roots() -> list[str]:
             roots.append(get_user_directory())
     return roots + _env_folders("KUBIK_WILDCARDS_DIRS")
 
-# ---------------------------------------------------------------- classifiers (kubik classify)
-CLASSIFIER_EXTENSIONS = {".safetensors"}
+# ---------------------------------------------------------------- our model folders (classifiers, kubik3d)
+# Models that ship with the pack (the digits classifier, the tiny 3D demo): models/<folder>/.
+PACK_MODELS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
 
 
-# Classifiers that ship with the pack (the digits demo model), listed beside the user's own.
-BUNDLED_CLASSIFIERS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                       "models", "classifiers")
+@dataclass(frozen=True)
+class ModelFolder:
+    """A ComfyUI model folder of our own .safetensors models, with the pack's bundled ones beside
+    the user's.
 
-
-def _classifier_fallback_dirs() -> list[str]:
-    """Outside ComfyUI, classifiers are listed from $KUBIK_CLASSIFIERS_DIR (CLI, tests), then
-    from the pack's own folder."""
-    user = os.environ.get("KUBIK_CLASSIFIERS_DIR")
-    return ([user] if user else []) + [BUNDLED_CLASSIFIERS_DIR]
-
-
-def widen_classifier_folder() -> None:
-    """Let ComfyUI's core ``classifiers`` model folder list .safetensors files, and the pack's
-    bundled classifiers.
-
-    Core registers it with the extension set {""} (extension-less files only); we add ours and
-    keep whatever paths core, extra_model_paths.yaml or other packs registered.
+    Inside ComfyUI the folder is registered through folder_paths, keeping whatever paths core,
+    extra_model_paths.yaml or other packs gave it: <models>/<name> and the pack's models/<name>
+    are added, and .safetensors to its extensions (core registers ``classifiers`` for
+    extension-less files only; ``kubik3d`` is ours). Outside ComfyUI the files are listed from
+    $<env_var> (CLI, tests), then from the pack's folder.
     """
-    folder_paths = _optional_import("folder_paths")
-    if folder_paths is None:
-        return
-    paths, exts = folder_paths.folder_names_and_paths.get("classifiers", ([], set()))
-    if not CLASSIFIER_EXTENSIONS <= set(exts) or BUNDLED_CLASSIFIERS_DIR not in paths:
-        paths = list(paths) + ([BUNDLED_CLASSIFIERS_DIR] if BUNDLED_CLASSIFIERS_DIR not in paths else [])
-        folder_paths.folder_names_and_paths["classifiers"] = (paths, set(exts) | CLASSIFIER_EXTENSIONS)
-        cache = getattr(folder_paths, "filename_list_cache", None)
-        if isinstance(cache, dict):
-            cache.pop("classifiers", None)
+    name: str
+    env_var: str
+    extensions: frozenset = frozenset({".safetensors"})
+
+    @property
+    def bundled_dir(self) -> str:
+        return os.path.join(PACK_MODELS_DIR, self.name)
+
+    def _outside_comfyui_dirs(self) -> list[str]:
+        user = os.environ.get(self.env_var)
+        return ([user] if user else []) + [self.bundled_dir]
+
+    def register(self) -> None:
+        """Add our paths and extensions to ComfyUI's folder (no-op outside ComfyUI or when done)."""
+        folder_paths = _optional_import("folder_paths")
+        if folder_paths is None:
+            return
+        paths, exts = folder_paths.folder_names_and_paths.get(self.name, ([], set()))
+        models_dir = getattr(folder_paths, "models_dir", None)
+        wanted = ([os.path.join(models_dir, self.name)] if models_dir else []) + [self.bundled_dir]
+        missing = [p for p in wanted if p not in paths]
+        if missing or not self.extensions <= set(exts):
+            folder_paths.folder_names_and_paths[self.name] = (list(paths) + missing,
+                                                              set(exts) | self.extensions)
+            cache = getattr(folder_paths, "filename_list_cache", None)
+            if isinstance(cache, dict):
+                cache.pop(self.name, None)   # the stale listing
+
+    def names(self) -> list[str]:
+        """The model files (relative names, as loaders list them) in the folder's paths."""
+        folder_paths = _optional_import("folder_paths")
+        if folder_paths is not None:
+            self.register()
+            names = folder_paths.get_filename_list(self.name)
+        else:
+            names = []
+            for root in self._outside_comfyui_dirs():
+                if os.path.isdir(root):
+                    for parent, _dirs, files in os.walk(root):
+                        names += [os.path.relpath(os.path.join(parent, f), root).replace(os.sep, "/")
+                                  for f in files]
+        return sorted({n for n in names if os.path.splitext(n)[1].lower() in self.extensions})
+
+    def path(self, name: str) -> str | None:
+        """Full path of a listed model, or None (also for names escaping the folder)."""
+        folder_paths = _optional_import("folder_paths")
+        if folder_paths is not None:
+            self.register()
+            return folder_paths.get_full_path(self.name, name)
+        return _file_in_roots(self._outside_comfyui_dirs(), name)
 
 
-def classifier_names() -> list[str]:
-    """Exported classifiers (.safetensors) in ComfyUI's classifiers folder(s)."""
-    folder_paths = _optional_import("folder_paths")
-    if folder_paths is not None:
-        widen_classifier_folder()
-        names = folder_paths.get_filename_list("classifiers")
-    else:
-        names = []
-        for root in _classifier_fallback_dirs():
-            if os.path.isdir(root):
-                for parent, _dirs, files in os.walk(root):
-                    names += [os.path.relpath(os.path.join(parent, f), root).replace(os.sep, "/")
-                              for f in files]
-    return sorted({n for n in names if os.path.splitext(n)[1].lower() in CLASSIFIER_EXTENSIONS})
+CLASSIFIERS = ModelFolder("classifiers", "KUBIK_CLASSIFIERS_DIR")
+KUBIK3D = ModelFolder("kubik3d", "KUBIK_3D_MODELS_DIR")
 
 
-def classifier_path(name: str) -> str | None:
-    """Full path of a listed classifier, or None (also for names escaping the folder)."""
-    folder_paths = _optional_import("folder_paths")
-    if folder_paths is not None:
-        widen_classifier_folder()
-        return folder_paths.get_full_path("classifiers", name)
-    return _file_in_roots(_classifier_fallback_dirs(), name)
+# ---------------------------------------------------------------- our models in memory
+@dataclass
+class ManagedModel:
+    """One of our models loaded for a node: ``model`` (what kubik_core loaded) and, inside
+    ComfyUI, the ModelPatcher through which ComfyUI's memory manager moves it (None outside)."""
+    model: Any
+    patcher: Any = None
+
+    def ready(self):
+        """The model on its compute device (inside ComfyUI: loaded, other models offloaded as
+        memory requires)."""
+        if self.patcher is not None:
+            mm = _optional_import("comfy.model_management")
+            if mm is not None:
+                mm.load_models_gpu([self.patcher])
+        return self.model
 
 
-def classifier_devices():
-    """(load device, offload device): ComfyUI's choice inside ComfyUI, else CPU for both."""
+class ModelCache:
+    """A small LRU of loaded models, outside ComfyUI: an unchanged file is read once per device.
+
+    Keyed by (kind, real path, modification time, size, device): a file written again is read
+    again. ``capacity`` models at most; the least recently used goes first.
+    """
+
+    def __init__(self, capacity: int = 3):
+        self.capacity = capacity
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, kind: str, path: str, device, load: Callable[[str, Any], Any]):
+        """The model of ``path`` on ``device``, loaded with ``load(path, device)`` when not cached."""
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return load(path, device)   # the loader names what is wrong with the file
+        key = (kind, os.path.realpath(path), stat.st_mtime_ns, stat.st_size, str(device))
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        model = load(path, device)
+        with self._lock:
+            self._items[key] = model
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+        return model
+
+
+MODEL_CACHE = ModelCache()
+
+
+def load_model_file(kind: str, path: str, load: Callable[[str, Any], Any],
+                    module: Callable[[Any], Any] = lambda model: model, *,
+                    cpu: bool = False) -> ManagedModel:
+    """Load one of our model files for a node, the way ComfyUI keeps its own models.
+
+    Inside ComfyUI (unless ``cpu``): ``load(path, offload device)``, and ``module(model)`` (its
+    nn.Module) handed to ComfyUI's memory manager, which moves it onto ComfyUI's device on
+    ``ready()`` and offloads it like any checkpoint. Otherwise ``load(path, device)`` through
+    MODEL_CACHE (the CPU, or ComfyUI's CPU with ``cpu``).
+    """
     import torch
 
-    mm = _optional_import("comfy.model_management")
-    if mm is None:
-        return torch.device("cpu"), torch.device("cpu")
-    return mm.get_torch_device(), mm.unet_offload_device()
-
-
-def manage_model(module, load_device, offload_device):
-    """Hand an nn.Module to ComfyUI's memory manager (a ModelPatcher); None outside ComfyUI."""
-    patcher_module = _optional_import("comfy.model_patcher")
+    mm = None if cpu else _optional_import("comfy.model_management")
+    patcher_module = None if mm is None else _optional_import("comfy.model_patcher")
     if patcher_module is None:
-        return None
-    return patcher_module.ModelPatcher(module, load_device=load_device, offload_device=offload_device)
-
-
-def load_managed_model(patcher) -> None:
-    """Ask ComfyUI to move a managed model onto its load device (offloading others if needed)."""
-    mm = _optional_import("comfy.model_management")
-    if mm is not None and patcher is not None:
-        mm.load_models_gpu([patcher])
+        return ManagedModel(MODEL_CACHE.get(kind, path, torch.device("cpu"), load))
+    load_device, offload_device = mm.get_torch_device(), mm.unet_offload_device()
+    model = load(path, offload_device)
+    # ModelPatcher writes its bookkeeping (``device``, ``model_loaded_weight_memory``...) onto
+    # the module it manages, and our models may read ``device`` from their weights (a read-only
+    # property), so it manages a container holding the module; moving the container moves it.
+    container = torch.nn.ModuleDict({kind: module(model)})
+    return ManagedModel(model, patcher_module.ModelPatcher(container, load_device=load_device,
+                                                           offload_device=offload_device))
 
 
 # ---------------------------------------------------------------- hub (model downloads)
@@ -458,65 +536,7 @@ def save_image_path(filename_prefix: str, width: int, height: int):
     return folder, filename, max(counters, default=0) + 1, subfolder, filename_prefix
 
 
-# ---- recon3d (image to 3D)
-KUBIK3D_FOLDER = "kubik3d"
-KUBIK3D_EXTENSIONS = {".safetensors"}
-
-# The demo 3D model ships with the pack, listed beside the user's own models.
-BUNDLED_KUBIK3D_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                   "models", KUBIK3D_FOLDER)
-
-
-def _kubik3d_fallback_dirs() -> list[str]:
-    """Outside ComfyUI, 3D models are listed from $KUBIK_3D_MODELS_DIR (CLI, tests), then from
-    the pack's own folder."""
-    user = os.environ.get("KUBIK_3D_MODELS_DIR")
-    return ([user] if user else []) + [BUNDLED_KUBIK3D_DIR]
-
-
-def register_kubik3d_folder() -> None:
-    """Register ComfyUI's ``kubik3d`` model folder: <models>/kubik3d and the pack's bundled
-    folder, listing .safetensors files. Paths from extra_model_paths.yaml (applied before packs
-    load) are kept."""
-    folder_paths = _optional_import("folder_paths")
-    if folder_paths is None:
-        return
-    paths, exts = folder_paths.folder_names_and_paths.get(KUBIK3D_FOLDER, ([], set()))
-    wanted = [os.path.join(folder_paths.models_dir, KUBIK3D_FOLDER), BUNDLED_KUBIK3D_DIR]
-    missing = [p for p in wanted if p not in paths]
-    if missing or not KUBIK3D_EXTENSIONS <= set(exts):
-        folder_paths.folder_names_and_paths[KUBIK3D_FOLDER] = (list(paths) + missing,
-                                                               set(exts) | KUBIK3D_EXTENSIONS)
-        cache = getattr(folder_paths, "filename_list_cache", None)
-        if isinstance(cache, dict):
-            cache.pop(KUBIK3D_FOLDER, None)
-
-
-def kubik3d_model_names() -> list[str]:
-    """3D model files (.safetensors) in ComfyUI's kubik3d folder(s)."""
-    folder_paths = _optional_import("folder_paths")
-    if folder_paths is not None:
-        register_kubik3d_folder()
-        names = folder_paths.get_filename_list(KUBIK3D_FOLDER)
-    else:
-        names = []
-        for root in _kubik3d_fallback_dirs():
-            if os.path.isdir(root):
-                for parent, _dirs, files in os.walk(root):
-                    names += [os.path.relpath(os.path.join(parent, f), root).replace(os.sep, "/")
-                              for f in files]
-    return sorted({n for n in names if os.path.splitext(n)[1].lower() in KUBIK3D_EXTENSIONS})
-
-
-def kubik3d_model_path(name: str) -> str | None:
-    """Full path of a listed 3D model, or None (also for names escaping the folder)."""
-    folder_paths = _optional_import("folder_paths")
-    if folder_paths is not None:
-        register_kubik3d_folder()
-        return folder_paths.get_full_path(KUBIK3D_FOLDER, name)
-    return _file_in_roots(_kubik3d_fallback_dirs(), name)
-
-
+# ---------------------------------------------------------------- recon3d (image to 3D)
 def input_directory() -> str:
     """ComfyUI's input folder; outside ComfyUI $KUBIK_INPUT_DIR (default ./input)."""
     folder_paths = _optional_import("folder_paths")
@@ -544,20 +564,3 @@ class _StandInMesh:
     def __init__(self, vertices, faces):
         self.vertices = vertices
         self.faces = faces
-
-
-def kubik3d_devices():
-    """(load device, offload device) for 3D models: ComfyUI's choice, as for classifiers."""
-    return classifier_devices()
-
-
-def manage_kubik3d_model(model, load_device, offload_device):
-    """Hand a Kubik3DModel to ComfyUI's memory manager; None outside ComfyUI.
-
-    ModelPatcher writes its bookkeeping (``device``, ``model_loaded_weight_memory``...) onto the
-    module it manages, and Kubik3DModel's ``device`` is a read-only property (read from its
-    weights), so the patcher manages a container holding the model; moving the container moves it.
-    """
-    import torch
-
-    return manage_model(torch.nn.ModuleDict({"kubik3d": model}), load_device, offload_device)

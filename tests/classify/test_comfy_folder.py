@@ -50,12 +50,12 @@ def folder_paths(tmp_path, monkeypatch):
 
 def test_classifiers_folder_is_widened_once(pack, folder_paths):
     bridge = sys.modules[f"{pack.__name__}.nodes.comfy_bridge"]
-    assert bridge.classifier_names() == ["birds.safetensors", "kubik_digits_demo.safetensors",
+    assert bridge.CLASSIFIERS.names() == ["birds.safetensors", "kubik_digits_demo.safetensors",
                                          "plants.safetensors"]  # the pack's bundled demo model too
     paths, exts = folder_paths.folder_names_and_paths["classifiers"]
-    assert len(paths) == 3 and paths[2] == bridge.BUNDLED_CLASSIFIERS_DIR and exts == {"", ".safetensors"}
+    assert len(paths) == 3 and paths[2] == bridge.CLASSIFIERS.bundled_dir and exts == {"", ".safetensors"}
     assert "classifiers" not in folder_paths.filename_list_cache  # stale listing dropped
-    bridge.widen_classifier_folder()
+    bridge.CLASSIFIERS.register()
     assert folder_paths.folder_names_and_paths["classifiers"][1] == {"", ".safetensors"}
-    assert bridge.classifier_path("birds.safetensors").endswith("extra/birds.safetensors")
-    assert bridge.classifier_path("missing.safetensors") is None
+    assert bridge.CLASSIFIERS.path("birds.safetensors").endswith("extra/birds.safetensors")
+    assert bridge.CLASSIFIERS.path("missing.safetensors") is None

@@ -32,7 +32,7 @@ def test_load_lists_and_loads_safetensors(node_classes, run_node, classifiers_di
     names = node_classes["KubikLoadClassifier"].INPUT_TYPES()["required"]["classifier_name"][0]
     assert names == ["digits/digits.safetensors", "kubik_digits_demo.safetensors"]  # + the bundled demo
     (classifier,) = run_node("KubikLoadClassifier", classifier_name="digits/digits.safetensors")
-    assert classifier.classifier.classes == [str(d) for d in range(10)]
+    assert classifier.model.classes == [str(d) for d in range(10)]
 
 
 @pytest.mark.parametrize("name", ["nope.safetensors", "../../etc/passwd"])

@@ -301,13 +301,13 @@ def test_kubik3d_folder_is_registered_with_comfyui(bridge, tmp_path, monkeypatch
     module.get_filename_list, module.get_full_path = get_filename_list, get_full_path
     monkeypatch.setitem(sys.modules, "folder_paths", module)
 
-    names = bridge.kubik3d_model_names()
+    names = bridge.KUBIK3D.names()
     assert {"mine.safetensors", "shared.safetensors"} <= set(names) and "mine.json" not in names
     paths, exts = module.folder_names_and_paths["kubik3d"]
-    assert paths == [str(extra), str(models / "kubik3d"), bridge.BUNDLED_KUBIK3D_DIR]
+    assert paths == [str(extra), str(models / "kubik3d"), bridge.KUBIK3D.bundled_dir]
     assert exts == {".safetensors"} and "kubik3d" not in module.filename_list_cache
-    assert bridge.kubik3d_model_path("shared.safetensors") == str(extra / "shared.safetensors")
-    bridge.register_kubik3d_folder()
+    assert bridge.KUBIK3D.path("shared.safetensors") == str(extra / "shared.safetensors")
+    bridge.KUBIK3D.register()
     assert len(module.folder_names_and_paths["kubik3d"][0]) == 3
 
 
@@ -337,8 +337,8 @@ import comfy.model_management as mm
 build_model = importlib.import_module(pack.__name__ + ".kubik_core.recon3d.pipeline").build_model
 nodes = sys.modules[pack.__name__ + ".nodes.recon3d"]
 model = build_model("tiny", seed=0)
-patcher = bridge.manage_kubik3d_model(model, mm.get_torch_device(), torch.device("cpu"))
-loaded = nodes.Loaded3DModel(model, patcher)
+loaded = bridge.load_model_file("kubik3d", "built in memory", lambda _path, device: model.to(device))
+assert loaded.patcher is not None and model.device == mm.unet_offload_device(), model.device
 with torch.inference_mode():
     image = torch.rand(1, 64, 64, 3) * 0.2 + 0.4
     mask = torch.zeros(1, 64, 64)
