@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +80,16 @@ def test_unknown_dialect_is_rejected_by_the_parser(capsys):
     with pytest.raises(SystemExit):
         run(["analyze", "a cat", "--dialect", "nai"], capsys)
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(120)
+def test_cli_module_run_as_a_script_reports_a_user_error_in_one_line():
+    """`python -m kubik_core.cli` runs cli.py as __main__, a second copy of that module: the
+    CommandError a sub-command raises must still be the one it catches (it lives in
+    common/commands.py, not in cli.py), so the user sees one line and status 2, no traceback."""
+    done = subprocess.run([sys.executable, "-m", "kubik_core.cli", "analyze", "   "],
+                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
+                          timeout=100)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "kubik analyze: error: prompt is empty: write what the image should show"], done.stderr
