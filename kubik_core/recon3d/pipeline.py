@@ -4,7 +4,7 @@ The steps, each usable on its own (the ComfyUI nodes call them one per node):
 
 1. :func:`load_model` a ``kubik3d`` model file (:mod:`.models.shape_model`);
 2. :func:`image_to_latent`: prepared pixels (:func:`.image_input.prepare_images`) -> image tokens
-   -> rectified-flow sampling (:mod:`.models.flow`) -> a :class:`ShapeLatent`;
+   -> the flow sampler (:mod:`.sampler` integrating :mod:`.models.flow`'s network) -> a :class:`ShapeLatent`;
    or :func:`mesh_to_latent`: a mesh -> surface points -> the VAE encoder -> a :class:`ShapeLatent`;
 3. :func:`sdf_function`: a latent -> a callable giving signed distances of query points;
 4. :func:`.mesh.extract.extract_mesh` turns that callable into a mesh; :func:`.mesh.export.save_mesh`
@@ -21,8 +21,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .models.flow import sample as sample_flow
 from .models.shape_model import Kubik3DModel, ModelFileError, build_model, load_model, save_model
+from .sampler import sample
 
 __all__ = ["Kubik3DModel", "ModelFileError", "ShapeLatent", "build_model", "load_model", "save_model",
            "image_to_latent", "mesh_to_latent", "sdf_function", "reconstruct"]
@@ -34,7 +34,7 @@ _BIAS_ELEMENTS = 1 << 25   # per query batch: the decoder's distance bias is [he
 def query_chunk_size(model: Kubik3DModel) -> int:
     """Points per decoder call: QUERY_CHUNK, fewer for models with many tokens and heads so the
     attention bias stays under 128 MiB (tiny: 65,536 points; base, 512 tokens x 8 heads: 8,192)."""
-    heads = model.config["vae"]["heads"]
+    heads = model.config.vae.heads
     return max(1024, min(QUERY_CHUNK, _BIAS_ELEMENTS // (model.vae.latent_tokens * heads)))
 
 
@@ -66,7 +66,7 @@ def image_to_latent(model: Kubik3DModel, pixels: torch.Tensor, *, seed: int = 0,
                              "load a model written by `kubik 3d train-flow`")
     if pixels.ndim != 4 or pixels.shape[1] != 3:
         raise ValueError(f"pixels must be [B, 3, H, W], got {tuple(pixels.shape)}")
-    defaults = model.config["sampling"]
+    defaults = model.config.sampling
     device = model.device
     pixels = pixels.to(device, torch.float32)
     if pixels.shape[-1] != model.image_size or pixels.shape[-2] != model.image_size:
@@ -76,10 +76,9 @@ def image_to_latent(model: Kubik3DModel, pixels: torch.Tensor, *, seed: int = 0,
     shape = (pixels.shape[0], model.vae.latent_tokens, model.vae.token_channels)
     with torch.no_grad():
         context = model.image_encoder(pixels)
-        normalized = sample_flow(model.flow, context, shape, steps=defaults["steps"] if steps is None else steps,
-                                 cfg=defaults["cfg"] if cfg is None else cfg,
-                                 sampler=sampler or defaults["sampler"], generator=generator,
-                                 progress=progress, should_stop=should_stop)
+        normalized = sample(model.flow, context, shape, steps=defaults.steps if steps is None else steps,
+                            cfg=defaults.cfg if cfg is None else cfg, sampler=sampler or defaults.sampler,
+                            generator=generator, progress=progress, should_stop=should_stop)
         latents = model.denormalize_latents(normalized)
     _require_finite(latents, "sampling")
     return ShapeLatent(latents, model)
@@ -102,7 +101,7 @@ def mesh_to_latent(model: Kubik3DModel, vertices, faces, *, seed: int = 0) -> Sh
     from .mesh.io import clean_mesh, normalize
 
     mesh, _ = normalize(clean_mesh(SimpleNamespace(vertices=vertices, faces=faces)))
-    points, normals = surface_points(mesh, model.config["vae"]["input_points"], seed)
+    points, normals = surface_points(mesh, model.config.vae.input_points, seed)
     device = model.device
     with torch.no_grad():
         mean, _ = model.vae.encode(torch.from_numpy(points)[None].to(device),

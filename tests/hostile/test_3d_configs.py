@@ -29,7 +29,8 @@ MICRO = {"vae": {"input_points": 256, "latent_tokens": 16, "latent_channels": 4,
 
 
 def micro_config() -> dict:
-    return load_config("tiny", MICRO)
+    """The tiny config shrunk, as the JSON object a file holds (the cases below change it as a writer could)."""
+    return load_config("tiny", MICRO).to_dict()
 
 
 def crafted_file(path, config, *, kind: str = "vae", tensors=None, info: str = "{}"):

@@ -15,7 +15,7 @@ def test_shipped_model_is_a_small_image_to_shape_model():
     path = demo_model_path()
     assert path.stat().st_size < 10e6
     model = load_model(path, kind="image-to-shape")
-    assert model.config["name"] == "tiny" and model.info["trainer"] == "train-flow"
+    assert model.config.name == "tiny" and model.info["trainer"] == "train-flow"
     assert model.info["held_out"]["shapes"] > 0
 
 

@@ -5,6 +5,14 @@ the same sections works too. Sections: ``vae``, ``image_encoder``, ``flow`` (arc
 ``train_vae``, ``train_flow`` (optimisation), ``sampling`` (inference defaults). A checkpoint's
 JSON carries the config it was trained with, so a model file is self-describing.
 
+In code a config is a :class:`ModelConfig` of frozen, typed sections (:class:`VAEConfig`,
+:class:`ImageEncoderConfig`, :class:`FlowConfig`, :class:`TrainVAEConfig`, :class:`TrainFlowConfig`,
+:class:`SamplingConfig`): each network takes its own section (``ShapeVAE(config.vae)``) and reads
+``config.vae.heads``, not ``config["vae"]["heads"]``. :data:`SCHEMA` stays the one statement of
+what a value may be; the dataclasses add only names, types and the defaults of optional keys (a
+test holds the two together), and ``to_dict`` writes the same JSON object a file held, in the
+schema's key order, so model files keep their format.
+
 Whoever wrote a model file wrote its config, so every config is checked against :data:`SCHEMA`
 before anything is built: only known keys, each of its type and within its range (a 388-byte
 config must not ask for a model of 50 GB or a million layers), and no value that names a file, a
@@ -16,10 +24,12 @@ files: it is never read (pretrained backbone weights come from ``train-flow
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from ...common.bounded_json import BoundedJSONError
 from ...common.bounded_json import loads as bounded_loads
@@ -56,6 +66,8 @@ _WEIGHT = _float(0.0, 1000.0)
 _EMA = _float(0.0, 0.999999, required=False)     # 0: no EMA
 _STEPS = _int(1, 1_000_000_000)
 _LR = _float(1e-12, 1.0)
+SAMPLERS = ("euler", "heun")
+"""The integrators of :mod:`kubik_core.recon3d.sampler`; ``sampling.sampler`` names one of them."""
 
 SCHEMA: dict[str, dict[str, Field]] = {
     "vae": {
@@ -80,7 +92,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "steps": _STEPS, "batch_size": _int(1, 65536), "lr": _LR, "warmup_steps": _int(0, 1_000_000_000),
         "weight_decay": _float(0.0, 10.0), "condition_dropout": _float(0.0, 1.0), "ema_decay": _EMA,
     },
-    "sampling": {"steps": _int(1, 1000), "cfg": _float(0.0, 100.0), "sampler": Field(str, choices=("euler", "heun"))},
+    "sampling": {"steps": _int(1, 1000), "cfg": _float(0.0, 100.0), "sampler": Field(str, choices=SAMPLERS)},
 }
 TOP_LEVEL = {"name": Field(str, required=False), "description": Field(str, required=False, max_length=2000)}
 # The timm keyword arguments a config may pass to its backbone: architecture sizes only (never
@@ -97,24 +109,216 @@ class ConfigError(ValueError):
     """A config that breaks the schema; the message names the key (``section.key``) and the rule."""
 
 
+class ConfigSection:
+    """What the typed sections share: made from a dict that meets the schema, written back as one.
+
+    A section made in code (``dataclasses.replace(config.train_vae, steps=10)``) meets the same
+    schema as one read from a file: ``__post_init__`` checks it."""
+
+    fields_schema: ClassVar[dict[str, Field]]
+    path: ClassVar[str]  # where the section sits in a config, for error messages: "vae", "image_encoder..."
+
+    def __post_init__(self) -> None:
+        _check_keys(self.to_dict(), self.fields_schema, _prefix(self.path), type(self).__name__)
+
+    @classmethod
+    def from_dict(cls, values, what: str = "model config"):
+        """The section from JSON data; ConfigError naming the first key at fault."""
+        _check_keys(values, cls.fields_schema, _prefix(cls.path), what)
+        return cls._from_checked(values)
+
+    @classmethod
+    def _from_checked(cls, values: dict):
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        """The JSON object of this section, keys in the schema's order; optional keys left out
+        (None) stay out."""
+        out = {}
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if value is None and not self.fields_schema[item.name].nullable:
+                continue
+            out[item.name] = value.to_dict() if isinstance(value, ConfigSection) else value
+        return out
+
+
+def _prefix(path: str) -> str:
+    return f"{path}." if path else ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class VAEConfig(ConfigSection):
+    """``vae``: the shape VAE (:class:`.vae.ShapeVAE`)."""
+
+    fields_schema: ClassVar = SCHEMA["vae"]
+    path: ClassVar = "vae"
+    input_points: int          # surface points the encoder reads per shape
+    latent_tokens: int         # tokens per shape, each anchored at a surface point
+    latent_channels: int       # KL-regularised features per token (the anchor's xyz comes on top)
+    width: int
+    heads: int
+    encoder_layers: int
+    decoder_layers: int
+    fourier_frequencies: int
+    sdf_clip: float            # training compares signed distances clipped to +-sdf_clip
+    query_field_layers: int = 2
+    query_residual: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackboneKwargs(ConfigSection):
+    """``image_encoder.backbone_kwargs``: the timm architecture sizes a config may set (None: timm's
+    default); never anything that reaches files or the network."""
+
+    fields_schema: ClassVar = BACKBONE_KWARGS
+    path: ClassVar = "image_encoder.backbone_kwargs"
+    img_size: int | None = None
+    patch_size: int | None = None
+    depth: int | None = None
+    embed_dim: int | None = None
+    num_heads: int | None = None
+    mlp_ratio: float | None = None
+    qkv_bias: bool | None = None
+    class_token: bool | None = None
+    reg_tokens: int | None = None
+    drop_rate: float | None = None
+    drop_path_rate: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageEncoderConfig(ConfigSection):
+    """``image_encoder``: the timm backbone the flow reads images with (:class:`.image_encoder.ImageEncoder`)."""
+
+    fields_schema: ClassVar = SCHEMA["image_encoder"]
+    path: ClassVar = "image_encoder"
+    backbone: str              # one of timm's built-in architecture names
+    backbone_kwargs: BackboneKwargs = dataclasses.field(default_factory=BackboneKwargs)
+    image_size: int            # square input images, pixels
+    pretrained_file: str | None = None   # a record in older files, never read
+
+    @classmethod
+    def _from_checked(cls, values: dict) -> "ImageEncoderConfig":
+        kwargs = values.get("backbone_kwargs")
+        return cls(**{**values, "backbone_kwargs": BackboneKwargs(**(kwargs or {}))})
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlowConfig(ConfigSection):
+    """``flow``: the rectified-flow transformer (:class:`.flow.FlowTransformer`)."""
+
+    fields_schema: ClassVar = SCHEMA["flow"]
+    path: ClassVar = "flow"
+    width: int
+    depth: int
+    heads: int
+    mlp_ratio: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainVAEConfig(ConfigSection):
+    """``train_vae``: optimisation and loss weights of ``kubik 3d train-vae`` (:mod:`..train.vae`)."""
+
+    fields_schema: ClassVar = SCHEMA["train_vae"]
+    path: ClassVar = "train_vae"
+    steps: int
+    batch_size: int            # global: split across the processes of a torchrun job
+    query_points: int          # SDF query points per shape and step
+    lr: float
+    warmup_steps: int
+    weight_decay: float
+    kl_weight: float
+    surface_weight: float
+    uniform_weight: float
+    eikonal_weight: float = 0.0
+    sign_weight: float = 0.0
+    sign_temperature: float = 0.01
+    ema_decay: float = 0.0     # 0: no EMA
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainFlowConfig(ConfigSection):
+    """``train_flow``: optimisation of ``kubik 3d train-flow`` (:mod:`..train.flow`)."""
+
+    fields_schema: ClassVar = SCHEMA["train_flow"]
+    path: ClassVar = "train_flow"
+    steps: int
+    batch_size: int
+    lr: float
+    warmup_steps: int
+    weight_decay: float
+    condition_dropout: float   # share of samples trained without their image (for guidance)
+    ema_decay: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplingConfig(ConfigSection):
+    """``sampling``: the defaults of :func:`kubik_core.recon3d.sampler.sample` for this model."""
+
+    fields_schema: ClassVar = SCHEMA["sampling"]
+    path: ClassVar = "sampling"
+    steps: int
+    cfg: float                 # classifier-free guidance scale; 1 = none
+    sampler: str               # one of SAMPLERS
+
+
+SECTION_TYPES: dict[str, type[ConfigSection]] = {
+    "vae": VAEConfig, "image_encoder": ImageEncoderConfig, "flow": FlowConfig,
+    "train_vae": TrainVAEConfig, "train_flow": TrainFlowConfig, "sampling": SamplingConfig}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig(ConfigSection):
+    """A whole config, as ``configs/*.json`` and every model file hold it: the architecture
+    (``vae``, ``image_encoder``, ``flow``: what :class:`.shape_model.Kubik3DModel` builds), how it
+    is trained (``train_vae``, ``train_flow``) and its sampling defaults (``sampling``)."""
+
+    fields_schema: ClassVar = {**TOP_LEVEL, **{section: Field(dict) for section in SECTIONS}}
+    path: ClassVar = ""
+    name: str | None = None
+    description: str | None = None
+    vae: VAEConfig
+    image_encoder: ImageEncoderConfig
+    flow: FlowConfig
+    train_vae: TrainVAEConfig
+    train_flow: TrainFlowConfig
+    sampling: SamplingConfig
+
+    def __post_init__(self) -> None:
+        validate_config(self.to_dict(), type(self).__name__)
+
+    @classmethod
+    def from_dict(cls, values, what: str = "model config") -> "ModelConfig":
+        return cls._from_checked(validate_config(values, what))
+
+    @classmethod
+    def _from_checked(cls, values: dict) -> "ModelConfig":
+        top = {key: values[key] for key in TOP_LEVEL if key in values}
+        return cls(**top, **{section: SECTION_TYPES[section]._from_checked(values[section]) for section in SECTIONS})
+
+
 def config_names() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
 
 
-def parse_config_json(text: str | bytes, what: str = "model config") -> dict:
+def parse_config_json(text: str | bytes, what: str = "model config") -> ModelConfig:
     """A config from JSON text a hostile writer may control: bounded size and depth, finite numbers,
     then the schema."""
     try:
         config = bounded_loads(text, max_depth=8, max_bytes=MAX_CONFIG_BYTES)
     except BoundedJSONError as exc:
         raise ConfigError(f"{what} is not usable JSON: {exc}") from None
-    return validate_config(config, what)
+    return ModelConfig.from_dict(config, what)
 
 
-def load_config(name_or_path: str | Path | dict, overrides: dict | None = None) -> dict:
-    """A config by name (``tiny``, ``base``), by JSON path, or a dict; ``overrides`` are merged
-    per section (``{"train_vae": {"steps": 10}}``). The result is checked against the schema."""
-    if isinstance(name_or_path, dict):
+def load_config(name_or_path: str | Path | dict | ModelConfig, overrides: dict | None = None) -> ModelConfig:
+    """A config by name (``tiny``, ``base``), by JSON path, or a dict or ModelConfig; ``overrides``
+    are merged per section (``{"train_vae": {"steps": 10}}``). The result is checked against the schema."""
+    if isinstance(name_or_path, ModelConfig):
+        if not overrides:
+            return name_or_path   # checked when it was made, and frozen
+        config = name_or_path.to_dict()
+    elif isinstance(name_or_path, dict):
         config = copy.deepcopy(name_or_path)
     else:
         path = Path(name_or_path)
@@ -140,7 +344,7 @@ def load_config(name_or_path: str | Path | dict, overrides: dict | None = None) 
         if section not in SECTIONS:
             raise ValueError(f"unknown config section {section!r}; sections: {', '.join(SECTIONS)}")
         config[section].update(values)
-    return validate_config(config)
+    return ModelConfig.from_dict(config)
 
 
 def validate_config(config, what: str = "model config") -> dict:
@@ -165,13 +369,6 @@ def validate_config(config, what: str = "model config") -> dict:
         raise ConfigError(f"{what}: image_encoder.backbone_kwargs.embed_dim {kwargs['embed_dim']} is not "
                           f"divisible by num_heads {kwargs['num_heads']}")
     return config
-
-
-def validate_section(values, section: str, what: str = "model config") -> dict:
-    """One section (``vae``, ``flow`` ...) checked against its schema, e.g. the VAE config a
-    latents file records."""
-    _check_keys(values, SCHEMA[section], f"{section}.", what)
-    return values
 
 
 def _check_keys(values: dict, fields: dict[str, Field], prefix: str, what: str) -> None:

@@ -14,24 +14,25 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .config import ImageEncoderConfig
+
 
 class ImageEncoder(nn.Module):
-    def __init__(self, config: dict):
+    def __init__(self, config: ImageEncoderConfig):
         super().__init__()
         import timm
 
-        self.config = dict(config)
-        self.image_size = int(config["image_size"])
-        name = config["backbone"]
+        self.config = config
+        self.image_size = config.image_size
+        name = config.backbone
+        kwargs = config.backbone_kwargs.to_dict()
         if ":" in name or "/" in name or not timm.is_model(name):
             raise ValueError(f"image encoder backbone {name[:100]!r} is not one of timm's built-in "
                              "architectures (see timm.list_models()); hub and file names are not accepted")
         try:
-            self.backbone = timm.create_model(config["backbone"], pretrained=False, num_classes=0,
-                                              **config.get("backbone_kwargs", {}))
+            self.backbone = timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
         except (RuntimeError, TypeError, ValueError) as exc:
-            raise ValueError(f"cannot build image encoder {config['backbone']!r} with "
-                             f"{config.get('backbone_kwargs', {})}: {exc}") from exc
+            raise ValueError(f"cannot build image encoder {name!r} with {kwargs}: {exc}") from exc
         data = self.backbone.pretrained_cfg
         self.register_buffer("mean", torch.tensor(data.get("mean", (0.5, 0.5, 0.5))).view(1, 3, 1, 1),
                              persistent=False)
@@ -55,7 +56,7 @@ class ImageEncoder(nn.Module):
         own = self.backbone.state_dict()
         usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         if not usable:
-            raise ValueError(f"{path} holds no weights for backbone {self.config['backbone']!r} "
+            raise ValueError(f"{path} holds no weights for backbone {self.config.backbone!r} "
                              "(no key with a matching name and shape)")
         self.backbone.load_state_dict(usable, strict=False)
         return sorted(set(own) - set(usable))

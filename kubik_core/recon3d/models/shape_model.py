@@ -5,8 +5,8 @@ and the flow transformer, plus the statistics that normalise latents for the flo
 "Kubik Load 3D Model" node outputs.
 
 File format: ``NAME.safetensors`` whose header metadata carries ``kubik3d_format`` (the format
-version), ``kind`` and ``config`` (the JSON config it was built from), so the file alone is
-enough; ``NAME.json`` beside it repeats that with the training info for people to read. Tensor
+version), ``kind`` and ``config`` (the JSON config it was built from: :meth:`.config.ModelConfig.to_dict`,
+the same object as a ``configs/*.json`` file), so the file alone is enough; ``NAME.json`` beside it repeats that with the training info for people to read. Tensor
 names: ``vae.*``, ``image_encoder.*``, ``flow.*``, ``latent_mean``, ``latent_std``.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..storage import save_json_atomic, write_bytes_atomic
-from .config import load_config
+from .config import ModelConfig, load_config
 from .vae import ShapeVAE
 
 FORMAT_VERSION = "2"  # 2: latent tokens carry their anchor xyz (vae.POSITION_CHANNELS)
@@ -31,13 +31,13 @@ class ModelFileError(ValueError):
 
 
 class Kubik3DModel(nn.Module):
-    def __init__(self, config: dict, kind: str = "image-to-shape", name: str = "untitled"):
+    def __init__(self, config: ModelConfig, kind: str = "image-to-shape", name: str = "untitled"):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"unknown model kind {kind!r}; kinds: {', '.join(KINDS)}")
         self.config, self.kind, self.name = config, kind, name
         self.info: dict = {}
-        self.vae = ShapeVAE(config["vae"])
+        self.vae = ShapeVAE(config.vae)
         channels = self.vae.token_channels
         self.register_buffer("latent_mean", torch.zeros(channels))
         self.register_buffer("latent_std", torch.ones(channels))
@@ -46,12 +46,12 @@ class Kubik3DModel(nn.Module):
             from .flow import FlowTransformer
             from .image_encoder import ImageEncoder
 
-            self.image_encoder = ImageEncoder(config["image_encoder"])
-            self.flow = FlowTransformer(config["flow"], channels, self.image_encoder.width, self.vae.latent_tokens)
+            self.image_encoder = ImageEncoder(config.image_encoder)
+            self.flow = FlowTransformer(config.flow, channels, self.image_encoder.width, self.vae.latent_tokens)
 
     @property
     def image_size(self) -> int:
-        return int(self.config["image_encoder"]["image_size"])
+        return self.config.image_encoder.image_size
 
     @property
     def device(self) -> torch.device:
@@ -59,7 +59,7 @@ class Kubik3DModel(nn.Module):
 
     def describe(self) -> str:
         params = sum(p.numel() for p in self.parameters())
-        return f"{self.name} ({self.kind}, config {self.config.get('name', '?')}, {params / 1e6:.1f} M parameters)"
+        return f"{self.name} ({self.kind}, config {'?' if self.config.name is None else self.config.name}, {params / 1e6:.1f} M parameters)"
 
     # Latents seen by the flow are standardised per channel with statistics of the encoded set.
     def normalize_latents(self, latents: torch.Tensor) -> torch.Tensor:
@@ -70,11 +70,11 @@ class Kubik3DModel(nn.Module):
 
 
 def build_model(config="tiny", kind: str = "image-to-shape", seed: int = 0, name: str | None = None) -> Kubik3DModel:
-    """A randomly initialised model (seeded) from a config name, path or dict."""
+    """A randomly initialised model (seeded) from a config name, path, dict or :class:`ModelConfig`."""
     config = load_config(config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return Kubik3DModel(config, kind, name or f"{config.get('name', 'custom')}-{kind}")
+        return Kubik3DModel(config, kind, name or f"{'custom' if config.name is None else config.name}-{kind}")
 
 
 def save_model(model: Kubik3DModel, path: str | Path, info: dict | None = None,
@@ -90,10 +90,10 @@ def save_model(model: Kubik3DModel, path: str | Path, info: dict | None = None,
              for k, v in model.state_dict().items()}
     model.info = dict(info or model.info)
     metadata = {"kubik3d_format": FORMAT_VERSION, "kind": model.kind, "name": path.stem,
-                "config": json.dumps(model.config), "info": json.dumps(model.info)}
+                "config": json.dumps(model.config.to_dict()), "info": json.dumps(model.info)}
     write_bytes_atomic(path, save(state, metadata=metadata))
     save_json_atomic(path.with_suffix(".json"), {"format": FORMAT_VERSION, "kind": model.kind,
-                                                 "config": model.config, "info": model.info})
+                                                 "config": model.config.to_dict(), "info": model.info})
     return path
 
 

@@ -34,6 +34,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from .config import VAEConfig
 from .layers import Attention, Block, CrossAttentionBlock, FourierEmbedding, run_blocks
 
 POSITION_CHANNELS = 3
@@ -50,26 +51,26 @@ class DecodedShape(NamedTuple):
 
 
 class ShapeVAE(nn.Module):
-    def __init__(self, config: dict):
+    def __init__(self, config: VAEConfig):
         super().__init__()
-        self.config = dict(config)
-        width, heads = config["width"], config["heads"]
-        frequencies = config["fourier_frequencies"]
-        self.latent_tokens = config["latent_tokens"]
-        self.latent_channels = config["latent_channels"]
+        self.config = config
+        width, heads = config.width, config.heads
+        frequencies = config.fourier_frequencies
+        self.latent_tokens = config.latent_tokens
+        self.latent_channels = config.latent_channels
         self.checkpointing = False
 
         self.point_embed = FourierEmbedding(frequencies, width)
         self.normal_embed = nn.Linear(3, width)
         self.encoder_cross = CrossAttentionBlock(width, heads)
-        self.encoder_blocks = nn.ModuleList(Block(width, heads) for _ in range(config["encoder_layers"]))
+        self.encoder_blocks = nn.ModuleList(Block(width, heads) for _ in range(config.encoder_layers))
         self.to_moments = nn.Linear(width, 2 * self.latent_channels)
 
         self.from_latent = nn.Linear(self.latent_channels, width)
         self.anchor_embed = FourierEmbedding(frequencies, width)
-        self.decoder_blocks = nn.ModuleList(Block(width, heads) for _ in range(config["decoder_layers"]))
+        self.decoder_blocks = nn.ModuleList(Block(width, heads) for _ in range(config.decoder_layers))
         field = []
-        for _ in range(config.get("query_field_layers", 2)):
+        for _ in range(config.query_field_layers):
             field += [nn.GELU(approximate="tanh"), nn.Linear(width, width)]
         self.query_field = nn.Sequential(*field)
         self.query_norm = nn.LayerNorm(width, eps=1e-6)
@@ -126,7 +127,7 @@ class ShapeVAE(nn.Module):
         distance = torch.cdist(points, decoded.anchors.to(points.dtype)).square()   # [B, N, T]
         bias = -(distance[:, None] * reach[None, :, None, None])                   # [B, heads, N, T]
         x = self.query_attn(self.query_norm(h), self.token_norm(decoded.tokens), bias=bias.to(h.dtype))
-        if self.config.get("query_residual", True):
+        if self.config.query_residual:
             x = x + h
         return self.to_sdf(x).squeeze(-1)
 

@@ -44,7 +44,7 @@ def encode_datasets(datasets, vae_path, output, *, device: str = "cpu", batch: i
         raise ValueError("some shapes have no renders; preprocess with --views > 0: the flow model learns "
                          "from pictures")
     rotations, scales = shapes.view_frames(views)
-    count = model.config["vae"]["input_points"]
+    count = model.config.vae.input_points
     generator = torch.Generator().manual_seed(seed)
     means, stds = [], []
     with torch.no_grad():
@@ -67,7 +67,7 @@ def encode_datasets(datasets, vae_path, output, *, device: str = "cpu", batch: i
         raise ValueError(f"the VAE {vae_path} produced NaN latents: the checkpoint is broken")
     folders = [str(Path(d).resolve()) for d in ([datasets] if isinstance(datasets, (str, Path)) else datasets)]
     metadata = {"ids": json.dumps(shapes.ids), "datasets": json.dumps(folders),
-                "vae": str(Path(vae_path).resolve()), "vae_config": json.dumps(model.config["vae"])}
+                "vae": str(Path(vae_path).resolve()), "vae_config": json.dumps(model.config.vae.to_dict())}
     tensors = {"mean": mean.contiguous(), "std": std.contiguous(), "rotation": rotations.contiguous(),
                "scale": scales.contiguous()}
     write_bytes_atomic(output, save(tensors, metadata=metadata))
@@ -102,7 +102,7 @@ def read_latents(path) -> tuple[dict[str, torch.Tensor], dict]:
 
 def _check_latents(path: Path, tensors: dict[str, torch.Tensor], metadata: dict) -> None:
     """Shapes and entries that agree with each other, as `kubik 3d encode` writes them."""
-    from ..models.config import validate_section
+    from ..models.config import VAEConfig
 
     ids, datasets = metadata["ids"], metadata["datasets"]
     if not (isinstance(ids, list) and all(isinstance(i, str) for i in ids) and len(set(ids)) == len(ids)):
@@ -110,7 +110,7 @@ def _check_latents(path: Path, tensors: dict[str, torch.Tensor], metadata: dict)
     if not (isinstance(datasets, list) and datasets and all(isinstance(d, str) for d in datasets)):
         raise ValueError(f"{path}: its datasets entry must be a list of dataset folders")
     if metadata["vae_config"] is not None:
-        validate_section(metadata["vae_config"], "vae", f"{path}: its vae_config")
+        VAEConfig.from_dict(metadata["vae_config"], f"{path}: its vae_config")
     mean, std, rotation, scale = (tensors[k] for k in ("mean", "std", "rotation", "scale"))
     shapes, views = len(ids), (mean.shape[1] if mean.ndim == 4 else -1)
     expected = {"mean": (shapes, views, *mean.shape[2:]), "std": tuple(mean.shape), "rotation": (shapes, views, 3, 3),

@@ -62,7 +62,7 @@ def latent_metrics(latent: ShapeLatent, shapes: ShapeSet, indices, *, frames=Non
 def encode_shapes(model, shapes: ShapeSet, indices, *, seed: int = 0) -> torch.Tensor:
     """Posterior means [n, tokens, channels] of shapes ``indices`` from a fixed surface subset."""
     generator = torch.Generator().manual_seed(seed)
-    count = model.config["vae"]["input_points"]
+    count = model.config.vae.input_points
     out = []
     with torch.no_grad():
         for shape in indices:

@@ -5,7 +5,13 @@ images, and the VAE, which is frozen and bundled into the output). Each step: a 
 each shape in the batch, framed by :func:`..image_input.prepare_images` exactly as at inference;
 a latent drawn from the VAE posterior of the shape as that render shows it (facing the camera,
 :func:`..data.shapes.view_frame`), standardised per channel; the rectified-flow loss
-of :mod:`..models.flow` with condition dropout. EMA weights are what the output file holds.
+(:func:`flow_matching_loss`) with condition dropout. EMA weights are what the output file holds.
+
+The loss lives here, with its trainer, not beside the network in :mod:`..models.flow`: the time
+distribution (logit-normal) and the condition dropout are choices of how the flow is taught, like
+its learning rate, and a model file does not depend on them. What the network's output means
+(``x_t``, the velocity ``data - noise``, the null condition) is stated once in
+:mod:`..models.flow`, and both this loss and the sampler (:mod:`..sampler`) follow it.
 
 Output: ``OUT/model.safetensors`` (kind ``image-to-shape``: VAE + image encoder + flow + latent
 statistics), loadable by ``kubik 3d reconstruct`` and the "Kubik Load 3D Model" node.
@@ -13,18 +19,38 @@ statistics), loadable by ``kubik 3d reconstruct`` and the "Kubik Load 3D Model" 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import torch
 from torch import nn
 
 from ..data.shapes import ShapeSet, is_held_out
 from ..models.config import load_config
-from ..models.flow import flow_matching_loss
+from ..models.flow import FlowTransformer
 from ..models.shape_model import Kubik3DModel, load_model
 from ..pipeline import ShapeLatent, image_to_latent
 from .encode import read_latents
 from .evaluate import latent_metrics
 from .loop import RunFolder, TimeBudget, autocast, optimizer_and_schedule, shutdown, start_run, take_step
+
+
+def logit_normal_times(batch: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    """Training times ``sigmoid(n), n ~ N(0, 1)``: most steps in the middle of the path, where the
+    velocity is hardest to predict."""
+    return torch.sigmoid(torch.randn(batch, generator=generator, device=device))
+
+
+def flow_matching_loss(model: FlowTransformer, data: torch.Tensor, context: torch.Tensor,
+                       condition_dropout: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Velocity-prediction MSE at logit-normal times; with probability ``condition_dropout`` a
+    sample's image is swapped for the null condition, so the sampler can guide (CFG)."""
+    b = data.shape[0]
+    noise = torch.randn(data.shape, generator=generator, device=data.device, dtype=data.dtype)
+    t = logit_normal_times(b, generator, data.device).to(data.dtype)
+    x_t = (1 - t)[:, None, None] * noise + t[:, None, None] * data
+    drop = torch.rand(b, generator=generator, device=data.device) < condition_dropout
+    velocity = model(x_t, t, context, drop)
+    return (velocity.float() - (data - noise).float()).square().mean()
 
 
 class FlowObjective(nn.Module):
@@ -69,14 +95,14 @@ def train_flow(latents, out, *, image_encoder_weights=None, config="tiny", overr
     from tqdm import tqdm
 
     config = load_config(config, overrides)
-    if config["image_encoder"].get("pretrained_file"):
+    if config.image_encoder.pretrained_file:
         raise ValueError("config image_encoder.pretrained_file: a config names no files; pass the weights "
                          "with --image-encoder-weights PATH")
     info, dev = start_run(device, seed)
     tensors, meta_in = read_latents(latents)
     vae = load_model(meta_in["vae"])
-    config["vae"] = vae.config["vae"]  # the flow works in this VAE's latent space
-    tc = config["train_flow"]
+    config = replace(config, vae=vae.config.vae)  # the flow works in this VAE's latent space
+    tc = config.train_flow
     run = RunFolder(out, name, info)
     resuming = run.check_fresh_or_resume(resume)
 
@@ -106,17 +132,17 @@ def train_flow(latents, out, *, image_encoder_weights=None, config="tiny", overr
     model.to(dev)
     model.flow.checkpointing = gradient_checkpointing
     pixels = load_view_pixels(shapes, model.image_size, views_per_shape=mean.shape[1])  # uint8 [S, V, 3, H, W]
-    ema = ModelEmaV3(model, decay=tc["ema_decay"], use_warmup=True) if tc.get("ema_decay", 0) > 0 else None
-    objective = FlowObjective(model, tc["condition_dropout"]).to(dev)
+    ema = ModelEmaV3(model, decay=tc.ema_decay, use_warmup=True) if tc.ema_decay > 0 else None
+    objective = FlowObjective(model, tc.condition_dropout).to(dev)
     if info.enabled:
         objective = nn.parallel.DistributedDataParallel(objective)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer, scheduler = optimizer_and_schedule(trainable, lr=tc["lr"], weight_decay=tc["weight_decay"],
-                                                  warmup_steps=tc["warmup_steps"], total_steps=tc["steps"])
+    optimizer, scheduler = optimizer_and_schedule(trainable, lr=tc.lr, weight_decay=tc.weight_decay,
+                                                  warmup_steps=tc.warmup_steps, total_steps=tc.steps)
     step = run.load(model, ema.module if ema else None, optimizer, scheduler) if resuming else 0
     generator = torch.Generator().manual_seed(seed * 1000 + info.rank + step)
-    per_rank = max(1, tc["batch_size"] // info.world_size)
-    meta = {"trainer": "train-flow", "config": config.get("name", "custom"), "datasets": meta_in["datasets"],
+    per_rank = max(1, tc.batch_size // info.world_size)
+    meta = {"trainer": "train-flow", "config": "custom" if config.name is None else config.name, "datasets": meta_in["datasets"],
             "vae": meta_in["vae"], "image_encoder_weights": str(image_encoder_weights) if image_encoder_weights else None,
             "train_shapes": len(train_rows), "val_shapes": len(val_rows), "seed": seed,
             "world_size": info.world_size, "device": str(dev)}
@@ -133,11 +159,11 @@ def train_flow(latents, out, *, image_encoder_weights=None, config="tiny", overr
         return result
 
     validate = (lambda: evaluate(val_shapes, val_resolution)) if len(val_rows) else None
-    bar = tqdm(total=tc["steps"], initial=step, desc="train-flow", disable=not (show_progress and info.is_main))
+    bar = tqdm(total=tc.steps, initial=step, desc="train-flow", disable=not (show_progress and info.is_main))
     started, running = time.perf_counter(), 0.0
     model.train()
     model.vae.eval()
-    total, budget = tc["steps"], TimeBudget(minutes, info, dev, log_every)
+    total, budget = tc.steps, TimeBudget(minutes, info, dev, log_every)
     while step < total:
         pick = train_rows[torch.randint(0, len(train_rows), (per_rank,), generator=generator)]
         view = torch.randint(0, pixels.shape[1], (per_rank,), generator=generator)

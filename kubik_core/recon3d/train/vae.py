@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.shapes import QUERY_NEAR, QUERY_SURFACE, QUERY_UNIFORM, ShapeSet
-from ..models.config import load_config
+from ..models.config import TrainVAEConfig, load_config
 from ..models.shape_model import Kubik3DModel, build_model
 from .evaluate import encode_shapes, latent_metrics
 from .loop import RunFolder, TimeBudget, autocast, optimizer_and_schedule, shutdown, start_run, take_step
@@ -27,10 +27,10 @@ from .loop import RunFolder, TimeBudget, autocast, optimizer_and_schedule, shutd
 class VAEObjective(nn.Module):
     """The training loss as a module, so DistributedDataParallel can wrap it."""
 
-    def __init__(self, model: Kubik3DModel, train_config: dict):
+    def __init__(self, model: Kubik3DModel, train_config: TrainVAEConfig):
         super().__init__()
         self.vae = model.vae
-        self.clip = float(model.config["vae"]["sdf_clip"])
+        self.clip = float(model.config.vae.sdf_clip)
         self.cfg = train_config
 
     def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None):
@@ -38,34 +38,34 @@ class VAEObjective(nn.Module):
         latents = self.vae.sample(mean, logvar, generator)
         decoded = self.vae.decode(latents)
         queries = batch["queries"]
-        eikonal = self.cfg.get("eikonal_weight", 0.0) > 0
+        eikonal = self.cfg.eikonal_weight > 0
         if eikonal:
             queries = queries.detach().requires_grad_(True)
         pred = self.vae.query(decoded, queries).float()
         target = batch["targets"].clamp(-self.clip, self.clip)
         kind = batch["kind"]
         weight = torch.ones_like(pred)
-        weight[kind == QUERY_UNIFORM] = self.cfg["uniform_weight"]
-        weight[kind == QUERY_SURFACE] = self.cfg["surface_weight"]
+        weight[kind == QUERY_UNIFORM] = self.cfg.uniform_weight
+        weight[kind == QUERY_SURFACE] = self.cfg.surface_weight
         # Beyond the clip only the sign matters: a prediction past the clip on the right side costs nothing.
         saturated = (target.abs() >= self.clip) & (pred * target.sign() >= self.clip)
         error = torch.where(saturated, torch.zeros_like(pred), (pred - target).abs())
         sdf_loss = (weight * error).sum() / weight.sum()
         kl = self.vae.kl(mean.float(), logvar.float())
-        loss = sdf_loss + self.cfg["kl_weight"] * kl
+        loss = sdf_loss + self.cfg.kl_weight * kl
         parts = {"sdf_l1": sdf_loss.detach(), "kl": kl.detach()}
-        if self.cfg.get("sign_weight", 0.0) > 0:
+        if self.cfg.sign_weight > 0:
             # L1 barely notices a wrong sign 5 mm from the surface; this term does.
             off_surface = kind != QUERY_SURFACE
-            logits = -pred[off_surface] / self.cfg.get("sign_temperature", 0.01)
+            logits = -pred[off_surface] / self.cfg.sign_temperature
             sign = F.binary_cross_entropy_with_logits(logits, (target[off_surface] < 0).float())
-            loss = loss + self.cfg["sign_weight"] * sign
+            loss = loss + self.cfg.sign_weight * sign
             parts["sign_bce"] = sign.detach()
         if eikonal:
             near = (kind == QUERY_NEAR) & (target.abs() < self.clip)
             (grad,) = torch.autograd.grad(pred.sum(), queries, create_graph=True)
             eik = ((grad.norm(dim=-1) - 1.0).square() * near).sum() / near.sum().clamp(min=1)
-            loss = loss + self.cfg["eikonal_weight"] * eik
+            loss = loss + self.cfg.eikonal_weight * eik
             parts["eikonal"] = eik.detach()
         return loss, parts
 
@@ -82,7 +82,7 @@ def train_vae(datasets, out, *, config="tiny", overrides: dict | None = None, de
 
     info, dev = start_run(device, seed)
     config = load_config(config, overrides)
-    tc = config["train_vae"]
+    tc = config.train_vae
     run = RunFolder(out, name, info)
     resuming = run.check_fresh_or_resume(resume)
     train_set = ShapeSet.load(datasets, split="train")
@@ -93,16 +93,16 @@ def train_vae(datasets, out, *, config="tiny", overrides: dict | None = None, de
 
     model = build_model(config, kind="vae", seed=seed, name=name).to(dev)
     model.vae.checkpointing = gradient_checkpointing
-    ema = ModelEmaV3(model, decay=tc["ema_decay"], use_warmup=True) if tc.get("ema_decay", 0) > 0 else None
+    ema = ModelEmaV3(model, decay=tc.ema_decay, use_warmup=True) if tc.ema_decay > 0 else None
     objective = VAEObjective(model, tc).to(dev)
     if info.enabled:
         objective = nn.parallel.DistributedDataParallel(objective)
-    optimizer, scheduler = optimizer_and_schedule(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"],
-                                                  warmup_steps=tc["warmup_steps"], total_steps=tc["steps"])
+    optimizer, scheduler = optimizer_and_schedule(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
+                                                  warmup_steps=tc.warmup_steps, total_steps=tc.steps)
     step = run.load(model, ema.module if ema else None, optimizer, scheduler) if resuming else 0
     generator = torch.Generator().manual_seed(seed * 1000 + info.rank + step)
-    per_rank = max(1, tc["batch_size"] // info.world_size)
-    meta = {"trainer": "train-vae", "config": config["name"] if "name" in config else "custom",
+    per_rank = max(1, tc.batch_size // info.world_size)
+    meta = {"trainer": "train-vae", "config": "custom" if config.name is None else config.name,
             "datasets": [str(d) for d in ([datasets] if isinstance(datasets, (str, Path)) else datasets)],
             "train_shapes": len(train_set), "val_shapes": len(val_set) if val_set else 0, "seed": seed,
             "world_size": info.world_size, "device": str(dev)}
@@ -118,14 +118,14 @@ def train_vae(datasets, out, *, config="tiny", overrides: dict | None = None, de
         return result
 
     validate = (lambda: evaluate(val_shapes, val_resolution)) if val_set is not None else None
-    bar = tqdm(total=tc["steps"], initial=step, desc="train-vae", disable=not (show_progress and info.is_main))
+    bar = tqdm(total=tc.steps, initial=step, desc="train-vae", disable=not (show_progress and info.is_main))
     started, running = time.perf_counter(), {}
     model.train()
-    total, budget = tc["steps"], TimeBudget(minutes, info, dev, log_every)
+    total, budget = tc.steps, TimeBudget(minutes, info, dev, log_every)
     while step < total:
         shapes = torch.randint(0, len(train_set), (per_rank,), generator=generator)
         batch = {k: v.to(dev, non_blocking=True) for k, v in
-                 train_set.vae_batch(shapes, config["vae"]["input_points"], tc["query_points"], generator).items()}
+                 train_set.vae_batch(shapes, config.vae.input_points, tc.query_points, generator).items()}
         with autocast(dev, precision):
             loss, parts = objective(batch)
         take_step(loss, what="VAE", step=step, model=model, params=model.parameters(), optimizer=optimizer,

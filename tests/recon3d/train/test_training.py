@@ -86,7 +86,7 @@ def test_a_run_out_of_minutes_ends_like_a_finished_one(dataset, tmp_path, kubik)
     """--minutes: the run stops at the first check past its budget and still writes its
     held-out evaluation, model file and checkpoint, which --resume continues."""
     out, config = tmp_path / "vae", tmp_path / "micro.json"
-    config.write_text(json.dumps(micro_config()))
+    config.write_text(json.dumps(micro_config().to_dict()))
     common = ("3d", "train-vae", dataset, "-o", out, "--config", config, "--device", "cpu", "--batch-size", "2",
               "--set", "train_vae.query_points=256", "--val-shapes", "1", "--json")
     rc, stdout, err = kubik(*common, "--steps", "1000", "--minutes", "0.0001")
