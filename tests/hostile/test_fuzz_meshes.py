@@ -155,7 +155,7 @@ json_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(-10 ** 30, 10 ** 30), st.floats(allow_nan=False), st.text(max_size=30)),
     lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(st.text(max_size=12), children, max_size=4)),
     max_leaves=20)
-TINY = load_config("tiny")
+TINY = load_config("tiny").to_dict()
 
 
 @FUZZ
@@ -181,7 +181,7 @@ def test_fuzz_one_changed_config_value(section, key, value):
     except ConfigError as exc:
         assert "\n" not in str(exc) and str(exc).startswith("model config")
         return
-    changed = accepted[section][key]
+    changed = accepted.to_dict()[section][key]
     if key in ("width", "depth", "heads", "steps"):
         assert isinstance(changed, int) and 1 <= changed <= 1_000_000_000
     if key == "backbone":
