@@ -1,6 +1,6 @@
 """Image-to-3D nodes: load a model, image -> shape latent, latent -> MESH, save, mesh -> latent.
 
-The engine is ``kubik_core.recon3d`` (pipeline, image_input, extract, mesh_export); these
+The engine is ``kubik_core.recon3d`` (pipeline, image_input, mesh/extract, mesh/export); these
 classes convert ComfyUI types. Meshes leave as ComfyUI's MESH (core SaveGLB takes it) or as a
 file under output/ whose output-relative path links into core Preview3D. Inside ComfyUI the model
 is handed to ComfyUI's memory manager (ModelPatcher), so it is offloaded like any checkpoint.
@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..kubik_core.recon3d.models.config import SAMPLERS
 from . import comfy_bridge
 
 CATEGORY = "KubikAI/3D"
 DEVICE_CHOICES = ["auto", "cpu"]
-SAMPLER_CHOICES = ["euler", "heun"]
+SAMPLER_CHOICES = list(SAMPLERS)   # the flow sampler's integrators, as the model config names them
 
 
 @dataclass
