@@ -4,6 +4,6 @@
                     resume, metrics.jsonl, loss.png), AdamW with warm-up + cosine, bf16 autocast, --minutes
 * :mod:`.vae`       ``kubik 3d train-vae``: the shape VAE on SDF samples
 * :mod:`.encode`    ``kubik 3d encode``: every rendered view of every shape -> a VAE posterior
-* :mod:`.flow`      ``kubik 3d train-flow``: image encoder + flow transformer on those latents
+* :mod:`.flow`      ``kubik 3d train-flow``: image encoder + flow transformer on those latents (and the flow loss)
 * :mod:`.evaluate`  held-out volume IoU and surface metrics of latents (validation, evaluation.json)
 """
