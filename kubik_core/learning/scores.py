@@ -31,11 +31,6 @@ def bayesian_average(total: float, count: int, prior_mean: float, prior_weight: 
     return (prior_weight * prior_mean + total) / (prior_weight + count)
 
 
-def rating_to_unit(rating: float) -> float:
-    """A 1-5 rating on [0, 1]."""
-    return (min(5.0, max(1.0, rating)) - 1.0) / 4.0
-
-
 def thompson_choice(arms: Sequence[str], outcomes: Mapping[str, tuple[int, int]],
                     rng: random.Random | None = None) -> str:
     """The arm with the highest draw from Beta(1 + wins, 1 + losses); ties keep ``arms`` order."""
