@@ -3,7 +3,9 @@
 The engine is ``kubik_core.recon3d`` (pipeline, image_input, mesh/extract, mesh/export); these
 classes convert ComfyUI types. Meshes leave as ComfyUI's MESH (core SaveGLB takes it) or as a
 file under output/ whose output-relative path links into core Preview3D. Inside ComfyUI the model
-is handed to ComfyUI's memory manager (ModelPatcher), so it is offloaded like any checkpoint.
+is handed to ComfyUI's memory manager (ModelPatcher), so it is offloaded like any checkpoint;
+outside it, models are kept in a small LRU cache (comfy_bridge.load_model_file). The
+KUBIK_3D_MODEL value is a comfy_bridge.ManagedModel holding a kubik_core Kubik3DModel.
 """
 from __future__ import annotations
 
@@ -19,23 +21,11 @@ SAMPLER_CHOICES = list(SAMPLERS)   # the flow sampler's integrators, as the mode
 
 
 @dataclass
-class Loaded3DModel:
-    """The KUBIK_3D_MODEL value: a kubik_core Kubik3DModel plus its ComfyUI ModelPatcher (or None)."""
-    model: Any
-    patcher: Any = None
-
-    def ready(self):
-        """The model on its compute device (ComfyUI loads/offloads it as needed)."""
-        comfy_bridge.load_managed_model(self.patcher)
-        return self.model
-
-
-@dataclass
 class ManagedShapeLatent:
     """The KUBIK_SHAPE_LATENT value: a pipeline.ShapeLatent [B, tokens, channels] and the loaded
     model that decodes it (so Decode can ask ComfyUI to put the model back on its device)."""
     latent: Any
-    loaded: Loaded3DModel
+    loaded: comfy_bridge.ManagedModel
 
 
 @dataclass
@@ -64,7 +54,7 @@ def _progress_reporter():
 
 
 def _require_model(model, kind: str | None = None):
-    if not isinstance(model, Loaded3DModel):
+    if not isinstance(model, comfy_bridge.ManagedModel):
         raise ValueError("model: connect the output of Kubik Load 3D Model")
     if kind is not None and model.model.kind != kind:
         raise ValueError(f"model: {model.model.name} is a {model.model.kind!r} model (a VAE only); "
@@ -85,7 +75,7 @@ class KubikLoad3DModel:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model_name": (comfy_bridge.kubik3d_model_names(), {
+            "model_name": (comfy_bridge.KUBIK3D.names(), {
                 "tooltip": "A model file (.safetensors with its .json) in models/kubik3d; the pack "
                            "ships kubik3d_tiny_demo.safetensors."}),
             "device": (DEVICE_CHOICES, {
@@ -95,26 +85,18 @@ class KubikLoad3DModel:
         }}
 
     def load(self, model_name, device):
-        import torch
-
         from ..kubik_core.recon3d.pipeline import ModelFileError, load_model
 
-        path = comfy_bridge.kubik3d_model_path(model_name)
+        path = comfy_bridge.KUBIK3D.path(model_name)
         if path is None:
             raise ValueError(f"model_name: {model_name!r} is not in the kubik3d model folder; copy a "
                              "model file (.safetensors with its .json) into models/kubik3d and refresh")
-        if device == "cpu":
-            load_device = offload_device = torch.device("cpu")
-        else:
-            load_device, offload_device = comfy_bridge.kubik3d_devices()
         try:
-            model = load_model(path, offload_device, name=model_name)
+            return (comfy_bridge.load_model_file(
+                "kubik3d", path, lambda file, on: load_model(file, on, name=model_name),
+                cpu=device == "cpu"),)
         except ModelFileError as exc:
             raise ValueError(f"model_name: {exc}") from None
-        patcher = None
-        if load_device != offload_device:
-            patcher = comfy_bridge.manage_kubik3d_model(model, load_device, offload_device)
-        return (Loaded3DModel(model, patcher),)
 
 
 class KubikImageToShape:
