@@ -195,6 +195,27 @@ def search_arguments(values: dict[str, str | None]) -> tuple[str, str, int, dict
     return hub, values["query"] or "", int(values["limit"] or 20), filters
 
 
+class BoundedPool:
+    """Blocking work (hub look-ups, the learning store) run off the event loop on a few threads;
+    a request that would make more than ``limit`` wait or run is refused with a 429 whose
+    message ``busy(count)`` says what is busy, so a flood of requests never piles up."""
+
+    def __init__(self, threads: int, limit: int, name: str, busy: Callable[[int], str]):
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
+        self._limit = limit
+        self._busy = busy
+        self._in_flight = 0
+
+    async def run(self, work: Callable, *args):
+        if self._in_flight >= self._limit:
+            raise RequestError(self._busy(self._in_flight), status=429)
+        self._in_flight += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
+        finally:
+            self._in_flight -= 1
+
+
 # ---------------------------------------------------------------- registration
 JOBS = None   # the DownloadJobs of the registered routes (one server, one pool)
 
@@ -234,8 +255,8 @@ def register_routes() -> bool:
     from ..kubik_core.hub.jobs import DownloadJobs, DownloadRequest
 
     jobs = JOBS = DownloadJobs(notify=comfy_bridge.send_event)
-    lookups = ThreadPoolExecutor(max_workers=LOOKUP_THREADS, thread_name_prefix="kubik-hub-lookup")
-    in_flight = [0]
+    lookups = BoundedPool(LOOKUP_THREADS, MAX_LOOKUPS, "kubik-hub-lookup",
+                          lambda count: f"{count} look-ups are already running; try again in a moment")
 
     def answer(status: int, value: dict):
         return web.json_response(value, status=status)
@@ -254,17 +275,6 @@ def register_routes() -> bool:
         wrapped.__name__ = handler.__name__
         return wrapped
 
-    async def lookup(work: Callable[[], Any]):
-        """Run a blocking hub look-up on the routes' own small pool (429 when it is busy)."""
-        if in_flight[0] >= MAX_LOOKUPS:
-            raise RequestError(f"{in_flight[0]} look-ups are already running; try again in a "
-                               "moment", status=429)
-        in_flight[0] += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(lookups, work)
-        finally:
-            in_flight[0] -= 1
-
     def with_hub(action):
         from ..kubik_core.hub.service import Hub
 
@@ -282,15 +292,15 @@ def register_routes() -> bool:
     async def search(request):
         hub, query, limit, filters = search_arguments(
             validate(query_values(request.query), SEARCH_FIELDS))
-        results = await lookup(lambda: with_hub(lambda h: h.search(hub, query, limit=limit,
-                                                                   **filters)))
+        results = await lookups.run(lambda: with_hub(lambda h: h.search(hub, query, limit=limit,
+                                                                         **filters)))
         return {"results": results}
 
     @table.get("/kubik/hub/info")
     @route
     async def info(request):
         value = validate(query_values(request.query), INFO_FIELDS)["hash"]
-        return await lookup(lambda: with_hub(lambda h: h.info_by_hash(value)))
+        return await lookups.run(lambda: with_hub(lambda h: h.info_by_hash(value)))
 
     @table.post("/kubik/hub/download")
     @route
@@ -490,19 +500,12 @@ def register_learning_routes(table, route: Callable) -> None:
     """Add the rating routes (module docstring) to ``table``; ``route`` is register_routes' wrapper."""
     # One thread: the store takes one writer at a time anyway, and the event loop never waits
     # on the database (a locked store can take a minute to answer).
-    store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kubik-learning")
-    waiting = [0]
+    store_pool = BoundedPool(1, MAX_STORE_REQUESTS, "kubik-learning",
+                             lambda count: f"{count} ratings are already waiting for the learning "
+                                           "store; try again in a moment")
 
     async def in_store(work: Callable[[Any], Any]):
-        if waiting[0] >= MAX_STORE_REQUESTS:
-            raise RequestError(f"{waiting[0]} ratings are already waiting for the learning store; "
-                               "try again in a moment", status=429)
-        waiting[0] += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(
-                store_thread, _in_learning_store, work)
-        finally:
-            waiting[0] -= 1
+        return await store_pool.run(_in_learning_store, work)
 
     @table.post("/kubik/learning/rating")
     @route
