@@ -7,9 +7,10 @@
     learned_details(store, "sdxl")               # -> the optimizer's ``learned`` values (bounded)
     lora_history_scores(store)                   # -> the recommender's ``history`` factor
 
-Modules: store.py (writes, reads), database.py (connections, schema, errors), validate.py
-(bounds on stored values), scores.py (Wilson, Bayesian average, Thompson, UCB1),
-adjust.py (learned values, LoRA history, preset choice), insights.py and cli.py (``kubik insights``).
+Modules: store.py (writes, reads), location.py (where the pack's store lives:
+$KUBIK_LEARNING_URL, the ComfyUI user folder, else the command line's default), database.py
+(connections, schema, errors), validate.py (bounds on stored values), scores.py (Wilson,
+Bayesian average, Thompson, UCB1), adjust.py (learned values, LoRA history, preset choice), insights.py and cli.py (``kubik insights``).
 """
 from .adjust import (MIN_CONSISTENT_EDITS, choose_from_outcomes, choose_preset,
                      learned_adjustments, learned_details, lora_history_scores)

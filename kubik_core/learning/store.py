@@ -7,7 +7,8 @@ untouched, a read-only store can still be read, and every database problem is a 
 naming the store and the fix. Every value is bounded before anything is written (validate.py),
 and each write is one transaction: all of it is recorded or none.
 
-Default location: inside ComfyUI the nodes pass ``<ComfyUI user directory>/kubik/learning.sqlite3``;
+Default location: inside ComfyUI the nodes pass ``<ComfyUI user directory>/kubik/learning.sqlite3``
+(location.py);
 elsewhere ``$KUBIK_LEARNING_URL`` (a SQLAlchemy URL or a file path), else
 ``$XDG_DATA_HOME/kubik/learning.sqlite3`` (``~/.local/share/kubik/learning.sqlite3``).
 
