@@ -1,34 +1,16 @@
-"""Atomic writes: a reader never sees half a file, a crash never leaves one behind."""
+"""The files this package writes (samples, renders, reports, model files), each written atomically
+through :mod:`kubik_core.common.atomic`: a reader never sees half a file, a failed write never
+leaves one behind."""
 from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
+from ..common.atomic import write_bytes_atomic
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_bytes_atomic(path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+__all__ = ["save_json_atomic", "save_npz_atomic", "save_png_atomic", "write_bytes_atomic"]
 
 
 def save_npz_atomic(path, arrays: dict[str, np.ndarray]) -> None:
