@@ -251,7 +251,9 @@ class ComfyClient:
         scheme, rest = self.url.split("://", 1)
         ws_url = f"{'wss' if scheme == 'https' else 'ws'}://{rest}/ws?clientId={self.client_id}"
         try:
+            # A stalled peer never answers the closing handshake either: wait for it briefly.
             async with self._session.ws_connect(ws_url, heartbeat=heartbeat, max_msg_size=MAX_WS_MESSAGE,
+                                                timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
                                                 autoclose=True, autoping=True) as ws:
                 async for msg in ws:
                     if msg.type != aiohttp.WSMsgType.TEXT:
