@@ -124,9 +124,9 @@ class Pool:
     def _event(self, event: str, line: str | None = None, **fields) -> None:
         self.log.write(event, **fields)
         if line and self.echo:
-            if self._overall is not None:
+            if self._overall is not None and not self._overall.disable:
                 from tqdm import tqdm
-                tqdm.write(line, file=sys.stderr)
+                tqdm.write(line, file=sys.stdout)   # above the bars, which stay on stderr
             else:
                 self.echo(line)
         if self.on_event:

@@ -139,12 +139,19 @@ def _ui_links(data: dict) -> dict[int, tuple[Any, int]]:
     links = {}
     for link in data.get("links") or []:
         if isinstance(link, list) and len(link) >= 5:
-            links[link[0]] = (link[1], link[2])
-        elif isinstance(link, dict) and "id" in link:
-            links[link["id"]] = (link.get("origin_id"), link.get("origin_slot"))
+            link_id, origin, slot = link[0], link[1], link[2]
+        elif isinstance(link, dict):
+            link_id, origin, slot = link.get("id"), link.get("origin_id"), link.get("origin_slot")
         else:
+            link_id = origin = slot = None
+        if not _is_id(link_id) or not _is_id(origin) or not isinstance(slot, int) or isinstance(slot, bool):
             raise WorkflowError(f"link {str(link)[:60]!r} is not a link of the editor's format")
+        links[link_id] = (origin, slot)
     return links
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
 
 
 def _ui_to_api(data: dict, object_info: dict) -> dict:
@@ -153,8 +160,7 @@ def _ui_to_api(data: dict, object_info: dict) -> dict:
                             "(Workflow > Export (API)) and queue that file")
     nodes = {}
     for node in data["nodes"]:
-        if not isinstance(node, dict) or not isinstance(node.get("id"), (int, str)) \
-                or not isinstance(node.get("type"), str):
+        if not isinstance(node, dict) or not _is_id(node.get("id")) or not isinstance(node.get("type"), str):
             raise WorkflowError(f"node {str(node)[:60]!r} has no id or type")
         if node["id"] in nodes:
             raise WorkflowError(f"node id {node['id']} appears twice")
@@ -165,7 +171,7 @@ def _ui_to_api(data: dict, object_info: dict) -> dict:
         """The (node, slot) feeding a link, through editor-only reroutes; None for a primitive."""
         seen = set()
         while True:
-            if link_id not in links:
+            if not _is_id(link_id) or link_id not in links:
                 raise WorkflowError(f"{where} points to link {link_id}, which the file does not have")
             src_id, slot = links[link_id]
             src = nodes.get(src_id)
@@ -181,7 +187,8 @@ def _ui_to_api(data: dict, object_info: dict) -> dict:
             if src_id in seen:
                 raise WorkflowError(f"{where} goes round a loop of reroutes")
             seen.add(src_id)
-            upstream = (src.get("inputs") or [{}])[0].get("link")
+            feeds = src.get("inputs")
+            upstream = feeds[0].get("link") if isinstance(feeds, list) and feeds and isinstance(feeds[0], dict) else None
             if upstream is None:
                 raise WorkflowError(f"{where} is linked from a reroute that nothing feeds")
             link_id = upstream
@@ -200,11 +207,15 @@ def _ui_to_api(data: dict, object_info: dict) -> dict:
         specs = node_inputs(object_info, cls)
         inputs: dict[str, Any] = {}
         linked = {}
-        for entry in node.get("inputs") or []:
+        entries = node.get("inputs") or []
+        for entry in entries if isinstance(entries, list) else ():
             if not isinstance(entry, dict) or entry.get("link") is None:
                 continue
-            name = (entry.get("widget") or {}).get("name") or entry.get("name")
-            linked[name] = source_of(entry["link"], f"{where} input {name!r}")
+            widget = entry.get("widget")
+            name = widget.get("name") if isinstance(widget, dict) else None
+            name = name if isinstance(name, str) else entry.get("name")
+            if isinstance(name, str):
+                linked[name] = source_of(entry["link"], f"{where} input {name!r}")
         values = node.get("widgets_values")
         widget_values = _widget_values(cls, specs, values, where)
         for spec in specs:
@@ -395,7 +406,10 @@ def expand_jobs(api: dict, object_info: dict, sets: list[str] = (), sweeps: list
                 prompt[node_id]["inputs"][name] = varied[f"{node_id}.{name}"] = value
             for node_id, spec in seeds if r else ():
                 start = prompt[node_id]["inputs"].get(spec.name, spec.options.get("default", 0))
+                if not isinstance(start, int) or isinstance(start, bool):
+                    raise WorkflowError(f"--repeat: node {node_id}'s {spec.name} is {str(start)[:40]!r}, not an integer")
                 top = spec.options.get("max", 2 ** 64 - 1)
+                top = top if isinstance(top, int) and top > 0 else 2 ** 64 - 1
                 prompt[node_id]["inputs"][spec.name] = varied[f"{node_id}.{spec.name}"] = (start + r) % (top + 1)
             key = job_key(prompt)
             if key in keys:
