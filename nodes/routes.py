@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -236,11 +235,6 @@ def _status(exc: Exception) -> int:
     return 400
 
 
-def _without_home(message: str) -> str:
-    home = os.path.expanduser("~")
-    return message.replace(home, "~") if len(home) > 1 else message
-
-
 def register_routes() -> bool:
     """Add the /kubik/... routes to ComfyUI's server; False (nothing done) outside it."""
     global JOBS
@@ -252,7 +246,7 @@ def register_routes() -> bool:
     from aiohttp import web
 
     from ..kubik_core.hub.errors import HubError
-    from ..kubik_core.hub.jobs import DownloadJobs, DownloadRequest
+    from ..kubik_core.hub.jobs import DownloadJobs, DownloadRequest, without_home
 
     jobs = JOBS = DownloadJobs(notify=comfy_bridge.send_event)
     lookups = BoundedPool(LOOKUP_THREADS, MAX_LOOKUPS, "kubik-hub-lookup",
@@ -267,7 +261,7 @@ def register_routes() -> bool:
             try:
                 return answer(200, await handler(request))
             except (RequestError, HubError, ValueError) as exc:
-                return answer(_status(exc), {"error": _without_home(" ".join(str(exc).split()))})
+                return answer(_status(exc), {"error": without_home(" ".join(str(exc).split()))})
             except Exception:  # noqa: BLE001 - logged; the server keeps serving
                 log.exception("KubikAI route %s failed", request.path)
                 return answer(500, {"error": f"internal error in {request.path[:100]}; see the "

@@ -56,10 +56,13 @@ def scrub_paths(message: str, folder: str, kind: str) -> str:
     for path in sorted({os.path.realpath(folder), os.path.abspath(folder)}, key=len, reverse=True):
         if len(path) > 1:
             message = message.replace(path, f"the {kind} folder")
+    return without_home(message)
+
+
+def without_home(message: str) -> str:
+    """``message`` with the server user's home folder shown as ``~``."""
     home = os.path.expanduser("~")
-    if len(home) > 1:
-        message = message.replace(home, "~")
-    return message
+    return message.replace(home, "~") if len(home) > 1 else message
 
 
 class DownloadJobs:
