@@ -49,7 +49,7 @@ GPU_EFFICIENCY = 0.4
 
 
 # Share of the calibration convolution's rate that a whole SD1.5 UNet forward pass reached on
-# the CPU (ComfyUI 0.8.0's UNetModel, fp32, batch 2; benchmarks/RESULTS.md "CPU time estimate").
+# the CPU (ComfyUI 0.8.0's UNetModel, fp32, batch 2; benchmarks/RESULTS.md "cpu_time_estimate.py").
 CPU_EFFICIENCY = 0.6
 
 

@@ -10,7 +10,8 @@ instead decodes hierarchically (as FlashVDM / Hunyuan3D-2's ``volume_decoders.py
    distance half a diagonal would do (every point of a cube is within half a diagonal of a
    corner). A learned SDF is not an exact distance: with a slope up to L, a band of L/2 still
    finds every cell the surface crosses. The default of one diagonal thus tolerates distances
-   overestimated up to 2x; a wider band costs queries in proportion (benchmarks/RESULTS.md);
+   overestimated up to 2x; a wider band costs queries in proportion (benchmarks/RESULTS.md,
+   "decode_hierarchical.py");
 3. subdivide the kept cells 2x: query each kept cell's centre first, then every corner of the
    children that are not ruled out - a child is ruled out when its parent's corner on its side
    or its parent's centre, both queried and on one side of the level, lies ``band`` parent

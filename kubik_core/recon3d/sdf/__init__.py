@@ -1,6 +1,7 @@
 """Signed distance from a triangle mesh to query points: exact distance, winding-number sign.
 
-Engine (chosen by measurement, see benchmarks/RESULTS.md "Mesh -> SDF engines"):
+Engine (chosen by measurement, see benchmarks/RESULTS.md "sdf_engines.py", its history in
+HISTORY.md):
 
 * on the CPU, :mod:`.cpu`: one tree over the triangles (oriented boxes for the exact
   closest-point search, dipole + quadrupole moments for the fast winding number), numba loops

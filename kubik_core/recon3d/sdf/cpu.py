@@ -2,8 +2,8 @@
 
 Why a kernel of our own: on the CPU the libraries measured (Warp's BVH query, libigl, pcu,
 open3d) spend most of their time on points far from the surface, and libigl's Python
-``fast_winding_number`` rebuilds its tree at every call (see benchmarks/RESULTS.md,
-"Mesh -> SDF engines"). Here the tree is built once per mesh, in numpy, and the queries run in
+``fast_winding_number`` rebuilds its tree at every call (see benchmarks/HISTORY.md,
+"sdf_engines.py"). Here the tree is built once per mesh, in numpy, and the queries run in
 numba-compiled loops that release the GIL, so a thread pool uses every core.
 
 The tree: built top down, each node's triangles cut into ``BRANCHING`` near-equal groups by

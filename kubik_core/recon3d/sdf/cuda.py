@@ -9,7 +9,7 @@ the compilers may choose differently): the two paths give the same distances to 
 same signs.
 
 Why not a library kernel: Warp's BVH closest-point query, the previous CUDA path, ran at only
-0.9-3.1 M pts/s on an H100 (benchmarks/RESULTS.md), about what this engine now does on 2 CPU
+0.9-3.1 M pts/s on an H100 (benchmarks/HISTORY.md), about what this engine now does on 2 CPU
 cores, with float32 distances up to 4e-4 off, and its wheel (149 MB) is an install of its own.
 numba is already a dependency; its CUDA target needs the NVIDIA driver and NVVM (the
 ``cuda-toolkit``/``nvidia-cuda-nvcc`` wheels that CUDA builds of PyTorch bring, or a CUDA
