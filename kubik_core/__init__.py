@@ -9,6 +9,7 @@ Subpackages, one per capability:
   hub        CivitAI and Hugging Face clients, verified resumable downloads, sidecars
   recon3d    image -> shape -> mesh: mesh/, sdf/, data/, models/ and train/ under one face
   classify   timm image classifiers: data, splits, training, evaluation, prediction, smart crop
+  comfy_client  queue workflows on one or many ComfyUI servers over their HTTP API (kubik queue)
 and ``common``, the plumbing they share, which imports no capability.
 
 The ``kubik`` command line lives in ``cli.py``, which loads each capability's ``cli.py``;
