@@ -15,6 +15,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from ..common import bounded_json
@@ -36,7 +37,8 @@ class RunLog:
     def __init__(self, out_dir: Path):
         self.folder = Path(out_dir) / LOG_FOLDER
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+        # Names sort in start order (to the microsecond), which is the order past_jobs reads them.
+        self.run_id = datetime.now().strftime("%Y%m%d-%H%M%S-%f") + "-" + secrets.token_hex(3)
         self.path = self.folder / f"{self.run_id}.jsonl"
         self._handle = open(self.path, "a", encoding="utf-8")
 

@@ -146,6 +146,8 @@ class Pool:
     # ------------------------------------------------------------------ run
     async def run(self, jobs: list[Job], past: dict[str, PastJob] | None = None) -> list[JobResult]:
         past = past or {}
+        if len({job.key for job in jobs}) != len(jobs):
+            raise ValueError("two jobs have the same prompt (same key); ComfyUI would answer the second from its cache")
         by_url = {s.url: s for s in self.servers}
         todo = 0
         for job in jobs:

@@ -44,11 +44,22 @@ def comfy_servers(tmp_path_factory):
         except Exception as exc:  # reported below, in the test's thread
             errors.append(exc)
 
-    threads = [threading.Thread(target=start, args=(s,)) for s in servers.values()]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    # One torch thread per server: three servers with a thread per core each (torch's default)
+    # on two shared cores run each 1-step job ~30x slower than side by side on one core each.
+    # Read by each server process at start; the test process's own setting is put back after.
+    threads_before = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        threads = [threading.Thread(target=start, args=(s,)) for s in servers.values()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        if threads_before is None:
+            del os.environ["OMP_NUM_THREADS"]
+        else:
+            os.environ["OMP_NUM_THREADS"] = threads_before
     try:
         if errors:
             raise errors[0]

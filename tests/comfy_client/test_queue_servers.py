@@ -99,6 +99,26 @@ def test_a_rerun_resumes_and_skips_finished_jobs(comfy_servers, tmp_path, capsys
     assert (out / events(third, "done")[0]["outputs"][0]).is_file()
 
 
+def test_a_job_sent_by_a_stopped_run_is_looked_up_not_sent_again(comfy_servers, tmp_path, capsys):
+    """A run that died after sending a prompt left a ``submitted`` line and no end: the next run
+    finds the prompt on its server by id, downloads its output, and sends nothing."""
+    a = comfy_servers["A"]
+    out = tmp_path / "out"
+    (job,) = expand_jobs(json.loads(WORKFLOW.read_text()), a.get("/object_info"), sweeps=["5.seed=51"])
+    status, answer = a.post("/prompt", {"prompt": job.prompt, "client_id": "stopped-run", "prompt_id": "stopped-1"})
+    assert status == 200
+    (out / "queue-logs").mkdir(parents=True)
+    (out / "queue-logs" / "20000101-000000-000000-aaaaaa.jsonl").write_text(json.dumps(
+        {"event": "submitted", "job": job.name, "key": job.key, "server": a.url, "prompt_id": "stopped-1",
+         "inputs": job.values}) + "\n")
+    status, stdout, stderr = queue(capsys, "--server", a.url, "--out", out, "--sweep", "Sampler.seed=51")
+    assert status == 0, stderr
+    new = log_records(out, newest_only=True)
+    assert events(new, "submitted") == []
+    (done,) = events(new, "done")
+    assert done["prompt_id"] == "stopped-1" and (out / done["outputs"][0]).is_file()
+
+
 def test_a_rejected_job_is_reported_and_tried_once_per_server(comfy_servers, tmp_path):
     a, b = comfy_servers["A"], comfy_servers["B"]
     info = a.get("/object_info")
