@@ -126,7 +126,8 @@ class Pool:
         if line and self.echo:
             if self._overall is not None and not self._overall.disable:
                 from tqdm import tqdm
-                tqdm.write(line, file=sys.stdout)   # above the bars, which stay on stderr
+                with tqdm.external_write_mode(file=sys.stderr):   # the line goes above the bars
+                    self.echo(line)
             else:
                 self.echo(line)
         if self.on_event:

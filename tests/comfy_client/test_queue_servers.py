@@ -127,7 +127,7 @@ def test_a_rejected_job_is_reported_and_tried_once_per_server(comfy_servers, tmp
     missing["1"]["inputs"]["ckpt_name"] = "missing_model.safetensors"
     jobs = expand_jobs(api, info, sweeps=["5.seed=21"]) + expand_jobs(missing, info, sweeps=["5.seed=22"])
     lines = []
-    report = run_jobs(jobs, [a.url, b.url], tmp_path, echo=lines.append)
+    report = run_jobs(jobs, [a.url, b.url], tmp_path, echo=lines.append, progress=True)   # bars on stderr
     good, bad = report.results
     assert good.status == "done" and good.outputs
     assert bad.status == "failed"
