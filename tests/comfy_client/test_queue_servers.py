@@ -47,6 +47,26 @@ def test_ui_workflows_convert_to_their_api_twins(comfy_servers):
         assert to_api(load_workflow(path), info) == twin, path.name
 
 
+def test_an_editor_file_is_queued_as_its_api_twin(comfy_servers, tmp_path, capsys):
+    """The UI-format template runs through `kubik queue` (converted with the server's
+    /object_info); the server records the prompt we derived, values set by title included."""
+    a = comfy_servers["A"]
+    out = tmp_path / "out"
+    capsys.readouterr()
+    status = main(["queue", str(REPO / "workflows" / "Kubik Prompt Plan.json"), "--server", a.url, "--out", str(out),
+                   "--sweep", "Kubik Prompt Analyzer.seed=5,6"])
+    stdout, stderr = capsys.readouterr()
+    assert status == 0, stderr
+    twin = json.loads((REPO / "workflows" / "api" / "Kubik Prompt Plan.json").read_text())
+    done = events(log_records(out), "done")
+    assert len(done) == 2
+    for record in done:
+        sent = a.get(f"/history/{record['prompt_id']}")[record["prompt_id"]]["prompt"][2]
+        expected = copy.deepcopy(twin)
+        expected["1"]["inputs"]["seed"] = record["inputs"]["1.seed"]
+        assert sent == expected
+
+
 def test_sweep_over_two_servers_downloads_every_output_once(comfy_servers, tmp_path, capsys):
     a, b = comfy_servers["A"], comfy_servers["B"]
     out = tmp_path / "out"
