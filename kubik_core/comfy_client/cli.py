@@ -39,7 +39,8 @@ def register(subparsers) -> None:
                        help="send header NAME with the value of environment variable ENV_VAR to the servers "
                             f"(${TOKEN_VARIABLE}, when set, is sent as 'Authorization: Bearer ...')")
     queue.add_argument("--stall-timeout", type=float, default=30.0, metavar="S",
-                       help="seconds of websocket silence after which progress is polled (default 30)")
+                       help="seconds of websocket silence after which a server's queue and history are "
+                            "polled every 2 s instead of every S seconds (default 30)")
     queue.add_argument("--down-after", type=float, default=20.0, metavar="S",
                        help="seconds of failed requests after which a server is given up and its "
                             "jobs are sent elsewhere (default 20)")
