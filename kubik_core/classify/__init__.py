@@ -12,14 +12,14 @@ Where things live:
 - ``schema``     the bounded schema of model cards and timm kwargs (files from anyone load safely)
 - ``model``      timm model building, local pretrained weights, export/load as safetensors + JSON
 - ``losses``     logit-adjusted (balanced softmax) loss, mixup/cutmix
-- ``distributed`` torchrun process-group setup (a no-op for one process)
 - ``train``      the training loop (CPU, GPU, torchrun DDP: one code path)
 - ``metrics``    micro/macro top-k accuracy and the confusion matrix
 - ``evaluate``   running a model over a manifest; metrics.json, per_class.csv
-- ``plots``      training curves and confusion PNGs
+- ``plots``      training curves and confusion PNGs (drawn with ``common.plots``)
 - ``predict``    a loaded classifier applied to images
 - ``cli``        ``kubik classify split|fetch|train|eval|predict``
 - ``demo``       the digits classifier shown by ``kubik demo``
 
-Nothing here imports ComfyUI; heavy libraries (timm, matplotlib) load inside functions.
+torchrun set-up, precision, the learning-rate schedule and HTTP retries come from
+``kubik_core.common``. Nothing here imports ComfyUI; heavy libraries (timm, matplotlib) load inside functions.
 """

@@ -22,6 +22,7 @@ import warnings
 from pathlib import Path
 
 from ..common.paths import writable_folder
+from ..common.precision import PRECISIONS, check_precision
 
 
 def register(subparsers) -> None:
@@ -83,7 +84,12 @@ def register(subparsers) -> None:
     p.add_argument("--tau", type=float, default=1.0, help="logit adjustment strength (1)")
     p.add_argument("--balanced-sampler", action="store_true", help="draw classes equally often")
     p.add_argument("--smart-crop", action="store_true", help="saliency crop before the transforms")
-    p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
+    p.add_argument("--precision", dest="amp", type=_precision, default="fp32",
+                   metavar="{" + ",".join(PRECISIONS) + "}",
+                   help="mixed precision (fp32): auto = bf16 where the GPU runs it natively, "
+                        "else fp32; the older spelling --amp none|bf16|fp16 still works")
+    p.add_argument("--amp", dest="amp", type=_precision, default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under torchrun")
@@ -234,6 +240,14 @@ def _parse_model_kwargs(text: str) -> dict:
     return check_model_kwargs(value, "--model-kwargs")
 
 
+def _precision(value: str) -> str:
+    """``--precision`` (or the older ``--amp``) as a word of the one precision vocabulary."""
+    try:
+        return check_precision(value, "the value")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _train(args) -> int:
     from .data import AugmentConfig
     from .train import TrainConfig, train
@@ -282,7 +296,7 @@ def _train(args) -> int:
 def _eval(args) -> int:
     from .classmap import ClassMap
     from .data import ImageSource, ManifestDataset
-    from .distributed import resolve_device
+    from ..common.distributed import resolve_device
     from .evaluate import evaluate_dataset, write_eval_report
     from .fetch import FailureLog, FetchConfig, check_cache_dir
     from .manifest import read_dataset
@@ -375,7 +389,7 @@ def _export(args) -> int:
 
 
 def _predict(args) -> int:
-    from .distributed import resolve_device
+    from ..common.distributed import resolve_device
     from .images import ImageError, load_image
     from .predict import Classifier
 

@@ -1,7 +1,6 @@
 """Evaluation: run a model over a manifest, compute micro/macro top-k, write reports and plots."""
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,24 +11,18 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
 from ..common.atomic import write_text_atomic
+from ..common.distributed import DistInfo, all_gather_objects
+from ..common.precision import autocast
 from .classmap import ClassMap
-from .distributed import DistInfo, all_gather_objects
 from .metrics import Metrics, compute_metrics
-
-
-def autocast(device: torch.device, amp: str):
-    """bf16/fp16 autocast on the device, or nothing for amp='none'."""
-    if amp == "none":
-        return contextlib.nullcontext()
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 @torch.no_grad()
 def predict_dataset(model: torch.nn.Module, dataset, device: torch.device, batch_size: int = 64,
-                    workers: int = 0, amp: str = "none", channels_last: bool = False,
+                    workers: int = 0, amp: str = "fp32", channels_last: bool = False,
                     info: DistInfo = DistInfo(), k: int = 5):
-    """Targets [N], top-k indices [N, k] and the summed CE loss over the (sharded) dataset."""
+    """Targets [N], top-k indices [N, k] and the summed CE loss over the (sharded) dataset.
+    ``amp``: a word of :mod:`kubik_core.common.precision` (auto, fp32, bf16, fp16)."""
     from .data import collate_skipping_failures
 
     was_training = model.training

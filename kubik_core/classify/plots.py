@@ -1,33 +1,13 @@
-"""PNG plots for runs and evaluations (matplotlib, headless Agg backend, atomic writes)."""
+"""The classifier's PNG plots: training curves and the confusion matrix (or its worst pairs)."""
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 
-from ..common.atomic import write_bytes_atomic
+from ..common.plots import pyplot, save_figure
 
 FULL_MATRIX_MAX_CLASSES = 40
-
-
-def pyplot():
-    """matplotlib.pyplot on the headless Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig, path: Path) -> Path:
-    plt = pyplot()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    write_bytes_atomic(path, buffer.getvalue())
-    return path
 
 
 def plot_curves(history: list[dict], path: str | Path) -> Path:

@@ -11,8 +11,8 @@ from typing import Sequence
 import torch
 from PIL import Image
 
+from ..common.precision import autocast, check_precision
 from .data import build_transform
-from .evaluate import autocast
 from .model import ModelCard, load_classifier_model
 
 
@@ -29,13 +29,14 @@ class Classifier:
     """An exported classifier ready to run: model + model card + eval transform."""
 
     def __init__(self, model: torch.nn.Module, card: ModelCard, device: torch.device | str = "cpu",
-                 amp: str = "none", channels_last: bool = False, compile: bool = False,
+                 amp: str = "fp32", channels_last: bool = False, compile: bool = False,
                  source: str = ""):
-        """``amp``: "none", "bf16" or "fp16" autocast; ``channels_last`` and ``compile``
-        (torch.compile) are the GPU speed-ups measured in benchmarks/classify_infer.py."""
+        """``amp``: a precision word (auto, fp32, bf16, fp16: :mod:`kubik_core.common.precision`);
+        ``channels_last`` and ``compile`` (torch.compile) are the GPU speed-ups measured in
+        benchmarks/classify_infer.py."""
         self.model, self.card, self.source = model, card, source
         self.device = torch.device(device)
-        self.amp, self.channels_last = amp, channels_last
+        self.amp, self.channels_last = check_precision(amp, "amp"), channels_last
         if channels_last:
             model.to(memory_format=torch.channels_last)
         self._forward = torch.compile(model) if compile else model

@@ -1,6 +1,6 @@
 """The training loop: timm model, one code path for CPU, one GPU, and torchrun DDP.
 
-Readable rather than clever, after timm's train.py: AMP (bf16/fp16), channels_last, optional
+Readable rather than clever, after timm's train.py: mixed precision (bf16/fp16), channels_last, optional
 torch.compile, EMA, label smoothing, mixup/cutmix, RandAugment, drop path, layer-wise lr decay,
 gradient accumulation, and for long tails a logit-adjusted loss and a class-balanced sampler.
 
@@ -26,12 +26,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..common.atomic import write_bytes_atomic, write_text_atomic
+from ..common.distributed import barrier, init_distributed, shutdown
 from ..common.paths import is_write_probe, writable_folder
+from ..common.precision import autocast, check_precision, needs_grad_scaler
+from ..common.schedules import warmup_cosine
 from .classmap import ClassMap, require_labels_known
 from .data import (AugmentConfig, GlobalBatchSampler, ImageSource, ManifestDataset, build_transform,
                    class_balanced_weights, class_counts, collate_skipping_failures)
-from .distributed import barrier, init_distributed, shutdown
-from .evaluate import autocast, evaluate_dataset
+from .evaluate import evaluate_dataset
 from .fetch import FailureLog, FetchConfig
 from .losses import ClassificationLoss, MixupCutmix
 from .manifest import read_dataset
@@ -69,7 +71,7 @@ class TrainConfig:
     tau: float = 1.0                       # logit adjustment strength
     balanced_sampler: bool = False
     smart_crop: bool = False
-    amp: str = "none"                      # "none", "bf16", "fp16"
+    amp: str = "fp32"                      # --precision: auto, fp32 (or none), bf16, fp16
     channels_last: bool = False
     compile: bool = False
     sync_bn: bool = False                  # SyncBatchNorm under DDP
@@ -91,8 +93,7 @@ class TrainConfig:
             self.augment = AugmentConfig(**self.augment)
         if self.loss not in ("ce", "logit_adjusted"):
             raise ValueError(f"--loss must be 'ce' or 'logit_adjusted', got {self.loss!r}")
-        if self.amp not in ("none", "bf16", "fp16"):
-            raise ValueError(f"--amp must be 'none', 'bf16' or 'fp16', got {self.amp!r}")
+        self.amp = check_precision(self.amp)
         for flag, value, lo, hi in (("--epochs", self.epochs, 1, 100_000),
                                     ("--batch-size", self.batch_size, 1, 65_536),
                                     ("--grad-accum", self.grad_accum, 1, 1024),
@@ -207,15 +208,6 @@ def load_split(data_dir: str | Path):
     return train, val, class_map
 
 
-def _lr_lambda(total_steps: int, warmup_steps: int, min_ratio: float):
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    return factor
-
-
 def _save_checkpoint(path: Path, state: dict) -> None:
     buffer = io.BytesIO()
     torch.save(state, buffer)
@@ -325,9 +317,9 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
             group["lr"] = config.lr * group.get("lr_scale", 1.0)
         steps_per_epoch = max(1, len(sampler) // config.grad_accum)
         total_steps = steps_per_epoch * config.epochs
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(
             total_steps, int(config.warmup_epochs * steps_per_epoch), config.min_lr_ratio))
-        scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
+        scaler = torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(device, config.amp))
         ema = ModelEmaV3(model, decay=config.ema_decay) if config.ema_decay > 0 else None
         criterion = ClassificationLoss(num_classes, config.label_smoothing,
                                        counts if config.loss == "logit_adjusted" else None, config.tau)

@@ -72,7 +72,7 @@ class RateLimiter:
 
     def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep):
-        self.interval_s = max(0.0, interval_s)
+        self.interval = max(0.0, interval_s)
         self._next: dict[str, float] = {}
         self._lock = threading.Lock()
         self._clock, self._sleep = clock, sleep
@@ -87,7 +87,7 @@ class RateLimiter:
         with self._lock:
             now = self._clock()
             start = max(now, self._next.get(key, 0.0))
-            self._next[key] = start + self.interval_s
+            self._next[key] = start + self.interval
         if start > now:
             self._sleep(start - now)
 

@@ -34,7 +34,7 @@ def test_rate_limiter_paces_each_key_on_its_own():
     now[0] = 20.0                        # long after: the turn has come
     limiter.wait("civitai.com")
     assert waits == [2.0]
-    assert RateLimiter.per_second(0).interval_s == 0.0   # no limit
+    assert RateLimiter.per_second(0).interval == 0.0   # no limit
 
 
 def test_retry_after_http_date():

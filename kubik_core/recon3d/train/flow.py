@@ -24,6 +24,8 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from ...common.distributed import shutdown
+from ...common.precision import autocast, check_precision
 from ..data.shapes import ShapeSet, is_held_out
 from ..models.config import load_config
 from ..models.flow import FlowTransformer
@@ -31,7 +33,7 @@ from ..models.shape_model import Kubik3DModel, load_model
 from ..pipeline import ShapeLatent, image_to_latent
 from .encode import read_latents
 from .evaluate import latent_metrics
-from .loop import RunFolder, TimeBudget, autocast, optimizer_and_schedule, shutdown, start_run, take_step
+from .loop import RunFolder, TimeBudget, optimizer_and_schedule, start_run, take_step
 
 
 def logit_normal_times(batch: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
@@ -98,6 +100,7 @@ def train_flow(latents, out, *, image_encoder_weights=None, config="tiny", overr
     if config.image_encoder.pretrained_file:
         raise ValueError("config image_encoder.pretrained_file: a config names no files; pass the weights "
                          "with --image-encoder-weights PATH")
+    precision = check_precision(precision)   # a bad word fails before any work
     info, dev = start_run(device, seed)
     tensors, meta_in = read_latents(latents)
     vae = load_model(meta_in["vae"])

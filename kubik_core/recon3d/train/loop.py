@@ -1,48 +1,39 @@
 """What the VAE and flow trainers share: one code path for CPU, one GPU and torchrun.
 
 * :func:`start_run` joins the torchrun process group when there is one (gloo on CPU, NCCL on
-  GPUs; see :mod:`kubik_core.classify.distributed`) and picks the device;
+  GPUs; see :mod:`kubik_core.common.distributed`) and picks the device;
 * :class:`RunFolder` owns the run's files: ``<name>.safetensors`` (+ .json), the newest usable
   model (EMA weights when EMA is on), rewritten at every checkpoint; ``resume/`` with the raw
   weights, EMA weights and ``state.pt`` (optimizer, schedule, step, RNG: tensors and numbers only,
   read back with ``torch.load(weights_only=True)``); ``metrics.jsonl`` (one JSON row per log or
   validation step) and ``loss.png``;
-* :func:`optimizer_and_schedule`: AdamW with linear warm-up then cosine decay to 10 %;
-* :func:`autocast`: bf16 on CUDA, nothing on the CPU;
+* :func:`optimizer_and_schedule`: AdamW with linear warm-up then cosine decay to 10 %
+  (:func:`kubik_core.common.schedules.warmup_cosine`, the classifier's schedule too);
 * :class:`TimeBudget`: ``--minutes``, a run that stops on time as if its last step were reached.
 
 Only rank 0 writes files. A run folder that already holds a run is never overwritten unless the
-caller asked to resume it.
+caller asked to resume it. Mixed precision (``--precision``) is :mod:`kubik_core.common.precision`.
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import time
 from pathlib import Path
 
 import torch
 
-from ...classify.distributed import DistInfo, barrier, init_distributed, shutdown
+from ...common.distributed import DistInfo, barrier, init_distributed
+from ...common.schedules import warmup_cosine
 from ..models.shape_model import Kubik3DModel, load_model, save_model
 from ..storage import write_bytes_atomic
 
-__all__ = ["DistInfo", "RunFolder", "TimeBudget", "autocast", "barrier", "optimizer_and_schedule", "shutdown", "start_run",
-           "take_step"]
+__all__ = ["RunFolder", "TimeBudget", "optimizer_and_schedule", "start_run", "take_step"]
 
 
 def start_run(device: str, seed: int) -> tuple[DistInfo, torch.device]:
     info, torch_device = init_distributed(device)
     torch.manual_seed(seed + info.rank)
     return info, torch_device
-
-
-def autocast(device: torch.device, precision: str = "auto"):
-    """``auto``: bf16 on CUDA, fp32 elsewhere; ``bf16``/``fp32`` force one."""
-    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 class TimeBudget:
@@ -68,14 +59,8 @@ class TimeBudget:
 
 def optimizer_and_schedule(params, *, lr: float, weight_decay: float, warmup_steps: int, total_steps: int):
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.99))
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    schedule = warmup_cosine(total_steps, warmup_steps, min_ratio=0.1)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
 def take_step(loss: torch.Tensor, *, what: str, step: int, model, params, optimizer, scheduler, ema,
@@ -181,7 +166,7 @@ class RunFolder:
         """loss.png: the training loss and the validation metrics named in ``curves``."""
         if not self.info.is_main:
             return None
-        from ...classify.plots import pyplot, save_figure
+        from ...common.plots import pyplot, save_figure
 
         rows = self.history()
         plt = pyplot()

@@ -17,11 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...common.distributed import shutdown
+from ...common.precision import autocast, check_precision
 from ..data.shapes import QUERY_NEAR, QUERY_SURFACE, QUERY_UNIFORM, ShapeSet
 from ..models.config import TrainVAEConfig, load_config
 from ..models.shape_model import Kubik3DModel, build_model
 from .evaluate import encode_shapes, latent_metrics
-from .loop import RunFolder, TimeBudget, autocast, optimizer_and_schedule, shutdown, start_run, take_step
+from .loop import RunFolder, TimeBudget, optimizer_and_schedule, start_run, take_step
 
 
 class VAEObjective(nn.Module):
@@ -80,6 +82,7 @@ def train_vae(datasets, out, *, config="tiny", overrides: dict | None = None, de
     from timm.utils import ModelEmaV3
     from tqdm import tqdm
 
+    precision = check_precision(precision)   # a bad word fails before any work
     info, dev = start_run(device, seed)
     config = load_config(config, overrides)
     tc = config.train_vae

@@ -1,7 +1,8 @@
 """torchrun awareness: one code path for one CPU, one GPU or many processes.
 
-Under torchrun (WORLD_SIZE > 1 in the environment) the process group is initialised with NCCL on
-GPUs and gloo on CPUs; otherwise everything below is a no-op and rank 0 of 1.
+Every training command (classifiers, the 3D VAE and flow) starts here. Under torchrun
+(WORLD_SIZE > 1 in the environment) the process group is initialised with NCCL on GPUs and gloo
+on CPUs; otherwise everything below is a no-op and rank 0 of 1.
 """
 from __future__ import annotations
 
@@ -69,6 +70,7 @@ def init_distributed(device: str) -> tuple[DistInfo, torch.device]:
 
 
 def all_gather_objects(obj, info: DistInfo) -> list:
+    """Every rank's ``obj`` in rank order (``[obj]`` for one process)."""
     if not info.enabled:
         return [obj]
     gathered = [None] * info.world_size
@@ -77,10 +79,12 @@ def all_gather_objects(obj, info: DistInfo) -> list:
 
 
 def barrier(info: DistInfo) -> None:
+    """Wait until every process of the job gets here (nothing to wait for in one process)."""
     if info.enabled:
         dist.barrier()
 
 
 def shutdown(info: DistInfo) -> None:
+    """Leave the process group at the end of a run."""
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
