@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import os
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -96,28 +93,3 @@ class Classifier:
             results.append(Prediction([label for label, _ in kept], [s for _, s in kept]))
         return results
 
-
-class ClassifierCache:
-    """A small LRU of loaded classifiers keyed by (path, mtime, device), for use outside ComfyUI."""
-
-    def __init__(self, capacity: int = 2):
-        self.capacity = capacity
-        self._items: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, path: str | os.PathLike, device: str = "cpu", name: str | None = None) -> Classifier:
-        path = Path(path)
-        try:
-            key = (str(path.resolve()), path.stat().st_mtime_ns, str(device))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"classifier not found: {name or path}") from None
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        classifier = Classifier.load(path, device, name=name)
-        with self._lock:
-            self._items[key] = classifier
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
-        return classifier

@@ -96,7 +96,7 @@ class HubConfig:
     read_timeout_s: float = 60.0
     min_interval_s: float = 0.25           # polite gap between two requests to one host
     max_attempts: int = 5                  # per request, including the first
-    backoff_base_s: float = 1.0            # 1, 2, 4, 8 ... seconds, with full jitter
+    backoff_base_s: float = 1.0            # 1, 2, 4, 8 ... seconds, each times a random 0.5-1.0 (common.http.Backoff)
     backoff_max_s: float = 30.0
     max_retry_after_s: float = 120.0       # a longer Retry-After fails fast with HubRateLimited
     user_agent: str = "KubikAI-hub/0.1"
