@@ -1,8 +1,10 @@
 """Kubik Parameter Optimizer: KSampler settings for the prompt and the loaded model.
+Kubik Control Advice: ControlNet strength/start/end and IP-Adapter weight for the prompt.
 
-Thin wrapper over kubik_core.params: reads the MODEL (and, through the hidden PROMPT, the
-checkpoint file's name and safetensors metadata) into a ModelInfo, detects the family, and
-returns the plan's values typed so they link straight into KSampler and EmptyLatentImage.
+Thin wrappers over kubik_core.params: the optimizer reads the MODEL (and, through the hidden
+PROMPT, the checkpoint file's name and safetensors metadata) into a ModelInfo, detects the family,
+and returns the plan's values typed so they link straight into KSampler and EmptyLatentImage;
+the advice node's FLOAT outputs link into core ControlNetApplyAdvanced and an IP-Adapter's weight.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from ..kubik_core.learning.model_hashes import hash_cache
 from ..kubik_core.params import (ASPECT_CHOICES, DEVICE_CHOICES, FAMILY_IDS, MODES, PRIORITIES,
                                  detect_family, optimize)
 from ..kubik_core.params.checkpoint import find_checkpoint, read_safetensors_metadata
+from ..kubik_core.params.control import CONTROL_TYPES, advise_control
 from ..kubik_core.params.devices import profile_for_gpu
 from ..kubik_core.params.errors import CheckpointFileError
 
@@ -155,5 +158,63 @@ def _device(device: str) -> tuple[str, str | None]:
     return profile.id, note
 
 
-NODE_CLASS_MAPPINGS = {"KubikParameterOptimizer": KubikParameterOptimizer}
-NODE_DISPLAY_NAME_MAPPINGS = {"KubikParameterOptimizer": "Kubik Parameter Optimizer"}
+class KubikControlAdvice:
+    CATEGORY = "KubikAI/params"
+    FUNCTION = "advise"
+    DESCRIPTION = ("Recommends the ControlNet type, strength and start/end percentages and the "
+                   "IP-Adapter weight for the prompt and the model family, from the model makers' "
+                   "published values (ControlNet 1.1, SDXL cards, FLUX Union-Pro 2.0, IP-Adapter "
+                   "README), or a labelled convention where none is published.")
+    RETURN_TYPES = ("KUBIK_CONTROL_ADVICE", "FLOAT", "FLOAT", "FLOAT", "FLOAT", "STRING", "STRING")
+    RETURN_NAMES = ("advice", "strength", "start_percent", "end_percent", "ip_adapter_weight",
+                    "control_type", "summary")
+    OUTPUT_TOOLTIPS = (
+        "The advice with every value's reason and source.",
+        "ControlNet strength: link to ControlNetApplyAdvanced strength.",
+        "When the control starts (0-1 of the steps): link to ControlNetApplyAdvanced start_percent.",
+        "When the control ends (0-1 of the steps): link to ControlNetApplyAdvanced end_percent.",
+        "IP-Adapter weight: link to an IP-Adapter node's weight input.",
+        "The control type the advice is for (canny, depth, pose ...): preprocess your control image to match.",
+        "The advice and its sources in a few lines (for a text display).",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "control_type": (["auto", *CONTROL_TYPES], {"default": "auto", "tooltip":
+                                 "The kind of control image you use; 'auto' picks one from the prompt "
+                                 "(a posed figure: pose, a place: depth, line art styles: lineart, else canny)."}),
+                "family": (["auto", *FAMILY_IDS], {"default": "auto", "tooltip":
+                           "Model family; 'auto' takes it from the connected plan (Kubik Parameter Optimizer)."}),
+                "ip_adapter_use": (["auto", "with text prompt", "image prompt only"], {"default": "auto",
+                                   "tooltip": "How the IP-Adapter image is used: with a text prompt (weight "
+                                              "about 0.5) or alone (1.0); 'auto': with text when the analysis has any."}),
+            },
+            "optional": {
+                "analysis": ("KUBIK_PROMPT_ANALYSIS", {"tooltip":
+                             "Prompt analysis from Kubik Prompt Analyzer: picks the type and the schedule."}),
+                "plan": ("KUBIK_SAMPLING_PLAN", {"tooltip":
+                         "Plan from Kubik Parameter Optimizer: gives the family when family is 'auto'."}),
+                "controlnet_name": ("STRING", {"default": "", "tooltip":
+                                    "Your ControlNet file's name (optional): a model whose card publishes "
+                                    "its own figures (e.g. InstantX FLUX canny) gets them."}),
+            },
+        }
+
+    def advise(self, control_type, family, ip_adapter_use, analysis=None, plan=None, controlnet_name=""):
+        if family == "auto":
+            if plan is None:
+                raise ValueError("family: 'auto' needs a plan: connect Kubik Parameter Optimizer's plan "
+                                 "output, or pick the family from the list")
+            family = plan.family
+        image_only = {"auto": None, "with text prompt": False, "image prompt only": True}[ip_adapter_use]
+        advice = advise_control(analysis, family, control_type, controlnet_name or "", image_only)
+        return (advice, advice.strength, advice.start_percent, advice.end_percent,
+                advice.ip_adapter_weight, advice.control_type, advice.explain("technical"))
+
+
+NODE_CLASS_MAPPINGS = {"KubikParameterOptimizer": KubikParameterOptimizer,
+                       "KubikControlAdvice": KubikControlAdvice}
+NODE_DISPLAY_NAME_MAPPINGS = {"KubikParameterOptimizer": "Kubik Parameter Optimizer",
+                              "KubikControlAdvice": "Kubik Control Advice"}

@@ -7,7 +7,7 @@ It takes `kubik params`' prompt, model and device arguments and plans the same w
 """
 from __future__ import annotations
 
-from ..params.cli import add_prompt_arguments, plan_for_arguments
+from ..params.cli import add_prompt_arguments, control_for_arguments, plan_for_arguments
 from .explainer import VERBOSITIES, explain
 
 
@@ -23,5 +23,6 @@ def register(subparsers) -> None:
 
 def run_explain(args) -> int:
     analysis, plan = plan_for_arguments(args)
-    print(explain(analysis, plan, verbosity=args.verbosity))
+    advice = control_for_arguments(args, analysis, plan)
+    print(explain(analysis, plan, verbosity=args.verbosity, sections=[advice] if advice else []))
     return 0

@@ -13,6 +13,10 @@ they import no torch unless a GPU may be present (devices.local_device) and neve
 CPU unless told to with ``--calibrate``; without a cached CPU profile the time is reported as
 not estimated, with a note saying so.
 ``--seed`` and ``--wildcards`` resolve ``{a|b}`` and ``__name__`` as ``kubik analyze`` does.
+``--control TYPE`` (or ``auto``) adds ControlNet / IP-Adapter advice (params/control.py): in the
+text as a "Control" part of the explanation, in ``--json`` under the key ``control``
+(ControlAdvice.to_dict(): control_type, strength, start_percent, end_percent,
+ip_adapter_weight, decisions with reason and source, notes).
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import json
 import os
 
 from ..common.commands import CommandError
+from .control import CONTROL_TYPES
 from .devices import DEVICE_CHOICES
 from .plan import MODES, PRIORITIES
 
@@ -67,6 +72,12 @@ def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
                         help="measure this CPU for the time estimate if it was not measured yet (about "
                              "two seconds, with torch; kept in Kubik's cache folder); without it a CPU "
                              "that was never measured gets no time estimate")
+    parser.add_argument("--control", choices=("auto", *CONTROL_TYPES), default=None,
+                        help="also advise ControlNet strength, start/end and IP-Adapter weight for "
+                             "this control type ('auto': chosen from the prompt)")
+    parser.add_argument("--controlnet", metavar="NAME", default="",
+                        help="with --control: your ControlNet file's name, so a model whose card "
+                             "publishes its own figures gets them")
 
 
 def plan_for_arguments(args, overrides=None, mode="AUTO"):
@@ -99,12 +110,27 @@ def plan_for_arguments(args, overrides=None, mode="AUTO"):
     return analysis, plan
 
 
+def control_for_arguments(args, analysis, plan):
+    """The ControlAdvice that ``--control`` asks for, or None without it."""
+    if args.control is None:
+        if args.controlnet:
+            raise CommandError("--controlnet needs --control TYPE (or --control auto)")
+        return None
+    from .control import advise_control
+
+    return advise_control(analysis, plan.family, args.control, os.path.basename(args.controlnet))
+
+
 def run_params(args) -> int:
     overrides = {name: getattr(args, name) for name in
                  ("steps", "cfg", "guidance", "sampler_name", "scheduler", "width", "height")}
     analysis, plan = plan_for_arguments(args, overrides, args.mode)
+    advice = control_for_arguments(args, analysis, plan)
     if args.json:
-        print(json.dumps(plan.to_dict(), indent=2))
+        data = plan.to_dict()
+        if advice is not None:
+            data["control"] = advice.to_dict()
+        print(json.dumps(data, indent=2))
         return 0
     from ..explain import explain
     from .plan import format_seconds
@@ -117,7 +143,11 @@ def run_params(args) -> int:
             ("estimate", f"{plan.estimated_vram_gb:.1f} GB, " + (
                 "time not estimated" if plan.estimated_seconds is None
                 else format_seconds(plan.estimated_seconds)) + f" on {plan.device}")]
+    if advice is not None:
+        rows += [("control", f"{advice.control_type}: strength {advice.strength:g}, "
+                             f"{advice.start_percent:g}-{advice.end_percent:g}"),
+                 ("ip-adapter", f"weight {advice.ip_adapter_weight:g}")]
     print("\n".join(f"{name:<10} {value}" for name, value in rows))
     print()
-    print(explain(analysis, plan, verbosity="standard"))
+    print(explain(analysis, plan, verbosity="standard", sections=[advice] if advice else []))
     return 0

@@ -1,0 +1,299 @@
+"""ControlNet and IP-Adapter advice: which control type, how strong, over which part of sampling.
+
+    from kubik_core.params.control import advise_control
+    advice = advise_control(analysis, family="flux_dev", control_type="auto")
+    advice.strength, advice.start_percent, advice.end_percent, advice.ip_adapter_weight
+
+The values feed ComfyUI's core ControlNetApplyAdvanced (strength, start_percent, end_percent)
+and the weight input of an IP-Adapter node. As in families.py every value carries its source
+right beside it; a source that starts with "convention" is no maker's figure (the reasons call
+only the others "published").
+
+Where the values come from (each checked at the address given):
+
+* SD1.5 - lllyasviel's ControlNet 1.1 demos (github.com/lllyasviel/ControlNet-v1-1-nightly,
+  gradio_canny.py and its siblings): "Control Strength" slider, default 1.0, range 0-2. The
+  demos apply control at every step; no start/end is published.
+* SDXL - model cards: diffusers/controlnet-canny-sdxl-1.0 (huggingface.co/diffusers/
+  controlnet-canny-sdxl-1.0: controlnet_conditioning_scale = 0.5 "recommended for good
+  generalization"); xinsir/controlnet-openpose-sdxl-1.0 (huggingface.co/xinsir/
+  controlnet-openpose-sdxl-1.0: controlnet_conditioning_scale = 1.0). Other types and the
+  start/end are convention.
+* FLUX.1 - Shakker-Labs FLUX.1-dev-ControlNet-Union-Pro-2.0 (huggingface.co/Shakker-Labs/
+  FLUX.1-dev-ControlNet-Union-Pro-2.0, "Recommended parameters"): canny and soft edge 0.7 with
+  control_guidance_end 0.8, depth 0.8 / 0.8, pose 0.9 / 0.65, gray 0.9 / 0.8. Files named after
+  other FLUX ControlNets get their own card's figure (MODEL_CARDS): InstantX/
+  FLUX.1-dev-Controlnet-Canny's demo uses 0.6; Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro
+  (v1, with InstantX) recommends 0.3-0.8.
+* IP-Adapter - tencent-ailab/IP-Adapter README, "Best Practice": scale 1.0 with the image prompt
+  alone (empty or generic text), about 0.5 for image + text prompts.
+
+Adjustments by the prompt (convention, said in the reason): "auto" picks the control type from
+the analysis (a posed figure -> pose, a place -> depth, line art styles -> lineart, else canny);
+a detailed prompt (overall complexity >= 0.6) ends the control 0.1 earlier, never before 0.5, so
+the last steps follow the prompt's details instead of the control image.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import ParamsError
+from .families import get_family, is_published
+from .plan import Decision
+
+CONTROL_TYPES = ("canny", "softedge", "lineart", "scribble", "depth", "pose", "tile", "gray")
+CONTROL_FIELDS = ("control_type", "strength", "start_percent", "end_percent", "ip_adapter_weight")
+DETAILED_PROMPT = 0.6     # overall complexity from which the control ends earlier (convention)
+EARLIER_END = 0.1
+LATEST_EARLY_END = 0.5
+
+_CN11 = ("lllyasviel/ControlNet-v1-1-nightly gradio_{demo}.py (Control Strength slider default 1.0, "
+         "range 0-2) https://github.com/lllyasviel/ControlNet-v1-1-nightly")
+_CN11_SCHEDULE = ("convention: the ControlNet 1.1 demos apply control at every step; no start/end "
+                  "is published (ComfyUI's ControlNetApplyAdvanced defaults 0.0/1.0)")
+_SDXL_CANNY = ("HF diffusers/controlnet-canny-sdxl-1.0 (controlnet_conditioning_scale = 0.5 'recommended "
+               "for good generalization') https://huggingface.co/diffusers/controlnet-canny-sdxl-1.0")
+_SDXL_POSE = ("HF xinsir/controlnet-openpose-sdxl-1.0 (controlnet_conditioning_scale = 1.0) "
+              "https://huggingface.co/xinsir/controlnet-openpose-sdxl-1.0")
+_SDXL_OTHER = ("convention: diffusers' SDXL canny card's 0.5 'for good generalization' "
+               "(https://huggingface.co/diffusers/controlnet-canny-sdxl-1.0) carried over to this type")
+_SDXL_SCHEDULE = "convention: no SDXL ControlNet card publishes a start/end; full schedule"
+_UNION2 = ("HF Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro-2.0 recommended parameters ({what}) "
+           "https://huggingface.co/Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro-2.0")
+_UNION2_START = ("diffusers FluxControlNetPipeline control_guidance_start default 0.0 (the Union-Pro 2.0 "
+                 "card sets only control_guidance_end)")
+_OTHER_FAMILY = ("convention: no ControlNet values are published for this family here; ComfyUI's "
+                 "ControlNetApplyAdvanced defaults (strength 1.0, 0.0-1.0)")
+_IPA_README = ("tencent-ailab/IP-Adapter README, Best Practice: 'scale=1.0' with the image prompt alone, "
+               "'scale=0.5' for image + text prompts https://github.com/tencent-ailab/IP-Adapter")
+
+
+@dataclass(frozen=True)
+class ControlSetting:
+    """One published (or conventional) setting: strength and schedule, each with its source."""
+
+    strength: float
+    end: float
+    strength_source: str
+    schedule_source: str
+    start: float = 0.0
+
+
+def _cn11(demo: str) -> ControlSetting:
+    return ControlSetting(1.0, 1.0, _CN11.format(demo=demo), _CN11_SCHEDULE)
+
+
+def _union2(strength: float, end: float, what: str, convention: str = "") -> ControlSetting:
+    source = _UNION2.format(what=what)
+    if convention:
+        source = f"convention: {convention}; {source}"
+    return ControlSetting(strength, end, source, source)
+
+
+# Settings per base architecture (FamilyProfile.group) and control type. A type missing from a
+# group has no maker's model for it there: advise_control says so and uses the nearest type.
+SETTINGS: dict[str, dict[str, ControlSetting]] = {
+    "sd1": {
+        "canny": _cn11("canny"), "softedge": _cn11("softedge"), "lineart": _cn11("lineart"),
+        "scribble": _cn11("scribble"), "depth": _cn11("depth"), "pose": _cn11("openpose"),
+        "tile": _cn11("tile"),
+    },
+    "sdxl": {
+        "canny": ControlSetting(0.5, 1.0, _SDXL_CANNY, _SDXL_SCHEDULE),
+        "pose": ControlSetting(1.0, 1.0, _SDXL_POSE, _SDXL_SCHEDULE),
+        **{kind: ControlSetting(0.5, 1.0, _SDXL_OTHER, _SDXL_SCHEDULE)
+           for kind in ("softedge", "lineart", "scribble", "depth", "tile")},
+    },
+    "flux": {
+        "canny": _union2(0.7, 0.8, "canny: controlnet_conditioning_scale 0.7, control_guidance_end 0.8"),
+        "softedge": _union2(0.7, 0.8, "soft edge: 0.7, end 0.8"),
+        "depth": _union2(0.8, 0.8, "depth: 0.8, end 0.8"),
+        "pose": _union2(0.9, 0.65, "pose: 0.9, end 0.65"),
+        "gray": _union2(0.9, 0.8, "gray: 0.9, end 0.8"),
+        "lineart": _union2(0.7, 0.8, "soft edge: 0.7, end 0.8",
+                           "line art drawn as a soft edge map, the nearest Union-Pro 2.0 mode"),
+        "scribble": _union2(0.7, 0.8, "soft edge: 0.7, end 0.8",
+                            "a scribble drawn as a soft edge map, the nearest Union-Pro 2.0 mode"),
+    },
+}
+# Control types of one group that stand in for a missing one (first available wins).
+_NEAREST = {"gray": ("tile", "depth"), "tile": ("gray", "softedge"), "lineart": ("softedge", "canny"),
+            "scribble": ("softedge", "canny"), "softedge": ("canny",), "pose": ("depth",),
+            "depth": ("canny",), "canny": ("softedge",)}
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """A specific ControlNet whose card publishes its own figure, told by its file name."""
+
+    name_parts: tuple[str, ...]   # all must appear in the lower-cased file name
+    group: str
+    control_types: tuple[str, ...]
+    strength: float
+    source: str
+    end: float | None = None      # None: the card sets no end (full schedule)
+
+
+MODEL_CARDS = (
+    ModelCard(("instantx", "canny"), "flux", ("canny",), 0.6,
+              "HF InstantX/FLUX.1-dev-Controlnet-Canny demo (controlnet_conditioning_scale=0.6) "
+              "https://huggingface.co/InstantX/FLUX.1-dev-Controlnet-Canny"),
+)
+_UNION_V1 = ("HF Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro (v1, with InstantX): 'The recommended "
+             "controlnet_conditioning_scale is 0.3-0.8' https://huggingface.co/Shakker-Labs/"
+             "FLUX.1-dev-ControlNet-Union-Pro")
+
+
+@dataclass
+class ControlAdvice:
+    """Settings for ControlNetApplyAdvanced and an IP-Adapter, with a reason and source for each.
+
+    It is also an explain() section (``title`` + ``explain(verbosity)``).
+    """
+
+    family: str
+    control_type: str
+    strength: float
+    start_percent: float
+    end_percent: float
+    ip_adapter_weight: float
+    decisions: list[Decision] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    title: str = "Control"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("title")
+        return data
+
+    def explain(self, verbosity: str) -> str:
+        values = (f"{self.control_type} ControlNet at strength {self.strength:g}, "
+                  f"{self.start_percent:g}-{self.end_percent:g} of the steps; IP-Adapter weight "
+                  f"{self.ip_adapter_weight:g}")
+        if verbosity == "minimal":
+            return values
+        if verbosity == "standard":
+            published = [d.field for d in self.decisions if d.source and is_published(d.source)]
+            rest = [d.field for d in self.decisions if d.field not in published]
+            if not published:
+                tail = "No maker publishes these for this family: convention."
+            else:
+                tail = f"Published by the model makers: {', '.join(published)}" + (
+                    f"; convention or your choice: {', '.join(rest)}." if rest else ".")
+            return f"{values[0].upper()}{values[1:]}. {tail}"
+        lines = [f"- {d.field} = {d.value}: {d.reason}"
+                 + (f" [source: {d.source}]" if verbosity == "technical" and d.source else "")
+                 for d in self.decisions]
+        lines += [f"- note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+def advise_control(analysis: Any = None, family: str = "sdxl", control_type: str = "auto",
+                   controlnet_name: str = "", image_prompt_only: bool | None = None) -> ControlAdvice:
+    """ControlAdvice for ``analysis`` (a PromptAnalysis, or None) on ``family``.
+
+    ``control_type``: one of CONTROL_TYPES, or "auto" to choose from the analysis.
+    ``controlnet_name``: the ControlNet file's name, when known: a model whose own card
+    publishes another figure (MODEL_CARDS) gets that figure.
+    ``image_prompt_only``: whether the IP-Adapter image is the only prompt (weight 1.0); None
+    decides from the analysis (no text -> image only). Raises ParamsError naming the bad input.
+    """
+    profile = get_family(family)
+    kind = str(control_type).strip().lower()
+    if kind != "auto" and kind not in CONTROL_TYPES:
+        raise ParamsError(f"control_type: unknown control type {control_type!r}; choose auto or one of "
+                          f"{', '.join(CONTROL_TYPES)}")
+    decisions: list[Decision] = []
+    notes: list[str] = []
+    if kind == "auto":
+        kind, why = _type_for(analysis, profile.group)
+        decisions.append(Decision("control_type", kind, f"{why}; chose {kind}",
+                                  "convention: Kubik's pick of a control type for the prompt"))
+    else:
+        decisions.append(Decision("control_type", kind, f"your choice: {kind}", "your input"))
+
+    table = SETTINGS.get(profile.group)
+    if table is None:
+        setting = ControlSetting(1.0, 1.0, _OTHER_FAMILY, _OTHER_FAMILY)
+        notes.append(f"{profile.label}: no ControlNet settings are published for this family in "
+                     "Kubik's table; ComfyUI's defaults are used")
+    else:
+        setting = table.get(kind)
+        if setting is None:
+            stand_in = next((k for k in _NEAREST.get(kind, ()) if k in table), next(iter(table)))
+            notes.append(f"{profile.label}: no maker's {kind} ControlNet is in Kubik's table; "
+                         f"using the {stand_in} settings")
+            setting = table[stand_in]
+
+    strength, end, strength_source, end_source = (setting.strength, setting.end,
+                                                  setting.strength_source, setting.schedule_source)
+    card = _model_card(controlnet_name, profile.group, kind)
+    if card is not None:
+        strength, strength_source = card.strength, card.source
+        end, end_source = ((card.end, card.source) if card.end is not None else
+                           (1.0, "diffusers control_guidance_end default 1.0 (the card's demo sets none)"))
+        notes.append(f"{controlnet_name}: its own card's figures are used")
+    elif profile.group == "flux" and _is_union_v1(controlnet_name):
+        strength = min(max(strength, 0.3), 0.8)
+        notes.append(f"{controlnet_name}: Union-Pro v1, whose card recommends strength 0.3-0.8")
+        strength_source = _UNION_V1
+
+    head = "published" if is_published(strength_source) else "convention"
+    decisions.append(Decision("strength", strength, f"{head} for {kind} on {profile.group}: {strength:g}",
+                              strength_source))
+    decisions.append(Decision("start_percent", setting.start,
+                              f"control from the first step: {setting.start:g}",
+                              _UNION2_START if profile.group == "flux" else setting.schedule_source))
+    reason = f"{'published' if is_published(end_source) else 'convention'}: {end:g}"
+    complexity = getattr(analysis, "complexity", {}).get("overall") if analysis is not None else None
+    if complexity is not None and complexity >= DETAILED_PROMPT and end > LATEST_EARLY_END:
+        earlier = round(max(LATEST_EARLY_END, end - EARLIER_END), 2)
+        reason = (f"{reason}; a detailed prompt (complexity {complexity:.2f}) ends the control "
+                  f"{end - earlier:g} earlier so the last steps follow the prompt (convention): {earlier:g}")
+        end = earlier
+    decisions.append(Decision("end_percent", end, reason, end_source))
+
+    text_given = bool(analysis is not None and str(getattr(analysis, "cleaned", "") or
+                                                   getattr(analysis, "prompt", "")).strip())
+    image_only = (not text_given) if image_prompt_only is None else bool(image_prompt_only)
+    weight = 1.0 if image_only else 0.5
+    decisions.append(Decision(
+        "ip_adapter_weight", weight,
+        ("published: the reference image is the only prompt: 1" if image_only
+         else "published: a text prompt goes with the reference image: 0.5"), _IPA_README))
+    if profile.group not in ("sd1", "sdxl"):
+        notes.append(f"IP-Adapter weight: the README's figures are for the h94 SD1.5/SDXL adapters; "
+                     f"for {profile.label} they are a starting point")
+    return ControlAdvice(profile.id, kind, float(strength), float(setting.start), float(end),
+                         weight, decisions, notes)
+
+
+def _type_for(analysis: Any, group: str) -> tuple[str, str]:
+    """The control type a prompt suggests, and why (convention)."""
+    if analysis is None:
+        return "canny", "no prompt analysis: edges keep any composition"
+    phrases = " ".join(p for ps in getattr(analysis, "concepts", {}).values() for p in ps).lower()
+    content, style = analysis.content_type, analysis.style
+    if any(w in phrases for w in ("pose", "full body", "dancing", "jumping", "running", "action")) or \
+            content in ("character", "group"):
+        return "pose", f"a figure in a pose ({content} prompt): a pose skeleton fixes the body"
+    if content in ("landscape", "cityscape", "architecture", "interior", "scene"):
+        return "depth", f"a {content} prompt: a depth map keeps the layout of the space"
+    if style in ("anime", "illustration", "comic", "sketch"):
+        kind = "lineart" if group != "flux" else "softedge"
+        return kind, f"a {style} prompt: line art carries the drawing"
+    return "canny", f"a {content if content != 'unknown' else 'general'} prompt: edges keep the outlines"
+
+
+def _model_card(name: str, group: str, kind: str) -> ModelCard | None:
+    lowered = name.lower()
+    for card in MODEL_CARDS:
+        if card.group == group and kind in card.control_types and all(p in lowered for p in card.name_parts):
+            return card
+    return None
+
+
+def _is_union_v1(name: str) -> bool:
+    lowered = name.lower().replace("_", "-")
+    return "union-pro" in lowered and "union-pro-2" not in lowered
