@@ -14,6 +14,7 @@ NODE_MODULES = (
     "loras",
     "learning",
     "recon3d",
+    "variations",
     "examples",
 )
 
