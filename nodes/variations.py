@@ -146,8 +146,10 @@ def _frames(batch):
 
 
 def _to_uint8(frame) -> np.ndarray:
-    array = frame.detach().float().cpu().clamp(0, 1).numpy() if hasattr(frame, "detach") else np.asarray(frame)
-    array = (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    """8-bit RGB converted as Save Image converts (255 x value, cut off), so a cell of the sheet
+    has the very pixels of the picture saved alone."""
+    array = frame.detach().float().cpu().numpy() if hasattr(frame, "detach") else np.asarray(frame, np.float32)
+    array = np.clip(255.0 * array, 0, 255).astype(np.uint8)
     if array.shape[-1] == 1:
         array = np.repeat(array, 3, axis=-1)
     return np.ascontiguousarray(array[..., :3])
