@@ -1,4 +1,5 @@
-"""LoRA nodes: Kubik LoRA Recommender, Kubik Apply LoRA Stack, Kubik LoRA Stack.
+"""LoRA nodes: Kubik LoRA Recommender, Kubik Apply LoRA Stack, Kubik LoRA Stack, and Kubik
+Embedding Recommender (textual-inversion embeddings of ComfyUI's ``embeddings`` folders).
 
 Thin wrappers over kubik_core.loras. The library is every ComfyUI ``loras`` folder, scanned with
 an index cached under <user directory>/kubik/ (an unchanged library is not read again); hashes
@@ -309,13 +310,87 @@ class KubikLoraStack:
         return (stack, stack.trigger_text())
 
 
+class KubikEmbeddingRecommender:
+    CATEGORY = "KubikAI/loras"
+    FUNCTION = "recommend"
+    DESCRIPTION = ("Proposes textual-inversion embeddings from ComfyUI's embeddings folders: negative "
+                   "embeddings made for the model's base (SD1.x, SD2.x or SDXL, told by the tensor "
+                   "shapes) for the negative prompt, and embeddings the prompt names for the positive "
+                   "one, written as embedding:name with a reason each. Pickle files are listed, never read.")
+    RETURN_TYPES = ("STRING", "STRING", "STRING", "STRING")
+    RETURN_NAMES = ("positive_embeddings", "negative_embeddings", "negative_prompt", "reasons")
+    OUTPUT_TOOLTIPS = (
+        "Embeddings for the positive prompt, as embedding:name, comma-separated (add them to your prompt).",
+        "Negative embeddings for the model's base, as embedding:name, comma-separated.",
+        "The negative embeddings followed by the analysis' proposed negative prompt (or your "
+        "negative text): link to the negative CLIP Text Encode's text.",
+        "Why each embedding was proposed or left out, and the problems of unreadable files.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "family": (["auto", *FAMILY_IDS], {"default": "auto", "tooltip":
+                           "Model family whose base the embeddings must fit; 'auto' detects it from "
+                           "the connected MODEL."}),
+                "max_negative": ("INT", {"default": 2, "min": 0, "max": 8, "tooltip":
+                                 "Most negative embeddings to propose (those made for the model's variant "
+                                 "first, then the most downloaded)."}),
+            },
+            "optional": {
+                "analysis": ("KUBIK_PROMPT_ANALYSIS", {"tooltip":
+                             "Output of Kubik Prompt Analyzer: positive embeddings are proposed when the "
+                             "prompt names them; its negative prompt follows the negative embeddings."}),
+                "model": ("MODEL", {"tooltip": "The loaded model; needed when family is 'auto'."}),
+                "negative_text": ("STRING", {"default": "", "multiline": True, "tooltip":
+                                  "Your own negative prompt (optional): used after the negative embeddings "
+                                  "instead of the analysis' proposal."}),
+            },
+            "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"},
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, **_inputs):
+        """Re-run when a file in the embeddings folders changed."""
+        from ..kubik_core.loras.embeddings import scan_embeddings
+
+        library = scan_embeddings(bridge.embedding_folders())
+        return hash(tuple((e.name, e.size) for e in library.entries))
+
+    def recommend(self, family, max_negative, analysis=None, model=None, negative_text="", prompt=None,
+                  unique_id=None):
+        from ..kubik_core.loras.embeddings import recommend_embeddings, scan_embeddings
+
+        notes = []
+        if family == "auto":
+            if model is None:
+                raise ValueError("family: 'auto' needs a MODEL: connect your checkpoint loader's MODEL "
+                                 "to the model input, or pick the family from the list")
+            info, notes = _model_info(model, prompt, unique_id)
+            family = detect_family(info, "auto").family
+        folders = bridge.embedding_folders()
+        library = scan_embeddings(folders)
+        advice = recommend_embeddings(library.entries, analysis, family, max_negative)
+        advice.notes += notes + library.problems
+        if not folders:
+            advice.notes.append("no embeddings folder: ComfyUI has no 'embeddings' folder configured")
+        elif not library.entries:
+            advice.notes.append("the embeddings folders hold no embedding file")
+        base_negative = (negative_text or "").strip() or (getattr(analysis, "negative", "") or "")
+        negative_prompt = ", ".join(part for part in (advice.negative_text, base_negative) if part)
+        return (advice.positive_text, advice.negative_text, negative_prompt, advice.explain("detailed"))
+
+
 NODE_CLASS_MAPPINGS = {
     "KubikLoraRecommender": KubikLoraRecommender,
     "KubikApplyLoraStack": KubikApplyLoraStack,
     "KubikLoraStack": KubikLoraStack,
+    "KubikEmbeddingRecommender": KubikEmbeddingRecommender,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "KubikLoraRecommender": "Kubik LoRA Recommender",
     "KubikApplyLoraStack": "Kubik Apply LoRA Stack",
     "KubikLoraStack": "Kubik LoRA Stack",
+    "KubikEmbeddingRecommender": "Kubik Embedding Recommender",
 }

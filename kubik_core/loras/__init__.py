@@ -12,7 +12,8 @@ lexicon.py (the words that tell kinds, media and names), profile.py (what a LoRA
 medium and names, from its metadata), evidence.py (how strongly a prompt asks for each LoRA),
 recommend.py (the bar, filters, clashes, strengths, reasons), stack.py (KUBIK_LORA_STACK, and
 checked stacks given as data), service.py (the library and embeddings a server keeps between
-runs), synthetic.py (real-layout test LoRAs), cli.py (``kubik
+runs), synthetic.py (real-layout test LoRAs), embeddings.py (textual-inversion
+embeddings of ComfyUI's ``embeddings`` folders, proposed as ``embedding:name``), cli.py (``kubik
 loras``), demo.py (the ``kubik demo`` section).
 
 Every file in a LoRA folder is treated as written by a stranger: a header, metadata value or

@@ -1,4 +1,4 @@
-"""``kubik loras scan`` and ``kubik loras recommend``.
+"""``kubik loras scan``, ``kubik loras recommend`` and ``kubik loras embeddings``.
 
 Documented ``--json`` outputs:
 
@@ -11,6 +11,10 @@ Documented ``--json`` outputs:
   ``relevance`` (= ``keyword``) is the evidence that the prompt asks for the LoRA (0-1, picked
   from 0.55), ``style`` the medium of a style LoRA, ``kind`` what the LoRA is (style,
   character, person, concept, clothing, pose, detail, speed).
+* embeddings: ``{"files": [EmbeddingEntry.to_dict(): name, path, token, format, base, variant,
+  arch_source, vectors, triggers, negative, negative_reason, problems ...], "problems": [folder
+  problems], "advice": null or {family, positive, negative, skipped: [{name, token, reason}],
+  positive_text, negative_text, notes}}``; advice is given with ``--family``.
 """
 from __future__ import annotations
 
@@ -58,6 +62,18 @@ def register(subparsers) -> None:
     _cache_args(rec)
     rec.add_argument("--json", action="store_true", help="print JSON")
     rec.set_defaults(func=_cmd_recommend)
+
+    emb = sub.add_parser("embeddings", help="list textual-inversion embeddings (base, triggers, negative "
+                                            "or not) and propose them for a prompt")
+    emb.add_argument("folders", nargs="+", help="embedding folders (ComfyUI's models/embeddings)")
+    emb.add_argument("--family", default=None, help="model family id (sd15, sdxl, pony ...): propose "
+                                                    "embeddings for it")
+    emb.add_argument("--prompt", default="", help="the positive prompt (positive embeddings are proposed "
+                                                  "when it names them)")
+    emb.add_argument("--max-negative", type=int, default=2, help="most negative embeddings to propose "
+                                                                 "(default 2)")
+    emb.add_argument("--json", action="store_true", help="print JSON")
+    emb.set_defaults(func=_cmd_embeddings)
 
 
 def _cache_args(p) -> None:
@@ -152,4 +168,42 @@ def _cmd_recommend(args) -> int:
     print(rec.explain("detailed"))
     if rec.picks:
         print(f"trigger words: {rec.trigger_text() or '-'}")
+    return 0
+
+
+def _cmd_embeddings(args) -> int:
+    from ..common.commands import CommandError
+    from ..prompting import analyze_prompt
+    from .embeddings import recommend_embeddings, scan_embeddings
+
+    missing = [f for f in args.folders if not Path(f).is_dir()]
+    if missing:
+        raise CommandError(f"not a folder: {', '.join(missing)}")
+    if args.max_negative < 0:
+        raise CommandError("--max-negative: give 0 or more")
+    library = scan_embeddings(args.folders)
+    advice = None
+    if args.family:
+        try:
+            analysis = analyze_prompt(args.prompt) if args.prompt.strip() else None
+            advice = recommend_embeddings(library.entries, analysis, args.family, args.max_negative)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+    if args.json:
+        print(json.dumps({"files": [e.to_dict() for e in library.entries], "problems": library.problems,
+                          "advice": advice.to_dict() if advice else None}, indent=2))
+        return 0
+    for e in library.entries:
+        arch = e.base + (f" ({e.variant})" if e.variant else "")
+        kind = f"negative ({e.negative_reason})" if e.negative else "positive"
+        print(f"{e.token}\n  base {arch} [{e.arch_source or '-'}], {e.format}, {e.vectors} vectors, {kind}"
+              f"\n  triggers: {', '.join(e.triggers[:5]) or '-'}")
+        for problem in e.problems:
+            print(f"  problem: {problem}")
+    for problem in library.problems:
+        print(f"problem: {problem}")
+    print(f"{len(library.entries)} embedding files in {library.seconds:.2f} s")
+    if advice is not None:
+        print(f"\nFor {advice.family}:\n{advice.explain('detailed')}")
+        print(f"positive: {advice.positive_text or '-'}\nnegative: {advice.negative_text or '-'}")
     return 0
