@@ -443,6 +443,15 @@ def lora_folders() -> list[str]:
     return _env_folders("KUBIK_LORAS_DIR")
 
 
+def embedding_folders() -> list[str]:
+    """Every folder ComfyUI has for ``embeddings`` (textual inversion); outside ComfyUI the
+    folders in $KUBIK_EMBEDDINGS_DIR (os.pathsep-separated)."""
+    folder_paths = _optional_import("folder_paths")
+    if folder_paths is not None:
+        return list(folder_paths.get_folder_paths("embeddings"))
+    return _env_folders("KUBIK_EMBEDDINGS_DIR")
+
+
 def lora_names() -> list[str]:
     """ComfyUI's lora_name list (what LoraLoader offers); outside ComfyUI, files under lora_folders()."""
     folder_paths = _optional_import("folder_paths")
