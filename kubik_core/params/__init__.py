@@ -7,7 +7,8 @@ Modules: families.py (published settings per family, with sources), detect.py (w
 loaded model is, and what its checkpoint name says), resolution.py (aspect ratio -> native size), optimizer.py (the choices),
 bounds.py (the limits on values learned from your edits), estimate.py + devices.py (memory and
 time; the CPU measured), checkpoint.py (checkpoint name and safetensors metadata from a ComfyUI
-prompt graph), plan.py (result types shared with nodes and the CLI).
+prompt graph), plan.py (result types shared with nodes and the CLI), control.py (ControlNet and
+IP-Adapter advice with the makers' published values).
 """
 from .detect import FamilyDetection, detect_family
 from .devices import DEVICE_CHOICES, DEVICES, DeviceProfile
