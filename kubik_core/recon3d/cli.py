@@ -1,7 +1,8 @@
 """``kubik 3d``: every command of the image-to-3D capability.
 
 * data:  ``preprocess`` (meshes -> SDF samples + renders), ``synth`` (procedural shapes), ``eval``
-  (mesh metrics), ``sdf`` (signed distances of given points);
+  (mesh metrics), ``sdf`` (signed distances of given points), ``warmup`` (compile the SDF
+  engine ahead of its first use);
 * model: ``train-vae``, ``encode``, ``train-flow``, ``export``, ``reconstruct`` (one picture -> a
   mesh file). The training commands run on one CPU, one GPU, or many GPUs under torchrun
   (``torchrun --nproc_per_node 8 -m kubik_core 3d train-flow ...``).
@@ -18,6 +19,7 @@ on stderr and exit status 2, never one failure per mesh, a traceback or an hour 
 - eval:       {"normalization", "points", "chamfer_l1", "chamfer_l2", "normal_consistency",
                "fscore@<t>" for each threshold, "volume_iou"}
 - sdf:        {"points", "output", "device" (the one used), "inside", "min", "max", "seconds"}
+- warmup:     {"device", "ready", "compiled", "from_cache", "seconds"}
 - train-vae / train-flow: {"trainer", "config", "datasets", "train_shapes", "val_shapes", "steps",
   "model", "seconds", "held_out": {"volume_iou", "chamfer_l1", "chamfer_l2", "normal_consistency",
   "fscore@<t>", "shapes", "empty"}, ...}
@@ -83,10 +85,31 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print a summary as JSON")
     p.set_defaults(func=_sdf)
 
+    p = sub.add_parser("warmup", help="compile the SDF engine's kernels now (cached on disk), so a first query does not stall")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda / cuda:N / auto to compile the GPU kernel too (cpu)")
+    p.add_argument("--json", action="store_true", help="print what was compiled as JSON")
+    p.set_defaults(func=_warmup)
+
     _register_model_commands(sub)
 
 
 # ---------------------------------------------------------------- the data commands
+def _warmup(args) -> int:
+    from ..common.commands import CommandError
+    from .sdf import warm_up
+
+    try:
+        report = warm_up(args.device)
+    except ValueError as exc:   # a device this machine cannot run
+        raise CommandError(f"--device: {exc}") from None
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"SDF engine ready on {report['device']}: {report['ready']} kernels, {report['compiled']} compiled now, "
+              f"{report['from_cache']} loaded from cache, {report['seconds']} s")
+    return 0
+
+
 def _dataset_arguments(p) -> None:
     p.add_argument("--workers", type=int, default=1, help="processes side by side (1)")
     p.add_argument("--surface", type=int, default=65536, help="surface points per mesh (65536)")

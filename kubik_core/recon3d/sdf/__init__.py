@@ -183,3 +183,40 @@ class MeshSDF:
     def contains(self, points) -> np.ndarray:
         """Inside test (winding number > 0.5), for volume IoU and occupancy labels."""
         return self.winding_number(points) > 0.5
+
+
+def warm_up(device: str | None = "cpu") -> dict:
+    """Compile every kernel :class:`MeshSDF` runs on ``device``, or load it from numba's on-disk
+    cache, so that the first real query does not stall (a fresh install compiles for about 20 s).
+
+    The kernels take the same argument types for every mesh (closed or open, with or without
+    closing cones, any size) and every point array (see :func:`.cpu.kernel_points`), so this one
+    pass over a closed and an open octahedron serves all later meshes. Returns what happened:
+    ``{"device", "ready", "compiled", "from_cache", "seconds"}``: how many CPU kernels are ready
+    in this process, how many were compiled by this call and how many loaded from numba's cache (kept beside the package, or in a per-user folder where
+    that is read-only; helpers inlined into a cached kernel are not counted again)."""
+    import time
+
+    from numba.core.registry import CPUDispatcher
+
+    from . import cpu
+
+    start = time.perf_counter()
+    kernels = [k for k in vars(cpu).values() if isinstance(k, CPUDispatcher)]
+    before = {id(k): (k.stats.cache_hits.copy(), k.stats.cache_misses.copy()) for k in kernels}
+    vertices = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], np.float64)
+    closed = np.array([[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4], [2, 0, 5], [1, 2, 5], [3, 1, 5], [0, 3, 5]])
+    points = np.random.default_rng(0).uniform(-1.2, 1.2, (64, 3))
+    resolved = resolve_device(device)
+    for faces in (closed, closed[:4]):  # closed (no cones), then open (closing cones, their bound grid)
+        sdf = MeshSDF(vertices, faces, device=resolved, threads=1)
+        sdf.query(points)
+        sdf.query(points, truncation=0.5)
+        sdf.winding_number(points)
+    hits = misses = 0
+    for k in kernels:
+        old_hits, old_misses = before[id(k)]
+        hits += sum((k.stats.cache_hits - old_hits).values())
+        misses += sum((k.stats.cache_misses - old_misses).values())
+    ready = sum(len(k.signatures) for k in kernels)
+    return {"device": resolved, "ready": ready, "compiled": misses, "from_cache": hits, "seconds": round(time.perf_counter() - start, 2)}

@@ -128,8 +128,15 @@ def query_order(points: np.ndarray, center=None, scale: float = 1.0) -> np.ndarr
     stably (finer cells shorten the segments along which signs are carried: -7% time against
     32^3). Points outside [-1, 1]^3 count in the nearest boundary cell. Points given in other
     units are normalised on the fly as ``(points - center) / scale``."""
-    center = np.zeros(3) if center is None else np.asarray(center, np.float64)
-    return _morton_order(np.ascontiguousarray(points, dtype=np.float64), QUERY_BITS, center, float(scale))
+    center = np.zeros(3) if center is None else kernel_points(center)
+    return _morton_order(kernel_points(points), QUERY_BITS, center, float(scale))
+
+
+def kernel_points(points) -> np.ndarray:
+    """Points as the kernels take them: float64, C-contiguous and writeable. numba compiles a
+    kernel once per argument type, and a read-only or strided array is another type: passing
+    every caller's points through here keeps one compiled kernel for all (see :func:`warm_up`)."""
+    return np.require(points, np.float64, ["C_CONTIGUOUS", "WRITEABLE"])
 
 
 @njit(nogil=True, cache=True, fastmath=_FMA)
@@ -236,7 +243,8 @@ def _build(corners: np.ndarray, **extra) -> TriangleTree:
         child_boxes=_children_side_by_side(box_axes, box_lo, box_hi, child_first, child_count),
         child_first=child_first,
         child_count=child_count, tri_start=tri_start, tri_stop=tri_stop, dipole=dipole,
-        quadrupole=np.ascontiguousarray(quadrupole), center=center, radius=radius, area=node_area, **extra)
+        quadrupole=np.ascontiguousarray(quadrupole), center=center, radius=radius,
+        area=np.ascontiguousarray(node_area), **extra)  # a strided column would be a second kernel type
 
 
 @njit(nogil=True, cache=True, fastmath=_FMA)
@@ -1179,7 +1187,7 @@ def sorted_query(tree: TriangleTree, points: np.ndarray, compute):
     """Run ``compute(sorted_points) -> (distance, face, winding)`` on the points in
     :func:`query_order` and return its results in the caller's order, faces as original indices."""
     order = query_order(points)
-    distance, face, winding = compute(_gather(np.ascontiguousarray(points, dtype=np.float64), order))
+    distance, face, winding = compute(_gather(kernel_points(points), order))
     count = len(points)
     out_distance, out_face, out_winding = np.empty(count), np.empty(count, np.int64), np.empty(count)
     _scatter(order, tree.order, distance, face, winding, out_distance, out_face, out_winding)
@@ -1213,8 +1221,8 @@ def signed_query(tree: TriangleTree, points: np.ndarray, max_distance: float, *,
     One serial step, the Morton order; then each chunk of it, on the pool, gathers its points,
     queries them and scatters the results back to the caller's order."""
     mesh, cone, cone_bound = _kernel_inputs(tree)
-    points = np.ascontiguousarray(points, dtype=np.float64)
-    center = np.zeros(3) if center is None else np.asarray(center, np.float64)
+    points = kernel_points(points)
+    center = np.zeros(3) if center is None else kernel_points(center)
     order = query_order(points, center, scale)
     count = len(points)
     distance, face, winding = np.empty(count), np.empty(count, np.int64), np.empty(count)
