@@ -39,6 +39,7 @@ COLUMNS = {
     "Kubik Prompt Plan": [["1"], ["2"], ["3", "4"]],
     "Kubik Classify Image": [["1", "2"], ["3", "4"], ["5", "6"]],
     "Kubik Image to 3D": [["1", "2"], ["3", "7"], ["4"], ["5", "6"], ["8"]],
+    "Kubik Variations": [["1", "2"], ["3", "4"], ["5"], ["6", "9"], ["7", "8"], ["10", "11"], ["12"], ["13", "14"]],
 }
 
 # LiteGraph's measures in the 1.35 frontend: a socket row, a widget row (20 px + 4 px gap), the
