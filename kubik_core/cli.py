@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "recon3d.cli",     # kubik 3d
     "hub.cli",         # kubik hub
     "comfy_client.cli",  # kubik queue
+    "variations.cli",  # kubik variations
     "demo",            # kubik demo
 )
 

@@ -159,3 +159,26 @@ def test_the_contact_sheet_is_the_grid_of_the_batch(server, batch):
     assert [text for _, text in label_boxes(grid, sheet_layout)] == ["seed 3", "seed 4", "LoRA x0", "LoRA x1"]
     for (left, top, right, bottom), text in label_boxes(grid, sheet_layout):
         assert (sheet[top:bottom, left:right] != BACKGROUND).any(), f"label {text!r} is missing"
+
+
+@pytest.mark.timeout(900)
+def test_kubik_variations_queues_a_workflow_through_the_queue_client(server, batch, tmp_path, capsys):
+    """`kubik variations --queue`: one job per seed on a plain graph, pictures downloaded, each the
+    batch's picture with the same values (row 0 of the batch is the LoRA at strength 0)."""
+    import json
+
+    from kubik_core.cli import main
+
+    entry, _log = batch
+    cells = [_pixels(server, ref) for ref in entry["outputs"]["10"]["images"]]
+    workflow = tmp_path / "plain.json"
+    workflow.write_text(json.dumps(_plain_workflow(0, None, "cli")))
+    out = tmp_path / "out"
+    assert main(["variations", "--x-axis", "seed", "--x-values", "3, 4", "--queue", str(workflow),
+                 "--server", server.url, "--out", str(out)]) == 0
+    assert "2 done, 0 finished before (skipped), 0 failed" in capsys.readouterr().out
+    pictures = sorted(out.rglob("*.png"))
+    assert [p.name.split("-")[0] for p in pictures] == ["variation00", "variation01"]
+    for picture, cell in zip(pictures, cells[:2]):
+        with Image.open(picture) as image:
+            assert np.array_equal(np.asarray(image.convert("RGB")), cell), picture.name
