@@ -10,6 +10,7 @@ Subpackages, one per capability:
   recon3d    image -> shape -> mesh: mesh/, sdf/, data/, models/ and train/ under one face
   classify   timm image classifiers: data, splits, training, evaluation, prediction, smart crop
   comfy_client  queue workflows on one or many ComfyUI servers over their HTTP API (kubik queue)
+  variations    batch variations along seed / parameter / LoRA axes, and their contact sheet
 and ``common``, the plumbing they share, which imports no capability.
 
 The ``kubik`` command line lives in ``cli.py``, which loads each capability's ``cli.py``;
