@@ -46,3 +46,12 @@ def test_bad_flags_are_one_line_errors(argv, message, capsys):
     assert main(["variations", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"kubik variations: error: {message}") and err.count("\n") == 1, err
+
+
+def test_lora_flags_take_up_to_two_trailing_strengths():
+    from kubik_core.variations.cli import lora_stack_from_flags
+
+    stack = lora_stack_from_flags(["a.safetensors", "b.safetensors:0.5", "c.safetensors:0.5:-1", "ep:01.safetensors:2"])
+    assert [(i.name, i.strength_model, i.strength_clip) for i in stack.items] == [
+        ("a.safetensors", 1.0, 1.0), ("b.safetensors", 0.5, 0.5), ("c.safetensors", 0.5, -1.0),
+        ("ep:01.safetensors", 2.0, 2.0)]
