@@ -182,3 +182,29 @@ def test_kubik_variations_queues_a_workflow_through_the_queue_client(server, bat
     for picture, cell in zip(pictures, cells[:2]):
         with Image.open(picture) as image:
             assert np.array_equal(np.asarray(image.convert("RGB")), cell), picture.name
+
+
+@pytest.mark.timeout(900)
+def test_kubik_variations_sends_the_loras_to_apply_lora_stack(server, batch, tmp_path, capsys):
+    """With --lora, each job's Kubik Apply LoRA Stack gets the variation's stack: the picture is the
+    batch's one at seed 4 with the LoRA at strength 1."""
+    import json
+
+    from kubik_core.cli import main
+
+    entry, _log = batch
+    cell = _pixels(server, entry["outputs"]["10"]["images"][3])
+    workflow = _plain_workflow(0, None, "cli_lora")
+    workflow["4"] = {"class_type": "KubikApplyLoraStack", "inputs": {
+        "model": ["1", 0], "clip": ["1", 1], "lora_stack": {"items": []}, "add_trigger_words": False}}
+    workflow["5"]["inputs"]["clip"] = workflow["6"]["inputs"]["clip"] = ["4", 1]
+    workflow["8"]["inputs"]["model"] = ["4", 0]
+    path = tmp_path / "lora.json"
+    path.write_text(json.dumps(workflow))
+    out = tmp_path / "out"
+    assert main(["variations", "--x-axis", "seed", "--x-values", "4", "--y-axis", "lora_strength", "--y-values", "1",
+                 "--lora", LORA, "--queue", str(path), "--server", server.url, "--out", str(out)]) == 0
+    assert "1 done" in capsys.readouterr().out
+    (picture,) = out.rglob("*.png")
+    with Image.open(picture) as image:
+        assert np.array_equal(np.asarray(image.convert("RGB")), cell)
