@@ -224,7 +224,7 @@ def _lora_label(name: str) -> str:
     return PurePosixPath(name.replace("\\", "/")).stem or name
 
 
-def axis_values(axis: str, text: str, base: BaseSettings, stack: LoraStack | None, samplers: Sequence[str],
+def axis_values(axis: str, text: str, stack: LoraStack | None, samplers: Sequence[str],
                 schedulers: Sequence[str], what: str) -> list[tuple[str, dict[str, Any]]]:
     """(label, changes to a Variation) for each value of ``axis``; ``what`` names the input."""
     if axis == SEED_AXIS:
@@ -329,7 +329,7 @@ def plan_variations(base: BaseSettings, x_axis: str = "none", x_values: str = ""
     def cells(axis: str, text: str, what: str) -> list[tuple[str, dict[str, Any]]]:
         if axis == "none":
             return [("", {})]
-        found = axis_values(axis, text, base, stack, samplers, schedulers, what)
+        found = axis_values(axis, text, stack, samplers, schedulers, what)
         if not found:
             raise VariationError(f"{what}: no values for the {axis} axis (write e.g. "
                                  f"{_EXAMPLES[axis]})")
