@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "explain.cli",     # kubik explain
     "classify.cli",    # kubik classify
     "loras.cli",       # kubik loras scan / recommend
+    "lora_train.cli",  # kubik lora train
     "learning.cli",    # kubik insights
     "recon3d.cli",     # kubik 3d
     "hub.cli",         # kubik hub

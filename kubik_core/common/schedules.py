@@ -25,3 +25,12 @@ def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float) -> Call
         return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return factor
+
+
+def warmup_constant(warmup_steps: int) -> Callable[[int], float]:
+    """Linear warm-up over ``warmup_steps`` steps, then the full learning rate for good."""
+
+    def factor(step: int) -> float:
+        return min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+
+    return factor

@@ -1,0 +1,87 @@
+"""``kubik lora train``: train an SDXL LoRA from a folder of captioned pictures."""
+from __future__ import annotations
+
+import argparse
+
+from ..common.commands import CommandError
+
+
+def register(subparsers) -> None:
+    lora = subparsers.add_parser("lora", help="train SDXL LoRAs",
+                                 description="Train SDXL LoRAs (kohya-format output that ComfyUI, "
+                                             "A1111 and CivitAI load).")
+    sub = lora.add_subparsers(dest="lora_command", metavar="SUBCOMMAND")
+    sub.required = True
+    p = sub.add_parser("train", help="train a LoRA on a folder of captioned pictures",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Train an SDXL LoRA. Pictures with <stem>.txt captions (or a JSONL "
+                                   "manifest); writes <output>/<name>.safetensors, .metadata.json, a loss "
+                                   "curve PNG and <name>.resume, from which a rerun continues.")
+    p.add_argument("data", help="folder of pictures with .txt captions, or a .jsonl manifest")
+    p.add_argument("--base", required=True, help="single-file SDXL checkpoint (.safetensors): SDXL, Pony, Illustrious ...")
+    p.add_argument("--output", required=True, help="folder for the LoRA, its sidecar, loss curve and resume file")
+    p.add_argument("--name", required=True, help="file name of the LoRA (no extension)")
+    p.add_argument("--trigger", default="", help="trigger word: recorded in the metadata, and starts the "
+                                                 "caption of pictures that have none")
+    p.add_argument("--resolution", type=int, default=1024, help="bucket area is at most this squared (multiple of 64)")
+    p.add_argument("--max-upscale", type=float, default=1.0, help="never enlarge a picture more than this")
+    p.add_argument("--repeats", type=int, default=1, help="times each picture is seen per epoch")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--steps", type=int, default=500, help="optimizer steps in all (a resumed run stops here too)")
+    p.add_argument("--lr", type=float, default=1e-4, help="UNet LoRA learning rate")
+    p.add_argument("--text-encoder-lr", type=float, default=5e-5)
+    p.add_argument("--rank", type=int, default=16)
+    p.add_argument("--alpha", type=float, default=16.0, help="LoRA alpha (scale = alpha / rank)")
+    p.add_argument("--targets", choices=("attention", "attention+ff"), default="attention",
+                   help="UNet layers that get LoRA: attention projections, or those plus proj_in/out and feed-forward")
+    p.add_argument("--train-text-encoder", action="store_true", help="also train LoRA on both text encoders")
+    p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
+    p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
+    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
+    p.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16 (the VAE always runs in fp32)")
+    p.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_false")
+    p.add_argument("--noise-offset", type=float, default=0.0)
+    p.add_argument("--min-snr-gamma", type=float, default=5.0, help="min-SNR loss weighting (0 = off)")
+    p.add_argument("--caption-dropout", type=float, default=0.0, help="share of steps trained on an empty caption")
+    p.add_argument("--shuffle-tags", action="store_true", help="shuffle comma-separated tags after the kept ones")
+    p.add_argument("--keep-tokens", type=int, default=1, help="leading tags that --shuffle-tags keeps in place")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", choices=("memory", "disk"), default="memory",
+                   help="where latents and text-encoder outputs are cached (disk: reused by later runs)")
+    p.add_argument("--cache-dir", default=None, help="disk cache folder (default: $KUBIK_CACHE_DIR or ~/.cache/kubik, lora_train/)")
+    p.add_argument("--save-every", type=int, default=0, help="write the resume file every N steps (it is always written at the end)")
+    p.add_argument("--optimizer", choices=("auto", "adamw", "adamw8bit"), default="auto",
+                   help="auto: 8-bit AdamW on CUDA where bitsandbytes is installed, else AdamW")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--tokenizer", default=None, help="folder with CLIP's vocab.json and merges.txt (default: "
+                                                     "the ComfyUI this pack is in, or $COMFYUI_DIR)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.set_defaults(func=_train)
+
+
+def _train(args) -> int:
+    from .dataset import DatasetError
+    from .model import CheckpointError
+    from .network import UNET_TARGETS, UNET_TARGETS_WIDE
+    from .train import TrainSettings, train
+
+    settings = TrainSettings(
+        data=args.data, base=args.base, output=args.output, name=args.name, trigger=args.trigger,
+        resolution=args.resolution, max_upscale=args.max_upscale, repeats=args.repeats,
+        batch_size=args.batch_size, steps=args.steps, lr=args.lr, text_encoder_lr=args.text_encoder_lr,
+        rank=args.rank, alpha=args.alpha,
+        unet_targets=UNET_TARGETS_WIDE if args.targets == "attention+ff" else UNET_TARGETS,
+        train_text_encoder=args.train_text_encoder, schedule=args.schedule, warmup=args.warmup,
+        grad_accum=args.grad_accum, precision=args.precision,
+        gradient_checkpointing=args.gradient_checkpointing, noise_offset=args.noise_offset,
+        min_snr_gamma=args.min_snr_gamma, caption_dropout=args.caption_dropout,
+        shuffle_tags=args.shuffle_tags, keep_tokens=args.keep_tokens, seed=args.seed, cache=args.cache,
+        cache_dir=args.cache_dir, save_every=args.save_every, device=args.device,
+        tokenizer=args.tokenizer, optimizer=args.optimizer, progress=args.progress)
+    try:
+        train(settings)
+    except (DatasetError, CheckpointError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    except FileNotFoundError as exc:
+        raise CommandError(f"{exc.filename}: no such file") from None
+    return 0

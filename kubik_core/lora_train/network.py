@@ -1,0 +1,146 @@
+"""LoRA layers through peft, and their export as a kohya-format LoRA file.
+
+Keys are kohya's: ``lora_unet_<module path with _>`` (diffusers module names, which ComfyUI,
+A1111/Forge and kohya's own loader all map), ``lora_te1_`` (CLIP-L) and ``lora_te2_`` (OpenCLIP
+bigG), each with ``.lora_down.weight`` (peft's A), ``.lora_up.weight`` (B) and ``.alpha``
+(scale = alpha / rank, as in peft).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+UNET_TARGETS_WIDE = UNET_TARGETS + ("proj_in", "proj_out", "ff.net.0.proj", "ff.net.2")
+TEXT_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
+ADAPTER = "kubik"
+
+
+def add_lora(module, rank: int, alpha: float, targets: tuple[str, ...]) -> None:
+    """Wrap ``module``'s layers named by ``targets`` (suffixes of module paths) with trainable
+    LoRA layers (peft; B starts at zero, so the model is unchanged until it trains)."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets), init_lora_weights=True)
+    inject_adapter_in_model(config, module, adapter_name=ADAPTER)
+    for name, parameter in module.named_parameters():
+        parameter.requires_grad_(".lora_" in name)
+
+
+def lora_parameters(module) -> dict:
+    """Name -> trainable LoRA parameter of ``module``."""
+    return {name: p for name, p in module.named_parameters() if ".lora_" in name}
+
+
+def _kohya_key(prefix: str, path: str) -> str:
+    """kohya's key for the module at ``path``. Text encoders use the classic transformers layout
+    ``text_model.encoder.layers.N``; transformers 5's CLIPTextModel dropped the ``text_model``
+    level, so it is put back (ComfyUI, A1111 and kohya all expect it)."""
+    if prefix != "lora_unet" and not path.startswith("text_model."):
+        path = f"text_model.{path}"
+    return f"{prefix}_{path.replace('.', '_')}"
+
+
+def kohya_state_dict(parts: dict, alpha: float, dtype) -> dict:
+    """kohya keys for {prefix: module} (prefix lora_unet / lora_te1 / lora_te2)."""
+    out = {}
+    for prefix, module in parts.items():
+        for name, tensor in module.state_dict().items():
+            for peft_part, kohya_part in ((f".lora_A.{ADAPTER}.weight", "lora_down"),
+                                          (f".lora_B.{ADAPTER}.weight", "lora_up")):
+                if name.endswith(peft_part):
+                    key = _kohya_key(prefix, name[: -len(peft_part)])
+                    out[f"{key}.{kohya_part}.weight"] = tensor.detach().to("cpu", dtype).contiguous()
+                    out[f"{key}.alpha"] = _alpha(alpha)
+    return out
+
+
+def _alpha(alpha: float):
+    import torch
+
+    return torch.tensor(float(alpha), dtype=torch.float32)
+
+
+def load_kohya_into(parts: dict, tensors: dict) -> None:
+    """Copy a kohya state dict written by :func:`kohya_state_dict` back into the peft layers
+    (resume); a key that matches no layer is an error, since the settings must agree."""
+    import torch
+
+    with torch.no_grad():
+        for prefix, module in parts.items():
+            params = dict(module.named_parameters())
+            for name, parameter in params.items():
+                for peft_part, kohya_part in ((f".lora_A.{ADAPTER}.weight", "lora_down"),
+                                              (f".lora_B.{ADAPTER}.weight", "lora_up")):
+                    if name.endswith(peft_part):
+                        key = f"{_kohya_key(prefix, name[: -len(peft_part)])}.{kohya_part}.weight"
+                        parameter.copy_(tensors[key].to(parameter.dtype))
+
+
+def serialize(tensors: dict, metadata: dict) -> bytes:
+    """safetensors bytes, with kohya's sshs_model_hash (SHA-256 of the tensor data after the
+    header, the AutoV3 hash CivitAI shows) added to ``metadata``."""
+    from safetensors.torch import save
+
+    plain = save(tensors, metadata={"format": "pt"})
+    header = int.from_bytes(plain[:8], "little")
+    data_hash = hashlib.sha256(plain[8 + header:]).hexdigest()
+    return save(tensors, metadata=dict(metadata, sshs_model_hash=data_hash))
+
+
+def training_metadata(settings: dict, *, steps: int, epoch: int, tag_frequency: dict, base_name: str,
+                      base_sha256: str, buckets: dict, num_images: int, started: float) -> dict:
+    """kohya's ss_* fields and SAI ModelSpec fields (string values, as safetensors wants)."""
+    resolution = settings["resolution"]
+    trigger = settings.get("trigger") or ""
+    title = settings["name"]
+    meta = {
+        "ss_network_module": "networks.lora", "ss_network_dim": str(settings["rank"]),
+        "ss_network_alpha": str(float(settings["alpha"])),
+        "ss_network_args": json.dumps({"unet_targets": list(settings["unet_targets"]),
+                                       "train_text_encoder": settings["train_text_encoder"]}),
+        "ss_base_model_version": "sdxl_base_v1-0", "ss_sd_model_name": base_name,
+        "ss_new_sd_model_hash": base_sha256, "ss_resolution": f"({resolution}, {resolution})",
+        "ss_steps": str(steps), "ss_max_train_steps": str(settings["steps"]), "ss_epoch": str(epoch),
+        "ss_num_train_images": str(num_images), "ss_batch_size_per_device": str(settings["batch_size"]),
+        "ss_gradient_accumulation_steps": str(settings["grad_accum"]),
+        "ss_learning_rate": str(settings["lr"]), "ss_unet_lr": str(settings["lr"]),
+        "ss_text_encoder_lr": str(settings["text_encoder_lr"] if settings["train_text_encoder"] else 0),
+        "ss_lr_scheduler": settings["schedule"], "ss_lr_warmup_steps": str(settings["warmup"]),
+        "ss_optimizer": settings["optimizer_name"], "ss_mixed_precision": settings["precision"],
+        "ss_gradient_checkpointing": str(settings["gradient_checkpointing"]),
+        "ss_noise_offset": str(settings["noise_offset"]), "ss_min_snr_gamma": str(settings["min_snr_gamma"]),
+        "ss_caption_dropout_rate": str(settings["caption_dropout"]),
+        "ss_shuffle_caption": str(settings["shuffle_tags"]), "ss_keep_tokens": str(settings["keep_tokens"]),
+        "ss_num_repeats": str(settings["repeats"]), "ss_seed": str(settings["seed"]),
+        "ss_cache_latents": "True", "ss_network_train_unet_only": str(not settings["train_text_encoder"]),
+        "ss_tag_frequency": json.dumps({f"{settings['repeats']}_{title}": tag_frequency}),
+        "ss_bucket_info": json.dumps({"buckets": {f"{w}x{h}": n for (w, h), n in sorted(buckets.items())}}),
+        "ss_output_name": title, "ss_training_started_at": str(int(started)),
+        "ss_training_finished_at": str(int(time.time())), "ss_training_comment": "trained with kubik lora train",
+        "modelspec.sai_model_spec": "1.0.0",
+        "modelspec.architecture": "stable-diffusion-xl-v1-base/lora",
+        "modelspec.implementation": "https://github.com/Stability-AI/generative-models",
+        "modelspec.title": title, "modelspec.resolution": f"{resolution}x{resolution}",
+        "modelspec.prediction_type": settings["prediction_type"],
+        "modelspec.date": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
+        "modelspec.base_model_hash_sha256": base_sha256,
+    }
+    if trigger:
+        meta["modelspec.trigger_phrase"] = trigger
+    return meta
+
+
+def sidecar(path: Path, data: bytes, trigger: str, settings: dict) -> dict:
+    """ComfyUI-Lora-Manager's ``<name>.metadata.json`` for the written LoRA."""
+    return {
+        "file_name": path.stem, "model_name": settings["name"], "file_path": path.name,
+        "size": len(data), "modified": time.time(), "sha256": hashlib.sha256(data).hexdigest(),
+        "base_model": "SDXL 1.0", "preview_url": "", "from_civitai": False,
+        "tags": ["kubik-trained"], "notes": f"Trained with kubik lora train ({settings['steps']} steps, "
+                                            f"rank {settings['rank']}).",
+        "civitai": {"trainedWords": [trigger] if trigger else []},
+        "usage_tips": json.dumps({"strength": 1.0}),
+    }

@@ -1,0 +1,398 @@
+"""The SDXL LoRA training loop (kohya sd-scripts' settings, kept readable).
+
+Pictures are encoded by the VAE once (in fp32: the fp16 SDXL VAE overflows) and their latents
+cached, in memory or on disk under a key made of the picture's SHA-256, its bucket and the base
+model's SHA-256, so a second run on the same pictures skips the VAE. Text-encoder outputs are
+cached the same way by caption text while the text encoders are not trained. The UNet (and with
+``train_text_encoder`` the text encoders) get peft LoRA layers; each step noises the latents at a
+random timestep and regresses the noise (or v), optionally with min-SNR weighting and an offset
+noise. Every random draw is seeded by (seed, micro-batch number), so a resumed run continues
+exactly as an uninterrupted one would.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..common.atomic import atomic_path, write_bytes_atomic, write_text_atomic
+from ..common.paths import cache_dir
+from ..common.precision import autocast, autocast_dtype, check_precision
+from ..common.schedules import warmup_constant, warmup_cosine
+from . import dataset, network
+
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass
+class TrainSettings:
+    """Everything a run depends on (written into the LoRA's metadata and the resume file)."""
+
+    data: str
+    base: str
+    output: str
+    name: str
+    trigger: str = ""
+    resolution: int = 1024
+    max_upscale: float = 1.0
+    repeats: int = 1
+    batch_size: int = 1
+    steps: int = 500
+    lr: float = 1e-4
+    text_encoder_lr: float = 5e-5
+    rank: int = 16
+    alpha: float = 16.0
+    unet_targets: tuple = network.UNET_TARGETS
+    train_text_encoder: bool = False
+    schedule: str = "cosine"
+    warmup: int = 0
+    grad_accum: int = 1
+    precision: str = "auto"
+    gradient_checkpointing: bool = True
+    noise_offset: float = 0.0
+    min_snr_gamma: float = 5.0
+    caption_dropout: float = 0.0
+    shuffle_tags: bool = False
+    keep_tokens: int = 1
+    seed: int = 0
+    cache: str = "memory"                 # "memory" or "disk"
+    cache_dir: str | None = None           # disk cache folder (default <kubik cache>/lora_train)
+    save_every: int = 0                    # resume checkpoint every N optimizer steps (0: at the end only)
+    device: str = "auto"
+    tokenizer: str | None = None
+    optimizer: str = "auto"               # "auto" (8-bit AdamW where bitsandbytes runs), "adamw"
+    optimizer_name: str = ""               # what "auto" chose (recorded in the metadata)
+    prediction_type: str = "epsilon"
+    progress: bool = True
+
+    def check(self) -> None:
+        """ValueError naming the first setting that cannot work."""
+        checks = [
+            (self.steps >= 1, "--steps must be at least 1"),
+            (self.batch_size >= 1, "--batch-size must be at least 1"),
+            (self.repeats >= 1, "--repeats must be at least 1"),
+            (self.grad_accum >= 1, "--grad-accum must be at least 1"),
+            (1 <= self.rank <= 1024, "--rank must be from 1 to 1024"),
+            (self.alpha > 0, "--alpha must be positive"),
+            (self.lr > 0 and self.text_encoder_lr >= 0, "--lr must be positive and --text-encoder-lr not negative"),
+            (0.0 <= self.caption_dropout < 1.0, "--caption-dropout must be from 0 to below 1"),
+            (self.max_upscale >= 1.0, "--max-upscale must be at least 1 (1 = never enlarge)"),
+            (self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
+            (self.warmup >= 0 and self.save_every >= 0, "--warmup and --save-every must not be negative"),
+            (self.noise_offset >= 0 and self.min_snr_gamma >= 0, "--noise-offset and --min-snr-gamma must not be negative"),
+            (self.cache in ("memory", "disk"), "--cache must be memory or disk"),
+            (self.optimizer in ("auto", "adamw", "adamw8bit"), "--optimizer must be auto, adamw or adamw8bit"),
+            (bool(self.name) and "/" not in self.name and "\\" not in self.name and not self.name.startswith("."),
+             "--name must be a plain file name (no folders)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        self.precision = check_precision(self.precision)
+
+    def fingerprint(self) -> str:
+        """What a resume must agree on (the data and network shape, not the step count)."""
+        keep = {k: v for k, v in asdict(self).items()
+                if k not in ("steps", "output", "save_every", "progress", "device", "cache", "cache_dir",
+                             "optimizer_name", "tokenizer")}
+        return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass
+class TrainResult:
+    lora: Path
+    sidecar: Path
+    loss_plot: Path
+    steps: int
+    losses: list = field(default_factory=list)
+    fixed_batch_loss: tuple = (0.0, 0.0)   # (before training, after): same latents, noise, timesteps
+
+
+class Cache:
+    """Tensors by key, in memory and optionally in a folder of small safetensors files."""
+
+    def __init__(self, folder: Path | None):
+        self.memory: dict[str, dict] = {}
+        self.folder = folder
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def get(self, key: str):
+        if key in self.memory:
+            return self.memory[key]
+        if self.folder is not None and (self.folder / f"{key}.safetensors").is_file():
+            from safetensors.torch import load_file
+
+            try:
+                self.memory[key] = load_file(str(self.folder / f"{key}.safetensors"))
+                return self.memory[key]
+            except Exception:  # a damaged cache file is recomputed, never trusted
+                return None
+        return None
+
+    def put(self, key: str, tensors: dict) -> dict:
+        self.memory[key] = tensors
+        if self.folder is not None:
+            from safetensors.torch import save
+
+            write_bytes_atomic(self.folder / f"{key}.safetensors",
+                               save({k: v.contiguous().cpu() for k, v in tensors.items()}))
+        return tensors
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _optimizer(settings: TrainSettings, groups: list, device):
+    import torch
+
+    if settings.optimizer in ("auto", "adamw8bit") and device.type == "cuda":
+        try:
+            import bitsandbytes as bnb  # optional: 8-bit states halve the optimizer's memory
+
+            settings.optimizer_name = "AdamW8bit"
+            return bnb.optim.AdamW8bit(groups, weight_decay=1e-2)
+        except ImportError:
+            if settings.optimizer == "adamw8bit":
+                raise ValueError("--optimizer adamw8bit needs bitsandbytes (pip install bitsandbytes)") from None
+    elif settings.optimizer == "adamw8bit":
+        raise ValueError("--optimizer adamw8bit runs on CUDA GPUs only; use adamw on this device")
+    settings.optimizer_name = "AdamW"
+    return torch.optim.AdamW(groups, weight_decay=1e-2)
+
+
+def encode_text(model, captions: list[str], device):
+    """SDXL conditioning: both encoders' penultimate hidden states side by side, and bigG's
+    projected pooled output."""
+    import torch
+
+    states = []
+    pooled = None
+    for tokenizer, encoder in ((model.tokenizer, model.text_encoder), (model.tokenizer_2, model.text_encoder_2)):
+        ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length,
+                        truncation=True, return_tensors="pt").input_ids.to(device)
+        out = encoder(ids, output_hidden_states=True)
+        states.append(out.hidden_states[-2])
+        if encoder is model.text_encoder_2:
+            pooled = out.text_embeds if hasattr(out, "text_embeds") else out[0]
+    return torch.cat(states, dim=-1), pooled
+
+
+def train(settings: TrainSettings, log=print) -> TrainResult:
+    """Run (or resume) one training; returns where the LoRA went and the loss history."""
+    import torch
+    from tqdm import tqdm
+
+    from ..common.distributed import resolve_device
+    from .model import load_sdxl
+
+    settings.check()
+    started = time.time()
+    device = resolve_device(settings.device)
+    output = Path(settings.output)
+    output.mkdir(parents=True, exist_ok=True)
+    items = dataset.load_items(settings.data, settings.trigger, settings.resolution, settings.max_upscale)
+    log(f"{len(items)} pictures in {len({i.bucket for i in items})} bucket(s), {settings.repeats} repeat(s)")
+    base_path = Path(settings.base)
+    base_sha = _sha256(base_path)
+    model = load_sdxl(base_path, settings.tokenizer)
+    settings.prediction_type = model.prediction_type
+    for part in (model.unet, model.vae, model.text_encoder, model.text_encoder_2):
+        part.requires_grad_(False)
+        part.to(device)
+    # The disk cache stays out of the output folder, which is often ComfyUI's loras folder: its
+    # .safetensors files would be listed as LoRAs.
+    cache = Cache(Path(settings.cache_dir or cache_dir() / "lora_train") if settings.cache == "disk" else None)
+
+    # 1. Latents, once per picture (VAE in fp32 whatever the training precision).
+    latents = []
+    scaling = model.vae.config.scaling_factor
+    with torch.no_grad():
+        for item in tqdm(items, desc="caching latents", disable=not settings.progress):
+            key = hashlib.sha256(f"{_sha256(item.path)}:{item.bucket}:{base_sha}:latent".encode()).hexdigest()
+            cached = cache.get(key)
+            if cached is None:
+                pixels, cond = dataset.load_pixels(item)
+                mean = model.vae.encode(pixels[None].to(device)).latent_dist.mean[0] * scaling
+                cached = cache.put(key, {"latent": mean.float().cpu(), "cond": torch.tensor(cond, dtype=torch.float32)})
+            latents.append(cached)
+    model.vae.to("cpu")  # no longer needed on the device
+
+    # 2. LoRA layers and the optimizer.
+    network.add_lora(model.unet, settings.rank, settings.alpha, tuple(settings.unet_targets))
+    parts = {"lora_unet": model.unet}
+    groups = [{"params": list(network.lora_parameters(model.unet).values()), "lr": settings.lr}]
+    if settings.train_text_encoder:
+        for prefix, encoder in (("lora_te1", model.text_encoder), ("lora_te2", model.text_encoder_2)):
+            network.add_lora(encoder, settings.rank, settings.alpha, network.TEXT_TARGETS)
+            parts[prefix] = encoder
+            groups.append({"params": list(network.lora_parameters(encoder).values()), "lr": settings.text_encoder_lr})
+    for part in parts.values():
+        part.to(device).train()
+        if settings.gradient_checkpointing:
+            (part.enable_gradient_checkpointing if hasattr(part, "enable_gradient_checkpointing")
+             else part.gradient_checkpointing_enable)()
+    optimizer = _optimizer(settings, groups, device)
+    factor = (warmup_cosine(settings.steps, settings.warmup, 0.0) if settings.schedule == "cosine"
+              else warmup_constant(settings.warmup))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    scaler = torch.amp.GradScaler(device.type) if autocast_dtype(device, settings.precision) == torch.float16 else None
+
+    # 3. Resume.
+    # ".resume", not ".pt": ComfyUI lists .pt files in a loras folder as LoRAs.
+    resume_path = output / f"{settings.name}.resume"
+    step, losses = 0, []
+    if resume_path.is_file():
+        state = torch.load(resume_path, map_location="cpu", weights_only=True)
+        if state.get("fingerprint") != settings.fingerprint():
+            raise ValueError(f"{resume_path.name} was saved with other settings or data; use another "
+                             "--name or delete it to start over")
+        network.load_kohya_into(parts, state["lora"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, losses = int(state["step"]), [float(x) for x in state["losses"]]
+        log(f"resuming from step {step}")
+
+    text_cache = Cache(cache.folder) if not settings.train_text_encoder else None
+
+    def conditioning(captions):
+        if text_cache is None:
+            with autocast(device, settings.precision):
+                return encode_text(model, captions, device)
+        rows = []
+        for caption in captions:
+            key = hashlib.sha256(f"{caption}:{base_sha}:text".encode()).hexdigest()
+            found = text_cache.get(key)
+            if found is None:
+                with torch.no_grad():
+                    emb, pooled = encode_text(model, [caption], device)
+                found = text_cache.put(key, {"emb": emb[0].float().cpu(), "pooled": pooled[0].float().cpu()})
+            rows.append(found)
+        return (torch.stack([r["emb"] for r in rows]).to(device), torch.stack([r["pooled"] for r in rows]).to(device))
+
+    alphas = model.scheduler.alphas_cumprod.to(device)
+
+    def batch_loss(indices, micro, captions=None):
+        generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + micro)
+        rng = random.Random(f"{settings.seed}:{micro}")
+        x0 = torch.stack([latents[i]["latent"] for i in indices]).to(device)
+        noise = torch.randn(x0.shape, generator=generator)
+        if settings.noise_offset:
+            noise = noise + settings.noise_offset * torch.randn(x0.shape[:2] + (1, 1), generator=generator)
+        noise = noise.to(device)
+        t = torch.randint(0, len(alphas), (len(indices),), generator=generator).to(device)
+        noisy = model.scheduler.add_noise(x0, noise, t)
+        target = noise if settings.prediction_type == "epsilon" else model.scheduler.get_velocity(x0, noise, t)
+        if captions is None:
+            captions = [dataset.caption_variant(items[i].caption, rng, settings.shuffle_tags,
+                                                settings.keep_tokens, settings.caption_dropout) for i in indices]
+        emb, pooled = conditioning(captions)
+        height, width = x0.shape[-2] * 8, x0.shape[-1] * 8
+        time_ids = torch.stack([torch.cat([latents[i]["cond"], torch.tensor([height, width], dtype=torch.float32)])
+                                for i in indices]).to(device)
+        with autocast(device, settings.precision):
+            pred = model.unet(noisy, t, encoder_hidden_states=emb,
+                              added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}).sample
+        loss = torch.nn.functional.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+        if settings.min_snr_gamma:
+            snr = alphas[t] / (1 - alphas[t])
+            weight = torch.clamp(snr, max=settings.min_snr_gamma) / (snr if settings.prediction_type == "epsilon" else snr + 1)
+            loss = loss * weight
+        return loss.mean()
+
+    # A fixed batch (first pictures, fixed noise and timesteps, plain captions) measured before
+    # and after: the run's own evidence that it learned something.
+    fixed = list(range(min(len(items), settings.batch_size)))
+    fixed = [i for i in fixed if items[i].bucket == items[fixed[0]].bucket]
+
+    def fixed_loss() -> float:
+        with torch.no_grad():
+            return float(batch_loss(fixed, -1, [items[i].caption for i in fixed]))
+
+    before = fixed_loss()
+    per_epoch = len(dataset.batches_for_epoch(items, settings.repeats, settings.batch_size, settings.seed, 0))
+
+    def micro_batches(start: int):
+        micro = start
+        while True:
+            epoch, offset = divmod(micro, per_epoch)
+            yield micro, epoch, dataset.batches_for_epoch(items, settings.repeats, settings.batch_size,
+                                                          settings.seed, epoch)[offset]
+            micro += 1
+
+    stream = micro_batches(step * settings.grad_accum)
+    bar = tqdm(total=settings.steps, initial=step, desc="training", disable=not settings.progress)
+    epoch = 0
+    while step < settings.steps:
+        optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for _ in range(settings.grad_accum):
+            micro, epoch, indices = next(stream)
+            loss = batch_loss(indices, micro) / settings.grad_accum
+            (scaler.scale(loss) if scaler else loss).backward()
+            total += float(loss.detach())
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        scheduler.step()
+        step += 1
+        losses.append(total)
+        bar.update(1)
+        bar.set_postfix(loss=f"{total:.4f}")
+        if settings.save_every and step % settings.save_every == 0 and step < settings.steps:
+            _save_resume(resume_path, parts, optimizer, scheduler, step, losses, settings)
+    bar.close()
+    _save_resume(resume_path, parts, optimizer, scheduler, step, losses, settings)
+    after = fixed_loss()
+    log(f"loss on a fixed batch: {before:.4f} before, {after:.4f} after {step} steps")
+
+    # 4. The LoRA file, its sidecar and the loss curve.
+    tensors = network.kohya_state_dict(parts, settings.alpha, torch.float16)
+    buckets: dict = {}
+    for item in items:
+        buckets[item.bucket] = buckets.get(item.bucket, 0) + 1
+    metadata = network.training_metadata(asdict(settings), steps=step, epoch=epoch + 1,
+                                         tag_frequency=dataset.tag_frequency(items), base_name=base_path.name,
+                                         base_sha256=base_sha, buckets=buckets, num_images=len(items),
+                                         started=started)
+    metadata["ss_loss_fixed_batch"] = json.dumps({"before": before, "after": after})
+    data = network.serialize(tensors, metadata)
+    lora_path = write_bytes_atomic(output / f"{settings.name}.safetensors", data)
+    sidecar_path = write_text_atomic(output / f"{settings.name}.metadata.json",
+                                     json.dumps(network.sidecar(lora_path, data, settings.trigger, asdict(settings)), indent=2))
+    plot_path = _plot(losses, output / f"{settings.name}_loss.png", settings.name)
+    log(f"wrote {lora_path}")
+    return TrainResult(lora_path, sidecar_path, plot_path, step, losses, (before, after))
+
+
+def _save_resume(path: Path, parts, optimizer, scheduler, step, losses, settings) -> None:
+    import torch
+
+    state = {"step": step, "losses": torch.tensor(losses, dtype=torch.float64),
+             "lora": network.kohya_state_dict(parts, settings.alpha, torch.float32),
+             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "fingerprint": settings.fingerprint()}
+    with atomic_path(path) as temporary:
+        torch.save(state, temporary)
+
+
+def _plot(losses: list, path: Path, name: str) -> Path:
+    from ..common.plots import pyplot, save_figure
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(range(1, len(losses) + 1), losses, linewidth=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(f"{name}: training loss")
+    return save_figure(fig, path)
