@@ -21,11 +21,13 @@ import pytest
 from kubik_testing.comfy_server import ComfyServer
 from kubik_testing.pack import REPO
 from kubik_testing.tiny_checkpoint import build_tiny_sd15_checkpoint
+from kubik_testing.tiny_controlnet import build_tiny_sd15_controlnet
 
 # The folder name users install the pack under (pyproject's project name); the template dialog
 # shows it as the category of the pack's templates.
 PACK_FOLDER = "kubikai"
 TINY_CHECKPOINT = "kubik_tiny_sd15.safetensors"
+TINY_CONTROLNET = "kubik_tiny_sd15_controlnet.safetensors"
 # The flags Chromium needs as root in a container without a network beyond loopback (and with
 # a small /dev/shm).
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -85,9 +87,16 @@ def tiny_checkpoint(tmp_path_factory, comfyui_dir) -> Path:
     return build_tiny_sd15_checkpoint(path, comfyui_dir)
 
 
+@pytest.fixture(scope="session")
+def tiny_controlnet(tmp_path_factory, comfyui_dir) -> Path:
+    """A tiny random SD1.5 ControlNet that fits the tiny checkpoint (about 20 MB)."""
+    return build_tiny_sd15_controlnet(tmp_path_factory.mktemp("tiny-controlnet") / TINY_CONTROLNET, comfyui_dir)
+
+
 @pytest.fixture(scope="module")
-def editor_server(tmp_path_factory, comfyui_dir, tiny_checkpoint):
-    """ComfyUI with the pack and its real editor; the tiny checkpoint is its only model file.
+def editor_server(tmp_path_factory, comfyui_dir, tiny_checkpoint, tiny_controlnet):
+    """ComfyUI with the pack and its real editor; the tiny checkpoint and ControlNet are its only
+    model files.
 
     The input folder stays empty: the templates must run on a fresh ComfyUI whatever it holds.
     The user is a returning one (tutorial done), so the editor opens on the default graph and the
@@ -99,6 +108,8 @@ def editor_server(tmp_path_factory, comfyui_dir, tiny_checkpoint):
     checkpoints = server.models_dir / "checkpoints"
     checkpoints.mkdir(parents=True)
     os.symlink(tiny_checkpoint, checkpoints / TINY_CHECKPOINT)
+    (server.models_dir / "controlnet").mkdir(parents=True)
+    os.symlink(tiny_controlnet, server.models_dir / "controlnet" / TINY_CONTROLNET)
     server.start()
     try:
         for setting, value in (("Comfy.TutorialCompleted", b"true"), ("LiteGraph.Canvas.MinFontSizeForLOD", b"0"),

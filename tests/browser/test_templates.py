@@ -11,8 +11,9 @@ card and checks what the user then has in front of them:
 - no console errors, error toasts or error dialogs.
 It then queues the template with the Run button and checks that the outputs exist and reached
 the editor. Where a template samples, the user first picks the tiny test checkpoint from Load
-Checkpoint's menu and sets the Parameter Optimizer to a 2-step 64x64 MANUAL run (the template's
-own AUTO plan takes minutes on a CPU). Screenshots of each step are saved (see
+Checkpoint's menu (and the tiny test ControlNet from Load ControlNet Model's) and sets the
+Parameter Optimizer to a 2-step 64x64 MANUAL run (the template's own AUTO plan takes minutes on a
+CPU). Screenshots of each step are saved (see
 conftest.screenshot_dirs).
 """
 from __future__ import annotations
@@ -302,13 +303,15 @@ def test_template_opens_with_its_api_values(editor, template):
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.stem)
-def test_template_runs_from_the_editor(editor, template, tiny_checkpoint):
+def test_template_runs_from_the_editor(editor, template, tiny_checkpoint, tiny_controlnet):
     twin = _twin(template)
     editor.open_template(template)
     samples = any(node["class_type"] == "KSampler" for node in twin.values())
     for node_id, node in twin.items():
         if node["class_type"] == "CheckpointLoaderSimple":
             editor.pick_combo(node_id, "ckpt_name", tiny_checkpoint.name)
+        if node["class_type"] == "ControlNetLoader":
+            editor.pick_combo(node_id, "control_net_name", tiny_controlnet.name)
         if node["class_type"] == "KubikParameterOptimizer" and samples:
             for name, value in QUICK_SAMPLING.items():
                 editor.set_widget(node_id, name, value)
