@@ -6,7 +6,7 @@ workflows/ folder (a missing one is a 404 and a console error each time the dial
 thumbnail shows what its workflow does, computed by running the workflow's Kubik nodes here:
 the demo classifier's verdict on the template's digit, the mesh the 3D template makes from its
 picture (rendered with OpenGL: EGL or OSMesa), the plan the prompt-plan template computes. The
-two templates that need an SDXL checkpoint get a diagram of their graph instead.
+templates that need a checkpoint get a diagram of their graph instead.
 
     python scripts/workflow_thumbnails.py
 """
@@ -209,8 +209,11 @@ def graph_thumbnail(ui: dict, api: dict, display_names: dict) -> Image.Image:
     draw.text((48, SIZE - 58), "Kubik", font=legend, fill=MUTED, anchor="lm")
     draw.rounded_rectangle([120, SIZE - 66, 136, SIZE - 50], radius=4, fill=CORE_NODE)
     draw.text((144, SIZE - 58), "ComfyUI", font=legend, fill=MUTED, anchor="lm")
-    if any(node["class_type"] == "CheckpointLoaderSimple" for node in api.values()):
-        draw.text((SIZE - 24, SIZE - 58), "needs an SDXL checkpoint", font=legend, fill=MUTED, anchor="rm")
+    checkpoints = [node["inputs"].get("ckpt_name", "") for node in api.values()
+                   if node["class_type"] == "CheckpointLoaderSimple"]
+    if checkpoints:  # the template's own checkpoint says which kind it needs
+        kind = "an SDXL" if "xl" in str(checkpoints[0]).lower() else "an SD1.5"
+        draw.text((SIZE - 24, SIZE - 58), f"needs {kind} checkpoint", font=legend, fill=MUTED, anchor="rm")
     return canvas
 
 
