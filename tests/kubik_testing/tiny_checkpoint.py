@@ -37,13 +37,53 @@ TINY_UNET_CONFIG = dict(
 )
 
 
+# A tiny SDXL-family UNet: ComfyUI detects SDXL relatives by model_channels 320, linear
+# projections, context_dim 2048 (CLIP-L 768 + CLIP-G 1280 hidden states side by side),
+# adm_in_channels 2816 (pooled CLIP-G 1280 + six 256-wide size embeddings) and the exact list of
+# transformer depths; [0, 0, 1, 1, 2, 2] is Segmind Vega's, the smallest SDXL distillation it knows
+# (supported_models.Segmind_Vega, a subclass of SDXL with SDXL's CLIP and LoRA key space). Every
+# level keeps 320 channels (channel_mult is read from the keys, not matched) to stay small.
+TINY_SDXL_UNET_CONFIG = dict(
+    image_size=32, in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[2, 2, 2],
+    channel_mult=[1, 1, 1], transformer_depth=[0, 0, 1, 1, 2, 2],
+    transformer_depth_output=[0, 0, 0, 1, 1, 1, 2, 2, 2], transformer_depth_middle=2,
+    context_dim=2048, use_linear_in_transformer=True, num_heads=-1, num_head_channels=64,
+    use_spatial_transformer=True, legacy=False, num_classes="sequential", adm_in_channels=2816,
+    use_checkpoint=False,
+)
+# Text encoders with SDXL's layer shapes (ComfyUI builds CLIP-L and bigG at full size whatever
+# the file holds, so every stored tensor must fit them) but two layers instead of 12 and 32.
+TINY_CLIP_L_CONFIG = dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
+                          num_hidden_layers=2, max_position_embeddings=77, vocab_size=49408,
+                          hidden_act="quick_gelu", layer_norm_eps=1e-5, projection_dim=768,
+                          bos_token_id=0, eos_token_id=49407, pad_token_id=1)
+TINY_CLIP_G_CONFIG = dict(TINY_CLIP_L_CONFIG, hidden_size=1280, intermediate_size=5120, num_attention_heads=20,
+                          hidden_act="gelu", projection_dim=1280)
+# An 8x-downsampling KL autoencoder with 32-64 channels instead of SDXL's 128-512.
+TINY_SDXL_VAE_DDCONFIG = dict(double_z=True, z_channels=4, resolution=256, in_channels=3, out_ch=3,
+                              ch=32, ch_mult=[1, 1, 2, 2], num_res_blocks=1, attn_resolutions=[],
+                              dropout=0.0)
+
+
 def build_tiny_sd15_checkpoint(path: Path, comfyui_dir: Path, python: str | None = None, seed: int = 0) -> Path:
     """Write the checkpoint to ``path`` (atomically) with ComfyUI's classes; returns ``path``."""
+    return _run_builder(path, comfyui_dir, python, seed, "sd15")
+
+
+def build_tiny_sdxl_checkpoint(path: Path, comfyui_dir: Path, python: str | None = None, seed: int = 0) -> Path:
+    """Write a tiny SDXL-family single-file checkpoint (SGM key layout, as ComfyUI's
+    CheckpointSave and A1111 write SDXL files) to ``path``; ComfyUI detects it as Segmind Vega
+    (an SDXL). ~260 M parameters, half of them the text encoders' 49408-token embeddings."""
+    return _run_builder(path, comfyui_dir, python, seed, "sdxl")
+
+
+def _run_builder(path: Path, comfyui_dir: Path, python: str | None, seed: int, family: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # ComfyUI for its model classes, the repository for kubik_core's atomic write.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join((str(Path(comfyui_dir).resolve()), str(_REPOSITORY))))
-    done = subprocess.run([python or sys.executable, __file__, str(path), "--seed", str(seed)],
+    done = subprocess.run([python or sys.executable, __file__, str(path), "--seed", str(seed),
+                           "--family", family],
                           cwd=comfyui_dir, env=env, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"building the tiny checkpoint failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
@@ -105,9 +145,48 @@ def _build(out: Path, seed: int) -> None:
                                              "modelspec.title": "KubikAI tiny random test checkpoint"})
 
 
+def _build_sdxl(out: Path, seed: int) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True
+    import comfy.clip_model
+    import comfy.ops
+    import comfy.supported_models
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+    ops = comfy.ops.disable_weight_init
+    with torch.device("meta"):
+        unet = UNetModel(**TINY_SDXL_UNET_CONFIG, device="meta", operations=ops)
+        clip_l = comfy.clip_model.CLIPTextModel(TINY_CLIP_L_CONFIG, None, "meta", ops)
+        clip_g = comfy.clip_model.CLIPTextModel(TINY_CLIP_G_CONFIG, None, "meta", ops)
+        vae = AutoencoderKL(embed_dim=4, ddconfig=TINY_SDXL_VAE_DDCONFIG)
+    state = _random_state_dict({"": unet, "clip_l.transformer.": clip_l, "clip_g.transformer.": clip_g,
+                                "vae.": vae}, seed)
+    unet_sd = {k: v for k, v in state.items() if not k.startswith(("clip_", "vae."))}
+    clip_sd = {k: v for k, v in state.items() if k.startswith("clip_")}
+    vae_sd = {k[len("vae."):]: v for k, v in state.items() if k.startswith("vae.")}
+    # The same conversions ComfyUI's CheckpointSave applies to an SDXL model (SGM layout:
+    # conditioner.embedders.0 = CLIP-L, conditioner.embedders.1.model = OpenCLIP bigG).
+    config = comfy.supported_models.Segmind_Vega(dict(TINY_SDXL_UNET_CONFIG))
+    full = config.process_unet_state_dict_for_saving(unet_sd)
+    full.update(config.process_clip_state_dict_for_saving(clip_sd))
+    full.update(config.process_vae_state_dict_for_saving(vae_sd))
+    full = {k: v.to(torch.float16).contiguous() for k, v in full.items()}
+    from kubik_core.common.atomic import atomic_path
+
+    with atomic_path(out) as tmp:
+        save_file(full, str(tmp), metadata={"modelspec.architecture": "stable-diffusion-xl-v1-base",
+                                            "modelspec.title": "KubikAI tiny random SDXL test checkpoint"})
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--family", choices=("sd15", "sdxl"), default="sd15")
     args = parser.parse_args()
-    _build(args.out, args.seed)
+    (_build_sdxl if args.family == "sdxl" else _build)(args.out, args.seed)
