@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..common.commands import CommandError
+from ..common.precision import PRECISIONS
 
 
 def register(subparsers) -> None:
@@ -38,7 +39,9 @@ def register(subparsers) -> None:
     p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
     p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
-    p.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16 (the VAE always runs in fp32)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="autocast type for the UNet and text encoders (auto: bf16 on GPUs that have it, "
+                        "else fp32); the VAE always runs in fp32, where fp16 SDXL VAEs overflow")
     p.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_false")
     p.add_argument("--noise-offset", type=float, default=0.0)
     p.add_argument("--min-snr-gamma", type=float, default=5.0, help="min-SNR loss weighting (0 = off)")

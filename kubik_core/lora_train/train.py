@@ -108,7 +108,7 @@ class TrainResult:
     loss_plot: Path
     steps: int
     losses: list = field(default_factory=list)
-    fixed_batch_loss: tuple = (0.0, 0.0)   # (before training, after): same latents, noise, timesteps
+    fixed_batch_loss: tuple = (0.0, 0.0)   # (before training, after): same pictures, noise, timesteps
 
 
 class Cache:
@@ -308,14 +308,14 @@ def train(settings: TrainSettings, log=print) -> TrainResult:
             loss = loss * weight
         return loss.mean()
 
-    # A fixed batch (first pictures, fixed noise and timesteps, plain captions) measured before
-    # and after: the run's own evidence that it learned something.
-    fixed = list(range(min(len(items), settings.batch_size)))
-    fixed = [i for i in fixed if items[i].bucket == items[fixed[0]].bucket]
+    # A fixed measure (the first pictures with their own captions, each at three fixed noise
+    # draws and timesteps) taken before and after: the run's own evidence that it learned.
+    probe = list(range(min(len(items), 4)))
 
     def fixed_loss() -> float:
         with torch.no_grad():
-            return float(batch_loss(fixed, -1, [items[i].caption for i in fixed]))
+            return sum(float(batch_loss([i], -1 - draw, [items[i].caption]))
+                       for i in probe for draw in range(3)) / (3 * len(probe))
 
     before = fixed_loss()
     per_epoch = len(dataset.batches_for_epoch(items, settings.repeats, settings.batch_size, settings.seed, 0))

@@ -1,0 +1,145 @@
+"""`kubik lora train` end to end on a tiny SDXL-shaped checkpoint and real photos.
+
+The checkpoint is built with ComfyUI's own model classes (tests/kubik_testing/tiny_checkpoint.py),
+so the module needs COMFYUI_DIR and skips cleanly without it. Two CLI runs share one output:
+3 steps, then a rerun to 5 steps that resumes from the first. Both run offline (HF_HUB_OFFLINE=1,
+an empty Hugging Face cache): the base model's configs must come from the file itself.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
+if not COMFYUI_DIR or not (Path(COMFYUI_DIR) / "main.py").exists():
+    pytest.skip("COMFYUI_DIR is not set to a ComfyUI checkout: the tiny SDXL checkpoint cannot be built",
+                allow_module_level=True)
+
+from tests.kubik_testing.tiny_checkpoint import build_tiny_sdxl_checkpoint  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.timeout(900)
+
+
+def _photos(folder: Path) -> None:
+    """Three of scikit-image's photos, scaled down (training runs at 64x64-pixel buckets)."""
+    import skimage.data
+
+    folder.mkdir()
+    for name, size in (("astronaut", (80, 80)), ("coffee", (96, 64)), ("chelsea", (96, 64))):
+        Image.fromarray(getattr(skimage.data, name)()).resize(size, Image.Resampling.LANCZOS).save(folder / f"{name}.png")
+    (folder / "coffee.txt").write_text("kbk style, a cup of coffee, saucer", encoding="utf-8")
+
+
+def _train(tmp: Path, steps: int) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp / "empty-hf-home"),
+               KUBIK_CACHE_DIR=str(tmp / "kubik-cache"), PYTHONPATH=str(REPO))
+    command = [sys.executable, "-m", "kubik_core", "lora", "train", str(tmp / "photos"),
+               "--base", str(tmp / "tiny_sdxl.safetensors"), "--output", str(tmp / "loras"), "--name", "kbk_style",
+               "--trigger", "kbk style", "--resolution", "64", "--steps", str(steps), "--lr", "1e-3",
+               "--rank", "4", "--alpha", "4", "--train-text-encoder", "--precision", "fp32",
+               "--cache", "disk", "--no-gradient-checkpointing", "--no-progress",
+               "--device", "cpu", "--tokenizer", str(Path(COMFYUI_DIR) / "comfy" / "sd1_tokenizer")]
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("lora_train")
+    build_tiny_sdxl_checkpoint(tmp / "tiny_sdxl.safetensors", Path(COMFYUI_DIR))
+    _photos(tmp / "photos")
+    first = _train(tmp, 3)
+    assert first.returncode == 0, first.stderr[-3000:]
+    cache_files = sorted((tmp / "kubik-cache").rglob("*.safetensors"))
+    second = _train(tmp, 5)
+    assert second.returncode == 0, second.stderr[-3000:]
+    return tmp, first, second, cache_files
+
+
+def _metadata(path: Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        return handle.metadata(), {key: handle.get_tensor(key) for key in handle.keys()}
+
+
+def test_a_rerun_resumes_from_the_saved_step_and_reuses_the_latent_cache(trained):
+    tmp, first, second, cache_files = trained
+    assert "resuming" not in first.stdout
+    assert "resuming from step 3" in second.stdout
+    metadata, _ = _metadata(tmp / "loras" / "kbk_style.safetensors")
+    assert metadata["ss_steps"] == "5"
+    assert len(cache_files) == 3                                    # one latent per photo
+    assert sorted((tmp / "kubik-cache").rglob("*.safetensors")) == cache_files
+
+
+def _probe(run) -> tuple[float, float]:
+    return tuple(map(float, re.search(r"loss on a fixed batch: ([\d.]+) before, ([\d.]+) after", run.stdout).groups()))
+
+
+def test_training_reduces_the_loss_and_a_resume_starts_from_the_saved_weights(trained):
+    _, first, second, _ = trained
+    untrained, after_3 = _probe(first)
+    resumed, after_5 = _probe(second)
+    assert after_3 < untrained and after_5 < untrained
+    assert resumed == after_3        # the same probe on the restored LoRA weights
+
+
+def test_the_lora_has_kohya_keys_metadata_sidecar_and_loss_curve(trained):
+    tmp, *_ = trained
+    metadata, tensors = _metadata(tmp / "loras" / "kbk_style.safetensors")
+    prefixes = {key.split("_")[1] for key in tensors}
+    assert prefixes == {"unet", "te1", "te2"}
+    modules = {key.split(".")[0] for key in tensors}
+    assert all({f"{m}.lora_down.weight", f"{m}.lora_up.weight", f"{m}.alpha"} <= set(tensors) for m in modules)
+    assert "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight" in tensors
+    assert tuple(tensors["lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight"].shape) == (4, 768)
+    assert float(tensors["lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k.alpha"]) == 4.0
+    assert metadata["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"
+    assert metadata["modelspec.trigger_phrase"] == "kbk style"
+    assert metadata["modelspec.resolution"] == "64x64"
+    assert metadata["ss_base_model_version"] == "sdxl_base_v1-0"
+    assert metadata["ss_network_dim"] == "4" and metadata["ss_network_alpha"] == "4.0"
+    import hashlib
+
+    base_hash = hashlib.sha256((tmp / "tiny_sdxl.safetensors").read_bytes()).hexdigest()
+    assert metadata["ss_new_sd_model_hash"] == metadata["modelspec.base_model_hash_sha256"] == base_hash
+    assert json.loads(metadata["ss_tag_frequency"])["1_kbk_style"]["kbk style"] == 3
+    data = (tmp / "loras" / "kbk_style.safetensors").read_bytes()
+    header = int.from_bytes(data[:8], "little")
+    assert metadata["sshs_model_hash"] == hashlib.sha256(data[8 + header:]).hexdigest()
+    sidecar = json.loads((tmp / "loras" / "kbk_style.metadata.json").read_text())
+    assert sidecar["sha256"] == hashlib.sha256(data).hexdigest()
+    assert sidecar["civitai"]["trainedWords"] == ["kbk style"] and sidecar["base_model"] == "SDXL 1.0"
+    assert (tmp / "loras" / "kbk_style_loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_comfyui_loads_every_key_and_the_unet_output_changes(trained):
+    tmp, *_ = trained
+    done = subprocess.run([sys.executable, str(REPO / "tests" / "lora_train" / "comfy_lora_check.py"),
+                           str(tmp / "tiny_sdxl.safetensors"), str(tmp / "loras" / "kbk_style.safetensors")],
+                          cwd=COMFYUI_DIR, env=dict(os.environ, PYTHONPATH=COMFYUI_DIR),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["model_type"] == "Segmind_Vega"           # an SDXL to ComfyUI (supported_models)
+    assert report["problems"] == []
+    assert report["unet_patches"] + report["clip_patches"] == report["lora_modules"]
+    assert report["clip_patches"] > 0 and report["finite"] and report["output_change"] > 1e-4
+
+
+def test_the_lora_library_lists_it_as_sdxl_with_its_trigger(trained):
+    tmp, *_ = trained
+    from kubik_core.loras.library import scan_library
+
+    entries = {e.name: e for e in scan_library([tmp / "loras"], cache_path=None).sorted_entries()}
+    assert set(entries) == {"kbk_style.safetensors"}        # the resume file is not listed as a LoRA
+    assert entries["kbk_style.safetensors"].base == "sdxl"
+    assert entries["kbk_style.safetensors"].triggers == ["kbk style"]
