@@ -67,7 +67,7 @@ def _inside(root: Path, relative: str, shown: str) -> Path:
                            "relative to the data folder")
     candidate = (root / relative).resolve()
     if os.path.isabs(relative) or not candidate.is_relative_to(root):
-        raise DatasetError(f"{shown}: {relative!r} is outside the data folder; image paths must "
+        raise DatasetError(f"{shown}: {relative!r} is outside the data folder; pictures and captions must "
                            "stay inside it")
     return candidate
 
@@ -133,7 +133,9 @@ def load_items(source: str | os.PathLike, trigger: str = "", resolution: int = 1
                 continue
             _inside(root, path.name, path.name)            # a symlink out of the folder is refused
             caption_file = path.with_suffix(".txt")
-            caption = _read_caption(caption_file, caption_file.name) if caption_file.is_file() else ""
+            caption = ""
+            if caption_file.is_file():
+                caption = _read_caption(_inside(root, caption_file.name, caption_file.name), caption_file.name)
             entries.append((path.resolve(), path.name, caption))
     else:
         root = source.resolve().parent

@@ -66,14 +66,23 @@ def test_a_symlinked_picture_leading_out_of_the_folder_is_refused(tmp_path, caps
     os.symlink(tmp_path / "secret.png", folder / "link.png")
     status, err = _run(folder, tmp_path, capsys)
     assert (status, err) == (2, "kubik lora: error: link.png: 'link.png' is outside the data folder; "
-                                "image paths must stay inside it")
+                                "pictures and captions must stay inside it")
+
+
+def test_a_caption_symlinked_out_of_the_folder_is_not_read(tmp_path, capsys):
+    folder = _folder(tmp_path)
+    (tmp_path / "secret.txt").write_text("password")
+    os.symlink(tmp_path / "secret.txt", folder / "good.txt")
+    status, err = _run(folder, tmp_path, capsys)
+    assert (status, err) == (2, "kubik lora: error: good.txt: 'good.txt' is outside the data folder; "
+                                "pictures and captions must stay inside it")
 
 
 MANIFEST_CASES = {
     "escape": ('{"image": "../secret.png"}',
-               "train.jsonl line 1: '../secret.png' is outside the data folder; image paths must stay inside it"),
+               "train.jsonl line 1: '../secret.png' is outside the data folder; pictures and captions must stay inside it"),
     "absolute": (json.dumps({"image": "/etc/passwd"}),
-                 "train.jsonl line 1: '/etc/passwd' is outside the data folder; image paths must stay inside it"),
+                 "train.jsonl line 1: '/etc/passwd' is outside the data folder; pictures and captions must stay inside it"),
     "not an object": ("[1, 2]", 'train.jsonl line 1: each line must be an object with "image" (a relative '
                                 'path) and optionally "caption"'),
     "caption not text": ('{"image": "good.png", "caption": 5}',
