@@ -33,7 +33,10 @@ cones': a grid of proven bounds settles most points, the cones' small tree is su
 holes (refined best first, dipole terms with a proven error bound, exact where needed). Closed
 meshes have no cones: their sign costs one crossing count per point. Meshes whose cones would be
 many and everywhere (scenes of open parts, long cuts) get each point's winding number afresh
-instead (``CONES_ALWAYS``).
+instead (``CONES_ALWAYS``); where that must be exact, each node whose box the point lies outside
+of counts as a cone over its patch's boundary (``_exact_winding``, ``_node_boundaries``). Corners
+at the same coordinates are one vertex for all of this (``_welded``), so soups of closed surfaces
+count as closed.
 
 Map of this file: constants; ``TriangleTree`` and its build (``build_tree``, ``_build``,
 ``_split_tree``, ``closing_cones``); point-triangle primitives (``_triangle_sq``, ``_solid_angle``); the fast
@@ -109,6 +112,9 @@ class TriangleTree:
     center: np.ndarray         # [N, 3] area-weighted centroid
     radius: np.ndarray         # [N] farthest vertex from center
     area: np.ndarray           # [N] summed (unsigned) area of the node's triangles
+    boundary_span: np.ndarray  # [I, 2] int64: each inner node's rows of ``boundary`` (none for a cone tree)
+    boundary: np.ndarray       # [E, 6] the directed edges a -> b (corners a, b) that the node's triangles
+                               # leave uncancelled: its patch's boundary (see _exact_winding)
     boundary_length: float = 0.0       # of the boundary chain: 0 for a closed, consistently oriented mesh
     cone: "TriangleTree | None" = None  # triangles that close the boundary chain (None when closed)
     cone_bound: np.ndarray | None = None  # [G, G, G] bound of |w_cones| per cell of [-1, 1]^3
@@ -117,7 +123,8 @@ class TriangleTree:
     def arrays(self) -> tuple:
         """The arrays the kernels read, in their order."""
         return (self.triangles, self.child_boxes, self.child_first, self.child_count, self.tri_start,
-                self.tri_stop, self.dipole, self.quadrupole, self.center, self.radius, self.area)
+                self.tri_stop, self.dipole, self.quadrupole, self.center, self.radius, self.area,
+                self.boundary_span, self.boundary)
 
 
 QUERY_BITS = 7  # queries are ordered along a 128^3 Morton curve
@@ -186,25 +193,46 @@ def _morton_order(points, bits, center, scale):
 def build_tree(vertices: np.ndarray, faces: np.ndarray) -> TriangleTree:
     """Build the tree of a mesh whose vertices already lie in about [-1, 1]^3, and the tree of the
     cone triangles that close its boundary chain (see :func:`closing_cones`). Where the cones
-    would reach nearly everywhere (many or long boundaries: a scene of open parts, unwelded
+    would reach nearly everywhere (many or long boundaries: a scene of open parts, cut
     seams), they are left out and every point's sign is evaluated afresh instead of carried
-    (see ``CONES_ALWAYS``)."""
+    (see ``CONES_ALWAYS``).
+
+    Corners at the very same coordinates are first made one vertex: the winding number depends
+    only on where the triangles are, and a mesh whose pieces repeat their corners (OBJ files
+    split at texture seams, STL files, soups of a closed surface) is then as closed as its
+    geometry, so its signs are carried instead of evaluated point by point. Faces keep their
+    numbers."""
+    vertices, faces = _welded(vertices, faces)
     cones, boundary_length = closing_cones(vertices, faces)
     if not len(cones):
-        return _build(vertices[faces])
-    cone = _build(cones)
+        return _build(vertices, faces)
+    cone = _build(cones.reshape(-1, 3), np.arange(3 * len(cones)).reshape(-1, 3), boundaries=False)
     bound = np.empty((CONE_GRID,) * 3)
     _cone_bound_grid(cone.arrays(), bound)
     if len(cones) > CONES_ALWAYS and np.mean(bound < 0.5) < CONES_MIN_SETTLED:  # cones everywhere: fresh signs
-        return _build(vertices[faces], boundary_length=boundary_length, carried=False)
-    return _build(vertices[faces], boundary_length=boundary_length, cone=cone, cone_bound=bound)
+        return _build(vertices, faces, boundary_length=boundary_length, carried=False)
+    return _build(vertices, faces, boundary_length=boundary_length, cone=cone, cone_bound=bound)
 
 
-def _build(corners: np.ndarray, **extra) -> TriangleTree:
-    """The tree over triangles given by their corners [F, 3, 3]."""
+def _welded(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct vertices (exactly equal coordinates merged) and the faces numbered into them."""
+    distinct, inverse = np.unique(np.asarray(vertices, np.float64), axis=0, return_inverse=True)
+    return distinct, inverse.reshape(-1)[np.asarray(faces, np.int64)]
+
+
+def _build(vertices: np.ndarray, faces: np.ndarray, *, boundaries: bool = True, **extra) -> TriangleTree:
+    """The tree over the triangles ``faces`` [F, 3] of ``vertices`` [V, 3], with each inner node's
+    patch boundary unless ``boundaries`` is False (the cones' tree, which never needs them)."""
+    faces = np.asarray(faces, np.int64)
+    corners = vertices[faces]
     count = len(corners)
     order, tri_start, tri_stop, child_first, child_count, depth = _split_tree(
         corners.mean(1), corners.min(1), corners.max(1), LEAF_SIZE, BRANCHING)
+    if boundaries:
+        span, edges = _node_boundaries(faces[order], tri_start, tri_stop, child_first, child_count, len(vertices))
+        boundary = np.ascontiguousarray(vertices[edges].reshape(-1, 6))
+    else:
+        span, boundary = np.zeros((0, 2), np.int64), np.zeros((0, 6))
     if 1 + depth * (BRANCHING - 1) > _STACK:
         raise ValueError(f"{count} triangles make a tree too deep for the search stacks ({_STACK})")
     corners = corners[order]
@@ -244,7 +272,68 @@ def _build(corners: np.ndarray, **extra) -> TriangleTree:
         child_first=child_first,
         child_count=child_count, tri_start=tri_start, tri_stop=tri_stop, dipole=dipole,
         quadrupole=np.ascontiguousarray(quadrupole), center=center, radius=radius,
-        area=np.ascontiguousarray(node_area), **extra)  # a strided column would be a second kernel type
+        area=np.ascontiguousarray(node_area),  # a strided column would be a second kernel type
+        boundary_span=span, boundary=boundary, **extra)
+
+
+@njit(nogil=True, cache=True)
+def _node_boundaries(faces, tri_start, tri_stop, child_first, child_count, vertex_count):
+    """The boundary of each inner node's patch: the directed edges a -> b of its triangles (sorted
+    ``faces``) that opposite edges b -> a do not cancel, repeated by their net count. Built bottom
+    up: a node's net edges are its children's, cancelled again (a node above leaves starts from its
+    triangles' edges). Returns ``span`` [I, 2] (each node's rows) and the edges [E, 2] (vertex
+    indices). A closed piece has none; a smooth open patch of n triangles about sqrt(n)."""
+    inner = 0
+    while inner < len(child_count) and child_count[inner] > 0:
+        inner += 1
+    span = np.zeros((inner, 2), np.int64)
+    edges = np.empty((max(16, len(faces)), 2), np.int64)
+    used = 0
+    for node in range(inner - 1, -1, -1):  # children are numbered after their parent
+        first, count = child_first[node], child_count[node]
+        if child_count[first] == 0:  # children are leaves: the node's own triangles' edges
+            total = 3 * (tri_stop[node] - tri_start[node])
+            candidate = np.empty((total, 2), np.int64)
+            j = 0
+            for t in range(tri_start[node], tri_stop[node]):
+                for k in range(3):
+                    candidate[j, 0], candidate[j, 1] = faces[t, k], faces[t, (k + 1) % 3]
+                    j += 1
+        else:
+            total = 0
+            for c in range(first, first + count):
+                total += span[c, 1] - span[c, 0]
+            candidate = np.empty((total, 2), np.int64)
+            j = 0
+            for c in range(first, first + count):
+                for e in range(span[c, 0], span[c, 1]):
+                    candidate[j, 0], candidate[j, 1] = edges[e, 0], edges[e, 1]
+                    j += 1
+        key = np.empty(total, np.int64)
+        for j in range(total):
+            key[j] = _min(candidate[j, 0], candidate[j, 1]) * vertex_count + _max(candidate[j, 0], candidate[j, 1])
+        ranked = np.argsort(key)
+        if used + total > len(edges):  # at most every candidate survives
+            grown = np.empty((2 * (used + total), 2), np.int64)
+            grown[:used] = edges[:used]
+            edges = grown
+        span[node, 0] = used
+        j = 0
+        while j < total:
+            shared = key[ranked[j]]
+            net = 0
+            while j < total and key[ranked[j]] == shared:
+                a, b = candidate[ranked[j], 0], candidate[ranked[j], 1]
+                net += 1 if a < b else -1 if a > b else 0
+                j += 1
+            a, b = shared // vertex_count, shared % vertex_count
+            if net < 0:
+                a, b, net = b, a, -net
+            for _ in range(net):
+                edges[used, 0], edges[used, 1] = a, b
+                used += 1
+        span[node, 1] = used
+    return span, edges[:used].copy()
 
 
 @njit(nogil=True, cache=True, fastmath=_FMA)
@@ -711,7 +800,7 @@ def _cone_winding(px, py, pz, tolerance, cone, stack):
     ``tolerance``: the solid-angle integrand (x - p) / |x - p|^3 changes by at most
     |x - c| * 2 / (D - R)^3 between c and any x of the ball. Tolerance 0 sums every triangle.
     The third value says that p lies on a cone triangle, where w_cones is not defined."""
-    tri, _, child_first, child_count, tri_start, tri_stop, dipole, _, center, radius, area = cone
+    tri, _, child_first, child_count, tri_start, tri_stop, dipole, _, center, radius, area, _, _ = cone
     total = 0.0
     bound = 0.0
     touching = False
@@ -783,7 +872,7 @@ def _cone_bound_grid(cone, out):
     only where no cone triangle comes within the cell's circumscribed ball. A patch of area A
     whose points all lie at least d_min from p has |w(p)| <= A / (4 pi d_min^2); a node's
     triangles lie within its radius of its center."""
-    tri, _, child_first, child_count, tri_start, tri_stop, _, _, center, radius, area = cone
+    tri, _, child_first, child_count, tri_start, tri_stop, _, _, center, radius, area, _, _ = cone
     size = len(out)
     half = math.sqrt(3.0) / size  # half-diagonal of a cell
     stack = np.empty(_STACK, np.int64)
@@ -870,7 +959,7 @@ def _cone_term(px, py, pz, node, cone):
     term, off by at most ``area * R * 2 / gap^3`` (the integrand (x - p) / |x - p|^3 changes by
     at most 2 |x - c| / gap^3 across the node's ball of radius R, gap = distance - R); or 0,
     off by at most ``area / gap^2``, where that is less; infinite when p is inside the ball."""
-    _, _, _, _, _, _, dipole, _, center, radius, area = cone
+    _, _, _, _, _, _, dipole, _, center, radius, area, _, _ = cone
     cx, cy, cz = center[node, 0] - px, center[node, 1] - py, center[node, 2] - pz
     r2 = cx * cx + cy * cy + cz * cz
     r = math.sqrt(r2)
@@ -893,7 +982,7 @@ def _cone_side(whole, px, py, pz, cone, nodes, bounds):
     the scratch is full). Most points near a hole settle after a few nodes, where fixed per-node
     tolerances summed far more. Also returns whether p lies on a cone triangle (within 1e-9),
     where w_cones is not defined."""
-    tri, _, child_first, child_count, tri_start, tri_stop, _, _, _, _, _ = cone
+    tri, _, child_first, child_count, tri_start, tri_stop, _, _, _, _, _, _, _ = cone
     capacity = len(nodes)
     total, bounds[0] = _cone_term(px, py, pz, 0, cone)
     nodes[0] = 0
@@ -939,7 +1028,7 @@ def _mesh_own_winding(px, py, pz, mesh, stack):
     lies within ``REFINE_BAND`` of 1/2, then finer where the refined value lies within
     ``REFINED_ERROR`` of it, and summed exactly over every triangle where even the fine value
     lies within ``FINE_ERROR`` of 1/2."""
-    tri, _, child_first, child_count, tri_start, tri_stop, dipole, quadrupole, center, radius, _ = mesh
+    tri, _, child_first, child_count, tri_start, tri_stop, dipole, quadrupole, center, radius, _, _, _ = mesh
     w = _winding(px, py, pz, BETA, tri, child_first, child_count, tri_start, tri_stop, dipole, quadrupole,
                  center, radius, stack)
     if abs(w - 0.5) >= REFINE_BAND:
@@ -952,15 +1041,74 @@ def _mesh_own_winding(px, py, pz, mesh, stack):
 @njit(**_HOT)
 def _settle_refined(w, px, py, pz, mesh, stack):
     """The rest of :func:`_mesh_own_winding` from its refined value ``w``: finer, then exact."""
-    tri, _, child_first, child_count, tri_start, tri_stop, dipole, quadrupole, center, radius, _ = mesh
+    tri, _, child_first, child_count, tri_start, tri_stop, dipole, quadrupole, center, radius, _, _, _ = mesh
     if abs(w - 0.5) > REFINED_ERROR:
         return w
     w = _winding(px, py, pz, FINE_BETA, tri, child_first, child_count, tri_start, tri_stop, dipole,
                  quadrupole, center, radius, stack)
-    if abs(w - 0.5) <= FINE_ERROR:  # an infinite beta expands no node: the exact sum
-        w = _winding(px, py, pz, np.inf, tri, child_first, child_count, tri_start, tri_stop, dipole,
-                     quadrupole, center, radius, stack)
+    if abs(w - 0.5) <= FINE_ERROR:
+        w = _exact_winding(px, py, pz, mesh, stack)
     return w
+
+
+@njit(**_HOT)
+def _box_sq(boxes, k, px, py, pz):
+    """Squared distance from p to child k's oriented box in a node's block (see _box_distances)."""
+    u = boxes[0, k] * px + boxes[1, k] * py + boxes[2, k] * pz
+    v = boxes[3, k] * px + boxes[4, k] * py + boxes[5, k] * pz
+    w = boxes[6, k] * px + boxes[7, k] * py + boxes[8, k] * pz
+    dx = _max(_max(boxes[9, k] - u, u - boxes[12, k]), 0.0)
+    dy = _max(_max(boxes[10, k] - v, v - boxes[13, k]), 0.0)
+    dz = _max(_max(boxes[11, k] - w, w - boxes[14, k]), 0.0)
+    return dx * dx + dy * dy + dz * dz
+
+
+# A node's boundary stands in for its triangles only where p lies at least this far (squared,
+# normalised units) outside its box: nearer, the cone's solid angles would be ill-conditioned.
+_BOUNDARY_GAP2 = 1e-16
+
+
+@njit(**_HOT)
+def _exact_winding(px, py, pz, mesh, stack):
+    """The mesh's winding number at p, exact (up to rounding; Jacobson et al. 2013's hierarchy).
+
+    A node's patch S and the cone C from its center over S's boundary (the directed edges a -> b
+    its triangles leave uncancelled, :func:`_node_boundaries`) make a closed surface inside the
+    node's box (the center is a convex combination of its triangles' points), whose winding number
+    is 0 outside the box. So at a p outside the box the patch's solid angle is exactly that of
+    the triangles (center, a, b): one per boundary edge, about sqrt(n) for a smooth patch of n
+    triangles, and none for a closed piece. Nodes whose box holds p are opened; leaves summed."""
+    tri, child_boxes, child_first, child_count, tri_start, tri_stop, _, _, center, _, _, span, boundary = mesh
+    if child_count[0] == 0:
+        return _solid_angle_sum(px, py, pz, tri, tri_start[0], tri_stop[0]) / (4.0 * math.pi)
+    total = 0.0
+    stack[0] = 0
+    top = 1
+    while top > 0:
+        top -= 1
+        node = stack[top]
+        boxes = child_boxes[node]
+        for k in range(child_count[node]):
+            child = child_first[node] + k
+            if child_count[child] == 0:
+                total += _solid_angle_sum(px, py, pz, tri, tri_start[child], tri_stop[child])
+            elif (span[child, 1] - span[child, 0] < tri_stop[child] - tri_start[child]
+                    and _box_sq(boxes, k, px, py, pz) > _BOUNDARY_GAP2):
+                ox, oy, oz = center[child, 0] - px, center[child, 1] - py, center[child, 2] - pz
+                lo = math.sqrt(ox * ox + oy * oy + oz * oz)
+                for e in range(span[child, 0], span[child, 1]):
+                    ax, ay, az = boundary[e, 0] - px, boundary[e, 1] - py, boundary[e, 2] - pz
+                    bx, by, bz = boundary[e, 3] - px, boundary[e, 4] - py, boundary[e, 5] - pz
+                    la = math.sqrt(ax * ax + ay * ay + az * az)
+                    lb = math.sqrt(bx * bx + by * by + bz * bz)
+                    det = ox * (ay * bz - az * by) - oy * (ax * bz - az * bx) + oz * (ax * by - ay * bx)
+                    den = (lo * la * lb + (ox * ax + oy * ay + oz * az) * lb + (ax * bx + ay * by + az * bz) * lo
+                           + (bx * ox + by * oy + bz * oz) * la)
+                    total += 2.0 * math.atan2(det, den)
+            else:
+                stack[top] = child
+                top += 1
+    return total / (4.0 * math.pi)
 
 
 @njit(**_HOT)
@@ -968,7 +1116,7 @@ def _whole_winding(px, py, pz, has_cone, mesh, cone, stack):
     """The integer winding number of mesh + cones at p, from the fast winding number (coarse,
     then refined): ``(value, True)`` when the estimate is provably within 1/2 of it, else the
     mesh's own winding number (:func:`_mesh_own_winding`) and False."""
-    tri, _, child_first, child_count, tri_start, tri_stop, dipole, quadrupole, center, radius, _ = mesh
+    tri, _, child_first, child_count, tri_start, tri_stop, dipole, quadrupole, center, radius, _, _, _ = mesh
     wc, bound, touching = 0.0, 0.0, False
     if has_cone:
         wc, bound, touching = _cone_winding(px, py, pz, CONE_TOLERANCE, cone, stack)
@@ -1156,7 +1304,7 @@ def winding_chunk(points, tri, child_first, child_count, tri_start, tri_stop, di
 # Stand-in for the cones of a closed mesh: the kernels' argument types stay the same.
 _NO_CONE = (np.zeros((0, 12)), np.zeros((0, 15, BRANCHING)), np.zeros(0, np.int64), np.zeros(0, np.int64),
             np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros((0, 9)), np.zeros((0, 3)),
-            np.zeros(0), np.zeros(0))
+            np.zeros(0), np.zeros(0), np.zeros((0, 2), np.int64), np.zeros((0, 6)))
 
 def _kernel_inputs(tree: TriangleTree) -> tuple:
     """``(mesh, cone, cone_bound)`` for :func:`query_chunk`; stand-ins where there are no cones:

@@ -66,11 +66,11 @@ else:
 
 @cuda.jit(cache=True)
 def query_kernel(points, run_length, max_distance,
-                 m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10,
-                 c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10,
+                 m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12,
+                 c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12,
                  cone_bound, out_distance, out_face, out_winding):
     """:func:`.cpu.query_points` on the run of ``run_length`` points that belongs to this thread;
-    m0..m10 and c0..c10 are the mesh's and the cones' :meth:`TriangleTree.arrays`."""
+    m0..m12 and c0..c12 are the mesh's and the cones' :meth:`TriangleTree.arrays`."""
     run = cuda.grid(1)
     count = points.shape[0]
     lo = run * run_length
@@ -78,9 +78,9 @@ def query_kernel(points, run_length, max_distance,
         return
     hi = lo + run_length if lo + run_length < count else count  # (the builtin min does not compile for CUDA)
     mesh = (_plain(m0), _plain(m1), _plain(m2), _plain(m3), _plain(m4), _plain(m5), _plain(m6), _plain(m7),
-            _plain(m8), _plain(m9), _plain(m10))
+            _plain(m8), _plain(m9), _plain(m10), _plain(m11), _plain(m12))
     cone = (_plain(c0), _plain(c1), _plain(c2), _plain(c3), _plain(c4), _plain(c5), _plain(c6), _plain(c7),
-            _plain(c8), _plain(c9), _plain(c10))
+            _plain(c8), _plain(c9), _plain(c10), _plain(c11), _plain(c12))
     stack = cuda.local.array(_STACK, int64)
     stack_bound = cuda.local.array(_STACK, float64)
     child_bound = cuda.local.array(BRANCHING, float64)

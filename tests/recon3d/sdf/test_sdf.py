@@ -335,7 +335,8 @@ def test_tree_puts_inner_nodes_first_and_keeps_child_boxes_for_them_only(faces):
     from kubik_core.recon3d.sdf.cpu import BRANCHING, LEAF_SIZE, _build
 
     rng = np.random.default_rng(faces)
-    tree = _build(rng.uniform(-1, 1, (faces, 1, 3)) + rng.normal(scale=0.05, size=(faces, 3, 3)))
+    corners = rng.uniform(-1, 1, (faces, 1, 3)) + rng.normal(scale=0.05, size=(faces, 3, 3))
+    tree = _build(corners.reshape(-1, 3), np.arange(3 * faces).reshape(-1, 3))
     inner = int((tree.child_count > 0).sum())
     assert (tree.child_count[:inner] > 0).all() and (tree.child_count[inner:] == 0).all()
     assert tree.child_boxes.shape == (inner, 15, BRANCHING)
