@@ -191,12 +191,16 @@ def train(settings: TrainSettings, log=print) -> TrainResult:
     import torch
     from tqdm import tqdm
 
-    from ..common.distributed import resolve_device
+    from ..common.distributed import barrier, init_distributed, shutdown
     from .model import load_sdxl
 
     settings.check()
     started = time.time()
-    device = resolve_device(settings.device)
+    # Under torchrun every process trains on its share of each step's micro-batches and the LoRA
+    # gradients are averaged across processes before the optimizer step; process 0 writes files.
+    info, device = init_distributed(settings.device)
+    main = info.is_main
+    log = log if main else (lambda *_: None)
     output = Path(settings.output)
     output.mkdir(parents=True, exist_ok=True)
     items = dataset.load_items(settings.data, settings.trigger, settings.resolution, settings.max_upscale)
@@ -216,7 +220,7 @@ def train(settings: TrainSettings, log=print) -> TrainResult:
     latents = []
     scaling = model.vae.config.scaling_factor
     with torch.no_grad():
-        for item in tqdm(items, desc="caching latents", disable=not settings.progress):
+        for item in tqdm(items, desc="caching latents", disable=not (settings.progress and main)):
             key = hashlib.sha256(f"{_sha256(item.path)}:{item.bucket}:{base_sha}:latent".encode()).hexdigest()
             cached = cache.get(key)
             if cached is None:
@@ -226,7 +230,9 @@ def train(settings: TrainSettings, log=print) -> TrainResult:
             latents.append(cached)
     model.vae.to("cpu")  # no longer needed on the device
 
-    # 2. LoRA layers and the optimizer.
+    # 2. LoRA layers (their A matrices start random: seeded, so reruns and every torchrun
+    # process start from the same weights) and the optimizer.
+    torch.manual_seed(settings.seed)
     network.add_lora(model.unet, settings.rank, settings.alpha, tuple(settings.unet_targets))
     parts = {"lora_unet": model.unet}
     groups = [{"params": list(network.lora_parameters(model.unet).values()), "lr": settings.lr}]
@@ -320,25 +326,32 @@ def train(settings: TrainSettings, log=print) -> TrainResult:
     before = fixed_loss()
     per_epoch = len(dataset.batches_for_epoch(items, settings.repeats, settings.batch_size, settings.seed, 0))
 
-    def micro_batches(start: int):
-        micro = start
-        while True:
-            epoch, offset = divmod(micro, per_epoch)
-            yield micro, epoch, dataset.batches_for_epoch(items, settings.repeats, settings.batch_size,
-                                                          settings.seed, epoch)[offset]
-            micro += 1
+    epoch_batches: dict[int, list] = {}
 
-    stream = micro_batches(step * settings.grad_accum)
-    bar = tqdm(total=settings.steps, initial=step, desc="training", disable=not settings.progress)
+    def micro_batch(step: int, k: int):
+        """Micro-batch k of optimizer step ``step`` for this process: the global stream is
+        the same whatever the number of processes, each taking every world_size-th batch."""
+        micro = (step * settings.grad_accum + k) * info.world_size + info.rank
+        epoch, offset = divmod(micro, per_epoch)
+        if epoch not in epoch_batches:
+            epoch_batches.clear()
+            epoch_batches[epoch] = dataset.batches_for_epoch(items, settings.repeats, settings.batch_size,
+                                                             settings.seed, epoch)
+        return micro, epoch, epoch_batches[epoch][offset]
+
+    trainable = [p for group in groups for p in group["params"]]
+    bar = tqdm(total=settings.steps, initial=step, desc="training", disable=not (settings.progress and main))
     epoch = 0
     while step < settings.steps:
         optimizer.zero_grad(set_to_none=True)
         total = 0.0
-        for _ in range(settings.grad_accum):
-            micro, epoch, indices = next(stream)
+        for k in range(settings.grad_accum):
+            micro, epoch, indices = micro_batch(step, k)
             loss = batch_loss(indices, micro) / settings.grad_accum
             (scaler.scale(loss) if scaler else loss).backward()
             total += float(loss.detach())
+        if info.enabled:
+            total = _average_across_processes(trainable, total, info.world_size)
         if scaler:
             scaler.step(optimizer)
             scaler.update()
@@ -349,12 +362,17 @@ def train(settings: TrainSettings, log=print) -> TrainResult:
         losses.append(total)
         bar.update(1)
         bar.set_postfix(loss=f"{total:.4f}")
-        if settings.save_every and step % settings.save_every == 0 and step < settings.steps:
+        if main and settings.save_every and step % settings.save_every == 0 and step < settings.steps:
             _save_resume(resume_path, parts, optimizer, scheduler, step, losses, settings)
     bar.close()
-    _save_resume(resume_path, parts, optimizer, scheduler, step, losses, settings)
     after = fixed_loss()
     log(f"loss on a fixed batch: {before:.4f} before, {after:.4f} after {step} steps")
+    if not main:
+        barrier(info)          # process 0 writes the files below
+        shutdown(info)
+        return TrainResult(output / f"{settings.name}.safetensors", output / f"{settings.name}.metadata.json",
+                           output / f"{settings.name}_loss.png", step, losses, (before, after))
+    _save_resume(resume_path, parts, optimizer, scheduler, step, losses, settings)
 
     # 4. The LoRA file, its sidecar and the loss curve.
     tensors = network.kohya_state_dict(parts, settings.alpha, torch.float16)
@@ -372,7 +390,25 @@ def train(settings: TrainSettings, log=print) -> TrainResult:
                                      json.dumps(network.sidecar(lora_path, data, settings.trigger, asdict(settings)), indent=2))
     plot_path = _plot(losses, output / f"{settings.name}_loss.png", settings.name)
     log(f"wrote {lora_path}")
+    barrier(info)
+    shutdown(info)
     return TrainResult(lora_path, sidecar_path, plot_path, step, losses, (before, after))
+
+
+def _average_across_processes(parameters: list, loss: float, world_size: int) -> float:
+    """Average the LoRA gradients (a few MB, one all-reduce each) and the step's loss over the
+    processes, as DDP would: the optimizer then takes the same step everywhere."""
+    import torch
+    import torch.distributed as dist
+
+    for parameter in parameters:
+        if parameter.grad is None:
+            parameter.grad = torch.zeros_like(parameter)
+        dist.all_reduce(parameter.grad)
+        parameter.grad.div_(world_size)
+    value = torch.tensor([loss], dtype=torch.float64)
+    dist.all_reduce(value)
+    return float(value) / world_size
 
 
 def _save_resume(path: Path, parts, optimizer, scheduler, step, losses, settings) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,11 +39,13 @@ def _photos(folder: Path) -> None:
     (folder / "coffee.txt").write_text("kbk style, a cup of coffee, saucer", encoding="utf-8")
 
 
-def _train(tmp: Path, steps: int) -> subprocess.CompletedProcess:
+def _train(tmp: Path, steps: int, output: str = "loras", grad_accum: int = 2,
+           launcher: tuple = ()) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp / "empty-hf-home"),
-               KUBIK_CACHE_DIR=str(tmp / "kubik-cache"), PYTHONPATH=str(REPO))
-    command = [sys.executable, "-m", "kubik_core", "lora", "train", str(tmp / "photos"),
-               "--base", str(tmp / "tiny_sdxl.safetensors"), "--output", str(tmp / "loras"), "--name", "kbk_style",
+               KUBIK_CACHE_DIR=str(tmp / "kubik-cache"), PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    command = [sys.executable, *(launcher or ("-m", "kubik_core")), "lora", "train", str(tmp / "photos"),
+               "--base", str(tmp / "tiny_sdxl.safetensors"), "--output", str(tmp / output), "--name", "kbk_style",
+               "--grad-accum", str(grad_accum),
                "--trigger", "kbk style", "--resolution", "64", "--steps", str(steps), "--lr", "1e-3",
                "--rank", "4", "--alpha", "4", "--train-text-encoder", "--precision", "fp32",
                "--cache", "disk", "--no-gradient-checkpointing", "--no-progress",
@@ -57,6 +60,7 @@ def trained(tmp_path_factory):
     _photos(tmp / "photos")
     first = _train(tmp, 3)
     assert first.returncode == 0, first.stderr[-3000:]
+    shutil.copy(tmp / "loras" / "kbk_style.resume", tmp / "after_3_steps.resume")
     cache_files = sorted((tmp / "kubik-cache").rglob("*.safetensors"))
     second = _train(tmp, 5)
     assert second.returncode == 0, second.stderr[-3000:]
@@ -143,3 +147,22 @@ def test_the_lora_library_lists_it_as_sdxl_with_its_trigger(trained):
     assert set(entries) == {"kbk_style.safetensors"}        # the resume file is not listed as a LoRA
     assert entries["kbk_style.safetensors"].base == "sdxl"
     assert entries["kbk_style.safetensors"].triggers == ["kbk style"]
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_train_the_same_lora_as_one(trained):
+    """2 processes x 1 micro-batch per step (gloo) against 1 process x 2 micro-batches per step:
+    the same global batches, so the same LoRA weights after 3 steps."""
+    import torch
+
+    tmp, *_ = trained
+    double = _train(tmp, 3, output="ddp", grad_accum=1,
+                    launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "kubik_core"))
+    assert double.returncode == 0, double.stderr[-3000:]
+    assert double.stdout.count("wrote ") == 1                   # process 0 alone writes
+    one = torch.load(tmp / "after_3_steps.resume", weights_only=True)
+    two = torch.load(tmp / "ddp" / "kbk_style.resume", weights_only=True)
+    assert one["step"] == two["step"] == 3
+    for key, value in one["lora"].items():
+        torch.testing.assert_close(two["lora"][key], value, rtol=1e-3, atol=1e-5, msg=key)
+    torch.testing.assert_close(two["losses"], one["losses"], rtol=1e-4, atol=1e-6)
