@@ -53,3 +53,11 @@ def test_with_a_real_optimizer_and_a_weights_only_checkpoint():
     resumed = torch.optim.lr_scheduler.LambdaLR(torch.optim.SGD([weight], lr=0.2), warmup_cosine(20, 4, 0.05))
     resumed.load_state_dict(state)
     assert resumed.last_epoch == 20 and resumed.get_last_lr() == pytest.approx([0.2 * 0.05])
+
+
+def test_warmup_constant_ramps_linearly_then_holds():
+    from kubik_core.common.schedules import warmup_constant
+
+    factor = warmup_constant(4)
+    assert [factor(s) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert [warmup_constant(0)(s) for s in range(3)] == [1.0, 1.0, 1.0]
