@@ -29,7 +29,6 @@ sys.path.insert(0, str(REPO))
 
 
 def _case(args) -> dict:
-    import numpy as np
     import torch
     from PIL import Image
     import skimage.data
