@@ -39,9 +39,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..common.safetensors_file import SafetensorsFileError, read_header
 from .architecture import BASE_LABELS, UNKNOWN, from_civitai_base
-from .entry import LORA_EXTENSIONS, PICKLE_EXTENSIONS
+from .entry import LORA_EXTENSIONS, PICKLE_EXTENSIONS, read_listed_header
 from .library import _walk
 from .sidecars import read_sidecars
 
@@ -137,18 +136,11 @@ def read_embedding(path: Path, name: str, size: int, names_in_folder: set[str]) 
     entry.problems += info.problems
     widths: dict[str, int] = {}
     if path.suffix.lower() in PICKLE_EXTENSIONS:
-        entry.format, entry.readable = "pickle", False
-        entry.problems.append("pickle-based file: listed but not read (it could run code); convert it "
-                              "to .safetensors to have it checked and proposed")
-    else:
-        try:
-            header = read_header(path, name)
-        except SafetensorsFileError as exc:
-            entry.readable = False
-            entry.problems.append(exc.reason)
-        else:
-            entry.problems += header.problems
-            widths = _vector_widths(entry, header.tensors)
+        entry.format = "pickle"
+    header = read_listed_header(path, name, entry.problems)
+    entry.readable = header is not None
+    if header is not None:
+        widths = _vector_widths(entry, header.tensors)
     _architecture(entry, widths, info.civitai_base)
     entry.title = info.title or info.model_name
     entry.triggers = info.trained_words[:50] or [p.strip() for p in info.activation_text.split(",") if p.strip()][:50]

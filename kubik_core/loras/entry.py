@@ -17,7 +17,7 @@ from typing import Any
 
 from ..common.bounded_json import BoundedJSONError
 from ..common.bounded_json import loads as bounded_loads
-from ..common.safetensors_file import SafetensorsFileError, read_header
+from ..common.safetensors_file import SafetensorsFileError, SafetensorsHeader, read_header
 from .architecture import detect_architecture
 from .sidecars import (MAX_CLIP_SKIP, MAX_ITEMS, MAX_PROMPT_CHARS, MAX_SUMMARY_CHARS, MAX_TITLE_CHARS,
                        MAX_WORD_CHARS, SidecarInfo, read_sidecars)
@@ -122,6 +122,23 @@ _DEFAULTS = _defaults(LoraEntry)
 _SIDECAR_DEFAULTS = _defaults(SidecarInfo)
 
 
+def read_listed_header(path: Path, name: str, problems: list[str]) -> SafetensorsHeader | None:
+    """The safetensors header of a file found in a model folder, or None when it cannot or must not
+    be read: a pickle-based file is listed but never opened (unpickling can run code), a broken
+    header is recorded. Why it was not read, and any oddity of a readable header, go to ``problems``."""
+    if path.suffix.lower() in PICKLE_EXTENSIONS:
+        problems.append("pickle-based file: listed but not read (it could run code); "
+                        "convert it to .safetensors to use it here")
+        return None
+    try:
+        header = read_header(path, name)
+    except SafetensorsFileError as exc:
+        problems.append(exc.reason)
+        return None
+    problems += header.problems
+    return header
+
+
 def read_entry(path: Path, name: str, size: int, mtime_ns: int, names_in_folder: set[str]) -> LoraEntry:
     """Read one LoRA file's header and sidecars. Never raises for a bad file: problems are recorded."""
     entry = LoraEntry(name=name, path=str(path), size=size, mtime_ns=mtime_ns)
@@ -131,21 +148,13 @@ def read_entry(path: Path, name: str, size: int, mtime_ns: int, names_in_folder:
     tensors: dict[str, tuple[str, tuple[int, ...]]] = {}
     if path.suffix.lower() in PICKLE_EXTENSIONS:
         entry.format = "pickle"
-        entry.readable = False
-        entry.problems.append("pickle-based file: listed but not read (it could run code); "
-                              "convert it to .safetensors to use it here")
-    else:
-        try:
-            header = read_header(path, name)
-        except SafetensorsFileError as exc:
-            entry.readable = False
-            entry.problems.append(exc.reason)
-        else:
-            metadata, tensors = header.metadata, header.tensors
-            entry.problems += header.problems
-            entry.data_offset = header.data_start
-            _read_structure(entry, tensors)
-            _read_metadata(entry, metadata)
+    header = read_listed_header(path, name, entry.problems)
+    entry.readable = header is not None
+    if header is not None:
+        metadata, tensors = header.metadata, header.tensors
+        entry.data_offset = header.data_start
+        _read_structure(entry, tensors)
+        _read_metadata(entry, metadata)
     arch = detect_architecture(metadata, tensors, info.civitai_base, info.a1111_version,
                                Path(name).name)
     entry.base, entry.variant, entry.arch_source = arch.base, arch.variant, arch.source
