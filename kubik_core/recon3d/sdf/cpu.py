@@ -112,7 +112,8 @@ class TriangleTree:
     center: np.ndarray         # [N, 3] area-weighted centroid
     radius: np.ndarray         # [N] farthest vertex from center
     area: np.ndarray           # [N] summed (unsigned) area of the node's triangles
-    boundary_span: np.ndarray  # [I, 2] int64: each inner node's rows of ``boundary`` (none for a cone tree)
+    boundary_span: np.ndarray  # [I, 2] int64: each inner node's rows of ``boundary``, -1 -1 where not kept
+                               # (see _node_boundaries; none for a cone tree)
     boundary: np.ndarray       # [E, 6] the directed edges a -> b (corners a, b) that the node's triangles
                                # leave uncancelled: its patch's boundary (see _exact_winding)
     boundary_length: float = 0.0       # of the boundary chain: 0 for a closed, consistently oriented mesh
@@ -280,9 +281,13 @@ def _build(vertices: np.ndarray, faces: np.ndarray, *, boundaries: bool = True, 
 def _node_boundaries(faces, tri_start, tri_stop, child_first, child_count, vertex_count):
     """The boundary of each inner node's patch: the directed edges a -> b of its triangles (sorted
     ``faces``) that opposite edges b -> a do not cancel, repeated by their net count. Built bottom
-    up: a node's net edges are its children's, cancelled again (a node above leaves starts from its
-    triangles' edges). Returns ``span`` [I, 2] (each node's rows) and the edges [E, 2] (vertex
-    indices). A closed piece has none; a smooth open patch of n triangles about sqrt(n)."""
+    up: a node's net edges are its children's, cancelled again (a node above leaves, or one with a
+    child whose boundary was not kept, starts from its triangles' edges). Returns ``span`` [I, 2]
+    (each node's rows; -1, -1 where not kept) and the edges [E, 2] (vertex indices).
+
+    A closed piece has none; a smooth open patch of n triangles about sqrt(n). A boundary of more
+    than n / 2 edges is not kept: summing its cone would save little over the triangles, and
+    soups (3 n edges at every level) would otherwise hold several times the mesh in edges."""
     inner = 0
     while inner < len(child_count) and child_count[inner] > 0:
         inner += 1
@@ -291,7 +296,10 @@ def _node_boundaries(faces, tri_start, tri_stop, child_first, child_count, verte
     used = 0
     for node in range(inner - 1, -1, -1):  # children are numbered after their parent
         first, count = child_first[node], child_count[node]
-        if child_count[first] == 0:  # children are leaves: the node's own triangles' edges
+        merge = child_count[first] > 0
+        for c in range(first, first + count):
+            merge = merge and span[c, 0] >= 0
+        if not merge:  # children are leaves, or one kept no boundary: the node's own triangles' edges
             total = 3 * (tri_stop[node] - tri_start[node])
             candidate = np.empty((total, 2), np.int64)
             j = 0
@@ -333,6 +341,9 @@ def _node_boundaries(faces, tri_start, tri_stop, child_first, child_count, verte
                 edges[used, 0], edges[used, 1] = a, b
                 used += 1
         span[node, 1] = used
+        if 2 * (used - span[node, 0]) > tri_stop[node] - tri_start[node]:
+            used = span[node, 0]
+            span[node, 0] = span[node, 1] = -1
     return span, edges[:used].copy()
 
 
@@ -1092,8 +1103,7 @@ def _exact_winding(px, py, pz, mesh, stack):
             child = child_first[node] + k
             if child_count[child] == 0:
                 total += _solid_angle_sum(px, py, pz, tri, tri_start[child], tri_stop[child])
-            elif (span[child, 1] - span[child, 0] < tri_stop[child] - tri_start[child]
-                    and _box_sq(boxes, k, px, py, pz) > _BOUNDARY_GAP2):
+            elif span[child, 0] >= 0 and _box_sq(boxes, k, px, py, pz) > _BOUNDARY_GAP2:
                 ox, oy, oz = center[child, 0] - px, center[child, 1] - py, center[child, 2] - pz
                 lo = math.sqrt(ox * ox + oy * oy + oz * oz)
                 for e in range(span[child, 0], span[child, 1]):
