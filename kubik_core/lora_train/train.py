@@ -257,8 +257,12 @@ def train(settings: TrainSettings, log=print) -> TrainResult:
     resume_path = output / f"{settings.name}.resume"
     step, losses = 0, []
     if resume_path.is_file():
-        state = torch.load(resume_path, map_location="cpu", weights_only=True)
-        if state.get("fingerprint") != settings.fingerprint():
+        try:
+            state = torch.load(resume_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated or foreign file: say so instead of a traceback
+            raise ValueError(f"{resume_path.name} cannot be read ({type(exc).__name__}); delete it to "
+                             "start over") from None
+        if not isinstance(state, dict) or state.get("fingerprint") != settings.fingerprint():
             raise ValueError(f"{resume_path.name} was saved with other settings or data; use another "
                              "--name or delete it to start over")
         network.load_kohya_into(parts, state["lora"])
@@ -283,6 +287,13 @@ def train(settings: TrainSettings, log=print) -> TrainResult:
                 found = text_cache.put(key, {"emb": emb[0].float().cpu(), "pooled": pooled[0].float().cpu()})
             rows.append(found)
         return (torch.stack([r["emb"] for r in rows]).to(device), torch.stack([r["pooled"] for r in rows]).to(device))
+
+    if text_cache is not None and not settings.shuffle_tags:
+        # Every caption a step can see is known: encode them now and free the encoders' memory.
+        for caption in sorted({item.caption for item in items} | ({""} if settings.caption_dropout else set())):
+            conditioning([caption])
+        model.text_encoder.to("cpu")
+        model.text_encoder_2.to("cpu")
 
     alphas = model.scheduler.alphas_cumprod.to(device)
 
