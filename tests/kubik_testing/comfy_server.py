@@ -2,8 +2,8 @@
 
 The pack is copied into a temporary custom_nodes folder under another name and loaded through
 ``--extra-model-paths-config``, exactly as ComfyUI loads any pack. The server runs headless on
-the CPU on a free local port, with its own input, output, temp and user folders and an in-memory
-database. By default it serves an empty front-end folder; ``frontend=True`` serves the real
+the CPU on a free local port, with its own input, output, temp and user folders and database
+file. By default it serves an empty front-end folder; ``frontend=True`` serves the real
 editor (the comfyui-frontend-package installed beside ComfyUI's requirements) for browser tests.
 """
 from __future__ import annotations
@@ -65,7 +65,12 @@ class ComfyServer:
                "--disable-api-nodes",
                "--output-directory", str(self.output_dir), "--input-directory", str(self.input_dir),
                "--temp-directory", str(self.workdir), "--user-directory", str(self.user_dir),
-               "--extra-model-paths-config", str(yaml), "--database-url", "sqlite:///:memory:"]
+               "--extra-model-paths-config", str(yaml),
+               # A database file of its own, as ComfyUI's default is a file: with ':memory:'
+               # SQLAlchemy keeps one connection per thread, and the connection ComfyUI 0.8.0's
+               # init_db leaves open is then closed by whichever thread collects it, which logs
+               # a traceback at random moments.
+               "--database-url", f"sqlite:///{self.workdir / 'comfyui.db'}"]
         if not self.frontend:
             cmd += ["--front-end-root", str(self.workdir / "frontend")]
         self._log = open(self.log_path, "w")
