@@ -104,6 +104,25 @@ def naive_recommend(entries, prompt: str, top: int = 3):
     return scored[:top]
 
 
+def recommend_latencies(index: LoraIndex, prompts: int, seed: int = 1) -> tuple[list[float], list[float]]:
+    """Milliseconds per call of ``recommend`` (SDXL, 3 LoRAs) and of the naive baseline, on the same
+    ``prompts`` random prompts (seeded), after one warm-up call."""
+    rng = random.Random(seed)
+    texts = [f"{rng.choice(STYLES)} {rng.choice(SUBJECTS)}, {rng.choice(SUBJECTS)}, {rng.choice(TAGS)}, "
+             f"highly detailed, {rng.choice(TAGS)}" for _ in range(prompts)]
+    analyses = [analyze_prompt(t) for t in texts]
+    recommend(index, analyses[0], family="sdxl")          # warm-up: styles memoised on first use
+    ours, base = [], []
+    for text, analysis in zip(texts, analyses):
+        t0 = time.perf_counter()
+        recommend(index, analysis, family="sdxl", max_loras=3)
+        ours.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        naive_recommend(index.entries, text)
+        base.append((time.perf_counter() - t0) * 1000)
+    return ours, base
+
+
 def percentile(values, q):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
@@ -138,19 +157,7 @@ def main() -> int:
         started = time.perf_counter()
         index = LoraIndex(warm)
         print(f"# index build (BM25, popularity) {time.perf_counter() - started:.2f} s", flush=True)
-        rng = random.Random(1)
-        prompts = [f"{rng.choice(STYLES)} {rng.choice(SUBJECTS)}, {rng.choice(SUBJECTS)}, {rng.choice(TAGS)}, "
-                   f"highly detailed, {rng.choice(TAGS)}" for _ in range(args.prompts)]
-        analyses = [analyze_prompt(p) for p in prompts]
-        recommend(index, analyses[0], family="sdxl")          # warm-up: styles memoised on first use
-        ours, base = [], []
-        for prompt, analysis in zip(prompts, analyses):
-            t0 = time.perf_counter()
-            recommend(index, analysis, family="sdxl", max_loras=3)
-            ours.append((time.perf_counter() - t0) * 1000)
-            t0 = time.perf_counter()
-            naive_recommend(index.entries, prompt)
-            base.append((time.perf_counter() - t0) * 1000)
+        ours, base = recommend_latencies(index, args.prompts)
         p50, p99 = statistics.median(ours), percentile(ours, 99)
         b50, b99 = statistics.median(base), percentile(base, 99)
         print(f"recommend p50 | {device} | {args.files} LoRAs, {args.prompts} prompts, no CLIP | {p50:.2f} ms | "

@@ -46,10 +46,8 @@ def run_cases(index: LoraIndex):
 
 
 def latency(files: int, prompts: int, device: str) -> None:
-    from loras_library import STYLES, SUBJECTS, TAGS, naive_recommend
     from loras_library import build_library as build_generated
-
-    import random
+    from loras_library import recommend_latencies
 
     with tempfile.TemporaryDirectory(prefix="kubik-loras-quality-") as tmp:
         started = time.perf_counter()
@@ -58,19 +56,7 @@ def latency(files: int, prompts: int, device: str) -> None:
         started = time.perf_counter()
         index = LoraIndex(scan_library([tmp]))
         print(f"# scan and index {time.perf_counter() - started:.1f} s", flush=True)
-    rng = random.Random(1)
-    texts = [f"{rng.choice(STYLES)} {rng.choice(SUBJECTS)}, {rng.choice(SUBJECTS)}, {rng.choice(TAGS)}, "
-             f"highly detailed, {rng.choice(TAGS)}" for _ in range(prompts)]
-    analyses = [analyze_prompt(t) for t in texts]
-    recommend(index, analyses[0], family="sdxl")      # warm-up: the family's filter is built once
-    ours, base = [], []
-    for text, analysis in zip(texts, analyses):
-        t0 = time.perf_counter()
-        recommend(index, analysis, family="sdxl", max_loras=3)
-        ours.append((time.perf_counter() - t0) * 1000)
-        t0 = time.perf_counter()
-        naive_recommend(index.entries, text)
-        base.append((time.perf_counter() - t0) * 1000)
+    ours, base = recommend_latencies(index, prompts)
     p50, b50 = statistics.median(ours), statistics.median(base)
     print(f"recommend p50 | {device} | {files} LoRAs, {prompts} prompts, no CLIP | {p50:.2f} ms | "
           f"baseline naive overlap scan {b50:.2f} ms | ratio {b50 / p50:.1f}x faster | "
