@@ -29,11 +29,18 @@ class KubikExplain:
                 "plan": ("KUBIK_SAMPLING_PLAN", {"tooltip": "Output of Kubik Parameter Optimizer."}),
                 "lora_stack": ("KUBIK_LORA_STACK", {"tooltip":
                                "Output of Kubik LoRA Recommender or Kubik LoRA Stack: why each LoRA."}),
+                "control_advice": ("KUBIK_CONTROL_ADVICE", {"tooltip":
+                                   "Output of Kubik Control Advice: the ControlNet and IP-Adapter values "
+                                   "and their sources."}),
+                "embedding_advice": ("KUBIK_EMBEDDING_ADVICE", {"tooltip":
+                                     "Output of Kubik Embedding Recommender: why each embedding."}),
             },
         }
 
-    def explain(self, verbosity, analysis=None, plan=None, lora_stack=None):
+    def explain(self, verbosity, analysis=None, plan=None, lora_stack=None, control_advice=None,
+                embedding_advice=None):
         sections = [stack_from_input(lora_stack, "lora_stack")] if lora_stack is not None else []
+        sections += [section for section in (control_advice, embedding_advice) if section is not None]
         text = explain(analysis, plan, verbosity=verbosity, sections=sections)
         return {"ui": {"text": [text]}, "result": (text,)}
 

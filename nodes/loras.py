@@ -317,14 +317,15 @@ class KubikEmbeddingRecommender:
                    "embeddings made for the model's base (SD1.x, SD2.x or SDXL, told by the tensor "
                    "shapes) for the negative prompt, and embeddings the prompt names for the positive "
                    "one, written as embedding:name with a reason each. Pickle files are listed, never read.")
-    RETURN_TYPES = ("STRING", "STRING", "STRING", "STRING")
-    RETURN_NAMES = ("positive_embeddings", "negative_embeddings", "negative_prompt", "reasons")
+    RETURN_TYPES = ("STRING", "STRING", "STRING", "STRING", "KUBIK_EMBEDDING_ADVICE")
+    RETURN_NAMES = ("positive_embeddings", "negative_embeddings", "negative_prompt", "reasons", "advice")
     OUTPUT_TOOLTIPS = (
         "Embeddings for the positive prompt, as embedding:name, comma-separated (add them to your prompt).",
         "Negative embeddings for the model's base, as embedding:name, comma-separated.",
         "The negative embeddings followed by the analysis' proposed negative prompt (or your "
         "negative text): link to the negative CLIP Text Encode's text.",
         "Why each embedding was proposed or left out, and the problems of unreadable files.",
+        "The proposal with its reasons: link to Kubik Explain to see it beside the other choices.",
     )
 
     @classmethod
@@ -379,7 +380,8 @@ class KubikEmbeddingRecommender:
             advice.notes.append("the embeddings folders hold no embedding file")
         base_negative = (negative_text or "").strip() or (getattr(analysis, "negative", "") or "")
         negative_prompt = ", ".join(part for part in (advice.negative_text, base_negative) if part)
-        return (advice.positive_text, advice.negative_text, negative_prompt, advice.explain("detailed"))
+        return (advice.positive_text, advice.negative_text, negative_prompt, advice.explain("detailed"),
+                advice)
 
 
 NODE_CLASS_MAPPINGS = {
