@@ -22,6 +22,8 @@ COMMAND_MODULES = (
     "classify.cli",    # kubik classify
     "loras.cli",       # kubik loras scan / recommend
     "lora_train.cli",  # kubik lora train
+    "consistency.cli",  # kubik consistency
+    "characters.cli",  # kubik characters
     "learning.cli",    # kubik insights
     "recon3d.cli",     # kubik 3d
     "hub.cli",         # kubik hub

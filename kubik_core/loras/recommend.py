@@ -9,6 +9,12 @@ an alias, a trigger with a proper noun), never for "1girl", "old man" or "a knig
 LoRA (Lightning, Hyper-SD, LCM...) is never picked from a prompt, since it needs other sampler
 settings. Fewer right picks beat a full stack: nothing pads the stack to ``max_loras``.
 
+A stack given as ``base`` (a character preset's, from Kubik Character, or one built by hand) is
+kept as it is, first: its LoRAs are not picked again and count towards ``max_loras``. When it is
+a character preset's, or holds a character or person LoRA, no other LoRA that is picked only
+when named (characters, real people, LoRAs whose name is a name) is added: one image, one
+character.
+
 Hard filters: another base architecture than the model's family; another SDXL variant (Pony,
 Illustrious/NoobAI, plain SDXL) unless ``allow_other_variants``; content above the allowed NSFW
 level; the user's blocklist (substring or glob on name, title and tags).
@@ -102,17 +108,22 @@ class Recommendation:
     notes: list[str] = field(default_factory=list)
     considered: int = 0
     filtered: dict[str, int] = field(default_factory=dict)   # reason -> count
+    base: LoraStack | None = None       # the stack kept as it is, before the picks
 
     title = "LoRAs"
 
     def stack(self) -> LoraStack:
+        """The base stack's LoRAs (kept as they are), then the picks."""
         from ..explain import VERBOSITIES
 
-        return LoraStack([StackItem(name=c.name, strength_model=c.strength_model,
-                                    strength_clip=c.strength_clip, path=c.path, triggers=list(c.triggers),
-                                    sha256=c.sha256, autov2=c.autov2, suggested=True)
-                          for c in self.picks], list(self.notes),
-                         explanation={v: self.explain(v) for v in VERBOSITIES})
+        kept = list(self.base.items) if self.base is not None else []
+        return LoraStack(kept + [StackItem(name=c.name, strength_model=c.strength_model,
+                                           strength_clip=c.strength_clip, path=c.path,
+                                           triggers=list(c.triggers), sha256=c.sha256, autov2=c.autov2,
+                                           suggested=True)
+                                 for c in self.picks], list(self.notes),
+                         explanation={v: self.explain(v) for v in VERBOSITIES},
+                         character=self.base.character if self.base is not None else "")
 
     def trigger_text(self) -> str:
         return self.stack().trigger_text()
@@ -122,13 +133,16 @@ class Recommendation:
 
     def explain(self, verbosity: str = "standard") -> str:
         """Readable reasons at kubik_core.explain's levels (minimal, standard, detailed, technical)."""
+        kept = list(self.base.items) if self.base is not None else []
         if verbosity == "minimal":
-            return ", ".join(f"{c.name} {c.strength_model:g}" for c in self.picks) or "no LoRA"
-        lines = []
+            return ", ".join(f"{c.name} {c.strength_model:g}" for c in kept + self.picks) or "no LoRA"
+        origin = f"character preset {self.base.character}" if self.base and self.base.character else \
+            "the incoming stack"
+        lines = [f"- {i.name} at {i.strength_model:g}: kept from {origin}" for i in kept]
         if not self.picks:
             lines.append(f"No LoRA picked ({self.considered} in the library"
                          + (f", model family {self.family}" if self.family else "")
-                         + "): none is asked for by the prompt.")
+                         + "): none is asked for by the prompt" + (" beyond the kept ones." if kept else "."))
         for c in self.picks:
             lines.append(f"- {c.name} at {c.strength_model:g}: {c.reason}")
             if verbosity in ("detailed", "technical"):
@@ -211,12 +225,15 @@ def recommend(index: LoraIndex, analysis: Any, family: str | None = None, max_lo
               priority: str = "balanced", blocklist: str | Iterable[str] = "",
               weights: Mapping[str, float] | None = None, history: Mapping[str, float] | None = None,
               embed: Embed | None = None, content: str = "safe", min_evidence: float = MIN_EVIDENCE,
-              rejected_shown: int = 5, allow_other_variants: bool = False) -> Recommendation:
+              rejected_shown: int = 5, allow_other_variants: bool = False,
+              base: LoraStack | None = None) -> Recommendation:
     """Choose at most ``max_loras`` LoRAs that ``analysis`` (a PromptAnalysis, its dict or a plain
     prompt) asks for: fewer, or none, when fewer clear the evidence bar ``min_evidence`` (0 = no
     bar: every compatible LoRA sharing a word with the prompt may be picked, characters still
     only when named). ``allow_other_variants`` keeps LoRAs of another SDXL variant (Pony on plain
-    SDXL...) at a lower score instead of filtering them."""
+    SDXL...) at a lower score instead of filtering them. ``base`` is a stack to keep as it is
+    (see the module docstring: its LoRAs count towards ``max_loras``, and a character's stack
+    gets no other character)."""
     weights = _weights(weights)
     if priority not in PRIORITIES:
         raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
@@ -227,10 +244,14 @@ def recommend(index: LoraIndex, analysis: Any, family: str | None = None, max_lo
     if not (isinstance(min_evidence, (int, float)) and 0 <= min_evidence <= 1):
         raise ValueError(f"min_evidence must be a number from 0 to 1, got {min_evidence!r}")
     prompt, concepts, complexity = _read_analysis(analysis)
-    rec = Recommendation(family=family or "", weights=weights, considered=len(index))
+    rec = Recommendation(family=family or "", weights=weights, considered=len(index), base=base)
     limit = min(max_loras, PRIORITY_MAX_LORAS[priority])
     if limit < max_loras:
         rec.notes.append(f"priority {priority} keeps at most {limit} LoRAs")
+    kept = list(base.items) if base is not None else []
+    room = max(0, limit - len(kept))
+    if kept and not room:
+        rec.notes.append(f"the incoming stack already holds {len(kept)} LoRA(s) of at most {limit}: none added")
     group, family_id = _family_group(family, rec)
     if index.unreadable:
         shown = ", ".join(index.unreadable[:UNREADABLE_SHOWN])
@@ -250,14 +271,22 @@ def recommend(index: LoraIndex, analysis: Any, family: str | None = None, max_lo
         if count:
             rec.filtered[name] = count
     _note_other_variants(index, asked & (codes == FILTERS.index("other SDXL variant") + 1), rec)
-    candidates = ((semantic > 0) | (evidence > 0)) & (codes == 0)
+    kept_ids = [index.position[i.name] for i in kept if i.name in index.position]
+    in_base = np.zeros(len(index), dtype=bool)
+    in_base[kept_ids] = True
+    candidates = ((semantic > 0) | (evidence > 0)) & (codes == 0) & ~in_base
+    strict = index.evidence.strict
+    character = _kept_character(index, base, kept_ids)
+    if character:   # one image, one character: no other identity LoRA next to the kept one
+        _reject_other_identities(index, rec, np.flatnonzero(candidates & strict & (evidence >= min_evidence)),
+                                 character, rejected_shown)
+        candidates &= ~strict
     best = semantic[candidates].max() if candidates.any() else 0.0
     semantic = semantic / best if best > 0 else semantic
     hist = np.full(len(index), NEUTRAL_HISTORY)
     for name, value in (history or {}).items():
         if name in index.position:
             hist[index.position[name]] = value
-    strict = index.evidence.strict
     eligible = candidates & (evidence >= min_evidence) & ~index.speed & (~strict | (evidence > 0))
     if embed is not None and eligible.any():
         _rerank_with_embeddings(index, eligible, semantic, evidence, hist, prompt, embed, weights)
@@ -282,15 +311,19 @@ def recommend(index: LoraIndex, analysis: Any, family: str | None = None, max_lo
     for rank, medium in enumerate(found.media):
         first_named[index.evidence.style_medium[order] == medium] = rank
     order = order[np.lexsort((order, first_named, -np.round(score[order], 2)))]
-    taken: list[tuple[int, Candidate, set[str]]] = []
+    # The kept LoRAs take part in the overlap and style-clash checks as if picked first.
+    taken: list[tuple[int, Candidate, set[str]]] = [
+        (i, candidate(i), {f"{it.what}:{it.text}" for it in found.items(i)}) for i in kept_ids]
+    full = (f"the stack is full ({limit} LoRAs, {len(kept)} kept from the incoming stack, the others "
+            "scoring higher)" if kept else f"the stack is full ({limit} LoRAs picked, all scoring higher)")
     for i in order:
         i = int(i)
-        if len(taken) >= limit and len(rec.rejected) >= rejected_shown:
+        if len(rec.picks) >= room and len(rec.rejected) >= rejected_shown:
             break
         cand = candidate(i)
         items = found.items(i)
         texts = {f"{it.what}:{it.text}" for it in items}
-        why_not = "" if len(taken) < limit else f"the stack is full ({limit} LoRAs picked, all scoring higher)"
+        why_not = "" if len(rec.picks) < room else full
         why_not = _medium_conflict(index, i, found) or _overlap(cand, texts, taken) or why_not
         if why_not:
             cand.reason = why_not
@@ -302,15 +335,20 @@ def recommend(index: LoraIndex, analysis: Any, family: str | None = None, max_lo
         taken.append((i, cand, texts))
     _list_below_bar(index, rec, candidates & ~eligible, evidence, score, found, min_evidence, rejected_shown,
                     candidate)
-    if rebalance_candidates(rec.picks):
-        rec.notes.append(f"total strength above {MAX_TOTAL_STRENGTH:g}: every strength scaled down "
-                         "by the same factor")
+    budget = MAX_TOTAL_STRENGTH - sum(abs(i.strength_model) for i in kept)
+    if rec.picks and budget <= 0:
+        rec.notes.append(f"the kept LoRAs already reach a total strength of {MAX_TOTAL_STRENGTH:g}: "
+                         f"{', '.join(c.name for c in rec.picks)} left out")
+        rec.picks = []
+    elif rebalance_candidates(rec.picks, budget):
+        rec.notes.append(f"total strength above {MAX_TOTAL_STRENGTH:g}: every "
+                         + ("added " if kept else "") + "strength scaled down by the same factor")
     return rec
 
 
-def rebalance_candidates(picks: list[Candidate]) -> bool:
+def rebalance_candidates(picks: list[Candidate], limit: float = MAX_TOTAL_STRENGTH) -> bool:
     items = [StackItem(c.name, c.strength_model, c.strength_clip) for c in picks]
-    if not rebalance(items):
+    if not rebalance(items, limit):
         return False
     for cand, item in zip(picks, items):
         cand.strength_model, cand.strength_clip = item.strength_model, item.strength_clip
@@ -319,6 +357,34 @@ def rebalance_candidates(picks: list[Candidate]) -> bool:
 
 
 # ----------------------------------------------------------------------------- why (not)
+def _kept_character(index: LoraIndex, base: LoraStack | None, kept_ids: list[int]) -> str:
+    """What makes the kept stack a character's: its preset's name, or its character or person
+    LoRA's name ("" when it is neither)."""
+    if base is None:
+        return ""
+    if base.character:
+        return f"character preset {base.character}"
+    for i in kept_ids:
+        if index.profiles[i].kind in IDENTITY_KINDS:
+            return f"{KIND_LABELS[index.profiles[i].kind]} LoRA {index.entries[i].name}"
+    return ""
+
+
+def _reject_other_identities(index: LoraIndex, rec: Recommendation, ids: np.ndarray, character: str,
+                             shown: int) -> None:
+    """List the characters (people, LoRAs whose name is a name) the prompt asks for that are left
+    out because the kept stack is another character's."""
+    for i in ids[:shown]:
+        i = int(i)
+        profile = index.profiles[i]
+        label = KIND_LABELS.get(profile.kind, profile.kind) if profile.kind in IDENTITY_KINDS else \
+            "LoRA whose name is a name"
+        rec.rejected.append(Candidate(name=index.entries[i].name, score=0.0, factors={}, kind=profile.kind,
+                                      base=index.entries[i].base,
+                                      reason=f"{label}: the stack keeps {character}, and no other "
+                                             "character is added to it"))
+
+
 def _medium_conflict(index: LoraIndex, i: int, found: PromptEvidence) -> str:
     """A style LoRA of another medium than the one the prompt names (unless the prompt names it)."""
     medium = index.style_of(i)

@@ -46,6 +46,9 @@ class LoraStack:
     items: list[StackItem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     explanation: dict[str, str] = field(default_factory=dict)   # verbosity -> text, from the recommender
+    # The character preset (Kubik Character) these LoRAs come from, "" for other stacks: the
+    # recommender keeps such a stack's LoRAs and never adds another character to it.
+    character: str = ""
 
     title = "LoRAs"
 
@@ -112,7 +115,10 @@ class LoraStack:
         explanation = data.get("explanation", {})
         if not isinstance(explanation, dict) or not all(isinstance(v, str) for v in explanation.values()):
             raise LoraStackError("explanation should be an object of texts")
-        return cls([_item(raw, n) for n, raw in enumerate(items, 1)], notes, dict(explanation))
+        character = data.get("character", "")
+        if not isinstance(character, str) or len(character) > MAX_NAME_CHARS:
+            raise LoraStackError("character should be the name of a character preset (text)")
+        return cls([_item(raw, n) for n, raw in enumerate(items, 1)], notes, dict(explanation), character)
 
     def added(self, other: "LoraStack") -> "LoraStack":
         """This stack followed by ``other``'s items not already in it (by name)."""
@@ -120,7 +126,7 @@ class LoraStack:
         explanation = {v: "\n".join(t for t in (self.explain(v), other.explain(v)) if t)
                        for v in set(self.explanation) | set(other.explanation)}
         return LoraStack(self.items + [i for i in other.items if i.name not in names],
-                         self.notes + other.notes, explanation)
+                         self.notes + other.notes, explanation, self.character or other.character)
 
 
 def stack_from_input(value: Any, input_name: str = "lora_stack") -> LoraStack:
@@ -134,6 +140,8 @@ def stack_from_input(value: Any, input_name: str = "lora_stack") -> LoraStack:
         if isinstance(value, LoraStack):
             for n, item in enumerate(value.items, 1):
                 _check_item(item, n)
+            if not isinstance(value.character, str) or len(value.character) > MAX_NAME_CHARS:
+                raise LoraStackError("character should be the name of a character preset (text)")
             return value
         if isinstance(value, (str, bytes)):
             try:

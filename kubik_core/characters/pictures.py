@@ -1,0 +1,53 @@
+"""A character's reference pictures as one IMAGE batch [B, size, size, 3] in 0..1.
+
+A batch needs one size, and image encoders (CLIP, DINOv2) look at a centred square anyway, so
+each picture is turned upright (EXIF), cropped to its centred square and resized to ``size``.
+Files are opened without blocking and only when they are regular files (a FIFO or device named
+as a picture is refused), and a picture larger than MAX_PIXELS is refused before decoding.
+"""
+from __future__ import annotations
+
+import os
+
+from ..common.files import NotRegularFileError, open_regular
+
+MAX_PIXELS = 64 * 1024 * 1024
+
+
+class PictureError(ValueError):
+    """A reference picture that cannot be used; the message names it (never its server path)."""
+
+
+def load_square(path: str | os.PathLike, label: str, size: int):
+    """One picture as a float32 tensor [size, size, 3] in 0..1; PictureError names ``label``."""
+    import numpy as np
+    import torch
+    from PIL import Image, ImageOps
+
+    try:
+        with open_regular(path) as handle, Image.open(handle) as opened:
+            if opened.width * opened.height > MAX_PIXELS:
+                raise PictureError(f"{label} is {opened.width}x{opened.height} pixels, more than "
+                                   f"{MAX_PIXELS // 2**20} megapixels; use a smaller copy")
+            picture = ImageOps.exif_transpose(opened).convert("RGB")
+    except PictureError:
+        raise
+    except FileNotFoundError:
+        raise PictureError(f"{label} does not exist") from None
+    except NotRegularFileError:
+        raise PictureError(f"{label} is not a regular file") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise PictureError(f"{label} cannot be read as a picture ({type(exc).__name__})") from None
+    side = min(picture.size)
+    left, top = (picture.width - side) // 2, (picture.height - side) // 2
+    square = picture.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.LANCZOS)
+    return torch.from_numpy(np.asarray(square, dtype=np.float32) / 255.0)
+
+
+def load_batch(paths: list[tuple[str, str]], size: int):
+    """(path, label) pairs as an IMAGE batch [B, size, size, 3]; an empty batch when there are none."""
+    import torch
+
+    if not paths:
+        return torch.zeros((0, size, size, 3), dtype=torch.float32)
+    return torch.stack([load_square(path, label, size) for path, label in paths])
