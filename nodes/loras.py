@@ -87,7 +87,8 @@ class KubikLoraRecommender:
                    "similarity (the connected CLIP, else BM25), CivitAI popularity and your own ratings. "
                    "Drops LoRAs for another base model or SDXL variant, blocked or mature content, speed "
                    "LoRAs and clashing styles, saying why in reasons; sets strengths from usage tips or "
-                   "the evidence.")
+                   "the evidence. Given a stack (e.g. Kubik Character's), keeps it and adds no other "
+                   "character to it.")
     RETURN_TYPES = ("KUBIK_LORA_STACK", "STRING", "STRING")
     RETURN_NAMES = ("lora_stack", "trigger_words", "reasons")
     OUTPUT_TOOLTIPS = (
@@ -128,6 +129,10 @@ class KubikLoraRecommender:
                                          "Also pick LoRAs made for another SDXL variant (a Pony LoRA on plain "
                                          "SDXL, an SDXL LoRA on Pony or Illustrious), at a lower score. Off: "
                                          "they are filtered out, since they load but transfer poorly."}),
+                "lora_stack": ("KUBIK_LORA_STACK", {"tooltip":
+                               "A stack to keep as it is, e.g. Kubik Character's: its LoRAs come first and "
+                               "count towards max_loras; the recommender only adds others, and never another "
+                               "character when the stack is a character's."}),
             },
             "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"},
         }
@@ -146,7 +151,7 @@ class KubikLoraRecommender:
 
     def recommend(self, analysis, max_loras, priority, family, content, blocklist, weight_semantic,
                   weight_keyword, weight_popularity, weight_history, model=None, clip=None,
-                  allow_other_variants=False, prompt=None, unique_id=None):
+                  allow_other_variants=False, lora_stack=None, prompt=None, unique_id=None):
         if analysis is None:
             raise ValueError("analysis: connect the analysis output of Kubik Prompt Analyzer")
         weights = {"semantic": weight_semantic, "keyword": weight_keyword,
@@ -158,6 +163,7 @@ class KubikLoraRecommender:
             raise ValueError("weight_*: at least one weight must be above 0")
         if not isinstance(allow_other_variants, bool):
             raise ValueError(f"allow_other_variants: should be true or false, got {allow_other_variants!r:.40}")
+        base = stack_from_input(lora_stack, "lora_stack") if lora_stack is not None else None
         family_id, notes = None, []
         if family != "auto":
             family_id = family
@@ -169,7 +175,7 @@ class KubikLoraRecommender:
         rec = recommend(index, analysis, family=family_id, max_loras=max_loras, priority=priority,
                         blocklist=blocklist, weights=weights,
                         history=_history() if weight_history > 0 else None, embed=embed, content=content,
-                        allow_other_variants=allow_other_variants)
+                        allow_other_variants=allow_other_variants, base=base)
         rec.notes += notes
         return (rec.stack(), rec.trigger_text(), rec.explain("detailed"))
 
