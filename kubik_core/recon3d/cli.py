@@ -14,7 +14,9 @@ on stderr and exit status 2, never one failure per mesh, a traceback or an hour 
 
 - preprocess: the report, also saved as OUT/report.json:
   {"source", "meshes", "done", "skipped", "failed": [{"source", "error"}],
-  "warnings": [{"source", "warning"}] (meshes done whose inside/outside labels may be wrong), "workers", "seconds"}
+  "warnings": [{"source", "warning"}] (meshes done whose inside/outside labels may be wrong), "workers"
+  (processes, or the Ray cluster's CPUs), "seconds", and with --shards "shards": {"folder", "shards", "samples",
+  "written"}}
 - synth:      {"meshes": folder, "count", "dataset": report as above, or null with --meshes-only}
 - eval:       {"normalization", "points", "chamfer_l1", "chamfer_l2", "normal_consistency",
                "fscore@<t>" for each threshold, "volume_iou"}
@@ -51,9 +53,21 @@ def register(subparsers) -> None:
     sub.required = True
 
     p = sub.add_parser("preprocess", help="a folder of meshes -> SDF samples + renders (resumable)")
-    p.add_argument("src", help="mesh file or folder (searched recursively for .obj .ply .stl .off .glb .gltf)")
+    p.add_argument("src", help="mesh file, folder (searched recursively for .obj .ply .stl .off .glb .gltf), or a "
+                               ".txt/.lst manifest: one mesh path per line, inside the manifest's folder (read as it goes)")
     p.add_argument("out", help="dataset folder (finished meshes in it are skipped)")
     _dataset_arguments(p)
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run the meshes as Ray tasks: alone, on a local Ray cluster started for the run; with "
+                        "HOST:PORT, ray://HOST:PORT or auto, on that cluster (meshes and OUT on storage every node "
+                        "sees at the same paths). Needs pip install \"kubikai[ray]\". Put it after SRC OUT or "
+                        "write --ray=ADDRESS")
+    p.add_argument("--ray-cpus", type=int, default=None, help="CPUs of the local Ray cluster (this machine's)")
+    p.add_argument("--ray-retries", type=int, default=3,
+                   help="re-runs of a mesh whose Ray worker or node was lost (3); a mesh's own errors are not retried")
+    p.add_argument("--shards", default=None, metavar="DIR",
+                   help="also pack the dataset into WebDataset-style tar shards in DIR (training reads either)")
+    p.add_argument("--shard-size", type=int, default=1000, help="meshes per shard (1000)")
     p.set_defaults(func=_preprocess)
 
     p = sub.add_parser("synth", help="a procedural training set (unions of random primitives)")
@@ -178,9 +192,15 @@ def _run_dataset(src, out, args, config) -> dict:
         bar.n = done
         bar.refresh()
 
+    shards = dict(shards=getattr(args, "shards", None), shard_size=getattr(args, "shard_size", 1000))
     try:
-        return preprocess_folder(src, out, config, workers=args.workers, progress=progress)
-    except FileNotFoundError as exc:
+        if getattr(args, "ray", None) is not None:
+            from .data.ray_preprocess import preprocess_on_ray
+
+            return preprocess_on_ray(src, out, config, address=args.ray or None, num_cpus=args.ray_cpus,
+                                     max_retries=args.ray_retries, progress=progress, **shards)
+        return preprocess_folder(src, out, config, workers=args.workers, progress=progress, **shards)
+    except (FileNotFoundError, ConnectionError) as exc:
         raise CommandError(str(exc)) from None
     except OSError as exc:  # the output folder failed between the check and the writes
         raise CommandError(f"cannot write the dataset in {out}: {exc.strerror or exc}") from None
@@ -198,9 +218,37 @@ def _print_report(report: dict, as_json: bool) -> None:
         print(f"  failed: {failure['source']}: {failure['error']}")
     for flagged in report["warnings"]:
         print(f"  warning: {flagged['source']}: {flagged['warning']}")
+    if report.get("shards"):
+        shards = report["shards"]
+        print(f"{shards['samples']} samples in {shards['shards']} shards in {shards['folder']} "
+              f"({shards['written']} written now)")
 
 
 def _preprocess(args) -> int:
+    from ..common.commands import CommandError
+    from . import cli_checks as check
+    from .data.ray_preprocess import check_address, import_ray
+
+    check.count(args.shard_size, "--shard-size")
+    check.count(args.ray_retries, "--ray-retries", low=0, high=100)
+    if args.shards is not None:
+        check.output_folder(args.shards, "--shards")
+    if args.ray is None and (args.ray_cpus is not None or args.ray_retries != 3):
+        raise CommandError("--ray-cpus and --ray-retries apply to a Ray run; add --ray (or drop them)")
+    if args.ray is not None:
+        if args.workers != 1:
+            raise CommandError("--workers is for the local run; with --ray the cluster's CPUs set how many meshes "
+                               "run at once (--ray-cpus for a local cluster)")
+        if args.ray_cpus is not None:
+            if args.ray:
+                raise CommandError("--ray-cpus sizes a local cluster; a cluster at an address has its own CPUs")
+            check.count(args.ray_cpus, "--ray-cpus", high=MAX_WORKERS)
+        try:
+            if args.ray:
+                check_address(args.ray)
+            import_ray()
+        except (ValueError, ConnectionError, ImportError) as exc:
+            raise CommandError(str(exc)) from None
     report = _run_dataset(args.src, args.out, args, _config(args, args.out))
     _print_report(report, args.json)
     return 0 if report["done"] + report["skipped"] > 0 or not report["meshes"] else 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 
 import numpy as np
 
@@ -13,10 +14,22 @@ from ..common.atomic import write_bytes_atomic
 __all__ = ["save_json_atomic", "save_npz_atomic", "save_png_atomic", "write_bytes_atomic"]
 
 
-def save_npz_atomic(path, arrays: dict[str, np.ndarray]) -> None:
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """The bytes ``np.savez_compressed`` would write, but the same for the same arrays on every run:
+    numpy stamps each zip entry with the time of writing, so two runs over one mesh (one machine or
+    a Ray cluster, today or tomorrow) would differ in a few header bytes. Read with ``np.load``."""
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    write_bytes_atomic(path, buffer.getvalue())
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            entry = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(entry, "w", force_zip64=True) as handle:
+                np.lib.format.write_array(handle, np.asanyarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def save_npz_atomic(path, arrays: dict[str, np.ndarray]) -> None:
+    write_bytes_atomic(path, npz_bytes(arrays))
 
 
 def save_json_atomic(path, data) -> None:

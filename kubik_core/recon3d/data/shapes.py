@@ -8,6 +8,7 @@ stable hash of their id, so the split never changes when shapes are added or the
 from __future__ import annotations
 
 import hashlib
+import io
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,15 +27,20 @@ def is_held_out(shape_id: str, percent: float) -> bool:
 
 
 def dataset_entries(root: str | Path) -> list[dict]:
-    """The finished shapes of a dataset folder: {"id", "dir", "views": [png paths], "cameras": [4x4]}.
+    """The finished shapes of a dataset folder: {"id", "dir", "samples": npz path, "views": [png
+    paths], "cameras": [4x4]}; of a shard folder, the same with the files' bytes for paths.
 
     The folder's JSON files are read as hostile input (bounded JSON, checked types) and every
     name they give must be a plain file or folder name inside the dataset folder."""
+    from .shards import is_shard_folder, shard_entries
+
     root = Path(root)
+    if is_shard_folder(root):  # tar shards: the same entries, files as bytes (:mod:`.shards`)
+        return shard_entries(root)
     manifest = root / "manifest.json"
     if not manifest.is_file():
-        raise ValueError(f"{root} is not a dataset folder (no manifest.json); make one with "
-                         "`kubik 3d preprocess` or `kubik 3d synth`")
+        raise ValueError(f"{root} is not a dataset folder (no manifest.json) nor a shard folder (no "
+                         "shards.json); make one with `kubik 3d preprocess` or `kubik 3d synth`")
     meshes = _read_json(manifest).get("meshes")
     if not isinstance(meshes, list) or not all(isinstance(m, dict) and _plain(m.get("id")) for m in meshes):
         raise ValueError(f"{manifest}: 'meshes' must be a list of entries with plain folder names as ids; "
@@ -50,8 +56,8 @@ def dataset_entries(root: str | Path) -> list[dict]:
         if not isinstance(names, list) or not all(_plain(n) for n in names) or not isinstance(cameras, list):
             raise ValueError(f"{folder / 'meta.json'}: its views must list plain file names and cameras; "
                              "preprocess the mesh again")
-        entries.append({"id": f"{root.name}/{item['id']}", "dir": folder, "views": [folder / n for n in names],
-                        "cameras": cameras})
+        entries.append({"id": f"{root.name}/{item['id']}", "dir": folder, "samples": folder / "samples.npz",
+                        "views": [folder / n for n in names], "cameras": cameras})
     return entries
 
 
@@ -80,8 +86,8 @@ class ShapeSet:
     ``surface_sharp`` (bool: the point was sampled on a sharp edge, not by area)."""
 
     ids: list[str]
-    dirs: list[Path]
-    views: list[list[Path]]
+    dirs: list[Path]             # each shape's folder, or the tar shard holding it
+    views: list[list[Path | bytes]]  # render paths, or the PNG bytes of a shard (read with .shards.open_view)
     arrays: dict[str, torch.Tensor] = field(default_factory=dict)
     cameras: list[list] = field(default_factory=list)  # per shape: camera_to_world 4x4 per view
 
@@ -103,15 +109,16 @@ class ShapeSet:
             raise ValueError(f"no finished shapes in the {split} split of {roots}")
         loaded = []
         for entry in entries:
+            samples = entry["samples"]
+            where = samples if isinstance(samples, Path) else f"{entry['dir']}: {entry['id']}'s samples.npz"
             try:
-                with np.load(entry["dir"] / "samples.npz") as data:
+                with np.load(io.BytesIO(samples) if isinstance(samples, bytes) else samples) as data:
                     loaded.append({k: data[k] for k in (*SAMPLE_KEYS, "surface_sharp")})
             except KeyError as exc:
-                raise ValueError(f"{entry['dir'] / 'samples.npz'}: lacks the array {exc}; preprocess the mesh "
-                                 "again") from None
+                raise ValueError(f"{where}: lacks the array {exc}; preprocess the mesh again") from None
             except (OSError, ValueError, zipfile.BadZipFile):  # never loaded as a pickle
-                raise ValueError(f"{entry['dir'] / 'samples.npz'}: not a usable samples file (damaged, or not "
-                                 "written by `kubik 3d preprocess`); preprocess the mesh again") from None
+                raise ValueError(f"{where}: not a usable samples file (damaged, or not written by "
+                                 "`kubik 3d preprocess`); preprocess the mesh again") from None
         arrays = {}
         count = min(len(item["surface_points"]) for item in loaded)
         arrays["surface_sharp"] = torch.from_numpy(np.stack([item["surface_sharp"][:count] for item in loaded]))

@@ -73,6 +73,7 @@ def load_view_pixels(shape_set: ShapeSet, size: int, views_per_shape: int | None
     import numpy as np
     from PIL import Image
 
+    from ..data.shards import open_view
     from ..image_input import prepare_images
 
     counts = {len(v) for v in shape_set.views}
@@ -81,7 +82,7 @@ def load_view_pixels(shape_set: ShapeSet, size: int, views_per_shape: int | None
     views = min(counts) if views_per_shape is None else min(min(counts), views_per_shape)
     out = torch.empty(len(shape_set), views, 3, size, size, dtype=torch.uint8)
     for i, paths in enumerate(shape_set.views):
-        rgba = np.stack([np.asarray(Image.open(p).convert("RGBA")) for p in paths[:views]])
+        rgba = np.stack([np.asarray(Image.open(open_view(p)).convert("RGBA")) for p in paths[:views]])
         pixels = prepare_images(rgba, size=size).pixels
         out[i] = (pixels * 255.0 + 0.5).clamp(0, 255).to(torch.uint8)
     return out
