@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "classify.cli",    # kubik classify
     "loras.cli",       # kubik loras scan / recommend
     "lora_train.cli",  # kubik lora train
+    "generate.cli",    # kubik generate
     "consistency.cli",  # kubik consistency
     "characters.cli",  # kubik characters
     "learning.cli",    # kubik insights

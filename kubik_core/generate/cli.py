@@ -1,0 +1,113 @@
+"""``kubik generate``: pictures from a prompt and a single-file checkpoint, outside ComfyUI.
+
+    kubik generate "a castle at dawn, oil painting" --checkpoint sdxl.safetensors -n 2 --out out
+
+Before loading anything it prints the plan: settings and why, LoRAs, and the memory estimate of
+each strategy with the one chosen and why; after the run, s/image and the measured peak.
+``--json`` prints one object instead: ``{"plan": PreparedGeneration.to_dict(), "images": [paths],
+"generation_ids": [...], "seeds": [...], "seconds_per_image", "peak_bytes", "peak_measured",
+"notes": [...]}`` (stable keys).
+"""
+from __future__ import annotations
+
+import json
+
+from ..common.commands import CommandError
+
+
+def register(subparsers) -> None:
+    from .memory import MEMORY_CHOICES
+
+    p = subparsers.add_parser(
+        "generate", help="generate pictures with diffusers (analysis, LoRAs, settings, memory strategies)",
+        description="Generate pictures from a single-file SD1.5 or SDXL checkpoint (Pony and Illustrious "
+                    "are SDXL) with diffusers, offline: the prompt analysis, the LoRA recommender and the "
+                    "optimizer's settings as in ComfyUI, memory strategies for small GPUs, PNGs with Kubik "
+                    "Save Image's metadata, recorded in the learning store (kubik insights, kubik rate).")
+    p.add_argument("prompt", help="the positive prompt")
+    p.add_argument("--checkpoint", required=True, help="single-file .safetensors checkpoint (SD1.5 or SDXL)")
+    p.add_argument("--family", default="auto", help="model family for the settings (sd15, sdxl, pony, "
+                                                     "illustrious ...; default auto: from the file)")
+    p.add_argument("--priority", default="balanced", choices=("quality", "balanced", "speed", "low_vram"))
+    p.add_argument("--aspect", default="auto", help="W:H such as 16:9, or auto (default)")
+    p.add_argument("--negative", default=None, help="negative prompt (default: the analyzer's suggestion)")
+    p.add_argument("--loras", default="auto",
+                   help="auto (the recommender's picks), none, or name:strength[:clip_strength],... "
+                        "(names inside --lora-dir; default auto)")
+    p.add_argument("--lora-dir", action="append", default=[], metavar="DIR",
+                   help="LoRA folder (repeatable; default $KUBIK_LORAS_DIR)")
+    p.add_argument("--memory", default="auto", choices=MEMORY_CHOICES,
+                   help="memory strategy (default auto: from free VRAM and the model's size)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--steps", type=int, help="override the step count")
+    p.add_argument("--cfg", type=float, help="override CFG")
+    p.add_argument("--sampler", dest="sampler_name", help="override the sampler (ComfyUI name)")
+    p.add_argument("--scheduler", help="override the scheduler (ComfyUI name)")
+    p.add_argument("--width", type=int, help="override the width (multiple of 8)")
+    p.add_argument("--height", type=int, help="override the height (multiple of 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first image; image i uses seed+i (default 0)")
+    p.add_argument("-n", dest="count", type=int, default=1, help="number of images (default 1)")
+    p.add_argument("--out", default="output", help="output folder (default ./output)")
+    p.add_argument("--tokenizer", default=None, metavar="DIR",
+                   help="folder with CLIP's vocab.json and merges.txt (default: ComfyUI's comfy/sd1_tokenizer "
+                        "next to the pack, or under $COMFYUI_DIR)")
+    p.add_argument("--store", default=None, help="learning store file or SQLAlchemy URL (default: "
+                                                 "$KUBIK_LEARNING_URL, else ~/.local/share/kubik/learning.sqlite3)")
+    p.add_argument("--no-record", action="store_true", help="do not record the images in the learning store")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and estimates; load nothing")
+    p.add_argument("--json", action="store_true", help="print JSON (stable keys, see the module docstring)")
+    p.set_defaults(func=run_generate)
+
+
+def run_generate(args) -> int:
+    from .run import GenerateRequest, generate, plan_generation
+
+    request = GenerateRequest(
+        prompt=args.prompt, checkpoint=args.checkpoint, out_dir=args.out, family=args.family,
+        priority=args.priority, aspect=args.aspect, loras=args.loras, lora_dirs=args.lora_dir,
+        memory=args.memory, seed=args.seed, count=args.count, negative=args.negative,
+        overrides={k: getattr(args, k) for k in ("steps", "cfg", "sampler_name", "scheduler", "width", "height")},
+        tokenizer=args.tokenizer, store=args.store, record=not args.no_record, device=args.device)
+    try:
+        prepared = plan_generation(request)
+        if not args.json:
+            print(_format_plan(prepared), flush=True)
+        if args.dry_run:
+            if args.json:
+                print(json.dumps({"plan": prepared.to_dict()}, indent=2))
+            return 0
+        result = generate(prepared)
+    except ValueError as exc:      # every engine error is a ValueError with a one-line message
+        raise CommandError(str(exc).splitlines()[0]) from None
+    if args.json:
+        print(json.dumps({"plan": prepared.to_dict(), "images": result.images,
+                          "generation_ids": result.generation_ids, "seeds": result.seeds,
+                          "seconds_per_image": round(result.seconds_per_image, 3),
+                          "peak_bytes": result.peak_bytes, "peak_measured": result.peak_measured,
+                          "notes": result.notes}, indent=2))
+        return 0
+    for path, gid in zip(result.images, result.generation_ids or [""] * len(result.images)):
+        print(f"saved {path}" + (f"  (rate it: kubik rate {gid} 1-5)" if gid else ""))
+    print(f"{result.seconds_per_image:.2f} s/image; peak {result.peak_bytes / 2**30:.2f} GB "
+          f"({result.peak_measured})")
+    for note in result.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def _format_plan(prepared) -> str:
+    plan = prepared.plan
+    lines = [f"checkpoint  {prepared.info.family} (settings for {plan.family}), device {prepared.device}",
+             f"settings    {plan.steps} steps, cfg {plan.cfg:g}, {plan.sampler_name} / {plan.scheduler}, "
+             f"{plan.width}x{plan.height}",
+             f"prompt      {prepared.positive}",
+             f"negative    {prepared.negative or '-'}",
+             "loras       " + (", ".join(f"{i.name} {i.strength_model:g}" for i in prepared.stack.items) or "none")]
+    lines.append(f"memory      {prepared.choice.strategy}: {prepared.choice.reason}")
+    for e in prepared.choice.estimates:
+        seconds = "time not estimated" if e.seconds is None else f"~{e.seconds:.0f} s/image"
+        lines.append(f"  {e.strategy:<11} peak ~{e.peak_bytes / 2**30:.2f} GB, {seconds}"
+                     + ("" if e.runs_here else " (not here: needs a CUDA GPU)")
+                     + (f"; {e.note}" if e.note and e.runs_here else ""))
+    lines += [f"note: {n}" for n in prepared.stack.notes + prepared.notes]
+    return "\n".join(lines)

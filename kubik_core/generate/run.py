@@ -1,0 +1,313 @@
+"""One ``kubik generate`` run: analyse, pick LoRAs and settings, plan memory, generate, save, record.
+
+    from kubik_core.generate import GenerateRequest, plan_generation, generate
+    request = GenerateRequest("a castle at dawn", checkpoint="sdxl.safetensors", out_dir="out")
+    prepared = plan_generation(request)     # analysis, plan, LoRAs, memory estimates; nothing loaded
+    result = generate(prepared)             # PNGs + learning-store records
+
+The steps are the pack's own: the analyzer (prompting), the optimizer (params: steps, CFG,
+sampler, scheduler, size), the recommender (loras), then diffusers instead of ComfyUI's
+KSampler. PNGs carry what Kubik Save Image writes (A1111 ``parameters`` with model and LoRA
+hashes, ``kubik`` JSON with analysis, plan, LoRAs and explanation), and each image is one
+generation in the learning store, so ``kubik insights`` and ``kubik rate`` see it.
+
+What differs from ComfyUI, and is said in the run's notes: prompt weights ``(word:1.2)`` are
+removed before encoding (diffusers' pipelines encode plain text), ``embedding:name`` is not
+loaded, and the sampler/scheduler pair is the nearest diffusers scheduler (schedulers.py).
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..loras.stack import LoraStack
+from . import memory
+from .checkpoint import CheckpointInfo, inspect_checkpoint
+from .loras import lora_folders, parse_explicit, recommended
+
+MAX_IMAGES = 64
+MAX_SIDE = 4096
+
+
+class GenerateError(ValueError):
+    """Bad input for a generation; the message names the input and the fix."""
+
+
+@dataclass
+class GenerateRequest:
+    prompt: str
+    checkpoint: str
+    out_dir: str = "output"
+    family: str = "auto"
+    priority: str = "balanced"
+    aspect: str = "auto"
+    dialect: str = "comfyui"
+    loras: str = "auto"
+    lora_dirs: list[str] = field(default_factory=list)
+    memory: str = "auto"
+    seed: int = 0
+    count: int = 1
+    negative: str | None = None           # None: the analyzer's suggested negative prompt
+    overrides: dict[str, Any] = field(default_factory=dict)   # steps, cfg, sampler_name, scheduler, width, height
+    tokenizer: str | None = None
+    store: str | None = None              # learning store location (None: the default one)
+    record: bool = True
+    device: str = "auto"                  # "cpu", "cuda", or auto (cuda when present)
+
+
+@dataclass
+class PreparedGeneration:
+    """Everything decided before any weight is loaded (shown to the user first)."""
+
+    request: GenerateRequest
+    info: CheckpointInfo
+    analysis: Any
+    plan: Any
+    stack: LoraStack
+    positive: str
+    negative: str
+    device: Any
+    choice: memory.MemoryChoice
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"family": self.plan.family, "checkpoint_family": self.info.family,
+                "positive": self.positive, "negative": self.negative,
+                "plan": self.plan.to_dict(), "analysis": self.analysis.to_dict(),
+                "loras": [_lora_dict(i) for i in self.stack.items],
+                "memory": {"strategy": self.choice.strategy, "reason": self.choice.reason,
+                           "device": str(self.device),
+                           "estimates": [e.to_dict() for e in self.choice.estimates]},
+                "notes": list(self.notes)}
+
+
+@dataclass
+class GenerateResult:
+    images: list[str]
+    generation_ids: list[str]
+    seeds: list[int]
+    seconds_per_image: float
+    peak_bytes: int
+    peak_measured: str
+    notes: list[str]
+
+
+def _lora_dict(item) -> dict:
+    """A stack item without its local path (which has no place in a shared image)."""
+    return {k: v for k, v in vars(item).items() if k != "path"}
+
+
+def _device(requested: str):
+    import torch
+
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise GenerateError("--device cuda: no CUDA GPU is visible here; use --device cpu or auto")
+    if requested not in ("cpu", "cuda"):
+        raise GenerateError(f"--device: {requested!r} is not cpu, cuda or auto")
+    return torch.device(requested)
+
+
+def _plain_text(text: str, dialect: str) -> str:
+    """The prompt without weighting syntax (diffusers encodes plain text)."""
+    from ..prompting import parse_prompt
+
+    return parse_prompt(text, dialect).text.strip() or text
+
+
+def _family(request: GenerateRequest, info: CheckpointInfo):
+    """The optimizer's family: read from the checkpoint's name and metadata (Pony, Illustrious,
+    Lightning ... are SDXL files), kept only when it belongs to the loaded architecture."""
+    from ..params import detect_family, get_family
+    from ..params.checkpoint import read_safetensors_metadata
+    from ..params.plan import ModelInfo
+
+    group = {"sd15": "sd1", "sdxl": "sdxl"}[info.family]
+    model = ModelInfo(checkpoint_name=os.path.basename(request.checkpoint),
+                      metadata=read_safetensors_metadata(request.checkpoint))
+    detection = detect_family(model, request.family)
+    if get_family(detection.family).group != group:
+        if request.family != "auto":
+            raise GenerateError(f"--family {request.family}: the checkpoint is {info.family}; give a family of "
+                                f"that architecture or auto")
+        detection = detect_family(model, info.family)
+    return detection
+
+
+def plan_generation(request: GenerateRequest) -> PreparedGeneration:
+    """Analyse, choose settings, LoRAs and the memory strategy; loads no weights.
+
+    Raises GenerateError (or another ValueError with a clear message) for bad input."""
+    from ..params import ParamsError, optimize
+    from ..prompting import analyze_prompt
+
+    if not 1 <= request.count <= MAX_IMAGES:
+        raise GenerateError(f"-n: {request.count} images; give 1 to {MAX_IMAGES}")
+    if not 0 <= request.seed < 2**63:
+        raise GenerateError(f"--seed: {request.seed} is not a seed from 0 to 2^63-1")
+    for side in ("width", "height"):
+        value = request.overrides.get(side)
+        if value is not None and (value < 64 or value > MAX_SIDE or value % 8):
+            raise GenerateError(f"--{side}: {value}; give a multiple of 8 from 64 to {MAX_SIDE}")
+    if request.memory not in memory.MEMORY_CHOICES:
+        raise GenerateError(f"--memory: unknown strategy {request.memory!r}; choose one of "
+                            f"{', '.join(memory.MEMORY_CHOICES)}")
+    info = inspect_checkpoint(request.checkpoint)
+    device = _device(request.device)
+    notes: list[str] = []
+    try:
+        analysis = analyze_prompt(request.prompt, dialect=request.dialect, seed=request.seed)
+        detection = _family(request, info)
+        overrides = {k: v for k, v in request.overrides.items() if v is not None}
+        plan = optimize(analysis, detection.family, priority=request.priority, aspect_ratio=request.aspect,
+                        mode="ASSISTED" if overrides else "AUTO", overrides=overrides or None,
+                        device="auto", detection=detection, calibrate=False)
+    except ParamsError as exc:
+        raise GenerateError(str(exc)) from None
+    folders = lora_folders(request.lora_dirs)
+    if request.loras == "none":
+        stack = LoraStack()
+    elif request.loras == "auto":
+        stack = recommended(analysis, plan.family, folders, request.priority)
+    else:
+        stack = parse_explicit(request.loras, folders)
+    positive = _plain_text(analysis.cleaned or request.prompt, request.dialect)
+    missing = stack.triggers_missing_from(positive)
+    if missing:
+        positive = f"{positive}, {', '.join(missing)}"
+        notes.append(f"added the LoRA trigger words {', '.join(missing)}")
+    if positive != (analysis.cleaned or request.prompt) and any(w != 1.0 for _t, w in analysis.segments):
+        notes.append("prompt weights such as (word:1.2) are not applied: diffusers encodes the plain text")
+    negative = request.negative if request.negative is not None else _plain_text(analysis.negative, request.dialect) \
+        if analysis.negative else ""
+    if "embedding:" in positive + negative:
+        notes.append("embedding:name is not loaded outside ComfyUI; the words stay in the prompt as text")
+    choice = _memory_choice(request, info, plan, device)
+    return PreparedGeneration(request, info, analysis, plan, stack, positive, negative, device, choice, notes)
+
+
+def _memory_choice(request, info, plan, device) -> memory.MemoryChoice:
+    import torch
+
+    cuda = device.type == "cuda"
+    free = torch.cuda.mem_get_info(device)[0] if cuda else None
+    estimates = memory.estimate_strategies(info.component_bytes, info.largest_tensor_bytes, plan.width, plan.height,
+                                           request.count, cuda, plan.estimated_seconds)
+    try:
+        return memory.choose(request.memory, estimates, cuda, free)
+    except memory.MemoryStrategyError as exc:
+        raise GenerateError(str(exc)) from None
+
+
+def load(prepared: PreparedGeneration):
+    """The diffusers pipeline with scheduler, LoRAs and memory strategy applied; returns (pipe, notes)."""
+    from .checkpoint import load_pipeline
+    from .loras import apply_loras
+    from .schedulers import diffusers_scheduler
+
+    pipe, _info = load_pipeline(prepared.request.checkpoint, prepared.request.tokenizer)
+    notes: list[str] = []
+    pipe.scheduler, warnings = diffusers_scheduler(pipe.scheduler.config, prepared.plan.sampler_name,
+                                                   prepared.plan.scheduler)
+    notes += warnings
+    apply_loras(pipe, prepared.stack)
+    notes += memory.apply_strategy(pipe, prepared.choice.strategy, prepared.device)
+    return pipe, notes
+
+
+def run_pipeline(pipe, prepared: PreparedGeneration, seed: int):
+    """One image as a PIL picture, for ``seed``."""
+    import torch
+
+    plan = prepared.plan
+    kwargs = dict(prompt=prepared.positive, negative_prompt=prepared.negative or None,
+                  num_inference_steps=plan.steps, guidance_scale=plan.cfg, width=plan.width,
+                  height=plan.height, generator=torch.Generator("cpu").manual_seed(seed))
+    if plan.clip_skip:        # ComfyUI CLIPSetLastLayer -2 = A1111 "Clip skip 2" = diffusers clip_skip 1
+        kwargs["clip_skip"] = abs(int(plan.clip_skip)) - 1
+    with torch.inference_mode():
+        return pipe(**kwargs).images[0]
+
+
+def generate(prepared: PreparedGeneration, progress=None) -> GenerateResult:
+    """Load, generate ``count`` images (seeds seed, seed+1, ...), save and record them."""
+    from ..learning.model_hashes import hash_cache
+
+    request = prepared.request
+    hashes = hash_cache()
+    hashes.start(request.checkpoint, "file")   # the A1111 Model hash, while the model loads
+    pipe, notes = load(prepared)
+    memory.measure_start(prepared.device)
+    images, seeds = [], []
+    started = time.perf_counter()
+    for number in range(request.count):
+        seed = request.seed + number
+        images.append(run_pipeline(pipe, prepared, seed))
+        seeds.append(seed)
+        if progress is not None:
+            progress(number + 1, request.count)
+    seconds = (time.perf_counter() - started) / request.count
+    peak, measured = memory.measured_peak(prepared.device)
+    hashes.wait()
+    paths, ids = save_and_record(prepared, images, seeds, hashes)
+    return GenerateResult(paths, ids, seeds, seconds, peak, measured, notes)
+
+
+def save_and_record(prepared: PreparedGeneration, images, seeds, hashes) -> tuple[list[str], list[str]]:
+    """PNGs with Kubik Save Image's metadata, then one learning-store generation per image (after
+    the images are on disk: a store problem never loses a picture)."""
+    from PIL.PngImagePlugin import PngInfo
+
+    from .. import __version__
+    from ..common.atomic import atomic_path
+    from ..explain import explain
+    from ..learning import GenerationRecord, LearningError, LearningStore
+    from ..learning.model_hashes import add_resource_hashes
+    from ..learning.pnginfo import a1111_parameters, png_text_chunks
+
+    request, plan, analysis = prepared.request, prepared.plan, prepared.analysis
+    paths_by_name = {item.name: item.path for item in prepared.stack.items}
+    loras = [_lora_dict(item) for item in prepared.stack.items]
+    model_hash = add_resource_hashes(loras, request.checkpoint, paths_by_name.get, hashes)
+    sections = [prepared.stack] if len(prepared.stack) else []
+    explanation = explain(analysis, plan, "standard", sections=sections)
+    out = Path(request.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    existing = [int(p.stem.split("_")[-2]) for p in out.glob("kubik_*_.png") if p.stem.split("_")[-2].isdigit()]
+    counter = max(existing, default=0) + 1
+    paths = []
+    for image, seed in zip(images, seeds):
+        parameters = a1111_parameters(prepared.positive, prepared.negative, plan, seed,
+                                      os.path.basename(request.checkpoint), loras,
+                                      version=f"KubikAI {__version__}", model_hash=model_hash)
+        kubik = {"version": __version__, "analysis": analysis.to_dict(), "plan": plan.to_dict(),
+                 "loras": loras, "explanation": explanation,
+                 "generate": {"memory": prepared.choice.strategy, "device": str(prepared.device),
+                              "checkpoint_family": prepared.info.family}}
+        info = PngInfo()
+        for key, text in png_text_chunks(None, None, parameters, kubik):
+            info.add_text(key, text)
+        path = out / f"kubik_{counter:05}_.png"
+        counter += 1
+        with atomic_path(path) as tmp:
+            image.save(tmp, format="PNG", pnginfo=info, compress_level=4)
+        paths.append(str(path))
+    ids: list[str] = []
+    if request.record:
+        rows = [{k: item.get(k) for k in ("name", "sha256", "strength_model", "strength_clip", "suggested")}
+                for item in loras]
+        records = [GenerationRecord(
+            prompt=prepared.positive, negative=prepared.negative, family=plan.family, style=analysis.style,
+            content_type=analysis.content_type, model=os.path.basename(request.checkpoint), seed=seed,
+            preset=plan.priority, image_path=os.path.abspath(path), analysis=analysis.to_dict(),
+            params=plan.to_dict(), loras=rows) for path, seed in zip(paths, seeds)]
+        try:
+            ids = LearningStore(request.store).record_generations(records)
+        except LearningError as exc:
+            raise GenerateError(f"the images were saved ({', '.join(Path(p).name for p in paths)}) but not "
+                                f"recorded: {exc}; pass --no-record to skip the learning store") from None
+    return paths, ids
