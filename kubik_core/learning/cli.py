@@ -30,6 +30,17 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_insights)
 
+    rate = subparsers.add_parser(
+        "rate", help="rate a recorded image 1-5 (its generation id, as kubik generate prints it)",
+        description="Rate an image recorded in the learning store (by kubik generate or Kubik Save "
+                    "Image) from 1 to 5 stars; rating it again replaces the rating.")
+    rate.add_argument("generation_id", help="the image's generation id")
+    rate.add_argument("rating", type=int, help="1 (bad) to 5 (great)")
+    rate.add_argument("--store", default=None,
+                      help="store file or SQLAlchemy URL (default: $KUBIK_LEARNING_URL, else "
+                           "~/.local/share/kubik/learning.sqlite3)")
+    rate.set_defaults(func=_cmd_rate)
+
 
 def _cmd_insights(args) -> int:
     from ..common.commands import CommandError
@@ -49,6 +60,24 @@ def _cmd_insights(args) -> int:
     except LearningError as exc:
         raise CommandError(str(exc)) from exc
     print(json.dumps(data, indent=2) if args.json else format_insights(data))
+    return 0
+
+
+def _cmd_rate(args) -> int:
+    from ..common.commands import CommandError
+    from .errors import LearningError
+    from .store import LearningStore, default_store_location, to_url
+
+    if not 1 <= args.rating <= 5:
+        raise CommandError(f"rating {args.rating}: give 1 to 5 stars")
+    _url, path = to_url(args.store or default_store_location())
+    if path is not None and not path.exists():
+        raise CommandError(f"no learning store at {path} yet: generate with kubik generate first, or pass --store")
+    try:
+        LearningStore(args.store).record_feedback(args.generation_id, args.rating)
+    except (LearningError, ValueError) as exc:
+        raise CommandError(str(exc)) from exc
+    print(f"rated {args.generation_id}: {args.rating}/5")
     return 0
 
 
