@@ -68,7 +68,7 @@ class Character:
         """A checked character from its dict form; CharacterError names the first bad field."""
         if not isinstance(data, dict):
             raise CharacterError(f"a character should be an object, found {type(data).__name__}")
-        unknown = sorted(str(k)[:40] for k in data if k not in FIELDS)
+        unknown = sorted(repr(str(k)[:40]) for k in data if k not in FIELDS)
         if unknown:
             raise CharacterError(f"unknown field(s) {', '.join(unknown)}; a character has {', '.join(FIELDS)}")
         name = check_name(data.get("name"))
@@ -160,7 +160,7 @@ def _lora(raw: Any, n: int) -> CharacterLora:
         raw = {"name": raw}
     if not isinstance(raw, dict):
         raise CharacterError(f"LoRA {n} should be an object with name, strength_model and strength_clip")
-    unknown = sorted(str(k)[:40] for k in raw if k not in ("name", "strength_model", "strength_clip"))
+    unknown = sorted(repr(str(k)[:40]) for k in raw if k not in ("name", "strength_model", "strength_clip"))
     if unknown:
         raise CharacterError(f"LoRA {n}: unknown field(s) {', '.join(unknown)}")
     try:

@@ -8,6 +8,7 @@ as a picture is refused), and a picture larger than MAX_PIXELS is refused before
 from __future__ import annotations
 
 import os
+import warnings
 
 from ..common.files import NotRegularFileError, open_regular
 
@@ -25,18 +26,23 @@ def load_square(path: str | os.PathLike, label: str, size: int):
     from PIL import Image, ImageOps
 
     try:
-        with open_regular(path) as handle, Image.open(handle) as opened:
-            if opened.width * opened.height > MAX_PIXELS:
-                raise PictureError(f"{label} is {opened.width}x{opened.height} pixels, more than "
-                                   f"{MAX_PIXELS // 2**20} megapixels; use a smaller copy")
-            picture = ImageOps.exif_transpose(opened).convert("RGB")
+        with open_regular(path) as handle, warnings.catch_warnings():
+            # PIL warns from 89 megapixels on; MAX_PIXELS refuses those pictures below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(handle) as opened:
+                if opened.width * opened.height > MAX_PIXELS:
+                    raise PictureError(f"{label} is {opened.width}x{opened.height} pixels, more than "
+                                       f"{MAX_PIXELS // 2**20} megapixels; use a smaller copy")
+                picture = ImageOps.exif_transpose(opened).convert("RGB")
     except PictureError:
         raise
     except FileNotFoundError:
         raise PictureError(f"{label} does not exist") from None
     except NotRegularFileError:
         raise PictureError(f"{label} is not a regular file") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError:   # PIL's own bound, far above MAX_PIXELS
+        raise PictureError(f"{label} has more than {MAX_PIXELS // 2**20} megapixels; use a smaller copy") from None
+    except (OSError, ValueError) as exc:
         raise PictureError(f"{label} cannot be read as a picture ({type(exc).__name__})") from None
     side = min(picture.size)
     left, top = (picture.width - side) // 2, (picture.height - side) // 2

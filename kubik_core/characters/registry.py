@@ -120,7 +120,7 @@ def _characters(data) -> list[Character]:
     if version != FORMAT_VERSION:
         raise CharacterError(f"registry version {str(version)[:20]!r} is not {FORMAT_VERSION} (written by "
                              "another version of KubikAI?)")
-    unknown = sorted(str(k)[:40] for k in data if k not in ("version", "characters"))
+    unknown = sorted(repr(str(k)[:40]) for k in data if k not in ("version", "characters"))
     if unknown:
         raise CharacterError(f"unknown field(s) {', '.join(unknown)}; a registry has version and characters")
     raw = data.get("characters", [])
