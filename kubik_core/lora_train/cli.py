@@ -59,16 +59,20 @@ def register(subparsers) -> None:
     p.add_argument("--tokenizer", default=None, help="folder with CLIP's vocab.json and merges.txt (default: "
                                                      "the ComfyUI this pack is in, or $COMFYUI_DIR)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.add_argument("--progress-json", action="store_true",
+                   help="print progress as one JSON object a line on stdout (for programs running the trainer)")
+    p.add_argument("--stop-on-stdin", action="store_true",
+                   help="stop cleanly (finished steps saved to the resume file, exit status 130) when a line "
+                        "'stop' or the end of standard input arrives; SIGTERM always does")
     p.set_defaults(func=_train)
 
 
-def _train(args) -> int:
-    from .dataset import DatasetError
-    from .model import CheckpointError
+def settings_from_args(args):
+    """The TrainSettings a parsed ``kubik lora train`` command line asks for."""
     from .network import UNET_TARGETS, UNET_TARGETS_WIDE
-    from .train import TrainSettings, train
+    from .train import TrainSettings
 
-    settings = TrainSettings(
+    return TrainSettings(
         data=args.data, base=args.base, output=args.output, name=args.name, trigger=args.trigger,
         resolution=args.resolution, max_upscale=args.max_upscale, repeats=args.repeats,
         batch_size=args.batch_size, steps=args.steps, lr=args.lr, text_encoder_lr=args.text_encoder_lr,
@@ -81,10 +85,30 @@ def _train(args) -> int:
         shuffle_tags=args.shuffle_tags, keep_tokens=args.keep_tokens, seed=args.seed, cache=args.cache,
         cache_dir=args.cache_dir, save_every=args.save_every, device=args.device,
         tokenizer=args.tokenizer, optimizer=args.optimizer, progress=args.progress)
+
+
+def _train(args) -> int:
+    import sys
+
+    from .dataset import DatasetError
+    from .model import CheckpointError
+    from .runner import STOPPED_EXIT, StopRequests, json_reporter
+    from .train import TrainingStopped, train
+
+    settings = settings_from_args(args)
+    report = json_reporter() if args.progress_json else None
     try:
-        train(settings)
+        result = train(settings, report=report, should_stop=StopRequests(args.stop_on_stdin))
+    except TrainingStopped as stop:
+        if report:
+            report({"event": "stopped", "step": stop.step})
+        print(f"stopped at step {stop.step}; the same command continues from there", file=sys.stderr)
+        return STOPPED_EXIT
     except (DatasetError, CheckpointError, ValueError) as exc:
         raise CommandError(str(exc)) from None
     except FileNotFoundError as exc:
         raise CommandError(f"{exc.filename}: no such file") from None
+    if report:
+        report({"event": "done", "lora": str(result.lora), "loss_plot": str(result.loss_plot),
+                "steps": result.steps})
     return 0

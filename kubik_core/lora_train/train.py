@@ -101,6 +101,15 @@ class TrainSettings:
         return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()
 
 
+class TrainingStopped(Exception):
+    """train() was asked to stop (``should_stop``): every finished step is in the resume file,
+    and the same command continues from there."""
+
+    def __init__(self, step: int):
+        super().__init__(f"stopped at step {step}")
+        self.step = step
+
+
 @dataclass
 class TrainResult:
     lora: Path
@@ -186,8 +195,15 @@ def encode_text(model, captions: list[str], device):
     return torch.cat(states, dim=-1), pooled
 
 
-def train(settings: TrainSettings, log=print) -> TrainResult:
-    """Run (or resume) one training; returns where the LoRA went and the loss history."""
+def train(settings: TrainSettings, log=print, report=None, should_stop=None) -> TrainResult:
+    """Run (or resume) one training; returns where the LoRA went and the loss history.
+
+    ``report(event)`` (process 0 only) receives progress as small dicts: {"event": "stage",
+    "stage": "loading" | "caching" | "training" | "saving"}, {"event": "progress", "step",
+    "total", "loss"} after each optimizer step. ``should_stop()`` is asked between pictures and
+    steps; when it answers True the finished steps are saved to the resume file and
+    :class:`TrainingStopped` is raised (under torchrun every process stops at the same step).
+    """
     import torch
     from tqdm import tqdm
 
@@ -201,6 +217,22 @@ def train(settings: TrainSettings, log=print) -> TrainResult:
     info, device = init_distributed(settings.device)
     main = info.is_main
     log = log if main else (lambda *_: None)
+    report = report if (report is not None and main) else (lambda _event: None)
+
+    def stop_requested() -> bool:
+        wanted = bool(should_stop()) if should_stop is not None else False
+        if info.enabled:   # one process's request stops them all, at the same step
+            flag = torch.tensor([1.0 if wanted else 0.0], device=device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            wanted = bool(flag.item())
+        return wanted
+
+    def stopped(step: int) -> TrainingStopped:
+        barrier(info)          # process 0 may still be writing the resume file
+        shutdown(info)
+        return TrainingStopped(step)
+
+    report({"event": "stage", "stage": "loading"})
     output = Path(settings.output)
     output.mkdir(parents=True, exist_ok=True)
     items = dataset.load_items(settings.data, settings.trigger, settings.resolution, settings.max_upscale)
@@ -208,6 +240,8 @@ def train(settings: TrainSettings, log=print) -> TrainResult:
     base_path = Path(settings.base)
     base_sha = _sha256(base_path)
     model = load_sdxl(base_path, settings.tokenizer)
+    if stop_requested():
+        raise stopped(0)
     settings.prediction_type = model.prediction_type
     for part in (model.unet, model.vae, model.text_encoder, model.text_encoder_2):
         part.requires_grad_(False)
@@ -219,8 +253,11 @@ def train(settings: TrainSettings, log=print) -> TrainResult:
     # 1. Latents, once per picture (VAE in fp32 whatever the training precision).
     latents = []
     scaling = model.vae.config.scaling_factor
+    report({"event": "stage", "stage": "caching", "total": len(items)})
     with torch.no_grad():
         for item in tqdm(items, desc="caching latents", disable=not (settings.progress and main)):
+            if stop_requested():
+                raise stopped(0)
             key = hashlib.sha256(f"{_sha256(item.path)}:{item.bucket}:{base_sha}:latent".encode()).hexdigest()
             cached = cache.get(key)
             if cached is None:
@@ -351,6 +388,8 @@ def train(settings: TrainSettings, log=print) -> TrainResult:
         return micro, epoch, epoch_batches[epoch][offset]
 
     trainable = [p for group in groups for p in group["params"]]
+    report({"event": "stage", "stage": "training", "step": step, "total": settings.steps})
+    saved_step = step
     bar = tqdm(total=settings.steps, initial=step, desc="training", disable=not (settings.progress and main))
     epoch = 0
     while step < settings.steps:
@@ -373,9 +412,17 @@ def train(settings: TrainSettings, log=print) -> TrainResult:
         losses.append(total)
         bar.update(1)
         bar.set_postfix(loss=f"{total:.4f}")
+        report({"event": "progress", "step": step, "total": settings.steps, "loss": total})
         if main and settings.save_every and step % settings.save_every == 0 and step < settings.steps:
             _save_resume(resume_path, parts, optimizer, scheduler, step, losses, settings)
+            saved_step = step
+        if step < settings.steps and stop_requested():
+            bar.close()
+            if main and step > saved_step:
+                _save_resume(resume_path, parts, optimizer, scheduler, step, losses, settings)
+            raise stopped(step)
     bar.close()
+    report({"event": "stage", "stage": "saving"})
     after = fixed_loss()
     log(f"loss on a fixed batch: {before:.4f} before, {after:.4f} after {step} steps")
     if not main:
