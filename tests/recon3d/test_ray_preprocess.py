@@ -4,6 +4,7 @@ run resumes. One cluster serves the module (Ray takes seconds to start); skipped
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import sys
@@ -131,3 +132,12 @@ def test_an_interrupted_run_resumes_without_redoing_finished_meshes(cluster, sou
     local, _ = reference
     ours, theirs = _files(out), _files(local)
     assert ours.keys() == theirs.keys() and all(ours[n] == theirs[n] for n in ours if n != "report.json")
+
+
+def test_the_command_runs_on_the_open_cluster_and_prints_the_report(cluster, source, reference, tmp_path, kubik):
+    rc, out, err = kubik("3d", "preprocess", source, tmp_path / "dataset", "--views", "0", "--device", "cpu",
+                         "--surface", "1500", "--near", "1500", "--uniform", "1500", "--json", "--ray",
+                         "--shards", tmp_path / "shards", "--shard-size", "3")
+    report = json.loads(out)
+    assert rc == 0 and report["workers"] == 2 and _same_report(report, reference[1])
+    assert _files(tmp_path / "shards") == _files(reference[0].parent / "reference_shards")
