@@ -102,7 +102,8 @@ def preprocess_on_ray(src, out, config: PreprocessConfig, *, address: str | None
     opened (see the module docstring) and closed at the end. ``work`` is the per-mesh function
     (tests wrap :func:`.preprocess.process_one` to kill a worker)."""
     ray = import_ray()
-    Path(src).stat()  # a missing source fails before a cluster starts
+    if not Path(src).exists():  # before a cluster starts
+        raise FileNotFoundError(f"{src}: no such file or folder")
     opened_here = not ray.is_initialized()
     if opened_here:
         _connect(ray, address, num_cpus)
