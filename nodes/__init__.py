@@ -12,6 +12,7 @@ NODE_MODULES = (
     "classify",
     "hub",
     "loras",
+    "characters",
     "learning",
     "recon3d",
     "variations",
