@@ -115,7 +115,7 @@ class KubikCharacter:
             "required": {
                 "character": (names, {"default": DEFAULT_CHARACTER, "tooltip":
                               "The character preset. Yours come from `kubik characters add` (refresh the "
-                              "editor with R to see new ones); 'Example (coffee cup)' ships with the pack."}),
+                              "editor with R to see new ones); 'Example (espresso cup)' ships with the pack."}),
                 "prompt": ("STRING", {"multiline": True, "default": "", "tooltip":
                            "Your scene (what the character does, where): placed after the character's "
                            "trigger words and additions, before its style."}),

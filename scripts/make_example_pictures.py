@@ -12,6 +12,8 @@ ComfyUI. Each picture comes from data that ships inside a Python package or insi
   synth_00032.png, made by `kubik 3d synth` and this pack's renderer), transparent around the
   object.
 - photo_coffee.jpg: scikit-image's "coffee" photograph (Rachel Michetti, CC0), at 450x300.
+- photo_coffee_closeup.jpg: the same photograph's cup, cropped close (300x300): with
+  photo_coffee.jpg, the two reference pictures of the example character (Kubik Character).
 
     python scripts/make_example_pictures.py
 """
@@ -44,6 +46,8 @@ def main() -> None:
         shutil.copyfile(REPO / "models" / "kubik3d" / "examples" / render, OUT / name)
     photo = Image.fromarray(data.coffee()).resize((450, 300), Image.LANCZOS)
     photo.save(OUT / "photo_coffee.jpg", quality=88, optimize=True)
+    closeup = Image.fromarray(data.coffee()).crop((150, 0, 450, 300))
+    closeup.save(OUT / "photo_coffee_closeup.jpg", quality=88, optimize=True)
 
 
 if __name__ == "__main__":

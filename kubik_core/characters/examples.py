@@ -10,12 +10,13 @@ from .model import Character
 
 EXAMPLES = (
     Character(
-        name="Example (coffee cup)",
-        positive="a white porcelain cup of coffee with latte art on a saucer",
-        style="still life photograph, soft daylight, shallow depth of field",
+        name="Example (espresso cup)",
+        positive="a red espresso cup on a matching saucer, a silver spoon beside it",
+        style="still life photograph, warm light, shallow depth of field",
         negative="blurry, lowres, deformed, text, watermark",
-        references=["photo_coffee.jpg"],
-        notes="Ships with KubikAI: a subject without LoRAs, whose reference is the pack's coffee photo. "
+        references=["photo_coffee.jpg", "photo_coffee_closeup.jpg"],
+        notes="Ships with KubikAI: a subject without LoRAs, whose references are the pack's coffee photo "
+              "and its close-up. "
               "Make your own with `kubik characters add NAME --lora FILE --trigger WORD --reference PICTURE`.",
     ),
 )

@@ -34,7 +34,7 @@ def test_add_show_set_remove(registry, tmp_path, capsys):
     assert main(["characters", "list"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-2:] == ["Mira (v2): no LoRA; mira_oc; 1 reference(s), threshold 0.7",
-                        "Example (coffee cup): no LoRA; no trigger word; 1 reference(s)  [example, ships with KubikAI]"]
+                        "Example (espresso cup): no LoRA; no trigger word; 2 reference(s)  [example, ships with KubikAI]"]
     assert main(["characters", "show", "Mira (v2)"]) == 0
     assert "  references mira/front.png\n" in capsys.readouterr().out
 
@@ -48,7 +48,7 @@ def test_add_show_set_remove(registry, tmp_path, capsys):
     assert main(["characters", "list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [(c["name"], c["example"]) for c in listed["characters"]] == [("Mira (v2)", False),
-                                                                         ("Example (coffee cup)", True)]
+                                                                         ("Example (espresso cup)", True)]
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -65,9 +65,9 @@ def test_add_show_set_remove(registry, tmp_path, capsys):
                                                                      "the input folder"),
     (["show", "Nobody"], "no character named 'Nobody' (known: none yet)"),
     (["set", "Nobody", "--style", "x"], "no character named 'Nobody'"),
-    (["set", "Example (coffee cup)", "--style", "x"], "'Example (coffee cup)' ships with KubikAI and cannot be "
+    (["set", "Example (espresso cup)", "--style", "x"], "'Example (espresso cup)' ships with KubikAI and cannot be "
                                                       "changed"),
-    (["remove", "Example (coffee cup)"], "'Example (coffee cup)' ships with KubikAI and cannot be removed"),
+    (["remove", "Example (espresso cup)"], "'Example (espresso cup)' ships with KubikAI and cannot be removed"),
     (["import", "no-such-file.json"], "no-such-file.json: no such file"),
 ])
 def test_errors_are_one_line(registry, capsys, argv, message):

@@ -56,9 +56,9 @@ def test_names_are_unique_and_examples_reserved(tmp_path):
     with pytest.raises(RegistryError, match="^a character named 'Mira' exists already; choose another name"):
         with editing(path) as registry:
             put(registry, Character.from_dict({"name": "mira"}))
-    with pytest.raises(RegistryError, match=r"^'example \(coffee cup\)' is the name of a character that ships"):
+    with pytest.raises(RegistryError, match=r"^'example \(espresso cup\)' is the name of a character that ships"):
         with editing(path) as registry:
-            put(registry, Character.from_dict({"name": "example (coffee cup)"}))
+            put(registry, Character.from_dict({"name": "example (espresso cup)"}))
     assert load_registry(path).names() == ["Mira"]
 
 

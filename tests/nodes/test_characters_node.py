@@ -56,8 +56,8 @@ def _run(run_node, character, prompt="reading in a cafe", negative="", size=64):
 
 def test_menu_lists_the_registry_then_the_examples(node_classes, env):
     names, options = node_classes["KubikCharacter"].INPUT_TYPES()["required"]["character"]
-    assert names == ["Mira", "Example (coffee cup)"]
-    assert options["default"] == "Example (coffee cup)"
+    assert names == ["Mira", "Example (espresso cup)"]
+    assert options["default"] == "Example (espresso cup)"
 
 
 def test_character_outputs(run_node, env):
@@ -80,18 +80,19 @@ def test_character_outputs(run_node, env):
 def test_example_runs_on_an_empty_comfyui(run_node, env, monkeypatch):
     """The template's character: no registry file, no LoRA, its picture from the pack."""
     monkeypatch.setenv("KUBIK_CHARACTERS_FILE", str(env["registry"].parent / "none.json"))
-    stack, positive, negative, references, threshold = _run(run_node, "Example (coffee cup)", prompt="")
-    assert stack.items == [] and stack.character == "Example (coffee cup)"
-    assert positive.startswith("a white porcelain cup of coffee") and "still life photograph" in positive
+    stack, positive, negative, references, threshold = _run(run_node, "Example (espresso cup)", prompt="")
+    assert stack.items == [] and stack.character == "Example (espresso cup)"
+    assert positive == ("a red espresso cup on a matching saucer, a silver spoon beside it, "
+                        "still life photograph, warm light, shallow depth of field")
     assert negative.startswith("blurry")
-    assert tuple(references.shape) == (1, 64, 64, 3) and threshold == 0.0
+    assert tuple(references.shape) == (2, 64, 64, 3) and threshold == 0.0
 
 
 def test_validation_reads_the_registry_not_the_menu(node_classes, env):
     cls = node_classes["KubikCharacter"]
     assert cls.VALIDATE_INPUTS("mira") is True           # names are compared without case
     message = cls.VALIDATE_INPUTS("Nobody")
-    assert message.startswith("character: no character named 'Nobody' (known: Mira, Example (coffee cup));")
+    assert message.startswith("character: no character named 'Nobody' (known: Mira, Example (espresso cup));")
     data = json.loads(env["registry"].read_text())
     data["characters"].append({"name": "Nobody"})
     env["registry"].write_text(json.dumps(data))
@@ -130,14 +131,14 @@ def test_a_broken_registry_keeps_the_menu_and_loses_nothing(node_classes, run_no
     broken = '{"version": 1, "characters": [{"name": "Mira", "loras": [}'
     env["registry"].write_text(broken)
     names, _options = node_classes["KubikCharacter"].INPUT_TYPES()["required"]["character"]
-    assert names == ["Example (coffee cup)"]
+    assert names == ["Example (espresso cup)"]
     with pytest.raises(ValueError) as error:
         _run(run_node, "Mira")
     assert str(error.value).startswith("character: the registry cannot be read ($KUBIK_CHARACTERS_FILE: not "
                                        "valid JSON (")
     assert str(env["registry"]) not in str(error.value)
     assert math.isnan(node_classes["KubikCharacter"].IS_CHANGED(character="Mira"))
-    assert _run(run_node, "Example (coffee cup)")[3].shape[0] == 1
+    assert _run(run_node, "Example (espresso cup)")[3].shape[0] == 2
     assert env["registry"].read_text() == broken
 
 
