@@ -99,8 +99,8 @@ class KubikCharacter:
         "The character's negative prompt followed by your negative text.",
         "The reference pictures as one IMAGE batch (each cropped to its centred square at "
         "reference_size); an empty batch when the character has none. Link to Kubik Consistency.",
-        "The consistency threshold the character's calibration stored (a cosine similarity); 0.0 "
-        "when it has none yet.",
+        "The consistency threshold stored with the character (a cosine similarity, 0 to 1); 0.0 when "
+        "it has none yet, which Kubik Consistency's threshold input reads as 'calibrate'.",
     )
 
     @classmethod

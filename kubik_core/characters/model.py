@@ -131,12 +131,13 @@ def check_name(name: Any) -> str:
 
 
 def check_threshold(value: Any) -> float | None:
-    """A consistency threshold: None (not calibrated yet) or a cosine similarity, -1 to 1."""
+    """A consistency threshold: None (not calibrated yet) or a cosine similarity from 0 to 1, the
+    range Kubik Consistency's threshold input takes (0 there means "calibrate")."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not -1.0 <= value <= 1.0:
-        raise CharacterError(f"threshold should be a number from -1 to 1 (or null), found {value!r:.40}")
+            or not 0.0 <= value <= 1.0:
+        raise CharacterError(f"threshold should be a number from 0 to 1 (or null), found {value!r:.40}")
     return float(value)
 
 

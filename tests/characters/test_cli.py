@@ -59,7 +59,7 @@ def test_add_show_set_remove(registry, tmp_path, capsys):
                                                   "-10 to 10, found 99.0"),
     (["add", "X", "--reference", "/etc/x.png"], "character 'X': reference '/etc/x.png' leaves ComfyUI's input folder"),
     (["add", "X", "--reference", "notes.txt"], "character 'X': reference 'notes.txt' is not a picture"),
-    (["add", "X", "--threshold", "nan"], "character 'X': threshold should be a number from -1 to 1 (or null), "
+    (["add", "X", "--threshold", "nan"], "character 'X': threshold should be a number from 0 to 1 (or null), "
                                          "found nan"),
     (["add", "X", "--reference", "missing.png", "--input-dir", "."], "reference 'missing.png' is not a file in "
                                                                      "the input folder"),

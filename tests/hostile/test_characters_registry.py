@@ -76,9 +76,11 @@ CASES = [
      "character 1: character 'Mira': positive is 2001 characters long (at most 2000)"),
     (registry_with({"name": "Mira", "negative": "a\nb"}),
      "character 1: character 'Mira': negative holds control characters (one line only)"),
+    (registry_with({"name": "Mira", "threshold": -0.1}),
+     "character 1: character 'Mira': threshold should be a number from 0 to 1 (or null), found -0.1"),
     (registry_with({"name": "Mira", "style": 5}), "character 1: character 'Mira': style should be text, found int"),
     (registry_with({"name": "Mira", "threshold": 2}),
-     "character 1: character 'Mira': threshold should be a number from -1 to 1 (or null), found 2"),
+     "character 1: character 'Mira': threshold should be a number from 0 to 1 (or null), found 2"),
 ]
 
 
