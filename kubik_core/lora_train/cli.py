@@ -58,6 +58,10 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--tokenizer", default=None, help="folder with CLIP's vocab.json and merges.txt (default: "
                                                      "the ComfyUI this pack is in, or $COMFYUI_DIR)")
+    p.add_argument("--key-style", choices=("kohya", "diffusers"), default="kohya",
+                   help="UNet key names in the LoRA: kohya (the original SDXL layout sd-scripts writes, "
+                        "lora_unet_input_blocks_...) or diffusers (lora_unet_down_blocks_...); ComfyUI, "
+                        "A1111 and Forge load both")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.add_argument("--progress-json", action="store_true",
                    help="print progress as one JSON object a line on stdout (for programs running the trainer)")
@@ -84,7 +88,7 @@ def settings_from_args(args):
         min_snr_gamma=args.min_snr_gamma, caption_dropout=args.caption_dropout,
         shuffle_tags=args.shuffle_tags, keep_tokens=args.keep_tokens, seed=args.seed, cache=args.cache,
         cache_dir=args.cache_dir, save_every=args.save_every, device=args.device,
-        tokenizer=args.tokenizer, optimizer=args.optimizer, progress=args.progress)
+        tokenizer=args.tokenizer, optimizer=args.optimizer, progress=args.progress, key_style=args.key_style)
 
 
 def _train(args) -> int:

@@ -48,6 +48,7 @@ class SDXLModel:
     tokenizer_2: object
     scheduler: object           # diffusers DDPMScheduler with SDXL's noise schedule
     prediction_type: str        # "epsilon" or "v_prediction"
+    unet_original_names: dict   # diffusers UNet module path -> its path in the file (LDM layout)
 
 
 def _count(shapes: dict, pattern: str) -> int:
@@ -182,6 +183,23 @@ def describe(path: str | os.PathLike) -> dict:
             "prediction_type": "v_prediction" if "v_pred" in shapes else "epsilon"}
 
 
+def unet_original_names(path: str | os.PathLike) -> dict[str, str]:
+    """diffusers module path -> original (LDM) module path for every UNet weight of the file,
+    e.g. ``down_blocks.1.attentions.0.proj_in`` -> ``input_blocks.4.1.proj_in``.
+
+    It is diffusers' own conversion (the one ``from_single_file`` loaded the UNet with) run on
+    the key names instead of the tensors, so the two layouts cannot disagree.
+    """
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
+
+    header = read_header(path, Path(path).name)
+    shapes = {name: shape for name, (_, shape) in header.tensors.items()}
+    names = {key: key for key in shapes if key.startswith(UNET)}
+    converted = convert_ldm_unet_checkpoint(names, unet_config(shapes))
+    return {new[: -len(".weight")]: old[len(UNET): -len(".weight")]
+            for new, old in converted.items() if new.endswith(".weight") and old.endswith(".weight")}
+
+
 def load_sdxl(path: str | os.PathLike, tokenizer_dir: str | None = None) -> SDXLModel:
     """Load ``path`` with diffusers, offline, in float32 (training casts as its precision asks)."""
     import torch
@@ -217,4 +235,4 @@ def load_sdxl(path: str | os.PathLike, tokenizer_dir: str | None = None) -> SDXL
             raise CheckpointError(f"{Path(path).name}: diffusers could not load it as SDXL "
                                   f"({str(exc).splitlines()[0][:200]})") from None
     return SDXLModel(pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2, tokenizer,
-                     tokenizer_2, scheduler, configs["prediction_type"])
+                     tokenizer_2, scheduler, configs["prediction_type"], unet_original_names(path))

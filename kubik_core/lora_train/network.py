@@ -1,9 +1,12 @@
 """LoRA layers through peft, and their export as a kohya-format LoRA file.
 
-Keys are kohya's: ``lora_unet_<module path with _>`` (diffusers module names, which ComfyUI,
-A1111/Forge and kohya's own loader all map), ``lora_te1_`` (CLIP-L) and ``lora_te2_`` (OpenCLIP
-bigG), each with ``.lora_down.weight`` (peft's A), ``.lora_up.weight`` (B) and ``.alpha``
-(scale = alpha / rank, as in peft).
+Keys are kohya's: ``lora_unet_<module path with _>``, ``lora_te1_`` (CLIP-L) and ``lora_te2_``
+(OpenCLIP bigG), each with ``.lora_down.weight`` (peft's A), ``.lora_up.weight`` (B) and
+``.alpha`` (scale = alpha / rank, as in peft). The UNet's module paths are either the original
+(LDM) ones that kohya's sd-scripts writes for SDXL and most SDXL LoRAs on CivitAI carry
+(``lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q``: KEY_STYLES "kohya"), or the
+diffusers ones (``lora_unet_down_blocks_1_attentions_0_...``: "diffusers"); ComfyUI's
+comfy/lora.py maps both, as do A1111/Forge.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from pathlib import Path
 UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 UNET_TARGETS_WIDE = UNET_TARGETS + ("proj_in", "proj_out", "ff.net.0.proj", "ff.net.2")
 TEXT_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
+KEY_STYLES = ("kohya", "diffusers")
 ADAPTER = "kubik"
 
 
@@ -43,15 +47,20 @@ def _kohya_key(prefix: str, path: str) -> str:
     return f"{prefix}_{path.replace('.', '_')}"
 
 
-def kohya_state_dict(parts: dict, alpha: float, dtype) -> dict:
-    """kohya keys for {prefix: module} (prefix lora_unet / lora_te1 / lora_te2)."""
+def kohya_state_dict(parts: dict, alpha: float, dtype, unet_names: dict | None = None) -> dict:
+    """kohya keys for {prefix: module} (prefix lora_unet / lora_te1 / lora_te2); with
+    ``unet_names`` (diffusers module path -> original path) the UNet's keys use the original
+    layout."""
     out = {}
     for prefix, module in parts.items():
         for name, tensor in module.state_dict().items():
             for peft_part, kohya_part in ((f".lora_A.{ADAPTER}.weight", "lora_down"),
                                           (f".lora_B.{ADAPTER}.weight", "lora_up")):
                 if name.endswith(peft_part):
-                    key = _kohya_key(prefix, name[: -len(peft_part)])
+                    path = name[: -len(peft_part)]
+                    if prefix == "lora_unet" and unet_names is not None:
+                        path = unet_names[path]
+                    key = _kohya_key(prefix, path)
                     out[f"{key}.{kohya_part}.weight"] = tensor.detach().to("cpu", dtype).contiguous()
                     out[f"{key}.alpha"] = _alpha(alpha)
     return out
@@ -100,7 +109,8 @@ def training_metadata(settings: dict, *, steps: int, epoch: int, tag_frequency: 
         "ss_network_module": "networks.lora", "ss_network_dim": str(settings["rank"]),
         "ss_network_alpha": str(float(settings["alpha"])),
         "ss_network_args": json.dumps({"unet_targets": list(settings["unet_targets"]),
-                                       "train_text_encoder": settings["train_text_encoder"]}),
+                                       "train_text_encoder": settings["train_text_encoder"],
+                                       "key_style": settings["key_style"]}),
         "ss_base_model_version": "sdxl_base_v1-0", "ss_sd_model_name": base_name,
         "ss_new_sd_model_hash": base_sha256, "ss_resolution": f"({resolution}, {resolution})",
         "ss_steps": str(steps), "ss_max_train_steps": str(settings["steps"]), "ss_epoch": str(epoch),

@@ -93,7 +93,8 @@ def settings_arguments(settings) -> list[str]:
             "--precision", s.precision, "--noise-offset", repr(s.noise_offset),
             "--min-snr-gamma", repr(s.min_snr_gamma), "--caption-dropout", repr(s.caption_dropout),
             "--keep-tokens", str(s.keep_tokens), "--seed", str(s.seed), "--cache", s.cache,
-            "--save-every", str(s.save_every), "--optimizer", s.optimizer, "--device", s.device]
+            "--save-every", str(s.save_every), "--optimizer", s.optimizer, "--device", s.device,
+            "--key-style", s.key_style]
     if s.train_text_encoder:
         args.append("--train-text-encoder")
     if not s.gradient_checkpointing:

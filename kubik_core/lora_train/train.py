@@ -67,6 +67,7 @@ class TrainSettings:
     optimizer_name: str = ""               # what "auto" chose (recorded in the metadata)
     prediction_type: str = "epsilon"
     progress: bool = True
+    key_style: str = "kohya"               # UNet key names: "kohya" (original layout) or "diffusers"
 
     def check(self) -> None:
         """ValueError naming the first setting that cannot work."""
@@ -84,6 +85,7 @@ class TrainSettings:
             (self.warmup >= 0 and self.save_every >= 0, "--warmup and --save-every must not be negative"),
             (self.noise_offset >= 0 and self.min_snr_gamma >= 0, "--noise-offset and --min-snr-gamma must not be negative"),
             (self.cache in ("memory", "disk"), "--cache must be memory or disk"),
+            (self.key_style in network.KEY_STYLES, f"--key-style must be one of {', '.join(network.KEY_STYLES)}"),
             (self.optimizer in ("auto", "adamw", "adamw8bit"), "--optimizer must be auto, adamw or adamw8bit"),
             (bool(self.name) and "/" not in self.name and "\\" not in self.name and not self.name.startswith("."),
              "--name must be a plain file name (no folders)"),
@@ -97,7 +99,7 @@ class TrainSettings:
         """What a resume must agree on (the data and network shape, not the step count)."""
         keep = {k: v for k, v in asdict(self).items()
                 if k not in ("steps", "output", "save_every", "progress", "device", "cache", "cache_dir",
-                             "optimizer_name", "tokenizer")}
+                             "optimizer_name", "tokenizer", "key_style")}
         return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -433,7 +435,8 @@ def train(settings: TrainSettings, log=print, report=None, should_stop=None) -> 
     _save_resume(resume_path, parts, optimizer, scheduler, step, losses, settings)
 
     # 4. The LoRA file, its sidecar and the loss curve.
-    tensors = network.kohya_state_dict(parts, settings.alpha, torch.float16)
+    tensors = network.kohya_state_dict(parts, settings.alpha, torch.float16,
+                                       model.unet_original_names if settings.key_style == "kohya" else None)
     buckets: dict = {}
     for item in items:
         buckets[item.bucket] = buckets.get(item.bucket, 0) + 1

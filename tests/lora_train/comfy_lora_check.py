@@ -1,9 +1,11 @@
-"""Run inside ComfyUI's source folder (a subprocess of the tests): load a checkpoint and a LoRA
-with ComfyUI's own loaders and print, as one JSON line, what its LoRA loader reported.
+"""Run inside ComfyUI's source folder (a subprocess of the tests): load a checkpoint and one or
+more LoRAs with ComfyUI's own loaders and print, as one JSON line per LoRA, what its LoRA loader
+reported.
 
 ComfyUI logs a warning per LoRA key it cannot map ("lora key not loaded: ...") and per patch
 whose weight the model lacks ("NOT LOADED ..."); both are collected. The UNet's output on a fixed
-input is compared before and after the LoRA's patches are applied.
+input is compared before and after the LoRA's patches are applied, and given in full ("output")
+so that two LoRAs can be compared.
 """
 import json
 import logging
@@ -19,7 +21,7 @@ class Collect(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def main(checkpoint: str, lora_path: str) -> None:
+def main(checkpoint: str, lora_paths: list[str]) -> None:
     import comfy.cli_args
 
     comfy.cli_args.args.cpu = True
@@ -32,7 +34,6 @@ def main(checkpoint: str, lora_path: str) -> None:
     collect = Collect()
     logging.getLogger().addHandler(collect)
     model, clip, _, _ = comfy.sd.load_checkpoint_guess_config(checkpoint, output_vae=False, output_clip=True)
-    lora = comfy.utils.load_torch_file(lora_path)
     unet = model.model.diffusion_model
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(1, 4, 8, 8, generator=generator)
@@ -42,22 +43,26 @@ def main(checkpoint: str, lora_path: str) -> None:
     dtype = next(unet.parameters()).dtype
     with torch.no_grad():
         before = unet(x.to(dtype), timesteps, context.to(dtype), y.to(dtype)).float()
-    collect.messages.clear()
-    patched_model, patched_clip = comfy.sd.load_lora_for_models(model, clip, lora, 1.0, 1.0)
-    problems = [m for m in collect.messages if "lora key not loaded" in m or "NOT LOADED" in m]
-    comfy.model_management.load_models_gpu([patched_model], force_patch_weights=True)
-    with torch.no_grad():
-        after = patched_model.model.diffusion_model(x.to(dtype), timesteps, context.to(dtype), y.to(dtype)).float()
-    print(json.dumps({
-        "model_type": type(model.model.model_config).__name__,
-        "problems": problems,
-        "unet_patches": len(patched_model.patches),
-        "clip_patches": len(patched_clip.patcher.patches),
-        "lora_modules": len({k.split(".")[0] for k in lora}),
-        "output_change": float((after - before).abs().max()),
-        "finite": bool(torch.isfinite(after).all()),
-    }))
+    for lora_path in lora_paths:
+        lora = comfy.utils.load_torch_file(lora_path)
+        collect.messages.clear()
+        patched_model, patched_clip = comfy.sd.load_lora_for_models(model, clip, lora, 1.0, 1.0)
+        problems = [m for m in collect.messages if "lora key not loaded" in m or "NOT LOADED" in m]
+        comfy.model_management.load_models_gpu([patched_model], force_patch_weights=True)
+        with torch.no_grad():
+            after = patched_model.model.diffusion_model(x.to(dtype), timesteps, context.to(dtype), y.to(dtype)).float()
+        comfy.model_management.unload_all_models()   # the next LoRA patches the unpatched model
+        print(json.dumps({
+            "model_type": type(model.model.model_config).__name__,
+            "problems": problems,
+            "unet_patches": len(patched_model.patches),
+            "clip_patches": len(patched_clip.patcher.patches),
+            "lora_modules": len({k.split(".")[0] for k in lora}),
+            "output_change": float((after - before).abs().max()),
+            "finite": bool(torch.isfinite(after).all()),
+            "output": after.flatten().tolist(),
+        }))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2:])

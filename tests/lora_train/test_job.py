@@ -93,7 +93,7 @@ def test_the_child_command_line_parses_back_into_the_same_settings():
         unet_targets=UNET_TARGETS_WIDE, train_text_encoder=True, schedule="constant", warmup=5, grad_accum=2,
         precision="bf16", gradient_checkpointing=False, noise_offset=0.05, min_snr_gamma=0.0,
         caption_dropout=0.1, shuffle_tags=True, keep_tokens=2, seed=9, cache="disk", cache_dir="/c",
-        save_every=10, device="cpu", tokenizer="/t", optimizer="adamw", progress=False)
+        save_every=10, device="cpu", tokenizer="/t", optimizer="adamw", progress=False, key_style="diffusers")
     parsed = build_parser("lora").parse_args(["lora", "train", *settings_arguments(settings)])
     assert asdict(settings_from_args(parsed)) == asdict(settings)
     defaults = TrainSettings(data="d", base="b", output="o", name="n")

@@ -40,12 +40,12 @@ def _photos(folder: Path) -> None:
 
 
 def _train(tmp: Path, steps: int, output: str = "loras", grad_accum: int = 2,
-           launcher: tuple = ()) -> subprocess.CompletedProcess:
+           launcher: tuple = (), key_style: str = "kohya") -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp / "empty-hf-home"),
                KUBIK_CACHE_DIR=str(tmp / "kubik-cache"), PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     command = [sys.executable, *(launcher or ("-m", "kubik_core")), "lora", "train", str(tmp / "photos"),
                "--base", str(tmp / "tiny_sdxl.safetensors"), "--output", str(tmp / output), "--name", "kbk_style",
-               "--grad-accum", str(grad_accum),
+               "--grad-accum", str(grad_accum), "--key-style", key_style,
                "--trigger", "kbk style", "--resolution", "64", "--steps", str(steps), "--lr", "1e-3",
                "--rank", "4", "--alpha", "4", "--train-text-encoder", "--precision", "fp32",
                "--cache", "disk", "--no-gradient-checkpointing", "--no-progress",
@@ -62,8 +62,12 @@ def trained(tmp_path_factory):
     assert first.returncode == 0, first.stderr[-3000:]
     shutil.copy(tmp / "loras" / "kbk_style.resume", tmp / "after_3_steps.resume")
     cache_files = sorted((tmp / "kubik-cache").rglob("*.safetensors"))
-    second = _train(tmp, 5)
+    second = _train(tmp, 5, key_style="diffusers")
     assert second.returncode == 0, second.stderr[-3000:]
+    shutil.copy(tmp / "loras" / "kbk_style.safetensors", tmp / "kbk_style_diffusers_keys.safetensors")
+    # The same run once more: already at step 5, it only writes the LoRA again, in kohya's layout.
+    third = _train(tmp, 5)
+    assert third.returncode == 0, third.stderr[-3000:]
     return tmp, first, second, cache_files
 
 
@@ -105,7 +109,7 @@ def test_the_lora_has_kohya_keys_metadata_sidecar_and_loss_curve(trained):
     assert all({f"{m}.lora_down.weight", f"{m}.lora_up.weight", f"{m}.alpha"} <= set(tensors) for m in modules)
     assert "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight" in tensors
     assert tuple(tensors["lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight"].shape) == (4, 768)
-    assert float(tensors["lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k.alpha"]) == 4.0
+    assert float(tensors["lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k.alpha"]) == 4.0
     assert metadata["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"
     assert metadata["modelspec.trigger_phrase"] == "kbk style"
     assert metadata["modelspec.resolution"] == "64x64"
@@ -125,18 +129,41 @@ def test_the_lora_has_kohya_keys_metadata_sidecar_and_loss_curve(trained):
     assert (tmp / "loras" / "kbk_style_loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_comfyui_loads_every_key_and_the_unet_output_changes(trained):
+@pytest.fixture(scope="module")
+def comfy_reports(trained):
+    """ComfyUI's loader on the LoRA (kohya key layout) and on the same weights with diffusers keys."""
     tmp, *_ = trained
     done = subprocess.run([sys.executable, str(REPO / "tests" / "lora_train" / "comfy_lora_check.py"),
-                           str(tmp / "tiny_sdxl.safetensors"), str(tmp / "loras" / "kbk_style.safetensors")],
+                           str(tmp / "tiny_sdxl.safetensors"), str(tmp / "loras" / "kbk_style.safetensors"),
+                           str(tmp / "kbk_style_diffusers_keys.safetensors")],
                           cwd=COMFYUI_DIR, env=dict(os.environ, PYTHONPATH=COMFYUI_DIR),
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return [json.loads(line) for line in done.stdout.strip().splitlines()[-2:]]
+
+
+def test_comfyui_loads_every_key_and_the_unet_output_changes(comfy_reports):
+    report = comfy_reports[0]
     assert report["model_type"] == "Segmind_Vega"           # an SDXL to ComfyUI (supported_models)
     assert report["problems"] == []
     assert report["unet_patches"] + report["clip_patches"] == report["lora_modules"]
     assert report["clip_patches"] > 0 and report["finite"] and report["output_change"] > 1e-4
+
+
+def test_kohya_and_diffusers_key_layouts_load_alike_in_comfyui(trained, comfy_reports):
+    tmp, *_ = trained
+    _, kohya = _metadata(tmp / "loras" / "kbk_style.safetensors")
+    _, diffusers = _metadata(tmp / "kbk_style_diffusers_keys.safetensors")
+    assert {k.split("_")[2] for k in kohya if k.startswith("lora_unet_")} == {"input", "middle", "output"}
+    assert {k.split("_")[2] for k in diffusers if k.startswith("lora_unet_")} == {"down", "mid", "up"}
+    assert len(kohya) == len(diffusers)
+    assert sorted(float(v.float().abs().sum()) for v in kohya.values()) == \
+        sorted(float(v.float().abs().sum()) for v in diffusers.values())          # the same weights
+    with_kohya, with_diffusers = comfy_reports
+    assert with_kohya["problems"] == with_diffusers["problems"] == []
+    assert with_kohya["unet_patches"] == with_diffusers["unet_patches"] > 0
+    assert with_kohya["output_change"] > 1e-4
+    assert with_kohya["output"] == with_diffusers["output"]                          # the same result
 
 
 def test_the_lora_library_lists_it_as_sdxl_with_its_trigger(trained):
