@@ -10,7 +10,10 @@ Documented ``--json`` outputs:
   base, style, kind}], "rejected": [{name, score, reason}], "triggers", "notes", "filtered"}``;
   ``relevance`` (= ``keyword``) is the evidence that the prompt asks for the LoRA (0-1, picked
   from 0.55), ``style`` the medium of a style LoRA, ``kind`` what the LoRA is (style,
-  character, person, concept, clothing, pose, detail, speed).
+  character, person, concept, clothing, pose, detail, speed). With ``--character NAME`` also
+  ``"character"`` (its name), ``"prompt"`` (the prompt with the preset's words, as recommended
+  for) and ``"kept"`` ([{name, strength_model, strength_clip}], the preset's LoRAs, first in the
+  stack); the picks then hold only the LoRAs added.
 * embeddings: ``{"files": [EmbeddingEntry.to_dict(): name, path, token, format, base, variant,
   arch_source, vectors, triggers, negative, negative_reason, problems ...], "problems": [folder
   problems], "advice": null or {family, positive, negative, skipped: [{name, token, reason}],
@@ -55,6 +58,11 @@ def register(subparsers) -> None:
     rec.add_argument("--allow-other-variants", action="store_true",
                      help="also pick LoRAs of another SDXL variant (Pony, Illustrious, plain SDXL) at a "
                           "lower score; by default they are filtered out")
+    rec.add_argument("--character", default=None, metavar="NAME",
+                     help="a character preset (`kubik characters`): its words join the prompt, its LoRAs are "
+                          "kept first, and no other character LoRA is added")
+    rec.add_argument("--characters-file", default=None, metavar="FILE",
+                     help="the character registry (default as `kubik characters`)")
     rec.add_argument("--seed", type=int, default=0,
                      help="seed that resolves {a|b} and __wildcard__ choices (default 0), as kubik analyze")
     rec.add_argument("--wildcards", metavar="DIR", default=None,
@@ -149,26 +157,48 @@ def _cmd_recommend(args) -> int:
     if args.wildcards is not None and not Path(args.wildcards).is_dir():
         raise CommandError(f"--wildcards: no folder {args.wildcards!r}; give the folder that "
                            "holds your wildcard .txt files")
+    character = _character(args) if args.character is not None else None
+    prompt = character.positive_prompt(args.prompt) if character is not None else args.prompt
     library = _scan(args)
     try:
-        analysis = analyze_prompt(args.prompt, seed=args.seed, wildcards_dir=args.wildcards)
+        analysis = analyze_prompt(prompt, seed=args.seed, wildcards_dir=args.wildcards)
         rec = recommend(LoraIndex(library), analysis, family=args.family, max_loras=args.max_loras,
                         priority=args.priority, blocklist=args.block, weights=weights,
                         history=history, content=args.content,
-                        allow_other_variants=args.allow_other_variants)
+                        allow_other_variants=args.allow_other_variants,
+                        base=character.stack() if character is not None else None)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     if args.json:
-        print(json.dumps({
-            "family": rec.family, "similarity": rec.similarity,
-            "picks": [{k: getattr(c, k) for k in _PICK_FIELDS} for c in rec.picks],
-            "rejected": [{"name": c.name, "score": c.score, "reason": c.reason} for c in rec.rejected],
-            "triggers": rec.trigger_text(), "notes": rec.notes, "filtered": rec.filtered}, indent=2))
+        out = {"family": rec.family, "similarity": rec.similarity,
+               "picks": [{k: getattr(c, k) for k in _PICK_FIELDS} for c in rec.picks],
+               "rejected": [{"name": c.name, "score": c.score, "reason": c.reason} for c in rec.rejected],
+               "triggers": rec.trigger_text(), "notes": rec.notes, "filtered": rec.filtered}
+        if character is not None:
+            out.update(character=character.name, prompt=prompt,
+                       kept=[{"name": i.name, "strength_model": i.strength_model,
+                              "strength_clip": i.strength_clip} for i in rec.base.items])
+        print(json.dumps(out, indent=2))
         return 0
     print(rec.explain("detailed"))
     if rec.picks:
         print(f"trigger words: {rec.trigger_text() or '-'}")
     return 0
+
+
+def _character(args):
+    """The --character preset from the registry (or one of the examples that ship with the pack)."""
+    from ..characters import RegistryError, example, load_registry, registry_path
+    from ..common.commands import CommandError
+
+    found = example(args.character)
+    if found is not None:
+        return found
+    path = Path(args.characters_file).expanduser() if args.characters_file else registry_path(None)
+    try:
+        return load_registry(path).get(args.character)
+    except RegistryError as exc:
+        raise CommandError(f"--character: {exc}") from None
 
 
 def _cmd_embeddings(args) -> int:

@@ -86,3 +86,38 @@ def test_a_broken_registry_is_never_written_over(registry, capsys):
         err.endswith("fix the file or move it away (nothing was changed)\n")
     assert main(["characters", "remove", "Mira"]) == 2
     assert registry.read_bytes() == broken
+
+
+def test_loras_recommend_keeps_a_character_preset(registry, tmp_path, capsys):
+    """`kubik loras recommend --character` on a real library with two character LoRAs: the prompt
+    names the other character too, which is left out; the preset's LoRA comes first."""
+    from kubik_testing.lora_library import build_library, civitai_version
+
+    from kubik_core.loras.synthetic import kohya_metadata, write_lora
+
+    library = build_library(tmp_path / "loras")
+    for stem, words in (("mira_oc_xl", ["mira_oc"]), ("vessa_moonblade", ["vessamb", "elf ears"])):
+        write_lora(library / "xl" / f"{stem}.safetensors", "kohya", "sdxl", metadata=kohya_metadata("sdxl", stem),
+                   seed=len(stem))
+        (library / "xl" / f"{stem}.civitai.info").write_text(
+            json.dumps(civitai_version("SDXL 1.0", words, tags=["character"])))
+    assert main(["characters", "add", "Mira", "--lora", "xl/mira_oc_xl.safetensors:0.9", "--trigger", "mira_oc",
+                 "--style", "analog film photo"]) == 0
+    capsys.readouterr()
+    args = ["loras", "recommend", "with vessamb in a gothic castle", "--library", str(library), "--family", "sdxl",
+            "--no-cache", "--json"]
+    assert main(args) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert "xl/vessa_moonblade.safetensors" in [p["name"] for p in alone["picks"]]
+    assert main(args + ["--character", "mira"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["character"] == "Mira"
+    assert out["prompt"] == "mira_oc, with vessamb in a gothic castle, analog film photo"
+    assert out["kept"] == [{"name": "xl/mira_oc_xl.safetensors", "strength_model": 0.9, "strength_clip": 0.9}]
+    assert [p["name"] for p in out["picks"]] == ["xl/film_photo_xl.safetensors", "xl/castle_detail.safetensors"]
+    assert {"name": "xl/vessa_moonblade.safetensors", "score": 0.0,
+            "reason": "character: the stack keeps character preset Mira, and no other character is added to it"} \
+        in out["rejected"]
+    assert main(args + ["--character", "Nobody"]) == 2
+    assert capsys.readouterr().err.startswith("kubik loras: error: --character: no character named 'Nobody' "
+                                              "(known: Mira)")
