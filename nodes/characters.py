@@ -149,6 +149,9 @@ class KubikCharacter:
         from ..kubik_core.characters.pictures import PictureError, load_batch
 
         found, is_example = _character(character)
+        for name, value in (("prompt", prompt), ("negative", negative)):
+            if not isinstance(value, str):
+                raise ValueError(f"{name}: should be text, got {type(value).__name__}")
         for lora in found.loras:
             if bridge.lora_path(lora.name) is None:
                 raise ValueError(f"character: LoRA {lora.name!r} of {found.name!r} is not in ComfyUI's loras "
@@ -163,8 +166,8 @@ class KubikCharacter:
             raise ValueError(f"character: {exc}; replace the picture or change the character's references "
                              "(`kubik characters set --reference`)") from None
         threshold = found.threshold if found.threshold is not None else 0.0
-        return (found.stack(), found.positive_prompt(prompt or ""), found.negative_prompt(negative or ""),
-                references, threshold)
+        return (found.stack(), found.positive_prompt(prompt), found.negative_prompt(negative), references,
+                threshold)
 
 
 NODE_CLASS_MAPPINGS = {"KubikCharacter": KubikCharacter}

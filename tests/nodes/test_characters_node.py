@@ -121,6 +121,10 @@ def test_missing_files_are_clear_errors_without_server_paths(run_node, env):
     with pytest.raises(ValueError, match=r"^character: reference picture 'mira/tall.jpg' of 'Mira' cannot be "
                                          r"read as a picture \(UnidentifiedImageError\); replace the picture"):
         _run(run_node, "Mira")
+    with pytest.raises(ValueError, match=r"^prompt: should be text, got list$"):
+        _run(run_node, "Mira", prompt=["a", "list"])
+    with pytest.raises(ValueError, match=r"^reference_size: should be a whole number from 64 to 2048, got 8$"):
+        _run(run_node, "Example (espresso cup)", size=8)
     (env["library"] / "xl" / "mira_oc_xl.safetensors").unlink()
     with pytest.raises(ValueError, match=r"^character: LoRA 'xl/mira_oc_xl.safetensors' of 'Mira' is not in "
                                          r"ComfyUI's loras folders"):
