@@ -236,6 +236,9 @@ def _preprocess(args) -> int:
     if args.ray is None and (args.ray_cpus is not None or args.ray_retries != 3):
         raise CommandError("--ray-cpus and --ray-retries apply to a Ray run; add --ray (or drop them)")
     if args.ray is not None:
+        if args.device not in ("auto", "cpu"):
+            raise CommandError(f"--device {args.device}: with --ray each mesh runs on one CPU and no GPU; pass "
+                               "--device cpu (or leave --ray out to use the GPU here)")
         if args.workers != 1:
             raise CommandError("--workers is for the local run; with --ray the cluster's CPUs set how many meshes "
                                "run at once (--ray-cpus for a local cluster)")

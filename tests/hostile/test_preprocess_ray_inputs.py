@@ -57,6 +57,8 @@ def test_bad_ray_options_are_one_line_before_any_work(kubik, tmp_path, closed_po
         ("--workers", "2", "--ray"): "--workers is for the local run; with --ray the cluster's CPUs set how many",
         ("--ray=127.0.0.1:6379", "--ray-cpus", "2"):
             "--ray-cpus sizes a local cluster; a cluster at an address has its own CPUs",
+        ("--ray", "--device", "cuda"): "--device cuda: with --ray each mesh runs on one CPU and no GPU; pass "
+                                       "--device cpu (or leave --ray out to use the GPU here)",
         ("--ray", "--ray-cpus", "0"): "--ray-cpus must be from 1 to 256, got 0",
         ("--ray", "--ray-retries", "-1"): "--ray-retries must be from 0 to 100, got -1",
         ("--shard-size", "0", "--shards", tmp_path / "s"): "--shard-size must be at least 1, got 0",

@@ -96,6 +96,18 @@ def _dies_first_time(marker_dir: Path, path: str, out_dir: str, config):
     return process_one(path, out_dir, config)
 
 
+class Escapes(BaseException):
+    """An error that gets past the per-mesh function's own net (which catches Exception)."""
+
+
+def _raises_on_001(marker_dir: Path, path: str, out_dir: str, config):
+    if path.endswith("001.obj"):
+        with open(Path(marker_dir) / "raised", "a") as handle:
+            handle.write("x")
+        raise Escapes("a bug, not a lost worker")
+    return process_one(path, out_dir, config)
+
+
 def test_a_killed_worker_is_retried_and_leaves_no_partial_output(cluster, source, reference, tmp_path):
     work = functools.partial(_dies_first_time, tmp_path)
     report = preprocess_on_ray(source, tmp_path / "out", CONFIG, max_retries=2, work=work)
@@ -141,3 +153,11 @@ def test_the_command_runs_on_the_open_cluster_and_prints_the_report(cluster, sou
     report = json.loads(out)
     assert rc == 0 and report["workers"] == 2 and _same_report(report, reference[1])
     assert _files(tmp_path / "shards") == _files(reference[0].parent / "reference_shards")
+
+
+def test_an_error_of_the_mesh_itself_is_reported_not_retried(cluster, source, tmp_path):
+    report = preprocess_on_ray(source, tmp_path / "out", CONFIG, max_retries=3,
+                               work=functools.partial(_raises_on_001, tmp_path))
+    assert (tmp_path / "raised").read_text() == "x" and report["done"] == 3
+    assert {"source": str(source / "001" / "001.obj"), "error": "Escapes: a bug, not a lost worker"} in report["failed"]
+

@@ -4,7 +4,8 @@ Ray is an optional extra (``pip install "kubikai[ray]"``, or ``pip install "ray>
 address a local Ray cluster is started for the run (``num_cpus`` CPUs, all of this machine's by
 default) and stopped after it; with ``HOST:PORT`` (``ray start --head`` prints it), ``ray://HOST:PORT``
 (Ray Client) or ``auto`` the run joins that cluster, whose nodes must have kubikai installed and see
-the meshes and OUT at the same paths (a shared file system).
+the meshes and OUT at the same paths (a shared file system). Each task takes one CPU and no GPU (Ray hides the GPUs from it), so the
+distances are computed on the CPU.
 
 Each mesh is one task running :func:`.preprocess.process_one`, the function of the local run, so the
 files, report, manifest, resume and shards are the local run's (:mod:`.preprocess`). Ray re-runs a
@@ -56,7 +57,12 @@ def check_address(address: str) -> None:
 
 def _run_task(path: str, out_dir: str, config: PreprocessConfig, work: Callable) -> dict:
     """A Ray task: set up this worker process once (its renderer), then the per-mesh work."""
-    ensure_worker(config.render, threads=1)  # one CPU per task
+    try:
+        ensure_worker(config.render, threads=1)  # one CPU per task
+    except Exception as exc:  # e.g. no GL on this node: every mesh sent here fails the same way
+        message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        return {"source": path, "ok": False,
+                "error": f"the Ray worker on {socket.gethostname()} cannot render ({type(exc).__name__}: {message})"}
     return work(path, out_dir, config)
 
 
@@ -72,6 +78,10 @@ def ray_results(tasks: Iterator[tuple[str, str]], config: PreprocessConfig, *, r
         path = pending.pop(ready)
         try:
             return ray.get(ready)
+        except ray.exceptions.RayTaskError as exc:  # raised past process_one's own net: never a lost worker
+            cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
+            message = str(cause).strip().splitlines()[0][:300] if str(cause).strip() else ""
+            return {"source": path, "ok": False, "error": f"{type(cause).__name__}: {message}"}
         except ray.exceptions.RayError as exc:  # the worker or node died on every try
             return {"source": path, "ok": False,
                     "error": f"the Ray worker running this mesh was lost {max_retries + 1} time(s) "
