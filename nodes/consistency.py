@@ -67,7 +67,7 @@ def _clip_vision_encoder(clip_vision):
                   for c in crops]
         return clip_vision.encode_image(torch.from_numpy(np.stack(pixels)), crop=False)["image_embeds"]
 
-    return FunctionEncoder(encode, "ComfyUI CLIP_VISION", size)
+    return FunctionEncoder(encode, "ComfyUI CLIP_VISION")
 
 
 def _folder_encoder(name: str):

@@ -14,6 +14,7 @@ through ``FunctionEncoder``: a function from a list of square RGB crops to an [N
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -44,14 +45,14 @@ _LIMITS = {"num_hidden_layers": 128, "hidden_size": 16384, "intermediate_size": 
            "num_channels": 4}
 
 
-class ImageEncoder:
+class ImageEncoder(ABC):
     """Square RGB crops -> L2-normalised embeddings [N, D] (float32, CPU)."""
 
     name: str = "encoder"
-    input_size: int = 224  # the side the crops are resized to before encoding
 
+    @abstractmethod
     def embed(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        raise NotImplementedError
+        """One unit vector per picture, in order."""
 
 
 def _normalise(vectors, what: str) -> torch.Tensor:
@@ -71,11 +72,9 @@ def _normalise(vectors, what: str) -> torch.Tensor:
 class FunctionEncoder(ImageEncoder):
     """Any function ``crops -> [N, D] vectors`` as an encoder (ComfyUI's CLIP_VISION, tests)."""
 
-    def __init__(self, function: Callable[[list[Image.Image]], object], name: str, input_size: int = 224,
-                 batch_size: int = 16):
+    def __init__(self, function: Callable[[list[Image.Image]], object], name: str, batch_size: int = 16):
         self.function = function
         self.name = name
-        self.input_size = input_size
         self.batch_size = batch_size
 
     def embed(self, images: Sequence[Image.Image]) -> torch.Tensor:
@@ -100,7 +99,6 @@ class TransformersEncoder(ImageEncoder):
         self.model = model.eval()
         self.kind = kind
         self.preprocessing = preprocessing
-        self.input_size = preprocessing.size
         self.name = name
         self.device = device
         self.batch_size = batch_size
