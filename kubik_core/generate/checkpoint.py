@@ -175,6 +175,14 @@ def _taesd_state(state: dict) -> dict:
     return out
 
 
+def _no_init_weights():
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:            # transformers before 5
+        from transformers.modeling_utils import no_init_weights
+    return no_init_weights()
+
+
 def _load_strict(model, state: dict, what: str, file: str):
     """Load ``state`` into ``model``, every tensor accounted for; a mismatch is one clear line."""
     try:
@@ -208,7 +216,8 @@ def load_sd15(path: str | os.PathLike, tokenizer_dir: str | None = None):
     except (OSError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{name}: its tensors cannot be read ({str(exc).splitlines()[0][:160]})") from None
     unet = UNet2DConditionModel.from_config({k: v for k, v in unet_cfg.items() if k != "_class_name"})
-    text_encoder = CLIPTextModel(CLIPTextConfig(**te_cfg))
+    with _no_init_weights():     # every weight is loaded below: skip transformers' random init
+        text_encoder = CLIPTextModel(CLIPTextConfig(**te_cfg))
     unet = _load_strict(unet, convert_ldm_unet_checkpoint(state, unet.config), "UNet", name)
     # transformers names the tensors with or without "text_model." depending on its version
     prefix = "cond_stage_model.transformer." if any(
@@ -232,8 +241,11 @@ def load_pipeline(path: str | os.PathLike, tokenizer_dir: str | None = None):
     """(pipeline, CheckpointInfo): a diffusers text-to-image pipeline for ``path``, offline."""
     from diffusers.utils import logging as diffusers_logging
 
-    diffusers_logging.disable_progress_bar()
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()      # the command prints its own progress
     diffusers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
     info = inspect_checkpoint(path)
     if info.family == "sdxl":
         from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline

@@ -96,12 +96,14 @@ def apply_loras(pipe, stack: LoraStack) -> list[str]:
     """Load every LoRA of ``stack`` into ``pipe`` with its strengths; returns the adapter names.
 
     A file diffusers cannot read as a LoRA of this pipeline is one clear error naming it."""
+    from safetensors.torch import load_file
+
     names, weights = [], []
     text_encoders = [n for n in ("text_encoder", "text_encoder_2") if getattr(pipe, n, None) is not None]
     for number, item in enumerate(stack.items):
         adapter = f"kubik_{number}"
-        try:
-            pipe.load_lora_weights(item.path, adapter_name=adapter)
+        try:   # the tensors, not the path: diffusers would look a path up on the hub
+            pipe.load_lora_weights(load_file(item.path), adapter_name=adapter)
         except (ValueError, KeyError, RuntimeError, OSError, TypeError) as exc:
             raise GenerateLoraError(f"LoRA {item.name}: diffusers cannot apply it to this "
                                     f"checkpoint ({str(exc).splitlines()[0][:160]})") from None
