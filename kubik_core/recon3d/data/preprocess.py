@@ -91,11 +91,6 @@ def iter_inputs(src) -> Iterator[MeshInput]:
         raise FileNotFoundError(f"{src}: no such file or folder")
 
 
-def find_meshes(src) -> list[Path]:
-    """Mesh files under ``src`` (or ``src`` itself), sorted so ids and order are stable."""
-    return [item.path for item in iter_inputs(src) if item.path is not None]
-
-
 def _walk(root: Path, folder: Path) -> Iterator[MeshInput]:
     try:
         entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
