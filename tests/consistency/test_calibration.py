@@ -6,7 +6,8 @@ For the real test no CLIP or DINOv2 weights can be had offline, so the encoder i
 in through FunctionEncoder like ComfyUI's CLIP_VISION is. The pictures are scikit-learn's
 handwritten digits: one digit plays the character (8 references), two pictures of each other
 digit are the negative control, and the threshold is judged on 50 other pictures of the digit
-and 54 of other digits that calibration never saw.
+and 54 of other digits that calibration never saw. A second test does the same with real photos:
+two camera views of one motorcycle against photos of other subjects.
 """
 from __future__ import annotations
 
@@ -123,3 +124,48 @@ def test_without_negatives_other_subjects_can_pass(digits):
     _, other_calibrated, _ = _pass_rates(digits, 9, with_negatives=True)
     assert calibration.method == "references_only"
     assert other_refs_only >= 0.5 and other_calibrated <= 0.05
+
+
+def _views(picture, count: int, seed: int) -> list:
+    """Random 75-95 % crops of a photo, half mirrored, brightness +-20 %: the same subject framed
+    and lit differently, as generated pictures of one character are."""
+    from PIL import ImageEnhance
+
+    rng = np.random.default_rng(seed)
+    image = Image.fromarray(picture).convert("RGB")
+    views = []
+    for _ in range(count):
+        scale = rng.uniform(0.75, 0.95)
+        w, h = int(image.width * scale), int(image.height * scale)
+        x, y = rng.integers(0, image.width - w + 1), rng.integers(0, image.height - h + 1)
+        view = image.crop((x, y, x + w, y + h))
+        if rng.random() < 0.5:
+            view = view.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        views.append(ImageEnhance.Brightness(view).enhance(rng.uniform(0.8, 1.2)))
+    return views
+
+
+def test_calibration_passes_another_view_of_the_object_and_not_unseen_subjects():
+    """scikit-image's stereo motorcycle: references are views of the left camera's photo, the
+    held-out positives views of the right camera's (the object seen from elsewhere); the negative
+    control is four photos, the held-out negatives nine photos calibration never saw. Whole
+    pictures (crop "none"): on square smart or centre crops HOG finds brick, grass and gravel
+    textures close to the motorcycle's (37-41 % of the unseen photos passed when measured), a
+    limit of HOG, which a CLIP or DINOv2 encoder does not share."""
+    from skimage import data
+
+    hog_64 = lambda crops: _hog([c.convert("L").resize((64, 64)) for c in crops])  # noqa: E731
+    left, right, _ = data.stereo_motorcycle()
+    references = _views(left, 8, 0)
+    negatives = [v for i, name in enumerate(["astronaut", "coffee", "chelsea", "rocket"])
+                 for v in _views(getattr(data, name)(), 2, i)]
+    unseen = ["camera", "immunohistochemistry", "hubble_deep_field", "coins", "page", "brick", "grass",
+              "gravel", "retina"]
+    held_out = _views(right, 20, 1) + [v for i, name in enumerate(unseen)
+                                       for v in _views(getattr(data, name)(), 3, 10 + i)]
+    named = lambda pictures: [(f"#{i}", p) for i, p in enumerate(pictures)]  # noqa: E731
+    report = score_images(FunctionEncoder(hog_64, "HOG"), named(references), named(held_out),
+                          named(negatives), crop="none")
+    passed = np.array([image.passed for image in report.images])
+    assert report.calibration.method == "midpoint" and report.calibration.margin > 0
+    assert passed[:20].mean() >= 0.9 and passed[20:].mean() <= 0.1, report.summary()
