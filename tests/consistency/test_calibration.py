@@ -151,7 +151,7 @@ def test_calibration_passes_another_view_of_the_object_and_not_unseen_subjects()
     control is four photos, the held-out negatives nine photos calibration never saw. Whole
     pictures (crop "none"): on square smart or centre crops HOG finds brick, grass and gravel
     textures close to the motorcycle's (37-41 % of the unseen photos passed when measured), a
-    limit of HOG, which a CLIP or DINOv2 encoder does not share."""
+    limit of this hand-made encoder, not of the calibration rule."""
     from skimage import data
 
     hog_64 = lambda crops: _hog([c.convert("L").resize((64, 64)) for c in crops])  # noqa: E731
