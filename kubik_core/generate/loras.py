@@ -9,13 +9,9 @@ so strength 0 leaves the model as it was.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from ..loras.stack import MAX_STRENGTH, LoraStack, StackItem, check_lora_name
-
-_EXPLICIT = re.compile(r"^(?P<name>.+?)(?::(?P<model>[^:]+?))?(?::(?P<clip>[^:]+))?$")
-
 
 class GenerateLoraError(ValueError):
     """A ``--loras`` value or LoRA file that cannot be used; the message says how to fix it."""
@@ -48,16 +44,18 @@ def parse_explicit(value: str, folders: list[str]) -> LoraStack:
     """``name:strength[:clip_strength],...`` (strength 1 when left out) -> a stack of found files."""
     items = []
     for part in filter(None, (p.strip() for p in value.split(","))):
-        match = _EXPLICIT.match(part)
-        name = match.group("name").strip()
+        name, *numbers = (field.strip() for field in part.split(":"))
         try:
-            strength = float(match.group("model")) if match.group("model") else 1.0
-            clip = float(match.group("clip")) if match.group("clip") else strength
+            if len(numbers) > 2 or not name:
+                raise ValueError(part)
+            strength = float(numbers[0]) if numbers else 1.0
+            clip = float(numbers[1]) if len(numbers) == 2 else strength
         except ValueError:
-            raise GenerateLoraError(f"--loras: {part!r} is not name:strength (a number, e.g. style.safetensors:0.8)") from None
+            raise GenerateLoraError(f"--loras: {part[:80]!r} is not name:strength (a number, e.g. "
+                                    "style.safetensors:0.8)") from None
         for number in (strength, clip):
             if not (-MAX_STRENGTH <= number <= MAX_STRENGTH):
-                raise GenerateLoraError(f"--loras: strength {number:g} of {name} is outside "
+                raise GenerateLoraError(f"--loras: strength {number:g} of {name[:80]!r} is outside "
                                         f"-{MAX_STRENGTH:g}..{MAX_STRENGTH:g}")
         if not folders:
             raise GenerateLoraError("--loras: no LoRA folder; pass --lora-dir DIR or set KUBIK_LORAS_DIR")
@@ -66,7 +64,7 @@ def parse_explicit(value: str, folders: list[str]) -> LoraStack:
         except ValueError as exc:
             raise GenerateLoraError(f"--loras: {exc}") from None
         if path is None:
-            raise GenerateLoraError(f"--loras: no LoRA {name!r} in {', '.join(Path(f).name for f in folders)}; "
+            raise GenerateLoraError(f"--loras: no LoRA {name[:80]!r} in {', '.join(Path(f).name for f in folders)}; "
                                     "`kubik loras scan DIR` lists them")
         rel = os.path.relpath(path, next(os.path.realpath(f) for f in folders
                                          if os.path.commonpath([os.path.realpath(f), path]) == os.path.realpath(f)))

@@ -1,0 +1,153 @@
+"""`kubik generate` and `kubik rate` on bad input: one clear line, exit status 2, nothing loaded.
+
+The checkpoints here are small safetensors files the test writes with the key names of each
+family (a few tensors, tiny shapes): the family is read from the header alone, so every error
+below comes before any weight is read. No ComfyUI is needed.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import struct
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from safetensors.torch import save_file
+
+from kubik_core.cli import main
+from kubik_core.generate.loras import GenerateLoraError, parse_explicit
+
+pytestmark = pytest.mark.timeout(120)
+
+SD15_KEYS = {
+    "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight": (8, 768),
+    "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 768),
+}
+
+
+def _file(path, keys, metadata=None):
+    save_file({k: torch.zeros(shape) for k, shape in keys.items()}, str(path), metadata=metadata)
+    return path
+
+
+def _run(*argv) -> tuple[int, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main([str(a) for a in argv])
+    return status, err.getvalue().strip()
+
+
+@pytest.fixture()
+def sd15(tmp_path):
+    return _file(tmp_path / "header_only_sd15.safetensors", SD15_KEYS)
+
+
+def _generate(checkpoint, tmp_path, *extra):
+    return _run("generate", "a fox", "--checkpoint", checkpoint, "--out", tmp_path / "out",
+                "--store", tmp_path / "store.sqlite3", "--loras", "none", "--device", "cpu", *extra)
+
+
+@pytest.mark.parametrize("name, keys, message", [
+    ("flux.safetensors", {"double_blocks.0.img_attn.qkv.weight": (4, 4)}, "the checkpoint holds FLUX"),
+    ("sd3.safetensors", {"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": (4, 4)},
+     "the checkpoint holds SD3/SD3.5"),
+    ("sd2.safetensors", {"model.diffusion_model.input_blocks.0.0.weight": (4, 4),
+                         "cond_stage_model.model.token_embedding.weight": (8, 1024)}, "the checkpoint holds SD2.x"),
+    ("lora.safetensors", {"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": (4, 4)},
+     "the checkpoint holds no Stable Diffusion model (no model.diffusion_model.* tensors)"),
+])
+def test_unsupported_families_are_named_with_what_is_supported(tmp_path, name, keys, message):
+    status, err = _generate(_file(tmp_path / name, keys), tmp_path)
+    assert status == 2
+    assert err == (f"kubik generate: error: {message}; kubik generate loads SD1.5 and SDXL (incl. Pony and "
+                   "Illustrious) single-file checkpoints offline")
+
+
+def test_a_file_that_is_not_safetensors_is_one_line(tmp_path):
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes(struct.pack("<Q", 10**12) + b"{}")
+    status, err = _generate(bad, tmp_path)
+    assert status == 2 and err.startswith("kubik generate: error: model.safetensors") and "\n" not in err
+    assert err.endswith("; the checkpoint must be a .safetensors file")
+    assert str(tmp_path) not in err
+
+
+def test_a_missing_checkpoint_names_the_flag(tmp_path):
+    status, err = _generate(tmp_path / "nope.safetensors", tmp_path)
+    assert (status, err) == (2, "kubik generate: error: --checkpoint: no file 'nope.safetensors'; give a "
+                                ".safetensors checkpoint")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("-n", "0"), "-n: 0 images; give 1 to 64"),
+    (("--width", "65"), "--width: 65; give a multiple of 8 from 64 to 4096"),
+    (("--height", "99999"), "--height: 99999; give a multiple of 8 from 64 to 4096"),
+    (("--seed", "-1"), "--seed: -1 is not a seed from 0 to 2^63-1"),
+    (("--memory", "balanced"), "--memory balanced needs a CUDA GPU (it offloads weights from the GPU to the "
+                               "CPU); on this machine use none or aggressive, or auto"),
+    (("--memory", "sequential"), "--memory sequential needs a CUDA GPU (it offloads weights from the GPU to "
+                                 "the CPU); on this machine use none or aggressive, or auto"),
+    (("--family", "sdxl"), "--family sdxl: the checkpoint is sd15; give a family of that architecture or auto"),
+])
+def test_bad_flags_are_one_clear_line(sd15, tmp_path, extra, message):
+    status, err = _generate(sd15, tmp_path, *extra)
+    assert (status, err) == (2, f"kubik generate: error: {message}")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "store.sqlite3").exists()
+
+
+def test_the_dry_run_of_a_good_header_plans_and_loads_nothing(sd15, tmp_path):
+    status, err = _generate(sd15, tmp_path, "--dry-run")
+    assert status == 0, err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("value, message", [
+    ("style:abc", "--loras: 'style:abc' is not name:strength (a number, e.g. style.safetensors:0.8)"),
+    ("style:nan", "--loras: strength nan of 'style' is outside -10..10"),
+    ("style:99", "--loras: strength 99 of 'style' is outside -10..10"),
+    ("a:1:2:3", "--loras: 'a:1:2:3' is not name:strength (a number, e.g. style.safetensors:0.8)"),
+    ("absent:0.5", "--loras: no LoRA 'absent' in loras; `kubik loras scan DIR` lists them"),
+    ("../outside:1", "--loras: LoRA name '../outside' leaves the loras folder; use a name from ComfyUI's LoRA "
+                     "list (relative to the loras folder)"),
+])
+def test_bad_lora_lists_are_one_clear_line(sd15, tmp_path, value, message):
+    (tmp_path / "loras").mkdir()
+    (tmp_path / "outside.safetensors").write_bytes(b"x")
+    status, err = _run("generate", "a fox", "--checkpoint", sd15, "--out", tmp_path / "out", "--device", "cpu",
+                       "--loras", value, "--lora-dir", tmp_path / "loras")
+    assert (status, err) == (2, f"kubik generate: error: {message}")
+
+
+def test_a_lora_folder_that_does_not_exist(sd15, tmp_path):
+    status, err = _run("generate", "a fox", "--checkpoint", sd15, "--loras", "a:1", "--lora-dir",
+                       tmp_path / "missing", "--device", "cpu")
+    assert (status, err) == (2, f"kubik generate: error: --lora-dir: not a folder: {tmp_path / 'missing'}")
+
+
+def test_rate_refuses_an_unknown_id_and_a_missing_store(tmp_path):
+    status, err = _run("rate", "abc", "3", "--store", tmp_path / "none.sqlite3")
+    assert (status, err) == (2, f"kubik rate: error: no learning store at {tmp_path / 'none.sqlite3'} yet: "
+                                "generate with kubik generate first, or pass --store")
+    from kubik_core.learning import LearningStore
+
+    LearningStore(str(tmp_path / "store.sqlite3"))
+    status, err = _run("rate", "abc", "3", "--store", tmp_path / "store.sqlite3")
+    assert status == 2 and err.startswith("kubik rate: error: generation 'abc' is not in the learning store")
+
+
+@settings(derandomize=True, max_examples=200, deadline=None)
+@given(st.text(max_size=60))
+def test_fuzz_lora_lists_give_a_stack_or_a_clear_error(tmp_path_factory, value):
+    folder = tmp_path_factory.getbasetemp() / "fuzz-loras"
+    folder.mkdir(exist_ok=True)
+    (folder / "style.safetensors").write_bytes(b"x")
+    try:
+        stack = parse_explicit(value, [str(folder)])
+    except (GenerateLoraError, ValueError) as exc:
+        assert str(exc) and "\n" not in str(exc)
+        return
+    for item in stack.items:
+        assert item.path == str((folder / "style.safetensors").resolve())
+        assert -10 <= item.strength_model <= 10 and -10 <= item.strength_clip <= 10
