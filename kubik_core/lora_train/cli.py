@@ -53,8 +53,9 @@ def register(subparsers) -> None:
                    help="where latents and text-encoder outputs are cached (disk: reused by later runs)")
     p.add_argument("--cache-dir", default=None, help="disk cache folder (default: $KUBIK_CACHE_DIR or ~/.cache/kubik, lora_train/)")
     p.add_argument("--save-every", type=int, default=0, help="write the resume file every N steps (it is always written at the end)")
-    p.add_argument("--optimizer", choices=("auto", "adamw", "adamw8bit"), default="auto",
-                   help="auto: 8-bit AdamW on CUDA where bitsandbytes is installed, else AdamW")
+    p.add_argument("--optimizer", choices=("auto", "adamw", "adamw8bit", "adafactor"), default="auto",
+                   help="auto: 8-bit AdamW on CUDA where bitsandbytes is installed, else AdamW; adafactor "
+                        "keeps less optimizer state (any device)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--tokenizer", default=None, help="folder with CLIP's vocab.json and merges.txt (default: "
                                                      "the ComfyUI this pack is in, or $COMFYUI_DIR)")

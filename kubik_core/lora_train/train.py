@@ -25,6 +25,7 @@ from ..common.schedules import warmup_constant, warmup_cosine
 from . import dataset, network
 
 SCHEDULES = ("cosine", "constant")
+OPTIMIZERS = ("auto", "adamw", "adamw8bit", "adafactor")
 
 
 @dataclass
@@ -63,7 +64,7 @@ class TrainSettings:
     save_every: int = 0                    # resume checkpoint every N optimizer steps (0: at the end only)
     device: str = "auto"
     tokenizer: str | None = None
-    optimizer: str = "auto"               # "auto" (8-bit AdamW where bitsandbytes runs), "adamw"
+    optimizer: str = "auto"               # OPTIMIZERS: "auto" (8-bit AdamW where bitsandbytes runs), ...
     optimizer_name: str = ""               # what "auto" chose (recorded in the metadata)
     prediction_type: str = "epsilon"
     progress: bool = True
@@ -86,7 +87,7 @@ class TrainSettings:
             (self.noise_offset >= 0 and self.min_snr_gamma >= 0, "--noise-offset and --min-snr-gamma must not be negative"),
             (self.cache in ("memory", "disk"), "--cache must be memory or disk"),
             (self.key_style in network.KEY_STYLES, f"--key-style must be one of {', '.join(network.KEY_STYLES)}"),
-            (self.optimizer in ("auto", "adamw", "adamw8bit"), "--optimizer must be auto, adamw or adamw8bit"),
+            (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
             (bool(self.name) and "/" not in self.name and "\\" not in self.name and not self.name.startswith("."),
              "--name must be a plain file name (no folders)"),
         ]
@@ -163,8 +164,17 @@ def _sha256(path: Path) -> str:
 
 
 def _optimizer(settings: TrainSettings, groups: list, device):
+    """The optimizer ``settings.optimizer`` names, its name recorded in ``optimizer_name``."""
     import torch
 
+    if settings.optimizer == "adafactor":
+        # Factored second moments: about half of AdamW's optimizer memory on any device. With
+        # the learning rates and schedule given here (kohya's SDXL settings), not its own.
+        from transformers.optimization import Adafactor
+
+        settings.optimizer_name = "Adafactor"
+        return Adafactor(groups, scale_parameter=False, relative_step=False, warmup_init=False,
+                         weight_decay=1e-2)
     if settings.optimizer in ("auto", "adamw8bit") and device.type == "cuda":
         try:
             import bitsandbytes as bnb  # optional: 8-bit states halve the optimizer's memory
