@@ -292,8 +292,8 @@ def pool_results(tasks: Iterator[tuple[str, str]], config: PreprocessConfig, wor
                  threads: int) -> Iterator[dict]:
     """Run the meshes in ``workers`` processes, at most ``TASKS_PER_WORKER`` per worker handed out
     at a time, results in completion order. A worker that crashes (a segfault in a GL driver, say)
-    breaks the pool: the meshes it held go to a fresh pool, and a mesh whose worker dies twice is a
-    failure."""
+    breaks the pool: the meshes it held go to a fresh pool one at a time, and a mesh whose worker
+    dies on it alone as well is a failure."""
     retry: list[tuple[str, str, int]] = []
     tasks = iter(tasks)
 
@@ -304,7 +304,9 @@ def pool_results(tasks: Iterator[tuple[str, str]], config: PreprocessConfig, wor
     pool, in_flight = new_pool(), {}
     try:
         while True:
-            while len(in_flight) < workers * TASKS_PER_WORKER:
+            # After a crash the meshes it cost are re-run one at a time, so a second crash names its mesh.
+            isolating = bool(retry) or any(attempts > 1 for _, _, attempts in in_flight.values())
+            while len(in_flight) < (1 if isolating else workers * TASKS_PER_WORKER):
                 task = retry.pop() if retry else next(((p, d, 1) for p, d in tasks), None)
                 if task is None:
                     break
