@@ -63,6 +63,13 @@ def register(subparsers) -> None:
                    help="UNet key names in the LoRA: kohya (the original SDXL layout sd-scripts writes, "
                         "lora_unet_input_blocks_...) or diffusers (lora_unet_down_blocks_...); ComfyUI, "
                         "A1111 and Forge load both")
+    p.add_argument("--sample-every", type=int, default=0,
+                   help="draw sample pictures every N steps and at the end, into <output>/<name>_samples/ (0: never)")
+    p.add_argument("--sample-prompt", action="append", default=None,
+                   help="a prompt to sample (repeat for more; each keeps its own fixed seed; default: the "
+                        "trigger, else the first caption)")
+    p.add_argument("--sample-steps", type=int, default=20, help="Euler steps per sample picture")
+    p.add_argument("--sample-cfg", type=float, default=5.0, help="guidance scale of the sample pictures")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.add_argument("--progress-json", action="store_true",
                    help="print progress as one JSON object a line on stdout (for programs running the trainer)")
@@ -89,7 +96,9 @@ def settings_from_args(args):
         min_snr_gamma=args.min_snr_gamma, caption_dropout=args.caption_dropout,
         shuffle_tags=args.shuffle_tags, keep_tokens=args.keep_tokens, seed=args.seed, cache=args.cache,
         cache_dir=args.cache_dir, save_every=args.save_every, device=args.device,
-        tokenizer=args.tokenizer, optimizer=args.optimizer, progress=args.progress, key_style=args.key_style)
+        tokenizer=args.tokenizer, optimizer=args.optimizer, progress=args.progress, key_style=args.key_style,
+        sample_every=args.sample_every, sample_prompts=tuple(args.sample_prompt or ()),
+        sample_steps=args.sample_steps, sample_cfg=args.sample_cfg)
 
 
 def _train(args) -> int:

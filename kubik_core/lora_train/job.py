@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 # What to do when the LoRA (or an unfinished run of it) already exists.
@@ -67,7 +68,7 @@ def prepare_output(folder: Path, stem: str, existing: str, input_name: str = "ex
       file without its LoRA) continues.
     - "continue training": the saved run continues up to the new step count and the LoRA is
       replaced by the longer-trained one.
-    - "start over": the LoRA, its sidecar, loss curve and saved run are deleted first.
+    - "start over": the LoRA, its sidecar, loss curve, samples and saved run are deleted first.
     """
     if existing not in EXISTING_CHOICES:
         raise ValueError(f"{input_name}: {existing!r} is not one of {', '.join(EXISTING_CHOICES)}")
@@ -82,6 +83,9 @@ def prepare_output(folder: Path, stem: str, existing: str, input_name: str = "ex
     if existing == "start over":
         for path in (lora, resume, folder / f"{stem}.metadata.json", folder / f"{stem}_loss.png"):
             path.unlink(missing_ok=True)
+        samples = folder / f"{stem}_samples"
+        if samples.is_dir() and not samples.is_symlink():
+            shutil.rmtree(samples)
 
 
 def redact(text: str, paths: dict[str, str]) -> str:

@@ -84,7 +84,7 @@ def settings_arguments(settings) -> list[str]:
 
     s = settings
     args = [str(s.data), "--base", str(s.base), "--output", str(s.output), "--name", s.name,
-            "--trigger", s.trigger, "--resolution", str(s.resolution), "--max-upscale", repr(s.max_upscale),
+            f"--trigger={s.trigger}", "--resolution", str(s.resolution), "--max-upscale", repr(s.max_upscale),
             "--repeats", str(s.repeats), "--batch-size", str(s.batch_size), "--steps", str(s.steps),
             "--lr", repr(s.lr), "--text-encoder-lr", repr(s.text_encoder_lr), "--rank", str(s.rank),
             "--alpha", repr(float(s.alpha)),
@@ -94,7 +94,10 @@ def settings_arguments(settings) -> list[str]:
             "--min-snr-gamma", repr(s.min_snr_gamma), "--caption-dropout", repr(s.caption_dropout),
             "--keep-tokens", str(s.keep_tokens), "--seed", str(s.seed), "--cache", s.cache,
             "--save-every", str(s.save_every), "--optimizer", s.optimizer, "--device", s.device,
-            "--key-style", s.key_style]
+            "--key-style", s.key_style, "--sample-every", str(s.sample_every),
+            "--sample-steps", str(s.sample_steps), "--sample-cfg", repr(s.sample_cfg)]
+    for prompt in s.sample_prompts:
+        args.append(f"--sample-prompt={prompt}")   # "=": a prompt may start with "-"
     if s.train_text_encoder:
         args.append("--train-text-encoder")
     if not s.gradient_checkpointing:

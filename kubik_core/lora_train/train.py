@@ -22,7 +22,7 @@ from ..common.atomic import atomic_path, write_bytes_atomic, write_text_atomic
 from ..common.paths import cache_dir
 from ..common.precision import autocast, autocast_dtype, check_precision
 from ..common.schedules import warmup_constant, warmup_cosine
-from . import dataset, network
+from . import dataset, network, samples
 
 SCHEDULES = ("cosine", "constant")
 OPTIMIZERS = ("auto", "adamw", "adamw8bit", "adafactor")
@@ -69,6 +69,10 @@ class TrainSettings:
     prediction_type: str = "epsilon"
     progress: bool = True
     key_style: str = "kohya"               # UNet key names: "kohya" (original layout) or "diffusers"
+    sample_every: int = 0                  # sample pictures every N steps and at the end (0: never)
+    sample_prompts: tuple = ()             # default: the trigger, else the first caption
+    sample_steps: int = 20                 # Euler steps per sample picture
+    sample_cfg: float = 5.0                # classifier-free guidance scale of the samples
 
     def check(self) -> None:
         """ValueError naming the first setting that cannot work."""
@@ -86,6 +90,8 @@ class TrainSettings:
             (self.warmup >= 0 and self.save_every >= 0, "--warmup and --save-every must not be negative"),
             (self.noise_offset >= 0 and self.min_snr_gamma >= 0, "--noise-offset and --min-snr-gamma must not be negative"),
             (self.cache in ("memory", "disk"), "--cache must be memory or disk"),
+            (self.sample_every >= 0 and 1 <= self.sample_steps <= 200 and 0 <= self.sample_cfg <= 30,
+             "--sample-every must not be negative, --sample-steps from 1 to 200, --sample-cfg from 0 to 30"),
             (self.key_style in network.KEY_STYLES, f"--key-style must be one of {', '.join(network.KEY_STYLES)}"),
             (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
             (bool(self.name) and "/" not in self.name and "\\" not in self.name and not self.name.startswith("."),
@@ -100,7 +106,8 @@ class TrainSettings:
         """What a resume must agree on (the data and network shape, not the step count)."""
         keep = {k: v for k, v in asdict(self).items()
                 if k not in ("steps", "output", "save_every", "progress", "device", "cache", "cache_dir",
-                             "optimizer_name", "tokenizer", "key_style")}
+                             "optimizer_name", "tokenizer", "key_style", "sample_every", "sample_prompts",
+                             "sample_steps", "sample_cfg")}
         return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -337,9 +344,12 @@ def train(settings: TrainSettings, log=print, report=None, should_stop=None) -> 
             rows.append(found)
         return (torch.stack([r["emb"] for r in rows]).to(device), torch.stack([r["pooled"] for r in rows]).to(device))
 
+    sample_prompts = (list(settings.sample_prompts) or samples.default_prompts(settings.trigger, items[0].caption)
+                      if settings.sample_every else [])
     if text_cache is not None and not settings.shuffle_tags:
         # Every caption a step can see is known: encode them now and free the encoders' memory.
-        for caption in sorted({item.caption for item in items} | ({""} if settings.caption_dropout else set())):
+        known = {item.caption for item in items} | ({""} if settings.caption_dropout or sample_prompts else set())
+        for caption in sorted(known | set(sample_prompts)):
             conditioning([caption])
         model.text_encoder.to("cpu")
         model.text_encoder_2.to("cpu")
@@ -425,6 +435,11 @@ def train(settings: TrainSettings, log=print, report=None, should_stop=None) -> 
         bar.update(1)
         bar.set_postfix(loss=f"{total:.4f}")
         report({"event": "progress", "step": step, "total": settings.steps, "loss": total})
+        if main and sample_prompts and (step % settings.sample_every == 0 or step == settings.steps):
+            drawn = samples.save_samples(model, conditioning, sample_prompts, output / f"{settings.name}_samples", step,
+                                         seed=settings.seed, size=settings.resolution, steps=settings.sample_steps,
+                                         cfg=settings.sample_cfg, device=device, precision=settings.precision)
+            report({"event": "samples", "step": step, "paths": [str(path) for path in drawn]})
         if main and settings.save_every and step % settings.save_every == 0 and step < settings.steps:
             _save_resume(resume_path, parts, optimizer, scheduler, step, losses, settings)
             saved_step = step

@@ -61,6 +61,8 @@ def test_an_existing_lora_is_kept_continued_or_started_over_only_as_asked(tmp_pa
     (tmp_path / "kbk.resume").unlink()
     with pytest.raises(ValueError, match=r"^existing_lora: kbk.safetensors has no saved run"):
         job.prepare_output(tmp_path, "kbk", "continue training")
+    (tmp_path / "kbk_samples").mkdir()
+    (tmp_path / "kbk_samples" / "step_000100_0.png").write_bytes(b"x")
     job.prepare_output(tmp_path, "kbk", "start over")
     assert list(tmp_path.iterdir()) == []
     (tmp_path / "kbk.resume").write_bytes(b"x")                 # an unfinished run: "keep" continues it
@@ -88,12 +90,13 @@ def test_the_child_command_line_parses_back_into_the_same_settings():
     from kubik_core.lora_train.cli import settings_from_args
 
     settings = TrainSettings(
-        data="/d", base="/b.safetensors", output="/o", name="kbk", trigger="kbk style, red", resolution=768,
+        data="/d", base="/b.safetensors", output="/o", name="kbk", trigger="-kbk style, red", resolution=768,
         max_upscale=1.5, repeats=3, batch_size=2, steps=77, lr=3e-4, text_encoder_lr=1e-5, rank=8, alpha=4.5,
         unet_targets=UNET_TARGETS_WIDE, train_text_encoder=True, schedule="constant", warmup=5, grad_accum=2,
         precision="bf16", gradient_checkpointing=False, noise_offset=0.05, min_snr_gamma=0.0,
         caption_dropout=0.1, shuffle_tags=True, keep_tokens=2, seed=9, cache="disk", cache_dir="/c",
-        save_every=10, device="cpu", tokenizer="/t", optimizer="adamw", progress=False, key_style="diffusers")
+        save_every=10, device="cpu", tokenizer="/t", optimizer="adamw", progress=False, key_style="diffusers",
+        sample_every=50, sample_prompts=("kbk style, smiling", "--weird prompt"), sample_steps=12, sample_cfg=4.5)
     parsed = build_parser("lora").parse_args(["lora", "train", *settings_arguments(settings)])
     assert asdict(settings_from_args(parsed)) == asdict(settings)
     defaults = TrainSettings(data="d", base="b", output="o", name="n")

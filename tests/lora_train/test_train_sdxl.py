@@ -40,7 +40,7 @@ def _photos(folder: Path) -> None:
 
 
 def _train(tmp: Path, steps: int, output: str = "loras", grad_accum: int = 2,
-           launcher: tuple = (), key_style: str = "kohya") -> subprocess.CompletedProcess:
+           launcher: tuple = (), key_style: str = "kohya", extra: tuple = ()) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp / "empty-hf-home"),
                KUBIK_CACHE_DIR=str(tmp / "kubik-cache"), PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     command = [sys.executable, *(launcher or ("-m", "kubik_core")), "lora", "train", str(tmp / "photos"),
@@ -49,7 +49,7 @@ def _train(tmp: Path, steps: int, output: str = "loras", grad_accum: int = 2,
                "--trigger", "kbk style", "--resolution", "64", "--steps", str(steps), "--lr", "1e-3",
                "--rank", "4", "--alpha", "4", "--train-text-encoder", "--precision", "fp32",
                "--cache", "disk", "--no-gradient-checkpointing", "--no-progress",
-               "--device", "cpu", "--tokenizer", str(Path(COMFYUI_DIR) / "comfy" / "sd1_tokenizer")]
+               "--device", "cpu", "--tokenizer", str(Path(COMFYUI_DIR) / "comfy" / "sd1_tokenizer"), *extra]
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
 
 
@@ -58,7 +58,10 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lora_train")
     build_tiny_sdxl_checkpoint(tmp / "tiny_sdxl.safetensors", Path(COMFYUI_DIR))
     _photos(tmp / "photos")
-    first = _train(tmp, 3)
+    # Samples of two prompts at steps 2 and 3 (the torchrun test below trains without samples and
+    # must agree with this run: drawing samples does not change the training).
+    first = _train(tmp, 3, extra=("--sample-every", "2", "--sample-steps", "3", "--sample-prompt", "kbk style",
+                                  "--sample-prompt=a cup of coffee"))
     assert first.returncode == 0, first.stderr[-3000:]
     shutil.copy(tmp / "loras" / "kbk_style.resume", tmp / "after_3_steps.resume")
     cache_files = sorted((tmp / "kubik-cache").rglob("*.safetensors"))
@@ -127,6 +130,21 @@ def test_the_lora_has_kohya_keys_metadata_sidecar_and_loss_curve(trained):
     assert sidecar["sha256"] == hashlib.sha256(data).hexdigest()
     assert sidecar["civitai"]["trainedWords"] == ["kbk style"] and sidecar["base_model"] == "SDXL 1.0"
     assert (tmp / "loras" / "kbk_style_loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_samples_are_drawn_every_n_steps_with_a_fixed_seed_per_prompt(trained):
+    import numpy as np
+
+    tmp, *_ = trained
+    folder = tmp / "loras" / "kbk_style_samples"
+    assert sorted(p.name for p in folder.iterdir()) == ["step_000002_0.png", "step_000002_1.png",
+                                                        "step_000003_0.png", "step_000003_1.png"]
+    pictures = {p.stem[5:]: np.asarray(Image.open(p), dtype=np.float64) for p in folder.iterdir()}
+    assert all(p.shape == (64, 64, 3) and p.std() > 5 for p in pictures.values())
+    # one prompt at two steps: the same start noise, a slightly changed LoRA; two prompts: two seeds
+    same_prompt = np.abs(pictures["000002_0"] - pictures["000003_0"]).mean()
+    other_prompt = np.abs(pictures["000002_0"] - pictures["000002_1"]).mean()
+    assert same_prompt < other_prompt / 10
 
 
 @pytest.fixture(scope="module")
