@@ -110,9 +110,10 @@ def _count(shapes: dict, pattern: str) -> int:
     return max(found) + 1 if found else 0
 
 
-def sd15_unet_config(shapes: dict) -> dict:
+def sd15_unet_config(shapes: dict, UNET: str = UNET) -> dict:
     """diffusers' UNet2DConditionModel config for an SD1.x UNet (levels, widths, depths and the
-    middle block read from the keys; 8 heads as SD1.5)."""
+    middle block read from the keys; 8 heads as SD1.5). ``UNET``: the key prefix (an SD1.5
+    ControlNet has the same input blocks under ``control_model.``)."""
     levels: list[list[tuple[int, int]]] = [[]]
     block = 1
     while f"{UNET}input_blocks.{block}.0.in_layers.0.weight" in shapes or \
@@ -132,6 +133,14 @@ def sd15_unet_config(shapes: dict) -> dict:
     attention = next(k for k in shapes if k.startswith(UNET) and k.endswith("attn2.to_k.weight"))
     proj_in = next((k for k in shapes if k.startswith(UNET) and k.endswith(".proj_in.weight")), None)
     has_middle = f"{UNET}middle_block.0.in_layers.0.weight" in shapes
+    if f"{UNET}out.2.weight" not in shapes:      # a ControlNet: no output half
+        return {"block_out_channels": channels, "cross_attention_dim": shapes[attention][1],
+                "down_block_types": ["CrossAttnDownBlock2D" if d else "DownBlock2D" for d in depths],
+                "in_channels": shapes[f"{UNET}input_blocks.0.0.weight"][1], "layers_per_block": len(levels[0]),
+                "attention_head_dim": 8, "use_linear_projection": proj_in is not None and len(shapes[proj_in]) == 2,
+                "mid_block_type": "UNetMidBlock2DCrossAttn" if f"{UNET}middle_block.1.proj_in.weight" in shapes
+                else "UNetMidBlock2D",
+                "conditioning_channels": shapes[f"{UNET}input_hint_block.0.weight"][1]}
     return {
         "_class_name": "UNet2DConditionModel", "act_fn": "silu", "attention_head_dim": 8,
         "block_out_channels": channels, "center_input_sample": False,

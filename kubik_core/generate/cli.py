@@ -45,6 +45,12 @@ def register(subparsers) -> None:
     p.add_argument("--scheduler", help="override the scheduler (ComfyUI name)")
     p.add_argument("--width", type=int, help="override the width (multiple of 8)")
     p.add_argument("--height", type=int, help="override the height (multiple of 8)")
+    p.add_argument("--controlnet", default=None, metavar="FILE",
+                   help="SD1.5 ControlNet .safetensors file (lllyasviel's layout), with --control-image")
+    p.add_argument("--control-image", default=None, metavar="IMG",
+                   help="the control picture (a canny/depth/pose map), scaled to the output size")
+    p.add_argument("--control-strength", type=float, default=None,
+                   help="ControlNet strength 0-2 (default: the published value, see kubik params --control)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first image; image i uses seed+i (default 0)")
     p.add_argument("-n", dest="count", type=int, default=1, help="number of images (default 1)")
     p.add_argument("--out", default="output", help="output folder (default ./output)")
@@ -67,7 +73,8 @@ def run_generate(args) -> int:
         priority=args.priority, aspect=args.aspect, loras=args.loras, lora_dirs=args.lora_dir,
         memory=args.memory, seed=args.seed, count=args.count, negative=args.negative,
         overrides={k: getattr(args, k) for k in ("steps", "cfg", "sampler_name", "scheduler", "width", "height")},
-        tokenizer=args.tokenizer, store=args.store, record=not args.no_record, device=args.device)
+        tokenizer=args.tokenizer, store=args.store, record=not args.no_record, device=args.device,
+        controlnet=args.controlnet, control_image=args.control_image, control_strength=args.control_strength)
     try:
         prepared = plan_generation(request)
         if not args.json:
@@ -109,5 +116,8 @@ def _format_plan(prepared) -> str:
         lines.append(f"  {e.strategy:<11} peak ~{e.peak_bytes / 2**30:.2f} GB, {seconds}"
                      + ("" if e.runs_here else " (not here: needs a CUDA GPU)")
                      + (f"; {e.note}" if e.note and e.runs_here else ""))
+    if prepared.control is not None:
+        c = prepared.control
+        lines.append(f"control     {c.control_type}: strength {c.strength:g}, {c.start_percent:g}-{c.end_percent:g}")
     lines += [f"note: {n}" for n in prepared.stack.notes + prepared.notes]
     return "\n".join(lines)

@@ -138,7 +138,7 @@ def apply_strategy(pipe, strategy: str, device) -> list[str]:
     elif strategy == "sequential":
         pipe.enable_sequential_cpu_offload(device=device)
     elif strategy == "aggressive":
-        for name in ("text_encoder", "text_encoder_2", "unet"):
+        for name in ("text_encoder", "text_encoder_2", "unet", "controlnet"):
             module = getattr(pipe, name, None)
             if module is None:
                 continue

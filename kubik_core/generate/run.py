@@ -56,6 +56,9 @@ class GenerateRequest:
     store: str | None = None              # learning store location (None: the default one)
     record: bool = True
     device: str = "auto"                  # "cpu", "cuda", or auto (cuda when present)
+    controlnet: str | None = None         # an SD1.5 ControlNet .safetensors file
+    control_image: str | None = None
+    control_strength: float | None = None  # None: the published value (params/control.py)
 
 
 @dataclass
@@ -71,6 +74,7 @@ class PreparedGeneration:
     negative: str
     device: Any
     choice: memory.MemoryChoice
+    control: Any = None                   # params.control.ControlAdvice with --controlnet
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -81,6 +85,7 @@ class PreparedGeneration:
                 "memory": {"strategy": self.choice.strategy, "reason": self.choice.reason,
                            "device": str(self.device),
                            "estimates": [e.to_dict() for e in self.choice.estimates]},
+                "control": self.control.to_dict() if self.control is not None else None,
                 "notes": list(self.notes)}
 
 
@@ -156,6 +161,15 @@ def plan_generation(request: GenerateRequest) -> PreparedGeneration:
     if request.memory not in memory.MEMORY_CHOICES:
         raise GenerateError(f"--memory: unknown strategy {request.memory!r}; choose one of "
                             f"{', '.join(memory.MEMORY_CHOICES)}")
+    if (request.controlnet is None) != (request.control_image is None):
+        raise GenerateError("--controlnet and --control-image go together: give both or neither")
+    if request.controlnet is not None:
+        for flag, path in (("--controlnet", request.controlnet), ("--control-image", request.control_image)):
+            if not os.path.isfile(path):
+                raise GenerateError(f"{flag}: no file {Path(path).name!r}")
+        if request.control_strength is not None and not 0 <= request.control_strength <= 2:
+            raise GenerateError(f"--control-strength: {request.control_strength:g}; give 0 to 2")
+        _control_image(request.control_image, 8, 8)      # unreadable pictures fail before any loading
     info = inspect_checkpoint(request.checkpoint)
     device = _device(request.device)
     notes: list[str] = []
@@ -186,8 +200,23 @@ def plan_generation(request: GenerateRequest) -> PreparedGeneration:
         if analysis.negative else ""
     if "embedding:" in positive + negative:
         notes.append("embedding:name is not loaded outside ComfyUI; the words stay in the prompt as text")
+    control = None
+    if request.controlnet is not None:
+        from ..params.control import advise_control
+
+        if info.family != "sd15":
+            raise GenerateError(f"--controlnet: SD1.5 ControlNets are loaded here; the checkpoint is {info.family} "
+                                "(use the Kubik ControlNet template in ComfyUI for SDXL)")
+        from .controlnet import controlnet_config
+
+        controlnet_config(request.controlnet)          # the file's layout, from its header
+        control = advise_control(analysis, plan.family, "auto", os.path.basename(request.controlnet))
+        if request.control_strength is not None:
+            control.strength = request.control_strength
+            control.notes.append(f"strength {request.control_strength:g} from --control-strength")
     choice = _memory_choice(request, info, plan, device)
-    return PreparedGeneration(request, info, analysis, plan, stack, positive, negative, device, choice, notes)
+    return PreparedGeneration(request, info, analysis, plan, stack, positive, negative, device, choice,
+                              control, notes)
 
 
 def _memory_choice(request, info, plan, device) -> memory.MemoryChoice:
@@ -211,12 +240,41 @@ def load(prepared: PreparedGeneration):
 
     pipe, _info = load_pipeline(prepared.request.checkpoint, prepared.request.tokenizer)
     notes: list[str] = []
+    if prepared.control is not None:
+        pipe = _with_controlnet(pipe, prepared.request.controlnet)
     pipe.scheduler, warnings = diffusers_scheduler(pipe.scheduler.config, prepared.plan.sampler_name,
                                                    prepared.plan.scheduler)
     notes += warnings
     apply_loras(pipe, prepared.stack)
     notes += memory.apply_strategy(pipe, prepared.choice.strategy, prepared.device)
     return pipe, notes
+
+
+def _with_controlnet(pipe, controlnet_path: str):
+    """The SD1.5 pipeline's parts with the ControlNet, as diffusers' ControlNet pipeline."""
+    from diffusers import StableDiffusionControlNetPipeline
+
+    from .controlnet import load_controlnet
+
+    controlnet = load_controlnet(controlnet_path)
+    control_pipe = StableDiffusionControlNetPipeline(
+        vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=pipe.unet,
+        controlnet=controlnet, scheduler=pipe.scheduler, safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False)
+    control_pipe.set_progress_bar_config(disable=True)
+    return control_pipe
+
+
+def _control_image(path: str, width: int, height: int):
+    """The control picture at the output size (as ComfyUI's ControlNetApply scales its hint)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise GenerateError(f"--control-image: {Path(path).name} is not a readable picture; give a PNG or "
+                            "JPEG control map") from None
 
 
 def run_pipeline(pipe, prepared: PreparedGeneration, seed: int):
@@ -229,6 +287,11 @@ def run_pipeline(pipe, prepared: PreparedGeneration, seed: int):
                   height=plan.height, generator=torch.Generator("cpu").manual_seed(seed))
     if plan.clip_skip:        # ComfyUI CLIPSetLastLayer -2 = A1111 "Clip skip 2" = diffusers clip_skip 1
         kwargs["clip_skip"] = abs(int(plan.clip_skip)) - 1
+    if prepared.control is not None:
+        kwargs.update(image=_control_image(prepared.request.control_image, plan.width, plan.height),
+                      controlnet_conditioning_scale=prepared.control.strength,
+                      control_guidance_start=prepared.control.start_percent,
+                      control_guidance_end=prepared.control.end_percent)
     with torch.inference_mode():
         return pipe(**kwargs).images[0]
 
@@ -274,6 +337,7 @@ def save_and_record(prepared: PreparedGeneration, images, seeds, hashes) -> tupl
     loras = [_lora_dict(item) for item in prepared.stack.items]
     model_hash = add_resource_hashes(loras, request.checkpoint, paths_by_name.get, hashes)
     sections = [prepared.stack] if len(prepared.stack) else []
+    sections += [prepared.control] if prepared.control is not None else []
     explanation = explain(analysis, plan, "standard", sections=sections)
     out = Path(request.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -286,6 +350,7 @@ def save_and_record(prepared: PreparedGeneration, images, seeds, hashes) -> tupl
                                       version=f"KubikAI {__version__}", model_hash=model_hash)
         kubik = {"version": __version__, "analysis": analysis.to_dict(), "plan": plan.to_dict(),
                  "loras": loras, "explanation": explanation,
+                 "control": prepared.control.to_dict() if prepared.control is not None else None,
                  "generate": {"memory": prepared.choice.strategy, "device": str(prepared.device),
                               "checkpoint_family": prepared.info.family}}
         info = PngInfo()

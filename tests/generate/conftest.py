@@ -53,3 +53,11 @@ def sdxl_checkpoint(tmp_path_factory) -> Path:
 
     comfyui = _need_comfyui()
     return build_tiny_sdxl_checkpoint(tmp_path_factory.mktemp("sdxl") / "tiny_sdxl.safetensors", comfyui)
+
+
+@pytest.fixture(scope="session")
+def sd15_controlnet(tmp_path_factory) -> Path:
+    from kubik_testing.tiny_controlnet import build_tiny_sd15_controlnet
+
+    comfyui = _need_comfyui()
+    return build_tiny_sd15_controlnet(tmp_path_factory.mktemp("controlnet") / "tiny_cn.safetensors", comfyui)

@@ -1,10 +1,12 @@
 """`kubik generate` on tiny random-weight SD1.5- and SDXL-shaped checkpoints, offline, on the CPU.
 
-- the command end to end: PNGs with Kubik Save Image's metadata (A1111 parameters with the model
+- the command end to end (with a LoRA and a ControlNet): PNGs with Kubik Save Image's metadata (A1111 parameters with the model
   and LoRA hashes, the kubik JSON), one learning-store generation per image, `kubik rate`,
   `kubik insights`;
 - LoRAs through diffusers/peft from a kohya file the test writes: strength 0 gives the picture
   without the LoRA, strength 1 changes it;
+- an SD1.5 ControlNet single file (lllyasviel's layout) loaded offline: strength 0 gives the
+  picture without it, strength 1 changes it;
 - the memory strategy that runs on the CPU (aggressive: group offloading onto the CPU, VAE tiling
   and slicing) gives the picture of `none`, on both families.
 Sizes are tiny (64x64, 2 steps) and the pipelines are loaded once per module.
@@ -68,13 +70,17 @@ def _cli(*argv) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="module")
-def cli_run(sd15_checkpoint, tokenizer_dir, lora_dir, tmp_path_factory):
+def cli_run(sd15_checkpoint, sd15_controlnet, tokenizer_dir, lora_dir, tmp_path_factory):
+    from PIL import Image
+
     tmp = tmp_path_factory.mktemp("generate")
     store = tmp / "learning.sqlite3"
+    Image.fromarray((np.random.RandomState(1).rand(32, 48, 3) * 255).astype("uint8")).save(tmp / "hint.png")
     status, text = _cli("generate", PROMPT, "--checkpoint", sd15_checkpoint, "--tokenizer", tokenizer_dir,
                         "--steps", 2, "--width", 64, "--height", 64, "-n", 2, "--seed", 5,
                         "--out", tmp / "out", "--store", store, "--loras", "kbk_style:0.8",
-                        "--lora-dir", lora_dir, "--json")
+                        "--lora-dir", lora_dir, "--controlnet", sd15_controlnet, "--control-image",
+                        tmp / "hint.png", "--control-strength", 0.5, "--json")
     assert status == 0, text
     return json.loads(text[text.index("{"):]), store, sd15_checkpoint, lora_dir
 
@@ -99,6 +105,7 @@ def test_generate_writes_pngs_with_kubik_save_image_metadata(cli_run):
         assert kubik["analysis"]["prompt"] == PROMPT and kubik["plan"]["steps"] == 2
         assert kubik["loras"][0]["name"] == "kbk_style.safetensors" and "path" not in kubik["loras"][0]
         assert kubik["explanation"] and kubik["generate"]["checkpoint_family"] == "sd15"
+        assert kubik["control"]["strength"] == 0.5 and "ControlNet at strength 0.5" in kubik["explanation"]
     # the two seeds give two different pictures
     first, second = (np.asarray(Image.open(p), dtype=np.float32) for p in result["images"])
     assert np.abs(first - second).mean() > 1.0
@@ -137,6 +144,7 @@ def sd15_pipe(sd15_checkpoint, tokenizer_dir):
 
     pipe, info = load_pipeline(sd15_checkpoint, tokenizer_dir)
     assert info.family == "sd15" and info.vae_kind == "taesd"
+    pipe.kubik_checkpoint = str(sd15_checkpoint)
     return pipe
 
 
@@ -157,6 +165,29 @@ def test_lora_strength_zero_is_no_lora_and_strength_one_changes_the_picture(sd15
     assert np.abs(at_one - without).mean() > 1e-3
     assert np.abs(unet_only - at_one).mean() > 1e-4      # the text-encoder strength counts on its own
     np.testing.assert_allclose(_picture(sd15_pipe), without, atol=1e-6)   # unloaded: back as it was
+
+
+def test_controlnet_loads_offline_strength_zero_is_the_plain_picture(sd15_pipe, sd15_controlnet, tmp_path):
+    from PIL import Image
+
+    from kubik_core.generate import GenerateRequest, plan_generation
+    from kubik_core.generate.run import _with_controlnet
+
+    hint = Image.fromarray((np.random.RandomState(0).rand(64, 64, 3) * 255).astype("uint8"))
+    hint.save(tmp_path / "hint.png")
+    prepared = plan_generation(GenerateRequest("a red fox", checkpoint=sd15_pipe.kubik_checkpoint, loras="none",
+                                               device="cpu", controlnet=str(sd15_controlnet),
+                                               control_image=str(tmp_path / "hint.png")))
+    assert prepared.control.strength == 1.0 and prepared.control.end_percent == 1.0   # ControlNet 1.1's defaults
+    control_pipe = _with_controlnet(sd15_pipe, str(sd15_controlnet))
+
+    def picture(strength):
+        return control_pipe("kbk style, a red fox", negative_prompt="blurry", image=hint, num_inference_steps=2,
+                            guidance_scale=7.0, width=64, height=64, controlnet_conditioning_scale=strength,
+                            generator=torch.Generator().manual_seed(3), output_type="np").images[0]
+
+    np.testing.assert_allclose(picture(0.0), _picture(sd15_pipe), atol=1e-6)
+    assert np.abs(picture(1.0) - picture(0.0)).mean() > 1e-3
 
 
 def test_aggressive_on_the_cpu_gives_the_picture_of_none_sd15(sd15_pipe):

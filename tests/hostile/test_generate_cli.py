@@ -137,6 +137,46 @@ def test_rate_refuses_an_unknown_id_and_a_missing_store(tmp_path):
     assert status == 2 and err.startswith("kubik rate: error: generation 'abc' is not in the learning store")
 
 
+def _controlnet(tmp_path, width=768):
+    return _file(tmp_path / "cn.safetensors", {
+        "control_model.input_hint_block.0.weight": (16, 3, 3, 3),
+        "control_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, width)})
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda t: ("--controlnet", _controlnet(t)),
+     "--controlnet and --control-image go together: give both or neither"),
+    (lambda t: ("--controlnet", _controlnet(t), "--control-image", t / "absent.png"),
+     "--control-image: no file 'absent.png'"),
+    (lambda t: ("--controlnet", _controlnet(t), "--control-image", _text(t / "hint.png")),
+     "--control-image: hint.png is not a readable picture; give a PNG or JPEG control map"),
+    (lambda t: ("--controlnet", _controlnet(t), "--control-image", _png(t), "--control-strength", "3"),
+     "--control-strength: 3; give 0 to 2"),
+    (lambda t: ("--controlnet", _controlnet(t, 2048), "--control-image", _png(t)),
+     "--controlnet: cn.safetensors is for a model with 2048-wide text features; kubik generate loads SD1.5 "
+     "ControlNets (768)"),
+    (lambda t: ("--controlnet", _file(t / "lora.safetensors", {"lora_unet_x.lora_down.weight": (2, 2)}),
+                "--control-image", _png(t)),
+     "--controlnet: lora.safetensors is not a ControlNet in lllyasviel's layout (control_model.input_hint_block.* "
+     "missing)"),
+])
+def test_bad_control_inputs_are_one_clear_line(sd15, tmp_path, make, message):
+    status, err = _generate(sd15, tmp_path, *make(tmp_path))
+    assert (status, err) == (2, "kubik generate: error: " + message)
+
+
+def _text(path):
+    path.write_text("not a picture")
+    return path
+
+
+def _png(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "hint.png")
+    return tmp_path / "hint.png"
+
+
 @settings(derandomize=True, max_examples=200, deadline=None)
 @given(st.text(max_size=60))
 def test_fuzz_lora_lists_give_a_stack_or_a_clear_error(tmp_path_factory, value):
