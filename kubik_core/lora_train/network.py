@@ -19,15 +19,23 @@ UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 UNET_TARGETS_WIDE = UNET_TARGETS + ("proj_in", "proj_out", "ff.net.0.proj", "ff.net.2")
 TEXT_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
 KEY_STYLES = ("kohya", "diffusers")
+# The UNet's convolutions (LoCon, kohya's conv_dim): the ResNet blocks' 3x3 and 1x1 convolutions
+# and the down- and upsamplers; they get their own rank and alpha.
+UNET_CONV_TARGETS = ("conv1", "conv2", "conv_shortcut", "downsamplers.0.conv", "upsamplers.0.conv")
 ADAPTER = "kubik"
 
 
-def add_lora(module, rank: int, alpha: float, targets: tuple[str, ...]) -> None:
+def add_lora(module, rank: int, alpha: float, targets: tuple[str, ...], conv_rank: int = 0,
+             conv_alpha: float = 1.0) -> None:
     """Wrap ``module``'s layers named by ``targets`` (suffixes of module paths) with trainable
-    LoRA layers (peft; B starts at zero, so the model is unchanged until it trains)."""
+    LoRA layers (peft; B starts at zero, so the model is unchanged until it trains); with
+    ``conv_rank`` also the convolutions of UNET_CONV_TARGETS, at that rank and ``conv_alpha``."""
     from peft import LoraConfig, inject_adapter_in_model
 
-    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets), init_lora_weights=True)
+    conv = UNET_CONV_TARGETS if conv_rank else ()
+    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets) + list(conv), init_lora_weights=True,
+                        rank_pattern={name: conv_rank for name in conv},
+                        alpha_pattern={name: conv_alpha for name in conv})
     inject_adapter_in_model(config, module, adapter_name=ADAPTER)
     for name, parameter in module.named_parameters():
         parameter.requires_grad_(".lora_" in name)
@@ -47,10 +55,10 @@ def _kohya_key(prefix: str, path: str) -> str:
     return f"{prefix}_{path.replace('.', '_')}"
 
 
-def kohya_state_dict(parts: dict, alpha: float, dtype, unet_names: dict | None = None) -> dict:
-    """kohya keys for {prefix: module} (prefix lora_unet / lora_te1 / lora_te2); with
-    ``unet_names`` (diffusers module path -> original path) the UNet's keys use the original
-    layout."""
+def kohya_state_dict(parts: dict, dtype, unet_names: dict | None = None) -> dict:
+    """kohya keys for {prefix: module} (prefix lora_unet / lora_te1 / lora_te2), each module with
+    its own alpha; with ``unet_names`` (diffusers module path -> original path) the UNet's keys
+    use the original layout."""
     out = {}
     for prefix, module in parts.items():
         for name, tensor in module.state_dict().items():
@@ -58,11 +66,12 @@ def kohya_state_dict(parts: dict, alpha: float, dtype, unet_names: dict | None =
                                           (f".lora_B.{ADAPTER}.weight", "lora_up")):
                 if name.endswith(peft_part):
                     path = name[: -len(peft_part)]
+                    layer_alpha = module.get_submodule(path).lora_alpha[ADAPTER]
                     if prefix == "lora_unet" and unet_names is not None:
                         path = unet_names[path]
                     key = _kohya_key(prefix, path)
                     out[f"{key}.{kohya_part}.weight"] = tensor.detach().to("cpu", dtype).contiguous()
-                    out[f"{key}.alpha"] = _alpha(alpha)
+                    out[f"{key}.alpha"] = _alpha(layer_alpha)
     return out
 
 
@@ -110,7 +119,10 @@ def training_metadata(settings: dict, *, steps: int, epoch: int, tag_frequency: 
         "ss_network_alpha": str(float(settings["alpha"])),
         "ss_network_args": json.dumps({"unet_targets": list(settings["unet_targets"]),
                                        "train_text_encoder": settings["train_text_encoder"],
-                                       "key_style": settings["key_style"]}),
+                                       "key_style": settings["key_style"],
+                                       **({"conv_dim": str(settings["conv_rank"]),
+                                           "conv_alpha": str(float(settings["conv_alpha"]))}
+                                          if settings["conv_rank"] else {})}),
         "ss_base_model_version": "sdxl_base_v1-0", "ss_sd_model_name": base_name,
         "ss_new_sd_model_hash": base_sha256, "ss_resolution": f"({resolution}, {resolution})",
         "ss_steps": str(steps), "ss_max_train_steps": str(settings["steps"]), "ss_epoch": str(epoch),

@@ -46,6 +46,8 @@ class TrainSettings:
     text_encoder_lr: float = 5e-5
     rank: int = 16
     alpha: float = 16.0
+    conv_rank: int = 0                     # LoRA on the UNet's convolutions too (LoCon; 0: off)
+    conv_alpha: float = 1.0
     unet_targets: tuple = network.UNET_TARGETS
     train_text_encoder: bool = False
     schedule: str = "cosine"
@@ -82,7 +84,8 @@ class TrainSettings:
             (self.repeats >= 1, "--repeats must be at least 1"),
             (self.grad_accum >= 1, "--grad-accum must be at least 1"),
             (1 <= self.rank <= 1024, "--rank must be from 1 to 1024"),
-            (self.alpha > 0, "--alpha must be positive"),
+            (self.alpha > 0 and self.conv_alpha > 0, "--alpha and --conv-alpha must be positive"),
+            (0 <= self.conv_rank <= 1024, "--conv-rank must be from 0 (off) to 1024"),
             (self.lr > 0 and self.text_encoder_lr >= 0, "--lr must be positive and --text-encoder-lr not negative"),
             (0.0 <= self.caption_dropout < 1.0, "--caption-dropout must be from 0 to below 1"),
             (self.max_upscale >= 1.0, "--max-upscale must be at least 1 (1 = never enlarge)"),
@@ -289,7 +292,8 @@ def train(settings: TrainSettings, log=print, report=None, should_stop=None) -> 
     # 2. LoRA layers (their A matrices start random: seeded, so reruns and every torchrun
     # process start from the same weights) and the optimizer.
     torch.manual_seed(settings.seed)
-    network.add_lora(model.unet, settings.rank, settings.alpha, tuple(settings.unet_targets))
+    network.add_lora(model.unet, settings.rank, settings.alpha, tuple(settings.unet_targets),
+                     settings.conv_rank, settings.conv_alpha)
     parts = {"lora_unet": model.unet}
     groups = [{"params": list(network.lora_parameters(model.unet).values()), "lr": settings.lr}]
     if settings.train_text_encoder:
@@ -460,7 +464,7 @@ def train(settings: TrainSettings, log=print, report=None, should_stop=None) -> 
     _save_resume(resume_path, parts, optimizer, scheduler, step, losses, settings)
 
     # 4. The LoRA file, its sidecar and the loss curve.
-    tensors = network.kohya_state_dict(parts, settings.alpha, torch.float16,
+    tensors = network.kohya_state_dict(parts, torch.float16,
                                        model.unet_original_names if settings.key_style == "kohya" else None)
     buckets: dict = {}
     for item in items:
@@ -501,7 +505,7 @@ def _save_resume(path: Path, parts, optimizer, scheduler, step, losses, settings
     import torch
 
     state = {"step": step, "losses": torch.tensor(losses, dtype=torch.float64),
-             "lora": network.kohya_state_dict(parts, settings.alpha, torch.float32),
+             "lora": network.kohya_state_dict(parts, torch.float32),
              "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "fingerprint": settings.fingerprint()}
     with atomic_path(path) as temporary:

@@ -47,7 +47,7 @@ def _train(tmp: Path, steps: int, output: str = "loras", grad_accum: int = 2,
                "--base", str(tmp / "tiny_sdxl.safetensors"), "--output", str(tmp / output), "--name", "kbk_style",
                "--grad-accum", str(grad_accum), "--key-style", key_style,
                "--trigger", "kbk style", "--resolution", "64", "--steps", str(steps), "--lr", "1e-3",
-               "--rank", "4", "--alpha", "4", "--train-text-encoder", "--precision", "fp32",
+               "--rank", "4", "--alpha", "4", "--conv-rank", "2", "--conv-alpha", "1", "--train-text-encoder", "--precision", "fp32",
                "--cache", "disk", "--no-gradient-checkpointing", "--no-progress",
                "--device", "cpu", "--tokenizer", str(Path(COMFYUI_DIR) / "comfy" / "sd1_tokenizer"), *extra]
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
@@ -113,6 +113,13 @@ def test_the_lora_has_kohya_keys_metadata_sidecar_and_loss_curve(trained):
     assert "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight" in tensors
     assert tuple(tensors["lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight"].shape) == (4, 768)
     assert float(tensors["lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k.alpha"]) == 4.0
+    # LoCon: the ResNet convolutions at their own rank and alpha (3x3 down, 1x1 up)
+    conv = "lora_unet_input_blocks_1_0_in_layers_2"
+    assert tuple(tensors[f"{conv}.lora_down.weight"].shape) == (2, 320, 3, 3)
+    assert tuple(tensors[f"{conv}.lora_up.weight"].shape) == (320, 2, 1, 1)
+    assert float(tensors[f"{conv}.alpha"]) == 1.0
+    assert "lora_unet_input_blocks_3_0_op.lora_down.weight" in tensors              # the downsampler
+    assert json.loads(metadata["ss_network_args"])["conv_dim"] == "2"
     assert metadata["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"
     assert metadata["modelspec.trigger_phrase"] == "kbk style"
     assert metadata["modelspec.resolution"] == "64x64"
