@@ -172,3 +172,14 @@ def test_any_registry_file_is_read_or_refused_in_one_line(tmp_path_factory, cont
             assert not os.path.isabs(name) and ".." not in name.replace("\\", "/").split("/")
         character.stack()
         character.positive_prompt("scene")
+
+
+@pytest.mark.parametrize("character", [5, None, ["Mira"], "x" * 1025])
+def test_stack_json_with_a_bad_character_mark(character):
+    """A KUBIK_LORA_STACK from an API prompt whose character mark is not a preset's name."""
+    from kubik_core.loras.stack import LoraStackError, stack_from_input
+
+    with pytest.raises(LoraStackError) as error:
+        stack_from_input({"items": [{"name": "a.safetensors"}], "character": character}, "lora_stack")
+    assert str(error.value).startswith("lora_stack: character should be the name of a character preset (text); "
+                                       "connect Kubik LoRA Recommender")
