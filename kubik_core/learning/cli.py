@@ -7,6 +7,9 @@ ratings, mean_rating, wilson}]}, families{family: {generations, ratings, mean_ra
 ``--reset FAMILY`` removes that family's edits, so AUTO and ASSISTED suggest the published
 values again; generations, ratings and other families' edits stay. With ``--json`` it prints
 ``{"reset": FAMILY, "edits_removed": N}``.
+
+``kubik rate ID 1-5`` rates a recorded generation (kubik generate prints each image's id; Kubik
+Save Image passes it on); rating it again replaces the rating, as the stars in the editor do.
 """
 from __future__ import annotations
 
