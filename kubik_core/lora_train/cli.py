@@ -36,6 +36,8 @@ def register(subparsers) -> None:
     p.add_argument("--conv-rank", type=int, default=0,
                    help="also train LoRA on the UNet's convolutions at this rank (LoCon, kohya's conv_dim; 0 = off)")
     p.add_argument("--conv-alpha", type=float, default=1.0, help="alpha of the convolution LoRA")
+    p.add_argument("--ema-decay", type=float, default=0.0,
+                   help="write an exponential moving average of the LoRA weights (e.g. 0.999; 0 = the last step's)")
     p.add_argument("--targets", choices=("attention", "attention+ff"), default="attention",
                    help="UNet layers that get LoRA: attention projections, or those plus proj_in/out and feed-forward")
     p.add_argument("--train-text-encoder", action="store_true", help="also train LoRA on both text encoders")
@@ -92,6 +94,7 @@ def settings_from_args(args):
         resolution=args.resolution, max_upscale=args.max_upscale, repeats=args.repeats,
         batch_size=args.batch_size, steps=args.steps, lr=args.lr, text_encoder_lr=args.text_encoder_lr,
         rank=args.rank, alpha=args.alpha, conv_rank=args.conv_rank, conv_alpha=args.conv_alpha,
+        ema_decay=args.ema_decay,
         unet_targets=UNET_TARGETS_WIDE if args.targets == "attention+ff" else UNET_TARGETS,
         train_text_encoder=args.train_text_encoder, schedule=args.schedule, warmup=args.warmup,
         grad_accum=args.grad_accum, precision=args.precision,

@@ -120,6 +120,7 @@ def training_metadata(settings: dict, *, steps: int, epoch: int, tag_frequency: 
         "ss_network_args": json.dumps({"unet_targets": list(settings["unet_targets"]),
                                        "train_text_encoder": settings["train_text_encoder"],
                                        "key_style": settings["key_style"],
+                                       **({"ema_decay": settings["ema_decay"]} if settings["ema_decay"] else {}),
                                        **({"conv_dim": str(settings["conv_rank"]),
                                            "conv_alpha": str(float(settings["conv_alpha"]))}
                                           if settings["conv_rank"] else {})}),

@@ -88,6 +88,7 @@ def settings_arguments(settings) -> list[str]:
             "--repeats", str(s.repeats), "--batch-size", str(s.batch_size), "--steps", str(s.steps),
             "--lr", repr(s.lr), "--text-encoder-lr", repr(s.text_encoder_lr), "--rank", str(s.rank),
             "--alpha", repr(float(s.alpha)), "--conv-rank", str(s.conv_rank), "--conv-alpha", repr(float(s.conv_alpha)),
+            "--ema-decay", repr(float(s.ema_decay)),
             "--targets", "attention+ff" if tuple(s.unet_targets) == UNET_TARGETS_WIDE else "attention",
             "--schedule", s.schedule, "--warmup", str(s.warmup), "--grad-accum", str(s.grad_accum),
             "--precision", s.precision, "--noise-offset", repr(s.noise_offset),

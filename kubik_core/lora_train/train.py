@@ -48,6 +48,7 @@ class TrainSettings:
     alpha: float = 16.0
     conv_rank: int = 0                     # LoRA on the UNet's convolutions too (LoCon; 0: off)
     conv_alpha: float = 1.0
+    ema_decay: float = 0.0                 # write an EMA of the LoRA weights (e.g. 0.999; 0: off)
     unet_targets: tuple = network.UNET_TARGETS
     train_text_encoder: bool = False
     schedule: str = "cosine"
@@ -86,6 +87,7 @@ class TrainSettings:
             (1 <= self.rank <= 1024, "--rank must be from 1 to 1024"),
             (self.alpha > 0 and self.conv_alpha > 0, "--alpha and --conv-alpha must be positive"),
             (0 <= self.conv_rank <= 1024, "--conv-rank must be from 0 (off) to 1024"),
+            (0.0 <= self.ema_decay < 1.0, "--ema-decay must be from 0 (off) to below 1"),
             (self.lr > 0 and self.text_encoder_lr >= 0, "--lr must be positive and --text-encoder-lr not negative"),
             (0.0 <= self.caption_dropout < 1.0, "--caption-dropout must be from 0 to below 1"),
             (self.max_upscale >= 1.0, "--max-upscale must be at least 1 (1 = never enlarge)"),
@@ -121,6 +123,40 @@ class TrainingStopped(Exception):
     def __init__(self, step: int):
         super().__init__(f"stopped at step {step}")
         self.step = step
+
+
+class LoraEMA:
+    """An exponential moving average of the LoRA weights, which the LoRA file then holds (a
+    smoother result than the last step's). As timm's model EMA warms up, the decay used at update
+    n is min(decay, (1 + n) / (10 + n)), so the first steps are not drowned by the zero start."""
+
+    def __init__(self, parameters: list, decay: float):
+        self.parameters, self.decay = parameters, decay
+        self.values = [p.detach().clone() for p in parameters]
+        self.updates = 0
+
+    def update(self) -> None:
+        import torch
+
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        self.updates += 1
+        with torch.no_grad():
+            for value, parameter in zip(self.values, self.parameters):
+                value.lerp_(parameter.detach(), 1.0 - decay)
+
+    def state(self) -> dict:
+        return {"values": [v.detach().cpu() for v in self.values], "updates": self.updates}
+
+    def load(self, state: dict) -> None:
+        self.values = [v.to(p.device, p.dtype) for v, p in zip(state["values"], self.parameters)]
+        self.updates = int(state["updates"])
+
+    def copy_to_parameters(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            for parameter, value in zip(self.parameters, self.values):
+                parameter.copy_(value)
 
 
 @dataclass
@@ -307,6 +343,8 @@ def train(settings: TrainSettings, log=print, report=None, should_stop=None) -> 
             (part.enable_gradient_checkpointing if hasattr(part, "enable_gradient_checkpointing")
              else part.gradient_checkpointing_enable)()
     optimizer = _optimizer(settings, groups, device)
+    trainable = [p for group in groups for p in group["params"]]
+    ema = LoraEMA(trainable, settings.ema_decay) if settings.ema_decay else None
     factor = (warmup_cosine(settings.steps, settings.warmup, 0.0) if settings.schedule == "cosine"
               else warmup_constant(settings.warmup))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
@@ -328,6 +366,8 @@ def train(settings: TrainSettings, log=print, report=None, should_stop=None) -> 
         network.load_kohya_into(parts, state["lora"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if ema is not None:
+            ema.load(state["ema"])
         step, losses = int(state["step"]), [float(x) for x in state["losses"]]
         log(f"resuming from step {step}")
 
@@ -413,7 +453,6 @@ def train(settings: TrainSettings, log=print, report=None, should_stop=None) -> 
                                                              settings.seed, epoch)
         return micro, epoch, epoch_batches[epoch][offset]
 
-    trainable = [p for group in groups for p in group["params"]]
     report({"event": "stage", "stage": "training", "step": step, "total": settings.steps})
     saved_step = step
     bar = tqdm(total=settings.steps, initial=step, desc="training", disable=not (settings.progress and main))
@@ -434,6 +473,8 @@ def train(settings: TrainSettings, log=print, report=None, should_stop=None) -> 
         else:
             optimizer.step()
         scheduler.step()
+        if ema is not None:
+            ema.update()
         step += 1
         losses.append(total)
         bar.update(1)
@@ -445,12 +486,12 @@ def train(settings: TrainSettings, log=print, report=None, should_stop=None) -> 
                                          cfg=settings.sample_cfg, device=device, precision=settings.precision)
             report({"event": "samples", "step": step, "paths": [str(path) for path in drawn]})
         if main and settings.save_every and step % settings.save_every == 0 and step < settings.steps:
-            _save_resume(resume_path, parts, optimizer, scheduler, step, losses, settings)
+            _save_resume(resume_path, parts, optimizer, scheduler, step, losses, settings, ema)
             saved_step = step
         if step < settings.steps and stop_requested():
             bar.close()
             if main and step > saved_step:
-                _save_resume(resume_path, parts, optimizer, scheduler, step, losses, settings)
+                _save_resume(resume_path, parts, optimizer, scheduler, step, losses, settings, ema)
             raise stopped(step)
     bar.close()
     report({"event": "stage", "stage": "saving"})
@@ -461,9 +502,12 @@ def train(settings: TrainSettings, log=print, report=None, should_stop=None) -> 
         shutdown(info)
         return TrainResult(output / f"{settings.name}.safetensors", output / f"{settings.name}.metadata.json",
                            output / f"{settings.name}_loss.png", step, losses, (before, after))
-    _save_resume(resume_path, parts, optimizer, scheduler, step, losses, settings)
+    _save_resume(resume_path, parts, optimizer, scheduler, step, losses, settings, ema)
 
     # 4. The LoRA file, its sidecar and the loss curve.
+    if ema is not None:
+        ema.copy_to_parameters()   # the resume file above keeps the live weights
+        log(f"the LoRA holds the moving average of its weights (decay {settings.ema_decay})")
     tensors = network.kohya_state_dict(parts, torch.float16,
                                        model.unet_original_names if settings.key_style == "kohya" else None)
     buckets: dict = {}
@@ -501,13 +545,15 @@ def _average_across_processes(parameters: list, loss: float, world_size: int) ->
     return float(value) / world_size
 
 
-def _save_resume(path: Path, parts, optimizer, scheduler, step, losses, settings) -> None:
+def _save_resume(path: Path, parts, optimizer, scheduler, step, losses, settings, ema) -> None:
     import torch
 
     state = {"step": step, "losses": torch.tensor(losses, dtype=torch.float64),
              "lora": network.kohya_state_dict(parts, torch.float32),
              "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "fingerprint": settings.fingerprint()}
+    if ema is not None:
+        state["ema"] = ema.state()
     with atomic_path(path) as temporary:
         torch.save(state, temporary)
 

@@ -92,7 +92,7 @@ def test_the_child_command_line_parses_back_into_the_same_settings():
     settings = TrainSettings(
         data="/d", base="/b.safetensors", output="/o", name="kbk", trigger="-kbk style, red", resolution=768,
         max_upscale=1.5, repeats=3, batch_size=2, steps=77, lr=3e-4, text_encoder_lr=1e-5, rank=8, alpha=4.5,
-        conv_rank=4, conv_alpha=2.0,
+        conv_rank=4, conv_alpha=2.0, ema_decay=0.99,
         unet_targets=UNET_TARGETS_WIDE, train_text_encoder=True, schedule="constant", warmup=5, grad_accum=2,
         precision="bf16", gradient_checkpointing=False, noise_offset=0.05, min_snr_gamma=0.0,
         caption_dropout=0.1, shuffle_tags=True, keep_tokens=2, seed=9, cache="disk", cache_dir="/c",

@@ -63,3 +63,26 @@ def test_each_optimizer_trains_lora_layers_and_resumes_exactly(choice, name, kin
 def test_an_unknown_optimizer_is_named_with_the_choices():
     with pytest.raises(ValueError, match="^--optimizer must be one of auto, adamw, adamw8bit, adafactor$"):
         TrainSettings(data="d", base="b", output="o", name="n", optimizer="sgd").check()
+
+
+def test_the_lora_ema_warms_up_then_averages_with_its_decay():
+    from kubik_core.lora_train.train import LoraEMA
+
+    weight = torch.nn.Parameter(torch.zeros(3))
+    ema = LoraEMA([weight], decay=0.9)
+    expected = torch.zeros(3)
+    for n, target in enumerate([1.0, 2.0, 3.0, 4.0, 5.0] + [6.0] * 40):
+        with torch.no_grad():
+            weight.fill_(target)
+        ema.update()
+        decay = min(0.9, (1 + n) / (10 + n))
+        expected = decay * expected + (1 - decay) * target
+        torch.testing.assert_close(ema.values[0], expected)
+    assert float(ema.values[0][0]) > 5.9                         # the average caught up with the weights
+    restored = LoraEMA([weight], decay=0.9)
+    restored.load(ema.state())
+    assert restored.updates == 45
+    with torch.no_grad():
+        weight.fill_(0.0)
+    restored.copy_to_parameters()
+    torch.testing.assert_close(weight.detach(), ema.values[0])

@@ -47,7 +47,7 @@ def _train(tmp: Path, steps: int, output: str = "loras", grad_accum: int = 2,
                "--base", str(tmp / "tiny_sdxl.safetensors"), "--output", str(tmp / output), "--name", "kbk_style",
                "--grad-accum", str(grad_accum), "--key-style", key_style,
                "--trigger", "kbk style", "--resolution", "64", "--steps", str(steps), "--lr", "1e-3",
-               "--rank", "4", "--alpha", "4", "--conv-rank", "2", "--conv-alpha", "1", "--train-text-encoder", "--precision", "fp32",
+               "--rank", "4", "--alpha", "4", "--conv-rank", "2", "--conv-alpha", "1", "--ema-decay", "0.5", "--train-text-encoder", "--precision", "fp32",
                "--cache", "disk", "--no-gradient-checkpointing", "--no-progress",
                "--device", "cpu", "--tokenizer", str(Path(COMFYUI_DIR) / "comfy" / "sd1_tokenizer"), *extra]
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
@@ -139,6 +139,22 @@ def test_the_lora_has_kohya_keys_metadata_sidecar_and_loss_curve(trained):
     assert (tmp / "loras" / "kbk_style_loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_file_holds_the_moving_average_and_the_resume_file_the_live_weights(trained):
+    import torch
+
+    tmp, *_ = trained
+    _, tensors = _metadata(tmp / "loras" / "kbk_style.safetensors")
+    state = torch.load(tmp / "loras" / "kbk_style.resume", weights_only=True)
+    assert state["ema"]["updates"] == 5
+    live = state["lora"]
+    ups = [key for key in live if key.endswith("lora_up.weight") and key.startswith("lora_te1_")]
+    # the text encoders' keys are the same in both layouts: the file's weights are not the live ones ...
+    assert any(not torch.equal(tensors[key], live[key].half()) for key in ups)
+    # ... but each is one of the average's tensors
+    averages = {tuple(v.flatten()[:4].tolist()) for v in (x.half().float() for x in state["ema"]["values"])}
+    assert all(tuple(tensors[key].float().flatten()[:4].tolist()) in averages for key in ups)
+
+
 def test_samples_are_drawn_every_n_steps_with_a_fixed_seed_per_prompt(trained):
     import numpy as np
 
@@ -217,4 +233,6 @@ def test_torchrun_two_processes_train_the_same_lora_as_one(trained):
     assert one["step"] == two["step"] == 3
     for key, value in one["lora"].items():
         torch.testing.assert_close(two["lora"][key], value, rtol=1e-3, atol=1e-5, msg=key)
+    for mine, theirs in zip(one["ema"]["values"], two["ema"]["values"], strict=True):
+        torch.testing.assert_close(theirs, mine, rtol=1e-3, atol=1e-5)
     torch.testing.assert_close(two["losses"], one["losses"], rtol=1e-4, atol=1e-6)
