@@ -328,7 +328,7 @@ def save_and_record(prepared: PreparedGeneration, images, seeds, hashes) -> tupl
     from .. import __version__
     from ..common.atomic import atomic_path
     from ..explain import explain
-    from ..learning import GenerationRecord, LearningError, LearningStore
+    from ..learning import GenerationRecord, LearningError, LearningStore, ParameterEdits
     from ..learning.model_hashes import add_resource_hashes
     from ..learning.pnginfo import a1111_parameters, png_text_chunks
 
@@ -370,8 +370,11 @@ def save_and_record(prepared: PreparedGeneration, images, seeds, hashes) -> tupl
             content_type=analysis.content_type, model=os.path.basename(request.checkpoint), seed=seed,
             preset=plan.priority, image_path=os.path.abspath(path), analysis=analysis.to_dict(),
             params=plan.to_dict(), loras=rows) for path, seed in zip(paths, seeds)]
+        # --steps, --cfg ... that replaced the optimizer's values are edits it learns from, as
+        # Kubik Save Image records them
+        edits = ParameterEdits(plan.family, analysis.style, plan.suggested, plan.overrides) if plan.overrides else None
         try:
-            ids = LearningStore(request.store).record_generations(records)
+            ids = LearningStore(request.store).record_generations(records, edits)
         except LearningError as exc:
             raise GenerateError(f"the images were saved ({', '.join(Path(p).name for p in paths)}) but not "
                                 f"recorded: {exc}; pass --no-record to skip the learning store") from None

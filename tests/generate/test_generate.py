@@ -122,6 +122,8 @@ def test_generations_are_recorded_rated_and_seen_by_insights(cli_run):
     assert {int(row["seed"]) for row in rows.values()} == {5, 6}   # stored as text (64-bit seeds)
     assert {row["family"] for row in rows.values()} == {"sd15"}
     assert [r["lora"] for r in store.rows("generation_loras")] == ["kbk_style.safetensors"] * 2
+    # --steps/--width/--height replaced the optimizer's values: recorded as edits, as Save Image does
+    assert {(e["field"], str(e["final"])) for e in store.rows("edits")} >= {("steps", "2"), ("width", "64")}
     status, text = _cli("rate", result["generation_ids"][0], 4, "--store", store_path)
     assert status == 0 and "4/5" in text
     assert store.rating_of(result["generation_ids"][0])["rating"] == 4
