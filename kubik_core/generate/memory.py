@@ -162,8 +162,12 @@ def _group_offload(module, device, cuda: bool) -> None:
     """diffusers' group offloading for a diffusers model; transformers' text encoders through
     the same hook function (it works on any torch module)."""
     import torch
-    from diffusers.hooks import apply_group_offloading
 
+    try:
+        from diffusers.hooks import apply_group_offloading
+    except ImportError:       # requirements.txt allows diffusers 0.31 for training
+        raise MemoryStrategyError("--memory aggressive needs diffusers 0.33 or newer (group offloading); "
+                                  "upgrade diffusers or choose none") from None
     apply_group_offloading(module, onload_device=device, offload_device=torch.device("cpu"),
                            offload_type="leaf_level", use_stream=cuda)
 
