@@ -206,11 +206,23 @@ def _load_strict(model, state: dict, what: str, file: str):
     return model.eval()
 
 
+def sd15_vae(state: dict, shapes: dict, name: str):
+    """The VAE of an SD1.x checkpoint: diffusers' AutoencoderTiny for a TAESD, else the KL
+    autoencoder (config from the shapes, lora_train.model.vae_config, with SD1.5's latent scale)."""
+    from diffusers import AutoencoderKL, AutoencoderTiny
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+    if f"{TAESD_ENCODER}0.weight" in shapes:
+        return _load_strict(AutoencoderTiny(), _taesd_state(state), "TAESD VAE", name)
+    config = dict(vae_config(shapes), scaling_factor=0.18215, sample_size=512, force_upcast=False)
+    vae = AutoencoderKL.from_config({k: v for k, v in config.items() if k != "_class_name"})
+    return _load_strict(vae, convert_ldm_vae_checkpoint(state, vae.config), "VAE", name)
+
+
 def load_sd15(path: str | os.PathLike, tokenizer_dir: str | None = None):
     """StableDiffusionPipeline from an SD1.x single-file checkpoint, offline, in float32."""
-    from diffusers import (AutoencoderKL, AutoencoderTiny, DDIMScheduler, StableDiffusionPipeline,
-                           UNet2DConditionModel)
-    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
     from safetensors.torch import load_file
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
@@ -233,12 +245,7 @@ def load_sd15(path: str | os.PathLike, tokenizer_dir: str | None = None):
         k.startswith("text_model.") for k in text_encoder.state_dict()) else SD15_CLIP
     te_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     text_encoder = _load_strict(text_encoder, te_state, "text encoder", name)
-    if f"{TAESD_ENCODER}0.weight" in shapes:
-        vae = _load_strict(AutoencoderTiny(), _taesd_state(state), "TAESD VAE", name)
-    else:
-        config = dict(vae_config(shapes), scaling_factor=0.18215, sample_size=512, force_upcast=False)
-        vae = AutoencoderKL.from_config({k: v for k, v in config.items() if k != "_class_name"})
-        vae = _load_strict(vae, convert_ldm_vae_checkpoint(state, vae.config), "VAE", name)
+    vae = sd15_vae(state, shapes, name)
     prediction = "v_prediction" if "v_pred" in shapes else "epsilon"
     scheduler = DDIMScheduler(**SD15_SCHEDULER, prediction_type=prediction)
     return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,

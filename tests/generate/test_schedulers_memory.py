@@ -6,6 +6,9 @@ import pytest
 from kubik_core.generate.memory import MemoryStrategyError, choose, estimate_strategies
 from kubik_core.generate.schedulers import SAMPLERS, diffusers_scheduler, resolve
 
+# diffusers' schedulers warn about numpy 2's copy keyword and log(0) while building sigmas
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::RuntimeWarning")
+
 SD_SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
 
 
