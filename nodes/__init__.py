@@ -17,6 +17,7 @@ NODE_MODULES = (
     "recon3d",
     "variations",
     "examples",
+    "lora_train",
 )
 
 NODE_CLASS_MAPPINGS = {}

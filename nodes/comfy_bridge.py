@@ -573,3 +573,82 @@ class _StandInMesh:
     def __init__(self, vertices, faces):
         self.vertices = vertices
         self.faces = faces
+
+
+# ---------------------------------------------------------------- lora_train (Kubik Train LoRA)
+def checkpoint_names() -> list[str]:
+    """ComfyUI's checkpoint list (what Load Checkpoint offers); outside ComfyUI the files under
+    the folders in $KUBIK_CHECKPOINTS_DIR (os.pathsep-separated)."""
+    folder_paths = _optional_import("folder_paths")
+    if folder_paths is not None:
+        return list(folder_paths.get_filename_list("checkpoints"))
+    names = set()
+    for root in _env_folders("KUBIK_CHECKPOINTS_DIR"):
+        for parent, _dirs, files in os.walk(root):
+            names.update(os.path.relpath(os.path.join(parent, f), root).replace(os.sep, "/")
+                         for f in files if f.lower().endswith((".safetensors", ".sft", ".ckpt")))
+    return sorted(names)
+
+
+def checkpoint_path(name: str) -> str | None:
+    """Full path of a listed checkpoint, or None (also for a name escaping its folder)."""
+    folder_paths = _optional_import("folder_paths")
+    if folder_paths is not None:
+        return folder_paths.get_full_path("checkpoints", name)
+    return _file_in_roots(_env_folders("KUBIK_CHECKPOINTS_DIR"), name)
+
+
+def training_data_roots() -> list[str]:
+    """Folders a training's pictures may come from: ComfyUI's input folder first, then the
+    folders its owner lists in $KUBIK_LORA_DATA_DIRS (os.pathsep-separated)."""
+    return [input_directory()] + _env_folders("KUBIK_LORA_DATA_DIRS")
+
+
+def free_memory_for_training() -> None:
+    """Unload every model ComfyUI holds and release the device's cached memory, so a training
+    process of its own gets the GPU; a no-op outside ComfyUI."""
+    mm = _optional_import("comfy.model_management")
+    if mm is not None:
+        mm.unload_all_models()
+        mm.soft_empty_cache(True)
+
+
+def interrupt_requested() -> bool:
+    """True once the user pressed Cancel (ComfyUI's flag stays set until
+    check_interrupt() raises); always False outside ComfyUI."""
+    mm = _optional_import("comfy.model_management")
+    return bool(mm is not None and mm.processing_interrupted())
+
+
+def training_device() -> str:
+    """The device ComfyUI computes on, as a trainer's --device ("cuda:0", "cpu", "mps"); "auto"
+    outside ComfyUI or for devices the trainer does not drive (it then picks its own)."""
+    mm = _optional_import("comfy.model_management")
+    if mm is None:
+        return "auto"
+    device = mm.get_torch_device()
+    kind = getattr(device, "type", "")
+    if kind == "cuda":
+        return f"cuda:{device.index or 0}"
+    return kind if kind in ("cpu", "mps") else "auto"
+
+
+def clip_tokenizer_folder() -> str | None:
+    """ComfyUI's CLIP tokenizer files (comfy/sd1_tokenizer: vocab.json, merges.txt); None
+    outside ComfyUI."""
+    comfy = _optional_import("comfy")
+    folders = list(getattr(comfy, "__path__", []) or [])
+    for folder in folders:
+        candidate = os.path.join(folder, "sd1_tokenizer")
+        if os.path.isfile(os.path.join(candidate, "vocab.json")):
+            return candidate
+    return None
+
+
+def forget_file_list(folder: str) -> None:
+    """Drop ComfyUI's cached listing of a model folder, so a file just written is listed on the
+    next request (the cache is checked against folder times, which a coarse clock can miss)."""
+    folder_paths = _optional_import("folder_paths")
+    cache = getattr(folder_paths, "filename_list_cache", None)
+    if isinstance(cache, dict):
+        cache.pop(folder, None)

@@ -57,6 +57,9 @@ class ComfyServer:
         yaml = self.workdir / "extra_model_paths.yaml"
         yaml.write_text(
             "kubik_test:\n"
+            # The test's folders come first: a node that saves a model (Kubik Train LoRA) writes
+            # there, never into the ComfyUI checkout's own models/ that every test server shares.
+            "  is_default: true\n"
             f"  base_path: {self.models_dir}\n"
             f"  custom_nodes: {custom_nodes}\n"
             "  checkpoints: checkpoints\n  loras: loras\n  classifiers: classifiers\n  kubik3d: kubik3d\n"
