@@ -17,6 +17,7 @@ NODE_MODULES = (
     "recon3d",
     "variations",
     "examples",
+    "consistency",
     "lora_train",
 )
 

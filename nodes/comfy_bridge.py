@@ -545,6 +545,40 @@ def save_image_path(filename_prefix: str, width: int, height: int):
     return folder, filename, max(counters, default=0) + 1, subfolder, filename_prefix
 
 
+# ---------------------------------------------------------------- consistency (image encoders)
+def image_encoder_folders() -> list[str]:
+    """ComfyUI's clip_vision folders, where a transformers-layout encoder folder (config.json +
+    model.safetensors) sits beside ComfyUI's single-file CLIP vision models; outside ComfyUI
+    the folders in $KUBIK_IMAGE_ENCODERS_DIR (os.pathsep-separated)."""
+    folder_paths = _optional_import("folder_paths")
+    if folder_paths is not None:
+        try:
+            return list(folder_paths.get_folder_paths("clip_vision"))
+        except Exception:  # a ComfyUI without that folder kind
+            return []
+    return _env_folders("KUBIK_IMAGE_ENCODERS_DIR")
+
+
+def image_encoder_names() -> list[str]:
+    """Encoder folders (up to two levels below a root) holding config.json and model.safetensors,
+    as '/'-separated names relative to their root."""
+    names = set()
+    for root in image_encoder_folders():
+        for parent, dirs, files in os.walk(root):
+            depth = os.path.relpath(parent, root).count(os.sep) + (parent != root)
+            if depth >= 2:
+                dirs[:] = []
+            if parent != root and {"config.json", "model.safetensors"} <= set(files):
+                names.add(os.path.relpath(parent, root).replace(os.sep, "/"))
+    return sorted(names)
+
+
+def image_encoder_path(name: str) -> str | None:
+    """The folder of a listed encoder, or None (also for a name escaping its root)."""
+    weights = _file_in_roots(image_encoder_folders(), f"{name}/model.safetensors")
+    return os.path.dirname(weights) if weights else None
+
+
 # ---------------------------------------------------------------- recon3d (image to 3D)
 def input_directory() -> str:
     """ComfyUI's input folder; outside ComfyUI $KUBIK_INPUT_DIR (default ./input)."""
