@@ -3,10 +3,13 @@ child-process protocol (kubik_core.lora_train.runner) that needs no model: the c
 builds parses back into the same settings, and a child that fails gives its one error line."""
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kubik_core.lora_train import job
 from kubik_core.lora_train.network import UNET_TARGETS_WIDE
@@ -115,3 +118,36 @@ def test_a_failing_child_gives_its_last_error_line(tmp_path):
     assert str(failure.value) == f"{tmp_path / 'missing'}: no such folder or manifest; pass the folder of training pictures"
     assert events == [{"event": "stage", "stage": "loading"}]
     assert not (tmp_path / "out" / "kbk.safetensors").exists()
+
+
+@settings(derandomize=True, max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=80), st.builds(lambda v: json.dumps(v), st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=20))), max_size=10))
+def test_fuzz_the_child_output_reader_passes_only_event_objects(lines):
+    """Whatever the child prints (its log, broken JSON, deep or odd values), the reader never
+    fails, passes on only objects with a string "event", and ends with its end marker."""
+    import io
+    import queue
+
+    from kubik_core.lora_train import runner
+
+    events: queue.Queue = queue.Queue()
+    runner._read_events(io.StringIO("\n".join(line.replace("\n", " ") for line in lines) + "\n"), events)
+    received = []
+    while True:
+        item = events.get_nowait()
+        if item is runner._EOF:
+            break
+        received.append(item)
+    assert events.empty()
+    assert all(isinstance(e, dict) and isinstance(e.get("event"), str) for e in received)
+    expected = 0
+    for line in lines:
+        try:
+            value = json.loads(line.replace("\n", " ").strip())
+        except ValueError:
+            continue
+        expected += isinstance(value, dict) and isinstance(value.get("event"), str)
+    assert len(received) == expected
