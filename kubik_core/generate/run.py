@@ -23,10 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..loras.stack import LoraStack
 from . import memory
 from .checkpoint import CheckpointInfo, inspect_checkpoint
-from .loras import lora_folders, parse_explicit, recommended
 
 MAX_IMAGES = 64
 MAX_SIDE = 4096
@@ -69,7 +67,7 @@ class PreparedGeneration:
     info: CheckpointInfo
     analysis: Any
     plan: Any
-    stack: LoraStack
+    stack: Any                            # loras.LoraStack
     positive: str
     negative: str
     device: Any
@@ -147,8 +145,10 @@ def plan_generation(request: GenerateRequest) -> PreparedGeneration:
     """Analyse, choose settings, LoRAs and the memory strategy; loads no weights.
 
     Raises GenerateError (or another ValueError with a clear message) for bad input."""
+    from ..loras.stack import LoraStack
     from ..params import ParamsError, optimize
     from ..prompting import analyze_prompt
+    from .loras import lora_folders, parse_explicit, recommended
 
     if not 1 <= request.count <= MAX_IMAGES:
         raise GenerateError(f"-n: {request.count} images; give 1 to {MAX_IMAGES}")
