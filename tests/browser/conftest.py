@@ -22,12 +22,14 @@ from kubik_testing.comfy_server import ComfyServer
 from kubik_testing.pack import REPO
 from kubik_testing.tiny_checkpoint import build_tiny_sd15_checkpoint
 from kubik_testing.tiny_controlnet import build_tiny_sd15_controlnet
+from kubik_testing.tiny_vision import tiny_dinov2
 
 # The folder name users install the pack under (pyproject's project name); the template dialog
 # shows it as the category of the pack's templates.
 PACK_FOLDER = "kubikai"
 TINY_CHECKPOINT = "kubik_tiny_sd15.safetensors"
 TINY_CONTROLNET = "kubik_tiny_sd15_controlnet.safetensors"
+TINY_ENCODER = "kubik_tiny_dinov2"   # a folder in models/clip_vision, for Kubik Consistency
 # The flags Chromium needs as root in a container without a network beyond loopback (and with
 # a small /dev/shm).
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -93,10 +95,17 @@ def tiny_controlnet(tmp_path_factory, comfyui_dir) -> Path:
     return build_tiny_sd15_controlnet(tmp_path_factory.mktemp("tiny-controlnet") / TINY_CONTROLNET, comfyui_dir)
 
 
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> Path:
+    """A tiny random DINOv2 folder (config.json + model.safetensors), as Kubik Consistency reads
+    from models/clip_vision (a few hundred kB)."""
+    return tiny_dinov2(tmp_path_factory.mktemp("tiny-encoder") / TINY_ENCODER)
+
+
 @pytest.fixture(scope="module")
-def editor_server(tmp_path_factory, comfyui_dir, tiny_checkpoint, tiny_controlnet):
-    """ComfyUI with the pack and its real editor; the tiny checkpoint and ControlNet are its only
-    model files.
+def editor_server(tmp_path_factory, comfyui_dir, tiny_checkpoint, tiny_controlnet, tiny_encoder):
+    """ComfyUI with the pack and its real editor; the tiny checkpoint, ControlNet and image
+    encoder are its only model files.
 
     The input folder stays empty: the templates must run on a fresh ComfyUI whatever it holds.
     The user is a returning one (tutorial done), so the editor opens on the default graph and the
@@ -110,6 +119,8 @@ def editor_server(tmp_path_factory, comfyui_dir, tiny_checkpoint, tiny_controlne
     os.symlink(tiny_checkpoint, checkpoints / TINY_CHECKPOINT)
     (server.models_dir / "controlnet").mkdir(parents=True)
     os.symlink(tiny_controlnet, server.models_dir / "controlnet" / TINY_CONTROLNET)
+    # a copy, not a link: encoder folders are found by walking models/clip_vision, which follows no links
+    shutil.copytree(tiny_encoder, server.models_dir / "clip_vision" / TINY_ENCODER)
     server.start()
     try:
         for setting, value in (("Comfy.TutorialCompleted", b"true"), ("LiteGraph.Canvas.MinFontSizeForLOD", b"0"),

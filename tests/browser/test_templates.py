@@ -13,7 +13,9 @@ It then queues the template with the Run button and checks that the outputs exis
 the editor. Where a template samples, the user first picks the tiny test checkpoint from Load
 Checkpoint's menu (and the tiny test ControlNet from Load ControlNet Model's) and sets the
 Parameter Optimizer to a 2-step 64x64 MANUAL run (the template's own AUTO plan takes minutes on a
-CPU). Screenshots of each step are saved (see
+CPU). Kubik Consistency gets the tiny test encoder folder from its encoder menu, and Load CLIP
+Vision, which would feed it the template's CLIP vision model (not on the test server, and no tiny
+one loads in ComfyUI's CLIP vision loader), is deleted. Screenshots of each step are saved (see
 conftest.screenshot_dirs).
 """
 from __future__ import annotations
@@ -39,7 +41,7 @@ FRESH_USER_404S = ("/user.css", "/favicon.ico", "/api/userdata/user.css", "/api/
                    "/api/userdata?dir=workflows&", "/api/userdata?dir=subgraphs&", "/api/settings/")
 # Output nodes whose results the user looks for, by what they show.
 IMAGE_NODES = {"SaveImage", "PreviewImage", "KubikSaveImage"}
-TEXT_NODES = {"PreviewAny", "KubikExplain"}
+TEXT_NODES = {"PreviewAny", "KubikExplain", "KubikConsistency"}
 MESH_NODES = {"SaveGLB"}
 # A quick sampling run on a CPU: what a user testing the graph would set on the optimizer. The
 # template's AUTO settings pick SD1.5's 25 steps at 512x704, minutes per image on two CPU cores.
@@ -73,6 +75,7 @@ JS_SET_WIDGET = """([id, name, value]) => {
     if (widget.callback) widget.callback(value, app.canvas, node);
     app.graph.setDirtyCanvas(true, true);
 }"""
+JS_REMOVE_NODE = "(id) => { app.graph.remove(app.graph.getNodeById(id)); app.graph.setDirtyCanvas(true, true); }"
 JS_HAS_OUTPUTS = "(ids) => ids.every(id => app.nodeOutputs && app.nodeOutputs[id])"
 
 
@@ -303,7 +306,7 @@ def test_template_opens_with_its_api_values(editor, template):
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.stem)
-def test_template_runs_from_the_editor(editor, template, tiny_checkpoint, tiny_controlnet):
+def test_template_runs_from_the_editor(editor, template, tiny_checkpoint, tiny_controlnet, tiny_encoder):
     twin = _twin(template)
     editor.open_template(template)
     samples = any(node["class_type"] == "KSampler" for node in twin.values())
@@ -312,6 +315,10 @@ def test_template_runs_from_the_editor(editor, template, tiny_checkpoint, tiny_c
             editor.pick_combo(node_id, "ckpt_name", tiny_checkpoint.name)
         if node["class_type"] == "ControlNetLoader":
             editor.pick_combo(node_id, "control_net_name", tiny_controlnet.name)
+        if node["class_type"] == "KubikConsistency":
+            editor.pick_combo(node_id, "encoder", tiny_encoder.name)
+        if node["class_type"] == "CLIPVisionLoader":
+            editor.page.evaluate(JS_REMOVE_NODE, int(node_id))
         if node["class_type"] == "KubikParameterOptimizer" and samples:
             for name, value in QUICK_SAMPLING.items():
                 editor.set_widget(node_id, name, value)
