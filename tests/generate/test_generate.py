@@ -237,3 +237,15 @@ def test_plan_for_sdxl_reads_the_family_and_estimates_every_strategy(sdxl_checkp
     estimates = {e.strategy: e for e in prepared.choice.estimates}
     assert estimates["sequential"].peak_bytes < estimates["balanced"].peak_bytes < estimates["none"].peak_bytes
     assert not estimates["balanced"].runs_here and estimates["aggressive"].runs_here
+
+
+def test_loras_auto_takes_the_recommenders_pick_with_its_file(sd15_checkpoint, lora_dir):
+    from kubik_core.generate import GenerateRequest, plan_generation
+
+    prepared = plan_generation(GenerateRequest("a red fox in the snow, kbk style", checkpoint=str(sd15_checkpoint),
+                                               loras="auto", lora_dirs=[str(lora_dir)], device="cpu"))
+    assert [(i.name, i.suggested) for i in prepared.stack.items] == [("kbk_style.safetensors", True)]
+    assert prepared.stack.items[0].path == str((lora_dir / "kbk_style.safetensors").resolve())
+    none = plan_generation(GenerateRequest("a red fox in the snow, kbk style", checkpoint=str(sd15_checkpoint),
+                                           loras="none", lora_dirs=[str(lora_dir)], device="cpu"))
+    assert none.stack.items == []
