@@ -10,13 +10,13 @@ sequential  ``enable_sequential_cpu_offload``: each layer moved in when   a CUDA
             it runs ("extremely slow", diffusers' docs)
 aggressive  group offloading at leaf level (CUDA streams overlap the      runs on the CPU too
             copies on a GPU), VAE tiling and slicing, fp8 (e4m3) storage  (group offloading
-            with bf16 compute for the UNet on a GPU (layerwise casting)   onto the CPU, tiling)
+            with fp16 compute for the UNet on a GPU (layerwise casting)   onto the CPU, tiling)
 =========== ============================================================ ===================
 
 The estimate is a documented model, not a measurement:
 
-- weights: parameter bytes per component as loaded (float32 here; fp16/bf16 halve it), from the
-  checkpoint's header (checkpoint.inspect_checkpoint);
+- weights: parameter bytes per component as loaded (float32 on the CPU, float16 on a GPU), from
+  the checkpoint's header (checkpoint.inspect_checkpoint);
 - activations: the UNet's at the latent size, ``ACTIVATION_BYTES_PER_LATENT_PIXEL`` bytes per
   latent pixel and image (x2 for classifier-free guidance), plus the VAE decoder's at the image
   size, ``VAE_BYTES_PER_PIXEL`` bytes per output pixel (a tile's worth with tiling);
@@ -24,8 +24,10 @@ The estimate is a documented model, not a measurement:
   activations; sequential = the largest layer + activations; aggressive = a few of the largest
   layers (fp8 on a GPU halves the UNet's share) + activations with a tiled VAE;
 - time: the optimizer's own estimate for the device (params/estimate.py) for ``none``, times
-  ``TIME_FACTORS`` for the others (published ratios: diffusers' memory.md and
-  diffusers/benchmarks figures; they vary by GPU and PCIe link).
+  ``TIME_FACTORS`` for the others: rough guesses, not measured here yet (diffusers publishes
+  leaf-level group offloading of the FLUX transformer at 3.8x its time without streams, and calls
+  sequential offloading "extremely slow"; streams hide most of the copies). The GPU run of
+  benchmarks/generate.py is what will check them.
 
 ``auto`` picks the first strategy of ``AUTO_ORDER`` (fastest first) whose estimated peak fits
 ``FIT_FRACTION`` of the free memory ``torch.cuda.mem_get_info`` reports; on a machine without a
@@ -40,8 +42,9 @@ MEMORY_CHOICES = ("auto", *STRATEGIES)
 GPU_ONLY = ("balanced", "sequential")
 AUTO_ORDER = ("none", "balanced", "aggressive", "sequential")
 FIT_FRACTION = 0.9
-# Rough activation sizes in float32, measured on SD1.5/SDXL UNets with PyTorch SDPA attention
-# (order of magnitude; the largest feature maps and attention buffers of one forward pass).
+# Rough activation sizes (order of magnitude of the largest feature maps and attention buffers of
+# one UNet forward pass with PyTorch SDPA attention, and of the VAE decoder); a model to be checked
+# against the GPU benchmark, not a measurement.
 ACTIVATION_BYTES_PER_LATENT_PIXEL = 160 * 1024
 VAE_BYTES_PER_PIXEL = 3 * 1024
 VAE_TILE_PIXELS = 512 * 512
@@ -143,8 +146,9 @@ def apply_strategy(pipe, strategy: str, device) -> list[str]:
             if module is None:
                 continue
             if name == "unet" and cuda and hasattr(module, "enable_layerwise_casting"):
-                module.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.bfloat16)
-                notes.append("UNet weights stored in fp8 (e4m3), computed in bf16")
+                compute = module.dtype          # the pipeline's (float16 on a GPU): inputs match
+                module.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=compute)
+                notes.append(f"UNet weights stored in fp8 (e4m3), computed in {str(compute).replace('torch.', '')}")
             _group_offload(module, device, cuda)
         pipe.vae.to(device)
         pipe.vae.enable_tiling()
@@ -152,7 +156,7 @@ def apply_strategy(pipe, strategy: str, device) -> list[str]:
         notes.append("group offloading at leaf level" + (" with CUDA streams" if cuda else " onto the CPU")
                      + "; VAE tiling and slicing")
         if not cuda:
-            notes.append("fp8 layerwise casting skipped on the CPU (bf16 compute would change the picture)")
+            notes.append("fp8 layerwise casting skipped on the CPU (it would change the picture and save no time)")
     else:
         raise MemoryStrategyError(f"--memory: unknown strategy {strategy!r}")
     return notes

@@ -224,7 +224,9 @@ def _memory_choice(request, info, plan, device) -> memory.MemoryChoice:
 
     cuda = device.type == "cuda"
     free = torch.cuda.mem_get_info(device)[0] if cuda else None
-    estimates = memory.estimate_strategies(info.component_bytes, info.largest_tensor_bytes, plan.width, plan.height,
+    scale = 0.5 if cuda else 1.0            # float16 on a GPU (load), float32 on the CPU
+    weights = {name: int(size * scale) for name, size in info.component_bytes.items()}
+    estimates = memory.estimate_strategies(weights, int(info.largest_tensor_bytes * scale), plan.width, plan.height,
                                            request.count, cuda, plan.estimated_seconds)
     try:
         return memory.choose(request.memory, estimates, cuda, free)
@@ -242,6 +244,10 @@ def load(prepared: PreparedGeneration):
     notes: list[str] = []
     if prepared.control is not None:
         pipe = _with_controlnet(pipe, prepared.request.controlnet)
+    if prepared.device.type == "cuda":      # half the memory and the fast kernels; the SDXL VAE
+        import torch                        # upcasts itself where fp16 overflows (force_upcast)
+
+        pipe.to(dtype=torch.float16)
     pipe.scheduler, warnings = diffusers_scheduler(pipe.scheduler.config, prepared.plan.sampler_name,
                                                    prepared.plan.scheduler)
     notes += warnings
