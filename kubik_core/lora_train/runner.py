@@ -3,10 +3,11 @@
 
 Both ends of the protocol live here:
 
-- The child is ``python -m kubik_core lora train ... --progress-json --stop-on-stdin``, run with
-  the folder holding ``kubik_core`` as its working directory and first on PYTHONPATH (inside
-  ComfyUI the pack's package is called "<pack folder>.kubik_core"; the child imports it under
-  its own name). It prints one JSON object a line on stdout for each event of
+- The child is ``kubik lora train ... --progress-json --stop-on-stdin`` run by this Python with
+  the folder holding ``kubik_core`` put first on its sys.path (inside ComfyUI the pack's package
+  is called "<pack folder>.kubik_core"; the child imports it under its own name). The path is
+  set by the child's first statement rather than PYTHONPATH, which embedded Pythons (ComfyUI's
+  Windows portable build) ignore. It prints one JSON object a line on stdout for each event of
   :func:`~kubik_core.lora_train.train.train` (see there), and a last one: ``{"event": "done",
   "lora": ..., "loss_plot": ..., "steps": N}`` or ``{"event": "stopped", "step": N}``.
 - A line ``stop`` on its stdin, the end of its stdin (the parent died) or SIGTERM asks it to
@@ -34,6 +35,9 @@ from ..common.bounded_json import BoundedJSONError, loads as bounded_loads
 STOPPED_EXIT = 130             # the child's exit status after a requested stop
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]   # the folder that holds kubik_core
 _EOF = object()
+# The child's program: this kubik_core first on the path, then the ``kubik`` command line.
+_CHILD_MAIN = (f"import sys; sys.path.insert(0, {str(PACKAGE_ROOT)!r}); "
+               "from kubik_core.cli import main; sys.exit(main())")
 
 
 class TrainingFailed(RuntimeError):
@@ -134,9 +138,8 @@ def run_training(settings, on_event, should_stop, *, python: str | None = None, 
     :class:`TrainingFailed` with its last error line.
     """
     child_env = dict(os.environ if env is None else env)
-    child_env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT)] + [p for p in child_env.get("PYTHONPATH", "").split(os.pathsep) if p])
     child_env["PYTHONUNBUFFERED"] = "1"
-    command = [python or sys.executable, "-m", "kubik_core", "lora", "train", *settings_arguments(settings),
+    command = [python or sys.executable, "-c", _CHILD_MAIN, "lora", "train", *settings_arguments(settings),
                "--progress-json", "--stop-on-stdin"]
     process = subprocess.Popen(command, cwd=PACKAGE_ROOT, env=child_env, stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
