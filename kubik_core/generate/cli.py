@@ -83,7 +83,10 @@ def run_generate(args) -> int:
             if args.json:
                 print(json.dumps({"plan": prepared.to_dict()}, indent=2))
             return 0
-        result = generate(prepared)
+        from tqdm import tqdm
+
+        with tqdm(total=request.count, desc="generating", unit="image", disable=args.json, leave=False) as bar:
+            result = generate(prepared, progress=lambda done, total: bar.update(1))
     except ValueError as exc:      # every engine error is a ValueError with a one-line message
         raise CommandError(str(exc).splitlines()[0]) from None
     if args.json:
