@@ -205,7 +205,7 @@ class KubikTrainLora:
             raise RuntimeError(f"Kubik Train LoRA: training stopped at step {outcome.last_event.get('step', 0)}; "
                                "queue it again to continue")
         comfy_bridge.forget_file_list("loras")
-        name = "/".join(subfolders + [f"{stem}.safetensors"])
+        name = os.path.join(*subfolders, f"{stem}.safetensors")   # as ComfyUI lists it on this system
         return (name, _image(outcome.last_event.get("loss_plot")))
 
 
