@@ -11,9 +11,9 @@ KSampler. PNGs carry what Kubik Save Image writes (A1111 ``parameters`` with mod
 hashes, ``kubik`` JSON with analysis, plan, LoRAs and explanation), and each image is one
 generation in the learning store, so ``kubik insights`` and ``kubik rate`` see it.
 
-What differs from ComfyUI, and is said in the run's notes: prompt weights ``(word:1.2)`` are
-removed before encoding (diffusers' pipelines encode plain text), ``embedding:name`` is not
-loaded, and the sampler/scheduler pair is the nearest diffusers scheduler (schedulers.py).
+Prompt weights ``(word:1.2)`` are applied as ComfyUI applies them (prompt_weights.py). What
+differs from ComfyUI, and is said in the run's notes: ``embedding:name`` is not loaded, and the
+sampler/scheduler pair is the nearest diffusers scheduler (schedulers.py).
 """
 from __future__ import annotations
 
@@ -115,11 +115,11 @@ def _device(requested: str):
     return torch.device(requested)
 
 
-def _plain_text(text: str, dialect: str) -> str:
-    """The prompt without weighting syntax (diffusers encodes plain text)."""
+def _segments(text: str, dialect: str) -> list[tuple[str, float]]:
+    """(text, weight) pairs of a prompt in its dialect, as ComfyUI's CLIPTextEncode weighs them."""
     from ..prompting import parse_prompt
 
-    return parse_prompt(text, dialect).text.strip() or text
+    return parse_prompt(text, dialect).segments if text.strip() else []
 
 
 def _family(request: GenerateRequest, info: CheckpointInfo):
@@ -189,15 +189,12 @@ def plan_generation(request: GenerateRequest) -> PreparedGeneration:
         stack = recommended(analysis, plan.family, folders, request.priority)
     else:
         stack = parse_explicit(request.loras, folders)
-    positive = _plain_text(analysis.cleaned or request.prompt, request.dialect)
+    positive = analysis.cleaned or request.prompt
     missing = stack.triggers_missing_from(positive)
     if missing:
         positive = f"{positive}, {', '.join(missing)}"
         notes.append(f"added the LoRA trigger words {', '.join(missing)}")
-    if positive != (analysis.cleaned or request.prompt) and any(w != 1.0 for _t, w in analysis.segments):
-        notes.append("prompt weights such as (word:1.2) are not applied: diffusers encodes the plain text")
-    negative = request.negative if request.negative is not None else _plain_text(analysis.negative, request.dialect) \
-        if analysis.negative else ""
+    negative = request.negative if request.negative is not None else analysis.negative or ""
     if "embedding:" in positive + negative:
         notes.append("embedding:name is not loaded outside ComfyUI; the words stay in the prompt as text")
     control = None
@@ -287,12 +284,16 @@ def run_pipeline(pipe, prepared: PreparedGeneration, seed: int):
     """One image as a PIL picture, for ``seed``."""
     import torch
 
+    from .prompt_weights import weighted_prompt_kwargs
+
     plan = prepared.plan
-    kwargs = dict(prompt=prepared.positive, negative_prompt=prepared.negative or None,
+    # ComfyUI CLIPSetLastLayer -2 = A1111 "Clip skip 2" = diffusers clip_skip 1
+    clip_skip = abs(int(plan.clip_skip)) - 1 if plan.clip_skip else None
+    dialect = prepared.request.dialect
+    kwargs = dict(**weighted_prompt_kwargs(pipe, _segments(prepared.positive, dialect),
+                                           _segments(prepared.negative, dialect), clip_skip),
                   num_inference_steps=plan.steps, guidance_scale=plan.cfg, width=plan.width,
                   height=plan.height, generator=torch.Generator("cpu").manual_seed(seed))
-    if plan.clip_skip:        # ComfyUI CLIPSetLastLayer -2 = A1111 "Clip skip 2" = diffusers clip_skip 1
-        kwargs["clip_skip"] = abs(int(plan.clip_skip)) - 1
     if prepared.control is not None:
         kwargs.update(image=_control_image(prepared.request.control_image, plan.width, plan.height),
                       controlnet_conditioning_scale=prepared.control.strength,

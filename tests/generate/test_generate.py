@@ -192,6 +192,30 @@ def test_controlnet_loads_offline_strength_zero_is_the_plain_picture(sd15_pipe, 
     assert np.abs(picture(1.0) - picture(0.0)).mean() > 1e-3
 
 
+def _check_weighted_embeddings(pipe):
+    """Weights 1 give the pipeline's own encode_prompt; a weight moves only its tokens (ComfyUI's
+    rule); a prompt past 75 tokens gets a second window and the negative is padded to match."""
+    from kubik_core.generate.prompt_weights import weighted_prompt_kwargs
+
+    plain = weighted_prompt_kwargs(pipe, [("a red fox", 1.0), (" in the snow", 1.0)], [("blurry", 1.0)])
+    with torch.inference_mode():
+        own = pipe.encode_prompt("a red fox in the snow", device="cpu", num_images_per_prompt=1,
+                                 do_classifier_free_guidance=True, negative_prompt="blurry")
+    torch.testing.assert_close(plain["prompt_embeds"], own[0])
+    torch.testing.assert_close(plain["negative_prompt_embeds"], own[1])
+    if len(own) == 4:    # SDXL's pooled vectors
+        torch.testing.assert_close(plain["pooled_prompt_embeds"], own[2])
+    weighted = weighted_prompt_kwargs(pipe, [("a red fox", 1.0), (" in the snow", 1.5)], [("blurry", 1.0)])
+    moved = (weighted["prompt_embeds"] - plain["prompt_embeds"]).abs().amax(-1)[0] > 1e-6
+    assert moved.nonzero().flatten().tolist() == [4, 5, 6]        # "in the snow" after <start> a red fox
+    long = weighted_prompt_kwargs(pipe, [("fox, " * 60, 1.0)], [("blurry", 1.0)])
+    assert long["prompt_embeds"].shape[1] == long["negative_prompt_embeds"].shape[1] == 2 * 77
+
+
+def test_prompt_weights_are_applied_as_comfyui_applies_them(sd15_pipe):
+    _check_weighted_embeddings(sd15_pipe)
+
+
 def test_aggressive_on_the_cpu_gives_the_picture_of_none_sd15(sd15_pipe):
     from kubik_core.generate.memory import apply_strategy
 
@@ -212,6 +236,7 @@ def test_sdxl_loads_offline_and_aggressive_gives_the_picture_of_none(sdxl_checkp
     assert type(pipe.scheduler).__name__ == "EulerAncestralDiscreteScheduler" and warnings
     reference = _picture(pipe)
     assert np.isfinite(reference).all() and reference.std() > 0.01
+    _check_weighted_embeddings(pipe)
     # The SD1.5 loader's KL-VAE path (real SD1.5 files have one; the tiny SD1.5 has a TAESD) on the
     # same first_stage_model tensors decodes as diffusers' own single-file SDXL conversion does.
     from safetensors.torch import load_file
