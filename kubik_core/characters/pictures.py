@@ -10,9 +10,13 @@ from __future__ import annotations
 import os
 import warnings
 
+from pathlib import Path
+
 from ..common.files import NotRegularFileError, open_regular
 
 MAX_PIXELS = 64 * 1024 * 1024
+# The examples' pictures ship in the pack's example_pictures/ folder, never in the input folder.
+EXAMPLE_PICTURES_DIR = Path(__file__).resolve().parents[2] / "example_pictures"
 
 
 class PictureError(ValueError):
@@ -57,3 +61,29 @@ def load_batch(paths: list[tuple[str, str]], size: int):
     if not paths:
         return torch.zeros((0, size, size, 3), dtype=torch.float32)
     return torch.stack([load_square(path, label, size) for path, label in paths])
+
+
+def reference_files(character, input_dir: str | os.PathLike | None, is_example: bool = False) -> list[Path]:
+    """The files of ``character``'s reference pictures: inside ``input_dir`` (ComfyUI's input
+    folder), or in the pack's example_pictures/ for a character that ships with the pack.
+
+    Each must be a file that stays inside its folder once links are followed; PictureError names
+    the first that is not, and the fix.
+    """
+    if is_example:
+        root, where = EXAMPLE_PICTURES_DIR, "the pack's example_pictures folder (reinstall KubikAI)"
+    elif input_dir:
+        root, where = Path(input_dir), f"the input folder {input_dir}"
+    else:
+        raise PictureError(f"the references of {character.name!r} are pictures in ComfyUI's input folder; "
+                           "name that folder (--input-dir, or set KUBIK_INPUT_DIR)")
+    real_root = os.path.realpath(root)
+    found = []
+    for name in character.references:
+        real = os.path.realpath(os.path.join(real_root, name))
+        if os.path.commonpath([real_root, real]) != real_root or not os.path.isfile(real):
+            raise PictureError(f"reference picture {name[:80]!r} of {character.name!r} is not a file in "
+                               f"{where}; copy it there, or change the character's references "
+                               "(`kubik characters set NAME --reference PICTURE`)")
+        found.append(root / name)
+    return found

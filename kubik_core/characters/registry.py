@@ -74,6 +74,17 @@ class Registry:
                                 "`kubik characters list` shows them, `kubik characters add` makes one")
         return character
 
+    def character(self, name: str) -> tuple[Character, bool]:
+        """The character called ``name`` in this registry, else the example of that name, with
+        whether it is an example (examples are read-only); RegistryError when neither exists."""
+        found = self.find(name)
+        if found is not None:
+            return found, False
+        shipped = example(name)
+        if shipped is not None:
+            return shipped, True
+        return self.get(name), False
+
     def to_json(self) -> str:
         import json
 
@@ -196,7 +207,8 @@ def put(registry: Registry, character: Character, replace: bool = False) -> None
 
 def record_threshold(path: str | os.PathLike, name: str, threshold: float | None,
                      shown_as: str | None = None) -> Character:
-    """Store a character's consistency threshold (what the consistency check calibrated)."""
+    """Store a character's consistency threshold (what `kubik consistency --save-threshold`
+    calibrated), through editing(): a registry that cannot be read is left as it is."""
     from .model import check_threshold
 
     try:

@@ -90,3 +90,44 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     for thread in threads:
         thread.join()
     assert sorted(load_registry(path).names()) == [f"Char {n}" for n in range(8)]
+
+
+def test_record_threshold_keeps_the_rest_and_never_writes_over_a_broken_file(tmp_path):
+    path = tmp_path / "characters.json"
+    with editing(path) as registry:
+        put(registry, Character.from_dict(MIRA))
+        put(registry, Character.from_dict({"name": "Kade", "threshold": 0.5}))
+    assert record_threshold(path, "mira", 0.8125).threshold == 0.8125
+    stored = json.loads(path.read_text())["characters"]
+    assert stored == [{**MIRA, "threshold": 0.8125, "loras": stored[0]["loras"]}, {**stored[1], "threshold": 0.5}]
+    with pytest.raises(RegistryError, match=r"^threshold should be a number from 0 to 1 \(or null\), found 1.5$"):
+        record_threshold(path, "Mira", 1.5)
+    with pytest.raises(RegistryError, match="^no character named 'Nobody' \\(known: Mira, Kade\\)"):
+        record_threshold(path, "Nobody", 0.7)
+    broken = path.read_bytes().replace(b'"threshold": 0.5', b'"threshold": 5')
+    path.write_bytes(broken)
+    with pytest.raises(RegistryError, match="character 2: character 'Kade': threshold should be a number"):
+        record_threshold(path, "Mira", 0.7)
+    assert path.read_bytes() == broken
+
+
+def test_a_characters_pictures_stay_in_their_folder(tmp_path):
+    """reference_files: the input folder's files, the pack's pictures for an example, and a link
+    that leads out of the input folder refused."""
+    from kubik_core.characters import EXAMPLES, PictureError, reference_files
+
+    inputs = tmp_path / "input"
+    (inputs / "mira").mkdir(parents=True)
+    (inputs / "mira" / "front.png").write_bytes(b"picture")
+    (tmp_path / "secret.png").write_bytes(b"outside")
+    (inputs / "mira" / "side.webp").symlink_to(tmp_path / "secret.png")
+    mira = Character.from_dict(MIRA)
+    mira.references = ["mira/front.png"]
+    assert reference_files(mira, inputs) == [inputs / "mira" / "front.png"]
+    assert [p.is_file() for p in reference_files(EXAMPLES[0], None, is_example=True)] == [True, True]
+    with pytest.raises(PictureError, match="^reference picture 'mira/side.webp' of 'Mira' is not a file in the "
+                                           "input folder"):
+        reference_files(Character.from_dict(MIRA), inputs)
+    with pytest.raises(PictureError, match="^the references of 'Mira' are pictures in ComfyUI's input folder; "
+                                           "name that folder"):
+        reference_files(mira, None)
