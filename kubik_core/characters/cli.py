@@ -73,8 +73,9 @@ def _edit_args(p) -> None:
     p.add_argument("--positive", default=None, help="words always added to the positive prompt (appearance, outfit)")
     p.add_argument("--negative", default=None, help="the character's negative prompt")
     p.add_argument("--reference", action="append", default=None, metavar="PICTURE", help=_EDIT_HELP["reference"])
-    p.add_argument("--threshold", type=float, default=None, help="consistency threshold (0 to 1), as the "
-                                                                  "consistency check calibrated it")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="consistency threshold (0 to 1); `kubik consistency --character NAME --save-threshold` "
+                        "calibrates and stores it")
     p.add_argument("--notes", default=None, help="free notes")
     p.add_argument("--input-dir", default=None, metavar="DIR",
                    help="ComfyUI's input folder: references must exist there (default: $KUBIK_INPUT_DIR)")
