@@ -22,7 +22,12 @@ point). Signs and distances are compared on those points against libigl's exact 
 (``point_mesh_squared_distance``). The load average is printed before and after
 each mesh: the machine may be shared, so only ratios within a line mean much.
 
-    python benchmarks/sdf_mesh_classes.py [--points 200000] [--igl-points 5000] [--repeats 3] [--big] [--json OUT]
+``--cones-always`` gives every open mesh its closing cones (signs carried through them), which
+the engine leaves off where they would reach nearly everywhere (``CONES_ALWAYS``): run it beside
+a plain run to see what that rule saves on open sheets and many bodies.
+
+    python benchmarks/sdf_mesh_classes.py [--points 200000] [--igl-points 5000] [--repeats 3] [--big]
+        [--only WORD ...] [--cones-always] [--json OUT]
 """
 from __future__ import annotations
 
@@ -148,12 +153,17 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--big", action="store_true", help="also pybullet's 124k-face samurai scene (slow for libigl)")
     parser.add_argument("--only", nargs="*", help="mesh names containing any of these words")
+    parser.add_argument("--cones-always", action="store_true",
+                        help="carry every open mesh's signs through its closing cones (the engine's rule off)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
     import igl
 
-    from kubik_core.recon3d.sdf import MeshSDF
+    from kubik_core.recon3d.sdf import MeshSDF, cpu
+
+    if args.cones_always:
+        cpu.CONES_ALWAYS, cpu.CONES_MIN_SETTLED = sys.maxsize, 0.0
 
     warm = MeshSDF(np.eye(3), np.array([[0, 1, 2]]), threads=args.threads)   # compile before any clock
     warm(np.zeros((10, 3)))
