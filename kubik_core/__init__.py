@@ -11,6 +11,10 @@ Subpackages, one per capability:
   classify   timm image classifiers: data, splits, training, evaluation, prediction, smart crop
   comfy_client  queue workflows on one or many ComfyUI servers over their HTTP API (kubik queue)
   variations    batch variations along seed / parameter / LoRA axes, and their contact sheet
+  lora_train    SDXL LoRA training (kubik lora train) with kohya-format output; a child-process runner
+  consistency   does a picture still show the character: image embeddings, a calibrated threshold
+  characters    character presets (LoRAs, trigger words, prompts, references, threshold) in a registry
+  generate      generation outside ComfyUI with diffusers: analysis, LoRAs, plan, memory strategies
 and ``common``, the plumbing they share, which imports no capability.
 
 The ``kubik`` command line lives in ``cli.py``, which loads each capability's ``cli.py``;
