@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 from . import comfy_bridge as bridge
 from ..kubik_core.characters import EXAMPLES, RegistryError, example, load_registry, registry_path
 
 log = logging.getLogger(__name__)
 
-# The examples' pictures ship in the pack's example_pictures/ folder (as for Kubik Example Image).
-EXAMPLE_PICTURES_DIR = Path(__file__).resolve().parents[1] / "example_pictures"
 DEFAULT_CHARACTER = EXAMPLES[0].name
 
 
@@ -53,20 +50,15 @@ def _character(name):
 
 def _reference_paths(character, is_example: bool) -> list[tuple[str, str]]:
     """(path, label) of each reference: in the input folder, or for examples in the pack."""
-    found = []
-    for name in character.references:
-        label = f"reference picture {name!r} of {character.name!r}"
-        if is_example:
-            path = EXAMPLE_PICTURES_DIR / name
-            if not path.is_file():
-                raise ValueError(f"character: {label} is missing from the pack; reinstall KubikAI")
-        else:
-            path = bridge.input_file_path(name)
-            if path is None:
-                raise ValueError(f"character: {label} is not in ComfyUI's input folder; copy it there, or "
-                                 "change the character's references (`kubik characters set --reference`)")
-        found.append((str(path), label))
-    return found
+    from ..kubik_core.characters import PictureError, reference_files
+
+    try:
+        files = reference_files(character, bridge.input_directory(), is_example,
+                                input_shown_as="ComfyUI's input folder")
+    except PictureError as exc:
+        raise ValueError(f"character: {exc}") from None
+    return [(str(path), f"reference picture {name!r} of {character.name!r}")
+            for path, name in zip(files, character.references)]
 
 
 def _signature(character, paths) -> str:

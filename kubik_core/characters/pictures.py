@@ -63,17 +63,19 @@ def load_batch(paths: list[tuple[str, str]], size: int):
     return torch.stack([load_square(path, label, size) for path, label in paths])
 
 
-def reference_files(character, input_dir: str | os.PathLike | None, is_example: bool = False) -> list[Path]:
+def reference_files(character, input_dir: str | os.PathLike | None, is_example: bool = False,
+                    input_shown_as: str | None = None) -> list[Path]:
     """The files of ``character``'s reference pictures: inside ``input_dir`` (ComfyUI's input
     folder), or in the pack's example_pictures/ for a character that ships with the pack.
 
     Each must be a file that stays inside its folder once links are followed; PictureError names
-    the first that is not, and the fix.
+    the first that is not, and the fix. ``input_shown_as`` is how the message names the input
+    folder (the node says "ComfyUI's input folder": its errors reach the editor, never a path).
     """
     if is_example:
         root, where = EXAMPLE_PICTURES_DIR, "the pack's example_pictures folder (reinstall KubikAI)"
     elif input_dir:
-        root, where = Path(input_dir), f"the input folder {input_dir}"
+        root, where = Path(input_dir), input_shown_as or f"the input folder {input_dir}"
     else:
         raise PictureError(f"the references of {character.name!r} are pictures in ComfyUI's input folder; "
                            "name that folder (--input-dir, or set KUBIK_INPUT_DIR)")

@@ -114,9 +114,9 @@ def test_missing_files_are_clear_errors_without_server_paths(run_node, env):
     (env["inputs"] / "mira" / "tall.jpg").unlink()
     with pytest.raises(ValueError) as missing:
         _run(run_node, "Mira")
-    assert str(missing.value) == ("character: reference picture 'mira/tall.jpg' of 'Mira' is not in ComfyUI's "
-                                  "input folder; copy it there, or change the character's references "
-                                  "(`kubik characters set --reference`)")
+    assert str(missing.value) == ("character: reference picture 'mira/tall.jpg' of 'Mira' is not a file in "
+                                  "ComfyUI's input folder; copy it there, or change the character's references "
+                                  "(`kubik characters set NAME --reference PICTURE`)")
     (env["inputs"] / "mira" / "tall.jpg").write_bytes(b"not a picture")
     with pytest.raises(ValueError, match=r"^character: reference picture 'mira/tall.jpg' of 'Mira' cannot be "
                                          r"read as a picture \(UnidentifiedImageError\); replace the picture"):
