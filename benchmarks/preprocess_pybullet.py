@@ -22,6 +22,35 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
+def pybullet_set(args):
+    """(the first ``args.meshes`` random_urdfs meshes, the preprocess config for ``args.views``
+    and ``args.device``, a line describing the settings); renders are dropped, with a note,
+    where the machine has no OpenGL backend. Shared with preprocess_ray.py."""
+    import pybullet_data
+
+    from kubik_core.recon3d.data.preprocess import PreprocessConfig
+    from kubik_core.recon3d.data.render import MeshRenderer, RenderBackendError, RenderConfig, gl_backend
+
+    sources = sorted((Path(pybullet_data.getDataPath()) / "random_urdfs").glob("*/*.obj"))[: args.meshes]
+    render = None
+    if args.views:
+        try:
+            MeshRenderer(RenderConfig(views=args.views)).close()
+            render = RenderConfig(views=args.views)
+        except RenderBackendError as exc:
+            print(f"# renders skipped: {exc}")
+    settings = (f"device {args.device}, renders {args.views if render else 0} x "
+                f"{render.resolution if render else 0}px via {gl_backend() if render else '-'}, samples 3 x 65536")
+    return sources, PreprocessConfig(render=render, device=args.device), settings
+
+
+def copy_sources(sources: list[Path], src: Path) -> Path:
+    """Each mesh's folder copied under ``src`` (the benchmark's input folder)."""
+    for path in sources:
+        shutil.copytree(path.parent, src / path.parent.name)
+    return src
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--meshes", type=int, default=24)
@@ -30,28 +59,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
-    import pybullet_data
+    from kubik_core.recon3d.data.preprocess import preprocess_folder
 
-    from kubik_core.recon3d.data.preprocess import PreprocessConfig, preprocess_folder
-    from kubik_core.recon3d.data.render import MeshRenderer, RenderBackendError, RenderConfig, gl_backend
-
-    root = Path(pybullet_data.getDataPath()) / "random_urdfs"
-    sources = sorted(root.glob("*/*.obj"))[: args.meshes]
-    render = None
-    if args.views:
-        try:
-            MeshRenderer(RenderConfig(views=args.views)).close()
-            render = RenderConfig(views=args.views)
-        except RenderBackendError as exc:
-            print(f"# renders skipped: {exc}")
-    config = PreprocessConfig(render=render, device=args.device)
-    print(f"# preprocess_pybullet: {len(sources)} meshes, {os.cpu_count()} cores, device {args.device}, "
-          f"renders {args.views if render else 0} x {render.resolution if render else 0}px via "
-          f"{gl_backend() if render else '-'}, samples 3 x 65536, load average {os.getloadavg()}")
+    sources, config, settings = pybullet_set(args)
+    print(f"# preprocess_pybullet: {len(sources)} meshes, {os.cpu_count()} cores, {settings}, "
+          f"load average {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "src"
-        for path in sources:
-            shutil.copytree(path.parent, src / path.parent.name)
+        src = copy_sources(sources, Path(tmp) / "src")
         baseline = None
         for workers in (1, args.workers):
             out = Path(tmp) / f"out{workers}"

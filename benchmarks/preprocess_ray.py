@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -57,33 +56,21 @@ def main() -> None:
 
     import logging
 
-    import pybullet_data
     try:
         import ray
     except ImportError:
         print('# preprocess_ray: skipped, Ray is not installed (pip install "kubikai[ray]")')
         return
 
-    from kubik_core.recon3d.data.preprocess import TASKS_PER_WORKER, PreprocessConfig, preprocess_folder
+    from kubik_core.recon3d.data.preprocess import TASKS_PER_WORKER, preprocess_folder
     from kubik_core.recon3d.data.ray_preprocess import LOCAL_OBJECT_STORE_BYTES, preprocess_on_ray
-    from kubik_core.recon3d.data.render import MeshRenderer, RenderBackendError, RenderConfig, gl_backend
+    from preprocess_pybullet import copy_sources, pybullet_set
 
-    sources = sorted((Path(pybullet_data.getDataPath()) / "random_urdfs").glob("*/*.obj"))[: args.meshes]
-    render = None
-    if args.views:
-        try:
-            MeshRenderer(RenderConfig(views=args.views)).close()
-            render = RenderConfig(views=args.views)
-        except RenderBackendError as exc:
-            print(f"# renders skipped: {exc}")
-    config = PreprocessConfig(render=render, device=args.device)
-    print(f"# preprocess_ray: {len(sources)} meshes, {os.cpu_count()} cores, ray {ray.__version__}, device "
-          f"{args.device}, renders {args.views if render else 0} x {render.resolution if render else 0}px via "
-          f"{gl_backend() if render else '-'}, samples 3 x 65536, load average {os.getloadavg()}")
+    sources, config, settings = pybullet_set(args)
+    print(f"# preprocess_ray: {len(sources)} meshes, {os.cpu_count()} cores, ray {ray.__version__}, "
+          f"{settings}, load average {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "src"
-        for path in sources:
-            shutil.copytree(path.parent, src / path.parent.name)
+        src = copy_sources(sources, Path(tmp) / "src")
 
         def line(case: str, report: dict, seconds: float, baseline: float | None) -> float:
             rate = report["done"] * 3600.0 / seconds

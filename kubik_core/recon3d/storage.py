@@ -36,6 +36,23 @@ def save_json_atomic(path, data) -> None:
     write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
+def load_json_object(path) -> dict:
+    """The JSON object in ``path``, a file a hostile writer may have made (read with bounded
+    JSON); ValueError naming the file when it cannot be read or holds no object."""
+    from pathlib import Path
+
+    from ..common.bounded_json import BoundedJSONError
+    from ..common.bounded_json import loads as bounded_loads
+
+    try:
+        value = bounded_loads(Path(path).read_bytes())
+    except (BoundedJSONError, OSError) as exc:
+        raise ValueError(f"{path}: cannot be read ({exc})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: must hold a JSON object")
+    return value
+
+
 def save_png_atomic(path, image: np.ndarray) -> None:
     from PIL import Image
 

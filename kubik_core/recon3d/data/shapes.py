@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..storage import load_json_object
+
 QUERY_NEAR, QUERY_UNIFORM, QUERY_SURFACE = 0, 1, 2  # what each VAE training query point is
 SAMPLE_KEYS = ("surface_points", "surface_normals", "near_points", "near_sdf", "uniform_points", "uniform_sdf")
 
@@ -41,7 +43,7 @@ def dataset_entries(root: str | Path) -> list[dict]:
     if not manifest.is_file():
         raise ValueError(f"{root} is not a dataset folder (no manifest.json) nor a shard folder (no "
                          "shards.json); make one with `kubik 3d preprocess` or `kubik 3d synth`")
-    meshes = _read_json(manifest).get("meshes")
+    meshes = load_json_object(manifest).get("meshes")
     if not isinstance(meshes, list) or not all(isinstance(m, dict) and _plain(m.get("id")) for m in meshes):
         raise ValueError(f"{manifest}: 'meshes' must be a list of entries with plain folder names as ids; "
                          "rebuild it with `kubik 3d preprocess`")
@@ -50,7 +52,7 @@ def dataset_entries(root: str | Path) -> list[dict]:
         folder = root / item["id"]
         if not (folder / "meta.json").is_file():
             continue
-        views = _read_json(folder / "meta.json").get("views") or {}
+        views = load_json_object(folder / "meta.json").get("views") or {}
         names = (views.get("rgba") or []) if isinstance(views, dict) else None
         cameras = (views.get("camera_to_world") or []) if isinstance(views, dict) else None
         if not isinstance(names, list) or not all(_plain(n) for n in names) or not isinstance(cameras, list):
@@ -59,19 +61,6 @@ def dataset_entries(root: str | Path) -> list[dict]:
         entries.append({"id": f"{root.name}/{item['id']}", "dir": folder, "samples": folder / "samples.npz",
                         "views": [folder / n for n in names], "cameras": cameras})
     return entries
-
-
-def _read_json(path: Path) -> dict:
-    from ...common.bounded_json import BoundedJSONError
-    from ...common.bounded_json import loads as bounded_loads
-
-    try:
-        value = bounded_loads(path.read_bytes())
-    except (BoundedJSONError, OSError) as exc:
-        raise ValueError(f"{path}: cannot be read ({exc})") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{path}: must hold a JSON object")
-    return value
 
 
 def _plain(name) -> bool:

@@ -26,7 +26,7 @@ from typing import Iterator
 from ...common.atomic import atomic_path
 from ...common.bounded_json import BoundedJSONError
 from ...common.bounded_json import loads as bounded_loads
-from ..storage import save_json_atomic
+from ..storage import load_json_object, save_json_atomic
 
 INDEX = "shards.json"
 FORMAT_VERSION = 1
@@ -67,7 +67,7 @@ def write_shards(dataset, folder, shard_size: int = 1000) -> dict:
     if shard_size < 1:
         raise ValueError(f"shard size must be at least 1, not {shard_size}")
     folder.mkdir(parents=True, exist_ok=True)
-    ids = [entry["id"] for entry in _read_index(dataset / "manifest.json").get("meshes", [])]
+    ids = [entry["id"] for entry in load_json_object(dataset / "manifest.json").get("meshes", [])]
     previous = {s["file"]: s for s in _old_index(folder).get("shards", []) if isinstance(s, dict)}
     shards, written = [], 0
     for number, start in enumerate(range(0, len(ids), shard_size)):
@@ -75,7 +75,7 @@ def write_shards(dataset, folder, shard_size: int = 1000) -> dict:
         digest = hashlib.sha256()
         for mesh in ids[start:start + shard_size]:
             try:  # the manifest lists finished meshes only; one removed since is left out
-                meta = _read_index(dataset / mesh / "meta.json")
+                meta = load_json_object(dataset / mesh / "meta.json")
             except ValueError:
                 continue
             files = _sample_files(dataset / mesh, meta)
@@ -108,20 +108,9 @@ def _write_tar(path: Path, members: list[tuple[str, list[tuple[str, Path]]]]) ->
                     tar.addfile(info, handle)
 
 
-def _read_index(path: Path) -> dict:
-    """A JSON object from a file a hostile writer may have made (bounded JSON)."""
-    try:
-        value = bounded_loads(path.read_bytes())
-    except (BoundedJSONError, OSError) as exc:
-        raise ValueError(f"{path}: cannot be read ({exc})") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{path}: must hold a JSON object")
-    return value
-
-
 def _old_index(folder: Path) -> dict:
     try:
-        return _read_index(folder / INDEX)
+        return load_json_object(folder / INDEX)
     except ValueError:  # none yet, or damaged: every shard is written again
         return {}
 
@@ -136,7 +125,7 @@ def shard_entries(folder) -> list[dict]:
     "views" (png bytes, in the order of meta.json), "cameras"}. The index and every member are
     read as hostile input: plain names, bounded sizes, regular files only."""
     folder = Path(folder)
-    index = _read_index(folder / INDEX)
+    index = load_json_object(folder / INDEX)
     shards, dataset = index.get("shards"), index.get("dataset")
     if not (isinstance(shards, list) and all(isinstance(s, dict) and _plain(s.get("file")) for s in shards)
             and _plain(dataset)):
