@@ -24,6 +24,13 @@ def register(subparsers) -> None:
     p.add_argument("--name", required=True, help="file name of the LoRA (no extension)")
     p.add_argument("--trigger", default="", help="trigger word: recorded in the metadata, and starts the "
                                                  "caption of pictures that have none")
+    p.add_argument("--caption-model", default=None,
+                   help="local folder of a BLIP captioning model (transformers layout, e.g. "
+                        "Salesforce/blip-image-captioning-base saved with save_pretrained; never downloaded): "
+                        "captions the pictures that have no .txt, after the trigger word")
+    p.add_argument("--write-captions", action="store_true",
+                   help="save the captions made for pictures without one as <stem>.txt beside them "
+                        "(default: used for this run only)")
     p.add_argument("--resolution", type=int, default=1024, help="bucket area is at most this squared (multiple of 64)")
     p.add_argument("--max-upscale", type=float, default=1.0, help="never enlarge a picture more than this")
     p.add_argument("--repeats", type=int, default=1, help="times each picture is seen per epoch")
@@ -91,6 +98,7 @@ def settings_from_args(args):
 
     return TrainSettings(
         data=args.data, base=args.base, output=args.output, name=args.name, trigger=args.trigger,
+        caption_model=args.caption_model, write_captions=args.write_captions,
         resolution=args.resolution, max_upscale=args.max_upscale, repeats=args.repeats,
         batch_size=args.batch_size, steps=args.steps, lr=args.lr, text_encoder_lr=args.text_encoder_lr,
         rank=args.rank, alpha=args.alpha, conv_rank=args.conv_rank, conv_alpha=args.conv_alpha,

@@ -2,7 +2,8 @@
 repeats, tag shuffling and caption dropout.
 
 - Folder: every picture (png, jpg, jpeg, webp, bmp) with a caption in ``<stem>.txt`` beside it;
-  a picture without one is captioned "<trigger>, <file name in words>".
+  a picture without one is captioned "<trigger>, <caption>" where the caption comes from a
+  captioning model (captioner.py, --caption-model) or else is the file's name in words.
 - Manifest: one JSON object a line, ``{"image": "relative/path.png", "caption": "..."}``
   (caption optional, as above); paths stay inside the manifest's folder.
 - Buckets: sizes in multiples of 64 whose area is at most ``resolution``²; each picture goes to
@@ -17,9 +18,11 @@ import os
 import random
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
+from ..common.atomic import write_text_atomic
 from ..common.bounded_json import BoundedJSONError, loads as bounded_loads
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -119,11 +122,21 @@ def choose_bucket(size: tuple[int, int], buckets: list[tuple[int, int]], max_ups
 
 
 def load_items(source: str | os.PathLike, trigger: str = "", resolution: int = 1024,
-               max_upscale: float = 1.0) -> list[Item]:
-    """Every picture of ``source`` (a folder, or a .jsonl manifest) with caption and bucket."""
+               max_upscale: float = 1.0, caption_missing: Callable[[list[Path]], list[str]] | None = None,
+               write_captions: bool = False) -> list[Item]:
+    """Every picture of ``source`` (a folder, or a .jsonl manifest) with caption and bucket.
+
+    A picture without a caption gets "<trigger>, <caption>", the caption coming from
+    ``caption_missing(paths)`` (one call for all of them, after every picture has been checked:
+    a captioning model) or else from the file's name. With ``write_captions`` (folders only) those
+    captions are saved as ``<stem>.txt`` beside the pictures, so later runs and the user see them.
+    """
     source = Path(source)
     if not source.exists():
         raise DatasetError(f"{source}: no such folder or manifest; pass the folder of training pictures")
+    if write_captions and not source.is_dir():
+        raise DatasetError(f"{source.name}: --write-captions writes <stem>.txt beside the pictures of a "
+                           "folder; a manifest keeps its captions in its own lines: drop the flag")
     buckets = make_buckets(resolution)
     if source.is_dir():
         root = source.resolve()
@@ -152,7 +165,17 @@ def load_items(source: str | os.PathLike, trigger: str = "", resolution: int = 1
             raise DatasetError(f"{shown}: {size[0]}x{size[1]} is too small for a {BUCKET_STEP}-pixel "
                                f"bucket without enlarging it more than --max-upscale {max_upscale}; "
                                "raise --max-upscale or use a larger picture") from None
-        items.append(Item(path, caption or caption_from_name(path.stem, trigger), size, bucket))
+        items.append(Item(path, caption, size, bucket))
+    missing = [index for index, item in enumerate(items) if not item.caption]
+    made = caption_missing([items[i].path for i in missing]) if missing and caption_missing else []
+    for number, index in enumerate(missing):
+        item = items[index]
+        text = made[number] if number < len(made) else ""
+        caption = ", ".join(part for part in (trigger.strip(), text) if part) if text \
+            else caption_from_name(item.path.stem, trigger)
+        items[index] = replace(item, caption=caption)
+        if write_captions and not item.path.with_suffix(".txt").exists():   # an empty .txt stays the user's
+            write_text_atomic(item.path.with_suffix(".txt"), caption + "\n")
     return items
 
 

@@ -113,6 +113,10 @@ def settings_arguments(settings) -> list[str]:
         args += ["--cache-dir", str(s.cache_dir)]
     if s.tokenizer:
         args += ["--tokenizer", str(s.tokenizer)]
+    if s.caption_model:
+        args += ["--caption-model", str(s.caption_model)]
+    if s.write_captions:
+        args.append("--write-captions")
     if not s.progress:
         args.append("--no-progress")
     return args

@@ -37,6 +37,8 @@ class TrainSettings:
     output: str
     name: str
     trigger: str = ""
+    caption_model: str | None = None       # local BLIP folder captioning pictures that have no .txt
+    write_captions: bool = False           # save the captions made as <stem>.txt beside the pictures
     resolution: int = 1024
     max_upscale: float = 1.0
     repeats: int = 1
@@ -112,7 +114,7 @@ class TrainSettings:
         keep = {k: v for k, v in asdict(self).items()
                 if k not in ("steps", "output", "save_every", "progress", "device", "cache", "cache_dir",
                              "optimizer_name", "tokenizer", "key_style", "sample_every", "sample_prompts",
-                             "sample_steps", "sample_cfg")}
+                             "sample_steps", "sample_cfg", "caption_model", "write_captions")}
         return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -266,6 +268,7 @@ def train(settings: TrainSettings, log=print, report=None, should_stop=None) -> 
     from tqdm import tqdm
 
     from ..common.distributed import barrier, init_distributed, shutdown
+    from .captioner import captions_from_model
     from .model import load_sdxl
 
     settings.check()
@@ -293,7 +296,11 @@ def train(settings: TrainSettings, log=print, report=None, should_stop=None) -> 
     report({"event": "stage", "stage": "loading"})
     output = Path(settings.output)
     output.mkdir(parents=True, exist_ok=True)
-    items = dataset.load_items(settings.data, settings.trigger, settings.resolution, settings.max_upscale)
+    # The captioning model, if any, is loaded once here and freed before the SDXL model loads;
+    # every process captions alike (greedy decoding), process 0 alone writes the .txt files.
+    caption_missing = captions_from_model(settings.caption_model, device, log) if settings.caption_model else None
+    items = dataset.load_items(settings.data, settings.trigger, settings.resolution, settings.max_upscale,
+                               caption_missing, settings.write_captions and main)
     log(f"{len(items)} pictures in {len({i.bucket for i in items})} bucket(s), {settings.repeats} repeat(s)")
     base_path = Path(settings.base)
     base_sha = _sha256(base_path)

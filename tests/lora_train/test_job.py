@@ -93,7 +93,8 @@ def test_the_child_command_line_parses_back_into_the_same_settings():
     from kubik_core.lora_train.cli import settings_from_args
 
     settings = TrainSettings(
-        data="/d", base="/b.safetensors", output="/o", name="kbk", trigger="-kbk style, red", resolution=768,
+        data="/d", base="/b.safetensors", output="/o", name="kbk", trigger="-kbk style, red", caption_model="/blip",
+        write_captions=True, resolution=768,
         max_upscale=1.5, repeats=3, batch_size=2, steps=77, lr=3e-4, text_encoder_lr=1e-5, rank=8, alpha=4.5,
         conv_rank=4, conv_alpha=2.0, ema_decay=0.99,
         unet_targets=UNET_TARGETS_WIDE, train_text_encoder=True, schedule="constant", warmup=5, grad_accum=2,
