@@ -23,8 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..common.bounded_json import BoundedJSONError, loads
-from ..common.files import NotRegularFileError, read_regular
+from ..common.model_config import ConfigFileError, load_config_file, size_problem
 from ..common.weights import WeightsFileError, parameter_count, tensor_shapes
 from .errors import ConsistencyError
 
@@ -124,26 +123,15 @@ class TransformersEncoder(ImageEncoder):
 
 def _read_json(path: Path, what: str) -> dict:
     try:
-        data = loads(read_regular(path, MAX_CONFIG_BYTES), max_bytes=MAX_CONFIG_BYTES)
-    except FileNotFoundError:
-        raise ConsistencyError(f"{what}: {path.name} is missing") from None
-    except (NotRegularFileError, OSError) as exc:
-        raise ConsistencyError(f"{what}: cannot read {path.name} ({exc.strerror or exc})") from None
-    except BoundedJSONError as exc:
-        raise ConsistencyError(f"{what}: {path.name} is not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ConsistencyError(f"{what}: {path.name} must hold a JSON object")
-    return data
+        return load_config_file(path, MAX_CONFIG_BYTES)
+    except ConfigFileError as exc:
+        raise ConsistencyError(f"{what}: {exc}") from None
 
 
 def _check_sizes(config: dict, what: str) -> None:
-    for key, limit in _LIMITS.items():
-        value = config.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
-            raise ConsistencyError(f"{what}: config.json {key} = {str(value)[:40]} is not a whole number "
-                                   f"from 1 to {limit}")
+    problem = size_problem(config, _LIMITS, "config.json ")
+    if problem:
+        raise ConsistencyError(f"{what}: {problem}")
 
 
 def encoder_folder(path: str | os.PathLike) -> Path:

@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..common.bounded_json import BoundedJSONError, loads
 from ..common.files import NotRegularFileError, read_regular
+from ..common.model_config import ConfigFileError, load_config_file, size_problem
 from ..common.weights import WeightsFileError, parameter_count, tensor_shapes
 from .dataset import DatasetError
 
@@ -46,27 +46,17 @@ class CaptionModelError(DatasetError):
 
 def _read_json(path: Path, what: str) -> dict:
     try:
-        data = loads(read_regular(path, MAX_CONFIG_BYTES), max_bytes=MAX_CONFIG_BYTES)
-    except FileNotFoundError:
-        raise CaptionModelError(f"{what}: {path.name} is missing; save the captioning model with "
-                                "save_pretrained (config.json, model.safetensors and its processor)") from None
-    except (NotRegularFileError, OSError) as exc:
-        raise CaptionModelError(f"{what}: cannot read {path.name} ({exc.strerror or exc})") from None
-    except BoundedJSONError as exc:
-        raise CaptionModelError(f"{what}: {path.name}: {exc}") from None
-    if not isinstance(data, dict):
-        raise CaptionModelError(f"{what}: {path.name} must hold a JSON object")
-    return data
+        return load_config_file(path, MAX_CONFIG_BYTES)
+    except ConfigFileError as exc:
+        fix = ("; save the captioning model with save_pretrained (config.json, model.safetensors and its "
+               "processor)") if exc.missing else ""
+        raise CaptionModelError(f"{what}: {exc}{fix}") from None
 
 
 def _check_sizes(config: dict, part: str, what: str) -> None:
-    for key, limit in _LIMITS.items():
-        value = config.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
-            raise CaptionModelError(f"{what}: config.json {part}{key} = {str(value)[:40]} is not a whole "
-                                    f"number from 1 to {limit}")
+    problem = size_problem(config, _LIMITS, f"config.json {part}")
+    if problem:
+        raise CaptionModelError(f"{what}: {problem}")
 
 
 def _check_processor_files(folder: Path, what: str) -> None:

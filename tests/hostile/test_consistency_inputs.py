@@ -105,9 +105,9 @@ def test_damaged_weights_and_missing_files(base, capsys, tmp_path):
 
 
 @pytest.mark.parametrize("config, message", [
-    ("{", "encoder: config.json is not valid JSON"),
-    ("[" * 500 + "]" * 500, "encoder: config.json is not valid JSON"),
-    ('{"model_type": "dinov2", "hidden_size": NaN}', "encoder: config.json is not valid JSON"),
+    ("{", "encoder: config.json: not valid JSON (Expecting property name"),
+    ("[" * 500 + "]" * 500, "encoder: config.json: JSON is nested 500 levels deep (limit 64)"),
+    ('{"model_type": "dinov2", "hidden_size": NaN}', "encoder: config.json: NaN is not a JSON number"),
     ("[1, 2]", "encoder: config.json must hold a JSON object"),
     ({"model_type": "bert"}, "encoder: config.json model_type is 'bert'; the encoders are CLIP vision "
                              "('clip_vision_model' or 'clip') and DINOv2 ('dinov2')"),
