@@ -14,21 +14,8 @@ import numpy as np
 import pytest
 import trimesh
 
-from kubik_core import cli
 
 DEMO = "models/kubik3d/kubik3d_tiny_demo.safetensors"
-
-
-@pytest.fixture
-def kubik(monkeypatch, capsys):
-    """Run ``kubik ARGS...`` in-process with the 3d commands; returns (exit status, stderr)."""
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("recon3d.cli",))
-
-    def run(*argv):
-        rc = cli.main([str(a) for a in argv])
-        return rc, capsys.readouterr().err.strip()
-
-    return run
 
 
 @pytest.fixture

@@ -15,24 +15,11 @@ import trimesh
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kubik_core import cli
 from kubik_core.recon3d.data.preprocess import MAX_MANIFEST_LINE, PreprocessConfig, iter_inputs, preprocess_folder
 from kubik_core.recon3d.data.samples import SampleConfig
 from kubik_core.recon3d.data.shapes import ShapeSet
 
 CONFIG = PreprocessConfig(samples=SampleConfig(surface=256, near=256, uniform=256), render=None, device="cpu")
-
-
-@pytest.fixture
-def kubik(monkeypatch, capsys):
-    """Run ``kubik ARGS...`` in-process with the 3d commands; returns (exit status, stderr)."""
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("recon3d.cli",))
-
-    def run(*argv):
-        rc = cli.main([str(a) for a in argv])
-        return rc, capsys.readouterr().err.strip()
-
-    return run
 
 
 @pytest.fixture
