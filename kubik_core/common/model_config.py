@@ -7,6 +7,7 @@ Each capability wraps ConfigFileError into its own error with its own prefix and
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from .bounded_json import BoundedJSONError, loads
@@ -48,3 +49,25 @@ def size_problem(config: dict, limits: dict[str, int], prefix: str = "") -> str 
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
             return f"{prefix}{key} = {str(value)[:40]} is not a whole number from 1 to {limit}"
     return None
+
+
+@contextmanager
+def quiet_transformers():
+    """transformers at error level and without progress bars while a model folder loads: its own
+    report of missing keys would be a second, multi-line message beside the caller's one line
+    (see loaded_but_missing). The level is restored afterwards."""
+    from transformers.utils import logging as transformers_logging
+
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+
+
+def loaded_but_missing(info: dict) -> list[str]:
+    """The weights a ``from_pretrained(..., output_loading_info=True)`` left at their random
+    start (missing or of another shape): any means the file belongs to another model."""
+    return sorted(info.get("missing_keys") or []) + sorted(info.get("mismatched_keys") or [])

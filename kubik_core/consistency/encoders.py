@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..common.model_config import ConfigFileError, load_config_file, size_problem
+from ..common.model_config import (ConfigFileError, load_config_file, loaded_but_missing, quiet_transformers,
+                                   size_problem)
 from ..common.weights import WeightsFileError, parameter_count, tensor_shapes
 from .errors import ConsistencyError
 
@@ -204,8 +205,6 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu", ba
     every weight must come from the file. Raises ConsistencyError with one line naming the file
     and what is wrong with it.
     """
-    from transformers.utils import logging as transformers_logging
-
     folder = encoder_folder(path)
     what = name or folder.name or str(path)
     config = _read_json(folder / CONFIG_NAME, what)
@@ -228,18 +227,14 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu", ba
     if found != expected:
         raise ConsistencyError(f"{what}: {WEIGHTS_NAME} holds {found:,} weights for the model but config.json "
                                f"describes {expected:,}; the weights belong to another model")
-    verbosity = transformers_logging.get_verbosity()
-    transformers_logging.set_verbosity_error()   # its own report of missing keys becomes our one line
-    transformers_logging.disable_progress_bar()
     try:
-        model, info = model_class.from_pretrained(folder, config=settings, local_files_only=True,
-                                                  use_safetensors=True, output_loading_info=True)
+        with quiet_transformers():
+            model, info = model_class.from_pretrained(folder, config=settings, local_files_only=True,
+                                                      use_safetensors=True, output_loading_info=True)
     except Exception as exc:  # a damaged file, a shape transformers refuses
         reason = " ".join(str(exc).replace(str(folder), what).split())[:200]  # no server paths
         raise ConsistencyError(f"{what}: cannot load {WEIGHTS_NAME} ({reason})") from None
-    finally:
-        transformers_logging.set_verbosity(verbosity)
-    missing = sorted(info.get("missing_keys") or []) + sorted(info.get("mismatched_keys") or [])
+    missing = loaded_but_missing(info)
     if missing:
         raise ConsistencyError(f"{what}: {WEIGHTS_NAME} lacks {len(missing)} weight(s) of the model its config "
                                f"describes (first: {missing[0]}); the weights belong to another model")

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..common.files import NotRegularFileError, read_regular
-from ..common.model_config import ConfigFileError, load_config_file, size_problem
+from ..common.model_config import (ConfigFileError, load_config_file, loaded_but_missing, quiet_transformers,
+                                   size_problem)
 from ..common.weights import WeightsFileError, parameter_count, tensor_shapes
 from .dataset import DatasetError
 
@@ -136,7 +137,6 @@ def load_captioner(path: str | os.PathLike, device="cpu") -> Captioner:
     Raises CaptionModelError with one line naming the file and what is wrong with it."""
     import torch
     from transformers import BlipForConditionalGeneration, BlipProcessor
-    from transformers.utils import logging as transformers_logging
 
     folder = Path(path)
     what = f"--caption-model {folder.name or path}"
@@ -160,19 +160,15 @@ def load_captioner(path: str | os.PathLike, device="cpu") -> Captioner:
     if found != expected:
         raise CaptionModelError(f"{what}: {WEIGHTS_NAME} holds {found:,} weights but config.json describes "
                                 f"{expected:,}; the weights belong to another model")
-    verbosity = transformers_logging.get_verbosity()
-    transformers_logging.set_verbosity_error()   # its own report of missing keys becomes our one line
-    transformers_logging.disable_progress_bar()
     try:
-        model, info = BlipForConditionalGeneration.from_pretrained(
-            folder, config=settings, local_files_only=True, use_safetensors=True, output_loading_info=True)
-        processor = BlipProcessor.from_pretrained(folder, local_files_only=True)
+        with quiet_transformers():
+            model, info = BlipForConditionalGeneration.from_pretrained(
+                folder, config=settings, local_files_only=True, use_safetensors=True, output_loading_info=True)
+            processor = BlipProcessor.from_pretrained(folder, local_files_only=True)
     except Exception as exc:  # a damaged file, a processor file missing
         reason = " ".join(str(exc).replace(str(folder), folder.name).split())[:200]  # no server paths
         raise CaptionModelError(f"{what}: cannot load the model or its processor ({reason})") from None
-    finally:
-        transformers_logging.set_verbosity(verbosity)
-    missing = sorted(info.get("missing_keys") or []) + sorted(info.get("mismatched_keys") or [])
+    missing = loaded_but_missing(info)
     if missing:
         raise CaptionModelError(f"{what}: {WEIGHTS_NAME} lacks {len(missing)} weight(s) of the model its "
                                 f"config describes (first: {missing[0]}); the weights belong to another model")
