@@ -219,7 +219,7 @@ class FailureLog:
     """JSONL record of images that could not be used (URL errors, corrupt files).
 
     It stays small however long a run lasts: a source already recorded is not written again
-    (checked against lines that other processes appended too), and after ``max_entries`` lines
+    (checked, under a lock on ``<log>.lock``, against lines that other processes appended too), and after ``max_entries`` lines
     nothing more is written. Lines that do not parse (a damaged log) are ignored.
     """
 
@@ -241,6 +241,13 @@ class FailureLog:
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+    def _file_lock(self):
+        """The lock that other processes writing this log take too (``<log>.lock`` beside it)."""
+        from filelock import FileLock
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.path.with_name(self.path.name + ".lock")))
 
     def _refresh(self) -> None:
         """Take in the lines appended since the last look, by this or another process."""
@@ -283,12 +290,17 @@ class FailureLog:
             self._refresh()
             if source in self._known or self._lines >= self.max_entries:
                 return False
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            line = json.dumps({"source": source, "reason": reason[:self.MAX_REASON],
-                               "time": time.time(), **extra})
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(line + "\n")
-            self._refresh()  # counts this line (and any other process appended) once
+            # Other processes (DataLoader workers, torchrun ranks) append to the same file: the
+            # look and the append happen under one lock, or two of them write the same source.
+            with self._file_lock():
+                self._refresh()
+                if source in self._known or self._lines >= self.max_entries:
+                    return False
+                line = json.dumps({"source": source, "reason": reason[:self.MAX_REASON],
+                                   "time": time.time(), **extra})
+                with open(self.path, "a", encoding="utf-8") as fh:
+                    fh.write(line + "\n")
+                self._refresh()  # counts this line (and any other process appended) once
             self._known.add(source)
             return True
 
@@ -305,7 +317,7 @@ class FailureLog:
         from ..common.atomic import write_text_atomic
 
         drop = {source[:self.MAX_SOURCE] for source in sources}
-        with self._lock:
+        with self._lock, self._file_lock():  # a line another process appends meanwhile is kept
             rows = self.read()
             kept = [row for row in rows if row["source"] not in drop]
             if len(kept) != len(rows):
