@@ -559,11 +559,11 @@ def image_encoder_folders() -> list[str]:
     return _env_folders("KUBIK_IMAGE_ENCODERS_DIR")
 
 
-def image_encoder_names() -> list[str]:
-    """Encoder folders (up to two levels below a root) holding config.json and model.safetensors,
-    as '/'-separated names relative to their root."""
+def _model_folder_names(roots: list[str]) -> list[str]:
+    """Transformers-layout model folders (up to two levels below a root) holding config.json and
+    model.safetensors, as '/'-separated names relative to their root."""
     names = set()
-    for root in image_encoder_folders():
+    for root in roots:
         for parent, dirs, files in os.walk(root):
             depth = os.path.relpath(parent, root).count(os.sep) + (parent != root)
             if depth >= 2:
@@ -571,6 +571,11 @@ def image_encoder_names() -> list[str]:
             if parent != root and {"config.json", "model.safetensors"} <= set(files):
                 names.add(os.path.relpath(parent, root).replace(os.sep, "/"))
     return sorted(names)
+
+
+def image_encoder_names() -> list[str]:
+    """Encoder folders (config.json + model.safetensors) under the clip_vision folders."""
+    return _model_folder_names(image_encoder_folders())
 
 
 def image_encoder_path(name: str) -> str | None:
@@ -677,6 +682,30 @@ def clip_tokenizer_folder() -> str | None:
         if os.path.isfile(os.path.join(candidate, "vocab.json")):
             return candidate
     return None
+
+
+# Captioning models (BLIP folders in the transformers layout) for Kubik Train LoRA's caption_model.
+CAPTIONERS = "kubik_captioners"
+
+
+def captioner_folders() -> list[str]:
+    """The ``kubik_captioners`` model folders: inside ComfyUI registered through folder_paths
+    (models/kubik_captioners, plus any path extra_model_paths.yaml gives the name); outside
+    ComfyUI the folders in $KUBIK_CAPTIONERS_DIR (os.pathsep-separated)."""
+    folder_paths = _optional_import("folder_paths")
+    if folder_paths is None:
+        return _env_folders("KUBIK_CAPTIONERS_DIR")
+    models_dir = getattr(folder_paths, "models_dir", None)
+    paths = folder_paths.folder_names_and_paths.get(CAPTIONERS, ([], set()))[0]
+    if models_dir and os.path.join(models_dir, CAPTIONERS) not in paths:
+        # appended to (not replacing) any paths extra_model_paths.yaml gave the name
+        folder_paths.add_model_folder_path(CAPTIONERS, os.path.join(models_dir, CAPTIONERS))
+    return list(folder_paths.folder_names_and_paths.get(CAPTIONERS, ([], set()))[0])
+
+
+def captioner_names() -> list[str]:
+    """Captioning model folders (config.json + model.safetensors) under the captioner folders."""
+    return _model_folder_names(captioner_folders())
 
 
 def forget_file_list(folder: str) -> None:

@@ -22,6 +22,9 @@ CATEGORY = "KubikAI/lora_train"
 DATA_HINT = ("give a folder inside ComfyUI's input folder (e.g. 'my_character' for input/my_character) "
              "holding the pictures and their .txt captions, or a .jsonl manifest there; the server's "
              "owner may allow more folders with KUBIK_LORA_DATA_DIRS")
+NO_CAPTIONER = "none"
+CAPTIONER_HINT = ("put a BLIP captioner saved with save_pretrained (config.json, model.safetensors, processor "
+                  "files) in a folder of models/kubik_captioners and refresh the list, or choose 'none'")
 
 
 class KubikTrainLora:
@@ -138,6 +141,15 @@ class KubikTrainLora:
                 "key_style": (list(KEY_STYLES), {"default": "kohya", "tooltip":
                     "UNet key names in the file: kohya (the original SDXL layout that kohya's sd-scripts "
                     "writes and most CivitAI LoRAs use) or diffusers. ComfyUI, A1111 and Forge load both."}),
+                "caption_model": ([NO_CAPTIONER, *comfy_bridge.captioner_names()], {"default": NO_CAPTIONER,
+                                                                                    "tooltip":
+                    "A local BLIP captioning model that describes the pictures without a .txt caption "
+                    "(the caption then reads '<trigger>, <what the model saw>'); none: their file names "
+                    "are used. Lists the folders in models/kubik_captioners holding a model saved with "
+                    "save_pretrained (e.g. Salesforce/blip-image-captioning-base); nothing is downloaded."}),
+                "write_captions": ("BOOLEAN", {"default": False, "tooltip":
+                    "Save the captions the caption_model made as <picture>.txt beside the pictures, to "
+                    "read and correct them; the next run then uses them as your own captions."}),
             },
         }
 
@@ -147,7 +159,8 @@ class KubikTrainLora:
               text_encoder_lr=5e-5, targets="attention", schedule="cosine", warmup=0, grad_accum=1,
               precision="auto", gradient_checkpointing=True, noise_offset=0.0, min_snr_gamma=5.0,
               caption_dropout=0.0, shuffle_tags=False, keep_tokens=1, max_upscale=1.0, save_every=100,
-              optimizer="auto", sample_every=0, sample_prompts="", key_style="kohya"):
+              optimizer="auto", sample_every=0, sample_prompts="", key_style="kohya",
+              caption_model=NO_CAPTIONER, write_captions=False):
         from ..kubik_core.lora_train.network import UNET_TARGETS, UNET_TARGETS_WIDE
         from ..kubik_core.lora_train.runner import TrainingFailed, run_training
         from ..kubik_core.lora_train.train import TrainSettings
@@ -161,6 +174,9 @@ class KubikTrainLora:
         if not base.lower().endswith((".safetensors", ".sft")):
             raise ValueError(f"checkpoint: {checkpoint} is not a .safetensors file; the trainer reads "
                              "safetensors checkpoints only (convert it, or choose another)")
+        captioner = None if caption_model == NO_CAPTIONER else job.model_folder_inside(
+            caption_model, comfy_bridge.captioner_folders(), "caption_model", "models/kubik_captioners",
+            CAPTIONER_HINT)
         lora_roots = comfy_bridge.lora_folders()
         if not lora_roots:
             raise RuntimeError("lora_name: ComfyUI has no loras folder to save into; add one "
@@ -180,6 +196,7 @@ class KubikTrainLora:
             save_every=save_every, device=comfy_bridge.training_device(),
             tokenizer=comfy_bridge.clip_tokenizer_folder(), optimizer=optimizer, progress=False,
             key_style=key_style, sample_every=sample_every,
+            caption_model=str(captioner) if captioner else None, write_captions=bool(captioner and write_captions),
             sample_prompts=tuple(line.strip() for line in str(sample_prompts).splitlines() if line.strip()))
         try:
             settings.check()
@@ -196,6 +213,8 @@ class KubikTrainLora:
 
         hidden = {str(data): dataset_folder.strip(), str(output): "<loras>", os.path.dirname(base): "<checkpoints>"}
         hidden.update({os.path.realpath(root): "<input>" for root in data_roots[:1]})
+        if captioner:
+            hidden[str(captioner)] = caption_model
         try:
             outcome = run_training(settings, on_event, comfy_bridge.interrupt_requested)
         except TrainingFailed as exc:

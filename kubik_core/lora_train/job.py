@@ -52,6 +52,29 @@ def resolve_inside(text: str, roots: list[str], input_name: str, hint: str) -> P
     return Path(candidate)
 
 
+def model_folder_inside(name: str, roots: list[str], input_name: str, kind: str, hint: str) -> Path:
+    """The model folder a list entry ``name`` (e.g. ``blip`` or ``captioners/blip``) names in
+    the first of ``roots`` (a ComfyUI model folder's paths) that has it, links resolved, as a
+    folder holding config.json. ValueError naming ``input_name`` otherwise: a name that is not a
+    plain relative folder name ('..', absolute, drive letters), one whose link leads out of
+    ``roots``, or one no root has. ``kind`` is the folder shown to the user, ``hint`` the fix."""
+    typed = name.strip() if isinstance(name, str) else ""
+    shown = repr(typed[:120]) if isinstance(name, str) else repr(type(name).__name__)
+    parts = typed.replace("\\", "/").split("/")
+    if (not typed or "\x00" in typed or ":" in typed or len(parts) > 2
+            or any(part in ("", ".", "..") or part != part.strip() for part in parts)):
+        raise ValueError(f"{input_name}: {shown} is not the name of a folder in {kind}; choose one from the "
+                         f"list ({hint})")
+    for root in (os.path.realpath(r) for r in roots if r):
+        candidate = os.path.realpath(os.path.join(root, *parts))
+        if os.path.commonpath([root, candidate]) != root:
+            raise ValueError(f"{input_name}: {shown} leads out of {kind} through a link; choose a folder that "
+                             "is really there")
+        if os.path.isfile(os.path.join(candidate, "config.json")):
+            return Path(candidate)
+    raise ValueError(f"{input_name}: {shown} is not a model folder in {kind} (none with config.json); {hint}")
+
+
 def output_folder(loras_root: str, subfolders: list[str]) -> Path:
     """``loras_root``/``subfolders``, refused when a link there leads out of the loras folder."""
     root = os.path.realpath(loras_root)

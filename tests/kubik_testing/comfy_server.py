@@ -63,7 +63,8 @@ class ComfyServer:
             f"  base_path: {self.models_dir}\n"
             f"  custom_nodes: {custom_nodes}\n"
             "  checkpoints: checkpoints\n  loras: loras\n  classifiers: classifiers\n  kubik3d: kubik3d\n"
-            "  controlnet: controlnet\n  embeddings: embeddings\n  clip_vision: clip_vision\n")
+            "  controlnet: controlnet\n  embeddings: embeddings\n  clip_vision: clip_vision\n"
+            "  kubik_captioners: kubik_captioners\n")
         cmd = [self.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                "--disable-api-nodes",
                "--output-directory", str(self.output_dir), "--input-directory", str(self.input_dir),

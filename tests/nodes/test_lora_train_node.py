@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from kubik_testing.pack import REPO
+from lora_train.tiny_blip import WORDS, save_tiny_blip
 
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 HAVE_COMFYUI = bool(COMFYUI_DIR) and (Path(COMFYUI_DIR or ".") / "main.py").exists()
@@ -48,7 +49,7 @@ def _photos(folder: Path) -> None:
 # ---------------------------------------------------------------- outside ComfyUI: input checks
 @pytest.fixture
 def folders(tmp_path, monkeypatch):
-    for name in ("input", "checkpoints", "loras", "private"):
+    for name in ("input", "checkpoints", "loras", "private", "captioners"):
         (tmp_path / name).mkdir()
     (tmp_path / "input" / "kbk_photos").mkdir()
     (tmp_path / "checkpoints" / CHECKPOINT).write_bytes(b"not read: the checks fail first")
@@ -56,6 +57,7 @@ def folders(tmp_path, monkeypatch):
     monkeypatch.setenv("KUBIK_INPUT_DIR", str(tmp_path / "input"))
     monkeypatch.setenv("KUBIK_CHECKPOINTS_DIR", str(tmp_path / "checkpoints"))
     monkeypatch.setenv("KUBIK_LORAS_DIR", str(tmp_path / "loras"))
+    monkeypatch.setenv("KUBIK_CAPTIONERS_DIR", str(tmp_path / "captioners"))
     monkeypatch.delenv("KUBIK_LORA_DATA_DIRS", raising=False)
     return tmp_path
 
@@ -80,6 +82,34 @@ def test_bad_inputs_are_named_before_anything_starts(folders, run_node, changes,
     assert list((folders / "loras").iterdir()) == []
 
 
+CAPTIONER_FIX = "put a BLIP captioner saved with save_pretrained"
+
+
+@pytest.mark.parametrize("name, message", [
+    ("../private/blip", "caption_model: '../private/blip' is not the name of a folder in models/kubik_captioners; "
+                        "choose one from the list (" + CAPTIONER_FIX),
+    ("/etc", "caption_model: '/etc' is not the name of a folder in models/kubik_captioners"),
+    ("..\\private", "caption_model: '..\\\\private' is not the name of a folder in models/kubik_captioners"),
+    ("C:blip", "caption_model: 'C:blip' is not the name of a folder in models/kubik_captioners"),
+    ("a/b/c", "caption_model: 'a/b/c' is not the name of a folder in models/kubik_captioners"),
+    ("blip\x00", "caption_model: 'blip\\x00' is not the name of a folder in models/kubik_captioners"),
+    ("outside", "caption_model: 'outside' leads out of models/kubik_captioners through a link; choose a folder "
+                "that is really there"),
+    ("missing", "caption_model: 'missing' is not a model folder in models/kubik_captioners (none with config.json); "
+                + CAPTIONER_FIX),
+])
+def test_a_caption_model_name_stays_inside_the_captioners_folder(folders, run_node, name, message):
+    private = folders / "private" / "blip"
+    private.mkdir()
+    (private / "config.json").write_text("{}")
+    (folders / "captioners" / "outside").symlink_to(private, target_is_directory=True)
+    with pytest.raises(ValueError) as error:
+        run_node("KubikTrainLora", **_inputs(caption_model=name, write_captions=True))
+    assert str(error.value).startswith(message)
+    assert "\n" not in str(error.value) and str(folders) not in str(error.value)
+    assert list((folders / "loras").iterdir()) == [] and list(private.iterdir()) == [private / "config.json"]
+
+
 def test_an_existing_lora_is_never_replaced_unless_asked(folders, run_node):
     (folders / "loras" / "kbk_style.safetensors").write_bytes(b"the user's LoRA")
     with pytest.raises(ValueError, match="^lora_name: kbk_style.safetensors already exists in the loras folder"):
@@ -91,6 +121,16 @@ def test_the_node_lists_checkpoints_and_describes_every_input(node_classes, fold
     spec = node_classes["KubikTrainLora"].INPUT_TYPES()
     assert spec["required"]["checkpoint"][0] == ["old.ckpt", CHECKPOINT]
     assert spec["required"]["existing_lora"][0] == ["keep", "continue training", "start over"]
+    assert spec["optional"]["caption_model"][0] == ["none"]
+    for name in ("blip", "family/blip-large", "family/deeper/too-deep", "no-weights"):
+        (folders / "captioners" / name).mkdir(parents=True)
+        (folders / "captioners" / name / "config.json").write_text("{}")
+        if name != "no-weights":
+            (folders / "captioners" / name / "model.safetensors").write_bytes(b"")
+    spec = node_classes["KubikTrainLora"].INPUT_TYPES()
+    assert spec["optional"]["caption_model"] == (["none", "blip", "family/blip-large"], {
+        "default": "none", "tooltip": spec["optional"]["caption_model"][1]["tooltip"]})
+    assert spec["optional"]["write_captions"][1]["default"] is False
 
 
 # ---------------------------------------------------------------- inside a real ComfyUI server
@@ -186,6 +226,9 @@ def runs(tmp_path_factory):
     (server.input_dir / "broken").mkdir(parents=True)
     (server.input_dir / "broken" / "torn.png").write_bytes(b"\x89PNG\r\n\x1a\n not a whole picture")
     (server.models_dir / "loras").mkdir(parents=True)
+    save_tiny_blip(server.models_dir / "kubik_captioners" / "tiny_blip")
+    _photos(server.input_dir / "uncaptioned")
+    (server.input_dir / "uncaptioned" / "coffee.txt").unlink()
     results = {"server": server}
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OMP_NUM_THREADS", "1")
@@ -215,6 +258,13 @@ def runs(tmp_path_factory):
         results["listed_after"] = server.get("/models/loras")
         results["object_info"] = server.get("/object_info/LoraLoader")
         results["broken"] = server.wait(_queue(server, _workflow(dataset_folder="broken", lora_name="other")), 300)
+        results["captioner_list"] = server.get("/object_info/KubikTrainLora")["KubikTrainLora"]["input"]["optional"][
+            "caption_model"]
+        results["escape"] = server.post("/prompt", {"prompt": _workflow(caption_model="../checkpoints"),
+                                                    "client_id": CLIENT})
+        results["captioned"] = server.wait(_queue(server, _workflow(
+            dataset_folder="uncaptioned", lora_name="captioned", steps=1, caption_model="tiny_blip",
+            write_captions=True)), 300)
         yield results
     finally:
         server.stop()
@@ -262,3 +312,28 @@ def test_a_failing_training_is_one_line_naming_the_bad_file(runs):
     assert error["exception_message"].strip() == ("Kubik Train LoRA: training failed: torn.png: not a readable image "
                                           "(UnidentifiedImageError); replace or remove the file")
     assert not (runs["server"].models_dir / "loras" / "other.safetensors").exists()
+
+
+def test_pictures_without_a_caption_are_captioned_by_the_chosen_model(runs):
+    """caption_model lists models/kubik_captioners; the child captions the three pictures
+    with it, and write_captions leaves the captions beside them as .txt files."""
+    assert runs["captioner_list"][0] == ["none", "tiny_blip"]
+    assert runs["captioner_list"][1]["default"] == "none"
+    status, answer = runs["escape"]                       # ComfyUI itself refuses a name not listed
+    assert status == 400 and "caption_model" in json.dumps(answer)
+    entry = runs["captioned"]
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:3000]
+    folder = runs["server"].input_dir / "uncaptioned"
+    captions = {}
+    for picture in ("astronaut", "coffee", "chelsea"):
+        text = (folder / f"{picture}.txt").read_text(encoding="utf-8")
+        assert text.startswith("kbk style, ") and text.endswith("\n"), text
+        words = text[len("kbk style, "):].split()
+        assert words and set(words) <= set(WORDS), text  # the tiny model's vocabulary, not the file name
+        captions[picture] = text.strip()
+    from safetensors import safe_open
+
+    with safe_open(str(runs["server"].models_dir / "loras" / "captioned.safetensors"), "pt") as handle:
+        tags = json.loads(handle.metadata()["ss_tag_frequency"])
+    trained_on = {tag for counts in tags.values() for tag in counts}
+    assert trained_on == {tag.strip() for caption in captions.values() for tag in caption.split(",")}
