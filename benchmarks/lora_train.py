@@ -33,8 +33,8 @@ def _case(args) -> dict:
     from PIL import Image
     import skimage.data
 
+    from kubik_core.checkpoints import load_sdxl
     from kubik_core.lora_train import dataset, network
-    from kubik_core.lora_train.model import load_sdxl
     from kubik_core.lora_train.train import encode_text
 
     device = torch.device(args.device)

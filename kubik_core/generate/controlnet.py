@@ -1,6 +1,6 @@
 """An SD1.5 ControlNet single file (lllyasviel's ``control_model.*`` layout) as diffusers'
 ControlNetModel, offline: the config is read from the file's shapes as for the checkpoint
-(checkpoint.sd15_unet_config), the keys converted with diffusers' own single-file converter.
+(kubik_core.checkpoints.sd15.unet_config), the keys converted with diffusers' own single-file converter.
 SDXL ControlNets are refused with one line (their single-file configs would be downloaded)."""
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import os
 from pathlib import Path
 
 from ..common.safetensors_file import SafetensorsFileError, read_header
-from .checkpoint import CheckpointError, _load_strict, sd15_unet_config
+from ..checkpoints import CheckpointError
+from ..checkpoints.modules import load_strict
+from ..checkpoints.sd15 import unet_config as sd15_unet_config
 
 PREFIX = "control_model."
 
@@ -51,6 +53,6 @@ def load_controlnet(path: str | os.PathLike):
     state = {k: v.float() for k, v in load_file(os.fspath(path)).items()}
     try:
         converted = convert_controlnet_checkpoint(state, dict(controlnet.config))
-        return _load_strict(controlnet, converted, "ControlNet", Path(path).name)
+        return load_strict(controlnet, converted, "ControlNet", Path(path).name)
     except CheckpointError as exc:
         raise ControlNetError(f"--controlnet: {exc}") from None

@@ -118,8 +118,8 @@ def settings_from_args(args):
 def _train(args) -> int:
     import sys
 
+    from ..checkpoints import CheckpointError
     from .dataset import DatasetError
-    from .model import CheckpointError
     from .runner import STOPPED_EXIT, StopRequests, json_reporter
     from .train import TrainingStopped, train
 

@@ -267,9 +267,9 @@ def train(settings: TrainSettings, log=print, report=None, should_stop=None) -> 
     import torch
     from tqdm import tqdm
 
+    from ..checkpoints import load_sdxl
     from ..common.distributed import barrier, init_distributed, shutdown
     from .captioner import captions_from_model
-    from .model import load_sdxl
 
     settings.check()
     started = time.time()
@@ -304,7 +304,7 @@ def train(settings: TrainSettings, log=print, report=None, should_stop=None) -> 
     log(f"{len(items)} pictures in {len({i.bucket for i in items})} bucket(s), {settings.repeats} repeat(s)")
     base_path = Path(settings.base)
     base_sha = _sha256(base_path)
-    model = load_sdxl(base_path, settings.tokenizer)
+    model = load_sdxl(base_path, settings.tokenizer, "--base")
     if stop_requested():
         raise stopped(0)
     settings.prediction_type = model.prediction_type

@@ -241,10 +241,11 @@ def test_sdxl_loads_offline_and_aggressive_gives_the_picture_of_none(sdxl_checkp
     # same first_stage_model tensors decodes as diffusers' own single-file SDXL conversion does.
     from safetensors.torch import load_file
 
-    from kubik_core.generate.checkpoint import _shapes, sd15_vae
+    from kubik_core.checkpoints import read_shapes
+    from kubik_core.checkpoints.vae import sd15_vae
 
     vae_state = {k: v.float() for k, v in load_file(str(sdxl_checkpoint)).items() if k.startswith("first_stage_model.")}
-    sd15_kl = sd15_vae(vae_state, _shapes(sdxl_checkpoint), "tiny_sdxl")
+    sd15_kl = sd15_vae(vae_state, read_shapes(sdxl_checkpoint), "tiny_sdxl")
     latent = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         torch.testing.assert_close(sd15_kl.decode(latent).sample, pipe.vae.decode(latent).sample)

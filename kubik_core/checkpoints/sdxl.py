@@ -1,14 +1,11 @@
-"""A single-file SDXL checkpoint (A1111 / kohya / ComfyUI layout) as diffusers modules, offline.
+"""A single-file SDXL checkpoint (SDXL, Pony, Illustrious, the SDXL distillations) as diffusers
+modules, offline.
 
 diffusers' ``from_single_file`` converts the original key layout, but it wants the diffusers
 configs of the model, which it would fetch from the Hugging Face hub. Here they are built from
 the checkpoint's own tensor shapes instead (SDXL base's settings, with the widths and depths the
-file has), so SDXL, Pony, Illustrious and the smaller SDXL distillations load without a network,
-and so does the tiny SDXL-shaped checkpoint the tests build.
-
-The CLIP tokenizer (vocab.json + merges.txt, the same files for both SDXL text encoders) comes
-from ``--tokenizer``, else from the ComfyUI this pack is installed in (``comfy/sd1_tokenizer``),
-else from ``$COMFYUI_DIR``: the pack never downloads it.
+file has), so every SDXL-family file loads without a network, and so does the tiny SDXL-shaped
+checkpoint the tests build.
 """
 from __future__ import annotations
 
@@ -19,12 +16,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..common.safetensors_file import SafetensorsFileError, read_header
+from .layout import CLIP_G, CLIP_L, UNET, CheckpointError, count_indexed, prediction_type, read_shapes, \
+    unet_original_names
+from .modules import quiet_libraries
+from .tokenizer import clip_tokenizer, find_tokenizer
+from .vae import SDXL_SCALING, kl_vae_config
 
-UNET = "model.diffusion_model."
-CLIP_L = "conditioner.embedders.0.transformer.text_model."
-CLIP_G = "conditioner.embedders.1.model."
-VAE = "first_stage_model."
 # SDXL's diffusers scheduler settings (the noise schedule every SDXL model was trained with).
 SDXL_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                       beta_schedule="scaled_linear", steps_offset=1, timestep_spacing="leading",
@@ -32,13 +29,9 @@ SDXL_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.0
 HEAD_WIDTH = 64   # SDXL attention heads are 64 channels wide in the UNet and both text encoders
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that is not a single-file SDXL model this trainer can load."""
-
-
 @dataclass
 class SDXLModel:
-    """The parts training needs, in diffusers / transformers classes."""
+    """The parts of an SDXL checkpoint, in diffusers / transformers classes (float32)."""
 
     unet: object
     vae: object
@@ -49,12 +42,6 @@ class SDXLModel:
     scheduler: object           # diffusers DDPMScheduler with SDXL's noise schedule
     prediction_type: str        # "epsilon" or "v_prediction"
     unet_original_names: dict   # diffusers UNet module path -> its path in the file (LDM layout)
-
-
-def _count(shapes: dict, pattern: str) -> int:
-    regex = re.compile(pattern)
-    found = {int(m.group(1)) for key in shapes if (m := regex.match(key))}
-    return max(found) + 1 if found else 0
 
 
 def unet_config(shapes: dict) -> dict:
@@ -72,7 +59,7 @@ def unet_config(shapes: dict) -> dict:
                 levels.pop()
             levels.append([])
         channels = shapes[f"{UNET}input_blocks.{block}.0.out_layers.3.weight"][0]
-        depth = _count(shapes, re.escape(f"{UNET}input_blocks.{block}.1.transformer_blocks.") + r"(\d+)\.")
+        depth = count_indexed(shapes, re.escape(f"{UNET}input_blocks.{block}.1.transformer_blocks.") + r"(\d+)\.")
         levels[-1].append((channels, depth))
         block += 1
     if not levels or levels[-1] is None:
@@ -82,7 +69,7 @@ def unet_config(shapes: dict) -> dict:
         raise CheckpointError("the UNet's levels differ in block count or depth; not an SDXL layout")
     channels = [level[0][0] for level in levels]
     depths = [level[0][1] for level in levels]
-    middle = _count(shapes, re.escape(f"{UNET}middle_block.1.transformer_blocks.") + r"(\d+)\.")
+    middle = count_indexed(shapes, re.escape(f"{UNET}middle_block.1.transformer_blocks.") + r"(\d+)\.")
     if middle != depths[-1] or f"{UNET}label_emb.0.0.weight" not in shapes:
         raise CheckpointError("the UNet is not SDXL-shaped (middle block depth or the size "
                               "embedding label_emb differs)")
@@ -121,14 +108,14 @@ def text_encoder_configs(shapes: dict) -> tuple[dict, dict]:
         te1 = dict(architectures=["CLIPTextModel"], model_type="clip_text_model", vocab_size=vocab,
                    hidden_size=width_l, intermediate_size=shapes[f"{CLIP_L}encoder.layers.0.mlp.fc1.weight"][0],
                    num_attention_heads=width_l // HEAD_WIDTH,
-                   num_hidden_layers=_count(shapes, re.escape(f"{CLIP_L}encoder.layers.") + r"(\d+)\."),
+                   num_hidden_layers=count_indexed(shapes, re.escape(f"{CLIP_L}encoder.layers.") + r"(\d+)\."),
                    max_position_embeddings=shapes[f"{CLIP_L}embeddings.position_embedding.weight"][0],
                    hidden_act="quick_gelu", layer_norm_eps=1e-5, projection_dim=768,
                    bos_token_id=0, eos_token_id=2, pad_token_id=1)
         te2 = dict(te1, architectures=["CLIPTextModelWithProjection"], vocab_size=vocab_g, hidden_size=width_g,
                    intermediate_size=shapes[f"{CLIP_G}transformer.resblocks.0.mlp.c_fc.weight"][0],
                    num_attention_heads=width_g // HEAD_WIDTH,
-                   num_hidden_layers=_count(shapes, re.escape(f"{CLIP_G}transformer.resblocks.") + r"(\d+)\."),
+                   num_hidden_layers=count_indexed(shapes, re.escape(f"{CLIP_G}transformer.resblocks.") + r"(\d+)\."),
                    max_position_embeddings=shapes[f"{CLIP_G}positional_embedding"][0],
                    hidden_act="gelu", projection_dim=shapes[f"{CLIP_G}text_projection"][1])
     except KeyError as exc:
@@ -137,84 +124,25 @@ def text_encoder_configs(shapes: dict) -> tuple[dict, dict]:
     return te1, te2
 
 
-def vae_config(shapes: dict) -> dict:
-    """diffusers' AutoencoderKL config for the KL autoencoder stored under first_stage_model."""
-    levels = _count(shapes, re.escape(f"{VAE}encoder.down.") + r"(\d+)\.")
-    if not levels:
-        raise CheckpointError("no VAE found (first_stage_model.encoder.* missing)")
-    channels = [shapes[f"{VAE}encoder.down.{i}.block.0.conv1.weight"][0] for i in range(levels)]
-    return {"_class_name": "AutoencoderKL", "act_fn": "silu", "block_out_channels": channels,
-            "down_block_types": ["DownEncoderBlock2D"] * levels, "in_channels": 3,
-            "latent_channels": shapes[f"{VAE}quant_conv.weight"][0] // 2,
-            "layers_per_block": _count(shapes, re.escape(f"{VAE}encoder.down.0.block.") + r"(\d+)\."),
-            "norm_num_groups": 32, "out_channels": 3, "sample_size": 1024, "scaling_factor": 0.13025,
-            "up_block_types": ["UpDecoderBlock2D"] * levels, "force_upcast": True}
-
-
-def find_tokenizer(explicit: str | None) -> Path:
-    """The folder with CLIP's vocab.json and merges.txt (see the module docstring)."""
-    candidates = []
-    if explicit:
-        candidates.append(Path(explicit))
-    candidates.append(Path(__file__).resolve().parents[4] / "comfy" / "sd1_tokenizer")
-    if os.environ.get("COMFYUI_DIR"):
-        candidates.append(Path(os.environ["COMFYUI_DIR"]) / "comfy" / "sd1_tokenizer")
-    for folder in candidates:
-        if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
-            return folder
-    if explicit:
-        raise CheckpointError(f"--tokenizer {explicit}: no vocab.json and merges.txt there (CLIP's "
-                              "tokenizer files, e.g. ComfyUI's comfy/sd1_tokenizer)")
-    raise CheckpointError("CLIP's tokenizer files were not found: pass --tokenizer with a folder holding "
-                          "vocab.json and merges.txt (ComfyUI ships them in comfy/sd1_tokenizer), or set "
-                          "COMFYUI_DIR")
-
-
-def describe(path: str | os.PathLike) -> dict:
-    """Every config the checkpoint needs, from its header alone (no tensor is read)."""
-    try:
-        header = read_header(path, Path(path).name)
-    except SafetensorsFileError as exc:
-        raise CheckpointError(f"{exc}; the base model must be a .safetensors checkpoint") from None
-    shapes = {name: shape for name, (_, shape) in header.tensors.items()}
+def describe(shapes: dict) -> dict:
+    """Every diffusers / transformers config the SDXL checkpoint with ``shapes`` needs."""
     te1, te2 = text_encoder_configs(shapes)
-    return {"unet": unet_config(shapes), "vae": vae_config(shapes), "text_encoder": te1,
-            "text_encoder_2": te2,
-            "prediction_type": "v_prediction" if "v_pred" in shapes else "epsilon"}
+    return {"unet": unet_config(shapes), "vae": kl_vae_config(shapes, scaling_factor=SDXL_SCALING),
+            "text_encoder": te1, "text_encoder_2": te2, "prediction_type": prediction_type(shapes)}
 
 
-def unet_original_names(path: str | os.PathLike) -> dict[str, str]:
-    """diffusers module path -> original (LDM) module path for every UNet weight of the file,
-    e.g. ``down_blocks.1.attentions.0.proj_in`` -> ``input_blocks.4.1.proj_in``.
-
-    It is diffusers' own conversion (the one ``from_single_file`` loaded the UNet with) run on
-    the key names instead of the tensors, so the two layouts cannot disagree.
-    """
-    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
-
-    header = read_header(path, Path(path).name)
-    shapes = {name: shape for name, (_, shape) in header.tensors.items()}
-    names = {key: key for key in shapes if key.startswith(UNET)}
-    converted = convert_ldm_unet_checkpoint(names, unet_config(shapes))
-    return {new[: -len(".weight")]: old[len(UNET): -len(".weight")]
-            for new, old in converted.items() if new.endswith(".weight") and old.endswith(".weight")}
-
-
-def load_sdxl(path: str | os.PathLike, tokenizer_dir: str | None = None) -> SDXLModel:
-    """Load ``path`` with diffusers, offline, in float32 (training casts as its precision asks)."""
+def load_sdxl(path: str | os.PathLike, tokenizer_dir: str | None = None, flag: str = "--checkpoint") -> SDXLModel:
+    """The parts of the SDXL checkpoint ``path``, offline, in float32 (callers cast as they need).
+    ``flag``: the option that named the file, for the error of a missing one."""
     import torch
     from diffusers import DDPMScheduler, StableDiffusionXLPipeline
-    from diffusers.utils import logging as diffusers_logging
-    from transformers import CLIPTokenizer
 
-    diffusers_logging.disable_progress_bar()     # the trainer draws its own bars
-    diffusers_logging.set_verbosity_error()
-
-    configs = describe(path)
+    quiet_libraries()
+    shapes = read_shapes(path, flag)
+    configs = describe(shapes)
     vocab = find_tokenizer(tokenizer_dir)
-    tokenizer = CLIPTokenizer(str(vocab / "vocab.json"), str(vocab / "merges.txt"), model_max_length=77)
-    tokenizer_2 = CLIPTokenizer(str(vocab / "vocab.json"), str(vocab / "merges.txt"), pad_token="!",
-                                model_max_length=77)
+    tokenizer = clip_tokenizer(vocab)
+    tokenizer_2 = clip_tokenizer(vocab, pad_token="!")
     scheduler = DDPMScheduler(**SDXL_SCHEDULER, prediction_type=configs["prediction_type"])
     with tempfile.TemporaryDirectory(prefix="kubik-sdxl-config-") as folder:
         root = Path(folder)
@@ -235,4 +163,5 @@ def load_sdxl(path: str | os.PathLike, tokenizer_dir: str | None = None) -> SDXL
             raise CheckpointError(f"{Path(path).name}: diffusers could not load it as SDXL "
                                   f"({str(exc).splitlines()[0][:200]})") from None
     return SDXLModel(pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2, tokenizer,
-                     tokenizer_2, scheduler, configs["prediction_type"], unet_original_names(path))
+                     tokenizer_2, scheduler, configs["prediction_type"],
+                     unet_original_names(shapes, configs["unet"]))
