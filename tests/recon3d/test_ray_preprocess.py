@@ -1,13 +1,21 @@
 """`kubik 3d preprocess --ray` on a real local Ray cluster (2 CPUs): the same files as the local run,
 byte for byte; a worker killed mid-mesh is retried and leaves nothing half written; an interrupted
-run resumes. One cluster serves the module (Ray takes seconds to start); skipped without Ray."""
+run resumes. One cluster serves the module (Ray takes seconds to start); skipped without Ray.
+
+An existing cluster (--ray ADDRESS) is a Ray head started by `ray start` as a process of its own,
+joined by the command run as another process, as a user does it."""
 from __future__ import annotations
 
 import functools
 import json
 import os
+import secrets
 import shutil
+import socket
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -65,6 +73,109 @@ def _same_report(a: dict, b: dict) -> bool:
     return {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}
 
 
+# ---------------------------------------------------------------- an existing cluster (--ray ADDRESS)
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = ("--views", "0", "--device", "cpu", "--surface", "1500", "--near", "1500", "--uniform", "1500")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _kubik(*args, env: dict, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    """``kubik ARGS`` as a process of its own (a driver apart from the cluster's processes)."""
+    env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, "-m", "kubik_core.cli", *map(str, args)], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def head():
+    """A one-CPU Ray head started with `ray start --head --block`, token authentication on with a
+    token of its own; yields (port, the environment a driver joins it with). At the end the
+    head and every process it started are stopped: the test fails if one outlives the head."""
+    import psutil
+
+    ray_command = Path(sys.executable).with_name("ray")
+    if not ray_command.exists():
+        pytest.skip(f"no `ray` command beside {sys.executable}")
+    port = _free_port()
+    temp = Path(tempfile.mkdtemp(prefix="kray-"))   # short: Ray's socket paths live under it
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH", "RAY_NUM_REDIS_GET_RETRIES")}
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), RAY_USAGE_STATS_ENABLED="0")
+    log = temp / "head.log"
+    with open(log, "w") as out:
+        start = subprocess.Popen(
+            [ray_command, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1",
+             "--include-dashboard=false", f"--dashboard-port={_free_port()}", f"--temp-dir={temp}",
+             "--disable-usage-stats", "--block"],
+            env=env, stdout=out, stderr=subprocess.STDOUT)
+    tree = []
+    try:
+        deadline = time.monotonic() + 120
+        while "Ray runtime started" not in log.read_text(errors="replace"):
+            assert start.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
+            time.sleep(0.5)
+        yield port, env
+        tree = psutil.Process(start.pid).children(recursive=True)
+    finally:
+        start.terminate()                       # --block: stops the processes it started, then exits
+        try:
+            start.wait(60)
+        except subprocess.TimeoutExpired:
+            start.kill()
+        _gone, alive = psutil.wait_procs(tree, timeout=30)
+        for process in alive:
+            process.kill()
+        shutil.rmtree(temp, ignore_errors=True)
+    assert tree and not alive, f"Ray processes outlived the head: {alive}"
+
+
+def test_the_command_joins_an_existing_cluster_and_matches_the_local_run(head, source, reference, tmp_path):
+    port, env = head
+    done = _kubik("3d", "preprocess", source, tmp_path / "dataset", *SAMPLES, "--json", "--shards",
+                  tmp_path / "shards", "--shard-size", "3", "--ray", f"127.0.0.1:{port}",
+                  env=env, cwd=tmp_path, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["workers"] == 1 and _same_report(report, reference[1])
+    local, _ = reference
+    ours, theirs = _files(tmp_path / "dataset"), _files(local)
+    assert ours.keys() == theirs.keys() and {f"{m}/samples.npz" for m in MESHES} <= ours.keys()
+    assert all(ours[name] == theirs[name] for name in ours if name != "report.json")
+    assert _files(tmp_path / "shards") == _files(local.parent / "reference_shards")
+
+
+def test_a_cluster_that_wants_a_token_says_so_in_one_line(head, source, tmp_path):
+    port, env = head
+    # Ray sends no token to an explicit address unless RAY_AUTH_MODE=token; it retries 20 times,
+    # a second apart, before giving up: 2 are enough here.
+    env = {name: value for name, value in env.items() if not name.startswith("RAY_AUTH_")}
+    done = _kubik("3d", "preprocess", source, tmp_path / "dataset", *SAMPLES, "--ray", f"127.0.0.1:{port}",
+                  env={**env, "RAY_NUM_REDIS_GET_RETRIES": "2"}, cwd=tmp_path, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"kubik 3d: error: --ray 127.0.0.1:{port}: the Ray cluster there wants its authentication token; set "
+        "RAY_AUTH_MODE=token and give the cluster's token in RAY_AUTH_TOKEN or ~/.ray/auth_token (`ray "
+        "get-auth-token` on the head node prints it)")
+    assert not (tmp_path / "dataset").exists()
+
+
+def test_an_address_where_nothing_listens_is_one_line(source, tmp_path):
+    port = _free_port()
+    done = _kubik("3d", "preprocess", source, tmp_path / "dataset", *SAMPLES, "--ray", f"127.0.0.1:{port}",
+                  env=dict(os.environ), cwd=tmp_path, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"kubik 3d: error: --ray 127.0.0.1:{port}: no Ray cluster answers there (Connection refused); start one "
+        "with `ray start --head` on that machine, or leave ADDRESS out for a local cluster")
+    assert not (tmp_path / "dataset").exists()
+
+
+# ---------------------------------------------------------------- a local cluster opened in this process
 def test_ray_run_matches_the_local_run_byte_for_byte(cluster, source, reference, tmp_path):
     seen = []
     report = preprocess_on_ray(source, tmp_path / "dataset", CONFIG, shards=tmp_path / "shards", shard_size=3,

@@ -4,8 +4,10 @@ Ray is an optional extra (``pip install "kubikai[ray]"``, or ``pip install "ray>
 address a local Ray cluster is started for the run (``num_cpus`` CPUs, all of this machine's by
 default) and stopped after it; with ``HOST:PORT`` (``ray start --head`` prints it), ``ray://HOST:PORT``
 (Ray Client) or ``auto`` the run joins that cluster, whose nodes must have kubikai installed and see
-the meshes and OUT at the same paths (a shared file system). Each task takes one CPU and no GPU (Ray hides the GPUs from it), so the
-distances are computed on the CPU.
+the meshes and OUT at the same paths (a shared file system). A cluster with token authentication
+wants ``RAY_AUTH_MODE=token`` and its token (``RAY_AUTH_TOKEN`` or ~/.ray/auth_token) in the driver's
+environment; Ray sends no token to an address given explicitly unless told so. Each task takes one
+CPU and no GPU (Ray hides the GPUs from it), so the distances are computed on the CPU.
 
 Each mesh is one task running :func:`.preprocess.process_one`, the function of the local run, so the
 files, report, manifest, resume and shards are the local run's (:mod:`.preprocess`). Ray re-runs a
@@ -140,8 +142,26 @@ def _connect(ray, address: str | None, num_cpus: int | None) -> None:
         try:
             ray.init(address=address, **options)
         except Exception as exc:  # Ray's errors span ConnectionError, RuntimeError, ValueError ...
+            if _refused_for_token(exc):
+                raise ConnectionError(
+                    f"--ray {address}: the Ray cluster there wants its authentication token; set "
+                    "RAY_AUTH_MODE=token and give the cluster's token in RAY_AUTH_TOKEN or ~/.ray/auth_token "
+                    "(`ray get-auth-token` on the head node prints it)") from None
             message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
             raise ConnectionError(f"--ray {address}: cannot join the Ray cluster there ({message})") from None
     else:
         ray.init(num_cpus=num_cpus or len(os.sched_getaffinity(0)), include_dashboard=False,
                  object_store_memory=LOCAL_OBJECT_STORE_BYTES, **options)
+
+
+def _refused_for_token(exc: BaseException) -> bool:
+    """Whether joining failed because the cluster uses token authentication (Ray 2.60's ``ray start``
+    turns it on when the machine has a token, e.g. one an earlier local ``ray.init()`` generated) and
+    this driver sent none or another one: Ray reports it as "Failed to connect", the reason only in
+    the text of a chained error."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if "InvalidAuthToken" in str(exc) or "AuthenticationError" in str(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
