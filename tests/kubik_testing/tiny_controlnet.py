@@ -1,4 +1,5 @@
-"""A tiny random-weight SD1.5 ControlNet that a real ComfyUI loads with core ControlNetLoader.
+"""Tiny random-weight ControlNets: an SD1.5 one that a real ComfyUI loads with core ControlNetLoader,
+and SDXL ones for the tiny SDXL checkpoint in both single-file layouts (kubik generate's tests).
 
 The ControlNet template (workflows/api/Kubik ControlNet.json) is queued on the CPU by the browser
 tests; a real ControlNet is 700 MB to 1.4 GB. This builds ComfyUI's own ``comfy.cldm.cldm.ControlNet``
@@ -23,17 +24,54 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def build_tiny_sd15_controlnet(path: Path, comfyui_dir: Path, python: str | None = None, seed: int = 0) -> Path:
     """Write the ControlNet to ``path`` (atomically) with ComfyUI's classes; returns ``path``."""
+    return _run_builder(path, comfyui_dir, python, seed, "sd15")
+
+
+def build_tiny_sdxl_controlnet(path: Path, comfyui_dir: Path, python: str | None = None, seed: int = 0) -> Path:
+    """An SDXL ControlNet for tiny_checkpoint's tiny SDXL UNet in the original layout without a
+    prefix (``input_hint_block``, ``label_emb``, ``zero_convs`` ..., as ComfyUI's loader accepts
+    it beside ``control_model.*``), built with ComfyUI's classes; returns ``path``."""
+    return _run_builder(path, comfyui_dir, python, seed, "sdxl")
+
+
+def write_tiny_sdxl_diffusers_controlnet(path: Path, seed: int = 0) -> Path:
+    """An SDXL ControlNet for the tiny SDXL UNet in diffusers' layout saved as one file (as users
+    keep diffusers/controlnet-canny-sdxl-1.0's diffusion_pytorch_model.safetensors), built with
+    diffusers' ControlNetModel from the UNet's config (TINY_SDXL_UNET_CONFIG in diffusers' terms:
+    three 320-channel levels of two res blocks, transformer depths 0/1/2, 2 in the middle,
+    64-channel heads, 2048-wide text, 2816-wide size embedding). No ComfyUI needed."""
+    import torch
+    from diffusers import ControlNetModel
+    from safetensors.torch import save_file
+
+    from tiny_checkpoint import _random_state_dict
+
+    with torch.device("meta"):
+        net = ControlNetModel(
+            block_out_channels=(320, 320, 320), layers_per_block=2,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            transformer_layers_per_block=(1, 1, 2), attention_head_dim=(5, 5, 5), cross_attention_dim=2048,
+            use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
+            projection_class_embeddings_input_dim=2816)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(_random_state_dict({"": net}, seed), str(path),
+              metadata={"kubik.note": "KubikAI tiny random SDXL test ControlNet (diffusers layout)"})
+    return path
+
+
+def _run_builder(path: Path, comfyui_dir: Path, python: str | None, seed: int, family: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join((str(Path(comfyui_dir).resolve()), str(_REPOSITORY))))
-    done = subprocess.run([python or sys.executable, __file__, str(path), "--seed", str(seed)],
+    done = subprocess.run([python or sys.executable, __file__, str(path), "--seed", str(seed), "--family", family],
                           cwd=comfyui_dir, env=env, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"building the tiny ControlNet failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
     return path
 
 
-def _build(out: Path, seed: int) -> None:
+def _build(out: Path, seed: int, family: str) -> None:
     import torch
     from safetensors.torch import save_file
 
@@ -43,21 +81,23 @@ def _build(out: Path, seed: int) -> None:
     import comfy.ops
     from comfy.cldm.cldm import ControlNet
 
-    from tiny_checkpoint import TINY_UNET_CONFIG, _random_state_dict
+    from tiny_checkpoint import TINY_SDXL_UNET_CONFIG, TINY_UNET_CONFIG, _random_state_dict
 
-    config = {k: v for k, v in TINY_UNET_CONFIG.items() if k != "out_channels"}
+    unet = TINY_SDXL_UNET_CONFIG if family == "sdxl" else TINY_UNET_CONFIG
+    config = {k: v for k, v in unet.items() if k != "out_channels"}
     with torch.device("meta"):
         net = ControlNet(**config, hint_channels=3, device="meta", operations=comfy.ops.disable_weight_init)
-    state = _random_state_dict({"control_model.": net}, seed)
+    state = _random_state_dict({"" if family == "sdxl" else "control_model.": net}, seed)
     from kubik_core.common.atomic import atomic_path
 
     with atomic_path(out) as tmp:
-        save_file(state, str(tmp), metadata={"kubik.note": "KubikAI tiny random SD1.5 test ControlNet"})
+        save_file(state, str(tmp), metadata={"kubik.note": f"KubikAI tiny random {family} test ControlNet"})
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--family", choices=("sd15", "sdxl"), default="sd15")
     args = parser.parse_args()
-    _build(args.out, args.seed)
+    _build(args.out, args.seed, args.family)

@@ -1,0 +1,51 @@
+"""Tiny random-weight IP-Adapter files for the tiny SD1.5 and SDXL checkpoints (tiny_checkpoint.py),
+in the layout of tencent-ailab/IP-Adapter's released .safetensors files (as ComfyUI users keep
+them in models/ipadapter):
+
+- ``image_proj.proj`` (Linear: image embedding -> 4 tokens x the UNet's text width) and
+  ``image_proj.norm`` (LayerNorm over that width): the "basic" ImageProjModel;
+- ``ip_adapter.<n>.to_k_ip.weight`` / ``to_v_ip.weight`` ([UNet width, text width], no bias) for
+  every cross-attention of the UNet, numbered as the training script numbers diffusers' attention
+  processors (self-attentions even, cross-attentions odd: 1, 3, 5 ...).
+
+The cross-attentions are counted in the checkpoint's own header (``attn2.to_k.weight`` of
+``model.diffusion_model``); the tiny UNets are 320 channels wide at every level, so the order of
+the widths cannot matter (checked). The image embedding width is the tiny CLIP vision encoder's
+projection (tiny_vision.py). Values are seeded N(0, 1/fan_in), so weight 1 visibly changes a
+picture.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+TOKENS = 4
+
+
+def write_tiny_ip_adapter(path: str | Path, checkpoint: str | Path, image_embed_dim: int, seed: int = 0) -> Path:
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(checkpoint), framework="pt") as handle:
+        cross = [tuple(handle.get_slice(k).get_shape()) for k in handle.keys()
+                 if k.startswith("model.diffusion_model.") and k.endswith("attn2.to_k.weight")]
+    widths = {shape[0] for shape in cross}
+    text_widths = {shape[1] for shape in cross}
+    assert cross and len(widths) == 1 and len(text_widths) == 1, (widths, text_widths)
+    width, text = widths.pop(), text_widths.pop()
+    generator = torch.Generator().manual_seed(seed)
+
+    def lecun(rows: int, columns: int):
+        return (torch.randn(rows, columns, generator=generator) / columns ** 0.5).to(torch.float16)
+
+    tensors = {"image_proj.proj.weight": lecun(TOKENS * text, image_embed_dim),
+               "image_proj.proj.bias": torch.zeros(TOKENS * text, dtype=torch.float16),
+               "image_proj.norm.weight": torch.ones(text, dtype=torch.float16),
+               "image_proj.norm.bias": torch.zeros(text, dtype=torch.float16)}
+    for number in range(1, 2 * len(cross), 2):
+        tensors[f"ip_adapter.{number}.to_k_ip.weight"] = lecun(width, text)
+        tensors[f"ip_adapter.{number}.to_v_ip.weight"] = lecun(width, text)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata={"kubik.note": "KubikAI tiny random IP-Adapter"})
+    return path
