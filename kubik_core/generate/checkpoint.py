@@ -8,10 +8,10 @@ the pipeline around the parts:
   scheduler on SDXL's noise schedule.
 - SD1.5 (and SD1.x fine-tunes): StableDiffusionPipeline (a TAESD in the file gives diffusers'
   ``AutoencoderTiny``).
+- FLUX.1 dev and schnell: FluxPipeline from a diffusion-model file with ``--text-encoders`` and
+  ``--vae``, or from an all-in-one checkpoint (checkpoints/flux.py).
 
-Other families (SD2, SD3.5, FLUX ...) are refused with one line naming the family: their
-single-file loaders need configs, tokenizers (T5) or text encoders that are not in the file and
-would be downloaded.
+Other families (SD2, SD3.5, FLUX.2 ...) are refused with one line naming the family.
 """
 from __future__ import annotations
 
@@ -19,28 +19,39 @@ import os
 
 from ..checkpoints import CheckpointError, CheckpointInfo, load_sd15, load_sdxl
 from ..checkpoints import inspect_checkpoint as inspect_header
-from ..checkpoints import require_family
+from ..checkpoints import FAMILY_NAMES, require_family
+from ..checkpoints.flux import inspect_flux, load_flux
 from ..checkpoints.modules import quiet_libraries
 
-SUPPORTED = ("sd15", "sdxl")
+SUPPORTED = ("sd15", "sdxl", "flux")
 
 __all__ = ["SUPPORTED", "CheckpointError", "CheckpointInfo", "inspect_checkpoint", "load_pipeline"]
 
 
-def inspect_checkpoint(path: str | os.PathLike) -> CheckpointInfo:
+def inspect_checkpoint(path: str | os.PathLike, text_encoders: list | tuple = (),
+                       vae: str | None = None) -> CheckpointInfo:
     """Family and component sizes of ``path`` from its header (no tensor is read); a family
-    kubik generate does not run is one clear line."""
+    kubik generate does not run is one clear line. ``text_encoders`` and ``vae``: the separate
+    files a FLUX diffusion model needs (checkpoints.flux.resolve_flux_files)."""
     info = inspect_header(path, "--checkpoint")
-    require_family(info.family, SUPPORTED, "kubik generate loads SD1.5 and SDXL (incl. Pony and Illustrious) "
-                                           "single-file checkpoints offline")
+    require_family(info.family, SUPPORTED, "kubik generate loads SD1.5, SDXL (incl. Pony and Illustrious) "
+                                           "and FLUX.1 (dev, schnell) models offline")
+    if info.family == "flux":
+        return inspect_flux(path, text_encoders, vae)
+    if text_encoders or vae is not None:
+        raise CheckpointError(f"--text-encoders and --vae go with a FLUX diffusion model; {os.path.basename(path)} "
+                              f"is an {FAMILY_NAMES[info.family]} checkpoint that holds its own")
     return info
 
 
-def load_pipeline(path: str | os.PathLike, tokenizer_dir: str | None = None):
+def load_pipeline(path: str | os.PathLike, tokenizer_dir: str | None = None, text_encoders: list | tuple = (),
+                  vae: str | None = None, t5_tokenizer_dir: str | None = None):
     """(pipeline, CheckpointInfo): a diffusers text-to-image pipeline for ``path``, offline."""
     quiet_libraries()      # the command prints its own progress
-    info = inspect_checkpoint(path)
-    if info.family == "sdxl":
+    info = inspect_checkpoint(path, text_encoders, vae)
+    if info.family == "flux":
+        pipe = load_flux(info.files, tokenizer_dir, t5_tokenizer_dir)
+    elif info.family == "sdxl":
         from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
 
         from ..checkpoints.sdxl import SDXL_SCHEDULER

@@ -21,11 +21,18 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "generate", help="generate pictures with diffusers (analysis, LoRAs, settings, memory strategies)",
         description="Generate pictures from a single-file SD1.5 or SDXL checkpoint (Pony and Illustrious "
-                    "are SDXL) with diffusers, offline: the prompt analysis, the LoRA recommender and the "
+                    "are SDXL) or a FLUX.1 dev/schnell model with diffusers, offline: the prompt analysis, the LoRA recommender and the "
                     "optimizer's settings as in ComfyUI, memory strategies for small GPUs, PNGs with Kubik "
                     "Save Image's metadata, recorded in the learning store (kubik insights, kubik rate).")
     p.add_argument("prompt", help="the positive prompt")
-    p.add_argument("--checkpoint", required=True, help="single-file .safetensors checkpoint (SD1.5 or SDXL)")
+    p.add_argument("--checkpoint", required=True,
+                   help="single-file .safetensors checkpoint (SD1.5, SDXL, FLUX.1), or a FLUX.1 diffusion model "
+                        "(models/diffusion_models) with --text-encoders and --vae")
+    p.add_argument("--text-encoders", nargs="+", default=[], metavar="FILE",
+                   help="FLUX: clip_l.safetensors and t5xxl_fp16.safetensors (ComfyUI's models/text_encoders), "
+                        "for a diffusion model without them")
+    p.add_argument("--vae", default=None, metavar="FILE",
+                   help="FLUX: ae.safetensors (ComfyUI's models/vae), for a diffusion model without it")
     p.add_argument("--family", default="auto", help="model family for the settings (sd15, sdxl, pony, "
                                                      "illustrious ...; default auto: from the file)")
     p.add_argument("--priority", default="balanced", choices=("quality", "balanced", "speed", "low_vram"))
@@ -57,6 +64,9 @@ def register(subparsers) -> None:
     p.add_argument("--tokenizer", default=None, metavar="DIR",
                    help="folder with CLIP's vocab.json and merges.txt (default: ComfyUI's comfy/sd1_tokenizer "
                         "next to the pack, or under $COMFYUI_DIR)")
+    p.add_argument("--t5-tokenizer", default=None, metavar="DIR",
+                   help="FLUX: folder with T5's tokenizer.json (default: ComfyUI's comfy/text_encoders/t5_tokenizer "
+                        "next to the pack, or under $COMFYUI_DIR)")
     p.add_argument("--store", default=None, help="learning store file or SQLAlchemy URL (default: "
                                                  "$KUBIK_LEARNING_URL, else ~/.local/share/kubik/learning.sqlite3)")
     p.add_argument("--no-record", action="store_true", help="do not record the images in the learning store")
@@ -73,7 +83,8 @@ def run_generate(args) -> int:
         priority=args.priority, aspect=args.aspect, loras=args.loras, lora_dirs=args.lora_dir,
         memory=args.memory, seed=args.seed, count=args.count, negative=args.negative,
         overrides={k: getattr(args, k) for k in ("steps", "cfg", "sampler_name", "scheduler", "width", "height")},
-        tokenizer=args.tokenizer, store=args.store, record=not args.no_record, device=args.device,
+        tokenizer=args.tokenizer, text_encoders=args.text_encoders, vae=args.vae, t5_tokenizer=args.t5_tokenizer,
+        store=args.store, record=not args.no_record, device=args.device,
         controlnet=args.controlnet, control_image=args.control_image, control_strength=args.control_strength)
     try:
         prepared = plan_generation(request)
@@ -108,8 +119,9 @@ def run_generate(args) -> int:
 def _format_plan(prepared) -> str:
     plan = prepared.plan
     lines = [f"checkpoint  {prepared.info.family} (settings for {plan.family}), device {prepared.device}",
-             f"settings    {plan.steps} steps, cfg {plan.cfg:g}, {plan.sampler_name} / {plan.scheduler}, "
-             f"{plan.width}x{plan.height}",
+             f"settings    {plan.steps} steps, cfg {plan.cfg:g}"
+             + (f", guidance {plan.guidance:g}" if plan.guidance is not None else "")
+             + f", {plan.sampler_name} / {plan.scheduler}, {plan.width}x{plan.height}",
              f"prompt      {prepared.positive}",
              f"negative    {prepared.negative or '-'}",
              "loras       " + (", ".join(f"{i.name} {i.strength_model:g}" for i in prepared.stack.items) or "none")]

@@ -97,7 +97,9 @@ def apply_loras(pipe, stack: LoraStack) -> list[str]:
     from safetensors.torch import load_file
 
     names, weights = [], []
-    text_encoders = [n for n in ("text_encoder", "text_encoder_2") if getattr(pipe, n, None) is not None]
+    # the pipeline's LoRA-loadable parts: unet or transformer (FLUX), and its CLIP text encoders
+    modules = [n for n in getattr(pipe, "_lora_loadable_modules", ("unet", "text_encoder", "text_encoder_2"))
+               if getattr(pipe, n, None) is not None]
     for number, item in enumerate(stack.items):
         adapter = f"kubik_{number}"
         try:   # the tensors, not the path: diffusers would look a path up on the hub
@@ -106,7 +108,8 @@ def apply_loras(pipe, stack: LoraStack) -> list[str]:
             raise GenerateLoraError(f"LoRA {item.name}: diffusers cannot apply it to this "
                                     f"checkpoint ({str(exc).splitlines()[0][:160]})") from None
         names.append(adapter)
-        weights.append({"unet": item.strength_model, **{n: item.strength_clip for n in text_encoders}})
+        weights.append({n: item.strength_clip if n.startswith("text_encoder") else item.strength_model
+                        for n in modules})
     if names:
         pipe.set_adapters(names, adapter_weights=weights)
     return names

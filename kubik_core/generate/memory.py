@@ -10,13 +10,15 @@ sequential  ``enable_sequential_cpu_offload``: each layer moved in when   a CUDA
             it runs ("extremely slow", diffusers' docs)
 aggressive  group offloading at leaf level (CUDA streams overlap the      runs on the CPU too
             copies on a GPU), VAE tiling and slicing, fp8 (e4m3) storage  (group offloading
-            with fp16 compute for the UNet on a GPU (layerwise casting)   onto the CPU, tiling)
+            with fp16/bf16 compute for the UNet or FLUX transformer on a  onto the CPU, tiling)
+            GPU (layerwise casting)
 =========== ============================================================ ===================
 
 The estimate is a documented model, not a measurement:
 
-- weights: parameter bytes per component as loaded (float32 on the CPU, float16 on a GPU), from
-  the checkpoint's header (checkpoint.inspect_checkpoint);
+- weights: parameter bytes per component as loaded (float32 on the CPU, float16 on a GPU; FLUX
+  bfloat16), from the headers of the checkpoint (and of FLUX's separate text encoder and VAE
+  files) (checkpoint.inspect_checkpoint);
 - activations: the UNet's at the latent size, ``ACTIVATION_BYTES_PER_LATENT_PIXEL`` bytes per
   latent pixel and image (x2 for classifier-free guidance), plus the VAE decoder's at the image
   size, ``VAE_BYTES_PER_PIXEL`` bytes per output pixel (a tile's worth with tiling);
@@ -141,14 +143,15 @@ def apply_strategy(pipe, strategy: str, device) -> list[str]:
     elif strategy == "sequential":
         pipe.enable_sequential_cpu_offload(device=device)
     elif strategy == "aggressive":
-        for name in ("text_encoder", "text_encoder_2", "unet", "controlnet"):
+        for name in ("text_encoder", "text_encoder_2", "unet", "transformer", "controlnet"):
             module = getattr(pipe, name, None)
             if module is None:
                 continue
-            if name == "unet" and cuda and hasattr(module, "enable_layerwise_casting"):
-                compute = module.dtype          # the pipeline's (float16 on a GPU): inputs match
+            if name in ("unet", "transformer") and cuda and hasattr(module, "enable_layerwise_casting"):
+                compute = module.dtype          # the pipeline's (float16 or bfloat16 on a GPU): inputs match
                 module.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=compute)
-                notes.append(f"UNet weights stored in fp8 (e4m3), computed in {str(compute).replace('torch.', '')}")
+                notes.append(f"{'UNet' if name == 'unet' else 'transformer'} weights stored in fp8 (e4m3), "
+                             f"computed in {str(compute).replace('torch.', '')}")
             _group_offload(module, device, cuda)
         pipe.vae.to(device)
         pipe.vae.enable_tiling()

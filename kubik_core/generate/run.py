@@ -51,6 +51,9 @@ class GenerateRequest:
     negative: str | None = None           # None: the analyzer's suggested negative prompt
     overrides: dict[str, Any] = field(default_factory=dict)   # steps, cfg, sampler_name, scheduler, width, height
     tokenizer: str | None = None
+    text_encoders: list[str] = field(default_factory=list)   # FLUX: clip_l and t5xxl files
+    vae: str | None = None                # FLUX: ae.safetensors, for a file without its VAE
+    t5_tokenizer: str | None = None       # FLUX: folder with T5's tokenizer.json
     store: str | None = None              # learning store location (None: the default one)
     record: bool = True
     device: str = "auto"                  # "cpu", "cuda", or auto (cuda when present)
@@ -129,7 +132,7 @@ def _family(request: GenerateRequest, info: CheckpointInfo):
     from ..params.checkpoint import read_safetensors_metadata
     from ..params.plan import ModelInfo
 
-    group = {"sd15": "sd1", "sdxl": "sdxl"}[info.family]
+    group = {"sd15": "sd1", "sdxl": "sdxl", "flux": "flux"}[info.family]
     model = ModelInfo(checkpoint_name=os.path.basename(request.checkpoint),
                       metadata=read_safetensors_metadata(request.checkpoint))
     detection = detect_family(model, request.family)
@@ -138,6 +141,12 @@ def _family(request: GenerateRequest, info: CheckpointInfo):
             raise GenerateError(f"--family {request.family}: the checkpoint is {info.family}; give a family of "
                                 f"that architecture or auto")
         detection = detect_family(model, info.family)
+    if info.family == "flux" and detection.family != info.files.family:   # the header tells dev from schnell
+        if request.family != "auto":
+            raise GenerateError(f"--family {request.family}: the file is FLUX.1 {info.files.variant} (guidance "
+                                f"embedding {'present' if info.files.variant == 'dev' else 'absent'}); give "
+                                f"{info.files.family} or auto")
+        detection = detect_family(model, info.files.family)
     return detection
 
 
@@ -170,7 +179,7 @@ def plan_generation(request: GenerateRequest) -> PreparedGeneration:
         if request.control_strength is not None and not 0 <= request.control_strength <= 2:
             raise GenerateError(f"--control-strength: {request.control_strength:g}; give 0 to 2")
         _control_image(request.control_image, 8, 8)      # unreadable pictures fail before any loading
-    info = inspect_checkpoint(request.checkpoint)
+    info = inspect_checkpoint(request.checkpoint, request.text_encoders, request.vae)
     device = _device(request.device)
     notes: list[str] = []
     try:
@@ -195,6 +204,12 @@ def plan_generation(request: GenerateRequest) -> PreparedGeneration:
         positive = f"{positive}, {', '.join(missing)}"
         notes.append(f"added the LoRA trigger words {', '.join(missing)}")
     negative = request.negative if request.negative is not None else analysis.negative or ""
+    if info.family == "flux":      # FLUX.1 dev and schnell sample without CFG
+        if request.negative:
+            notes.append("FLUX.1 samples without CFG: the negative prompt is not used")
+        negative = ""
+        if any(weight != 1 for _, weight in _segments(positive, request.dialect)):
+            notes.append("prompt weights are not applied to FLUX here: the words are kept at weight 1")
     if "embedding:" in positive + negative:
         notes.append("embedding:name is not loaded outside ComfyUI; the words stay in the prompt as text")
     control = None
@@ -235,18 +250,24 @@ def load(prepared: PreparedGeneration):
     """The diffusers pipeline with scheduler, LoRAs and memory strategy applied; returns (pipe, notes)."""
     from .checkpoint import load_pipeline
     from .loras import apply_loras
-    from .schedulers import diffusers_scheduler
+    from .schedulers import diffusers_scheduler, flow_matching_notes
 
-    pipe, _info = load_pipeline(prepared.request.checkpoint, prepared.request.tokenizer)
+    request = prepared.request
+    pipe, _info = load_pipeline(request.checkpoint, request.tokenizer, request.text_encoders, request.vae,
+                                request.t5_tokenizer)
+    flux = prepared.info.family == "flux"
     notes: list[str] = []
     if prepared.control is not None:
         pipe = _with_controlnet(pipe, prepared.request.controlnet)
     if prepared.device.type == "cuda":      # half the memory and the fast kernels; the SDXL VAE
-        import torch                        # upcasts itself where fp16 overflows (force_upcast)
-
-        pipe.to(dtype=torch.float16)
-    pipe.scheduler, warnings = diffusers_scheduler(pipe.scheduler.config, prepared.plan.sampler_name,
-                                                   prepared.plan.scheduler)
+        import torch                        # upcasts itself where fp16 overflows (force_upcast);
+                                            # FLUX and T5 overflow in fp16: bf16, as BFL ships them
+        pipe.to(dtype=torch.bfloat16 if flux else torch.float16)
+    if flux:
+        warnings = flow_matching_notes(prepared.plan.sampler_name, prepared.plan.scheduler)
+    else:
+        pipe.scheduler, warnings = diffusers_scheduler(pipe.scheduler.config, prepared.plan.sampler_name,
+                                                       prepared.plan.scheduler)
     notes += warnings
     apply_loras(pipe, prepared.stack)
     notes += memory.apply_strategy(pipe, prepared.choice.strategy, prepared.device)
@@ -290,10 +311,18 @@ def run_pipeline(pipe, prepared: PreparedGeneration, seed: int):
     # ComfyUI CLIPSetLastLayer -2 = A1111 "Clip skip 2" = diffusers clip_skip 1
     clip_skip = abs(int(plan.clip_skip)) - 1 if plan.clip_skip else None
     dialect = prepared.request.dialect
-    kwargs = dict(**weighted_prompt_kwargs(pipe, _segments(prepared.positive, dialect),
-                                           _segments(prepared.negative, dialect), clip_skip),
-                  num_inference_steps=plan.steps, guidance_scale=plan.cfg, width=plan.width,
-                  height=plan.height, generator=torch.Generator("cpu").manual_seed(seed))
+    common = dict(num_inference_steps=plan.steps, width=plan.width, height=plan.height,
+                  generator=torch.Generator("cpu").manual_seed(seed))
+    if prepared.info.family == "flux":      # dev: distilled guidance (FluxGuidance); schnell: none
+        from ..checkpoints.flux import MAX_T5_TOKENS
+
+        kwargs = dict(common, prompt="".join(text for text, _ in _segments(prepared.positive, dialect)),
+                      guidance_scale=plan.guidance or 0.0,
+                      max_sequence_length=MAX_T5_TOKENS[prepared.info.files.variant])
+    else:
+        kwargs = dict(common, **weighted_prompt_kwargs(pipe, _segments(prepared.positive, dialect),
+                                                       _segments(prepared.negative, dialect), clip_skip),
+                      guidance_scale=plan.cfg)
     if prepared.control is not None:
         kwargs.update(image=_control_image(prepared.request.control_image, plan.width, plan.height),
                       controlnet_conditioning_scale=prepared.control.strength,
