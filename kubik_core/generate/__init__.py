@@ -8,8 +8,10 @@ and sampling settings, memory strategies for small GPUs, and the learning store.
 Modules: checkpoint.py (single-file SD1.5 / SDXL checkpoints as diffusers pipelines, offline),
 schedulers.py (ComfyUI sampler/scheduler names -> diffusers schedulers, with the mismatches),
 memory.py (none / balanced / sequential / aggressive, estimates, ``auto``), loras.py (``--loras``
-and peft adapters with ComfyUI's strengths), controlnet.py (SD1.5 ControlNets, offline), prompt_weights.py ((word:1.2) as ComfyUI weighs it), run.py
-(one run: plan, load, generate, save, record), cli.py (``kubik generate``).
+and peft adapters with ComfyUI's strengths), controlnet.py (SD1.5 and SDXL ControlNet single
+files, offline), ip_adapter.py (IP-Adapters and their CLIP vision encoders, checked from the
+headers), prompt_weights.py ((word:1.2) as ComfyUI weighs it), run.py (one run: plan, load,
+generate, save, record), cli.py (``kubik generate``).
 """
 from .run import GenerateError, GenerateRequest, GenerateResult, PreparedGeneration, generate, plan_generation
 

@@ -53,11 +53,21 @@ def register(subparsers) -> None:
     p.add_argument("--width", type=int, help="override the width (multiple of 8)")
     p.add_argument("--height", type=int, help="override the height (multiple of 8)")
     p.add_argument("--controlnet", default=None, metavar="FILE",
-                   help="SD1.5 ControlNet .safetensors file (lllyasviel's layout), with --control-image")
+                   help="ControlNet .safetensors of the checkpoint's family (SD1.5 or SDXL; lllyasviel's or "
+                        "diffusers' layout), with --control-image")
     p.add_argument("--control-image", default=None, metavar="IMG",
                    help="the control picture (a canny/depth/pose map), scaled to the output size")
     p.add_argument("--control-strength", type=float, default=None,
                    help="ControlNet strength 0-2 (default: the published value, see kubik params --control)")
+    p.add_argument("--ip-adapter", default=None, metavar="FILE",
+                   help="IP-Adapter .safetensors (ComfyUI's models/ipadapter; SD1.5 or SDXL, as the checkpoint), "
+                        "with --reference")
+    p.add_argument("--reference", default=None, metavar="IMG", help="the IP-Adapter's reference picture")
+    p.add_argument("--ip-adapter-weight", type=float, default=None, metavar="W",
+                   help="IP-Adapter weight 0-2 (default: the published value, see kubik params --control)")
+    p.add_argument("--image-encoder", default=None, metavar="PATH",
+                   help="the adapter's CLIP vision encoder: a folder with config.json and model.safetensors, or "
+                        "ComfyUI's clip_vision file (default: an image_encoder folder beside the adapter)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first image; image i uses seed+i (default 0)")
     p.add_argument("-n", dest="count", type=int, default=1, help="number of images (default 1)")
     p.add_argument("--out", default="output", help="output folder (default ./output)")
@@ -85,7 +95,9 @@ def run_generate(args) -> int:
         overrides={k: getattr(args, k) for k in ("steps", "cfg", "sampler_name", "scheduler", "width", "height")},
         tokenizer=args.tokenizer, text_encoders=args.text_encoders, vae=args.vae, t5_tokenizer=args.t5_tokenizer,
         store=args.store, record=not args.no_record, device=args.device,
-        controlnet=args.controlnet, control_image=args.control_image, control_strength=args.control_strength)
+        controlnet=args.controlnet, control_image=args.control_image, control_strength=args.control_strength,
+        ip_adapter=args.ip_adapter, reference=args.reference, ip_adapter_weight=args.ip_adapter_weight,
+        image_encoder=args.image_encoder)
     try:
         prepared = plan_generation(request)
         if not args.json:
@@ -134,5 +146,9 @@ def _format_plan(prepared) -> str:
     if prepared.control is not None:
         c = prepared.control
         lines.append(f"control     {c.control_type}: strength {c.strength:g}, {c.start_percent:g}-{c.end_percent:g}")
+    if prepared.ip_adapter is not None:
+        ip = prepared.ip_adapter
+        lines.append(f"ip-adapter  {ip.file} ({ip.kind}, encoder {ip.encoder}), reference {ip.reference}: weight "
+                     f"{ip.weight:g} ({ip.weight_reason}; source: {ip.weight_source})")
     lines += [f"note: {n}" for n in prepared.stack.notes + prepared.notes]
     return "\n".join(lines)

@@ -1,58 +1,212 @@
-"""An SD1.5 ControlNet single file (lllyasviel's ``control_model.*`` layout) as diffusers'
-ControlNetModel, offline: the config is read from the file's shapes as for the checkpoint
-(kubik_core.checkpoints.sd15.unet_config), the keys converted with diffusers' own single-file converter.
-SDXL ControlNets are refused with one line (their single-file configs would be downloaded)."""
+"""A ControlNet single file as diffusers' ControlNetModel, offline, for SD1.5 and SDXL checkpoints.
+
+ComfyUI users keep ControlNets as single files in models/controlnet, in one of two key layouts,
+told apart by the header's names:
+
+- lllyasviel's original layout (``input_hint_block``, ``input_blocks``, ``zero_convs``,
+  ``middle_block_out``, under ``control_model.`` or no prefix): the ControlNet 1.1 SD1.5 files and
+  the SDXL ControlNets trained with the original code. The keys are converted with diffusers' own
+  single-file converter (``convert_controlnet_checkpoint``), plus SDXL's size embedding
+  (``label_emb`` -> ``add_embedding``), which that converter leaves out.
+- diffusers' layout saved as one file (``controlnet_cond_embedding``, ``down_blocks``,
+  ``controlnet_down_blocks``): diffusers/controlnet-*-sdxl-1.0, xinsir's and most SDXL
+  ControlNets, whose ``diffusion_pytorch_model.safetensors`` users rename.
+
+diffusers' ``from_single_file`` would download the model's config; here it is read from the
+file's shapes instead: SD1.5 original-layout files with the checkpoint's own reader
+(``checkpoints.sd15.unet_config``), everything else from the diffusers-named shapes (for an
+original SDXL file, its names converted first). The family is told by the text feature width
+(768 SD1.5, 2048 SDXL) and must be the checkpoint's. The model is built on the meta device and
+compared with the file's tensors before anything is allocated, so every problem is one line.
+"""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..common.safetensors_file import SafetensorsFileError, read_header
-from ..checkpoints import CheckpointError
+from ..checkpoints import FAMILY_NAMES, CheckpointError
+from ..checkpoints.layout import count_indexed
 from ..checkpoints.modules import load_strict
 from ..checkpoints.sd15 import unet_config as sd15_unet_config
+from ..common.safetensors_file import SafetensorsFileError, read_header
 
 PREFIX = "control_model."
+DIFFUSERS_HINT = "controlnet_cond_embedding.conv_in.weight"
+WIDTH_FAMILY = {768: "sd15", 1024: "sd2", 2048: "sdxl"}
+HEAD_WIDTH = 64            # SDXL's attention heads are 64 channels wide
+SD15_HEADS = 8
+# SDXL's size embedding, which diffusers' ControlNet converter does not map.
+SIZE_EMBEDDING = {"add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2"}
 
 
 class ControlNetError(ValueError):
     """A ControlNet file kubik generate cannot use; the message names it and the fix."""
 
 
-def controlnet_config(path: str | os.PathLike) -> dict:
-    """diffusers ControlNetModel config of the SD1.5 ControlNet file ``path``, from its header
-    alone (so a wrong file is refused before anything loads)."""
+@dataclass(frozen=True)
+class ControlNetLayout:
+    """What the header says: the family, the key layout and the diffusers config."""
+
+    name: str
+    family: str                 # "sd15" or "sdxl"
+    layout: str                 # "original" or "diffusers"
+    prefix: str                 # the original layout's key prefix ("control_model." or "")
+    config: dict
+
+
+def _shapes(path: str | os.PathLike) -> dict:
     name = Path(path).name
+    if not os.path.isfile(path):
+        raise ControlNetError(f"--controlnet: no file {name!r}")
     try:
         header = read_header(path, name)
     except SafetensorsFileError as exc:
         raise ControlNetError(f"--controlnet: {exc}; give a .safetensors ControlNet") from None
-    shapes = {key: shape for key, (_, shape) in header.tensors.items()}
-    hint = f"{PREFIX}input_hint_block.0.weight"
-    attention = next((k for k in shapes if k.startswith(PREFIX) and k.endswith("attn2.to_k.weight")), None)
-    if hint not in shapes or attention is None:
-        raise ControlNetError(f"--controlnet: {name} is not a ControlNet in lllyasviel's layout "
-                              "(control_model.input_hint_block.* missing)")
-    if shapes[attention][1] != 768:
-        raise ControlNetError(f"--controlnet: {name} is for a model with {shapes[attention][1]}-wide text "
-                              "features; kubik generate loads SD1.5 ControlNets (768)")
+    return {key: tuple(shape) for key, (_, shape) in header.tensors.items()}
+
+
+def _family_name(family: str) -> str:
+    return FAMILY_NAMES.get(family, family)
+
+
+def inspect_controlnet(path: str | os.PathLike, checkpoint_family: str) -> ControlNetLayout:
+    """The layout and config of the ControlNet file ``path``, from its header alone; it must
+    belong to ``checkpoint_family`` ("sd15" or "sdxl"). Raises ControlNetError (one line)."""
+    name = Path(path).name
+    if checkpoint_family not in ("sd15", "sdxl"):
+        raise ControlNetError(f"--controlnet: ControlNets load here for SD1.5 and SDXL checkpoints; the checkpoint "
+                              f"is {_family_name(checkpoint_family)}")
+    shapes = _shapes(path)
+    if DIFFUSERS_HINT in shapes:
+        layout, prefix = "diffusers", ""
+    else:
+        prefix = next((p for p in (PREFIX, "") if f"{p}input_hint_block.0.weight" in shapes), None)
+        if prefix is None:
+            raise ControlNetError(f"--controlnet: {name} is not a ControlNet (no input_hint_block.* or "
+                                  "controlnet_cond_embedding.* tensors); give a ControlNet .safetensors from "
+                                  "ComfyUI's models/controlnet")
+        layout = "original"
+    attention = next((k for k in shapes if k.startswith(prefix) and k.endswith("attn2.to_k.weight")), None)
+    if attention is None or len(shapes[attention]) != 2:
+        raise ControlNetError(f"--controlnet: {name} has no cross-attention (attn2.to_k.weight); not a ControlNet "
+                              "for SD1.5 or SDXL")
+    width = shapes[attention][1]
+    family = WIDTH_FAMILY.get(width)
+    if family != checkpoint_family:
+        found = f"an {_family_name(family)} ControlNet" if family else f"a ControlNet for {width}-wide text features"
+        want = _family_name(checkpoint_family)
+        raise ControlNetError(f"--controlnet: {name} is {found} but the checkpoint is {want}; give an {want} "
+                              "ControlNet")
     try:
-        return sd15_unet_config(shapes, PREFIX)
-    except (CheckpointError, KeyError, StopIteration) as exc:
-        raise ControlNetError(f"--controlnet: {name}: {exc}") from None
+        if layout == "original" and family == "sd15":
+            config = sd15_unet_config(shapes, prefix)
+        else:
+            names = shapes if layout == "diffusers" else _converted_names(shapes, prefix)
+            config = diffusers_config(names)
+    except (CheckpointError, KeyError, StopIteration, ValueError) as exc:
+        detail = exc.args[0] if isinstance(exc, KeyError) else exc
+        raise ControlNetError(f"--controlnet: {name}: an incomplete or unknown ControlNet layout "
+                              f"({str(detail)[:160]})") from None
+    return ControlNetLayout(name, family, layout, prefix, config)
 
 
-def load_controlnet(path: str | os.PathLike):
-    """diffusers ControlNetModel (float32) for the SD1.5 ControlNet file ``path``."""
+def _original_layers_per_block(shapes: dict, prefix: str) -> int:
+    """Res blocks per level of an original-layout file: input blocks before the first downsampler."""
+    block = 1
+    while f"{prefix}input_blocks.{block}.0.in_layers.0.weight" in shapes:
+        block += 1
+    return block - 1
+
+
+def _converted(state: dict, prefix: str, layers_per_block: int) -> dict:
+    """Original-layout tensors (or shapes) under diffusers' names."""
+    from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
+
+    plain = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    converted = convert_controlnet_checkpoint(plain, {"layers_per_block": layers_per_block})
+    for new, old in SIZE_EMBEDDING.items():
+        for part in ("weight", "bias"):
+            if f"{old}.{part}" in plain:
+                converted[f"{new}.{part}"] = plain[f"{old}.{part}"]
+    return {k: v for k, v in converted.items() if v is not None}
+
+
+def _converted_names(shapes: dict, prefix: str) -> dict:
+    """The diffusers names (and shapes) of an original-layout file's tensors: the converter only
+    renames, so it runs on the shapes as well as on the tensors."""
+    return _converted(shapes, prefix, _original_layers_per_block(shapes, prefix))
+
+
+def diffusers_config(shapes: dict) -> dict:
+    """diffusers ControlNetModel config from diffusers-named shapes (SD1.5 or SDXL)."""
+    levels = count_indexed(shapes, r"down_blocks\.(\d+)\.")
+    channels = [shapes[f"down_blocks.{i}.resnets.0.conv2.weight"][0] for i in range(levels)]
+    depths = [count_indexed(shapes, rf"down_blocks\.{i}\.attentions\.0\.transformer_blocks\.(\d+)\.")
+              for i in range(levels)]
+    if not levels:
+        raise KeyError("down_blocks.0.resnets.0.conv2.weight")
+    attention = next(k for k in shapes if k.endswith("attn2.to_k.weight"))
+    proj_in = next((k for k in shapes if k.endswith(".proj_in.weight")), None)
+    embedding = [shapes["controlnet_cond_embedding.conv_in.weight"][0]]
+    embedding += [shapes[f"controlnet_cond_embedding.blocks.{2 * i + 1}.weight"][0]
+                  for i in range(count_indexed(shapes, r"controlnet_cond_embedding\.blocks\.(\d+)\.") // 2)]
+    sdxl = "add_embedding.linear_1.weight" in shapes
+    config = dict(
+        in_channels=shapes["conv_in.weight"][1],
+        conditioning_channels=shapes["controlnet_cond_embedding.conv_in.weight"][1],
+        conditioning_embedding_out_channels=tuple(embedding),
+        block_out_channels=tuple(channels),
+        layers_per_block=count_indexed(shapes, r"down_blocks\.0\.resnets\.(\d+)\."),
+        down_block_types=tuple("CrossAttnDownBlock2D" if d else "DownBlock2D" for d in depths),
+        cross_attention_dim=shapes[attention][1],
+        use_linear_projection=proj_in is not None and len(shapes[proj_in]) == 2,
+        mid_block_type=("UNetMidBlock2DCrossAttn" if "mid_block.attentions.0.proj_in.weight" in shapes
+                        else "UNetMidBlock2D"),
+        transformer_layers_per_block=tuple(max(d, 1) for d in depths),
+        attention_head_dim=tuple(c // HEAD_WIDTH for c in channels) if sdxl else SD15_HEADS)
+    if sdxl:
+        config.update(addition_embed_type="text_time", addition_time_embed_dim=256,
+                      projection_class_embeddings_input_dim=shapes["add_embedding.linear_1.weight"][1])
+    return config
+
+
+def _check_built(layout: ControlNetLayout, shapes: dict) -> None:
+    """The config's model has exactly the file's tensors (built on the meta device)."""
+    import torch
+    from diffusers import ControlNetModel
+
+    from ..common.weights import WeightsFileError, check_matches
+
+    with torch.device("meta"):
+        probe = ControlNetModel(**layout.config)
+    try:
+        check_matches(probe, shapes, layout.name)
+    except WeightsFileError as exc:
+        raise ControlNetError(f"--controlnet: {exc}") from None
+
+
+def load_controlnet(path: str | os.PathLike, checkpoint_family: str = "sd15"):
+    """diffusers ControlNetModel (float32) for the ControlNet file ``path``."""
     from diffusers import ControlNetModel
     from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
     from safetensors.torch import load_file
 
-    config = controlnet_config(path)
-    controlnet = ControlNetModel(**config)
-    state = {k: v.float() for k, v in load_file(os.fspath(path)).items()}
+    layout = inspect_controlnet(path, checkpoint_family)
+    if not (layout.layout == "original" and layout.family == "sd15"):
+        names = _shapes(path) if layout.layout == "diffusers" else _converted_names(_shapes(path), layout.prefix)
+        _check_built(layout, names)
+    controlnet = ControlNetModel(**layout.config)
     try:
-        converted = convert_controlnet_checkpoint(state, dict(controlnet.config))
-        return load_strict(controlnet, converted, "ControlNet", Path(path).name)
+        state = {k: v.float() for k, v in load_file(os.fspath(path)).items()}
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise ControlNetError(f"--controlnet: {layout.name}: its tensors cannot be read "
+                              f"({str(exc).splitlines()[0][:160]})") from None
+    if layout.layout == "original" and layout.family == "sd15":
+        state = convert_controlnet_checkpoint(state, dict(controlnet.config))
+    elif layout.layout == "original":
+        state = _converted(state, layout.prefix, controlnet.config.layers_per_block)
+    try:
+        return load_strict(controlnet, state, "ControlNet", layout.name, _family_name(layout.family))
     except CheckpointError as exc:
         raise ControlNetError(f"--controlnet: {exc}") from None

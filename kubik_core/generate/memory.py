@@ -143,7 +143,7 @@ def apply_strategy(pipe, strategy: str, device) -> list[str]:
     elif strategy == "sequential":
         pipe.enable_sequential_cpu_offload(device=device)
     elif strategy == "aggressive":
-        for name in ("text_encoder", "text_encoder_2", "unet", "transformer", "controlnet"):
+        for name in ("text_encoder", "text_encoder_2", "image_encoder", "unet", "transformer", "controlnet"):
             module = getattr(pipe, name, None)
             if module is None:
                 continue

@@ -57,9 +57,13 @@ class GenerateRequest:
     store: str | None = None              # learning store location (None: the default one)
     record: bool = True
     device: str = "auto"                  # "cpu", "cuda", or auto (cuda when present)
-    controlnet: str | None = None         # an SD1.5 ControlNet .safetensors file
+    controlnet: str | None = None         # an SD1.5 or SDXL ControlNet .safetensors file
     control_image: str | None = None
     control_strength: float | None = None  # None: the published value (params/control.py)
+    ip_adapter: str | None = None         # an IP-Adapter .safetensors (ComfyUI's models/ipadapter)
+    reference: str | None = None          # the IP-Adapter's reference picture
+    ip_adapter_weight: float | None = None  # None: the published value (params/control.py)
+    image_encoder: str | None = None      # CLIP vision folder or file (default: image_encoder/ beside the adapter)
 
 
 @dataclass
@@ -77,6 +81,7 @@ class PreparedGeneration:
     choice: memory.MemoryChoice
     control: Any = None                   # params.control.ControlAdvice with --controlnet
     notes: list[str] = field(default_factory=list)
+    ip_adapter: Any = None                # ip_adapter.IPAdapterPlan with --ip-adapter
 
     def to_dict(self) -> dict:
         return {"family": self.plan.family, "checkpoint_family": self.info.family,
@@ -87,6 +92,7 @@ class PreparedGeneration:
                            "device": str(self.device),
                            "estimates": [e.to_dict() for e in self.choice.estimates]},
                 "control": self.control.to_dict() if self.control is not None else None,
+                "ip_adapter": self.ip_adapter.to_dict() if self.ip_adapter is not None else None,
                 "notes": list(self.notes)}
 
 
@@ -179,6 +185,9 @@ def plan_generation(request: GenerateRequest) -> PreparedGeneration:
         if request.control_strength is not None and not 0 <= request.control_strength <= 2:
             raise GenerateError(f"--control-strength: {request.control_strength:g}; give 0 to 2")
         _control_image(request.control_image, 8, 8)      # unreadable pictures fail before any loading
+    from .ip_adapter import check_inputs, plan_ip_adapter
+
+    check_inputs(request.ip_adapter, request.reference, request.ip_adapter_weight)
     info = inspect_checkpoint(request.checkpoint, request.text_encoders, request.vae)
     device = _device(request.device)
     notes: list[str] = []
@@ -216,19 +225,21 @@ def plan_generation(request: GenerateRequest) -> PreparedGeneration:
     if request.controlnet is not None:
         from ..params.control import advise_control
 
-        if info.family != "sd15":
-            raise GenerateError(f"--controlnet: SD1.5 ControlNets are loaded here; the checkpoint is {info.family} "
-                                "(use the Kubik ControlNet template in ComfyUI for SDXL)")
-        from .controlnet import controlnet_config
+        from .controlnet import inspect_controlnet
 
-        controlnet_config(request.controlnet)          # the file's layout, from its header
+        inspect_controlnet(request.controlnet, info.family)   # layout, family and config, from its header
         control = advise_control(analysis, plan.family, "auto", os.path.basename(request.controlnet))
         if request.control_strength is not None:
             control.strength = request.control_strength
             control.notes.append(f"strength {request.control_strength:g} from --control-strength")
+    ip_adapter = None
+    if request.ip_adapter is not None:     # headers checked against the checkpoint, the weight advised
+        ip_adapter = plan_ip_adapter(request.ip_adapter, request.reference, request.image_encoder,
+                                     request.ip_adapter_weight, info.family, request.checkpoint, analysis,
+                                     plan.family)
     choice = _memory_choice(request, info, plan, device)
     return PreparedGeneration(request, info, analysis, plan, stack, positive, negative, device, choice,
-                              control, notes)
+                              control, notes, ip_adapter)
 
 
 def _memory_choice(request, info, plan, device) -> memory.MemoryChoice:
@@ -258,7 +269,11 @@ def load(prepared: PreparedGeneration):
     flux = prepared.info.family == "flux"
     notes: list[str] = []
     if prepared.control is not None:
-        pipe = _with_controlnet(pipe, prepared.request.controlnet)
+        pipe = _with_controlnet(pipe, prepared.request.controlnet, prepared.info.family)
+    if prepared.ip_adapter is not None:
+        from .ip_adapter import attach
+
+        attach(pipe, prepared.request.ip_adapter, prepared.ip_adapter.encoder_layout, prepared.ip_adapter.weight)
     if prepared.device.type == "cuda":      # half the memory and the fast kernels; the SDXL VAE
         import torch                        # upcasts itself where fp16 overflows (force_upcast);
                                             # FLUX and T5 overflow in fp16: bf16, as BFL ships them
@@ -274,17 +289,23 @@ def load(prepared: PreparedGeneration):
     return pipe, notes
 
 
-def _with_controlnet(pipe, controlnet_path: str):
-    """The SD1.5 pipeline's parts with the ControlNet, as diffusers' ControlNet pipeline."""
-    from diffusers import StableDiffusionControlNetPipeline
+def _with_controlnet(pipe, controlnet_path: str, family: str):
+    """The SD1.5 or SDXL pipeline's parts with the ControlNet, as diffusers' ControlNet pipeline."""
+    from diffusers import StableDiffusionControlNetPipeline, StableDiffusionXLControlNetPipeline
 
     from .controlnet import load_controlnet
 
-    controlnet = load_controlnet(controlnet_path)
-    control_pipe = StableDiffusionControlNetPipeline(
-        vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=pipe.unet,
-        controlnet=controlnet, scheduler=pipe.scheduler, safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False)
+    controlnet = load_controlnet(controlnet_path, family)
+    if family == "sdxl":
+        control_pipe = StableDiffusionXLControlNetPipeline(
+            vae=pipe.vae, text_encoder=pipe.text_encoder, text_encoder_2=pipe.text_encoder_2,
+            tokenizer=pipe.tokenizer, tokenizer_2=pipe.tokenizer_2, unet=pipe.unet, controlnet=controlnet,
+            scheduler=pipe.scheduler, add_watermarker=getattr(pipe, "watermark", None) is not None)
+    else:
+        control_pipe = StableDiffusionControlNetPipeline(
+            vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=pipe.unet,
+            controlnet=controlnet, scheduler=pipe.scheduler, safety_checker=None, feature_extractor=None,
+            requires_safety_checker=False)
     control_pipe.set_progress_bar_config(disable=True)
     return control_pipe
 
@@ -328,6 +349,10 @@ def run_pipeline(pipe, prepared: PreparedGeneration, seed: int):
                       controlnet_conditioning_scale=prepared.control.strength,
                       control_guidance_start=prepared.control.start_percent,
                       control_guidance_end=prepared.control.end_percent)
+    if prepared.ip_adapter is not None:
+        from .ip_adapter import reference_image
+
+        kwargs["ip_adapter_image"] = reference_image(prepared.request.reference)
     with torch.inference_mode():
         return pipe(**kwargs).images[0]
 
@@ -374,6 +399,9 @@ def save_and_record(prepared: PreparedGeneration, images, seeds, hashes) -> tupl
     model_hash = add_resource_hashes(loras, request.checkpoint, paths_by_name.get, hashes)
     sections = [prepared.stack] if len(prepared.stack) else []
     sections += [prepared.control] if prepared.control is not None else []
+    sections += [prepared.ip_adapter] if prepared.ip_adapter is not None else []
+    adapters = {"control": prepared.control.to_dict() if prepared.control is not None else None,
+                "ip_adapter": prepared.ip_adapter.to_dict() if prepared.ip_adapter is not None else None}
     explanation = explain(analysis, plan, "standard", sections=sections)
     out = Path(request.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -386,7 +414,7 @@ def save_and_record(prepared: PreparedGeneration, images, seeds, hashes) -> tupl
                                       version=f"KubikAI {__version__}", model_hash=model_hash)
         kubik = {"version": __version__, "analysis": analysis.to_dict(), "plan": plan.to_dict(),
                  "loras": loras, "explanation": explanation,
-                 "control": prepared.control.to_dict() if prepared.control is not None else None,
+                 **adapters,
                  "generate": {"memory": prepared.choice.strategy, "device": str(prepared.device),
                               "checkpoint_family": prepared.info.family}}
         info = PngInfo()
@@ -405,7 +433,8 @@ def save_and_record(prepared: PreparedGeneration, images, seeds, hashes) -> tupl
             prompt=prepared.positive, negative=prepared.negative, family=plan.family, style=analysis.style,
             content_type=analysis.content_type, model=os.path.basename(request.checkpoint), seed=seed,
             preset=plan.priority, image_path=os.path.abspath(path), analysis=analysis.to_dict(),
-            params=plan.to_dict(), loras=rows) for path, seed in zip(paths, seeds)]
+            params={**plan.to_dict(), **{k: v for k, v in adapters.items() if v is not None}}, loras=rows)
+            for path, seed in zip(paths, seeds)]
         # --steps, --cfg ... that replaced the optimizer's values are edits it learns from, as
         # Kubik Save Image records them
         edits = ParameterEdits(plan.family, analysis.style, plan.suggested, plan.overrides) if plan.overrides else None

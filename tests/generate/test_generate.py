@@ -181,7 +181,7 @@ def test_controlnet_loads_offline_strength_zero_is_the_plain_picture(sd15_pipe, 
                                                device="cpu", controlnet=str(sd15_controlnet),
                                                control_image=str(tmp_path / "hint.png")))
     assert prepared.control.strength == 1.0 and prepared.control.end_percent == 1.0   # ControlNet 1.1's defaults
-    control_pipe = _with_controlnet(sd15_pipe, str(sd15_controlnet))
+    control_pipe = _with_controlnet(sd15_pipe, str(sd15_controlnet), "sd15")
 
     def picture(strength):
         return control_pipe("kbk style, a red fox", negative_prompt="blurry", image=hint, num_inference_steps=2,

@@ -153,12 +153,11 @@ def _controlnet(tmp_path, width=768):
     (lambda t: ("--controlnet", _controlnet(t), "--control-image", _png(t), "--control-strength", "3"),
      "--control-strength: 3; give 0 to 2"),
     (lambda t: ("--controlnet", _controlnet(t, 2048), "--control-image", _png(t)),
-     "--controlnet: cn.safetensors is for a model with 2048-wide text features; kubik generate loads SD1.5 "
-     "ControlNets (768)"),
+     "--controlnet: cn.safetensors is an SDXL ControlNet but the checkpoint is SD1.5; give an SD1.5 ControlNet"),
     (lambda t: ("--controlnet", _file(t / "lora.safetensors", {"lora_unet_x.lora_down.weight": (2, 2)}),
                 "--control-image", _png(t)),
-     "--controlnet: lora.safetensors is not a ControlNet in lllyasviel's layout (control_model.input_hint_block.* "
-     "missing)"),
+     "--controlnet: lora.safetensors is not a ControlNet (no input_hint_block.* or controlnet_cond_embedding.* "
+     "tensors); give a ControlNet .safetensors from ComfyUI's models/controlnet"),
 ])
 def test_bad_control_inputs_are_one_clear_line(sd15, tmp_path, make, message):
     status, err = _generate(sd15, tmp_path, *make(tmp_path))
