@@ -138,7 +138,7 @@ def _family(request: GenerateRequest, info: CheckpointInfo):
     from ..params.checkpoint import read_safetensors_metadata
     from ..params.plan import ModelInfo
 
-    group = {"sd15": "sd1", "sdxl": "sdxl", "flux": "flux"}[info.family]
+    group = {"sd15": "sd1", "sdxl": "sdxl", "flux": "flux", "sd3": "sd3"}[info.family]
     model = ModelInfo(checkpoint_name=os.path.basename(request.checkpoint),
                       metadata=read_safetensors_metadata(request.checkpoint))
     detection = detect_family(model, request.family)
@@ -147,12 +147,12 @@ def _family(request: GenerateRequest, info: CheckpointInfo):
             raise GenerateError(f"--family {request.family}: the checkpoint is {info.family}; give a family of "
                                 f"that architecture or auto")
         detection = detect_family(model, info.family)
-    if info.family == "flux" and detection.family != info.files.family:   # the header tells dev from schnell
+    allowed = getattr(info, "families", ())     # FLUX dev or schnell, SD3.5 large or medium: from the header
+    if allowed and detection.family not in allowed:
         if request.family != "auto":
-            raise GenerateError(f"--family {request.family}: the file is FLUX.1 {info.files.variant} (guidance "
-                                f"embedding {'present' if info.files.variant == 'dev' else 'absent'}); give "
-                                f"{info.files.family} or auto")
-        detection = detect_family(model, info.files.family)
+            raise GenerateError(f"--family {request.family}: the file is {info.described}; give "
+                                f"{' or '.join(allowed)} or auto")
+        detection = detect_family(model, allowed[0])
     return detection
 
 

@@ -217,15 +217,14 @@ def test_hostile_flux_inputs_give_one_clear_line(flux_files, tmp_path):
         "--text-encoders t5_base.safetensors: its T5 is 32 wide, the FLUX model takes 64 (T5-XXL); give "
         "t5xxl_fp16.safetensors or t5xxl_fp8_e4m3fn.safetensors")
     assert _error("--checkpoint", dev, "--text-encoders", t5, vae, "--vae", vae).startswith(
-        "--text-encoders ae-tiny.safetensors: neither CLIP-L nor T5")
+        "--text-encoders ae-tiny.safetensors: neither CLIP nor T5")
     assert _error("--checkpoint", dev, "--text-encoders", clip, t5, "--vae", clip) == (
-        "--vae clip_l-tiny.safetensors: no autoencoder in it (encoder.down.*, decoder.* missing); give FLUX's "
-        "ae.safetensors")
+        "--vae clip_l-tiny.safetensors: no autoencoder in it (encoder.down.*, decoder.* missing); give FLUX's VAE")
     sd_vae = tmp_path / "sd_vae.safetensors"
     save_file({"encoder.down.0.block.0.conv1.weight": torch.zeros(32, 3, 3, 3),
                "decoder.conv_in.weight": torch.zeros(64, 4, 3, 3)}, str(sd_vae))
     assert _error("--checkpoint", dev, "--text-encoders", clip, t5, "--vae", sd_vae) == (
-        "--vae sd_vae.safetensors: a 4-channel VAE; FLUX needs its 16-channel ae.safetensors")
+        "--vae sd_vae.safetensors: a 4-channel VAE; FLUX needs its 16-channel VAE")
     truncated = tmp_path / "flux1-truncated.safetensors"
     truncated.write_bytes(dev.read_bytes()[:-1000])
     assert _error("--checkpoint", truncated, *_separate(flux_files)).endswith(
@@ -259,8 +258,10 @@ _TRANSFORMER = {"img_in.weight": [64, 64], "txt_in.weight": [64, 64], "vector_in
                 "guidance_in.in_layer.weight": [64, 256], "double_blocks.0.img_attn.qkv.weight": [192, 64],
                 "double_blocks.0.img_attn.norm.query_norm.scale": [32], "double_blocks.0.img_mlp.0.weight": [256, 64],
                 "single_blocks.0.linear1.weight": [448, 64]}
-_TEXT = {"embeddings.token_embedding.weight": [49408, 64], "encoder.layers.0.mlp.fc1.weight": [128, 64],
-         "embeddings.position_embedding.weight": [77, 64], "shared.weight": [32128, 64],
+_TEXT = {"text_model.embeddings.token_embedding.weight": [49408, 64],
+         "text_model.encoder.layers.0.mlp.fc1.weight": [128, 64],
+         "text_model.embeddings.position_embedding.weight": [77, 64], "text_projection.weight": [64, 64],
+         "shared.weight": [32128, 64],
          "encoder.block.0.layer.0.SelfAttention.q.weight": [64, 64],
          "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight": [32, 4],
          "encoder.block.0.layer.1.DenseReluDense.wi_0.weight": [128, 64]}
@@ -280,7 +281,8 @@ def test_fuzz_flux_header_parsers_give_a_config_or_one_clear_error():
     from hypothesis import strategies as st
 
     from kubik_core.checkpoints import CheckpointError
-    from kubik_core.checkpoints.flux import clip_config, t5_config, transformer_config, vae_config
+    from kubik_core.checkpoints.flux import transformer_config, vae_config
+    from kubik_core.checkpoints.parts import clip_config, t5_config
 
     @settings(derandomize=True, max_examples=200, deadline=None)
     @given(_mutated(_TRANSFORMER), _mutated(_TEXT), _mutated(_VAE), st.booleans())
