@@ -304,8 +304,8 @@ def load_encoder(encoder: EncoderLayout):
     from ..common.weights import WeightsFileError, check_matches
 
     settings = CLIPVisionConfig(**encoder.single_file_config)
-    shapes = {k: tuple(v) for k, v in _header_shapes(encoder.path, "--image-encoder", "").items()
-              if k.startswith(("vision_model.", "visual_projection.")) and not k.endswith("position_ids")}
+    shapes = {k: v for k, v in _header_shapes(encoder.path, "--image-encoder", "give ComfyUI's clip_vision file")
+              .items() if k.startswith(("vision_model.", "visual_projection.")) and not k.endswith("position_ids")}
     with torch.device("meta"):
         probe = CLIPVisionModelWithProjection(settings)
     try:

@@ -131,6 +131,24 @@ def test_an_original_layout_sdxl_controlnet_fills_the_same_model(tmp_path_factor
                        tensors["middle_block.1.transformer_blocks.1.attn2.to_k.weight"].float())
 
 
+def test_a_single_file_clip_vision_encoder_loads_every_tensor(encoder, monkeypatch):
+    """ComfyUI's clip_vision files are ViT-L/H/bigG (gigabytes); the tiny tower joins the table of
+    known towers here so that the single-file loader runs on a real file of the same layout."""
+    import torch
+    from safetensors.torch import load_file
+
+    from kubik_core.generate import ip_adapter
+
+    monkeypatch.setitem(ip_adapter.KNOWN_TOWERS, (32, 2), ("tiny", "quick_gelu"))
+    layout = ip_adapter.inspect_encoder(encoder / "model.safetensors")
+    assert (layout.hidden_size, layout.projection_dim, layout.image_size) == (32, ENCODER_PROJECTION, 32)
+    model = ip_adapter.load_encoder(layout)
+    stored = load_file(str(encoder / "model.safetensors"))
+    loaded = model.state_dict()
+    assert set(loaded) <= set(stored)
+    assert all(torch.equal(loaded[k], stored[k].float()) for k in loaded)
+
+
 def test_sd15_ip_adapter_from_the_command_line_with_the_published_weight(sd15_checkpoint, tokenizer_dir, encoder,
                                                                          pictures, tmp_path):
     from PIL import Image
