@@ -33,9 +33,8 @@ def _case(args) -> dict:
     from PIL import Image
     import skimage.data
 
-    from kubik_core.checkpoints import load_sdxl
     from kubik_core.lora_train import dataset, network
-    from kubik_core.lora_train.train import encode_text
+    from kubik_core.lora_train.base_model import detect_family, load_base_model
 
     device = torch.device(args.device)
     folder = Path(tempfile.mkdtemp(prefix="kubik-bench-"))
@@ -44,8 +43,8 @@ def _case(args) -> dict:
         path = folder / f"{name}.png"
         Image.fromarray(getattr(skimage.data, name)()).save(path)
         items.append(dataset.Item(path, f"a photo of {name}", (512, 512), (args.resolution, args.resolution)))
-    model = load_sdxl(args.checkpoint, args.tokenizer)
-    for part in (model.unet, model.vae, model.text_encoder, model.text_encoder_2):
+    model = load_base_model(args.checkpoint, detect_family(args.checkpoint), args.tokenizer)
+    for part in model.modules():
         part.requires_grad_(False).to(device)
     network.add_lora(model.unet, args.rank, args.rank, network.UNET_TARGETS)
     model.unet.to(device).train()
@@ -58,7 +57,7 @@ def _case(args) -> dict:
         pixels, cond = dataset.load_pixels(item)
         with torch.no_grad():
             latent = model.vae.encode(pixels[None].to(device)).latent_dist.sample() * scaling
-            emb, pooled = encode_text(model, [item.caption], device)
+            emb, pooled = model.encode_text([item.caption], device)
         return latent, emb, pooled, torch.tensor([list(cond) + [args.resolution] * 2], dtype=torch.float32, device=device)
 
     cache_seconds = 0.0
@@ -73,8 +72,7 @@ def _case(args) -> dict:
         noise = torch.randn_like(latent)
         t = torch.randint(0, 1000, (1,), device=device)
         noisy = model.scheduler.add_noise(latent, noise, t)
-        pred = model.unet(noisy, t, encoder_hidden_states=emb,
-                          added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}).sample
+        pred = model.predict(noisy, t, emb, pooled, time_ids)
         loss = torch.nn.functional.mse_loss(pred, noise)
         loss.backward()
         optimizer.step()

@@ -10,8 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .layout import SD15_CLIP, UNET, CheckpointError, count_indexed, prediction_type, read_shapes, \
-    unet_original_names
+from .layout import SD15_CLIP, UNET, CheckpointError, count_indexed, prediction_type, read_shapes
 from .modules import load_strict, no_init_weights
 from .tokenizer import clip_tokenizer, find_tokenizer
 from .vae import sd15_vae
@@ -32,7 +31,6 @@ class SD15Model:
     tokenizer: object
     scheduler: object           # diffusers DDIMScheduler with SD1.x's noise schedule
     prediction_type: str        # "epsilon" or "v_prediction"
-    unet_original_names: dict   # diffusers UNet module path -> its path in the file (LDM layout)
 
 
 def unet_config(shapes: dict, UNET: str = UNET) -> dict:
@@ -125,5 +123,4 @@ def load_sd15(path: str | os.PathLike, tokenizer_dir: str | None = None, flag: s
     vae = sd15_vae(state, shapes, name)
     prediction = prediction_type(shapes)
     scheduler = DDIMScheduler(**SD15_SCHEDULER, prediction_type=prediction)
-    return SD15Model(unet, vae, text_encoder, tokenizer, scheduler, prediction,
-                     unet_original_names(shapes, unet_cfg))
+    return SD15Model(unet, vae, text_encoder, tokenizer, scheduler, prediction)

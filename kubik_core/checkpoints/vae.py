@@ -61,3 +61,12 @@ def sd15_vae(state: dict, shapes: dict, name: str):
     vae = AutoencoderKL.from_config({k: v for k, v in config.items() if k != "_class_name"})
     return load_strict(vae, convert_ldm_vae_checkpoint(state, vae.config), "VAE", name)
 
+
+
+def encode_latents(vae, pixels):
+    """Scaled latents of ``pixels`` ([B, 3, H, W] in -1..1), as the UNet sees them: the KL
+    posterior's mean times the latent scale, or a TAESD's latents (trained to match them)."""
+    encoded = vae.encode(pixels)
+    if hasattr(encoded, "latent_dist"):
+        return encoded.latent_dist.mean * vae.config.scaling_factor
+    return encoded.latents * vae.config.scaling_factor

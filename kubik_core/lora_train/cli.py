@@ -1,4 +1,4 @@
-"""``kubik lora train``: train an SDXL LoRA from a folder of captioned pictures."""
+"""``kubik lora train``: train an SD1.5 or SDXL LoRA from a folder of captioned pictures."""
 from __future__ import annotations
 
 import argparse
@@ -8,18 +8,20 @@ from ..common.precision import PRECISIONS
 
 
 def register(subparsers) -> None:
-    lora = subparsers.add_parser("lora", help="train SDXL LoRAs",
-                                 description="Train SDXL LoRAs (kohya-format output that ComfyUI, "
+    lora = subparsers.add_parser("lora", help="train SD1.5 and SDXL LoRAs",
+                                 description="Train SD1.5 and SDXL LoRAs (kohya-format output that ComfyUI, "
                                              "A1111 and CivitAI load).")
     sub = lora.add_subparsers(dest="lora_command", metavar="SUBCOMMAND")
     sub.required = True
     p = sub.add_parser("train", help="train a LoRA on a folder of captioned pictures",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                       description="Train an SDXL LoRA. Pictures with <stem>.txt captions (or a JSONL "
+                       description="Train a LoRA for an SD1.5 or SDXL checkpoint (the family is read from the "
+                                   "file). Pictures with <stem>.txt captions (or a JSONL "
                                    "manifest); writes <output>/<name>.safetensors, .metadata.json, a loss "
                                    "curve PNG and <name>.resume, from which a rerun continues.")
     p.add_argument("data", help="folder of pictures with .txt captions, or a .jsonl manifest")
-    p.add_argument("--base", required=True, help="single-file SDXL checkpoint (.safetensors): SDXL, Pony, Illustrious ...")
+    p.add_argument("--base", required=True, help="single-file checkpoint (.safetensors) of the SD1.5 family (SD1.5 "
+                                                 "and its fine-tunes) or the SDXL family (SDXL, Pony, Illustrious ...)")
     p.add_argument("--output", required=True, help="folder for the LoRA, its sidecar, loss curve and resume file")
     p.add_argument("--name", required=True, help="file name of the LoRA (no extension)")
     p.add_argument("--trigger", default="", help="trigger word: recorded in the metadata, and starts the "
@@ -31,7 +33,9 @@ def register(subparsers) -> None:
     p.add_argument("--write-captions", action="store_true",
                    help="save the captions made for pictures without one as <stem>.txt beside them "
                         "(default: used for this run only)")
-    p.add_argument("--resolution", type=int, default=1024, help="bucket area is at most this squared (multiple of 64)")
+    p.add_argument("--resolution", type=int, default=0,
+                   help="bucket area is at most this squared (multiple of 64); 0: the base model's own, "
+                        "512 for SD1.5, 1024 for SDXL")
     p.add_argument("--max-upscale", type=float, default=1.0, help="never enlarge a picture more than this")
     p.add_argument("--repeats", type=int, default=1, help="times each picture is seen per epoch")
     p.add_argument("--batch-size", type=int, default=1)
@@ -47,7 +51,8 @@ def register(subparsers) -> None:
                    help="write an exponential moving average of the LoRA weights (e.g. 0.999; 0 = the last step's)")
     p.add_argument("--targets", choices=("attention", "attention+ff"), default="attention",
                    help="UNet layers that get LoRA: attention projections, or those plus proj_in/out and feed-forward")
-    p.add_argument("--train-text-encoder", action="store_true", help="also train LoRA on both text encoders")
+    p.add_argument("--train-text-encoder", action="store_true",
+                   help="also train LoRA on the text encoders (SD1.5's CLIP-L, SDXL's two)")
     p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
     p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
@@ -72,9 +77,9 @@ def register(subparsers) -> None:
     p.add_argument("--tokenizer", default=None, help="folder with CLIP's vocab.json and merges.txt (default: "
                                                      "the ComfyUI this pack is in, or $COMFYUI_DIR)")
     p.add_argument("--key-style", choices=("kohya", "diffusers"), default="kohya",
-                   help="UNet key names in the LoRA: kohya (the original SDXL layout sd-scripts writes, "
-                        "lora_unet_input_blocks_...) or diffusers (lora_unet_down_blocks_...); ComfyUI, "
-                        "A1111 and Forge load both")
+                   help="UNet key names in the LoRA: kohya (the layout sd-scripts writes: the original one "
+                        "for SDXL, lora_unet_input_blocks_..., diffusers' for SD1.5) or diffusers "
+                        "(lora_unet_down_blocks_...); ComfyUI, A1111 and Forge load both")
     p.add_argument("--sample-every", type=int, default=0,
                    help="draw sample pictures every N steps and at the end, into <output>/<name>_samples/ (0: never)")
     p.add_argument("--sample-prompt", action="append", default=None,

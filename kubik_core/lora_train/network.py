@@ -1,12 +1,13 @@
 """LoRA layers through peft, and their export as a kohya-format LoRA file.
 
-Keys are kohya's: ``lora_unet_<module path with _>``, ``lora_te1_`` (CLIP-L) and ``lora_te2_``
-(OpenCLIP bigG), each with ``.lora_down.weight`` (peft's A), ``.lora_up.weight`` (B) and
-``.alpha`` (scale = alpha / rank, as in peft). The UNet's module paths are either the original
-(LDM) ones that kohya's sd-scripts writes for SDXL and most SDXL LoRAs on CivitAI carry
-(``lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q``: KEY_STYLES "kohya"), or the
-diffusers ones (``lora_unet_down_blocks_1_attentions_0_...``: "diffusers"); ComfyUI's
-comfy/lora.py maps both, as do A1111/Forge.
+Keys are kohya's: ``lora_unet_<module path with _>``, and for the text encoders ``lora_te_``
+(SD1.5's CLIP-L) or ``lora_te1_`` (CLIP-L) and ``lora_te2_`` (OpenCLIP bigG) for SDXL, each with
+``.lora_down.weight`` (peft's A), ``.lora_up.weight`` (B) and ``.alpha`` (scale = alpha / rank, as
+in peft). The UNet's module paths are the ones kohya's sd-scripts writes (KEY_STYLES "kohya"):
+for SDXL the original (LDM) ones most SDXL LoRAs on CivitAI carry
+(``lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q``), for SD1.5 the diffusers ones
+(``lora_unet_down_blocks_0_attentions_0_...``); "diffusers" asks for diffusers paths whatever the
+family. ComfyUI's comfy/lora.py maps both layouts, as do A1111/Forge.
 """
 from __future__ import annotations
 
@@ -108,9 +109,10 @@ def serialize(tensors: dict, metadata: dict) -> bytes:
     return save(tensors, metadata=dict(metadata, sshs_model_hash=data_hash))
 
 
-def training_metadata(settings: dict, *, steps: int, epoch: int, tag_frequency: dict, base_name: str,
+def training_metadata(settings: dict, family, *, steps: int, epoch: int, tag_frequency: dict, base_name: str,
                       base_sha256: str, buckets: dict, num_images: int, started: float) -> dict:
-    """kohya's ss_* fields and SAI ModelSpec fields (string values, as safetensors wants)."""
+    """kohya's ss_* fields and SAI ModelSpec fields (string values, as safetensors wants);
+    ``family`` (base_model.Family) names the base model's family as kohya and ModelSpec do."""
     resolution = settings["resolution"]
     trigger = settings.get("trigger") or ""
     title = settings["name"]
@@ -124,7 +126,7 @@ def training_metadata(settings: dict, *, steps: int, epoch: int, tag_frequency: 
                                        **({"conv_dim": str(settings["conv_rank"]),
                                            "conv_alpha": str(float(settings["conv_alpha"]))}
                                           if settings["conv_rank"] else {})}),
-        "ss_base_model_version": "sdxl_base_v1-0", "ss_sd_model_name": base_name,
+        "ss_base_model_version": family.kohya_base_version, "ss_sd_model_name": base_name,
         "ss_new_sd_model_hash": base_sha256, "ss_resolution": f"({resolution}, {resolution})",
         "ss_steps": str(steps), "ss_max_train_steps": str(settings["steps"]), "ss_epoch": str(epoch),
         "ss_num_train_images": str(num_images), "ss_batch_size_per_device": str(settings["batch_size"]),
@@ -144,8 +146,8 @@ def training_metadata(settings: dict, *, steps: int, epoch: int, tag_frequency: 
         "ss_output_name": title, "ss_training_started_at": str(int(started)),
         "ss_training_finished_at": str(int(time.time())), "ss_training_comment": "trained with kubik lora train",
         "modelspec.sai_model_spec": "1.0.0",
-        "modelspec.architecture": "stable-diffusion-xl-v1-base/lora",
-        "modelspec.implementation": "https://github.com/Stability-AI/generative-models",
+        "modelspec.architecture": family.architecture,
+        "modelspec.implementation": family.implementation,
         "modelspec.title": title, "modelspec.resolution": f"{resolution}x{resolution}",
         "modelspec.prediction_type": settings["prediction_type"],
         "modelspec.date": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
@@ -156,12 +158,12 @@ def training_metadata(settings: dict, *, steps: int, epoch: int, tag_frequency: 
     return meta
 
 
-def sidecar(path: Path, data: bytes, trigger: str, settings: dict) -> dict:
-    """ComfyUI-Lora-Manager's ``<name>.metadata.json`` for the written LoRA."""
+def sidecar(path: Path, data: bytes, trigger: str, settings: dict, family) -> dict:
+    """ComfyUI-Lora-Manager's ``<name>.metadata.json`` for the written LoRA of ``family``."""
     return {
         "file_name": path.stem, "model_name": settings["name"], "file_path": path.name,
         "size": len(data), "modified": time.time(), "sha256": hashlib.sha256(data).hexdigest(),
-        "base_model": "SDXL 1.0", "preview_url": "", "from_civitai": False,
+        "base_model": family.civitai_base_model, "preview_url": "", "from_civitai": False,
         "tags": ["kubik-trained"], "notes": f"Trained with kubik lora train ({settings['steps']} steps, "
                                             f"rank {settings['rank']}).",
         "civitai": {"trainedWords": [trigger] if trigger else []},

@@ -20,7 +20,8 @@ def sample_latents(model, conditioning, prompt: str, *, seed: int, width: int, h
                    cfg: float, device, precision: str):
     """Denoised latents [1, 4, height/8, width/8] for ``prompt`` with the UNet as it is now.
 
-    ``conditioning(captions)`` returns (hidden states, pooled) as the training loop encodes them.
+    ``conditioning(captions)`` returns (hidden states, pooled) as the training loop encodes them;
+    ``model`` is the loop's base_model.BaseModel.
     """
     import torch
     from diffusers import EulerDiscreteScheduler
@@ -37,8 +38,7 @@ def sample_latents(model, conditioning, prompt: str, *, seed: int, width: int, h
     for t in scheduler.timesteps:
         scaled = scheduler.scale_model_input(torch.cat([latents, latents]), t)
         with autocast(device, precision):
-            pred = model.unet(scaled, t, encoder_hidden_states=emb,
-                              added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}).sample.float()
+            pred = model.predict(scaled, t, emb, pooled, time_ids).float()
         positive, negative = pred.chunk(2)
         latents = scheduler.step(negative + cfg * (positive - negative), t, latents).prev_sample
     return latents

@@ -1,6 +1,8 @@
-"""The SDXL LoRA training loop (kohya sd-scripts' settings, kept readable).
+"""The LoRA training loop for SD1.5 and SDXL checkpoints (kohya sd-scripts' settings, kept readable).
 
-Pictures are encoded by the VAE once (in fp32: the fp16 SDXL VAE overflows) and their latents
+One loop for both families: what differs (text encoders, conditioning, the UNet's extra inputs,
+names in the file) is asked of the base model object (base_model.py). Pictures are encoded by the
+VAE once (in fp32: the fp16 SDXL VAE overflows) and their latents
 cached, in memory or on disk under a key made of the picture's SHA-256, its bucket and the base
 model's SHA-256, so a second run on the same pictures skips the VAE. Text-encoder outputs are
 cached the same way by caption text while the text encoders are not trained. The UNet (and with
@@ -39,7 +41,7 @@ class TrainSettings:
     trigger: str = ""
     caption_model: str | None = None       # local BLIP folder captioning pictures that have no .txt
     write_captions: bool = False           # save the captions made as <stem>.txt beside the pictures
-    resolution: int = 1024
+    resolution: int = 0                    # bucket side; 0: the family's (SD1.5 512, SDXL 1024)
     max_upscale: float = 1.0
     repeats: int = 1
     batch_size: int = 1
@@ -85,6 +87,7 @@ class TrainSettings:
             (self.steps >= 1, "--steps must be at least 1"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.repeats >= 1, "--repeats must be at least 1"),
+            (self.resolution >= 0, "--resolution must be a multiple of 64, or 0 for the base model's own"),
             (self.grad_accum >= 1, "--grad-accum must be at least 1"),
             (1 <= self.rank <= 1024, "--rank must be from 1 to 1024"),
             (self.alpha > 0 and self.conv_alpha > 0, "--alpha and --conv-alpha must be positive"),
@@ -238,23 +241,6 @@ def _optimizer(settings: TrainSettings, groups: list, device):
     return torch.optim.AdamW(groups, weight_decay=1e-2)
 
 
-def encode_text(model, captions: list[str], device):
-    """SDXL conditioning: both encoders' penultimate hidden states side by side, and bigG's
-    projected pooled output."""
-    import torch
-
-    states = []
-    pooled = None
-    for tokenizer, encoder in ((model.tokenizer, model.text_encoder), (model.tokenizer_2, model.text_encoder_2)):
-        ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length,
-                        truncation=True, return_tensors="pt").input_ids.to(device)
-        out = encoder(ids, output_hidden_states=True)
-        states.append(out.hidden_states[-2])
-        if encoder is model.text_encoder_2:
-            pooled = out.text_embeds if hasattr(out, "text_embeds") else out[0]
-    return torch.cat(states, dim=-1), pooled
-
-
 def train(settings: TrainSettings, log=print, report=None, should_stop=None) -> TrainResult:
     """Run (or resume) one training; returns where the LoRA went and the loss history.
 
@@ -267,11 +253,17 @@ def train(settings: TrainSettings, log=print, report=None, should_stop=None) -> 
     import torch
     from tqdm import tqdm
 
-    from ..checkpoints import load_sdxl
     from ..common.distributed import barrier, init_distributed, shutdown
+    from .base_model import detect_family, load_base_model
     from .captioner import captions_from_model
 
     settings.check()
+    # The base model's family comes from its header (a wrong file stops here). The pictures are
+    # checked before it, unless their buckets wait for the family's resolution.
+    family = None
+    if not settings.resolution:
+        family = detect_family(settings.base)
+        settings.resolution = family.default_resolution
     started = time.time()
     # Under torchrun every process trains on its share of each step's micro-batches and the LoRA
     # gradients are averaged across processes before the optimizer step; process 0 writes files.
@@ -296,19 +288,20 @@ def train(settings: TrainSettings, log=print, report=None, should_stop=None) -> 
     report({"event": "stage", "stage": "loading"})
     output = Path(settings.output)
     output.mkdir(parents=True, exist_ok=True)
-    # The captioning model, if any, is loaded once here and freed before the SDXL model loads;
+    # The captioning model, if any, is loaded once here and freed before the base model loads;
     # every process captions alike (greedy decoding), process 0 alone writes the .txt files.
     caption_missing = captions_from_model(settings.caption_model, device, log) if settings.caption_model else None
     items = dataset.load_items(settings.data, settings.trigger, settings.resolution, settings.max_upscale,
                                caption_missing, settings.write_captions and main)
     log(f"{len(items)} pictures in {len({i.bucket for i in items})} bucket(s), {settings.repeats} repeat(s)")
+    family = family or detect_family(settings.base)
     base_path = Path(settings.base)
     base_sha = _sha256(base_path)
-    model = load_sdxl(base_path, settings.tokenizer, "--base")
+    model = load_base_model(base_path, family, settings.tokenizer)
     if stop_requested():
         raise stopped(0)
     settings.prediction_type = model.prediction_type
-    for part in (model.unet, model.vae, model.text_encoder, model.text_encoder_2):
+    for part in model.modules():
         part.requires_grad_(False)
         part.to(device)
     # The disk cache stays out of the output folder, which is often ComfyUI's loras folder: its
@@ -317,7 +310,6 @@ def train(settings: TrainSettings, log=print, report=None, should_stop=None) -> 
 
     # 1. Latents, once per picture (VAE in fp32 whatever the training precision).
     latents = []
-    scaling = model.vae.config.scaling_factor
     report({"event": "stage", "stage": "caching", "total": len(items)})
     with torch.no_grad():
         for item in tqdm(items, desc="caching latents", disable=not (settings.progress and main)):
@@ -327,8 +319,8 @@ def train(settings: TrainSettings, log=print, report=None, should_stop=None) -> 
             cached = cache.get(key)
             if cached is None:
                 pixels, cond = dataset.load_pixels(item)
-                mean = model.vae.encode(pixels[None].to(device)).latent_dist.mean[0] * scaling
-                cached = cache.put(key, {"latent": mean.float().cpu(), "cond": torch.tensor(cond, dtype=torch.float32)})
+                latent = model.encode_latents(pixels[None].to(device))[0]
+                cached = cache.put(key, {"latent": latent.float().cpu(), "cond": torch.tensor(cond, dtype=torch.float32)})
             latents.append(cached)
     model.vae.to("cpu")  # no longer needed on the device
 
@@ -340,7 +332,7 @@ def train(settings: TrainSettings, log=print, report=None, should_stop=None) -> 
     parts = {"lora_unet": model.unet}
     groups = [{"params": list(network.lora_parameters(model.unet).values()), "lr": settings.lr}]
     if settings.train_text_encoder:
-        for prefix, encoder in (("lora_te1", model.text_encoder), ("lora_te2", model.text_encoder_2)):
+        for prefix, encoder in model.text_encoders.items():
             network.add_lora(encoder, settings.rank, settings.alpha, network.TEXT_TARGETS)
             parts[prefix] = encoder
             groups.append({"params": list(network.lora_parameters(encoder).values()), "lr": settings.text_encoder_lr})
@@ -383,17 +375,19 @@ def train(settings: TrainSettings, log=print, report=None, should_stop=None) -> 
     def conditioning(captions):
         if text_cache is None:
             with autocast(device, settings.precision):
-                return encode_text(model, captions, device)
+                return model.encode_text(captions, device)
         rows = []
         for caption in captions:
             key = hashlib.sha256(f"{caption}:{base_sha}:text".encode()).hexdigest()
             found = text_cache.get(key)
             if found is None:
                 with torch.no_grad():
-                    emb, pooled = encode_text(model, [caption], device)
-                found = text_cache.put(key, {"emb": emb[0].float().cpu(), "pooled": pooled[0].float().cpu()})
+                    emb, pooled = model.encode_text([caption], device)
+                found = text_cache.put(key, {"emb": emb[0].float().cpu(),
+                                             **({"pooled": pooled[0].float().cpu()} if pooled is not None else {})})
             rows.append(found)
-        return (torch.stack([r["emb"] for r in rows]).to(device), torch.stack([r["pooled"] for r in rows]).to(device))
+        pooled = torch.stack([r["pooled"] for r in rows]).to(device) if "pooled" in rows[0] else None
+        return torch.stack([r["emb"] for r in rows]).to(device), pooled
 
     sample_prompts = (list(settings.sample_prompts) or samples.default_prompts(settings.trigger, items[0].caption)
                       if settings.sample_every else [])
@@ -402,8 +396,8 @@ def train(settings: TrainSettings, log=print, report=None, should_stop=None) -> 
         known = {item.caption for item in items} | ({""} if settings.caption_dropout or sample_prompts else set())
         for caption in sorted(known | set(sample_prompts)):
             conditioning([caption])
-        model.text_encoder.to("cpu")
-        model.text_encoder_2.to("cpu")
+        for encoder in model.text_encoders.values():
+            encoder.to("cpu")
 
     alphas = model.scheduler.alphas_cumprod.to(device)
 
@@ -426,8 +420,7 @@ def train(settings: TrainSettings, log=print, report=None, should_stop=None) -> 
         time_ids = torch.stack([torch.cat([latents[i]["cond"], torch.tensor([height, width], dtype=torch.float32)])
                                 for i in indices]).to(device)
         with autocast(device, settings.precision):
-            pred = model.unet(noisy, t, encoder_hidden_states=emb,
-                              added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}).sample
+            pred = model.predict(noisy, t, emb, pooled, time_ids)
         loss = torch.nn.functional.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
         if settings.min_snr_gamma:
             snr = alphas[t] / (1 - alphas[t])
@@ -515,12 +508,12 @@ def train(settings: TrainSettings, log=print, report=None, should_stop=None) -> 
     if ema is not None:
         ema.copy_to_parameters()   # the resume file above keeps the live weights
         log(f"the LoRA holds the moving average of its weights (decay {settings.ema_decay})")
-    tensors = network.kohya_state_dict(parts, torch.float16,
-                                       model.unet_original_names if settings.key_style == "kohya" else None)
+    original_names = settings.key_style == "kohya" and family.kohya_original_unet_names   # SDXL's layout
+    tensors = network.kohya_state_dict(parts, torch.float16, model.unet_original_names if original_names else None)
     buckets: dict = {}
     for item in items:
         buckets[item.bucket] = buckets.get(item.bucket, 0) + 1
-    metadata = network.training_metadata(asdict(settings), steps=step, epoch=epoch + 1,
+    metadata = network.training_metadata(asdict(settings), family, steps=step, epoch=epoch + 1,
                                          tag_frequency=dataset.tag_frequency(items), base_name=base_path.name,
                                          base_sha256=base_sha, buckets=buckets, num_images=len(items),
                                          started=started)
@@ -528,7 +521,8 @@ def train(settings: TrainSettings, log=print, report=None, should_stop=None) -> 
     data = network.serialize(tensors, metadata)
     lora_path = write_bytes_atomic(output / f"{settings.name}.safetensors", data)
     sidecar_path = write_text_atomic(output / f"{settings.name}.metadata.json",
-                                     json.dumps(network.sidecar(lora_path, data, settings.trigger, asdict(settings)), indent=2))
+                                     json.dumps(network.sidecar(lora_path, data, settings.trigger, asdict(settings), family),
+                                                indent=2))
     plot_path = _plot(losses, output / f"{settings.name}_loss.png", settings.name)
     log(f"wrote {lora_path}")
     barrier(info)

@@ -118,14 +118,38 @@ def test_bad_json_and_empty_folders_and_bad_settings(tmp_path, capsys):
     assert (status, err) == (2, "kubik lora: error: --resolution must be a multiple of 64 (e.g. 1024), got 100")
 
 
-def test_a_base_model_that_is_not_an_sdxl_safetensors_is_refused(tmp_path, capsys):
+def _checkpoint(path, shapes: dict) -> None:
+    """A small safetensors file with the key names (zeros of the given shapes) of some family."""
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({name: torch.zeros(shape, dtype=torch.float16) for name, shape in shapes.items()}, str(path))
+
+
+BASE_FAMILY_CASES = {
+    "empty": ({}, "no Stable Diffusion model (no model.diffusion_model.* tensors)"),
+    "flux": ({"double_blocks.0.img_attn.qkv.weight": [4, 4]}, "FLUX"),
+    "sd3": ({"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": [4, 4]}, "SD3/SD3.5"),
+    "sd2": ({"model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": [8, 16],
+             "cond_stage_model.model.token_embedding.weight": [4, 16]}, "SD2.x"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BASE_FAMILY_CASES))
+def test_a_base_model_that_is_neither_sd15_nor_sdxl_is_refused_naming_the_file(case, tmp_path, capsys):
     folder = _folder(tmp_path)
-    (tmp_path / "none.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}              ")
+    shapes, holds = BASE_FAMILY_CASES[case]
+    _checkpoint(tmp_path / "none.safetensors", shapes)
     status, err = _run(folder, tmp_path, capsys)
-    assert status == 2
-    assert err == ("kubik lora: error: the text encoders are missing (conditioner.embedders.0.transformer."
-                   "text_model.embeddings.token_embedding.weight not found): SDXL checkpoints hold CLIP-L and "
-                   "OpenCLIP bigG")
+    assert (status, err) == (2, f"kubik lora: error: --base none.safetensors: the checkpoint holds {holds}; kubik "
+                                "lora train trains LoRAs for SD1.5 and SDXL (incl. Pony and Illustrious) "
+                                "single-file checkpoints")
+
+
+def test_a_missing_base_model_names_the_flag(tmp_path, capsys):
+    status, err = _run(_folder(tmp_path), tmp_path, capsys)
+    assert (status, err) == (2, "kubik lora: error: --base: no file 'none.safetensors'; give a .safetensors "
+                                "checkpoint")
 
 
 @settings(derandomize=True, max_examples=200, deadline=None)

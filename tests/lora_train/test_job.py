@@ -111,8 +111,9 @@ def test_the_child_command_line_parses_back_into_the_same_settings():
 
 @pytest.mark.timeout(120)
 def test_a_failing_child_gives_its_last_error_line(tmp_path):
+    # With a --resolution the pictures are checked before the base model (which is missing too).
     settings = TrainSettings(data=str(tmp_path / "missing"), base=str(tmp_path / "base.safetensors"),
-                             output=str(tmp_path / "out"), name="kbk", device="cpu", progress=False)
+                             output=str(tmp_path / "out"), name="kbk", resolution=1024, device="cpu", progress=False)
     events = []
     with pytest.raises(TrainingFailed) as failure:
         run_training(settings, events.append, lambda: False, env=dict(os.environ, OMP_NUM_THREADS="1"))

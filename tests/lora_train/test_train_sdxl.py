@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -25,24 +24,14 @@ if not COMFYUI_DIR or not (Path(COMFYUI_DIR) / "main.py").exists():
 
 from tests.kubik_testing.tiny_checkpoint import build_tiny_sdxl_checkpoint  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
+from .training_runs import REPO, comfy_lora_reports, fixed_batch_losses, offline_env, read_lora, write_photos  # noqa: E402
+
 pytestmark = pytest.mark.timeout(900)
-
-
-def _photos(folder: Path) -> None:
-    """Three of scikit-image's photos, scaled down (training runs at 64x64-pixel buckets)."""
-    import skimage.data
-
-    folder.mkdir()
-    for name, size in (("astronaut", (80, 80)), ("coffee", (96, 64)), ("chelsea", (96, 64))):
-        Image.fromarray(getattr(skimage.data, name)()).resize(size, Image.Resampling.LANCZOS).save(folder / f"{name}.png")
-    (folder / "coffee.txt").write_text("kbk style, a cup of coffee, saucer", encoding="utf-8")
 
 
 def _train(tmp: Path, steps: int, output: str = "loras", grad_accum: int = 2,
            launcher: tuple = (), key_style: str = "kohya", extra: tuple = ()) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp / "empty-hf-home"),
-               KUBIK_CACHE_DIR=str(tmp / "kubik-cache"), PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    env = offline_env(tmp)
     command = [sys.executable, *(launcher or ("-m", "kubik_core")), "lora", "train", str(tmp / "photos"),
                "--base", str(tmp / "tiny_sdxl.safetensors"), "--output", str(tmp / output), "--name", "kbk_style",
                "--grad-accum", str(grad_accum), "--key-style", key_style,
@@ -57,7 +46,7 @@ def _train(tmp: Path, steps: int, output: str = "loras", grad_accum: int = 2,
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lora_train")
     build_tiny_sdxl_checkpoint(tmp / "tiny_sdxl.safetensors", Path(COMFYUI_DIR))
-    _photos(tmp / "photos")
+    write_photos(tmp / "photos")
     # Samples of two prompts at steps 2 and 3 (the torchrun test below trains without samples and
     # must agree with this run: drawing samples does not change the training).
     first = _train(tmp, 3, extra=("--sample-every", "2", "--sample-steps", "3", "--sample-prompt", "kbk style",
@@ -74,38 +63,27 @@ def trained(tmp_path_factory):
     return tmp, first, second, cache_files
 
 
-def _metadata(path: Path) -> dict:
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as handle:
-        return handle.metadata(), {key: handle.get_tensor(key) for key in handle.keys()}
-
-
 def test_a_rerun_resumes_from_the_saved_step_and_reuses_the_latent_cache(trained):
     tmp, first, second, cache_files = trained
     assert "resuming" not in first.stdout
     assert "resuming from step 3" in second.stdout
-    metadata, _ = _metadata(tmp / "loras" / "kbk_style.safetensors")
+    metadata, _ = read_lora(tmp / "loras" / "kbk_style.safetensors")
     assert metadata["ss_steps"] == "5"
     assert len(cache_files) == 3                                    # one latent per photo
     assert sorted((tmp / "kubik-cache").rglob("*.safetensors")) == cache_files
 
 
-def _probe(run) -> tuple[float, float]:
-    return tuple(map(float, re.search(r"loss on a fixed batch: ([\d.]+) before, ([\d.]+) after", run.stdout).groups()))
-
-
 def test_training_reduces_the_loss_and_a_resume_starts_from_the_saved_weights(trained):
     _, first, second, _ = trained
-    untrained, after_3 = _probe(first)
-    resumed, after_5 = _probe(second)
+    untrained, after_3 = fixed_batch_losses(first)
+    resumed, after_5 = fixed_batch_losses(second)
     assert after_3 < untrained and after_5 < untrained
     assert resumed == after_3        # the same probe on the restored LoRA weights
 
 
 def test_the_lora_has_kohya_keys_metadata_sidecar_and_loss_curve(trained):
     tmp, *_ = trained
-    metadata, tensors = _metadata(tmp / "loras" / "kbk_style.safetensors")
+    metadata, tensors = read_lora(tmp / "loras" / "kbk_style.safetensors")
     prefixes = {key.split("_")[1] for key in tensors}
     assert prefixes == {"unet", "te1", "te2"}
     modules = {key.split(".")[0] for key in tensors}
@@ -143,7 +121,7 @@ def test_the_file_holds_the_moving_average_and_the_resume_file_the_live_weights(
     import torch
 
     tmp, *_ = trained
-    _, tensors = _metadata(tmp / "loras" / "kbk_style.safetensors")
+    _, tensors = read_lora(tmp / "loras" / "kbk_style.safetensors")
     state = torch.load(tmp / "loras" / "kbk_style.resume", weights_only=True)
     assert state["ema"]["updates"] == 5
     live = state["lora"]
@@ -174,13 +152,8 @@ def test_samples_are_drawn_every_n_steps_with_a_fixed_seed_per_prompt(trained):
 def comfy_reports(trained):
     """ComfyUI's loader on the LoRA (kohya key layout) and on the same weights with diffusers keys."""
     tmp, *_ = trained
-    done = subprocess.run([sys.executable, str(REPO / "tests" / "lora_train" / "comfy_lora_check.py"),
-                           str(tmp / "tiny_sdxl.safetensors"), str(tmp / "loras" / "kbk_style.safetensors"),
-                           str(tmp / "kbk_style_diffusers_keys.safetensors")],
-                          cwd=COMFYUI_DIR, env=dict(os.environ, PYTHONPATH=COMFYUI_DIR),
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return [json.loads(line) for line in done.stdout.strip().splitlines()[-2:]]
+    return comfy_lora_reports(COMFYUI_DIR, tmp / "tiny_sdxl.safetensors", tmp / "loras" / "kbk_style.safetensors",
+                              tmp / "kbk_style_diffusers_keys.safetensors")
 
 
 def test_comfyui_loads_every_key_and_the_unet_output_changes(comfy_reports):
@@ -193,8 +166,8 @@ def test_comfyui_loads_every_key_and_the_unet_output_changes(comfy_reports):
 
 def test_kohya_and_diffusers_key_layouts_load_alike_in_comfyui(trained, comfy_reports):
     tmp, *_ = trained
-    _, kohya = _metadata(tmp / "loras" / "kbk_style.safetensors")
-    _, diffusers = _metadata(tmp / "kbk_style_diffusers_keys.safetensors")
+    _, kohya = read_lora(tmp / "loras" / "kbk_style.safetensors")
+    _, diffusers = read_lora(tmp / "kbk_style_diffusers_keys.safetensors")
     assert {k.split("_")[2] for k in kohya if k.startswith("lora_unet_")} == {"input", "middle", "output"}
     assert {k.split("_")[2] for k in diffusers if k.startswith("lora_unet_")} == {"down", "mid", "up"}
     assert len(kohya) == len(diffusers)
