@@ -1,4 +1,4 @@
-"""Kubik Train LoRA: an SDXL LoRA from a folder of captioned pictures, trained inside ComfyUI.
+"""Kubik Train LoRA: an SD1.5 or SDXL LoRA from a folder of captioned pictures, trained inside ComfyUI.
 
 The engine is ``kubik_core.lora_train`` (``kubik lora train``). The training runs in a process
 of its own (``kubik_core.lora_train.runner``), never in ComfyUI's prompt thread: this class
@@ -28,7 +28,7 @@ CAPTIONER_HINT = ("put a BLIP captioner saved with save_pretrained (config.json,
 
 
 class KubikTrainLora:
-    DESCRIPTION = ("Trains an SDXL LoRA (SDXL, Pony, Illustrious checkpoints) on a folder of pictures with "
+    DESCRIPTION = ("Trains an SDXL LoRA (SDXL, Pony, Illustrious checkpoints) or an SD1.5 LoRA on a folder of pictures with "
                    ".txt captions and saves it in the loras folder in kohya's format, with training "
                    "metadata, a Lora-Manager sidecar and a loss curve. Training runs in a separate process "
                    "after ComfyUI unloads its models; Cancel stops it and keeps the finished steps, so "
@@ -50,8 +50,9 @@ class KubikTrainLora:
                     "ComfyUI's input folder: 'my_character' means input/my_character. A picture without "
                     "a caption is captioned from the trigger and its file name. A .jsonl manifest works too."}),
                 "checkpoint": (comfy_bridge.checkpoint_names(), {"tooltip":
-                    "The SDXL-family base model to train on (a .safetensors checkpoint: SDXL, Pony, "
-                    "Illustrious ...). Use the LoRA with the model it was trained on."}),
+                    "The base model to train on (a .safetensors checkpoint: SDXL, Pony, Illustrious ... "
+                    "or SD1.5; the family is read from the file). Use the LoRA with the model it was "
+                    "trained on."}),
                 "lora_name": ("STRING", {"default": "my_lora", "tooltip":
                     "File name of the new LoRA in the loras folder (subfolders allowed: "
                     "'characters/alice'). Letters, digits, spaces, '_', '-', '.'."}),
@@ -70,7 +71,7 @@ class KubikTrainLora:
                     "Learning rate of the UNet's LoRA (1e-4 is kohya's usual SDXL value)."}),
                 "resolution": ("INT", {"default": 1024, "min": 64, "max": 4096, "step": 64, "tooltip":
                     "Training size: pictures go to aspect-ratio buckets of at most this squared "
-                    "area (1024 for SDXL). Pictures are never enlarged beyond max_upscale."}),
+                    "area (1024 for SDXL, 512 for SD1.5). Pictures are never enlarged beyond max_upscale."}),
                 "batch_size": ("INT", {"default": 1, "min": 1, "max": 64, "tooltip":
                     "Pictures per step (more needs more GPU memory)."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "tooltip":
@@ -139,8 +140,9 @@ class KubikTrainLora:
                     "Prompts of the sample pictures, one a line (empty: the trigger, else the first "
                     "caption)."}),
                 "key_style": (list(KEY_STYLES), {"default": "kohya", "tooltip":
-                    "UNet key names in the file: kohya (the original SDXL layout that kohya's sd-scripts "
-                    "writes and most CivitAI LoRAs use) or diffusers. ComfyUI, A1111 and Forge load both."}),
+                    "UNet key names in the file: kohya (the layout kohya's sd-scripts writes and most "
+                    "CivitAI LoRAs use: the original one for SDXL, diffusers' for SD1.5) or diffusers. "
+                    "ComfyUI, A1111 and Forge load both."}),
                 "caption_model": ([NO_CAPTIONER, *comfy_bridge.captioner_names()], {"default": NO_CAPTIONER,
                                                                                     "tooltip":
                     "A local BLIP captioning model that describes the pictures without a .txt caption "
