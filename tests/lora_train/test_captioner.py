@@ -63,7 +63,7 @@ def test_write_captions_saves_them_beside_the_pictures_through_the_command(tmp_p
     status = main(["lora", "train", str(folder), "--base", str(tmp_path / "none.safetensors"),
                    "--output", str(tmp_path / "out"), "--name", "x", "--resolution", "128", "--trigger", "kbk",
                    "--caption-model", str(blip), "--write-captions", "--no-progress", "--device", "cpu"])
-    assert status == 2 and "none.safetensors: no such file" in capsys.readouterr().err
+    assert status == 2 and "--base: no file 'none.safetensors'" in capsys.readouterr().err
     assert (folder / "kept.txt").read_text() == "kbk, a caption the user wrote"
     for stem in ("red_dress", "blue_hat"):
         text = (folder / f"{stem}.txt").read_text()
