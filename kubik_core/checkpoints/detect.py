@@ -42,7 +42,7 @@ def detect_family(shapes: dict) -> str:
             return "sd15"
     if any(k.startswith(("double_blocks.", "model.diffusion_model.double_blocks.")) for k in shapes):
         return "flux"
-    if any(".joint_blocks." in k for k in shapes):
+    if any(".joint_blocks." in k or k.startswith("joint_blocks.") for k in shapes):   # bare: a diffusion model file
         return "sd3"
     if any(k.startswith("cond_stage_model.model.") for k in shapes):
         return "sd2"

@@ -10,8 +10,10 @@ the pipeline around the parts:
   ``AutoencoderTiny``).
 - FLUX.1 dev and schnell: FluxPipeline from a diffusion-model file with ``--text-encoders`` and
   ``--vae``, or from an all-in-one checkpoint (checkpoints/flux.py).
+- SD3 and SD3.5 (Large, Turbo, Medium): StableDiffusion3Pipeline from a checkpoint with
+  ``--text-encoders``, or an all-in-one file (checkpoints/sd3.py).
 
-Other families (SD2, SD3.5, FLUX.2 ...) are refused with one line naming the family.
+Other families (SD2, FLUX.2 ...) are refused with one line naming the family.
 """
 from __future__ import annotations
 
@@ -21,9 +23,10 @@ from ..checkpoints import CheckpointError, CheckpointInfo, load_sd15, load_sdxl
 from ..checkpoints import inspect_checkpoint as inspect_header
 from ..checkpoints import FAMILY_NAMES, require_family
 from ..checkpoints.flux import inspect_flux, load_flux
+from ..checkpoints.sd3 import inspect_sd3, load_sd3
 from ..checkpoints.modules import quiet_libraries
 
-SUPPORTED = ("sd15", "sdxl", "flux")
+SUPPORTED = ("sd15", "sdxl", "flux", "sd3")
 
 __all__ = ["SUPPORTED", "CheckpointError", "CheckpointInfo", "inspect_checkpoint", "load_pipeline"]
 
@@ -34,12 +37,14 @@ def inspect_checkpoint(path: str | os.PathLike, text_encoders: list | tuple = ()
     kubik generate does not run is one clear line. ``text_encoders`` and ``vae``: the separate
     files a FLUX diffusion model needs (checkpoints.flux.resolve_flux_files)."""
     info = inspect_header(path, "--checkpoint")
-    require_family(info.family, SUPPORTED, "kubik generate loads SD1.5, SDXL (incl. Pony and Illustrious) "
-                                           "and FLUX.1 (dev, schnell) models offline")
+    require_family(info.family, SUPPORTED, "kubik generate loads SD1.5, SDXL (incl. Pony and Illustrious), "
+                                           "SD3/SD3.5 and FLUX.1 (dev, schnell) models offline")
     if info.family == "flux":
         return inspect_flux(path, text_encoders, vae)
+    if info.family == "sd3":
+        return inspect_sd3(path, text_encoders, vae)
     if text_encoders or vae is not None:
-        raise CheckpointError(f"--text-encoders and --vae go with a FLUX diffusion model; {os.path.basename(path)} "
+        raise CheckpointError(f"--text-encoders and --vae go with FLUX and SD3.5 models; {os.path.basename(path)} "
                               f"is an {FAMILY_NAMES[info.family]} checkpoint that holds its own")
     return info
 
@@ -51,6 +56,8 @@ def load_pipeline(path: str | os.PathLike, tokenizer_dir: str | None = None, tex
     info = inspect_checkpoint(path, text_encoders, vae)
     if info.family == "flux":
         pipe = load_flux(info.files, tokenizer_dir, t5_tokenizer_dir)
+    elif info.family == "sd3":
+        pipe = load_sd3(info.files, tokenizer_dir, t5_tokenizer_dir)
     elif info.family == "sdxl":
         from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
 

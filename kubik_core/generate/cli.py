@@ -21,18 +21,18 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "generate", help="generate pictures with diffusers (analysis, LoRAs, settings, memory strategies)",
         description="Generate pictures from a single-file SD1.5 or SDXL checkpoint (Pony and Illustrious "
-                    "are SDXL) or a FLUX.1 dev/schnell model with diffusers, offline: the prompt analysis, the LoRA recommender and the "
+                    "are SDXL), an SD3.5 or a FLUX.1 dev/schnell model with diffusers, offline: the prompt analysis, the LoRA recommender and the "
                     "optimizer's settings as in ComfyUI, memory strategies for small GPUs, PNGs with Kubik "
                     "Save Image's metadata, recorded in the learning store (kubik insights, kubik rate).")
     p.add_argument("prompt", help="the positive prompt")
     p.add_argument("--checkpoint", required=True,
-                   help="single-file .safetensors checkpoint (SD1.5, SDXL, FLUX.1), or a FLUX.1 diffusion model "
-                        "(models/diffusion_models) with --text-encoders and --vae")
+                   help="single-file .safetensors checkpoint (SD1.5, SDXL, SD3.5, FLUX.1), or a FLUX.1/SD3.5 "
+                        "diffusion model (models/diffusion_models) with --text-encoders and --vae")
     p.add_argument("--text-encoders", nargs="+", default=[], metavar="FILE",
-                   help="FLUX: clip_l.safetensors and t5xxl_fp16.safetensors (ComfyUI's models/text_encoders), "
-                        "for a diffusion model without them")
+                   help="the text encoder files a FLUX or SD3.5 file lacks (ComfyUI's models/text_encoders): "
+                        "FLUX clip_l + t5xxl_fp16, SD3.5 clip_l + clip_g (+ t5xxl_fp16)")
     p.add_argument("--vae", default=None, metavar="FILE",
-                   help="FLUX: ae.safetensors (ComfyUI's models/vae), for a diffusion model without it")
+                   help="FLUX's ae.safetensors or SD3's VAE (ComfyUI's models/vae), for a diffusion model without it")
     p.add_argument("--family", default="auto", help="model family for the settings (sd15, sdxl, pony, "
                                                      "illustrious ...; default auto: from the file)")
     p.add_argument("--priority", default="balanced", choices=("quality", "balanced", "speed", "low_vram"))
@@ -75,7 +75,7 @@ def register(subparsers) -> None:
                    help="folder with CLIP's vocab.json and merges.txt (default: ComfyUI's comfy/sd1_tokenizer "
                         "next to the pack, or under $COMFYUI_DIR)")
     p.add_argument("--t5-tokenizer", default=None, metavar="DIR",
-                   help="FLUX: folder with T5's tokenizer.json (default: ComfyUI's comfy/text_encoders/t5_tokenizer "
+                   help="FLUX/SD3.5: folder with T5's tokenizer.json (default: ComfyUI's comfy/text_encoders/t5_tokenizer "
                         "next to the pack, or under $COMFYUI_DIR)")
     p.add_argument("--store", default=None, help="learning store file or SQLAlchemy URL (default: "
                                                  "$KUBIK_LEARNING_URL, else ~/.local/share/kubik/learning.sqlite3)")

@@ -10,15 +10,15 @@ sequential  ``enable_sequential_cpu_offload``: each layer moved in when   a CUDA
             it runs ("extremely slow", diffusers' docs)
 aggressive  group offloading at leaf level (CUDA streams overlap the      runs on the CPU too
             copies on a GPU), VAE tiling and slicing, fp8 (e4m3) storage  (group offloading
-            with fp16/bf16 compute for the UNet or FLUX transformer on a  onto the CPU, tiling)
+            with fp16/bf16 compute for the UNet or the FLUX/SD3 DiT on a  onto the CPU, tiling)
             GPU (layerwise casting)
 =========== ============================================================ ===================
 
 The estimate is a documented model, not a measurement:
 
 - weights: parameter bytes per component as loaded (float32 on the CPU, float16 on a GPU; FLUX
-  bfloat16), from the headers of the checkpoint (and of FLUX's separate text encoder and VAE
-  files) (checkpoint.inspect_checkpoint);
+  and SD3 bfloat16), from the headers of the checkpoint (and of FLUX's or SD3's separate text
+  encoder and VAE files) (checkpoint.inspect_checkpoint);
 - activations: the UNet's at the latent size, ``ACTIVATION_BYTES_PER_LATENT_PIXEL`` bytes per
   latent pixel and image (x2 for classifier-free guidance), plus the VAE decoder's at the image
   size, ``VAE_BYTES_PER_PIXEL`` bytes per output pixel (a tile's worth with tiling);
@@ -143,7 +143,8 @@ def apply_strategy(pipe, strategy: str, device) -> list[str]:
     elif strategy == "sequential":
         pipe.enable_sequential_cpu_offload(device=device)
     elif strategy == "aggressive":
-        for name in ("text_encoder", "text_encoder_2", "image_encoder", "unet", "transformer", "controlnet"):
+        for name in ("text_encoder", "text_encoder_2", "text_encoder_3", "image_encoder", "unet", "transformer",
+                     "controlnet"):
             module = getattr(pipe, name, None)
             if module is None:
                 continue

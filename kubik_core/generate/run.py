@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..checkpoints import FAMILY_NAMES
 from . import memory
 from .checkpoint import CheckpointInfo, inspect_checkpoint
 
 MAX_IMAGES = 64
+FLOW_FAMILIES = ("flux", "sd3")         # flow-matching DiTs: bf16 on a GPU, the pipeline's own scheduler
 MAX_SIDE = 4096
 
 
@@ -217,8 +219,13 @@ def plan_generation(request: GenerateRequest) -> PreparedGeneration:
         if request.negative:
             notes.append("FLUX.1 samples without CFG: the negative prompt is not used")
         negative = ""
-        if any(weight != 1 for _, weight in _segments(positive, request.dialect)):
-            notes.append("prompt weights are not applied to FLUX here: the words are kept at weight 1")
+    if info.family in FLOW_FAMILIES and any(weight != 1 for _, weight in _segments(positive + negative,
+                                                                                request.dialect)):
+        notes.append(f"prompt weights are not applied to {FAMILY_NAMES[info.family]} here: the words are kept at "
+                     "weight 1")
+    if info.family == "sd3" and info.files.t5 is None:
+        notes.append("no T5-XXL: the prompt is encoded by CLIP-L and CLIP-G alone (weaker prompt following); "
+                     "add t5xxl_fp16.safetensors to --text-encoders")
     if "embedding:" in positive + negative:
         notes.append("embedding:name is not loaded outside ComfyUI; the words stay in the prompt as text")
     control = None
@@ -266,7 +273,7 @@ def load(prepared: PreparedGeneration):
     request = prepared.request
     pipe, _info = load_pipeline(request.checkpoint, request.tokenizer, request.text_encoders, request.vae,
                                 request.t5_tokenizer)
-    flux = prepared.info.family == "flux"
+    flow = prepared.info.family in FLOW_FAMILIES
     notes: list[str] = []
     if prepared.control is not None:
         pipe = _with_controlnet(pipe, prepared.request.controlnet, prepared.info.family)
@@ -276,9 +283,9 @@ def load(prepared: PreparedGeneration):
         attach(pipe, prepared.request.ip_adapter, prepared.ip_adapter.encoder_layout, prepared.ip_adapter.weight)
     if prepared.device.type == "cuda":      # half the memory and the fast kernels; the SDXL VAE
         import torch                        # upcasts itself where fp16 overflows (force_upcast);
-                                            # FLUX and T5 overflow in fp16: bf16, as BFL ships them
-        pipe.to(dtype=torch.bfloat16 if flux else torch.float16)
-    if flux:
+                                            # FLUX, SD3.5 and T5 overflow in fp16: bf16, as shipped
+        pipe.to(dtype=torch.bfloat16 if flow else torch.float16)
+    if flow:
         warnings = flow_matching_notes(prepared.plan.sampler_name, prepared.plan.scheduler)
     else:
         pipe.scheduler, warnings = diffusers_scheduler(pipe.scheduler.config, prepared.plan.sampler_name,
@@ -340,6 +347,10 @@ def run_pipeline(pipe, prepared: PreparedGeneration, seed: int):
         kwargs = dict(common, prompt="".join(text for text, _ in _segments(prepared.positive, dialect)),
                       guidance_scale=plan.guidance or 0.0,
                       max_sequence_length=MAX_T5_TOKENS[prepared.info.files.variant])
+    elif prepared.info.family == "sd3":     # CFG with the negative prompt; T5's 256 tokens (diffusers' default)
+        kwargs = dict(common, prompt="".join(text for text, _ in _segments(prepared.positive, dialect)),
+                      negative_prompt="".join(text for text, _ in _segments(prepared.negative, dialect)),
+                      guidance_scale=plan.cfg)
     else:
         kwargs = dict(common, **weighted_prompt_kwargs(pipe, _segments(prepared.positive, dialect),
                                                        _segments(prepared.negative, dialect), clip_skip),

@@ -19,9 +19,9 @@ the warnings for the pairs that have no exact twin. Known mismatches:
 - Random noise: ComfyUI draws the starting noise on the CPU from the seed; diffusers draws it
   from a ``torch.Generator`` on the CPU too here, but in its own order: seeds do not reproduce
   ComfyUI pictures.
-- FLUX (flow matching): the pipeline keeps diffusers' ``FlowMatchEulerDiscreteScheduler``, which
-  is ComfyUI's ``euler`` with the FLUX sigma shift (dev: shifted with the image size, as ComfyUI's
-  ModelSamplingFlux; schnell: unshifted). ``simple``, ``normal`` and ``sgm_uniform`` space those
+- FLUX and SD3.5 (flow matching): the pipeline keeps diffusers' ``FlowMatchEulerDiscreteScheduler``,
+  which is ComfyUI's ``euler`` with the model's sigma shift (FLUX dev: shifted with the image size,
+  as ComfyUI's ModelSamplingFlux; schnell: unshifted; SD3.5: shift 3). ``simple``, ``normal`` and ``sgm_uniform`` space those
   sigmas evenly as it does; any other sampler or scheduler is not mapped (``flow_matching_notes``
   says so).
 """
@@ -121,11 +121,12 @@ FLOW_EVEN_SPACING = ("simple", "normal", "sgm_uniform")
 
 
 def flow_matching_notes(sampler: str, scheduler: str) -> list[str]:
-    """Warnings for a FLUX run, whose pipeline keeps its flow-matching Euler scheduler: the
+    """Warnings for a FLUX or SD3.5 run, whose pipeline keeps its flow-matching Euler scheduler: the
     sampler/scheduler pair it cannot follow."""
     notes = []
     if sampler != "euler":
-        notes.append(f"sampler {sampler}: FLUX runs diffusers' flow-matching Euler here (ComfyUI's euler)")
+        notes.append(f"sampler {sampler}: flow models run diffusers' flow-matching Euler here (ComfyUI's euler)")
     if scheduler not in FLOW_EVEN_SPACING:
-        notes.append(f"scheduler {scheduler}: FLUX runs evenly spaced shifted sigmas here (ComfyUI's simple)")
+        notes.append(f"scheduler {scheduler}: flow models run evenly spaced shifted sigmas here (ComfyUI's "
+                     "simple)")
     return notes

@@ -40,6 +40,12 @@ def tokenizer_dir() -> str:
 
 
 @pytest.fixture(scope="session")
+def t5_tokenizer_dir() -> str:
+    """ComfyUI's T5 tokenizer (tokenizer.json), for FLUX and SD3.5."""
+    return str(_need_comfyui() / "comfy" / "text_encoders" / "t5_tokenizer")
+
+
+@pytest.fixture(scope="session")
 def sd15_checkpoint(tmp_path_factory) -> Path:
     from kubik_testing.tiny_checkpoint import build_tiny_sd15_checkpoint
 

@@ -38,13 +38,6 @@ def flux_files(tmp_path_factory):
     return build_tiny_flux_files(tmp_path_factory.mktemp("flux"), _need_comfyui())
 
 
-@pytest.fixture(scope="module")
-def t5_tokenizer():
-    from .conftest import _need_comfyui
-
-    return str(_need_comfyui() / "comfy" / "text_encoders" / "t5_tokenizer")
-
-
 def _cli(*argv) -> tuple[int, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -57,10 +50,10 @@ def _separate(files) -> list:
 
 
 @pytest.fixture(scope="module")
-def dev_pipe(flux_files, tokenizer_dir, t5_tokenizer):
+def dev_pipe(flux_files, tokenizer_dir, t5_tokenizer_dir):
     from kubik_core.generate.checkpoint import load_pipeline
 
-    pipe, info = load_pipeline(flux_files["checkpoint"], tokenizer_dir, t5_tokenizer_dir=t5_tokenizer)
+    pipe, info = load_pipeline(flux_files["checkpoint"], tokenizer_dir, t5_tokenizer_dir=t5_tokenizer_dir)
     assert info.family == "flux" and info.files.variant == "dev" and type(pipe).__name__ == "FluxPipeline"
     return pipe
 
@@ -118,14 +111,14 @@ def test_aggressive_on_the_cpu_gives_the_picture_of_none_flux(dev_pipe):
     np.testing.assert_allclose(_picture(dev_pipe, seed=9), reference, atol=1e-4)
 
 
-def test_generate_flux_dev_from_separate_files(flux_files, tokenizer_dir, t5_tokenizer, tmp_path):
+def test_generate_flux_dev_from_separate_files(flux_files, tokenizer_dir, t5_tokenizer_dir, tmp_path):
     from PIL import Image
 
     from kubik_core.learning import LearningStore
 
     store = tmp_path / "learning.sqlite3"
     status, text = _cli("generate", "a red fox in the snow, watercolor", "--checkpoint", flux_files["dev"],
-                        *_separate(flux_files), "--tokenizer", tokenizer_dir, "--t5-tokenizer", t5_tokenizer,
+                        *_separate(flux_files), "--tokenizer", tokenizer_dir, "--t5-tokenizer", t5_tokenizer_dir,
                         "--steps", 2, "--width", 64, "--height", 64, "--seed", 4, "--out", tmp_path / "out",
                         "--store", store, "--loras", "none", "--json")
     assert status == 0, text
