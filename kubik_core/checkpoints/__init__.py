@@ -12,6 +12,10 @@ downloads, and the tiny checkpoints the tests build load like real ones.
   vae        the KL autoencoder or a TAESD
   sd15       SD1.x checkpoints -> SD15Model (UNet, CLIP-L, VAE, scheduler)
   sdxl       SDXL / Pony / Illustrious checkpoints -> SDXLModel (UNet, CLIP-L, bigG, VAE, scheduler)
+  parts      a model spread over ComfyUI's files: parts found by header marks, CLIP / T5 text
+             encoders, T5's tokenizer, the 16-channel VAE
+  flux       FLUX.1 dev / schnell -> diffusers FluxPipeline (diffusion model + text encoders + ae)
+  sd3        SD3 / SD3.5 -> diffusers StableDiffusion3Pipeline (MMDiT + CLIP-L/G [+ T5] + VAE)
 """
 from .detect import FAMILY_NAMES, CheckpointInfo, detect_family, inspect_checkpoint, require_family
 from .layout import CheckpointError, read_shapes
