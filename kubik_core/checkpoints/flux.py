@@ -107,9 +107,9 @@ def transformer_config(shapes: dict, name: str) -> dict:
 def _transformer_config(shapes: dict, name: str) -> dict:
     if "double_stream_modulation_img.lin.weight" in shapes:
         raise CheckpointError(f"{name} holds a FLUX.2 model; kubik generate loads FLUX.1 dev and schnell")
-    if "img_in.weight" not in shapes or "vector_in.in_layer.weight" not in shapes:
-        raise CheckpointError(f"{name} holds a FLUX relative without CLIP conditioning (Chroma?); kubik "
-                              "generate loads FLUX.1 dev and schnell")
+    if any(key.startswith("distilled_guidance_layer.") for key in shapes):
+        raise CheckpointError(f"{name} holds a Chroma model (FLUX without CLIP conditioning); kubik generate "
+                              "loads FLUX.1 dev and schnell")
     if is_quantised(shapes):
         raise CheckpointError(f"{name} holds quantised weights (scaled fp8 or NF4); give the fp16/bf16 or "
                               "plain fp8 (e4m3fn) file")

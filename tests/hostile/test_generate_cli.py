@@ -49,20 +49,37 @@ def _generate(checkpoint, tmp_path, *extra):
                 "--store", tmp_path / "store.sqlite3", "--loras", "none", "--device", "cpu", *extra)
 
 
+SUPPORTED = ("; kubik generate loads SD1.5, SDXL (incl. Pony and Illustrious), SD3/SD3.5 and FLUX.1 (dev, "
+             "schnell) models offline")
+
+
 @pytest.mark.parametrize("name, keys, message", [
-    ("flux.safetensors", {"double_blocks.0.img_attn.qkv.weight": (4, 4)}, "the checkpoint holds FLUX"),
-    ("sd3.safetensors", {"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": (4, 4)},
-     "the checkpoint holds SD3/SD3.5"),
     ("sd2.safetensors", {"model.diffusion_model.input_blocks.0.0.weight": (4, 4),
-                         "cond_stage_model.model.token_embedding.weight": (8, 1024)}, "the checkpoint holds SD2.x"),
+                         "cond_stage_model.model.token_embedding.weight": (8, 1024)},
+     "the checkpoint holds SD2.x" + SUPPORTED),
     ("lora.safetensors", {"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": (4, 4)},
-     "the checkpoint holds no Stable Diffusion model (no model.diffusion_model.* tensors)"),
+     "the checkpoint holds no Stable Diffusion model (no model.diffusion_model.* tensors)" + SUPPORTED),
+    # FLUX and SD3 files are loaded; a header missing their parts names the first one missing
+    ("flux.safetensors", {"double_blocks.0.img_attn.qkv.weight": (4, 4)},
+     "flux.safetensors: its FLUX transformer does not have FLUX.1's layout (no img_in.weight of the expected "
+     "shape)"),
+    ("chroma.safetensors", {"double_blocks.0.img_attn.qkv.weight": (4, 4),
+                            "distilled_guidance_layer.norms.0.scale": (4,)},
+     "chroma.safetensors holds a Chroma model (FLUX without CLIP conditioning); kubik generate loads FLUX.1 dev "
+     "and schnell"),
+    ("sd3.safetensors", {"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": (4, 4)},
+     "sd3.safetensors: its MMDiT does not have SD3's layout (no x_embedder.proj.weight of the expected shape)"),
 ])
 def test_unsupported_families_are_named_with_what_is_supported(tmp_path, name, keys, message):
     status, err = _generate(_file(tmp_path / name, keys), tmp_path)
     assert status == 2
-    assert err == (f"kubik generate: error: {message}; kubik generate loads SD1.5 and SDXL (incl. Pony and "
-                   "Illustrious) single-file checkpoints offline")
+    assert err == f"kubik generate: error: {message}"
+
+
+def test_text_encoders_and_vae_are_refused_for_sd_checkpoints(sd15, tmp_path):
+    status, err = _generate(sd15, tmp_path, "--vae", sd15)
+    assert (status, err) == (2, "kubik generate: error: --text-encoders and --vae go with FLUX and SD3.5 models; "
+                                "header_only_sd15.safetensors is an SD1.5 checkpoint that holds its own")
 
 
 def test_a_file_that_is_not_safetensors_is_one_line(tmp_path):
