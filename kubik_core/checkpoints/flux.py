@@ -32,8 +32,9 @@ from pathlib import Path
 
 from .layout import UNET, CheckpointError, count_indexed, read_shapes
 from .modules import load_strict, quiet_libraries
-from .parts import (CLIP_MARK, T5_MARK, MultiFileInfo, Part, clip_width, find_prefix, is_quantised, load_clip, load_t5, load_vae16,
-                    part, read_part, shape_of, sort_text_encoders, t5_tokenizer, t5_width, vae16_config)
+from .parts import (CLIP_MARK, T5_MARK, MultiFileInfo, Part, clip_width, find_prefix, is_quantised, load_clip,
+                    load_t5, load_vae16, part, read_part, shape_of, sort_text_encoders, t5_tokenizer, t5_width,
+                    vae16_config)
 from .tokenizer import clip_tokenizer, find_tokenizer
 
 # Where ComfyUI's CheckpointSave puts a FLUX model's other parts (supported_models.Flux).

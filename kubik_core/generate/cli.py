@@ -21,8 +21,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "generate", help="generate pictures with diffusers (analysis, LoRAs, settings, memory strategies)",
         description="Generate pictures from a single-file SD1.5 or SDXL checkpoint (Pony and Illustrious "
-                    "are SDXL), an SD3.5 or a FLUX.1 dev/schnell model with diffusers, offline: the prompt analysis, the LoRA recommender and the "
-                    "optimizer's settings as in ComfyUI, memory strategies for small GPUs, PNGs with Kubik "
+                    "are SDXL), an SD3.5 or a FLUX.1 dev/schnell model with diffusers, offline: the prompt "
+                    "analysis, the LoRA recommender and the optimizer's settings as in ComfyUI, memory strategies for small GPUs, PNGs with Kubik "
                     "Save Image's metadata, recorded in the learning store (kubik insights, kubik rate).")
     p.add_argument("prompt", help="the positive prompt")
     p.add_argument("--checkpoint", required=True,
@@ -75,8 +75,8 @@ def register(subparsers) -> None:
                    help="folder with CLIP's vocab.json and merges.txt (default: ComfyUI's comfy/sd1_tokenizer "
                         "next to the pack, or under $COMFYUI_DIR)")
     p.add_argument("--t5-tokenizer", default=None, metavar="DIR",
-                   help="FLUX/SD3.5: folder with T5's tokenizer.json (default: ComfyUI's comfy/text_encoders/t5_tokenizer "
-                        "next to the pack, or under $COMFYUI_DIR)")
+                   help="FLUX/SD3.5: folder with T5's tokenizer.json (default: ComfyUI's "
+                        "comfy/text_encoders/t5_tokenizer next to the pack, or under $COMFYUI_DIR)")
     p.add_argument("--store", default=None, help="learning store file or SQLAlchemy URL (default: "
                                                  "$KUBIK_LEARNING_URL, else ~/.local/share/kubik/learning.sqlite3)")
     p.add_argument("--no-record", action="store_true", help="do not record the images in the learning store")

@@ -219,8 +219,8 @@ def plan_generation(request: GenerateRequest) -> PreparedGeneration:
         if request.negative:
             notes.append("FLUX.1 samples without CFG: the negative prompt is not used")
         negative = ""
-    if info.family in FLOW_FAMILIES and any(weight != 1 for _, weight in _segments(positive + negative,
-                                                                                request.dialect)):
+    if info.family in FLOW_FAMILIES and any(weight != 1 for text in (positive, negative)
+                                            for _, weight in _segments(text, request.dialect)):
         notes.append(f"prompt weights are not applied to {FAMILY_NAMES[info.family]} here: the words are kept at "
                      "weight 1")
     if info.family == "sd3" and info.files.t5 is None:

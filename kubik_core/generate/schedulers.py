@@ -21,8 +21,8 @@ the warnings for the pairs that have no exact twin. Known mismatches:
   ComfyUI pictures.
 - FLUX and SD3.5 (flow matching): the pipeline keeps diffusers' ``FlowMatchEulerDiscreteScheduler``,
   which is ComfyUI's ``euler`` with the model's sigma shift (FLUX dev: shifted with the image size,
-  as ComfyUI's ModelSamplingFlux; schnell: unshifted; SD3.5: shift 3). ``simple``, ``normal`` and ``sgm_uniform`` space those
-  sigmas evenly as it does; any other sampler or scheduler is not mapped (``flow_matching_notes``
+  as ComfyUI's ModelSamplingFlux; schnell: unshifted; SD3.5: shift 3). ``simple``, ``normal`` and
+  ``sgm_uniform`` space those sigmas evenly as it does; any other sampler or scheduler is not mapped (``flow_matching_notes``
   says so).
 """
 from __future__ import annotations

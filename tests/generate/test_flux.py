@@ -117,7 +117,7 @@ def test_generate_flux_dev_from_separate_files(flux_files, tokenizer_dir, t5_tok
     from kubik_core.learning import LearningStore
 
     store = tmp_path / "learning.sqlite3"
-    status, text = _cli("generate", "a red fox in the snow, watercolor", "--checkpoint", flux_files["dev"],
+    status, text = _cli("generate", "a red fox in the snow, (watercolor:1.2)", "--checkpoint", flux_files["dev"],
                         *_separate(flux_files), "--tokenizer", tokenizer_dir, "--t5-tokenizer", t5_tokenizer_dir,
                         "--steps", 2, "--width", 64, "--height", 64, "--seed", 4, "--out", tmp_path / "out",
                         "--store", store, "--loras", "none", "--json")
@@ -126,6 +126,7 @@ def test_generate_flux_dev_from_separate_files(flux_files, tokenizer_dir, t5_tok
     plan = result["plan"]
     assert plan["checkpoint_family"] == "flux" and plan["family"] == "flux_dev" and plan["negative"] == ""
     assert plan["plan"]["guidance"] == 3.5 and plan["plan"]["cfg"] == 1.0
+    assert "prompt weights are not applied to FLUX here: the words are kept at weight 1" in plan["notes"]
     with Image.open(result["images"][0]) as image:
         assert image.size == (64, 64)
         parameters, kubik = image.text["parameters"], json.loads(image.text["kubik"])
@@ -239,8 +240,9 @@ def test_missing_t5_tokenizer_is_one_clear_line(flux_files, tokenizer_dir, tmp_p
                         "--t5-tokenizer", tmp_path, "--loras", "none", "--device", "cpu", "--steps", 1,
                         "--width", 64, "--height", 64, "--no-record", "--out", tmp_path / "out")
     assert status == 2         # after the plan, before any weight is read
-    assert text.strip().splitlines()[-1] == (f"kubik generate: error: --t5-tokenizer {tmp_path.name}: no tokenizer.json there (T5's "
-                            "tokenizer, e.g. ComfyUI's comfy/text_encoders/t5_tokenizer)")
+    assert text.strip().splitlines()[-1] == (f"kubik generate: error: --t5-tokenizer {tmp_path.name}: no "
+                                             "tokenizer.json there (T5's tokenizer, e.g. ComfyUI's "
+                                             "comfy/text_encoders/t5_tokenizer)")
     assert not (tmp_path / "out").exists()
 
 
