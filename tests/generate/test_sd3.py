@@ -9,7 +9,7 @@ CLIP-L, CLIP-G, T5, VAE) and a Large-shaped checkpoint (MMDiT + VAE) with separa
   metadata, recorded in the learning store; without T5 it runs on the two CLIPs and says so;
 - --family auto from the header (second attention = Medium, q/k norms alone = Large);
 - the aggressive memory strategy gives the picture of none;
-- bad inputs give one clear line each.
+- bad inputs give one clear line each; the MMDiT header parser, fuzzed, gives a config or one line.
 """
 from __future__ import annotations
 
@@ -158,3 +158,33 @@ def test_hostile_sd3_inputs_give_one_clear_line(sd3_files, tmp_path):
     status, text = _cli("generate", "a fox", "--checkpoint", bare, "--text-encoders", clip_l, clip_g, "--vae",
                         large, "--loras", "none", "--device", "cpu", "--dry-run")
     assert status == 0, text          # the checkpoint's first_stage_model serves as --vae
+
+
+_MMDIT = {"x_embedder.proj.weight": [128, 16, 2, 2], "pos_embed": [1, 256, 128], "context_embedder.weight": [128, 192],
+          "y_embedder.mlp.0.weight": [128, 160], "final_layer.linear.weight": [64, 128],
+          "joint_blocks.0.x_block.attn.qkv.weight": [384, 128], "joint_blocks.0.x_block.attn.ln_q.weight": [64],
+          "joint_blocks.1.x_block.attn2.qkv.weight": [384, 128]}
+
+
+def test_fuzz_mmdit_header_parser_gives_a_config_or_one_clear_error():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from kubik_core.checkpoints import CheckpointError
+    from kubik_core.checkpoints.sd3 import header_families, transformer_config
+
+    dims = st.lists(st.integers(min_value=-2, max_value=70000), max_size=5)
+
+    @settings(derandomize=True, max_examples=200, deadline=None)
+    @given(st.fixed_dictionaries({}, optional={key: st.one_of(st.just(shape), dims) for key, shape in _MMDIT.items()}))
+    def check(shapes):
+        try:
+            config = transformer_config(shapes, "x.safetensors")
+        except CheckpointError as exc:
+            assert "\n" not in str(exc)
+            return
+        assert config["num_attention_heads"] * 64 == shapes["x_embedder.proj.weight"][0]
+        assert config["pos_embed_max_size"] ** 2 == shapes["pos_embed"][1]
+        assert header_families(config)[0]
+
+    check()
