@@ -34,7 +34,10 @@ holes (refined best first, dipole terms with a proven error bound, exact where n
 meshes have no cones: their sign costs one crossing count per point. Meshes whose cones would be
 many and everywhere (scenes of open parts, long cuts) get each point's winding number afresh
 instead (``CONES_ALWAYS``); where that must be exact, each node whose box the point lies outside
-of counts as a cone over its patch's boundary (``_exact_winding``, ``_node_boundaries``). Corners
+of counts as a cone over its patch's boundary (``_exact_winding``, ``_node_boundaries``). On
+sheets whose boundary is short, a value known closely is carried to the next point instead,
+where a proven bound of its change along the segment between them (the boundary chain's
+Biot-Savart field, ``_chain_change_bound``) keeps it off 1/2. Corners
 at the same coordinates are one vertex for all of this (``_welded``), so soups of closed surfaces
 count as closed.
 
@@ -120,6 +123,7 @@ class TriangleTree:
     cone: "TriangleTree | None" = None  # triangles that close the boundary chain (None when closed)
     cone_bound: np.ndarray | None = None  # [G, G, G] bound of |w_cones| per cell of [-1, 1]^3
     carried: bool = True  # signs carried from point to point (False: open, cones left out)
+    chain: tuple | None = None  # where signs are not carried: the boundary chain's edge tree (_chain_tree)
 
     def arrays(self) -> tuple:
         """The arrays the kernels read, in their order."""
@@ -211,7 +215,9 @@ def build_tree(vertices: np.ndarray, faces: np.ndarray) -> TriangleTree:
     bound = np.empty((CONE_GRID,) * 3)
     _cone_bound_grid(cone.arrays(), bound)
     if len(cones) > CONES_ALWAYS and np.mean(bound < 0.5) < CONES_MIN_SETTLED:  # cones everywhere: fresh signs
-        return _build(vertices, faces, boundary_length=boundary_length, carried=False)
+        chain = boundary_chain(faces)
+        return _build(vertices, faces, boundary_length=boundary_length, carried=False,
+                      chain=_chain_tree(vertices, *chain) if len(chain[0]) <= CHAIN_EDGES_PER_FACE * len(faces) else None)
     return _build(vertices, faces, boundary_length=boundary_length, cone=cone, cone_bound=bound)
 
 
@@ -547,19 +553,9 @@ def closing_cones(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, 
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]).astype(np.int64)
-    edges = edges[edges[:, 0] != edges[:, 1]]  # a vertex repeated in a face: no edge there
-    low, high = edges.min(1), edges.max(1)
-    direction = np.where(edges[:, 0] < edges[:, 1], 1, -1)
-    keys, first, inverse = np.unique(low * len(vertices) + high, return_index=True, return_inverse=True)
-    net = np.bincount(inverse, weights=direction, minlength=len(keys)).astype(np.int64)
-    keep = net != 0
-    if not keep.any():
+    a, b = boundary_chain(faces)
+    if not len(a):
         return np.zeros((0, 3, 3)), 0.0
-    a, b, net = low[first[keep]], high[first[keep]], net[keep]
-    a, b = np.where(net > 0, a, b), np.where(net > 0, b, a)   # oriented as the chain runs
-    repeat = np.abs(net)
-    a, b = np.repeat(a, repeat), np.repeat(b, repeat)
     length = float(np.linalg.norm(vertices[a] - vertices[b], axis=1).sum())
     used, local = np.unique(np.concatenate([a, b]), return_inverse=True)
     graph = coo_matrix((np.ones(len(a)), (local[:len(a)], local[len(a):])), shape=(len(used),) * 2)
@@ -569,6 +565,70 @@ def closing_cones(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, 
     apex /= np.bincount(piece)[:, None]
     owner = apex[piece[local[:len(a)]]]
     return np.stack([owner, vertices[b], vertices[a]], axis=1), length
+
+
+def boundary_chain(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mesh's boundary chain: the directed edges a -> b (vertex indices, each repeated by its
+    net count) that the faces' edges leave once opposite ones cancel; empty for a closed,
+    consistently oriented mesh. Flipped faces leave their edges twice, a soup every edge."""
+    faces = np.asarray(faces, np.int64)
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    edges = edges[edges[:, 0] != edges[:, 1]]  # a vertex repeated in a face: no edge there
+    if not len(edges):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    low, high = edges.min(1), edges.max(1)
+    direction = np.where(edges[:, 0] < edges[:, 1], 1, -1)
+    keys, first, inverse = np.unique(low * (int(high.max()) + 1) + high, return_index=True, return_inverse=True)
+    net = np.bincount(inverse.reshape(-1), weights=direction, minlength=len(keys)).astype(np.int64)
+    keep = net != 0
+    a, b, net = low[first[keep]], high[first[keep]], net[keep]
+    a, b = np.where(net > 0, a, b), np.where(net > 0, b, a)   # oriented as the chain runs
+    return np.repeat(a, np.abs(net)), np.repeat(b, np.abs(net))
+
+
+def _chain_tree(vertices: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple:
+    """A tree over the boundary chain's edges a -> b, for :func:`_chain_change_bound`:
+    ``(edges [E, 7]: both ends and the length, nodes [M, 5]: center, radius and summed edge
+    length, links [M, 4]: first child, child count, first and last + 1 edge)``, built by the
+    triangle tree's median cuts (an edge counts as a triangle with a repeated corner)."""
+    if not len(a):
+        return _NO_CHAIN
+    start, end = vertices[a], vertices[b]
+    order, first, stop, child_first, child_count, _ = _split_tree(
+        (start + end) * 0.5, np.minimum(start, end), np.maximum(start, end), LEAF_SIZE, BRANCHING)
+    edges = np.concatenate([start, end, np.linalg.norm(end - start, axis=1)[:, None]], axis=1)[order]
+    nodes = np.empty((len(first), 5))
+    _fit_chain_nodes(edges, first, stop, nodes)
+    return (np.ascontiguousarray(edges), nodes,
+            np.ascontiguousarray(np.stack([child_first, child_count, first, stop], axis=1)))
+
+
+@njit(nogil=True, cache=True, fastmath=_FMA)
+def _fit_chain_nodes(edges, first, stop, nodes):
+    """Each chain node's ball (center of its ends' box, farthest end) and summed edge length."""
+    for node in range(len(first)):
+        lo0 = lo1 = lo2 = np.inf
+        hi0 = hi1 = hi2 = -np.inf
+        for e in range(first[node], stop[node]):
+            for k in range(0, 6, 3):
+                lo0, hi0 = min(lo0, edges[e, k]), max(hi0, edges[e, k])
+                lo1, hi1 = min(lo1, edges[e, k + 1]), max(hi1, edges[e, k + 1])
+                lo2, hi2 = min(lo2, edges[e, k + 2]), max(hi2, edges[e, k + 2])
+        cx, cy, cz = (lo0 + hi0) * 0.5, (lo1 + hi1) * 0.5, (lo2 + hi2) * 0.5
+        far = 0.0
+        length = 0.0
+        for e in range(first[node], stop[node]):
+            for k in range(0, 6, 3):
+                far = max(far, (edges[e, k] - cx) ** 2 + (edges[e, k + 1] - cy) ** 2 + (edges[e, k + 2] - cz) ** 2)
+            length += edges[e, 6]
+        nodes[node, 0], nodes[node, 1], nodes[node, 2] = cx, cy, cz
+        # rounding of the ends' distances could leave an end a hair outside: widened by a relative 1e-12
+        nodes[node, 3] = math.sqrt(far) * (1.0 + 1e-12) + 1e-15
+        nodes[node, 4] = length
+
+
+# Where signs are not carried, and for a closed mesh: no chain (the kernels' types stay the same).
+_NO_CHAIN = (np.zeros((0, 7)), np.zeros((0, 5)), np.zeros((0, 4), np.int64))
 
 
 @njit(inline="always", **_HOT)
@@ -1039,27 +1099,37 @@ def _mesh_own_winding(px, py, pz, mesh, stack):
     lies within ``REFINE_BAND`` of 1/2, then finer where the refined value lies within
     ``REFINED_ERROR`` of it, and summed exactly over every triangle where even the fine value
     lies within ``FINE_ERROR`` of 1/2."""
+    return _own_winding_and_error(px, py, pz, mesh, stack)[0]
+
+
+@njit(**_HOT)
+def _own_winding_and_error(px, py, pz, mesh, stack):
+    """:func:`_mesh_own_winding` and what it may be off by (the error allowed at the stage that
+    settled it; ``EXACT_ERROR`` for the exact sum)."""
     tri, _, child_first, child_count, tri_start, tri_stop, dipole, quadrupole, center, radius, _, _, _ = mesh
     w = _winding(px, py, pz, BETA, tri, child_first, child_count, tri_start, tri_stop, dipole, quadrupole,
                  center, radius, stack)
     if abs(w - 0.5) >= REFINE_BAND:
-        return w
+        return w, COARSE_ERROR
     w = _winding(px, py, pz, REFINE_BETA, tri, child_first, child_count, tri_start, tri_stop, dipole,
                  quadrupole, center, radius, stack)
     return _settle_refined(w, px, py, pz, mesh, stack)
 
 
+EXACT_ERROR = 1e-9  # rounding of the exact sum (checked against libigl's in the tests: < 1e-9)
+
+
 @njit(**_HOT)
 def _settle_refined(w, px, py, pz, mesh, stack):
-    """The rest of :func:`_mesh_own_winding` from its refined value ``w``: finer, then exact."""
+    """The rest of :func:`_own_winding_and_error` from its refined value ``w``: finer, then exact."""
     tri, _, child_first, child_count, tri_start, tri_stop, dipole, quadrupole, center, radius, _, _, _ = mesh
     if abs(w - 0.5) > REFINED_ERROR:
-        return w
+        return w, REFINED_ERROR
     w = _winding(px, py, pz, FINE_BETA, tri, child_first, child_count, tri_start, tri_stop, dipole,
                  quadrupole, center, radius, stack)
-    if abs(w - 0.5) <= FINE_ERROR:
-        w = _exact_winding(px, py, pz, mesh, stack)
-    return w
+    if abs(w - 0.5) > FINE_ERROR:
+        return w, FINE_ERROR
+    return _exact_winding(px, py, pz, mesh, stack), EXACT_ERROR
 
 
 @njit(**_HOT)
@@ -1144,7 +1214,76 @@ def _whole_winding(px, py, pz, has_cone, mesh, cone, stack):
     whole = round(w + wc)
     if not touching and abs(w + wc - whole) + REFINED_ERROR + bound < 0.5:
         return whole, True
-    return _settle_refined(w, px, py, pz, mesh, stack), False  # w: the mesh's own, refined
+    return _settle_refined(w, px, py, pz, mesh, stack)[0], False  # w: the mesh's own, refined
+
+
+# Where signs are evaluated afresh, a point's winding number is carried to the next points only
+# when it may be off by at most CARRY_ERROR (a refined, fine or exact value, or one carried from
+# such: from a coarse one little room is left, and a fresh coarse value costs little), and only
+# along a boundary chain of at most CHAIN_EDGES_PER_FACE edges per triangle: a smooth sheet's
+# (about 4 sqrt(n) edges for n triangles: 0.01-0.02 on the benchmark's wavy height field and
+# half sphere, where carrying saved 12-26% of the time a point); measured no faster on
+# pymeshfix's planar sheet with holes (0.11) and Franka link6 (0.09), slower with flipped faces
+# and soups (0.5-3: edges everywhere). See benchmarks/RESULTS.md, "sdf_mesh_classes.py".
+CARRY_ERROR = 0.1
+CHAIN_EDGES_PER_FACE = 0.05
+# A chain node counts as a whole (its length at its ball's distance) where the segment passes
+# farther than CHAIN_REACH of its radii from the ball; nearer, its children (or edges) count.
+CHAIN_REACH = 2.0
+
+
+@njit(**_HOT)
+def _chain_change_bound(qx, qy, qz, px, py, pz, limit, chain, stack):
+    """A proven bound of how much the winding number changes along the segment q -> p apart from
+    its jumps of +-1 where the segment crosses a triangle (counted exactly by ``_signed_crossings``);
+    infinite once it exceeds ``limit`` or where the segment passes through a chain edge's ball.
+
+    Why it holds: off the surface, w's gradient is the Biot-Savart field of the boundary chain,
+    4 pi grad w(x) = sum over chain edges e of the integral over y in e of (y - x) x dl / |y - x|^3
+    (each triangle's solid angle has the field of its own three edges, and edges shared by
+    opposite triangles cancel); across a triangle, away from the chain, w jumps by exactly 1 and
+    its gradient is continuous. Along the segment (direction u, length L), u . grad w's edge term
+    is det(u, y - x, dl) / |y - x|^3, whose numerator is the constant (a - q) . (t x u) (t the
+    edge's direction, a its start: moving x along u or y along t leaves it unchanged). So the
+    change is at most L / (4 pi) * sum_e length_e * min(1, |(a - q) . (t x u)| / gap_e) / gap_e^2,
+    gap_e the distance from the segment to a ball holding edge e; a node of edges in one ball
+    counts by its summed length, without the min."""
+    edges, nodes, links = chain
+    dx, dy, dz = px - qx, py - qy, pz - qz
+    length = math.sqrt(dx * dx + dy * dy + dz * dz)
+    if length == 0.0:
+        return 0.0
+    ux, uy, uz = dx / length, dy / length, dz / length
+    scale = length / (4.0 * math.pi)
+    total = 0.0
+    stack[0] = 0
+    top = 1
+    while top > 0:
+        top -= 1
+        node = stack[top]
+        radius = nodes[node, 3]
+        gap = math.sqrt(_segment_sq(nodes[node, 0], nodes[node, 1], nodes[node, 2], qx, qy, qz, px, py, pz)) - radius
+        if gap > CHAIN_REACH * radius:
+            total += scale * nodes[node, 4] / (gap * gap)
+        elif links[node, 1] == 0:
+            for e in range(links[node, 2], links[node, 3]):
+                ax, ay, az = edges[e, 0], edges[e, 1], edges[e, 2]
+                tx, ty, tz = edges[e, 3] - ax, edges[e, 4] - ay, edges[e, 5] - az
+                span = edges[e, 6]
+                gap = math.sqrt(_segment_sq(ax + 0.5 * tx, ay + 0.5 * ty, az + 0.5 * tz, qx, qy, qz, px, py, pz))
+                gap -= span * (0.5 + 1e-12) + 1e-15
+                if not gap > 0.0:
+                    return np.inf
+                # (a - q) . (t x u), t = (b - a) / span: the numerator's constant, times span
+                skew = abs((ax - qx) * (ty * uz - tz * uy) + (ay - qy) * (tz * ux - tx * uz) + (az - qz) * (tx * uy - ty * ux))
+                total += scale * _min(span, skew / gap) / (gap * gap)
+        else:
+            for k in range(links[node, 1]):
+                stack[top] = links[node, 0] + k
+                top += 1
+        if total > limit:
+            return np.inf
+    return total
 
 
 @njit(**_HOT)
@@ -1208,17 +1347,35 @@ def _closest(px, py, pz, best, first_face, mesh, stack, stack_bound, child_bound
     return best, best_face
 
 
+@njit(inline="always", **_HOT)
+def _crossings_between(qx, qy, qz, qd, px, py, pz, d, length, mesh, stack):
+    """Signed crossings of the segment q -> p (``length`` long) with the mesh, q and p at
+    distances ``qd`` and ``d`` from it, or ``AMBIGUOUS``. The segment's first qd lies in q's
+    empty ball and its last d in p's: only the part between can cross the mesh (none when the
+    balls overlap along it). The ends are pulled 1e-7 into the balls against rounding."""
+    start = qd - 1e-7 * (1.0 + qd)
+    stop = length - d + 1e-7 * (1.0 + d)
+    if not start < stop:
+        return 0
+    ux, uy, uz = (px - qx) / length, (py - qy) / length, (pz - qz) / length
+    start = _max(start, 0.0)
+    stop = _min(stop, length)
+    return _signed_crossings(qx + start * ux, qy + start * uy, qz + start * uz,
+                             qx + stop * ux, qy + stop * uy, qz + stop * uz, mesh, stack)
+
+
 @njit(**_HOT)
-def query_points(points, lo, hi, max_distance, mesh, cone, cone_bound, out_distance, out_face, out_winding,
+def query_points(points, lo, hi, max_distance, mesh, cone, cone_bound, chain, out_distance, out_face, out_winding,
                  stack, stack_bound, child_bound, child_node, lane_bound, recent):
     """Distance, closest sorted triangle (-1 beyond ``max_distance``) and winding number of
     points lo..hi-1, one after another (Morton order makes the warm starts and the carried
     signs effective). ``mesh`` and ``cone`` are :meth:`TriangleTree.arrays` (``cone`` with no
     triangles when the mesh is closed), ``cone_bound`` the mesh tree's (see :func:`_kernel_inputs`:
-    empty where signs are not carried).
+    empty where signs are not carried), ``chain`` the boundary chain's tree where signs are
+    evaluated afresh (:func:`_chain_tree`; empty elsewhere).
 
     The caller gives the scratch space - ``stack`` and ``stack_bound`` [_STACK], ``child_bound``
-    and ``child_node`` [BRANCHING], ``lane_bound`` [BRANCHING], ``recent`` [RECENT, 5] - so that
+    and ``child_node`` [BRANCHING], ``lane_bound`` [BRANCHING], ``recent`` [RECENT, 6] - so that
     the same code runs on the CPU (:func:`query_chunk`) and in a CUDA thread (:mod:`.cuda`).
     Returns how many winding numbers were evaluated rather than carried."""
     has_cone = len(cone[0]) > 0
@@ -1226,7 +1383,8 @@ def query_points(points, lo, hi, max_distance, mesh, cone, cone_bound, out_dista
     max2 = max_distance * max_distance
     prev_face = -1
     evaluated = 0
-    # Recent points whose integer winding number (of mesh + cones) is known: x, y, z, d, value.
+    # Recent points whose winding number is known: x, y, z, d, value, and what the value may be
+    # off by (0 for the integer winding number of mesh + cones, carried exactly).
     recent_count = 0
     for i in range(lo, hi):
         px, py, pz = points[i, 0], points[i, 1], points[i, 2]
@@ -1236,35 +1394,51 @@ def query_points(points, lo, hi, max_distance, mesh, cone, cone_bound, out_dista
         out_distance[i] = d
         out_face[i] = best_face
         prev_face = best_face
-        if not carried:  # an open mesh without its cones: every sign afresh
-            out_winding[i] = _mesh_own_winding(px, py, pz, mesh, stack)
-            evaluated += 1
-            continue
-        # The integer winding number W of mesh + cones is carried from the nearest recent
-        # point q: W(p) = W(q) + the signed crossings of the segment q -> p with the mesh
-        # and with the cones.
-        known = False
-        whole = 0
         nearest = -1
         nearest_gap = np.inf
         for k in range(_min(recent_count, RECENT)):
             gap = math.sqrt((px - recent[k, 0]) ** 2 + (py - recent[k, 1]) ** 2 + (pz - recent[k, 2]) ** 2)
             if gap < nearest_gap:
                 nearest, nearest_gap = k, gap
+        if not carried:
+            # w(p) = w(q) + the crossings + the change along the segment: worth working out only
+            # from a w(q) known closely (from a coarse one, off by up to COARSE_ERROR, little room
+            # is left, and a fresh coarse value costs little) and off 1/2 by more than that (most
+            # segments cross nothing)
+            if not (len(chain[0]) > 0 and nearest >= 0 and recent[nearest, 5] <= CARRY_ERROR
+                    and abs(recent[nearest, 4] - 0.5) > recent[nearest, 5]):
+                nearest = -1
+        crossings = AMBIGUOUS
+        qx = qy = qz = 0.0
         if nearest >= 0:
             qx, qy, qz, qd = recent[nearest, 0], recent[nearest, 1], recent[nearest, 2], recent[nearest, 3]
-            # The segment's first qd lies in q's empty ball and its last d in p's: only the
-            # part between can cross the mesh (none when the balls overlap along it). The
-            # ends are pulled 1e-7 into the balls against rounding.
-            crossings = 0
-            start = qd - 1e-7 * (1.0 + qd)
-            stop = nearest_gap - d + 1e-7 * (1.0 + d)
-            if start < stop:
-                ux, uy, uz = (px - qx) / nearest_gap, (py - qy) / nearest_gap, (pz - qz) / nearest_gap
-                start = _max(start, 0.0)
-                stop = _min(stop, nearest_gap)
-                crossings = _signed_crossings(qx + start * ux, qy + start * uy, qz + start * uz,
-                                              qx + stop * ux, qy + stop * uy, qz + stop * uz, mesh, stack)
+            crossings = _crossings_between(qx, qy, qz, qd, px, py, pz, d, nearest_gap, mesh, stack)
+        if not carried:  # an open mesh without its cones: w itself is carried where it stays off 1/2
+            w, error = 0.0, np.inf
+            if crossings != AMBIGUOUS:
+                # w(p) = w(q) + crossings + the change along the segment, which the boundary chain
+                # bounds: the sign is settled where that leaves w(p) on w(q)'s side of 1/2.
+                guess = recent[nearest, 4] + crossings
+                slack = abs(guess - 0.5) - recent[nearest, 5]
+                if slack > 0.0:
+                    change = _chain_change_bound(qx, qy, qz, px, py, pz, slack, chain, stack)
+                    if change < slack:
+                        w, error = guess, recent[nearest, 5] + change
+            if not error < np.inf:
+                w, error = _own_winding_and_error(px, py, pz, mesh, stack)
+                evaluated += 1
+            out_winding[i] = w
+            slot = recent_count % RECENT
+            recent[slot, 0], recent[slot, 1], recent[slot, 2] = px, py, pz
+            recent[slot, 3], recent[slot, 4], recent[slot, 5] = d, w, error
+            recent_count += 1
+            continue
+        # The integer winding number W of mesh + cones is carried from the nearest recent
+        # point q: W(p) = W(q) + the signed crossings of the segment q -> p with the mesh
+        # and with the cones.
+        known = False
+        whole = 0
+        if nearest >= 0:
             if crossings != AMBIGUOUS and has_cone and not _in_coneless_cells(qx, qy, qz, px, py, pz, cone_bound):
                 more = _signed_crossings(qx, qy, qz, px, py, pz, cone, stack)
                 crossings = AMBIGUOUS if more == AMBIGUOUS else crossings + more
@@ -1285,7 +1459,7 @@ def query_points(points, lo, hi, max_distance, mesh, cone, cone_bound, out_dista
         if known:
             slot = recent_count % RECENT
             recent[slot, 0], recent[slot, 1], recent[slot, 2] = px, py, pz
-            recent[slot, 3], recent[slot, 4] = d, whole
+            recent[slot, 3], recent[slot, 4], recent[slot, 5] = d, whole, 0.0
             recent_count += 1
     return evaluated
 
@@ -1293,11 +1467,11 @@ def query_points(points, lo, hi, max_distance, mesh, cone, cone_bound, out_dista
 
 
 @njit(nogil=True, cache=True, fastmath=_FMA)
-def query_chunk(points, max_distance, mesh, cone, cone_bound, out_distance, out_face, out_winding):
+def query_chunk(points, max_distance, mesh, cone, cone_bound, chain, out_distance, out_face, out_winding):
     """:func:`query_points` over a whole chunk, with scratch space of its own."""
-    return query_points(points, 0, len(points), max_distance, mesh, cone, cone_bound, out_distance, out_face,
-                        out_winding, np.empty(_STACK, np.int64), np.empty(_STACK), np.empty(BRANCHING),
-                        np.empty(BRANCHING, np.int64), np.empty(BRANCHING), np.zeros((RECENT, 5)))
+    return query_points(points, 0, len(points), max_distance, mesh, cone, cone_bound, chain, out_distance,
+                        out_face, out_winding, np.empty(_STACK, np.int64), np.empty(_STACK), np.empty(BRANCHING),
+                        np.empty(BRANCHING, np.int64), np.empty(BRANCHING), np.zeros((RECENT, 6)))
 
 
 @njit(nogil=True, cache=True, fastmath=_FMA)
@@ -1317,12 +1491,13 @@ _NO_CONE = (np.zeros((0, 12)), np.zeros((0, 15, BRANCHING)), np.zeros(0, np.int6
             np.zeros(0), np.zeros(0), np.zeros((0, 2), np.int64), np.zeros((0, 6)))
 
 def _kernel_inputs(tree: TriangleTree) -> tuple:
-    """``(mesh, cone, cone_bound)`` for :func:`query_chunk`; stand-ins where there are no cones:
-    a one-cell grid for a closed mesh (signs carried), an empty one for an open mesh whose cones
-    were left out (signs evaluated point by point)."""
+    """``(mesh, cone, cone_bound, chain)`` for :func:`query_chunk`; stand-ins where there are no
+    cones: a one-cell grid for a closed mesh (signs carried), an empty one for an open mesh whose
+    cones were left out (signs evaluated point by point, or carried off 1/2 along its chain)."""
+    chain = _NO_CHAIN if tree.chain is None else tree.chain
     if tree.cone is None:
-        return tree.arrays(), _NO_CONE, np.zeros((1, 1, 1) if tree.carried else (0, 0, 0))
-    return tree.arrays(), tree.cone.arrays(), tree.cone_bound
+        return tree.arrays(), _NO_CONE, np.zeros((1, 1, 1) if tree.carried else (0, 0, 0)), chain
+    return tree.arrays(), tree.cone.arrays(), tree.cone_bound, chain
 
 
 CHUNK = 8192  # points per task: fixed, so that results do not depend on the thread count
@@ -1378,7 +1553,7 @@ def signed_query(tree: TriangleTree, points: np.ndarray, max_distance: float, *,
 
     One serial step, the Morton order; then each chunk of it, on the pool, gathers its points,
     queries them and scatters the results back to the caller's order."""
-    mesh, cone, cone_bound = _kernel_inputs(tree)
+    mesh, cone, cone_bound, chain = _kernel_inputs(tree)
     points = kernel_points(points)
     center = np.zeros(3) if center is None else kernel_points(center)
     order = query_order(points, center, scale)
@@ -1387,14 +1562,14 @@ def signed_query(tree: TriangleTree, points: np.ndarray, max_distance: float, *,
 
     def work(lo, hi):
         _query_gathered(points, order[lo:hi], center, float(scale), float(max_distance), mesh, cone, cone_bound,
-                        tree.order, distance, face, winding)
+                        chain, tree.order, distance, face, winding)
 
     _run_chunks(count, threads, work)
     return distance, face, winding
 
 
 @njit(nogil=True, cache=True, fastmath=_FMA)
-def _query_gathered(points, chosen, center, scale, max_distance, mesh, cone, cone_bound, face_order,
+def _query_gathered(points, chosen, center, scale, max_distance, mesh, cone, cone_bound, chain, face_order,
                     out_distance, out_face, out_winding):
     """:func:`query_chunk` on ``points[chosen]`` (normalised), results written back at ``chosen``."""
     count = len(chosen)
@@ -1403,7 +1578,7 @@ def _query_gathered(points, chosen, center, scale, max_distance, mesh, cone, con
         for axis in range(3):
             local[i, axis] = (points[chosen[i], axis] - center[axis]) / scale
     distance, face, winding = np.empty(count), np.empty(count, np.int64), np.empty(count)
-    query_chunk(local, max_distance, mesh, cone, cone_bound, distance, face, winding)
+    query_chunk(local, max_distance, mesh, cone, cone_bound, chain, distance, face, winding)
     for i in range(count):
         out_distance[chosen[i]] = distance[i]
         out_face[chosen[i]] = face_order[face[i]] if face[i] >= 0 else -1

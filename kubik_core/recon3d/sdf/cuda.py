@@ -68,9 +68,10 @@ else:
 def query_kernel(points, run_length, max_distance,
                  m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12,
                  c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12,
-                 cone_bound, out_distance, out_face, out_winding):
+                 cone_bound, h0, h1, h2, out_distance, out_face, out_winding):
     """:func:`.cpu.query_points` on the run of ``run_length`` points that belongs to this thread;
-    m0..m12 and c0..c12 are the mesh's and the cones' :meth:`TriangleTree.arrays`."""
+    m0..m12 and c0..c12 are the mesh's and the cones' :meth:`TriangleTree.arrays`, h0..h2 the
+    boundary chain's tree (``TriangleTree.chain``)."""
     run = cuda.grid(1)
     count = points.shape[0]
     lo = run * run_length
@@ -86,8 +87,9 @@ def query_kernel(points, run_length, max_distance,
     child_bound = cuda.local.array(BRANCHING, float64)
     child_node = cuda.local.array(BRANCHING, int64)
     lane_bound = cuda.local.array(BRANCHING, float64)
-    recent = cuda.local.array((RECENT, 5), float64)
-    query_points(_plain(points), lo, hi, max_distance, mesh, cone, _plain(cone_bound), _plain(out_distance),
+    recent = cuda.local.array((RECENT, 6), float64)
+    chain = (_plain(h0), _plain(h1), _plain(h2))
+    query_points(_plain(points), lo, hi, max_distance, mesh, cone, _plain(cone_bound), chain, _plain(out_distance),
                  _plain(out_face), _plain(out_winding), stack, stack_bound, child_bound, child_node, lane_bound,
                  recent)
 
@@ -126,9 +128,9 @@ class CudaTree:
     def __init__(self, tree: TriangleTree, device_index: int = 0):
         self.tree = tree
         self.device_index = device_index
-        mesh, cone, cone_bound = _kernel_inputs(tree)
+        mesh, cone, cone_bound, chain = _kernel_inputs(tree)
         with cuda.gpus[device_index]:
-            self._arrays = [cuda.to_device(np.ascontiguousarray(a)) for a in (*mesh, *cone, cone_bound)]
+            self._arrays = [cuda.to_device(np.ascontiguousarray(a)) for a in (*mesh, *cone, cone_bound, *chain)]
         self._face_order = None  # tree.order as a torch tensor on the GPU, made on first use
 
     def signed_query(self, points: np.ndarray, max_distance: float):

@@ -46,9 +46,9 @@ def test_kernel_compiles_for_an_h100(monkeypatch):
                         lambda: types.SimpleNamespace(compute_capability=(9, 0)))
     holed = trimesh.creation.icosphere(subdivisions=2)
     holed = trimesh.Trimesh(holed.vertices, holed.faces[4:], process=False)
-    mesh, cone, cone_bound = _kernel_inputs(MeshSDF(holed.vertices, holed.faces)._tree)
+    mesh, cone, cone_bound, chain = _kernel_inputs(MeshSDF(holed.vertices, holed.faces)._tree)
     points = np.zeros((5, 3))
-    arguments = (points, 32, 1.0, *mesh, *cone, cone_bound, np.zeros(5), np.zeros(5, np.int64), np.zeros(5))
+    arguments = (points, 32, 1.0, *mesh, *cone, cone_bound, *chain, np.zeros(5), np.zeros(5, np.int64), np.zeros(5))
     ptx, _ = cuda.compile_ptx(query_kernel.py_func, tuple(numba.typeof(a) for a in arguments), cc=(9, 0))
     assert ".target sm_90" in ptx
     assert "call.uni" not in ptx  # the whole per-point code inlined into one kernel

@@ -217,7 +217,7 @@ def test_cone_side_refines_best_first_and_falls_back_to_the_exact_sum_when_its_f
 
     mesh, _ = normalize(load_mesh(bunny_path))
     tree = MeshSDF(mesh.vertices, mesh.faces)._tree
-    _, cone, _ = _kernel_inputs(tree)
+    _, cone, _, _ = _kernel_inputs(tree)
     rng = np.random.default_rng(41)
     rims = tree.cone.triangles[:, 3:6]  # the cones' rim vertices: the holes' boundary
     points = rims[rng.integers(0, len(rims), 3000)] + rng.normal(scale=0.03, size=(3000, 3))
