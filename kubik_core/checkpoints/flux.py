@@ -208,25 +208,27 @@ def _convert_transformer(state: dict, width: int) -> dict:
     return converted
 
 
-def load_flux(files: FluxFiles, tokenizer_dir: str | None = None, t5_tokenizer_dir: str | None = None):
-    """diffusers FluxPipeline (float32, on the CPU) from ``files``, offline."""
+def load_flux(files: FluxFiles, tokenizer_dir: str | None = None, t5_tokenizer_dir: str | None = None, dtype=None):
+    """diffusers FluxPipeline (on the CPU, in ``dtype``: float32 by default) from ``files``, offline."""
+    import torch
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 
     quiet_libraries()
     tokenizer = clip_tokenizer(find_tokenizer(tokenizer_dir))
     tokenizer_2 = t5_tokenizer(t5_tokenizer_dir)
     config = transformer_config(files.transformer.shapes, files.transformer.name)
-    transformer = FluxTransformer2DModel.from_config(config)
+    with torch.device("meta"):      # the file's tensors become its parameters (parts.py)
+        transformer = FluxTransformer2DModel.from_config(config)
     try:
-        state = _convert_transformer(read_part(files.transformer), transformer.config.num_attention_heads
+        state = _convert_transformer(read_part(files.transformer, dtype), transformer.config.num_attention_heads
                                      * transformer.config.attention_head_dim)
     except (KeyError, RuntimeError, ValueError) as exc:     # a block missing a tensor, or a wrong size
         raise CheckpointError(f"{files.transformer.name}: its FLUX transformer does not fit the FLUX.1 layout "
                               f"({str(exc).splitlines()[0][:160]})") from None
-    transformer = load_strict(transformer, state, "FLUX transformer", files.transformer.name, "FLUX.1")
-    text_encoder = load_clip(files.clip_l, "CLIP-L")
-    text_encoder_2 = load_t5(files.t5)
-    vae = load_vae16(files.vae, vae_config(files.vae.shapes, files.vae.name), "FLUX")
+    transformer = load_strict(transformer, state, "FLUX transformer", files.transformer.name, "FLUX.1", assign=True)
+    text_encoder = load_clip(files.clip_l, "CLIP-L", dtype=dtype)
+    text_encoder_2 = load_t5(files.t5, dtype)
+    vae = load_vae16(files.vae, vae_config(files.vae.shapes, files.vae.name), "FLUX", dtype)
     scheduler = FlowMatchEulerDiscreteScheduler(**(DEV_SCHEDULER if files.variant == "dev" else SCHNELL_SCHEDULER))
     return FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                         text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2, transformer=transformer)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from .layout import CheckpointError
 
 
-def load_strict(model, state: dict, what: str, file: str, layout: str = "SD1.5"):
+def load_strict(model, state: dict, what: str, file: str, layout: str = "SD1.5", assign: bool = False):
     """Load ``state`` into ``model`` and return it in eval mode; a missing, unexpected or
-    wrongly shaped tensor is one clear line naming ``file``, the part (``what``) and ``layout``."""
+    wrongly shaped tensor is one clear line naming ``file``, the part (``what``) and ``layout``.
+    ``assign``: the tensors become the parameters (for a model built on the meta device)."""
     try:
-        result = model.load_state_dict(state, strict=False)
+        result = model.load_state_dict(state, strict=False, assign=assign)
     except RuntimeError as exc:      # a tensor of the wrong shape
         raise CheckpointError(f"{file}: its {what} does not fit the {layout} layout "
                               f"({str(exc).splitlines()[-1].strip()[:160]})") from None

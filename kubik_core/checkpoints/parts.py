@@ -8,6 +8,10 @@ as one all-in-one file holding them all under known prefixes.
   strictly, T5's tokenizer from ComfyUI's comfy/text_encoders/t5_tokenizer (CLIP's is
   tokenizer.py's).
 - The 16-channel VAE config (FLUX's ae and SD3's VAE share the layout, not the latent scale).
+
+The big modules (the transformer, T5, the VAE) are built on the meta device and take the file's
+tensors as their parameters, read straight into the dtype they run in (bfloat16 on a GPU): a
+FLUX or SD3.5 Large never sits in RAM in float32 (48 GB for FLUX's transformer alone).
 """
 from __future__ import annotations
 
@@ -80,13 +84,15 @@ def is_quantised(shapes: dict) -> bool:
     return any(mark in key for key in shapes for mark in QUANTISED_MARKS)
 
 
-def read_part(item: Part) -> dict:
-    """The part's tensors in float32, prefix removed; an unreadable file is one clear line."""
+def read_part(item: Part, dtype=None) -> dict:
+    """The part's tensors in ``dtype`` (default float32), prefix removed; an unreadable file is
+    one clear line."""
+    import torch
     from safetensors import safe_open
 
     try:
         with safe_open(item.path, "pt") as file:
-            return {key[len(item.prefix):]: file.get_tensor(key).float()
+            return {key[len(item.prefix):]: file.get_tensor(key).to(dtype or torch.float32)
                     for key in file.keys() if key.startswith(item.prefix)}
     except (OSError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{item.name}: its tensors cannot be read ({str(exc).splitlines()[0][:160]})") from None
@@ -162,10 +168,11 @@ def t5_width(item: Part) -> int:
     return item.shapes[T5_MARK][1]
 
 
-def load_clip(item: Part, what: str, hidden_act: str = "quick_gelu", projection: str | None = None):
+def load_clip(item: Part, what: str, hidden_act: str = "quick_gelu", projection: str | None = None, dtype=None):
     """CLIPTextModel (``projection`` None) or CLIPTextModelWithProjection with the file's
     text_projection ("file") or an identity one ("identity": SD3's CLIP-L pools unprojected, as in
-    ComfyUI and diffusers' SD3 single-file loader)."""
+    ComfyUI and diffusers' SD3 single-file loader), in ``dtype`` (default float32). Built for
+    real (its position ids are a buffer no file holds): CLIP is small."""
     import torch
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
@@ -184,23 +191,24 @@ def load_clip(item: Part, what: str, hidden_act: str = "quick_gelu", projection:
         state["text_projection.weight"] = tensors["text_projection.weight"]
     elif projection == "identity":
         state["text_projection.weight"] = torch.eye(config.projection_dim, config.hidden_size)
-    return load_strict(model, state, f"{what} text encoder", item.name, what)
+    return load_strict(model, state, f"{what} text encoder", item.name, what).to(dtype or torch.float32)
 
 
-def load_t5(item: Part):
-    """T5EncoderModel from a T5 part (``shared`` + ``encoder.*``)."""
+def load_t5(item: Part, dtype=None):
+    """T5EncoderModel from a T5 part (``shared`` + ``encoder.*``), in ``dtype`` (default float32)."""
+    import torch
     from transformers import T5Config, T5EncoderModel
 
-    with no_init_weights():
+    with no_init_weights(), torch.device("meta"):
         model = T5EncoderModel(T5Config(**t5_config(item.shapes)))
-    state = {k: v for k, v in read_part(item).items() if k.startswith(("shared.", "encoder."))}
+    state = {k: v for k, v in read_part(item, dtype).items() if k.startswith(("shared.", "encoder."))}
     embedding = state.get("shared.weight", state.get("encoder.embed_tokens.weight"))
     state["shared.weight"] = embedding
     if "encoder.embed_tokens.weight" in model.state_dict():       # tied to shared in some versions
         state["encoder.embed_tokens.weight"] = embedding
     else:
         state.pop("encoder.embed_tokens.weight", None)
-    return load_strict(model, state, "T5 text encoder", item.name, "T5-XXL")
+    return load_strict(model, state, "T5 text encoder", item.name, "T5-XXL", assign=True)
 
 
 def find_t5_tokenizer(explicit: str | None) -> Path:
@@ -256,9 +264,13 @@ def vae16_config(shapes: dict, name: str, model: str, scaling: float, shift: flo
             "force_upcast": False}
 
 
-def load_vae16(item: Part, config: dict, model: str):
+def load_vae16(item: Part, config: dict, model: str, dtype=None):
+    """The VAE of FLUX or SD3 (``model``) in ``dtype``, converted with diffusers' converter."""
+    import torch
     from diffusers import AutoencoderKL
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
-    vae = AutoencoderKL.from_config(config)
-    return load_strict(vae, convert_ldm_vae_checkpoint(read_part(item), vae.config), "VAE", item.name, f"{model} VAE")
+    with torch.device("meta"):
+        vae = AutoencoderKL.from_config(config)
+    return load_strict(vae, convert_ldm_vae_checkpoint(read_part(item, dtype), vae.config), "VAE", item.name,
+                       f"{model} VAE", assign=True)

@@ -153,8 +153,10 @@ def resolve_sd3_files(checkpoint: str | os.PathLike, text_encoders: list | tuple
     return SD3Files(transformer, clip_l, clip_g, t5, vae_part)
 
 
-def load_sd3(files: SD3Files, tokenizer_dir: str | None = None, t5_tokenizer_dir: str | None = None):
-    """diffusers StableDiffusion3Pipeline (float32, on the CPU) from ``files``, offline."""
+def load_sd3(files: SD3Files, tokenizer_dir: str | None = None, t5_tokenizer_dir: str | None = None, dtype=None):
+    """diffusers StableDiffusion3Pipeline (on the CPU, in ``dtype``: float32 by default) from
+    ``files``, offline."""
+    import torch
     from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
     from diffusers.loaders.single_file_utils import convert_sd3_transformer_checkpoint_to_diffusers
 
@@ -162,19 +164,20 @@ def load_sd3(files: SD3Files, tokenizer_dir: str | None = None, t5_tokenizer_dir
     vocab = find_tokenizer(tokenizer_dir)
     tokenizer_3 = t5_tokenizer(t5_tokenizer_dir) if files.t5 is not None else None
     config = transformer_config(files.transformer.shapes, files.transformer.name)
-    transformer = SD3Transformer2DModel.from_config(config)
+    with torch.device("meta"):      # the file's tensors become its parameters (parts.py)
+        transformer = SD3Transformer2DModel.from_config(config)
     try:
-        state = convert_sd3_transformer_checkpoint_to_diffusers(read_part(files.transformer))
+        state = convert_sd3_transformer_checkpoint_to_diffusers(read_part(files.transformer, dtype))
     except (KeyError, RuntimeError, ValueError) as exc:     # a block missing a tensor, or a wrong size
         raise CheckpointError(f"{files.transformer.name}: its MMDiT does not fit the SD3 layout "
                               f"({str(exc).splitlines()[0][:160]})") from None
-    transformer = load_strict(transformer, state, "MMDiT", files.transformer.name, "SD3")
+    transformer = load_strict(transformer, state, "MMDiT", files.transformer.name, "SD3", assign=True)
     config = vae16_config(files.vae.shapes, files.vae.name, "SD3", VAE_SCALING, VAE_SHIFT)
     return StableDiffusion3Pipeline(
         transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(**SCHEDULER),
-        vae=load_vae16(files.vae, config, "SD3"),
-        text_encoder=load_clip(files.clip_l, "CLIP-L", "quick_gelu", projection="identity"),
+        vae=load_vae16(files.vae, config, "SD3", dtype),
+        text_encoder=load_clip(files.clip_l, "CLIP-L", "quick_gelu", projection="identity", dtype=dtype),
         tokenizer=clip_tokenizer(vocab),
-        text_encoder_2=load_clip(files.clip_g, "CLIP-G", "gelu", projection="file"),
+        text_encoder_2=load_clip(files.clip_g, "CLIP-G", "gelu", projection="file", dtype=dtype),
         tokenizer_2=clip_tokenizer(vocab, pad_token="!"),      # OpenCLIP pads with "!", as for SDXL
-        text_encoder_3=load_t5(files.t5) if files.t5 is not None else None, tokenizer_3=tokenizer_3)
+        text_encoder_3=load_t5(files.t5, dtype) if files.t5 is not None else None, tokenizer_3=tokenizer_3)

@@ -50,14 +50,15 @@ def inspect_checkpoint(path: str | os.PathLike, text_encoders: list | tuple = ()
 
 
 def load_pipeline(path: str | os.PathLike, tokenizer_dir: str | None = None, text_encoders: list | tuple = (),
-                  vae: str | None = None, t5_tokenizer_dir: str | None = None):
-    """(pipeline, CheckpointInfo): a diffusers text-to-image pipeline for ``path``, offline."""
+                  vae: str | None = None, t5_tokenizer_dir: str | None = None, flow_dtype=None):
+    """(pipeline, CheckpointInfo): a diffusers text-to-image pipeline for ``path``, offline.
+    ``flow_dtype``: the dtype FLUX and SD3 weights are read in (default float32)."""
     quiet_libraries()      # the command prints its own progress
     info = inspect_checkpoint(path, text_encoders, vae)
     if info.family == "flux":
-        pipe = load_flux(info.files, tokenizer_dir, t5_tokenizer_dir)
+        pipe = load_flux(info.files, tokenizer_dir, t5_tokenizer_dir, flow_dtype)
     elif info.family == "sd3":
-        pipe = load_sd3(info.files, tokenizer_dir, t5_tokenizer_dir)
+        pipe = load_sd3(info.files, tokenizer_dir, t5_tokenizer_dir, flow_dtype)
     elif info.family == "sdxl":
         from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
 

@@ -270,10 +270,14 @@ def load(prepared: PreparedGeneration):
     from .loras import apply_loras
     from .schedulers import diffusers_scheduler, flow_matching_notes
 
+    import torch
+
     request = prepared.request
-    pipe, _info = load_pipeline(request.checkpoint, request.tokenizer, request.text_encoders, request.vae,
-                                request.t5_tokenizer)
     flow = prepared.info.family in FLOW_FAMILIES
+    # FLUX and SD3.5 are read straight into bfloat16 for a GPU: never whole in float32 in RAM
+    pipe, _info = load_pipeline(request.checkpoint, request.tokenizer, request.text_encoders, request.vae,
+                                request.t5_tokenizer,
+                                torch.bfloat16 if flow and prepared.device.type == "cuda" else None)
     notes: list[str] = []
     if prepared.control is not None:
         pipe = _with_controlnet(pipe, prepared.request.controlnet, prepared.info.family)
@@ -282,8 +286,7 @@ def load(prepared: PreparedGeneration):
 
         attach(pipe, prepared.request.ip_adapter, prepared.ip_adapter.encoder_layout, prepared.ip_adapter.weight)
     if prepared.device.type == "cuda":      # half the memory and the fast kernels; the SDXL VAE
-        import torch                        # upcasts itself where fp16 overflows (force_upcast);
-                                            # FLUX, SD3.5 and T5 overflow in fp16: bf16, as shipped
+        # upcasts itself where fp16 overflows (force_upcast); FLUX, SD3.5 and T5 overflow in fp16: bf16
         pipe.to(dtype=torch.bfloat16 if flow else torch.float16)
     if flow:
         warnings = flow_matching_notes(prepared.plan.sampler_name, prepared.plan.scheduler)

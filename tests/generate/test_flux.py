@@ -6,6 +6,7 @@ schnell one (under model.diffusion_model.), CLIP-L, T5, the 16-channel VAE, and 
 checkpoint as ComfyUI's CheckpointSave writes it.
 
 - the transformer converted by kubik gives ComfyUI's own FLUX forward pass on the same weights;
+  read in bfloat16 (a GPU run), every part holds the same weights, none materialised in float32;
 - the command end to end from separate files: a PNG with Kubik Save Image's metadata (distilled
   guidance included), recorded in the learning store;
 - --family auto from the header: guidance embedding = dev (guidance 3.5), none = schnell (its 4
@@ -67,6 +68,24 @@ def test_converted_transformer_gives_comfyuis_flux_forward_pass(dev_pipe, flux_f
                                    pooled_projections=ref["y"], timestep=ref["timesteps"], guidance=ref["guidance"],
                                    img_ids=ref["img_ids"][0], txt_ids=ref["txt_ids"][0]).sample
     torch.testing.assert_close(out, ref["out"], atol=1e-4, rtol=1e-4)
+
+
+def test_bfloat16_loading_reads_every_part_in_bfloat16(dev_pipe, flux_files, tokenizer_dir, t5_tokenizer_dir):
+    """What a GPU run loads: the tensors straight into bfloat16 (the transformer, T5 and VAE built on
+    the meta device take them as parameters), the same weights as the float32 load."""
+    from kubik_core.generate.checkpoint import load_pipeline
+
+    pipe, _ = load_pipeline(flux_files["checkpoint"], tokenizer_dir, t5_tokenizer_dir=t5_tokenizer_dir,
+                            flow_dtype=torch.bfloat16)
+    for name in ("transformer", "text_encoder", "text_encoder_2", "vae"):
+        module, reference = getattr(pipe, name), getattr(dev_pipe, name).state_dict()
+        assert {t.device.type for t in [*module.parameters(), *module.buffers()]} == {"cpu"}, name
+        assert {t.dtype for t in module.parameters()} == {torch.bfloat16}, name
+        state = module.state_dict()
+        assert state.keys() == reference.keys(), name
+        for key, value in state.items():
+            if value.is_floating_point():
+                assert torch.equal(value, reference[key].to(value.dtype)), (name, key)
 
 
 def _picture(pipe, seed=3, guidance=3.5):
