@@ -131,8 +131,11 @@ def make_points(vertices, faces, count: int, seed: int = 0) -> np.ndarray:
 
 
 def _sign_path(tree) -> str:
-    """How the engine signs this mesh: carried (closed), carried through closing cones, or afresh."""
-    return "afresh" if not tree.carried else "carried" if tree.cone is None else "cones"
+    """How the engine signs this mesh: carried (closed), carried through closing cones, afresh
+    with w carried off 1/2 along the boundary chain's bound (a short boundary), or afresh."""
+    if not tree.carried:
+        return "afresh" if getattr(tree, "chain", None) is None else "chain"
+    return "carried" if tree.cone is None else "cones"
 
 
 def _median_rate(query, points, repeats):
@@ -198,7 +201,7 @@ def main(argv=None) -> list[dict]:
                    kubik_mpts=rate / 1e6, igl_exact_mpts=exact_rate / 1e6, igl_fast_mpts=fast_rate / 1e6,
                    vs_igl_exact=rate / exact_rate, vs_igl_fast=rate / fast_rate, sign_agreement=agree,
                    max_distance_error=error, build_s=build, carried=sdf._tree.carried,
-                   cones=0 if sdf._tree.cone is None else len(sdf._tree.cone.triangles),
+                   cones=0 if sdf._tree.cone is None else len(sdf._tree.cone.triangles), signs=_sign_path(sdf._tree),
                    load=[load_before, load_after])
         rows.append(row)
         print(f"{kind:16} {name:36} {len(faces):7d} {rate / 1e6:9.3f} {exact_rate / 1e6:10.4f} "
