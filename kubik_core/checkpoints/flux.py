@@ -32,9 +32,9 @@ from pathlib import Path
 
 from .layout import UNET, CheckpointError, count_indexed, read_shapes
 from .modules import load_strict, quiet_libraries
-from .parts import (CLIP_MARK, T5_MARK, MultiFileInfo, Part, clip_width, find_prefix, is_quantised, load_clip,
-                    load_t5, load_vae16, part, read_part, shape_of, sort_text_encoders, t5_tokenizer, t5_width,
-                    vae16_config)
+from .parts import (CLIP_MARK, T5_MARK, MultiFileInfo, Part, clip_width, is_quantised, load_clip, load_t5,
+                    load_vae16, part, read_part, shape_of, sort_text_encoders, t5_tokenizer, t5_width, vae16_config,
+                    vae_part)
 from .tokenizer import clip_tokenizer, find_tokenizer
 
 # Where ComfyUI's CheckpointSave puts a FLUX model's other parts (supported_models.Flux).
@@ -175,16 +175,10 @@ def resolve_flux_files(checkpoint: str | os.PathLike, text_encoders: list | tupl
         raise CheckpointError(f"--text-encoders {t5.name}: its T5 is {t5_width(t5)} wide, the FLUX model takes "
                               f"{config['joint_attention_dim']} (T5-XXL); give t5xxl_fp16.safetensors or "
                               "t5xxl_fp8_e4m3fn.safetensors")
-    if vae is not None:
-        vae_shapes = read_shapes(vae, "--vae")
-        vae_part = part(vae, vae_shapes, find_prefix(vae_shapes, "decoder.conv_in.weight") or "")
-    elif f"{CHECKPOINT_VAE}decoder.conv_in.weight" in shapes:
-        vae_part = part(checkpoint, shapes, CHECKPOINT_VAE)
-    else:
-        raise CheckpointError(f"{name} is a FLUX diffusion model without its VAE; pass --vae ae.safetensors "
-                              "(ComfyUI's models/vae)")
-    vae_config(vae_part.shapes, vae_part.name)
-    return FluxFiles("dev" if config["guidance_embeds"] else "schnell", transformer, clip, t5, vae_part)
+    vae_item = vae_part(checkpoint, shapes, vae, CHECKPOINT_VAE, f"{name} is a FLUX diffusion model without its VAE; "
+                        "pass --vae ae.safetensors (ComfyUI's models/vae)")
+    vae_config(vae_item.shapes, vae_item.name)
+    return FluxFiles("dev" if config["guidance_embeds"] else "schnell", transformer, clip, t5, vae_item)
 
 
 def _convert_transformer(state: dict, width: int) -> dict:

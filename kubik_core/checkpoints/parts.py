@@ -240,6 +240,18 @@ def t5_tokenizer(explicit: str | None):
 
 # ---------------------------------------------------------------- the 16-channel VAE
 
+def vae_part(checkpoint: str, shapes: dict, vae: str | None, inside: str, missing: str) -> Part:
+    """The VAE of a FLUX or SD3 model: the ``vae`` file (--vae; its keys under whatever prefix that
+    file uses) if given, else the one under ``inside`` in ``checkpoint`` (whose header is
+    ``shapes``); CheckpointError ``missing`` when there is neither."""
+    if vae is not None:
+        vae_shapes = read_shapes(vae, "--vae")
+        return part(vae, vae_shapes, find_prefix(vae_shapes, "decoder.conv_in.weight") or "")
+    if f"{inside}decoder.conv_in.weight" in shapes:
+        return part(checkpoint, shapes, inside)
+    raise CheckpointError(missing)
+
+
 def vae16_config(shapes: dict, name: str, model: str, scaling: float, shift: float) -> dict:
     """diffusers' AutoencoderKL config for the 16-channel VAE of FLUX or SD3 (``model``; keys from
     ``encoder.``), with that model's latent ``scaling`` and ``shift``."""

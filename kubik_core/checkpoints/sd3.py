@@ -24,9 +24,9 @@ from pathlib import Path
 
 from .layout import UNET, VAE, CheckpointError, count_indexed, read_shapes
 from .modules import load_strict, quiet_libraries
-from .parts import (CLIP_MARK, T5_MARK, MultiFileInfo, Part, clip_width, find_prefix, is_quantised, load_clip,
-                    load_t5, load_vae16, part, read_part, shape_of, sort_text_encoders, t5_tokenizer, t5_width,
-                    vae16_config)
+from .parts import (CLIP_MARK, T5_MARK, MultiFileInfo, Part, clip_width, is_quantised, load_clip, load_t5,
+                    load_vae16, part, read_part, shape_of, sort_text_encoders, t5_tokenizer, t5_width, vae16_config,
+                    vae_part)
 from .tokenizer import clip_tokenizer, find_tokenizer
 
 # Where an all-in-one SD3 file keeps its text encoders (ComfyUI's supported_models.SD3).
@@ -141,16 +141,10 @@ def resolve_sd3_files(checkpoint: str | os.PathLike, text_encoders: list | tuple
     if t5 is not None and t5_width(t5) != config["joint_attention_dim"]:
         raise CheckpointError(f"--text-encoders {t5.name}: its T5 is {t5_width(t5)} wide, the SD3 model takes "
                               f"{config['joint_attention_dim']} (T5-XXL); give t5xxl_fp16.safetensors")
-    if vae is not None:
-        vae_shapes = read_shapes(vae, "--vae")
-        vae_part = part(vae, vae_shapes, find_prefix(vae_shapes, "decoder.conv_in.weight") or "")
-    elif f"{VAE}decoder.conv_in.weight" in shapes:
-        vae_part = part(checkpoint, shapes, VAE)
-    else:
-        raise CheckpointError(f"{name} is an SD3 diffusion model without its VAE; pass --vae with SD3's VAE "
-                              "(ComfyUI's models/vae)")
-    vae16_config(vae_part.shapes, vae_part.name, "SD3", VAE_SCALING, VAE_SHIFT)
-    return SD3Files(transformer, clip_l, clip_g, t5, vae_part)
+    vae_item = vae_part(checkpoint, shapes, vae, VAE, f"{name} is an SD3 diffusion model without its VAE; pass --vae "
+                        "with SD3's VAE (ComfyUI's models/vae)")
+    vae16_config(vae_item.shapes, vae_item.name, "SD3", VAE_SCALING, VAE_SHIFT)
+    return SD3Files(transformer, clip_l, clip_g, t5, vae_item)
 
 
 def load_sd3(files: SD3Files, tokenizer_dir: str | None = None, t5_tokenizer_dir: str | None = None, dtype=None):
