@@ -1,6 +1,7 @@
-"""Tiny random-weight SD1.5- and SDXL-shaped single-file checkpoints for the generate tests.
+"""Tiny random-weight models for the generate tests: SD1.5- and SDXL-shaped single-file
+checkpoints, an SD1.5 ControlNet, and the FLUX.1 and SD3.5 files as ComfyUI users have them.
 
-They are built with ComfyUI's own classes (tests/kubik_testing/tiny_checkpoint.py), so these tests
+They are built with ComfyUI's own classes (tests/kubik_testing/tiny_*.py), so these tests
 need COMFYUI_DIR (its CLIP tokenizer files too) and skip cleanly without it. Everything runs
 offline: HF_HUB_OFFLINE=1 and an empty Hugging Face home for the whole module.
 """
@@ -67,3 +68,19 @@ def sd15_controlnet(tmp_path_factory) -> Path:
 
     comfyui = _need_comfyui()
     return build_tiny_sd15_controlnet(tmp_path_factory.mktemp("controlnet") / "tiny_cn.safetensors", comfyui)
+
+
+@pytest.fixture(scope="session")
+def flux_files(tmp_path_factory) -> dict:
+    """The tiny FLUX.1 files (tests/kubik_testing/tiny_flux.py), by kind."""
+    from kubik_testing.tiny_flux import build_tiny_flux_files
+
+    return build_tiny_flux_files(tmp_path_factory.mktemp("flux"), _need_comfyui())
+
+
+@pytest.fixture(scope="session")
+def sd3_files(tmp_path_factory) -> dict:
+    """The tiny SD3.5 files (tests/kubik_testing/tiny_sd3.py), by kind."""
+    from kubik_testing.tiny_sd3 import build_tiny_sd3_files
+
+    return build_tiny_sd3_files(tmp_path_factory.mktemp("sd3"), _need_comfyui())

@@ -12,27 +12,18 @@ Sizes are tiny (64x64, 1 or 2 steps); each family's pipeline is loaded once.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import json
 
 import numpy as np
 import pytest
 
-from kubik_core.cli import main
+from .helpers import run_kubik
 
 pytestmark = pytest.mark.timeout(600)
 
 PROMPT = "a red fox in the snow, watercolor"
 ENCODER_PROJECTION = 16       # tiny_vision.TINY's projection_dim
-
-
-def _cli(*argv) -> tuple[int, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = main([str(a) for a in argv])
-    return status, out.getvalue() + err.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -159,10 +150,10 @@ def test_sd15_ip_adapter_from_the_command_line_with_the_published_weight(sd15_ch
     adapter = write_tiny_ip_adapter(tmp_path / "ip-adapter_tiny_sd15.safetensors", sd15_checkpoint,
                                     ENCODER_PROJECTION)
     store = tmp_path / "learning.sqlite3"
-    status, text = _cli("generate", PROMPT, "--checkpoint", sd15_checkpoint, "--tokenizer", tokenizer_dir,
-                        "--steps", 2, "--width", 64, "--height", 64, "--loras", "none", "--device", "cpu",
-                        "--memory", "none", "--ip-adapter", adapter, "--reference", pictures / "reference.png",
-                        "--image-encoder", encoder, "--out", tmp_path / "out", "--store", store)
+    status, text = run_kubik("generate", PROMPT, "--checkpoint", sd15_checkpoint, "--tokenizer", tokenizer_dir,
+                             "--steps", 2, "--width", 64, "--height", 64, "--loras", "none", "--device", "cpu",
+                             "--memory", "none", "--ip-adapter", adapter, "--reference", pictures / "reference.png",
+                             "--image-encoder", encoder, "--out", tmp_path / "out", "--store", store)
     assert status == 0, text
     assert ("ip-adapter  ip-adapter_tiny_sd15.safetensors (basic, encoder tiny_encoder), reference reference.png: "
             "weight 0.5 (published: a text prompt goes with the reference image: 0.5; source: tencent-ailab/"

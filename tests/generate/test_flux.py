@@ -1,7 +1,7 @@
 """`kubik generate` with FLUX.1 from the files ComfyUI users have, offline, on the CPU.
 
 The tiny FLUX files (tests/kubik_testing/tiny_flux.py) are real single files in the original
-layouts, built once per module with ComfyUI's classes: a dev diffusion model (bare BFL keys), a
+layouts, built once per session with ComfyUI's classes: a dev diffusion model (bare BFL keys), a
 schnell one (under model.diffusion_model.), CLIP-L, T5, the 16-channel VAE, and an all-in-one
 checkpoint as ComfyUI's CheckpointSave writes it.
 
@@ -17,33 +17,15 @@ checkpoint as ComfyUI's CheckpointSave writes it.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from kubik_core.cli import main
+from .helpers import pictures_with_lora, refusal, run_kubik, t5_header_file
 
 pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture(scope="module")
-def flux_files(tmp_path_factory):
-    from kubik_testing.tiny_flux import build_tiny_flux_files
-
-    from .conftest import _need_comfyui
-
-    return build_tiny_flux_files(tmp_path_factory.mktemp("flux"), _need_comfyui())
-
-
-def _cli(*argv) -> tuple[int, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = main([str(a) for a in argv])
-    return status, out.getvalue() + err.getvalue()
 
 
 def _separate(files) -> list:
@@ -110,12 +92,7 @@ def test_flux_lora_strength_zero_is_no_lora_and_one_changes_the_picture(dev_pipe
     stack = LoraStack(items=[StackItem(name="fox.safetensors", strength_model=0.0, strength_clip=1.0,
                                        path=str(tmp_path / "fox.safetensors"))])
     names = apply_loras(dev_pipe, stack)
-    try:
-        at_zero = _picture(dev_pipe)
-        dev_pipe.set_adapters(names, adapter_weights=[{"transformer": 1.0, "text_encoder": 1.0}])
-        at_one = _picture(dev_pipe)
-    finally:
-        dev_pipe.unload_lora_weights()
+    at_zero, at_one = pictures_with_lora(dev_pipe, names, _picture, {"transformer": 1.0, "text_encoder": 1.0})
     np.testing.assert_allclose(at_zero, without, atol=1e-6)
     assert np.abs(at_one - without).mean() > 1e-3
 
@@ -136,10 +113,10 @@ def test_generate_flux_dev_from_separate_files(flux_files, tokenizer_dir, t5_tok
     from kubik_core.learning import LearningStore
 
     store = tmp_path / "learning.sqlite3"
-    status, text = _cli("generate", "a red fox in the snow, (watercolor:1.2)", "--checkpoint", flux_files["dev"],
-                        *_separate(flux_files), "--tokenizer", tokenizer_dir, "--t5-tokenizer", t5_tokenizer_dir,
-                        "--steps", 2, "--width", 64, "--height", 64, "--seed", 4, "--out", tmp_path / "out",
-                        "--store", store, "--loras", "none", "--json")
+    status, text = run_kubik("generate", "a red fox in the snow, (watercolor:1.2)", "--checkpoint", flux_files["dev"],
+                             *_separate(flux_files), "--tokenizer", tokenizer_dir, "--t5-tokenizer", t5_tokenizer_dir,
+                             "--steps", 2, "--width", 64, "--height", 64, "--seed", 4, "--out", tmp_path / "out",
+                             "--store", store, "--loras", "none", "--json")
     assert status == 0, text
     result = json.loads(text[text.index("{"):])
     plan = result["plan"]
@@ -161,15 +138,15 @@ def test_family_auto_reads_schnell_from_the_header_and_keeps_its_distilled_setti
     # named like a dev file: the missing guidance embedding decides
     schnell = tmp_path / "flux1-dev-renamed.safetensors"
     schnell.write_bytes(flux_files["schnell"].read_bytes())
-    status, text = _cli("generate", "a castle at dawn", "--checkpoint", schnell, *_separate(flux_files),
-                        "--loras", "none", "--device", "cpu", "--dry-run", "--json")
+    status, text = run_kubik("generate", "a castle at dawn", "--checkpoint", schnell, *_separate(flux_files),
+                             "--loras", "none", "--device", "cpu", "--dry-run", "--json")
     assert status == 0, text
     plan = json.loads(text[text.index("{"):])["plan"]
     assert plan["family"] == "flux_schnell" and plan["plan"]["steps"] == 4 and plan["plan"]["guidance"] is None
     assert plan["plan"]["cfg"] == 1.0
     assert {e["strategy"] for e in plan["memory"]["estimates"]} == {"none", "balanced", "sequential", "aggressive"}
-    status, text = _cli("generate", "a castle", "--checkpoint", schnell, *_separate(flux_files), "--family",
-                        "flux_dev", "--loras", "none", "--dry-run")
+    status, text = run_kubik("generate", "a castle", "--checkpoint", schnell, *_separate(flux_files), "--family",
+                             "flux_dev", "--loras", "none", "--dry-run")
     assert status == 2
     assert text.strip() == ("kubik generate: error: --family flux_dev: the file is FLUX.1 schnell (guidance "
                             "embedding absent); give flux_schnell or auto")
@@ -193,71 +170,54 @@ def test_flux_memory_estimate_counts_every_file(flux_files):
 
 # ---------------------------------------------------------------- bad inputs, one line each
 
-def _error(*argv) -> str:
-    status, text = _cli("generate", "a fox", *argv, "--loras", "none", "--device", "cpu", "--dry-run")
-    assert status == 2, text
-    assert len(text.strip().splitlines()) == 1, text
-    return text.strip().removeprefix("kubik generate: error: ")
-
-
-def _t5_header(path, width):
-    """A T5 encoder's keys at ``width`` (zeros: only the header is read before the check)."""
-    from safetensors.torch import save_file
-
-    save_file({"shared.weight": torch.zeros(8, width),
-               "encoder.block.0.layer.0.SelfAttention.q.weight": torch.zeros(64, width),
-               "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight": torch.zeros(32, 4),
-               "encoder.block.0.layer.1.DenseReluDense.wi_0.weight": torch.zeros(128, width)}, str(path))
-    return path
-
-
 def test_hostile_flux_inputs_give_one_clear_line(flux_files, tmp_path):
     from safetensors.torch import save_file
 
     dev, clip, t5, vae = flux_files["dev"], flux_files["clip_l"], flux_files["t5xxl"], flux_files["vae"]
-    assert _error("--checkpoint", dev) == (
+    assert refusal("--checkpoint", dev) == (
         "flux1-dev-tiny.safetensors is a FLUX diffusion model without its text encoders (clip_l.safetensors and "
         "t5xxl_fp16.safetensors missing); pass --text-encoders clip_l.safetensors t5xxl_fp16.safetensors "
         "(ComfyUI's models/text_encoders)")
-    assert _error("--checkpoint", dev, "--text-encoders", clip) == (
+    assert refusal("--checkpoint", dev, "--text-encoders", clip) == (
         "flux1-dev-tiny.safetensors is a FLUX diffusion model without its text encoders (t5xxl_fp16.safetensors "
         "missing); pass --text-encoders clip_l.safetensors t5xxl_fp16.safetensors (ComfyUI's models/text_encoders)")
-    assert _error("--checkpoint", dev, "--text-encoders", clip, t5) == (
+    assert refusal("--checkpoint", dev, "--text-encoders", clip, t5) == (
         "flux1-dev-tiny.safetensors is a FLUX diffusion model without its VAE; pass --vae ae.safetensors "
         "(ComfyUI's models/vae)")
-    wide = _t5_header(tmp_path / "t5_base.safetensors", 32)
-    assert _error("--checkpoint", dev, "--text-encoders", clip, wide, "--vae", vae) == (
+    wide = t5_header_file(tmp_path / "t5_base.safetensors", 32)
+    assert refusal("--checkpoint", dev, "--text-encoders", clip, wide, "--vae", vae) == (
         "--text-encoders t5_base.safetensors: its T5 is 32 wide, the FLUX model takes 64 (T5-XXL); give "
         "t5xxl_fp16.safetensors or t5xxl_fp8_e4m3fn.safetensors")
-    assert _error("--checkpoint", dev, "--text-encoders", t5, vae, "--vae", vae).startswith(
+    assert refusal("--checkpoint", dev, "--text-encoders", t5, vae, "--vae", vae).startswith(
         "--text-encoders ae-tiny.safetensors: neither CLIP nor T5")
-    assert _error("--checkpoint", dev, "--text-encoders", clip, t5, "--vae", clip) == (
+    assert refusal("--checkpoint", dev, "--text-encoders", clip, t5, "--vae", clip) == (
         "--vae clip_l-tiny.safetensors: no autoencoder in it (encoder.down.*, decoder.* missing); give FLUX's VAE")
     sd_vae = tmp_path / "sd_vae.safetensors"
     save_file({"encoder.down.0.block.0.conv1.weight": torch.zeros(32, 3, 3, 3),
                "decoder.conv_in.weight": torch.zeros(64, 4, 3, 3)}, str(sd_vae))
-    assert _error("--checkpoint", dev, "--text-encoders", clip, t5, "--vae", sd_vae) == (
+    assert refusal("--checkpoint", dev, "--text-encoders", clip, t5, "--vae", sd_vae) == (
         "--vae sd_vae.safetensors: a 4-channel VAE; FLUX needs its 16-channel VAE")
     truncated = tmp_path / "flux1-truncated.safetensors"
     truncated.write_bytes(dev.read_bytes()[:-1000])
-    assert _error("--checkpoint", truncated, *_separate(flux_files)).endswith(
+    assert refusal("--checkpoint", truncated, *_separate(flux_files)).endswith(
         "the file is truncated; the checkpoint must be a .safetensors file")
-    assert _error("--checkpoint", dev, "--text-encoders", clip, tmp_path / "nothing.safetensors") == (
+    assert refusal("--checkpoint", dev, "--text-encoders", clip, tmp_path / "nothing.safetensors") == (
         "--text-encoders: no file 'nothing.safetensors'; give a .safetensors checkpoint")
     # the all-in-one file holds its own parts; an SD file takes no FLUX parts
-    assert _cli("generate", "a fox", "--checkpoint", flux_files["checkpoint"], "--loras", "none", "--dry-run")[0] == 0
+    assert run_kubik("generate", "a fox", "--checkpoint", flux_files["checkpoint"], "--loras", "none",
+                     "--dry-run")[0] == 0
     # a FLUX relative this pipeline does not run is named
     flux2 = tmp_path / "flux2.safetensors"
     save_file({"double_blocks.0.img_attn.qkv.weight": torch.zeros(6, 2),
                "double_stream_modulation_img.lin.weight": torch.zeros(2, 2)}, str(flux2))
-    assert _error("--checkpoint", flux2) == ("flux2.safetensors holds a FLUX.2 model; kubik generate loads "
-                                             "FLUX.1 dev and schnell")
+    assert refusal("--checkpoint", flux2) == ("flux2.safetensors holds a FLUX.2 model; kubik generate loads "
+                                              "FLUX.1 dev and schnell")
 
 
 def test_missing_t5_tokenizer_is_one_clear_line(flux_files, tokenizer_dir, tmp_path):
-    status, text = _cli("generate", "a fox", "--checkpoint", flux_files["checkpoint"], "--tokenizer", tokenizer_dir,
-                        "--t5-tokenizer", tmp_path, "--loras", "none", "--device", "cpu", "--steps", 1,
-                        "--width", 64, "--height", 64, "--no-record", "--out", tmp_path / "out")
+    status, text = run_kubik("generate", "a fox", "--checkpoint", flux_files["checkpoint"], "--tokenizer",
+                             tokenizer_dir, "--t5-tokenizer", tmp_path, "--loras", "none", "--device", "cpu",
+                             "--steps", 1, "--width", 64, "--height", 64, "--no-record", "--out", tmp_path / "out")
     assert status == 2         # after the plan, before any weight is read
     assert text.strip().splitlines()[-1] == (f"kubik generate: error: --t5-tokenizer {tmp_path.name}: no "
                                              "tokenizer.json there (T5's tokenizer, e.g. ComfyUI's "

@@ -13,17 +13,16 @@ Sizes are tiny (64x64, 2 steps) and the pipelines are loaded once per module.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from kubik_core.cli import main
 from kubik_core.loras.synthetic import kohya_metadata
+
+from .helpers import pictures_with_lora, run_kubik
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -62,13 +61,6 @@ def lora_dir(tmp_path_factory):
     return folder
 
 
-def _cli(*argv) -> tuple[int, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = main([str(a) for a in argv])
-    return status, out.getvalue() + err.getvalue()
-
-
 @pytest.fixture(scope="module")
 def cli_run(sd15_checkpoint, sd15_controlnet, tokenizer_dir, lora_dir, tmp_path_factory):
     from PIL import Image
@@ -76,11 +68,11 @@ def cli_run(sd15_checkpoint, sd15_controlnet, tokenizer_dir, lora_dir, tmp_path_
     tmp = tmp_path_factory.mktemp("generate")
     store = tmp / "learning.sqlite3"
     Image.fromarray((np.random.RandomState(1).rand(32, 48, 3) * 255).astype("uint8")).save(tmp / "hint.png")
-    status, text = _cli("generate", PROMPT, "--checkpoint", sd15_checkpoint, "--tokenizer", tokenizer_dir,
-                        "--steps", 2, "--width", 64, "--height", 64, "-n", 2, "--seed", 5,
-                        "--out", tmp / "out", "--store", store, "--loras", "kbk_style:0.8",
-                        "--lora-dir", lora_dir, "--controlnet", sd15_controlnet, "--control-image",
-                        tmp / "hint.png", "--control-strength", 0.5, "--json")
+    status, text = run_kubik("generate", PROMPT, "--checkpoint", sd15_checkpoint, "--tokenizer", tokenizer_dir,
+                             "--steps", 2, "--width", 64, "--height", 64, "-n", 2, "--seed", 5,
+                             "--out", tmp / "out", "--store", store, "--loras", "kbk_style:0.8",
+                             "--lora-dir", lora_dir, "--controlnet", sd15_controlnet, "--control-image",
+                             tmp / "hint.png", "--control-strength", 0.5, "--json")
     assert status == 0, text
     return json.loads(text[text.index("{"):]), store, sd15_checkpoint, lora_dir
 
@@ -124,12 +116,12 @@ def test_generations_are_recorded_rated_and_seen_by_insights(cli_run):
     assert [r["lora"] for r in store.rows("generation_loras")] == ["kbk_style.safetensors"] * 2
     # --steps/--width/--height replaced the optimizer's values: recorded as edits, as Save Image does
     assert {(e["field"], str(e["final"])) for e in store.rows("edits")} >= {("steps", "2"), ("width", "64")}
-    status, text = _cli("rate", result["generation_ids"][0], 4, "--store", store_path)
+    status, text = run_kubik("rate", result["generation_ids"][0], 4, "--store", store_path)
     assert status == 0 and "4/5" in text
     assert store.rating_of(result["generation_ids"][0])["rating"] == 4
     data = insights(store)
     assert data["generations"] == 2 and data["feedback"] == 1
-    status, text = _cli("rate", result["generation_ids"][0], 6, "--store", store_path)
+    status, text = run_kubik("rate", result["generation_ids"][0], 6, "--store", store_path)
     assert status == 2 and text.strip() == "kubik rate: error: rating 6: give 1 to 5 stars"
 
 
@@ -155,14 +147,8 @@ def test_lora_strength_zero_is_no_lora_and_strength_one_changes_the_picture(sd15
 
     without = _picture(sd15_pipe)
     names = apply_loras(sd15_pipe, parse_explicit("kbk_style:0", [str(lora_dir)]))
-    try:
-        at_zero = _picture(sd15_pipe)
-        sd15_pipe.set_adapters(names, adapter_weights=[{"unet": 1.0, "text_encoder": 1.0}])
-        at_one = _picture(sd15_pipe)
-        sd15_pipe.set_adapters(names, adapter_weights=[{"unet": 1.0, "text_encoder": 0.0}])
-        unet_only = _picture(sd15_pipe)
-    finally:
-        sd15_pipe.unload_lora_weights()
+    at_zero, at_one, unet_only = pictures_with_lora(sd15_pipe, names, _picture, {"unet": 1.0, "text_encoder": 1.0},
+                                                    {"unet": 1.0, "text_encoder": 0.0})
     np.testing.assert_allclose(at_zero, without, atol=1e-6)
     assert np.abs(at_one - without).mean() > 1e-3
     assert np.abs(unet_only - at_one).mean() > 1e-4      # the text-encoder strength counts on its own

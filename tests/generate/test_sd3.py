@@ -1,7 +1,7 @@
 """`kubik generate` with SD3.5 from the files ComfyUI users have, offline, on the CPU.
 
 The tiny SD3.5 files (tests/kubik_testing/tiny_sd3.py) are real single files in the original
-layouts, built once per module with ComfyUI's classes: an all-in-one Medium-shaped file (MMDiT-X,
+layouts, built once per session with ComfyUI's classes: an all-in-one Medium-shaped file (MMDiT-X,
 CLIP-L, CLIP-G, T5, VAE) and a Large-shaped checkpoint (MMDiT + VAE) with separate text encoders.
 
 - the MMDiT converted by kubik gives ComfyUI's own forward pass on the same weights;
@@ -13,33 +13,15 @@ CLIP-L, CLIP-G, T5, VAE) and a Large-shaped checkpoint (MMDiT + VAE) with separa
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from kubik_core.cli import main
+from .helpers import refusal, run_kubik, t5_header_file
 
 pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture(scope="module")
-def sd3_files(tmp_path_factory):
-    from kubik_testing.tiny_sd3 import build_tiny_sd3_files
-
-    from .conftest import _need_comfyui
-
-    return build_tiny_sd3_files(tmp_path_factory.mktemp("sd3"), _need_comfyui())
-
-
-def _cli(*argv) -> tuple[int, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = main([str(a) for a in argv])
-    return status, out.getvalue() + err.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -82,11 +64,11 @@ def test_generate_sd35_large_from_checkpoint_and_text_encoders(sd3_files, tokeni
     from kubik_core.learning import LearningStore
 
     store = tmp_path / "learning.sqlite3"
-    status, text = _cli("generate", "a red fox in the snow, watercolor", "--checkpoint", sd3_files["large"],
-                        "--text-encoders", sd3_files["clip_g"], sd3_files["t5xxl"], sd3_files["clip_l"],
-                        "--tokenizer", tokenizer_dir, "--t5-tokenizer", t5_tokenizer_dir, "--steps", 2, "--width", 64,
-                        "--height", 64, "--seed", 4, "--out", tmp_path / "out", "--store", store, "--loras", "none",
-                        "--json")
+    status, text = run_kubik("generate", "a red fox in the snow, watercolor", "--checkpoint", sd3_files["large"],
+                             "--text-encoders", sd3_files["clip_g"], sd3_files["t5xxl"], sd3_files["clip_l"],
+                             "--tokenizer", tokenizer_dir, "--t5-tokenizer", t5_tokenizer_dir, "--steps", 2,
+                             "--width", 64, "--height", 64, "--seed", 4, "--out", tmp_path / "out", "--store", store,
+                             "--loras", "none", "--json")
     assert status == 0, text
     result = json.loads(text[text.index("{"):])
     plan = result["plan"]
@@ -102,61 +84,52 @@ def test_generate_sd35_large_from_checkpoint_and_text_encoders(sd3_files, tokeni
 
 
 def test_family_from_the_header_and_t5_left_out(sd3_files, tmp_path):
-    status, text = _cli("generate", "a castle at dawn", "--checkpoint", sd3_files["medium"], "--loras", "none",
-                        "--device", "cpu", "--dry-run", "--json")
+    status, text = run_kubik("generate", "a castle at dawn", "--checkpoint", sd3_files["medium"], "--loras", "none",
+                             "--device", "cpu", "--dry-run", "--json")
     assert status == 0, text
     plan = json.loads(text[text.index("{"):])["plan"]
     assert plan["family"] == "sd35_medium" and plan["plan"]["cfg"] == 4.5 and plan["plan"]["sampler_name"] == "euler"
     assert plan["memory"]["strategy"] == "none"
-    status, text = _cli("generate", "a castle", "--checkpoint", sd3_files["medium"], "--family", "sd35_large",
-                        "--loras", "none", "--dry-run")
+    status, text = run_kubik("generate", "a castle", "--checkpoint", sd3_files["medium"], "--family", "sd35_large",
+                             "--loras", "none", "--dry-run")
     assert status == 2
     assert text.strip() == ("kubik generate: error: --family sd35_large: the file is SD3.5 Medium (MMDiT-X: a second "
                             "attention in some blocks); give sd35_medium or auto")
-    status, text = _cli("generate", "a castle", "--checkpoint", sd3_files["large"], "--text-encoders",
-                        sd3_files["clip_l"], sd3_files["clip_g"], "--loras", "none", "--device", "cpu",
-                        "--dry-run", "--json")
+    status, text = run_kubik("generate", "a castle", "--checkpoint", sd3_files["large"], "--text-encoders",
+                             sd3_files["clip_l"], sd3_files["clip_g"], "--loras", "none", "--device", "cpu",
+                             "--dry-run", "--json")
     assert status == 0, text
     plan = json.loads(text[text.index("{"):])["plan"]
     assert plan["family"] in ("sd35_large", "sd35_large_turbo")
     assert any(n.startswith("no T5-XXL: the prompt is encoded by CLIP-L and CLIP-G alone") for n in plan["notes"])
 
 
-def _error(*argv) -> str:
-    status, text = _cli("generate", "a fox", *argv, "--loras", "none", "--device", "cpu", "--dry-run")
-    assert status == 2, text
-    assert len(text.strip().splitlines()) == 1, text
-    return text.strip().removeprefix("kubik generate: error: ")
-
-
 def test_hostile_sd3_inputs_give_one_clear_line(sd3_files, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from .test_flux import _t5_header
-
     large, clip_l, clip_g = sd3_files["large"], sd3_files["clip_l"], sd3_files["clip_g"]
-    assert _error("--checkpoint", large) == (
+    assert refusal("--checkpoint", large) == (
         "sd3.5-large-tiny.safetensors is an SD3 model without its text encoders (clip_l.safetensors and "
         "clip_g.safetensors missing); pass --text-encoders clip_l.safetensors clip_g.safetensors "
         "t5xxl_fp16.safetensors (ComfyUI's models/text_encoders)")
-    assert _error("--checkpoint", large, "--text-encoders", clip_g) == (
+    assert refusal("--checkpoint", large, "--text-encoders", clip_g) == (
         "--text-encoders: 1 CLIP files (clip_g-tiny.safetensors); SD3 takes two, CLIP-L and CLIP-G: --text-encoders "
         "clip_l.safetensors clip_g.safetensors t5xxl_fp16.safetensors (ComfyUI's models/text_encoders)")
-    assert _error("--checkpoint", large, "--text-encoders", clip_l, clip_l) == (
+    assert refusal("--checkpoint", large, "--text-encoders", clip_l, clip_l) == (
         "--text-encoders: CLIPs 64 and 64 wide; the SD3 model takes CLIP-L and CLIP-G whose widths add up to 160 "
         "(768 + 1280): give clip_l.safetensors and clip_g.safetensors")
-    narrow = _t5_header(tmp_path / "t5_small.safetensors", 32)
-    assert _error("--checkpoint", large, "--text-encoders", clip_l, clip_g, narrow) == (
+    narrow = t5_header_file(tmp_path / "t5_small.safetensors", 32)
+    assert refusal("--checkpoint", large, "--text-encoders", clip_l, clip_g, narrow) == (
         "--text-encoders t5_small.safetensors: its T5 is 32 wide, the SD3 model takes 192 (T5-XXL); give "
         "t5xxl_fp16.safetensors")
     bare = tmp_path / "sd3.5_large_unet.safetensors"    # a diffusion model alone, keys bare
     save_file({k[len("model.diffusion_model."):]: v for k, v in load_file(str(large)).items()
                if k.startswith("model.diffusion_model.")}, str(bare))
-    assert _error("--checkpoint", bare, "--text-encoders", clip_l, clip_g) == (
+    assert refusal("--checkpoint", bare, "--text-encoders", clip_l, clip_g) == (
         "sd3.5_large_unet.safetensors is an SD3 diffusion model without its VAE; pass --vae with SD3's VAE "
         "(ComfyUI's models/vae)")
-    status, text = _cli("generate", "a fox", "--checkpoint", bare, "--text-encoders", clip_l, clip_g, "--vae",
-                        large, "--loras", "none", "--device", "cpu", "--dry-run")
+    status, text = run_kubik("generate", "a fox", "--checkpoint", bare, "--text-encoders", clip_l, clip_g, "--vae",
+                             large, "--loras", "none", "--device", "cpu", "--dry-run")
     assert status == 0, text          # the checkpoint's first_stage_model serves as --vae
 
 
