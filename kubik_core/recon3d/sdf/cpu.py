@@ -1380,6 +1380,7 @@ def query_points(points, lo, hi, max_distance, mesh, cone, cone_bound, chain, ou
     Returns how many winding numbers were evaluated rather than carried."""
     has_cone = len(cone[0]) > 0
     carried = cone_bound.shape[0] > 0
+    has_chain = len(chain[0]) > 0
     max2 = max_distance * max_distance
     prev_face = -1
     evaluated = 0
@@ -1405,7 +1406,7 @@ def query_points(points, lo, hi, max_distance, mesh, cone, cone_bound, chain, ou
             # from a w(q) known closely (from a coarse one, off by up to COARSE_ERROR, little room
             # is left, and a fresh coarse value costs little) and off 1/2 by more than that (most
             # segments cross nothing)
-            if not (len(chain[0]) > 0 and nearest >= 0 and recent[nearest, 5] <= CARRY_ERROR
+            if not (nearest >= 0 and recent[nearest, 5] <= CARRY_ERROR
                     and abs(recent[nearest, 4] - 0.5) > recent[nearest, 5]):
                 nearest = -1
         crossings = AMBIGUOUS
@@ -1428,10 +1429,11 @@ def query_points(points, lo, hi, max_distance, mesh, cone, cone_bound, chain, ou
                 w, error = _own_winding_and_error(px, py, pz, mesh, stack)
                 evaluated += 1
             out_winding[i] = w
-            slot = recent_count % RECENT
-            recent[slot, 0], recent[slot, 1], recent[slot, 2] = px, py, pz
-            recent[slot, 3], recent[slot, 4], recent[slot, 5] = d, w, error
-            recent_count += 1
+            if has_chain:  # (without a chain nothing is carried: no recent points, no search for them)
+                slot = recent_count % RECENT
+                recent[slot, 0], recent[slot, 1], recent[slot, 2] = px, py, pz
+                recent[slot, 3], recent[slot, 4], recent[slot, 5] = d, w, error
+                recent_count += 1
             continue
         # The integer winding number W of mesh + cones is carried from the nearest recent
         # point q: W(p) = W(q) + the signed crossings of the segment q -> p with the mesh
