@@ -23,30 +23,21 @@ double and 2 single blocks; CLIP-L and T5 are 64 wide with 2 layers and their re
 (49408 and 32128 tokens, so ComfyUI's tokenizers fit); the VAE has 4 levels of 32-64 channels
 (8x downsampling like the real one). ComfyUI itself would not load the transformer (it assumes
 FLUX.1's 3072 width); kubik reads every width from the header. ComfyUI must not be imported into
-the test process, so :func:`build_tiny_flux_files` runs this file in a subprocess.
+the test process, so :func:`build_tiny_flux_files` runs this file in a subprocess (tiny_parts.py,
+shared with tiny_sd3.py, which writes the same CLIP-L and VAE).
 """
 from __future__ import annotations
 
-import argparse
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-_TESTS = Path(__file__).resolve().parents[1]
-_REPOSITORY = _TESTS.parent
+from kubik_testing.tiny_parts import (TINY_CLIP_L_CONFIG, comfy_cpu_operations, main, run_builder, tiny_vae,
+                                      write_files)
 
 TINY_FLUX_CONFIG = dict(in_channels=16, out_channels=16, vec_in_dim=64, context_in_dim=64, hidden_size=64,
                         mlp_ratio=4.0, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[4, 14, 14],
                         theta=10000, patch_size=2, qkv_bias=True, guidance_embed=True, txt_ids_dims=[])
-TINY_CLIP_L_CONFIG = dict(hidden_size=64, intermediate_size=128, num_attention_heads=1, num_hidden_layers=2,
-                          max_position_embeddings=77, vocab_size=49408, hidden_act="quick_gelu",
-                          layer_norm_eps=1e-5, projection_dim=64, bos_token_id=0, eos_token_id=49407,
-                          pad_token_id=1)
 TINY_T5_CONFIG = dict(d_ff=128, d_kv=16, d_model=64, num_heads=4, num_layers=2, vocab_size=32128,
                       dense_act_fn="gelu_pytorch_tanh", is_gated_act=True, model_type="t5")
-TINY_VAE_DDCONFIG = dict(double_z=True, z_channels=16, resolution=256, in_channels=3, out_ch=3, ch=32,
-                         ch_mult=[1, 1, 2, 2], num_res_blocks=1, attn_resolutions=[], dropout=0.0)
 
 FILES = {"dev": "flux1-dev-tiny.safetensors", "schnell": "flux1-schnell-tiny.safetensors",
          "clip_l": "clip_l-tiny.safetensors", "t5xxl": "t5xxl-tiny.safetensors", "vae": "ae-tiny.safetensors",
@@ -58,41 +49,18 @@ def build_tiny_flux_files(folder: Path, comfyui_dir: Path, python: str | None = 
     dev, schnell, clip_l, t5xxl, vae, checkpoint, and reference: ComfyUI's FLUX forward pass on
     the dev weights, see _reference)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    # ComfyUI for its model classes, the repository for kubik_core's atomic write, tests/ for
-    # the shared random initialisation.
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(str(p) for p in (Path(comfyui_dir).resolve(), _REPOSITORY,
-                                                                          _TESTS)))
-    done = subprocess.run([python or sys.executable, __file__, str(folder), "--seed", str(seed)],
-                          cwd=comfyui_dir, env=env, capture_output=True, text=True, timeout=600)
-    if done.returncode != 0:
-        raise RuntimeError(f"building the tiny FLUX files failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    run_builder(__file__, folder, comfyui_dir, python, seed, "FLUX")
     return {kind: folder / name for kind, name in FILES.items()}
 
 
 def _build(folder: Path, seed: int) -> None:
     import torch
-    from safetensors.torch import save_file
 
-    import comfy.cli_args
-
-    comfy.cli_args.args.cpu = True      # as `main.py --cpu`: nothing here may look for a GPU
+    ops = comfy_cpu_operations()
     import comfy.clip_model
-    import comfy.ops
     from comfy.ldm.flux.model import Flux
-    from comfy.ldm.modules.diffusionmodules.model import Decoder, Encoder
     from comfy.text_encoders.t5 import T5
     from kubik_testing.tiny_checkpoint import _random_state_dict
-
-    from kubik_core.common.atomic import atomic_path
-
-    ops = comfy.ops.disable_weight_init
-
-    class Autoencoder(torch.nn.Module):      # BFL's ae.safetensors: encoder.* and decoder.* only
-        def __init__(self):
-            super().__init__()
-            self.encoder = Encoder(**TINY_VAE_DDCONFIG)
-            self.decoder = Decoder(**TINY_VAE_DDCONFIG)
 
     with torch.device("meta"):
         dev = Flux(device="meta", dtype=torch.float16, operations=ops, **TINY_FLUX_CONFIG)
@@ -100,7 +68,7 @@ def _build(folder: Path, seed: int) -> None:
                        **dict(TINY_FLUX_CONFIG, guidance_embed=False))
         clip_l = comfy.clip_model.CLIPTextModel(TINY_CLIP_L_CONFIG, None, "meta", ops)
         t5 = T5(TINY_T5_CONFIG, None, "meta", ops)
-        vae = Autoencoder()
+        vae = tiny_vae()
     parts = {
         "dev": _random_state_dict({"": dev}, seed),
         "schnell": _random_state_dict({"model.diffusion_model.": schnell}, seed + 1),
@@ -115,11 +83,8 @@ def _build(folder: Path, seed: int) -> None:
         **{f"text_encoders.t5xxl.transformer.{k}": v for k, v in parts["t5xxl"].items()},
         **{f"vae.{k}": v for k, v in parts["vae"].items()},
     }
-    for kind, state in parts.items():
-        with atomic_path(folder / FILES[kind]) as tmp:
-            save_file(state, str(tmp), metadata={"modelspec.title": f"KubikAI tiny random FLUX test file ({kind})"})
-    with atomic_path(folder / FILES["reference"]) as tmp:
-        save_file(_reference(parts["dev"], seed), str(tmp))
+    parts["reference"] = _reference(parts["dev"], seed)
+    write_files(folder, parts, FILES, "FLUX")
 
 
 def _reference(state: dict, seed: int) -> dict:
@@ -148,8 +113,4 @@ def _reference(state: dict, seed: int) -> dict:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    _build(args.folder, args.seed)
+    main(_build, __doc__.splitlines()[0])

@@ -18,18 +18,15 @@ Sizes: MMDiT depth 2 (ComfyUI's rule: 64 x depth wide, heads of 64), 16 latent c
 patches, positions for 16x16 patches; CLIP-L 64 and CLIP-G 96 wide (their pooled outputs side by
 side: 160, the MMDiT's vector input), T5 192 wide (the context width, at least the CLIPs' 160 as
 SD3 pads their hidden states to T5's width); the VAE as tiny_flux's. ComfyUI must not be imported
-into the test process, so :func:`build_tiny_sd3_files` runs this file in a subprocess.
+into the test process, so :func:`build_tiny_sd3_files` runs this file in a subprocess (tiny_parts.py,
+shared with tiny_flux.py, which writes the same CLIP-L and VAE).
 """
 from __future__ import annotations
 
-import argparse
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-_TESTS = Path(__file__).resolve().parents[1]
-_REPOSITORY = _TESTS.parent
+from kubik_testing.tiny_parts import (TINY_CLIP_L_CONFIG, comfy_cpu_operations, main, run_builder, tiny_vae,
+                                      write_files)
 
 TINY_MMDIT_CONFIG = dict(input_size=None, patch_size=2, in_channels=16, out_channels=16, depth=2, num_patches=256,
                          pos_embed_max_size=16, adm_in_channels=160, qk_norm="rms",
@@ -49,40 +46,18 @@ FILES = {"medium": "sd3.5-medium-tiny-checkpoint.safetensors", "large": "sd3.5-l
 def build_tiny_sd3_files(folder: Path, comfyui_dir: Path, python: str | None = None, seed: int = 0) -> dict:
     """Write the files of the module docstring into ``folder``; returns {kind: path}."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(str(p) for p in (Path(comfyui_dir).resolve(), _REPOSITORY,
-                                                                          _TESTS)))
-    done = subprocess.run([python or sys.executable, __file__, str(folder), "--seed", str(seed)],
-                          cwd=comfyui_dir, env=env, capture_output=True, text=True, timeout=600)
-    if done.returncode != 0:
-        raise RuntimeError(f"building the tiny SD3.5 files failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    run_builder(__file__, folder, comfyui_dir, python, seed, "SD3.5")
     return {kind: folder / name for kind, name in FILES.items()}
 
 
 def _build(folder: Path, seed: int) -> None:
     import torch
-    from safetensors.torch import save_file
 
-    import comfy.cli_args
-
-    comfy.cli_args.args.cpu = True      # as `main.py --cpu`: nothing here may look for a GPU
+    ops = comfy_cpu_operations()
     import comfy.clip_model
-    import comfy.ops
     from comfy.ldm.modules.diffusionmodules.mmdit import MMDiT
-    from comfy.ldm.modules.diffusionmodules.model import Decoder, Encoder
     from comfy.text_encoders.t5 import T5
     from kubik_testing.tiny_checkpoint import _random_state_dict
-    from kubik_testing.tiny_flux import TINY_CLIP_L_CONFIG, TINY_VAE_DDCONFIG
-
-    from kubik_core.common.atomic import atomic_path
-
-    ops = comfy.ops.disable_weight_init
-
-    class Autoencoder(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.encoder = Encoder(**TINY_VAE_DDCONFIG)
-            self.decoder = Decoder(**TINY_VAE_DDCONFIG)
 
     with torch.device("meta"):
         medium = MMDiT(**TINY_MMDIT_CONFIG, x_block_self_attn_layers=[0], dtype=torch.float16, device="meta",
@@ -91,7 +66,7 @@ def _build(folder: Path, seed: int) -> None:
         clip_l = comfy.clip_model.CLIPTextModel(TINY_CLIP_L_CONFIG, None, "meta", ops)
         clip_g = comfy.clip_model.CLIPTextModel(TINY_CLIP_G_CONFIG, None, "meta", ops)
         t5 = T5(TINY_SD3_T5_CONFIG, None, "meta", ops)
-        vae = Autoencoder()
+        vae = tiny_vae()
     parts = {"medium": _random_state_dict({"": medium}, seed), "large": _random_state_dict({"": large}, seed + 1),
              "clip_l": _random_state_dict({"": clip_l}, seed + 2), "clip_g": _random_state_dict({"": clip_g}, seed + 3),
              "t5xxl": _random_state_dict({"": t5}, seed + 4)}
@@ -106,9 +81,7 @@ def _build(folder: Path, seed: int) -> None:
         "clip_l": parts["clip_l"], "clip_g": parts["clip_g"], "t5xxl": parts["t5xxl"],
         "reference": _reference(parts["medium"], seed),
     }
-    for kind, state in files.items():
-        with atomic_path(folder / FILES[kind]) as tmp:
-            save_file(state, str(tmp), metadata={"modelspec.title": f"KubikAI tiny random SD3.5 test file ({kind})"})
+    write_files(folder, files, FILES, "SD3.5")
 
 
 def _reference(state: dict, seed: int) -> dict:
@@ -131,8 +104,4 @@ def _reference(state: dict, seed: int) -> dict:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    _build(args.folder, args.seed)
+    main(_build, __doc__.splitlines()[0])
