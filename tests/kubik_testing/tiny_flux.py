@@ -48,9 +48,7 @@ def build_tiny_flux_files(folder: Path, comfyui_dir: Path, python: str | None = 
     """Write the files of the module docstring into ``folder``; returns {kind: path} (kinds:
     dev, schnell, clip_l, t5xxl, vae, checkpoint, and reference: ComfyUI's FLUX forward pass on
     the dev weights, see _reference)."""
-    folder = Path(folder)
-    run_builder(__file__, folder, comfyui_dir, python, seed, "FLUX")
-    return {kind: folder / name for kind, name in FILES.items()}
+    return run_builder(__file__, folder, FILES, comfyui_dir, python, seed, "FLUX")
 
 
 def _build(folder: Path, seed: int) -> None:

@@ -28,10 +28,13 @@ TINY_VAE_DDCONFIG = dict(double_z=True, z_channels=16, resolution=256, in_channe
                          ch_mult=[1, 1, 2, 2], num_res_blocks=1, attn_resolutions=[], dropout=0.0)
 
 
-def run_builder(script: str, folder: Path, comfyui_dir: Path, python: str | None, seed: int, what: str) -> None:
+def run_builder(script: str, folder: Path, names: dict, comfyui_dir: Path, python: str | None, seed: int,
+                what: str) -> dict:
     """Run the builder ``script`` (``script FOLDER --seed SEED``) in a subprocess that can import
     ComfyUI (for its model classes), the repository (kubik_core's atomic write) and tests/ (the
-    shared random initialisation); RuntimeError with its output if it fails."""
+    shared random initialisation); returns {kind: path} of the files ``names`` it wrote, or raises
+    RuntimeError with its output if it fails."""
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(str(p) for p in (Path(comfyui_dir).resolve(), _REPOSITORY,
                                                                           _TESTS)))
@@ -39,6 +42,7 @@ def run_builder(script: str, folder: Path, comfyui_dir: Path, python: str | None
                           cwd=comfyui_dir, env=env, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"building the tiny {what} files failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    return {kind: folder / name for kind, name in names.items()}
 
 
 def main(build, description: str) -> None:

@@ -45,9 +45,7 @@ FILES = {"medium": "sd3.5-medium-tiny-checkpoint.safetensors", "large": "sd3.5-l
 
 def build_tiny_sd3_files(folder: Path, comfyui_dir: Path, python: str | None = None, seed: int = 0) -> dict:
     """Write the files of the module docstring into ``folder``; returns {kind: path}."""
-    folder = Path(folder)
-    run_builder(__file__, folder, comfyui_dir, python, seed, "SD3.5")
-    return {kind: folder / name for kind, name in FILES.items()}
+    return run_builder(__file__, folder, FILES, comfyui_dir, python, seed, "SD3.5")
 
 
 def _build(folder: Path, seed: int) -> None:
