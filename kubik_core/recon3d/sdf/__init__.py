@@ -17,7 +17,10 @@ HISTORY.md):
   shells and self-intersections. It is carried exactly (the integer winding number of the mesh
   closed by cones over its holes, minus the cones'); the fast Barnes-Hut approximation (Barill
   et al. 2018) only restarts it where a crossing is too close to call, and answers
-  :meth:`MeshSDF.winding_number`.
+  :meth:`MeshSDF.winding_number`. Open meshes whose cones would reach everywhere (scenes of
+  open parts, soups, flipped faces) get each point's winding number afresh; on those with a
+  short boundary (open sheets) a value known closely is carried to the next point where a
+  proven bound of its change (the boundary's Biot-Savart field) keeps it off 1/2.
 
 Distances are negative inside (the project's convention). The mesh is normalised internally into
 [-1, 1]^3 (the tree's grids and tolerances assume it); results are in the mesh's own units.
