@@ -1228,7 +1228,8 @@ def _whole_winding(px, py, pz, has_cone, mesh, cone, stack):
 CARRY_ERROR = 0.1
 CHAIN_EDGES_PER_FACE = 0.05
 # A chain node counts as a whole (its length at its ball's distance) where the segment passes
-# farther than CHAIN_REACH of its radii from the ball; nearer, its children (or edges) count.
+# farther than CHAIN_REACH of its radii from the ball; nearer, its children (or edges) count
+# (1 and 4 measured no faster on the wavy sheet and the half sphere).
 CHAIN_REACH = 2.0
 
 
