@@ -24,7 +24,9 @@ def register(subparsers) -> None:
                     "are SDXL), an SD3.5 or a FLUX.1 dev/schnell model with diffusers, offline: the prompt "
                     "analysis, the LoRA recommender and the optimizer's settings as in ComfyUI, memory strategies for small GPUs, PNGs with Kubik "
                     "Save Image's metadata, recorded in the learning store (kubik insights, kubik rate).")
-    p.add_argument("prompt", help="the positive prompt")
+    # Optional to argparse only so that a prompt swallowed by --text-encoders (which takes every
+    # word after it) gets an error that says so, rather than argparse's bare "required: prompt".
+    p.add_argument("prompt", nargs="?", help="the positive prompt (before --text-encoders, which takes the words after it)")
     p.add_argument("--checkpoint", required=True,
                    help="single-file .safetensors checkpoint (SD1.5, SDXL, SD3.5, FLUX.1), or a FLUX.1/SD3.5 "
                         "diffusion model (models/diffusion_models) with --text-encoders and --vae")
@@ -88,6 +90,11 @@ def register(subparsers) -> None:
 def run_generate(args) -> int:
     from .run import GenerateRequest, generate, plan_generation
 
+    if args.prompt is None:
+        if args.text_encoders:
+            raise CommandError("no prompt: --text-encoders takes every word after it as a file, so put the "
+                               "prompt first: kubik generate \"PROMPT\" --checkpoint FILE --text-encoders FILE ...")
+        raise CommandError("no prompt: kubik generate \"PROMPT\" --checkpoint FILE")
     request = GenerateRequest(
         prompt=args.prompt, checkpoint=args.checkpoint, out_dir=args.out, family=args.family,
         priority=args.priority, aspect=args.aspect, loras=args.loras, lora_dirs=args.lora_dir,

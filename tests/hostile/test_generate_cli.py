@@ -207,3 +207,14 @@ def test_fuzz_lora_lists_give_a_stack_or_a_clear_error(tmp_path_factory, value):
     for item in stack.items:
         assert item.path == str((folder / "style.safetensors").resolve())
         assert -10 <= item.strength_model <= 10 and -10 <= item.strength_clip <= 10
+
+
+def test_a_prompt_swallowed_by_text_encoders_is_named_as_the_fault(sd15, tmp_path):
+    # --text-encoders takes every word after it: a prompt written last ends up among the files.
+    status, err = _run("generate", "--checkpoint", sd15, "--text-encoders", tmp_path / "clip_l.safetensors",
+                       "a fox in the snow")
+    assert status == 2 and err == ("kubik generate: error: no prompt: --text-encoders takes every word after it as "
+                                   "a file, so put the prompt first: kubik generate \"PROMPT\" --checkpoint FILE "
+                                   "--text-encoders FILE ...")
+    status, err = _run("generate", "--checkpoint", sd15)
+    assert status == 2 and err == "kubik generate: error: no prompt: kubik generate \"PROMPT\" --checkpoint FILE"
