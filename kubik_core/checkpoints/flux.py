@@ -124,12 +124,7 @@ def _transformer_config(shapes: dict, name: str) -> dict:
             or not single_blocks:
         raise CheckpointError(f"{name}: its blocks do not have FLUX.1's proportions (heads dividing "
                               f"the width {width}, MLP 4x wide, single blocks after the double ones)")
-    # FLUX.1's rotary axes (16, 56, 56) for 128-wide heads, scaled to other head widths.
-    axis = head_dim // 8
-    sides = (head_dim - axis) // 2
-    if axis % 2 or sides % 2 or axis + 2 * sides != head_dim:
-        raise CheckpointError(f"{name}: {head_dim}-wide attention heads cannot take FLUX's 3-axis rotary "
-                              "embedding")
+    axes = rotary_axes(head_dim, name)
     return {"patch_size": 1, "in_channels": in_channels, "out_channels": None,
             "num_layers": count_indexed(shapes, r"double_blocks\.(\d+)\."),
             "num_single_layers": single_blocks,
@@ -137,7 +132,18 @@ def _transformer_config(shapes: dict, name: str) -> dict:
             "joint_attention_dim": shape_of(shapes, "txt_in.weight", 2)[1],
             "pooled_projection_dim": shape_of(shapes, "vector_in.in_layer.weight", 2)[1],
             "guidance_embeds": "guidance_in.in_layer.weight" in shapes,
-            "axes_dims_rope": (axis, sides, sides)}
+            "axes_dims_rope": axes}
+
+
+def rotary_axes(head_dim: int, name: str) -> tuple[int, int, int]:
+    """FLUX.1's rotary axes (16, 56, 56) for 128-wide heads, scaled to other head widths (the
+    transformer's and a FLUX ControlNet's)."""
+    axis = head_dim // 8
+    sides = (head_dim - axis) // 2
+    if axis % 2 or sides % 2 or axis + 2 * sides != head_dim:
+        raise CheckpointError(f"{name}: {head_dim}-wide attention heads cannot take FLUX's 3-axis rotary "
+                              "embedding")
+    return (axis, sides, sides)
 
 
 def vae_config(shapes: dict, name: str) -> dict:

@@ -16,6 +16,7 @@ from ..common.commands import CommandError
 
 
 def register(subparsers) -> None:
+    from ..params.control import CONTROL_TYPES
     from .memory import MEMORY_CHOICES
 
     p = subparsers.add_parser(
@@ -55,10 +56,14 @@ def register(subparsers) -> None:
     p.add_argument("--width", type=int, help="override the width (multiple of 8)")
     p.add_argument("--height", type=int, help="override the height (multiple of 8)")
     p.add_argument("--controlnet", default=None, metavar="FILE",
-                   help="ControlNet .safetensors of the checkpoint's family (SD1.5 or SDXL; lllyasviel's or "
-                        "diffusers' layout), with --control-image")
+                   help="ControlNet .safetensors of the checkpoint's family, with --control-image: SD1.5 or SDXL "
+                        "(lllyasviel's or diffusers' layout), or FLUX.1 in diffusers' layout (InstantX Canny/Union, "
+                        "Shakker-Labs Union-Pro and Union-Pro 2.0)")
     p.add_argument("--control-image", default=None, metavar="IMG",
                    help="the control picture (a canny/depth/pose map), scaled to the output size")
+    p.add_argument("--control-type", default="auto", choices=("auto",) + CONTROL_TYPES,
+                   help="what the control picture is (default auto: from the prompt); picks the published strength "
+                        "and end, and a FLUX Union ControlNet's mode")
     p.add_argument("--control-strength", type=float, default=None,
                    help="ControlNet strength 0-2 (default: the published value, see kubik params --control)")
     p.add_argument("--ip-adapter", default=None, metavar="FILE",
@@ -103,6 +108,7 @@ def run_generate(args) -> int:
         tokenizer=args.tokenizer, text_encoders=args.text_encoders, vae=args.vae, t5_tokenizer=args.t5_tokenizer,
         store=args.store, record=not args.no_record, device=args.device,
         controlnet=args.controlnet, control_image=args.control_image, control_strength=args.control_strength,
+        control_type=args.control_type,
         ip_adapter=args.ip_adapter, reference=args.reference, ip_adapter_weight=args.ip_adapter_weight,
         image_encoder=args.image_encoder)
     try:
@@ -153,6 +159,9 @@ def _format_plan(prepared) -> str:
     if prepared.control is not None:
         c = prepared.control
         lines.append(f"control     {c.control_type}: strength {c.strength:g}, {c.start_percent:g}-{c.end_percent:g}")
+        for decision in c.decisions:
+            if decision.field in ("strength", "end_percent", "control_mode"):
+                lines.append(f"  {decision.field}: {decision.reason} (source: {decision.source})")
     if prepared.ip_adapter is not None:
         ip = prepared.ip_adapter
         lines.append(f"ip-adapter  {ip.file} ({ip.kind}, encoder {ip.encoder}), reference {ip.reference}: weight "

@@ -16,7 +16,8 @@ diffusers' ``from_single_file`` would download the model's config; here it is re
 file's shapes instead: SD1.5 original-layout files with the checkpoint's own reader
 (``checkpoints.sd15.unet_config``), everything else from the diffusers-named shapes (for an
 original SDXL file, its names converted first). The family is told by the text feature width
-(768 SD1.5, 2048 SDXL) and must be the checkpoint's. The model is built on the meta device and
+(768 SD1.5, 2048 SDXL) and must be the checkpoint's; FLUX.1 ControlNets (flux_controlnet.py loads
+them), XLabs' FLUX and SD3 ControlNets are told apart by their keys, each with its own refusal. The model is built on the meta device and
 compared with the file's tensors before anything is allocated, so every problem is one line.
 """
 from __future__ import annotations
@@ -39,6 +40,13 @@ SD15_HEADS = 8
 # SDXL's size embedding, which diffusers' ControlNet converter does not map.
 SIZE_EMBEDDING = {"add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2"}
 
+# Marks of the ControlNets of other families, told apart so that each gets its own refusal.
+FLUX_MARK = "controlnet_x_embedder.weight"
+XLABS_MARK = "double_blocks.0.img_attn.qkv.weight"
+SD3_MARK = "pos_embed_input.proj.weight"
+SUPPORTED_FLUX = ("a FLUX.1 ControlNet in diffusers' layout (InstantX Canny or Union, Shakker-Labs Union-Pro or "
+                  "Union-Pro 2.0)")
+
 
 class ControlNetError(ValueError):
     """A ControlNet file kubik generate cannot use; the message names it and the fix."""
@@ -55,7 +63,7 @@ class ControlNetLayout:
     config: dict
 
 
-def _shapes(path: str | os.PathLike) -> dict:
+def header_shapes(path: str | os.PathLike) -> dict:
     name = Path(path).name
     if not os.path.isfile(path):
         raise ControlNetError(f"--controlnet: no file {name!r}")
@@ -70,14 +78,38 @@ def _family_name(family: str) -> str:
     return FAMILY_NAMES.get(family, family)
 
 
+def file_kind(shapes: dict) -> str | None:
+    """"flux" (diffusers' FLUX layout), "flux_xlabs", "sd3", or None for none of these."""
+    if FLUX_MARK in shapes:
+        return "flux"
+    if XLABS_MARK in shapes and any(key.startswith("controlnet_blocks.") for key in shapes):
+        return "flux_xlabs"
+    if SD3_MARK in shapes:
+        return "sd3"
+    return None
+
+
+def refusal(name: str, kind: str, checkpoint: str) -> str:
+    """The one line for a FLUX or SD3 ControlNet file (``kind`` from file_kind) that the
+    ``checkpoint`` (its family's name) or this loader cannot take."""
+    what = {"flux": "a FLUX.1 ControlNet", "flux_xlabs": "an XLabs-layout FLUX ControlNet (double_blocks.*)",
+            "sd3": "an SD3 ControlNet"}[kind]
+    if checkpoint != "FLUX.1":
+        return f"--controlnet: {name} is {what} but the checkpoint is {checkpoint}; give an {checkpoint} ControlNet"
+    return f"--controlnet: {name} is {what}, which kubik generate does not load; give {SUPPORTED_FLUX}"
+
+
 def inspect_controlnet(path: str | os.PathLike, checkpoint_family: str) -> ControlNetLayout:
     """The layout and config of the ControlNet file ``path``, from its header alone; it must
     belong to ``checkpoint_family`` ("sd15" or "sdxl"). Raises ControlNetError (one line)."""
     name = Path(path).name
     if checkpoint_family not in ("sd15", "sdxl"):
-        raise ControlNetError(f"--controlnet: ControlNets load here for SD1.5 and SDXL checkpoints; the checkpoint "
-                              f"is {_family_name(checkpoint_family)}")
-    shapes = _shapes(path)
+        raise ControlNetError(f"--controlnet: ControlNets load here for SD1.5, SDXL and FLUX.1 checkpoints; the "
+                              f"checkpoint is {_family_name(checkpoint_family)}")
+    shapes = header_shapes(path)
+    other = file_kind(shapes)
+    if other is not None:       # a FLUX or SD3 ControlNet
+        raise ControlNetError(refusal(name, other, _family_name(checkpoint_family)))
     if DIFFUSERS_HINT in shapes:
         layout, prefix = "diffusers", ""
     else:
@@ -87,12 +119,10 @@ def inspect_controlnet(path: str | os.PathLike, checkpoint_family: str) -> Contr
                                   "controlnet_cond_embedding.* tensors); give a ControlNet .safetensors from "
                                   "ComfyUI's models/controlnet")
         layout = "original"
-    attention = next((k for k in shapes if k.startswith(prefix) and k.endswith("attn2.to_k.weight")), None)
-    if attention is None or len(shapes[attention]) != 2:
+    family, width = sd_family(shapes, prefix)
+    if width is None:
         raise ControlNetError(f"--controlnet: {name} has no cross-attention (attn2.to_k.weight); not a ControlNet "
                               "for SD1.5 or SDXL")
-    width = shapes[attention][1]
-    family = WIDTH_FAMILY.get(width)
     if family != checkpoint_family:
         found = f"an {_family_name(family)} ControlNet" if family else f"a ControlNet for {width}-wide text features"
         want = _family_name(checkpoint_family)
@@ -109,6 +139,16 @@ def inspect_controlnet(path: str | os.PathLike, checkpoint_family: str) -> Contr
         raise ControlNetError(f"--controlnet: {name}: an incomplete or unknown ControlNet layout "
                               f"({str(detail)[:160]})") from None
     return ControlNetLayout(name, family, layout, prefix, config)
+
+
+def sd_family(shapes: dict, prefix: str = "") -> tuple[str | None, int | None]:
+    """The family ("sd15", "sd2", "sdxl" or None) of an SD ControlNet's header and its text feature
+    width (None: no cross-attention, not an SD ControlNet)."""
+    attention = next((k for k in shapes if k.startswith(prefix) and k.endswith("attn2.to_k.weight")), None)
+    if attention is None or len(shapes[attention]) != 2:
+        return None, None
+    width = shapes[attention][1]
+    return WIDTH_FAMILY.get(width), width
 
 
 def _original_layers_per_block(shapes: dict, prefix: str) -> int:
@@ -194,7 +234,8 @@ def load_controlnet(path: str | os.PathLike, checkpoint_family: str = "sd15"):
 
     layout = inspect_controlnet(path, checkpoint_family)
     if not (layout.layout == "original" and layout.family == "sd15"):
-        names = _shapes(path) if layout.layout == "diffusers" else _converted_names(_shapes(path), layout.prefix)
+        shapes = header_shapes(path)
+        names = shapes if layout.layout == "diffusers" else _converted_names(shapes, layout.prefix)
         _check_built(layout, names)
     controlnet = ControlNetModel(**layout.config)
     try:

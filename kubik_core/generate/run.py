@@ -59,8 +59,9 @@ class GenerateRequest:
     store: str | None = None              # learning store location (None: the default one)
     record: bool = True
     device: str = "auto"                  # "cpu", "cuda", or auto (cuda when present)
-    controlnet: str | None = None         # an SD1.5 or SDXL ControlNet .safetensors file
+    controlnet: str | None = None         # an SD1.5, SDXL or FLUX.1 ControlNet .safetensors file
     control_image: str | None = None
+    control_type: str = "auto"            # params.control.CONTROL_TYPES; auto: from the prompt analysis
     control_strength: float | None = None  # None: the published value (params/control.py)
     ip_adapter: str | None = None         # an IP-Adapter .safetensors (ComfyUI's models/ipadapter)
     reference: str | None = None          # the IP-Adapter's reference picture
@@ -84,6 +85,8 @@ class PreparedGeneration:
     control: Any = None                   # params.control.ControlAdvice with --controlnet
     notes: list[str] = field(default_factory=list)
     ip_adapter: Any = None                # ip_adapter.IPAdapterPlan with --ip-adapter
+    flux_controlnet: Any = None           # flux_controlnet.FluxControlNetLayout with a FLUX --controlnet
+    control_mode: int | None = None       # a FLUX Union ControlNet's mode for the control type
 
     def to_dict(self) -> dict:
         return {"family": self.plan.family, "checkpoint_family": self.info.family,
@@ -95,6 +98,7 @@ class PreparedGeneration:
                            "estimates": [e.to_dict() for e in self.choice.estimates]},
                 "control": self.control.to_dict() if self.control is not None else None,
                 "ip_adapter": self.ip_adapter.to_dict() if self.ip_adapter is not None else None,
+                "control_mode": self.control_mode,
                 "notes": list(self.notes)}
 
 
@@ -143,13 +147,14 @@ def _family(request: GenerateRequest, info: CheckpointInfo):
     group = {"sd15": "sd1", "sdxl": "sdxl", "flux": "flux", "sd3": "sd3"}[info.family]
     model = ModelInfo(checkpoint_name=os.path.basename(request.checkpoint),
                       metadata=read_safetensors_metadata(request.checkpoint))
+    allowed = getattr(info, "families", ())     # FLUX dev or schnell, SD3.5 large or medium: from the header
     detection = detect_family(model, request.family)
     if get_family(detection.family).group != group:
         if request.family != "auto":
             raise GenerateError(f"--family {request.family}: the checkpoint is {info.family}; give a family of "
                                 f"that architecture or auto")
-        detection = detect_family(model, info.family)
-    allowed = getattr(info, "families", ())     # FLUX dev or schnell, SD3.5 large or medium: from the header
+        # "flux" and "sd3" name architectures, not optimizer families: the header's first family
+        detection = detect_family(model, allowed[0] if allowed else info.family)
     if allowed and detection.family not in allowed:
         if request.family != "auto":
             raise GenerateError(f"--family {request.family}: the file is {info.described}; give "
@@ -228,17 +233,31 @@ def plan_generation(request: GenerateRequest) -> PreparedGeneration:
                      "add t5xxl_fp16.safetensors to --text-encoders")
     if "embedding:" in positive + negative:
         notes.append("embedding:name is not loaded outside ComfyUI; the words stay in the prompt as text")
-    control = None
+    control = flux_controlnet = control_mode = None
     if request.controlnet is not None:
         from ..params.control import advise_control
 
         from .controlnet import inspect_controlnet
 
-        inspect_controlnet(request.controlnet, info.family)   # layout, family and config, from its header
-        control = advise_control(analysis, plan.family, "auto", os.path.basename(request.controlnet))
+        if info.family == "flux":
+            flux_controlnet = _inspect_flux_controlnet(request.controlnet, info)
+        else:
+            inspect_controlnet(request.controlnet, info.family)   # layout, family and config, from its header
+        try:
+            control = advise_control(analysis, plan.family, request.control_type,
+                                     os.path.basename(request.controlnet))
+        except ParamsError as exc:
+            raise GenerateError(str(exc)) from None
         if request.control_strength is not None:
+            from ..params.plan import Decision
+
             control.strength = request.control_strength
             control.notes.append(f"strength {request.control_strength:g} from --control-strength")
+            control.decisions = [Decision("strength", control.strength, f"your choice: {control.strength:g}",
+                                          "your input: --control-strength") if d.field == "strength" else d
+                                 for d in control.decisions]
+        if flux_controlnet is not None:
+            control_mode = _union_mode(flux_controlnet, control)
     ip_adapter = None
     if request.ip_adapter is not None:     # headers checked against the checkpoint, the weight advised
         ip_adapter = plan_ip_adapter(request.ip_adapter, request.reference, request.image_encoder,
@@ -246,7 +265,28 @@ def plan_generation(request: GenerateRequest) -> PreparedGeneration:
                                      plan.family)
     choice = _memory_choice(request, info, plan, device)
     return PreparedGeneration(request, info, analysis, plan, stack, positive, negative, device, choice,
-                              control, notes, ip_adapter)
+                              control, notes, ip_adapter, flux_controlnet, control_mode)
+
+
+def _inspect_flux_controlnet(path: str, info: CheckpointInfo):
+    """The FLUX ControlNet's layout, checked against the FLUX transformer it will steer."""
+    from ..checkpoints.flux import transformer_config
+    from .controlnet import header_shapes
+    from .flux_controlnet import inspect_flux_controlnet
+
+    transformer = info.files.transformer
+    return inspect_flux_controlnet(path, header_shapes(path), transformer_config(transformer.shapes, transformer.name))
+
+
+def _union_mode(layout, control) -> int | None:
+    """A Union file's mode for the advised control type, kept in the advice with its reason and source."""
+    from ..params.plan import Decision
+    from .flux_controlnet import NO_MODE_SOURCE, UNION_MODES_SOURCE, control_mode
+
+    mode, why = control_mode(layout, control.control_type)
+    control.decisions.append(Decision("control_mode", "none" if mode is None else mode, why,
+                                      NO_MODE_SOURCE if mode is None else UNION_MODES_SOURCE))
+    return mode
 
 
 def _memory_choice(request, info, plan, device) -> memory.MemoryChoice:
@@ -279,7 +319,10 @@ def load(prepared: PreparedGeneration):
                                 request.t5_tokenizer,
                                 torch.bfloat16 if flow and prepared.device.type == "cuda" else None)
     notes: list[str] = []
-    if prepared.control is not None:
+    if prepared.flux_controlnet is not None:
+        pipe = _with_flux_controlnet(pipe, prepared.request.controlnet, prepared.flux_controlnet,
+                                     torch.bfloat16 if prepared.device.type == "cuda" else None)
+    elif prepared.control is not None:
         pipe = _with_controlnet(pipe, prepared.request.controlnet, prepared.info.family)
     if prepared.ip_adapter is not None:
         from .ip_adapter import attach
@@ -320,6 +363,20 @@ def _with_controlnet(pipe, controlnet_path: str, family: str):
     return control_pipe
 
 
+def _with_flux_controlnet(pipe, controlnet_path: str, layout, dtype):
+    """The FLUX pipeline's parts with the ControlNet, as diffusers' FluxControlNetPipeline."""
+    from diffusers import FluxControlNetPipeline
+
+    from .flux_controlnet import load_flux_controlnet
+
+    control_pipe = FluxControlNetPipeline(
+        scheduler=pipe.scheduler, vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+        text_encoder_2=pipe.text_encoder_2, tokenizer_2=pipe.tokenizer_2, transformer=pipe.transformer,
+        controlnet=load_flux_controlnet(controlnet_path, layout, dtype))
+    control_pipe.set_progress_bar_config(disable=True)
+    return control_pipe
+
+
 def _control_image(path: str, width: int, height: int):
     """The control picture at the output size (as ComfyUI's ControlNetApply scales its hint)."""
     from PIL import Image, UnidentifiedImageError
@@ -330,6 +387,18 @@ def _control_image(path: str, width: int, height: int):
     except (UnidentifiedImageError, OSError, ValueError):
         raise GenerateError(f"--control-image: {Path(path).name} is not a readable picture; give a PNG or "
                             "JPEG control map") from None
+
+
+def _flux_noise(pipe, plan, seed: int):
+    """The starting noise FluxPipeline draws for ``seed``. FluxControlNetPipeline draws from the
+    same generator to encode the control picture first, so without this the seed would give other
+    noise with a ControlNet than without one (and strength 0 another picture)."""
+    import torch
+
+    latents, _ids = pipe.prepare_latents(1, pipe.transformer.config.in_channels // 4, plan.height, plan.width,
+                                         pipe.text_encoder_2.dtype, pipe._execution_device,
+                                         torch.Generator("cpu").manual_seed(seed))
+    return latents
 
 
 def run_pipeline(pipe, prepared: PreparedGeneration, seed: int):
@@ -359,8 +428,13 @@ def run_pipeline(pipe, prepared: PreparedGeneration, seed: int):
                                                        _segments(prepared.negative, dialect), clip_skip),
                       guidance_scale=plan.cfg)
     if prepared.control is not None:
-        kwargs.update(image=_control_image(prepared.request.control_image, plan.width, plan.height),
-                      controlnet_conditioning_scale=prepared.control.strength,
+        hint = _control_image(prepared.request.control_image, plan.width, plan.height)
+        if prepared.flux_controlnet is not None:
+            kwargs.update(control_image=hint, control_mode=prepared.control_mode,
+                          latents=_flux_noise(pipe, plan, seed))
+        else:
+            kwargs["image"] = hint
+        kwargs.update(controlnet_conditioning_scale=prepared.control.strength,
                       control_guidance_start=prepared.control.start_percent,
                       control_guidance_end=prepared.control.end_percent)
     if prepared.ip_adapter is not None:

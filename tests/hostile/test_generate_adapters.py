@@ -113,6 +113,72 @@ def test_bad_sdxl_controlnets_are_one_clear_line(tmp_path, checkpoint, make, mes
     assert (status, err) == (2, "kubik generate: error: " + message)
 
 
+_M = "model.diffusion_model."
+# A FLUX.1 dev all-in-one checkpoint's header at tiny_flux's sizes (64 wide, 2 heads of 32, 64-wide
+# CLIP-L and T5, 16-channel VAE): the keys the header checks read.
+FLUX = {f"{_M}double_blocks.0.img_attn.qkv.weight": (192, 64), f"{_M}img_in.weight": (64, 64),
+        f"{_M}double_blocks.0.img_attn.norm.query_norm.scale": (32,),
+        f"{_M}double_blocks.0.img_mlp.0.weight": (256, 64),
+        f"{_M}single_blocks.0.linear1.weight": (448, 64), f"{_M}txt_in.weight": (64, 64),
+        f"{_M}vector_in.in_layer.weight": (64, 64), f"{_M}guidance_in.in_layer.weight": (64, 256),
+        "text_encoders.clip_l.transformer.text_model.embeddings.token_embedding.weight": (8, 64),
+        "text_encoders.t5xxl.transformer.encoder.block.0.layer.0.SelfAttention.q.weight": (64, 64),
+        "vae.decoder.conv_in.weight": (64, 16, 3, 3), "vae.encoder.down.0.block.0.conv1.weight": (32, 32, 3, 3)}
+XLABS_CONTROLNET = {"double_blocks.0.img_attn.qkv.weight": (192, 64), "controlnet_blocks.0.weight": (64, 64),
+                    "input_hint_block.0.weight": (16, 3, 3, 3), "pos_embed_input.weight": (64, 64)}
+SD3_CONTROLNET = {"pos_embed_input.proj.weight": (64, 16, 2, 2), "controlnet_blocks.0.weight": (64, 64),
+                  "transformer_blocks.0.attn.to_q.weight": (64, 64)}
+SUPPORTED = ("a FLUX.1 ControlNet in diffusers' layout (InstantX Canny or Union, Shakker-Labs Union-Pro or Union-Pro "
+             "2.0)")
+
+
+def _flux_controlnet(t, name="cn.safetensors", **config):
+    from kubik_testing.tiny_controlnet import write_tiny_flux_controlnet
+
+    return ("--controlnet", write_tiny_flux_controlnet(t / name, **config), "--control-image", _picture(t / "hint.png"))
+
+
+def _truncated_flux_controlnet(t):
+    """The header intact, the tensors cut off 100 bytes into the data (an interrupted download)."""
+    flags = _flux_controlnet(t)
+    data = flags[1].read_bytes()
+    flags[1].write_bytes(data[:8 + int.from_bytes(data[:8], "little") + 100])
+    return flags
+
+
+@pytest.mark.parametrize("checkpoint, make, message", [
+    (FLUX, lambda t: _control(t, SDXL_CONTROLNET),
+     f"--controlnet: cn.safetensors is an SDXL ControlNet but the checkpoint is FLUX.1; give {SUPPORTED}"),
+    (SDXL, lambda t: _flux_controlnet(t),
+     "--controlnet: cn.safetensors is a FLUX.1 ControlNet but the checkpoint is SDXL; give an SDXL ControlNet"),
+    (FLUX, lambda t: _flux_controlnet(t, num_attention_heads=4),
+     "--controlnet: cn.safetensors is 128 wide with 64 input channels but the FLUX model is 64 wide with 64; give a "
+     "ControlNet trained for this FLUX.1 model"),
+    (FLUX, lambda t: _flux_controlnet(t, joint_attention_dim=4096, pooled_projection_dim=768),
+     "--controlnet: cn.safetensors reads 4096-wide T5 and 768-wide CLIP features but the FLUX model takes 64 and 64; "
+     "give a ControlNet trained for this FLUX.1 model"),
+    (FLUX, lambda t: _control(t, XLABS_CONTROLNET, "flux-canny-controlnet-v3.safetensors"),
+     "--controlnet: flux-canny-controlnet-v3.safetensors is an XLabs-layout FLUX ControlNet (double_blocks.*), "
+     f"which kubik generate does not load; give {SUPPORTED}"),
+    (FLUX, lambda t: _control(t, SD3_CONTROLNET),
+     f"--controlnet: cn.safetensors is an SD3 ControlNet, which kubik generate does not load; give {SUPPORTED}"),
+    (FLUX, lambda t: _control(t, {"lora_unet_x.lora_down.weight": (2, 2)}, "lora.safetensors"),
+     f"--controlnet: lora.safetensors is not a FLUX ControlNet (no controlnet_x_embedder.weight); give {SUPPORTED}"),
+    (FLUX, _truncated_flux_controlnet,
+     "--controlnet: cn.safetensors: tensor data ends at byte 571264 but the file has 7268 bytes: the file is "
+     "truncated; give a .safetensors ControlNet"),
+    (FLUX, lambda t: _flux_controlnet(t, num_mode=4) + ("--control-type", "pose"),
+     "--control-type pose: cn.safetensors is a Union ControlNet with 4 modes and none for pose; give one of canny, "
+     "tile, depth, blur"),
+    (FLUX, lambda t: _control(t, {"controlnet_x_embedder.weight": (64, 64)}),
+     "--controlnet: cn.safetensors: an incomplete or unknown FLUX ControlNet layout "
+     "(transformer_blocks.0.attn.norm_q.weight)"),
+])
+def test_bad_flux_controlnets_are_one_clear_line(tmp_path, checkpoint, make, message):
+    status, err = _generate(tmp_path, checkpoint, *make(tmp_path))
+    assert (status, err) == (2, "kubik generate: error: " + message)
+
+
 @pytest.mark.parametrize("checkpoint, make, message", [
     (SD15, lambda t: _ip(t, _adapter(768), reference=False),
      "--ip-adapter and --reference go together: give both or neither"),

@@ -1,5 +1,6 @@
 """Tiny random-weight ControlNets: an SD1.5 one that a real ComfyUI loads with core ControlNetLoader,
-and SDXL ones for the tiny SDXL checkpoint in both single-file layouts (kubik generate's tests).
+SDXL ones for the tiny SDXL checkpoint in both single-file layouts, and a FLUX.1 one in diffusers'
+layout for tiny_flux's model (kubik generate's tests).
 
 The ControlNet template (workflows/api/Kubik ControlNet.json) is queued on the CPU by the browser
 tests; a real ControlNet is 700 MB to 1.4 GB. This builds ComfyUI's own ``comfy.cldm.cldm.ControlNet``
@@ -57,6 +58,34 @@ def write_tiny_sdxl_diffusers_controlnet(path: Path, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(_random_state_dict({"": net}, seed), str(path),
               metadata={"kubik.note": "KubikAI tiny random SDXL test ControlNet (diffusers layout)"})
+    return path
+
+
+# diffusers' FluxControlNetModel at the size of tiny_flux.TINY_FLUX_CONFIG: 64 wide (2 heads of 32,
+# rotary axes 4+14+14), 16 latent channels in 2x2 patches, 64-wide T5 and CLIP-L, guidance embedded.
+TINY_FLUX_CONTROLNET_CONFIG = dict(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
+                                   attention_head_dim=32, num_attention_heads=2, joint_attention_dim=64,
+                                   pooled_projection_dim=64, guidance_embeds=True, axes_dims_rope=(4, 14, 14))
+
+
+def write_tiny_flux_controlnet(path: Path, seed: int = 0, **config) -> Path:
+    """A FLUX.1 ControlNet for tiny_flux's tiny FLUX in diffusers' layout saved as one file (as users
+    keep InstantX's or Shakker-Labs' diffusion_pytorch_model.safetensors), built with diffusers'
+    FluxControlNetModel; ``config`` replaces TINY_FLUX_CONTROLNET_CONFIG's values (num_mode=10: an
+    InstantX Union file). Its zero-initialised outputs get random values too, so that the control
+    picture changes the result. No ComfyUI needed."""
+    import torch
+    from diffusers import FluxControlNetModel
+    from safetensors.torch import save_file
+
+    from tiny_checkpoint import _random_state_dict
+
+    with torch.device("meta"):
+        net = FluxControlNetModel(**{**TINY_FLUX_CONTROLNET_CONFIG, **config})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(_random_state_dict({"": net}, seed), str(path),
+              metadata={"kubik.note": "KubikAI tiny random FLUX.1 test ControlNet (diffusers layout)"})
     return path
 
 
