@@ -219,8 +219,9 @@ class FailureLog:
     """JSONL record of images that could not be used (URL errors, corrupt files).
 
     It stays small however long a run lasts: a source already recorded is not written again
-    (checked, under a lock on ``<log>.lock``, against lines that other processes appended too), and after ``max_entries`` lines
-    nothing more is written. Lines that do not parse (a damaged log) are ignored.
+    (checked, under a lock every process takes, against lines that other processes appended
+    too), and after ``max_entries`` lines nothing more is written. Lines that do not parse (a
+    damaged log) are ignored.
     """
 
     MAX_REASON = 500
@@ -243,11 +244,19 @@ class FailureLog:
         self._lock = threading.Lock()
 
     def _file_lock(self):
-        """The lock that other processes writing this log take too (``<log>.lock`` beside it)."""
+        """The lock that other processes writing this log take too. Its file sits in the temporary
+        folder, named after the log's full path, so that a run folder holds only what the run wrote
+        (a refused run leaves just its skipped.jsonl, which must not count as an earlier run)."""
+        import hashlib
+        import tempfile
+
         from filelock import FileLock
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(self.path.with_name(self.path.name + ".lock")))
+        key = hashlib.sha256(os.path.realpath(self.path).encode("utf-8", "surrogatepass")).hexdigest()[:24]
+        folder = Path(tempfile.gettempdir()) / f"kubik-locks-{getattr(os, 'getuid', lambda: 'user')()}"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        return FileLock(str(folder / f"{key}.lock"))
 
     def _refresh(self) -> None:
         """Take in the lines appended since the last look, by this or another process."""
