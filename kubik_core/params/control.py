@@ -26,7 +26,10 @@ Where the values come from (each checked at the address given):
   FLUX.1-dev-Controlnet-Canny's demo uses 0.6; Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro
   (v1, with InstantX) recommends 0.3-0.8.
 * IP-Adapter - tencent-ailab/IP-Adapter README, "Best Practice": scale 1.0 with the image prompt
-  alone (empty or generic text), about 0.5 for image + text prompts.
+  alone (empty or generic text), about 0.5 for image + text prompts. FLUX.1 (XLabs-AI's
+  flux-ip-adapter v1/v2, the IP-Adapters FLUX has): 1.0 with or without a text prompt, the
+  default ip_scale of XLabs-AI/x-flux main.py, whose README example pairs it with the text "wearing
+  glasses"; diffusers' FLUX IP-Adapter example sets the same 1.0 ("wearing sunglasses").
 
 Adjustments by the prompt (convention, said in the reason): "auto" picks the control type from
 the analysis (a posed figure -> pose, a place -> depth, line art styles -> lineart, else canny);
@@ -67,6 +70,9 @@ _OTHER_FAMILY = ("convention: no ControlNet values are published for this family
                  "ControlNetApplyAdvanced defaults (strength 1.0, 0.0-1.0)")
 _IPA_README = ("tencent-ailab/IP-Adapter README, Best Practice: 'scale=1.0' with the image prompt alone, "
                "'scale=0.5' for image + text prompts https://github.com/tencent-ailab/IP-Adapter")
+_XLABS_IPA = ("XLabs-AI/x-flux main.py (--ip_scale default 1.0; the README's IP-Adapter example runs it with the "
+              "text 'wearing glasses') https://github.com/XLabs-AI/x-flux; diffusers' FLUX IP-Adapter example: "
+              "set_ip_adapter_scale(1.0) https://huggingface.co/docs/diffusers/api/pipelines/flux")
 
 
 @dataclass(frozen=True)
@@ -257,12 +263,18 @@ def advise_control(analysis: Any = None, family: str = "sdxl", control_type: str
     text_given = bool(analysis is not None and str(getattr(analysis, "cleaned", "") or
                                                    getattr(analysis, "prompt", "")).strip())
     image_only = (not text_given) if image_prompt_only is None else bool(image_prompt_only)
-    weight = 1.0 if image_only else 0.5
-    decisions.append(Decision(
-        "ip_adapter_weight", weight,
-        ("published: the reference image is the only prompt: 1" if image_only
-         else "published: a text prompt goes with the reference image: 0.5"), _IPA_README))
-    if profile.group not in ("sd1", "sdxl"):
+    if profile.group == "flux":      # XLabs' adapters: the same 1.0 with or without text
+        weight = 1.0
+        decisions.append(Decision("ip_adapter_weight", weight,
+                                  "published for XLabs' FLUX IP-Adapter, with or without a text prompt: 1",
+                                  _XLABS_IPA))
+    else:
+        weight = 1.0 if image_only else 0.5
+        decisions.append(Decision(
+            "ip_adapter_weight", weight,
+            ("published: the reference image is the only prompt: 1" if image_only
+             else "published: a text prompt goes with the reference image: 0.5"), _IPA_README))
+    if profile.group not in ("sd1", "sdxl", "flux"):
         notes.append(f"IP-Adapter weight: the README's figures are for the h94 SD1.5/SDXL adapters; "
                      f"for {profile.label} they are a starting point")
     return ControlAdvice(profile.id, kind, float(strength), float(setting.start), float(end),

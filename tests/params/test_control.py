@@ -86,8 +86,12 @@ def test_ip_adapter_weight_from_the_readme():
     forced = advise_control(analyze_prompt(DANCER), "sdxl", "canny", image_prompt_only=True)
     assert (with_text.ip_adapter_weight, image_only.ip_adapter_weight, forced.ip_adapter_weight) == (0.5, 1.0, 1.0)
     assert "tencent-ailab/IP-Adapter" in _decision(with_text, "ip_adapter_weight").source
+    sd3 = advise_control(analyze_prompt(DANCER), "sd35_large", "canny")
+    assert sd3.ip_adapter_weight == 0.5 and any("starting point" in note for note in sd3.notes)
+    # XLabs' FLUX IP-Adapters: 1.0 with a text prompt too, from their own repository
     flux = advise_control(analyze_prompt(DANCER), "flux_dev", "canny")
-    assert any("starting point" in note for note in flux.notes)
+    assert flux.ip_adapter_weight == 1.0 and not any("starting point" in note for note in flux.notes)
+    assert _decision(flux, "ip_adapter_weight").source.startswith("XLabs-AI/x-flux main.py")
 
 
 def test_a_controlnet_with_its_own_card():
@@ -125,7 +129,7 @@ def test_advice_is_an_explain_section():
 def test_cli_params_control_text_and_json(capsys):
     assert main(["params", DANCER, "--family", "flux_dev", "--control", "pose", "--device", "rtx4090"]) == 0
     out = capsys.readouterr().out
-    assert "control    pose: strength 0.9, 0-0.65" in out and "ip-adapter weight 0.5" in out
+    assert "control    pose: strength 0.9, 0-0.65" in out and "ip-adapter weight 1" in out
     assert "Control\nPose ControlNet at strength 0.9" in out
     assert main(["params", VALLEY, "--family", "sdxl", "--control", "auto", "--device", "rtx4090",
                  "--json"]) == 0
