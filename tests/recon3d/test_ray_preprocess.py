@@ -191,7 +191,7 @@ def test_ray_run_matches_the_local_run_byte_for_byte(cluster, source, reference,
     assert report["shards"] == {"folder": str(tmp_path / "shards"), "shards": 2, "samples": 4, "written": 2}
 
 
-def _dies_first_time(marker_dir: Path, path: str, out_dir: str, config):
+def _dies_first_time(marker_dir: Path, path: str, out_dir: str, config, read_from=None):
     """Per-mesh work whose worker process dies (os._exit, as in a segfault or an OOM kill) half-way
     through mesh 001 the first time, after writing part of it; later tries do the real work."""
     marker_dir = Path(marker_dir)
@@ -204,19 +204,19 @@ def _dies_first_time(marker_dir: Path, path: str, out_dir: str, config):
             half.mkdir(parents=True)
             (half / "samples.npz").write_bytes(b"half a file")
             os._exit(1)
-    return process_one(path, out_dir, config)
+    return process_one(path, out_dir, config, read_from=read_from)
 
 
 class Escapes(BaseException):
     """An error that gets past the per-mesh function's own net (which catches Exception)."""
 
 
-def _raises_on_001(marker_dir: Path, path: str, out_dir: str, config):
+def _raises_on_001(marker_dir: Path, path: str, out_dir: str, config, read_from=None):
     if path.endswith("001.obj"):
         with open(Path(marker_dir) / "raised", "a") as handle:
             handle.write("x")
         raise Escapes("a bug, not a lost worker")
-    return process_one(path, out_dir, config)
+    return process_one(path, out_dir, config, read_from=read_from)
 
 
 def test_a_killed_worker_is_retried_and_leaves_no_partial_output(cluster, source, reference, tmp_path):

@@ -150,12 +150,17 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def preprocess_mesh(path, out_dir, config: PreprocessConfig, renderer=None, *, threads: int | None = None) -> dict:
-    """Turn one mesh file into ``out_dir/{samples.npz, views.npz, view_*.png, meta.json}``."""
+def preprocess_mesh(path, out_dir, config: PreprocessConfig, renderer=None, *, threads: int | None = None,
+                    read_from=None) -> dict:
+    """Turn one mesh file into ``out_dir/{samples.npz, views.npz, view_*.png, meta.json}``.
+
+    ``read_from``: a copy of ``path`` to read instead (a Ray worker that cannot see the driver's
+    files gets one); ``path`` is still the source recorded, so the files are the same."""
     from ..sdf import MeshSDF
 
     path, out_dir = Path(path), Path(out_dir)
-    textured = load_mesh(path, keep_visuals=renderer is not None)
+    local = Path(read_from) if read_from is not None else path
+    textured = load_mesh(local, keep_visuals=renderer is not None)
     orientation = textured.metadata["orientation"]  # what the orientation repair did on load
     plain = clean_mesh(textured)
     plain, normalization = normalize(plain, margin=config.margin)
@@ -167,7 +172,7 @@ def preprocess_mesh(path, out_dir, config: PreprocessConfig, renderer=None, *, t
     meta = {
         "format_version": FORMAT_VERSION,
         "source": str(path),
-        "source_sha256": _sha256(path),
+        "source_sha256": _sha256(local),
         "normalization": normalization.as_dict(),
         "mesh": {"vertices": int(len(plain.vertices)), "faces": int(len(plain.faces)),
                  "watertight": bool(plain.is_watertight), "orientation": orientation,
@@ -231,19 +236,21 @@ def ensure_worker(render_config: RenderConfig | None, threads: int) -> None:
         _init_worker(render_config, threads)
 
 
-def process_one(path: str, out_dir: str, config: PreprocessConfig) -> dict:
+def process_one(path: str, out_dir: str, config: PreprocessConfig, *, read_from: str | None = None) -> dict:
     """The per-mesh work of every runner (serial, process pool, Ray): preprocess ``path`` into a
     fresh folder under ``OUT/.kubik-partial`` and rename it to ``out_dir`` when complete, so a
     worker that dies mid-mesh leaves nothing under ``out_dir``. Returns {"source", "ok",
-    "seconds", and "error" or maybe "warning"}; a bad mesh is a result, never an exception."""
+    "seconds", and "error" or maybe "warning"}; a bad mesh is a result, never an exception.
+    ``read_from``: a local copy of ``path`` to read (errors still name ``path``)."""
     started = time.perf_counter()
     target = Path(out_dir)
     partial = target.parent / PARTIAL / f"{target.name}.{secrets.token_hex(6)}"
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)  # hostile numbers end in a recorded error, not noise
-            meta = preprocess_mesh(path, partial, config, _WORKER.get("renderer"), threads=_WORKER.get("threads"))
-        _publish(partial, target)
+            meta = preprocess_mesh(path, partial, config, _WORKER.get("renderer"), threads=_WORKER.get("threads"),
+                                   read_from=read_from)
+        publish(partial, target)
         result = {"source": path, "ok": True, "seconds": round(time.perf_counter() - started, 3)}
         orientation = meta["mesh"]["orientation"]
         if not orientation["consistent"]:
@@ -251,9 +258,11 @@ def process_one(path: str, out_dir: str, config: PreprocessConfig) -> dict:
                                  "consistently (a Moebius-like surface): its inside/outside labels may be wrong")
         return result
     except MeshError as exc:
-        return {"source": path, "ok": False, "error": str(exc).removeprefix(f"{path}: ")}
+        message = str(exc).replace(read_from, path) if read_from else str(exc)
+        return {"source": path, "ok": False, "error": message.removeprefix(f"{path}: ")}
     except Exception as exc:  # a bad mesh must never stop the run: record what happened
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        message = message.replace(read_from, path) if read_from else message
         if len(message) > 300:  # e.g. GL errors that quote a whole shader
             message = message[:300] + "..."
         return {"source": path, "ok": False, "error": f"{type(exc).__name__}: {message}"}
@@ -261,7 +270,7 @@ def process_one(path: str, out_dir: str, config: PreprocessConfig) -> dict:
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def _publish(partial: Path, target: Path) -> None:
+def publish(partial: Path, target: Path) -> None:
     """Rename a complete mesh folder into place. What sits there unfinished (a run of an older
     version, a crash before this layout) is replaced; a finished one (the same mesh listed twice)
     is kept."""

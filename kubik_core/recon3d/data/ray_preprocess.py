@@ -3,30 +3,54 @@
 Ray is an optional extra (``pip install "kubikai[ray]"``, or ``pip install "ray>=2.40"``). With no
 address a local Ray cluster is started for the run (``num_cpus`` CPUs, all of this machine's by
 default) and stopped after it; with ``HOST:PORT`` (``ray start --head`` prints it), ``ray://HOST:PORT``
-(Ray Client) or ``auto`` the run joins that cluster, whose nodes must have kubikai installed and see
-the meshes and OUT at the same paths (a shared file system). A cluster with token authentication
-wants ``RAY_AUTH_MODE=token`` and its token (``RAY_AUTH_TOKEN`` or ~/.ray/auth_token) in the driver's
-environment; Ray sends no token to an address given explicitly unless told so. Each task takes one
-CPU and no GPU (Ray hides the GPUs from it), so the distances are computed on the CPU.
+(Ray Client) or ``auto`` the run joins that cluster, whose nodes must have kubikai installed. A
+cluster with token authentication wants ``RAY_AUTH_MODE=token`` and its token (``RAY_AUTH_TOKEN`` or
+~/.ray/auth_token) in the driver's environment; Ray sends no token to an address given explicitly
+unless told so. Each task takes one CPU and no GPU (Ray hides the GPUs from it), so the distances
+are computed on the CPU.
 
 Each mesh is one task running :func:`.preprocess.process_one`, the function of the local run, so the
 files, report, manifest, resume and shards are the local run's (:mod:`.preprocess`). Ray re-runs a
 task whose worker or node was lost (``max_retries``); a mesh's own error is a result, never
 retried. The driver hands out at most ``TASKS_PER_WORKER`` tasks per cluster CPU at a time and
 takes results as they finish (``ray.wait``), so an input list of millions of meshes streams.
+
+Nodes need not share a file system with the driver. Each task checks what its node sees: the
+run's marker file in ``OUT/.kubik-ray`` (then it sees OUT) and the mesh at its path with the size
+and modification time the driver saw (then it sees the mesh). A node that sees both works in
+place, as the local run does. One that does not see the mesh answers so at once, and the driver
+sends the mesh through the object store with the files of its folder it names (an OBJ's
+materials and textures, a glTF's buffers and images): at most ``MAX_SENT_MESH_BYTES`` per mesh (a
+larger one is a failure that says so) and ``MAX_SENT_BYTES_IN_FLIGHT`` in all at a time. One that
+does not see OUT writes the mesh into a temporary folder of its own and returns the finished files;
+the driver writes them into ``OUT/.kubik-partial`` and renames the folder into place, as the local
+run does, so a node lost mid-mesh leaves nothing in OUT and the files are the same byte for byte.
 """
 from __future__ import annotations
 
 import os
 import re
+import secrets
+import shutil
 import socket
+import tempfile
+from collections import deque
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .preprocess import TASKS_PER_WORKER, PreprocessConfig, ensure_worker, process_one, run_preprocess
+from ..storage import write_bytes_atomic
+from .preprocess import (PARTIAL, TASKS_PER_WORKER, PreprocessConfig, ensure_worker, process_one, publish,
+                         run_preprocess)
 
 INSTALL_HINT = 'pip install "kubikai[ray]" (or pip install "ray>=2.40")'
-LOCAL_OBJECT_STORE_BYTES = 256 << 20   # tasks return small dicts: a local cluster needs little shared memory
+LOCAL_OBJECT_STORE_BYTES = 256 << 20   # the local cluster's nodes share the files: tasks return small dicts
+MARKER_FOLDER = ".kubik-ray"           # in OUT: the run's marker, which tells a worker whether it sees OUT
+MAX_SENT_MESH_BYTES = 256 << 20        # a mesh (with the files it names) sent to a worker that cannot see it
+MAX_SENT_BYTES_IN_FLIGHT = 1 << 30     # meshes sent to workers and not finished yet, all together
+MAX_REFERENCED_FILES = 64              # files an OBJ or glTF may name that are sent with it
+MAX_REFERENCE_LINE = 4096              # bytes of one OBJ/MTL line read when looking for names
+MAX_REFERENCE_SCAN = 64 << 20          # bytes of a .gltf read when looking for names
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}")
 _ADDRESS = re.compile(r"(?:ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?):([0-9]{1,5})")
 
 
@@ -57,29 +81,189 @@ def check_address(address: str) -> None:
                               "cluster") from None
 
 
-def _run_task(path: str, out_dir: str, config: PreprocessConfig, work: Callable) -> dict:
-    """A Ray task: set up this worker process once (its renderer), then the per-mesh work."""
+def _sees_same_file(path: str, stamp: tuple[int, int] | None) -> bool:
+    """Whether this node sees the driver's file at ``path``: same size and modification time as the
+    driver saw (a shared file system, or a copy made with its times kept). No stamp: the driver
+    could not read it either, and the per-mesh work reports that."""
+    if stamp is None:
+        return True
+    try:
+        found = os.stat(path)
+    except OSError:
+        return False
+    return (found.st_size, found.st_mtime_ns) == stamp
+
+
+def _run_task(path: str, out_dir: str, config: PreprocessConfig, work: Callable, marker: str,
+              stamp: tuple[int, int] | None, source: dict[str, bytes] | None = None) -> dict:
+    """A Ray task: set up this worker process once (its renderer), then the per-mesh work.
+
+    Where this node sees the driver's files (the run's marker in OUT, the mesh at its path) the
+    work reads and writes them in place. Where it does not, it asks for the mesh (``needs_source``)
+    and is sent again with ``source``, the mesh file and the files it names, and/or works in a
+    folder of its own and returns the finished files (``files``) for the driver to write into OUT."""
     try:
         ensure_worker(config.render, threads=1)  # one CPU per task
     except Exception as exc:  # e.g. no GL on this node: every mesh sent here fails the same way
         message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
         return {"source": path, "ok": False,
                 "error": f"the Ray worker on {socket.gethostname()} cannot render ({type(exc).__name__}: {message})"}
-    return work(path, out_dir, config)
+    if source is None and not _sees_same_file(path, stamp):
+        return {"source": path, "ok": False, "needs_source": True}
+    sees_out = os.path.exists(marker)
+    with tempfile.TemporaryDirectory(prefix="kubik-ray-") as scratch:
+        read_from = None
+        if source is not None:
+            folder = Path(scratch, "source")
+            for name, data in source.items():   # relative names the driver checked: the mesh first
+                (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                (folder / name).write_bytes(data)
+            read_from = str(folder / next(iter(source)))
+        target = out_dir if sees_out else str(Path(scratch, "out", Path(out_dir).name))
+        result = work(path, target, config, read_from=read_from)
+        if result["ok"] and not sees_out:
+            result["files"] = {item.name: item.read_bytes() for item in sorted(Path(target).iterdir())}
+    return result
 
 
-def ray_results(tasks: Iterator[tuple[str, str]], config: PreprocessConfig, *, ray, in_flight: int,
-                max_retries: int, work: Callable = process_one) -> Iterator[dict]:
-    """Results of ``tasks`` run as Ray tasks, in completion order, at most ``in_flight`` at once."""
+def _write_finished(out_dir: str, files: dict[str, bytes]) -> None:
+    """Write a mesh's files that a worker without OUT returned, the way the local run does: into a
+    fresh folder under ``OUT/.kubik-partial``, renamed to ``out_dir`` when complete."""
+    target = Path(out_dir)
+    partial = target.parent / PARTIAL / f"{target.name}.{secrets.token_hex(6)}"
+    try:
+        for name, data in files.items():
+            if not _PLAIN_NAME.fullmatch(name):
+                raise ValueError(f"a Ray worker returned a file named {name[:100]!r}, which no mesh folder holds")
+            write_bytes_atomic(partial / name, data)
+        publish(partial, target)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def mesh_files(path: str, limit: int) -> dict[str, bytes]:
+    """The bytes a worker that cannot see ``path`` needs: the mesh file (first), and the files of
+    its folder that it names (an OBJ's material libraries and their textures, a glTF's buffers and
+    images), keyed by their path relative to that folder. ValueError (one line) when they come to
+    more than ``limit`` bytes or cannot be read."""
+    mesh = Path(path)
+    names = [mesh.name, *referenced_files(mesh)]
+    sizes = {}
+    for name in names:
+        try:
+            sizes[name] = (mesh.parent / name).stat().st_size
+        except OSError as exc:
+            if name == mesh.name:
+                raise ValueError(f"cannot be read here ({exc.strerror or exc})") from None
+    total = sum(sizes.values())
+    if total > limit:
+        raise ValueError(f"{_size(total)} with the files it names, more than the {_size(limit)} a Ray worker that "
+                         "cannot see the driver's files is sent; put the meshes on storage every node sees at the "
+                         "same path")
+    files = {}
+    for name in sizes:
+        try:
+            files[name] = (mesh.parent / name).read_bytes()
+        except OSError as exc:
+            raise ValueError(f"{name}: cannot be read here ({exc.strerror or exc})") from None
+    return files
+
+
+def _size(count: int) -> str:
+    return f"{count / 1e6:,.1f} MB" if count >= 100_000 else f"{count:,} bytes"
+
+
+def referenced_files(mesh: Path) -> list[str]:
+    """Files in ``mesh``'s folder (or below) that it names, as load_mesh's resolver would read them:
+    an OBJ's ``mtllib`` files and the texture maps those name, a .gltf's external buffers and
+    images. Names that leave the folder are left out, as the resolver refuses them."""
+    import json
+
+    found: list[str] = []
+
+    def keep(name: str) -> None:
+        name = name.strip().replace("\\", "/")
+        if not name or "://" in name or name.startswith("data:"):
+            return
+        resolved = (mesh.parent / name).resolve()
+        if resolved.is_relative_to(mesh.parent.resolve()) and resolved.is_file():
+            relative = resolved.relative_to(mesh.parent.resolve()).as_posix()
+            if relative not in found and relative != mesh.name:
+                found.append(relative)
+
+    suffix = mesh.suffix.lower()
+    try:
+        if suffix == ".obj":
+            for line in _lines(mesh):
+                if line.startswith("mtllib"):
+                    keep(line[6:])
+            for library in list(found):
+                for line in _lines(mesh.parent / library):
+                    key = line.split(maxsplit=1)[0].lower() if line.split() else ""
+                    if key.startswith("map_") or key in ("bump", "disp", "decal", "norm", "refl"):
+                        keep(line.split()[-1])
+        elif suffix == ".gltf":
+            document = json.loads((mesh.parent / mesh.name).read_bytes()[:MAX_REFERENCE_SCAN])
+            for item in [*document.get("buffers", []), *document.get("images", [])]:
+                if isinstance(item, dict) and isinstance(item.get("uri"), str):
+                    keep(item["uri"])
+    except (OSError, ValueError, AttributeError):  # unreadable here: the worker's load reports the mesh
+        pass
+    return found[:MAX_REFERENCED_FILES]
+
+
+def _lines(path: Path) -> Iterator[str]:
+    with open(path, "rb") as handle:
+        for raw in iter(lambda: handle.readline(MAX_REFERENCE_LINE), b""):
+            yield raw.decode("utf-8", "replace").strip()
+
+
+class _Marker:
+    """A file in ``OUT/.kubik-ray`` named after this run: a worker that sees it sees OUT."""
+
+    def __init__(self, out: Path):
+        self.path = Path(out) / MARKER_FOLDER / f"run-{secrets.token_hex(8)}"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.touch()
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+        try:
+            self.path.parent.rmdir()
+        except OSError:  # another run's marker is there
+            pass
+
+
+def ray_results(tasks: Iterator[tuple[str, str]], config: PreprocessConfig, *, ray, out, in_flight: int,
+                max_retries: int, work: Callable = process_one, max_mesh_bytes: int = MAX_SENT_MESH_BYTES,
+                max_bytes_in_flight: int = MAX_SENT_BYTES_IN_FLIGHT) -> Iterator[dict]:
+    """Results of ``tasks`` (meshes of OUT ``out``) run as Ray tasks, in completion order, at most
+    ``in_flight`` tasks and ``max_bytes_in_flight`` bytes of meshes sent to workers at once."""
     remote = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(_run_task)
     config_ref, work_ref = ray.put(config), ray.put(work)   # sent once, not with every task
-    pending: dict = {}   # ObjectRef -> mesh path
+    marker = _Marker(out)
+    pending: dict = {}        # ObjectRef -> (mesh path, its folder, bytes sent with it)
+    waiting: deque = deque()  # (mesh path, its folder, its files) for workers that cannot see them
+    sent = [0]                # bytes of meshes sent with the pending tasks
 
-    def collect() -> dict:
-        (ready,), _ = ray.wait(list(pending), num_returns=1)
-        path = pending.pop(ready)
+    def submit(path: str, out_dir: str, files: dict | None = None) -> None:
         try:
-            return ray.get(ready)
+            found = os.stat(path)
+            stamp = (found.st_size, found.st_mtime_ns)
+        except OSError:
+            stamp = None
+        size = sum(map(len, files.values())) if files else 0
+        source = ray.put(files) if files else None
+        pending[remote.remote(path, out_dir, config_ref, work_ref, str(marker.path), stamp, source)] = \
+            (path, out_dir, size)
+        sent[0] += size
+
+    def collect() -> dict | None:
+        (ready,), _ = ray.wait(list(pending), num_returns=1)
+        path, out_dir, size = pending.pop(ready)
+        sent[0] -= size
+        try:
+            result = ray.get(ready)
         except ray.exceptions.RayTaskError as exc:  # raised past process_one's own net: never a lost worker
             cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
             message = str(cause).strip().splitlines()[0][:300] if str(cause).strip() else ""
@@ -88,15 +272,42 @@ def ray_results(tasks: Iterator[tuple[str, str]], config: PreprocessConfig, *, r
             return {"source": path, "ok": False,
                     "error": f"the Ray worker running this mesh was lost {max_retries + 1} time(s) "
                              f"({type(exc).__name__}: a crash, or a node that left the cluster)"}
+        if result.pop("needs_source", False):  # that node cannot see the mesh: send it
+            try:
+                waiting.append((path, out_dir, mesh_files(path, max_mesh_bytes)))
+            except ValueError as exc:
+                return {"source": path, "ok": False, "error": str(exc)}
+            return None
+        files = result.pop("files", None)
+        if files is not None:
+            try:
+                _write_finished(out_dir, files)
+            except (OSError, ValueError) as exc:
+                return {"source": path, "ok": False,
+                        "error": f"cannot write the finished mesh into {Path(out_dir).parent} ({exc})"}
+        return result
 
+    tasks = iter(tasks)
     try:
-        for path, out_dir in tasks:
-            while len(pending) >= in_flight:
-                yield collect()
-            pending[remote.remote(path, out_dir, config_ref, work_ref)] = path
-        while pending:
-            yield collect()
+        while True:
+            while len(pending) < in_flight:  # hand out work: meshes to send first, then new ones
+                if waiting:
+                    size = sum(map(len, waiting[0][2].values()))
+                    if sent[0] and sent[0] + size > max_bytes_in_flight:
+                        break  # the bytes in flight are at their bound: wait for a task to finish
+                    submit(*waiting.popleft())
+                    continue
+                task = next(tasks, None)
+                if task is None:
+                    break
+                submit(*task)
+            if not pending:
+                return
+            result = collect()
+            if result is not None:
+                yield result
     finally:
+        marker.remove()
         if pending:  # the run stopped early (Ctrl-C): stop its tasks; meshes not finished stay undone
             for ref in pending:
                 ray.cancel(ref, force=True)
@@ -106,13 +317,15 @@ def ray_results(tasks: Iterator[tuple[str, str]], config: PreprocessConfig, *, r
 def preprocess_on_ray(src, out, config: PreprocessConfig, *, address: str | None = None,
                       num_cpus: int | None = None, max_retries: int = 3,
                       progress: Callable[[int, int | None], None] | None = None, shards=None,
-                      shard_size: int = 1000, work: Callable = process_one) -> dict:
+                      shard_size: int = 1000, work: Callable = process_one,
+                      max_mesh_bytes: int = MAX_SENT_MESH_BYTES) -> dict:
     """Preprocess ``src`` into ``out`` on a Ray cluster; returns the report of
     :func:`.preprocess.run_preprocess` (``workers``: the cluster's CPUs).
 
     A Ray session already open in this process is used as it is (and left open); otherwise one is
     opened (see the module docstring) and closed at the end. ``work`` is the per-mesh function
-    (tests wrap :func:`.preprocess.process_one` to kill a worker)."""
+    (tests wrap :func:`.preprocess.process_one` to kill a worker); ``max_mesh_bytes``: the most a
+    mesh with the files it names may weigh when it must be sent to a worker that cannot see it."""
     ray = import_ray()
     if not Path(src).exists():  # before a cluster starts
         raise FileNotFoundError(f"{src}: no such file or folder")
@@ -123,8 +336,8 @@ def preprocess_on_ray(src, out, config: PreprocessConfig, *, address: str | None
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
 
         def runner(tasks):
-            return ray_results(tasks, config, ray=ray, in_flight=cpus * TASKS_PER_WORKER,
-                               max_retries=max_retries, work=work)
+            return ray_results(tasks, config, ray=ray, out=out, in_flight=cpus * TASKS_PER_WORKER,
+                               max_retries=max_retries, work=work, max_mesh_bytes=max_mesh_bytes)
 
         return run_preprocess(src, out, runner, workers=cpus, progress=progress, shards=shards,
                               shard_size=shard_size)
