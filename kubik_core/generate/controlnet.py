@@ -16,8 +16,8 @@ diffusers' ``from_single_file`` would download the model's config; here it is re
 file's shapes instead: SD1.5 original-layout files with the checkpoint's own reader
 (``checkpoints.sd15.unet_config``), everything else from the diffusers-named shapes (for an
 original SDXL file, its names converted first). The family is told by the text feature width
-(768 SD1.5, 2048 SDXL) and must be the checkpoint's; FLUX.1 ControlNets (flux_controlnet.py loads
-them), XLabs' FLUX and SD3 ControlNets are told apart by their keys, each with its own refusal. The model is built on the meta device and
+(768 SD1.5, 2048 SDXL) and must be the checkpoint's; FLUX.1 ControlNets in diffusers' and XLabs'
+layouts (flux_controlnet.py loads them) and SD3 ControlNets are told apart by their keys, each with its own refusal. The model is built on the meta device and
 compared with the file's tensors before anything is allocated, so every problem is one line.
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ FLUX_MARK = "controlnet_x_embedder.weight"
 XLABS_MARK = "double_blocks.0.img_attn.qkv.weight"
 SD3_MARK = "pos_embed_input.proj.weight"
 SUPPORTED_FLUX = ("a FLUX.1 ControlNet in diffusers' layout (InstantX Canny or Union, Shakker-Labs Union-Pro or "
-                  "Union-Pro 2.0)")
+                  "Union-Pro 2.0) or XLabs-AI's (flux-canny/depth/hed-controlnet)")
 
 
 class ControlNetError(ValueError):

@@ -245,7 +245,8 @@ def plan_generation(request: GenerateRequest) -> PreparedGeneration:
             inspect_controlnet(request.controlnet, info.family)   # layout, family and config, from its header
         try:
             control = advise_control(analysis, plan.family, request.control_type,
-                                     os.path.basename(request.controlnet))
+                                     os.path.basename(request.controlnet),
+                                     xlabs=getattr(flux_controlnet, "layout", "") == "xlabs")
         except ParamsError as exc:
             raise GenerateError(str(exc)) from None
         if request.control_strength is not None:
@@ -256,7 +257,7 @@ def plan_generation(request: GenerateRequest) -> PreparedGeneration:
             control.decisions = [Decision("strength", control.strength, f"your choice: {control.strength:g}",
                                           "your input: --control-strength") if d.field == "strength" else d
                                  for d in control.decisions]
-        if flux_controlnet is not None:
+        if flux_controlnet is not None and flux_controlnet.layout != "xlabs":    # XLabs: one type, no modes
             control_mode = _union_mode(flux_controlnet, control)
     ip_adapter = None
     if request.ip_adapter is not None:     # headers checked against the checkpoint, the weight advised

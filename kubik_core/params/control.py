@@ -25,6 +25,11 @@ Where the values come from (each checked at the address given):
   other FLUX ControlNets get their own card's figure (MODEL_CARDS): InstantX/
   FLUX.1-dev-Controlnet-Canny's demo uses 0.6; Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro
   (v1, with InstantX) recommends 0.3-0.8.
+* XLabs-AI's FLUX ControlNets (flux-canny/depth/hed-controlnet v3, told by their keys, not their
+  name: ``xlabs=True``) - XLabs' own ComfyUI workflows (github.com/XLabs-AI/x-flux-comfyui,
+  workflows/flux-controlnet-{canny,depth,hed}-v3-workflow.json): Apply Flux ControlNet strength
+  0.7, 25 steps; its node applies the ControlNet from 0.0 to 1.0 (nodes.py), as x-flux's
+  denoise_controlnet does at every step (x-flux main.py's --control_weight defaults to 0.8).
 * IP-Adapter - tencent-ailab/IP-Adapter README, "Best Practice": scale 1.0 with the image prompt
   alone (empty or generic text), about 0.5 for image + text prompts. FLUX.1 (XLabs-AI's
   flux-ip-adapter v1/v2, the IP-Adapters FLUX has): 1.0 with or without a text prompt, the
@@ -151,6 +156,14 @@ _UNION_V1 = ("HF Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro (v1, with InstantX
              "FLUX.1-dev-ControlNet-Union-Pro")
 
 
+_XLABS_STRENGTH = ("XLabs-AI/x-flux-comfyui workflows/flux-controlnet-{canny,depth,hed}-v3-workflow.json: Apply "
+                   "Flux ControlNet strength 0.7 (x-flux main.py --control_weight default 0.8) "
+                   "https://github.com/XLabs-AI/x-flux-comfyui")
+_XLABS_SCHEDULE = ("XLabs-AI/x-flux-comfyui nodes.py: Apply Flux ControlNet start 0.0, end 1.0; x-flux's "
+                   "denoise_controlnet adds the ControlNet at every step https://github.com/XLabs-AI/x-flux")
+XLABS_TYPES = ("canny", "depth", "softedge")     # XLabs trained canny, depth and hed (a soft edge map)
+
+
 @dataclass
 class ControlAdvice:
     """Settings for ControlNetApplyAdvanced and an IP-Adapter, with a reason and source for each.
@@ -196,12 +209,14 @@ class ControlAdvice:
 
 
 def advise_control(analysis: Any = None, family: str = "sdxl", control_type: str = "auto",
-                   controlnet_name: str = "", image_prompt_only: bool | None = None) -> ControlAdvice:
+                   controlnet_name: str = "", image_prompt_only: bool | None = None,
+                   xlabs: bool = False) -> ControlAdvice:
     """ControlAdvice for ``analysis`` (a PromptAnalysis, or None) on ``family``.
 
     ``control_type``: one of CONTROL_TYPES, or "auto" to choose from the analysis.
     ``controlnet_name``: the ControlNet file's name, when known: a model whose own card
     publishes another figure (MODEL_CARDS) gets that figure.
+    ``xlabs``: the ControlNet is one of XLabs-AI's FLUX ControlNets (told by its keys): XLabs' figures.
     ``image_prompt_only``: whether the IP-Adapter image is the only prompt (weight 1.0); None
     decides from the analysis (no text -> image only). Raises ParamsError naming the bad input.
     """
@@ -235,7 +250,16 @@ def advise_control(analysis: Any = None, family: str = "sdxl", control_type: str
     strength, end, strength_source, end_source = (setting.strength, setting.end,
                                                   setting.strength_source, setting.schedule_source)
     card = _model_card(controlnet_name, profile.group, kind)
-    if card is not None:
+    start_source = _UNION2_START if profile.group == "flux" else setting.schedule_source
+    if xlabs and profile.group == "flux":
+        strength, end, strength_source, end_source = 0.7, 1.0, _XLABS_STRENGTH, _XLABS_SCHEDULE
+        start_source = _XLABS_SCHEDULE
+        notes.append(f"{controlnet_name or 'the ControlNet'}: an XLabs-AI FLUX ControlNet; XLabs' workflows "
+                     "sample it 25 steps at FLUX guidance 3.5")
+        if kind not in XLABS_TYPES:
+            notes.append(f"XLabs-AI trained canny, depth and hed (soft edge) ControlNets, none for {kind}: give "
+                         "the control picture its ControlNet was trained on")
+    elif card is not None:
         strength, strength_source = card.strength, card.source
         end, end_source = ((card.end, card.source) if card.end is not None else
                            (1.0, "diffusers control_guidance_end default 1.0 (the card's demo sets none)"))
@@ -249,8 +273,7 @@ def advise_control(analysis: Any = None, family: str = "sdxl", control_type: str
     decisions.append(Decision("strength", strength, f"{head} for {kind} on {profile.group}: {strength:g}",
                               strength_source))
     decisions.append(Decision("start_percent", setting.start,
-                              f"control from the first step: {setting.start:g}",
-                              _UNION2_START if profile.group == "flux" else setting.schedule_source))
+                              f"control from the first step: {setting.start:g}", start_source))
     reason = f"{'published' if is_published(end_source) else 'convention'}: {end:g}"
     complexity = getattr(analysis, "complexity", {}).get("overall") if analysis is not None else None
     if complexity is not None and complexity >= DETAILED_PROMPT and end > LATEST_EARLY_END:

@@ -1,6 +1,8 @@
 """FLUX.1 ControlNets in `kubik generate`, through the command line on the CPU, with tiny_flux's
 tiny FLUX.1 dev and a tiny FluxControlNetModel single file in diffusers' layout
-(tiny_controlnet.write_tiny_flux_controlnet).
+(tiny_controlnet.write_tiny_flux_controlnet), or in XLabs-AI's layout built with ComfyUI's own
+ControlNetFlux (tiny_controlnet.build_tiny_xlabs_controlnet), whose converted model must compute
+what ComfyUI computes (the residuals repeated over the FLUX model's double blocks).
 
 Strength 0 gives the picture of the run without a ControlNet, strength 1 changes it; a Union file
 gets the mode of its control type; the PNG's kubik JSON and the learning store keep the advice
@@ -92,3 +94,150 @@ def test_a_flux_controlnet_loads_every_tensor_of_the_file(tmp_path):
     stored = load_file(str(path))
     loaded = model.state_dict()
     assert set(loaded) == set(stored) and all(torch.equal(loaded[k], stored[k].float()) for k in loaded)
+
+
+@pytest.fixture(scope="module")
+def xlabs(tmp_path_factory, flux_files):
+    """The tiny XLabs ControlNet (named as XLabs' depth v3) and ComfyUI's reference pass on it."""
+    from kubik_testing.tiny_controlnet import build_tiny_xlabs_controlnet
+
+    from .conftest import _need_comfyui
+
+    return build_tiny_xlabs_controlnet(tmp_path_factory.mktemp("xlabs") / "flux-depth-controlnet-v3.safetensors",
+                                       _need_comfyui())
+
+
+def _packed(latent):
+    """A latent [B, 16, H, W] as FLUX's sequence of 2x2 patches, and its image positions."""
+    import torch
+
+    b, c, h, w = latent.shape
+    sequence = latent.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, h * w // 4, c * 4)
+    ids = torch.zeros(h // 2, w // 2, 3)
+    ids[..., 1] += torch.arange(h // 2)[:, None]
+    ids[..., 2] += torch.arange(w // 2)[None, :]
+    return sequence, ids.reshape(-1, 3)
+
+
+def test_an_xlabs_controlnet_computes_what_comfyui_computes(xlabs):
+    """ComfyUI's ControlNetFlux residuals, and ComfyUI's FLUX step with them (4 double blocks, so the
+    2 residuals repeat 0, 1, 0, 1) at strength 0.6, against the converted FluxControlNetModel and
+    FluxTransformer2DModel as FluxControlNetPipeline calls them (controlnet_blocks_repeat)."""
+    import torch
+    from diffusers import FluxTransformer2DModel
+    from safetensors.torch import load_file
+
+    from kubik_core.checkpoints.flux import _convert_transformer, transformer_config
+    from kubik_core.generate.controlnet import header_shapes
+    from kubik_core.generate.flux_controlnet import inspect_flux_controlnet, load_flux_controlnet, xlabs_to_diffusers
+
+    path, reference = xlabs
+    ref = load_file(str(reference))
+    model_state = {k.removeprefix("model."): v for k, v in ref.items() if k.startswith("model.")}
+    config = transformer_config({k: tuple(v.shape) for k, v in model_state.items()}, "reference")
+    layout = inspect_flux_controlnet(path, header_shapes(path), config)
+    assert (layout.layout, layout.config["num_layers"], layout.config["conditioning_embedding_channels"]) == \
+        ("xlabs", 2, 16)
+    controlnet = load_flux_controlnet(path, layout)
+    stored = xlabs_to_diffusers(load_file(str(path)))
+    assert controlnet.state_dict().keys() == stored.keys()         # every tensor of the file, nothing else
+    transformer = FluxTransformer2DModel.from_config(config)
+    transformer.load_state_dict(_convert_transformer(model_state, 64), strict=True)
+    hidden, img_ids = _packed(ref["x"])
+    inputs = dict(hidden_states=hidden, encoder_hidden_states=ref["context"], pooled_projections=ref["y"],
+                  timestep=ref["timesteps"], guidance=ref["guidance"], img_ids=img_ids,
+                  txt_ids=torch.zeros(ref["context"].shape[1], 3))
+    hint = ref["hint"] * 2 - 1         # the pipeline's image processor: 0..1 -> -1..1, as ComfyUI's hint * 2 - 1
+    with torch.no_grad():
+        residuals, _ = controlnet(controlnet_cond=hint, conditioning_scale=1.0, return_dict=False, **inputs)
+        for number, residual in enumerate(residuals):
+            torch.testing.assert_close(residual, ref[f"control.{number}"], atol=1e-5, rtol=1e-5)
+        scaled, single = controlnet(controlnet_cond=hint, conditioning_scale=float(ref["strength"]),
+                                    return_dict=False, **inputs)
+        step = {repeat: transformer(**inputs, controlnet_block_samples=scaled, controlnet_single_block_samples=single,
+                                    controlnet_blocks_repeat=repeat).sample for repeat in (True, False)}
+    b, c, h, w = ref["x"].shape
+    out = step[True].reshape(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
+    torch.testing.assert_close(out, ref["out"], atol=1e-4, rtol=1e-4)
+    assert (ref["out"] - ref["plain"]).abs().max() > 0.5           # the ControlNet matters in the reference
+    assert (step[False] - step[True]).abs().max() > 0.1            # and so does the repetition
+
+
+def test_an_xlabs_controlnet_at_strength_zero_is_the_plain_picture_and_at_its_advice_changes_it(
+        flux_files, tokenizer_dir, t5_tokenizer_dir, hint, xlabs, tmp_path):
+    run = (flux_files, tokenizer_dir, t5_tokenizer_dir)
+    plain, _, _ = _generate(*run, tmp_path / "plain")
+    off, _, _ = _generate(*run, tmp_path / "off", "--controlnet", xlabs[0], "--control-image", hint,
+                          "--control-strength", 0)
+    on, kubik, text = _generate(*run, tmp_path / "on", "--controlnet", xlabs[0], "--control-image", hint,
+                                "--control-type", "depth")
+    assert np.abs(off - plain).max() <= 2
+    assert np.abs(on - plain).max() > 20
+    assert "control     depth: strength 0.7, 0-1" in text
+    assert "  strength: published for depth on flux: 0.7 (source: XLabs-AI/x-flux-comfyui workflows/" in text
+    control = kubik["control"]
+    assert (control["strength"], control["start_percent"], control["end_percent"]) == (0.7, 0.0, 1.0)
+    decisions = {d["field"]: d for d in control["decisions"]}
+    assert "control_mode" not in decisions                 # one control type per XLabs file
+    assert decisions["end_percent"]["source"].startswith("XLabs-AI/x-flux-comfyui nodes.py")
+
+
+def _xlabs_variant(source, path, change):
+    """The tiny XLabs file's tensors with ``change(state)`` applied, saved as ``path``."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(source))
+    change(state)
+    save_file({k: v.clone() for k, v in state.items()}, str(path))     # a tensor reused under two names too
+    return path
+
+
+def _renamed(state, old, new):
+    state[new] = state.pop(old)
+
+
+def _extra_block(state):
+    for key in [k for k in state if k.startswith("double_blocks.1.")]:
+        state[key.replace("double_blocks.1.", "double_blocks.2.")] = state[key].clone()
+
+
+XLABS_NAME = "flux-hed-controlnet-v3.safetensors"
+SUPPORTED = ("a FLUX.1 ControlNet in diffusers' layout (InstantX Canny or Union, Shakker-Labs Union-Pro or Union-Pro "
+             "2.0) or XLabs-AI's (flux-canny/depth/hed-controlnet)")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: [_renamed(s, f"controlnet_blocks.{i}.{p}", f"controlnet_blocks.{i}.linear.{p}")
+                for i in (0, 1) for p in ("weight", "bias")],
+     f"is a MistoLine FLUX ControlNet (controlnet_blocks.N.linear), whose SiLU-gated control blocks and hint encoder "
+     f"diffusers has no model for; give {SUPPORTED}"),
+    (lambda s: s.update({"single_blocks.0.linear2.weight": s["controlnet_blocks.0.weight"]}),
+     "is an XLabs-layout FLUX ControlNet with single blocks, which XLabs' releases do not have and diffusers would "
+     f"add without XLabs' repetition; give {SUPPORTED}"),
+    (lambda s: s.update({"img_in.weight": s["img_in.weight"].repeat(2, 1)}),
+     "is 128 wide with 64 input channels but the FLUX model is 64 wide with 64; give a ControlNet trained for this "
+     "FLUX.1 model"),
+    (lambda s: s.update({"txt_in.weight": s["txt_in.weight"].repeat(1, 2)}),
+     "reads 128-wide T5 and 64-wide CLIP features but the FLUX model takes 64 and 64; give a ControlNet trained for "
+     "this FLUX.1 model"),
+    (_extra_block,
+     "has 3 double blocks, more than the FLUX model's 2; give a ControlNet trained for this FLUX.1 model"),
+    (lambda s: s.pop("double_blocks.1.txt_mlp.2.weight"),
+     ": an incomplete or unknown XLabs FLUX ControlNet layout (double_blocks.1.txt_mlp.2.weight)"),
+    (lambda s: s.pop("input_hint_block.14.weight"),
+     ": an incomplete or unknown XLabs FLUX ControlNet layout (input_hint_block.14.weight)"),
+    (lambda s: s.update({"input_hint_block.16.weight": s["input_hint_block.14.weight"]}),
+     ": the weights do not match the model its config describes (unexpected 1 tensor(s): "
+     "input_hint_block.16.weight)"),
+    (lambda s: s.update({"input_hint_block.12.weight": s["input_hint_block.12.weight"][:8]}),
+     ": 1 tensor(s) have another shape than the config gives (input_hint_block.blocks.5.weight: file [8, 16, 3, 3], "
+     "config [16, 16, 3, 3])"),
+])
+def test_bad_xlabs_controlnets_are_one_clear_line(flux_files, tokenizer_dir, t5_tokenizer_dir, hint, xlabs, tmp_path,
+                                                  change, message):
+    from .helpers import refusal
+
+    bad = _xlabs_variant(xlabs[0], tmp_path / XLABS_NAME, change)
+    line = refusal("--checkpoint", flux_files["checkpoint"], "--tokenizer", tokenizer_dir, "--t5-tokenizer",
+                   t5_tokenizer_dir, "--controlnet", bad, "--control-image", hint)
+    assert line == f"--controlnet: {XLABS_NAME}{'' if message.startswith(':') else ' '}{message}"

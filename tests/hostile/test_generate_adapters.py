@@ -129,7 +129,7 @@ XLABS_CONTROLNET = {"double_blocks.0.img_attn.qkv.weight": (192, 64), "controlne
 SD3_CONTROLNET = {"pos_embed_input.proj.weight": (64, 16, 2, 2), "controlnet_blocks.0.weight": (64, 64),
                   "transformer_blocks.0.attn.to_q.weight": (64, 64)}
 SUPPORTED = ("a FLUX.1 ControlNet in diffusers' layout (InstantX Canny or Union, Shakker-Labs Union-Pro or Union-Pro "
-             "2.0)")
+             "2.0) or XLabs-AI's (flux-canny/depth/hed-controlnet)")
 
 
 def _flux_controlnet(t, name="cn.safetensors", **config):
@@ -158,12 +158,13 @@ def _truncated_flux_controlnet(t):
      "--controlnet: cn.safetensors reads 4096-wide T5 and 768-wide CLIP features but the FLUX model takes 64 and 64; "
      "give a ControlNet trained for this FLUX.1 model"),
     (FLUX, lambda t: _control(t, XLABS_CONTROLNET, "flux-canny-controlnet-v3.safetensors"),
-     "--controlnet: flux-canny-controlnet-v3.safetensors is an XLabs-layout FLUX ControlNet (double_blocks.*), "
-     f"which kubik generate does not load; give {SUPPORTED}"),
+     "--controlnet: flux-canny-controlnet-v3.safetensors: an incomplete or unknown XLabs FLUX ControlNet layout "
+     "(img_in.weight)"),
     (FLUX, lambda t: _control(t, SD3_CONTROLNET),
      f"--controlnet: cn.safetensors is an SD3 ControlNet, which kubik generate does not load; give {SUPPORTED}"),
     (FLUX, lambda t: _control(t, {"lora_unet_x.lora_down.weight": (2, 2)}, "lora.safetensors"),
-     f"--controlnet: lora.safetensors is not a FLUX ControlNet (no controlnet_x_embedder.weight); give {SUPPORTED}"),
+     "--controlnet: lora.safetensors is not a FLUX ControlNet (no controlnet_x_embedder.weight, nor XLabs' "
+     f"double_blocks.* with controlnet_blocks.*); give {SUPPORTED}"),
     (FLUX, _truncated_flux_controlnet,
      "--controlnet: cn.safetensors: tensor data ends at byte 571264 but the file has 7268 bytes: the file is "
      "truncated; give a .safetensors ControlNet"),

@@ -1,6 +1,6 @@
 """Tiny random-weight ControlNets: an SD1.5 one that a real ComfyUI loads with core ControlNetLoader,
-SDXL ones for the tiny SDXL checkpoint in both single-file layouts, and a FLUX.1 one in diffusers'
-layout for tiny_flux's model (kubik generate's tests).
+SDXL ones for the tiny SDXL checkpoint in both single-file layouts, and FLUX.1 ones in diffusers'
+layout and in XLabs-AI's (with ComfyUI's computation on it) for tiny_flux's model (kubik generate's tests).
 
 The ControlNet template (workflows/api/Kubik ControlNet.json) is queued on the CPU by the browser
 tests; a real ControlNet is 700 MB to 1.4 GB. This builds ComfyUI's own ``comfy.cldm.cldm.ControlNet``
@@ -89,10 +89,32 @@ def write_tiny_flux_controlnet(path: Path, seed: int = 0, **config) -> Path:
     return path
 
 
+# XLabs-AI's FLUX ControlNets (flux-canny/depth/hed-controlnet-v3) at tiny_flux's sizes: ComfyUI's
+# ControlNetFlux (x-flux's model) with 2 double blocks and no single blocks, as XLabs trains them.
+TINY_XLABS_DOUBLE_BLOCKS = 2
+# The FLUX model of the reference pass: 4 double blocks, so that the 2 residuals repeat (0, 1, 0, 1).
+TINY_XLABS_REFERENCE_DOUBLE_BLOCKS = 4
+
+
+def build_tiny_xlabs_controlnet(path: Path, comfyui_dir: Path, python: str | None = None,
+                                seed: int = 0) -> tuple[Path, Path]:
+    """An XLabs-layout FLUX ControlNet for tiny_flux's model (BFL keys: ``double_blocks``,
+    ``controlnet_blocks``, ``pos_embed_input``, ``input_hint_block``), built with ComfyUI's own
+    ``comfy.ldm.flux.controlnet.ControlNetFlux``, and beside it ``<stem>-reference.safetensors``:
+    ComfyUI's computation on it (see _xlabs_reference). Returns (ControlNet, reference)."""
+    _run_builder(path, comfyui_dir, python, seed, "xlabs")
+    return Path(path), _xlabs_reference_path(Path(path))
+
+
+def _xlabs_reference_path(path: Path) -> Path:
+    return path.with_name(f"{path.stem}-reference.safetensors")
+
+
 def _run_builder(path: Path, comfyui_dir: Path, python: str | None, seed: int, family: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join((str(Path(comfyui_dir).resolve()), str(_REPOSITORY))))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join((str(Path(comfyui_dir).resolve()), str(_REPOSITORY),
+                                                       str(_REPOSITORY / "tests"))))
     done = subprocess.run([python or sys.executable, __file__, str(path), "--seed", str(seed), "--family", family],
                           cwd=comfyui_dir, env=env, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
@@ -110,6 +132,10 @@ def _build(out: Path, seed: int, family: str) -> None:
     import comfy.ops
     from comfy.cldm.cldm import ControlNet
 
+    if family == "xlabs":
+        _build_xlabs(out, seed)
+        return
+
     from tiny_checkpoint import TINY_SDXL_UNET_CONFIG, TINY_UNET_CONFIG, _random_state_dict
 
     unet = TINY_SDXL_UNET_CONFIG if family == "sdxl" else TINY_UNET_CONFIG
@@ -123,10 +149,85 @@ def _build(out: Path, seed: int, family: str) -> None:
         save_file(state, str(tmp), metadata={"kubik.note": f"KubikAI tiny random {family} test ControlNet"})
 
 
+def _build_xlabs(out: Path, seed: int) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    import comfy.ops
+    from comfy.ldm.flux.controlnet import ControlNetFlux
+    from kubik_testing.tiny_flux import TINY_FLUX_CONFIG
+
+    from kubik_core.common.atomic import atomic_path
+    from tiny_checkpoint import _random_state_dict
+
+    config = dict(TINY_FLUX_CONFIG, depth=TINY_XLABS_DOUBLE_BLOCKS, depth_single_blocks=0)
+    with torch.device("meta"):
+        net = ControlNetFlux(device="meta", dtype=torch.float32, operations=comfy.ops.disable_weight_init, **config)
+    state = _with_random_biases(_random_state_dict({"": net}, seed), seed)
+    reference = _xlabs_reference(state, seed)
+    for target, tensors, title in ((out, state, "XLabs-layout FLUX ControlNet"),
+                                   (_xlabs_reference_path(out), reference, "XLabs ControlNet reference pass")):
+        with atomic_path(target) as tmp:
+            save_file(tensors, str(tmp), metadata={"kubik.note": f"KubikAI tiny random {title}"})
+
+
+def _with_random_biases(state: dict, seed: int) -> dict:
+    """_random_state_dict's zero biases and unit norm scales made random too, so that a bias or
+    scale loaded into the wrong place changes the reference computation."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed + 100)
+    return {k: v + 0.1 * torch.randn(v.shape, generator=generator) if v.dim() == 1 else v for k, v in state.items()}
+
+
+def _xlabs_reference(controlnet_state: dict, seed: int) -> dict:
+    """ComfyUI's own XLabs computation, inputs and outputs: its ControlNetFlux on a control picture
+    (``hint``, 0..1 as ComfyUI passes it) and a latent, then a FLUX model of 4 double blocks and 1
+    single block (``model.*``, random weights) stepping with those residuals at strength
+    ``strength`` (ComfyUI's ControlNet multiplies them so). ``out`` is the model's output with them,
+    ``plain`` without; ``control.N`` the ControlNet's residual N."""
+    import torch
+
+    import comfy.ops
+    from comfy.ldm.flux.controlnet import ControlNetFlux
+    from comfy.ldm.flux.model import Flux
+    from kubik_testing.tiny_flux import TINY_FLUX_CONFIG
+
+    from tiny_checkpoint import _random_state_dict
+
+    ops = comfy.ops.disable_weight_init
+    controlnet = ControlNetFlux(device="cpu", dtype=torch.float32, operations=ops,
+                                **dict(TINY_FLUX_CONFIG, depth=TINY_XLABS_DOUBLE_BLOCKS, depth_single_blocks=0))
+    controlnet.load_state_dict(controlnet_state)
+    main = dict(TINY_FLUX_CONFIG, depth=TINY_XLABS_REFERENCE_DOUBLE_BLOCKS, depth_single_blocks=1)
+    with torch.device("meta"):
+        shape = Flux(device="meta", dtype=torch.float32, operations=ops, **main)
+    model_state = _with_random_biases(_random_state_dict({"": shape}, seed + 1), seed + 1)
+    model = Flux(device="cpu", dtype=torch.float32, operations=ops, **main)
+    model.load_state_dict(model_state)
+    generator = torch.Generator().manual_seed(seed)
+    inputs = {"x": torch.randn(1, 16, 8, 8, generator=generator), "timesteps": torch.tensor([0.7]),
+              "context": torch.randn(1, 5, TINY_FLUX_CONFIG["context_in_dim"], generator=generator),
+              "y": torch.randn(1, TINY_FLUX_CONFIG["vec_in_dim"], generator=generator),
+              "guidance": torch.tensor([3.5]), "hint": torch.rand(1, 3, 64, 64, generator=generator),
+              "strength": torch.tensor([0.6])}
+    with torch.no_grad():
+        control = controlnet(inputs["x"], inputs["timesteps"], inputs["context"], y=inputs["y"],
+                             guidance=inputs["guidance"], hint=inputs["hint"])
+        # as ComfyUI's ControlNet.control_merge hands them on: scaled, no single-block residuals
+        scaled = {"input": [residual * inputs["strength"] for residual in control["input"]], "output": []}
+        common = dict(x=inputs["x"], timestep=inputs["timesteps"], context=inputs["context"], y=inputs["y"],
+                      guidance=inputs["guidance"])
+        out, plain = model(**common, control=scaled), model(**common)
+    return {**inputs, **{f"model.{k}": v for k, v in model_state.items()},
+            **{f"control.{i}": r.contiguous() for i, r in enumerate(control["input"][:TINY_XLABS_DOUBLE_BLOCKS])},
+            "out": out.contiguous(), "plain": plain.contiguous()}
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--family", choices=("sd15", "sdxl"), default="sd15")
+    parser.add_argument("--family", choices=("sd15", "sdxl", "xlabs"), default="sd15")
     args = parser.parse_args()
     _build(args.out, args.seed, args.family)
