@@ -141,15 +141,14 @@ def _write_finished(out_dir: str, files: dict[str, bytes]) -> None:
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def mesh_files(path: str, limit: int) -> dict[str, bytes]:
-    """The bytes a worker that cannot see ``path`` needs: the mesh file (first), and the files of
+def files_to_send(path: str, limit: int) -> dict[str, int]:
+    """What a worker that cannot see ``path`` needs, by size: the mesh file (first) and the files of
     its folder that it names (an OBJ's material libraries and their textures, a glTF's buffers and
     images), keyed by their path relative to that folder. ValueError (one line) when they come to
-    more than ``limit`` bytes or cannot be read."""
+    more than ``limit`` bytes or the mesh cannot be read here."""
     mesh = Path(path)
-    names = [mesh.name, *referenced_files(mesh)]
     sizes = {}
-    for name in names:
+    for name in (mesh.name, *referenced_files(mesh)):
         try:
             sizes[name] = (mesh.parent / name).stat().st_size
         except OSError as exc:
@@ -160,10 +159,16 @@ def mesh_files(path: str, limit: int) -> dict[str, bytes]:
         raise ValueError(f"{_size(total)} with the files it names, more than the {_size(limit)} a Ray worker that "
                          "cannot see the driver's files is sent; put the meshes on storage every node sees at the "
                          "same path")
+    return sizes
+
+
+def read_files(path: str, names) -> dict[str, bytes]:
+    """The bytes of ``names`` (from :func:`files_to_send`) in ``path``'s folder."""
+    folder = Path(path).parent
     files = {}
-    for name in sizes:
+    for name in names:
         try:
-            files[name] = (mesh.parent / name).read_bytes()
+            files[name] = (folder / name).read_bytes()
         except OSError as exc:
             raise ValueError(f"{name}: cannot be read here ({exc.strerror or exc})") from None
     return files
@@ -243,17 +248,19 @@ def ray_results(tasks: Iterator[tuple[str, str]], config: PreprocessConfig, *, r
     config_ref, work_ref = ray.put(config), ray.put(work)   # sent once, not with every task
     marker = _Marker(out)
     pending: dict = {}        # ObjectRef -> (mesh path, its folder, bytes sent with it)
-    waiting: deque = deque()  # (mesh path, its folder, its files) for workers that cannot see them
+    waiting: deque = deque()  # (mesh path, its folder, sizes of its files) for workers that cannot see them
     sent = [0]                # bytes of meshes sent with the pending tasks
 
-    def submit(path: str, out_dir: str, files: dict | None = None) -> None:
+    def submit(path: str, out_dir: str, sizes: dict | None = None) -> None:
+        """Hand a mesh out; with ``sizes``, send its files along (read only now: the bytes in
+        flight stay bounded)."""
         try:
             found = os.stat(path)
             stamp = (found.st_size, found.st_mtime_ns)
         except OSError:
             stamp = None
-        size = sum(map(len, files.values())) if files else 0
-        source = ray.put(files) if files else None
+        source = ray.put(read_files(path, sizes)) if sizes else None
+        size = sum(sizes.values()) if sizes else 0
         pending[remote.remote(path, out_dir, config_ref, work_ref, str(marker.path), stamp, source)] = \
             (path, out_dir, size)
         sent[0] += size
@@ -274,7 +281,7 @@ def ray_results(tasks: Iterator[tuple[str, str]], config: PreprocessConfig, *, r
                              f"({type(exc).__name__}: a crash, or a node that left the cluster)"}
         if result.pop("needs_source", False):  # that node cannot see the mesh: send it
             try:
-                waiting.append((path, out_dir, mesh_files(path, max_mesh_bytes)))
+                waiting.append((path, out_dir, files_to_send(path, max_mesh_bytes)))
             except ValueError as exc:
                 return {"source": path, "ok": False, "error": str(exc)}
             return None
@@ -292,10 +299,13 @@ def ray_results(tasks: Iterator[tuple[str, str]], config: PreprocessConfig, *, r
         while True:
             while len(pending) < in_flight:  # hand out work: meshes to send first, then new ones
                 if waiting:
-                    size = sum(map(len, waiting[0][2].values()))
-                    if sent[0] and sent[0] + size > max_bytes_in_flight:
+                    if sent[0] and sent[0] + sum(waiting[0][2].values()) > max_bytes_in_flight:
                         break  # the bytes in flight are at their bound: wait for a task to finish
-                    submit(*waiting.popleft())
+                    path, out_dir, sizes = waiting.popleft()
+                    try:
+                        submit(path, out_dir, sizes)
+                    except ValueError as exc:  # gone or unreadable since it was sized
+                        yield {"source": path, "ok": False, "error": str(exc)}
                     continue
                 task = next(tasks, None)
                 if task is None:
