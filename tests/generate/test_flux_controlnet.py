@@ -241,3 +241,35 @@ def test_bad_xlabs_controlnets_are_one_clear_line(flux_files, tokenizer_dir, t5_
     line = refusal("--checkpoint", flux_files["checkpoint"], "--tokenizer", tokenizer_dir, "--t5-tokenizer",
                    t5_tokenizer_dir, "--controlnet", bad, "--control-image", hint)
     assert line == f"--controlnet: {XLABS_NAME}{'' if message.startswith(':') else ' '}{message}"
+
+
+def test_an_xlabs_file_cut_short_after_its_check_is_one_clear_line(xlabs, tmp_path):
+    """The header passed, then the file changed under it (a download still writing it): the load says
+    so in one line instead of safetensors' traceback."""
+    from kubik_testing.tiny_controlnet import TINY_FLUX_CONTROLNET_CONFIG
+
+    from kubik_core.generate.controlnet import ControlNetError, header_shapes
+    from kubik_core.generate.flux_controlnet import inspect_flux_controlnet, load_flux_controlnet
+
+    path = tmp_path / XLABS_NAME
+    path.write_bytes(xlabs[0].read_bytes())
+    layout = inspect_flux_controlnet(path, header_shapes(path), dict(TINY_FLUX_CONTROLNET_CONFIG, num_layers=2))
+    path.write_bytes(path.read_bytes()[:-1000])
+    with pytest.raises(ControlNetError) as caught:
+        load_flux_controlnet(path, layout)
+    assert str(caught.value).startswith(f"--controlnet: {XLABS_NAME}: its tensors cannot be read (")
+    assert "\n" not in str(caught.value)
+
+
+def test_xlabs_advice_is_xlabs_own_and_names_the_types_it_trained():
+    from kubik_core.params.control import advise_control
+
+    advice = advise_control(None, "flux_dev", "pose", XLABS_NAME, xlabs=True)
+    assert (advice.strength, advice.start_percent, advice.end_percent) == (0.7, 0.0, 1.0)
+    sources = {d.field: d.source for d in advice.decisions}
+    assert sources["strength"].startswith("XLabs-AI/x-flux-comfyui workflows/flux-controlnet-{canny,depth,hed}-v3")
+    assert sources["start_percent"] == sources["end_percent"]
+    assert sources["end_percent"].startswith("XLabs-AI/x-flux-comfyui nodes.py: Apply Flux ControlNet start 0.0, end 1.0")
+    assert "XLabs-AI trained canny, depth and hed (soft edge) ControlNets, none for pose: give the control picture its " \
+           "ControlNet was trained on" in advice.notes
+    assert advise_control(None, "flux_dev", "pose", XLABS_NAME).strength == 0.9       # Union-Pro 2.0's pose figure
