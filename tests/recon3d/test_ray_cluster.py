@@ -19,7 +19,6 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,114 +35,38 @@ from kubik_core.recon3d.data.ray_preprocess import (MARKER_FOLDER, preprocess_on
 from kubik_core.recon3d.data.render import MeshRenderer, RenderBackendError, RenderConfig  # noqa: E402
 from kubik_core.recon3d.data.samples import SampleConfig  # noqa: E402
 
-from .test_ray_preprocess import SAMPLES, _files, _free_port, _kubik, _same_report  # noqa: E402
+from kubik_testing.ray_nodes import RAY_COMMAND, REPO, RayNodes, cannot_hide, node_environment  # noqa: E402
+
+from .test_ray_preprocess import SAMPLES, _files, _kubik, _same_report  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 CONFIG = PreprocessConfig(samples=SampleConfig(surface=1500, near=1500, uniform=1500), render=None, device="cpu")
 MESHES = ("000__000", "001__001", "002__002", "nested__003__003")
-RAY_COMMAND = Path(sys.executable).with_name("ray")
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _hiding_works(folder: Path) -> str | None:
-    """None when this machine can start a process that sees a tmpfs over ``folder``; else why not."""
-    if os.geteuid() != 0:
-        return "hiding the driver's files from a Ray node needs root (mount in a namespace of its own)"
-    if shutil.which("unshare") is None:
-        return "no `unshare` command to start a Ray node in a mount namespace of its own"
-    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                            f"mount -t tmpfs kubik-hidden '{folder}' && test -z \"$(ls -A '{folder}')\""],
-                           capture_output=True, text=True, timeout=30)
-    if probe.returncode != 0:
-        return f"`unshare --mount` cannot hide a folder here: {probe.stderr.strip()[:200]}"
-    return None
-
-
-class LocalCluster:
-    """Ray nodes as `ray start --block` processes; stops them all (and checks none is left)."""
-
-    def __init__(self, temp: Path, env: dict):
-        self.temp, self.env, self.port = temp, env, _free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.starts: dict[str, subprocess.Popen] = {}
-
-    def start(self, name: str, command: list, expect: str, prefix: tuple = ()) -> None:
-        log = self.temp / f"{name}.log"
-        with open(log, "w") as out:
-            self.starts[name] = subprocess.Popen([*prefix, *command], env=self.env, stdout=out,
-                                                 stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while expect not in log.read_text(errors="replace"):
-            assert self.starts[name].poll() is None and time.monotonic() < deadline, \
-                log.read_text(errors="replace")[-3000:]
-            time.sleep(0.3)
-
-    def start_head(self) -> None:
-        self.start("head", [RAY_COMMAND, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={self.port}",
-                            "--num-cpus=0", "--include-dashboard=false", f"--dashboard-port={_free_port()}",
-                            f"--temp-dir={self.temp}", "--disable-usage-stats", "--block"], "Ray runtime started")
-
-    def start_worker(self, name: str, hide: Path | None = None) -> None:
-        command = [RAY_COMMAND, "start", f"--address={self.address}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-                   "--disable-usage-stats", "--block"]
-        prefix = ()
-        if hide is not None:  # mount a tmpfs over the folder, then become the Ray node
-            prefix = ("unshare", "--mount", "--propagation", "private", "sh", "-c",
-                      f"mount -t tmpfs kubik-hidden '{hide}' && exec \"$0\" \"$@\"")
-        self.start(name, command, "Ray runtime started", prefix)
-
-    def raylet(self, name: str):
-        import psutil
-
-        return next(p for p in psutil.Process(self.starts[name].pid).children(recursive=True) if p.name() == "raylet")
-
-    def stop(self) -> list:
-        import psutil
-
-        tree = []
-        for start in self.starts.values():
-            try:
-                tree += psutil.Process(start.pid).children(recursive=True)
-            except psutil.NoSuchProcess:
-                pass
-        for start in reversed(self.starts.values()):
-            start.terminate()              # --block: stops the processes it started, then exits
-            try:
-                start.wait(60)
-            except subprocess.TimeoutExpired:
-                start.kill()
-        _gone, alive = psutil.wait_procs(tree, timeout=30)
-        for process in alive:
-            process.kill()
-        return alive
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """A head (no CPUs) and the worker node "hidden" that cannot see this session's temporary
-    folder; the in-process driver joined to it. Yields the LocalCluster."""
-    import cloudpickle
+    folder; the in-process driver joined to it. Yields the RayNodes."""
+    from ray import cloudpickle  # the pickler Ray sends functions with
 
     if not RAY_COMMAND.exists():
         pytest.skip(f"no `ray` command beside {sys.executable}")
     hidden = tmp_path_factory.getbasetemp()
-    reason = _hiding_works(hidden)
+    reason = cannot_hide(hidden)
     if reason:
         pytest.skip(reason)
     temp = Path(tempfile.mkdtemp(prefix="kray-"))   # outside the hidden folder: every node keeps its sockets here
-    env = {name: value for name, value in os.environ.items() if not name.startswith("RAY_")}
-    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
-               # a killed node is declared dead within seconds, not Ray's default half minute
-               RAY_health_check_initial_delay_ms="1000", RAY_health_check_period_ms="1000",
-               RAY_health_check_timeout_ms="1000", RAY_health_check_failure_threshold="3")
-    nodes = LocalCluster(temp, env)
+    # a killed node is declared dead within seconds, not Ray's default half minute
+    env = node_environment(RAY_health_check_initial_delay_ms="1000", RAY_health_check_period_ms="1000",
+                           RAY_health_check_timeout_ms="1000", RAY_health_check_failure_threshold="3")
+    nodes = RayNodes(temp, env)
     alive = []
     try:
-        nodes.start_head()
+        nodes.start_head(cpus=0)
         nodes.start_worker("hidden", hide=hidden)
         ray.init(address=nodes.address, logging_level=logging.WARNING, log_to_driver=False)
-        cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test file
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])  # sent by value: workers need not import it
         _wait_for_cpus(1)
         yield nodes
     finally:

@@ -33,10 +33,10 @@ MESHES = ("000__000", "001__001", "002__002", "nested__003__003")
 
 @pytest.fixture(scope="module")
 def cluster():
-    import cloudpickle
+    from ray import cloudpickle  # the pickler Ray sends functions with
 
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=96 << 20, log_to_driver=False)
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test file
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # sent by value: workers need not import it
     yield
     ray.shutdown()
 
