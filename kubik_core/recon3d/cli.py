@@ -59,8 +59,9 @@ def register(subparsers) -> None:
     _dataset_arguments(p)
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="run the meshes as Ray tasks: alone, on a local Ray cluster started for the run; with "
-                        "HOST:PORT, ray://HOST:PORT or auto, on that cluster (meshes and OUT on storage every node "
-                        "sees at the same paths). Needs pip install \"kubikai[ray]\". Put it after SRC OUT or "
+                        "HOST:PORT, ray://HOST:PORT or auto, on that cluster (a node that cannot see the meshes or OUT "
+                        "gets each mesh from this driver and sends its files back). Needs pip install "
+                        "\"kubikai[ray]\". Put it after SRC OUT or "
                         "write --ray=ADDRESS")
     p.add_argument("--ray-cpus", type=int, default=None, help="CPUs of the local Ray cluster (this machine's)")
     p.add_argument("--ray-retries", type=int, default=3,
