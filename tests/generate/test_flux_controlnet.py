@@ -141,6 +141,8 @@ def test_an_xlabs_controlnet_computes_what_comfyui_computes(xlabs):
     controlnet = load_flux_controlnet(path, layout)
     stored = xlabs_to_diffusers(load_file(str(path)))
     assert controlnet.state_dict().keys() == stored.keys()         # every tensor of the file, nothing else
+    on_gpu = load_flux_controlnet(path, layout, torch.bfloat16).state_dict()     # what a GPU run loads
+    assert all(v.dtype == torch.bfloat16 and torch.equal(v, stored[k].to(torch.bfloat16)) for k, v in on_gpu.items())
     transformer = FluxTransformer2DModel.from_config(config)
     transformer.load_state_dict(_convert_transformer(model_state, 64), strict=True)
     hidden, img_ids = _packed(ref["x"])
