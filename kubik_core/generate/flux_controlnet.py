@@ -63,7 +63,8 @@ MISTOLINE_MARK = "controlnet_blocks.0.linear.weight"
 
 @dataclass(frozen=True)
 class FluxControlNetLayout:
-    """What the header says: the diffusers config and how many control modes a Union file has."""
+    """What the header says: the diffusers config, the file's key layout and how many control modes
+    a Union file has."""
 
     name: str
     config: dict

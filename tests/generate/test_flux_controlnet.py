@@ -14,6 +14,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from .helpers import run_kubik
 
@@ -275,3 +277,40 @@ def test_xlabs_advice_is_xlabs_own_and_names_the_types_it_trained():
     assert "XLabs-AI trained canny, depth and hed (soft edge) ControlNets, none for pose: give the control picture its " \
            "ControlNet was trained on" in advice.notes
     assert advise_control(None, "flux_dev", "pose", XLABS_NAME).strength == 0.9       # Union-Pro 2.0's pose figure
+
+
+_ODD_KEYS = ["single_blocks.0.linear2.weight", "controlnet_blocks.0.linear.weight", "double_blocks.7.img_attn.qkv.weight",
+             "input_hint_block.16.weight", "input_hint_block.x.weight", "double_blocks.x.img_mod.lin.weight",
+             "pos_embed_input.proj.weight", "controlnet_x_embedder.weight", "img_in.weight", "txt_in.weight"]
+
+
+@pytest.fixture(scope="module")
+def xlabs_header(xlabs):
+    from kubik_core.generate.controlnet import header_shapes
+
+    return header_shapes(xlabs[0])
+
+
+@settings(derandomize=True, max_examples=50, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(drop=st.sets(st.integers(0, 85), max_size=3),
+       reshape=st.dictionaries(st.integers(0, 85), st.lists(st.integers(0, 300), max_size=4), max_size=2),
+       add=st.dictionaries(st.sampled_from(_ODD_KEYS), st.lists(st.integers(1, 300), max_size=4), max_size=2))
+def test_fuzz_xlabs_headers_give_a_layout_or_one_clear_line(xlabs_header, drop, reshape, add):
+    """Any header near a real XLabs one (tensors missing, reshaped, or odd ones added): a checked
+    layout or one clear line, never another exception."""
+    from kubik_testing.tiny_controlnet import TINY_FLUX_CONTROLNET_CONFIG
+
+    from kubik_core.generate.controlnet import ControlNetError
+    from kubik_core.generate.flux_controlnet import inspect_flux_controlnet
+
+    keys = sorted(xlabs_header)
+    shapes = {k: s for i, (k, s) in enumerate(zip(keys, map(xlabs_header.get, keys))) if i not in drop}
+    shapes.update({keys[i]: tuple(s) for i, s in reshape.items() if i < len(keys)})
+    shapes.update({k: tuple(s) for k, s in add.items()})
+    try:
+        layout = inspect_flux_controlnet(XLABS_NAME, shapes, dict(TINY_FLUX_CONTROLNET_CONFIG, num_layers=2))
+    except ControlNetError as exc:
+        assert str(exc).startswith("--controlnet: ") and "\n" not in str(exc)
+        return
+    assert layout.config["num_layers"] >= 1
