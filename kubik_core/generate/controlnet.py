@@ -17,7 +17,7 @@ file's shapes instead: SD1.5 original-layout files with the checkpoint's own rea
 (``checkpoints.sd15.unet_config``), everything else from the diffusers-named shapes (for an
 original SDXL file, its names converted first). The family is told by the text feature width
 (768 SD1.5, 2048 SDXL) and must be the checkpoint's; FLUX.1 ControlNets in diffusers' and XLabs'
-layouts (flux_controlnet.py loads them) and SD3 ControlNets are told apart by their keys, each with its own refusal. The model is built on the meta device and
+layouts (flux_controlnet.py loads them) and SD3/SD3.5 ControlNets (sd3_controlnet.py) are told apart by their keys, each with its own refusal. The model is built on the meta device and
 compared with the file's tensors before anything is allocated, so every problem is one line.
 """
 from __future__ import annotations
@@ -96,6 +96,8 @@ def refusal(name: str, kind: str, checkpoint: str) -> str:
             "sd3": "an SD3 ControlNet"}[kind]
     if checkpoint != "FLUX.1":
         return f"--controlnet: {name} is {what} but the checkpoint is {checkpoint}; give an {checkpoint} ControlNet"
+    if kind == "sd3":       # sd3_controlnet.py loads it, for an SD3/SD3.5 checkpoint
+        return f"--controlnet: {name} is {what} but the checkpoint is FLUX.1; give {SUPPORTED_FLUX}"
     return f"--controlnet: {name} is {what}, which kubik generate does not load; give {SUPPORTED_FLUX}"
 
 
@@ -104,7 +106,7 @@ def inspect_controlnet(path: str | os.PathLike, checkpoint_family: str) -> Contr
     belong to ``checkpoint_family`` ("sd15" or "sdxl"). Raises ControlNetError (one line)."""
     name = Path(path).name
     if checkpoint_family not in ("sd15", "sdxl"):
-        raise ControlNetError(f"--controlnet: ControlNets load here for SD1.5, SDXL and FLUX.1 checkpoints; the "
+        raise ControlNetError(f"--controlnet: ControlNets load here for SD1.5 and SDXL checkpoints; the "
                               f"checkpoint is {_family_name(checkpoint_family)}")
     shapes = header_shapes(path)
     other = file_kind(shapes)

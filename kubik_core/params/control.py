@@ -30,6 +30,13 @@ Where the values come from (each checked at the address given):
   workflows/flux-controlnet-{canny,depth,hed}-v3-workflow.json): Apply Flux ControlNet strength
   0.7, 25 steps; its node applies the ControlNet from 0.0 to 1.0 (nodes.py), as x-flux's
   denoise_controlnet does at every step (x-flux main.py's --control_weight defaults to 0.8).
+* SD3/SD3.5 - Stability AI's reference code for its SD3.5 Large ControlNets (github.com/
+  Stability-AI/sd3.5: sd3_impls.py calls the ControlNet with scale 1 at every step; sd3_infer.py
+  samples the blur, canny and depth ControlNets 60 steps, CFG 3.5, euler): canny, depth and tile
+  (the blur ControlNet, for tiled upscaling) 1.0 over the whole schedule. Pose: InstantX/
+  SD3-Controlnet-Pose's demo (control_weight=0.7). Files named after other SD3 ControlNets get
+  their card's figure: InstantX/SD3-Controlnet-Canny 0.7 (diffusers' StableDiffusion3ControlNetPipeline
+  example), tensorart/SD3.5M-Controlnet-Canny 0.8.
 * IP-Adapter - tencent-ailab/IP-Adapter README, "Best Practice": scale 1.0 with the image prompt
   alone (empty or generic text), about 0.5 for image + text prompts. FLUX.1 (XLabs-AI's
   flux-ip-adapter v1/v2, the IP-Adapters FLUX has): 1.0 with or without a text prompt, the
@@ -71,6 +78,11 @@ _UNION2 = ("HF Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro-2.0 recommended para
            "https://huggingface.co/Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro-2.0")
 _UNION2_START = ("diffusers FluxControlNetPipeline control_guidance_start default 0.0 (the Union-Pro 2.0 "
                  "card sets only control_guidance_end)")
+_SD35_REFERENCE = ("Stability-AI/sd3.5 reference code (sd3_impls.py applies the SD3.5 Large ControlNets at scale 1 "
+                   "at every step) https://github.com/Stability-AI/sd3.5")
+_SD3_POSE = ("HF InstantX/SD3-Controlnet-Pose demo (control_weight=0.7) "
+             "https://huggingface.co/InstantX/SD3-Controlnet-Pose")
+_SD3_SCHEDULE = "convention: InstantX's SD3 demos set no start/end; full schedule"
 _OTHER_FAMILY = ("convention: no ControlNet values are published for this family here; ComfyUI's "
                  "ControlNetApplyAdvanced defaults (strength 1.0, 0.0-1.0)")
 _IPA_README = ("tencent-ailab/IP-Adapter README, Best Practice: 'scale=1.0' with the image prompt alone, "
@@ -127,6 +139,10 @@ SETTINGS: dict[str, dict[str, ControlSetting]] = {
         "scribble": _union2(0.7, 0.8, "soft edge: 0.7, end 0.8",
                             "a scribble drawn as a soft edge map, the nearest Union-Pro 2.0 mode"),
     },
+    "sd3": {
+        **{kind: ControlSetting(1.0, 1.0, _SD35_REFERENCE, _SD35_REFERENCE) for kind in ("canny", "depth", "tile")},
+        "pose": ControlSetting(0.7, 1.0, _SD3_POSE, _SD3_SCHEDULE),
+    },
 }
 # Control types of one group that stand in for a missing one (first available wins).
 _NEAREST = {"gray": ("tile", "depth"), "tile": ("gray", "softedge"), "lineart": ("softedge", "canny"),
@@ -150,6 +166,13 @@ MODEL_CARDS = (
     ModelCard(("instantx", "canny"), "flux", ("canny",), 0.6,
               "HF InstantX/FLUX.1-dev-Controlnet-Canny demo (controlnet_conditioning_scale=0.6) "
               "https://huggingface.co/InstantX/FLUX.1-dev-Controlnet-Canny"),
+    *(ModelCard(parts, "sd3", ("canny",), 0.7,
+                "diffusers StableDiffusion3ControlNetPipeline example with InstantX/SD3-Controlnet-Canny "
+                "(controlnet_conditioning_scale=0.7) https://huggingface.co/InstantX/SD3-Controlnet-Canny")
+      for parts in (("instantx", "canny"), ("sd3-controlnet-canny",))),
+    ModelCard(("sd3.5m", "canny"), "sd3", ("canny",), 0.8,
+              "HF tensorart/SD3.5M-Controlnet-Canny (controlnet_conditioning_scale=0.8) "
+              "https://huggingface.co/tensorart/SD3.5M-Controlnet-Canny"),
 )
 _UNION_V1 = ("HF Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro (v1, with InstantX): 'The recommended "
              "controlnet_conditioning_scale is 0.3-0.8' https://huggingface.co/Shakker-Labs/"

@@ -107,9 +107,21 @@ def test_a_controlnet_with_its_own_card():
 def test_missing_types_and_families_say_so():
     tile = advise_control(analyze_prompt(CAR), "flux_dev", "tile")
     assert tile.strength == 0.9 and any("no maker's tile ControlNet" in n for n in tile.notes)
-    sd3 = advise_control(analyze_prompt(CAR), "sd35_large", "canny")
-    assert sd3.strength == 1.0 and _decision(sd3, "strength").source.startswith("convention")
-    assert any("no ControlNet settings are published" in n for n in sd3.notes)
+    qwen = advise_control(analyze_prompt(CAR), "qwen_image", "canny")
+    assert qwen.strength == 1.0 and _decision(qwen, "strength").source.startswith("convention")
+    assert any("no ControlNet settings are published" in n for n in qwen.notes)
+
+
+def test_sd3_values_come_from_stability_and_instantx():
+    large = advise_control(analyze_prompt(CAR), "sd35_large", "depth",
+                           controlnet_name="sd3.5_large_controlnet_depth.safetensors")
+    assert (large.strength, large.start_percent, large.end_percent) == (1.0, 0.0, 1.0)
+    assert _decision(large, "strength").source.startswith("Stability-AI/sd3.5 reference code")
+    assert advise_control(analyze_prompt(CAR), "sd3", "pose").strength == 0.7
+    instantx = advise_control(analyze_prompt(CAR), "sd3", "canny", controlnet_name="SD3-Controlnet-Canny.safetensors")
+    assert instantx.strength == 0.7 and "InstantX/SD3-Controlnet-Canny" in _decision(instantx, "strength").source
+    lineart = advise_control(analyze_prompt(CAR), "sd35_medium", "lineart")
+    assert lineart.strength == 1.0 and any("no maker's lineart ControlNet" in n for n in lineart.notes)
 
 
 def test_bad_input_names_the_input():
