@@ -57,7 +57,8 @@ def register(subparsers) -> None:
     p.add_argument("--height", type=int, help="override the height (multiple of 8)")
     p.add_argument("--controlnet", default=None, metavar="FILE",
                    help="ControlNet .safetensors of the checkpoint's family, with --control-image: SD1.5 or SDXL "
-                        "(lllyasviel's or diffusers' layout), or FLUX.1 in diffusers' layout (InstantX Canny/Union, "
+                        "(lllyasviel's or diffusers' layout), or FLUX.1 (XLabs' flux-canny/depth/hed-controlnet, or "
+                        "diffusers' layout: InstantX Canny/Union, "
                         "Shakker-Labs Union-Pro and Union-Pro 2.0)")
     p.add_argument("--control-image", default=None, metavar="IMG",
                    help="the control picture (a canny/depth/pose map), scaled to the output size")
