@@ -4,7 +4,14 @@ Cases, each into a fresh folder, over the first ``--meshes`` objects of pybullet
   1. one process (the baseline),
   2. a local process pool of ``--workers`` processes (the local run at the same parallelism),
   3. Ray: a local cluster of ``--workers`` CPUs (its start-up timed apart), one task per mesh,
-  4. the same again on the now warm cluster (workers started, SDF kernels loaded): the steady state.
+  4. the same again on the now warm cluster (workers started, SDF kernels loaded): the steady state,
+  5. Ray across 2 nodes on this machine (`ray start` processes: a head and a worker node, 1 CPU
+     each, ``--workers`` 2), both seeing the files, cold and warm,
+  6. the same with the worker node in a mount namespace where the input and output folders are
+     hidden (no shared file system: its meshes go through the object store and its files come
+     back to the driver), cold and warm; needs root and `unshare --mount`, skipped otherwise.
+Several nodes on one machine share its 2 cores and talk over the loopback: cases 5-6 measure
+Ray's cost of running across nodes and of sending the files, not what more machines would add.
 Then Ray's own cost per task (empty tasks through the same bounded submit/wait loop, the
 driver's dispatch rate) and a paper estimate for N machines: each of C CPUs processes a mesh in
 the CPU-seconds measured in case 4, capped by the driver's dispatch rate.
@@ -16,13 +23,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
 
 
 def _noop(index: int) -> int:
@@ -43,6 +54,40 @@ def dispatch_rate(ray, tasks: int, in_flight: int) -> float:
         pending.add(remote.remote(i))
     ray.get(list(pending))
     return tasks / (time.perf_counter() - start)
+
+
+def two_nodes(src: Path, out: Path, config, hide: Path | None) -> tuple[float, list[tuple[dict, float]]]:
+    """Preprocess ``src`` cold and warm (into fresh folders under ``out``) on a cluster of a head
+    and one worker node, 1 CPU each, the worker node not seeing ``hide``; returns (cluster start
+    seconds, [(report, seconds)] cold and warm). Run in a process of its own: a fresh driver, as
+    `kubik 3d preprocess --ray ADDRESS` is."""
+    import logging
+
+    import ray
+
+    from kubik_core.recon3d.data.ray_preprocess import preprocess_on_ray
+    from kubik_testing.ray_nodes import RayNodes, node_environment
+
+    temp = Path(tempfile.mkdtemp(prefix="kray-"))
+    nodes = RayNodes(temp, node_environment())
+    try:
+        start = time.perf_counter()
+        nodes.start_head(cpus=1)
+        nodes.start_worker("worker", cpus=1, hide=hide)
+        ray.init(address=nodes.address, logging_level=logging.WARNING, log_to_driver=False)
+        while ray.cluster_resources().get("CPU", 0) < 2:
+            time.sleep(0.2)
+        started, runs = time.perf_counter() - start, []
+        for name in ("cold", "warm"):
+            start = time.perf_counter()
+            report = preprocess_on_ray(src, out / name, config)
+            runs.append((report, time.perf_counter() - start))
+        return started, runs
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        nodes.stop()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def main() -> None:
@@ -77,6 +122,8 @@ def main() -> None:
             ratio = f"{rate / baseline:.2f}x the 1-process baseline" if baseline else "baseline"
             print(f"preprocess {case:28s} cpu  {report['done']} done {len(report['failed'])} failed  "
                   f"{seconds:7.1f} s  {rate:8.0f} meshes/hour  {ratio}", flush=True)
+            if report["failed"]:
+                print(f"#   first failure: {report['failed'][0]}")
             return rate
 
         start = time.perf_counter()
@@ -101,6 +148,24 @@ def main() -> None:
             rate = dispatch_rate(ray, args.empty_tasks, args.workers * TASKS_PER_WORKER)
         finally:
             ray.shutdown()
+
+        from kubik_testing.ray_nodes import RAY_COMMAND, cannot_hide
+
+        if not RAY_COMMAND.exists():
+            print(f"# 2-node cases skipped: no `ray` command beside {sys.executable}")
+        else:
+            for hide in (None, Path(tmp)):
+                reason = cannot_hide(hide) if hide else None
+                if reason:
+                    print(f"# 2 nodes, worker without the files: skipped ({reason})")
+                    continue
+                label = "ray 2 nodes, " + ("worker w/o files" if hide else "shared files")
+                with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as child:
+                    started, runs = child.submit(two_nodes, src, Path(tmp) / label.split(", ")[1].split()[0], config,
+                                                 hide).result()
+                for (two_report, seconds), warm in zip(runs, ("", ", warm")):
+                    line(label + warm, two_report, seconds, baseline)
+                print(f"# {label}: cluster start {started:.1f} s (not in the rates)")
     done = report["done"]
     print(f"# ray local vs process pool at {args.workers} workers, both started cold: {on_ray / pool:.2f}x; "
           f"cluster start {ray_start:.1f} s (not in the rates); Ray's own cost per mesh: {1000 / rate:.1f} ms "

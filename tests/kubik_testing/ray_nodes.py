@@ -41,11 +41,21 @@ def cannot_hide(folder: Path) -> str | None:
 
 
 def node_environment(**extra: str) -> dict:
-    """This process's environment for the nodes: no RAY_* settings of the caller, token
-    authentication off (a driver joins without a token), kubik_core importable."""
+    """This process's environment for the nodes (and for drivers run as processes of their own):
+    no RAY_* settings of the caller, kubik_core importable, and the authentication this process's
+    Ray speaks. A local ``ray.init()`` that found a token in ~/.ray/auth_token sets
+    RAY_AUTH_MODE=token in this process for good, and a driver with a token cannot be reached by
+    workers without one (their tasks fail with OwnerDiedError): then the nodes get that token;
+    otherwise authentication is off."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("RAY_")}
-    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])), **extra)
+    if os.environ.get("RAY_AUTH_MODE") == "token":
+        token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+        token = os.environ.get("RAY_AUTH_TOKEN") or token_file.read_text().strip()
+        env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
+    else:
+        env.update(RAY_AUTH_MODE="disabled")
+    env.update(RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+               **extra)
     return env
 
 

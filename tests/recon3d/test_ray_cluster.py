@@ -1,11 +1,11 @@
 """`kubik 3d preprocess --ray ADDRESS` on a Ray cluster of several nodes on this machine, one of
 which cannot see the driver's files.
 
-The cluster: a head with no CPUs (so every mesh runs on a worker node), a worker node started in
-a mount namespace of its own where a tmpfs hides this test session's temporary folder (the
-meshes, OUT, everything the tests write: it sees neither, as a cloud VM without a shared file
-system would not), and later a second worker node that sees them. Each node is a `ray start`
-process of its own with one CPU. Needs root and `unshare --mount`; skipped with the reason
+The cluster (tests/kubik_testing/ray_nodes.py): a head with no CPUs (so every mesh runs on a
+worker node), a 2-CPU worker node started in a mount namespace of its own where a tmpfs hides
+this test session's temporary folder (the meshes, OUT, everything the tests write: it sees
+neither, as a cloud VM without a shared file system would not), and later a 1-CPU worker node
+that sees them. Each node is a `ray start` process of its own. Needs root and `unshare --mount`; skipped with the reason
 otherwise (and without Ray). Several nodes on one machine are not several machines: the network
 is the loopback, but the file systems each node sees are truly different.
 
@@ -64,10 +64,10 @@ def cluster(tmp_path_factory):
     alive = []
     try:
         nodes.start_head(cpus=0)
-        nodes.start_worker("hidden", hide=hidden)
+        nodes.start_worker("hidden", cpus=2, hide=hidden)
         ray.init(address=nodes.address, logging_level=logging.WARNING, log_to_driver=False)
         cloudpickle.register_pickle_by_value(sys.modules[__name__])  # sent by value: workers need not import it
-        _wait_for_cpus(1)
+        _wait_for_cpus(2)
         yield nodes
     finally:
         if ray.is_initialized():
@@ -137,7 +137,7 @@ def test_a_node_without_the_files_gets_them_from_the_driver_and_matches_the_loca
                   timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
-    assert report["workers"] == 1 and _same_report(report, reference[1])
+    assert report["workers"] == 2 and _same_report(report, reference[1])
     _same_files(tmp_path / "dataset", reference[0])   # also: no marker, no partial folder left in OUT
     assert _files(tmp_path / "shards") == _files(reference[0].parent / "reference_shards")
 
@@ -182,10 +182,32 @@ def test_a_textured_mesh_travels_with_its_material_and_texture(cluster, duck_pat
     assert (tmp_path / "bare" / "duck" / "view_000.png").read_bytes() != ours["duck/view_000.png"]
 
 
+def _timed(path: str, out_dir: str, config, read_from=None):
+    """The per-mesh work, saying when it ran and whether the mesh was sent to it."""
+    started = time.time()
+    result = process_one(path, out_dir, config, read_from=read_from)
+    return {**result, "span": (started, time.time()), "sent": read_from is not None}
+
+
+def test_meshes_sent_to_workers_stay_within_the_bytes_in_flight(cluster, source, tmp_path):
+    spans = {}
+    for name, bound in (("bounded", 1), ("unbounded", 1 << 30)):
+        out = tmp_path / name
+        tasks = [(str(source / folder / f"{folder[-3:]}.obj"), str(out / mesh))
+                 for folder, mesh in zip(("000", "001", "002", "nested/003"), MESHES)]
+        results = list(ray_results(iter(tasks), CONFIG, ray=ray, out=out, in_flight=4, max_retries=0, work=_timed,
+                                   max_bytes_in_flight=bound))
+        assert len(results) == 4 and all(r["ok"] and r["sent"] for r in results), results
+        spans[name] = sorted(r["span"] for r in results)
+    # Bound 1 byte: one mesh sent at a time, though the node runs two tasks at once; unbounded: together.
+    assert all(later[0] >= earlier[1] for earlier, later in zip(spans["bounded"], spans["bounded"][1:]))
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans["unbounded"], spans["unbounded"][1:]))
+
+
 # ---------------------------------------------------------------- two worker nodes, one seeing the files
 def test_tasks_run_on_both_nodes_and_the_output_matches_the_local_run(cluster, source, reference, tmp_path):
     cluster.start_worker("seeing")
-    _wait_for_cpus(2)
+    _wait_for_cpus(3)
     out, results = tmp_path / "dataset", []
 
     def runner(tasks):
@@ -193,7 +215,7 @@ def test_tasks_run_on_both_nodes_and_the_output_matches_the_local_run(cluster, s
             results.append(result)
             yield result
 
-    report = run_preprocess(source, out, runner, workers=2, shards=tmp_path / "shards", shard_size=3)
+    report = run_preprocess(source, out, runner, workers=3, shards=tmp_path / "shards", shard_size=3)
     assert _same_report(report, reference[1])
     _same_files(out, reference[0])
     assert _files(tmp_path / "shards") == _files(reference[0].parent / "reference_shards")
