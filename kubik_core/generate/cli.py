@@ -59,7 +59,8 @@ def register(subparsers) -> None:
                    help="ControlNet .safetensors of the checkpoint's family, with --control-image: SD1.5 or SDXL "
                         "(lllyasviel's or diffusers' layout), or FLUX.1 (XLabs' flux-canny/depth/hed-controlnet, or "
                         "diffusers' layout: InstantX Canny/Union, "
-                        "Shakker-Labs Union-Pro and Union-Pro 2.0)")
+                        "Shakker-Labs Union-Pro and Union-Pro 2.0), or SD3/SD3.5 (InstantX's, TensorArt's SD3.5M, "
+                        "Stability's SD3.5 Large blur/canny/depth)")
     p.add_argument("--control-image", default=None, metavar="IMG",
                    help="the control picture (a canny/depth/pose map), scaled to the output size")
     p.add_argument("--control-type", default="auto", choices=("auto",) + CONTROL_TYPES,

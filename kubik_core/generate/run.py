@@ -87,6 +87,7 @@ class PreparedGeneration:
     ip_adapter: Any = None                # ip_adapter.IPAdapterPlan with --ip-adapter
     flux_controlnet: Any = None           # flux_controlnet.FluxControlNetLayout with a FLUX --controlnet
     control_mode: int | None = None       # a FLUX Union ControlNet's mode for the control type
+    sd3_controlnet: Any = None            # sd3_controlnet.SD3ControlNetLayout with an SD3 --controlnet
 
     def to_dict(self) -> dict:
         return {"family": self.plan.family, "checkpoint_family": self.info.family,
@@ -233,18 +234,24 @@ def plan_generation(request: GenerateRequest) -> PreparedGeneration:
                      "add t5xxl_fp16.safetensors to --text-encoders")
     if "embedding:" in positive + negative:
         notes.append("embedding:name is not loaded outside ComfyUI; the words stay in the prompt as text")
-    control = flux_controlnet = control_mode = None
+    control = flux_controlnet = control_mode = sd3_controlnet = None
     if request.controlnet is not None:
         from ..params.control import advise_control
 
         from .controlnet import inspect_controlnet
 
+        control_type = request.control_type
         if info.family == "flux":
             flux_controlnet = _inspect_flux_controlnet(request.controlnet, info)
+        elif info.family == "sd3":      # the MMDiT's widths; a Stability file's control_type names the type
+            from .sd3_controlnet import control_type_for
+
+            sd3_controlnet = _inspect_sd3_controlnet(request.controlnet, info)
+            control_type = control_type_for(sd3_controlnet, control_type)
         else:
             inspect_controlnet(request.controlnet, info.family)   # layout, family and config, from its header
         try:
-            control = advise_control(analysis, plan.family, request.control_type,
+            control = advise_control(analysis, plan.family, control_type,
                                      os.path.basename(request.controlnet),
                                      xlabs=getattr(flux_controlnet, "layout", "") == "xlabs")
         except ParamsError as exc:
@@ -259,6 +266,10 @@ def plan_generation(request: GenerateRequest) -> PreparedGeneration:
                                  for d in control.decisions]
         if flux_controlnet is not None and flux_controlnet.layout != "xlabs":    # XLabs: one type, no modes
             control_mode = _union_mode(flux_controlnet, control)
+        if sd3_controlnet is not None:
+            from .sd3_controlnet import picture_note
+
+            notes += [n for n in (picture_note(sd3_controlnet, control.control_type),) if n]
     ip_adapter = None
     if request.ip_adapter is not None:     # headers checked against the checkpoint, the weight advised
         ip_adapter = plan_ip_adapter(request.ip_adapter, request.reference, request.image_encoder,
@@ -266,7 +277,7 @@ def plan_generation(request: GenerateRequest) -> PreparedGeneration:
                                      plan.family)
     choice = _memory_choice(request, info, plan, device)
     return PreparedGeneration(request, info, analysis, plan, stack, positive, negative, device, choice,
-                              control, notes, ip_adapter, flux_controlnet, control_mode)
+                              control, notes, ip_adapter, flux_controlnet, control_mode, sd3_controlnet)
 
 
 def _inspect_flux_controlnet(path: str, info: CheckpointInfo):
@@ -277,6 +288,17 @@ def _inspect_flux_controlnet(path: str, info: CheckpointInfo):
 
     transformer = info.files.transformer
     return inspect_flux_controlnet(path, header_shapes(path), transformer_config(transformer.shapes, transformer.name))
+
+
+def _inspect_sd3_controlnet(path: str, info: CheckpointInfo):
+    """The SD3 ControlNet's layout, checked against the MMDiT it will steer."""
+    from ..checkpoints.sd3 import transformer_config
+    from .controlnet import header_shapes
+    from .sd3_controlnet import inspect_sd3_controlnet
+
+    transformer = info.files.transformer
+    return inspect_sd3_controlnet(path, header_shapes(path), transformer_config(transformer.shapes, transformer.name),
+                                  info.described)
 
 
 def _union_mode(layout, control) -> int | None:
@@ -323,6 +345,11 @@ def load(prepared: PreparedGeneration):
     if prepared.flux_controlnet is not None:
         pipe = _with_flux_controlnet(pipe, prepared.request.controlnet, prepared.flux_controlnet,
                                      torch.bfloat16 if prepared.device.type == "cuda" else None)
+    elif prepared.sd3_controlnet is not None:
+        from .sd3_controlnet import with_sd3_controlnet
+
+        pipe = with_sd3_controlnet(pipe, prepared.request.controlnet, prepared.sd3_controlnet,
+                                   torch.bfloat16 if prepared.device.type == "cuda" else None)
     elif prepared.control is not None:
         pipe = _with_controlnet(pipe, prepared.request.controlnet, prepared.info.family)
     if prepared.ip_adapter is not None:
@@ -433,6 +460,10 @@ def run_pipeline(pipe, prepared: PreparedGeneration, seed: int):
         if prepared.flux_controlnet is not None:
             kwargs.update(control_image=hint, control_mode=prepared.control_mode,
                           latents=_flux_noise(pipe, plan, seed))
+        elif prepared.sd3_controlnet is not None:   # as each maker's code gives it (sd3_controlnet.py)
+            from .sd3_controlnet import control_picture
+
+            kwargs["control_image"] = control_picture(hint, prepared.sd3_controlnet, prepared.control.control_type)
         else:
             kwargs["image"] = hint
         kwargs.update(controlnet_conditioning_scale=prepared.control.strength,
@@ -442,6 +473,11 @@ def run_pipeline(pipe, prepared: PreparedGeneration, seed: int):
         from .ip_adapter import reference_image
 
         kwargs["ip_adapter_image"] = reference_image(prepared.request.reference)
+    if prepared.sd3_controlnet is not None:   # the pipeline samples the control latent from torch's global RNG
+        from .sd3_controlnet import seeded
+
+        with torch.inference_mode(), seeded(seed, prepared.device):
+            return pipe(**kwargs).images[0]
     with torch.inference_mode():
         return pipe(**kwargs).images[0]
 
