@@ -28,6 +28,7 @@ run does, so a node lost mid-mesh leaves nothing in OUT and the files are the sa
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -111,7 +112,8 @@ def _run_task(path: str, out_dir: str, config: PreprocessConfig, work: Callable,
     if source is None and not _sees_same_file(path, stamp):
         return {"source": path, "ok": False, "needs_source": True}
     sees_out = os.path.exists(marker)
-    with tempfile.TemporaryDirectory(prefix="kubik-ray-") as scratch:
+    in_place = source is None and sees_out   # a node that sees everything needs no folder of its own
+    with contextlib.nullcontext() if in_place else tempfile.TemporaryDirectory(prefix="kubik-ray-") as scratch:
         read_from = None
         if source is not None:
             folder = Path(scratch, "source")
