@@ -161,7 +161,7 @@ def _truncated_flux_controlnet(t):
      "--controlnet: flux-canny-controlnet-v3.safetensors: an incomplete or unknown XLabs FLUX ControlNet layout "
      "(img_in.weight)"),
     (FLUX, lambda t: _control(t, SD3_CONTROLNET),
-     f"--controlnet: cn.safetensors is an SD3 ControlNet, which kubik generate does not load; give {SUPPORTED}"),
+     f"--controlnet: cn.safetensors is an SD3 ControlNet but the checkpoint is FLUX.1; give {SUPPORTED}"),
     (FLUX, lambda t: _control(t, {"lora_unet_x.lora_down.weight": (2, 2)}, "lora.safetensors"),
      "--controlnet: lora.safetensors is not a FLUX ControlNet (no controlnet_x_embedder.weight, nor XLabs' "
      f"double_blocks.* with controlnet_blocks.*); give {SUPPORTED}"),
