@@ -272,3 +272,43 @@ def test_an_error_of_the_mesh_itself_is_reported_not_retried(cluster, source, tm
     assert (tmp_path / "raised").read_text() == "x" and report["done"] == 3
     assert {"source": str(source / "001" / "001.obj"), "error": "Escapes: a bug, not a lost worker"} in report["failed"]
 
+
+
+@pytest.fixture
+def task_here():
+    """The Ray task's function, run in this process; the worker set-up it leaves is cleared after."""
+    from kubik_core.recon3d.data import preprocess
+    from kubik_core.recon3d.data.ray_preprocess import _run_task
+
+    yield _run_task
+    preprocess._WORKER.clear()
+
+
+def test_a_node_that_sees_out_but_not_the_mesh_reads_the_sent_copy_and_writes_in_place(source, reference, tmp_path,
+                                                                                      task_here):
+    """The task function itself, in this process, for a mesh path that does not exist here (as on a
+    node without the driver's meshes) with its bytes sent along, and OUT's marker present."""
+    _run_task = task_here
+
+    out = tmp_path / "dataset"
+    marker = out / ".kubik-ray" / "run-test"
+    marker.parent.mkdir(parents=True)
+    marker.touch()
+    elsewhere = str(tmp_path / "not-here" / "000" / "000.obj")
+    sent = {"000.obj": (source / "000" / "000.obj").read_bytes()}
+    asked = _run_task(elsewhere, str(out / "000__000"), CONFIG, process_one, str(marker), (1, 1))
+    assert asked == {"source": elsewhere, "ok": False, "needs_source": True}
+
+    result = _run_task(elsewhere, str(out / "000__000"), CONFIG, process_one, str(marker), (1, 1), sent)
+    assert result["ok"] and "files" not in result   # written in place, nothing sent back
+    local = reference[0] / "000__000"
+    assert (out / "000__000" / "samples.npz").read_bytes() == (local / "samples.npz").read_bytes()
+    ours, theirs = (json.loads((folder / "meta.json").read_text()) for folder in (out / "000__000", local))
+    assert ours.pop("source") == elsewhere and theirs.pop("source") == str(source / "000" / "000.obj")
+    assert ours == theirs
+
+    # Without the marker (OUT not seen) the same task returns the finished files instead.
+    marker.unlink()
+    result = _run_task(elsewhere, str(out / "again"), CONFIG, process_one, str(marker), (1, 1), sent)
+    assert sorted(result["files"]) == ["meta.json", "samples.npz"] and not (out / "again").exists()
+    assert result["files"]["samples.npz"] == (local / "samples.npz").read_bytes()
