@@ -82,7 +82,7 @@ def test_sd3_controlnet_strength_zero_is_the_plain_picture_and_stabilitys_canny_
     assert (control["control_type"], control["strength"], control["end_percent"]) == ("canny", 1.0, 1.0)
 
 
-def test_stabilitys_layout_loads_every_tensor_as_diffusers_names_them(sd3_files, controlnets):
+def test_stabilitys_layout_loads_every_tensor_as_diffusers_names_them(sd3_files, controlnets, tmp_path):
     from safetensors.torch import load_file
 
     from kubik_core.checkpoints.sd3 import inspect_sd3, transformer_config
@@ -105,6 +105,14 @@ def test_stabilitys_layout_loads_every_tensor_as_diffusers_names_them(sd3_files,
     stored = load_file(str(controlnets["instantx"]))
     assert set(models["instantx"]) == set(stored)
     assert all(torch.equal(models["instantx"][k], stored[k].float()) for k in stored)
+    # TensorArt's SD3.5M kind: a second attention in some blocks, RMS q/k norms, read back from the header
+    from kubik_testing.tiny_sd3_controlnet import TINY_SD3_CONTROLNET_CONFIG, write_tiny_sd3_controlnet
+
+    medium = write_tiny_sd3_controlnet(tmp_path / "SD3.5M-Controlnet-Canny.safetensors", num_layers=2,
+                                       dual_attention_layers=(0,), qk_norm="rms_norm")
+    config = inspect_sd3_controlnet(medium, header_shapes(medium), transformer).config
+    assert config == dict(TINY_SD3_CONTROLNET_CONFIG, sample_size=128, num_layers=2, dual_attention_layers=(0,),
+                          qk_norm="rms_norm", extra_conditioning_channels=0)
 
 
 def test_the_control_picture_goes_in_as_each_makers_code_gives_it():
