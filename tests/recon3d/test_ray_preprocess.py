@@ -312,3 +312,23 @@ def test_a_node_that_sees_out_but_not_the_mesh_reads_the_sent_copy_and_writes_in
     result = _run_task(elsewhere, str(out / "again"), CONFIG, process_one, str(marker), (1, 1), sent)
     assert sorted(result["files"]) == ["meta.json", "samples.npz"] and not (out / "again").exists()
     assert result["files"]["samples.npz"] == (local / "samples.npz").read_bytes()
+
+
+def test_the_files_a_mesh_names_are_found_and_stay_inside_its_folder(tmp_path):
+    from kubik_core.recon3d.data.ray_preprocess import referenced_files
+
+    folder = tmp_path / "meshes"
+    (folder / "tex").mkdir(parents=True)
+    for name in ("a.mtl", "b.mtl", "my lib.mtl", "tex/t.png", "bump.png", "data.bin", "image.png"):
+        (folder / name).write_bytes(b"x")
+    (tmp_path / "outside.png").write_bytes(b"x")
+    (folder / "a.mtl").write_text("newmtl m\nmap_Kd -s 1 1 1 tex/t.png\nbump bump.png\nmap_Ks ../outside.png\n")
+    (folder / "m.obj").write_text("# a mesh\nmtllib a.mtl b.mtl\nv 0 0 0\n  mtllib my lib.mtl\nmtllib missing.mtl\n"
+                                  "mtllib /etc/passwd\nf 1 1 1\n")
+    assert referenced_files(folder / "m.obj") == ["a.mtl", "b.mtl", "my lib.mtl", "tex/t.png", "bump.png"]
+    (folder / "m.gltf").write_text(json.dumps({"buffers": [{"uri": "data.bin"}, {"uri": "data:application/x;base64,AA"}],
+                                               "images": [{"uri": "image.png"}, {"uri": "https://example.com/i.png"},
+                                                          {"uri": "../outside.png"}, "junk"]}))
+    assert referenced_files(folder / "m.gltf") == ["data.bin", "image.png"]
+    (folder / "deep.gltf").write_text("[" * 10_000)   # hostile JSON: nothing named, no error
+    assert referenced_files(folder / "deep.gltf") == []
