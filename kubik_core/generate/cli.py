@@ -69,11 +69,14 @@ def register(subparsers) -> None:
     p.add_argument("--control-strength", type=float, default=None,
                    help="ControlNet strength 0-2 (default: the published value, see kubik params --control)")
     p.add_argument("--ip-adapter", default=None, metavar="FILE",
-                   help="IP-Adapter .safetensors (ComfyUI's models/ipadapter; SD1.5 or SDXL, as the checkpoint), "
-                        "with --reference")
+                   help="IP-Adapter .safetensors (ComfyUI's models/ipadapter; SD1.5 or SDXL as the checkpoint, or "
+                        "XLabs' flux-ip-adapter v1/v2 for FLUX.1), with --reference")
     p.add_argument("--reference", default=None, metavar="IMG", help="the IP-Adapter's reference picture")
     p.add_argument("--ip-adapter-weight", type=float, default=None, metavar="W",
                    help="IP-Adapter weight 0-2 (default: the published value, see kubik params --control)")
+    p.add_argument("--true-cfg", type=float, default=None, metavar="S",
+                   help="FLUX with --ip-adapter: true CFG scale 1-10, 1 = off (default: XLabs' published 3.5; "
+                        "each step then runs the model twice)")
     p.add_argument("--image-encoder", default=None, metavar="PATH",
                    help="the adapter's CLIP vision encoder: a folder with config.json and model.safetensors, or "
                         "ComfyUI's clip_vision file (default: an image_encoder folder beside the adapter)")
@@ -112,7 +115,7 @@ def run_generate(args) -> int:
         controlnet=args.controlnet, control_image=args.control_image, control_strength=args.control_strength,
         control_type=args.control_type,
         ip_adapter=args.ip_adapter, reference=args.reference, ip_adapter_weight=args.ip_adapter_weight,
-        image_encoder=args.image_encoder)
+        image_encoder=args.image_encoder, true_cfg=args.true_cfg)
     try:
         prepared = plan_generation(request)
         if not args.json:
@@ -168,5 +171,7 @@ def _format_plan(prepared) -> str:
         ip = prepared.ip_adapter
         lines.append(f"ip-adapter  {ip.file} ({ip.kind}, encoder {ip.encoder}), reference {ip.reference}: weight "
                      f"{ip.weight:g} ({ip.weight_reason}; source: {ip.weight_source})")
+        if ip.true_cfg is not None:
+            lines.append(f"  true CFG {ip.true_cfg:g} ({ip.true_cfg_reason}; source: {ip.true_cfg_source})")
     lines += [f"note: {n}" for n in prepared.stack.notes + prepared.notes]
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""IP-Adapter (image prompt) for ``kubik generate``: a reference picture steers SD1.5 and SDXL.
+"""IP-Adapter (image prompt) for ``kubik generate``: a reference picture steers SD1.5, SDXL and FLUX.1.
 
 The adapter is one .safetensors file as ComfyUI users keep it in models/ipadapter (the h94/
 IP-Adapter files): ``image_proj.*`` turns the CLIP vision encoder's output into a few extra
@@ -12,7 +12,9 @@ training script numbers them). Three projection kinds exist and diffusers loads 
   reads the penultimate hidden states;
 - full (ip-adapter-full-face_sd15): ``proj.0``..``proj.3``, reads the hidden states.
 
-FaceID adapters need face embeddings from insightface and are refused with one line.
+FaceID adapters need face embeddings from insightface and are refused with one line. FLUX.1
+checkpoints take XLabs-AI's flux-ip-adapter (v1, v2) instead, in XLabs' own layout
+(flux_ip_adapter.py), with the same CLIP vision encoders (ViT-L/14 there).
 
 The CLIP vision encoder comes from ``--image-encoder``: a folder as transformers saves
 CLIPVisionModelWithProjection (config.json + model.safetensors, h94/IP-Adapter's
@@ -24,7 +26,8 @@ downloaded.
 
 Everything is checked from the headers before a tensor is read: the adapter's cross-attention
 width against the checkpoint's (768 SD1.5, 2048 SDXL), its layer count against the UNet's
-cross-attentions, and the width it reads against what the encoder gives.
+cross-attentions, and the width it reads against what the encoder gives (for FLUX: the widths and
+double blocks against the FLUX transformer's).
 """
 from __future__ import annotations
 
@@ -32,9 +35,11 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..common.model_config import ConfigFileError, load_config_file
 from ..common.safetensors_file import SafetensorsFileError, read_header
+from .flux_ip_adapter import is_xlabs_layout
 
 ENCODER_FOLDER = "image_encoder"          # diffusers' load_ip_adapter default, beside the adapter
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -47,6 +52,8 @@ KNOWN_TOWERS = {(1024, 24): ("ViT-L/14", "quick_gelu"), (1280, 32): ("ViT-H/14",
                 (1664, 48): ("ViT-bigG/14", "gelu")}
 TOWER_HEADS = 16
 MAX_WEIGHT = 2.0           # the same bound as --control-strength
+ADAPTER_FIX = "give the IP-Adapter .safetensors (ComfyUI's models/ipadapter)"
+FLUX_FIX = "give XLabs' flux-ip-adapter .safetensors (v1 or v2) for a FLUX.1 checkpoint"
 _LAYER = re.compile(r"^vision_model\.encoder\.layers\.(\d+)\.")
 
 
@@ -92,12 +99,20 @@ class IPAdapterPlan:
     weight_source: str
     encoder_layout: EncoderLayout
     title: str = "IP-Adapter"
+    flux_layout: Any = None              # flux_ip_adapter.FluxAdapterLayout for an XLabs FLUX adapter
+    true_cfg: float | None = None        # FLUX: diffusers' true_cfg_scale (1: off), with its reason and source
+    true_cfg_reason: str = ""
+    true_cfg_source: str = ""
 
     def to_dict(self) -> dict:
         """File names only: a local path has no place in a shared picture."""
-        return {"file": self.file, "kind": self.kind, "image_encoder": self.encoder,
+        data = {"file": self.file, "kind": self.kind, "image_encoder": self.encoder,
                 "reference": self.reference, "weight": self.weight, "weight_reason": self.weight_reason,
                 "weight_source": self.weight_source}
+        if self.true_cfg is not None:
+            data.update(true_cfg=self.true_cfg, true_cfg_reason=self.true_cfg_reason,
+                        true_cfg_source=self.true_cfg_source)
+        return data
 
     def explain(self, verbosity: str) -> str:
         text = f"IP-Adapter {self.file} ({self.kind}) with the reference {self.reference} at weight {self.weight:g}"
@@ -106,6 +121,10 @@ class IPAdapterPlan:
         text += f": {self.weight_reason}"
         if verbosity == "technical":
             text += f" [source: {self.weight_source}]"
+        if self.true_cfg is not None:
+            text += f"; true CFG {self.true_cfg:g}: {self.true_cfg_reason}"
+            if verbosity == "technical":
+                text += f" [source: {self.true_cfg_source}]"
         return text + "."
 
 
@@ -125,26 +144,79 @@ def check_inputs(adapter: str | None, reference: str | None, weight: float | Non
 
 
 def plan_ip_adapter(adapter: str, reference: str, encoder: str | None, weight: float | None,
-                    checkpoint_family: str, checkpoint: str, analysis, family: str) -> IPAdapterPlan:
+                    checkpoint_family: str, checkpoint: str, analysis, family: str, flux_transformer=None,
+                    true_cfg: float | None = None) -> IPAdapterPlan:
     """Every header checked against the checkpoint and each other, and the weight: ``weight``, or
-    the optimizer's IP-Adapter advice for the prompt (params.control, with its source)."""
+    the optimizer's IP-Adapter advice for the prompt (params.control, with its source).
+
+    FLUX.1: ``flux_transformer`` is the checkpoint's transformer part (.shapes, .name), and
+    ``true_cfg`` diffusers' true_cfg_scale (None: XLabs' published 3.5, 1: off)."""
     from ..params.control import advise_control
 
-    layout = inspect_adapter(adapter)
-    check_against_checkpoint(layout, checkpoint_family, checkpoint)
+    name = Path(adapter).name
+    if checkpoint_family == "flux":
+        flux_layout = _inspect_for_flux(adapter, flux_transformer)
+        layout_name, kind = flux_layout.name, flux_layout.kind
+    else:
+        if is_xlabs_layout(_header_shapes(adapter, "--ip-adapter", ADAPTER_FIX)):
+            from ..checkpoints import FAMILY_NAMES
+
+            raise IPAdapterError(f"--ip-adapter: {name} is an XLabs FLUX.1 IP-Adapter but the checkpoint is "
+                                 f"{FAMILY_NAMES.get(checkpoint_family, checkpoint_family)}; give an IP-Adapter of "
+                                 "the checkpoint's family")
+        layout = inspect_adapter(adapter)
+        check_against_checkpoint(layout, checkpoint_family, checkpoint)
+        flux_layout, layout_name, kind = None, layout.name, layout.kind
     encoder = encoder or default_encoder(adapter)
     if encoder is None:
-        raise IPAdapterError(f"--image-encoder: {layout.name} needs the CLIP vision encoder it was trained with; "
+        raise IPAdapterError(f"--image-encoder: {layout_name} needs the CLIP vision encoder it was trained with; "
                              "give its folder or ComfyUI's clip_vision file (none is downloaded)")
     encoder_layout = inspect_encoder(encoder)
-    check_encoder(layout, encoder_layout)
+    if flux_layout is not None:
+        from .flux_ip_adapter import check_encoder as check_flux_encoder
+
+        check_flux_encoder(flux_layout, encoder_layout)
+    else:
+        check_encoder(layout, encoder_layout)
     advice = next(d for d in advise_control(analysis, family).decisions if d.field == "ip_adapter_weight")
     if weight is None:
         value, reason, source = float(advice.value), advice.reason, advice.source
     else:
         value, reason, source = float(weight), f"your choice: {weight:g}", "--ip-adapter-weight"
-    return IPAdapterPlan(layout.name, layout.kind, encoder_layout.name, Path(reference).name, value, reason,
-                         source, encoder_layout)
+    plan = IPAdapterPlan(layout_name, kind, encoder_layout.name, Path(reference).name, value, reason,
+                         source, encoder_layout, flux_layout=flux_layout)
+    if flux_layout is not None:
+        from .flux_ip_adapter import TRUE_CFG, TRUE_CFG_SOURCE
+
+        if true_cfg is None:
+            plan.true_cfg, plan.true_cfg_source = TRUE_CFG, TRUE_CFG_SOURCE
+            plan.true_cfg_reason = (f"published: XLabs sample their IP-Adapter with true CFG {TRUE_CFG:g} (a second "
+                                    "pass each step with the negative prompt and a black reference)")
+        else:
+            plan.true_cfg, plan.true_cfg_source = float(true_cfg), "--true-cfg"
+            plan.true_cfg_reason = f"your choice: {true_cfg:g}" + (" (off)" if true_cfg == 1 else "")
+    return plan
+
+
+def _inspect_for_flux(adapter: str, flux_transformer):
+    """The XLabs layout of ``adapter``, checked against the FLUX transformer; one line otherwise."""
+    from ..checkpoints.flux import transformer_config
+    from .flux_ip_adapter import check_against_flux, inspect_flux_adapter
+
+    name = Path(adapter).name
+    shapes = _header_shapes(adapter, "--ip-adapter", ADAPTER_FIX)
+    if not is_xlabs_layout(shapes):
+        width = (shapes.get("image_proj.norm.weight") or (0,))[0]
+        what = (f"an IP-Adapter for {WIDTH_FAMILY[width]}" if width in WIDTH_FAMILY else
+                "an IP-Adapter in h94's layout (image_proj.*, ip_adapter.*)" if "image_proj.norm.weight" in shapes
+                else None)
+        if what is None:
+            raise IPAdapterError(f"--ip-adapter: {name} is not a FLUX.1 IP-Adapter (no ip_adapter_proj_model.* and "
+                                 f"double_blocks.*.processor.ip_adapter_double_stream_* tensors); {FLUX_FIX}")
+        raise IPAdapterError(f"--ip-adapter: {name} is {what} but the checkpoint is FLUX.1; {FLUX_FIX}")
+    layout = inspect_flux_adapter(shapes, name)
+    check_against_flux(layout, transformer_config(flux_transformer.shapes, flux_transformer.name))
+    return layout
 
 
 def _header_shapes(path: str | os.PathLike, flag: str, fix: str) -> dict[str, tuple[int, ...]]:
@@ -165,7 +237,7 @@ def _width_name(width: int) -> str:
 def inspect_adapter(path: str | os.PathLike) -> AdapterLayout:
     """The layout of the IP-Adapter file ``path``, from its header; IPAdapterError otherwise."""
     name = Path(path).name
-    shapes = _header_shapes(path, "--ip-adapter", "give the IP-Adapter .safetensors (ComfyUI's models/ipadapter)")
+    shapes = _header_shapes(path, "--ip-adapter", ADAPTER_FIX)
     proj = {k[len("image_proj."):]: s for k, s in shapes.items() if k.startswith("image_proj.")}
     layers = {k[len("ip_adapter."):]: s for k, s in shapes.items() if k.startswith("ip_adapter.")}
     if not proj or not layers:
@@ -207,7 +279,7 @@ def check_against_checkpoint(adapter: AdapterLayout, family: str, checkpoint_pat
 
     width = FAMILY_WIDTH.get(family)
     if width is None:
-        raise IPAdapterError(f"--ip-adapter: IP-Adapters load here for SD1.5 and SDXL checkpoints; "
+        raise IPAdapterError(f"--ip-adapter: IP-Adapters load here for SD1.5, SDXL and FLUX.1 checkpoints; "
                              f"the checkpoint is {FAMILY_NAMES.get(family, family)}")
     if adapter.cross_attention_dim != width:
         raise IPAdapterError(f"--ip-adapter: {adapter.name} is an IP-Adapter for {_width_name(adapter.cross_attention_dim)} "
@@ -318,12 +390,22 @@ def load_encoder(encoder: EncoderLayout):
     return model.eval()
 
 
-def attach(pipe, adapter_path: str | os.PathLike, encoder: EncoderLayout, weight: float) -> None:
-    """Load the adapter into ``pipe`` (SD1.5 or SDXL, with or without ControlNet) with its image
-    encoder and CLIP's image processor, at ``weight``."""
+def attach(pipe, adapter_path: str | os.PathLike, plan: IPAdapterPlan) -> None:
+    """Load the adapter into ``pipe`` (SD1.5, SDXL or FLUX.1, with or without ControlNet) with its
+    image encoder and CLIP's image processor, at the plan's weight."""
     from safetensors.torch import load_file
     from transformers import CLIPImageProcessor
 
+    encoder, weight = plan.encoder_layout, plan.weight
+    if plan.flux_layout is not None:
+        from . import flux_ip_adapter
+
+        try:
+            flux_ip_adapter.attach(pipe, adapter_path, plan.flux_layout, load_encoder(encoder), encoder.image_size,
+                                   weight)
+        except flux_ip_adapter.FluxIPAdapterError as exc:
+            raise IPAdapterError(str(exc)) from None
+        return
     name = Path(adapter_path).name
     parts: dict[str, dict] = {"image_proj": {}, "ip_adapter": {}}
     try:

@@ -67,6 +67,7 @@ class GenerateRequest:
     reference: str | None = None          # the IP-Adapter's reference picture
     ip_adapter_weight: float | None = None  # None: the published value (params/control.py)
     image_encoder: str | None = None      # CLIP vision folder or file (default: image_encoder/ beside the adapter)
+    true_cfg: float | None = None         # FLUX with --ip-adapter: true_cfg_scale (None: XLabs' 3.5; 1: off)
 
 
 @dataclass
@@ -193,10 +194,14 @@ def plan_generation(request: GenerateRequest) -> PreparedGeneration:
         if request.control_strength is not None and not 0 <= request.control_strength <= 2:
             raise GenerateError(f"--control-strength: {request.control_strength:g}; give 0 to 2")
         _control_image(request.control_image, 8, 8)      # unreadable pictures fail before any loading
+    from .flux_ip_adapter import check_true_cfg
     from .ip_adapter import check_inputs, plan_ip_adapter
 
     check_inputs(request.ip_adapter, request.reference, request.ip_adapter_weight)
+    check_true_cfg(request.true_cfg)
     info = inspect_checkpoint(request.checkpoint, request.text_encoders, request.vae)
+    if request.true_cfg is not None and (info.family != "flux" or request.ip_adapter is None):
+        raise GenerateError("--true-cfg goes with a FLUX.1 checkpoint and --ip-adapter (XLabs' true CFG); drop it")
     device = _device(request.device)
     notes: list[str] = []
     try:
@@ -221,10 +226,22 @@ def plan_generation(request: GenerateRequest) -> PreparedGeneration:
         positive = f"{positive}, {', '.join(missing)}"
         notes.append(f"added the LoRA trigger words {', '.join(missing)}")
     negative = request.negative if request.negative is not None else analysis.negative or ""
-    if info.family == "flux":      # FLUX.1 dev and schnell sample without CFG
-        if request.negative:
+    ip_adapter = None
+    if request.ip_adapter is not None:     # headers checked against the checkpoint, the weight advised
+        ip_adapter = plan_ip_adapter(request.ip_adapter, request.reference, request.image_encoder,
+                                     request.ip_adapter_weight, info.family, request.checkpoint, analysis,
+                                     plan.family, info.files.transformer if info.family == "flux" else None,
+                                     request.true_cfg)
+    true_cfg = ip_adapter is not None and ip_adapter.true_cfg is not None and ip_adapter.true_cfg > 1
+    if info.family == "flux":      # FLUX.1 dev and schnell sample without CFG, but for XLabs' true CFG
+        if request.negative and not true_cfg:
             notes.append("FLUX.1 samples without CFG: the negative prompt is not used")
-        negative = ""
+        negative = (request.negative or "") if true_cfg else ""
+    if true_cfg:
+        notes.append(f"true CFG {ip_adapter.true_cfg:g} for the XLabs IP-Adapter: two passes of the model a step, "
+                     f"the second with the negative prompt ({negative or 'empty'}) and a black reference")
+        if info.files.variant == "schnell":
+            notes.append("XLabs' IP-Adapters were trained on FLUX.1 dev; on schnell they are untested by their makers")
     if info.family in FLOW_FAMILIES and any(weight != 1 for text in (positive, negative)
                                             for _, weight in _segments(text, request.dialect)):
         notes.append(f"prompt weights are not applied to {FAMILY_NAMES[info.family]} here: the words are kept at "
@@ -270,11 +287,6 @@ def plan_generation(request: GenerateRequest) -> PreparedGeneration:
             from .sd3_controlnet import picture_note
 
             notes += [n for n in (picture_note(sd3_controlnet, control.control_type),) if n]
-    ip_adapter = None
-    if request.ip_adapter is not None:     # headers checked against the checkpoint, the weight advised
-        ip_adapter = plan_ip_adapter(request.ip_adapter, request.reference, request.image_encoder,
-                                     request.ip_adapter_weight, info.family, request.checkpoint, analysis,
-                                     plan.family)
     choice = _memory_choice(request, info, plan, device)
     return PreparedGeneration(request, info, analysis, plan, stack, positive, negative, device, choice,
                               control, notes, ip_adapter, flux_controlnet, control_mode, sd3_controlnet)
@@ -355,7 +367,7 @@ def load(prepared: PreparedGeneration):
     if prepared.ip_adapter is not None:
         from .ip_adapter import attach
 
-        attach(pipe, prepared.request.ip_adapter, prepared.ip_adapter.encoder_layout, prepared.ip_adapter.weight)
+        attach(pipe, prepared.request.ip_adapter, prepared.ip_adapter)
     if prepared.device.type == "cuda":      # half the memory and the fast kernels; the SDXL VAE
         # upcasts itself where fp16 overflows (force_upcast); FLUX, SD3.5 and T5 overflow in fp16: bf16
         pipe.to(dtype=torch.bfloat16 if flow else torch.float16)
@@ -473,6 +485,9 @@ def run_pipeline(pipe, prepared: PreparedGeneration, seed: int):
         from .ip_adapter import reference_image
 
         kwargs["ip_adapter_image"] = reference_image(prepared.request.reference)
+        if prepared.ip_adapter.true_cfg is not None:     # FLUX: XLabs' true CFG (1: off), black negative reference
+            kwargs.update(true_cfg_scale=prepared.ip_adapter.true_cfg,
+                          negative_prompt="".join(text for text, _ in _segments(prepared.negative, dialect)))
     if prepared.sd3_controlnet is not None:   # the pipeline samples the control latent from torch's global RNG
         from .sd3_controlnet import seeded
 

@@ -1,6 +1,7 @@
 """Tiny random-weight IP-Adapter files for the tiny SD1.5 and SDXL checkpoints (tiny_checkpoint.py),
 in the layout of tencent-ailab/IP-Adapter's released .safetensors files (as ComfyUI users keep
-them in models/ipadapter):
+them in models/ipadapter), and for the tiny FLUX.1 (tiny_flux.py) in XLabs-AI's layout
+(write_tiny_xlabs_ip_adapter, described there). The SD layout:
 
 - ``image_proj.proj`` (Linear: image embedding -> 4 tokens x the UNet's text width) and
   ``image_proj.norm`` (LayerNorm over that width): the "basic" ImageProjModel;
@@ -48,4 +49,48 @@ def write_tiny_ip_adapter(path: str | Path, checkpoint: str | Path, image_embed_
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata={"kubik.note": "KubikAI tiny random IP-Adapter"})
+    return path
+
+
+def write_tiny_xlabs_ip_adapter(path: str | Path, flux_file: str | Path, image_embed_dim: int, tokens: int = 4,
+                                seed: int = 0, context: int | None = None, hidden: int | None = None,
+                                blocks: int | None = None) -> Path:
+    """An XLabs-AI flux-ip-adapter file (v1: 4 image tokens, v2: 16) for the FLUX transformer in
+    ``flux_file`` (its widths and double-block count read from the header, with or without the
+    ``model.diffusion_model.`` prefix), as x-flux saves it:
+
+    - ``ip_adapter_proj_model.proj`` (Linear image_embed_dim -> tokens x T5 width) and
+      ``ip_adapter_proj_model.norm`` (LayerNorm over the T5 width);
+    - ``double_blocks.<n>.processor.ip_adapter_double_stream_k_proj`` / ``_v_proj`` (Linear T5 width
+      -> FLUX width, with bias) for every double block.
+
+    ``context``, ``hidden`` and ``blocks`` replace the header's values (a file for another FLUX).
+    Values are seeded N(0, 1/fan_in), so weight 1 visibly changes a picture."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(flux_file), framework="pt") as handle:
+        shapes = {k.removeprefix("model.diffusion_model."): tuple(handle.get_slice(k).get_shape())
+                  for k in handle.keys()}
+    context = context or shapes["txt_in.weight"][1]
+    hidden = hidden or shapes["img_in.weight"][0]
+    blocks = blocks or 1 + max(int(k.split(".")[1]) for k in shapes if k.startswith("double_blocks."))
+    generator = torch.Generator().manual_seed(seed)
+
+    def lecun(*shape: int):
+        return (torch.randn(*shape, generator=generator) / shape[-1] ** 0.5).to(torch.bfloat16)
+
+    tensors = {"ip_adapter_proj_model.proj.weight": lecun(tokens * context, image_embed_dim),
+               "ip_adapter_proj_model.proj.bias": lecun(tokens * context),
+               "ip_adapter_proj_model.norm.weight": torch.ones(context, dtype=torch.bfloat16),
+               "ip_adapter_proj_model.norm.bias": torch.zeros(context, dtype=torch.bfloat16)}
+    for number in range(blocks):
+        for which in ("k", "v"):
+            stem = f"double_blocks.{number}.processor.ip_adapter_double_stream_{which}_proj"
+            tensors[f"{stem}.weight"] = lecun(hidden, context)
+            tensors[f"{stem}.bias"] = lecun(hidden)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata={"kubik.note": "KubikAI tiny random XLabs FLUX IP-Adapter"})
     return path
