@@ -98,9 +98,15 @@ def _without_adapter(pipe, prepared, seed: int):
 
 
 def test_weight_zero_is_the_plain_picture_and_weight_one_changes_it(flux_files, tokenizer_dir, t5_tokenizer_dir,
-                                                                    files, tmp_path):
+                                                                    files, tmp_path, monkeypatch):
+    import socket
+
     from kubik_core.generate.run import load, plan_generation, run_pipeline
 
+    def no_network(*args):
+        raise AssertionError(f"a connection was attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)     # planning and loading stay offline
     prepared = plan_generation(_request(flux_files, tokenizer_dir, t5_tokenizer_dir, tmp_path,
                                         ip_adapter=str(files.v1), reference=str(files.reference),
                                         image_encoder=str(files.encoder)))
@@ -108,6 +114,7 @@ def test_weight_zero_is_the_plain_picture_and_weight_one_changes_it(flux_files, 
     assert (ip.kind, ip.weight, ip.true_cfg) == ("XLabs v1", 1.0, 3.5)
     assert ip.flux_layout.tokens == 4 and ip.flux_layout.blocks == 2
     pipe, _notes = load(prepared)
+    monkeypatch.undo()
     assert type(pipe).__name__ == "FluxPipeline"
     assert type(pipe.transformer.transformer_blocks[1].attn.processor).__name__ == "FluxIPAdapterAttnProcessor"
     call = _pipeline_call(pipe, prepared, 3)
