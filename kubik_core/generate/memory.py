@@ -18,7 +18,8 @@ The estimate is a documented model, not a measurement:
 
 - weights: parameter bytes per component as loaded (float32 on the CPU, float16 on a GPU; FLUX
   and SD3 bfloat16), from the headers of the checkpoint (and of FLUX's or SD3's separate text
-  encoder and VAE files) (checkpoint.inspect_checkpoint);
+  encoder and VAE files) (checkpoint.inspect_checkpoint), and of the ControlNet, IP-Adapter and
+  image encoder files, each a component of its own;
 - activations: the UNet's at the latent size, ``ACTIVATION_BYTES_PER_LATENT_PIXEL`` bytes per
   latent pixel and image (x2 for classifier-free guidance), plus the VAE decoder's at the image
   size, ``VAE_BYTES_PER_PIXEL`` bytes per output pixel (a tile's worth with tiling);
@@ -29,7 +30,8 @@ The estimate is a documented model, not a measurement:
   ``TIME_FACTORS`` for the others: rough guesses, not measured here yet (diffusers publishes
   leaf-level group offloading of the FLUX transformer at 3.8x its time without streams, and calls
   sequential offloading "extremely slow"; streams hide most of the copies). The GPU run of
-  benchmarks/generate.py is what will check them.
+  benchmarks/generate.py is what will check them. A ControlNet adds its parameter share of the
+  denoiser's time to each step, true CFG (FLUX IP-Adapters) doubles it.
 
 ``auto`` picks the first strategy of ``AUTO_ORDER`` (fastest first) whose estimated peak fits
 ``FIT_FRACTION`` of the free memory ``torch.cuda.mem_get_info`` reports; on a machine without a
@@ -79,8 +81,10 @@ class MemoryChoice:
 
 
 def estimate_strategies(component_bytes: dict, largest_layer_bytes: int, width: int, height: int,
-                        batch: int, cuda: bool, base_seconds: float | None) -> list[StrategyEstimate]:
-    """Peak memory and time of each strategy (see the module docstring for the model)."""
+                        batch: int, cuda: bool, base_seconds: float | None,
+                        step_cost: float = 1.0) -> list[StrategyEstimate]:
+    """Peak memory and time of each strategy (see the module docstring for the model);
+    ``step_cost``: a step's time against the checkpoint's alone (a ControlNet, true CFG)."""
     latent_pixels = (width // 8) * (height // 8)
     unet_acts = 2 * batch * latent_pixels * ACTIVATION_BYTES_PER_LATENT_PIXEL
     vae_acts = batch * width * height * VAE_BYTES_PER_PIXEL
@@ -99,7 +103,7 @@ def estimate_strategies(component_bytes: dict, largest_layer_bytes: int, width: 
         note = "" if runs else "needs a CUDA GPU (offloading moves weights between the CPU and the GPU)"
         if name == "aggressive" and not cuda:
             note = "on the CPU: group offloading onto the CPU and VAE tiling/slicing; no fp8 casting"
-        seconds = None if base_seconds is None else base_seconds * TIME_FACTORS[name]
+        seconds = None if base_seconds is None else base_seconds * step_cost * TIME_FACTORS[name]
         estimates.append(StrategyEstimate(name, int(peaks[name]), seconds, runs, note))
     return estimates
 

@@ -17,6 +17,7 @@ sampler/scheduler pair is the nearest diffusers scheduler (schedulers.py).
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -287,7 +288,7 @@ def plan_generation(request: GenerateRequest) -> PreparedGeneration:
             from .sd3_controlnet import picture_note
 
             notes += [n for n in (picture_note(sd3_controlnet, control.control_type),) if n]
-    choice = _memory_choice(request, info, plan, device)
+    choice = _memory_choice(request, info, plan, device, ip_adapter, true_cfg)
     return PreparedGeneration(request, info, analysis, plan, stack, positive, negative, device, choice,
                               control, notes, ip_adapter, flux_controlnet, control_mode, sd3_controlnet)
 
@@ -324,15 +325,47 @@ def _union_mode(layout, control) -> int | None:
     return mode
 
 
-def _memory_choice(request, info, plan, device) -> memory.MemoryChoice:
+def _adapter_bytes(request: GenerateRequest, ip_adapter) -> dict:
+    """Float32 parameter bytes of the ControlNet, IP-Adapter and image encoder files of the run
+    (from their headers, already checked by the planning), which the estimate adds to the
+    checkpoint's components."""
+    from ..common.safetensors_file import SafetensorsFileError, read_header
+
+    files = {"controlnet": request.controlnet, "ip_adapter": request.ip_adapter}
+    if ip_adapter is not None:
+        encoder = Path(ip_adapter.encoder_layout.path)
+        files["image_encoder"] = encoder / "model.safetensors" if encoder.is_dir() else encoder
+    sizes = {}
+    for part, path in files.items():
+        if path is None:
+            continue
+        try:
+            tensors = read_header(path).tensors.values()
+        except (SafetensorsFileError, OSError):   # e.g. a folder layout this estimate does not read
+            continue
+        sizes[part] = 4 * sum(math.prod(shape) for _, shape in tensors)
+    return sizes
+
+
+def _step_cost(component_bytes: dict, extras: dict, true_cfg: bool) -> float:
+    """How much longer a sampling step takes than the checkpoint's alone: a ControlNet runs beside the
+    denoiser every step (its share by parameter count, a rough model), and true CFG runs both twice."""
+    denoiser = component_bytes.get("unet") or component_bytes.get("transformer") or 0
+    cost = 1.0 + (extras.get("controlnet", 0) / denoiser if denoiser else 0.0)
+    return cost * (2.0 if true_cfg else 1.0)
+
+
+def _memory_choice(request, info, plan, device, ip_adapter=None, true_cfg: bool = False) -> memory.MemoryChoice:
     import torch
 
     cuda = device.type == "cuda"
     free = torch.cuda.mem_get_info(device)[0] if cuda else None
     scale = 0.5 if cuda else 1.0            # float16 on a GPU (load), float32 on the CPU
-    weights = {name: int(size * scale) for name, size in info.component_bytes.items()}
+    extras = _adapter_bytes(request, ip_adapter)
+    weights = {name: int(size * scale) for name, size in {**info.component_bytes, **extras}.items()}
     estimates = memory.estimate_strategies(weights, int(info.largest_tensor_bytes * scale), plan.width, plan.height,
-                                           request.count, cuda, plan.estimated_seconds)
+                                           request.count, cuda, plan.estimated_seconds,
+                                           _step_cost(info.component_bytes, extras, true_cfg))
     try:
         return memory.choose(request.memory, estimates, cuda, free)
     except memory.MemoryStrategyError as exc:

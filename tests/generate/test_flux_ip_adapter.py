@@ -326,3 +326,41 @@ def test_the_released_sizes_fit_flux1_and_diffusers_modules_on_the_meta_device(t
     with torch.device("meta"):
         modules = _modules(layout, 1.0)
     check_matches(modules, {_module_name(k): v for k, v in shapes.items()}, "ip_adapter.safetensors")
+
+
+
+def test_the_estimate_counts_the_adapter_files_and_the_steps_true_cfg_and_a_controlnet_add(
+        flux_files, tokenizer_dir, t5_tokenizer_dir, files, tmp_path):
+    """Planning only: the ControlNet, IP-Adapter and encoder weigh in the peak with everything loaded; a
+    ControlNet lengthens each step by its share of the transformer, true CFG doubles it (the time
+    factor: FLUX has no CPU time estimate to multiply)."""
+    from kubik_testing.tiny_controlnet import write_tiny_flux_controlnet
+
+    from kubik_core.common.safetensors_file import read_header
+    from kubik_core.generate.memory import estimate_strategies
+    from kubik_core.generate.run import _adapter_bytes, _step_cost, plan_generation
+
+    def plan(**extra):
+        return plan_generation(_request(flux_files, tokenizer_dir, t5_tokenizer_dir, tmp_path, **extra))
+
+    def peaks(prepared):
+        return {e.strategy: e.peak_bytes for e in prepared.choice.estimates}
+
+    def float32_bytes(path):
+        return sum(4 * int(np.prod(shape)) for _, shape in read_header(path).tensors.values())
+
+    plain = plan()
+    with_adapter = plan(ip_adapter=str(files.v1), reference=str(files.reference), image_encoder=str(files.encoder))
+    adapter_bytes = float32_bytes(files.v1) + float32_bytes(files.encoder / "model.safetensors")
+    assert peaks(with_adapter)["none"] - peaks(plain)["none"] == adapter_bytes
+    controlnet = write_tiny_flux_controlnet(tmp_path / "flux-instantx-canny.safetensors")
+    with_control = plan(controlnet=str(controlnet), control_image=str(files.hint), control_type="canny")
+    assert peaks(with_control)["none"] - peaks(plain)["none"] == float32_bytes(controlnet)
+
+    extras = _adapter_bytes(with_control.request, None)
+    share = float32_bytes(controlnet) / plain.info.component_bytes["transformer"]
+    assert _step_cost(plain.info.component_bytes, extras, False) == pytest.approx(1 + share)
+    assert _step_cost(plain.info.component_bytes, {}, True) == 2.0
+    timed = {e.strategy: e.seconds for e in estimate_strategies({"unet": 1}, 1, 64, 64, 1, False, 10.0, 2.5)}
+    untimed = {e.strategy: e.seconds for e in estimate_strategies({"unet": 1}, 1, 64, 64, 1, False, 10.0)}
+    assert all(timed[s] == pytest.approx(2.5 * untimed[s]) for s in timed)
