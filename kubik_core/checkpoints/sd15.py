@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..common.safetensors_file import SafetensorsFileError, load_tensors
 from .layout import SD15_CLIP, UNET, CheckpointError, count_indexed, prediction_type, read_shapes
 from .modules import load_strict, no_init_weights
 from .tokenizer import clip_tokenizer, find_tokenizer
@@ -99,7 +100,6 @@ def load_sd15(path: str | os.PathLike, tokenizer_dir: str | None = None, flag: s
     ``flag``: the option that named the file, for the error of a missing one."""
     from diffusers import DDIMScheduler, UNet2DConditionModel
     from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
-    from safetensors.torch import load_file
     from transformers import CLIPTextConfig, CLIPTextModel
 
     name = Path(path).name
@@ -108,9 +108,9 @@ def load_sd15(path: str | os.PathLike, tokenizer_dir: str | None = None, flag: s
     te_cfg = text_encoder_config(shapes)
     tokenizer = clip_tokenizer(find_tokenizer(tokenizer_dir))
     try:
-        state = {k: v.float() for k, v in load_file(os.fspath(path)).items()}
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{name}: its tensors cannot be read ({str(exc).splitlines()[0][:160]})") from None
+        state = {k: v.float() for k, v in load_tensors(path, name).items()}
+    except SafetensorsFileError as exc:
+        raise CheckpointError(f"{name}: its tensors cannot be read ({exc.reason})") from None
     unet = UNet2DConditionModel.from_config({k: v for k, v in unet_cfg.items() if k != "_class_name"})
     with no_init_weights():     # every weight is loaded below: skip transformers' random init
         text_encoder = CLIPTextModel(CLIPTextConfig(**te_cfg))

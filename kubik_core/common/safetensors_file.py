@@ -196,6 +196,20 @@ def open_safetensors(path: str | os.PathLike, name: str | None = None) -> Iterat
         yield handle
 
 
+def load_tensors(path: str | os.PathLike, name: str | None = None) -> dict:
+    """``safetensors.torch.load_file(path)``, its errors (a file cut short or changed since its header
+    was checked, a damaged one) raised as SafetensorsFileError naming the file as ``name``."""
+    from safetensors.torch import load_file
+
+    name = os.fspath(path) if name is None else name
+    try:
+        return load_file(os.fspath(path))
+    except OSError as exc:
+        raise SafetensorsFileError(name, f"cannot read ({exc.strerror or exc})") from None
+    except Exception as exc:  # safetensors' own SafetensorError is no OSError or ValueError
+        raise SafetensorsFileError(name, f"not a readable safetensors file ({_one_line(exc)})") from None
+
+
 def _one_line(exc: BaseException, limit: int = 300) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= limit else text[:limit] + "..."

@@ -30,7 +30,7 @@ from ..checkpoints import FAMILY_NAMES, CheckpointError
 from ..checkpoints.layout import count_indexed
 from ..checkpoints.modules import load_strict
 from ..checkpoints.sd15 import unet_config as sd15_unet_config
-from ..common.safetensors_file import SafetensorsFileError, read_header
+from ..common.safetensors_file import SafetensorsFileError, load_tensors, read_header
 
 PREFIX = "control_model."
 DIFFUSERS_HINT = "controlnet_cond_embedding.conv_in.weight"
@@ -232,8 +232,6 @@ def load_controlnet(path: str | os.PathLike, checkpoint_family: str = "sd15"):
     """diffusers ControlNetModel (float32) for the ControlNet file ``path``."""
     from diffusers import ControlNetModel
     from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
-    from safetensors.torch import load_file
-
     layout = inspect_controlnet(path, checkpoint_family)
     if not (layout.layout == "original" and layout.family == "sd15"):
         shapes = header_shapes(path)
@@ -241,10 +239,9 @@ def load_controlnet(path: str | os.PathLike, checkpoint_family: str = "sd15"):
         _check_built(layout, names)
     controlnet = ControlNetModel(**layout.config)
     try:
-        state = {k: v.float() for k, v in load_file(os.fspath(path)).items()}
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise ControlNetError(f"--controlnet: {layout.name}: its tensors cannot be read "
-                              f"({str(exc).splitlines()[0][:160]})") from None
+        state = {k: v.float() for k, v in load_tensors(path, layout.name).items()}
+    except SafetensorsFileError as exc:
+        raise ControlNetError(f"--controlnet: {layout.name}: its tensors cannot be read ({exc.reason})") from None
     if layout.layout == "original" and layout.family == "sd15":
         state = convert_controlnet_checkpoint(state, dict(controlnet.config))
     elif layout.layout == "original":

@@ -266,15 +266,14 @@ def control_mode(layout: FluxControlNetLayout, control_type: str) -> tuple[int |
 def load_flux_controlnet(path: str | os.PathLike, layout: FluxControlNetLayout, dtype=None):
     """diffusers FluxControlNetModel (``dtype``: float32 by default) with the file's tensors."""
     import torch
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+
+    from ..common.safetensors_file import SafetensorsFileError, load_tensors
 
     controlnet = _on_meta(layout.config)
     try:
-        state = {k: v.to(dtype or torch.float32) for k, v in load_file(os.fspath(path)).items()}
-    except (OSError, RuntimeError, ValueError, SafetensorError) as exc:     # e.g. cut short since its check
-        raise ControlNetError(f"--controlnet: {layout.name}: its tensors cannot be read "
-                              f"({str(exc).splitlines()[0][:160]})") from None
+        state = {k: v.to(dtype or torch.float32) for k, v in load_tensors(path, layout.name).items()}
+    except SafetensorsFileError as exc:     # e.g. cut short since its check
+        raise ControlNetError(f"--controlnet: {layout.name}: its tensors cannot be read ({exc.reason})") from None
     if layout.layout == "xlabs":        # the header's names were checked converted (inspect_flux_controlnet)
         state = xlabs_to_diffusers(state)
     try:

@@ -170,10 +170,9 @@ def attach(pipe, adapter_path: str | os.PathLike, layout: FluxAdapterLayout, ima
     loaded strictly, then handed to the transformer as diffusers' own loader would."""
     import torch
     from diffusers.models.embeddings import MultiIPAdapterImageProjection
-    from safetensors.torch import load_file
     from transformers import CLIPImageProcessor
 
-    from ..common.safetensors_file import SafetensorsFileError, read_header
+    from ..common.safetensors_file import SafetensorsFileError, load_tensors, read_header
     from ..common.weights import WeightsFileError, check_matches
 
     name = Path(adapter_path).name
@@ -182,12 +181,9 @@ def attach(pipe, adapter_path: str | os.PathLike, layout: FluxAdapterLayout, ima
     try:
         header = read_header(adapter_path, name).tensors
         check_matches(probe, {_module_name(k): tuple(shape) for k, (_, shape) in header.items()}, name)
-        tensors = load_file(os.fspath(adapter_path))
+        tensors = load_tensors(adapter_path, name)
     except (SafetensorsFileError, WeightsFileError) as exc:
         raise FluxIPAdapterError(f"--ip-adapter: {exc}") from None
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise FluxIPAdapterError(f"--ip-adapter: {name}: its tensors cannot be read "
-                                 f"({str(exc).splitlines()[0][:160]})") from None
     state = {_module_name(k): v for k, v in tensors.items()}
     transformer = pipe.transformer
     modules = _modules(layout, weight)

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..common.model_config import ConfigFileError, load_config_file
-from ..common.safetensors_file import SafetensorsFileError, read_header
+from ..common.safetensors_file import SafetensorsFileError, load_tensors, read_header
 from .flux_ip_adapter import is_xlabs_layout
 
 ENCODER_FOLDER = "image_encoder"          # diffusers' load_ip_adapter default, beside the adapter
@@ -371,8 +371,6 @@ def load_encoder(encoder: EncoderLayout):
             return load_folder(encoder.path).model
         except ValueError as exc:
             raise IPAdapterError(f"--image-encoder: {exc}") from None
-    from safetensors.torch import load_file
-
     from ..common.weights import WeightsFileError, check_matches
 
     settings = CLIPVisionConfig(**encoder.single_file_config)
@@ -385,7 +383,10 @@ def load_encoder(encoder: EncoderLayout):
     except WeightsFileError as exc:
         raise IPAdapterError(f"--image-encoder: {exc}") from None
     model = CLIPVisionModelWithProjection(settings)
-    state = {k: v.float() for k, v in load_file(encoder.path).items() if k in shapes}
+    try:
+        state = {k: v.float() for k, v in load_tensors(encoder.path, encoder.name).items() if k in shapes}
+    except SafetensorsFileError as exc:
+        raise IPAdapterError(f"--image-encoder: {exc}") from None
     model.load_state_dict(state, strict=True)
     return model.eval()
 
@@ -393,7 +394,6 @@ def load_encoder(encoder: EncoderLayout):
 def attach(pipe, adapter_path: str | os.PathLike, plan: IPAdapterPlan) -> None:
     """Load the adapter into ``pipe`` (SD1.5, SDXL or FLUX.1, with or without ControlNet) with its
     image encoder and CLIP's image processor, at the plan's weight."""
-    from safetensors.torch import load_file
     from transformers import CLIPImageProcessor
 
     encoder, weight = plan.encoder_layout, plan.weight
@@ -409,10 +409,9 @@ def attach(pipe, adapter_path: str | os.PathLike, plan: IPAdapterPlan) -> None:
     name = Path(adapter_path).name
     parts: dict[str, dict] = {"image_proj": {}, "ip_adapter": {}}
     try:
-        tensors = load_file(os.fspath(adapter_path))
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise IPAdapterError(f"--ip-adapter: {name}: its tensors cannot be read "
-                             f"({str(exc).splitlines()[0][:160]})") from None
+        tensors = load_tensors(adapter_path, name)
+    except SafetensorsFileError as exc:
+        raise IPAdapterError(f"--ip-adapter: {name}: its tensors cannot be read ({exc.reason})") from None
     for key, value in tensors.items():
         part, _, rest = key.partition(".")
         if part in parts:

@@ -94,7 +94,7 @@ def apply_loras(pipe, stack: LoraStack) -> list[str]:
     """Load every LoRA of ``stack`` into ``pipe`` with its strengths; returns the adapter names.
 
     A file diffusers cannot read as a LoRA of this pipeline is one clear error naming it."""
-    from safetensors.torch import load_file
+    from ..common.safetensors_file import SafetensorsFileError, load_tensors
 
     names, weights = [], []
     # the pipeline's LoRA-loadable parts: unet or transformer (FLUX), and its CLIP text encoders
@@ -102,8 +102,12 @@ def apply_loras(pipe, stack: LoraStack) -> list[str]:
                if getattr(pipe, n, None) is not None]
     for number, item in enumerate(stack.items):
         adapter = f"kubik_{number}"
+        try:
+            tensors = load_tensors(item.path, item.name)
+        except SafetensorsFileError as exc:
+            raise GenerateLoraError(f"LoRA {item.name}: its tensors cannot be read ({exc.reason})") from None
         try:   # the tensors, not the path: diffusers would look a path up on the hub
-            pipe.load_lora_weights(load_file(item.path), adapter_name=adapter)
+            pipe.load_lora_weights(tensors, adapter_name=adapter)
         except (ValueError, KeyError, RuntimeError, OSError, TypeError) as exc:
             raise GenerateLoraError(f"LoRA {item.name}: diffusers cannot apply it to this "
                                     f"checkpoint ({str(exc).splitlines()[0][:160]})") from None

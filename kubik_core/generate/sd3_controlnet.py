@@ -318,15 +318,15 @@ def seeded(seed: int, device):
 def load_sd3_controlnet(path: str | os.PathLike, layout: SD3ControlNetLayout, dtype=None):
     """diffusers SD3ControlNetModel (``dtype``: float32 by default) with the file's tensors."""
     import torch
-    from safetensors.torch import load_file
+
+    from ..common.safetensors_file import SafetensorsFileError, load_tensors
 
     controlnet = _on_meta(layout.config)
     try:
-        state = {k: v.to(dtype or torch.float32) for k, v in load_file(os.fspath(path)).items()
+        state = {k: v.to(dtype or torch.float32) for k, v in load_tensors(path, layout.name).items()
                  if k != "control_type"}
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise ControlNetError(f"--controlnet: {layout.name}: its tensors cannot be read "
-                              f"({str(exc).splitlines()[0][:160]})") from None
+    except SafetensorsFileError as exc:
+        raise ControlNetError(f"--controlnet: {layout.name}: its tensors cannot be read ({exc.reason})") from None
     if layout.layout == "stability":
         state = _from_stability(state, _split_tensor)
     try:

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from kubik_core.common.safetensors_file import SafetensorsFileError, open_safetensors, read_header
+from kubik_core.common.safetensors_file import SafetensorsFileError, load_tensors, open_safetensors, read_header
 from kubik_core.loras.synthetic import kohya_metadata, write_lora
 
 
@@ -73,3 +73,23 @@ def test_open_safetensors_reads_tensors_and_names_a_damaged_file(tmp_path):
     with pytest.raises(SafetensorsFileError, match=r"^missing.safetensors: cannot read \("):
         with open_safetensors(tmp_path / "missing.safetensors", "missing.safetensors"):
             pass
+
+
+def test_load_tensors_reads_a_whole_file_and_names_one_changed_since_its_header_was_read(tmp_path):
+    """A file cut short or overwritten after its header check (a download still writing it) is one
+    SafetensorsFileError naming the file, not safetensors' own error type (no OSError or ValueError)."""
+    path = write_lora(tmp_path / "a.safetensors", "kohya", "sd1", rank=2, metadata=kohya_metadata("sd1", "a", rank=2))
+    header = read_header(path)
+    tensors = load_tensors(path, "a.safetensors")
+    assert {k: (tuple(v.shape)) for k, v in tensors.items()} == {k: s for k, (_, s) in header.tensors.items()}
+
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-100])
+    with pytest.raises(SafetensorsFileError) as caught:
+        load_tensors(path, "loras/a.safetensors")
+    assert caught.value.file == "loras/a.safetensors" and "not a readable safetensors file" in caught.value.reason
+    assert "\n" not in str(caught.value) and str(tmp_path) not in str(caught.value)
+
+    path.unlink()
+    with pytest.raises(SafetensorsFileError, match=r"^loras/a.safetensors: cannot read \(No such file"):
+        load_tensors(path, "loras/a.safetensors")
