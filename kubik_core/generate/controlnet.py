@@ -101,6 +101,16 @@ def refusal(name: str, kind: str, checkpoint: str) -> str:
     return f"--controlnet: {name} is {what}, which kubik generate does not load; give {SUPPORTED_FLUX}"
 
 
+def unmarked(name: str, shapes: dict, checkpoint: str, lacks: str, supported: str) -> str:
+    """The one line for a file with none of the FLUX/SD3 ControlNets' marks given with a FLUX or SD3
+    ``checkpoint``: an SD1.5/SDXL ControlNet, or no ControlNet at all (``lacks``: what it is not)."""
+    family = sd_family(shapes)[0] or sd_family(shapes, PREFIX)[0]
+    if family is not None:
+        return f"--controlnet: {name} is an {_family_name(family)} ControlNet but the checkpoint is {checkpoint}; " \
+               f"give {supported}"
+    return f"--controlnet: {name} is not {lacks}; give {supported}"
+
+
 def inspect_controlnet(path: str | os.PathLike, checkpoint_family: str) -> ControlNetLayout:
     """The layout and config of the ControlNet file ``path``, from its header alone; it must
     belong to ``checkpoint_family`` ("sd15" or "sdxl"). Raises ControlNetError (one line)."""

@@ -35,12 +35,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..checkpoints import FAMILY_NAMES, CheckpointError
+from ..checkpoints import CheckpointError
 from ..checkpoints.flux import FLUX1_WIDTH, rotary_axes
 from ..checkpoints.layout import count_indexed
 from ..checkpoints.modules import load_strict
 from ..checkpoints.parts import shape_of
-from .controlnet import FLUX_MARK, PREFIX, SUPPORTED_FLUX, ControlNetError, file_kind, refusal, sd_family
+from .controlnet import FLUX_MARK, SUPPORTED_FLUX, ControlNetError, file_kind, refusal, unmarked
 
 # The Union (v1) control modes, from the InstantX/FLUX.1-dev-Controlnet-Union and
 # Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro model cards.
@@ -81,12 +81,8 @@ def inspect_flux_controlnet(path: str | os.PathLike, shapes: dict, transformer: 
     name = Path(path).name
     kind = file_kind(shapes)
     if kind is None:
-        family = sd_family(shapes)[0] or sd_family(shapes, PREFIX)[0]
-        if family is not None:
-            raise ControlNetError(f"--controlnet: {name} is an {FAMILY_NAMES.get(family, family)} ControlNet but the "
-                                  f"checkpoint is FLUX.1; give {SUPPORTED_FLUX}")
-        raise ControlNetError(f"--controlnet: {name} is not a FLUX ControlNet (no {FLUX_MARK}, nor XLabs' "
-                              f"double_blocks.* with controlnet_blocks.*); give {SUPPORTED_FLUX}")
+        raise ControlNetError(unmarked(name, shapes, "FLUX.1", f"a FLUX ControlNet (no {FLUX_MARK}, nor XLabs' "
+                                       "double_blocks.* with controlnet_blocks.*)", SUPPORTED_FLUX))
     if kind not in ("flux", "flux_xlabs"):
         raise ControlNetError(refusal(name, kind, "FLUX.1"))
     layout = "xlabs" if kind == "flux_xlabs" else "diffusers"

@@ -43,7 +43,7 @@ from ..checkpoints.layout import count_indexed
 from ..checkpoints.modules import load_strict
 from ..checkpoints.parts import shape_of
 from ..checkpoints.sd3 import HEAD_WIDTH
-from .controlnet import PREFIX, SD3_MARK, ControlNetError, file_kind, refusal, sd_family
+from .controlnet import SD3_MARK, ControlNetError, file_kind, refusal, unmarked
 
 SUPPORTED_SD3 = ("an SD3/SD3.5 ControlNet: InstantX's SD3 or TensorArt's SD3.5M ControlNets (diffusers' layout), "
                  "or Stability's SD3.5 Large sd3.5_large_controlnet_blur|canny|depth")
@@ -80,11 +80,7 @@ def inspect_sd3_controlnet(path: str | os.PathLike, shapes: dict, transformer: d
     name = Path(path).name
     kind = file_kind(shapes)
     if kind is None:
-        family = sd_family(shapes)[0] or sd_family(shapes, PREFIX)[0]
-        if family is not None:
-            raise ControlNetError(f"--controlnet: {name} is an {FAMILY_NAMES.get(family, family)} ControlNet but the "
-                                  f"checkpoint is {SD3_NAME}; give {SUPPORTED_SD3}")
-        raise ControlNetError(f"--controlnet: {name} is not an SD3 ControlNet (no {SD3_MARK}); give {SUPPORTED_SD3}")
+        raise ControlNetError(unmarked(name, shapes, SD3_NAME, f"an SD3 ControlNet (no {SD3_MARK})", SUPPORTED_SD3))
     if kind != "sd3":
         raise ControlNetError(refusal(name, kind, SD3_NAME))
     layout = _layout(shapes, name)

@@ -11,11 +11,9 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -78,12 +76,6 @@ REPO = Path(__file__).resolve().parents[2]
 SAMPLES = ("--views", "0", "--device", "cpu", "--surface", "1500", "--near", "1500", "--uniform", "1500")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _kubik(*args, env: dict, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
     """``kubik ARGS`` as a process of its own (a driver apart from the cluster's processes)."""
     env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))}
@@ -96,42 +88,22 @@ def head():
     """A one-CPU Ray head started with `ray start --head --block`, token authentication on with a
     token of its own; yields (port, the environment a driver joins it with). At the end the
     head and every process it started are stopped: the test fails if one outlives the head."""
-    import psutil
+    from kubik_testing.ray_nodes import RAY_COMMAND, RayNodes
 
-    ray_command = Path(sys.executable).with_name("ray")
-    if not ray_command.exists():
+    if not RAY_COMMAND.exists():
         pytest.skip(f"no `ray` command beside {sys.executable}")
-    port = _free_port()
     temp = Path(tempfile.mkdtemp(prefix="kray-"))   # short: Ray's socket paths live under it
     env = {name: value for name, value in os.environ.items()
            if name not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH", "RAY_NUM_REDIS_GET_RETRIES")}
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), RAY_USAGE_STATS_ENABLED="0")
-    log = temp / "head.log"
-    with open(log, "w") as out:
-        start = subprocess.Popen(
-            [ray_command, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1",
-             "--include-dashboard=false", f"--dashboard-port={_free_port()}", f"--temp-dir={temp}",
-             "--disable-usage-stats", "--block"],
-            env=env, stdout=out, stderr=subprocess.STDOUT)
-    tree = []
+    nodes = RayNodes(temp, env)
     try:
-        deadline = time.monotonic() + 120
-        while "Ray runtime started" not in log.read_text(errors="replace"):
-            assert start.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
-            time.sleep(0.5)
-        yield port, env
-        tree = psutil.Process(start.pid).children(recursive=True)
+        nodes.start_head(cpus=1)
+        yield nodes.port, env
     finally:
-        start.terminate()                       # --block: stops the processes it started, then exits
-        try:
-            start.wait(60)
-        except subprocess.TimeoutExpired:
-            start.kill()
-        _gone, alive = psutil.wait_procs(tree, timeout=30)
-        for process in alive:
-            process.kill()
+        alive = nodes.stop()
         shutil.rmtree(temp, ignore_errors=True)
-    assert tree and not alive, f"Ray processes outlived the head: {alive}"
+    assert not alive, f"Ray processes outlived the head: {alive}"
 
 
 def test_the_command_joins_an_existing_cluster_and_matches_the_local_run(head, source, reference, tmp_path):
@@ -165,7 +137,9 @@ def test_a_cluster_that_wants_a_token_says_so_in_one_line(head, source, tmp_path
 
 
 def test_an_address_where_nothing_listens_is_one_line(source, tmp_path):
-    port = _free_port()
+    from kubik_testing.ray_nodes import free_port
+
+    port = free_port()
     done = _kubik("3d", "preprocess", source, tmp_path / "dataset", *SAMPLES, "--ray", f"127.0.0.1:{port}",
                   env=dict(os.environ), cwd=tmp_path, timeout=60)
     assert done.returncode == 2
