@@ -196,14 +196,16 @@ def _stability_type(path, shapes: dict, name: str) -> str | None:
     if math.prod(shape) != 1:
         raise ControlNetError(f"--controlnet: {name}: its control_type tensor has shape {list(shape)}, not one number "
                               "(blur 0, canny 1, depth 2)")
-    from safetensors import safe_open
+    from ..common.safetensors_file import SafetensorsFileError, open_safetensors
 
     try:
-        with safe_open(os.fspath(path), framework="pt") as handle:
+        with open_safetensors(path, name) as handle:
             value = float(handle.get_tensor("control_type").reshape(()).item())
-    except (OSError, RuntimeError, ValueError, TypeError) as exc:
-        raise ControlNetError(f"--controlnet: {name}: its tensors cannot be read "
-                              f"({str(exc).splitlines()[0][:160]})") from None
+    except SafetensorsFileError as exc:
+        raise ControlNetError(f"--controlnet: {name}: its tensors cannot be read ({exc.reason})") from None
+    except Exception as exc:    # safetensors' own error type for a tensor it cannot read: no OSError
+        raise ControlNetError(f"--controlnet: {name}: its control_type tensor cannot be read "
+                              f"({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__})") from None
     if not math.isfinite(value) or round(value) not in STABILITY_TYPES:
         raise ControlNetError(f"--controlnet: {name}: control_type {value:g} is none of blur (0), canny (1), "
                               "depth (2); give Stability's sd3.5_large_controlnet_* file as released")
