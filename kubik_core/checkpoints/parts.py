@@ -88,14 +88,18 @@ def read_part(item: Part, dtype=None) -> dict:
     """The part's tensors in ``dtype`` (default float32), prefix removed; an unreadable file is
     one clear line."""
     import torch
-    from safetensors import safe_open
+
+    from ..common.safetensors_file import SafetensorsFileError, open_safetensors
 
     try:
-        with safe_open(item.path, "pt") as file:
+        with open_safetensors(item.path, item.name) as file:
             return {key[len(item.prefix):]: file.get_tensor(key).to(dtype or torch.float32)
                     for key in file.keys() if key.startswith(item.prefix)}
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{item.name}: its tensors cannot be read ({str(exc).splitlines()[0][:160]})") from None
+    except SafetensorsFileError as exc:
+        raise CheckpointError(f"{item.name}: its tensors cannot be read ({exc.reason})") from None
+    except Exception as exc:    # safetensors' own error type (no OSError) for a file changed since its check
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{item.name}: its tensors cannot be read ({reason})") from None
 
 
 # ---------------------------------------------------------------- text encoders
