@@ -66,6 +66,7 @@ class RayNodes:
     def __init__(self, temp: Path, env: dict):
         self.temp, self.env, self.port = Path(temp), env, free_port()
         self.address = f"127.0.0.1:{self.port}"
+        self.client_address = f"ray://127.0.0.1:{free_port()}"   # the head's Ray Client server
         self.starts: dict[str, subprocess.Popen] = {}
 
     def _start(self, name: str, command: list, prefix: tuple = ()) -> None:
@@ -82,7 +83,22 @@ class RayNodes:
     def start_head(self, cpus: int) -> None:
         self._start("head", [RAY_COMMAND, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={self.port}",
                              f"--num-cpus={cpus}", "--include-dashboard=false", f"--dashboard-port={free_port()}",
+                             f"--ray-client-server-port={self.client_address.rsplit(':', 1)[1]}",
                              f"--temp-dir={self.temp}", "--disable-usage-stats", "--block"])
+
+    def wait_for_client_server(self) -> None:
+        """Wait until the head's Ray Client server (``client_address``) takes connections: it
+        starts a moment after the head says it has started."""
+        host, port = self.client_address.removeprefix("ray://").rsplit(":", 1)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection((host, int(port)), timeout=5).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the Ray Client server at {self.client_address} did not start") from None
+                time.sleep(0.3)
 
     def start_worker(self, name: str, cpus: int = 1, hide: Path | None = None) -> None:
         """A worker node; with ``hide``, in a mount namespace where a tmpfs covers that folder."""

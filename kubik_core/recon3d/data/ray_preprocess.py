@@ -1,6 +1,7 @@
 """``kubik 3d preprocess --ray [ADDRESS]``: the same per-mesh work as Ray tasks, on one machine or a cluster.
 
-Ray is an optional extra (``pip install "kubikai[ray]"``, or ``pip install "ray>=2.40"``). With no
+Ray is an optional extra (``pip install "kubikai[ray]"``, or ``pip install "ray[client]>=2.40"``;
+``[client]`` brings grpcio, which Ray Client needs). With no
 address a local Ray cluster is started for the run (``num_cpus`` CPUs, all of this machine's by
 default) and stopped after it; with ``HOST:PORT`` (``ray start --head`` prints it), ``ray://HOST:PORT``
 (Ray Client) or ``auto`` the run joins that cluster, whose nodes must have kubikai installed. A
@@ -29,6 +30,7 @@ run does, so a node lost mid-mesh leaves nothing in OUT and the files are the sa
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import mmap
 import os
 import re
@@ -46,6 +48,7 @@ from .preprocess import (PARTIAL, TASKS_PER_WORKER, PreprocessConfig, ensure_wor
                          run_preprocess)
 
 INSTALL_HINT = 'pip install "kubikai[ray]" (or pip install "ray>=2.40")'
+CLIENT_INSTALL_HINT = 'pip install "kubikai[ray]" (or pip install "ray[client]>=2.40")'
 LOCAL_OBJECT_STORE_BYTES = 256 << 20   # the local cluster's nodes share the files: tasks return small dicts
 MARKER_FOLDER = ".kubik-ray"           # in OUT: the run's marker, which tells a worker whether it sees OUT
 MAX_SENT_MESH_BYTES = 256 << 20        # a mesh (with the files it names) sent to a worker that cannot see it
@@ -69,7 +72,8 @@ def import_ray():
 
 def check_address(address: str) -> None:
     """Refuse, in one line and before Ray waits on it, an address that is no cluster: a malformed
-    one, or one where nothing listens."""
+    one, or one where nothing listens; and a Ray Client address (``ray://``) without grpcio
+    (ImportError)."""
     if address == "auto":
         return
     match = _ADDRESS.fullmatch(address)
@@ -77,6 +81,9 @@ def check_address(address: str) -> None:
         raise ValueError(f"--ray {address[:100]!r}: not a cluster address; give HOST:PORT (what `ray start --head` "
                          "prints, port 6379 by default), ray://HOST:PORT for Ray Client, auto, or nothing to start "
                          "a local cluster")
+    if address.startswith("ray://") and importlib.util.find_spec("grpc") is None:
+        raise ImportError(f"--ray {address}: Ray Client needs the grpcio package, which is not installed: "
+                          f"{CLIENT_INSTALL_HINT}")
     host = match.group(1).strip("[]")
     try:
         socket.create_connection((host, int(match.group(2))), timeout=5).close()

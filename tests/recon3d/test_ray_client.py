@@ -1,0 +1,83 @@
+"""`kubik 3d preprocess --ray ray://HOST:PORT` (Ray Client) against a real Ray head started by
+`ray start --head` as a process of its own, with the command run as another process, as a user
+outside the cluster runs it: the files must be the local run's, byte for byte.
+
+With Ray Client the driver's code (the marker in OUT, the meshes' sizes and times, reading a mesh
+to send) runs in the command's process, while its Ray calls (put, remote, wait, get, cancel) go
+over gRPC to the head. Two clusters: a one-CPU head whose tasks see the files, and a head with no
+CPUs plus the only worker node, which cannot see them (a mount namespace hides this test session's
+temporary folder: needs root and `unshare --mount`, skipped otherwise), so the meshes travel from
+the command through the object store and the finished files come back. Skipped without Ray."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from kubik_testing.ray_nodes import RAY_COMMAND, RayNodes, cannot_hide, node_environment  # noqa: E402
+
+from .test_ray_cluster import _same_files, reference, source  # noqa: E402,F401 (module fixtures, shared)
+from .test_ray_preprocess import SAMPLES, _files, _kubik, _same_report  # noqa: E402
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture
+def nodes():
+    """A RayNodes (started by the test) whose processes are all stopped at the end: the test fails
+    if one outlives its node."""
+    if not RAY_COMMAND.exists():
+        pytest.skip(f"no `ray` command beside {sys.executable}")
+    pytest.importorskip("grpc", reason='Ray Client needs grpcio: pip install "kubikai[ray]"')
+    temp = Path(tempfile.mkdtemp(prefix="kray-"))   # short: Ray's socket paths live under it
+    nodes = RayNodes(temp, node_environment())
+    try:
+        yield nodes
+    finally:
+        alive = nodes.stop()
+        shutil.rmtree(temp, ignore_errors=True)
+    assert not alive, f"Ray processes outlived the cluster: {alive}"
+
+
+def _client_run(nodes: RayNodes, source: Path, reference, tmp_path: Path, workers: int) -> None:
+    nodes.wait_for_client_server()
+    done = _kubik("3d", "preprocess", source, tmp_path / "dataset", *SAMPLES, "--json", "--shards",
+                  tmp_path / "shards", "--shard-size", "3", "--ray", nodes.client_address,
+                  env=nodes.env, cwd=tmp_path, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["workers"] == workers and _same_report(report, reference[1])
+    _same_files(tmp_path / "dataset", reference[0])   # also: no marker, no partial folder left in OUT
+    assert _files(tmp_path / "shards") == _files(reference[0].parent / "reference_shards")
+
+
+def test_ray_client_run_matches_the_local_run(nodes, source, reference, tmp_path):
+    nodes.start_head(cpus=1)
+    _client_run(nodes, source, reference, tmp_path, workers=1)
+
+
+def test_ray_client_run_with_a_worker_that_cannot_see_the_files(nodes, source, reference, tmp_path,
+                                                                 tmp_path_factory):
+    hidden = tmp_path_factory.getbasetemp()
+    reason = cannot_hide(hidden)
+    if reason:
+        pytest.skip(reason)
+    nodes.start_head(cpus=0)            # every mesh runs on the hidden node
+    nodes.start_worker("hidden", cpus=1, hide=hidden)
+    _client_run(nodes, source, reference, tmp_path, workers=1)
+
+
+def test_ray_client_without_grpcio_is_one_line_naming_the_extra(kubik, source, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "grpc", None)  # as if grpcio were not installed
+    rc, _out, err = kubik("3d", "preprocess", source, tmp_path / "dataset", "--views", "0", "--ray",
+                          "ray://127.0.0.1:10001")
+    assert (rc, err.strip()) == (2, "kubik 3d: error: --ray ray://127.0.0.1:10001: Ray Client needs the grpcio "
+                                     'package, which is not installed: pip install "kubikai[ray]" (or pip install '
+                                     '"ray[client]>=2.40")')
+    assert not (tmp_path / "dataset").exists()
