@@ -189,7 +189,8 @@ class KubikControlAdvice:
                            "Model family; 'auto' takes it from the connected plan (Kubik Parameter Optimizer)."}),
                 "ip_adapter_use": (["auto", "with text prompt", "image prompt only"], {"default": "auto",
                                    "tooltip": "How the IP-Adapter image is used: with a text prompt (weight "
-                                              "about 0.5) or alone (1.0); 'auto': with text when the analysis has any."}),
+                                              "about 0.5) or alone (1.0); 'auto': with text when the analysis has any. "
+                                              "FLUX.1 (XLabs' IP-Adapters): 1.0 either way."}),
             },
             "optional": {
                 "analysis": ("KUBIK_PROMPT_ANALYSIS", {"tooltip":
@@ -198,7 +199,8 @@ class KubikControlAdvice:
                          "Plan from Kubik Parameter Optimizer: gives the family when family is 'auto'."}),
                 "controlnet_name": ("STRING", {"default": "", "tooltip":
                                     "Your ControlNet file's name (optional): a model whose card publishes "
-                                    "its own figures (e.g. InstantX FLUX canny) gets them."}),
+                                    "its own figures (e.g. InstantX FLUX canny) gets them; a file of the "
+                                    "controlnet folder in XLabs-AI's FLUX layout gets XLabs' figures."}),
             },
         }
 
@@ -209,9 +211,21 @@ class KubikControlAdvice:
                                  "output, or pick the family from the list")
             family = plan.family
         image_only = {"auto": None, "with text prompt": False, "image prompt only": True}[ip_adapter_use]
-        advice = advise_control(analysis, family, control_type, controlnet_name or "", image_only)
+        advice = advise_control(analysis, family, control_type, controlnet_name or "", image_only,
+                                xlabs=_is_xlabs_controlnet(controlnet_name))
         return (advice, advice.strength, advice.start_percent, advice.end_percent,
                 advice.ip_adapter_weight, advice.control_type, advice.explain("technical"))
+
+
+def _is_xlabs_controlnet(name: str) -> bool:
+    """Whether ``name`` is a file of ComfyUI's controlnet folder in XLabs-AI's FLUX layout (told by
+    its keys, as kubik generate tells it), whose maker publishes its own figures."""
+    path = bridge.model_file_path("controlnet", name) if name else None
+    if path is None:
+        return False
+    from ..kubik_core.generate.controlnet import controlnet_kind
+
+    return controlnet_kind(path) == "flux_xlabs"
 
 
 NODE_CLASS_MAPPINGS = {"KubikParameterOptimizer": KubikParameterOptimizer,

@@ -89,6 +89,15 @@ def file_kind(shapes: dict) -> str | None:
     return None
 
 
+def controlnet_kind(path: str | os.PathLike) -> str | None:
+    """file_kind of the ControlNet file ``path`` from its header alone; None also for a file that
+    is no readable safetensors (the caller only advises, it loads nothing)."""
+    try:
+        return file_kind(header_shapes(path))
+    except ControlNetError:
+        return None
+
+
 def refusal(name: str, kind: str, checkpoint: str) -> str:
     """The one line for a FLUX or SD3 ControlNet file (``kind`` from file_kind) that the
     ``checkpoint`` (its family's name) or this loader cannot take."""
