@@ -20,9 +20,12 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from kubik_core.recon3d.data.preprocess import PARTIAL  # noqa: E402
+from kubik_core.recon3d.data.ray_preprocess import MARKER_FOLDER, preprocess_on_ray  # noqa: E402
+
 from kubik_testing.ray_nodes import RAY_COMMAND, RayNodes, cannot_hide, node_environment  # noqa: E402
 
-from .test_ray_cluster import _same_files, reference, source  # noqa: E402,F401 (module fixtures, shared)
+from .test_ray_cluster import CONFIG, _same_files, reference, source  # noqa: E402,F401 (module fixtures, shared)
 from .test_ray_preprocess import SAMPLES, _files, _kubik, _same_report  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
@@ -45,21 +48,46 @@ def nodes():
     assert not alive, f"Ray processes outlived the cluster: {alive}"
 
 
+def _client_server_log(nodes: RayNodes) -> str:
+    """The end of the head's Ray Client server logs: why a connection was refused."""
+    logs = sorted(nodes.temp.glob("session_latest/logs/ray_client_server*"))
+    return "".join(f"\n--- {log.name}\n{log.read_text(errors='replace')[-1500:]}" for log in logs)
+
+
 def _client_run(nodes: RayNodes, source: Path, reference, tmp_path: Path, workers: int) -> None:
     nodes.wait_for_client_server()
     done = _kubik("3d", "preprocess", source, tmp_path / "dataset", *SAMPLES, "--json", "--shards",
                   tmp_path / "shards", "--shard-size", "3", "--ray", nodes.client_address,
                   env=nodes.env, cwd=tmp_path, timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, done.stderr[-3000:] + _client_server_log(nodes)
     report = json.loads(done.stdout)
     assert report["workers"] == workers and _same_report(report, reference[1])
     _same_files(tmp_path / "dataset", reference[0])   # also: no marker, no partial folder left in OUT
     assert _files(tmp_path / "shards") == _files(reference[0].parent / "reference_shards")
 
 
-def test_ray_client_run_matches_the_local_run(nodes, source, reference, tmp_path):
+def test_ray_client_run_matches_the_local_run_and_an_interrupted_one_resumes(nodes, source, reference, tmp_path):
     nodes.start_head(cpus=1)
     _client_run(nodes, source, reference, tmp_path, workers=1)
+
+    # Ctrl-C in a Ray Client driver: its pending tasks are cancelled over the client connection,
+    # the marker goes, and a second run does only what the first left undone.
+    out = tmp_path / "interrupted"
+
+    def stop_after_one(done, total):
+        if done == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        preprocess_on_ray(source, out, CONFIG, address=nodes.client_address, progress=stop_after_one)
+    assert not ray.is_initialized() and not (out / MARKER_FOLDER).exists()
+    finished = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/meta.json")}
+    assert len(finished) < 4   # a cancelled mesh's partial folder goes with the next run
+    report = preprocess_on_ray(source, out, CONFIG, address=nodes.client_address)
+    assert report["skipped"] == len(finished) and report["done"] == 4 - len(finished)
+    assert {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/meta.json") if p.parent.name in finished} == finished
+    _same_files(out, reference[0])
+    assert not (out / PARTIAL).exists()
 
 
 def test_ray_client_run_with_a_worker_that_cannot_see_the_files(nodes, source, reference, tmp_path,

@@ -51,6 +51,7 @@ INSTALL_HINT = 'pip install "kubikai[ray]" (or pip install "ray>=2.40")'
 CLIENT_INSTALL_HINT = 'pip install "kubikai[ray]" (or pip install "ray[client]>=2.40")'
 LOCAL_OBJECT_STORE_BYTES = 256 << 20   # the local cluster's nodes share the files: tasks return small dicts
 MARKER_FOLDER = ".kubik-ray"           # in OUT: the run's marker, which tells a worker whether it sees OUT
+CLIENT_CONNECT_TRIES = 3               # a Ray Client connection whose per-client server died at its start
 MAX_SENT_MESH_BYTES = 256 << 20        # a mesh (with the files it names) sent to a worker that cannot see it
 MAX_SENT_BYTES_IN_FLIGHT = 1 << 30     # meshes sent to workers and not finished yet, all together
 MAX_REFERENCED_FILES = 64              # files an OBJ or glTF may name that are sent with it
@@ -375,7 +376,7 @@ def _connect(ray, address: str | None, num_cpus: int | None) -> None:
     if address:
         check_address(address)
         try:
-            ray.init(address=address, **options)
+            _init_retrying_client(ray, address, options)
         except Exception as exc:  # Ray's errors span ConnectionError, RuntimeError, ValueError ...
             if _refused_for_token(exc):
                 raise ConnectionError(
@@ -387,6 +388,21 @@ def _connect(ray, address: str | None, num_cpus: int | None) -> None:
     else:
         ray.init(num_cpus=num_cpus or len(os.sched_getaffinity(0)), include_dashboard=False,
                  object_store_memory=LOCAL_OBJECT_STORE_BYTES, **options)
+
+
+def _init_retrying_client(ray, address: str, options: dict) -> None:
+    """``ray.init(address)``; a Ray Client address is tried up to ``CLIENT_CONNECT_TRIES`` times
+    while the head answers "Initialization failure from server": its client server loses, now and
+    then, the server process it starts for each client as that process starts (Ray issue 63202, a
+    fork while gRPC runs), and a new connection gets a new one."""
+    for attempt in range(1, CLIENT_CONNECT_TRIES + 1):
+        try:
+            ray.init(address=address, **options)
+            return
+        except ConnectionAbortedError:
+            if not address.startswith("ray://") or attempt == CLIENT_CONNECT_TRIES:
+                raise
+            ray.shutdown()   # what the failed connection left behind
 
 
 def _refused_for_token(exc: BaseException) -> bool:
