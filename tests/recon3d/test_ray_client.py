@@ -109,3 +109,37 @@ def test_ray_client_without_grpcio_is_one_line_naming_the_extra(kubik, source, t
                                      'package, which is not installed: pip install "kubikai[ray]" (or pip install '
                                      '"ray[client]>=2.40")')
     assert not (tmp_path / "dataset").exists()
+
+
+class _ClientLosingItsServer:
+    """Stands in for Ray (outside the project) whose head loses the server of the first
+    ``failures`` client connections, as Ray issue 63202 does now and then."""
+
+    def __init__(self, failures: int):
+        self.failures, self.inits, self.shutdowns = failures, 0, 0
+
+    def init(self, address, **options):
+        self.inits += 1
+        if self.inits <= self.failures:
+            raise ConnectionAbortedError("Initialization failure from server:\n")
+
+    def shutdown(self):
+        self.shutdowns += 1
+
+
+def test_a_client_connection_whose_server_died_is_tried_again_up_to_three_times():
+    from kubik_core.recon3d.data.ray_preprocess import CLIENT_CONNECT_TRIES, _init_retrying_client
+
+    flaky = _ClientLosingItsServer(failures=CLIENT_CONNECT_TRIES - 1)
+    _init_retrying_client(flaky, "ray://head:10001", {})
+    assert (flaky.inits, flaky.shutdowns) == (CLIENT_CONNECT_TRIES, CLIENT_CONNECT_TRIES - 1)
+
+    lost = _ClientLosingItsServer(failures=CLIENT_CONNECT_TRIES)
+    with pytest.raises(ConnectionAbortedError):
+        _init_retrying_client(lost, "ray://head:10001", {})
+    assert lost.inits == CLIENT_CONNECT_TRIES
+
+    direct = _ClientLosingItsServer(failures=1)   # not Ray Client: no second try
+    with pytest.raises(ConnectionAbortedError):
+        _init_retrying_client(direct, "head:6379", {})
+    assert direct.inits == 1
