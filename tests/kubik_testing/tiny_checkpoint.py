@@ -78,16 +78,22 @@ def build_tiny_sdxl_checkpoint(path: Path, comfyui_dir: Path, python: str | None
 
 
 def _run_builder(path: Path, comfyui_dir: Path, python: str | None, seed: int, family: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # ComfyUI for its model classes, the repository for kubik_core's atomic write.
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join((str(Path(comfyui_dir).resolve()), str(_REPOSITORY))))
-    done = subprocess.run([python or sys.executable, __file__, str(path), "--seed", str(seed),
-                           "--family", family],
-                          cwd=comfyui_dir, env=env, capture_output=True, text=True, timeout=600)
-    if done.returncode != 0:
-        raise RuntimeError(f"building the tiny checkpoint failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
-    return path
+    """Build in a subprocess, once per test run for each family and seed (built_once.py): later
+    callers get a hard link to the same file."""
+    from kubik_testing.built_once import place
+
+    python = python or sys.executable
+    comfyui_dir = Path(comfyui_dir).resolve()
+
+    def build(target: Path) -> None:
+        # ComfyUI for its model classes, the repository for kubik_core's atomic write.
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join((str(comfyui_dir), str(_REPOSITORY))))
+        done = subprocess.run([python, __file__, str(target), "--seed", str(seed), "--family", family],
+                              cwd=comfyui_dir, env=env, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"building the tiny checkpoint failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+
+    return place(("tiny_checkpoint", family, seed, python, str(comfyui_dir)), path, build)
 
 
 def _random_state_dict(modules: dict, seed: int):

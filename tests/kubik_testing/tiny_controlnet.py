@@ -111,15 +111,28 @@ def _xlabs_reference_path(path: Path) -> Path:
 
 
 def _run_builder(path: Path, comfyui_dir: Path, python: str | None, seed: int, family: str) -> Path:
+    """Build in a subprocess. The single-file families are built once per test run for each seed
+    (built_once.py: later callers get a hard link to the same file); XLabs' writes a reference
+    file beside its ControlNet, so it is built where it is asked for (one fixture wants it)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join((str(Path(comfyui_dir).resolve()), str(_REPOSITORY),
-                                                       str(_REPOSITORY / "tests"))))
-    done = subprocess.run([python or sys.executable, __file__, str(path), "--seed", str(seed), "--family", family],
-                          cwd=comfyui_dir, env=env, capture_output=True, text=True, timeout=600)
-    if done.returncode != 0:
-        raise RuntimeError(f"building the tiny ControlNet failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
-    return path
+    python = python or sys.executable
+    comfyui_dir = Path(comfyui_dir).resolve()
+
+    def build(target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join((str(comfyui_dir), str(_REPOSITORY),
+                                                           str(_REPOSITORY / "tests"))))
+        done = subprocess.run([python, __file__, str(target), "--seed", str(seed), "--family", family],
+                              cwd=comfyui_dir, env=env, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"building the tiny ControlNet failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+
+    if family == "xlabs":
+        build(path)
+        return path
+    from kubik_testing.built_once import place
+
+    return place(("tiny_controlnet", family, seed, python, str(comfyui_dir)), path, build)
 
 
 def _build(out: Path, seed: int, family: str) -> None:
