@@ -375,14 +375,17 @@ def _connect(ray, address: str | None, num_cpus: int | None) -> None:
     options = {"logging_level": logging.WARNING, "log_to_driver": False}
     if address:
         check_address(address)
+        wants_token = ConnectionError(
+            f"--ray {address}: the Ray cluster there wants its authentication token; set RAY_AUTH_MODE=token and "
+            "give the cluster's token in RAY_AUTH_TOKEN or ~/.ray/auth_token (`ray get-auth-token` on the head "
+            "node prints it)")
+        if address.startswith("ray://") and _client_server_refuses_token(address):
+            raise wants_token
         try:
             _init_retrying_client(ray, address, options)
         except Exception as exc:  # Ray's errors span ConnectionError, RuntimeError, ValueError ...
             if _refused_for_token(exc):
-                raise ConnectionError(
-                    f"--ray {address}: the Ray cluster there wants its authentication token; set "
-                    "RAY_AUTH_MODE=token and give the cluster's token in RAY_AUTH_TOKEN or ~/.ray/auth_token "
-                    "(`ray get-auth-token` on the head node prints it)") from None
+                raise wants_token from None
             message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
             raise ConnectionError(f"--ray {address}: cannot join the Ray cluster there ({message})") from None
     else:
@@ -403,6 +406,29 @@ def _init_retrying_client(ray, address: str, options: dict) -> None:
             if not address.startswith("ray://") or attempt == CLIENT_CONNECT_TRIES:
                 raise
             ray.shutdown()   # what the failed connection left behind
+
+
+def _client_server_refuses_token(address: str) -> bool:
+    """Whether the Ray Client server at ``address`` (``ray://HOST:PORT``) refuses this driver for its
+    authentication token (none, or another one). Ray Client sends the token when the driver has one
+    (RAY_AUTH_MODE=token), but takes a refusal for a server not ready yet: it retries for half a
+    minute and then says only "ray client connection timeout". One PING, which the head's client
+    server answers itself, through the channel Ray Client would open, tells it at once."""
+    try:
+        import grpc
+        from ray._private.grpc_utils import init_grpc_channel  # adds the driver's token, as Ray Client does
+        from ray.core.generated import ray_client_pb2, ray_client_pb2_grpc
+    except ImportError:  # an older Ray, without token authentication
+        return False
+    channel = init_grpc_channel(address.removeprefix("ray://"))
+    try:
+        ray_client_pb2_grpc.RayletDriverStub(channel).ClusterInfo(
+            ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING), timeout=10)
+    except grpc.RpcError as exc:  # anything else is left to ray.init, which retries and reports it
+        return exc.code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        channel.close()
+    return False
 
 
 def _refused_for_token(exc: BaseException) -> bool:
