@@ -1,4 +1,4 @@
-"""IP-Adapter (image prompt) for ``kubik generate``: a reference picture steers SD1.5, SDXL and FLUX.1.
+"""IP-Adapter (image prompt) for ``kubik generate``: a reference picture steers SD1.5, SDXL, SD3.5 Large and FLUX.1.
 
 The adapter is one .safetensors file as ComfyUI users keep it in models/ipadapter (the h94/
 IP-Adapter files): ``image_proj.*`` turns the CLIP vision encoder's output into a few extra
@@ -14,7 +14,8 @@ training script numbers them). Three projection kinds exist and diffusers loads 
 
 FaceID adapters need face embeddings from insightface and are refused with one line. FLUX.1
 checkpoints take XLabs-AI's flux-ip-adapter (v1, v2) instead, in XLabs' own layout
-(flux_ip_adapter.py), with the same CLIP vision encoders (ViT-L/14 there).
+(flux_ip_adapter.py), with the same CLIP vision encoders (ViT-L/14 there). SD3 checkpoints take
+InstantX's SD3.5-Large-IP-Adapter (sd3_ip_adapter.py) with its SigLIP encoder (siglip_encoder.py).
 
 The CLIP vision encoder comes from ``--image-encoder``: a folder as transformers saves
 CLIPVisionModelWithProjection (config.json + model.safetensors, h94/IP-Adapter's
@@ -39,10 +40,10 @@ from typing import Any
 
 from ..common.model_config import ConfigFileError, load_config_file
 from ..common.safetensors_file import SafetensorsFileError, load_tensors, read_header
+from .adapter_common import MAX_CONFIG_BYTES, EncoderLayout, IPAdapterError
 from .flux_ip_adapter import is_xlabs_layout
 
 ENCODER_FOLDER = "image_encoder"          # diffusers' load_ip_adapter default, beside the adapter
-MAX_CONFIG_BYTES = 1024 * 1024
 # Cross-attention (text feature) width -> the base model it belongs to.
 WIDTH_FAMILY = {768: "SD1.5", 1024: "SD2.x", 2048: "SDXL"}
 FAMILY_WIDTH = {"sd15": 768, "sdxl": 2048}
@@ -57,10 +58,6 @@ FLUX_FIX = "give XLabs' flux-ip-adapter .safetensors (v1 or v2) for a FLUX.1 che
 _LAYER = re.compile(r"^vision_model\.encoder\.layers\.(\d+)\.")
 
 
-class IPAdapterError(ValueError):
-    """An IP-Adapter, reference picture or image encoder kubik generate cannot use (one line)."""
-
-
 @dataclass(frozen=True)
 class AdapterLayout:
     """What an IP-Adapter file's header says."""
@@ -71,18 +68,6 @@ class AdapterLayout:
     reads: str                 # "image_embeds" (projected) or "hidden_states" (of the encoder)
     image_features: int        # the width it reads
     layers: int                # its decoupled cross-attention layers
-
-
-@dataclass(frozen=True)
-class EncoderLayout:
-    """What a CLIP vision encoder's config (folder) or header (single file) says."""
-
-    name: str
-    path: str
-    hidden_size: int
-    projection_dim: int
-    image_size: int
-    single_file_config: dict | None = None    # the CLIPVisionConfig of a single file
 
 
 @dataclass
@@ -100,6 +85,7 @@ class IPAdapterPlan:
     encoder_layout: EncoderLayout
     title: str = "IP-Adapter"
     flux_layout: Any = None              # flux_ip_adapter.FluxAdapterLayout for an XLabs FLUX adapter
+    sd3_layout: Any = None               # sd3_ip_adapter.SD3AdapterLayout for InstantX's SD3.5 adapter
     true_cfg: float | None = None        # FLUX: diffusers' true_cfg_scale (1: off), with its reason and source
     true_cfg_reason: str = ""
     true_cfg_source: str = ""
@@ -144,18 +130,19 @@ def check_inputs(adapter: str | None, reference: str | None, weight: float | Non
 
 
 def plan_ip_adapter(adapter: str, reference: str, encoder: str | None, weight: float | None,
-                    checkpoint_family: str, checkpoint: str, analysis, family: str, flux_transformer=None,
+                    checkpoint_family: str, checkpoint: str, analysis, family: str, transformer=None,
                     true_cfg: float | None = None) -> IPAdapterPlan:
     """Every header checked against the checkpoint and each other, and the weight: ``weight``, or
     the optimizer's IP-Adapter advice for the prompt (params.control, with its source).
 
-    FLUX.1: ``flux_transformer`` is the checkpoint's transformer part (.shapes, .name), and
+    FLUX.1 and SD3: ``transformer`` is the checkpoint's transformer part (.shapes, .name); FLUX.1:
     ``true_cfg`` diffusers' true_cfg_scale (None: XLabs' published 3.5, 1: off)."""
-    from ..params.control import advise_control
-
     name = Path(adapter).name
+    if checkpoint_family == "sd3":      # InstantX's SD3.5 Large adapter with its SigLIP encoder
+        return _plan_sd3(adapter, reference, encoder, weight, transformer, analysis, family)
+    _refuse_instantx_sd3(adapter, checkpoint_family)
     if checkpoint_family == "flux":
-        flux_layout = _inspect_for_flux(adapter, flux_transformer)
+        flux_layout = _inspect_for_flux(adapter, transformer)
         layout_name, kind = flux_layout.name, flux_layout.kind
     else:
         if is_xlabs_layout(_header_shapes(adapter, "--ip-adapter", ADAPTER_FIX)):
@@ -178,11 +165,7 @@ def plan_ip_adapter(adapter: str, reference: str, encoder: str | None, weight: f
         check_flux_encoder(flux_layout, encoder_layout)
     else:
         check_encoder(layout, encoder_layout)
-    advice = next(d for d in advise_control(analysis, family).decisions if d.field == "ip_adapter_weight")
-    if weight is None:
-        value, reason, source = float(advice.value), advice.reason, advice.source
-    else:
-        value, reason, source = float(weight), f"your choice: {weight:g}", "--ip-adapter-weight"
+    value, reason, source = _weight_advice(weight, analysis, family)
     plan = IPAdapterPlan(layout_name, kind, encoder_layout.name, Path(reference).name, value, reason,
                          source, encoder_layout, flux_layout=flux_layout)
     if flux_layout is not None:
@@ -196,6 +179,63 @@ def plan_ip_adapter(adapter: str, reference: str, encoder: str | None, weight: f
             plan.true_cfg, plan.true_cfg_source = float(true_cfg), "--true-cfg"
             plan.true_cfg_reason = f"your choice: {true_cfg:g}" + (" (off)" if true_cfg == 1 else "")
     return plan
+
+
+def _weight_advice(weight: float | None, analysis, family: str) -> tuple[float, str, str]:
+    """(weight, reason, source): ``weight`` as given, or the optimizer's IP-Adapter advice."""
+    from ..params.control import advise_control
+
+    if weight is not None:
+        return float(weight), f"your choice: {weight:g}", "--ip-adapter-weight"
+    advice = next(d for d in advise_control(analysis, family).decisions if d.field == "ip_adapter_weight")
+    return float(advice.value), advice.reason, advice.source
+
+
+def _plan_sd3(adapter: str, reference: str, encoder: str | None, weight: float | None, transformer, analysis,
+              family: str) -> IPAdapterPlan:
+    """InstantX's SD3.5 Large IP-Adapter (sd3_ip_adapter.py) and its SigLIP encoder
+    (siglip_encoder.py), checked against the MMDiT and each other from their headers."""
+    from ..checkpoints.sd3 import transformer_config
+    from .siglip_encoder import inspect_siglip
+    from .sd3_ip_adapter import check_against_sd3, check_encoder as check_sd3_encoder, check_modules, \
+        inspect_sd3_adapter, is_instantx_sd3_layout, read_shapes
+
+    name = Path(adapter).name
+    shapes = read_shapes(adapter)
+    if not is_instantx_sd3_layout(shapes):
+        what = ("an XLabs FLUX.1 IP-Adapter" if is_xlabs_layout(shapes) else
+                "an IP-Adapter for a UNet (SD1.5/SDXL layout)" if "image_proj.norm.weight" in shapes or
+                "image_proj.latents" in shapes else "not an SD3 IP-Adapter")
+        raise IPAdapterError(f"--ip-adapter: {name} is {what} but the checkpoint is SD3; give InstantX's "
+                             "SD3.5-Large-IP-Adapter (ip-adapter.bin or its .safetensors conversion)")
+    layout = inspect_sd3_adapter(shapes, name)
+    check_against_sd3(layout, transformer_config(transformer.shapes, transformer.name))
+    check_modules(layout, shapes)
+    encoder = encoder or default_encoder(adapter)
+    if encoder is None:
+        raise IPAdapterError(f"--image-encoder: {name} needs the SigLIP vision encoder it was trained with; give "
+                             "google/siglip-so400m-patch14-384's folder or ComfyUI's sigclip_vision_patch14_384 "
+                             "file (none is downloaded)")
+    encoder_layout = inspect_siglip(encoder)
+    check_sd3_encoder(layout, encoder_layout)
+    value, reason, source = _weight_advice(weight, analysis, family)
+    return IPAdapterPlan(layout.name, layout.kind, encoder_layout.name, Path(reference).name, value, reason, source,
+                         encoder_layout, sd3_layout=layout)
+
+
+def _refuse_instantx_sd3(adapter: str, checkpoint_family: str) -> None:
+    """InstantX's SD3.5 adapter given with another family's checkpoint: one line naming both."""
+    from ..checkpoints import FAMILY_NAMES
+    from .sd3_ip_adapter import is_instantx_sd3_layout, read_shapes
+
+    try:
+        shapes = read_shapes(adapter)
+    except IPAdapterError:      # not readable as either kind: the family's own checks say why
+        return
+    if is_instantx_sd3_layout(shapes):
+        raise IPAdapterError(f"--ip-adapter: {Path(adapter).name} is InstantX's SD3.5 Large IP-Adapter but the "
+                             f"checkpoint is {FAMILY_NAMES.get(checkpoint_family, checkpoint_family)}; give an "
+                             "IP-Adapter of the checkpoint's family")
 
 
 def _inspect_for_flux(adapter: str, flux_transformer):
@@ -279,7 +319,8 @@ def check_against_checkpoint(adapter: AdapterLayout, family: str, checkpoint_pat
 
     width = FAMILY_WIDTH.get(family)
     if width is None:
-        raise IPAdapterError(f"--ip-adapter: IP-Adapters load here for SD1.5, SDXL and FLUX.1 checkpoints; "
+        raise IPAdapterError(f"--ip-adapter: IP-Adapters load here for SD1.5, SDXL, SD3.5 Large and FLUX.1 "
+                             "checkpoints; "
                              f"the checkpoint is {FAMILY_NAMES.get(family, family)}")
     if adapter.cross_attention_dim != width:
         raise IPAdapterError(f"--ip-adapter: {adapter.name} is an IP-Adapter for {_width_name(adapter.cross_attention_dim)} "
@@ -397,6 +438,11 @@ def attach(pipe, adapter_path: str | os.PathLike, plan: IPAdapterPlan) -> None:
     from transformers import CLIPImageProcessor
 
     encoder, weight = plan.encoder_layout, plan.weight
+    if plan.sd3_layout is not None:
+        from . import sd3_ip_adapter
+
+        sd3_ip_adapter.attach(pipe, adapter_path, plan.sd3_layout, encoder, weight)
+        return
     if plan.flux_layout is not None:
         from . import flux_ip_adapter
 

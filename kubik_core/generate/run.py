@@ -231,7 +231,7 @@ def plan_generation(request: GenerateRequest) -> PreparedGeneration:
     if request.ip_adapter is not None:     # headers checked against the checkpoint, the weight advised
         ip_adapter = plan_ip_adapter(request.ip_adapter, request.reference, request.image_encoder,
                                      request.ip_adapter_weight, info.family, request.checkpoint, analysis,
-                                     plan.family, info.files.transformer if info.family == "flux" else None,
+                                     plan.family, info.files.transformer if info.family in FLOW_FAMILIES else None,
                                      request.true_cfg)
     true_cfg = ip_adapter is not None and ip_adapter.true_cfg is not None and ip_adapter.true_cfg > 1
     if info.family == "flux":      # FLUX.1 dev and schnell sample without CFG, but for XLabs' true CFG

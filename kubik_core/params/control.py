@@ -41,7 +41,10 @@ Where the values come from (each checked at the address given):
   alone (empty or generic text), about 0.5 for image + text prompts. FLUX.1 (XLabs-AI's
   flux-ip-adapter v1/v2, the IP-Adapters FLUX has): 1.0 with or without a text prompt, the
   default ip_scale of XLabs-AI/x-flux main.py, whose README example pairs it with the text "wearing
-  glasses"; diffusers' FLUX IP-Adapter example sets the same 1.0 ("wearing sunglasses").
+  glasses"; diffusers' FLUX IP-Adapter example sets the same 1.0 ("wearing sunglasses"). SD3/SD3.5
+  (InstantX's SD3.5-Large-IP-Adapter, the IP-Adapter SD3.5 has): 0.5, its model card's inference
+  example (ipadapter_scale=0.5 with the text "a cat", CFG 5, 24 steps), with or without a text
+  prompt as the card gives no other figure.
 
 Adjustments by the prompt (convention, said in the reason): "auto" picks the control type from
 the analysis (a posed figure -> pose, a place -> depth, line art styles -> lineart, else canny);
@@ -90,6 +93,9 @@ _IPA_README = ("tencent-ailab/IP-Adapter README, Best Practice: 'scale=1.0' with
 _XLABS_IPA = ("XLabs-AI/x-flux main.py (--ip_scale default 1.0; the README's IP-Adapter example runs it with the "
               "text 'wearing glasses') https://github.com/XLabs-AI/x-flux; diffusers' FLUX IP-Adapter example: "
               "set_ip_adapter_scale(1.0) https://huggingface.co/docs/diffusers/api/pipelines/flux")
+_INSTANTX_SD3_IPA = ("HF InstantX/SD3.5-Large-IP-Adapter model card, Inference example (ipadapter_scale=0.5 with the "
+                     "text 'a cat', guidance_scale=5.0, 24 steps) "
+                     "https://huggingface.co/InstantX/SD3.5-Large-IP-Adapter")
 
 
 @dataclass(frozen=True)
@@ -314,13 +320,18 @@ def advise_control(analysis: Any = None, family: str = "sdxl", control_type: str
         decisions.append(Decision("ip_adapter_weight", weight,
                                   "published for XLabs' FLUX IP-Adapter, with or without a text prompt: 1",
                                   _XLABS_IPA))
+    elif profile.group == "sd3":     # InstantX's SD3.5 Large adapter: the card's 0.5, its only figure
+        weight = 0.5
+        decisions.append(Decision("ip_adapter_weight", weight,
+                                  "published for InstantX's SD3.5 Large IP-Adapter (its card's example, with a "
+                                  "text prompt): 0.5", _INSTANTX_SD3_IPA))
     else:
         weight = 1.0 if image_only else 0.5
         decisions.append(Decision(
             "ip_adapter_weight", weight,
             ("published: the reference image is the only prompt: 1" if image_only
              else "published: a text prompt goes with the reference image: 0.5"), _IPA_README))
-    if profile.group not in ("sd1", "sdxl", "flux"):
+    if profile.group not in ("sd1", "sdxl", "flux", "sd3"):
         notes.append(f"IP-Adapter weight: the README's figures are for the h94 SD1.5/SDXL adapters; "
                      f"for {profile.label} they are a starting point")
     return ControlAdvice(profile.id, kind, float(strength), float(setting.start), float(end),

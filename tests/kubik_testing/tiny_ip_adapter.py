@@ -1,7 +1,8 @@
 """Tiny random-weight IP-Adapter files for the tiny SD1.5 and SDXL checkpoints (tiny_checkpoint.py),
 in the layout of tencent-ailab/IP-Adapter's released .safetensors files (as ComfyUI users keep
-them in models/ipadapter), and for the tiny FLUX.1 (tiny_flux.py) in XLabs-AI's layout
-(write_tiny_xlabs_ip_adapter, described there). The SD layout:
+them in models/ipadapter), for the tiny FLUX.1 (tiny_flux.py) in XLabs-AI's layout
+(write_tiny_xlabs_ip_adapter, described there) and for the tiny SD3.5 Large (tiny_sd3.py) in
+InstantX's (write_tiny_instantx_sd3_ip_adapter, described there). The SD layout:
 
 - ``image_proj.proj`` (Linear: image embedding -> 4 tokens x the UNet's text width) and
   ``image_proj.norm`` (LayerNorm over that width): the "basic" ImageProjModel;
@@ -93,4 +94,74 @@ def write_tiny_xlabs_ip_adapter(path: str | Path, flux_file: str | Path, image_e
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata={"kubik.note": "KubikAI tiny random XLabs FLUX IP-Adapter"})
+    return path
+
+
+def write_tiny_instantx_sd3_ip_adapter(path: str | Path, sd3_file: str | Path, image_features: int, tokens: int = 4,
+                                       depth: int = 1, resampler: int = 64, timestep_features: int = 32,
+                                       seed: int = 0, width: int | None = None, blocks: int | None = None) -> Path:
+    """InstantX's SD3.5-Large-IP-Adapter layout for the MMDiT in ``sd3_file`` (its width and
+    attention count read from the header): ``.bin`` paths are written as the release is, a torch
+    zip file with the dictionaries ``image_proj`` and ``ip_adapter``; ``.safetensors`` paths as its
+    conversion (``image_proj.<name>``, ``ip_adapter.<name>``). The names are InstantX's own:
+
+    - ``image_proj``: the TimeResampler (heads of 64): ``latents`` [1, tokens, resampler],
+      ``proj_in`` (image_features -> resampler), ``proj_out`` (resampler -> MMDiT width),
+      ``norm_out``, ``time_embedding.linear_1|2``, and per layer ``layers.<i>.0.norm1|norm2|to_q|
+      to_kv|to_out`` (attention, no biases), ``layers.<i>.1.0|1.1|1.3`` (LayerNorm, feed-forward x4,
+      no biases) and ``layers.<i>.2.1`` (the time AdaLN's Linear to 4 x resampler);
+    - ``ip_adapter.<n>`` per attention: ``norm_ip.linear`` (resampler -> 2 x width), ``to_k_ip`` and
+      ``to_v_ip`` (width -> width, no bias), ``norm_q``, ``norm_k``, ``norm_ip_k`` (64).
+
+    ``width`` and ``blocks`` replace the header's values (a file for another MMDiT). Values are
+    seeded N(0, 1/fan_in), norms 1, so weight 1 visibly changes a picture."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(sd3_file), framework="pt") as handle:
+        keys = [k.removeprefix("model.diffusion_model.") for k in handle.keys()]
+        mmdit_width = handle.get_slice("model.diffusion_model.x_embedder.proj.weight").get_shape()[0]
+    width = width or mmdit_width
+    joint = [k for k in keys if k.startswith("joint_blocks.")]
+    blocks = blocks or len({k.split(".")[1] for k in joint}) + sum(k.endswith("x_block.attn2.qkv.weight") for k in joint)
+    generator = torch.Generator().manual_seed(seed)
+
+    def lecun(*shape: int):
+        return torch.randn(*shape, generator=generator) / shape[-1] ** 0.5
+
+    def norm(size: int, prefix: str) -> dict:
+        return {f"{prefix}.weight": torch.ones(size), f"{prefix}.bias": torch.zeros(size)}
+
+    projection = {"latents": lecun(1, tokens, resampler), "proj_in.weight": lecun(resampler, image_features),
+                  "proj_in.bias": lecun(resampler), "proj_out.weight": lecun(width, resampler),
+                  "proj_out.bias": lecun(width), **norm(width, "norm_out"),
+                  "time_embedding.linear_1.weight": lecun(resampler, timestep_features),
+                  "time_embedding.linear_1.bias": lecun(resampler),
+                  "time_embedding.linear_2.weight": lecun(resampler, resampler),
+                  "time_embedding.linear_2.bias": lecun(resampler)}
+    for layer in range(depth):
+        stem = f"layers.{layer}"
+        projection.update({**norm(resampler, f"{stem}.0.norm1"), **norm(resampler, f"{stem}.0.norm2"),
+                           f"{stem}.0.to_q.weight": lecun(resampler, resampler),
+                           f"{stem}.0.to_kv.weight": lecun(2 * resampler, resampler),
+                           f"{stem}.0.to_out.weight": lecun(resampler, resampler),
+                           **norm(resampler, f"{stem}.1.0"), f"{stem}.1.1.weight": lecun(4 * resampler, resampler),
+                           f"{stem}.1.3.weight": lecun(resampler, 4 * resampler),
+                           f"{stem}.2.1.weight": lecun(4 * resampler, resampler),
+                           f"{stem}.2.1.bias": lecun(4 * resampler)})
+    attention = {}
+    for number in range(blocks):
+        attention.update({f"{number}.norm_ip.linear.weight": lecun(2 * width, resampler),
+                          f"{number}.norm_ip.linear.bias": lecun(2 * width),
+                          f"{number}.to_k_ip.weight": lecun(width, width),
+                          f"{number}.to_v_ip.weight": lecun(width, width),
+                          **{f"{number}.{name}.weight": torch.ones(64) for name in ("norm_q", "norm_k", "norm_ip_k")}})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".bin":
+        torch.save({"image_proj": projection, "ip_adapter": attention}, str(path))
+    else:
+        save_file({**{f"image_proj.{k}": v for k, v in projection.items()},
+                   **{f"ip_adapter.{k}": v for k, v in attention.items()}}, str(path))
     return path

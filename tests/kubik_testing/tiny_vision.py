@@ -61,3 +61,13 @@ def comfy_clip_vision(folder: Path, seed: int = 0):
     missing, unexpected = model.load_sd(load_file(weights / "model.safetensors"))
     assert not missing and not unexpected, (missing, unexpected)
     return model
+
+
+def tiny_siglip_vision(folder: str | Path, seed: int = 0) -> Path:
+    """SigLIP's vision tower alone (SiglipVisionModel, with its attention-pooling head), as
+    InstantX's IP-Adapters read google/siglip-so400m-patch14-384."""
+    import torch
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+
+    torch.manual_seed(seed)
+    return _save(SiglipVisionModel(SiglipVisionConfig(**TINY)), Path(folder))

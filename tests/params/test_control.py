@@ -87,7 +87,10 @@ def test_ip_adapter_weight_from_the_readme():
     assert (with_text.ip_adapter_weight, image_only.ip_adapter_weight, forced.ip_adapter_weight) == (0.5, 1.0, 1.0)
     assert "tencent-ailab/IP-Adapter" in _decision(with_text, "ip_adapter_weight").source
     sd3 = advise_control(analyze_prompt(DANCER), "sd35_large", "canny")
-    assert sd3.ip_adapter_weight == 0.5 and any("starting point" in note for note in sd3.notes)
+    # InstantX's SD3.5 Large IP-Adapter: its card's 0.5, with or without text
+    assert sd3.ip_adapter_weight == 0.5 and not any("starting point" in note for note in sd3.notes)
+    assert _decision(sd3, "ip_adapter_weight").source.startswith("HF InstantX/SD3.5-Large-IP-Adapter model card")
+    assert advise_control(None, "sd35_large", "canny").ip_adapter_weight == 0.5
     # XLabs' FLUX IP-Adapters: 1.0 with a text prompt too, from their own repository
     flux = advise_control(analyze_prompt(DANCER), "flux_dev", "canny")
     assert flux.ip_adapter_weight == 1.0 and not any("starting point" in note for note in flux.notes)
