@@ -43,6 +43,26 @@ def pack(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def plain_comfy_server(tmp_path_factory):
+    """A real ComfyUI (COMFYUI_DIR) with the pack installed and no model files, shared by the
+    modules that only ask it things or queue graphs that need no file (each start costs ~7 s of
+    this machine's two cores). Modules whose server needs files, settings or an environment of
+    its own start their own. Skipped without COMFYUI_DIR."""
+    from pathlib import Path
+
+    from kubik_testing.comfy_server import ComfyServer
+    from kubik_testing.pack import REPO
+
+    comfyui_dir = os.environ.get("COMFYUI_DIR")
+    if not comfyui_dir or not (Path(comfyui_dir) / "main.py").exists():
+        pytest.skip("COMFYUI_DIR is not set to a ComfyUI checkout: the real-server tests are skipped")
+    server = ComfyServer(Path(comfyui_dir), REPO, tmp_path_factory.mktemp("comfyui"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def node_classes(pack):
     return pack.NODE_CLASS_MAPPINGS
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from kubik_testing.pack import REPO
-from kubik_testing.comfy_server import PACK_FOLDER, ComfyServer
+from kubik_testing.comfy_server import PACK_FOLDER
 
 pytestmark = pytest.mark.integration
 
@@ -26,13 +26,10 @@ API_WORKFLOWS = sorted((REPO / "workflows" / "api").glob("*.json"))
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = ComfyServer(Path(COMFYUI_DIR), REPO, tmp_path_factory.mktemp("comfyui"))
-    srv.start()
+def server(plain_comfy_server):
     # The input folder stays empty: the templates must run whatever it holds (issue 16).
-    assert not [p for p in srv.input_dir.rglob("*") if p.is_file()]
-    yield srv
-    srv.stop()
+    assert not [p for p in plain_comfy_server.input_dir.rglob("*") if p.is_file()]
+    return plain_comfy_server
 
 
 def test_pack_imports_cleanly(server):

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from kubik_testing.pack import REPO
-from kubik_testing.comfy_server import ComfyServer
 
 pytestmark = pytest.mark.integration
 
@@ -27,11 +25,8 @@ OPTIMIZER = {"family": "sdxl", "priority": "balanced", "aspect_ratio": "16:9", "
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = ComfyServer(Path(COMFYUI_DIR), REPO, tmp_path_factory.mktemp("comfyui-params"))
-    srv.start()
-    yield srv
-    srv.stop()
+def server(plain_comfy_server):
+    return plain_comfy_server
 
 
 def test_plan_and_explanation_through_the_queue(server):

@@ -28,20 +28,13 @@ COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 
 
 @pytest.fixture(scope="module", params=["pack", "object_info"])
-def sigs(request, node_classes, tmp_path_factory):
+def sigs(request, node_classes):
     """Node signatures from the pack and core_nodes.json, or from a real server's /object_info."""
     if request.param == "pack":
         return load_signatures(node_classes)
     if not COMFYUI_DIR or not (Path(COMFYUI_DIR) / "main.py").exists():
         pytest.skip("COMFYUI_DIR is not set to a ComfyUI checkout: checked against core_nodes.json only")
-    from kubik_testing.comfy_server import ComfyServer
-
-    server = ComfyServer(Path(COMFYUI_DIR), REPO, tmp_path_factory.mktemp("comfyui"))
-    server.start()
-    try:
-        return object_info_signatures(server.get("/object_info"))
-    finally:
-        server.stop()
+    return object_info_signatures(request.getfixturevalue("plain_comfy_server").get("/object_info"))
 
 
 @pytest.fixture(scope="module")
