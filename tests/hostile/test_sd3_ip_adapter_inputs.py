@@ -155,3 +155,23 @@ def test_fuzz_siglip_folder_configs_give_a_layout_or_one_line(tmp_path_factory, 
         assert str(exc).startswith("--image-encoder: enc") and "\n" not in str(exc)
     else:
         assert 0 < layout.hidden_size <= 16384 and 0 < layout.image_size <= 16384
+
+
+def test_googles_whole_siglip_folder_gives_its_vision_tower(tmp_path):
+    """google/siglip-so400m-patch14-384 is a whole SiglipModel (``vision_model.*`` beside the text
+    tower): the encoder read from it is its vision tower, text tensors left unread."""
+    from transformers import SiglipConfig, SiglipModel
+
+    from kubik_core.generate.siglip_encoder import load_siglip
+
+    torch.manual_seed(3)
+    whole = SiglipModel(SiglipConfig(vision_config=TOWER, text_config={
+        "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+        "vocab_size": 100, "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1})).eval()
+    whole.save_pretrained(tmp_path / "siglip-so400m-patch14-384")
+    encoder = load_siglip(inspect_siglip(tmp_path / "siglip-so400m-patch14-384"))
+    pixels = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = whole.vision_model(pixels, output_hidden_states=True).hidden_states[-2]
+        found = encoder(pixels, output_hidden_states=True).hidden_states[-2]
+    torch.testing.assert_close(found, expected)
