@@ -1,7 +1,7 @@
 """A Ray cluster of several nodes on this machine, each a `ray start --block` process of its own,
 one of them optionally in a mount namespace where a folder is hidden under a tmpfs (a node that
-does not share the driver's file system). Used by tests/recon3d/test_ray_cluster.py and
-benchmarks/preprocess_ray.py.
+does not share the driver's file system), and what the Ray tests compare a run with. Used by
+tests/recon3d/ (conftest.py's Ray fixtures, test_ray_*.py) and benchmarks/preprocess_ray.py.
 
 Several nodes on one machine are not several machines: they talk over the loopback and share the
 CPUs, but the files each one sees are truly different where a folder is hidden."""
@@ -15,8 +15,42 @@ import sys
 import time
 from pathlib import Path
 
+from kubik_core.recon3d.data.preprocess import PreprocessConfig
+from kubik_core.recon3d.data.samples import SampleConfig
+
 RAY_COMMAND = Path(sys.executable).with_name("ray")
 REPO = Path(__file__).resolve().parents[2]
+# the samples the Ray tests ask for (few: the point is where the work runs, not the work), as a
+# config and as `kubik 3d preprocess` options
+CONFIG = PreprocessConfig(samples=SampleConfig(surface=1500, near=1500, uniform=1500), render=None, device="cpu")
+SAMPLES = ("--views", "0", "--device", "cpu", "--surface", "1500", "--near", "1500", "--uniform", "1500")
+MESHES = ("000__000", "001__001", "002__002", "nested__003__003")   # the mesh folders of ray_source
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` by its relative path, with its bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def same_report(a: dict, b: dict) -> bool:
+    """Whether two preprocess reports agree on everything but timing, worker count and folders."""
+    ignore = ("seconds", "workers", "source", "shards")
+    return {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}
+
+
+def same_files(out: Path, local: Path) -> None:
+    """Assert that ``out`` holds ``local``'s files byte for byte (the report aside): every mesh of
+    ray_source done, no marker or partial folder left."""
+    ours, theirs = files_of(out), files_of(local)
+    assert ours.keys() == theirs.keys() and {f"{m}/samples.npz" for m in MESHES} <= ours.keys()
+    assert [name for name in ours if name != "report.json" and ours[name] != theirs[name]] == []
+
+
+def run_kubik(*args, env: dict, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    """``kubik ARGS`` as a process of its own (a driver apart from the cluster's processes)."""
+    env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, "-m", "kubik_core.cli", *map(str, args)], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def free_port() -> int:

@@ -4,16 +4,16 @@ outside the cluster runs it: the files must be the local run's, byte for byte.
 
 With Ray Client the driver's code (the marker in OUT, the meshes' sizes and times, reading a mesh
 to send) runs in the command's process, while its Ray calls (put, remote, wait, get, cancel) go
-over gRPC to the head. Two clusters: a one-CPU head whose tasks see the files, and a head with no
-CPUs plus the only worker node, which cannot see them (a mount namespace hides this test session's
-temporary folder: needs root and `unshare --mount`, skipped otherwise), so the meshes travel from
-the command through the object store and the finished files come back. Skipped without Ray."""
+over gRPC to the head. Two clusters, both from conftest.py and shared with the other test_ray_*.py
+modules: token_head, a one-CPU head with token authentication whose tasks see the files (the
+command with the token runs; without it, or with another, it says so in one line), and
+hidden_cluster, a head with no CPUs plus the only worker node, which cannot see the files (needs
+root and `unshare --mount`, skipped otherwise), so the meshes travel from the command through the
+object store and the finished files come back. Skipped without Ray or grpcio."""
 from __future__ import annotations
 
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,29 +23,15 @@ ray = pytest.importorskip("ray")
 from kubik_core.recon3d.data.preprocess import PARTIAL  # noqa: E402
 from kubik_core.recon3d.data.ray_preprocess import MARKER_FOLDER, preprocess_on_ray  # noqa: E402
 
-from kubik_testing.ray_nodes import RAY_COMMAND, RayNodes, cannot_hide, node_environment  # noqa: E402
-
-from .test_ray_cluster import CONFIG, _same_files, reference, source  # noqa: E402,F401 (module fixtures, shared)
-from .test_ray_preprocess import SAMPLES, _files, _kubik, _same_report  # noqa: E402
+from kubik_testing.ray_nodes import (CONFIG, SAMPLES, RayNodes, files_of, run_kubik, same_files,  # noqa: E402
+                                     same_report)
 
 pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture
-def nodes():
-    """A RayNodes (started by the test) whose processes are all stopped at the end: the test fails
-    if one outlives its node."""
-    if not RAY_COMMAND.exists():
-        pytest.skip(f"no `ray` command beside {sys.executable}")
+def grpc_installed():
     pytest.importorskip("grpc", reason='Ray Client needs grpcio: pip install "kubikai[ray]"')
-    temp = Path(tempfile.mkdtemp(prefix="kray-"))   # short: Ray's socket paths live under it
-    nodes = RayNodes(temp, node_environment())
-    try:
-        yield nodes
-    finally:
-        alive = nodes.stop()
-        shutil.rmtree(temp, ignore_errors=True)
-    assert not alive, f"Ray processes outlived the cluster: {alive}"
 
 
 def _client_server_log(nodes: RayNodes) -> str:
@@ -54,24 +40,48 @@ def _client_server_log(nodes: RayNodes) -> str:
     return "".join(f"\n--- {log.name}\n{log.read_text(errors='replace')[-1500:]}" for log in logs)
 
 
-def _client_run(nodes: RayNodes, source: Path, reference, tmp_path: Path, workers: int) -> None:
+def _client_run(nodes: RayNodes, source: Path, reference, tmp_path: Path, workers: int) -> str:
+    """The command over Ray Client with the cluster's environment; checks the run against the local
+    one and returns what it printed."""
     nodes.wait_for_client_server()
-    done = _kubik("3d", "preprocess", source, tmp_path / "dataset", *SAMPLES, "--json", "--shards",
-                  tmp_path / "shards", "--shard-size", "3", "--ray", nodes.client_address,
-                  env=nodes.env, cwd=tmp_path, timeout=240)
+    done = run_kubik("3d", "preprocess", source, tmp_path / "dataset", *SAMPLES, "--json", "--shards",
+                     tmp_path / "shards", "--shard-size", "3", "--ray", nodes.client_address,
+                     env=nodes.env, cwd=tmp_path, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:] + _client_server_log(nodes)
     report = json.loads(done.stdout)
-    assert report["workers"] == workers and _same_report(report, reference[1])
-    _same_files(tmp_path / "dataset", reference[0])   # also: no marker, no partial folder left in OUT
-    assert _files(tmp_path / "shards") == _files(reference[0].parent / "reference_shards")
+    assert report["workers"] == workers and same_report(report, reference[1])
+    same_files(tmp_path / "dataset", reference[0])   # also: no marker, no partial folder left in OUT
+    assert files_of(tmp_path / "shards") == files_of(reference[0].parent / "reference_shards")
+    return done.stdout + done.stderr
 
 
-def test_ray_client_run_matches_the_local_run_and_an_interrupted_one_resumes(nodes, source, reference, tmp_path):
-    nodes.start_head(cpus=1)
-    _client_run(nodes, source, reference, tmp_path, workers=1)
+def test_ray_client_with_the_token_of_a_token_cluster_matches_the_local_run(token_head, ray_source, ray_reference,
+                                                                            tmp_path, grpc_installed):
+    printed = _client_run(token_head, ray_source, ray_reference, tmp_path, workers=1)
+    assert token_head.env["RAY_AUTH_TOKEN"] not in printed
 
-    # Ctrl-C in a Ray Client driver: its pending tasks are cancelled over the client connection,
-    # the marker goes, and a second run does only what the first left undone.
+
+@pytest.mark.parametrize("auth", ["none", "another token"])
+def test_ray_client_without_the_token_says_so_in_one_line(token_head, ray_source, tmp_path, auth, grpc_installed):
+    token_head.wait_for_client_server()
+    env = {name: value for name, value in token_head.env.items() if not name.startswith("RAY_AUTH_")}
+    if auth == "another token":
+        env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN="0" * 64)
+    done = run_kubik("3d", "preprocess", ray_source, tmp_path / "dataset", *SAMPLES, "--ray",
+                     token_head.client_address, env=env, cwd=tmp_path, timeout=120)
+    assert (done.returncode, done.stdout, done.stderr.strip()) == (2, "", (
+        f"kubik 3d: error: --ray {token_head.client_address}: the Ray cluster there wants its authentication "
+        "token; set RAY_AUTH_MODE=token and give the cluster's token in RAY_AUTH_TOKEN or ~/.ray/auth_token (`ray "
+        "get-auth-token` on the head node prints it)"))
+    assert not (tmp_path / "dataset").exists()
+
+
+def test_ray_client_run_with_a_worker_that_cannot_see_the_files_and_an_interrupted_one_resumes(
+        hidden_cluster, ray_source, ray_reference, tmp_path, grpc_installed):
+    _client_run(hidden_cluster, ray_source, ray_reference, tmp_path, workers=2)
+
+    # Ctrl-C in a Ray Client driver (this process): its pending tasks are cancelled over the client
+    # connection, the marker goes, and a second run does only what the first left undone.
     out = tmp_path / "interrupted"
 
     def stop_after_one(done, total):
@@ -79,31 +89,21 @@ def test_ray_client_run_matches_the_local_run_and_an_interrupted_one_resumes(nod
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        preprocess_on_ray(source, out, CONFIG, address=nodes.client_address, progress=stop_after_one)
+        preprocess_on_ray(ray_source, out, CONFIG, address=hidden_cluster.client_address, progress=stop_after_one)
     assert not ray.is_initialized() and not (out / MARKER_FOLDER).exists()
     finished = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/meta.json")}
     assert len(finished) < 4   # a cancelled mesh's partial folder goes with the next run
-    report = preprocess_on_ray(source, out, CONFIG, address=nodes.client_address)
+    report = preprocess_on_ray(ray_source, out, CONFIG, address=hidden_cluster.client_address)
     assert report["skipped"] == len(finished) and report["done"] == 4 - len(finished)
-    assert {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/meta.json") if p.parent.name in finished} == finished
-    _same_files(out, reference[0])
+    again = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/meta.json") if p.parent.name in finished}
+    assert again == finished
+    same_files(out, ray_reference[0])
     assert not (out / PARTIAL).exists()
 
 
-def test_ray_client_run_with_a_worker_that_cannot_see_the_files(nodes, source, reference, tmp_path,
-                                                                 tmp_path_factory):
-    hidden = tmp_path_factory.getbasetemp()
-    reason = cannot_hide(hidden)
-    if reason:
-        pytest.skip(reason)
-    nodes.start_head(cpus=0)            # every mesh runs on the hidden node
-    nodes.start_worker("hidden", cpus=1, hide=hidden)
-    _client_run(nodes, source, reference, tmp_path, workers=1)
-
-
-def test_ray_client_without_grpcio_is_one_line_naming_the_extra(kubik, source, tmp_path, monkeypatch):
+def test_ray_client_without_grpcio_is_one_line_naming_the_extra(kubik, ray_source, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "grpc", None)  # as if grpcio were not installed
-    rc, _out, err = kubik("3d", "preprocess", source, tmp_path / "dataset", "--views", "0", "--ray",
+    rc, _out, err = kubik("3d", "preprocess", ray_source, tmp_path / "dataset", "--views", "0", "--ray",
                           "ray://127.0.0.1:10001")
     assert (rc, err.strip()) == (2, "kubik 3d: error: --ray ray://127.0.0.1:10001: Ray Client needs the grpcio "
                                      'package, which is not installed: pip install "kubikai[ray]" (or pip install '

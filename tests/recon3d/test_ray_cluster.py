@@ -1,7 +1,7 @@
 """`kubik 3d preprocess --ray ADDRESS` on a Ray cluster of several nodes on this machine, one of
 which cannot see the driver's files.
 
-The cluster (tests/kubik_testing/ray_nodes.py): a head with no CPUs (so every mesh runs on a
+The cluster (conftest.py's hidden_cluster, shared with test_ray_client.py): a head with no CPUs (so every mesh runs on a
 worker node), a 2-CPU worker node started in a mount namespace of its own where a tmpfs hides
 this test session's temporary folder (the meshes, OUT, everything the tests write: it sees
 neither, as a cloud VM without a shared file system would not), and later a 1-CPU worker node
@@ -9,18 +9,18 @@ that sees them. Each node is a `ray start` process of its own. Needs root and `u
 otherwise (and without Ray). Several nodes on one machine are not several machines: the network
 is the loopback, but the file systems each node sees are truly different.
 
-The tests run in order, on the module's one cluster (Ray takes seconds to start): first the
-hidden node alone, then both worker nodes, then the seeing node is killed."""
+The tests run in order, on that one cluster (Ray takes seconds to start): first the hidden node
+alone, then both worker nodes, then the seeing node is killed. Where a test needs tasks on both
+nodes, the tasks on the hidden node wait (in a folder both nodes see) for a task of the seeing
+node, so that Ray's scheduler cannot give the hidden node's free CPUs every mesh."""
 from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
 import shutil
-import signal
+import signal as signal_module
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,46 +35,27 @@ from kubik_core.recon3d.data.ray_preprocess import (MARKER_FOLDER, preprocess_on
 from kubik_core.recon3d.data.render import MeshRenderer, RenderBackendError, RenderConfig  # noqa: E402
 from kubik_core.recon3d.data.samples import SampleConfig  # noqa: E402
 
-from kubik_testing.ray_nodes import RAY_COMMAND, REPO, RayNodes, cannot_hide, node_environment  # noqa: E402
-
-from .test_ray_preprocess import SAMPLES, _files, _kubik, _same_report  # noqa: E402
+from kubik_testing.ray_nodes import (CONFIG, MESHES, REPO, SAMPLES, files_of, run_kubik,  # noqa: E402
+                                     same_files, same_report)
 
 pytestmark = pytest.mark.timeout(300)
-CONFIG = PreprocessConfig(samples=SampleConfig(surface=1500, near=1500, uniform=1500), render=None, device="cpu")
-MESHES = ("000__000", "001__001", "002__002", "nested__003__003")
+SIGNAL_WAIT_S = 60   # at most this long a task on the hidden node waits for the seeing node's
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """A head (no CPUs) and the worker node "hidden" that cannot see this session's temporary
-    folder; the in-process driver joined to it. Yields the RayNodes."""
+def cluster(hidden_cluster):
+    """conftest.py's hidden_cluster with this process joined as a driver; yields its RayNodes."""
+    import logging
+
     from ray import cloudpickle  # the pickler Ray sends functions with
 
-    if not RAY_COMMAND.exists():
-        pytest.skip(f"no `ray` command beside {sys.executable}")
-    hidden = tmp_path_factory.getbasetemp()
-    reason = cannot_hide(hidden)
-    if reason:
-        pytest.skip(reason)
-    temp = Path(tempfile.mkdtemp(prefix="kray-"))   # outside the hidden folder: every node keeps its sockets here
-    # a killed node is declared dead within seconds, not Ray's default half minute
-    env = node_environment(RAY_health_check_initial_delay_ms="1000", RAY_health_check_period_ms="1000",
-                           RAY_health_check_timeout_ms="1000", RAY_health_check_failure_threshold="3")
-    nodes = RayNodes(temp, env)
-    alive = []
+    ray.init(address=hidden_cluster.address, logging_level=logging.WARNING, log_to_driver=False)
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # sent by value: workers need not import it
     try:
-        nodes.start_head(cpus=0)
-        nodes.start_worker("hidden", cpus=2, hide=hidden)
-        ray.init(address=nodes.address, logging_level=logging.WARNING, log_to_driver=False)
-        cloudpickle.register_pickle_by_value(sys.modules[__name__])  # sent by value: workers need not import it
         _wait_for_cpus(2)
-        yield nodes
+        yield hidden_cluster
     finally:
-        if ray.is_initialized():
-            ray.shutdown()
-        alive = nodes.stop()
-        shutil.rmtree(temp, ignore_errors=True)
-    assert not alive, f"Ray processes outlived the cluster: {alive}"
+        ray.shutdown()
 
 
 def _wait_for_cpus(count: int) -> None:
@@ -84,76 +65,69 @@ def _wait_for_cpus(count: int) -> None:
         time.sleep(0.3)
 
 
-@pytest.fixture(scope="module")
-def source(tmp_path_factory, pybullet_objs):
-    """Four real pybullet meshes (one a folder deeper) and a file that is no mesh."""
-    src = tmp_path_factory.mktemp("cluster") / "src"
-    objs = [*pybullet_objs, pybullet_objs[0].parent.parent / "003" / "003.obj"]
-    for path, folder in zip(objs, ("000", "001", "002", "nested/003")):
-        (src / folder).mkdir(parents=True)
-        shutil.copy2(path, src / folder / path.name)
-    (src / "broken.obj").write_text("no mesh here\n")
-    return src
-
-
-@pytest.fixture(scope="module")
-def reference(source):
-    """The single-process run, with shards: what every cluster run must reproduce."""
-    out = source.parent / "dataset"  # the same folder name as the runs below: shards record it
-    report = preprocess_folder(source, out, CONFIG, shards=source.parent / "reference_shards", shard_size=3)
-    assert report["done"] == 4 and len(report["failed"]) == 1
-    return out, report
-
-
-def _same_files(out: Path, local: Path) -> None:
-    ours, theirs = _files(out), _files(local)
-    assert ours.keys() == theirs.keys() and {f"{m}/samples.npz" for m in MESHES} <= ours.keys()
-    assert [name for name in ours if name != "report.json" and ours[name] != theirs[name]] == []
-
-
 def _sees(path: str) -> bool:
     return os.path.exists(path)
 
 
-def _where(path: str, out_dir: str, config, read_from=None):
-    """The per-mesh work, saying which node ran it and whether that node saw the mesh itself; it
-    holds its CPU a moment first, so that the run's tasks overlap (these meshes take ~0.1 s: one
-    node's free CPUs could otherwise take every one)."""
-    time.sleep(0.5)
+def _wait_for_the_seeing_node(signal: Path) -> None:
+    """On the hidden node: hold this CPU until the seeing node has done a mesh (``signal``, in a
+    folder both nodes see), at most SIGNAL_WAIT_S; while the hidden node's CPUs are held, Ray must
+    place the run's other tasks on the seeing node."""
+    deadline = time.monotonic() + SIGNAL_WAIT_S
+    while not signal.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def _where(signal: Path, path: str, out_dir: str, config, read_from=None):
+    """The per-mesh work, saying which node ran it and whether that node saw the mesh itself; on
+    the hidden node it first waits for the seeing node to have done a mesh."""
+    if not os.path.exists(path):
+        _wait_for_the_seeing_node(Path(signal))
     result = process_one(path, out_dir, config, read_from=read_from)
+    if result["ok"] and os.path.exists(path):
+        Path(signal).touch()
     return {**result, "node": ray.get_runtime_context().get_node_id(), "saw_source": os.path.exists(path)}
 
 
+@pytest.fixture
+def signal(cluster, tmp_path):
+    """A file path, not there yet, in a folder that every node sees (the cluster's own, outside the
+    hidden one)."""
+    folder = cluster.temp / f"signal-{tmp_path.name}"
+    folder.mkdir()
+    yield folder / "seeing-node-worked"
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 # ---------------------------------------------------------------- one worker node, without the files
-def test_the_hidden_node_truly_cannot_see_the_driver_files(cluster, source):
+def test_the_hidden_node_truly_cannot_see_the_driver_files(cluster, ray_source):
     # Only that node has CPUs: a task runs there.
     sees = ray.remote(num_cpus=1)(_sees)
-    assert ray.get([sees.remote(str(source / "000" / "000.obj")), sees.remote(str(source.parent)),
+    assert ray.get([sees.remote(str(ray_source / "000" / "000.obj")), sees.remote(str(ray_source.parent)),
                     sees.remote(str(REPO / "kubik_core"))]) == [False, False, True]
 
 
-def test_a_node_without_the_files_gets_them_from_the_driver_and_matches_the_local_run(cluster, source, reference,
-                                                                                     tmp_path):
-    done = _kubik("3d", "preprocess", source, tmp_path / "dataset", *SAMPLES, "--json", "--shards",
-                  tmp_path / "shards", "--shard-size", "3", "--ray", cluster.address,
-                  env=cluster.env, cwd=tmp_path,
-                  timeout=240)
+def test_a_node_without_the_files_gets_them_from_the_driver_and_matches_the_local_run(cluster, ray_source,
+                                                                                     ray_reference, tmp_path):
+    done = run_kubik("3d", "preprocess", ray_source, tmp_path / "dataset", *SAMPLES, "--json", "--shards",
+                     tmp_path / "shards", "--shard-size", "3", "--ray", cluster.address,
+                     env=cluster.env, cwd=tmp_path, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
-    assert report["workers"] == 2 and _same_report(report, reference[1])
-    _same_files(tmp_path / "dataset", reference[0])   # also: no marker, no partial folder left in OUT
-    assert _files(tmp_path / "shards") == _files(reference[0].parent / "reference_shards")
+    assert report["workers"] == 2 and same_report(report, ray_reference[1])
+    same_files(tmp_path / "dataset", ray_reference[0])   # also: no marker, no partial folder left in OUT
+    assert files_of(tmp_path / "shards") == files_of(ray_reference[0].parent / "reference_shards")
 
     # Resumed: every finished mesh is skipped.
-    again = _kubik("3d", "preprocess", source, tmp_path / "dataset", *SAMPLES, "--json", "--ray", cluster.address,
-                   env=cluster.env, cwd=tmp_path, timeout=240)
+    again = run_kubik("3d", "preprocess", ray_source, tmp_path / "dataset", *SAMPLES, "--json", "--ray",
+                      cluster.address, env=cluster.env, cwd=tmp_path, timeout=240)
     assert again.returncode == 0 and json.loads(again.stdout)["skipped"] == 4
 
 
-def test_a_mesh_too_large_to_send_is_a_failure_in_one_line(cluster, source, tmp_path):
-    report = preprocess_on_ray(source, tmp_path / "out", CONFIG, max_mesh_bytes=5_000)
-    size = (source / "000" / "000.obj").stat().st_size
-    assert report["done"] == 0 and {"source": str(source / "000" / "000.obj"), "error": (
+def test_a_mesh_too_large_to_send_is_a_failure_in_one_line(cluster, ray_source, tmp_path):
+    report = preprocess_on_ray(ray_source, tmp_path / "out", CONFIG, max_mesh_bytes=5_000)
+    size = (ray_source / "000" / "000.obj").stat().st_size
+    assert report["done"] == 0 and {"source": str(ray_source / "000" / "000.obj"), "error": (
         f"{size:,} bytes with the files it names, more than the 5,000 bytes a Ray worker that cannot see the "
         "driver's files is sent; put the meshes on storage every node sees at the same path")} in report["failed"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["manifest.json", "report.json"]
@@ -174,7 +148,7 @@ def test_a_textured_mesh_travels_with_its_material_and_texture(cluster, duck_pat
     local = preprocess_folder(src, tmp_path / "local" / "dataset", config)
     remote = preprocess_on_ray(src, tmp_path / "remote" / "dataset", config)
     assert local["done"] == remote["done"] == 1
-    ours, theirs = _files(tmp_path / "remote" / "dataset"), _files(tmp_path / "local" / "dataset")
+    ours, theirs = files_of(tmp_path / "remote" / "dataset"), files_of(tmp_path / "local" / "dataset")
     assert "duck/view_000.png" in ours and ours.keys() == theirs.keys()
     assert [name for name in ours if name != "report.json" and ours[name] != theirs[name]] == []
 
@@ -192,11 +166,11 @@ def _timed(path: str, out_dir: str, config, read_from=None):
     return {**result, "span": (started, time.time()), "sent": read_from is not None}
 
 
-def test_meshes_sent_to_workers_stay_within_the_bytes_in_flight(cluster, source, tmp_path):
+def test_meshes_sent_to_workers_stay_within_the_bytes_in_flight(cluster, ray_source, tmp_path):
     spans = {}
     for name, bound in (("bounded", 1), ("unbounded", 1 << 30)):
         out = tmp_path / name
-        tasks = [(str(source / folder / f"{folder[-3:]}.obj"), str(out / mesh))
+        tasks = [(str(ray_source / folder / f"{folder[-3:]}.obj"), str(out / mesh))
                  for folder, mesh in zip(("000", "001", "002", "nested/003"), MESHES)]
         results = list(ray_results(iter(tasks), CONFIG, ray=ray, out=out, in_flight=4, max_retries=0, work=_timed,
                                    max_bytes_in_flight=bound))
@@ -208,52 +182,52 @@ def test_meshes_sent_to_workers_stay_within_the_bytes_in_flight(cluster, source,
 
 
 # ---------------------------------------------------------------- two worker nodes, one seeing the files
-def test_tasks_run_on_both_nodes_and_the_output_matches_the_local_run(cluster, source, reference, tmp_path):
+def test_tasks_run_on_both_nodes_and_the_output_matches_the_local_run(cluster, ray_source, ray_reference, tmp_path,
+                                                                      signal):
     cluster.start_worker("seeing")
     _wait_for_cpus(3)
-    # Ray's scheduler, not the command, decides where each task runs: runs are repeated (each one
-    # checked in full) until meshes have been done on both nodes, at most 4 times.
-    nodes: dict = {}
-    for attempt in range(4):
-        out, shards, results = tmp_path / f"run{attempt}" / "dataset", tmp_path / f"run{attempt}" / "shards", []
+    out, shards, results = tmp_path / "dataset", tmp_path / "shards", []
 
-        def runner(tasks):
-            for result in ray_results(tasks, CONFIG, ray=ray, out=out, in_flight=4, max_retries=1, work=_where):
-                results.append(result)
-                yield result
+    def runner(tasks):
+        for result in ray_results(tasks, CONFIG, ray=ray, out=out, in_flight=4, max_retries=1,
+                                  work=functools.partial(_where, signal)):
+            results.append(result)
+            yield result
 
-        report = run_preprocess(source, out, runner, workers=3, shards=shards, shard_size=3)
-        assert _same_report(report, reference[1])
-        _same_files(out, reference[0])
-        assert _files(shards) == _files(reference[0].parent / "reference_shards")
-        assert not (out / MARKER_FOLDER).exists() and not (out / PARTIAL).exists()
-        done = [r for r in results if r["ok"]]
-        assert len(done) == 4, results
-        nodes.update({r["node"]: r["saw_source"] for r in done})
-        if len(nodes) == 2:
-            break
+    report = run_preprocess(ray_source, out, runner, workers=3, shards=shards, shard_size=3)
+    assert same_report(report, ray_reference[1])
+    same_files(out, ray_reference[0])
+    assert files_of(shards) == files_of(ray_reference[0].parent / "reference_shards")
+    assert not (out / MARKER_FOLDER).exists() and not (out / PARTIAL).exists()
+    done = [r for r in results if r["ok"]]
+    assert len(done) == 4, results
+    nodes = {r["node"]: r["saw_source"] for r in done}
     assert len(nodes) == 2 and set(nodes.values()) == {True, False}, nodes
 
 
-def _kills_its_node_first(marker_dir: Path, path: str, out_dir: str, config, read_from=None):
-    """Per-mesh work that, on the first mesh it gets on the node that sees the files, half writes it
-    and kills that node's raylet (the node crashes: its worker processes die with it)."""
+def _kills_its_node_first(marker_dir: Path, signal: Path, path: str, out_dir: str, config, read_from=None):
+    """Per-mesh work that, on the first mesh it gets on the node that sees the files (there
+    ``marker_dir`` exists), half writes it and kills that node's raylet (the node crashes: its
+    worker processes die with it). On the hidden node it waits for that first."""
     marker_dir = Path(marker_dir)
-    if marker_dir.exists() and not (marker_dir / "killed").exists():
+    if not marker_dir.exists():
+        _wait_for_the_seeing_node(Path(signal))
+    elif not (marker_dir / "killed").exists():
         (marker_dir / "killed").write_text(path)
         half = Path(out_dir).parent / PARTIAL / f"{Path(out_dir).name}.dying"
         half.mkdir(parents=True)
         (half / "samples.npz").write_bytes(b"half a file")
-        os.kill(os.getppid(), signal.SIGKILL)   # the raylet that started this worker
+        Path(signal).touch()
+        os.kill(os.getppid(), signal_module.SIGKILL)   # the raylet that started this worker
         os._exit(1)
     return process_one(path, out_dir, config, read_from=read_from)
 
 
-def test_a_node_lost_mid_mesh_is_retried_on_the_other_and_leaves_nothing_partial(cluster, source, reference,
-                                                                                 tmp_path):
+def test_a_node_lost_mid_mesh_is_retried_on_the_other_and_leaves_nothing_partial(cluster, ray_source, ray_reference,
+                                                                                 tmp_path, signal):
     raylet = cluster.raylet("seeing")
-    report = preprocess_on_ray(source, tmp_path / "dataset", CONFIG, max_retries=3,
-                               work=functools.partial(_kills_its_node_first, tmp_path))
+    report = preprocess_on_ray(ray_source, tmp_path / "dataset", CONFIG, max_retries=3,
+                               work=functools.partial(_kills_its_node_first, tmp_path, signal))
     assert (tmp_path / "killed").exists() and not raylet.is_running()
-    assert report["done"] == 4 and _same_report(report, reference[1]), report
-    _same_files(tmp_path / "dataset", reference[0])
+    assert report["done"] == 4 and same_report(report, ray_reference[1]), report
+    same_files(tmp_path / "dataset", ray_reference[0])

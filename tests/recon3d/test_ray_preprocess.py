@@ -2,31 +2,27 @@
 byte for byte; a worker killed mid-mesh is retried and leaves nothing half written; an interrupted
 run resumes. One cluster serves the module (Ray takes seconds to start); skipped without Ray.
 
-An existing cluster (--ray ADDRESS) is a Ray head started by `ray start` as a process of its own,
-joined by the command run as another process, as a user does it."""
+An existing cluster (--ray ADDRESS) is a Ray head started by `ray start` as a process of its own
+(conftest.py's token_head, shared with test_ray_client.py), joined by the command run as another
+process, as a user does it."""
 from __future__ import annotations
 
 import functools
 import json
 import os
-import secrets
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 ray = pytest.importorskip("ray")
 
-from kubik_core.recon3d.data.preprocess import PARTIAL, PreprocessConfig, preprocess_folder, process_one  # noqa: E402
+from kubik_core.recon3d.data.preprocess import PARTIAL, process_one  # noqa: E402
 from kubik_core.recon3d.data.ray_preprocess import preprocess_on_ray  # noqa: E402
-from kubik_core.recon3d.data.samples import SampleConfig  # noqa: E402
+
+from kubik_testing.ray_nodes import CONFIG, MESHES, SAMPLES, files_of, run_kubik, same_report  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
-CONFIG = PreprocessConfig(samples=SampleConfig(surface=1500, near=1500, uniform=1500), render=None, device="cpu")
-MESHES = ("000__000", "001__001", "002__002", "nested__003__003")
 
 
 @pytest.fixture(scope="module")
@@ -39,109 +35,42 @@ def cluster():
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def source(tmp_path_factory, pybullet_objs):
-    """Four real pybullet meshes (one a folder deeper) and a file that is no mesh."""
-    src = tmp_path_factory.mktemp("ray") / "src"
-    objs = [*pybullet_objs, pybullet_objs[0].parent.parent / "003" / "003.obj"]
-    for path in objs[:3]:
-        (src / path.parent.name).mkdir(parents=True)
-        shutil.copy(path, src / path.parent.name / path.name)
-    (src / "nested" / "003").mkdir(parents=True)
-    shutil.copy(objs[3], src / "nested" / "003" / "003.obj")
-    (src / "broken.obj").write_text("no mesh here\n")
-    return src
-
-
-@pytest.fixture(scope="module")
-def reference(source):
-    """The single-process run, with shards: what every Ray run must reproduce."""
-    out = source.parent / "dataset"  # the same folder name as the runs below: shards record it
-    report = preprocess_folder(source, out, CONFIG, shards=source.parent / "reference_shards", shard_size=3)
-    assert report["done"] == 4 and len(report["failed"]) == 1
-    return out, report
-
-
-def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def _same_report(a: dict, b: dict) -> bool:
-    ignore = ("seconds", "workers", "source", "shards")
-    return {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}
-
-
 # ---------------------------------------------------------------- an existing cluster (--ray ADDRESS)
-REPO = Path(__file__).resolve().parents[2]
-SAMPLES = ("--views", "0", "--device", "cpu", "--surface", "1500", "--near", "1500", "--uniform", "1500")
-
-
-def _kubik(*args, env: dict, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
-    """``kubik ARGS`` as a process of its own (a driver apart from the cluster's processes)."""
-    env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-m", "kubik_core.cli", *map(str, args)], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def head():
-    """A one-CPU Ray head started with `ray start --head --block`, token authentication on with a
-    token of its own; yields (port, the environment a driver joins it with). At the end the
-    head and every process it started are stopped: the test fails if one outlives the head."""
-    from kubik_testing.ray_nodes import RAY_COMMAND, RayNodes
-
-    if not RAY_COMMAND.exists():
-        pytest.skip(f"no `ray` command beside {sys.executable}")
-    temp = Path(tempfile.mkdtemp(prefix="kray-"))   # short: Ray's socket paths live under it
-    env = {name: value for name, value in os.environ.items()
-           if name not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH", "RAY_NUM_REDIS_GET_RETRIES")}
-    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), RAY_USAGE_STATS_ENABLED="0")
-    nodes = RayNodes(temp, env)
-    try:
-        nodes.start_head(cpus=1)
-        yield nodes.port, env
-    finally:
-        alive = nodes.stop()
-        shutil.rmtree(temp, ignore_errors=True)
-    assert not alive, f"Ray processes outlived the head: {alive}"
-
-
-def test_the_command_joins_an_existing_cluster_and_matches_the_local_run(head, source, reference, tmp_path):
-    port, env = head
-    done = _kubik("3d", "preprocess", source, tmp_path / "dataset", *SAMPLES, "--json", "--shards",
-                  tmp_path / "shards", "--shard-size", "3", "--ray", f"127.0.0.1:{port}",
-                  env=env, cwd=tmp_path, timeout=180)
+def test_the_command_joins_an_existing_cluster_and_matches_the_local_run(token_head, ray_source, ray_reference,
+                                                                       tmp_path):
+    done = run_kubik("3d", "preprocess", ray_source, tmp_path / "dataset", *SAMPLES, "--json", "--shards",
+                     tmp_path / "shards", "--shard-size", "3", "--ray", token_head.address,
+                     env=token_head.env, cwd=tmp_path, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
-    assert report["workers"] == 1 and _same_report(report, reference[1])
-    local, _ = reference
-    ours, theirs = _files(tmp_path / "dataset"), _files(local)
+    assert report["workers"] == 1 and same_report(report, ray_reference[1])
+    local, _ = ray_reference
+    ours, theirs = files_of(tmp_path / "dataset"), files_of(local)
     assert ours.keys() == theirs.keys() and {f"{m}/samples.npz" for m in MESHES} <= ours.keys()
     assert all(ours[name] == theirs[name] for name in ours if name != "report.json")
-    assert _files(tmp_path / "shards") == _files(local.parent / "reference_shards")
+    assert files_of(tmp_path / "shards") == files_of(local.parent / "reference_shards")
 
 
-def test_a_cluster_that_wants_a_token_says_so_in_one_line(head, source, tmp_path):
-    port, env = head
+def test_a_cluster_that_wants_a_token_says_so_in_one_line(token_head, ray_source, tmp_path):
     # Ray sends no token to an explicit address unless RAY_AUTH_MODE=token; it retries 20 times,
     # a second apart, before giving up: 2 are enough here.
-    env = {name: value for name, value in env.items() if not name.startswith("RAY_AUTH_")}
-    done = _kubik("3d", "preprocess", source, tmp_path / "dataset", *SAMPLES, "--ray", f"127.0.0.1:{port}",
-                  env={**env, "RAY_NUM_REDIS_GET_RETRIES": "2"}, cwd=tmp_path, timeout=120)
+    env = {name: value for name, value in token_head.env.items() if not name.startswith("RAY_AUTH_")}
+    done = run_kubik("3d", "preprocess", ray_source, tmp_path / "dataset", *SAMPLES, "--ray", token_head.address,
+                     env={**env, "RAY_NUM_REDIS_GET_RETRIES": "2"}, cwd=tmp_path, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
-        f"kubik 3d: error: --ray 127.0.0.1:{port}: the Ray cluster there wants its authentication token; set "
+        f"kubik 3d: error: --ray {token_head.address}: the Ray cluster there wants its authentication token; set "
         "RAY_AUTH_MODE=token and give the cluster's token in RAY_AUTH_TOKEN or ~/.ray/auth_token (`ray "
         "get-auth-token` on the head node prints it)")
     assert not (tmp_path / "dataset").exists()
 
 
-def test_an_address_where_nothing_listens_is_one_line(source, tmp_path):
+def test_an_address_where_nothing_listens_is_one_line(ray_source, tmp_path):
     from kubik_testing.ray_nodes import free_port
 
     port = free_port()
-    done = _kubik("3d", "preprocess", source, tmp_path / "dataset", *SAMPLES, "--ray", f"127.0.0.1:{port}",
-                  env=dict(os.environ), cwd=tmp_path, timeout=60)
+    done = run_kubik("3d", "preprocess", ray_source, tmp_path / "dataset", *SAMPLES, "--ray", f"127.0.0.1:{port}",
+                     env=dict(os.environ), cwd=tmp_path, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip() == (
         f"kubik 3d: error: --ray 127.0.0.1:{port}: no Ray cluster answers there (Connection refused); start one "
@@ -150,18 +79,18 @@ def test_an_address_where_nothing_listens_is_one_line(source, tmp_path):
 
 
 # ---------------------------------------------------------------- a local cluster opened in this process
-def test_ray_run_matches_the_local_run_byte_for_byte(cluster, source, reference, tmp_path):
+def test_ray_run_matches_the_local_run_byte_for_byte(cluster, ray_source, ray_reference, tmp_path):
     seen = []
-    report = preprocess_on_ray(source, tmp_path / "dataset", CONFIG, shards=tmp_path / "shards", shard_size=3,
+    report = preprocess_on_ray(ray_source, tmp_path / "dataset", CONFIG, shards=tmp_path / "shards", shard_size=3,
                                progress=lambda done, total: seen.append((done, total)))
-    local, local_report = reference
-    assert report["workers"] == 2 and _same_report(report, local_report)
-    assert report["failed"] == [{"source": str(source / "broken.obj"), "error": "the file holds no triangle mesh"}]
+    local, local_report = ray_reference
+    assert report["workers"] == 2 and same_report(report, local_report)
+    assert report["failed"] == [{"source": str(ray_source / "broken.obj"), "error": "the file holds no triangle mesh"}]
     assert seen[-1] == (5, 5) and [d for d, _ in seen] == [1, 2, 3, 4, 5]
-    ours, theirs = _files(tmp_path / "dataset"), _files(local)
+    ours, theirs = files_of(tmp_path / "dataset"), files_of(local)
     assert ours.keys() == theirs.keys() and {f"{m}/samples.npz" for m in MESHES} <= ours.keys()
     assert all(ours[name] == theirs[name] for name in ours if name != "report.json")
-    assert _files(tmp_path / "shards") == _files(local.parent / "reference_shards")
+    assert files_of(tmp_path / "shards") == files_of(local.parent / "reference_shards")
     assert report["shards"] == {"folder": str(tmp_path / "shards"), "shards": 2, "samples": 4, "written": 2}
 
 
@@ -193,25 +122,25 @@ def _raises_on_001(marker_dir: Path, path: str, out_dir: str, config, read_from=
     return process_one(path, out_dir, config, read_from=read_from)
 
 
-def test_a_killed_worker_is_retried_and_leaves_no_partial_output(cluster, source, reference, tmp_path):
+def test_a_killed_worker_is_retried_and_leaves_no_partial_output(cluster, ray_source, ray_reference, tmp_path):
     work = functools.partial(_dies_first_time, tmp_path)
-    report = preprocess_on_ray(source, tmp_path / "out", CONFIG, max_retries=2, work=work)
+    report = preprocess_on_ray(ray_source, tmp_path / "out", CONFIG, max_retries=2, work=work)
     assert (tmp_path / "attempts").read_text() == "xx"  # killed once, then done by a fresh worker
     assert report["done"] == 4 and len(report["failed"]) == 1
-    local, _ = reference
-    assert _files(tmp_path / "out" / "001__001") == _files(local / "001__001")
+    local, _ = ray_reference
+    assert files_of(tmp_path / "out" / "001__001") == files_of(local / "001__001")
     assert not (tmp_path / "out" / PARTIAL).exists()
 
     # No retries left: the mesh is a failure in the report, the run goes on, nothing of it is kept.
     (tmp_path / "killed").unlink()
-    report = preprocess_on_ray(source, tmp_path / "again", CONFIG, max_retries=0, work=work)
+    report = preprocess_on_ray(ray_source, tmp_path / "again", CONFIG, max_retries=0, work=work)
     lost = [f for f in report["failed"] if f["source"].endswith("001.obj")]
     assert len(lost) == 1 and lost[0]["error"].startswith("the Ray worker running this mesh was lost 1 time(s)")
     assert report["done"] == 3 and not (tmp_path / "again" / "001__001").exists()
     assert not (tmp_path / "again" / PARTIAL).exists()
 
 
-def test_an_interrupted_run_resumes_without_redoing_finished_meshes(cluster, source, reference, tmp_path):
+def test_an_interrupted_run_resumes_without_redoing_finished_meshes(cluster, ray_source, ray_reference, tmp_path):
     out = tmp_path / "out"
 
     def stop_after_two(done, total):
@@ -219,32 +148,32 @@ def test_an_interrupted_run_resumes_without_redoing_finished_meshes(cluster, sou
             raise KeyboardInterrupt  # Ctrl-C in the driver, with tasks still running on the cluster
 
     with pytest.raises(KeyboardInterrupt):
-        preprocess_on_ray(source, out, CONFIG, progress=stop_after_two)
+        preprocess_on_ray(ray_source, out, CONFIG, progress=stop_after_two)
     finished = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/meta.json")}
     assert 1 <= len(finished) <= 4 and all(name in MESHES for name in finished)
 
-    report = preprocess_on_ray(source, out, CONFIG)
+    report = preprocess_on_ray(ray_source, out, CONFIG)
     assert report["skipped"] == len(finished) and report["done"] == 4 - len(finished)
     assert {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/meta.json") if p.parent.name in finished} == finished
-    local, _ = reference
-    ours, theirs = _files(out), _files(local)
+    local, _ = ray_reference
+    ours, theirs = files_of(out), files_of(local)
     assert ours.keys() == theirs.keys() and all(ours[n] == theirs[n] for n in ours if n != "report.json")
 
 
-def test_the_command_runs_on_the_open_cluster_and_prints_the_report(cluster, source, reference, tmp_path, kubik):
-    rc, out, err = kubik("3d", "preprocess", source, tmp_path / "dataset", "--views", "0", "--device", "cpu",
+def test_the_command_runs_on_the_open_cluster_and_prints_the_report(cluster, ray_source, ray_reference, tmp_path, kubik):
+    rc, out, err = kubik("3d", "preprocess", ray_source, tmp_path / "dataset", "--views", "0", "--device", "cpu",
                          "--surface", "1500", "--near", "1500", "--uniform", "1500", "--json", "--ray",
                          "--shards", tmp_path / "shards", "--shard-size", "3")
     report = json.loads(out)
-    assert rc == 0 and report["workers"] == 2 and _same_report(report, reference[1])
-    assert _files(tmp_path / "shards") == _files(reference[0].parent / "reference_shards")
+    assert rc == 0 and report["workers"] == 2 and same_report(report, ray_reference[1])
+    assert files_of(tmp_path / "shards") == files_of(ray_reference[0].parent / "reference_shards")
 
 
-def test_an_error_of_the_mesh_itself_is_reported_not_retried(cluster, source, tmp_path):
-    report = preprocess_on_ray(source, tmp_path / "out", CONFIG, max_retries=3,
+def test_an_error_of_the_mesh_itself_is_reported_not_retried(cluster, ray_source, tmp_path):
+    report = preprocess_on_ray(ray_source, tmp_path / "out", CONFIG, max_retries=3,
                                work=functools.partial(_raises_on_001, tmp_path))
     assert (tmp_path / "raised").read_text() == "x" and report["done"] == 3
-    assert {"source": str(source / "001" / "001.obj"), "error": "Escapes: a bug, not a lost worker"} in report["failed"]
+    assert {"source": str(ray_source / "001" / "001.obj"), "error": "Escapes: a bug, not a lost worker"} in report["failed"]
 
 
 
@@ -258,8 +187,8 @@ def task_here():
     preprocess._WORKER.clear()
 
 
-def test_a_node_that_sees_out_but_not_the_mesh_reads_the_sent_copy_and_writes_in_place(source, reference, tmp_path,
-                                                                                      task_here):
+def test_a_node_that_sees_out_but_not_the_mesh_reads_the_sent_copy_and_writes_in_place(ray_source, ray_reference,
+                                                                                      tmp_path, task_here):
     """The task function itself, in this process, for a mesh path that does not exist here (as on a
     node without the driver's meshes) with its bytes sent along, and OUT's marker present."""
     _run_task = task_here
@@ -269,16 +198,16 @@ def test_a_node_that_sees_out_but_not_the_mesh_reads_the_sent_copy_and_writes_in
     marker.parent.mkdir(parents=True)
     marker.touch()
     elsewhere = str(tmp_path / "not-here" / "000" / "000.obj")
-    sent = {"000.obj": (source / "000" / "000.obj").read_bytes()}
+    sent = {"000.obj": (ray_source / "000" / "000.obj").read_bytes()}
     asked = _run_task(elsewhere, str(out / "000__000"), CONFIG, process_one, str(marker), (1, 1))
     assert asked == {"source": elsewhere, "ok": False, "needs_source": True}
 
     result = _run_task(elsewhere, str(out / "000__000"), CONFIG, process_one, str(marker), (1, 1), sent)
     assert result["ok"] and "files" not in result   # written in place, nothing sent back
-    local = reference[0] / "000__000"
+    local = ray_reference[0] / "000__000"
     assert (out / "000__000" / "samples.npz").read_bytes() == (local / "samples.npz").read_bytes()
     ours, theirs = (json.loads((folder / "meta.json").read_text()) for folder in (out / "000__000", local))
-    assert ours.pop("source") == elsewhere and theirs.pop("source") == str(source / "000" / "000.obj")
+    assert ours.pop("source") == elsewhere and theirs.pop("source") == str(ray_source / "000" / "000.obj")
     assert ours == theirs
 
     # Without the marker (OUT not seen) the same task returns the finished files instead.
