@@ -29,17 +29,53 @@ from .training_runs import REPO, comfy_lora_reports, fixed_batch_losses, offline
 pytestmark = pytest.mark.timeout(900)
 
 
+def _arguments(tmp: Path, steps: int, output: str, grad_accum: int, key_style: str, extra: tuple) -> list[str]:
+    """`kubik lora train ...` (without the program) for the runs of this module."""
+    return ["lora", "train", str(tmp / "photos"),
+            "--base", str(tmp / "tiny_sdxl.safetensors"), "--output", str(tmp / output), "--name", "kbk_style",
+            "--grad-accum", str(grad_accum), "--key-style", key_style,
+            "--trigger", "kbk style", "--resolution", "64", "--steps", str(steps), "--lr", "1e-3",
+            "--rank", "4", "--alpha", "4", "--conv-rank", "2", "--conv-alpha", "1", "--ema-decay", "0.5", "--train-text-encoder", "--precision", "fp32",
+            "--cache", "disk", "--no-gradient-checkpointing", "--no-progress",
+            "--device", "cpu", "--tokenizer", str(Path(COMFYUI_DIR) / "comfy" / "sd1_tokenizer"), *extra]
+
+
 def _train(tmp: Path, steps: int, output: str = "loras", grad_accum: int = 2,
            launcher: tuple = (), key_style: str = "kohya", extra: tuple = ()) -> subprocess.CompletedProcess:
-    env = offline_env(tmp)
-    command = [sys.executable, *(launcher or ("-m", "kubik_core")), "lora", "train", str(tmp / "photos"),
-               "--base", str(tmp / "tiny_sdxl.safetensors"), "--output", str(tmp / output), "--name", "kbk_style",
-               "--grad-accum", str(grad_accum), "--key-style", key_style,
-               "--trigger", "kbk style", "--resolution", "64", "--steps", str(steps), "--lr", "1e-3",
-               "--rank", "4", "--alpha", "4", "--conv-rank", "2", "--conv-alpha", "1", "--ema-decay", "0.5", "--train-text-encoder", "--precision", "fp32",
-               "--cache", "disk", "--no-gradient-checkpointing", "--no-progress",
-               "--device", "cpu", "--tokenizer", str(Path(COMFYUI_DIR) / "comfy" / "sd1_tokenizer"), *extra]
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    """The command as a process of its own (``launcher``: e.g. torchrun's module instead of kubik_core)."""
+    command = [sys.executable, *(launcher or ("-m", "kubik_core")),
+               *_arguments(tmp, steps, output, grad_accum, key_style, extra)]
+    return subprocess.run(command, cwd=REPO, env=offline_env(tmp), capture_output=True, text=True, timeout=900)
+
+
+def _train_in_process(tmp: Path, steps: int, key_style: str = "kohya") -> subprocess.CompletedProcess:
+    """The same command through kubik_core.cli.main() in this process, with the environment,
+    thread count and random state of a process of its own. A `kubik` process spends ~10 s of
+    this machine's CPU importing diffusers and transformers; the first run of the fixture (and
+    the torchrun test) keep the real process boundary, the resumed runs need none."""
+    import contextlib
+    import io
+    import signal
+
+    import torch
+
+    from kubik_core.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    arguments = _arguments(tmp, steps, "loras", 2, key_style, ())
+    environment = {k: v for k, v in offline_env(tmp).items() if k.startswith(("HF_", "KUBIK_"))}
+    threads, sigterm = torch.get_num_threads(), signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.MonkeyPatch.context() as patch, torch.random.fork_rng(devices=[]), \
+                contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            for name, value in environment.items():
+                patch.setenv(name, value)
+            torch.set_num_threads(1)        # as OMP_NUM_THREADS=1 in the processes of _train
+            status = main(arguments)
+    finally:
+        torch.set_num_threads(threads)
+        signal.signal(signal.SIGTERM, sigterm)   # the trainer's stop request handler
+    return subprocess.CompletedProcess(["kubik", *arguments], status, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +90,11 @@ def trained(tmp_path_factory):
     assert first.returncode == 0, first.stderr[-3000:]
     shutil.copy(tmp / "loras" / "kbk_style.resume", tmp / "after_3_steps.resume")
     cache_files = sorted((tmp / "kubik-cache").rglob("*.safetensors"))
-    second = _train(tmp, 5, key_style="diffusers")
+    second = _train_in_process(tmp, 5, key_style="diffusers")
     assert second.returncode == 0, second.stderr[-3000:]
     shutil.copy(tmp / "loras" / "kbk_style.safetensors", tmp / "kbk_style_diffusers_keys.safetensors")
     # The same run once more: already at step 5, it only writes the LoRA again, in kohya's layout.
-    third = _train(tmp, 5)
+    third = _train_in_process(tmp, 5)
     assert third.returncode == 0, third.stderr[-3000:]
     return tmp, first, second, cache_files
 
