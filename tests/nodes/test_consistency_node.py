@@ -129,15 +129,13 @@ print(json.dumps({{"scores": out["result"][1], "report": json.loads(out["result"
 
 @needs_comfyui
 @pytest.mark.integration
-def test_node_runs_in_a_real_comfyui(tmp_path, encoders_dir):
-    """Listed and run by ComfyUI's executor: the encoder folder sits in models/clip_vision."""
+def test_node_runs_in_a_real_comfyui(plain_comfy_server, encoders_dir):
+    """Listed and run by ComfyUI's executor: the encoder folder sits in models/clip_vision (of the
+    session's shared server, put there for this test only)."""
     import shutil
 
-    from kubik_testing.comfy_server import ComfyServer
-
-    server = ComfyServer(Path(COMFYUI_DIR), REPO, tmp_path / "comfyui")
+    server = plain_comfy_server
     shutil.copytree(encoders_dir / "tiny-dino", server.models_dir / "clip_vision" / "tiny-dino")
-    server.start()
     try:
         info = server.get("/object_info/KubikConsistency")["KubikConsistency"]
         assert "tiny-dino" in info["input"]["required"]["encoder"][0]
@@ -163,4 +161,4 @@ def test_node_runs_in_a_real_comfyui(tmp_path, encoders_dir):
         assert errors and errors[0]["exception_message"].startswith(
             "clip_vision: encoder is 'clip_vision input' but nothing is connected")
     finally:
-        server.stop()
+        shutil.rmtree(server.models_dir / "clip_vision" / "tiny-dino")
