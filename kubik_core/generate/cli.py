@@ -70,8 +70,9 @@ def register(subparsers) -> None:
                    help="ControlNet strength 0-2 (default: the published value, see kubik params --control)")
     p.add_argument("--ip-adapter", default=None, metavar="FILE",
                    help="IP-Adapter .safetensors (ComfyUI's models/ipadapter; SD1.5 or SDXL as the checkpoint, or "
-                        "XLabs' flux-ip-adapter v1/v2 for FLUX.1, InstantX's SD3.5-Large-IP-Adapter ip-adapter.bin "
-                        "or .safetensors for SD3.5 Large), with --reference")
+                        "XLabs' flux-ip-adapter v1/v2 or InstantX's FLUX.1-dev-IP-Adapter for FLUX.1, InstantX's "
+                        "SD3.5-Large-IP-Adapter for SD3.5 Large; InstantX's as released (.bin) or .safetensors), "
+                        "with --reference")
     p.add_argument("--reference", default=None, metavar="IMG", help="the IP-Adapter's reference picture")
     p.add_argument("--ip-adapter-weight", type=float, default=None, metavar="W",
                    help="IP-Adapter weight 0-2 (default: the published value, see kubik params --control)")
@@ -79,7 +80,7 @@ def register(subparsers) -> None:
                    help="FLUX with --ip-adapter: true CFG scale 1-10, 1 = off (default: XLabs' published 3.5; "
                         "each step then runs the model twice)")
     p.add_argument("--image-encoder", default=None, metavar="PATH",
-                   help="the adapter's CLIP (SigLIP for SD3.5) vision encoder: a folder with config.json and "
+                   help="the adapter's CLIP (SigLIP for InstantX's) vision encoder: a folder with config.json and "
                         "model.safetensors, or ComfyUI's clip_vision file (default: an image_encoder folder beside "
                         "the adapter)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first image; image i uses seed+i (default 0)")

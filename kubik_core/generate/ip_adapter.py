@@ -14,8 +14,9 @@ training script numbers them). Three projection kinds exist and diffusers loads 
 
 FaceID adapters need face embeddings from insightface and are refused with one line. FLUX.1
 checkpoints take XLabs-AI's flux-ip-adapter (v1, v2) instead, in XLabs' own layout
-(flux_ip_adapter.py), with the same CLIP vision encoders (ViT-L/14 there). SD3 checkpoints take
-InstantX's SD3.5-Large-IP-Adapter (sd3_ip_adapter.py) with its SigLIP encoder (siglip_encoder.py).
+(flux_ip_adapter.py), with the same CLIP vision encoders (ViT-L/14 there), or InstantX's
+FLUX.1-dev-IP-Adapter (flux_instantx_ip_adapter.py). SD3 checkpoints take InstantX's
+SD3.5-Large-IP-Adapter (sd3_ip_adapter.py). Both InstantX adapters read SigLIP (siglip_encoder.py).
 
 The CLIP vision encoder comes from ``--image-encoder``: a folder as transformers saves
 CLIPVisionModelWithProjection (config.json + model.safetensors, h94/IP-Adapter's
@@ -54,7 +55,8 @@ KNOWN_TOWERS = {(1024, 24): ("ViT-L/14", "quick_gelu"), (1280, 32): ("ViT-H/14",
 TOWER_HEADS = 16
 MAX_WEIGHT = 2.0           # the same bound as --control-strength
 ADAPTER_FIX = "give the IP-Adapter .safetensors (ComfyUI's models/ipadapter)"
-FLUX_FIX = "give XLabs' flux-ip-adapter .safetensors (v1 or v2) for a FLUX.1 checkpoint"
+FLUX_FIX = ("give XLabs' flux-ip-adapter .safetensors (v1 or v2) or InstantX's FLUX.1-dev-IP-Adapter for a FLUX.1 "
+            "checkpoint")
 _LAYER = re.compile(r"^vision_model\.encoder\.layers\.(\d+)\.")
 
 
@@ -86,6 +88,7 @@ class IPAdapterPlan:
     title: str = "IP-Adapter"
     flux_layout: Any = None              # flux_ip_adapter.FluxAdapterLayout for an XLabs FLUX adapter
     sd3_layout: Any = None               # sd3_ip_adapter.SD3AdapterLayout for InstantX's SD3.5 adapter
+    instantx_flux_layout: Any = None     # flux_instantx_ip_adapter.InstantXFluxLayout for InstantX's FLUX one
     true_cfg: float | None = None        # FLUX: diffusers' true_cfg_scale (1: off), with its reason and source
     true_cfg_reason: str = ""
     true_cfg_source: str = ""
@@ -140,7 +143,11 @@ def plan_ip_adapter(adapter: str, reference: str, encoder: str | None, weight: f
     name = Path(adapter).name
     if checkpoint_family == "sd3":      # InstantX's SD3.5 Large adapter with its SigLIP encoder
         return _plan_sd3(adapter, reference, encoder, weight, transformer, analysis, family)
-    _refuse_instantx_sd3(adapter, checkpoint_family)
+    _refuse_instantx(adapter, checkpoint_family)
+    if checkpoint_family == "flux":
+        plan = _plan_instantx_flux(adapter, reference, encoder, weight, transformer, true_cfg)
+        if plan is not None:
+            return plan
     if checkpoint_family == "flux":
         flux_layout = _inspect_for_flux(adapter, transformer)
         layout_name, kind = flux_layout.name, flux_layout.kind
@@ -203,7 +210,10 @@ def _plan_sd3(adapter: str, reference: str, encoder: str | None, weight: float |
     name = Path(adapter).name
     shapes = read_shapes(adapter)
     if not is_instantx_sd3_layout(shapes):
+        from .flux_instantx_ip_adapter import is_instantx_flux_layout
+
         what = ("an XLabs FLUX.1 IP-Adapter" if is_xlabs_layout(shapes) else
+                "InstantX's FLUX.1 IP-Adapter" if is_instantx_flux_layout(shapes) else
                 "an IP-Adapter for a UNet (SD1.5/SDXL layout)" if "image_proj.norm.weight" in shapes or
                 "image_proj.latents" in shapes else "not an SD3 IP-Adapter")
         raise IPAdapterError(f"--ip-adapter: {name} is {what} but the checkpoint is SD3; give InstantX's "
@@ -223,19 +233,60 @@ def _plan_sd3(adapter: str, reference: str, encoder: str | None, weight: float |
                          encoder_layout, sd3_layout=layout)
 
 
-def _refuse_instantx_sd3(adapter: str, checkpoint_family: str) -> None:
-    """InstantX's SD3.5 adapter given with another family's checkpoint: one line naming both."""
+def _plan_instantx_flux(adapter: str, reference: str, encoder: str | None, weight: float | None, transformer,
+                        true_cfg: float | None) -> IPAdapterPlan | None:
+    """InstantX's FLUX.1-dev IP-Adapter (flux_instantx_ip_adapter.py) and its SigLIP encoder, checked
+    against the FLUX transformer and each other; None when the file is not in InstantX's layout."""
+    from ..checkpoints.flux import transformer_config
+    from ..params.control import INSTANTX_FLUX_IP_WEIGHT
+    from . import flux_instantx_ip_adapter as instantx
+    from .sd3_ip_adapter import read_shapes
+    from .siglip_encoder import has_pooling_head, inspect_siglip
+
+    try:
+        shapes = read_shapes(adapter, instantx.FIX)
+    except IPAdapterError:      # not readable as InstantX's: XLabs' checks say what is wrong
+        return None
+    if not instantx.is_instantx_flux_layout(shapes):
+        return None
+    name = Path(adapter).name
+    if true_cfg is not None:
+        raise IPAdapterError(f"--true-cfg: {name} is InstantX's FLUX IP-Adapter, which samples without true CFG "
+                             "(XLabs' adapters use it); drop --true-cfg")
+    layout = instantx.inspect_instantx_flux(shapes, name)
+    instantx.check_against_flux(layout, transformer_config(transformer.shapes, transformer.name))
+    instantx.check_modules(layout, shapes)
+    encoder = encoder or default_encoder(adapter)
+    if encoder is None:
+        raise IPAdapterError(f"--image-encoder: {name} needs the SigLIP vision encoder it was trained with; give "
+                             "google/siglip-so400m-patch14-384's folder or ComfyUI's sigclip_vision_patch14_384 "
+                             "file (none is downloaded)")
+    encoder_layout = inspect_siglip(encoder)
+    instantx.check_encoder(layout, encoder_layout, has_pooling_head(encoder_layout))
+    if weight is None:
+        value, reason, source = INSTANTX_FLUX_IP_WEIGHT
+    else:
+        value, reason, source = float(weight), f"your choice: {weight:g}", "--ip-adapter-weight"
+    return IPAdapterPlan(layout.name, layout.kind, encoder_layout.name, Path(reference).name, value, reason, source,
+                         encoder_layout, instantx_flux_layout=layout)
+
+
+def _refuse_instantx(adapter: str, checkpoint_family: str) -> None:
+    """An InstantX adapter given with another family's checkpoint: one line naming both."""
     from ..checkpoints import FAMILY_NAMES
+    from .flux_instantx_ip_adapter import is_instantx_flux_layout
     from .sd3_ip_adapter import is_instantx_sd3_layout, read_shapes
 
     try:
         shapes = read_shapes(adapter)
     except IPAdapterError:      # not readable as either kind: the family's own checks say why
         return
-    if is_instantx_sd3_layout(shapes):
-        raise IPAdapterError(f"--ip-adapter: {Path(adapter).name} is InstantX's SD3.5 Large IP-Adapter but the "
-                             f"checkpoint is {FAMILY_NAMES.get(checkpoint_family, checkpoint_family)}; give an "
-                             "IP-Adapter of the checkpoint's family")
+    kind = ("InstantX's SD3.5 Large IP-Adapter" if is_instantx_sd3_layout(shapes) else
+            "InstantX's FLUX.1 IP-Adapter" if is_instantx_flux_layout(shapes) and checkpoint_family != "flux" else None)
+    if kind is not None:
+        raise IPAdapterError(f"--ip-adapter: {Path(adapter).name} is {kind} but the checkpoint is "
+                             f"{FAMILY_NAMES.get(checkpoint_family, checkpoint_family)}; give an IP-Adapter of the "
+                             "checkpoint's family")
 
 
 def _inspect_for_flux(adapter: str, flux_transformer):
@@ -432,12 +483,19 @@ def load_encoder(encoder: EncoderLayout):
     return model.eval()
 
 
-def attach(pipe, adapter_path: str | os.PathLike, plan: IPAdapterPlan) -> None:
-    """Load the adapter into ``pipe`` (SD1.5, SDXL or FLUX.1, with or without ControlNet) with its
-    image encoder and CLIP's image processor, at the plan's weight."""
+def attach(pipe, adapter_path: str | os.PathLike, plan: IPAdapterPlan, reference: str | None = None) -> None:
+    """Load the adapter into ``pipe`` (SD1.5, SDXL, SD3.5 or FLUX.1, with or without ControlNet) with
+    its image encoder and image processor, at the plan's weight. InstantX's FLUX adapter takes the
+    ``reference`` picture's path here (its tokens are computed once, at loading)."""
     from transformers import CLIPImageProcessor
 
     encoder, weight = plan.encoder_layout, plan.weight
+    if plan.instantx_flux_layout is not None:
+        from . import flux_instantx_ip_adapter
+
+        flux_instantx_ip_adapter.attach(pipe, adapter_path, plan.instantx_flux_layout, encoder, weight,
+                                        reference_image(reference))
+        return
     if plan.sd3_layout is not None:
         from . import sd3_ip_adapter
 

@@ -400,7 +400,7 @@ def load(prepared: PreparedGeneration):
     if prepared.ip_adapter is not None:
         from .ip_adapter import attach
 
-        attach(pipe, prepared.request.ip_adapter, prepared.ip_adapter)
+        attach(pipe, prepared.request.ip_adapter, prepared.ip_adapter, prepared.request.reference)
     if prepared.device.type == "cuda":      # half the memory and the fast kernels; the SDXL VAE
         # upcasts itself where fp16 overflows (force_upcast); FLUX, SD3.5 and T5 overflow in fp16: bf16
         pipe.to(dtype=torch.bfloat16 if flow else torch.float16)
@@ -517,7 +517,8 @@ def run_pipeline(pipe, prepared: PreparedGeneration, seed: int):
     if prepared.ip_adapter is not None:
         from .ip_adapter import reference_image
 
-        kwargs["ip_adapter_image"] = reference_image(prepared.request.reference)
+        if prepared.ip_adapter.instantx_flux_layout is None:   # InstantX's FLUX tokens are set at loading
+            kwargs["ip_adapter_image"] = reference_image(prepared.request.reference)
         if prepared.ip_adapter.true_cfg is not None:     # FLUX: XLabs' true CFG (1: off), black negative reference
             kwargs.update(true_cfg_scale=prepared.ip_adapter.true_cfg,
                           negative_prompt="".join(text for text, _ in _segments(prepared.negative, dialect)))

@@ -75,13 +75,18 @@ def is_instantx_sd3_layout(shapes: dict) -> bool:
         any(k.startswith(ATTENTION) and k.endswith(".norm_ip.linear.weight") for k in shapes)
 
 
-def read_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
-    """The adapter's tensor names (``image_proj.*``, ``ip_adapter.*``) and shapes; a .bin only
-    as a zip torch file through torch.load(weights_only=True)."""
-    return {k: tuple(v.shape) for k, v in _read(path, header_only=True).items()}
+def read_shapes(path: str | os.PathLike, fix: str = FIX) -> dict[str, tuple[int, ...]]:
+    """An InstantX adapter's tensor names (``image_proj.*``, ``ip_adapter.*``) and shapes; a .bin
+    only as a zip torch file through torch.load(weights_only=True). ``fix`` ends the error lines."""
+    return {k: tuple(v.shape) for k, v in _read(path, fix, header_only=True).items()}
 
 
-def _read(path: str | os.PathLike, header_only: bool = False) -> dict:
+def read_tensors(path: str | os.PathLike, fix: str = FIX) -> dict:
+    """An InstantX adapter's tensors by flat name, as read_shapes names them."""
+    return _read(path, fix)
+
+
+def _read(path: str | os.PathLike, fix: str, header_only: bool = False) -> dict:
     """The adapter's tensors by flat name (or, with ``header_only`` for a .safetensors, objects
     with a ``shape``: nothing is read but the header)."""
     from types import SimpleNamespace
@@ -90,18 +95,18 @@ def _read(path: str | os.PathLike, header_only: bool = False) -> dict:
 
     name = Path(path).name
     if not os.path.isfile(path):
-        raise IPAdapterError(f"--ip-adapter: no file {name!r}; {FIX}")
+        raise IPAdapterError(f"--ip-adapter: no file {name!r}; {fix}")
     if name.lower().endswith(".bin"):
-        return _read_torch_zip(path, name)
+        return _read_torch_zip(path, name, fix)
     try:
         if header_only:
             return {k: SimpleNamespace(shape=s) for k, (_, s) in read_header(path, name).tensors.items()}
         return load_tensors(path, name)
     except SafetensorsFileError as exc:
-        raise IPAdapterError(f"--ip-adapter: {exc}; {FIX}") from None
+        raise IPAdapterError(f"--ip-adapter: {exc}; {fix}") from None
 
 
-def _read_torch_zip(path, name: str) -> dict:
+def _read_torch_zip(path, name: str, fix: str) -> dict:
     import pickle
 
     import torch
@@ -114,14 +119,14 @@ def _read_torch_zip(path, name: str) -> dict:
         data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError, zipfile.BadZipFile) as exc:
         detail = " ".join(str(exc).split())[:120]
-        raise IPAdapterError(f"--ip-adapter: {name} cannot be read as torch weights ({detail}); {FIX}") from None
+        raise IPAdapterError(f"--ip-adapter: {name} cannot be read as torch weights ({detail}); {fix}") from None
     parts = data if isinstance(data, dict) else {}
     if set(parts) != {"image_proj", "ip_adapter"} or not all(isinstance(v, dict) for v in parts.values()):
         raise IPAdapterError(f"--ip-adapter: {name} does not hold the two dictionaries image_proj and ip_adapter "
-                             f"of an IP-Adapter; {FIX}")
+                             f"of an IP-Adapter; {fix}")
     tensors = {f"{part}.{key}": value for part, values in parts.items() for key, value in values.items()}
     if not all(isinstance(v, torch.Tensor) for v in tensors.values()):
-        raise IPAdapterError(f"--ip-adapter: {name} holds something other than tensors; {FIX}")
+        raise IPAdapterError(f"--ip-adapter: {name} holds something other than tensors; {fix}")
     return tensors
 
 
@@ -238,7 +243,7 @@ def attach(pipe, adapter_path: str | os.PathLike, layout: SD3AdapterLayout, enco
     loaded strictly, then handed to the MMDiT as diffusers' own loader would."""
     from .siglip_encoder import image_processor, load_siglip
 
-    state = {_module_name(k): v.float() for k, v in _read(adapter_path).items()}
+    state = {_module_name(k): v.float() for k, v in read_tensors(adapter_path).items()}
     modules = _modules(layout, weight)
     modules.load_state_dict(state, strict=True)
     transformer = pipe.transformer

@@ -138,6 +138,11 @@ def inspect_siglip(path: str | os.PathLike) -> EncoderLayout:
                          config)
 
 
+def has_pooling_head(encoder: EncoderLayout) -> bool:
+    """Whether the file holds SigLIP's attention-pooling head (its pooled embedding), from the header."""
+    return "head.probe" in _tower(_shapes(weights_path(encoder), encoder.name))
+
+
 def load_siglip(encoder: EncoderLayout):
     """transformers SiglipVisionModel (float32, eval) with the file's vision tensors, checked on
     the meta device against the header first."""

@@ -44,7 +44,9 @@ Where the values come from (each checked at the address given):
   glasses"; diffusers' FLUX IP-Adapter example sets the same 1.0 ("wearing sunglasses"). SD3/SD3.5
   (InstantX's SD3.5-Large-IP-Adapter, the IP-Adapter SD3.5 has): 0.5, its model card's inference
   example (ipadapter_scale=0.5 with the text "a cat", CFG 5, 24 steps), with or without a text
-  prompt as the card gives no other figure.
+  prompt as the card gives no other figure. FLUX.1 with InstantX's FLUX.1-dev-IP-Adapter (instead
+  of XLabs'): 0.7, the scale of InstantX's inference script and card example (INSTANTX_FLUX_IP_WEIGHT;
+  kubik generate tells the adapter by its keys).
 
 Adjustments by the prompt (convention, said in the reason): "auto" picks the control type from
 the analysis (a posed figure -> pose, a place -> depth, line art styles -> lineart, else canny);
@@ -93,6 +95,10 @@ _IPA_README = ("tencent-ailab/IP-Adapter README, Best Practice: 'scale=1.0' with
 _XLABS_IPA = ("XLabs-AI/x-flux main.py (--ip_scale default 1.0; the README's IP-Adapter example runs it with the "
               "text 'wearing glasses') https://github.com/XLabs-AI/x-flux; diffusers' FLUX IP-Adapter example: "
               "set_ip_adapter_scale(1.0) https://huggingface.co/docs/diffusers/api/pipelines/flux")
+INSTANTX_FLUX_IP_WEIGHT = (0.7, "published for InstantX's FLUX.1-dev IP-Adapter (its example, with a text prompt): 0.7",
+                           "HF InstantX/FLUX.1-dev-IP-Adapter infer_flux_ipa_siglip.py and model card example "
+                           "(scale=0.7 with the text 'a young girl') "
+                           "https://huggingface.co/InstantX/FLUX.1-dev-IP-Adapter")
 _INSTANTX_SD3_IPA = ("HF InstantX/SD3.5-Large-IP-Adapter model card, Inference example (ipadapter_scale=0.5 with the "
                      "text 'a cat', guidance_scale=5.0, 24 steps) "
                      "https://huggingface.co/InstantX/SD3.5-Large-IP-Adapter")

@@ -206,7 +206,8 @@ def _truncated(path, source):
     return path
 
 
-FIX = "give XLabs' flux-ip-adapter .safetensors (v1 or v2) for a FLUX.1 checkpoint"
+FIX = ("give XLabs' flux-ip-adapter .safetensors (v1 or v2) or InstantX's FLUX.1-dev-IP-Adapter for a FLUX.1 "
+       "checkpoint")
 AS_RELEASED = "give XLabs' flux-ip-adapter .safetensors (v1 or v2) as released"
 
 

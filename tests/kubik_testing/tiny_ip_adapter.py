@@ -165,3 +165,45 @@ def write_tiny_instantx_sd3_ip_adapter(path: str | Path, sd3_file: str | Path, i
         save_file({**{f"image_proj.{k}": v for k, v in projection.items()},
                    **{f"ip_adapter.{k}": v for k, v in attention.items()}}, str(path))
     return path
+
+
+def write_tiny_instantx_flux_ip_adapter(path: str | Path, flux_file: str | Path, image_features: int,
+                                        tokens: int = 4, seed: int = 0, width: int | None = None,
+                                        blocks: int | None = None) -> Path:
+    """InstantX's FLUX.1-dev-IP-Adapter layout for the FLUX transformer in ``flux_file`` (widths and
+    block counts from its header, with or without ``model.diffusion_model.``); ``.bin`` paths as the
+    release (a torch zip file with ``image_proj`` and ``ip_adapter``), others as .safetensors:
+
+    - ``image_proj``: ``proj.0`` (Linear image_features -> 2 x image_features), ``proj.2`` (Linear
+      -> tokens x T5 width), ``norm`` (LayerNorm over the T5 width);
+    - ``ip_adapter.<n>.to_k_ip`` / ``to_v_ip`` (T5 width -> FLUX width, no bias) for every double,
+      then every single block, numbered from 0.
+
+    ``width`` and ``blocks`` replace the header's values. Seeded N(0, 1/fan_in) values."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(flux_file), framework="pt") as handle:
+        shapes = {k.removeprefix("model.diffusion_model."): tuple(handle.get_slice(k).get_shape())
+                  for k in handle.keys()}
+    context, width = shapes["txt_in.weight"][1], width or shapes["img_in.weight"][0]
+    blocks = blocks or sum(len({k.split(".")[1] for k in shapes if k.startswith(f"{kind}.")})
+                           for kind in ("double_blocks", "single_blocks"))
+    generator = torch.Generator().manual_seed(seed)
+
+    def lecun(*shape: int):
+        return torch.randn(*shape, generator=generator) / shape[-1] ** 0.5
+
+    projection = {"proj.0.weight": lecun(2 * image_features, image_features), "proj.0.bias": lecun(2 * image_features),
+                  "proj.2.weight": lecun(tokens * context, 2 * image_features), "proj.2.bias": lecun(tokens * context),
+                  "norm.weight": torch.ones(context), "norm.bias": torch.zeros(context)}
+    attention = {f"{number}.to_{which}_ip.weight": lecun(width, context) for number in range(blocks) for which in "kv"}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".bin":
+        torch.save({"image_proj": projection, "ip_adapter": attention}, str(path))
+    else:
+        save_file({**{f"image_proj.{k}": v for k, v in projection.items()},
+                   **{f"ip_adapter.{k}": v for k, v in attention.items()}}, str(path))
+    return path
