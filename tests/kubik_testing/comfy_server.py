@@ -95,7 +95,7 @@ class ComfyServer:
                 self.get("/system_stats", timeout=2)
                 return
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                time.sleep(1.0)
+                time.sleep(0.25)     # a refused connection costs nothing: ask often
         self.stop()
         raise TimeoutError(f"ComfyUI did not answer within {timeout:.0f} s:\n{self.log()[-4000:]}")
 
@@ -142,5 +142,5 @@ class ComfyServer:
             if entry and entry.get("status", {}).get("completed") is not None and (
                     entry["status"].get("completed") or entry["status"].get("status_str") == "error"):
                 return entry
-            time.sleep(0.5)
+            time.sleep(0.1)     # most test graphs finish in well under a second
         raise TimeoutError(f"workflow {prompt_id} did not finish within {timeout:.0f} s")
