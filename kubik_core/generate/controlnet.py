@@ -43,6 +43,7 @@ SIZE_EMBEDDING = {"add_embedding.linear_1": "label_emb.0.0", "add_embedding.line
 # Marks of the ControlNets of other families, told apart so that each gets its own refusal.
 FLUX_MARK = "controlnet_x_embedder.weight"
 XLABS_MARK = "double_blocks.0.img_attn.qkv.weight"
+MISTOLINE_MARK = "controlnet_blocks.0.linear.weight"      # TheMistoAI's MistoLine: BFL-named like XLabs'
 SD3_MARK = "pos_embed_input.proj.weight"
 SUPPORTED_FLUX = ("a FLUX.1 ControlNet in diffusers' layout (InstantX Canny or Union, Shakker-Labs Union-Pro or "
                   "Union-Pro 2.0) or XLabs-AI's (flux-canny/depth/hed-controlnet)")
@@ -79,11 +80,11 @@ def _family_name(family: str) -> str:
 
 
 def file_kind(shapes: dict) -> str | None:
-    """"flux" (diffusers' FLUX layout), "flux_xlabs", "sd3", or None for none of these."""
+    """"flux" (diffusers' FLUX layout), "flux_xlabs", "flux_mistoline", "sd3", or None for none of these."""
     if FLUX_MARK in shapes:
         return "flux"
     if XLABS_MARK in shapes and any(key.startswith("controlnet_blocks.") for key in shapes):
-        return "flux_xlabs"
+        return "flux_mistoline" if MISTOLINE_MARK in shapes else "flux_xlabs"
     if SD3_MARK in shapes:
         return "sd3"
     return None
@@ -102,6 +103,7 @@ def refusal(name: str, kind: str, checkpoint: str) -> str:
     """The one line for a FLUX or SD3 ControlNet file (``kind`` from file_kind) that the
     ``checkpoint`` (its family's name) or this loader cannot take."""
     what = {"flux": "a FLUX.1 ControlNet", "flux_xlabs": "an XLabs-layout FLUX ControlNet (double_blocks.*)",
+            "flux_mistoline": "TheMistoAI's MistoLine FLUX ControlNet",
             "sd3": "an SD3 ControlNet"}[kind]
     if checkpoint != "FLUX.1":
         return f"--controlnet: {name} is {what} but the checkpoint is {checkpoint}; give an {checkpoint} ControlNet"

@@ -21,8 +21,18 @@ convolutions become its ``input_hint_block`` (conv_in, blocks 0-5, conv_out) and
 passes ``controlnet_blocks_repeat=True`` to the transformer, which adds residual ``i % n`` after
 its double block ``i`` (n: the ControlNet's double blocks) -- what x-flux (``index_block % 2``)
 and ComfyUI's ControlNetFlux (the residuals repeated over FLUX's 19 double blocks) add.
-TheMistoAI's MistoLine (``controlnet_blocks.N.linear``, a SiLU after each control block and
-another hint encoder) has no diffusers counterpart and is refused.
+TheMistoAI's MistoLine_Flux.dev (mistoline_flux.dev_v1.safetensors) is refused. Its file is
+BFL-named like XLabs' (TheMistoAI/MistoControlNet-Flux-dev, modules/misto_controlnet.py): three
+double and two single blocks, ``controlnet_blocks.N.linear`` and ``single_controlnet_blocks.N.linear``
+each followed by a SiLU, and ``input_cond_block.encoder`` (ten convolutions, two of them 1x1, from
+the picture in -1..1 down to 16 channels at the latent size). Its maker's sampler (modules/utils.py)
+runs the control's single blocks on the text tokens followed by zeros in place of the picture's and
+adds each single residual to FLUX's whole sequence, text tokens included (``index % 2`` over FLUX's
+38 single blocks; the double residuals cycle ``index % 2`` too, so the third is never used).
+diffusers' FluxTransformer2DModel adds single residuals to the image tokens only, so no conversion
+to FluxControlNetModel computes what the maker's code does; ComfyUI's core port
+(ControlNetFlux(mistoline=True)) differs from it as well (picture tokens into the single blocks,
+image-token residuals only, the double residuals cycled over all three).
 
 A Union file (v1 or Pro v1) picks its control type with a mode number (the InstantX and
 Shakker-Labs cards: canny 0, tile 1, depth 2, blur 3, pose 4, gray 5, low quality 6);
@@ -58,7 +68,6 @@ NEAREST_MODE = {"softedge": "canny", "lineart": "canny", "scribble": "canny"}
 XLABS_HINT_CONVS = {"0": "conv_in", "2": "blocks.0", "4": "blocks.1", "6": "blocks.2", "8": "blocks.3",
                     "10": "blocks.4", "12": "blocks.5", "14": "conv_out"}
 XLABS_HINT_CHANNELS = 16      # the hint encoder's output: 16 channels, 2x2 patches = FLUX's 64 inputs
-MISTOLINE_MARK = "controlnet_blocks.0.linear.weight"
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,11 @@ def inspect_flux_controlnet(path: str | os.PathLike, shapes: dict, transformer: 
     if kind is None:
         raise ControlNetError(unmarked(name, shapes, "FLUX.1", f"a FLUX ControlNet (no {FLUX_MARK}, nor XLabs' "
                                        "double_blocks.* with controlnet_blocks.*)", SUPPORTED_FLUX))
+    if kind == "flux_mistoline":
+        raise ControlNetError(f"--controlnet: {name} is TheMistoAI's MistoLine FLUX ControlNet "
+                              "(controlnet_blocks.N.linear), whose maker adds its single-block residuals to the text "
+                              "tokens too, which diffusers' FLUX transformer cannot take; run it in ComfyUI with "
+                              f"TheMistoAI's MistoControlNet-Flux-dev nodes, or give {SUPPORTED_FLUX}")
     if kind not in ("flux", "flux_xlabs"):
         raise ControlNetError(refusal(name, kind, "FLUX.1"))
     layout = "xlabs" if kind == "flux_xlabs" else "diffusers"
@@ -136,10 +150,6 @@ def _config(shapes: dict, name: str) -> dict:
 
 def _refuse_other_xlabs_kinds(shapes: dict, name: str) -> None:
     """BFL-layout FLUX ControlNets that diffusers' FluxControlNetModel cannot hold, each named."""
-    if MISTOLINE_MARK in shapes:
-        raise ControlNetError(f"--controlnet: {name} is a MistoLine FLUX ControlNet (controlnet_blocks.N.linear), "
-                              "whose SiLU-gated control blocks and hint encoder diffusers has no model for; give "
-                              f"{SUPPORTED_FLUX}")
     if any(key.startswith(("single_blocks.", "controlnet_single_blocks.")) for key in shapes):
         raise ControlNetError(f"--controlnet: {name} is an XLabs-layout FLUX ControlNet with single blocks, which "
                               "XLabs' releases do not have and diffusers would add without XLabs' repetition; give "

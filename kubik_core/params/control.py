@@ -24,7 +24,10 @@ Where the values come from (each checked at the address given):
   control_guidance_end 0.8, depth 0.8 / 0.8, pose 0.9 / 0.65, gray 0.9 / 0.8. Files named after
   other FLUX ControlNets get their own card's figure (MODEL_CARDS): InstantX/
   FLUX.1-dev-Controlnet-Canny's demo uses 0.6; Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro
-  (v1, with InstantX) recommends 0.3-0.8.
+  (v1, with InstantX) recommends 0.3-0.8. TheMistoAI's MistoLine_Flux.dev (files named
+  *mistoline*, for any line art): 0.6, the floor of its README's recommended 0.6-0.85 and the
+  0.6-0.7 it recommends with Anyline line art (github.com/TheMistoAI/MistoControlNet-Flux-dev),
+  over every step as its sampler adds it.
 * XLabs-AI's FLUX ControlNets (flux-canny/depth/hed-controlnet v3, told by their keys, not their
   name: ``xlabs=True``) - XLabs' own ComfyUI workflows (github.com/XLabs-AI/x-flux-comfyui,
   workflows/flux-controlnet-{canny,depth,hed}-v3-workflow.json): Apply Flux ControlNet strength
@@ -185,6 +188,11 @@ MODEL_CARDS = (
     ModelCard(("sd3.5m", "canny"), "sd3", ("canny",), 0.8,
               "HF tensorart/SD3.5M-Controlnet-Canny (controlnet_conditioning_scale=0.8) "
               "https://huggingface.co/tensorart/SD3.5M-Controlnet-Canny"),
+    ModelCard(("mistoline",), "flux", ("lineart", "softedge", "scribble", "canny"), 0.6,
+              "TheMistoAI/MistoControlNet-Flux-dev README (MistoLine_Flux.dev_v1): 'controlnet strength: "
+              "0.6~0.85', 'Recommended: Anyline with 0.6~0.7', 'try 0.5 as the starting controlnet strength'; "
+              "its sampler (modules/utils.py denoise_controlnet) adds the ControlNet at every step "
+              "https://github.com/TheMistoAI/MistoControlNet-Flux-dev", end=1.0),
 )
 _UNION_V1 = ("HF Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro (v1, with InstantX): 'The recommended "
              "controlnet_conditioning_scale is 0.3-0.8' https://huggingface.co/Shakker-Labs/"

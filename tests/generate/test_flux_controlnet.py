@@ -205,16 +205,41 @@ def _extra_block(state):
         state[key.replace("double_blocks.1.", "double_blocks.2.")] = state[key].clone()
 
 
+def _as_mistoline(state):
+    """The tiny XLabs file in the key layout of TheMistoAI's mistoline_flux.dev_v1 (their
+    MistoControlNetFluxDev): SiLU-gated ``controlnet_blocks.N.linear``, a single block with its own
+    ``single_controlnet_blocks.N.linear`` and the ten-convolution ``input_cond_block.encoder``."""
+    import torch
+
+    for key in [k for k in state if k.startswith("controlnet_blocks.")]:
+        _renamed(state, key, key.replace(".weight", ".linear.weight").replace(".bias", ".linear.bias"))
+    for key in [k for k in state if k.startswith("input_hint_block.")]:
+        _renamed(state, key, key.replace("input_hint_block.", "input_cond_block.encoder."))
+    for index in (16, 18):
+        for part in ("weight", "bias"):
+            state[f"input_cond_block.encoder.{index}.{part}"] = state[f"input_cond_block.encoder.14.{part}"].clone()
+    width = state["img_in.weight"].shape[0]
+    head = state["double_blocks.0.img_attn.norm.query_norm.scale"].shape[0]
+    single = {"linear1": (7 * width, width), "linear2": (width, 5 * width), "modulation.lin": (3 * width, width)}
+    for key, (rows, columns) in single.items():
+        state[f"single_blocks.0.{key}.weight"] = torch.randn(rows, columns)
+        state[f"single_blocks.0.{key}.bias"] = torch.randn(rows)
+    for norm in ("query_norm", "key_norm"):
+        state[f"single_blocks.0.norm.{norm}.scale"] = torch.ones(head)
+    state["single_controlnet_blocks.0.linear.weight"] = torch.randn(width, width)
+    state["single_controlnet_blocks.0.linear.bias"] = torch.randn(width)
+
+
 XLABS_NAME = "flux-hed-controlnet-v3.safetensors"
 SUPPORTED = ("a FLUX.1 ControlNet in diffusers' layout (InstantX Canny or Union, Shakker-Labs Union-Pro or Union-Pro "
              "2.0) or XLabs-AI's (flux-canny/depth/hed-controlnet)")
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda s: [_renamed(s, f"controlnet_blocks.{i}.{p}", f"controlnet_blocks.{i}.linear.{p}")
-                for i in (0, 1) for p in ("weight", "bias")],
-     f"is a MistoLine FLUX ControlNet (controlnet_blocks.N.linear), whose SiLU-gated control blocks and hint encoder "
-     f"diffusers has no model for; give {SUPPORTED}"),
+    (_as_mistoline,
+     "is TheMistoAI's MistoLine FLUX ControlNet (controlnet_blocks.N.linear), whose maker adds its single-block "
+     "residuals to the text tokens too, which diffusers' FLUX transformer cannot take; run it in ComfyUI with "
+     f"TheMistoAI's MistoControlNet-Flux-dev nodes, or give {SUPPORTED}"),
     (lambda s: s.update({"single_blocks.0.linear2.weight": s["controlnet_blocks.0.weight"]}),
      "is an XLabs-layout FLUX ControlNet with single blocks, which XLabs' releases do not have and diffusers would "
      f"add without XLabs' repetition; give {SUPPORTED}"),
@@ -277,6 +302,27 @@ def test_xlabs_advice_is_xlabs_own_and_names_the_types_it_trained():
     assert "XLabs-AI trained canny, depth and hed (soft edge) ControlNets, none for pose: give the control picture its " \
            "ControlNet was trained on" in advice.notes
     assert advise_control(None, "flux_dev", "pose", XLABS_NAME).strength == 0.9       # Union-Pro 2.0's pose figure
+
+
+def test_mistoline_advice_is_its_makers_line_art_figure():
+    from kubik_core.params.control import advise_control
+
+    advice = advise_control(None, "flux_dev", "lineart", "mistoline_flux.dev_v1.safetensors")
+    assert (advice.strength, advice.start_percent, advice.end_percent) == (0.6, 0.0, 1.0)
+    sources = {d.field: d.source for d in advice.decisions}
+    assert sources["strength"].startswith("TheMistoAI/MistoControlNet-Flux-dev README (MistoLine_Flux.dev_v1)")
+    assert sources["end_percent"] == sources["strength"]
+    assert "mistoline_flux.dev_v1.safetensors: its own card's figures are used" in advice.notes
+    assert advise_control(None, "flux_dev", "depth", "mistoline_flux.dev_v1.safetensors").strength == 0.8  # not lines
+
+
+def test_a_mistoline_file_is_told_from_an_xlabs_one_by_its_keys(xlabs, tmp_path):
+    """Kubik Control Advice gives XLabs' figures to what controlnet_kind calls flux_xlabs: a MistoLine
+    file, BFL-named too, must not be one of them."""
+    from kubik_core.generate.controlnet import controlnet_kind
+
+    mistoline = _xlabs_variant(xlabs[0], tmp_path / "mistoline_flux.dev_v1.safetensors", _as_mistoline)
+    assert (controlnet_kind(mistoline), controlnet_kind(xlabs[0])) == ("flux_mistoline", "flux_xlabs")
 
 
 _ODD_KEYS = ["single_blocks.0.linear2.weight", "controlnet_blocks.0.linear.weight", "double_blocks.7.img_attn.qkv.weight",
