@@ -199,7 +199,7 @@ class ModelFolder:
         folder_paths = _optional_import("folder_paths")
         if folder_paths is not None:
             self.register()
-            names = folder_paths.get_filename_list(self.name)
+            names = _filename_list(folder_paths, self.name)
         else:
             names = []
             for root in self._outside_comfyui_dirs():
@@ -456,7 +456,7 @@ def lora_names() -> list[str]:
     """ComfyUI's lora_name list (what LoraLoader offers); outside ComfyUI, files under lora_folders()."""
     folder_paths = _optional_import("folder_paths")
     if folder_paths is not None:
-        return list(folder_paths.get_filename_list("loras"))
+        return _filename_list(folder_paths, "loras")
     names = set()
     for root in lora_folders():
         for parent, _dirs, files in os.walk(root):
@@ -471,6 +471,24 @@ def lora_path(name: str) -> str | None:
     if folder_paths is not None:
         return folder_paths.get_full_path("loras", name)
     return _file_in_roots(lora_folders(), name)
+
+
+def missing_model_folder(kind: str) -> str | None:
+    """A sentence naming ComfyUI's default ``kind`` folder when it is gone (deleted, renamed or
+    replaced by a file while ComfyUI runs) and how to fix it; None when it is a folder, or
+    outside ComfyUI. It names the folder as models/<name>, never the server's absolute path."""
+    folder_paths = _optional_import("folder_paths")
+    if folder_paths is None:
+        return None
+    try:
+        folders = list(folder_paths.get_folder_paths(kind))
+    except Exception:  # a ComfyUI without that folder kind
+        return None
+    if not folders or os.path.isdir(folders[0]):
+        return None
+    shown = "/".join(os.path.normpath(folders[0]).split(os.sep)[-2:])
+    return (f"ComfyUI's {kind} folder {shown} is missing (deleted, renamed or replaced by a file); "
+            f"recreate it, put the files back and refresh the editor (R)")
 
 
 def apply_lora(model, clip, path: str, strength_model: float, strength_clip: float):
@@ -620,7 +638,7 @@ def checkpoint_names() -> list[str]:
     the folders in $KUBIK_CHECKPOINTS_DIR (os.pathsep-separated)."""
     folder_paths = _optional_import("folder_paths")
     if folder_paths is not None:
-        return list(folder_paths.get_filename_list("checkpoints"))
+        return _filename_list(folder_paths, "checkpoints")
     names = set()
     for root in _env_folders("KUBIK_CHECKPOINTS_DIR"):
         for parent, _dirs, files in os.walk(root):
@@ -706,6 +724,27 @@ def captioner_folders() -> list[str]:
 def captioner_names() -> list[str]:
     """Captioning model folders (config.json + model.safetensors) under the captioner folders."""
     return _model_folder_names(captioner_folders())
+
+
+def _filename_list(folder_paths, folder: str) -> list[str]:
+    """``folder_paths.get_filename_list(folder)`` that survives a model folder deleted, renamed or
+    replaced by a file while ComfyUI runs.
+
+    ComfyUI 0.8.0 checks its cached listing with os.path.getmtime on every folder it listed, which
+    raises once one is gone; a node whose INPUT_TYPES raises is dropped from /object_info (it
+    vanishes from the editor). The stale listing is dropped and the folders are listed afresh: a
+    missing folder lists nothing, and lists its files again once it is back.
+    """
+    try:
+        return list(folder_paths.get_filename_list(folder))
+    except OSError:
+        forget_file_list(folder)
+    try:
+        return list(folder_paths.get_filename_list(folder))
+    except OSError as exc:
+        log.warning("KubikAI: ComfyUI's %s folders cannot be listed (%s); their list stays empty",
+                    folder, type(exc).__name__)
+        return []
 
 
 def forget_file_list(folder: str) -> None:

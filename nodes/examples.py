@@ -15,11 +15,13 @@ DEFAULT_PICTURE = "digit_7.png"
 
 
 def picture_names() -> list[str]:
-    """The pictures in example_pictures/: plain files (no links) with a picture suffix."""
-    if not PICTURES_DIR.is_dir():
+    """The pictures in example_pictures/: plain files (no links) with a picture suffix; none when
+    the folder is gone or unreadable (the node stays in the editor; running it says what to do)."""
+    try:
+        return sorted(p.name for p in PICTURES_DIR.iterdir()
+                      if p.suffix.lower() in PICTURE_SUFFIXES and p.is_file() and not p.is_symlink())
+    except OSError:  # missing, replaced by a file, or unreadable
         return []
-    return sorted(p.name for p in PICTURES_DIR.iterdir()
-                  if p.suffix.lower() in PICTURE_SUFFIXES and p.is_file() and not p.is_symlink())
 
 
 def load_picture(name):

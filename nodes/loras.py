@@ -170,7 +170,10 @@ class KubikLoraRecommender:
         elif model is not None:
             info, notes = _model_info(model, prompt, unique_id)
             family_id = detect_family(info, "auto").family
-        _library_obj, index = _library()
+        library, index = _library()
+        missing = bridge.missing_model_folder("loras")
+        if missing and not library.entries:
+            raise ValueError(f"no LoRA to recommend: {missing}")
         embed = _cached_embedder(clip) if clip is not None else None
         rec = recommend(index, analysis, family=family_id, max_loras=max_loras, priority=priority,
                         blocklist=blocklist, weights=weights,
