@@ -63,6 +63,10 @@ def register(subparsers) -> None:
                         "Stability's SD3.5 Large blur/canny/depth)")
     p.add_argument("--control-image", default=None, metavar="IMG",
                    help="the control picture (a canny/depth/pose map), scaled to the output size")
+    p.add_argument("--mask", default=None, metavar="IMG",
+                   help="with an SD3 inpainting ControlNet (alimama-creative/SD3-Controlnet-Inpainting) and the "
+                        "picture to repaint as --control-image: white = repaint, black = keep (any size: scaled to "
+                        "the control picture)")
     p.add_argument("--control-type", default="auto", choices=("auto",) + CONTROL_TYPES,
                    help="what the control picture is (default auto: from the prompt); picks the published strength "
                         "and end, and a FLUX Union ControlNet's mode")
@@ -116,6 +120,7 @@ def run_generate(args) -> int:
         tokenizer=args.tokenizer, text_encoders=args.text_encoders, vae=args.vae, t5_tokenizer=args.t5_tokenizer,
         store=args.store, record=not args.no_record, device=args.device,
         controlnet=args.controlnet, control_image=args.control_image, control_strength=args.control_strength,
+        mask=args.mask,
         control_type=args.control_type,
         ip_adapter=args.ip_adapter, reference=args.reference, ip_adapter_weight=args.ip_adapter_weight,
         image_encoder=args.image_encoder, true_cfg=args.true_cfg)

@@ -64,6 +64,7 @@ class GenerateRequest:
     control_image: str | None = None
     control_type: str = "auto"            # params.control.CONTROL_TYPES; auto: from the prompt analysis
     control_strength: float | None = None  # None: the published value (params/control.py)
+    mask: str | None = None               # an SD3 inpainting ControlNet's mask (white = repaint, black = keep)
     ip_adapter: str | None = None         # an IP-Adapter .safetensors (ComfyUI's models/ipadapter)
     reference: str | None = None          # the IP-Adapter's reference picture
     ip_adapter_weight: float | None = None  # None: the published value (params/control.py)
@@ -195,6 +196,15 @@ def plan_generation(request: GenerateRequest) -> PreparedGeneration:
         if request.control_strength is not None and not 0 <= request.control_strength <= 2:
             raise GenerateError(f"--control-strength: {request.control_strength:g}; give 0 to 2")
         _control_image(request.control_image, 8, 8)      # unreadable pictures fail before any loading
+    if request.mask is not None:
+        from .sd3_controlnet import check_mask_file
+
+        if request.controlnet is None:
+            raise GenerateError("--mask goes with an inpainting ControlNet: give --controlnet FILE --control-image "
+                                "IMG (the picture to repaint) with it, or drop --mask")
+        if not os.path.isfile(request.mask):
+            raise GenerateError(f"--mask: no file {Path(request.mask).name!r}")
+        check_mask_file(request.mask)
     from .flux_ip_adapter import check_true_cfg
     from .ip_adapter import check_inputs, plan_ip_adapter
 
@@ -268,6 +278,9 @@ def plan_generation(request: GenerateRequest) -> PreparedGeneration:
             control_type = control_type_for(sd3_controlnet, control_type)
         else:
             inspect_controlnet(request.controlnet, info.family)   # layout, family and config, from its header
+        from .sd3_controlnet import check_mask
+
+        check_mask(sd3_controlnet, request.mask, os.path.basename(request.controlnet))
         try:
             control = advise_control(analysis, plan.family, control_type,
                                      os.path.basename(request.controlnet),
@@ -284,6 +297,10 @@ def plan_generation(request: GenerateRequest) -> PreparedGeneration:
                                  for d in control.decisions]
         if flux_controlnet is not None and flux_controlnet.layout != "xlabs":    # XLabs: one type, no modes
             control_mode = _union_mode(flux_controlnet, control)
+        if sd3_controlnet is not None and sd3_controlnet.inpainting:   # the inpainting card's values
+            from .sd3_controlnet import inpainting_advice
+
+            inpainting_advice(control, sd3_controlnet.name, request.mask, request.control_strength)
         if sd3_controlnet is not None:
             from .sd3_controlnet import picture_note
 
@@ -450,6 +467,12 @@ def _with_flux_controlnet(pipe, controlnet_path: str, layout, dtype):
     return control_pipe
 
 
+def _control_files(request: GenerateRequest) -> dict:
+    """The names (never the local paths) of the control picture and mask, for the PNG's metadata."""
+    files = {"control_image": request.control_image, "mask": request.mask}
+    return {key: os.path.basename(path) for key, path in files.items() if path is not None}
+
+
 def _control_image(path: str, width: int, height: int):
     """The control picture at the output size (as ComfyUI's ControlNetApply scales its hint)."""
     from PIL import Image, UnidentifiedImageError
@@ -509,6 +532,10 @@ def run_pipeline(pipe, prepared: PreparedGeneration, seed: int):
             from .sd3_controlnet import control_picture
 
             kwargs["control_image"] = control_picture(hint, prepared.sd3_controlnet, prepared.control.control_type)
+            if prepared.sd3_controlnet.inpainting:   # the mask at the control picture's size
+                from .sd3_controlnet import mask_picture
+
+                kwargs["control_mask"] = mask_picture(prepared.request.mask, plan.width, plan.height)
         else:
             kwargs["image"] = hint
         kwargs.update(controlnet_conditioning_scale=prepared.control.strength,
@@ -590,7 +617,7 @@ def save_and_record(prepared: PreparedGeneration, images, seeds, hashes) -> tupl
                  "loras": loras, "explanation": explanation,
                  **adapters,
                  "generate": {"memory": prepared.choice.strategy, "device": str(prepared.device),
-                              "checkpoint_family": prepared.info.family}}
+                              "checkpoint_family": prepared.info.family, **_control_files(request)}}
         info = PngInfo()
         for key, text in png_text_chunks(None, None, parameters, kubik):
             info.add_text(key, text)

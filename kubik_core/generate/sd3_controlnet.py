@@ -17,10 +17,18 @@ ComfyUI users keep two kinds in models/controlnet, both told by ``pos_embed_inpu
 
 The config is read from the header's shapes, the model built on the meta device and compared with
 the file's tensors before any is read, and its widths checked against the MMDiT it will steer, so
-every problem is one line. Refused, each in one line: inpainting ControlNets (17 input channels:
-StableDiffusion3ControlNetInpaintingPipeline needs a mask, which kubik generate does not take) and
-the SD3.5 2B-style embedder (square vector embedding stacked on the MMDiT's, blocks fed in
-parallel: ComfyUI's ``double_y_emb``), whose forward diffusers' SD3ControlNetModel does not have.
+every problem is one line. Refused, in one line: the SD3.5 2B-style embedder (square vector
+embedding stacked on the MMDiT's, blocks fed in parallel: ComfyUI's ``double_y_emb``), whose
+forward diffusers' SD3ControlNetModel does not have.
+
+Inpainting ControlNets (alimama-creative/SD3-Controlnet-Inpainting, diffusers' layout with one extra
+input channel: 17 = the VAE latent of the masked picture + the mask) run with ``--mask IMG`` through
+diffusers' StableDiffusion3ControlNetInpaintingPipeline: the control picture is the picture to
+repaint, the mask is read as ComfyUI and diffusers read masks (white = repaint, black = keep;
+grey is split at half), scaled to the control picture's size. The pipeline paints the black-out
+picture's latent and the kept area to the ControlNet, which steers the whole picture from noise
+(no latent blending). A mask goes only with such a ControlNet, and such a ControlNet only with a
+mask (check_mask), each refusal one line naming the fix.
 
 The control picture goes in as each maker's code gives it: [-1, 1] for diffusers-layout files and
 Stability's blur; Stability's canny as its reference (Stability-AI/sd3.5 sd3_infer.py, also
@@ -70,6 +78,11 @@ class SD3ControlNetLayout:
     def large(self) -> bool:
         """The SD3.5 Large kind (single-stream blocks on the MMDiT's patch embedding)."""
         return self.layout != "diffusers"
+
+    @property
+    def inpainting(self) -> bool:
+        """An inpainting ControlNet: one input channel more than the latent (the mask)."""
+        return self.layout == "diffusers" and self.config.get("extra_conditioning_channels", 0) == 1
 
 
 def inspect_sd3_controlnet(path: str | os.PathLike, shapes: dict, transformer: dict,
@@ -169,11 +182,9 @@ def _check_widths(name: str, config: dict, transformer: dict, model: str) -> Non
     model_width = transformer["num_attention_heads"] * transformer["attention_head_dim"]
     channels = config["in_channels"] + config.get("extra_conditioning_channels", 0)
     fix = f"give a ControlNet trained for {model}"
-    if channels == transformer["in_channels"] + 1 == config["in_channels"] + 1:
-        raise ControlNetError(f"--controlnet: {name} is an inpainting ControlNet ({channels} input channels: latent "
-                              "+ mask), which needs a mask kubik generate does not take; give a ControlNet for "
-                              "canny, depth, pose, tile or blur maps")
-    if width != model_width or {channels, config["in_channels"]} != {transformer["in_channels"]} or \
+    # an inpainting ControlNet's one extra channel is the mask (the rest is the latent)
+    latent = channels - 1 if channels == transformer["in_channels"] + 1 == config["in_channels"] + 1 else channels
+    if width != model_width or {latent, config["in_channels"]} != {transformer["in_channels"]} or \
             config["patch_size"] != transformer["patch_size"]:
         raise ControlNetError(f"--controlnet: {name} is {width} wide with {channels} input channels in "
                               f"{config['patch_size']}x{config['patch_size']} patches but the MMDiT is {model_width} "
@@ -270,6 +281,9 @@ def _check_built(layout: SD3ControlNetLayout, shapes: dict) -> None:
 def control_type_for(layout: SD3ControlNetLayout, requested: str) -> str:
     """The control type to advise for: the one a Stability file names (``requested`` must be auto
     or the same), else ``requested``."""
+    if layout.inpainting and requested != "auto":
+        raise ControlNetError(f"--control-type {requested}: {layout.name} is an inpainting ControlNet (it reads the "
+                              "picture to repaint and --mask, no map); give --control-type auto")
     if layout.file_type is None or requested in ("auto", layout.file_type):
         return layout.file_type or requested
     raise ControlNetError(f"--control-type {requested}: {layout.name} is Stability's SD3.5 Large {layout.file_type} "
@@ -335,13 +349,79 @@ def load_sd3_controlnet(path: str | os.PathLike, layout: SD3ControlNetLayout, dt
 
 def with_sd3_controlnet(pipe, path: str, layout: SD3ControlNetLayout, dtype=None):
     """The SD3 pipeline's parts with the ControlNet, as diffusers' StableDiffusion3ControlNetPipeline
-    (which gives a Stability-kind ControlNet the MMDiT's patch embedding)."""
-    from diffusers import StableDiffusion3ControlNetPipeline
+    (which gives a Stability-kind ControlNet the MMDiT's patch embedding), or its inpainting twin for
+    an inpainting ControlNet (which VAE-encodes the masked control picture and adds the mask)."""
+    from diffusers import StableDiffusion3ControlNetInpaintingPipeline, StableDiffusion3ControlNetPipeline
 
-    control_pipe = StableDiffusion3ControlNetPipeline(
+    pipeline = StableDiffusion3ControlNetInpaintingPipeline if layout.inpainting else StableDiffusion3ControlNetPipeline
+    control_pipe = pipeline(
         transformer=pipe.transformer, scheduler=pipe.scheduler, vae=pipe.vae, text_encoder=pipe.text_encoder,
         tokenizer=pipe.tokenizer, text_encoder_2=pipe.text_encoder_2, tokenizer_2=pipe.tokenizer_2,
         text_encoder_3=pipe.text_encoder_3, tokenizer_3=pipe.tokenizer_3,
         controlnet=load_sd3_controlnet(path, layout, dtype))
     control_pipe.set_progress_bar_config(disable=True)
     return control_pipe
+
+
+# alimama-creative/SD3-Controlnet-Inpainting's model card example, also diffusers'
+# StableDiffusion3ControlNetInpaintingPipeline docstring example: 0.95 at every step.
+INPAINT_STRENGTH = 0.95
+INPAINT_SOURCE = ("HF alimama-creative/SD3-Controlnet-Inpainting model card example (controlnet_conditioning_scale="
+                  "0.95, guidance_scale=7, 28 steps; the same example in diffusers' "
+                  "StableDiffusion3ControlNetInpaintingPipeline docstring) "
+                  "https://huggingface.co/alimama-creative/SD3-Controlnet-Inpainting")
+INPAINT_SCHEDULE = "convention: the inpainting card's example sets no start/end; full schedule"
+MASK_HELP = "white = repaint, black = keep"
+
+
+def check_mask_file(path: str) -> None:
+    """The --mask file exists and is a picture (before anything is loaded)."""
+    mask_picture(path, 8, 8)
+
+
+def check_mask(layout: SD3ControlNetLayout | None, mask: str | None, controlnet: str) -> None:
+    """A mask goes with an SD3 inpainting ControlNet and such a ControlNet with a mask (``layout``:
+    None for a ControlNet of another family, ``controlnet``: the file's name)."""
+    inpainting = layout is not None and layout.inpainting
+    if inpainting and mask is None:
+        raise ControlNetError(f"--controlnet: {controlnet} is an inpainting ControlNet (17 input channels: the latent "
+                              "of the masked picture + the mask); give --mask IMG (white = repaint, black = keep) "
+                              "and the picture to repaint as --control-image")
+    if mask is not None and not inpainting:
+        raise ControlNetError(f"--mask: {controlnet} is no inpainting ControlNet (it takes no mask); drop --mask, or "
+                              "give an SD3 inpainting ControlNet such as alimama-creative/SD3-Controlnet-Inpainting")
+
+
+def inpainting_advice(control, name: str, mask: str, strength: float | None) -> None:
+    """``control`` (params.control.ControlAdvice) made the inpainting card's: type "inpaint",
+    strength 0.95 (or ``strength``, the user's --control-strength), the full schedule."""
+    from ..params.plan import Decision
+
+    control.control_type = "inpaint"
+    control.start_percent, control.end_percent = 0.0, 1.0
+    decisions = [Decision("control_type", "inpaint", f"{name} is an inpainting ControlNet",
+                          "kubik: read from the file (17 input channels: latent + mask)")]
+    if strength is None:
+        control.strength = INPAINT_STRENGTH
+        decisions.append(Decision("strength", INPAINT_STRENGTH,
+                                  f"published for inpainting on sd3: {INPAINT_STRENGTH:g}", INPAINT_SOURCE))
+    else:
+        control.strength = strength
+        decisions.append(Decision("strength", strength, f"your choice: {strength:g}", "your input: --control-strength"))
+    decisions += [Decision("start_percent", 0.0, "from the first step", INPAINT_SCHEDULE),
+                  Decision("end_percent", 1.0, "to the last step", INPAINT_SCHEDULE)]
+    control.decisions = decisions + [d for d in control.decisions if d.field == "ip_adapter_weight"]
+    control.notes = [f"{name}: repaints the white of {Path(mask).name} in the control picture ({MASK_HELP})"]
+
+
+def mask_picture(path: str, width: int, height: int):
+    """The mask as a grey PIL picture at ``width`` x ``height`` (the control picture's size); the
+    pipeline splits it at half grey (white = repaint)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.convert("L").resize((width, height), Image.Resampling.BILINEAR)
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise ControlNetError(f"--mask: {Path(path).name} is not a readable picture; give a PNG or JPEG mask "
+                              f"({MASK_HELP})") from None

@@ -172,10 +172,10 @@ def test_hostile_sd3_controlnets_give_one_clear_line(sd3_files, controlnets, hin
         "and 160; give a ControlNet trained for SD3.5 Large or Large Turbo (q/k norms, one attention)")
     inpaint = write_tiny_sd3_controlnet(tmp_path / "SD3-Controlnet-Inpainting.safetensors",
                                         extra_conditioning_channels=1)
-    assert refused(inpaint) == (
-        "--controlnet: SD3-Controlnet-Inpainting.safetensors is an inpainting ControlNet (17 input channels: latent "
-        "+ mask), which needs a mask kubik generate does not take; give a ControlNet for canny, depth, pose, tile or "
-        "blur maps")
+    assert refused(inpaint) == (      # it runs with --mask (test_sd3_controlnet_inpainting.py)
+        "--controlnet: SD3-Controlnet-Inpainting.safetensors is an inpainting ControlNet (17 input channels: the "
+        "latent of the masked picture + the mask); give --mask IMG (white = repaint, black = keep) and the picture "
+        "to repaint as --control-image")
     two_b = write_tiny_sd35_large_controlnet(tmp_path / "sd3.5_medium_controlnet.safetensors",
                                              pooled_projection_dim=128)     # a square vector embedding
     assert refused(two_b) == (
