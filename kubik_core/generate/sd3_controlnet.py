@@ -25,10 +25,11 @@ Inpainting ControlNets (alimama-creative/SD3-Controlnet-Inpainting, diffusers' l
 input channel: 17 = the VAE latent of the masked picture + the mask) run with ``--mask IMG`` through
 diffusers' StableDiffusion3ControlNetInpaintingPipeline: the control picture is the picture to
 repaint, the mask is read as ComfyUI and diffusers read masks (white = repaint, black = keep;
-grey is split at half), scaled to the control picture's size. The pipeline paints the black-out
-picture's latent and the kept area to the ControlNet, which steers the whole picture from noise
-(no latent blending). A mask goes only with such a ControlNet, and such a ControlNet only with a
-mask (check_mask), each refusal one line naming the fix.
+grey is split at half), scaled to the control picture's size. The pipeline gives the ControlNet the
+latent of the picture with the area to repaint blacked out, and the mask; the whole picture is
+sampled from noise under its guidance (no latent blending: the kept area is redrawn, not pasted
+back). A mask goes only with such a ControlNet, and such a ControlNet only with a mask
+(check_mask), each refusal one line naming the fix.
 
 The control picture goes in as each maker's code gives it: [-1, 1] for diffusers-layout files and
 Stability's blur; Stability's canny as its reference (Stability-AI/sd3.5 sd3_infer.py, also
@@ -411,7 +412,9 @@ def inpainting_advice(control, name: str, mask: str, strength: float | None) -> 
     decisions += [Decision("start_percent", 0.0, "from the first step", INPAINT_SCHEDULE),
                   Decision("end_percent", 1.0, "to the last step", INPAINT_SCHEDULE)]
     control.decisions = decisions + [d for d in control.decisions if d.field == "ip_adapter_weight"]
-    control.notes = [f"{name}: repaints the white of {Path(mask).name} in the control picture ({MASK_HELP})"]
+    control.notes = [f"{name}: repaints the white of {Path(mask).name} in the control picture ({MASK_HELP})",
+                     "the kept area is redrawn under the ControlNet's guidance, not pasted back (as the card's "
+                     "pipeline does)"]
 
 
 def mask_picture(path: str, width: int, height: int):

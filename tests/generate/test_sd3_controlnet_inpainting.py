@@ -79,7 +79,9 @@ def test_inpainting_controlnet_runs_with_a_mask(sd3_files, tokenizer_dir, t5_tok
     assert (control["control_type"], control["strength"], control["start_percent"], control["end_percent"]) == (
         "inpaint", 0.95, 0.0, 1.0)
     assert control["notes"] == ["SD3-Controlnet-Inpainting.safetensors: repaints the white of left_mask.png in the "
-                                "control picture (white = repaint, black = keep)"]
+                                "control picture (white = repaint, black = keep)",
+                                "the kept area is redrawn under the ControlNet's guidance, not pasted back (as the "
+                                "card's pipeline does)"]
     assert (kubik["generate"]["control_image"], kubik["generate"]["mask"]) == ("dog.png", "left_mask.png")
 
 
