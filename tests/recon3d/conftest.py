@@ -125,7 +125,8 @@ def hidden_cluster(tmp_path_factory):
     "hidden", started in a mount namespace where a tmpfs hides this session's temporary folder (the
     meshes, OUT, everything the tests write), as a machine without a shared file system. Its
     authentication is this process's (node_environment). test_ray_cluster.py adds the node "seeing"
-    in its later tests and kills it in its last. Needs root and `unshare --mount`: skipped otherwise."""
+    in its later tests and kills it in its last; test_ray_client.py's hidden_worker_only stops it
+    if it still runs, so neither depends on the order the files run in. Needs root and `unshare --mount`: skipped otherwise."""
     from kubik_testing.ray_nodes import cannot_hide
 
     hidden = tmp_path_factory.getbasetemp()

@@ -76,8 +76,36 @@ def test_ray_client_without_the_token_says_so_in_one_line(token_head, ray_source
     assert not (tmp_path / "dataset").exists()
 
 
+@pytest.fixture
+def hidden_worker_only(hidden_cluster):
+    """hidden_cluster with the hidden node as its only worker, whichever tests ran before:
+    test_ray_cluster.py adds the node "seeing" (and kills it in its last test); a seeing node
+    still running is stopped here, and the fixture waits until the head counts the hidden node's
+    two CPUs alone (a node killed moments ago is declared dead within seconds)."""
+    import logging
+    import time
+
+    seeing = hidden_cluster.starts.get("seeing")
+    if seeing is not None and seeing.poll() is None:
+        seeing.terminate()   # `ray start --block` stops the node's processes, then exits
+        seeing.wait(60)
+    ray.init(address=hidden_cluster.address, logging_level=logging.WARNING, log_to_driver=False)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            workers = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU")]
+            if workers == [2]:
+                break
+            assert time.monotonic() < deadline, f"worker nodes' CPUs: {workers}, want only the hidden node's [2]"
+            time.sleep(0.3)
+    finally:
+        ray.shutdown()
+    return hidden_cluster
+
+
 def test_ray_client_run_with_a_worker_that_cannot_see_the_files_and_an_interrupted_one_resumes(
-        hidden_cluster, ray_source, ray_reference, tmp_path, grpc_installed):
+        hidden_worker_only, ray_source, ray_reference, tmp_path, grpc_installed):
+    hidden_cluster = hidden_worker_only
     _client_run(hidden_cluster, ray_source, ray_reference, tmp_path, workers=2)
 
     # Ctrl-C in a Ray Client driver (this process): its pending tasks are cancelled over the client
