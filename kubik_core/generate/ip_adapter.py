@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ..common.model_config import ConfigFileError, load_config_file
+from ..common.pictures import read_picture
 from ..common.safetensors_file import SafetensorsFileError, load_tensors, read_header
 from .adapter_common import MAX_CONFIG_BYTES, EncoderLayout, IPAdapterError
 from .flux_ip_adapter import is_xlabs_layout
@@ -535,11 +536,4 @@ def attach(pipe, adapter_path: str | os.PathLike, plan: IPAdapterPlan, reference
 
 def reference_image(path: str | os.PathLike):
     """The reference picture as RGB (CLIP's processor resizes and crops it)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError):
-        raise IPAdapterError(f"--reference: {Path(path).name} is not a readable picture; give a PNG or "
-                             "JPEG") from None
+    return read_picture(path, "RGB", "--reference", "give a PNG or JPEG", IPAdapterError)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoints import FAMILY_NAMES
+from ..common.pictures import read_picture
 from . import memory
 from .checkpoint import CheckpointInfo, inspect_checkpoint
 
@@ -475,14 +476,10 @@ def _control_files(request: GenerateRequest) -> dict:
 
 def _control_image(path: str, width: int, height: int):
     """The control picture at the output size (as ComfyUI's ControlNetApply scales its hint)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
-    except (UnidentifiedImageError, OSError, ValueError):
-        raise GenerateError(f"--control-image: {Path(path).name} is not a readable picture; give a PNG or "
-                            "JPEG control map") from None
+    picture = read_picture(path, "RGB", "--control-image", "give a PNG or JPEG control map", GenerateError)
+    return picture.resize((width, height), Image.Resampling.BILINEAR)
 
 
 def _flux_noise(pipe, plan, seed: int):

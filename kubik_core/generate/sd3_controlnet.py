@@ -52,6 +52,7 @@ from ..checkpoints.layout import count_indexed
 from ..checkpoints.modules import load_strict
 from ..checkpoints.parts import shape_of
 from ..checkpoints.sd3 import HEAD_WIDTH
+from ..common.pictures import read_picture
 from .controlnet import SD3_MARK, ControlNetError, file_kind, refusal, unmarked
 
 SUPPORTED_SD3 = ("an SD3/SD3.5 ControlNet: InstantX's SD3 or TensorArt's SD3.5M ControlNets (diffusers' layout), "
@@ -420,11 +421,7 @@ def inpainting_advice(control, name: str, mask: str, strength: float | None) -> 
 def mask_picture(path: str, width: int, height: int):
     """The mask as a grey PIL picture at ``width`` x ``height`` (the control picture's size); the
     pipeline splits it at half grey (white = repaint)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        with Image.open(path) as image:
-            return image.convert("L").resize((width, height), Image.Resampling.BILINEAR)
-    except (UnidentifiedImageError, OSError, ValueError):
-        raise ControlNetError(f"--mask: {Path(path).name} is not a readable picture; give a PNG or JPEG mask "
-                              f"({MASK_HELP})") from None
+    picture = read_picture(path, "L", "--mask", f"give a PNG or JPEG mask ({MASK_HELP})", ControlNetError)
+    return picture.resize((width, height), Image.Resampling.BILINEAR)

@@ -17,7 +17,11 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from kubik_core.cli import main
+from kubik_core.generate.controlnet import ControlNetError
+from kubik_core.generate.ip_adapter import IPAdapterError, reference_image
 from kubik_core.generate.loras import GenerateLoraError, parse_explicit
+from kubik_core.generate.run import GenerateError, _control_image
+from kubik_core.generate.sd3_controlnet import mask_picture
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -218,3 +222,35 @@ def test_a_prompt_swallowed_by_text_encoders_is_named_as_the_fault(sd15, tmp_pat
                                    "--text-encoders FILE ...")
     status, err = _run("generate", "--checkpoint", sd15)
     assert status == 2 and err == "kubik generate: error: no prompt: kubik generate \"PROMPT\" --checkpoint FILE"
+
+
+# Pictures PIL refuses to decode: a small PNG whose header claims 20000 x 20000 pixels (a
+# "decompression bomb") makes PIL raise DecompressionBombError, which is no OSError or ValueError
+# and used to escape as a traceback.
+TOO_LARGE = "is larger than 178,956,970 pixels, too large to read safely; scale it down and save it again"
+
+
+@pytest.fixture(scope="module")
+def bomb(tmp_path_factory):
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("bomb") / "bomb.png"
+    Image.new("1", (20000, 20000)).save(path, optimize=True)   # ~50 kB on disk, 400 M pixels
+    assert path.stat().st_size < 100_000
+    return path
+
+
+@pytest.mark.parametrize("read, error, flag", [
+    (lambda p: _control_image(p, 8, 8), GenerateError, "--control-image"),
+    (lambda p: mask_picture(p, 8, 8), ControlNetError, "--mask"),
+    (reference_image, IPAdapterError, "--reference"),
+])
+def test_a_decompression_bomb_is_one_line_for_every_picture_flag(bomb, read, error, flag):
+    with pytest.raises(error) as caught:
+        read(bomb)
+    assert str(caught.value) == f"{flag}: bomb.png {TOO_LARGE}"
+
+
+def test_the_command_refuses_a_bomb_as_control_image_in_one_line(sd15, tmp_path, bomb):
+    status, err = _generate(sd15, tmp_path, "--controlnet", _controlnet(tmp_path), "--control-image", bomb)
+    assert (status, err) == (2, f"kubik generate: error: --control-image: bomb.png {TOO_LARGE}")
