@@ -222,16 +222,22 @@ def _plan_sd3(adapter: str, reference: str, encoder: str | None, weight: float |
     layout = inspect_sd3_adapter(shapes, name)
     check_against_sd3(layout, transformer_config(transformer.shapes, transformer.name))
     check_modules(layout, shapes)
+    encoder_layout = inspect_siglip(_siglip_encoder(encoder, adapter, name))
+    check_sd3_encoder(layout, encoder_layout)
+    value, reason, source = _weight_advice(weight, analysis, family)
+    return IPAdapterPlan(layout.name, layout.kind, encoder_layout.name, Path(reference).name, value, reason, source,
+                         encoder_layout, sd3_layout=layout)
+
+
+def _siglip_encoder(encoder: str | None, adapter: str, name: str) -> str:
+    """The SigLIP encoder InstantX's adapters need: ``--image-encoder``, else an ``image_encoder``
+    beside the adapter file; one line when there is neither (nothing is downloaded)."""
     encoder = encoder or default_encoder(adapter)
     if encoder is None:
         raise IPAdapterError(f"--image-encoder: {name} needs the SigLIP vision encoder it was trained with; give "
                              "google/siglip-so400m-patch14-384's folder or ComfyUI's sigclip_vision_patch14_384 "
                              "file (none is downloaded)")
-    encoder_layout = inspect_siglip(encoder)
-    check_sd3_encoder(layout, encoder_layout)
-    value, reason, source = _weight_advice(weight, analysis, family)
-    return IPAdapterPlan(layout.name, layout.kind, encoder_layout.name, Path(reference).name, value, reason, source,
-                         encoder_layout, sd3_layout=layout)
+    return encoder
 
 
 def _plan_instantx_flux(adapter: str, reference: str, encoder: str | None, weight: float | None, transformer,
@@ -257,12 +263,7 @@ def _plan_instantx_flux(adapter: str, reference: str, encoder: str | None, weigh
     layout = instantx.inspect_instantx_flux(shapes, name)
     instantx.check_against_flux(layout, transformer_config(transformer.shapes, transformer.name))
     instantx.check_modules(layout, shapes)
-    encoder = encoder or default_encoder(adapter)
-    if encoder is None:
-        raise IPAdapterError(f"--image-encoder: {name} needs the SigLIP vision encoder it was trained with; give "
-                             "google/siglip-so400m-patch14-384's folder or ComfyUI's sigclip_vision_patch14_384 "
-                             "file (none is downloaded)")
-    encoder_layout = inspect_siglip(encoder)
+    encoder_layout = inspect_siglip(_siglip_encoder(encoder, adapter, name))
     instantx.check_encoder(layout, encoder_layout, has_pooling_head(encoder_layout))
     if weight is None:
         value, reason, source = INSTANTX_FLUX_IP_WEIGHT

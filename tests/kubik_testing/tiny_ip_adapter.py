@@ -117,7 +117,6 @@ def write_tiny_instantx_sd3_ip_adapter(path: str | Path, sd3_file: str | Path, i
     seeded N(0, 1/fan_in), norms 1, so weight 1 visibly changes a picture."""
     import torch
     from safetensors import safe_open
-    from safetensors.torch import save_file
 
     with safe_open(str(sd3_file), framework="pt") as handle:
         keys = [k.removeprefix("model.diffusion_model.") for k in handle.keys()]
@@ -157,14 +156,7 @@ def write_tiny_instantx_sd3_ip_adapter(path: str | Path, sd3_file: str | Path, i
                           f"{number}.to_k_ip.weight": lecun(width, width),
                           f"{number}.to_v_ip.weight": lecun(width, width),
                           **{f"{number}.{name}.weight": torch.ones(64) for name in ("norm_q", "norm_k", "norm_ip_k")}})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".bin":
-        torch.save({"image_proj": projection, "ip_adapter": attention}, str(path))
-    else:
-        save_file({**{f"image_proj.{k}": v for k, v in projection.items()},
-                   **{f"ip_adapter.{k}": v for k, v in attention.items()}}, str(path))
-    return path
+    return _save_instantx(path, projection, attention)
 
 
 def write_tiny_instantx_flux_ip_adapter(path: str | Path, flux_file: str | Path, image_features: int,
@@ -182,7 +174,6 @@ def write_tiny_instantx_flux_ip_adapter(path: str | Path, flux_file: str | Path,
     ``width`` and ``blocks`` replace the header's values. Seeded N(0, 1/fan_in) values."""
     import torch
     from safetensors import safe_open
-    from safetensors.torch import save_file
 
     with safe_open(str(flux_file), framework="pt") as handle:
         shapes = {k.removeprefix("model.diffusion_model."): tuple(handle.get_slice(k).get_shape())
@@ -199,6 +190,15 @@ def write_tiny_instantx_flux_ip_adapter(path: str | Path, flux_file: str | Path,
                   "proj.2.weight": lecun(tokens * context, 2 * image_features), "proj.2.bias": lecun(tokens * context),
                   "norm.weight": torch.ones(context), "norm.bias": torch.zeros(context)}
     attention = {f"{number}.to_{which}_ip.weight": lecun(width, context) for number in range(blocks) for which in "kv"}
+    return _save_instantx(path, projection, attention)
+
+
+def _save_instantx(path: str | Path, projection: dict, attention: dict) -> Path:
+    """InstantX's two dictionaries as released (``.bin``: a torch zip file holding ``image_proj`` and
+    ``ip_adapter``) or, for any other suffix, as their .safetensors conversion (prefixed keys)."""
+    import torch
+    from safetensors.torch import save_file
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".bin":
