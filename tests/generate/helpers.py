@@ -1,12 +1,14 @@
 """What several generate test modules do alike, kept in one place: running `kubik` in the test
 process, reading the one line `kubik generate` refuses bad input with, writing a T5 header, and
 taking pictures with a LoRA loaded (unloading it whatever happens, so a module's shared pipeline
-is left as it was)."""
+is left as it was), and a tiny SD3 run read back from its PNG."""
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 
+import numpy as np
 import torch
 
 from kubik_core.cli import main
@@ -53,3 +55,24 @@ def pictures_with_lora(pipe, names, picture, *adapter_weights) -> list:
         return pictures
     finally:
         pipe.unload_lora_weights()
+
+
+def sd3_model(sd3_files) -> list:
+    """The flags naming the tiny SD3.5 Large checkpoint and its three text encoders."""
+    return ["--checkpoint", sd3_files["large"], "--text-encoders", sd3_files["clip_l"], sd3_files["clip_g"],
+            sd3_files["t5xxl"]]
+
+
+def generate_sd3(prompt, sd3_files, tokenizer_dir, t5_tokenizer_dir, out, *extra) -> tuple[np.ndarray, dict, str]:
+    """A 2-step 64x64 `kubik generate` (seed 4) on the tiny SD3.5 Large: its picture, its PNG's
+    ``kubik`` metadata and what it printed."""
+    status, text = run_kubik("generate", prompt, *sd3_model(sd3_files), "--tokenizer", tokenizer_dir,
+                             "--t5-tokenizer", t5_tokenizer_dir, "--steps", 2, "--width", 64, "--height", 64,
+                             "--seed", 4, "--out", out, "--store", out / "learning.sqlite3", "--loras", "none",
+                             "--device", "cpu", "--memory", "none", *extra)
+    assert status == 0, text
+    from PIL import Image
+
+    [png] = out.glob("kubik_*.png")
+    with Image.open(png) as image:
+        return np.asarray(image, dtype=np.float32), json.loads(image.text["kubik"]), text

@@ -13,13 +13,12 @@ SD3.5 Large release (reference names, control_type tensor).
 """
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
 import torch
 
-from .helpers import refusal, run_kubik
+from .helpers import generate_sd3, refusal, sd3_model
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -44,22 +43,8 @@ def controlnets(tmp_path_factory) -> dict:
                                                                 seed=1, layout="diffusers")}
 
 
-def _model(sd3_files) -> list:
-    return ["--checkpoint", sd3_files["large"], "--text-encoders", sd3_files["clip_l"], sd3_files["clip_g"],
-            sd3_files["t5xxl"]]
-
-
 def _generate(sd3_files, tokenizer_dir, t5_tokenizer_dir, out, *extra) -> tuple[np.ndarray, dict, str]:
-    status, text = run_kubik("generate", "a red fox in the snow", *_model(sd3_files), "--tokenizer", tokenizer_dir,
-                             "--t5-tokenizer", t5_tokenizer_dir, "--steps", 2, "--width", 64, "--height", 64,
-                             "--seed", 4, "--out", out, "--store", out / "learning.sqlite3", "--loras", "none",
-                             "--device", "cpu", "--memory", "none", *extra)
-    assert status == 0, text
-    from PIL import Image
-
-    [png] = out.glob("kubik_*.png")
-    with Image.open(png) as image:
-        return np.asarray(image, dtype=np.float32), json.loads(image.text["kubik"]), text
+    return generate_sd3("a red fox in the snow", sd3_files, tokenizer_dir, t5_tokenizer_dir, out, *extra)
 
 
 def test_sd3_controlnet_strength_zero_is_the_plain_picture_and_stabilitys_canny_changes_it(
@@ -138,7 +123,7 @@ def test_hostile_sd3_controlnets_give_one_clear_line(sd3_files, controlnets, hin
     from kubik_core.generate.flux_controlnet import inspect_flux_controlnet
 
     def refused(controlnet, *extra):
-        return refusal(*_model(sd3_files), "--controlnet", controlnet, "--control-image", hint, *extra)
+        return refusal(*sd3_model(sd3_files), "--controlnet", controlnet, "--control-image", hint, *extra)
 
     flux = write_tiny_flux_controlnet(tmp_path / "flux-canny.safetensors")
     assert refused(flux) == ("--controlnet: flux-canny.safetensors is a FLUX.1 ControlNet but the checkpoint is "

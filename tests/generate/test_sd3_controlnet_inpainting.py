@@ -12,12 +12,11 @@ extra_conditioning_channels=1). The model is random, so no test says where the p
 """
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
 
-from .helpers import refusal, run_kubik
+from .helpers import generate_sd3, refusal, sd3_model
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -42,22 +41,8 @@ def files(tmp_path_factory) -> dict:
             "folder": folder}
 
 
-def _model(sd3_files) -> list:
-    return ["--checkpoint", sd3_files["large"], "--text-encoders", sd3_files["clip_l"], sd3_files["clip_g"],
-            sd3_files["t5xxl"]]
-
-
 def _generate(sd3_files, tokenizer_dir, t5_tokenizer_dir, out, *extra) -> tuple[np.ndarray, dict, str]:
-    status, text = run_kubik("generate", "a cat next to a puppy", *_model(sd3_files), "--tokenizer", tokenizer_dir,
-                             "--t5-tokenizer", t5_tokenizer_dir, "--steps", 2, "--width", 64, "--height", 64,
-                             "--seed", 4, "--out", out, "--store", out / "learning.sqlite3", "--loras", "none",
-                             "--device", "cpu", "--memory", "none", *extra)
-    assert status == 0, text
-    from PIL import Image
-
-    [png] = out.glob("kubik_*.png")
-    with Image.open(png) as image:
-        return np.asarray(image, dtype=np.float32), json.loads(image.text["kubik"]), text
+    return generate_sd3("a cat next to a puppy", sd3_files, tokenizer_dir, t5_tokenizer_dir, out, *extra)
 
 
 def test_inpainting_controlnet_runs_with_a_mask(sd3_files, tokenizer_dir, t5_tokenizer_dir, files, tmp_path):
@@ -91,7 +76,7 @@ def test_mask_and_inpainting_controlnet_go_together_in_one_clear_line(sd3_files,
     not_a_picture.write_text("white = repaint")
 
     def refused(*extra):
-        return refusal(*_model(sd3_files), *extra)
+        return refusal(*sd3_model(sd3_files), *extra)
 
     inpaint = ("--controlnet", files["controlnet"], "--control-image", files["picture"])
     assert refused("--mask", files["left"]) == (
