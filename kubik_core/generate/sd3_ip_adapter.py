@@ -127,6 +127,10 @@ def _read_torch_zip(path, name: str, fix: str) -> dict:
     tensors = {f"{part}.{key}": value for part, values in parts.items() for key, value in values.items()}
     if not all(isinstance(v, torch.Tensor) for v in tensors.values()):
         raise IPAdapterError(f"--ip-adapter: {name} holds something other than tensors; {fix}")
+    for key, value in tensors.items():   # a view (stride 0) can claim any shape over a few stored bytes
+        if value.numel() * value.element_size() > value.untyped_storage().nbytes():
+            raise IPAdapterError(f"--ip-adapter: {name}: {key[:80]!r} claims shape {list(value.shape)} but stores "
+                                 f"only {value.untyped_storage().nbytes()} bytes; {fix}")
     return tensors
 
 
@@ -161,20 +165,23 @@ def inspect_sd3_adapter(shapes: dict[str, tuple[int, ...]], name: str) -> SD3Ada
     timestep = shape(f"{PROJECTION}time_embedding.linear_1.weight", 2)[1]
     heads_width = shape(f"{PROJECTION}layers.0.0.to_q.weight", 2)[0]
     feed_forward = shape(f"{PROJECTION}layers.0.1.1.weight", 2)[0]
-    depth = 1 + max(int(m.group(1)) for k in shapes if (m := _RESAMPLER_LAYER.match(k[len(PROJECTION):]))
-                    and k.startswith(PROJECTION))
+    layers = {int(m.group(1)) for k in shapes if k.startswith(PROJECTION)
+              and (m := _RESAMPLER_LAYER.match(k[len(PROJECTION):]))}
     head = shape(f"{ATTENTION}0.norm_q.weight", 1)[0]
     numbers = {int(m.group(1)) for k in shapes if k.startswith(ATTENTION)
                and (m := _ATTENTION_BLOCK.match(k[len(ATTENTION):]))}
     stray = sorted(k for k in shapes if not k.startswith((PROJECTION, ATTENTION)))
     if stray:
         raise IPAdapterError(f"--ip-adapter: {name}: {stray[0][:80]!r} is not part of the layout; {FIX}")
+    if layers != set(range(len(layers))):     # numbered 0, 1, ... (a lone layers.999999999 would build that many)
+        raise IPAdapterError(f"--ip-adapter: {name}: its resampler layers are numbered {min(layers)}..{max(layers)} "
+                             f"({len(layers)} layers), not from 0 without gaps; {FIX}")
     if heads_width % HEAD_WIDTH or feed_forward % resampler or numbers != set(range(len(numbers))):
         raise IPAdapterError(f"--ip-adapter: {name}: its resampler's attention is {heads_width} wide (heads of "
                              f"{HEAD_WIDTH}), its feed-forward {feed_forward} for width {resampler}, its IP blocks "
                              f"numbered {min(numbers)}..{max(numbers)} ({len(numbers)}); these do not fit "
                              f"together; {FIX}")
-    return SD3AdapterLayout(name, tokens, image_features, resampler, heads_width // HEAD_WIDTH, depth,
+    return SD3AdapterLayout(name, tokens, image_features, resampler, heads_width // HEAD_WIDTH, len(layers),
                             feed_forward // resampler, timestep, width, head, len(numbers))
 
 

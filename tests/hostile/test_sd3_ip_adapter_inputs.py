@@ -175,3 +175,34 @@ def test_googles_whole_siglip_folder_gives_its_vision_tower(tmp_path):
         expected = whole.vision_model(pixels, output_hidden_states=True).hidden_states[-2]
         found = encoder(pixels, output_hidden_states=True).hidden_states[-2]
     torch.testing.assert_close(found, expected)
+
+
+def test_an_adapter_with_a_lone_far_resampler_layer_is_one_line(tmp_path):
+    """One tensor named ``layers.999999999`` made the meta-device check build a billion resampler
+    layers (a hang); the layers must be numbered from 0 without gaps."""
+    from safetensors.torch import load_file
+
+    from kubik_core.generate.sd3_ip_adapter import inspect_sd3_adapter, read_shapes
+
+    tensors = load_file(str(_instantx_adapter(tmp_path, ".safetensors")))
+    save_file({**tensors, "image_proj.layers.999999999.0.norm1.weight": torch.ones(1)}, str(tmp_path / "far.safetensors"))
+    with pytest.raises(IPAdapterError) as caught:
+        inspect_sd3_adapter(read_shapes(tmp_path / "far.safetensors"), "far.safetensors")
+    assert str(caught.value) == ("--ip-adapter: far.safetensors: its resampler layers are numbered 0..999999999 "
+                                 "(2 layers), not from 0 without gaps; give InstantX's SD3.5-Large-IP-Adapter "
+                                 "ip-adapter.bin as released, or its .safetensors conversion")
+
+
+def test_a_bin_tensor_claiming_more_than_it_stores_is_one_line(tmp_path):
+    """A torch file can hold a stride-0 view: a huge shape over 4 stored bytes, which the real
+    modules would then allocate (here 10**9 image tokens)."""
+    from kubik_core.generate.sd3_ip_adapter import read_shapes
+
+    parts = torch.load(_instantx_adapter(tmp_path, ".bin"), weights_only=True)
+    parts["image_proj"]["latents"] = torch.zeros(1).as_strided((1, 10**9, 64), (0, 0, 0))
+    torch.save(parts, tmp_path / "views.bin")
+    with pytest.raises(IPAdapterError) as caught:
+        read_shapes(tmp_path / "views.bin")
+    assert str(caught.value) == ("--ip-adapter: views.bin: 'image_proj.latents' claims shape [1, 1000000000, 64] but "
+                                 "stores only 4 bytes; give InstantX's SD3.5-Large-IP-Adapter ip-adapter.bin as "
+                                 "released, or its .safetensors conversion")
