@@ -104,6 +104,19 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_generate)
 
 
+def _escaped_names(message: str, args) -> str:
+    """``message`` with each given file name holding a line break written escaped (a\\nb.png), so
+    the one line printed keeps the name and the fix after it instead of stopping inside the name."""
+    from pathlib import Path
+
+    given = [args.checkpoint, args.vae, args.controlnet, args.control_image, args.mask, args.ip_adapter,
+             args.reference, args.image_encoder, *(args.text_encoders or [])]
+    for name in {Path(path).name for path in given if path}:
+        if "\n" in name or "\r" in name:
+            message = message.replace(name, repr(name)[1:-1])
+    return message
+
+
 def run_generate(args) -> int:
     from .run import GenerateRequest, generate, plan_generation
 
@@ -137,7 +150,7 @@ def run_generate(args) -> int:
         with tqdm(total=request.count, desc="generating", unit="image", disable=args.json, leave=False) as bar:
             result = generate(prepared, progress=lambda done, total: bar.update(1))
     except ValueError as exc:      # every engine error is a ValueError with a one-line message
-        raise CommandError(str(exc).splitlines()[0]) from None
+        raise CommandError(_escaped_names(str(exc), args).splitlines()[0]) from None
     if args.json:
         print(json.dumps({"plan": prepared.to_dict(), "images": result.images,
                           "generation_ids": result.generation_ids, "seeds": result.seeds,

@@ -254,3 +254,17 @@ def test_a_decompression_bomb_is_one_line_for_every_picture_flag(bomb, read, err
 def test_the_command_refuses_a_bomb_as_control_image_in_one_line(sd15, tmp_path, bomb):
     status, err = _generate(sd15, tmp_path, "--controlnet", _controlnet(tmp_path), "--control-image", bomb)
     assert (status, err) == (2, f"kubik generate: error: --control-image: bomb.png {TOO_LARGE}")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (lambda t, bad: ("--controlnet", _controlnet(t), "--control-image", bad),
+     "--control-image: hint\\nrm -rf.png is not a readable picture; give a PNG or JPEG control map"),
+    (lambda t, bad: ("--ip-adapter", _text(t / "ip.safetensors"), "--reference", bad),
+     "--reference: hint\\nrm -rf.png is not a readable picture; give a PNG or JPEG"),
+])
+def test_a_file_name_with_a_line_break_stays_whole_on_the_one_line(sd15, tmp_path, flags, message):
+    """The error line used to stop inside such a name ("--reference: hint"), losing the rest of
+    the name and the fix; the name is now written escaped."""
+    bad = _text(tmp_path / "hint\nrm -rf.png")
+    status, err = _generate(sd15, tmp_path, "--dry-run", *flags(tmp_path, bad))
+    assert (status, err) == (2, f"kubik generate: error: {message}")
