@@ -26,9 +26,21 @@ def read_picture(path: str | os.PathLike, mode: str, flag: str, fix: str, error:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below past PIL's hard bound
             with Image.open(path) as image:
+                if image.mode.startswith("I;16") or image.mode == "I":
+                    image = _eight_bit_grey(image)
                 return image.convert(mode)
     except Image.DecompressionBombError:
         raise error(f"{flag}: {name} is larger than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, too large to read "
                     "safely; scale it down and save it again") from None
     except (OSError, ValueError, SyntaxError, EOFError):   # UnidentifiedImageError is an OSError
         raise error(f"{flag}: {name} is not a readable picture; {fix}") from None
+
+
+def _eight_bit_grey(image):
+    """A 16-bit grey picture (depth maps, masks saved at 16 bits) as 8-bit grey, scaled by 1/256:
+    PIL's own conversion clips every value above 255 to white, so a 30% grey mask read as repaint."""
+    import numpy as np
+    from PIL import Image
+
+    values = np.asarray(image)
+    return Image.fromarray(np.clip(values >> 8, 0, 255).astype(np.uint8), "L")

@@ -268,3 +268,14 @@ def test_a_file_name_with_a_line_break_stays_whole_on_the_one_line(sd15, tmp_pat
     bad = _text(tmp_path / "hint\nrm -rf.png")
     status, err = _generate(sd15, tmp_path, "--dry-run", *flags(tmp_path, bad))
     assert (status, err) == (2, f"kubik generate: error: {message}")
+
+
+def test_a_16_bit_grey_mask_keeps_its_greys(tmp_path):
+    """PIL converts 16-bit grey to 8 bits by clipping: a 30% grey (20000 of 65535) became white, so
+    the area to keep was repainted; the values are now scaled by 1/256."""
+    import numpy
+    from PIL import Image
+
+    Image.fromarray(numpy.array([[0, 20000, 40000, 65535]], numpy.uint16)).save(tmp_path / "mask16.png")
+    assert Image.open(tmp_path / "mask16.png").mode == "I;16"
+    assert numpy.asarray(mask_picture(tmp_path / "mask16.png", 4, 1)).tolist() == [[0, 78, 156, 255]]
