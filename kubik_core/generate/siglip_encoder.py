@@ -74,7 +74,7 @@ def _folder_config(folder: Path) -> dict:
         config = load_config_file(folder / "config.json", MAX_CONFIG_BYTES)
     except ConfigFileError as exc:
         raise IPAdapterError(f"--image-encoder: {name}: {exc}; {FIX}") from None
-    kind = str(config.get("model_type"))[:40]
+    kind = " ".join(str(config.get("model_type")).split())[:40]    # one line, whatever the file holds
     if kind == "siglip" and isinstance(config.get("vision_config"), dict):
         config = config["vision_config"]
     elif kind != "siglip_vision_model":
@@ -109,7 +109,7 @@ def _single_file_config(shapes: dict, name: str) -> dict:
         width, channels, patch, _ = shapes["embeddings.patch_embedding.weight"]
         positions = shapes["embeddings.position_embedding.weight"][0]
         intermediate = shapes["encoder.layers.0.mlp.fc1.weight"][0]
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, IndexError):     # IndexError: a 0-D shape
         raise IPAdapterError(f"--image-encoder: {name} is not a SigLIP vision model in transformers' layout "
                              f"(vision_model.embeddings.*, vision_model.encoder.layers.*); {FIX}") from None
     layers = 1 + max(int(m.group(1)) for k in shapes if (m := _LAYER.match(k)))

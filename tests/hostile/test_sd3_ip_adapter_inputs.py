@@ -76,6 +76,9 @@ def test_comfyuis_single_so400m_file_gets_comfyuis_settings():
     ({"text_model.embeddings.token_embedding.weight": (8, 8)},
      "--image-encoder: f.safetensors is not a SigLIP vision model in transformers' layout (vision_model.embeddings.*, "
      f"vision_model.encoder.layers.*); {SIGLIP_FIX}"),
+    ({**_so400m(), "vision_model.embeddings.position_embedding.weight": ()},     # 0-D: was an IndexError traceback
+     "--image-encoder: f.safetensors is not a SigLIP vision model in transformers' layout (vision_model.embeddings.*, "
+     f"vision_model.encoder.layers.*); {SIGLIP_FIX}"),
 ])
 def test_bad_single_file_encoders_are_one_line(shapes, message):
     with pytest.raises(IPAdapterError) as caught:
@@ -114,6 +117,9 @@ def test_siglip_folders_whole_model_or_tower(tmp_path):
      f"--image-encoder: enc: config.json has no intermediate_size; {SIGLIP_FIX}"),
     ({"model_type": "dinov2", **TOWER},
      f"--image-encoder: enc holds a dinov2 model, not the SigLIP vision encoder InstantX's IP-Adapters read; "
+     f"{SIGLIP_FIX}"),
+    ({"model_type": "dino\nv2", **TOWER},      # the line used to break inside the model type, losing the fix
+     f"--image-encoder: enc holds a dino v2 model, not the SigLIP vision encoder InstantX's IP-Adapters read; "
      f"{SIGLIP_FIX}"),
 ])
 def test_bad_siglip_folder_configs_are_one_line(tmp_path, config, message):
