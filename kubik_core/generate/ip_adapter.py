@@ -253,6 +253,8 @@ def _plan_instantx_flux(adapter: str, reference: str, encoder: str | None, weigh
     try:
         shapes = read_shapes(adapter, instantx.FIX)
     except IPAdapterError:      # not readable as InstantX's: XLabs' checks say what is wrong
+        if Path(adapter).name.lower().endswith(".bin"):    # ... unless a .bin, which XLabs' reader never reads
+            raise
         return None
     if not instantx.is_instantx_flux_layout(shapes):
         return None

@@ -277,3 +277,16 @@ def test_fuzz_ip_adapter_headers_give_a_layout_or_one_clear_line(tmp_path_factor
         assert str(exc).startswith("--ip-adapter: ") and "\n" not in str(exc)
         return
     assert layout.kind in ("basic", "plus", "full") and layout.layers >= 1 and layout.cross_attention_dim >= 1
+
+
+def test_a_legacy_pickle_bin_with_a_flux_checkpoint_is_named_as_such(tmp_path):
+    """A .bin that InstantX's reader refuses used to fall through to XLabs' safetensors reader,
+    whose line ("header length ... not plausible; not a safetensors file?") hid the real fault."""
+    import pickle
+
+    (tmp_path / "ip-adapter.bin").write_bytes(pickle.dumps({"image_proj": {}, "ip_adapter": {}}))
+    status, err = _generate(tmp_path, FLUX, "--ip-adapter", tmp_path / "ip-adapter.bin",
+                            "--reference", _picture(tmp_path / "r.png"))
+    assert (status, err) == (2, "kubik generate: error: --ip-adapter: ip-adapter.bin is not a zip-format torch file "
+                                "(a legacy pickle is never opened); convert it to .safetensors where it came from, "
+                                "or give the released ip-adapter.bin")
