@@ -159,20 +159,20 @@ def load_siglip(encoder: EncoderLayout):
             probe = SiglipVisionModel(settings)
     except Exception as exc:    # transformers refusing a value (heads not dividing the width ...)
         raise IPAdapterError(f"--image-encoder: {encoder.name}: its config does not describe a SigLIP vision "
-                             f"model ({' '.join(str(exc).split())[:160]})") from None
+                             f"model ({' '.join(str(exc).split())[:160]}); {FIX}") from None
     prefix = VISION if any(k.startswith(VISION) for k in probe.state_dict()) else ""   # transformers 4 or 5
     try:
         check_matches(probe, {prefix + k: shape for k, (_, shape) in tower.items()}, encoder.name)
     except WeightsFileError as exc:
-        raise IPAdapterError(f"--image-encoder: {exc}") from None
+        raise IPAdapterError(f"--image-encoder: {exc}; {FIX}") from None
     try:      # the tower's tensors only (a whole SiglipModel also holds the text tower)
         with open_safetensors(path, encoder.name) as handle:
             state = {prefix + k: handle.get_tensor(key).float() for k, (key, _) in tower.items()}
     except SafetensorsFileError as exc:
-        raise IPAdapterError(f"--image-encoder: {exc}") from None
+        raise IPAdapterError(f"--image-encoder: {exc}; {FIX}") from None
     except Exception as exc:    # safetensors' own error for a file cut short since its header was read
         raise IPAdapterError(f"--image-encoder: {encoder.name}: its tensors cannot be read "
-                             f"({' '.join(str(exc).split())[:120]})") from None
+                             f"({' '.join(str(exc).split())[:120]}); {FIX}") from None
     model = SiglipVisionModel(settings)
     model.load_state_dict(state, strict=True)
     return model.eval()

@@ -212,3 +212,18 @@ def test_a_bin_tensor_claiming_more_than_it_stores_is_one_line(tmp_path):
     assert str(caught.value) == ("--ip-adapter: views.bin: 'image_proj.latents' claims shape [1, 1000000000, 64] but "
                                  "stores only 4 bytes; give InstantX's SD3.5-Large-IP-Adapter ip-adapter.bin as "
                                  "released, or its .safetensors conversion")
+
+
+def test_a_siglip_config_transformers_refuses_names_the_fix(tmp_path):
+    """Heads that do not divide the width: the line used to end at transformers' reason, with no fix."""
+    from kubik_core.generate.siglip_encoder import load_siglip
+    from kubik_testing.tiny_vision import tiny_siglip_vision
+
+    folder = tiny_siglip_vision(tmp_path / "siglip")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "hidden_size": 32, "num_attention_heads": 3}))
+    with pytest.raises(IPAdapterError) as caught:
+        load_siglip(inspect_siglip(folder))
+    assert str(caught.value) == ("--image-encoder: siglip: its config does not describe a SigLIP vision model "
+                                 "(embed_dim must be divisible by num_heads (got `embed_dim`: 32 and `num_heads`: 3).); "
+                                 f"{SIGLIP_FIX}")
