@@ -26,7 +26,7 @@ def read_picture(path: str | os.PathLike, mode: str, flag: str, fix: str, error:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below past PIL's hard bound
             with Image.open(path) as image:
-                if image.mode.startswith("I;16") or image.mode == "I":
+                if image.mode.startswith("I;16"):     # 16-bit grey PNG/TIFF ("I" has no fixed range: left to PIL)
                     image = _eight_bit_grey(image)
                 return image.convert(mode)
     except Image.DecompressionBombError:
