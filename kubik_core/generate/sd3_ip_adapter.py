@@ -127,10 +127,11 @@ def _read_torch_zip(path, name: str, fix: str) -> dict:
     tensors = {f"{part}.{key}": value for part, values in parts.items() for key, value in values.items()}
     if not all(isinstance(v, torch.Tensor) for v in tensors.values()):
         raise IPAdapterError(f"--ip-adapter: {name} holds something other than tensors; {fix}")
-    for key, value in tensors.items():   # a view (stride 0) can claim any shape over a few stored bytes
-        if value.numel() * value.element_size() > value.untyped_storage().nbytes():
-            raise IPAdapterError(f"--ip-adapter: {name}: {key[:80]!r} claims shape {list(value.shape)} but stores "
-                                 f"only {value.untyped_storage().nbytes()} bytes; {fix}")
+    for key, value in tensors.items():   # a view (stride 0), sparse or meta tensor can claim any shape over a few bytes
+        if value.layout != torch.strided or value.is_meta or \
+                value.numel() * value.element_size() > value.untyped_storage().nbytes():
+            raise IPAdapterError(f"--ip-adapter: {name}: {key[:80]!r} claims shape {list(value.shape)} without storing "
+                                 f"its values (a strided view, sparse or meta tensor); {fix}")
     return tensors
 
 

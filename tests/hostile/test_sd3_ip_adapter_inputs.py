@@ -199,19 +199,24 @@ def test_an_adapter_with_a_lone_far_resampler_layer_is_one_line(tmp_path):
                                  "ip-adapter.bin as released, or its .safetensors conversion")
 
 
-def test_a_bin_tensor_claiming_more_than_it_stores_is_one_line(tmp_path):
-    """A torch file can hold a stride-0 view: a huge shape over 4 stored bytes, which the real
-    modules would then allocate (here 10**9 image tokens)."""
+@pytest.mark.parametrize("claim", [
+    lambda: torch.zeros(1).as_strided((1, 10**9, 64), (0, 0, 0)),
+    lambda: torch.sparse_coo_tensor(torch.zeros(3, 1, dtype=torch.long), torch.ones(1), (1, 10**9, 64)),
+    lambda: torch.empty(1, 10**9, 64, device="meta"),
+], ids=["stride-0 view", "sparse", "meta"])
+def test_a_bin_tensor_claiming_more_than_it_stores_is_one_line(tmp_path, claim):
+    """A torch file can hold a huge shape over a few stored bytes (here 10**9 image tokens), which
+    the real modules would then allocate; a sparse one was a NotImplementedError traceback."""
     from kubik_core.generate.sd3_ip_adapter import read_shapes
 
     parts = torch.load(_instantx_adapter(tmp_path, ".bin"), weights_only=True)
-    parts["image_proj"]["latents"] = torch.zeros(1).as_strided((1, 10**9, 64), (0, 0, 0))
+    parts["image_proj"]["latents"] = claim()
     torch.save(parts, tmp_path / "views.bin")
     with pytest.raises(IPAdapterError) as caught:
         read_shapes(tmp_path / "views.bin")
-    assert str(caught.value) == ("--ip-adapter: views.bin: 'image_proj.latents' claims shape [1, 1000000000, 64] but "
-                                 "stores only 4 bytes; give InstantX's SD3.5-Large-IP-Adapter ip-adapter.bin as "
-                                 "released, or its .safetensors conversion")
+    assert str(caught.value) == ("--ip-adapter: views.bin: 'image_proj.latents' claims shape [1, 1000000000, 64] "
+                                 "without storing its values (a strided view, sparse or meta tensor); give InstantX's "
+                                 "SD3.5-Large-IP-Adapter ip-adapter.bin as released, or its .safetensors conversion")
 
 
 def test_a_siglip_config_transformers_refuses_names_the_fix(tmp_path):
