@@ -172,8 +172,8 @@ class KubikLoraRecommender:
             family_id = detect_family(info, "auto").family
         library, index = _library()
         missing = bridge.missing_model_folder("loras")
-        if missing and not library.entries:
-            raise ValueError(f"no LoRA to recommend: {missing}")
+        if missing and not library.entries:   # the graph still runs (no LoRA); the explanation says why
+            notes = [f"no LoRA to recommend: {missing}", *notes]
         embed = _cached_embedder(clip) if clip is not None else None
         rec = recommend(index, analysis, family=family_id, max_loras=max_loras, priority=priority,
                         blocklist=blocklist, weights=weights,
