@@ -132,6 +132,9 @@ def _read_torch_zip(path, name: str, fix: str) -> dict:
                 value.numel() * value.element_size() > value.untyped_storage().nbytes():
             raise IPAdapterError(f"--ip-adapter: {name}: {key[:80]!r} claims shape {list(value.shape)} without storing "
                                  f"its values (a strided view, sparse or meta tensor); {fix}")
+        if not value.is_floating_point():    # quantized or integer values the modules cannot take
+            raise IPAdapterError(f"--ip-adapter: {name}: {key[:80]!r} holds {str(value.dtype).removeprefix('torch.')} "
+                                 f"values, not floating-point weights; {fix}")
     return tensors
 
 

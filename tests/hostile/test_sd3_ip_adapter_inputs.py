@@ -219,6 +219,24 @@ def test_a_bin_tensor_claiming_more_than_it_stores_is_one_line(tmp_path, claim):
                                  "SD3.5-Large-IP-Adapter ip-adapter.bin as released, or its .safetensors conversion")
 
 
+def test_a_bin_with_quantized_weights_is_one_line(tmp_path):
+    """Planned fine, then failed while loading with a RuntimeError traceback (.float() of qint8)."""
+    import warnings
+
+    from kubik_core.generate.sd3_ip_adapter import read_shapes
+
+    parts = torch.load(_instantx_adapter(tmp_path, ".bin"), weights_only=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)       # torch's deprecation of quantized tensors
+        parts["image_proj"]["latents"] = torch.quantize_per_tensor(parts["image_proj"]["latents"], 0.1, 0, torch.qint8)
+    torch.save(parts, tmp_path / "q.bin")
+    with pytest.raises(IPAdapterError) as caught:
+        read_shapes(tmp_path / "q.bin")
+    assert str(caught.value) == ("--ip-adapter: q.bin: 'image_proj.latents' holds qint8 values, not floating-point "
+                                 "weights; give InstantX's SD3.5-Large-IP-Adapter ip-adapter.bin as released, or its "
+                                 ".safetensors conversion")
+
+
 def test_a_siglip_config_transformers_refuses_names_the_fix(tmp_path):
     """Heads that do not divide the width: the line used to end at transformers' reason, with no fix."""
     from kubik_core.generate.siglip_encoder import load_siglip
