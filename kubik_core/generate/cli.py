@@ -65,8 +65,8 @@ def register(subparsers) -> None:
                    help="the control picture (a canny/depth/pose map), scaled to the output size")
     p.add_argument("--mask", default=None, metavar="IMG",
                    help="with an SD3 inpainting ControlNet (alimama-creative/SD3-Controlnet-Inpainting) and the "
-                        "picture to repaint as --control-image: white = repaint, black = keep (any size: scaled to "
-                        "the control picture)")
+                        "picture to repaint as --control-image: white = repaint, black = keep, or transparent = "
+                        "repaint in a picture with transparency (any size: scaled to the control picture)")
     p.add_argument("--control-type", default="auto", choices=("auto",) + CONTROL_TYPES,
                    help="what the control picture is (default auto: from the prompt); picks the published strength "
                         "and end, and a FLUX Union ControlNet's mode")

@@ -25,7 +25,8 @@ Inpainting ControlNets (alimama-creative/SD3-Controlnet-Inpainting, diffusers' l
 input channel: 17 = the VAE latent of the masked picture + the mask) run with ``--mask IMG`` through
 diffusers' StableDiffusion3ControlNetInpaintingPipeline: the control picture is the picture to
 repaint, the mask is read as ComfyUI and diffusers read masks (white = repaint, black = keep;
-grey is split at half), scaled to the control picture's size. The pipeline gives the ControlNet the
+grey is split at half; in a picture with transparency, transparent = repaint, as ComfyUI's
+LoadImage makes its MASK), scaled to the control picture's size. The pipeline gives the ControlNet the
 latent of the picture with the area to repaint blacked out, and the mask; the whole picture is
 sampled from noise under its guidance (no latent blending: the kept area is redrawn, not pasted
 back). A mask goes only with such a ControlNet, and such a ControlNet only with a mask
@@ -420,8 +421,14 @@ def inpainting_advice(control, name: str, mask: str, strength: float | None) -> 
 
 def mask_picture(path: str, width: int, height: int):
     """The mask as a grey PIL picture at ``width`` x ``height`` (the control picture's size); the
-    pipeline splits it at half grey (white = repaint)."""
-    from PIL import Image
+    pipeline splits it at half grey (white = repaint).
 
-    picture = read_picture(path, "L", "--mask", f"give a PNG or JPEG mask ({MASK_HELP})", ControlNetError)
-    return picture.resize((width, height), Image.Resampling.BILINEAR)
+    A picture with transparency is read as ComfyUI's LoadImage reads its MASK: transparent =
+    repaint (255 - alpha), so a PNG saved by ComfyUI's mask editor means here what it means there;
+    an opaque picture is read by its grey values."""
+    from PIL import Image, ImageChops
+
+    picture = read_picture(path, "RGBA", "--mask", f"give a PNG or JPEG mask ({MASK_HELP})", ControlNetError)
+    alpha = picture.getchannel("A")
+    mask = ImageChops.invert(alpha) if alpha.getextrema()[0] < 255 else picture.convert("L")
+    return mask.resize((width, height), Image.Resampling.BILINEAR)

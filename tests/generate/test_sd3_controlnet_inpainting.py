@@ -95,3 +95,23 @@ def test_mask_and_inpainting_controlnet_go_together_in_one_clear_line(sd3_files,
     assert refused(*inpaint, "--mask", files["left"], "--control-type", "canny") == (
         "--control-type canny: SD3-Controlnet-Inpainting.safetensors is an inpainting ControlNet (it reads the "
         "picture to repaint and --mask, no map); give --control-type auto")
+
+
+def test_a_mask_with_transparency_is_read_as_comfyuis_load_image_reads_it(tmp_path):
+    """ComfyUI's mask editor saves the picture with the area to repaint transparent, and LoadImage's
+    MASK is 1 - alpha: read that way here too; an opaque picture is read by its grey values."""
+    from PIL import Image
+
+    from kubik_core.generate.sd3_controlnet import mask_picture
+
+    edited = np.zeros((4, 4, 4), np.uint8)         # black everywhere, the left half made transparent
+    edited[..., 3] = 255
+    edited[:, :2, 3] = 0
+    Image.fromarray(edited, "RGBA").save(tmp_path / "edited.png")
+    opaque = np.zeros((4, 4, 4), np.uint8)         # white on the left, fully opaque
+    opaque[..., 3] = 255
+    opaque[:, :2, :3] = 255
+    Image.fromarray(opaque, "RGBA").save(tmp_path / "opaque.png")
+    left_white = [[255, 255, 0, 0]] * 4
+    for name in ("edited.png", "opaque.png"):
+        assert np.asarray(mask_picture(tmp_path / name, 4, 4)).tolist() == left_white, name
